@@ -1,0 +1,54 @@
+# Peerlens: `make run` and `make test` bootstrap everything on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+export PEERLENS_ENV ?= dev
+
+.PHONY: run test bench setup browser postgres migrate demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's Chromium and its driver drive the participant-form tests.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  echo "installing Debian chromium + chromium-driver"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null \
+	  || { echo "error: could not install chromium (run as root or install chromium and chromium-driver)"; exit 1; }; \
+	fi
+
+# PostgreSQL must answer: the suite runs every database test against it too.
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  echo "PostgreSQL is not answering; starting it"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	  for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	@pg_isready -h 127.0.0.1 -p 5432 || { echo "error: PostgreSQL at 127.0.0.1:5432 is required for the tests"; exit 1; }
+
+migrate: setup
+	$(VENV)/bin/peerlens migrate
+
+demo: migrate
+	$(VENV)/bin/peerlens demo
+
+run: demo
+	$(VENV)/bin/peerlens serve --host $(HOST) --port $(PORT)
+
+test: setup browser postgres
+	PEERLENS_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: setup postgres
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) peerlens.db artifacts

@@ -1,0 +1,1 @@
+"""Instrument definitions as data and one scoring engine."""

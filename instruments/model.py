@@ -1,0 +1,128 @@
+"""Data types of the instrument library.
+
+An :class:`Instrument` is loaded from a YAML definition; the scoring engine turns a response's
+answers into :class:`Score` rows and reports every :class:`Problem` at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, asdict
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    """One response option: the numeric code stored, its label, and whether it means "no answer"."""
+
+    code: int | float
+    label: str
+    missing: bool = False  # e.g. PAM-13 "N/A", HLS-EU "don't know": stored, but not an answer for scoring
+
+
+@dataclass(frozen=True)
+class Item:
+    code: str
+    text: str | None  # None where the licence forbids shipping the wording
+    options: tuple[Option, ...] = ()
+    reverse: bool = False
+    scored: bool = True
+    kind: str = "choice"  # choice | integer | number | text | date | multi
+    min: float | None = None
+    max: float | None = None
+    identifier: bool = False  # direct identifier: exports drop it
+    label: str | None = None  # short label for data dictionaries (wording may be absent)
+
+    def option_codes(self) -> set:
+        return {o.code for o in self.options}
+
+
+@dataclass(frozen=True)
+class Band:
+    label: str
+    min: float
+    max: float
+    level: int | None = None
+
+
+@dataclass(frozen=True)
+class Scale:
+    code: str
+    label: str
+    items: tuple[str, ...]
+    method: str  # sum | mean | prorated_sum | dichotomised_sum | lookup | item
+    min_items: int
+    range: tuple[float, float]
+    bands: tuple[Band, ...] = ()
+    mcid: float | None = None
+    source: str | None = None  # for `lookup`: the scale whose value is looked up (e.g. the raw sum)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str
+    rule: str  # human-readable rule, e.g. "phq9_9 > 0"
+    message: str
+
+
+@dataclass(frozen=True)
+class Instrument:
+    code: str
+    name: str
+    version: str
+    citation: str
+    licence: str
+    items: tuple[Item, ...]
+    scales: tuple[Scale, ...]
+    flags: tuple[Flag, ...] = ()
+    wording_shipped: bool = True
+    instructions: str | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def item(self, code: str) -> Item:
+        for it in self.items:
+            if it.code == code:
+                return it
+        raise KeyError(code)
+
+    def scale(self, code: str) -> Scale:
+        for sc in self.scales:
+            if sc.code == code:
+                return sc
+        raise KeyError(code)
+
+
+@dataclass
+class Score:
+    """One scale score of one response. ``value`` is None when the missing-data rule is not met."""
+
+    scale: str
+    value: float | None
+    band: str | None = None
+    level: int | None = None
+    items_answered: int = 0
+    items_expected: int = 0
+    prorated: bool = False
+    missing_reason: str | None = None
+    flags: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A validation problem: ``loc`` is the item (or scale) code, ``rule`` a stable machine name."""
+
+    loc: str
+    rule: str
+    msg: str
+
+
+class InstrumentError(ValueError):
+    """A definition or a request cannot be used (unknown instrument, bad definition file)."""
+
+
+class ValidationFailed(InstrumentError):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{p.loc}: {p.msg}" for p in problems))
