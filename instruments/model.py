@@ -16,6 +16,7 @@ class Option:
     code: int | float
     label: str
     missing: bool = False  # e.g. PAM-13 "N/A", HLS-EU "don't know": stored, but not an answer for scoring
+    loinc: str | None = None  # LOINC answer code (LA…) where one is published, used in FHIR exports
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class Item:
     max: float | None = None
     identifier: bool = False  # direct identifier: exports drop it
     label: str | None = None  # short label for data dictionaries (wording may be absent)
+    loinc: str | None = None  # LOINC question code where one is published
+    required: bool = False
+    notes: str | None = None  # e.g. a field imported from REDCap that keeps its branching logic as text
 
     def option_codes(self) -> set:
         return {o.code for o in self.options}
@@ -41,6 +45,13 @@ class Band:
     min: float
     max: float
     level: int | None = None
+    # True: the band starts just above ``min`` (e.g. PAM level 2 is "> 47.0 and <= 55.1"), so bands
+    # given to one decimal in the source leave no gap for values in between.
+    min_exclusive: bool = False
+
+    def contains(self, value: float) -> bool:
+        above = value > self.min if self.min_exclusive else value >= self.min
+        return above and value <= self.max
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,11 @@ class Scale:
     mcid: float | None = None
     source: str | None = None  # for `lookup`: the scale whose value is looked up (e.g. the raw sum)
     options: dict[str, Any] = field(default_factory=dict)
+    # An activation score computed elsewhere (e.g. the licensee's PAM software) may be supplied
+    # through ``external_scores`` for this scale; it is validated against ``range`` and banded.
+    external: bool = False
+    higher_is: str | None = None  # "better" | "worse": direction, for responder analysis
+    notes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,15 @@ class Flag:
     code: str
     rule: str  # human-readable rule, e.g. "phq9_9 > 0"
     message: str
+    # Machine form of ``rule``. kind "item": ``items[0] op value``; kind "extreme_pattern": every
+    # one of ``items`` answered (at least ``min_answered``) and all at the lowest, or all at the
+    # highest, non-missing option.
+    kind: str = "item"
+    items: tuple[str, ...] = ()
+    op: str = ">"
+    value: float | None = None
+    min_answered: int | None = None
+    scales: tuple[str, ...] = ()  # Scores that carry the flag; empty = every scale
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,467 @@
+"""One scoring engine for every instrument: validation, single-response scoring and vectorised scoring.
+
+Both paths share the arithmetic (``_scale_values``) so :func:`score_frame` and :func:`score` agree
+row by row.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import registry
+from .model import Instrument, InstrumentError, Item, Problem, Scale, Score, ValidationFailed
+
+_NUMERIC_KINDS = {"choice", "integer", "number"}
+_OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
+        "==": np.equal, "!=": np.not_equal}
+
+
+@dataclass
+class _Compiled:
+    instrument: Instrument
+    items: dict[str, Item]
+    valid: dict[str, frozenset]       # choice items: every option code (missing ones included)
+    missing: dict[str, frozenset]     # option codes that count as unanswered
+    reverse: dict[str, tuple[float, float]]  # reverse-scored items: (lowest, highest) substantive code
+
+
+_cache: dict[int, _Compiled] = {}
+
+
+def _compile(inst: Instrument) -> _Compiled:
+    hit = _cache.get(id(inst))
+    if hit is not None and hit.instrument is inst:
+        return hit
+    items, valid, missing, reverse = {}, {}, {}, {}
+    for it in inst.items:
+        items[it.code] = it
+        if it.options:
+            valid[it.code] = frozenset(o.code for o in it.options)
+            missing[it.code] = frozenset(o.code for o in it.options if o.missing)
+            if it.reverse:
+                sub = [o.code for o in it.options if not o.missing]
+                reverse[it.code] = (min(sub), max(sub))
+    comp = _Compiled(inst, items, valid, missing, reverse)
+    if len(_cache) > 256:  # custom instruments come and go; keep the cache bounded
+        _cache.clear()
+    _cache[id(inst)] = comp
+    return comp
+
+
+def reverse_value(item: Item, value: float) -> float:
+    """Reverse-score ``value`` on the item's substantive option range: ``lowest + highest - value``.
+
+    Applying it twice gives the value back (an involution).
+
+    Examples
+    --------
+    >>> from instruments.model import Item, Option
+    >>> it = Item("x_1", None, tuple(Option(c, str(c)) for c in (1, 2, 3, 4)), reverse=True)
+    >>> reverse_value(it, 1)
+    4
+    """
+    sub = [o.code for o in item.options if not o.missing]
+    return min(sub) + max(sub) - value
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT
+
+
+def _as_number(v: Any) -> float | int | None:
+    """A number from an int/float/numpy scalar or a numeric string; None if it is not one."""
+    if isinstance(v, bool) or isinstance(v, np.bool_):
+        return None
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return None if math.isinf(f) else f
+    if isinstance(v, str):
+        try:
+            f = float(v.strip())
+        except ValueError:
+            return None
+        if math.isnan(f) or math.isinf(f):
+            return None
+        return int(f) if f.is_integer() and "." not in v else f
+    return None
+
+
+def validate(instrument: str | Instrument, answers: Mapping[str, Any],
+             external_scores: Mapping[str, Any] | None = None) -> list[Problem]:
+    """Check one response and return every problem at once (empty list = valid).
+
+    Rules (``Problem.rule``): ``unknown_item``, ``not_a_number``, ``not_an_option``, ``not_an_integer``,
+    ``out_of_range``, ``not_text``, ``external_not_allowed``, ``external_out_of_range``.
+    ``None`` (or NaN) means unanswered and is always valid.
+
+    Examples
+    --------
+    >>> [p.rule for p in validate("phq9", {"phq9_1": 4, "phq9_99": 1, "phq9_2": "x"})]
+    ['not_an_option', 'unknown_item', 'not_a_number']
+    """
+    inst = registry.get(instrument)
+    comp = _compile(inst)
+    problems: list[Problem] = []
+    for code, raw in answers.items():
+        item = comp.items.get(code)
+        if item is None:
+            problems.append(Problem(code, "unknown_item", f"{code} is not an item of {inst.code}"))
+            continue
+        if _is_missing(raw):
+            continue
+        if item.kind in _NUMERIC_KINDS:
+            v = _as_number(raw)
+            if v is None:
+                problems.append(Problem(code, "not_a_number", f"{raw!r} is not a number"))
+            elif item.options and v not in comp.valid[code]:
+                allowed = ", ".join(str(o.code) for o in item.options)
+                problems.append(Problem(code, "not_an_option", f"{raw!r} is not one of the options ({allowed})"))
+            elif not item.options:
+                if item.kind == "integer" and not float(v).is_integer():
+                    problems.append(Problem(code, "not_an_integer", f"{raw!r} is not a whole number"))
+                elif (item.min is not None and v < item.min) or (item.max is not None and v > item.max):
+                    problems.append(Problem(code, "out_of_range",
+                                            f"{raw!r} is outside {item.min} to {item.max}"))
+        elif item.kind == "multi":
+            vals = raw if isinstance(raw, (list, tuple, set, frozenset)) else [raw]
+            for one in vals:
+                v = _as_number(one)
+                if v is None or v not in comp.valid.get(code, frozenset()):
+                    problems.append(Problem(code, "not_an_option", f"{one!r} is not one of the options"))
+        elif not isinstance(raw, str):
+            problems.append(Problem(code, "not_text", f"{raw!r} is not text"))
+    for code, raw in (external_scores or {}).items():
+        try:
+            sc = inst.scale(code)
+        except KeyError:
+            sc = None
+        if sc is None or not sc.external:
+            problems.append(Problem(code, "external_not_allowed",
+                                    f"{inst.code} does not accept an external score for {code}"))
+            continue
+        if _is_missing(raw):
+            continue
+        v = _as_number(raw)
+        if v is None:
+            problems.append(Problem(code, "not_a_number", f"external score {raw!r} is not a number"))
+        elif not sc.range[0] <= v <= sc.range[1]:
+            problems.append(Problem(code, "external_out_of_range",
+                                    f"external score {raw!r} is outside {sc.range[0]} to {sc.range[1]}"))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# arithmetic shared by score() and score_frame(): X is (n, k) with NaN for unanswered items
+
+
+def _round_half_up(x: np.ndarray) -> np.ndarray:
+    return np.floor(x + 0.5)
+
+
+def _scale_values(sc: Scale, X: np.ndarray, lookup_source: np.ndarray | None,
+                  inst_code: str, external: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (value, answered, prorated, reason_code) arrays for one scale.
+
+    reason_code: 0 scored, 1 too few items, 2 no calibration/external score, 3 raw outside table.
+    """
+    n = X.shape[0]
+    k = len(sc.items)
+    if sc.method == "lookup":
+        cal = registry.calibration(inst_code, sc.code)
+        value = np.full(n, np.nan)
+        reason = np.zeros(n, dtype=np.int8)
+        src = lookup_source if lookup_source is not None else np.full(n, np.nan)
+        if cal is not None:
+            value = cal.lookup(src)
+            reason[np.isnan(value)] = 3
+            reason[np.isnan(src)] = 1
+        else:
+            reason[:] = 2
+        if external is not None:
+            use = np.isnan(value) & ~np.isnan(external)
+            value = np.where(use, external, value)
+            reason[use] = 0
+        return value, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), reason
+    answered_mask = ~np.isnan(X)
+    answered = answered_mask.sum(axis=1)
+    ok = answered >= max(sc.min_items, 1)
+    safe = np.where(answered > 0, answered, 1)
+    if sc.method == "dichotomised_sum":
+        X = np.where(answered_mask, (X >= sc.options["threshold"]).astype(float), np.nan)
+    with np.errstate(invalid="ignore"):
+        total = np.where(answered_mask, X, 0.0).sum(axis=1)
+    prorated = ok & (answered < k)
+    if sc.method == "sum":
+        value = total
+        prorated = np.zeros(n, dtype=bool)
+    elif sc.method == "mean":
+        value = total / safe
+    elif sc.method == "item":
+        value = total
+        prorated = np.zeros(n, dtype=bool)
+    elif sc.method in ("prorated_sum", "dichotomised_sum"):
+        if sc.method == "dichotomised_sum" and not sc.options.get("prorate", False):
+            value = total
+            prorated = np.zeros(n, dtype=bool)
+        else:
+            value = np.where(answered < k, total * k / safe, total)
+            if sc.options.get("rounding", "none") == "half_up":
+                value = _round_half_up(value)
+    else:  # the schema admits no other method
+        raise InstrumentError(f"scale {sc.code}: unknown method {sc.method!r}")
+    value = np.where(ok, value, np.nan)
+    reason = np.where(ok, 0, 1).astype(np.int8)
+    return value, answered, prorated, reason
+
+
+def _bands(sc: Scale, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.full(value.shape, None, dtype=object)
+    levels = np.full(value.shape, None, dtype=object)
+    done = np.isnan(value)
+    for b in sc.bands:
+        lo_ok = value > b.min if b.min_exclusive else value >= b.min
+        hit = ~done & lo_ok & (value <= b.max)
+        labels[hit] = b.label
+        levels[hit] = b.level
+        done |= hit
+    return labels, levels
+
+
+def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int) -> np.ndarray:
+    if fl.kind == "item":
+        x = cols.get(fl.items[0])
+        if x is None:
+            return np.zeros(n, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return ~np.isnan(x) & _OPS[fl.op](x, fl.value)
+    if fl.kind == "extreme_pattern":
+        X = np.column_stack([cols.get(c, np.full(n, np.nan)) for c in fl.items])
+        answered = (~np.isnan(X)).sum(axis=1)
+        lo = min(min(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
+        hi = max(max(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
+        all_lo = np.all(np.isnan(X) | (X == lo), axis=1)
+        all_hi = np.all(np.isnan(X) | (X == hi), axis=1)
+        need = fl.min_answered if fl.min_answered is not None else len(fl.items)
+        return (answered >= max(need, 1)) & (all_lo | all_hi)
+    raise InstrumentError(f"flag {fl.code}: unknown kind {fl.kind!r}")
+
+
+_REASONS = {1: "too few items answered: {answered} of {expected}, at least {min} needed",
+            2: "no calibration table registered and no external score given",
+            3: "raw score outside the registered calibration table"}
+
+
+def _score_columns(inst: Instrument, cols: dict[str, np.ndarray], external: dict[str, np.ndarray], n: int):
+    """Scores of ``n`` responses given item columns already mapped to scoring values (NaN = unanswered)."""
+    comp = _compile(inst)
+    out = {}
+    empty = np.full(n, np.nan)
+    for sc in inst.scales:
+        X = (np.column_stack([cols.get(c, empty) for c in sc.items]) if sc.items else np.empty((n, 0)))
+        src = out[sc.source]["value"] if sc.method == "lookup" else None
+        value, answered, prorated, reason = _scale_values(sc, X, src, inst.code, external.get(sc.code))
+        if sc.method == "lookup" and sc.source in out:
+            answered = out[sc.source]["answered"]
+        labels, levels = _bands(sc, value)
+        out[sc.code] = {"value": value, "answered": answered, "prorated": prorated, "reason": reason,
+                        "band": labels, "level": levels,
+                        "expected": len(out[sc.source]["scale"].items) if sc.method == "lookup" and sc.source in out
+                        else len(sc.items),
+                        "scale": sc}
+    flags = [(fl, _flag_mask(fl, cols, comp, n)) for fl in inst.flags]
+    return out, flags
+
+
+def _scoring_value(comp: _Compiled, code: str, raw: Any) -> float:
+    if _is_missing(raw):
+        return math.nan
+    v = _as_number(raw)
+    if v is None or v in comp.missing.get(code, ()):
+        return math.nan
+    rev = comp.reverse.get(code)
+    if rev is not None:
+        v = rev[0] + rev[1] - v
+    return float(v)
+
+
+def score(instrument: str | Instrument, answers: Mapping[str, Any],
+          external_scores: Mapping[str, Any] | None = None) -> list[Score]:
+    """Score one response: one :class:`Score` per scale, in definition order.
+
+    A scale whose missing-data rule is not met has ``value=None`` and a ``missing_reason``.
+
+    Raises
+    ------
+    ValidationFailed
+        With every :class:`Problem` when the answers do not validate.
+
+    Examples
+    --------
+    >>> s = score("phq9", {f"phq9_{i}": 1 for i in range(1, 10)})
+    >>> s[0].scale, s[0].value, s[0].band
+    ('phq9', 9.0, 'mild')
+    """
+    inst = registry.get(instrument)
+    problems = validate(inst, answers, external_scores)
+    if problems:
+        raise ValidationFailed(problems)
+    comp = _compile(inst)
+    cols = {code: np.array([_scoring_value(comp, code, raw)]) for code, raw in answers.items()
+            if comp.items[code].kind in _NUMERIC_KINDS}
+    ext = {code: np.array([math.nan if _is_missing(v) else float(_as_number(v))])
+           for code, v in (external_scores or {}).items()}
+    out, flags = _score_columns(inst, cols, ext, 1)
+    scores = []
+    for sc in inst.scales:
+        r = out[sc.code]
+        v = r["value"][0]
+        reason = int(r["reason"][0])
+        scores.append(Score(
+            scale=sc.code, value=None if math.isnan(v) else _tidy(v),
+            band=r["band"][0], level=r["level"][0], items_answered=int(r["answered"][0]),
+            items_expected=int(r["expected"]), prorated=bool(r["prorated"][0]),
+            missing_reason=None if reason == 0 else _REASONS[reason].format(
+                answered=int(r["answered"][0]), expected=len(sc.items), min=sc.min_items),
+            flags=[fl.code for fl, m in flags if m[0] and (not fl.scales or sc.code in fl.scales)]))
+    return scores
+
+
+def _tidy(v: float) -> float:
+    return float(v)
+
+
+def _column_values(comp: _Compiled, code: str, series: pd.Series, errors: str, problems: list[Problem]
+                   ) -> np.ndarray:
+    item = comp.items[code]
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        num = pd.to_numeric(series.mask(series.map(lambda x: isinstance(x, (bool, np.bool_)))), errors="coerce")
+        bad = num.isna() & series.notna()
+        if bad.any():
+            rows = list(series.index[bad.to_numpy()][:5])
+            problems.append(Problem(code, "not_a_number", f"{int(bad.sum())} value(s) are not numbers (rows {rows})"))
+        x = num.to_numpy(dtype=float, na_value=np.nan)
+    else:
+        x = series.to_numpy(dtype=float, na_value=np.nan)
+    present = ~np.isnan(x)
+    if item.options:
+        codes = np.array(sorted(comp.valid[code]), dtype=float)
+        bad = present & ~np.isin(x, codes)
+        rule = "not_an_option"
+    elif item.kind in ("integer", "number"):
+        lo = -np.inf if item.min is None else item.min
+        hi = np.inf if item.max is None else item.max
+        bad = present & ((x < lo) | (x > hi))
+        rule = "out_of_range"
+    else:
+        bad = np.zeros(len(x), dtype=bool)
+        rule = ""
+    if bad.any():
+        rows = list(series.index[bad][:5])
+        problems.append(Problem(code, rule, f"{int(bad.sum())} value(s) invalid (rows {rows})"))
+        x = np.where(bad, np.nan, x)
+    miss = comp.missing.get(code)
+    if miss:
+        x = np.where(np.isin(x, np.array(sorted(miss), dtype=float)), np.nan, x)
+    rev = comp.reverse.get(code)
+    if rev is not None:
+        x = rev[0] + rev[1] - x
+    return x
+
+
+def score_frame(instrument: str | Instrument, df: pd.DataFrame, id_cols: Sequence[str] | None = None,
+                *, errors: str = "raise", detail: bool = False) -> pd.DataFrame:
+    """Score many responses at once (vectorised); long output, one row per input row and scale.
+
+    Parameters
+    ----------
+    instrument : str or Instrument
+    df : DataFrame
+        One row per response; item columns named by item code (missing columns = unanswered).
+        A column named like an external scale (e.g. ``pam13_activation``) supplies external scores.
+    id_cols : list of str, optional
+        Columns copied to the output (e.g. participant, wave). Without them the output index repeats
+        the input index.
+    errors : {"raise", "coerce"}
+        ``"raise"``: invalid values raise :class:`ValidationFailed` listing every column and rule;
+        ``"coerce"``: invalid values count as unanswered.
+    detail : bool
+        Also return ``missing_reason`` and ``flags`` columns.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``[*id_cols, scale, value, band, level, items_answered, items_expected, prorated]``,
+        rows ordered by input row, then scale in definition order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"pid": ["a", "b"], **{f"gad7_{i}": [0, 3] for i in range(1, 8)}})
+    >>> score_frame("gad7", df, id_cols=["pid"])[["pid", "scale", "value", "band"]]
+      pid scale  value    band
+    0   a  gad7    0.0  minimal
+    1   b  gad7   21.0  severe
+    """
+    inst = registry.get(instrument)
+    if errors not in ("raise", "coerce"):
+        raise ValueError("errors must be 'raise' or 'coerce'")
+    id_cols = list(id_cols or [])
+    missing_ids = [c for c in id_cols if c not in df.columns]
+    if missing_ids:
+        raise KeyError(f"id columns not in frame: {missing_ids}")
+    comp = _compile(inst)
+    n = len(df)
+    problems: list[Problem] = []
+    cols = {code: _column_values(comp, code, df[code], errors, problems)
+            for code, it in comp.items.items() if code in df.columns and it.kind in _NUMERIC_KINDS}
+    external = {}
+    for sc in inst.scales:
+        if sc.external and sc.code in df.columns:
+            e = pd.to_numeric(df[sc.code], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            bad = ~np.isnan(e) & ((e < sc.range[0]) | (e > sc.range[1]))
+            bad |= np.isnan(e) & df[sc.code].notna().to_numpy()
+            if bad.any():
+                problems.append(Problem(sc.code, "external_out_of_range",
+                                        f"{int(bad.sum())} external score(s) invalid (rows {list(df.index[bad][:5])})"))
+                e = np.where(bad, np.nan, e)
+            external[sc.code] = e
+    if problems and errors == "raise":
+        raise ValidationFailed(problems)
+    out, flags = _score_columns(inst, cols, external, n)
+    S = len(inst.scales)
+
+    def inter(key, dtype=None):
+        return np.column_stack([out[sc.code][key] for sc in inst.scales]).ravel() if S else np.empty(0)
+
+    data: dict[str, Any] = {c: np.repeat(df[c].to_numpy(), S) for c in id_cols}
+    data["scale"] = np.tile(np.array([sc.code for sc in inst.scales], dtype=object), n)
+    data["value"] = inter("value")
+    data["band"] = inter("band")
+    data["level"] = pd.array(inter("level"), dtype="Int64")
+    data["items_answered"] = inter("answered").astype(np.int64)
+    data["items_expected"] = np.tile(np.array([out[sc.code]["expected"] for sc in inst.scales], dtype=np.int64), n)
+    data["prorated"] = inter("prorated").astype(bool)
+    if detail:
+        reasons = inter("reason")
+        mins = np.tile(np.array([sc.min_items for sc in inst.scales]), n)
+        exp = data["items_expected"]
+        data["missing_reason"] = [None if r == 0 else _REASONS[int(r)].format(answered=a, expected=e, min=m)
+                                  for r, a, e, m in zip(reasons, data["items_answered"], exp, mins)]
+        per_scale = []
+        for sc in inst.scales:
+            mine = [(fl.code, m) for fl, m in flags if not fl.scales or sc.code in fl.scales]
+            col = [[] for _ in range(n)]
+            for code, m in mine:
+                for i in np.flatnonzero(m):
+                    col[i].append(code)
+            per_scale.append(col)
+        data["flags"] = [per_scale[j][i] for i in range(n) for j in range(S)]
+    index = None if id_cols else np.repeat(df.index.to_numpy(), S)
+    return pd.DataFrame(data, index=index)
