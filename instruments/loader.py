@@ -145,8 +145,11 @@ def check_references(inst: Instrument, where: str = "definition") -> None:
 def load_file(path: str | Path) -> Instrument:
     """Load one YAML definition file."""
     path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise InstrumentError(f"{path.name}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise InstrumentError(f"{path.name}: not a mapping")
     return instrument_from_dict(data, where=path.name)
