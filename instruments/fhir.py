@@ -1,9 +1,181 @@
-"""FHIR Questionnaire / QuestionnaireResponse export."""
+"""FHIR Questionnaire and QuestionnaireResponse (R4/R4B shape, also valid under R5 where noted).
+
+Items keep their Peerlens codes as ``linkId``; options become ``answerOption.valueCoding`` with the
+LOINC answer code where the definition carries one (PHQ frequency LA6568-5 …) and the numeric code as
+an ``ordinalValue`` extension, so a FHIR consumer can score without Peerlens. Scales appear as read-only
+decimal items so a QuestionnaireResponse can carry the scores next to the answers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from typing import Any, Mapping, Sequence
+
+from . import registry
+from .model import Instrument, Score
+
+BASE_URL = "https://peerlens.example/fhir"
+LOINC = "http://loinc.org"
+ORDINAL = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+_KIND = {"choice": "choice", "integer": "integer", "number": "decimal", "text": "string", "date": "date",
+         "datetime": "dateTime", "time": "time", "multi": "choice"}
 
 
-def to_fhir_questionnaire(instrument):
-    raise NotImplementedError
+def _id(code: str) -> str:
+    return re.sub(r"[^A-Za-z0-9\-.]", "-", code)[:64]
 
 
-def to_fhir_questionnaire_response(instrument, answers, scores, *, identifier, subject, authored, status="completed"):
-    raise NotImplementedError
+def _system(inst: Instrument) -> str:
+    return f"{BASE_URL}/CodeSystem/{_id(inst.code)}"
+
+
+def _coding(inst: Instrument, opt) -> dict[str, Any]:
+    if opt.loinc:
+        return {"system": LOINC, "code": opt.loinc, "display": opt.label}
+    return {"system": _system(inst), "code": _num_str(opt.code), "display": opt.label}
+
+
+def _num_str(v: float | int) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def canonical(instrument: Instrument) -> str:
+    return f"{BASE_URL}/Questionnaire/{_id(instrument.code)}"
+
+
+def to_fhir_questionnaire(instrument: str | Instrument) -> dict[str, Any]:
+    """The instrument as a FHIR Questionnaire resource (a plain dict).
+
+    Items whose wording is not shipped (PAM-13) carry their neutral label as ``text``.
+
+    Examples
+    --------
+    >>> q = to_fhir_questionnaire("phq9")
+    >>> q["item"][0]["answerOption"][1]["valueCoding"]["code"]
+    'LA6569-3'
+    """
+    inst = registry.get(instrument)
+    items = []
+    for it in inst.items:
+        entry: dict[str, Any] = {"linkId": it.code, "type": _KIND.get(it.kind, "string")}
+        text = it.text or it.label
+        if text:
+            entry["text"] = text
+        if it.loinc:
+            entry["code"] = [{"system": LOINC, "code": it.loinc}]
+        if it.required:
+            entry["required"] = True
+        if it.kind == "multi":
+            entry["repeats"] = True
+        if it.options:
+            entry["answerOption"] = [
+                {"valueCoding": _coding(inst, o),
+                 "extension": [{"url": ORDINAL, "valueDecimal": float(o.code)}]} for o in it.options]
+        items.append(entry)
+    if inst.scales:
+        items.append({"linkId": "scores", "type": "group", "text": "Scores", "readOnly": True,
+                      "item": [{"linkId": sc.code, "type": "decimal", "text": sc.label, "readOnly": True}
+                               for sc in inst.scales]})
+    q: dict[str, Any] = {
+        "resourceType": "Questionnaire", "id": _id(inst.code), "url": canonical(inst), "version": inst.version,
+        "name": re.sub(r"[^A-Za-z0-9_]", "_", inst.code.upper()), "title": inst.name, "status": "active",
+        "subjectType": ["Patient"], "copyright": inst.licence, "item": items,
+    }
+    if inst.notes.get("loinc"):
+        q["code"] = [{"system": LOINC, "code": inst.notes["loinc"], "display": inst.name}]
+    if inst.instructions:
+        q["description"] = inst.instructions
+    return q
+
+
+def _authored(value: str | dt.datetime | dt.date) -> str:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _answer(inst: Instrument, item, value: Any) -> list[dict[str, Any]]:
+    if item.options:
+        values = value if isinstance(value, (list, tuple, set)) else [value]
+        out = []
+        for v in values:
+            opt = next((o for o in item.options if o.code == float(v)), None)
+            if opt is not None:
+                out.append({"valueCoding": _coding(inst, opt)})
+        return out
+    if item.kind == "integer":
+        return [{"valueInteger": int(value)}]
+    if item.kind == "number":
+        return [{"valueDecimal": float(value)}]
+    key = {"date": "valueDate", "datetime": "valueDateTime", "time": "valueTime"}.get(item.kind, "valueString")
+    return [{key: str(value)}]
+
+
+def to_fhir_questionnaire_response(instrument: str | Instrument, answers: Mapping[str, Any],
+                                   scores: Sequence[Score] | None, *, identifier: str,
+                                   subject: str | Mapping[str, Any], authored: str | dt.datetime,
+                                   status: str = "completed", fhir_version: str = "R4B") -> dict[str, Any]:
+    """One response as a FHIR QuestionnaireResponse (a plain dict).
+
+    Parameters
+    ----------
+    answers : mapping
+        item code -> value; unanswered (None) items are left out.
+    scores : list of Score, optional
+        Scored scales are added under a ``scores`` group (decimal answers); unscored ones are left out.
+    identifier : str
+        Business identifier, e.g. ``"S1/P001/m6/phq9/1"`` (system ``urn:peerlens:response``).
+    subject : str or dict
+        A reference string (``"ResearchSubject/P001"``) or a Reference dict.
+    authored : str or datetime
+        When the answers were given; naive datetimes are taken as UTC.
+    fhir_version : {"R4B", "R4", "R5"}
+        R5 makes ``identifier`` a list (0..*); R4/R4B keep one Identifier (0..1).
+
+    Examples
+    --------
+    >>> from instruments import score
+    >>> a = {f"gad7_{i}": 1 for i in range(1, 8)}
+    >>> qr = to_fhir_questionnaire_response("gad7", a, score("gad7", a), identifier="S1/P1/bl/gad7/1",
+    ...                                     subject="ResearchSubject/P1", authored="2026-01-05T10:00:00Z")
+    >>> qr["item"][-1]["item"][0]["answer"][0]["valueDecimal"]
+    7.0
+    """
+    inst = registry.get(instrument)
+    items = []
+    for it in inst.items:
+        if it.code not in answers:
+            continue
+        v = answers[it.code]
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        ans = _answer(inst, it, v)
+        entry: dict[str, Any] = {"linkId": it.code}
+        if it.text or it.label:
+            entry["text"] = it.text or it.label
+        if ans:
+            entry["answer"] = ans
+            items.append(entry)
+    scored = [s for s in (scores or []) if s.value is not None]
+    if scored:
+        labels = {sc.code: sc.label for sc in inst.scales}
+        items.append({"linkId": "scores", "text": "Scores",
+                      "item": [{"linkId": s.scale, "text": labels.get(s.scale, s.scale),
+                                "answer": [{"valueDecimal": float(s.value)}]} for s in scored]})
+    ident = {"system": "urn:peerlens:response", "value": identifier}
+    qr: dict[str, Any] = {
+        "resourceType": "QuestionnaireResponse",
+        "identifier": ident if fhir_version.upper() not in ("R5",) else [ident],
+        "questionnaire": f"{canonical(inst)}|{inst.version}",
+        "status": status,
+        "subject": {"reference": subject} if isinstance(subject, str) else dict(subject),
+        "authored": _authored(authored),
+    }
+    if items:
+        qr["item"] = items
+    return qr
