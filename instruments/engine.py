@@ -27,7 +27,7 @@ class _Compiled:
     items: dict[str, Item]
     valid: dict[str, frozenset]       # choice items: every option code (missing ones included)
     missing: dict[str, frozenset]     # option codes that count as unanswered
-    reverse: dict[str, tuple[float, float]]  # reverse-scored items: (lowest, highest) substantive code
+    reverse: dict[str, np.ndarray]    # reverse-scored items: substantive codes, ascending
 
 
 _cache: dict[int, _Compiled] = {}
@@ -44,8 +44,7 @@ def _compile(inst: Instrument) -> _Compiled:
             valid[it.code] = frozenset(o.code for o in it.options)
             missing[it.code] = frozenset(o.code for o in it.options if o.missing)
             if it.reverse:
-                sub = [o.code for o in it.options if not o.missing]
-                reverse[it.code] = (min(sub), max(sub))
+                reverse[it.code] = np.array(sorted(o.code for o in it.options if not o.missing), dtype=float)
     comp = _Compiled(inst, items, valid, missing, reverse)
     if len(_cache) > 256:  # custom instruments come and go; keep the cache bounded
         _cache.clear()
@@ -54,9 +53,10 @@ def _compile(inst: Instrument) -> _Compiled:
 
 
 def reverse_value(item: Item, value: float) -> float:
-    """Reverse-score ``value`` on the item's substantive option range: ``lowest + highest - value``.
+    """Reverse-score ``value``: the k-th lowest substantive option becomes the k-th highest.
 
-    Applying it twice gives the value back (an involution).
+    For evenly spaced codes this is ``lowest + highest - value``; mirroring by position keeps uneven code
+    sets (0, 1, 3) inside the option set. Applying it twice gives the value back (an involution).
 
     Examples
     --------
@@ -65,8 +65,13 @@ def reverse_value(item: Item, value: float) -> float:
     >>> reverse_value(it, 1)
     4
     """
-    sub = [o.code for o in item.options if not o.missing]
-    return min(sub) + max(sub) - value
+    sub = sorted(o.code for o in item.options if not o.missing)
+    return sub[len(sub) - 1 - sub.index(value)]
+
+
+def _mirror(codes: np.ndarray, x: np.ndarray) -> np.ndarray:
+    idx = np.clip(np.searchsorted(codes, x), 0, len(codes) - 1)
+    return np.where(np.isnan(x), np.nan, codes[::-1][idx])
 
 
 def _is_missing(v: Any) -> bool:
@@ -287,7 +292,7 @@ def _scoring_value(comp: _Compiled, code: str, raw: Any) -> float:
         return math.nan
     rev = comp.reverse.get(code)
     if rev is not None:
-        v = rev[0] + rev[1] - v
+        return float(_mirror(rev, np.array([float(v)]))[0])
     return float(v)
 
 
@@ -371,7 +376,7 @@ def _column_values(comp: _Compiled, code: str, series: pd.Series, errors: str, p
         x = np.where(np.isin(x, np.array(sorted(miss), dtype=float)), np.nan, x)
     rev = comp.reverse.get(code)
     if rev is not None:
-        x = rev[0] + rev[1] - x
+        x = _mirror(rev, x)
     return x
 
 
