@@ -493,6 +493,8 @@ class ModerationModel(TrajectoryModel):
         A participant-level column: a ``context_*`` answer, a ``code:*`` quantitised qualitative
         code (0/1), or any categorical column. Numeric moderators with more than two values are
         treated as continuous (slopes are then given at the mean ± 1 SD).
+    min_per_cell : int
+        Levels with fewer participants than this in any arm are left out (listed in ``warnings``).
     **kwargs
         As :class:`TrajectoryModel` (``time`` must be ``"days"``).
 
@@ -507,8 +509,9 @@ class ModerationModel(TrajectoryModel):
         Wald test that the arm × time effect is the same in every level: ``chisq, df, p``.
     """
 
-    def __init__(self, outcome: str, moderator: str, **kwargs):
+    def __init__(self, outcome: str, moderator: str, min_per_cell: int = 5, **kwargs):
         kwargs.setdefault("time", "days")
+        self.min_per_cell = int(min_per_cell)
         if kwargs["time"] != "days":
             raise ValueError("moderation needs time='days'")
         super().__init__(outcome, **kwargs)
@@ -532,14 +535,32 @@ class ModerationModel(TrajectoryModel):
             self._continuous = True
         else:
             df[self.moderator] = pd.Categorical(col.astype(str))
-        if not self._continuous and df[self.moderator].nunique() < 2:
-            raise ValueError(f"moderator {self.moderator!r} has a single level in the data")
+        self._dropped_levels: list[str] = []
+        if not self._continuous:
+            # A subgroup slope needs participants in every arm of that subgroup; sparse levels
+            # would make the design singular, so they are set aside (and reported).
+            per = df.drop_duplicates("participant")
+            counts = pd.crosstab(per[self.moderator], per[self.by])
+            keep = [lvl for lvl in counts.index if (counts.loc[lvl] >= self.min_per_cell).all()]
+            self._dropped_levels = [str(lvl) for lvl in counts.index if lvl not in keep]
+            df = df[df[self.moderator].isin(keep)].reset_index(drop=True)
+            df[self.moderator] = pd.Categorical(df[self.moderator].astype(str), categories=[str(k) for k in keep])
+            if len(keep) < 2:
+                raise ValueError(f"moderator {self.moderator!r}: fewer than two levels with at least "
+                                 f"{self.min_per_cell} participants in every arm")
         m = _q(self.moderator)
         m = m if self._continuous else f"C({m})"
         self.extra_terms = [f"years:{m}", f"C({_q(self.by)}):{m}", f"years:C({_q(self.by)}):{m}"]
         if self.moderator not in self.covariates:
             self.extra_terms.insert(0, m)
         return df
+
+    def fit(self, frame: pd.DataFrame) -> "ModerationModel":
+        super().fit(frame)
+        if getattr(self, "_dropped_levels", None):
+            self.warnings.append(f"Levels of {self.moderator} with fewer than {self.min_per_cell} participants in "
+                                 f"some arm were left out: {', '.join(self._dropped_levels)}.")
+        return self
 
     def _levels_of_moderator(self) -> list[Any]:
         col = self._df[self.moderator]

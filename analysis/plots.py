@@ -1,0 +1,98 @@
+"""Plots: trajectories, Kaplan–Meier curves, forest plots of subgroup effects.
+
+Figures are built with matplotlib's object API on the Agg canvas, so nothing depends on (or
+changes) the global pyplot backend; pass ``path`` ending in ``.png`` or ``.svg`` to save.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["plot_trajectory", "plot_km", "plot_forest", "save"]
+
+
+def _axes(ax, size=(6.4, 4.2)):
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
+    """Save a figure as PNG or SVG (by extension)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise ValueError("save as .png or .svg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def plot_trajectory(model, ax=None, path: str | Path | None = None, title: str | None = None) -> Figure:
+    """Observed means ± 95% CI per arm and wave (markers) with model-predicted means (lines).
+
+    Parameters
+    ----------
+    model : TrajectoryModel
+        A fitted model.
+    """
+    fig, ax = _axes(ax)
+    obs = model.observed_means()
+    pred = model.predicted_means
+    by = model.by
+    for i, lvl in enumerate(model._levels):
+        color = f"C{i}"
+        o = obs[obs[by] == str(lvl)]
+        x_shift = (i - (len(model._levels) - 1) / 2) * 0.006  # keep error bars of arms apart
+        ax.errorbar(o["time"] + x_shift, o["mean"], yerr=[o["mean"] - o["ci_lower"], o["ci_upper"] - o["mean"]],
+                    fmt="o", color=color, capsize=3, ms=4, label=f"{lvl} (observed)")
+        p = pred[pred[by] == lvl]
+        ax.plot(p["time"], p["mean"], "-", color=color, lw=1.5, label=f"{lvl} (model)")
+    ax.set_xlabel("years since enrolment" if model.time_scale == 365.25 else "time")
+    ax.set_ylabel(model.outcome)
+    ax.set_title(title or f"{model.outcome}: observed means (95% CI) and model predictions")
+    ax.legend(fontsize=7, ncol=2)
+    if path:
+        save(fig, path)
+    return fig
+
+
+def plot_km(km: pd.DataFrame, ax=None, path: str | Path | None = None, title: str = "Retention",
+            ylabel: str = "still in follow-up") -> Figure:
+    """Kaplan–Meier step curves with CI bands from :func:`analysis.survival.km_table`."""
+    fig, ax = _axes(ax)
+    for i, (g, d) in enumerate(km.groupby("group", sort=True)):
+        ax.step(d["time"], d["survival"], where="post", color=f"C{i}", label=str(g))
+        ax.fill_between(d["time"], d["ci_lower"], d["ci_upper"], step="post", color=f"C{i}", alpha=0.15)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("days since enrolment")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    if path:
+        save(fig, path)
+    return fig
+
+
+def plot_forest(effects: pd.DataFrame, ax=None, path: str | Path | None = None, estimate: str = "effect",
+                label_cols: tuple[str, ...] = ("level", "arm"), title: str | None = None) -> Figure:
+    """Forest plot of subgroup effects (estimate with CI), e.g. ``ModerationModel.subgroup_effects``."""
+    n = len(effects)
+    fig, ax = _axes(ax, size=(6.4, max(2.0, 0.35 * n + 1.2)))
+    y = np.arange(n)[::-1]
+    labels = [" · ".join(str(r[c]) for c in label_cols if c in effects.columns) for _, r in effects.iterrows()]
+    ax.errorbar(effects[estimate], y, xerr=[effects[estimate] - effects["ci_lower"], effects["ci_upper"] - effects[estimate]],
+                fmt="s", color="C0", capsize=3, ms=5)
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("difference in slope vs reference arm (per year)" if estimate == "effect" else estimate)
+    mod = effects["moderator"].iloc[0] if "moderator" in effects.columns and n else ""
+    ax.set_title(title or f"Subgroup effects by {mod}")
+    if path:
+        save(fig, path)
+    return fig
