@@ -329,17 +329,13 @@ def score(instrument: str | Instrument, answers: Mapping[str, Any],
         v = r["value"][0]
         reason = int(r["reason"][0])
         scores.append(Score(
-            scale=sc.code, value=None if math.isnan(v) else _tidy(v),
+            scale=sc.code, value=None if math.isnan(v) else float(v),
             band=r["band"][0], level=r["level"][0], items_answered=int(r["answered"][0]),
             items_expected=int(r["expected"]), prorated=bool(r["prorated"][0]),
             missing_reason=None if reason == 0 else _REASONS[reason].format(
                 answered=int(r["answered"][0]), expected=len(sc.items), min=sc.min_items),
             flags=[fl.code for fl, m in flags if m[0] and (not fl.scales or sc.code in fl.scales)]))
     return scores
-
-
-def _tidy(v: float) -> float:
-    return float(v)
 
 
 def _column_values(comp: _Compiled, code: str, series: pd.Series, errors: str, problems: list[Problem]
@@ -410,9 +406,9 @@ def score_frame(instrument: str | Instrument, df: pd.DataFrame, id_cols: Sequenc
     >>> import pandas as pd
     >>> df = pd.DataFrame({"pid": ["a", "b"], **{f"gad7_{i}": [0, 3] for i in range(1, 8)}})
     >>> score_frame("gad7", df, id_cols=["pid"])[["pid", "scale", "value", "band"]]
-      pid scale  value    band
+      pid scale  value     band
     0   a  gad7    0.0  minimal
-    1   b  gad7   21.0  severe
+    1   b  gad7   21.0   severe
     """
     inst = registry.get(instrument)
     if errors not in ("raise", "coerce"):

@@ -134,7 +134,6 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
     if "field_name" not in keys or "form_name" not in keys or "field_type" not in keys:
         raise InstrumentError("not a REDCap data dictionary: need Variable / Field Name, Form Name and Field Type")
     forms: dict[str, list[Item]] = {}
-    labels: dict[str, str] = {}
     report: list[Problem] = []
     first = True
     for raw_row in reader:
@@ -238,7 +237,6 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
         else:
             report.append(Problem(name, "unknown_field_type", f"field type {ftype!r} not recognised; not imported"))
             continue
-        labels.setdefault(form, form)
     instruments = []
     for form, items in forms.items():
         if not items:

@@ -79,10 +79,11 @@ def register(instrument: Instrument, *, replace: bool = False) -> Instrument:
     Examples
     --------
     >>> from instruments import from_redcap_dictionary
-    >>> insts, report = from_redcap_dictionary("Variable / Field Name,Form Name,Field Type,Field Label,"
-    ...     "Choices, Calculations, OR Slider Labels\\nmood_1,mood,radio,Mood?,\\"0, low | 1, high\\"\\n")
-    >>> register(insts[0], replace=True).code
+    >>> insts, report = from_redcap_dictionary("Variable / Field Name,Form Name,Field Type,Field Label\\n"
+    ...     "record_id,mood,text,ID\\nmood_1,mood,yesno,Feeling well?\\n")
+    >>> register(insts[0]).code
     'mood'
+    >>> unregister("mood")
     """
     if not isinstance(instrument, Instrument):
         raise InstrumentError("register() takes an Instrument")
@@ -192,7 +193,7 @@ def load_calibration(path: str | Path | IO[str], instrument: str = "pam13", scal
     --------
     >>> import io
     >>> cal = load_calibration(io.StringIO("raw,activation\\n13,0\\n52,100\\n"), instrument="pam13")
-    >>> float(cal.lookup(32.5))
+    >>> round(float(cal.lookup(32.5)), 6)
     50.0
     >>> clear_calibration()
     """

@@ -1,0 +1,11 @@
+import doctest
+
+import pytest
+
+from instruments import engine, fhir, loader, redcap, registry
+
+
+@pytest.mark.parametrize("module", [engine, fhir, loader, redcap, registry])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
