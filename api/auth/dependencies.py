@@ -1,0 +1,94 @@
+"""Authentication and authorisation dependencies.
+
+Every protected route declares the roles it admits with :func:`authorize`; the dependency object
+keeps them in ``.roles`` so that a test (or the docs) can list a route × role matrix from
+``app.routes``.
+
+Examples
+--------
+>>> dep = authorize("admin", "coordinator")
+>>> dep.roles
+('admin', 'coordinator')
+"""
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from api.auth.models import ROLES
+from api.auth.service import Actor, actor_for_token
+from api.db import get_session
+from api.errors import Forbidden, NotFound, Unauthorized
+
+_bearer = HTTPBearer(auto_error=False, description="API token printed by `peerlens users create`")
+
+
+def authenticated(request: Request,
+                  credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                  session: Session = Depends(get_session)) -> Actor:
+    """The actor behind the bearer token, whatever its role (cached on the request).
+
+    Path dependencies such as ``valid_study`` use it for site scoping; :func:`authorize` adds the
+    role check. Both share one lookup per request.
+    """
+    cached = getattr(request.state, "actor", None)
+    if cached is not None:
+        return cached
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized(["header", "Authorization"], "a bearer token is required", "not_authenticated")
+    found = actor_for_token(session, credentials.credentials)
+    if found is None:
+        raise Unauthorized(["header", "Authorization"], "unknown, revoked or expired token", "invalid_token")
+    rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+    actor = Actor(user_id=found.user_id, role=found.role, site_ids=found.site_ids, email=found.email,
+                  request_id=rid, source="api")
+    request.state.actor = actor
+    return actor
+
+
+class Authorize:
+    """Dependency returning the current :class:`~api.auth.service.Actor` if its role is admitted."""
+
+    def __init__(self, *roles: str):
+        unknown = set(roles) - set(ROLES)
+        if unknown or not roles:
+            raise ValueError(f"roles must be among {ROLES}")
+        self.roles = tuple(roles)
+
+    def __repr__(self) -> str:
+        return f"authorize{self.roles!r}"
+
+    def __call__(self, request: Request, actor: Actor = Depends(authenticated)) -> Actor:
+        if actor.role not in self.roles:
+            raise Forbidden(["header", "Authorization"],
+                            f"role {actor.role} may not {request.method} this resource", "role_not_allowed")
+        return actor
+
+
+def authorize(*roles: str) -> Authorize:
+    """Build the dependency admitting ``roles`` (any of ``admin``, ``coordinator``, ``analyst``).
+
+    Use as ``actor: Actor = Depends(authorize("admin", "coordinator"))``.
+    """
+    return Authorize(*roles)
+
+
+READ_ROLES = ("admin", "coordinator", "analyst")
+
+
+def ensure_site_access(actor: Actor, site_id: int | None, *, loc=("path", "id"), what: str = "record") -> None:
+    """Raise 404 when ``actor`` may not see a record of ``site_id``.
+
+    404 rather than 403 so that a coordinator cannot learn that another site's record exists.
+    """
+    if not actor.sees_site(site_id):
+        raise NotFound(list(loc), f"{what} not found", "not_found")
+
+
+def ensure_can_write(actor: Actor) -> None:
+    """Analysts read only (routes already exclude them; services check again for non-HTTP callers)."""
+    if actor.role == "analyst":
+        raise Forbidden([], "analysts cannot change data", "role_not_allowed")

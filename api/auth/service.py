@@ -1,0 +1,107 @@
+"""Users and API tokens.
+
+A token is ``plk_`` followed by 43 URL-safe characters (32 random bytes); the database keeps its
+SHA-256 only, so a leaked table does not leak credentials.
+
+Examples
+--------
+>>> token = new_token()
+>>> token.startswith("plk_") and len(hash_token(token)) == 64
+True
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from api.auth.models import ROLES, ApiToken, User, UserSite
+from api.db import utcnow
+
+TOKEN_PREFIX = "plk_"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: the current user (or the system), as services and the audit trail see it.
+
+    ``site_ids`` limits a coordinator; admins and analysts see every site (analysts read only).
+    """
+
+    user_id: int | None
+    role: str
+    site_ids: frozenset[int] = field(default_factory=frozenset)
+    email: str | None = None
+    request_id: str | None = None
+    source: str = "api"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def sees_site(self, site_id: int | None) -> bool:
+        """Whether this actor may see records of ``site_id``."""
+        if self.role in ("admin", "analyst", "system"):
+            return True
+        return site_id in self.site_ids
+
+    def sees_contacts(self, site_id: int | None) -> bool:
+        """Whether identifiers of a participant at ``site_id`` may be shown (never to analysts)."""
+        return self.role in ("admin", "system") or (self.role == "coordinator" and site_id in self.site_ids)
+
+    @classmethod
+    def system(cls, source: str = "system", request_id: str | None = None) -> "Actor":
+        """The actor of command-line and background work."""
+        return cls(user_id=None, role="system", source=source, request_id=request_id)
+
+
+def new_token() -> str:
+    """A fresh random token (shown once, never stored)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_user(session: Session, email: str, role: str, site_ids: list[int] | None = None) -> User:
+    """Create a user (flushes; the caller commits)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    user = User(email=email.strip().lower(), role=role)
+    session.add(user)
+    session.flush()
+    for sid in site_ids or []:
+        session.add(UserSite(user_id=user.id, site_id=sid))
+    session.flush()
+    return user
+
+
+def issue_token(session: Session, user: User, expires_at: datetime | None = None) -> str:
+    """Store a new token for ``user`` and return its clear text (the only time it exists)."""
+    token = new_token()
+    session.add(ApiToken(user_id=user.id, prefix=token[:12], token_hash=hash_token(token),
+                         expires_at=expires_at))
+    session.flush()
+    return token
+
+
+def actor_for_token(session: Session, token: str) -> Actor | None:
+    """The actor a bearer token stands for, or None when unknown, revoked, expired or inactive."""
+    row = session.exec(
+        select(User, ApiToken.expires_at, ApiToken.revoked_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(token))
+    ).first()
+    if row is None:
+        return None
+    user, expires_at, revoked_at = row
+    if not user.active or revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
+        return None
+    sites: frozenset[int] = frozenset()
+    if user.role == "coordinator":
+        sites = frozenset(session.exec(select(UserSite.site_id).where(UserSite.user_id == user.id)).all())
+    return Actor(user_id=user.id, role=user.role, site_ids=sites, email=user.email)

@@ -1,0 +1,77 @@
+"""Service settings, read from the environment (and an optional ``.env`` file).
+
+Examples
+--------
+>>> from api.config import Settings
+>>> Settings(database_url="sqlite:///./x.db").max_body_bytes > 0
+True
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRETS_FILE = Path(".peerlens-secrets")
+
+
+def _dev_secret_key() -> str:
+    """A development secret generated once and kept in ``.peerlens-secrets`` (mode 0600).
+
+    Production sets ``PEERLENS_SECRET_KEY``; this keeps signed links stable across restarts on a
+    developer machine without anyone having to invent a key.
+    """
+    path = Path(os.environ.get("PEERLENS_SECRETS_FILE", SECRETS_FILE))
+    try:
+        for line in path.read_text().splitlines():
+            if line.startswith("PEERLENS_SECRET_KEY="):
+                return line.split("=", 1)[1].strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.write(f"PEERLENS_SECRET_KEY={key}\n")
+    except OSError:
+        pass  # read-only checkout: the key lives for this process only
+    return key
+
+
+class Settings(BaseSettings):
+    """Configuration of the data-capture service.
+
+    Every field reads the environment variable of the same name (upper case); the ``PEERLENS_``
+    ones carry the prefix in their alias.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    database_url: str = Field("sqlite:///./peerlens.db", alias="DATABASE_URL")
+    secret_key: str = Field(default_factory=_dev_secret_key, alias="PEERLENS_SECRET_KEY")
+    max_body_bytes: int = Field(1_000_000, alias="PEERLENS_MAX_BODY_BYTES", ge=1024)
+    base_url: str = Field("http://127.0.0.1:8000", alias="PEERLENS_BASE_URL")
+    env: str = Field("dev", alias="PEERLENS_ENV")
+    db_pool_size: int = Field(20, alias="PEERLENS_DB_POOL_SIZE", ge=1)
+    db_max_overflow: int = Field(20, alias="PEERLENS_DB_MAX_OVERFLOW", ge=0)
+    # Seconds a SQLite writer waits for the lock before giving up.
+    sqlite_busy_timeout: float = Field(30.0, alias="PEERLENS_SQLITE_BUSY_TIMEOUT")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_url(cls, v: str) -> str:
+        # Hosted PostgreSQL often hands out postgres:// URLs; psycopg 3 is the driver installed.
+        for prefix in ("postgres://", "postgresql://"):
+            if v.startswith(prefix):
+                return "postgresql+psycopg://" + v[len(prefix):]
+        return v
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached)."""
+    return Settings()

@@ -1,0 +1,128 @@
+"""Engine factory, sessions and the naming convention shared with Alembic.
+
+One request is one transaction: routes get a :class:`~sqlmodel.Session` from :func:`get_session`,
+call a service (which only flushes) and commit once. SQLite runs every transaction as
+``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing on a stale
+snapshot; PostgreSQL uses row locks where order matters (randomisation).
+
+Examples
+--------
+>>> engine = make_engine("sqlite://")
+>>> engine.dialect.name
+'sqlite'
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import DateTime, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Session, SQLModel, create_engine
+
+# Constraint names are stable across SQLite and PostgreSQL so that migrations can drop them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+SQLModel.metadata.naming_convention = NAMING_CONVENTION
+metadata = SQLModel.metadata
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always returned timezone-aware.
+
+    SQLite has no time zones: values are normalised to UTC before storage and tagged UTC on the
+    way out, so application code never meets a naive datetime.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
+                busy_timeout: float = 30.0, echo: bool = False) -> Engine:
+    """Create an engine for ``url`` with the settings the service relies on.
+
+    Parameters
+    ----------
+    url : str
+        SQLAlchemy URL, e.g. ``sqlite:///./peerlens.db`` or
+        ``postgresql+psycopg://postgres@127.0.0.1:5432/peerlens``.
+    pool_size, max_overflow : int
+        Connection pool of PostgreSQL; sized for the thread pool that runs sync routes.
+    busy_timeout : float
+        Seconds a SQLite writer waits for the database lock.
+    """
+    u = make_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if u.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
+        if u.database in (None, "", ":memory:"):
+            kwargs["poolclass"] = StaticPool
+        engine = create_engine(u, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if u.get_backend_name() == "postgresql" and u.drivername == "postgresql":
+        u = u.set(drivername="postgresql+psycopg")
+    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    return create_engine(u, **kwargs)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Take over transaction control from pysqlite so that BEGIN IMMEDIATE can be emitted.
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def engine_from_settings(settings) -> Engine:
+    """The engine described by a :class:`api.config.Settings`."""
+    return make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                       max_overflow=settings.db_max_overflow, busy_timeout=settings.sqlite_busy_timeout)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """FastAPI dependency: a session on the application's engine, closed after the request.
+
+    Routes commit explicitly once the service has done its work; anything not committed is rolled
+    back when the session closes, so a failing request leaves nothing half-written.
+    """
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session

@@ -1,0 +1,156 @@
+"""The FastAPI application.
+
+Examples
+--------
+>>> from api.config import Settings
+>>> app = create_app(Settings(database_url="sqlite://"))
+>>> any(r.path == "/health" for r in app.routes)
+True
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from api.config import Settings, get_settings
+from api.db import engine_from_settings
+from api.errors import install_handlers
+
+log = logging.getLogger("peerlens.api")
+
+DESCRIPTION = """Data capture for peer-support evaluations: studies, sites, arms, waves, participants
+(with a separate identifier vault), scheduled questionnaires scored by the instrument library, and an
+append-only audit trail. Every route except `/health` takes `Authorization: Bearer <token>`
+(`peerlens users create EMAIL --role admin|coordinator|analyst`)."""
+
+
+class RequestGuard:
+    """ASGI middleware: request ids and the body-size limit.
+
+    A body larger than ``max_body_bytes`` (declared or streamed) is answered 413 before any route
+    runs. The id from ``X-Request-ID`` (or a new one) is put on ``request.state.request_id``, in
+    the audit trail and on the response.
+    """
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app = app
+        self.max = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        rid = None
+        length = None
+        for k, v in scope.get("headers", ()):
+            if k == b"x-request-id":
+                rid = v.decode("latin-1")[:64]
+            elif k == b"content-length":
+                length = v
+        rid = rid or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        rid_header = (b"x-request-id", rid.encode("latin-1"))
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [rid_header]
+            await send(message)
+
+        if length is not None:
+            try:
+                too_big = int(length) > self.max
+            except ValueError:
+                too_big = False
+            if too_big:
+                return await self._too_large(send_with_id)
+            return await self.app(scope, receive, send_with_id)
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send_with_id)
+        # No declared length (chunked): buffer up to the limit, then replay to the app.
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body = message.get("body", b"")
+            total += len(body)
+            if total > self.max:
+                return await self._too_large(send_with_id)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send_with_id)
+
+    async def _too_large(self, send):
+        body = json.dumps({"detail": [{"loc": ["body"], "msg": f"request body exceeds {self.max} bytes",
+                                       "type": "too_large"}]}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def mount(app: FastAPI, router) -> None:
+    """Add a domain router's routes to the app itself.
+
+    The routes keep their own paths and dependencies; adding them directly (rather than through
+    ``include_router``) keeps ``app.routes`` a flat list of ``APIRoute`` so that tools and tests can
+    read every route's ``authorize(...)`` roles from it.
+    """
+    for route in router.routes:
+        app.router.routes.append(route)
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the application.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to :func:`api.config.get_settings` (environment variables).
+    engine : Engine, optional
+        An existing engine (tests share one); otherwise one is made from ``settings.database_url``.
+    """
+    settings = settings or get_settings()
+    app = FastAPI(title="Peerlens data capture", version="0.1.0", description=DESCRIPTION)
+    app.state.settings = settings
+    app.state.engine = engine or engine_from_settings(settings)
+    install_handlers(app)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+
+    from api.audit.router import router as audit_router
+    from api.auth.router import router as auth_router
+    from api.participants.router import router as participants_router
+    from api.responses.router import catalogue, router as responses_router
+    from api.studies.router import router as studies_router
+
+    for r in (studies_router, participants_router, responses_router, catalogue, auth_router, audit_router):
+        mount(app, r)
+
+    @app.get("/health", tags=["health"])
+    def health(request: Request):
+        """Liveness and database reachability (no authentication)."""
+        try:
+            with request.app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return {"status": "ok", "database": "ok"}
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            log.warning("health check: database unreachable (%s)", type(exc).__name__)
+            return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
+
+    return app

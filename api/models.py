@@ -1,0 +1,12 @@
+"""Every table of the service, imported in one place for ``metadata`` (Alembic, tests).
+
+Each domain keeps its models in ``api/<domain>/models.py``; a new domain adds one import here.
+"""
+from api.db import metadata  # noqa: F401  (naming convention first)
+from api.auth.models import ApiToken, User, UserSite  # noqa: F401
+from api.audit.models import AuditEvent  # noqa: F401
+from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
+from api.participants.models import (  # noqa: F401
+    Allocation, AllocationStratum, Participant, ParticipantContact,
+)
+from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401

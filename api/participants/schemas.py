@@ -1,0 +1,169 @@
+"""Bodies of participants, contacts, status changes, schedules and allocations.
+
+Validation messages of contact fields name the rule only: the value is an identifier.
+"""
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from api.studies.schemas import Code
+
+ParticipantStatus = Literal["active", "withdrawn", "lost_to_follow_up", "completed"]
+Channel = Literal["email", "sms", "none"]
+WaveState = Literal["upcoming", "open", "completed", "missed", "partial"]
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_PHONE = re.compile(r"^\+?[0-9 ()-]{6,20}$")
+
+
+def _email(v: str) -> str:
+    if not _EMAIL.match(v):
+        raise PydanticCustomError("invalid_email", "not a valid email address")
+    return v.strip()
+
+
+def _phone(v: str) -> str:
+    if not _PHONE.match(v):
+        raise PydanticCustomError("invalid_phone", "not a valid phone number (digits, spaces, +, -, brackets)")
+    return v.strip()
+
+
+def _dob(v: date) -> date:
+    if v > date.today() or v.year < 1900:
+        raise PydanticCustomError("implausible_date", "date of birth must be after 1900 and not in the future")
+    return v
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+Phone = Annotated[str, Field(max_length=40), AfterValidator(_phone)]
+BirthDate = Annotated[date, AfterValidator(_dob)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class Consent(_In):
+    date: date
+    version: str = Field(min_length=1, max_length=40)
+
+
+class ContactIn(_In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    email: Email | None = None
+    phone: Phone | None = None
+    date_of_birth: BirthDate | None = None
+    preferred_channel: Channel = "none"
+    opt_out: bool = False
+
+    @model_validator(mode="after")
+    def _channel_reachable(self):
+        if self.preferred_channel == "email" and not self.email:
+            raise PydanticCustomError("channel_without_address", "preferred_channel email needs an email")
+        if self.preferred_channel == "sms" and not self.phone:
+            raise PydanticCustomError("channel_without_address", "preferred_channel sms needs a phone")
+        return self
+
+
+class ContactPatch(_In):
+    name: str | None = Field(default=None, max_length=200)
+    email: Email | None = None
+    phone: Phone | None = None
+    date_of_birth: BirthDate | None = None
+    preferred_channel: Channel | None = None
+    opt_out: bool | None = None
+
+
+class ContactRead(BaseModel):
+    name: str | None
+    email: str | None
+    phone: str | None
+    date_of_birth: date | None
+    preferred_channel: str
+    opt_out: bool
+
+
+class ParticipantCreate(_In):
+    study_code: Code | None = Field(default=None, description="generated when absent")
+    site: Code = Field(description="site code")
+    enrolled_on: date
+    consent: Consent
+    arm: Code | None = Field(default=None, description="arm code; absent = randomised")
+    contact: ContactIn | None = None
+
+
+class ParticipantPatch(_In):
+    status: ParticipantStatus | None = None
+    status_date: date | None = None
+    reason: str | None = Field(default=None, max_length=2000)
+    consent: Consent | None = None
+    contact: ContactPatch | None = None
+
+    @model_validator(mode="after")
+    def _status_needs_date(self):
+        if self.status is not None and self.status != "active" and self.status_date is None:
+            raise PydanticCustomError("missing_status_date", "a status change needs status_date")
+        return self
+
+
+class ParticipantRead(BaseModel):
+    id: int
+    study_id: int
+    study_code: str
+    site: str
+    site_id: int
+    arm: str | None
+    arm_id: int | None
+    randomised: bool
+    enrolled_on: date
+    consent: Consent
+    status: str
+    status_date: date | None
+    status_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    contact: ContactRead | None = Field(default=None, description="admins and the site's coordinators only")
+
+
+class InstrumentState(BaseModel):
+    instrument: str
+    state: Literal["completed", "pending"]
+    response_id: int | None = None
+    out_of_window: bool | None = None
+
+
+class WaveStatus(BaseModel):
+    """One wave of a participant's schedule, with dates in the study's time zone."""
+
+    wave: str
+    offset_days: int
+    due_on: date
+    window_opens_on: date
+    window_closes_on: date
+    opens_at: datetime = Field(description="start of window_opens_on in the study time zone, as UTC")
+    closes_at: datetime = Field(description="end of window_closes_on in the study time zone, as UTC")
+    state: WaveState
+    instruments: list[InstrumentState]
+
+
+class AllocationRead(BaseModel):
+    sequence: int
+    block: int
+    block_size: int
+    site: str
+    arm: str
+    participant_id: int
+    study_code: str
+    allocated_at: datetime
+
+
+class AllocationReport(BaseModel):
+    study_id: int
+    randomisation_seed: str
+    method: str
+    allocations: list[AllocationRead]

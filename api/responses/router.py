@@ -1,0 +1,71 @@
+"""/participants/{id}/responses and the instrument catalogue."""
+from __future__ import annotations
+
+import instruments
+from fastapi import APIRouter, Depends, Header, Path, Response as HttpResponse
+from instruments.model import InstrumentError
+from sqlmodel import Session
+
+from api.auth.dependencies import READ_ROLES, authorize
+from api.auth.service import Actor
+from api.db import get_session
+from api.errors import NotFound
+from api.participants.dependencies import valid_participant
+from api.participants.models import Participant
+from api.responses import service
+from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead
+
+router = APIRouter(tags=["responses"])
+catalogue = APIRouter(prefix="/instruments", tags=["instruments"])
+
+
+@router.post("/participants/{participant_id}/responses", status_code=201, response_model=ResponseRead)
+def submit(body: ResponseCreate, http_response: HttpResponse,
+           actor: Actor = Depends(authorize("admin", "coordinator")),
+           participant: Participant = Depends(valid_participant), session: Session = Depends(get_session),
+           idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200)):
+    resp = service.submit_response(
+        session, participant=participant, wave_code=body.wave, instrument_code=body.instrument,
+        answers=body.answers, external_scores=body.external_scores, completed_at=body.completed_at,
+        mode="rest", actor=actor, idempotency_key=idempotency_key, amend=body.amend, reason=body.reason)
+    session.commit()
+    if getattr(resp, "replayed", False):
+        http_response.headers["Idempotent-Replayed"] = "true"
+    return service.to_read(session, [resp])[0]
+
+
+@router.get("/participants/{participant_id}/responses", response_model=list[ResponseRead])
+def list_responses(actor: Actor = Depends(authorize(*READ_ROLES)),
+                   participant: Participant = Depends(valid_participant), session: Session = Depends(get_session),
+                   wave: str | None = None, instrument: str | None = None):
+    return service.to_read(session, service.list_responses(session, participant, wave=wave, instrument=instrument))
+
+
+def _instrument_read(inst) -> InstrumentRead:
+    return InstrumentRead(
+        code=inst.code, name=inst.name, version=str(inst.version), wording_shipped=inst.wording_shipped,
+        licence=getattr(inst, "licence", None),
+        items=[{"code": it.code, "text": it.text, "kind": it.kind, "reverse": it.reverse, "scored": it.scored,
+                "min": it.min, "max": it.max,
+                "options": [{"code": o.code, "label": o.label, "missing": o.missing} for o in it.options]}
+               for it in inst.items],
+        scales=[{"code": s.code, "label": s.label, "items": list(s.items), "method": s.method,
+                 "min_items": s.min_items, "range": tuple(s.range), "external": s.external} for s in inst.scales])
+
+
+@catalogue.get("", response_model=list[InstrumentSummary])
+def list_instruments(actor: Actor = Depends(authorize(*READ_ROLES))):
+    out = []
+    for code in instruments.codes():
+        inst = instruments.get(code)
+        out.append(InstrumentSummary(code=inst.code, name=inst.name, version=str(inst.version),
+                                     items=len(inst.items), wording_shipped=inst.wording_shipped))
+    return out
+
+
+@catalogue.get("/{code}", response_model=InstrumentRead)
+def get_instrument(code: str = Path(max_length=60), actor: Actor = Depends(authorize(*READ_ROLES))):
+    try:
+        return _instrument_read(instruments.get(code))
+    except InstrumentError:
+        raise NotFound(["path", "code"], "unknown instrument", "unknown_instrument")

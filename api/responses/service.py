@@ -1,0 +1,281 @@
+"""Submitting, amending and reading responses.
+
+Scoring is the instrument library's: the service validates the answers against the instrument,
+stores them raw with the instrument version, and stores the scores computed at submission.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import instruments
+from instruments.model import InstrumentError, ValidationFailed
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from api.audit.service import record
+from api.auth.dependencies import ensure_can_write, ensure_site_access
+from api.auth.service import Actor
+from api.db import utcnow
+from api.errors import Conflict, Unprocessable, error
+from api.participants.models import Participant
+from api.participants.service import local_date, window
+from api.responses.models import MODES, IdempotencyKey, Response, Score
+from api.responses.schemas import ResponseRead, ScoreRead
+from api.studies.models import Study, Wave
+from api.studies.service import get_wave
+
+# A device clock a few minutes ahead of the server is not an error.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _request_hash(wave_code: str, instrument_code: str, answers: Mapping[str, Any],
+                  external_scores: Mapping[str, Any] | None, completed_at: datetime | None,
+                  amend: bool, reason: str | None) -> str:
+    payload = {"w": wave_code, "i": instrument_code, "a": answers, "e": external_scores or {},
+               "c": completed_at.isoformat() if completed_at else None, "m": amend, "r": reason}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _identifier_items(instrument) -> set[str]:
+    return {it.code for it in instrument.items if getattr(it, "identifier", False)}
+
+
+def _audit_view(instrument, answers: Mapping[str, Any]) -> dict[str, Any]:
+    # Items flagged as direct identifiers are audited by name only, like contact fields.
+    hidden = _identifier_items(instrument)
+    return {k: ("<identifier>" if k in hidden and v is not None else v) for k, v in answers.items()}
+
+
+def _problems_to_errors(problems, external_keys: set[str]) -> list[dict[str, Any]]:
+    out = []
+    for p in problems:
+        field = "external_scores" if (p.rule.startswith("external_") or
+                                      (p.loc in external_keys and p.rule != "unknown_item")) else "answers"
+        out.append(error(["body", field, p.loc], p.msg, p.rule))
+    return out
+
+
+def submit_response(session: Session, *, participant: Participant, wave_code: str, instrument_code: str,
+                    answers: Mapping[str, Any], external_scores: Mapping[str, Any] | None = None,
+                    completed_at: datetime | None = None, mode: str = "rest", actor: Actor,
+                    idempotency_key: str | None = None, amend: bool = False,
+                    reason: str | None = None) -> Response:
+    """Validate, score and store one instrument answered at one wave.
+
+    Parameters
+    ----------
+    participant : Participant
+        Must be visible to ``actor`` and not withdrawn.
+    wave_code, instrument_code : str
+        The wave must exist in the participant's study and list the instrument.
+    answers : mapping
+        Item code → value (``None`` = unanswered); checked against the instrument definition.
+    external_scores : mapping, optional
+        Scores computed elsewhere for scales that accept them (e.g. licensed PAM-13 activation).
+    completed_at : datetime, optional
+        Timezone-aware; defaults to now. Outside the wave window the response is stored with
+        ``out_of_window=True``.
+    mode : {"rest", "web", "import"}
+    idempotency_key : str, optional
+        A retry with the same key returns the response created first, and writes nothing.
+    amend, reason :
+        A second response for the same participant, wave and instrument is refused (409) unless
+        ``amend`` is true with a ``reason``; the previous version goes to the audit trail.
+
+    Returns
+    -------
+    Response
+        The stored row; ``response.replayed`` (attribute, not a column) is True for a replay.
+
+    Raises
+    ------
+    api.errors.ApiError
+        422 for unknown wave, instrument or item, a value outside the options, an instrument
+        the wave does not include; 409 for a duplicate or a withdrawn participant.
+
+    Examples
+    --------
+    >>> r = submit_response(session, participant=p, wave_code="baseline", instrument_code="phq9",
+    ...                     answers={f"phq9_{i}": 1 for i in range(1, 10)}, actor=actor)  # doctest: +SKIP
+    >>> session.commit()  # doctest: +SKIP
+    """
+    ensure_can_write(actor)
+    ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    answers = dict(answers)
+    external_scores = dict(external_scores) if external_scores else None
+    key_hash = None
+    if idempotency_key is not None:
+        key_hash = _request_hash(wave_code, instrument_code, answers, external_scores, completed_at, amend, reason)
+        replay = _replay(session, participant.id, idempotency_key, key_hash)
+        if replay is not None:
+            return replay
+
+    if participant.status == "withdrawn":
+        raise Conflict(["path", "participant_id"], "the participant has withdrawn; no new data are collected",
+                       "participant_withdrawn")
+    wave = get_wave(session, participant.study_id, wave_code)
+    try:
+        instrument = instruments.get(instrument_code)
+    except InstrumentError:
+        raise Unprocessable(["body", "instrument"], "unknown instrument; see GET /instruments", "unknown_instrument")
+    if instrument_code not in wave.instruments:
+        raise Unprocessable(["body", "instrument"], "the wave does not include this instrument", "not_in_wave")
+    try:
+        scores = instruments.score(instrument, answers, external_scores)
+    except ValidationFailed as exc:
+        raise Unprocessable(errors=_problems_to_errors(exc.problems, set(external_scores or ())))
+
+    now = utcnow()
+    if completed_at is None:
+        completed_at = now
+    elif completed_at > now + CLOCK_SKEW:
+        raise Unprocessable(["body", "completed_at"], "completion time is in the future", "in_future")
+    study = session.get(Study, participant.study_id)
+    _, opens, closes, _, _ = window(study, participant, wave)
+    out_of_window = not (opens <= local_date(study, completed_at) <= closes)
+
+    current = session.exec(select(Response).where(Response.participant_id == participant.id,
+                                                  Response.wave_id == wave.id,
+                                                  Response.instrument == instrument.code)).first()
+    if current is not None:
+        if not amend:
+            raise Conflict(["body", "instrument"],
+                           "a complete response exists for this wave and instrument; send amend=true with a reason",
+                           "already_completed")
+        resp = _amend(session, current, instrument, answers, external_scores, completed_at, out_of_window,
+                      scores, mode, actor, reason, now)
+        if idempotency_key is not None:
+            session.add(IdempotencyKey(participant_id=participant.id, key=idempotency_key,
+                                       request_hash=key_hash, response_id=resp.id))
+            session.flush()
+        return resp
+
+    resp = Response(study_id=participant.study_id, site_id=participant.site_id, participant_id=participant.id,
+                    wave_id=wave.id, instrument=instrument.code, instrument_version=str(instrument.version),
+                    answers=answers, external_scores=external_scores, mode=mode, entered_by=actor.user_id,
+                    completed_at=completed_at, out_of_window=out_of_window, created_at=now, updated_at=now)
+    # A savepoint lets a lost race (same key, or same wave and instrument, committed by a parallel
+    # request) end as a replay or a 409 instead of aborting the caller's transaction.
+    try:
+        with session.begin_nested():
+            session.add(resp)
+            session.flush()
+            session.add_all(_score_rows(resp.id, scores))
+            if idempotency_key is not None:
+                session.add(IdempotencyKey(participant_id=participant.id, key=idempotency_key,
+                                           request_hash=key_hash, response_id=resp.id))
+            session.flush()
+    except IntegrityError:
+        if idempotency_key is not None:
+            replay = _replay(session, participant.id, idempotency_key, key_hash)
+            if replay is not None:
+                return replay
+        raise Conflict(["body", "instrument"],
+                       "a complete response exists for this wave and instrument; send amend=true with a reason",
+                       "already_completed")
+    record(session, actor, "create", "response", resp.id, study_id=participant.study_id,
+           site_id=participant.site_id,
+           after={"participant_id": participant.id, "wave": wave.code, "instrument": instrument.code,
+                  "instrument_version": resp.instrument_version, "answers": _audit_view(instrument, answers),
+                  "external_scores": external_scores, "completed_at": completed_at.isoformat(),
+                  "out_of_window": out_of_window, "mode": mode})
+    _mark(resp, False)
+    return resp
+
+
+def _mark(resp: Response, replayed: bool) -> None:
+    # Not a column: tells the router whether this call wrote anything.
+    object.__setattr__(resp, "replayed", replayed)
+
+
+def _replay(session: Session, participant_id: int, key: str, key_hash: str) -> Response | None:
+    row = session.exec(select(IdempotencyKey).where(IdempotencyKey.participant_id == participant_id,
+                                                    IdempotencyKey.key == key)).first()
+    if row is None:
+        return None
+    if row.request_hash != key_hash:
+        raise Unprocessable(["header", "Idempotency-Key"], "this key was used for a different request",
+                            "idempotency_key_reused")
+    resp = session.get(Response, row.response_id)
+    _mark(resp, True)
+    return resp
+
+
+def _score_rows(response_id: int, scores) -> list[Score]:
+    return [Score(response_id=response_id, scale=s.scale, value=s.value, band=s.band, level=s.level,
+                  items_answered=s.items_answered, items_expected=s.items_expected, prorated=s.prorated,
+                  missing_reason=s.missing_reason, flags=list(s.flags or [])) for s in scores]
+
+
+def _amend(session: Session, current: Response, instrument, answers, external_scores, completed_at,
+           out_of_window, scores, mode, actor: Actor, reason: str | None, now: datetime) -> Response:
+    old_scores = session.exec(select(Score).where(Score.response_id == current.id)).all()
+    before = {"version": current.version, "instrument_version": current.instrument_version,
+              "answers": _audit_view(instrument, current.answers), "external_scores": current.external_scores,
+              "completed_at": current.completed_at.isoformat(), "out_of_window": current.out_of_window,
+              "mode": current.mode, "entered_by": current.entered_by,
+              "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in old_scores]}
+    session.execute(delete(Score).where(Score.response_id == current.id))
+    current.answers = answers
+    current.external_scores = external_scores
+    current.instrument_version = str(instrument.version)
+    current.completed_at = completed_at
+    current.out_of_window = out_of_window
+    current.mode = mode
+    current.entered_by = actor.user_id
+    current.version += 1
+    current.updated_at = now
+    session.add(current)
+    session.flush()
+    session.add_all(_score_rows(current.id, scores))
+    record(session, actor, "amend", "response", current.id, study_id=current.study_id, site_id=current.site_id,
+           before=before,
+           after={"version": current.version, "answers": _audit_view(instrument, answers),
+                  "external_scores": external_scores, "completed_at": completed_at.isoformat(),
+                  "out_of_window": out_of_window, "mode": mode,
+                  "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in scores]},
+           reason=reason)
+    session.flush()
+    _mark(current, False)
+    return current
+
+
+def list_responses(session: Session, participant: Participant, *, wave: str | None = None,
+                   instrument: str | None = None) -> list[Response]:
+    stmt = select(Response).where(Response.participant_id == participant.id)
+    if wave is not None:
+        stmt = stmt.join(Wave, Wave.id == Response.wave_id).where(Wave.code == wave)
+    if instrument is not None:
+        stmt = stmt.where(Response.instrument == instrument)
+    return list(session.exec(stmt.order_by(Response.id)).all())
+
+
+def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[int, str] | None = None
+            ) -> list[ResponseRead]:
+    """Read models with wave codes and scores."""
+    responses = list(responses)
+    if not responses:
+        return []
+    if wave_codes is None:
+        ids = {r.wave_id for r in responses}
+        wave_codes = dict(session.exec(select(Wave.id, Wave.code).where(Wave.id.in_(ids))).all())
+    by_response: dict[int, list[ScoreRead]] = {}
+    for s in session.exec(select(Score).where(Score.response_id.in_([r.id for r in responses]))
+                          .order_by(Score.id)).all():
+        by_response.setdefault(s.response_id, []).append(ScoreRead(
+            scale=s.scale, value=s.value, band=s.band, level=s.level, items_answered=s.items_answered,
+            items_expected=s.items_expected, prorated=s.prorated, missing_reason=s.missing_reason,
+            flags=list(s.flags or [])))
+    return [ResponseRead(id=r.id, participant_id=r.participant_id, wave=wave_codes.get(r.wave_id, "?"),
+                         instrument=r.instrument, instrument_version=r.instrument_version, answers=r.answers,
+                         external_scores=r.external_scores, completed_at=r.completed_at, mode=r.mode,
+                         entered_by=r.entered_by, out_of_window=r.out_of_window, version=r.version,
+                         status=r.status, created_at=r.created_at, updated_at=r.updated_at,
+                         scores=by_response.get(r.id, [])) for r in responses]

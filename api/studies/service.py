@@ -1,0 +1,139 @@
+"""Business rules of studies and their design."""
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import exists
+from sqlmodel import Session, select
+
+from api.audit.service import record, snapshot
+from api.auth.dependencies import ensure_can_write
+from api.auth.service import Actor
+from api.db import utcnow
+from api.errors import Conflict, Forbidden, NotFound
+from api.participants.models import Allocation, AllocationStratum
+from api.studies.models import Arm, Site, Study, Wave
+from api.studies.schemas import ArmCreate, SiteCreate, StudyCreate, StudyUpdate, WaveCreate
+
+
+def visible_studies(session: Session, actor: Actor) -> list[Study]:
+    """Studies the actor may see: all for admins and analysts, those with one of their sites for coordinators."""
+    stmt = select(Study).order_by(Study.id)
+    if actor.role == "coordinator":
+        stmt = stmt.where(exists().where(Site.study_id == Study.id, Site.id.in_(actor.site_ids or [-1])))
+    return list(session.exec(stmt).all())
+
+
+def can_see_study(session: Session, actor: Actor, study_id: int) -> bool:
+    if actor.role != "coordinator":
+        return True
+    return session.exec(select(Site.id).where(Site.study_id == study_id,
+                                              Site.id.in_(actor.site_ids or [-1])).limit(1)).first() is not None
+
+
+def create_study(session: Session, data: StudyCreate, actor: Actor) -> Study:
+    """Create a study; a missing randomisation seed is generated (and never shown to coordinators)."""
+    _admin_only(actor)
+    values = data.model_dump()
+    values["randomisation_seed"] = values.get("randomisation_seed") or secrets.token_hex(16)
+    study = Study(**values)
+    session.add(study)
+    session.flush()
+    record(session, actor, "create", "study", study.id, study_id=study.id,
+           after=snapshot(study, exclude=("randomisation_seed",)))
+    return study
+
+
+def update_study(session: Session, study: Study, data: StudyUpdate, actor: Actor) -> Study:
+    _admin_only(actor)
+    changes = data.model_dump(exclude_unset=True)
+    reason = changes.pop("reason", None)
+    before = snapshot(study, exclude=("randomisation_seed",))
+    for k, v in changes.items():
+        if v is None and k in ("title", "design", "blinding", "time_zone", "status"):
+            continue  # required columns cannot be cleared
+        setattr(study, k, v)
+    study.updated_at = utcnow()
+    session.add(study)
+    session.flush()
+    after = snapshot(study, exclude=("randomisation_seed",))
+    changed = {k for k in after if before.get(k) != after[k] and k != "updated_at"}
+    record(session, actor, "update", "study", study.id, study_id=study.id,
+           before={k: before[k] for k in changed}, after={k: after[k] for k in changed}, reason=reason)
+    return study
+
+
+def create_site(session: Session, study: Study, data: SiteCreate, actor: Actor) -> Site:
+    """Add a site and its randomisation stratum (one counter row, locked while allocating)."""
+    _admin_only(actor)
+    _unique(session, Site, study.id, data.code)
+    site = Site(study_id=study.id, **data.model_dump())
+    session.add(site)
+    session.flush()
+    session.add(AllocationStratum(study_id=study.id, site_id=site.id))
+    record(session, actor, "create", "site", site.id, study_id=study.id, site_id=site.id, after=snapshot(site))
+    return site
+
+
+def create_arm(session: Session, study: Study, data: ArmCreate, actor: Actor) -> Arm:
+    """Add an arm. Refused once randomisation has started: the sequence depends on the arm set."""
+    _admin_only(actor)
+    _unique(session, Arm, study.id, data.code)
+    started = session.exec(select(Allocation.id).where(Allocation.study_id == study.id).limit(1)).first()
+    if started is not None:
+        raise Conflict(["body", "code"], "arms cannot be added after randomisation has started",
+                       "randomisation_started")
+    arm = Arm(study_id=study.id, **data.model_dump())
+    session.add(arm)
+    session.flush()
+    record(session, actor, "create", "arm", arm.id, study_id=study.id, after=snapshot(arm))
+    return arm
+
+
+def create_wave(session: Session, study: Study, data: WaveCreate, actor: Actor) -> Wave:
+    _admin_only(actor)
+    _unique(session, Wave, study.id, data.code)
+    wave = Wave(study_id=study.id, **data.model_dump())
+    session.add(wave)
+    session.flush()
+    record(session, actor, "create", "wave", wave.id, study_id=study.id, after=snapshot(wave))
+    return wave
+
+
+def list_children(session: Session, model, study: Study, actor: Actor) -> list:
+    """Sites, arms or waves of a study; coordinators see only their own sites."""
+    stmt = select(model).where(model.study_id == study.id).order_by(model.id)
+    if model is Wave:
+        stmt = select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)
+    if model is Site and actor.role == "coordinator":
+        stmt = stmt.where(Site.id.in_(actor.site_ids or [-1]))
+    return list(session.exec(stmt).all())
+
+
+def get_wave(session: Session, study_id: int, code: str, loc=("body", "wave")) -> Wave:
+    """The wave ``code`` of a study, or a 422 naming ``loc``."""
+    from api.errors import Unprocessable
+
+    wave = session.exec(select(Wave).where(Wave.study_id == study_id, Wave.code == code)).first()
+    if wave is None:
+        raise Unprocessable(list(loc), "no wave with this code in the participant's study", "unknown_wave")
+    return wave
+
+
+def _admin_only(actor: Actor) -> None:
+    ensure_can_write(actor)
+    if actor.role not in ("admin", "system"):
+        raise Forbidden([], "only admins change a study's design", "role_not_allowed")
+
+
+def _unique(session: Session, model, study_id: int, code: str) -> None:
+    if session.exec(select(model.id).where(model.study_id == study_id, model.code == code)).first() is not None:
+        raise Conflict(["body", "code"], f"a {model.__name__.lower()} with this code already exists in the study",
+                       "duplicate")
+
+
+def require_study(session: Session, study_id: int, actor: Actor) -> Study:
+    study = session.get(Study, study_id)
+    if study is None or not can_see_study(session, actor, study_id):
+        raise NotFound(["path", "study_id"], "study not found", "not_found")
+    return study
