@@ -337,6 +337,26 @@ def _ner_candidates(text: str, nlp: Language) -> list[_Cand]:
     return out
 
 
+def _protected_spans(text: str, transcript: Transcript | None, keep: Iterable[str]) -> list[tuple[int, int]]:
+    """Spans that only vault identifiers may replace.
+
+    Study codes used as speaker labels (``P01``, ``FG2-P3``: they contain a
+    digit) and interviewer labels are pseudonyms, not identifiers; a statistical
+    model sometimes tags them as persons.
+    """
+    words = set(keep)
+    if transcript is not None:
+        for t in transcript.turns:
+            if t.role == "interviewer" or re.search(r"\d", t.speaker):
+                words.add(t.speaker)
+        words.update(p for p in transcript.participants if re.search(r"\d", p))
+    spans = []
+    for w in words:
+        if w.strip():
+            spans += [m.span() for m in re.finditer(r"(?<!\w)" + re.escape(w.strip()) + r"(?!\w)", text)]
+    return spans
+
+
 def _select(cands: Iterable[_Cand]) -> list[_Cand]:
     ordered = sorted(cands, key=lambda c: (_TIER[c.source], -(c.end - c.start), c.start))
     taken: list[tuple[int, int]] = []
@@ -364,6 +384,7 @@ def deidentify(
     model: str | Path | None = "auto",
     terms: Mapping[str, Iterable[str]] | None = None,
     rules: bool = True,
+    keep: Iterable[str] = (),
 ) -> DeidResult:
     """Replace identifiers with consistent typed placeholders.
 
@@ -382,6 +403,10 @@ def deidentify(
         Extra study-specific terms to remove (``{"ORG": ["Riverside Peer Club"]}``).
     rules : bool
         Run the shipped ``EntityRuler`` lists (names, places, organisations).
+    keep : iterable of str
+        Words never replaced except as vault identifiers. Speaker labels that
+        are study codes (they contain a digit) and interviewer labels are kept
+        anyway.
 
     Returns
     -------
@@ -419,6 +444,10 @@ def deidentify(
     if ner_nlp is not None:
         cands += _ner_candidates(text, ner_nlp)
 
+    protected = _protected_spans(text, transcript, keep)
+    if protected:
+        cands = [c for c in cands if c.source == "vault"
+                 or not any(a < c.end and c.start < b for a, b in protected)]
     chosen = _select(cands)
     counters: dict[str, int] = {}
     placeholders: dict[tuple[str, str], str] = {}

@@ -563,7 +563,6 @@ def load_transcript(path: str | Path, id: str | None = None, **kwargs) -> Transc
     id = id or path.stem
     if suffix == ".docx":
         return parse_docx(path, id=id, **kwargs)
-    text = path.read_text(encoding="utf-8-sig")
     parsers = {
         ".txt": parse_text,
         ".text": parse_text,
@@ -574,4 +573,5 @@ def load_transcript(path: str | Path, id: str | None = None, **kwargs) -> Transc
     }
     if suffix not in parsers:
         raise ValueError(f"unsupported transcript format: {suffix!r}")
+    text = path.read_text(encoding="utf-8-sig")
     return parsers[suffix](text, id=id, **kwargs)
