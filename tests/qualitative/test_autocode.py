@@ -1,0 +1,97 @@
+"""Auto-coding suggestions: keywords (lemma/lower), token patterns, accept/reject."""
+
+from __future__ import annotations
+
+import pytest
+
+from qualitative.autocode import AutoCoder, SuggestionLedger, suggestions_frame
+from qualitative.codebook import Code, Codebook, Coding
+from qualitative.transcripts import parse_text
+
+
+@pytest.fixture(scope="module")
+def codebook():
+    return Codebook([
+        Code("isolation", "Isolation", keywords=("feel isolated", "lonely", "on my own")),
+        Code("walking", "Walking", patterns=([{"LEMMA": "walk"}, {"IS_ALPHA": True, "OP": "?"}, {"LOWER": "group"}],)),
+        Code("glycaemia", "Glycaemic control", keywords=("blood sugar",),
+             patterns=([{"LOWER": {"IN": ["hba1c", "a1c"]}}, {"IS_PUNCT": True, "OP": "?"}, {"LIKE_NUM": True}],)),
+        Code("themes", "Themes", codable=False, keywords=("group",)),
+    ])
+
+
+@pytest.fixture
+def transcript():
+    return parse_text(
+        "Interviewer: Were you lonely?\n"
+        "P01: I was feeling isolated and Lonely, on my own most days.\n"
+        "P01: Then I joined the walking group, we walked in a group.\n"
+        "P01: My HbA1c: 53 now, and blood sugars are steadier.",
+        id="p01-w2", participant="P01")
+
+
+def test_lemma_keywords_and_patterns(codebook, transcript):
+    ac = AutoCoder(codebook)
+    got = [(s.code, s.text, s.rule) for s in ac.suggest([transcript])]
+    assert got == [
+        ("isolation", "feeling isolated", "keyword"),
+        ("isolation", "Lonely", "keyword"),
+        ("isolation", "on my own", "keyword"),
+        ("walking", "walking group", "pattern"),
+        ("glycaemia", "HbA1c: 53", "pattern"),
+        ("glycaemia", "blood sugars", "keyword"),
+    ]
+    # The interviewer's "lonely" is not proposed, and non-codable codes never are.
+    assert all(transcript.speaker_at(s.start) == "P01" for s in ac.suggest([transcript]))
+
+
+def test_lower_attribute_needs_exact_forms(codebook, transcript):
+    got = {(s.code, s.text) for s in AutoCoder(codebook, attr="LOWER").suggest([transcript])}
+    assert ("isolation", "Lonely") in got
+    assert ("isolation", "feeling isolated") not in got  # "feel" != "feeling" without lemmas
+    assert ("glycaemia", "blood sugars") not in got
+
+
+def test_offsets_point_into_transcript(codebook, transcript):
+    for s in AutoCoder(codebook).suggest([transcript]):
+        assert transcript.text[s.start:s.end] == s.text
+
+
+def test_accept_makes_coding_and_reject_is_remembered(codebook, transcript):
+    ac = AutoCoder(codebook)
+    first = ac.suggest([transcript])
+    ledger = SuggestionLedger()
+    coding = ledger.accept(first[0], coder="ana", memo="clear case")
+    assert isinstance(coding, Coding)
+    assert (coding.code, coding.start, coding.end, coding.coder, coding.memo) == \
+        ("isolation", first[0].start, first[0].end, "ana", "clear case")
+    ledger.reject(first[1], coder="ana")
+    again = ac.suggest([transcript], ledger=ledger, codings=[coding])
+    keys = {s.key for s in again}
+    assert first[0].key not in keys  # already a coding
+    assert first[1].key not in keys  # rejected before
+    assert len(again) == len(first) - 2
+    # The ledger survives a round trip through a frame (how a service would store it).
+    restored = SuggestionLedger.from_frame(ledger.to_frame())
+    assert restored.is_rejected(first[1]) and not restored.is_rejected(first[2])
+    with pytest.raises(ValueError):
+        ledger.accept(first[2], coder="")
+
+
+def test_paragraph_expansion_and_frame(codebook, transcript):
+    sug = AutoCoder(codebook, expand="paragraph").suggest([transcript])
+    isolation = [s for s in sug if s.code == "isolation"]
+    assert len(isolation) == 1 and isolation[0].text.startswith("I was feeling isolated")
+    df = suggestions_frame(sug)
+    assert list(df.columns) == ["id", "transcript", "code", "start", "end", "text", "rule"]
+
+
+def test_many_transcripts_through_pipe(codebook, transcript):
+    many = [parse_text(transcript.text, id=f"t{i}") for i in range(50)]
+    sug = AutoCoder(codebook, participants_only=False).suggest(many)
+    per = {}
+    for s in sug:
+        per[s.transcript] = per.get(s.transcript, 0) + 1
+    assert len(per) == 50 and len(set(per.values())) == 1
+    # With interviewer turns included the interviewer's "lonely" is proposed too.
+    assert per["t0"] == 7
