@@ -1,0 +1,83 @@
+"""Authentication, role checks and the route × role matrix."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from fastapi.routing import APIRoute
+
+from api.auth.dependencies import Authorize
+
+PUBLIC = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def _roles(route: APIRoute) -> tuple[str, ...] | None:
+    def walk(dep):
+        if isinstance(dep.call, Authorize):
+            return dep.call.roles
+        for sub in dep.dependencies:
+            found = walk(sub)
+            if found:
+                return found
+        return None
+
+    return walk(route.dependant)
+
+
+def test_every_route_declares_its_roles(app):
+    matrix = {}
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or route.path in PUBLIC:
+            continue
+        roles = _roles(route)
+        assert roles, f"{route.path} has no authorize(...)"
+        for method in route.methods:
+            matrix[(method, route.path)] = roles
+    assert matrix[("POST", "/studies")] == ("admin",)
+    assert matrix[("GET", "/studies/{study_id}/allocation")] == ("admin",)
+    assert "analyst" not in matrix[("POST", "/participants/{participant_id}/responses")]
+    # analysts never write
+    assert all("analyst" not in roles for (method, _), roles in matrix.items() if method != "GET")
+
+
+def test_missing_bad_and_expired_tokens(client, make_user):
+    r = client.get("/studies")
+    assert r.status_code == 401
+    assert r.json()["detail"][0]["type"] == "not_authenticated"
+    r = client.get("/studies", headers={"Authorization": "Bearer plk_nonsense"})
+    assert r.status_code == 401 and r.json()["detail"][0]["type"] == "invalid_token"
+    expired = make_user("admin", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    assert client.get("/studies", headers=expired.headers).status_code == 401
+    fresh = make_user("admin", expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    assert client.get("/studies", headers=fresh.headers).status_code == 200
+
+
+def test_tokens_are_stored_hashed(engine, admin):
+    from sqlmodel import Session, select
+
+    from api.auth.models import ApiToken
+
+    with Session(engine) as s:
+        stored = s.exec(select(ApiToken.token_hash)).all()
+    assert admin.token not in stored
+    assert all(len(h) == 64 for h in stored)
+
+
+def test_analyst_cannot_write(client, analyst, make_study):
+    study = make_study()
+    r = client.post("/studies", json={"title": "x", "design": "rct"}, headers=analyst.headers)
+    assert r.status_code == 403 and r.json()["detail"][0]["type"] == "role_not_allowed"
+    r = client.post(f"/studies/{study.id}/participants", headers=analyst.headers,
+                    json={"site": "north", "enrolled_on": "2026-01-05", "consent": {"date": "2026-01-05", "version": "v1"}})
+    assert r.status_code == 403
+    assert client.get(f"/studies/{study.id}", headers=analyst.headers).status_code == 200
+
+
+def test_me(client, make_user):
+    u = make_user("analyst")
+    assert client.get("/me", headers=u.headers).json()["role"] == "analyst"
+
+
+def test_health_needs_no_token(client):
+    r = client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}
+    assert r.headers.get("x-request-id")

@@ -1,0 +1,241 @@
+"""Shared fixtures.
+
+Database fixtures are lazy: only tests that ask for ``db_url`` (directly or through ``client``)
+get a database, so the library suites (instruments, analysis, qualitative) never pay for one.
+
+``db_url`` is parametrised over ``sqlite`` (a temporary file) and ``postgresql`` (a fresh
+``peerlens_test_<random>`` database on 127.0.0.1:5432, created per test module and dropped
+afterwards). Both are migrated with Alembic, as production is. When PostgreSQL does not answer,
+the postgresql half fails if ``PEERLENS_REQUIRE_POSTGRES=1`` (``make test`` sets it) and is
+skipped with a reason otherwise.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+PG_HOST = os.environ.get("PEERLENS_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("PEERLENS_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("PEERLENS_TEST_PG_USER", "postgres")
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _pg_admin_conninfo() -> str:
+    return f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname=postgres connect_timeout=3"
+
+
+def _pg_available() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}".strip()
+
+
+def pg_url(dbname: str) -> str:
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
+
+
+def create_pg_database() -> str:
+    """Create an empty ``peerlens_test_<random>`` database and return its name."""
+    import psycopg
+
+    reason = _pg_available()
+    if reason is not None:
+        message = f"PostgreSQL at {PG_HOST}:{PG_PORT} is required for the postgresql backend ({reason})"
+        if os.environ.get("PEERLENS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    name = f"peerlens_test_{secrets.token_hex(6)}"
+    with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    """The database backend of this module's run: ``sqlite`` or ``postgresql``."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def empty_db_url(backend, tmp_path_factory) -> Iterator[str]:
+    """A URL to an empty database of ``backend`` (not migrated)."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "peerlens.db"
+        yield f"sqlite:///{path}"
+        return
+    name = create_pg_database()
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def db_url(empty_db_url) -> str:
+    """A database of ``backend`` migrated to head with Alembic."""
+    from api.migrate import upgrade
+
+    upgrade(empty_db_url)
+    return empty_db_url
+
+
+@pytest.fixture(scope="module")
+def settings(db_url):
+    from api.config import Settings
+
+    return Settings(DATABASE_URL=db_url, PEERLENS_SECRET_KEY="test-secret", PEERLENS_MAX_BODY_BYTES=64_000)
+
+
+@pytest.fixture(scope="module")
+def engine(settings):
+    from api.db import engine_from_settings
+
+    eng = engine_from_settings(settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def app(settings, engine):
+    from api.main import create_app
+
+    return create_app(settings, engine=engine)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    """A TestClient on the app, bound to this module's database."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@dataclass
+class UserHandle:
+    id: int
+    role: str
+    token: str
+    site_ids: list[int]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@pytest.fixture(scope="module")
+def make_user(engine) -> Callable[..., UserHandle]:
+    """``make_user(role, site_ids=(), expires_at=None) -> UserHandle`` with a fresh token."""
+    from sqlmodel import Session
+
+    from api.auth.service import create_user, issue_token
+
+    def _make(role: str, site_ids=(), expires_at=None) -> UserHandle:
+        with Session(engine) as s:
+            user = create_user(s, f"{role}-{uuid.uuid4().hex[:10]}@test.peerlens.org", role, list(site_ids))
+            token = issue_token(s, user, expires_at=expires_at)
+            s.commit()
+            return UserHandle(user.id, role, token, list(site_ids))
+
+    return _make
+
+
+@pytest.fixture(scope="module")
+def admin(make_user) -> UserHandle:
+    return make_user("admin")
+
+
+@pytest.fixture(scope="module")
+def analyst(make_user) -> UserHandle:
+    return make_user("analyst")
+
+
+@dataclass
+class StudyHandle:
+    id: int
+    sites: dict[str, int]
+    arms: dict[str, int]
+    waves: dict[str, int]
+    seed: str
+
+
+@pytest.fixture(scope="module")
+def make_study(client, admin) -> Callable[..., StudyHandle]:
+    """Create a study with sites north/south, three arms and five waves through the API."""
+
+    def _make(time_zone: str = "Europe/London", sites=("north", "south"),
+              arms=(("group", "intervention", 1), ("online", "intervention", 1), ("usual_care", "control", 1)),
+              waves=(("baseline", 0, 0, 14, ["pam13", "phq9", "gad7"]), ("m1", 30, 7, 7, ["pam13", "phq9"]),
+                     ("m3", 90, 14, 14, ["pam13", "phq9"]), ("m6", 180, 21, 21, ["pam13", "phq9"]),
+                     ("m12", 365, 30, 30, ["pam13", "phq9"])),
+              seed: str | None = None) -> StudyHandle:
+        h = admin.headers
+        body = {"title": f"Study {uuid.uuid4().hex[:6]}", "design": "rct", "time_zone": time_zone,
+                "planned_sample_size": 120, "power_assumptions": {"alpha": 0.05, "power": 0.8}}
+        if seed:
+            body["randomisation_seed"] = seed
+        r = client.post("/studies", json=body, headers=h)
+        assert r.status_code == 201, r.text
+        study = r.json()
+        sid = study["id"]
+        site_ids = {}
+        for code in sites:
+            r = client.post(f"/studies/{sid}/sites", json={"code": code, "name": code.title()}, headers=h)
+            assert r.status_code == 201, r.text
+            site_ids[code] = r.json()["id"]
+        arm_ids = {}
+        for code, kind, ratio in arms:
+            r = client.post(f"/studies/{sid}/arms",
+                            json={"code": code, "name": code, "kind": kind, "allocation_ratio": ratio}, headers=h)
+            assert r.status_code == 201, r.text
+            arm_ids[code] = r.json()["id"]
+        wave_ids = {}
+        for code, off, before, after, insts in waves:
+            r = client.post(f"/studies/{sid}/waves", json={
+                "code": code, "offset_days": off, "window_before_days": before, "window_after_days": after,
+                "instruments": insts}, headers=h)
+            assert r.status_code == 201, r.text
+            wave_ids[code] = r.json()["id"]
+        return StudyHandle(sid, site_ids, arm_ids, wave_ids, study["randomisation_seed"])
+
+    return _make
+
+
+@pytest.fixture(scope="module")
+def enrol(client, admin) -> Callable[..., dict]:
+    """``enrol(study, site="north", enrolled_on="2026-01-05", headers=None, **extra) -> participant JSON``."""
+
+    def _enrol(study: StudyHandle, site: str = "north", enrolled_on: str = "2026-01-05", headers=None,
+               expect: int = 201, **extra) -> dict:
+        body = {"site": site, "enrolled_on": enrolled_on, "consent": {"date": enrolled_on, "version": "v1"}, **extra}
+        r = client.post(f"/studies/{study.id}/participants", json=body, headers=headers or admin.headers)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+    return _enrol
+
+
+def phq9_answers(value: int = 1) -> dict[str, int]:
+    return {f"phq9_{i}": value for i in range(1, 10)}
+
+
+def pam13_answers(value: int = 3) -> dict[str, int]:
+    return {f"pam13_{i}": value for i in range(1, 14)}
