@@ -103,7 +103,7 @@ def load_long(path_or_df: str | Path | pd.DataFrame, *, required: Sequence[str] 
     >>> import pandas as pd
     >>> df = pd.DataFrame({"participant": ["P1"], "arm": ["group"], "wave": ["baseline"],
     ...                    "scale": ["phq9"], "value": ["12"]})
-    >>> load_long(df)["value"].iloc[0]
+    >>> float(load_long(df)["value"].iloc[0])
     12.0
     """
     if isinstance(path_or_df, pd.DataFrame):

@@ -45,7 +45,7 @@ def cronbach_alpha(items: pd.DataFrame, ci: float = 0.95, nan_policy: str = "lis
     >>> import pandas as pd
     >>> df = pd.DataFrame({"a": [1, 2, 3, 4, 5], "b": [2, 2, 3, 5, 5], "c": [1, 3, 3, 4, 4]})
     >>> round(float(cronbach_alpha(df)["alpha"].iloc[0]), 3)
-    0.925
+    0.954
     """
     w = _wide(items)
     n = len(w.dropna()) if nan_policy == "listwise" else len(w)
