@@ -140,7 +140,7 @@ def export_qdc(codebook: Codebook, path: str | Path) -> Path:
     Examples
     --------
     >>> cb = Codebook([Code("support", "Peer support", color="#1F77B4")])
-    >>> p = export_qdc(cb, "/tmp/peerlens-doctest.qdc")
+    >>> p = export_qdc(cb, "doctest.qdc")
     >>> [c.name for c in import_qdc(p)]
     ['Peer support']
     """
@@ -302,7 +302,7 @@ def export_qdpx(corpus: CodedCorpus, path: str | Path) -> Path:
     >>> t = parse_text("P01: I felt less alone.", id="p01-w1", participant="P01")
     >>> cb = Codebook([Code("isolation", "Reduced isolation")])
     >>> corpus = CodedCorpus([t], cb, [Coding("p01-w1", "isolation", 5, 23, "ana")])
-    >>> back = import_qdpx(export_qdpx(corpus, "/tmp/peerlens-doctest.qdpx"))
+    >>> back = import_qdpx(export_qdpx(corpus, "doctest.qdpx"))
     >>> [(c.code, c.start, c.end, c.coder) for c in back.codings]
     [('isolation', 5, 23, 'ana')]
     """
