@@ -1,0 +1,34 @@
+"""The personal form link of a participant for one wave."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from api.db import UTCDateTime, utcnow
+
+
+class ParticipantLink(SQLModel, table=True):
+    """A link ``/f/{token}``; the database keeps the SHA-256 of the token only.
+
+    At most one link per participant and wave is live: issuing another revokes it. The link
+    works from the wave window's opening to its close plus the grace period (``expires_at``
+    records that moment as computed at issue time).
+    """
+
+    __tablename__ = "participant_link"
+    __table_args__ = (UniqueConstraint("token_hash"),
+                      Index("ix_participant_link_participant_wave", "participant_id", "wave_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int = Field(foreign_key="site.id")
+    participant_id: int = Field(foreign_key="participant.id", ondelete="CASCADE")
+    wave_id: int = Field(foreign_key="wave.id")
+    token_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    created_by: int | None = Field(default=None, foreign_key="app_user.id")
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,49 @@
+"""/participants/{id}/links: issue, list and revoke personal form links (admins, coordinators)."""
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Response as HttpResponse
+from sqlmodel import Session
+
+from api.auth.dependencies import authorize
+from api.auth.service import Actor
+from api.db import get_session
+from api.links import service
+from api.links.schemas import LinkCreate, LinkIssued, LinkStatus
+from api.participants.dependencies import valid_participant
+from api.participants.models import Participant
+from api.studies.service import get_wave
+
+router = APIRouter(tags=["links"])
+LINK_ROLES = ("admin", "coordinator")
+
+
+@router.get("/participants/{participant_id}/links", response_model=list[LinkStatus])
+def list_links(actor: Actor = Depends(authorize(*LINK_ROLES)),
+               participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
+    """Each wave's link state and which instruments the web form offers (and why not)."""
+    return service.link_status(session, participant)
+
+
+@router.post("/participants/{participant_id}/links", status_code=201, response_model=LinkIssued)
+def issue(body: LinkCreate, http_response: HttpResponse, actor: Actor = Depends(authorize(*LINK_ROLES)),
+          participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
+    """Issue (or re-issue, revoking the previous one) the personal link for a wave.
+
+    The token is in this response only; the service keeps its hash.
+    """
+    wave = get_wave(session, participant.study_id, body.wave)
+    link, url = service.issue_link(session, participant, wave, actor)
+    session.commit()
+    http_response.headers["Cache-Control"] = "no-store"
+    status = next(s for s in service.link_status(session, participant) if s.wave == wave.code)
+    return LinkIssued(**status.model_dump(), url=url, token=url.rsplit("/", 1)[1])
+
+
+@router.delete("/participants/{participant_id}/links/{wave_code}", status_code=204)
+def revoke(wave_code: str = Path(min_length=1, max_length=40), actor: Actor = Depends(authorize(*LINK_ROLES)),
+           participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
+    """Revoke the live link of a wave; the participant's old link then answers 404."""
+    wave = get_wave(session, participant.study_id, wave_code, loc=("path", "wave_code"))
+    service.revoke_link(session, participant, wave, actor)
+    session.commit()
+    return HttpResponse(status_code=204)

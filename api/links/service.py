@@ -1,0 +1,267 @@
+"""Issuing, resolving and revoking personal form links.
+
+A link token is ``secrets.token_urlsafe(32)`` (256 random bits). Only its SHA-256 is stored, so a
+copy of the database does not open anyone's form. A token resolves only while its wave is open
+(window opening to close plus the grace period), while the participant takes part, and until it
+is revoked; every other case looks exactly like an unknown token to the caller.
+
+Examples
+--------
+>>> link, url = issue_link(session, participant, wave, actor)  # doctest: +SKIP
+>>> ctx = resolve(session, url.rsplit("/", 1)[1], utcnow())  # doctest: +SKIP
+>>> [i.instrument for i in ctx.offered]  # doctest: +SKIP
+['phq9', 'gad7']
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import instruments
+from instruments.model import Instrument, InstrumentError
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from api.audit.service import record
+from api.auth.dependencies import ensure_can_write, ensure_site_access
+from api.auth.service import Actor
+from api.db import utcnow
+from api.errors import Conflict, NotFound
+from api.links.config import get_link_settings
+from api.links.models import ParticipantLink
+from api.links.schemas import LinkStatus, OfferedInstrument
+from api.participants.models import Participant
+from api.participants.service import window
+from api.studies.models import Study, Wave
+
+# Participants in these states may still answer; withdrawn (and closed) ones may not.
+ANSWERING_STATUSES = ("active", "lost_to_follow_up")
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{40,64}$")
+
+
+def hash_link_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def offer(code: str) -> tuple[bool, str | None]:
+    """Whether the web form can show instrument ``code``, and the reason when it cannot.
+
+    Examples
+    --------
+    >>> offer("phq9")
+    (True, None)
+    >>> offer("pam13")[0]
+    False
+    """
+    try:
+        inst: Instrument = instruments.get(code)
+    except InstrumentError:
+        return False, "unknown instrument"
+    if not inst.wording_shipped and not inst.notes.get("wording_loaded"):
+        return False, ("licensed item wording is not loaded (instruments.load_wording); "
+                       "collect it through the REST API instead")
+    if any(not it.text for it in inst.items):
+        return False, "some items have no wording"
+    return True, None
+
+
+@dataclass
+class LinkContext:
+    """What a resolved link opens: the participant's wave and the state of its instruments."""
+
+    link: ParticipantLink
+    participant: Participant
+    study: Study
+    wave: Wave
+    offered: list[OfferedInstrument] = field(default_factory=list)
+
+    @property
+    def pending(self) -> list[str]:
+        """Instruments still to fill on the form, in wave order."""
+        return [o.instrument for o in self.offered if o.offered and not o.completed]
+
+    @property
+    def completed(self) -> bool:
+        """True when every instrument the form offers has been submitted."""
+        return not self.pending
+
+
+def _grace(grace: timedelta | None) -> timedelta:
+    return grace if grace is not None else timedelta(days=get_link_settings().grace_days)
+
+
+def _offered(session: Session, participant: Participant, wave: Wave) -> list[OfferedInstrument]:
+    from api.responses.models import Response
+
+    done = set(session.exec(select(Response.instrument).where(Response.participant_id == participant.id,
+                                                               Response.wave_id == wave.id)).all())
+    out = []
+    for code in wave.instruments:
+        ok, reason = offer(code)
+        out.append(OfferedInstrument(instrument=code, offered=ok, reason=reason, completed=code in done))
+    return out
+
+
+def issue_link(session: Session, participant: Participant, wave: Wave, actor: Actor, *,
+               now: datetime | None = None, base_url: str | None = None,
+               grace: timedelta | None = None) -> tuple[ParticipantLink, str]:
+    """Issue the personal link of ``participant`` for ``wave``, revoking any earlier one.
+
+    Flushes and audits; the caller commits. The clear token exists only in the returned URL.
+
+    Parameters
+    ----------
+    participant, wave : Participant, Wave
+        The wave must belong to the participant's study.
+    actor : Actor
+        A coordinator of the participant's site, an admin or the system (reminders).
+    now : datetime, optional
+        Defaults to the current time (UTC).
+    base_url : str, optional
+        Defaults to ``PEERLENS_BASE_URL``.
+    grace : timedelta, optional
+        Defaults to ``PEERLENS_LINK_GRACE_DAYS``.
+
+    Returns
+    -------
+    (ParticipantLink, str)
+        The stored link and its URL ``{base_url}/f/{token}``.
+
+    Raises
+    ------
+    api.errors.Conflict
+        409 when the participant no longer answers, the wave's window (plus grace) has closed,
+        the form can offer none of the wave's instruments, or the offered ones are complete.
+    """
+    ensure_can_write(actor)
+    ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
+    if wave.study_id != participant.study_id:
+        raise NotFound(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
+    now = now or utcnow()
+    if participant.status not in ANSWERING_STATUSES:
+        raise Conflict(["path", "participant_id"], f"the participant's status is {participant.status}; "
+                       "no link is issued", "participant_not_active")
+    study = session.get(Study, participant.study_id)
+    _, _, _, _, closes_at = window(study, participant, wave)
+    expires_at = closes_at + _grace(grace)
+    if now >= expires_at:
+        raise Conflict(["body", "wave"], "the wave's window and grace period have passed", "window_closed")
+    offered = _offered(session, participant, wave)
+    if not any(o.offered for o in offered):
+        reasons = "; ".join(f"{o.instrument}: {o.reason}" for o in offered)
+        raise Conflict(["body", "wave"], f"the web form can offer no instrument of this wave ({reasons})",
+                       "nothing_to_offer")
+    if all(o.completed for o in offered if o.offered):
+        raise Conflict(["body", "wave"], "every instrument the form offers for this wave is complete",
+                       "wave_completed")
+    revoked = session.execute(
+        update(ParticipantLink)
+        .where(ParticipantLink.participant_id == participant.id, ParticipantLink.wave_id == wave.id,
+               ParticipantLink.revoked_at.is_(None))
+        .values(revoked_at=now).returning(ParticipantLink.id)).all()
+    for (old_id,) in revoked:
+        record(session, actor, "revoke", "participant_link", old_id, study_id=participant.study_id,
+               site_id=participant.site_id, after={"participant_id": participant.id, "wave": wave.code,
+                                                   "reason": "reissued"})
+    token = secrets.token_urlsafe(32)
+    link = ParticipantLink(study_id=participant.study_id, site_id=participant.site_id,
+                           participant_id=participant.id, wave_id=wave.id, token_hash=hash_link_token(token),
+                           created_at=now, created_by=actor.user_id, expires_at=expires_at)
+    session.add(link)
+    session.flush()
+    record(session, actor, "create", "participant_link", link.id, study_id=participant.study_id,
+           site_id=participant.site_id,
+           after={"participant_id": participant.id, "wave": wave.code, "expires_at": expires_at.isoformat(),
+                  "replaces": [r[0] for r in revoked]})
+    if base_url is None:
+        from api.config import get_settings
+
+        base_url = get_settings().base_url
+    return link, f"{base_url.rstrip('/')}/f/{token}"
+
+
+def resolve(session: Session, token: str, now: datetime | None = None, *,
+            grace: timedelta | None = None) -> LinkContext | None:
+    """The participant and wave a link token opens, or None.
+
+    None for a malformed, unknown or revoked token, outside the window (plus grace), and for a
+    participant who no longer answers. The callers answer all of them alike (404).
+
+    A context with ``completed`` True is still returned: the form then says the wave is done.
+    """
+    if not isinstance(token, str) or not _TOKEN_SHAPE.match(token):
+        return None
+    now = now or utcnow()
+    link = session.exec(select(ParticipantLink).where(ParticipantLink.token_hash == hash_link_token(token))).first()
+    if link is None or link.revoked_at is not None:
+        return None
+    participant = session.get(Participant, link.participant_id)
+    wave = session.get(Wave, link.wave_id)
+    if participant is None or wave is None or participant.status not in ANSWERING_STATUSES:
+        return None
+    study = session.get(Study, participant.study_id)
+    _, _, _, opens_at, closes_at = window(study, participant, wave)
+    if not (opens_at <= now < closes_at + _grace(grace)):
+        return None
+    return LinkContext(link=link, participant=participant, study=study, wave=wave,
+                       offered=_offered(session, participant, wave))
+
+
+def revoke_link(session: Session, participant: Participant, wave: Wave, actor: Actor, *,
+                now: datetime | None = None) -> ParticipantLink:
+    """Revoke the live link of ``participant`` for ``wave`` (404 when there is none)."""
+    ensure_can_write(actor)
+    ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
+    link = session.exec(select(ParticipantLink).where(
+        ParticipantLink.participant_id == participant.id, ParticipantLink.wave_id == wave.id,
+        ParticipantLink.revoked_at.is_(None))).first()
+    if link is None:
+        raise NotFound(["path", "wave_code"], "no live link for this wave", "not_found")
+    link.revoked_at = now or utcnow()
+    session.add(link)
+    record(session, actor, "revoke", "participant_link", link.id, study_id=participant.study_id,
+           site_id=participant.site_id, after={"participant_id": participant.id, "wave": wave.code,
+                                               "reason": "revoked"})
+    session.flush()
+    return link
+
+
+def link_status(session: Session, participant: Participant, *, now: datetime | None = None,
+                grace: timedelta | None = None) -> list[LinkStatus]:
+    """Every wave of the participant with its link state and what the form can offer."""
+    now = now or utcnow()
+    study = session.get(Study, participant.study_id)
+    waves = session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)).all()
+    links = session.exec(select(ParticipantLink).where(ParticipantLink.participant_id == participant.id)
+                         .order_by(ParticipantLink.id)).all()
+    latest = {link.wave_id: link for link in links}  # ordered by id: the last one wins
+    out = []
+    for w in waves:
+        _, _, _, opens_at, closes_at = window(study, participant, w)
+        offered = _offered(session, participant, w)
+        link = latest.get(w.id)
+        if link is None:
+            state = "none"
+        elif link.revoked_at is not None:
+            state = "revoked"
+        elif offered and all(o.completed for o in offered if o.offered):
+            state = "completed"
+        elif now >= closes_at + _grace(grace):
+            state = "expired"
+        elif now < opens_at:
+            state = "not_open"
+        else:
+            state = "active"
+        out.append(LinkStatus(wave=w.code, state=state, issued_at=link.created_at if link else None,
+                              expires_at=link.expires_at if link else None, opens_at=opens_at,
+                              closes_at=closes_at, instruments=offered))
+    return out
+
+
+def mark_used(session: Session, link: ParticipantLink, now: datetime | None = None) -> None:
+    """Record when a link was last used (shown to coordinators; not study data, not audited)."""
+    link.last_used_at = now or utcnow()
+    session.add(link)
