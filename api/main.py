@@ -142,6 +142,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for r in (studies_router, participants_router, responses_router, catalogue, auth_router, audit_router):
         mount(app, r)
 
+    from api.web import install as install_web_forms
+
+    install_web_forms(app)  # /f/{token} forms, /participants/{id}/links, failed-attempt limiter
+
     @app.get("/health", tags=["health"])
     def health(request: Request):
         """Liveness and database reachability (no authentication)."""

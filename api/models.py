@@ -10,3 +10,4 @@ from api.participants.models import (  # noqa: F401
     Allocation, AllocationStratum, Participant, ParticipantContact,
 )
 from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401
+from api.links.models import ParticipantLink  # noqa: F401
