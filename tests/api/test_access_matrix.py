@@ -1,0 +1,255 @@
+"""Every route × every kind of caller, from ``app.routes``.
+
+The table ``RULES`` says, for each route, which roles its ``authorize(...)`` admits, how it is
+scoped (``global``, ``study``: both site coordinators of the study, ``site``: only the
+coordinator of the record's site) and which statuses an admitted caller gets for the request
+made here (write routes get an empty body, so an admitted caller sees the body's 422 after the
+role and site checks). A route missing from the table, or whose declared roles differ from the
+table, fails the test by name. Every body is also scanned for the other site's records and for
+identifiers a role may not see.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Mount
+
+from api.auth.dependencies import Authorize
+
+ADMIN = ("admin",)
+STAFF = ("admin", "coordinator")
+READ = ("admin", "coordinator", "analyst")
+CALLERS = ("admin", "coord_a", "coord_b", "analyst", "none", "expired", "link")
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: tuple[str, ...] | None  # what authorize(...) declares; None = no bearer token involved
+    scope: str  # global | study | site | public | link
+    ok: frozenset[int]  # statuses an admitted caller may get here
+
+
+def R(roles, scope, *ok):
+    return Rule(roles, scope, frozenset(ok))
+
+
+RULES: dict[tuple[str, str], Rule] = {
+    # studies (design: admins write)
+    ("POST", "/studies"): R(ADMIN, "global", 422),
+    ("GET", "/studies"): R(READ, "global", 200),
+    ("GET", "/studies/{study_id}"): R(READ, "study", 200),
+    ("PATCH", "/studies/{study_id}"): R(ADMIN, "study", 200),
+    ("POST", "/studies/{study_id}/sites"): R(ADMIN, "study", 422),
+    ("GET", "/studies/{study_id}/sites"): R(READ, "study", 200),
+    ("POST", "/studies/{study_id}/arms"): R(ADMIN, "study", 422),
+    ("GET", "/studies/{study_id}/arms"): R(READ, "study", 200),
+    ("POST", "/studies/{study_id}/waves"): R(ADMIN, "study", 422),
+    ("GET", "/studies/{study_id}/waves"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/allocation"): R(ADMIN, "study", 200),
+    ("GET", "/studies/{study_id}/audit"): R(ADMIN, "study", 200),
+    # participants
+    ("POST", "/studies/{study_id}/participants"): R(STAFF, "study", 422),
+    ("GET", "/studies/{study_id}/participants"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/participants/{participant_id}"): R(READ, "site", 200),
+    ("GET", "/participants/{participant_id}"): R(READ, "site", 200),
+    ("PATCH", "/participants/{participant_id}"): R(STAFF, "site", 200),
+    ("GET", "/participants/{participant_id}/schedule"): R(READ, "site", 200),
+    # responses and instruments
+    ("POST", "/participants/{participant_id}/responses"): R(STAFF, "site", 422),
+    ("GET", "/participants/{participant_id}/responses"): R(READ, "site", 200),
+    ("GET", "/instruments"): R(READ, "global", 200),
+    ("GET", "/instruments/{code}"): R(READ, "global", 200),
+    ("GET", "/me"): R(READ, "global", 200),
+    ("GET", "/audit"): R(ADMIN, "global", 200),
+    # personal links and the participant form
+    ("GET", "/participants/{participant_id}/links"): R(STAFF, "site", 200),
+    ("POST", "/participants/{participant_id}/links"): R(STAFF, "site", 422),
+    ("DELETE", "/participants/{participant_id}/links/{wave_code}"): R(STAFF, "site", 204),
+    ("GET", "/f/{token}"): R(("link",), "link", 200),
+    ("POST", "/f/{token}"): R(("link",), "link", 403),  # no CSRF token in this request
+    # reminders
+    ("GET", "/studies/{study_id}/reminder-plans"): R(STAFF, "study", 200),
+    ("PUT", "/studies/{study_id}/reminder-plans"): R(STAFF, "study", 200),  # {} = keep defaults
+    ("POST", "/studies/{study_id}/reminders/pause"): R(STAFF, "study", 200),
+    ("POST", "/studies/{study_id}/reminders/resume"): R(STAFF, "study", 200),
+    ("GET", "/studies/{study_id}/reminders"): R(STAFF, "study", 200),
+    ("GET", "/participants/{participant_id}/reminders"): R(STAFF, "site", 200),
+    ("GET", "/u/{token}"): R(None, "public", 404),  # own signed token; a made-up one is unknown
+    ("POST", "/u/{token}"): R(None, "public", 404),
+    # public
+    ("GET", "/health"): R(None, "public", 200),
+}
+# Framework pages (documentation) and the stylesheet: public, no data.
+PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC_MOUNTS = {"/static"}
+
+
+def declared_roles(route: APIRoute) -> tuple[str, ...] | None:
+    def walk(dep):
+        if isinstance(dep.call, Authorize):
+            return dep.call.roles
+        for sub in dep.dependencies:
+            found = walk(sub)
+            if found:
+                return found
+        return None
+
+    return walk(route.dependant)
+
+
+def app_routes(app) -> dict[tuple[str, str], APIRoute]:
+    out = {}
+    for route in app.routes:
+        if isinstance(route, Mount):
+            assert route.path in PUBLIC_MOUNTS, f"unexpected mount {route.path}: add a rule"
+            continue
+        if not isinstance(route, APIRoute):
+            assert route.path in PUBLIC_PATHS, f"route {route.path} is not an APIRoute and not a known public page"
+            continue
+        for method in route.methods - {"HEAD"}:
+            out[(method, route.path)] = route
+    return out
+
+
+def test_every_route_has_a_rule_matching_its_authorize(app):
+    routes = app_routes(app)
+    missing = sorted(f"{m} {p}" for (m, p) in routes if (m, p) not in RULES)
+    assert not missing, f"routes without an access rule in RULES: {missing}"
+    stale = sorted(f"{m} {p}" for (m, p) in RULES if (m, p) not in routes)
+    assert not stale, f"rules for routes that no longer exist: {stale}"
+    wrong = {f"{m} {p}": (declared_roles(r), RULES[(m, p)].roles) for (m, p), r in routes.items()
+             if declared_roles(r) != RULES[(m, p)].roles}
+    assert not wrong, f"declared roles differ from the table (declared, table): {wrong}"
+    # analysts never write
+    assert all("analyst" not in (rule.roles or ()) for (m, _), rule in RULES.items() if m != "GET")
+
+
+# --- the matrix --------------------------------------------------------------------------------
+
+SEED = {
+    "a": {"name": "Ottoline Brackenbury-Fisk", "email": "ottoline.bf.4471@example.org",
+          "phone": "+44 7700 900461", "date_of_birth": "1948-02-29"},
+    "b": {"name": "Cuthbert Zanzibar-Whitlow", "email": "cz.whitlow.8820@example.net",
+          "phone": "+44 7700 900872", "date_of_birth": "1955-11-03"},
+}
+
+
+@pytest.fixture(scope="module")
+def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
+    tz = ZoneInfo("Europe/London")
+    study = make_study()
+    enrolled = str(datetime.now(tz).date() - timedelta(days=1))
+    pa = enrol(study, site="north", enrolled_on=enrolled, arm="group", study_code="SITEA-REC-91",
+               contact={**SEED["a"], "preferred_channel": "email"})
+    pb = enrol(study, site="south", enrolled_on=enrolled, arm="group", study_code="SITEB-REC-37",
+               contact={**SEED["b"], "preferred_channel": "email"})
+    coord_a = make_user("coordinator", [study.sites["north"]])
+    coord_b = make_user("coordinator", [study.sites["south"]])
+    expired = make_user("admin", expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+    for p in (pa, pb):
+        r = client.post(f"/participants/{p['id']}/responses", headers=admin.headers,
+                        json={"wave": "baseline", "instrument": "gad7",
+                              "answers": {f"gad7_{i}": 1 for i in range(1, 8)}})
+        assert r.status_code == 201, r.text
+    link = client.post(f"/participants/{pa['id']}/links", json={"wave": "baseline"}, headers=admin.headers)
+    assert link.status_code == 201, link.text
+    headers = {"admin": admin.headers, "coord_a": coord_a.headers, "coord_b": coord_b.headers,
+               "analyst": analyst.headers, "none": {}, "expired": expired.headers,
+               "link": {"Authorization": f"Bearer {link.json()['token']}"}}
+    return {"study": study, "pa": pa, "pb": pb, "headers": headers, "link_token": link.json()["token"]}
+
+
+def _url(path: str, world, caller: str) -> str:
+    token = world["link_token"] if caller == "link" else "N0tAReal-Link_Token-" + "x" * 24
+    return (path.replace("{study_id}", str(world["study"].id))
+            .replace("{participant_id}", str(world["pa"]["id"]))
+            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{token}", token))
+
+
+def expected(rule: Rule, caller: str) -> frozenset[int]:
+    if rule.scope == "public":
+        return rule.ok
+    if rule.scope == "link":
+        return rule.ok if caller == "link" else frozenset({404})
+    if caller in ("none", "expired", "link"):
+        return frozenset({401})
+    role = "coordinator" if caller.startswith("coord") else caller
+    if role not in rule.roles:
+        return frozenset({403})
+    if rule.scope == "site" and caller == "coord_b":
+        return frozenset({404})
+    return rule.ok
+
+
+def _leaks(caller: str, text: str, world) -> list[str]:
+    """Strings this caller must never receive."""
+    bad = []
+    if caller != "admin" and caller != "coord_a":
+        bad += list(SEED["a"].values())
+    if caller != "admin" and caller != "coord_b":
+        bad += list(SEED["b"].values())
+    if caller == "coord_b":
+        bad.append(world["pa"]["study_code"])
+    if caller == "coord_a":
+        bad.append(world["pb"]["study_code"])
+    if caller in ("none", "expired", "link"):
+        bad += [world["pa"]["study_code"], world["pb"]["study_code"]]
+    return [s for s in bad if s in text]
+
+
+def _prepare(client, world, method: str, path: str) -> None:
+    # A DELETE of the link needs a live one each time; re-issuing gives a fresh token.
+    if method == "DELETE" and path.endswith("/links/{wave_code}"):
+        r = client.post(f"/participants/{world['pa']['id']}/links", json={"wave": "baseline"},
+                        headers=world["headers"]["admin"])
+        assert r.status_code == 201, r.text
+
+
+def test_route_role_matrix(client, app, world):
+    limiter = app.state.failure_limiter
+    saved, limiter.limit = limiter.limit, 10**6  # this test makes many deliberate 401s
+    failures = []
+    try:
+        for (method, path), route in sorted(app_routes(app).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            rule = RULES[(method, path)]
+            for caller in CALLERS:
+                _prepare(client, world, method, path)
+                kwargs = {"headers": world["headers"][caller]}
+                if method in ("POST", "PUT", "PATCH") and rule.scope not in ("link", "public"):
+                    kwargs["json"] = {}
+                r = client.request(method, _url(path, world, caller), follow_redirects=False, **kwargs)
+                want = expected(rule, caller)
+                if r.status_code not in want:
+                    failures.append(f"{method} {path} as {caller}: {r.status_code}, expected {sorted(want)}")
+                if r.status_code >= 500:
+                    failures.append(f"{method} {path} as {caller}: server error")
+                leaked = _leaks(caller, r.text, world)
+                if leaked:
+                    failures.append(f"{method} {path} as {caller}: body leaks {leaked}")
+                if r.status_code in (401, 403, 404, 422) and r.headers.get("content-type", "").startswith(
+                        "application/json"):
+                    detail = r.json()["detail"]
+                    assert isinstance(detail, list) and {"loc", "msg", "type"} <= set(detail[0]), (method, path)
+    finally:
+        limiter.limit = saved
+        limiter.reset()
+    assert not failures, "\n".join(failures)
+
+
+def test_other_site_record_is_absent_from_lists(client, world):
+    """Lists filter rather than 403: coordinator B's list has B's participant and not A's."""
+    sid = world["study"].id
+    h = world["headers"]
+    listed = client.get(f"/studies/{sid}/participants", headers=h["coord_b"]).json()
+    assert [p["study_code"] for p in listed] == ["SITEB-REC-37"]
+    listed = client.get(f"/studies/{sid}/participants", headers=h["coord_a"]).json()
+    assert [p["study_code"] for p in listed] == ["SITEA-REC-91"]
+    both = client.get(f"/studies/{sid}/participants", headers=h["analyst"]).json()
+    assert {p["study_code"] for p in both} == {"SITEA-REC-91", "SITEB-REC-37"}
+    assert all(p["contact"] is None for p in both)
+    sites = client.get(f"/studies/{sid}/sites", headers=h["coord_b"]).json()
+    assert [s["code"] for s in sites] == ["south"]
