@@ -1,40 +1,50 @@
 """Auto-coding suggestions from code keywords and token patterns.
 
 Each :class:`~qualitative.codebook.Code` may carry ``keywords`` (matched with a
-spaCy ``PhraseMatcher`` on lemmas, via the lookup lemmatizer, or on lower-cased
-text) and ``patterns`` (spaCy ``Matcher`` token patterns). An
+spaCy ``PhraseMatcher`` on lemmas of the lookup lemmatizer, or on lower-cased
+text) and ``patterns`` (spaCy ``Matcher`` token patterns; ``LEMMA`` values are
+compared with the same lookup lemmas). An
 :class:`AutoCoder` proposes :class:`Suggestion` spans; a coder accepts them (they
 become :class:`~qualitative.codebook.Coding` objects attributed to that coder)
 or rejects them. A :class:`SuggestionLedger` remembers rejections so the same
 suggestion is not proposed again.
 
-Transcripts are processed paragraph by paragraph with ``nlp.pipe``. Token
-patterns run only on paragraphs that contain one of their required words (the
-"anchor" of each pattern), so a codebook of hundreds of codes stays close to the
-speed of bare tokenisation.
+Transcripts are processed paragraph by paragraph with ``nlp.pipe``. Because
+the lookup lemmatizer is a fixed map from a lower-case form to a lemma, a lemma
+comparison equals a comparison of the token's lower-case text with every form
+of that lemma: keywords and ``LEMMA`` pattern values are expanded to their forms
+once, and the text itself is only tokenised. Token patterns run only around the
+words they require (the "anchor" of each pattern), so a codebook of hundreds of
+codes stays close to the speed of bare tokenisation.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from spacy.attrs import LEMMA, LOWER, ORTH
+from itertools import islice, product
+
+from spacy.attrs import IDX, LENGTH, LOWER, ORTH
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
-from spacy.util import filter_spans
+from spacy.tokens import Doc
 
 from .codebook import Code, Codebook, Coding
-from .nlp import lemma_pipeline
+from .nlp import blank_pipeline, lemma_forms
 from .transcripts import Transcript, paragraph_spans
 
 __all__ = ["Suggestion", "SuggestionLedger", "AutoCoder", "suggestions_frame"]
 
 _REQUIRED_OPS = {None, "+", "1", "{1}"}
-_ATTR_IDS = {"LEMMA": LEMMA, "LOWER": LOWER, "ORTH": ORTH, "TEXT": ORTH}
+_ATTR_IDS = {"LOWER": LOWER, "ORTH": ORTH, "TEXT": ORTH}
+_MAX_VARIANTS = 256  # inflected variants kept per multi-word keyword
+# Pattern keys whose values come from trained components the text is not run through.
+_NEEDS_PIPELINE = {"POS", "TAG", "MORPH", "DEP", "ENT_TYPE", "ENT_IOB", "ENT_ID", "SENT_START", "IS_SENT_START"}
 
 
 @dataclass(frozen=True)
@@ -114,30 +124,86 @@ class SuggestionLedger:
         return cls(decisions=df.to_dict("records"))
 
 
-def _lower_lemma(spec: dict) -> dict:
-    # Lemmas from the lookup lemmatizer are lower-cased; so must pattern lemmas be.
+def _forms_of(values) -> list[str]:
+    out: set[str] = set()
+    for v in values:
+        out |= lemma_forms(v)
+    return sorted(out)
+
+
+def _expand_lemma(spec: dict) -> dict:
+    """Rewrite a ``LEMMA`` constraint as ``LOWER`` over every form of the lemma."""
+    if "LEMMA" not in spec:
+        return dict(spec)
     spec = dict(spec)
-    v = spec.get("LEMMA")
+    v = spec.pop("LEMMA")
     if isinstance(v, str):
-        spec["LEMMA"] = v.lower()
-    elif isinstance(v, dict):
-        spec["LEMMA"] = {k: ([x.lower() for x in vals] if isinstance(vals, list) else vals)
-                         for k, vals in v.items()}
+        forms = _forms_of([v])
+    elif isinstance(v, dict) and set(v) <= {"IN", "NOT_IN"}:
+        key = "IN" if "IN" in v else "NOT_IN"
+        spec["LOWER"] = {key: _forms_of(v[key])}
+        return spec
+    else:
+        raise ValueError(f"unsupported LEMMA constraint {v!r}: use a string or {{'IN': [...]}}")
+    if "LOWER" in spec:
+        raise ValueError("a token pattern cannot constrain both LEMMA and LOWER")
+    spec["LOWER"] = {"IN": forms}
     return spec
 
 
-def _anchor(pattern: Sequence[dict], strings) -> tuple[int, set[int]] | None:
-    """(attribute id, hashes) a doc must contain for ``pattern`` to match."""
-    for spec in pattern:
-        if spec.get("OP") not in _REQUIRED_OPS:
-            continue
-        for name, attr in _ATTR_IDS.items():
-            v = spec.get(name)
-            if isinstance(v, str):
-                return attr, {strings.add(v)}
-            if isinstance(v, dict) and isinstance(v.get("IN"), list) and v["IN"]:
-                return attr, {strings.add(x) for x in v["IN"]}
+def _reps(op: str | None) -> tuple[int, int | None]:
+    """Least and most tokens one pattern element consumes."""
+    if op in (None, "1", "!"):
+        return 1, 1
+    if op == "?":
+        return 0, 1
+    if op == "+":
+        return 1, None
+    if op == "*":
+        return 0, None
+    if isinstance(op, str) and op.startswith("{") and op.endswith("}"):
+        body = op[1:-1]
+        if "," not in body:
+            return int(body), int(body)
+        lo, hi = body.split(",")
+        return int(lo or 0), (int(hi) if hi else None)
+    raise ValueError(f"unknown OP {op!r}")
+
+
+def _literal(spec: dict, strings) -> tuple[int, frozenset[int]] | None:
+    for name, attr in _ATTR_IDS.items():
+        v = spec.get(name)
+        values = [v] if isinstance(v, str) else (v.get("IN") if isinstance(v, dict) else None)
+        if isinstance(values, list) and values and all(isinstance(x, str) for x in values):
+            return attr, frozenset(strings.add(x.lower() if attr == LOWER else x) for x in values)
     return None
+
+
+def _plan(pattern: Sequence[dict], strings):
+    """How to find a pattern cheaply before running the Matcher on it.
+
+    Returns ``(anchor, checks, width)`` or ``None``. ``anchor`` is a required
+    word at a fixed offset from the start of any match; ``checks`` are the other
+    required words with the range of offsets where they must occur; ``width``
+    is the longest match (``None`` when unbounded). A window reaches the Matcher
+    only when every check passes, which keeps Matcher calls near real matches.
+    """
+    lo, hi = 0, 0
+    literals = []
+    for spec in pattern:
+        mn, mx = _reps(spec.get("OP"))
+        if mn >= 1 and spec.get("OP") != "!":
+            lit = _literal(spec, strings)
+            if lit is not None:
+                literals.append((lit[0], lit[1], lo, hi))
+        lo += mn
+        hi = None if hi is None or mx is None else hi + mx
+    fixed = [x for x in literals if x[3] is not None and x[2] == x[3]]
+    if not fixed:
+        return None
+    anchor = min(fixed, key=lambda x: len(x[1]))  # the most selective word
+    checks = [x for x in literals if x is not anchor]
+    return anchor, checks, hi
 
 
 class AutoCoder:
@@ -150,7 +216,8 @@ class AutoCoder:
         What keywords are matched on. ``"LEMMA"`` (default) makes "isolated",
         "isolating" and "isolate" match the keyword "isolate".
     nlp : spacy.Language, optional
-        Defaults to :func:`qualitative.nlp.lemma_pipeline`.
+        Tokenizer to use (default: ``spacy.blank("en")``). Its components run
+        only when a pattern needs tags, morphology, parses or entities.
     expand : {"match", "paragraph"}
         Suggest the matched words only, or the whole paragraph around them.
     participants_only : bool
@@ -173,7 +240,8 @@ class AutoCoder:
         nlp: Language | None = None,
         expand: str = "match",
         participants_only: bool = True,
-        batch_size: int = 512,
+        batch_size: int = 64,
+        block_chars: int = 30_000,
     ) -> None:
         if attr not in {"LEMMA", "LOWER"}:
             raise ValueError("attr must be 'LEMMA' or 'LOWER'")
@@ -181,37 +249,57 @@ class AutoCoder:
             raise ValueError("expand must be 'match' or 'paragraph'")
         self.codes = [c for c in codebook if c.codable]
         self.attr = attr
-        self.nlp = nlp or lemma_pipeline()
+        self.nlp = nlp or blank_pipeline()
         self.expand = expand
         self.participants_only = participants_only
         self.batch_size = batch_size
-        strings = self.nlp.vocab.strings
-        self.phrase_matcher = PhraseMatcher(self.nlp.vocab, attr=attr)
-        keyword_codes = [c for c in self.codes if c.keywords]
-        make = self.nlp.pipe if attr == "LEMMA" else (lambda xs: (self.nlp.make_doc(x) for x in xs))
-        for code in keyword_codes:
-            self.phrase_matcher.add(code.id, list(make(list(code.keywords))))
-        # One Matcher per code so that only codes whose anchor words occur run.
+        self.block_chars = block_chars
+        vocab = self.nlp.vocab
+        strings = vocab.strings
+        # Keywords are matched on lower-case text; with attr="LEMMA" each keyword
+        # is expanded to every combination of its words' inflected forms.
+        self.phrase_matcher = PhraseMatcher(vocab, attr="LOWER")
+        for code in self.codes:
+            docs = []
+            for kw in code.keywords:
+                words = [t.lower_ for t in self.nlp.make_doc(kw)]
+                if not words:
+                    continue
+                options = [sorted(lemma_forms(w) | {w}) for w in words] if attr == "LEMMA" else [[w] for w in words]
+                for combo in islice(product(*options), _MAX_VARIANTS):
+                    docs.append(Doc(vocab, words=list(combo)))
+            if docs:
+                self.phrase_matcher.add(code.id, docs)
+        # One Matcher per code, run only on windows where its required words occur.
         self.matchers: dict[str, Matcher] = {}
-        self.unanchored: list[str] = []
-        self.anchors: dict[int, dict[int, set[str]]] = {}
+        self.plans: list[tuple[str, tuple, list, int | None]] = []
+        self.anchors: dict[int, dict[int, list[int]]] = {}
+        self.unanchored: set[str] = set()
+        needs_pipeline = False
         for code in self.codes:
             if not code.patterns:
                 continue
-            m = Matcher(self.nlp.vocab, validate=True)
-            patterns = [[_lower_lemma(s) for s in p] for p in code.patterns]
+            patterns = [[_expand_lemma(s) for s in p] for p in code.patterns]
+            needs_pipeline |= any(k in _NEEDS_PIPELINE for p in patterns for s in p for k in s)
+            m = Matcher(vocab, validate=True)
             m.add(code.id, patterns)
             self.matchers[code.id] = m
             for p in patterns:
-                a = _anchor(p, strings)
-                if a is None:
-                    self.unanchored.append(code.id)
+                plan = _plan(p, strings)
+                if plan is None:
+                    self.unanchored.add(code.id)
                     continue
-                attr_id, hashes = a
-                table = self.anchors.setdefault(attr_id, {})
-                for h in hashes:
-                    table.setdefault(h, set()).add(code.id)
-        self.unanchored = sorted(set(self.unanchored))
+                anchor, checks, width = plan
+                self.plans.append((code.id, anchor, checks, width))
+                table = self.anchors.setdefault(anchor[0], {})
+                for h in anchor[1]:
+                    table.setdefault(h, []).append(len(self.plans) - 1)
+        used = set(self.anchors) | {c[0] for _, _, checks, _ in self.plans for c in checks}
+        self._anchor_attrs = sorted(used)
+        self._column = {attr: j for j, attr in enumerate(self._anchor_attrs)}
+        self._anchor_arrays = {a: np.sort(np.fromiter(t.keys(), dtype=np.uint64)) for a, t in self.anchors.items()}
+        # Tokenising is all the text needs unless a pattern asks for tags or parses.
+        self._docs = self.nlp.pipe if needs_pipeline else self.nlp.tokenizer.pipe
 
     # -- core
     def _paragraphs(self, t: Transcript) -> Iterator[tuple[int, int]]:
@@ -228,35 +316,81 @@ class AutoCoder:
                 if s < e:
                     yield s, e
 
-    def _candidate_codes(self, doc) -> set[str]:
-        codes = set(self.unanchored)
-        if not self.anchors:
-            return codes
-        attrs = sorted(self.anchors)
-        arr = doc.to_array(attrs)
-        if arr.ndim == 1:
-            arr = arr.reshape(-1, 1)
-        for j, attr in enumerate(attrs):
-            table = self.anchors[attr]
-            for h in set(arr[:, j].tolist()):
-                hit = table.get(h)
-                if hit:
-                    codes |= hit
-        return codes
+    def _windows(self, n: int, arr: np.ndarray) -> dict[str, list[tuple[int, int]]]:
+        """Token windows per code in which its patterns could match."""
+        out: dict[str, list[tuple[int, int]]] = {c: [(0, n)] for c in self.unanchored}
+        for attr, table in self.anchors.items():
+            col = arr[:, self._column[attr]]
+            keys = self._anchor_arrays[attr]
+            # searchsorted on the sorted anchors: np.isin would sort every block.
+            idx = np.minimum(np.searchsorted(keys, col), len(keys) - 1)
+            hits = np.flatnonzero(keys[idx] == col)
+            for i in hits.tolist():
+                for k in table[int(col[i])]:
+                    code, anchor, checks, width = self.plans[k]
+                    if code in self.unanchored:
+                        continue
+                    start = i - anchor[2]
+                    if start < 0:
+                        continue
+                    ok = True
+                    for c_attr, hashes, lo, hi in checks:
+                        a, b = start + lo, n if hi is None else min(n, start + hi + 1)
+                        c_col = arr[a:b, self._column[c_attr]]
+                        if not any(int(h) in hashes for h in c_col):
+                            ok = False
+                            break
+                    if ok:
+                        out.setdefault(code, []).append((start, n if width is None else min(n, start + width)))
+        return out
 
     def _matches(self, doc) -> list[tuple[str, int, int, str]]:
-        found: dict[str, list] = {}
+        # One array per doc: the attributes patterns need, then character offsets.
+        arr = doc.to_array(self._anchor_attrs + [IDX, LENGTH]).astype(np.uint64, copy=False)
+        found: dict[str, set[tuple[int, int, str]]] = {}
         strings = self.nlp.vocab.strings
         for match_id, s, e in self.phrase_matcher(doc):
-            found.setdefault(strings[match_id], []).append((doc[s:e], "keyword"))
-        for code in self._candidate_codes(doc):
-            for span in self.matchers[code](doc, as_spans=True):
-                found.setdefault(code, []).append((span, "pattern"))
+            found.setdefault(strings[match_id], set()).add((s, e, "keyword"))
+        for code, windows in self._windows(len(doc), arr).items():
+            matcher = self.matchers[code]
+            for a, b in sorted(set(windows)):
+                for _, s, e in matcher(doc[a:b]):
+                    found.setdefault(code, set()).add((a + s, a + e, "pattern"))
+        if not found:
+            return []
+        ix, ln = len(self._anchor_attrs), len(self._anchor_attrs) + 1
         out = []
         for code, items in found.items():
-            rule_of = {(sp.start, sp.end): r for sp, r in items}
-            for sp in filter_spans([sp for sp, _ in items]):
-                out.append((code, sp.start_char, sp.end_char, rule_of[(sp.start, sp.end)]))
+            if len(items) > 1:
+                # Longest first, then leftmost; drop spans overlapping a kept one.
+                kept: list[tuple[int, int, str]] = []
+                for s, e, rule in sorted(items, key=lambda x: (x[0] - x[1], x[0])):
+                    if all(e <= ks or s >= ke for ks, ke, _ in kept):
+                        kept.append((s, e, rule))
+            else:
+                kept = list(items)
+            for s, e, rule in kept:
+                out.append((code, int(arr[s, ix]), int(arr[e - 1, ix] + arr[e - 1, ln]), rule))
+        return out
+
+    def blocks(self, t: Transcript) -> list[tuple[int, int, list[tuple[int, int]]]]:
+        """Spans of ``t.text`` handed to spaCy, each with the regions inside it
+        where suggestions may fall (paragraphs, cut to participant turns).
+
+        Whole runs of paragraphs go to spaCy as one doc, up to
+        :attr:`block_chars` characters, so per-doc costs are paid rarely; a
+        match must still lie within one region.
+        """
+        regions = list(self._paragraphs(t))
+        out: list[tuple[int, int, list[tuple[int, int]]]] = []
+        cur: list[tuple[int, int]] = []
+        for r in regions:
+            if cur and r[1] - cur[0][0] > self.block_chars:
+                out.append((cur[0][0], cur[-1][1], cur))
+                cur = []
+            cur.append(r)
+        if cur:
+            out.append((cur[0][0], cur[-1][1], cur))
         return out
 
     def iter_suggestions(
@@ -270,22 +404,30 @@ class AutoCoder:
         transcripts = list(transcripts)
         rejected = ledger.rejected if ledger is not None else set()
         existing = {(c.transcript, c.code, c.start, c.end) for c in codings}
-        tm = {t.id: t for t in transcripts}
+        contexts: list = []
 
-        def units():
+        def text_stream():
             for t in transcripts:
-                for a, b in self._paragraphs(t):
-                    yield t.text[a:b], (t.id, a, b)
+                for a, b, regions in self.blocks(t):
+                    contexts.append((t, a, regions))
+                    yield t.text[a:b]
 
         seen: set[tuple] = set()
-        for doc, (tid, a, b) in self.nlp.pipe(units(), as_tuples=True, batch_size=self.batch_size):
+        for k, doc in enumerate(self._docs(text_stream(), batch_size=self.batch_size)):
+            t, a, regions = contexts[k]
+            contexts[k] = None  # free as we go
+            starts = [r[0] for r in regions]
             for code, s, e, rule in self._matches(doc):
-                start, end = (a + s, a + e) if self.expand == "match" else (a, b)
-                key = (tid, code, start, end)
+                s, e = a + s, a + e
+                i = bisect_right(starts, s) - 1
+                if i < 0 or e > regions[i][1]:
+                    continue  # in an interviewer turn, or across paragraphs
+                start, end = (s, e) if self.expand == "match" else regions[i]
+                key = (t.id, code, start, end)
                 if key in seen or key in rejected or key in existing:
                     continue
                 seen.add(key)
-                yield Suggestion(tid, code, start, end, tm[tid].text[start:end], rule)
+                yield Suggestion(t.id, code, start, end, t.text[start:end], rule)
 
     def suggest(
         self,

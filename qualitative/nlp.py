@@ -24,6 +24,8 @@ from spacy.tokens import Doc
 
 __all__ = [
     "LEMMATIZER",
+    "lemma_of",
+    "lemma_forms",
     "blank_pipeline",
     "lemma_pipeline",
     "lemmatize",
@@ -120,6 +122,59 @@ def lemmatize(text: str, nlp: Language | None = None) -> list[str]:
     """
     nlp = nlp or _shared_lemma_pipeline()
     return [t.lemma_ for t in nlp(text)]
+
+
+@lru_cache(maxsize=1)
+def _lookup_strings() -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+    """The English lemma lookup table with its strings, and its inverse.
+
+    spaCy's ``Lookups`` keep only key hashes, so the inverse map (lemma -> every
+    surface form) is read from the data file of spacy-lookups-data itself.
+    """
+    import srsly
+    import spacy_lookups_data
+
+    raw = srsly.read_gzip_json(spacy_lookups_data.get_file("en_lemma_lookup.json.gz"))
+    table: dict[str, str] = {}
+    for k, v in raw.items():
+        if k == k.lower():  # tokens are looked up by their lower-case form
+            table.setdefault(k, v.lower())
+    inverse: dict[str, set[str]] = {}
+    for k, v in table.items():
+        inverse.setdefault(v, set()).add(k)
+    return table, {k: frozenset(v) for k, v in inverse.items()}
+
+
+def lemma_of(word: str) -> str:
+    """Lemma of one word as the lookup lemmatizer gives it (lower-cased).
+
+    Examples
+    --------
+    >>> lemma_of("Groups"), lemma_of("felt"), lemma_of("peerlens")
+    ('group', 'feel', 'peerlens')
+    """
+    table, _ = _lookup_strings()
+    w = word.lower()
+    return table.get(w, w)
+
+
+def lemma_forms(word: str) -> frozenset[str]:
+    """Every lower-case surface form whose lemma equals the lemma of ``word``.
+
+    Matching a token's lower-case text against these forms is the same as
+    comparing lemmas from the lookup lemmatizer, without lemmatising the text.
+
+    Examples
+    --------
+    >>> sorted(lemma_forms("walked"))
+    ['walk', 'walked', 'walking', 'walks']
+    """
+    table, inverse = _lookup_strings()
+    lemma = lemma_of(word)
+    forms = set(inverse.get(lemma, ()))
+    if lemma not in table:  # a lemma that is not itself a key maps to itself
+        forms.add(lemma)
+    return frozenset(forms)
 
 
 def load_ner_model(model: str | Path | None = "auto") -> tuple[Language | None, str | None]:

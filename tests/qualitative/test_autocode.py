@@ -95,3 +95,39 @@ def test_many_transcripts_through_pipe(codebook, transcript):
     assert len(per) == 50 and len(set(per.values())) == 1
     # With interviewer turns included the interviewer's "lonely" is proposed too.
     assert per["t0"] == 7
+
+
+def test_keyword_expansion_equals_matching_on_lemmas(nlp):
+    """Expanded keywords on lower-case text find exactly what a LEMMA PhraseMatcher finds."""
+    import random
+
+    from spacy.matcher import PhraseMatcher
+
+    from qualitative.nlp import _lookup_strings
+
+    table, _ = _lookup_strings()
+    rng = random.Random(5)
+    pool = sorted(w for w in table if w.isalpha())[:4000]
+    words = [rng.choice(pool) for _ in range(3000)]
+    text = "P01: " + " ".join(w.capitalize() if rng.random() < 0.2 else w for w in words)
+    t = parse_text(text, id="r")
+    keywords = [rng.choice(pool) for _ in range(40)] + [f"{rng.choice(pool)} {rng.choice(pool)}" for _ in range(5)]
+    keywords += [f"{words[i]} {words[i + 1]}" for i in range(10, 3000, 600)]  # surely present
+    cb = Codebook([Code(f"k{i}", f"K{i}", keywords=(kw,)) for i, kw in enumerate(keywords)])
+    ours = {(s.code, s.start, s.end) for s in AutoCoder(cb).suggest([t])}
+
+    reference = PhraseMatcher(nlp.vocab, attr="LEMMA")
+    for i, kw in enumerate(keywords):
+        reference.add(f"k{i}", [nlp(kw)])
+    doc = nlp(t.text[t.turns[0].start:t.turns[0].end])
+    expected = set()
+    for match_id, s, e in reference(doc):
+        span = doc[s:e]
+        expected.add((nlp.vocab.strings[match_id], t.turns[0].start + span.start_char, t.turns[0].start + span.end_char))
+    # Overlapping matches of one code are reduced to non-overlapping ones by the coder.
+    assert ours <= expected
+    assert {(c, s) for c, s, _ in expected} >= {(c, s) for c, s, _ in ours}
+    assert len(ours) >= 5
+    covered = {(c, s, e) for c, s, e in expected
+               if not any(c == c2 and s < e2 and s2 < e and (s, e) != (s2, e2) for c2, s2, e2 in ours)}
+    assert covered <= ours
