@@ -131,3 +131,17 @@ def test_keyword_expansion_equals_matching_on_lemmas(nlp):
     covered = {(c, s, e) for c, s, e in expected
                if not any(c == c2 and s < e2 and s2 < e and (s, e) != (s2, e2) for c2, s2, e2 in ours)}
     assert covered <= ours
+
+
+def test_patterns_with_repeats_and_anchors_after_optional_tokens():
+    cb = Codebook([
+        Code("fatigue", "Fatigue", patterns=([{"LOWER": "so"}, {"LOWER": "very", "OP": "*"}, {"LEMMA": "tire"}],)),
+        Code("cost", "Cost", patterns=([{"IS_DIGIT": True, "OP": "?"}, {"LOWER": {"IN": ["pound", "pounds"]}},
+                                        {"LOWER": "a"}, {"LEMMA": "week"}],)),
+        Code("any_num", "Any number", patterns=([{"LIKE_NUM": True}, {"LOWER": "times"}],)),  # no literal anchor first
+    ])
+    t = parse_text("P01: I get so very very tired. It costs 12 pounds a week, pounds a weeks. Three times a day.",
+                   id="x")
+    got = [(s.code, s.text) for s in AutoCoder(cb).suggest([t])]
+    assert got == [("fatigue", "so very very tired"), ("cost", "12 pounds a week"), ("cost", "pounds a weeks"),
+                   ("any_num", "Three times")]
