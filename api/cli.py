@@ -122,6 +122,32 @@ def users_token(email: str = typer.Argument(..., help="an existing user's email"
 # ---- commands of other domains (worker, export, analyze): one function each, below -------------
 
 
+@app.command()
+def worker(interval: float = typer.Option(60.0, "--interval", min=0.1, help="seconds between rounds"),
+           once: bool = typer.Option(False, "--once", help="one round (plan, then send all that is due), then exit"),
+           plan: bool = typer.Option(True, "--plan/--no-plan", help="run the planner before dispatching"),
+           batch: int = typer.Option(50, "--batch", min=1, max=1000, help="reminders claimed per transaction"),
+           worker_id: Optional[str] = typer.Option(None, "--worker-id", help="name in claimed_by (default host:pid)"),
+           study: Optional[list[int]] = typer.Option(None, "--study", help="send only for this study id; repeatable"),
+           quiet: bool = typer.Option(False, "--quiet", help="no per-round summary")) -> None:
+    """Plan and send due reminders (any number of workers may share one PostgreSQL database)."""
+    import logging
+
+    from api.db import engine_from_settings
+    from api.reminders.dispatcher import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings()
+    engine = engine_from_settings(settings)
+    try:
+        run_worker(engine, settings, interval=interval, once=once, plan=plan, batch=batch, worker_id=worker_id,
+                   study_ids=study or None, echo=None if quiet else typer.echo)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     """Console-script entry point (``peerlens``)."""
     app()

@@ -13,7 +13,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRETS_FILE = Path(".peerlens-secrets")
@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(20, alias="PEERLENS_DB_MAX_OVERFLOW", ge=0)
     # Seconds a SQLite writer waits for the lock before giving up.
     sqlite_busy_timeout: float = Field(30.0, alias="PEERLENS_SQLITE_BUSY_TIMEOUT")
+    # Reminders: outgoing mail relay and the dispatcher's lease and retry policy.
+    smtp_host: str = Field("127.0.0.1", alias="PEERLENS_SMTP_HOST")
+    smtp_port: int = Field(25, alias="PEERLENS_SMTP_PORT", ge=1, le=65535)
+    smtp_starttls: bool = Field(False, alias="PEERLENS_SMTP_STARTTLS")
+    smtp_username: str | None = Field(None, alias="PEERLENS_SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(None, alias="PEERLENS_SMTP_PASSWORD")
+    smtp_from: str = Field("Peerlens <no-reply@localhost>", alias="PEERLENS_SMTP_FROM")
+    smtp_timeout: float = Field(30.0, alias="PEERLENS_SMTP_TIMEOUT", gt=0)
+    smtp_ca_file: str | None = Field(None, alias="PEERLENS_SMTP_CA_FILE")
+    reminder_lease_seconds: int = Field(300, alias="PEERLENS_REMINDER_LEASE_SECONDS", ge=1)
+    reminder_max_attempts: int = Field(5, alias="PEERLENS_REMINDER_MAX_ATTEMPTS", ge=1)
+    reminder_backoff_seconds: float = Field(60.0, alias="PEERLENS_REMINDER_BACKOFF_SECONDS", gt=0)
 
     @field_validator("database_url")
     @classmethod

@@ -146,6 +146,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     install_web_forms(app)  # /f/{token} forms, /participants/{id}/links, failed-attempt limiter
 
+    from api.reminders.router import router as reminders_router
+
+    mount(app, reminders_router)  # reminder plans, outbox, /u/{token} unsubscribe
+
     @app.get("/health", tags=["health"])
     def health(request: Request):
         """Liveness and database reachability (no authentication)."""

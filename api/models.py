@@ -11,3 +11,4 @@ from api.participants.models import (  # noqa: F401
 )
 from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401
 from api.links.models import ParticipantLink  # noqa: F401
+from api.reminders.models import Reminder, ReminderConfig, ReminderPlan  # noqa: F401

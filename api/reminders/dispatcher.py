@@ -1,0 +1,305 @@
+"""The dispatcher: claim due reminders, send them outside any transaction, record the outcome.
+
+A worker loops over three short steps:
+
+1. **claim** (one transaction): mark up to ``batch`` due rows ``sending`` with this worker's id and
+   the claim time. PostgreSQL picks them with ``SELECT … FOR UPDATE SKIP LOCKED``, so workers never
+   wait for or take each other's rows; SQLite runs the same conditional ``UPDATE`` under its
+   database lock (one worker is the supported setup there). Rows left ``sending`` longer than the
+   lease by a crashed worker are claimed again. In the same transaction the rows are checked once
+   more (completed, withdrawn, opted out, no address → ``cancelled``) and the messages rendered.
+2. **send** each message (SMTP or SMS webhook), holding no transaction or lock.
+3. **record** each outcome in its own short transaction: ``sent`` (with an audit event), or a retry
+   after exponential backoff, or ``failed`` once the attempts are used up.
+
+The ``Message-ID`` is derived from the row id when the row is first claimed and stored, so if a
+worker dies between sending and recording, the second send is recognisably the same message.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, text
+from sqlmodel import Session, select
+
+from api.audit.service import record
+from api.auth.service import Actor
+from api.db import UTCDateTime
+from api.participants.models import Participant, ParticipantContact
+from api.reminders import templates, tokens
+from api.reminders.channels import EmailChannel, Outgoing, SendError, SmsWebhookChannel, scrub
+from api.reminders.clock import Clock, SystemClock
+from api.reminders.models import Reminder, ReminderConfig, ReminderPlan
+from api.reminders.planner import cancel_ineligible, plan_all
+from api.reminders.timing import backoff_delay
+from api.studies.models import Study, Wave
+
+log = logging.getLogger("peerlens.reminders")
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def message_domain(base_url: str) -> str:
+    from urllib.parse import urlparse
+
+    return (urlparse(base_url).hostname or "peerlens.local").lower()
+
+
+def deployment_tag(secret_key: str) -> str:
+    """A short tag in every Message-ID, so ids of two deployments never collide."""
+    return hashlib.sha256(b"message-id:" + secret_key.encode()).hexdigest()[:10]
+
+
+def links_issuer():
+    """``api.links.service.issue_link`` when the links domain exists, else None."""
+    try:
+        from api.links.service import issue_link  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return issue_link
+
+
+@dataclass
+class DispatchStats:
+    claimed: int = 0
+    sent: int = 0
+    cancelled: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Claims and sends due reminders.
+
+    Parameters
+    ----------
+    engine : Engine
+    settings : api.config.Settings
+        SMTP, base URL, secret key, lease and retry settings.
+    clock : Clock, optional
+        Source of "now" for due times, leases and backoff (tests pass a FixedClock).
+    worker_id : str, optional
+    email, sms : channel objects, optional
+        Default: :class:`EmailChannel` from the settings and :class:`SmsWebhookChannel`.
+    study_ids : list of int, optional
+        Serve only these studies (default: all).
+
+    Examples
+    --------
+    >>> d = Dispatcher(engine, settings, clock=SystemClock())  # doctest: +SKIP
+    >>> d.run_once().sent  # doctest: +SKIP
+    12
+    """
+
+    def __init__(self, engine, settings, *, clock: Clock | None = None, worker_id: str | None = None,
+                 email=None, sms=None, batch: int = 50, study_ids: list[int] | None = None):
+        self.engine, self.settings = engine, settings
+        self.clock = clock or SystemClock()
+        self.worker_id = (worker_id or new_worker_id())[:64]
+        self.email = email or EmailChannel.from_settings(settings)
+        self.sms = sms or SmsWebhookChannel()
+        self.batch = batch
+        self.study_ids = list(study_ids) if study_ids else None
+        self.actor = Actor.system(request_id=self.worker_id)
+        self.domain = message_domain(settings.base_url)
+        self.tag = deployment_tag(settings.secret_key)
+        self.lease = timedelta(seconds=settings.reminder_lease_seconds)
+        self.max_attempts = settings.reminder_max_attempts
+        self.sqlite = engine.dialect.name == "sqlite"
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # -- 1. claim ------------------------------------------------------------------------------
+    def claim(self, session: Session) -> list[int]:
+        """Mark up to ``batch`` due rows as ``sending`` for this worker; return their ids."""
+        now = self.clock.now()
+        lock = "" if self.sqlite else "FOR UPDATE SKIP LOCKED"
+        only = "AND r.study_id IN :studies" if self.study_ids else ""
+        stmt = text(f"""
+UPDATE reminder SET status = 'sending', claimed_at = :now, claimed_by = :worker, attempts = attempts + 1,
+       updated_at = :now,
+       message_id = COALESCE(message_id, '<reminder.' || CAST(id AS VARCHAR(20)) || '.' || :tag || '@' || :domain || '>')
+WHERE id IN (
+  SELECT r.id FROM reminder r
+  WHERE ((r.status = 'pending' AND r.due_at <= :now AND (r.retry_at IS NULL OR r.retry_at <= :now))
+         OR (r.status = 'sending' AND r.claimed_at <= :cutoff))
+    AND NOT EXISTS (SELECT 1 FROM reminder_config rc WHERE rc.study_id = r.study_id AND rc.paused) {only}
+  ORDER BY r.due_at, r.id
+  LIMIT :n {lock})
+RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cutoff", type_=UTCDateTime()))
+        params = {"now": now, "cutoff": now - self.lease, "worker": self.worker_id, "tag": self.tag,
+                  "domain": self.domain, "n": self.batch}
+        if self.study_ids:
+            stmt = stmt.bindparams(bindparam("studies", expanding=True))
+            params["studies"] = self.study_ids
+        rows = session.connection().execute(stmt, params)
+        return [r.id for r in rows]
+
+    def _load(self, session: Session, ids: list[int]) -> list[Outgoing]:
+        """Render the messages of claimed rows still ours; attempts beyond the limit fail here."""
+        q = (select(Reminder, ParticipantContact, Participant, Wave, Study, ReminderPlan, ReminderConfig)
+             .join(ParticipantContact, ParticipantContact.participant_id == Reminder.participant_id)
+             .join(Participant, Participant.id == Reminder.participant_id)
+             .join(Wave, Wave.id == Reminder.wave_id)
+             .join(Study, Study.id == Reminder.study_id)
+             .join(ReminderPlan, (ReminderPlan.study_id == Reminder.study_id)
+                   & (ReminderPlan.wave_id == Reminder.wave_id))
+             .outerjoin(ReminderConfig, ReminderConfig.study_id == Reminder.study_id)
+             .where(Reminder.id.in_(ids), Reminder.status == "sending", Reminder.claimed_by == self.worker_id)
+             .order_by(Reminder.due_at, Reminder.id))
+        issue_link = links_issuer()
+        out = []
+        for rem, contact, participant, wave, study, plan, cfg in session.exec(q).all():
+            if rem.attempts > self.max_attempts:  # reclaimed after crashes too often
+                self._finish_failure(session, rem, "lease expired after the last attempt", permanent=True)
+                continue
+            tz = ZoneInfo(study.time_zone)
+            token = tokens.sign(self.settings.secret_key, participant.id)
+            unsubscribe = f"{self.settings.base_url.rstrip('/')}/u/{token}"
+            link = plan.form_url or ""
+            if issue_link is not None and "link" in templates.fields(plan.body + (plan.sms_body or "")):
+                try:
+                    with session.begin_nested():  # a failing link must not undo the claim
+                        _, link = issue_link(session, participant, wave, self.actor, now=self.clock.now(),
+                                              base_url=self.settings.base_url)
+                except Exception as exc:  # noqa: BLE001 - fall back to the coordinator's URL
+                    log.warning("links service failed for reminder %s (%s); using form_url", rem.id,
+                                type(exc).__name__)
+                    link = plan.form_url or ""
+            closes_on = (rem.window_closes_at.astimezone(tz) - timedelta(days=1)).date().isoformat()
+            values = {"name": contact.name or "", "link": link, "wave": wave.code, "study": study.title,
+                      "closes_on": closes_on, "unsubscribe": unsubscribe}
+            if rem.channel == "sms":
+                body = templates.render(plan.sms_body or plan.body, values)
+                out.append(Outgoing(rem.id, rem.message_id, "sms", contact.phone or "", "", body, unsubscribe,
+                                    webhook_url=cfg.sms_webhook_url if cfg else None))
+            else:
+                body = templates.render(plan.body, values)
+                if "{unsubscribe}" not in plan.body:
+                    body += f"\n\n--\nTo stop these reminders: {unsubscribe}\n"
+                out.append(Outgoing(rem.id, rem.message_id, "email", contact.email or "",
+                                    templates.render(plan.subject, values), body, unsubscribe))
+        return out
+
+    def claim_batch(self, stats: DispatchStats) -> list[Outgoing]:
+        """Claim, re-check eligibility and render, in one short transaction."""
+        with self.session() as session:
+            ids = self.claim(session)
+            if not ids:
+                session.commit()
+                return []
+            stats.claimed += len(ids)
+            cancelled = cancel_ineligible(
+                session, self.clock.now(),
+                scope="reminder.id IN :ids AND reminder.status = 'sending' AND reminder.claimed_by = :worker",
+                params={"ids": ids, "worker": self.worker_id}, actor=self.actor, expanding=("ids",))
+            stats.cancelled += len(cancelled)
+            out = self._load(session, ids)
+            session.commit()
+            return out
+
+    # -- 2. send, 3. record -----------------------------------------------------------------------
+    def send_one(self, out: Outgoing, stats: DispatchStats) -> None:
+        channel = self.sms if out.channel == "sms" else self.email
+        try:
+            ref = channel.send(out)
+        except SendError as exc:
+            with self.session() as session:
+                rem = session.get(Reminder, out.reminder_id)
+                if rem is not None and rem.status == "sending" and rem.claimed_by == self.worker_id:
+                    failed = self._finish_failure(session, rem, scrub(str(exc), out.to), permanent=exc.permanent)
+                    stats.failed += failed
+                    stats.retried += not failed
+                session.commit()
+            return
+        now = self.clock.now()
+        with self.session() as session:
+            res = session.connection().execute(
+                text("UPDATE reminder SET status = 'sent', sent_at = :now, updated_at = :now, provider_ref = :ref, "
+                     "last_error = NULL, retry_at = NULL WHERE id = :id AND status = 'sending' "
+                     "AND claimed_by = :worker RETURNING study_id, site_id, wave_id, step, attempts")
+                .bindparams(bindparam("now", type_=UTCDateTime())),
+                {"now": now, "ref": ref, "id": out.reminder_id, "worker": self.worker_id}).first()
+            if res is not None:
+                record(session, self.actor, "send", "reminder", out.reminder_id, study_id=res.study_id,
+                       site_id=res.site_id, after={"status": "sent", "channel": out.channel, "wave_id": res.wave_id,
+                                                   "step": res.step, "attempt": res.attempts,
+                                                   "message_id": out.message_id})
+                stats.sent += 1
+            session.commit()
+
+    def _finish_failure(self, session: Session, rem: Reminder, error: str, *, permanent: bool) -> bool:
+        """Schedule a retry with backoff, or mark failed; returns True when failed."""
+        now = self.clock.now()
+        failed = permanent or rem.attempts >= self.max_attempts
+        rem.last_error = error[:500]
+        rem.claimed_by = None
+        rem.updated_at = now
+        if failed:
+            rem.status = "failed"
+            rem.retry_at = None
+        else:
+            rem.status = "pending"
+            rem.retry_at = now + backoff_delay(rem.attempts, base_seconds=self.settings.reminder_backoff_seconds)
+        session.add(rem)
+        record(session, self.actor, "fail" if failed else "send_failed", "reminder", rem.id, study_id=rem.study_id,
+               site_id=rem.site_id, after={"status": rem.status, "channel": rem.channel, "attempt": rem.attempts,
+                                           "error": rem.last_error,
+                                           "retry_at": rem.retry_at.isoformat() if rem.retry_at else None})
+        return failed
+
+    def run_once(self, *, max_batches: int | None = None) -> DispatchStats:
+        """Send everything due now (batch after batch until nothing is left to claim)."""
+        stats = DispatchStats()
+        n = 0
+        while max_batches is None or n < max_batches:
+            batch = self.claim_batch(stats)
+            if not batch:
+                break
+            n += 1
+            for out in batch:
+                self.send_one(out, stats)
+        return stats
+
+    def close(self) -> None:
+        self.email.close()
+        self.sms.close()
+
+
+def run_worker(engine, settings, *, clock: Clock | None = None, interval: float = 60.0, once: bool = False,
+               plan: bool = True, batch: int = 50, worker_id: str | None = None, study_ids: list[int] | None = None,
+               echo: Callable[[str], None] | None = None, stop: Callable[[], bool] | None = None) -> DispatchStats:
+    """Plan and dispatch every ``interval`` seconds (or once).
+
+    Returns the totals of the last round (``--once``: of the only round).
+    """
+    clock = clock or SystemClock()
+    disp = Dispatcher(engine, settings, clock=clock, worker_id=worker_id, batch=batch, study_ids=study_ids)
+    factory = lambda: Session(engine, expire_on_commit=False)  # noqa: E731
+    try:
+        while True:
+            started = time.monotonic()
+            planned = plan_all(factory, clock) if plan else None
+            stats = disp.run_once()
+            if echo is not None:
+                p = f"planned {planned.planned}, cancelled {planned.cancelled}; " if planned else ""
+                echo(f"{p}claimed {stats.claimed}, sent {stats.sent}, cancelled {stats.cancelled}, "
+                     f"retry {stats.retried}, failed {stats.failed}")
+            if once or (stop is not None and stop()):
+                return stats
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        disp.close()

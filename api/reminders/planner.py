@@ -1,0 +1,267 @@
+"""The planner: reminder plans → outbox rows, set-based and idempotent.
+
+For each plan (one wave of one study) a single ``INSERT … SELECT … ON CONFLICT`` creates the
+rows of every eligible participant and step, and moves the due time of rows still pending when
+the window or the plan changed. A single ``UPDATE … RETURNING`` per study then cancels pending
+rows that should no longer go (participant not active, opted out, no address for the channel,
+wave completed, plan or step removed, window closed). Nothing loops over participants in Python.
+
+Due times are computed in SQL exactly as :func:`api.reminders.timing.step_due` does: local
+midnight of the opening day plus the step, moved out of quiet hours, read in the study's time
+zone (``AT TIME ZONE`` on PostgreSQL, the ``pl_local_to_utc`` function on SQLite).
+
+Examples
+--------
+>>> from api.reminders.clock import SystemClock
+>>> stats = plan_all(session, SystemClock())  # doctest: +SKIP
+>>> session.commit()  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import bindparam, text
+from sqlmodel import Session, select
+
+from api.audit.service import record
+from api.auth.service import Actor
+from api.db import UTCDateTime
+from api.reminders.clock import Clock
+from api.reminders.models import ReminderConfig, ReminderPlan
+from api.reminders.timing import sqlite_local_to_utc, step_minutes
+from api.studies.models import Study, Wave
+
+log = logging.getLogger("peerlens.reminders")
+
+_LOCK_KEY = 0x706C72  # "plr": advisory lock namespace of the planner on PostgreSQL
+
+
+@dataclass
+class PlanStats:
+    planned: int = 0          # rows inserted or rescheduled
+    cancelled: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    skipped_studies: int = 0  # planned concurrently by another worker
+
+
+def _is_sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def ensure_sqlite_functions(session: Session) -> None:
+    """Register ``pl_local_to_utc`` on the session's SQLite connection (no-op elsewhere)."""
+    if not _is_sqlite(session):
+        return
+    raw = session.connection().connection.driver_connection
+    raw.create_function("pl_local_to_utc", 2, sqlite_local_to_utc, deterministic=True)
+
+
+def _quiet_case(local: str, day: str, minute: str, add_min, quiet: tuple[int, int] | None) -> str:
+    """SQL for "move ``local`` out of quiet hours", with ``add_min(day_expr, days, minutes)``."""
+    if quiet is None or quiet[0] == quiet[1]:
+        return local
+    start, end = int(quiet[0]), int(quiet[1])
+    if start < end:
+        return (f"CASE WHEN {minute} >= {start} AND {minute} < {end} THEN {add_min(day, 0, end)} "
+                f"ELSE {local} END")
+    return (f"CASE WHEN {minute} >= {start} THEN {add_min(day, 1, end)} "
+            f"WHEN {minute} < {end} THEN {add_min(day, 0, end)} ELSE {local} END")
+
+
+def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int], quiet) -> str:
+    """The upsert of one plan; ``:sid :wid :tz :now :channel :n_instr`` are bound."""
+    values = ", ".join(f"({i}, {int(m)})" for i, m in enumerate(steps))
+    if sqlite:
+        opens_local = f"datetime(p.enrolled_on, '{open_off:+d} days')"
+        closes_local = f"datetime(p.enrolled_on, '{close_off:+d} days')"
+        local = "datetime(p.enrolled_on, '%+d days', '+' || s.add_min || ' minutes')" % open_off
+        to_utc = "pl_local_to_utc({}, :tz)".format
+        day, minute = "date(x0.local_ts)", ("(CAST(strftime('%H', x0.local_ts) AS INTEGER) * 60 + "
+                                            "CAST(strftime('%M', x0.local_ts) AS INTEGER))")
+
+        def add_min(d, days, mins):
+            return f"datetime({d}, '+{days} days', '+{mins} minutes')"
+    else:
+        opens_local = f"(p.enrolled_on + {open_off})::timestamp"
+        closes_local = f"(p.enrolled_on + {close_off})::timestamp"
+        local = f"(p.enrolled_on + {open_off})::timestamp + s.add_min * interval '1 minute'"
+        to_utc = "(({}) AT TIME ZONE CAST(:tz AS text))".format
+        day = "date_trunc('day', x0.local_ts)"
+        minute = "(extract(hour from x0.local_ts) * 60 + extract(minute from x0.local_ts))::int"
+
+        def add_min(d, days, mins):
+            return f"({d} + interval '{days} days' + interval '{mins} minutes')"
+
+    steps_cte = f"steps(step, add_min) AS (VALUES {values})"
+    shifted = _quiet_case("x0.local_ts", day, minute, add_min, quiet)
+    return f"""
+WITH {steps_cte}
+INSERT INTO reminder (study_id, site_id, participant_id, wave_id, step, channel, due_at, window_opens_at,
+                      window_closes_at, status, attempts, created_at, updated_at)
+SELECT :sid, x.site_id, x.participant_id, :wid, x.step, x.channel, x.due_at, x.opens_at, x.closes_at,
+       'pending', 0, :now, :now
+FROM (
+  SELECT x0.participant_id, x0.site_id, x0.step, x0.channel, x0.opens_at, x0.closes_at,
+         {to_utc(shifted)} AS due_at
+  FROM (
+    SELECT p.id AS participant_id, p.site_id, s.step,
+           CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END AS channel,
+           {local} AS local_ts,
+           {to_utc(opens_local)} AS opens_at,
+           {to_utc(closes_local)} AS closes_at
+    FROM participant p
+    JOIN participant_contact c ON c.participant_id = p.id
+    CROSS JOIN steps s
+    WHERE p.study_id = :sid AND p.status = 'active' AND NOT c.opt_out
+      AND (CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END = 'email'
+             AND c.email IS NOT NULL AND c.email <> ''
+           OR CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END = 'sms'
+             AND c.phone IS NOT NULL AND c.phone <> '')
+      AND (SELECT count(DISTINCT r.instrument) FROM response r
+           WHERE r.participant_id = p.id AND r.wave_id = :wid) < :n_instr
+  ) x0
+) x
+WHERE x.closes_at > :now
+  AND (x.due_at < x.closes_at
+       OR EXISTS (SELECT 1 FROM reminder e
+                  WHERE e.participant_id = x.participant_id AND e.wave_id = :wid AND e.step = x.step))
+ON CONFLICT (participant_id, wave_id, step) DO UPDATE SET
+  due_at = excluded.due_at, window_opens_at = excluded.window_opens_at,
+  window_closes_at = excluded.window_closes_at, channel = excluded.channel, site_id = excluded.site_id,
+  updated_at = excluded.updated_at
+WHERE reminder.status = 'pending'
+  AND (reminder.due_at <> excluded.due_at OR reminder.channel <> excluded.channel
+       OR reminder.window_closes_at <> excluded.window_closes_at)
+"""
+
+
+# The first reason that applies is recorded; NULL means the row may still go.
+CANCEL_REASON_SQL = """COALESCE(
+  (SELECT 'participant_' || p.status FROM participant p
+    WHERE p.id = reminder.participant_id AND p.status <> 'active'),
+  CASE WHEN EXISTS (SELECT 1 FROM participant_contact c
+                    WHERE c.participant_id = reminder.participant_id AND c.opt_out) THEN 'opted_out' END,
+  CASE WHEN NOT EXISTS (
+         SELECT 1 FROM participant_contact c
+         WHERE c.participant_id = reminder.participant_id
+           AND (reminder.channel = 'email' AND c.email IS NOT NULL AND c.email <> ''
+                OR reminder.channel = 'sms' AND c.phone IS NOT NULL AND c.phone <> '')
+           AND NOT (c.preferred_channel NOT IN ('email', 'sms') AND EXISTS (
+                 SELECT 1 FROM reminder_plan pc WHERE pc.study_id = reminder.study_id
+                   AND pc.wave_id = reminder.wave_id AND pc.channel = 'preferred')))
+       THEN 'no_contact' END,
+  CASE WHEN EXISTS (
+         SELECT 1 FROM wave w WHERE w.id = reminder.wave_id AND json_array_length(w.instruments) > 0
+           AND json_array_length(w.instruments) <= (
+             SELECT count(DISTINCT r.instrument) FROM response r
+             WHERE r.participant_id = reminder.participant_id AND r.wave_id = reminder.wave_id))
+       THEN 'completed' END,
+  CASE WHEN NOT EXISTS (
+         SELECT 1 FROM reminder_plan pl WHERE pl.study_id = reminder.study_id AND pl.wave_id = reminder.wave_id
+           AND json_array_length(pl.steps) > reminder.step) THEN 'plan_removed' END,
+  CASE WHEN reminder.window_closes_at <= :now OR reminder.due_at >= reminder.window_closes_at
+       THEN 'window_closed' END
+)"""
+
+
+def cancel_ineligible(session: Session, now: datetime, *, scope: str, params: dict[str, Any],
+                      actor: Actor, expanding: tuple[str, ...] = ()) -> list[Any]:
+    """Cancel the rows of ``scope`` (an SQL condition on ``reminder``) that should not go.
+
+    One ``UPDATE … RETURNING``; one audit event per cancelled row (no identifiers: ids, wave,
+    step, reason). Returns the cancelled rows ``(id, study_id, site_id, wave_id, step, reason)``.
+    """
+    stmt = text(f"""
+UPDATE reminder SET status = 'cancelled', cancel_reason = {CANCEL_REASON_SQL}, updated_at = :now,
+                    claimed_by = NULL, retry_at = NULL
+WHERE {scope} AND {CANCEL_REASON_SQL} IS NOT NULL
+RETURNING id, study_id, site_id, wave_id, step, cancel_reason""")
+    binds = [bindparam("now", type_=UTCDateTime())] + [bindparam(n, expanding=True) for n in expanding]
+    rows = session.connection().execute(stmt.bindparams(*binds), {"now": now, **params}).all()
+    for r in rows:
+        record(session, actor, "cancel", "reminder", r.id, study_id=r.study_id, site_id=r.site_id,
+               after={"status": "cancelled", "reason": r.cancel_reason, "wave_id": r.wave_id, "step": r.step})
+    return rows
+
+
+def _try_lock(session: Session, study_id: int) -> bool:
+    if _is_sqlite(session):
+        return True  # BEGIN IMMEDIATE already serialises writers
+    return bool(session.connection().execute(
+        text("SELECT pg_try_advisory_xact_lock(:k, :sid)"), {"k": _LOCK_KEY, "sid": study_id}).scalar())
+
+
+def plan_study(session: Session, study: Study, clock: Clock, *, actor: Actor | None = None,
+               stats: PlanStats | None = None) -> PlanStats:
+    """Plan and cancel the reminders of one study (flushes; the caller commits).
+
+    Returns
+    -------
+    PlanStats
+        Rows planned (inserted or rescheduled) and cancelled, by reason.
+    """
+    stats = stats or PlanStats()
+    actor = actor or Actor.system()
+    now = clock.now()
+    if not _try_lock(session, study.id):
+        stats.skipped_studies += 1
+        return stats
+    ensure_sqlite_functions(session)
+    cfg = session.get(ReminderConfig, study.id)
+    quiet = None
+    if cfg is not None and cfg.quiet_start_minute is not None and cfg.quiet_end_minute is not None:
+        quiet = (cfg.quiet_start_minute, cfg.quiet_end_minute)
+    sqlite = _is_sqlite(session)
+    planned = 0
+    plans = session.exec(select(ReminderPlan, Wave).join(Wave, Wave.id == ReminderPlan.wave_id)
+                         .where(ReminderPlan.study_id == study.id)).all()
+    for plan, wave in plans:
+        if not plan.steps:
+            continue
+        sql = _insert_sql(sqlite, open_off=wave.offset_days - wave.window_before_days,
+                          close_off=wave.offset_days + wave.window_after_days + 1,
+                          steps=[step_minutes(s) for s in plan.steps], quiet=quiet)
+        n_instr = len(wave.instruments) if wave.instruments else 1 << 30  # no instruments: never complete
+        res = session.connection().execute(
+            text(sql).bindparams(bindparam("now", type_=UTCDateTime())),
+            {"sid": study.id, "wid": wave.id, "tz": study.time_zone, "now": now, "channel": plan.channel,
+             "n_instr": n_instr})
+        if sqlite:  # pysqlite reports no rowcount for a statement that starts with WITH
+            planned += session.connection().execute(text("SELECT changes()")).scalar() or 0
+        else:
+            planned += max(res.rowcount or 0, 0)
+    rows = cancel_ineligible(session, now, scope="reminder.study_id = :sid AND reminder.status = 'pending'",
+                             params={"sid": study.id}, actor=actor)
+    if planned:
+        record(session, actor, "plan", "reminder_plan", study.id, study_id=study.id,
+               after={"planned_or_rescheduled": planned})
+    stats.planned += planned
+    stats.cancelled += len(rows)
+    for r in rows:
+        stats.by_reason[r.cancel_reason] = stats.by_reason.get(r.cancel_reason, 0) + 1
+    session.flush()
+    return stats
+
+
+def plan_all(session_factory, clock: Clock, *, actor: Actor | None = None) -> PlanStats:
+    """Plan every study that has reminder plans, one short transaction per study.
+
+    Parameters
+    ----------
+    session_factory : callable
+        Returns a new :class:`~sqlmodel.Session` (e.g. ``lambda: Session(engine)``).
+    """
+    stats = PlanStats()
+    with session_factory() as session:
+        study_ids = session.exec(select(ReminderPlan.study_id).distinct()).all()
+    for sid in study_ids:
+        with session_factory() as session:
+            study = session.get(Study, sid)
+            if study is None:
+                continue
+            plan_study(session, study, clock, actor=actor, stats=stats)
+            session.commit()
+    return stats
