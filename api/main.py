@@ -150,6 +150,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     mount(app, reminders_router)  # reminder plans, outbox, /u/{token} unsubscribe
 
+    from api.interop import install as install_exports
+
+    install_exports(app)  # /studies/{id}/exports…, REDCap import/export, imported instruments
+
     @app.get("/health", tags=["health"])
     def health(request: Request):
         """Liveness and database reachability (no authentication)."""

@@ -12,3 +12,5 @@ from api.participants.models import (  # noqa: F401
 from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401
 from api.links.models import ParticipantLink  # noqa: F401
 from api.reminders.models import Reminder, ReminderConfig, ReminderPlan  # noqa: F401
+from api.exports.models import ExportSettings  # noqa: F401
+from api.interop.models import StudyInstrument  # noqa: F401

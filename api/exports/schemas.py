@@ -1,0 +1,28 @@
+"""Bodies of the export settings."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Shape = Literal["long", "wide", "items"]
+Format = Literal["csv", "parquet", "dta", "sav", "json"]
+DateMode = Literal["relative", "shift"]
+
+
+class ExportSettingsIn(BaseModel):
+    """``date_mode``: ``relative`` (days since enrolment) or ``shift`` (per-participant secret shift).
+    ``free_text_items``: ``instrument.item`` codes withheld from de-identified exports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    date_mode: DateMode | None = None
+    free_text_items: list[str] | None = Field(default=None, max_length=500)
+
+
+class ExportSettingsRead(BaseModel):
+    study_id: int
+    date_mode: DateMode
+    free_text_items: list[str]
+    updated_at: datetime

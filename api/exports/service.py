@@ -1,0 +1,577 @@
+"""The cohort rows behind every export: the ``long``, ``wide`` and ``items`` frames, in batches.
+
+Rows are read participant by participant: a keyset query picks the next ``batch_size``
+participant ids, then one query reads all their scores (or answers). A participant's rows are
+therefore never split across batches, and memory holds one batch whatever the cohort size. On
+PostgreSQL the whole export runs in one ``REPEATABLE READ`` read-only transaction, so every batch
+sees the same snapshot.
+
+De-identification is decided here, by role, not by the caller:
+
+* analysts never get contact fields, identifier-flagged items or free-text items a coordinator
+  flagged; dates are either replaced by days since enrolment (``completed_at`` left empty) or, if
+  the study chose ``date_mode="shift"``, moved back by a per-participant secret offset;
+* coordinators and admins see calendar dates; with ``identifiers=true`` they also get the contact
+  vault columns and identifier items, coordinators for their own sites only.
+
+Examples
+--------
+>>> from api.auth.service import Actor
+>>> f = ExportFilters(waves=["baseline"])
+>>> for batch in iter_long(session, study, Actor.system(), f):  # doctest: +SKIP
+...     print(len(batch))
+>>> frame = long_frame(session, study, Actor.system())  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import and_, select
+from sqlmodel import Session
+
+import instruments
+from api.audit.service import record
+from api.auth.service import Actor
+from api.errors import Forbidden, Unprocessable
+from api.exports import dictionary as dd
+from api.exports.deid import shift_days
+from api.exports.models import ExportSettings
+from api.participants.models import Participant, ParticipantContact
+from api.responses.models import Response, Score
+from api.studies.models import Arm, Site, Study, Wave
+
+SHAPES = ("long", "wide", "items")
+CONTEXT = "context"
+DEFAULT_BATCH = 1000
+
+
+@dataclass
+class ExportFilters:
+    """What to export: wave, instrument and site codes (None = all), identifiers, item columns."""
+
+    waves: list[str] | None = None
+    instruments: list[str] | None = None
+    sites: list[str] | None = None
+    identifiers: bool = False
+    items: bool = False
+
+    def params(self) -> dict[str, Any]:
+        return {"waves": self.waves, "instruments": self.instruments, "sites": self.sites,
+                "identifiers": self.identifiers, "items": self.items}
+
+
+@dataclass
+class Plan:
+    """An export resolved against a study and an actor: who sees what, and which columns."""
+
+    study: Study
+    actor: Actor
+    filters: ExportFilters
+    deidentified: bool
+    date_mode: str
+    secret: str
+    waves: list[Wave]
+    site_ids: list[int]
+    instruments: list[str]
+    dropped_items: set[tuple[str, str]]
+    context_items: list = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def shift_dates(self) -> bool:
+        """Whether calendar dates are de-identified (analysts only; staff keep calendar dates)."""
+        return self.actor.role == "analyst"
+
+    @property
+    def wave_ids(self) -> list[int]:
+        return [w.id for w in self.waves]
+
+
+def export_settings(session: Session, study_id: int) -> ExportSettings:
+    """The study's export settings (defaults when none were saved)."""
+    return session.get(ExportSettings, study_id) or ExportSettings(study_id=study_id)
+
+
+def _codes(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    out = []
+    for v in values:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out or None
+
+
+def plan_export(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None,
+                *, secret: str = "") -> Plan:
+    """Check an export request against the study and the actor's role and resolve its scope.
+
+    Raises
+    ------
+    api.errors.ApiError
+        403 when an analyst asks for identifiers; 422 naming ``waves``, ``instruments`` or
+        ``sites`` for an unknown code.
+    """
+    filters = filters or ExportFilters()
+    filters.waves, filters.instruments, filters.sites = (_codes(filters.waves), _codes(filters.instruments),
+                                                         _codes(filters.sites))
+    if filters.identifiers and actor.role not in ("admin", "coordinator", "system"):
+        raise Forbidden(["query", "identifiers"], "analysts receive de-identified exports only",
+                        "identifiers_not_allowed")
+    waves = list(session.exec(select(Wave).where(Wave.study_id == study.id)
+                              .order_by(Wave.offset_days, Wave.code)).scalars())
+    if filters.waves:
+        known = {w.code for w in waves}
+        bad = [c for c in filters.waves if c not in known]
+        if bad:
+            raise Unprocessable(["query", "waves"], f"unknown wave code(s) {bad}; the study has {sorted(known)}",
+                                "unknown_wave")
+        waves = [w for w in waves if w.code in filters.waves]
+    sites = list(session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.id)).scalars())
+    if filters.sites:
+        known = {s.code for s in sites}
+        bad = [c for c in filters.sites if c not in known]
+        if bad:
+            raise Unprocessable(["query", "sites"], f"unknown site code(s) {bad}", "unknown_site")
+        sites = [s for s in sites if s.code in filters.sites]
+    if actor.role == "coordinator":
+        if filters.sites and any(not actor.sees_site(s.id) for s in sites):
+            raise Forbidden(["query", "sites"], "coordinators export their own sites only", "site_not_allowed")
+        sites = [s for s in sites if actor.sees_site(s.id)]
+    used: list[str] = []
+    for w in waves:
+        for code in w.instruments:
+            if code not in used:
+                used.append(code)
+    if filters.instruments:
+        bad = [c for c in filters.instruments if c not in used]
+        if bad:
+            raise Unprocessable(["query", "instruments"],
+                                f"instrument(s) {bad} are not collected at the selected waves", "unknown_instrument")
+        used = [c for c in used if c in filters.instruments or c == CONTEXT]
+    settings = export_settings(session, study.id)
+    deidentified = not filters.identifiers
+    flagged = {tuple(x.split(".", 1)) for x in settings.free_text_items if "." in x}
+    dropped: set[tuple[str, str]] = set()
+    if deidentified:
+        for code in used:
+            inst = _get(code)
+            if inst is None:
+                continue
+            for it in inst.items:
+                if it.identifier or (code, it.code) in flagged:
+                    dropped.add((code, it.code))
+    context_items = []
+    ctx = _get(CONTEXT)
+    if ctx is not None and any(CONTEXT in w.instruments for w in session.exec(
+            select(Wave).where(Wave.study_id == study.id)).scalars()):
+        context_items = [it for it in ctx.items if (CONTEXT, it.code) not in dropped]
+    return Plan(study=study, actor=actor, filters=filters, deidentified=deidentified,
+                date_mode=settings.date_mode, secret=secret, waves=waves, site_ids=[s.id for s in sites],
+                instruments=used, dropped_items=dropped, context_items=context_items)
+
+
+def _get(code: str):
+    try:
+        return instruments.get(code)
+    except instruments.InstrumentError:
+        return None
+
+
+# ---- columns ---------------------------------------------------------------------------------
+
+
+def columns(plan: Plan, shape: str) -> list[dd.Column]:
+    """The columns of ``shape`` for this plan (also the data dictionary's rows)."""
+    ident = dd.identifier_columns() if plan.filters.identifiers else []
+    if shape == "long":
+        return dd.long_columns(plan.context_items) + ident
+    if shape == "items":
+        return dd.items_columns() + ident
+    if shape == "wide":
+        scales, items = [], []
+        for code in plan.instruments:
+            inst = _get(code)
+            if inst is None or code == CONTEXT:
+                continue
+            scales.extend((inst, s) for s in inst.scales)
+            if plan.filters.items:
+                items.extend((inst, it) for it in inst.items if (code, it.code) not in plan.dropped_items)
+        return dd.wide_columns(plan.context_items, scales, items) + ident
+    raise ValueError(f"shape must be one of {SHAPES}")
+
+
+def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
+    """The JSON data dictionary of an export of ``shape``."""
+    return dd.dictionary_json(columns(plan, shape), shape=shape, study_id=plan.study.id,
+                              deidentified=plan.deidentified,
+                              date_mode=plan.date_mode if plan.shift_dates else "calendar",
+                              instruments_used=plan.instruments)
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Iterator[list[int]]:
+    last = 0
+    while True:
+        ids = list(session.execute(
+            select(Participant.id).where(Participant.study_id == plan.study.id, Participant.id > last,
+                                         Participant.site_id.in_(plan.site_ids))
+            .order_by(Participant.id).limit(batch_size)).scalars())
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def _begin_snapshot(session: Session) -> None:
+    # One consistent snapshot for the whole export on PostgreSQL. SQLite keeps short per-batch
+    # transactions instead: its transactions take the write lock, which must not be held for minutes.
+    if session.get_bind().dialect.name == "postgresql":
+        if session.in_transaction():
+            session.rollback()  # the isolation level applies to a transaction not yet begun
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+
+
+def _end_batch(session: Session) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        session.rollback()
+
+
+def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
+    rows = session.execute(
+        select(Participant.id, Participant.study_code, Site.code, Arm.code, Arm.kind, Participant.enrolled_on,
+               Participant.status, Participant.status_date)
+        .join(Site, Site.id == Participant.site_id).outerjoin(Arm, Arm.id == Participant.arm_id)
+        .where(Participant.id.in_(ids))).all()
+    df = pd.DataFrame.from_records(rows, columns=["pid", "participant", "site", "arm", "arm_kind", "enrolled_on",
+                                                  "status", "status_date"])
+    enrolled = pd.to_datetime(df["enrolled_on"])
+    status_date = pd.to_datetime(df["status_date"])
+    dropout = df["status"].isin(("withdrawn", "lost_to_follow_up"))
+    df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
+    df["enrolled_on"] = enrolled
+    if plan.shift_dates and plan.date_mode == "shift":
+        df["shift"] = [shift_days(plan.secret, plan.study.id, int(p)) for p in df["pid"]]
+    else:
+        df["shift"] = 0
+    df = df.drop(columns=["status_date"])
+    if CONTEXT and plan.context_items:
+        df = df.merge(_context(session, plan, ids), on="pid", how="left")
+    if plan.filters.identifiers:
+        df = df.merge(_contacts(session, ids), on="pid", how="left")
+    return df
+
+
+def _context(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
+    rows = session.execute(
+        select(Response.participant_id, Response.answers).where(
+            Response.participant_id.in_(ids), Response.instrument == CONTEXT)
+        .order_by(Response.participant_id, Response.completed_at)).all()
+    labels = {it.code: {o.code: o.label for o in it.options} for it in plan.context_items}
+    seen, out = set(), []
+    for pid, answers in rows:
+        if pid in seen:
+            continue  # the first (baseline) context answers describe the participant
+        seen.add(pid)
+        rec = {"pid": pid}
+        for it in plan.context_items:
+            v = (answers or {}).get(it.code)
+            name = it.code if it.code.startswith("context_") else f"context_{it.code}"
+            rec[name] = labels[it.code].get(v, None if v is None else str(v))
+        out.append(rec)
+    cols = ["pid"] + [c.name for c in dd.context_columns(plan.context_items)]
+    return pd.DataFrame(out, columns=cols)
+
+
+def _contacts(session: Session, ids: list[int]) -> pd.DataFrame:
+    rows = session.execute(
+        select(ParticipantContact.participant_id, ParticipantContact.name, ParticipantContact.email,
+               ParticipantContact.phone, ParticipantContact.date_of_birth)
+        .where(ParticipantContact.participant_id.in_(ids))).all()
+    df = pd.DataFrame.from_records(rows, columns=["pid", "contact_name", "contact_email", "contact_phone",
+                                                  "contact_date_of_birth"])
+    df["contact_date_of_birth"] = df["contact_date_of_birth"].map(lambda d: d.isoformat() if d else None)
+    return df
+
+
+def _response_filter(plan: Plan, ids: list[int]):
+    conds = [Response.participant_id.in_(ids), Response.wave_id.in_(plan.wave_ids)]
+    wanted = [c for c in plan.instruments if c != CONTEXT]
+    conds.append(Response.instrument.in_(wanted))
+    return and_(*conds)
+
+
+def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.DataFrame:
+    """``days`` since enrolment (study-local calendar days) and the de-identified ``completed_at``."""
+    ts = pd.to_datetime(df[column], utc=True)
+    local = ts.dt.tz_convert(ZoneInfo(plan.study.time_zone)).dt.tz_localize(None).dt.normalize()
+    df["days"] = (local - df["enrolled_on"]).dt.days.astype("float64")
+    if plan.shift_dates:
+        if plan.date_mode == "shift":
+            df[column] = ts - pd.to_timedelta(df["shift"], unit="D")
+        else:
+            df[column] = pd.NaT
+    else:
+        df[column] = ts
+    return df
+
+
+_SCORE_COLUMNS = ["pid", "wave", "wave_offset", "completed_at", "out_of_window", "instrument", "scale", "value",
+                  "band", "level", "items_answered", "prorated"]
+
+
+def _long_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:
+    rows = session.execute(
+        select(Response.participant_id, Wave.code, Wave.offset_days, Response.completed_at, Response.out_of_window,
+               Response.instrument, Score.scale, Score.value, Score.band, Score.level, Score.items_answered,
+               Score.prorated)
+        .join(Response, Response.id == Score.response_id).join(Wave, Wave.id == Response.wave_id)
+        .where(_response_filter(plan, ids))
+        .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument, Score.id)).all()
+    df = pd.DataFrame.from_records(rows, columns=_SCORE_COLUMNS)
+    df = df.merge(people, on="pid", how="left", sort=False)
+    return _dates(df, plan)
+
+
+def iter_long(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
+              secret: str = "", batch_size: int = DEFAULT_BATCH, plan: Plan | None = None
+              ) -> Iterator[pd.DataFrame]:
+    """The ``long`` frame of a study as DataFrame batches of whole participants.
+
+    Parameters
+    ----------
+    session : Session
+    study : Study
+    actor : Actor
+        Decides de-identification and site scope (see the module docstring).
+    filters : ExportFilters, optional
+    secret : str
+        Server secret keying the per-participant date shift (``Settings.secret_key``).
+    batch_size : int
+        Participants per batch.
+
+    Yields
+    ------
+    DataFrame
+        Columns :data:`analysis.frame.LONG_COLUMNS` then ``context_*`` (and contact columns for
+        identified exports), typed as in the data dictionary.
+    """
+    plan = plan or plan_export(session, study, actor, filters, secret=secret)
+    cols = columns(plan, "long")
+    yield from _iter(session, plan, batch_size, lambda ids, people: dd_conform(
+        _long_batch(session, plan, ids, people), cols))
+
+
+def dd_conform(df: pd.DataFrame, cols: list[dd.Column]) -> pd.DataFrame:
+    from api.exports.writers import conform
+
+    return conform(df, cols)
+
+
+def _iter(session: Session, plan: Plan, batch_size: int, build) -> Iterator[pd.DataFrame]:
+    _begin_snapshot(session)
+    try:
+        for ids in _participant_batches(session, plan, batch_size):
+            people = _participants(session, plan, ids)
+            df = build(ids, people)
+            _end_batch(session)
+            plan.rows += len(df)
+            yield df
+    finally:
+        session.rollback()
+
+
+def long_frame(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
+               secret: str = "", batch_size: int = DEFAULT_BATCH) -> pd.DataFrame:
+    """The whole ``long`` frame (see :func:`iter_long`) as one DataFrame."""
+    plan = plan_export(session, study, actor, filters, secret=secret)
+    frames = list(iter_long(session, study, actor, plan=plan, batch_size=batch_size))
+    if not frames:
+        return dd_conform(pd.DataFrame(), columns(plan, "long"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _answers_rows(session: Session, plan: Plan, ids: list[int]) -> list:
+    return session.execute(
+        select(Response.participant_id, Wave.code, Wave.offset_days, Response.completed_at, Response.instrument,
+               Response.answers)
+        .join(Wave, Wave.id == Response.wave_id).where(_response_filter(plan, ids))
+        .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument)).all()
+
+
+def _item_value(item, value, enrolled: pd.Timestamp, shift: int, plan: Plan) -> tuple[float | None, str | None]:
+    """(numeric value, text value) of one answer; dates de-identified like every other date."""
+    if value is None:
+        return None, None
+    if item is not None and item.kind in ("date", "datetime"):
+        try:
+            when = pd.Timestamp(value)
+        except (ValueError, TypeError):
+            return None, str(value)
+        if not plan.shift_dates:
+            return None, str(value)
+        if plan.date_mode == "shift":
+            shifted = when - pd.Timedelta(days=shift)
+            return None, shifted.date().isoformat() if item.kind == "date" else shifted.isoformat()
+        base = when.tz_localize(None) if when.tzinfo else when
+        return float((base.normalize() - enrolled).days), None
+    if isinstance(value, bool):
+        return float(value), None
+    if isinstance(value, (int, float)):
+        return float(value), None
+    if isinstance(value, list):
+        return None, ";".join(str(v) for v in value)
+    return None, str(value)
+
+
+def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:
+    by_pid = people.set_index("pid")
+    out: list[tuple] = []
+    defs: dict[str, Any] = {}
+    for pid, wave, offset, completed_at, code, answers in _answers_rows(session, plan, ids):
+        inst = defs.setdefault(code, _get(code))
+        person = by_pid.loc[pid]
+        items = inst.items if inst is not None else []
+        order = [it.code for it in items] + sorted(set(answers or {}) - {it.code for it in items})
+        lookup = {it.code: it for it in items}
+        local = pd.Timestamp(completed_at).tz_convert(ZoneInfo(plan.study.time_zone)).tz_localize(None).normalize()
+        days = float((local - person["enrolled_on"]).days)
+        for item_code in order:
+            if (code, item_code) in plan.dropped_items or item_code not in (answers or {}):
+                continue
+            it = lookup.get(item_code)
+            if it is None and plan.deidentified:
+                continue  # an item the definition does not know cannot be vetted: leave it out
+            raw = answers[item_code]
+            if raw is None:
+                continue
+            num, text = _item_value(it, raw, person["enrolled_on"], int(person["shift"]), plan)
+            label = None
+            if it is not None and it.options and num is not None:
+                label = next((o.label for o in it.options if o.code == raw), None)
+            out.append((pid, person["participant"], person["site"], person["arm"], wave, offset, days, code,
+                        item_code, num, text, label))
+    df = pd.DataFrame.from_records(out, columns=["pid", "participant", "site", "arm", "wave", "wave_offset", "days",
+                                                 "instrument", "item", "value", "value_text", "label"])
+    if plan.filters.identifiers:
+        df = df.merge(people[["pid", "contact_name", "contact_email", "contact_phone", "contact_date_of_birth"]],
+                      on="pid", how="left")
+    return df
+
+
+def iter_items(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
+               secret: str = "", batch_size: int = DEFAULT_BATCH, plan: Plan | None = None
+               ) -> Iterator[pd.DataFrame]:
+    """The ``items`` frame: one row per answered item (for psychometrics), in participant batches."""
+    plan = plan or plan_export(session, study, actor, filters, secret=secret)
+    cols = columns(plan, "items")
+    yield from _iter(session, plan, batch_size,
+                     lambda ids, people: dd_conform(_items_batch(session, plan, ids, people), cols))
+
+
+def _wide_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame,
+                cols: list[dd.Column]) -> pd.DataFrame:
+    long = _long_batch(session, plan, ids, people)
+    key = ["pid", "wave"]
+    if long.empty:
+        return pd.DataFrame(columns=[c.name for c in cols])
+    firsts = long.sort_values("completed_at" if not long["completed_at"].isna().all() else "days")
+    base = (long.groupby(key, sort=False)
+            .agg(wave_offset=("wave_offset", "first"), days=("days", "min"), completed_at=("completed_at", "min"),
+                 out_of_window=("out_of_window", "max"))
+            .reset_index())
+    del firsts
+    values = long.pivot_table(index=key, columns="scale", values="value", aggfunc="first", dropna=False)
+    values.columns = [str(c) for c in values.columns]
+    base = base.merge(values.reset_index(), on=key, how="left")
+    if plan.filters.items:
+        rows = []
+        for pid, wave, _offset, _at, code, answers in _answers_rows(session, plan, ids):
+            rec = {"pid": pid, "wave": wave}
+            for item_code, v in (answers or {}).items():
+                if (code, item_code) not in plan.dropped_items and isinstance(v, (int, float)) \
+                        and not isinstance(v, bool):
+                    rec[item_code] = v
+                elif (code, item_code) not in plan.dropped_items and v is not None and not plan.deidentified:
+                    rec[item_code] = v
+            rows.append(rec)
+        if rows:
+            items = pd.DataFrame(rows).groupby(key, sort=False).first().reset_index()
+            items = items[[c for c in items.columns if c in key or c not in base.columns]]
+            base = base.merge(items, on=key, how="left")
+    person_cols = [c for c in people.columns if c not in ("enrolled_on", "shift")]
+    base = base.merge(people[person_cols], on="pid", how="left")
+    order = {w.code: i for i, w in enumerate(plan.waves)}
+    base["_w"] = base["wave"].map(order)
+    return base.sort_values(["pid", "_w"], kind="stable")
+
+
+def iter_wide(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
+              secret: str = "", batch_size: int = DEFAULT_BATCH, plan: Plan | None = None
+              ) -> Iterator[pd.DataFrame]:
+    """The ``wide`` frame: one row per participant × wave, a column per scale (and per item)."""
+    plan = plan or plan_export(session, study, actor, filters, secret=secret)
+    cols = columns(plan, "wide")
+    yield from _iter(session, plan, batch_size,
+                     lambda ids, people: dd_conform(_wide_batch(session, plan, ids, people, cols), cols))
+
+
+ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items}
+
+
+def iter_shape(session: Session, plan: Plan, shape: str, batch_size: int = DEFAULT_BATCH) -> Iterator[pd.DataFrame]:
+    """Batches of ``shape`` for a resolved plan."""
+    return ITERATORS[shape](session, plan.study, plan.actor, plan=plan, batch_size=batch_size)
+
+
+def audit_export(session: Session, plan: Plan, *, shape: str, fmt: str, complete: bool,
+                 error: str | None = None) -> None:
+    """Record one export (parameters and row count) in the audit trail and commit it."""
+    record(session, plan.actor, "export", "study", plan.study.id, study_id=plan.study.id,
+           after={"shape": shape, "format": fmt, **plan.filters.params(), "deidentified": plan.deidentified,
+                  "date_mode": plan.date_mode if plan.shift_dates else "calendar", "rows": plan.rows,
+                  "complete": complete, **({"error": error} if error else {})})
+    session.commit()
+
+
+def update_settings(session: Session, study: Study, actor: Actor, *, date_mode: str | None,
+                    free_text_items: list[str] | None) -> ExportSettings:
+    """Change a study's export settings (audited; the caller commits)."""
+    from api.auth.dependencies import ensure_can_write
+
+    ensure_can_write(actor)
+    current = session.get(ExportSettings, study.id)
+    before = None if current is None else {"date_mode": current.date_mode,
+                                           "free_text_items": list(current.free_text_items)}
+    if current is None:
+        current = ExportSettings(study_id=study.id)
+    if free_text_items is not None:
+        bad = []
+        for n, ref in enumerate(free_text_items):
+            code, _, item = ref.partition(".")
+            inst = _get(code)
+            if inst is None or item not in {i.code for i in inst.items}:
+                bad.append(n)
+        if bad:
+            raise Unprocessable(["body", "free_text_items", bad[0]],
+                                "expected instrument.item naming an item of a registered instrument",
+                                "unknown_item")
+        current.free_text_items = sorted(set(free_text_items))
+    if date_mode is not None:
+        current.date_mode = date_mode
+    from api.db import utcnow
+
+    current.updated_at = utcnow()
+    session.add(current)
+    session.flush()
+    record(session, actor, "update" if before else "create", "export_settings", study.id, study_id=study.id,
+           before=before, after={"date_mode": current.date_mode, "free_text_items": list(current.free_text_items)})
+    return current
+

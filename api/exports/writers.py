@@ -1,0 +1,224 @@
+"""File writers: DataFrame batches in, bytes out, one writer per format.
+
+CSV, JSON and Parquet stream: each batch is encoded and handed on before the next is read, so
+memory holds one batch (Parquet: one row group) at a time. Stata and SPSS files are written by
+ReadStat, which needs the whole frame; batches are concatenated first (documented limitation).
+
+Every writer takes the same :class:`~api.exports.dictionary.Column` list, so types are the same in
+every format: codes never lose leading zeros, booleans are booleans (0/1 with No/Yes labels in
+Stata/SPSS), times are UTC.
+
+Examples
+--------
+>>> import pandas as pd
+>>> from api.exports.dictionary import Column
+>>> cols = [Column("participant", "code", "string"), Column("value", "score", "float")]
+>>> b"".join(write_csv(iter([pd.DataFrame({"participant": ["007"], "value": [1.5]})]), cols)).decode()
+'participant,value\\n007,1.5\\n'
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from api.exports.dictionary import Column
+
+FORMATS = ("csv", "json", "parquet", "dta", "sav")
+MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json",
+               "parquet": "application/vnd.apache.parquet", "dta": "application/x-stata-dta",
+               "sav": "application/x-spss-sav"}
+
+
+def conform(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
+    """The batch with exactly ``columns``, in order, with their types (missing columns are empty)."""
+    out = {}
+    n = len(df)
+    for c in columns:
+        s = df[c.name] if c.name in df.columns else pd.Series([None] * n, index=df.index, dtype=object)
+        if c.kind == "string":
+            s = s.astype(object).where(s.notna(), None)
+            s = s.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        elif c.kind == "int":
+            s = pd.to_numeric(s, errors="coerce").astype("Int64")
+        elif c.kind == "float":
+            s = pd.to_numeric(s, errors="coerce").astype("float64")
+        elif c.kind == "bool":
+            s = s.astype("boolean")
+        elif c.kind == "datetime":
+            s = pd.to_datetime(s, utc=True)
+        out[c.name] = s
+    return pd.DataFrame(out, index=df.index).reset_index(drop=True)
+
+
+def _csv_frame(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
+    df = df.copy()
+    for c in columns:
+        if c.kind == "bool":
+            df[c.name] = df[c.name].map({True: "true", False: "false"}).astype(object)
+        elif c.kind == "datetime":
+            df[c.name] = df[c.name].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return df
+
+
+def write_csv(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterator[bytes]:
+    """UTF-8 CSV, header once, blank = missing, ISO 8601 UTC times, ``true``/``false``."""
+    yield (",".join(_quote(c.name) for c in columns) + "\n").encode()
+    for df in batches:
+        if len(df):
+            yield _csv_frame(conform(df, columns), columns).to_csv(header=False, index=False,
+                                                                   lineterminator="\n").encode()
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"' if any(ch in name for ch in ',"\n') else name
+
+
+def write_json(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterator[bytes]:
+    """A JSON array of row objects (``null`` = missing), streamed batch by batch."""
+    yield b"["
+    first = True
+    for df in batches:
+        if not len(df):
+            continue
+        df = conform(df, columns)
+        for c in columns:
+            if c.kind == "datetime":
+                df[c.name] = df[c.name].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
+        text = df.to_json(orient="records", force_ascii=False, double_precision=15)
+        body = text[1:-1]
+        if body:
+            yield (b"" if first else b",") + body.encode()
+            first = False
+    yield b"]"
+
+
+_ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+          "datetime": pa.timestamp("us", tz="UTC")}
+
+
+def arrow_schema(columns: list[Column], dictionary: dict[str, Any] | None = None) -> pa.Schema:
+    """Arrow schema with each field's label (and the whole data dictionary) as metadata."""
+    fields = [pa.field(c.name, _ARROW[c.kind], metadata={"label": c.label, **({"unit": c.unit} if c.unit else {})})
+              for c in columns]
+    meta = {"peerlens.dictionary": json.dumps(dictionary, default=str)} if dictionary is not None else None
+    return pa.schema(fields, metadata=meta)
+
+
+class _Chunks:
+    """A write-only file object that keeps what was written until :meth:`take` hands it on."""
+
+    def __init__(self):
+        self.parts: list[bytes] = []
+        self.pos = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        b = bytes(data)
+        self.parts.append(b)
+        self.pos += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self.pos
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        out = b"".join(self.parts)
+        self.parts.clear()
+        return out
+
+
+def write_parquet(batches: Iterable[pd.DataFrame], columns: list[Column],
+                  dictionary: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """Parquet, one row group per batch, streamed as each row group is finished."""
+    schema = arrow_schema(columns, dictionary)
+    sink = _Chunks()
+    writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
+    try:
+        for df in batches:
+            if not len(df):
+                continue
+            table = pa.Table.from_pandas(conform(df, columns), schema=schema, preserve_index=False)
+            writer.write_table(table)
+            chunk = sink.take()
+            if chunk:
+                yield chunk
+    finally:
+        writer.close()
+    yield sink.take()
+
+
+def _stat_frame(batches: Iterable[pd.DataFrame], columns: list[Column]) -> tuple[pd.DataFrame, dict, list]:
+    frames = [conform(df, columns) for df in batches if len(df)]
+    df = pd.concat(frames, ignore_index=True) if frames else conform(pd.DataFrame(), columns)
+    value_labels: dict[str, dict] = {}
+    for c in columns:
+        if c.kind == "bool":
+            df[c.name] = df[c.name].astype("float64")
+            value_labels[c.name] = {0: "No", 1: "Yes"}
+        elif c.kind == "int":
+            df[c.name] = df[c.name].astype("float64")
+        elif c.kind == "datetime":
+            df[c.name] = df[c.name].dt.tz_convert("UTC").dt.tz_localize(None)
+        elif c.kind == "string":
+            df[c.name] = df[c.name].fillna("").astype(object)
+        if c.kind == "float" and c.values and all(isinstance(code, (int, float)) and not isinstance(code, bool)
+                                                  for code, _ in c.values):
+            value_labels[c.name] = {code: label for code, label in c.values}
+    labels = [c.label[:80] for c in columns]
+    return df, value_labels, labels
+
+
+def write_stat(batches: Iterable[pd.DataFrame], columns: list[Column], fmt: str,
+               chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    """Stata 15 ``.dta`` or SPSS ``.sav`` with variable labels and value labels (via ReadStat)."""
+    import pyreadstat
+
+    df, value_labels, labels = _stat_frame(batches, columns)
+    fd, path = tempfile.mkstemp(suffix="." + fmt)
+    os.close(fd)
+    try:
+        if fmt == "dta":
+            pyreadstat.write_dta(df, path, column_labels=labels, variable_value_labels=value_labels, version=15)
+        else:
+            pyreadstat.write_sav(df, path, column_labels=labels, variable_value_labels=value_labels)
+        del df
+        with open(path, "rb") as fh:
+            while True:
+                block = fh.read(chunk_size)
+                if not block:
+                    break
+                yield block
+    finally:
+        os.unlink(path)
+
+
+def write(fmt: str, batches: Iterable[pd.DataFrame], columns: list[Column],
+          dictionary: dict[str, Any] | None = None) -> Iterator[bytes]:
+    """Dispatch on ``fmt`` (one of :data:`FORMATS`)."""
+    if fmt == "csv":
+        return write_csv(batches, columns)
+    if fmt == "json":
+        return write_json(batches, columns)
+    if fmt == "parquet":
+        return write_parquet(batches, columns, dictionary)
+    if fmt in ("dta", "sav"):
+        return write_stat(batches, columns, fmt)
+    raise ValueError(f"format must be one of {FORMATS}")
+
+
+def nan_to_none(v: Any) -> Any:
+    return None if isinstance(v, float) and np.isnan(v) else v

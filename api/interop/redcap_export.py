@@ -1,0 +1,194 @@
+"""A Peerlens study as REDCap files: the flat records CSV and the 18-column data dictionary.
+
+Records: one row per participant × wave, ``record_id`` (the study code), ``redcap_event_name``
+(``<wave>_arm_1``), ``redcap_data_access_group`` (the site code), then per instrument its fields,
+``<form>_timestamp`` (completion time, UTC, ``YYYY-MM-DD HH:MM:SS``) and ``<form>_complete``
+(2 = complete, blank = not collected). Everything is a string, blank = no value, as REDCap writes.
+The same role rules as every export apply (analysts: no identifier or flagged free-text fields,
+dates de-identified).
+
+Examples
+--------
+>>> event_name("m12")
+'m12_arm_1'
+>>> event_name("Month-6")
+'month_6_arm_1'
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterator
+
+import pandas as pd
+from sqlmodel import Session
+
+from api.exports import service
+from api.exports.service import CONTEXT, Plan
+
+STRUCTURAL = ("record_id", "redcap_event_name", "redcap_data_access_group")
+
+
+def event_name(wave_code: str, arm: int = 1) -> str:
+    """REDCap's unique event name of a wave (``<slug>_arm_<n>``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", wave_code.lower()).strip("_") or "event"
+    return f"{slug}_arm_{arm}"
+
+
+def _fields(plan: Plan) -> list[tuple[str, list[str]]]:
+    out = []
+    for code in plan.instruments:
+        inst = service._get(code)
+        if inst is None:
+            continue
+        out.append((code, [it.code for it in inst.items if (code, it.code) not in plan.dropped_items]))
+    return out
+
+
+def header(plan: Plan) -> list[str]:
+    cols = list(STRUCTURAL)
+    for form, items in _fields(plan):
+        cols.extend(items)
+        cols.extend([f"{form}_timestamp", f"{form}_complete"])
+    return cols
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def _stamp(plan: Plan, completed_at, shift: int) -> str:
+    ts = pd.Timestamp(completed_at).tz_convert("UTC")
+    if plan.shift_dates:
+        if plan.date_mode != "shift":
+            return ""
+        ts = ts - pd.Timedelta(days=shift)
+    return ts.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BATCH) -> Iterator[list[list[str]]]:
+    """Batches of REDCap rows (lists of strings), whole participants per batch."""
+    cols = header(plan)
+    index = {c: i for i, c in enumerate(cols)}
+    forms = dict(_fields(plan))
+    wave_order = {w.code: i for i, w in enumerate(plan.waves)}
+    plan_with_context = plan
+    service._begin_snapshot(session)
+    try:
+        for ids in service._participant_batches(session, plan, batch_size):
+            people = service._participants(session, plan, ids).set_index("pid")
+            rows: dict[tuple[int, str], list[str]] = {}
+            for pid, wave, _offset, completed_at, code, answers in _answer_rows(session, plan_with_context, ids):
+                key = (pid, wave)
+                row = rows.get(key)
+                if row is None:
+                    row = [""] * len(cols)
+                    row[0] = people.at[pid, "participant"]
+                    row[1] = event_name(wave)
+                    row[2] = people.at[pid, "site"]
+                    rows[key] = row
+                for item in forms.get(code, ()):
+                    if item in (answers or {}):
+                        row[index[item]] = _text(answers[item])
+                row[index[f"{code}_timestamp"]] = _stamp(plan, completed_at, int(people.at[pid, "shift"]))
+                row[index[f"{code}_complete"]] = "2"
+            service._end_batch(session)
+            ordered = sorted(rows.items(), key=lambda kv: (kv[0][0], wave_order.get(kv[0][1], 0)))
+            plan.rows += len(ordered)
+            yield [r for _, r in ordered]
+    finally:
+        session.rollback()
+
+
+def _answer_rows(session: Session, plan: Plan, ids: list[int]):
+    # Context answers are a form like any other in REDCap; the long/wide exports fold them into
+    # context_* columns instead.
+    from sqlalchemy import select
+
+    from api.responses.models import Response
+    from api.studies.models import Wave
+
+    return session.execute(
+        select(Response.participant_id, Wave.code, Wave.offset_days, Response.completed_at, Response.instrument,
+               Response.answers)
+        .join(Wave, Wave.id == Response.wave_id)
+        .where(Response.participant_id.in_(ids), Response.wave_id.in_(plan.wave_ids),
+               Response.instrument.in_(plan.instruments))
+        .order_by(Response.participant_id, Wave.offset_days, Response.instrument)).all()
+
+
+def stream_records(engine, plan: Plan) -> Iterator[bytes]:
+    """The records CSV, streamed; audited (``format: redcap``) when it ends."""
+    complete = False
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            buf = io.StringIO()
+            csv.writer(buf, lineterminator="\n").writerow(header(plan))
+            yield buf.getvalue().encode()
+            for batch in iter_rows(session, plan):
+                buf = io.StringIO()
+                csv.writer(buf, lineterminator="\n").writerows(batch)
+                yield buf.getvalue().encode()
+            complete = True
+        finally:
+            with Session(engine) as audit_session:
+                service.audit_export(audit_session, plan, shape="redcap", fmt="csv", complete=complete)
+
+
+def records_csv(session: Session, plan: Plan) -> str:
+    """The whole records CSV as one string (tests, CLI)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header(plan))
+    for batch in iter_rows(session, plan):
+        w.writerows(batch)
+    return buf.getvalue()
+
+
+DD_HEADER = ("Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
+             "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
+             "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
+             "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
+             "Matrix Ranking?", "Field Annotation")
+
+
+def _num(v) -> str:
+    return "" if v is None else _text(float(v))
+
+
+def data_dictionary_csv(plan: Plan) -> str:
+    """The REDCap data dictionary of the plan's instruments (record id field first)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(DD_HEADER)
+    first_form = next((c for c, _ in _fields(plan)), "record")
+    w.writerow(["record_id", first_form, "", "text", "Record ID"] + [""] * 13)
+    for code, items in _fields(plan):
+        inst = service._get(code)
+        for item_code in items:
+            it = inst.item(item_code)
+            label = it.text or it.label or it.code
+            choices, ftype, validation, lo, hi = "", "text", "", "", ""
+            if it.options:
+                ftype = "radio"
+                choices = " | ".join(f"{_text(o.code)}, {o.label}" for o in it.options)
+            elif it.kind == "integer":
+                validation, lo, hi = "integer", _num(it.min), _num(it.max)
+            elif it.kind == "number":
+                validation, lo, hi = "number", _num(it.min), _num(it.max)
+            elif it.kind == "date":
+                validation = "date_ymd"
+            elif it.kind == "datetime":
+                validation = "datetime_ymd"
+            w.writerow([it.code, code, "", ftype, label, choices, "", validation, lo, hi,
+                        "y" if it.identifier else "", "", "y" if it.required else "", "", "", "", "", ""])
+    return buf.getvalue()
