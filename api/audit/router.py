@@ -16,7 +16,7 @@ router = APIRouter(tags=["audit"])
 @router.get("/audit", response_model=list[AuditEventRead])
 def list_events(actor: Actor = Depends(authorize("admin")), session: Session = Depends(get_session),
                 study_id: int | None = None, entity: str | None = None, entity_id: str | None = None,
-                action: str | None = None, after: int | None = Query(None, ge=0, description="last id seen"),
+                action: str | None = None, after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id seen"),
                 limit: int = Query(100, ge=1, le=1000)):
     stmt = select(AuditEvent)
     for col, val in ((AuditEvent.study_id, study_id), (AuditEvent.entity, entity),
@@ -66,7 +66,7 @@ def study_audit(actor: Actor = Depends(authorize("admin")), study: Study = Depen
                 session: Session = Depends(get_session),
                 entity: str | None = Query(None, max_length=40, description="e.g. participant, response"),
                 entity_id: str | None = Query(None, max_length=64),
-                actor_id: int | None = Query(None, ge=0, description="user id of who acted"),
+                actor_id: int | None = Query(None, ge=0, le=2**31 - 1, description="user id of who acted"),
                 action: str | None = Query(None, max_length=40, description="create, update, amend, revoke …"),
                 since: AwareDatetime | None = Query(None, description="events at or after (with a UTC offset)"),
                 until: AwareDatetime | None = Query(None, description="events before (with a UTC offset)"),

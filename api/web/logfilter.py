@@ -31,7 +31,14 @@ def _clean(value: Any) -> Any:
         return tuple(_clean(v) for v in value)
     if isinstance(value, dict):
         return {k: _clean(v) for k, v in value.items()}
-    return value
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    # URL objects (httpx, starlette) and other values formatted with %s
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - a value that cannot be printed cannot leak either
+        return value
+    return redact(text) if "/f/" in text else value
 
 
 def install_log_redaction() -> None:

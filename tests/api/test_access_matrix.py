@@ -80,6 +80,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/participants/{participant_id}/reminders"): R(STAFF, "site", 200),
     ("GET", "/u/{token}"): R(None, "public", 404),  # own signed token; a made-up one is unknown
     ("POST", "/u/{token}"): R(None, "public", 404),
+    # exports and REDCap interchange (study-level: both coordinators, each gets their own sites' rows)
+    ("GET", "/studies/{study_id}/export-settings"): R(READ, "study", 200),
+    ("PUT", "/studies/{study_id}/export-settings"): R(STAFF, "study", 200),  # {} = defaults
+    ("GET", "/studies/{study_id}/exports/redcap"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/exports/redcap/dictionary"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/exports/{shape}"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/exports/{shape}/dictionary"): R(READ, "study", 200),
+    ("POST", "/studies/{study_id}/imports/redcap"): R(STAFF, "study", 422),
     # public
     ("GET", "/health"): R(None, "public", 200),
 }
@@ -167,7 +175,8 @@ def _url(path: str, world, caller: str) -> str:
     token = world["link_token"] if caller == "link" else "N0tAReal-Link_Token-" + "x" * 24
     return (path.replace("{study_id}", str(world["study"].id))
             .replace("{participant_id}", str(world["pa"]["id"]))
-            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{token}", token))
+            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{shape}", "long")
+            .replace("{token}", token))
 
 
 def expected(rule: Rule, caller: str) -> frozenset[int]:

@@ -1,0 +1,117 @@
+"""Seeded identifiers never reach analysts, error bodies or logs.
+
+A study gets participants with distinctive names, emails, phones and dates of birth, free text
+in an instrument item flagged as an identifier, and link tokens. Every GET route an analyst may
+call is then called, the error paths are provoked, and every body and every captured log line
+is scanned for the seeds.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import instruments
+import pytest
+from fastapi.routing import APIRoute
+from instruments.model import Instrument, Item, Scale
+
+SEEDS = {
+    "name": "Philippa Quernmouth-Abernethy",
+    "email": "p.quernmouth.5173@example.org",
+    "phone": "+44 7700 900519",
+    "date_of_birth": "1943-07-21",
+}
+FREE_TEXT = "lives with Ambrose Quernmouth at 14 Larkspur Wynd"
+SECRET_WORDS = ["Quernmouth", "Abernethy", "5173", "900519", "1943-07-21", "Larkspur"]
+
+NOTES = Instrument(
+    code="ctxnotes", name="Context notes", version="1", citation="test", licence="test",
+    items=(Item(code="ctxnotes_support", text="Who helps you at home?", kind="text", scored=False,
+                identifier=True),
+           Item(code="ctxnotes_visits", text="Visits per month", kind="integer", min=0, max=60)),
+    scales=(Scale(code="ctxnotes_visits", label="Visits", items=("ctxnotes_visits",), method="item",
+                  min_items=1, range=(0, 60)),))
+
+
+@pytest.fixture(scope="module")
+def seeded(client, app, make_study, enrol, make_user, admin):
+    instruments.register(NOTES, replace=True)
+    tz = ZoneInfo("Europe/London")
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9", "ctxnotes"]),))
+    coord = make_user("coordinator", [study.sites["north"]])
+    p = enrol(study, site="north", enrolled_on=str(datetime.now(tz).date() - timedelta(days=1)), arm="group",
+              contact={**SEEDS, "preferred_channel": "sms"}, headers=coord.headers)
+    r = client.post(f"/participants/{p['id']}/responses", headers=coord.headers,
+                    json={"wave": "baseline", "instrument": "ctxnotes",
+                          "answers": {"ctxnotes_support": FREE_TEXT, "ctxnotes_visits": 3}})
+    assert r.status_code == 201, r.text
+    # the coordinator sees what was entered: the seeds are really stored
+    assert SEEDS["email"] in client.get(f"/participants/{p['id']}", headers=coord.headers).text
+    link = client.post(f"/participants/{p['id']}/links", json={"wave": "baseline"}, headers=coord.headers)
+    assert link.status_code == 201
+    yield {"study": study, "p": p, "coord": coord, "link": link.json()["token"]}
+    instruments.unregister("ctxnotes")
+
+
+def _fill(path: str, seeded) -> str:
+    return (path.replace("{study_id}", str(seeded["study"].id)).replace("{participant_id}", str(seeded["p"]["id"]))
+            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{token}", seeded["link"]))
+
+
+def _secrets_in(text: str, extra: tuple[str, ...] = ()) -> list[str]:
+    return [w for w in (*SECRET_WORDS, *extra) if w in text]
+
+
+def test_analyst_sees_no_identifier_on_any_route(client, app, seeded, analyst):
+    seen = 0
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or "GET" not in route.methods or route.path.startswith("/f/"):
+            continue
+        r = client.get(_fill(route.path, seeded), headers=analyst.headers)
+        assert r.status_code < 500, route.path
+        assert not _secrets_in(r.text, (seeded["link"],)), f"{route.path} leaks to analysts"
+        seen += r.status_code == 200
+    assert seen >= 10  # the scan really read data
+    resp = client.get(f"/participants/{seeded['p']['id']}/responses", headers=analyst.headers).json()
+    notes = [x for x in resp if x["instrument"] == "ctxnotes"][0]
+    assert notes["answers"]["ctxnotes_visits"] == 3  # study data stays; the flagged free text does not
+    assert notes["answers"].get("ctxnotes_support") in (None, "<identifier>")
+
+
+def test_error_bodies_do_not_echo_identifiers(client, seeded):
+    pid = seeded["p"]["id"]
+    h = seeded["coord"].headers
+    bad = [
+        ("PATCH", f"/participants/{pid}", {"contact": {"email": "not-an-email Quernmouth"}}),
+        ("PATCH", f"/participants/{pid}", {"contact": {"phone": "Quernmouth 900519"}}),
+        ("PATCH", f"/participants/{pid}", {"contact": {"date_of_birth": "2999-01-01"}, "x": "Larkspur"}),
+        ("POST", f"/studies/{seeded['study'].id}/participants",
+         {"site": "north", "enrolled_on": "2026-01-05", "consent": {"date": "2026-01-05", "version": "v1"},
+          "contact": {"name": "Abernethy", "email": "Quernmouth@", "preferred_channel": "email"}}),
+        ("POST", f"/participants/{pid}/responses",
+         {"wave": "baseline", "instrument": "ctxnotes", "answers": {"ctxnotes_support": ["Larkspur"]}}),
+    ]
+    for method, url, body in bad:
+        r = client.request(method, url, json=body, headers=h)
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["detail"][0]["loc"], r.text
+        assert not _secrets_in(r.text), f"{method} {url} echoes an identifier: {r.text}"
+
+
+def test_logs_hold_no_identifier_and_no_link_token(client, seeded, analyst, admin, caplog):
+    with caplog.at_level(logging.DEBUG):
+        client.get(f"/f/{seeded['link']}")
+        client.post(f"/f/{seeded['link']}", data={"csrf": "x", "instrument": "phq9"})
+        client.patch(f"/participants/{seeded['p']['id']}", headers=seeded["coord"].headers,
+                     json={"contact": {"email": "bad Quernmouth"}})
+        client.get(f"/participants/{seeded['p']['id']}", headers=analyst.headers)
+        client.get(f"/studies/{seeded['study'].id}/audit", headers=admin.headers)
+    text = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert not _secrets_in(text, (seeded["link"],))
+
+
+def test_audit_trail_names_contact_fields_not_values(client, seeded, admin):
+    events = client.get(f"/studies/{seeded['study'].id}/audit", headers=admin.headers).json()["items"]
+    assert events
+    assert not _secrets_in(str(events), (seeded["link"],))
