@@ -171,11 +171,8 @@ def _resolve_instruments(session: Session, study: Study, dictionary_csv: str | N
         except instruments.InstrumentError:
             pass
         custom = session.exec(select(StudyInstrument).where(StudyInstrument.code == inst.code)).first()
-        if existing is not None and (custom is None or custom.study_id != study.id) and inst.code not in mine:
-            if custom is not None:
-                report.error(Issue("form_in_use", "an instrument with this code was imported by another study",
-                                   field=inst.code))
-                continue
+        imported = existing is not None and existing.notes.get("source") == "redcap_dictionary"
+        if existing is not None and not imported and inst.code not in mine:
             # A built-in instrument (phq9, gad7…): its definition, scoring and citation stay ours.
             known = {i.code for i in existing.items}
             for it in inst.items:
@@ -184,6 +181,14 @@ def _resolve_instruments(session: Session, study: Study, dictionary_csv: str | N
                                       f"field is not an item of the built-in instrument {inst.code}", field=it.code))
             forms[inst.code] = existing
             report.instruments[inst.code] = "built-in"
+            continue
+        if custom is not None and custom.study_id != study.id:
+            if existing == inst:
+                forms[inst.code] = existing  # the same form imported by another study: share it
+                report.instruments[inst.code] = "shared"
+                continue
+            report.error(Issue("form_in_use", "an instrument with this code was imported by another study",
+                               field=inst.code))
             continue
         forms[inst.code] = inst
         instruments.register(inst, replace=True)
