@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, select
+from sqlalchemy import DateTime, and_, select, type_coerce
 from sqlmodel import Session
 
 import instruments
@@ -310,7 +310,7 @@ def _response_filter(plan: Plan, ids: list[int]):
 
 def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.DataFrame:
     """``days`` since enrolment (study-local calendar days) and the de-identified ``completed_at``."""
-    ts = pd.to_datetime(df[column], utc=True)
+    ts = pd.to_datetime(df[column], utc=True, cache=False)
     local = ts.dt.tz_convert(ZoneInfo(plan.study.time_zone)).dt.tz_localize(None).dt.normalize()
     df["days"] = (local - df["enrolled_on"]).dt.days.astype("float64")
     if plan.shift_dates:
@@ -328,8 +328,10 @@ _SCORE_COLUMNS = ["pid", "wave", "wave_offset", "completed_at", "out_of_window",
 
 
 def _long_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:
-    rows = session.execute(
-        select(Response.participant_id, Wave.code, Wave.offset_days, Response.completed_at, Response.out_of_window,
+    # Core rows (no ORM loading) and the driver's own timestamps: this is the hot loop of every export.
+    rows = session.connection().execute(
+        select(Response.participant_id, Wave.code, Wave.offset_days,
+               type_coerce(Response.completed_at, DateTime(timezone=True)), Response.out_of_window,
                Response.instrument, Score.scale, Score.value, Score.band, Score.level, Score.items_answered,
                Score.prorated)
         .join(Response, Response.id == Score.response_id).join(Wave, Wave.id == Response.wave_id)

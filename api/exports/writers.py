@@ -39,13 +39,17 @@ MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json",
 
 def conform(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
     """The batch with exactly ``columns``, in order, with their types (missing columns are empty)."""
+    names = tuple(f"{c.name}:{c.kind}" for c in columns)
+    if df.attrs.get("conformed") == names:
+        return df  # already typed by the service
     out = {}
     n = len(df)
     for c in columns:
         s = df[c.name] if c.name in df.columns else pd.Series([None] * n, index=df.index, dtype=object)
         if c.kind == "string":
+            if not (pd.api.types.is_object_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype)):
+                s = s.astype(str).where(s.notna(), None)  # codes stay text, never numbers
             s = s.astype(object).where(s.notna(), None)
-            s = s.map(lambda v: v if v is None or isinstance(v, str) else str(v))
         elif c.kind == "int":
             s = pd.to_numeric(s, errors="coerce").astype("Int64")
         elif c.kind == "float":
@@ -55,7 +59,9 @@ def conform(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
         elif c.kind == "datetime":
             s = pd.to_datetime(s, utc=True)
         out[c.name] = s
-    return pd.DataFrame(out, index=df.index).reset_index(drop=True)
+    result = pd.DataFrame(out, index=df.index).reset_index(drop=True)
+    result.attrs["conformed"] = names
+    return result
 
 
 def _csv_frame(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
