@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     reminder_lease_seconds: int = Field(300, alias="PEERLENS_REMINDER_LEASE_SECONDS", ge=1)
     reminder_max_attempts: int = Field(5, alias="PEERLENS_REMINDER_MAX_ATTEMPTS", ge=1)
     reminder_backoff_seconds: float = Field(60.0, alias="PEERLENS_REMINDER_BACKOFF_SECONDS", gt=0)
+    # Transcripts: the spaCy pipeline for statistical NER in de-identification ("auto" = an installed
+    # en_core_web_* if any, "none" = rule-based only, or a package name / directory), and where
+    # joint-display plots are written.
+    spacy_model: str = Field("auto", alias="PEERLENS_SPACY_MODEL")
+    artefact_dir: str = Field("artifacts/qualitative", alias="PEERLENS_ARTEFACT_DIR")
 
     @field_validator("database_url")
     @classmethod

@@ -154,6 +154,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     install_exports(app)  # /studies/{id}/exports…, REDCap import/export, imported instruments
 
+    from api.transcripts.router import router as transcripts_router
+
+    mount(app, transcripts_router)  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
+
     @app.get("/health", tags=["health"])
     def health(request: Request):
         """Liveness and database reachability (no authentication)."""

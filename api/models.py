@@ -14,3 +14,6 @@ from api.links.models import ParticipantLink  # noqa: F401
 from api.reminders.models import Reminder, ReminderConfig, ReminderPlan  # noqa: F401
 from api.exports.models import ExportSettings  # noqa: F401
 from api.interop.models import StudyInstrument  # noqa: F401
+from api.transcripts.models import (  # noqa: F401
+    CodeHistory, QualCode, QualCoding, QualMemo, Suggestion, Transcript, TranscriptOriginal,
+)

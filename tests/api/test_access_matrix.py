@@ -88,6 +88,40 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/studies/{study_id}/exports/{shape}"): R(READ, "study", 200),
     ("GET", "/studies/{study_id}/exports/{shape}/dictionary"): R(READ, "study", 200),
     ("POST", "/studies/{study_id}/imports/redcap"): R(STAFF, "study", 422),
+    # transcripts and coding ({transcript_id}, {code_id}, {coding_id}, {suggestion_id} stay literal
+    # here, so an admitted caller gets the path's 422 after the role check; site scoping of
+    # transcripts is tested in tests/api/test_transcripts.py)
+    ("POST", "/studies/{study_id}/transcripts"): R(STAFF, "study", 422),
+    ("GET", "/studies/{study_id}/transcripts"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/transcripts/search"): R(READ, "study", 422),  # q is required
+    ("GET", "/transcripts/{transcript_id}"): R(READ, "study", 422),
+    ("GET", "/transcripts/{transcript_id}/original"): R(ADMIN, "study", 422),
+    ("POST", "/studies/{study_id}/codes"): R(STAFF, "study", 422),
+    ("GET", "/studies/{study_id}/codes"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/codes/history"): R(READ, "study", 200),
+    ("PATCH", "/codes/{code_id}"): R(STAFF, "study", 422),
+    ("DELETE", "/codes/{code_id}"): R(STAFF, "study", 422),
+    ("POST", "/studies/{study_id}/memos"): R(STAFF, "study", 422),
+    ("GET", "/studies/{study_id}/memos"): R(READ, "study", 200),
+    ("POST", "/transcripts/{transcript_id}/codings"): R(STAFF, "study", 422),
+    ("GET", "/transcripts/{transcript_id}/codings"): R(READ, "study", 422),
+    ("DELETE", "/codings/{coding_id}"): R(STAFF, "study", 422),
+    ("GET", "/studies/{study_id}/codes/{code_id}/segments"): R(READ, "study", 422),
+    ("GET", "/studies/{study_id}/coding/co-occurrence"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/coding/crosstab"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/coding/agreement"): R(READ, "study", 422),  # no two coders yet
+    ("GET", "/studies/{study_id}/coding/disagreements"): R(READ, "study", 422),
+    ("POST", "/transcripts/{transcript_id}/suggestions"): R(STAFF, "study", 422),
+    ("GET", "/transcripts/{transcript_id}/suggestions"): R(READ, "study", 422),
+    ("POST", "/suggestions/{suggestion_id}/accept"): R(STAFF, "study", 422),
+    ("POST", "/suggestions/{suggestion_id}/reject"): R(STAFF, "study", 422),
+    ("GET", "/studies/{study_id}/refi/codebook.qdc"): R(READ, "study", 200),
+    ("GET", "/studies/{study_id}/refi/project.qdpx"): R(READ, "study", 200),
+    ("POST", "/studies/{study_id}/refi/import"): R(ADMIN, "study", 422),
+    ("GET", "/studies/{study_id}/qualitative/indicators"): R(READ, "study", 200),
+    ("POST", "/studies/{study_id}/qualitative/joint-display"): R(STAFF, "study", 422),
+    ("GET", "/studies/{study_id}/qualitative/joint-display"): R(READ, "study", 422),  # theme is required
+    ("GET", "/studies/{study_id}/qualitative/artefacts/{name}"): R(READ, "study", 404),
     # public
     ("GET", "/health"): R(None, "public", 200),
 }

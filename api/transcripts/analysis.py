@@ -1,0 +1,400 @@
+"""Read-side analysis of a study's coded corpus through the :mod:`qualitative` library: search,
+segments, co-occurrence, crosstabs, agreement, REFI-QDA exchange, indicators and joint displays.
+
+Everything here works on the de-identified texts the caller may see (coordinators: their sites).
+
+Examples
+--------
+>>> corpus = load_corpus(session, study, actor)      # doctest: +SKIP
+>>> agreement_rows(corpus, unit="turn", coders=["ana@x.org", "ben@x.org"])  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlmodel import Session, select
+
+import qualitative as q
+from api.audit.service import record
+from api.auth.service import Actor
+from api.errors import NotFound, Unprocessable
+from api.participants.models import Participant
+from api.studies.models import Arm, Site, Study
+from api.transcripts import service
+from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
+
+UNITS_AGREEMENT = ("turn", "paragraph", "segment")
+UNITS_COOCCURRENCE = ("overlap", "turn", "paragraph", "transcript")
+
+
+@dataclass
+class Corpus:
+    """A study's visible transcripts, codebook and codings, in library form."""
+
+    study: Study
+    rows: list[Transcript]
+    transcripts: list[q.Transcript]
+    codes: list[QualCode]
+    codebook: q.Codebook
+    codings: list[QualCoding]
+    waves: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def key_of(self) -> dict[int, str]:
+        return {c.id: c.key for c in self.codes}
+
+    def library_codings(self) -> list[q.Coding]:
+        keys = self.key_of
+        return [q.Coding(str(c.transcript_id), keys[c.code_id], c.start, c.end, c.coder, c.memo, id=str(c.id),
+                         created=c.created_at) for c in self.codings]
+
+
+def load_corpus(session: Session, study: Study, actor: Actor) -> Corpus:
+    rows = service.visible_transcripts(session, study, actor)
+    waves = service.wave_codes(session, study.id)
+    codes = service.codes_of(session, study.id)
+    return Corpus(study=study, rows=rows, transcripts=[service.to_library(t, waves) for t in rows], codes=codes,
+                  codebook=service.codebook(codes), codings=service.codings_of(session, [t.id for t in rows]),
+                  waves=waves)
+
+
+def _clean(v: Any) -> Any:
+    """JSON-safe scalars: NaN/inf become None, numpy numbers plain numbers."""
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if v is pd.NA or v is pd.NaT:
+        return None
+    return v
+
+
+def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: _clean(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
+
+def _int_ids(df: pd.DataFrame, col: str = "transcript") -> pd.DataFrame:
+    if col in df.columns:
+        df[col] = df[col].astype(int)
+    return df
+
+
+def search(corpus: Corpus, query: str, window: int, lemma: bool) -> list[dict[str, Any]]:
+    if not corpus.transcripts:
+        return []
+    return records(_int_ids(q.kwic(corpus.transcripts, query, window=window, lemma=lemma)))
+
+
+def code_segments(corpus: Corpus, code: QualCode, include_descendants: bool, coder: str | None) -> list[dict]:
+    df = q.segments(corpus.library_codings(), corpus.transcripts, code.key, codebook=corpus.codebook,
+                    include_descendants=include_descendants, coder=coder)
+    return records(_int_ids(df))
+
+
+def co_occurrence(corpus: Corpus, unit: str, coder: str | None) -> list[dict]:
+    codings = corpus.library_codings()
+    if not codings:
+        return []
+    return records(q.co_occurrence(codings, corpus.transcripts, unit=unit, coder=coder))
+
+
+def participant_attributes(session: Session, corpus: Corpus, actor: Actor, by: str, settings) -> pd.DataFrame:
+    """One row per participant: ``participant`` plus the ``by`` attribute (arm, site or context_<item>)."""
+    if by in ("arm", "site"):
+        rows = session.execute(
+            select(Participant.study_code, Arm.code, Site.code).join(Site, Site.id == Participant.site_id)
+            .outerjoin(Arm, Arm.id == Participant.arm_id).where(Participant.study_id == corpus.study.id)).all()
+        return pd.DataFrame.from_records(rows, columns=["participant", "arm", "site"])[["participant", by]]
+    frame = outcomes_frame(session, corpus.study, actor, settings)
+    if by not in frame.columns:
+        known = sorted(c for c in frame.columns if c.startswith("context_"))
+        raise Unprocessable(["query", "by"], f"unknown attribute; use arm, site, wave or one of {known}",
+                            "unknown_attribute")
+    return frame[["participant", by]].drop_duplicates("participant")
+
+
+def crosstab(session: Session, corpus: Corpus, actor: Actor, by: str, settings) -> list[dict]:
+    codings = corpus.library_codings()
+    if not codings:
+        return []
+    if by == "wave":
+        return records(q.crosstab(codings, corpus.transcripts, None, "wave"))
+    attrs = participant_attributes(session, corpus, actor, by, settings)
+    return records(q.crosstab(codings, corpus.transcripts, attrs, by))
+
+
+def _coders(corpus: Corpus, coders: list[str] | None) -> list[str]:
+    used = sorted({c.coder for c in corpus.codings})
+    if coders is None:
+        coders = used
+    else:
+        missing = [i for i, c in enumerate(coders) if c not in used]
+        if missing:
+            raise Unprocessable(["query", "coders", missing[0]], "no codings by this coder in the study",
+                                "unknown_coder")
+    if len(coders) < 2:
+        raise Unprocessable(["query", "coders"], "agreement needs codings by at least two coders", "too_few_coders")
+    return coders
+
+
+def agreement_rows(corpus: Corpus, unit: str, coders: list[str] | None) -> list[dict]:
+    coders = _coders(corpus, coders)
+    return records(q.agreement(corpus.library_codings(), corpus.transcripts, unit=unit, coders=coders))
+
+
+def disagreement_rows(corpus: Corpus, unit: str, coders: list[str] | None) -> list[dict]:
+    coders = _coders(corpus, coders)
+    return records(_int_ids(q.disagreements(corpus.library_codings(), corpus.transcripts, unit=unit, coders=coders)))
+
+
+# --------------------------------------------------------------------------- indicators and joint display
+
+
+def outcomes_frame(session: Session, study: Study, actor: Actor, settings) -> pd.DataFrame:
+    """The exports domain's long frame, as the caller may see it."""
+    from api.exports.service import long_frame
+
+    session.rollback()  # the export opens its own (snapshot) transaction
+    try:
+        return long_frame(session, study, actor, secret=settings.secret_key)
+    finally:
+        session.rollback()
+
+
+def indicators(corpus: Corpus) -> list[dict]:
+    codings = corpus.library_codings()
+    codes = [c.key for c in corpus.codes if c.codable] or None
+    if not corpus.transcripts:
+        return []
+    df = q.quantitise(codings, corpus.transcripts, codes=codes, codebook=corpus.codebook if codes else None)
+    return records(df)
+
+
+def resolve_themes(corpus: Corpus, themes: list[str]) -> list[str]:
+    keys = {c.key for c in corpus.codes}
+    by_id = {str(c.id): c.key for c in corpus.codes}
+    out = []
+    for i, t in enumerate(themes):
+        if t in keys:
+            out.append(t)
+        elif t in by_id:
+            out.append(by_id[t])
+        else:
+            raise Unprocessable(["body", "themes", i], "no code with this key or id in the study's codebook",
+                                "unknown_code")
+    return out
+
+
+def artefact_dir(settings, study_id: int) -> Path:
+    d = Path(settings.artefact_dir).resolve() / f"study-{study_id}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def artefact_path(settings, study_id: int, name: str) -> Path:
+    """The file behind an artefact URL; anything but a plain generated name stays outside (404)."""
+    base = artefact_dir(settings, study_id)
+    candidate = (base / name).resolve()
+    if candidate.parent != base or not candidate.is_file() or candidate.suffix not in (".png", ".svg"):
+        raise NotFound(["path", "name"], "artefact not found")
+    return candidate
+
+
+def joint_display(session: Session, study: Study, actor: Actor, body, settings) -> dict[str, Any]:
+    outcomes = outcomes_frame(session, study, actor, settings)
+    corpus = load_corpus(session, study, actor)
+    themes = resolve_themes(corpus, body.themes)
+    for field_ in ("baseline", "followup"):
+        value = getattr(body, field_)
+        if value is not None and value not in set(corpus.waves.values()):
+            raise Unprocessable(["body", field_], "unknown wave code for this study", "unknown_wave")
+    if body.scales:
+        known = set(outcomes["scale"].dropna().unique()) if len(outcomes) else set()
+        for i, s in enumerate(body.scales):
+            if s not in known:
+                raise Unprocessable(["body", "scales", i], "no scores of this scale in the study", "unknown_scale")
+    if len(outcomes):
+        outcomes = outcomes[["participant", "arm", "wave", "scale", "value", "days"]].dropna(subset=["value"])
+    else:
+        outcomes = pd.DataFrame(columns=["participant", "arm", "wave", "scale", "value", "days"])
+    table = q.joint_display(corpus.library_codings(), corpus.transcripts, outcomes, themes,
+                            codebook=corpus.codebook, scales=body.scales, baseline=body.baseline,
+                            followup=body.followup, arm=body.arm, quotes=body.quotes)
+    name = f"joint-{uuid.uuid4().hex}.{body.plot_format}"
+    q.plot_joint_display(table, artefact_dir(settings, study.id) / name)
+    record(session, actor, "create", "joint_display", name, study_id=study.id,
+           after={"themes": themes, "scales": body.scales, "baseline": body.baseline, "followup": body.followup,
+                  "rows": len(table)})
+    return {"baseline": body.baseline, "followup": body.followup, "rows": records(table),
+            "plot_url": f"/studies/{study.id}/qualitative/artefacts/{name}"}
+
+
+# --------------------------------------------------------------------------- REFI-QDA
+
+
+def _memos(session: Session, corpus: Corpus) -> list[q.Memo]:
+    keys = corpus.key_of
+    visible = {t.id for t in corpus.rows}
+    out = []
+    for m in session.exec(select(QualMemo).where(QualMemo.study_id == corpus.study.id).order_by(QualMemo.id)):
+        if m.target == "code":
+            if m.target_id not in keys:
+                continue
+            target_id = keys[m.target_id]
+        elif m.target in ("transcript", "segment"):
+            if m.target_id not in visible:
+                continue
+            target_id = str(m.target_id)
+        else:
+            target_id = None
+        out.append(q.Memo(m.text, m.target, target_id, m.author, m.start, m.end, m.title, id=str(m.id),
+                          created=m.created_at))
+    return out
+
+
+def _refi_refused(exc: ValueError):
+    # An empty codebook, or text XML cannot carry (control characters), is the data's state,
+    # not a server fault: say so as a 409 naming the study.
+    from api.errors import Conflict
+
+    return Conflict(["path", "study_id"], f"cannot write REFI-QDA for this study: {exc}", "refi_export_refused")
+
+
+def export_qdc(corpus: Corpus) -> bytes:
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            path = q.export_qdc(corpus.codebook, Path(d) / "codebook.qdc")
+        except ValueError as exc:
+            raise _refi_refused(exc) from None
+        return Path(path).read_bytes()
+
+
+def export_qdpx(session: Session, corpus: Corpus) -> bytes:
+    lib = q.CodedCorpus(corpus.transcripts, corpus.codebook, corpus.library_codings(), _memos(session, corpus),
+                        name=corpus.study.title)
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            path = q.export_qdpx(lib, Path(d) / "project.qdpx")
+        except ValueError as exc:
+            raise _refi_refused(exc) from None
+        return Path(path).read_bytes()
+
+
+def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filename: str, settings) -> dict:
+    """Import a REFI-QDA codebook (``.qdc``) or project (``.qdpx``) into ``study``.
+
+    Codes whose key already exists are reused; sources are de-identified again with the vault of
+    the participants they name (offsets of their codings are mapped to the new text); codings keep
+    their coder names. Any unreadable file is a 422 naming ``file``.
+    """
+    is_zip = data[:4] == b"PK\x03\x04"
+    fmt = "qdpx" if is_zip else "qdc"
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"import.{fmt}"
+        path.write_bytes(data)
+        try:
+            if fmt == "qdpx":
+                lib = q.import_qdpx(path)
+                lib.validate()
+                cb = lib.codebook
+            else:
+                lib = None
+                cb = q.import_qdc(path)
+        except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError, OSError, IndexError,
+                UnicodeDecodeError) as exc:
+            del exc
+            raise Unprocessable(["body", "file"], f"not a valid REFI-QDA {fmt} file", "invalid_refi") from None
+        except Exception:  # noqa: BLE001 - XML parser errors and the like: still the file's fault
+            raise Unprocessable(["body", "file"], f"not a valid REFI-QDA {fmt} file", "invalid_refi") from None
+
+    existing = {c.key: c for c in service.codes_of(session, study.id)}
+    created = reused = 0
+    ids: dict[str, int] = {}
+    pending = list(cb)
+    while pending:
+        rest = []
+        for code in pending:
+            if code.parent and code.parent not in ids:
+                rest.append(code)
+                continue
+            key = code.id[:80]
+            if key in existing:
+                ids[code.id] = existing[key].id
+                reused += 1
+                continue
+            row = QualCode(study_id=study.id, key=key, name=code.name[:200], parent_id=ids.get(code.parent),
+                           description=code.description, inclusion=code.inclusion, exclusion=code.exclusion,
+                           example=code.example, color=code.color, keywords=list(code.keywords),
+                           patterns=[list(p) for p in code.patterns], codable=code.codable)
+            session.add(row)
+            session.flush()
+            existing[key] = row
+            ids[code.id] = row.id
+            service._history(session, row, "add", {"imported_from": fmt}, actor)
+            created += 1
+        if len(rest) == len(pending):
+            raise Unprocessable(["body", "file"], "the codebook's parent references form a cycle", "invalid_refi")
+        pending = rest
+
+    report = {"format": fmt, "codes_created": created, "codes_existing": reused, "transcripts": 0, "codings": 0,
+              "memos": 0, "replacements": 0, "unmatched_participants": 0}
+    if lib is not None:
+        people = {p.study_code: p for p in session.exec(select(Participant)
+                                                        .where(Participant.study_id == study.id)).all()}
+        waves = {code: wid for wid, code in service.wave_codes(session, study.id).items()}
+        source_ids: dict[str, int] = {}
+        results: dict[str, q.DeidResult] = {}
+        for t in lib.transcripts:
+            labels = list(dict.fromkeys(t.participants or ([t.participant] if t.participant else [])))
+            matched = [people[c] for c in labels if c in people]
+            report["unmatched_participants"] += len(labels) - len(matched)
+            wave = session.get(service.Wave, waves[t.wave]) if t.wave in waves else None
+            kind = t.kind if t.kind in ("interview", "focus_group") else "interview"
+            if kind == "interview" and len(matched) != 1:
+                kind = "focus_group" if len(matched) > 1 else kind
+            row, result = service.store_transcript(
+                session, study, actor, t, participants=matched, wave=wave, kind=kind,
+                title=f"imported source {report['transcripts'] + 1}", filename=None, settings=settings, source_format="refi")
+            if not matched:
+                row.participant_codes = []  # labels from another study are not this study's codes
+                session.add(row)
+            source_ids[t.id] = row.id
+            results[t.id] = result
+            report["transcripts"] += 1
+            report["replacements"] += len(result.replacements)
+        for c in lib.codings:
+            r = results[c.transcript]
+            start, end = r.map_offset(c.start, "start"), r.map_offset(c.end, "end")
+            if end <= start:
+                continue
+            session.add(QualCoding(study_id=study.id, transcript_id=source_ids[c.transcript], code_id=ids[c.code],
+                                   start=start, end=end, coder=(c.coder or "imported")[:320], memo=c.memo))
+            report["codings"] += 1
+        for m in lib.memos:
+            target_id, start, end = None, m.start, m.end
+            if m.target == "code" and m.target_id in ids:
+                target_id = ids[m.target_id]
+            elif m.target in ("transcript", "segment") and m.target_id in source_ids:
+                target_id = source_ids[m.target_id]
+                if m.target == "segment":
+                    r = results[m.target_id]
+                    start, end = r.map_offset(m.start, "start"), r.map_offset(m.end, "end")
+            elif m.target != "project":
+                continue  # memos on codings have no place of their own here
+            session.add(QualMemo(study_id=study.id, target=m.target if m.target != "coding" else "project",
+                                 target_id=target_id, start=start, end=end, title=(m.title or "")[:200],
+                                 text=m.text, author=(m.author or None) and m.author[:320]))
+            report["memos"] += 1
+    session.flush()
+    record(session, actor, "create", "refi_import", fmt, study_id=study.id, after=dict(report))
+    return report
