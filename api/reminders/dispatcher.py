@@ -9,8 +9,9 @@ A worker loops over three short steps:
    lease by a crashed worker are claimed again. In the same transaction the rows are checked once
    more (completed, withdrawn, opted out, no address → ``cancelled``) and the messages rendered.
 2. **send** each message (SMTP or SMS webhook), holding no transaction or lock.
-3. **record** each outcome in its own short transaction: ``sent`` (with an audit event), or a retry
-   after exponential backoff, or ``failed`` once the attempts are used up.
+3. **record** the outcomes in short transactions (a second thread does this while the next message
+   goes out): ``sent`` (with an audit event), or a retry after exponential backoff, or ``failed``
+   once the attempts are used up.
 
 The ``Message-ID`` is derived from the row id when the row is first claimed and stored, so if a
 worker dies between sending and recording, the second send is recognisably the same message.
@@ -20,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -68,6 +71,62 @@ def links_issuer():
     except ImportError:
         return None
     return issue_link
+
+
+RECORD_QUEUE = 8  # sent-but-unrecorded messages a crash can leave behind, at most (plus one in flight)
+
+
+@dataclass
+class Result:
+    out: Outgoing
+    ref: str | None = None
+    error: str | None = None
+    permanent: bool = False
+
+
+class _Recorder:
+    """Background thread writing send outcomes in small groups (whatever has queued up)."""
+
+    def __init__(self, dispatcher: "Dispatcher", stats: "DispatchStats"):
+        self.dispatcher, self.stats = dispatcher, stats
+        self.queue: queue.Queue = queue.Queue(maxsize=RECORD_QUEUE)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="reminder-recorder", daemon=True)
+        self.thread.start()
+
+    def put(self, result: Result) -> None:
+        if self.error is not None:
+            raise RuntimeError("recording send outcomes failed") from self.error
+        self.queue.put(result)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            group = [] if item is None else [item]
+            stop = item is None
+            while not stop:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                else:
+                    group.append(nxt)
+            if group and self.error is None:
+                try:
+                    self.dispatcher.record_results(group, self.stats)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the sending thread
+                    self.error = exc
+                    log.error("recording send outcomes failed (%s)", type(exc).__name__)
+            if stop:
+                return
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise RuntimeError("recording send outcomes failed") from self.error
 
 
 @dataclass
@@ -212,33 +271,54 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             return out
 
     # -- 2. send, 3. record -----------------------------------------------------------------------
-    def send_one(self, out: Outgoing, stats: DispatchStats) -> None:
+    def send(self, out: Outgoing) -> Result:
+        """Send one message (no database work); the outcome is recorded by :meth:`record_results`."""
         channel = self.sms if out.channel == "sms" else self.email
         try:
-            ref = channel.send(out)
+            return Result(out, ref=channel.send(out))
         except SendError as exc:
-            with self.session() as session:
-                rem = session.get(Reminder, out.reminder_id)
-                if rem is not None and rem.status == "sending" and rem.claimed_by == self.worker_id:
-                    failed = self._finish_failure(session, rem, scrub(str(exc), out.to), permanent=exc.permanent)
-                    stats.failed += failed
-                    stats.retried += not failed
-                session.commit()
-            return
+            return Result(out, error=scrub(str(exc), out.to), permanent=exc.permanent)
+
+    def send_one(self, out: Outgoing, stats: DispatchStats) -> None:
+        """Send one message and record the outcome before returning."""
+        self.record_results([self.send(out)], stats)
+
+    def record_results(self, results: list[Result], stats: DispatchStats) -> None:
+        """Record outcomes in one short transaction: ``sent`` with an audit event each, or a retry
+        after backoff, or ``failed``. Rows no longer claimed by this worker are left alone."""
         now = self.clock.now()
         with self.session() as session:
-            res = session.connection().execute(
-                text("UPDATE reminder SET status = 'sent', sent_at = :now, updated_at = :now, provider_ref = :ref, "
-                     "last_error = NULL, retry_at = NULL WHERE id = :id AND status = 'sending' "
-                     "AND claimed_by = :worker RETURNING study_id, site_id, wave_id, step, attempts")
-                .bindparams(bindparam("now", type_=UTCDateTime())),
-                {"now": now, "ref": ref, "id": out.reminder_id, "worker": self.worker_id}).first()
-            if res is not None:
-                record(session, self.actor, "send", "reminder", out.reminder_id, study_id=res.study_id,
-                       site_id=res.site_id, after={"status": "sent", "channel": out.channel, "wave_id": res.wave_id,
-                                                   "step": res.step, "attempt": res.attempts,
-                                                   "message_id": out.message_id})
-                stats.sent += 1
+            conn = session.connection()
+            done = [r for r in results if r.error is None]
+            sent_rows = []
+            plain = [r.out.reminder_id for r in done if r.ref is None]
+            upd = ("UPDATE reminder SET status = 'sent', sent_at = :now, updated_at = :now, provider_ref = {ref}, "
+                   "last_error = NULL, retry_at = NULL WHERE id {cond} AND status = 'sending' "
+                   "AND claimed_by = :worker RETURNING id, study_id, site_id, wave_id, step, attempts")
+            if plain:
+                stmt = text(upd.format(ref="NULL", cond="IN :ids")).bindparams(
+                    bindparam("now", type_=UTCDateTime()), bindparam("ids", expanding=True))
+                sent_rows += conn.execute(stmt, {"now": now, "ids": plain, "worker": self.worker_id}).all()
+            for r in done:
+                if r.ref is not None:
+                    stmt = text(upd.format(ref=":ref", cond="= :id")).bindparams(bindparam("now", type_=UTCDateTime()))
+                    sent_rows += conn.execute(stmt, {"now": now, "ref": r.ref, "id": r.out.reminder_id,
+                                                     "worker": self.worker_id}).all()
+            by_id = {r.out.reminder_id: r.out for r in done}
+            for row in sent_rows:
+                out = by_id[row.id]
+                record(session, self.actor, "send", "reminder", row.id, study_id=row.study_id, site_id=row.site_id,
+                       after={"status": "sent", "channel": out.channel, "wave_id": row.wave_id, "step": row.step,
+                              "attempt": row.attempts, "message_id": out.message_id})
+            stats.sent += len(sent_rows)
+            for r in results:
+                if r.error is None:
+                    continue
+                rem = session.get(Reminder, r.out.reminder_id)
+                if rem is not None and rem.status == "sending" and rem.claimed_by == self.worker_id:
+                    failed = self._finish_failure(session, rem, r.error, permanent=r.permanent)
+                    stats.failed += failed
+                    stats.retried += not failed
             session.commit()
 
     def _finish_failure(self, session: Session, rem: Reminder, error: str, *, permanent: bool) -> bool:
@@ -262,16 +342,26 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
         return failed
 
     def run_once(self, *, max_batches: int | None = None) -> DispatchStats:
-        """Send everything due now (batch after batch until nothing is left to claim)."""
+        """Send everything due now (batch after batch until nothing is left to claim).
+
+        Outcomes are recorded by a second thread while the next message is being sent, so the
+        database round trips overlap the SMTP ones. The hand-over queue is short
+        (``RECORD_QUEUE``): it bounds how many sent messages a crash can leave unrecorded, and
+        so how many may be sent a second time (with the same Message-ID).
+        """
         stats = DispatchStats()
+        recorder = _Recorder(self, stats)
         n = 0
-        while max_batches is None or n < max_batches:
-            batch = self.claim_batch(stats)
-            if not batch:
-                break
-            n += 1
-            for out in batch:
-                self.send_one(out, stats)
+        try:
+            while max_batches is None or n < max_batches:
+                batch = self.claim_batch(stats)
+                if not batch:
+                    break
+                n += 1
+                for out in batch:
+                    recorder.put(self.send(out))
+        finally:
+            recorder.close()
         return stats
 
     def close(self) -> None:

@@ -60,7 +60,7 @@ def study_reminders(actor: Actor = Depends(authorize(*STAFF)), study: Study = De
                     wave: str | None = Query(None, max_length=40, description="wave code"),
                     site: str | None = Query(None, max_length=40, description="site code"),
                     limit: int = Query(100, ge=1, le=1000),
-                    after: int | None = Query(None, ge=0, description="last id of the previous page")):
+                    after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page")):
     return service.list_reminders(session, actor, study=study, status=status, wave=wave, site=site,
                                   limit=limit, after=after)
 
@@ -69,7 +69,7 @@ def study_reminders(actor: Actor = Depends(authorize(*STAFF)), study: Study = De
 def participant_reminders(actor: Actor = Depends(authorize(*STAFF)),
                           participant: Participant = Depends(valid_participant),
                           session: Session = Depends(get_session), status: ReminderStatus | None = None,
-                          limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0)):
+                          limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0, le=2**31 - 1)):
     return service.list_reminders(session, actor, participant=participant, status=status, limit=limit, after=after)
 
 

@@ -93,3 +93,25 @@ class SmsHook:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def bulk_participants(engine, study_id: int, site_id: int, n: int, enrolled_on, *, prefix: str = "B") -> None:
+    """Insert ``n`` active participants with an email contact directly (no API, no audit)."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert, select
+
+    from api.participants.models import Participant, ParticipantContact
+
+    now = datetime.now(timezone.utc)
+    rows = [{"study_id": study_id, "site_id": site_id, "arm_id": None, "study_code": f"{prefix}{i:06d}",
+             "enrolled_on": enrolled_on, "consent_date": enrolled_on, "consent_version": "v1", "randomised": False,
+             "status": "active", "created_at": now, "updated_at": now} for i in range(n)]
+    with engine.begin() as conn:
+        conn.execute(insert(Participant.__table__), rows)
+        ids = conn.execute(select(Participant.__table__.c.id, Participant.__table__.c.study_code)
+                           .where(Participant.__table__.c.study_id == study_id,
+                                  Participant.__table__.c.study_code.like(f"{prefix}%"))).all()
+        conn.execute(insert(ParticipantContact.__table__), [
+            {"participant_id": pid, "email": f"{code.lower()}.{study_id}@example.org", "preferred_channel": "email",
+             "opt_out": False, "updated_at": now} for pid, code in ids])
