@@ -77,7 +77,7 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
         SQLAlchemy URL, e.g. ``sqlite:///./peerlens.db`` or
         ``postgresql+psycopg://postgres@127.0.0.1:5432/peerlens``.
     pool_size, max_overflow : int
-        Connection pool of PostgreSQL; sized for the thread pool that runs sync routes.
+        Connection pool; sized for the thread pool that runs sync routes (40 by default).
     busy_timeout : float
         Seconds a SQLite writer waits for the database lock.
     """
@@ -87,6 +87,10 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
         if u.database in (None, "", ":memory:"):
             kwargs["poolclass"] = StaticPool
+        else:
+            # As many connections as threads that run sync routes, so no request waits on the pool
+            # while holding a worker thread (SQLite itself serialises the writers).
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         engine = create_engine(u, **kwargs)
         _configure_sqlite(engine)
         return engine
@@ -116,6 +120,20 @@ def engine_from_settings(settings) -> Engine:
     """The engine described by a :class:`api.config.Settings`."""
     return make_engine(settings.database_url, pool_size=settings.db_pool_size,
                        max_overflow=settings.db_max_overflow, busy_timeout=settings.sqlite_busy_timeout)
+
+
+def end_read(session: Session) -> None:
+    """End the read transaction of a dependency on SQLite, releasing the database lock.
+
+    FastAPI runs each sync dependency in its own worker-thread hop. On SQLite every transaction
+    holds the (single) write lock, and a lock held between hops can wait for a worker thread that
+    is itself waiting for the lock. Ending the transaction before the hop returns avoids that; on
+    PostgreSQL reads take no such lock and this is a no-op. Loaded objects stay usable
+    (sessions do not expire on commit).
+    """
+    if session.in_transaction() and session.get_bind().dialect.name == "sqlite" and not session.new \
+            and not session.dirty and not session.deleted:
+        session.commit()
 
 
 def get_session(request: Request) -> Iterator[Session]:

@@ -9,9 +9,11 @@ True
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
+import weakref
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -31,20 +33,39 @@ append-only audit trail. Every route except `/health` takes `Authorization: Bear
 
 
 class RequestGuard:
-    """ASGI middleware: request ids and the body-size limit.
+    """ASGI middleware: request ids, the body-size limit and a cap on requests in flight.
 
     A body larger than ``max_body_bytes`` (declared or streamed) is answered 413 before any route
     runs. The id from ``X-Request-ID`` (or a new one) is put on ``request.state.request_id``, in
     the audit trail and on the response.
+
+    At most ``max_in_flight`` requests run at once (the size of the connection pool); the rest
+    wait in the event loop, holding neither a worker thread nor a connection. Without the cap, a
+    burst larger than the pool can deadlock: requests holding a connection wait for a worker
+    thread while every worker thread waits for a connection.
     """
 
-    def __init__(self, app, max_body_bytes: int):
+    def __init__(self, app, max_body_bytes: int, max_in_flight: int = 40):
         self.app = app
         self.max = max_body_bytes
+        self.max_in_flight = max_in_flight
+        # One semaphore per event loop: tests drive the same app from several loops.
+        self._gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _gate(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(self.max_in_flight)
+        return gate
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        async with self._gate():
+            return await self._guarded(scope, receive, send)
+
+    async def _guarded(self, scope, receive, send):
         rid = None
         length = None
         for k, v in scope.get("headers", ()):
@@ -131,7 +152,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
     install_handlers(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
+                       max_in_flight=settings.db_pool_size + settings.db_max_overflow)
 
     from api.audit.router import router as audit_router
     from api.auth.router import router as auth_router

@@ -8,7 +8,7 @@ from api.audit.models import AuditEvent
 from api.audit.schemas import AuditEventRead
 from api.auth.dependencies import authorize
 from api.auth.service import Actor
-from api.db import get_session
+from api.db import end_read, get_session
 
 router = APIRouter(tags=["audit"])
 
@@ -25,7 +25,10 @@ def list_events(actor: Actor = Depends(authorize("admin")), session: Session = D
             stmt = stmt.where(col == val)
     if after is not None:
         stmt = stmt.where(AuditEvent.id > after)
-    return session.exec(stmt.order_by(AuditEvent.id).limit(limit)).all()
+    out = [AuditEventRead.model_validate(e, from_attributes=True)
+           for e in session.exec(stmt.order_by(AuditEvent.id).limit(limit)).all()]
+    end_read(session)
+    return out
 
 
 # --- /studies/{id}/audit: one study's trail, filtered, with an opaque keyset cursor -------------

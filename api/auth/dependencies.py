@@ -20,7 +20,7 @@ from sqlmodel import Session
 
 from api.auth.models import ROLES
 from api.auth.service import Actor, actor_for_token
-from api.db import get_session
+from api.db import end_read, get_session
 from api.errors import Forbidden, NotFound, Unauthorized
 
 _bearer = HTTPBearer(auto_error=False, description="API token printed by `peerlens users create`")
@@ -40,6 +40,7 @@ def authenticated(request: Request,
     if credentials is None or not credentials.credentials:
         raise Unauthorized(["header", "Authorization"], "a bearer token is required", "not_authenticated")
     found = actor_for_token(session, credentials.credentials)
+    end_read(session)
     if found is None:
         raise Unauthorized(["header", "Authorization"], "unknown, revoked or expired token", "invalid_token")
     rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex

@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from api.auth.dependencies import READ_ROLES, authorize
 from api.auth.service import Actor
-from api.db import get_session
+from api.db import end_read, get_session
 from api.errors import NotFound
 from api.participants import service
 from api.participants.dependencies import valid_participant
@@ -29,8 +29,9 @@ def enrol(body: ParticipantCreate, actor: Actor = Depends(authorize(*WRITE_ROLES
     p = service.enrol(session, study=study, site_code=body.site, enrolled_on=body.enrolled_on,
                       consent_date=body.consent.date, consent_version=body.consent.version, actor=actor,
                       arm_code=body.arm, study_code=body.study_code, contact=body.contact)
+    out = service.to_read(session, [p], actor)[0]
     session.commit()
-    return service.to_read(session, [p], actor)[0]
+    return out
 
 
 @router.get("/studies/{study_id}/participants", response_model=list[ParticipantRead])
@@ -39,9 +40,11 @@ def list_participants(actor: Actor = Depends(authorize(*READ_ROLES)), study: Stu
                       site: str | None = Query(None, description="site code"),
                       status: Literal["active", "withdrawn", "lost_to_follow_up", "completed"] | None = None,
                       limit: int = Query(100, ge=1, le=1000),
-                      after: int | None = Query(None, ge=0, description="last id of the previous page")):
+                      after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page")):
     rows = service.list_participants(session, study, actor, site=site, status=status, limit=limit, after=after)
-    return service.to_read(session, rows, actor)
+    out = service.to_read(session, rows, actor)
+    end_read(session)
+    return out
 
 
 @router.get("/studies/{study_id}/participants/{participant_id}", response_model=ParticipantRead)
@@ -50,20 +53,26 @@ def get_study_participant(actor: Actor = Depends(authorize(*READ_ROLES)), study:
                           session: Session = Depends(get_session)):
     if participant.study_id != study.id:
         raise NotFound(["path", "participant_id"], "participant not found in this study")
-    return service.to_read(session, [participant], actor)[0]
+    out = service.to_read(session, [participant], actor)[0]
+    end_read(session)
+    return out
 
 
 @router.get("/studies/{study_id}/allocation", response_model=AllocationReport)
 def allocation(actor: Actor = Depends(authorize("admin")), study: Study = Depends(valid_study),
                session: Session = Depends(get_session)):
-    return service.allocation_report(session, study, actor)
+    out = service.allocation_report(session, study, actor)
+    end_read(session)
+    return out
 
 
 @router.get("/participants/{participant_id}", response_model=ParticipantRead)
 def get_participant(actor: Actor = Depends(authorize(*READ_ROLES)),
                     participant: Participant = Depends(valid_participant),
                     session: Session = Depends(get_session)):
-    return service.to_read(session, [participant], actor)[0]
+    out = service.to_read(session, [participant], actor)[0]
+    end_read(session)
+    return out
 
 
 @router.patch("/participants/{participant_id}", response_model=ParticipantRead)
@@ -77,11 +86,14 @@ def update_participant(body: ParticipantPatch, actor: Actor = Depends(authorize(
         service.update_consent(session, participant, body.consent, actor, reason=body.reason)
     if body.contact is not None:
         service.update_contact(session, participant, body.contact, actor, reason=body.reason)
+    out = service.to_read(session, [participant], actor)[0]
     session.commit()
-    return service.to_read(session, [participant], actor)[0]
+    return out
 
 
 @router.get("/participants/{participant_id}/schedule", response_model=list[WaveStatus])
 def schedule(actor: Actor = Depends(authorize(*READ_ROLES)), participant: Participant = Depends(valid_participant),
              session: Session = Depends(get_session)):
-    return service.schedule(session, participant)
+    out = service.schedule(session, participant)
+    end_read(session)
+    return out

@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from api.auth.dependencies import READ_ROLES, authorize
 from api.auth.service import Actor
-from api.db import get_session
+from api.db import end_read, get_session
 from api.errors import NotFound
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
@@ -28,17 +28,21 @@ def submit(body: ResponseCreate, http_response: HttpResponse,
         session, participant=participant, wave_code=body.wave, instrument_code=body.instrument,
         answers=body.answers, external_scores=body.external_scores, completed_at=body.completed_at,
         mode="rest", actor=actor, idempotency_key=idempotency_key, amend=body.amend, reason=body.reason)
+    out = service.to_read(session, [resp])[0]
     session.commit()
     if getattr(resp, "replayed", False):
         http_response.headers["Idempotent-Replayed"] = "true"
-    return service.to_read(session, [resp])[0]
+    return out
 
 
 @router.get("/participants/{participant_id}/responses", response_model=list[ResponseRead])
 def list_responses(actor: Actor = Depends(authorize(*READ_ROLES)),
                    participant: Participant = Depends(valid_participant), session: Session = Depends(get_session),
                    wave: str | None = None, instrument: str | None = None):
-    return service.to_read(session, service.list_responses(session, participant, wave=wave, instrument=instrument))
+    out = service.to_read(session, service.list_responses(session, participant, wave=wave, instrument=instrument),
+                          actor=actor)
+    end_read(session)
+    return out
 
 
 def _instrument_read(inst) -> InstrumentRead:

@@ -145,6 +145,11 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
                                                   Response.wave_id == wave.id,
                                                   Response.instrument == instrument.code)).first()
     if current is not None:
+        if idempotency_key is not None:
+            # A parallel request with this key may have committed since the check above.
+            replay = _replay(session, participant.id, idempotency_key, key_hash)
+            if replay is not None:
+                return replay
         if not amend:
             raise Conflict(["body", "instrument"],
                            "a complete response exists for this wave and instrument; send amend=true with a reason",
@@ -257,9 +262,13 @@ def list_responses(session: Session, participant: Participant, *, wave: str | No
     return list(session.exec(stmt.order_by(Response.id)).all())
 
 
-def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[int, str] | None = None
-            ) -> list[ResponseRead]:
-    """Read models with wave codes and scores."""
+def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[int, str] | None = None,
+            actor: Actor | None = None) -> list[ResponseRead]:
+    """Read models with wave codes and scores.
+
+    With ``actor``, answers to items flagged as identifiers are replaced by ``"<identifier>"``
+    where the actor may not see the participant's identifiers (analysts).
+    """
     responses = list(responses)
     if not responses:
         return []
@@ -273,8 +282,16 @@ def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[in
             scale=s.scale, value=s.value, band=s.band, level=s.level, items_answered=s.items_answered,
             items_expected=s.items_expected, prorated=s.prorated, missing_reason=s.missing_reason,
             flags=list(s.flags or [])))
+    def answers(r: Response) -> dict[str, Any]:
+        if actor is None or actor.sees_contacts(r.site_id):
+            return r.answers
+        try:
+            return _audit_view(instruments.get(r.instrument), r.answers)
+        except InstrumentError:
+            return r.answers
+
     return [ResponseRead(id=r.id, participant_id=r.participant_id, wave=wave_codes.get(r.wave_id, "?"),
-                         instrument=r.instrument, instrument_version=r.instrument_version, answers=r.answers,
+                         instrument=r.instrument, instrument_version=r.instrument_version, answers=answers(r),
                          external_scores=r.external_scores, completed_at=r.completed_at, mode=r.mode,
                          entered_by=r.entered_by, out_of_window=r.out_of_window, version=r.version,
                          status=r.status, created_at=r.created_at, updated_at=r.updated_at,

@@ -6,7 +6,7 @@ from sqlmodel import Session
 
 from api.auth.dependencies import READ_ROLES, authorize
 from api.auth.service import Actor
-from api.db import get_session
+from api.db import end_read, get_session
 from api.studies import service
 from api.studies.dependencies import valid_study
 from api.studies.models import Arm, Site, Study, Wave
@@ -34,7 +34,9 @@ def create_study(body: StudyCreate, actor: Actor = Depends(authorize("admin")),
 
 @router.get("", response_model=list[StudyRead])
 def list_studies(actor: Actor = Depends(authorize(*READ_ROLES)), session: Session = Depends(get_session)):
-    return [_read(s, actor) for s in service.visible_studies(session, actor)]
+    out = [_read(s, actor) for s in service.visible_studies(session, actor)]
+    end_read(session)
+    return out
 
 
 @router.get("/{study_id}", response_model=StudyRead)
@@ -61,7 +63,9 @@ def create_site(body: SiteCreate, actor: Actor = Depends(authorize("admin")),
 @router.get("/{study_id}/sites", response_model=list[SiteRead])
 def list_sites(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
                session: Session = Depends(get_session)):
-    return service.list_children(session, Site, study, actor)
+    out = service.list_children(session, Site, study, actor)
+    end_read(session)
+    return out
 
 
 @router.post("/{study_id}/arms", status_code=201, response_model=ArmRead)
@@ -75,7 +79,9 @@ def create_arm(body: ArmCreate, actor: Actor = Depends(authorize("admin")),
 @router.get("/{study_id}/arms", response_model=list[ArmRead])
 def list_arms(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
               session: Session = Depends(get_session)):
-    return service.list_children(session, Arm, study, actor)
+    out = service.list_children(session, Arm, study, actor)
+    end_read(session)
+    return out
 
 
 @router.post("/{study_id}/waves", status_code=201, response_model=WaveRead)
@@ -89,4 +95,6 @@ def create_wave(body: WaveCreate, actor: Actor = Depends(authorize("admin")),
 @router.get("/{study_id}/waves", response_model=list[WaveRead])
 def list_waves(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
                session: Session = Depends(get_session)):
-    return service.list_children(session, Wave, study, actor)
+    out = service.list_children(session, Wave, study, actor)
+    end_read(session)
+    return out
