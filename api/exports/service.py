@@ -220,7 +220,7 @@ def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
 def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Iterator[list[int]]:
     last = 0
     while True:
-        ids = list(session.execute(
+        ids = list(session.connection().execute(
             select(Participant.id).where(Participant.study_id == plan.study.id, Participant.id > last,
                                          Participant.site_id.in_(plan.site_ids))
             .order_by(Participant.id).limit(batch_size)).scalars())
@@ -245,7 +245,7 @@ def _end_batch(session: Session) -> None:
 
 
 def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
-    rows = session.execute(
+    rows = session.connection().execute(
         select(Participant.id, Participant.study_code, Site.code, Arm.code, Arm.kind, Participant.enrolled_on,
                Participant.status, Participant.status_date)
         .join(Site, Site.id == Participant.site_id).outerjoin(Arm, Arm.id == Participant.arm_id)
@@ -327,17 +327,47 @@ _SCORE_COLUMNS = ["pid", "wave", "wave_offset", "completed_at", "out_of_window",
                   "band", "level", "items_answered", "prorated"]
 
 
+_SCORE_TYPES = ["int64", "string", "int64", "timestamp", "bool", "string", "string", "float64", "string", "float64",
+                "float64", "bool"]
+
+
+def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> pd.DataFrame:
+    """Run ``stmt`` through PostgreSQL ``COPY … TO STDOUT`` on the session's connection (same
+    snapshot) and parse the CSV with Arrow: the hot loop of every export stays out of Python."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    conn = session.connection()
+    sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    raw = conn.connection.driver_connection
+    buf = bytearray()
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as cp:
+            for block in cp:
+                buf += block
+    arrow = {"int64": pa.int64(), "string": pa.string(), "float64": pa.float64(), "bool": pa.bool_(),
+             "timestamp": pa.timestamp("us", tz="UTC")}
+    table = pacsv.read_csv(pa.py_buffer(bytes(buf)),
+                           read_options=pacsv.ReadOptions(column_names=names),
+                           convert_options=pacsv.ConvertOptions(
+                               column_types={n: arrow[t] for n, t in zip(names, types)},
+                               true_values=["t"], false_values=["f"], strings_can_be_null=True,
+                               quoted_strings_can_be_null=False))
+    return table.to_pandas(types_mapper=None).astype({n: object for n, t in zip(names, types) if t == "string"})
+
+
 def _long_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:
-    # Core rows (no ORM loading) and the driver's own timestamps: this is the hot loop of every export.
-    rows = session.connection().execute(
-        select(Response.participant_id, Wave.code, Wave.offset_days,
-               type_coerce(Response.completed_at, DateTime(timezone=True)), Response.out_of_window,
-               Response.instrument, Score.scale, Score.value, Score.band, Score.level, Score.items_answered,
-               Score.prorated)
-        .join(Response, Response.id == Score.response_id).join(Wave, Wave.id == Response.wave_id)
-        .where(_response_filter(plan, ids))
-        .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument, Score.id)).all()
-    df = pd.DataFrame.from_records(rows, columns=_SCORE_COLUMNS)
+    stmt = (select(Response.participant_id, Wave.code, Wave.offset_days,
+                   type_coerce(Response.completed_at, DateTime(timezone=True)), Response.out_of_window,
+                   Response.instrument, Score.scale, Score.value, Score.band, Score.level, Score.items_answered,
+                   Score.prorated)
+            .join(Response, Response.id == Score.response_id).join(Wave, Wave.id == Response.wave_id)
+            .where(_response_filter(plan, ids))
+            .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument, Score.id))
+    if session.get_bind().dialect.name == "postgresql":
+        df = _copy_frame(session, stmt, _SCORE_COLUMNS, _SCORE_TYPES)
+    else:
+        df = pd.DataFrame.from_records(session.connection().execute(stmt).all(), columns=_SCORE_COLUMNS)
     df = df.merge(people, on="pid", how="left", sort=False)
     return _dates(df, plan)
 
@@ -484,13 +514,11 @@ def _wide_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFra
     key = ["pid", "wave"]
     if long.empty:
         return pd.DataFrame(columns=[c.name for c in cols])
-    firsts = long.sort_values("completed_at" if not long["completed_at"].isna().all() else "days")
     base = (long.groupby(key, sort=False)
             .agg(wave_offset=("wave_offset", "first"), days=("days", "min"), completed_at=("completed_at", "min"),
                  out_of_window=("out_of_window", "max"))
             .reset_index())
-    del firsts
-    values = long.pivot_table(index=key, columns="scale", values="value", aggfunc="first", dropna=False)
+    values = long.drop_duplicates(key + ["scale"]).set_index(key + ["scale"])["value"].unstack("scale")
     values.columns = [str(c) for c in values.columns]
     base = base.merge(values.reset_index(), on=key, how="left")
     if plan.filters.items:
