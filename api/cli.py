@@ -148,6 +148,119 @@ def worker(interval: float = typer.Option(60.0, "--interval", min=0.1, help="sec
         engine.dispose()
 
 
+# --- qualitative: transcripts and joint displays (same services as the API, no HTTP) -----------
+
+
+@app.command("joint-display")
+def joint_display_cmd(study: int = typer.Argument(..., help="study id"),
+                      theme: list[str] = typer.Option(..., "--theme", help="code key or id; repeatable"),
+                      output: str = typer.Option(..., "-o", "--output", help="directory to write into"),
+                      scale: Optional[list[str]] = typer.Option(None, "--scale", help="outcome scale; repeatable"),
+                      baseline: Optional[str] = typer.Option(None, help="baseline wave (default: first observation)"),
+                      followup: Optional[str] = typer.Option(None, help="follow-up wave (default: last observation)"),
+                      arm: Optional[str] = typer.Option(None, help="restrict to one arm"),
+                      quotes: int = typer.Option(2, min=0, max=10, help="exemplar quotes per row"),
+                      plot_format: str = typer.Option("svg", "--plot-format", help="svg | png")) -> None:
+    """Themes against outcome change: writes joint-display.csv, .json and a plot into OUTPUT.
+
+    Runs with the analyst's view (de-identified outcomes and quotes).
+    """
+    import json as _json
+    from pathlib import Path
+
+    from sqlmodel import Session
+
+    import qualitative
+    from api.audit.service import record
+    from api.auth.service import Actor
+    from api.db import engine_from_settings
+    from api.errors import ApiError
+    from api.studies.models import Study
+    from api.transcripts.analysis import joint_table, records
+    from api.transcripts.schemas import JointDisplayRequest
+
+    if plot_format not in ("svg", "png"):
+        raise typer.BadParameter("must be svg or png", param_hint="--plot-format")
+    settings = _settings()
+    engine = engine_from_settings(settings)
+    actor = Actor(user_id=None, role="analyst", source="system")
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        body = JointDisplayRequest(themes=theme, scales=scale or None, baseline=baseline, followup=followup,
+                                   arm=arm, quotes=quotes, plot_format=plot_format)
+        with Session(engine, expire_on_commit=False) as session:
+            st = session.get(Study, study)
+            if st is None:
+                raise typer.BadParameter("no such study", param_hint="STUDY")
+            try:
+                table, themes = joint_table(session, st, actor, body, settings)
+            except ApiError as exc:
+                raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
+            flat = table.assign(quotes=table["quotes"].map(lambda qs: " | ".join(qs)))
+            flat.to_csv(out / "joint-display.csv", index=False)
+            (out / "joint-display.json").write_text(_json.dumps(records(table), indent=2))
+            qualitative.plot_joint_display(table, out / f"joint-display.{plot_format}")
+            record(session, Actor.system(), "create", "joint_display", "cli", study_id=st.id,
+                   after={"themes": themes, "scales": scale or None, "rows": len(table)})
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"{len(table)} row(s): {out / 'joint-display.csv'}, {out / f'joint-display.{plot_format}'}")
+
+
+@app.command("import-transcript")
+def import_transcript_cmd(study: int = typer.Argument(..., help="study id"),
+                          path: str = typer.Argument(..., help=".txt, .md, .vtt, .srt or .docx"),
+                          participant: list[str] = typer.Option(..., "--participant",
+                                                                help="study code; repeat for a focus group"),
+                          wave: Optional[str] = typer.Option(None, help="wave code"),
+                          kind: Optional[str] = typer.Option(None, help="interview | focus_group"),
+                          speaker_map: Optional[str] = typer.Option(None, "--speaker-map",
+                                                                    help='JSON {"label": "study code"}')) -> None:
+    """Import a transcript file: de-identified with the participants' vault identifiers, then stored.
+
+    Prints the transcript id, whether statistical NER ran, and counts of replaced identifiers.
+    """
+    from pathlib import Path
+
+    from sqlmodel import Session
+
+    from api.auth.service import Actor
+    from api.db import engine_from_settings
+    from api.errors import ApiError
+    from api.studies.models import Study
+    from api.transcripts import service
+
+    if kind not in (None, "interview", "focus_group"):
+        raise typer.BadParameter("must be interview or focus_group", param_hint="--kind")
+    file = Path(path)
+    if not file.is_file():
+        raise typer.BadParameter("no such file", param_hint="PATH")
+    settings = _settings()
+    engine = engine_from_settings(settings)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            st = session.get(Study, study)
+            if st is None:
+                raise typer.BadParameter("no such study", param_hint="STUDY")
+            try:
+                row, result = service.upload_transcript(
+                    session, st, Actor.system(source="import"), data=file.read_bytes(), filename=file.name,
+                    participants=participant, wave=wave, kind=kind, fmt=None, title=None, interviewer_labels=None,
+                    speaker_map=service.parse_speaker_map(speaker_map), settings=settings)
+            except ApiError as exc:
+                raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
+            session.commit()
+    finally:
+        engine.dispose()
+    counts = ", ".join(f"{k} {v}" for k, v in row.replacement_counts.items()) or "none"
+    typer.echo(f"transcript {row.id}: {len(row.turns)} turns, NER {row.ner}, replaced: {counts}")
+
+
+# --- end qualitative
+
+
 def main() -> None:
     """Console-script entry point (``peerlens``)."""
     app()

@@ -115,11 +115,15 @@ def participant_attributes(session: Session, corpus: Corpus, actor: Actor, by: s
             select(Participant.study_code, Arm.code, Site.code).join(Site, Site.id == Participant.site_id)
             .outerjoin(Arm, Arm.id == Participant.arm_id).where(Participant.study_id == corpus.study.id)).all()
         return pd.DataFrame.from_records(rows, columns=["participant", "arm", "site"])[["participant", by]]
-    frame = outcomes_frame(session, corpus.study, actor, settings)
-    if by not in frame.columns:
-        known = sorted(c for c in frame.columns if c.startswith("context_"))
+    from api.exports.dictionary import context_columns
+    from api.exports.service import plan_export
+
+    # Check the attribute against the export plan before reading any rows.
+    known = [c.name for c in context_columns(plan_export(session, corpus.study, actor).context_items)]
+    if by not in known:
         raise Unprocessable(["query", "by"], f"unknown attribute; use arm, site, wave or one of {known}",
                             "unknown_attribute")
+    frame = outcomes_frame(session, corpus.study, actor, settings)
     return frame[["participant", by]].drop_duplicates("participant")
 
 
@@ -210,7 +214,12 @@ def artefact_path(settings, study_id: int, name: str) -> Path:
     return candidate
 
 
-def joint_display(session: Session, study: Study, actor: Actor, body, settings) -> dict[str, Any]:
+def joint_table(session: Session, study: Study, actor: Actor, body, settings) -> tuple[pd.DataFrame, list[str]]:
+    """The joint display as a frame (see :func:`qualitative.joint_display`) and the theme keys.
+
+    Outcomes come from the exports domain's long frame as ``actor`` may see it; quotes come from
+    the de-identified transcripts.
+    """
     outcomes = outcomes_frame(session, study, actor, settings)
     corpus = load_corpus(session, study, actor)
     themes = resolve_themes(corpus, body.themes)
@@ -223,13 +232,17 @@ def joint_display(session: Session, study: Study, actor: Actor, body, settings) 
         for i, s in enumerate(body.scales):
             if s not in known:
                 raise Unprocessable(["body", "scales", i], "no scores of this scale in the study", "unknown_scale")
-    if len(outcomes):
-        outcomes = outcomes[["participant", "arm", "wave", "scale", "value", "days"]].dropna(subset=["value"])
-    else:
-        outcomes = pd.DataFrame(columns=["participant", "arm", "wave", "scale", "value", "days"])
+    cols = ["participant", "arm", "wave", "scale", "value", "days"]
+    outcomes = outcomes[cols].dropna(subset=["value"]) if len(outcomes) else pd.DataFrame(columns=cols)
     table = q.joint_display(corpus.library_codings(), corpus.transcripts, outcomes, themes,
                             codebook=corpus.codebook, scales=body.scales, baseline=body.baseline,
                             followup=body.followup, arm=body.arm, quotes=body.quotes)
+    return table, themes
+
+
+def joint_display(session: Session, study: Study, actor: Actor, body, settings) -> dict[str, Any]:
+    """The joint display with a plot written under the artefact directory (served by the API)."""
+    table, themes = joint_table(session, study, actor, body, settings)
     name = f"joint-{uuid.uuid4().hex}.{body.plot_format}"
     q.plot_joint_display(table, artefact_dir(settings, study.id) / name)
     record(session, actor, "create", "joint_display", name, study_id=study.id,
