@@ -261,6 +261,58 @@ def import_transcript_cmd(study: int = typer.Argument(..., help="study id"),
 # --- end qualitative
 
 
+@app.command()
+def analyze(study: int = typer.Argument(..., help="study id"),
+            outdir: Optional[str] = typer.Option(None, "--outdir",
+                                                 help="folder to write (default: PEERLENS_ANALYSIS_ARTIFACT_DIR/"
+                                                      "STUDY/<run id>)"),
+            outcome: Optional[list[str]] = typer.Option(None, "--outcome",
+                                                        help="scale to model, e.g. pam13_activation; repeatable "
+                                                             "(default: the standard scales the study collects)"),
+            mcid: Optional[list[str]] = typer.Option(None, "--mcid",
+                                                     help="SCALE=VALUE minimal important difference for a scale "
+                                                          "without a published one; repeatable"),
+            fmt: str = typer.Option("png", "--format", help="plot files: png | svg")) -> None:
+    """Run the standard analyses on a study's current export (de-identified, as an analyst sees it) and
+    write CSV tables, plots and report.md to a folder (same service as the API, no HTTP)."""
+    import uuid as _uuid
+    from pathlib import Path
+
+    from sqlmodel import Session
+
+    from api.analyses.service import write_report
+    from api.auth.service import Actor
+    from api.db import engine_from_settings
+    from api.errors import ApiError
+    from api.interop.service import load_custom_instruments
+    from api.studies.models import Study
+
+    if fmt not in ("png", "svg"):
+        raise typer.BadParameter("must be png or svg", param_hint="--format")
+    settings = _settings()
+    engine = engine_from_settings(settings)
+    load_custom_instruments(engine)
+    actor = Actor(user_id=None, role="analyst", source="system")
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            st = session.get(Study, study)
+            if st is None:
+                raise typer.BadParameter("no such study", param_hint="STUDY")
+            folder = Path(outdir) if outdir else Path(settings.analysis_artifact_dir) / str(st.id) / _uuid.uuid4().hex
+            try:
+                written = write_report(session, st, actor, folder, outcomes=outcome, mcids=mcid, fmt=fmt,
+                                       secret=settings.secret_key)
+            except ApiError as exc:
+                err = exc.errors[0]
+                hint = {"outcome": "--outcome", "mcid": "--mcid"}.get(str(err["loc"][0]), "STUDY")
+                raise typer.BadParameter(err["msg"], param_hint=hint)
+    finally:
+        engine.dispose()
+    tables = sum(1 for k in written if k.startswith("table:"))
+    plots = sum(1 for k in written if k.startswith("plot:"))
+    typer.echo(f"{tables} tables, {plots} plots and report.md written to {folder.resolve()}")
+
+
 def main() -> None:
     """Console-script entry point (``peerlens``)."""
     app()

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     spacy_model: str = Field("auto", alias="PEERLENS_SPACY_MODEL")
     artefact_dir: str = Field("artifacts/qualitative", alias="PEERLENS_ARTEFACT_DIR")
 
+    # Analyses run through the service: where their plots are written (<dir>/<study>/<run id>/) and
+    # the largest cohort a synchronous run accepts (random slopes on 10,000 participants take ~25 s).
+    analysis_artifact_dir: str = Field("./artifacts/analyses", alias="PEERLENS_ANALYSIS_ARTIFACT_DIR")
+    analysis_max_participants: int = Field(20_000, alias="PEERLENS_ANALYSIS_MAX_PARTICIPANTS", ge=1)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_url(cls, v: str) -> str:

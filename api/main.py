@@ -180,6 +180,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     mount(app, transcripts_router)  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
 
+    from api.analyses.router import router as analyses_router
+
+    mount(app, analyses_router)  # /studies/{id}/analyses/{kind} and their plot files
+
     @app.get("/health", tags=["health"])
     def health(request: Request):
         """Liveness and database reachability (no authentication)."""

@@ -1,0 +1,1 @@
+"""Analyses of a study's current export through the service: routes, request checks, plot artefacts."""
