@@ -95,7 +95,14 @@ class EmailChannel:
             ctx = ssl.create_default_context(cafile=self.ca_file)
             smtp.starttls(context=ctx)
         if self.username:
-            smtp.login(self.username, self.password or "")
+            smtp.ehlo_or_helo_if_needed()
+            if "plain" in smtp.esmtp_features.get("auth", "").lower().split():
+                # One mechanism, one answer: a refusal is a clear 535 rather than a walk through
+                # every mechanism the relay offers.
+                smtp.user, smtp.password = self.username, self.password or ""
+                smtp.auth("PLAIN", smtp.auth_plain)
+            else:
+                smtp.login(self.username, self.password or "")
         return smtp
 
     def build(self, out: Outgoing, domain_date: float | None = None) -> EmailMessage:
