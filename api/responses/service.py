@@ -113,14 +113,19 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
     key_hash = None
     if idempotency_key is not None:
         key_hash = _request_hash(wave_code, instrument_code, answers, external_scores, completed_at, amend, reason)
+    wave, study = _wave_and_study(session, participant.study_id, wave_code)
+    # Looking for the current response first also finds every replay: a key's first request
+    # created (or amended) exactly this row.
+    current = session.exec(select(Response).where(Response.participant_id == participant.id,
+                                                  Response.wave_id == wave.id,
+                                                  Response.instrument == instrument_code)).first()
+    if current is not None and idempotency_key is not None:
         replay = _replay(session, participant.id, idempotency_key, key_hash)
         if replay is not None:
             return replay
-
     if participant.status == "withdrawn":
         raise Conflict(["path", "participant_id"], "the participant has withdrawn; no new data are collected",
                        "participant_withdrawn")
-    wave = get_wave(session, participant.study_id, wave_code)
     try:
         instrument = instruments.get(instrument_code)
     except InstrumentError:
@@ -137,19 +142,10 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
         completed_at = now
     elif completed_at > now + CLOCK_SKEW:
         raise Unprocessable(["body", "completed_at"], "completion time is in the future", "in_future")
-    study = session.get(Study, participant.study_id)
     _, opens, closes, _, _ = window(study, participant, wave)
     out_of_window = not (opens <= local_date(study, completed_at) <= closes)
 
-    current = session.exec(select(Response).where(Response.participant_id == participant.id,
-                                                  Response.wave_id == wave.id,
-                                                  Response.instrument == instrument.code)).first()
     if current is not None:
-        if idempotency_key is not None:
-            # A parallel request with this key may have committed since the check above.
-            replay = _replay(session, participant.id, idempotency_key, key_hash)
-            if replay is not None:
-                return replay
         if not amend:
             raise Conflict(["body", "instrument"],
                            "a complete response exists for this wave and instrument; send amend=true with a reason",
@@ -160,6 +156,7 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
             session.add(IdempotencyKey(participant_id=participant.id, key=idempotency_key,
                                        request_hash=key_hash, response_id=resp.id))
             session.flush()
+        _attach(resp, wave.code, None)
         return resp
 
     resp = Response(study_id=participant.study_id, site_id=participant.site_id, participant_id=participant.id,
@@ -172,7 +169,8 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
         with session.begin_nested():
             session.add(resp)
             session.flush()
-            session.add_all(_score_rows(resp.id, scores))
+            score_rows = _score_rows(resp.id, scores)
+            session.add_all(score_rows)
             if idempotency_key is not None:
                 session.add(IdempotencyKey(participant_id=participant.id, key=idempotency_key,
                                            request_hash=key_hash, response_id=resp.id))
@@ -192,7 +190,22 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
                   "external_scores": external_scores, "completed_at": completed_at.isoformat(),
                   "out_of_window": out_of_window, "mode": mode})
     _mark(resp, False)
+    _attach(resp, wave.code, score_rows)
     return resp
+
+
+def _wave_and_study(session: Session, study_id: int, code: str) -> tuple[Wave, Study]:
+    row = session.exec(select(Wave, Study).join(Study, Study.id == Wave.study_id)
+                       .where(Wave.study_id == study_id, Wave.code == code)).first()
+    if row is None:
+        raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
+    return row[0], row[1]
+
+
+def _attach(resp: Response, wave_code: str, score_rows: list[Score] | None) -> None:
+    # Lets the router answer without reading back what this call just wrote.
+    object.__setattr__(resp, "wave_code", wave_code)
+    object.__setattr__(resp, "score_rows", score_rows)
 
 
 def _mark(resp: Response, replayed: bool) -> None:
@@ -272,12 +285,17 @@ def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[in
     responses = list(responses)
     if not responses:
         return []
+    attached = all(getattr(r, "score_rows", None) is not None for r in responses)
+    if wave_codes is None and all(getattr(r, "wave_code", None) for r in responses):
+        wave_codes = {r.wave_id: r.wave_code for r in responses}
     if wave_codes is None:
         ids = {r.wave_id for r in responses}
         wave_codes = dict(session.exec(select(Wave.id, Wave.code).where(Wave.id.in_(ids))).all())
     by_response: dict[int, list[ScoreRead]] = {}
-    for s in session.exec(select(Score).where(Score.response_id.in_([r.id for r in responses]))
-                          .order_by(Score.id)).all():
+    rows = ([s for r in responses for s in r.score_rows] if attached else
+            session.exec(select(Score).where(Score.response_id.in_([r.id for r in responses]))
+                         .order_by(Score.id)).all())
+    for s in rows:
         by_response.setdefault(s.response_id, []).append(ScoreRead(
             scale=s.scale, value=s.value, band=s.band, level=s.level, items_answered=s.items_answered,
             items_expected=s.items_expected, prorated=s.prorated, missing_reason=s.missing_reason,
