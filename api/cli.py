@@ -313,6 +313,144 @@ def analyze(study: int = typer.Argument(..., help="study id"),
     typer.echo(f"{tables} tables, {plots} plots and report.md written to {folder.resolve()}")
 
 
+@app.command("export")
+def export_cmd(study: int = typer.Argument(..., help="study id"),
+               shape: str = typer.Option("long", "--shape", help="long | wide | items | redcap"),
+               fmt: str = typer.Option("csv", "--format", help="csv | json | parquet | dta | sav"),
+               output: str = typer.Option(..., "-o", "--output", help="file to write"),
+               waves: Optional[str] = typer.Option(None, help="comma-separated wave codes"),
+               instruments: Optional[str] = typer.Option(None, help="comma-separated instrument codes"),
+               sites: Optional[str] = typer.Option(None, help="comma-separated site codes"),
+               items: bool = typer.Option(False, "--items", help="wide: a column per item"),
+               identified: bool = typer.Option(False, "--identified",
+                                               help="staff export with identifiers (default: analyst view)"),
+               dictionary: bool = typer.Option(True, "--dictionary/--no-dictionary",
+                                               help="also write FILE.dictionary.json")) -> None:
+    """Export a study's cohort (same service as the API, no HTTP), with a progress bar.
+
+    Without --identified the file is exactly what an analyst receives (de-identified).
+    """
+    import json as _json
+
+    from sqlmodel import Session, func, select
+    from tqdm import tqdm
+
+    from api.auth.service import Actor
+    from api.db import engine_from_settings
+    from api.errors import ApiError
+    from api.exports import service, writers
+    from api.interop.service import load_custom_instruments
+    from api.participants.models import Participant
+    from api.studies.models import Study
+
+    if shape not in service.SHAPES + ("redcap",):
+        raise typer.BadParameter("must be long, wide, items or redcap", param_hint="--shape")
+    if fmt not in writers.FORMATS:
+        raise typer.BadParameter(f"must be one of {', '.join(writers.FORMATS)}", param_hint="--format")
+    settings = _settings()
+    engine = engine_from_settings(settings)
+    load_custom_instruments(engine)
+    # The command runs as the system; --identified keeps staff rights, otherwise the analyst view.
+    actor = Actor(user_id=None, role="system" if identified else "analyst", source="system")
+    filters = service.ExportFilters(waves=[waves] if waves else None, instruments=[instruments] if instruments else None,
+                                    sites=[sites] if sites else None, identifiers=identified, items=items)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            st = session.get(Study, study)
+            if st is None:
+                raise typer.BadParameter("no such study", param_hint="STUDY")
+            try:
+                plan = service.plan_export(session, st, actor, filters, secret=settings.secret_key)
+            except ApiError as exc:
+                raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
+            total = session.exec(select(func.count()).select_from(Participant).where(
+                Participant.study_id == st.id, Participant.site_id.in_(plan.site_ids))).one()
+            bar = tqdm(total=total, unit="participant", desc=f"export {shape}")
+            complete = False
+            try:
+                with open(output, "wb") as fh:
+                    if shape == "redcap":
+                        import csv as _csv
+                        import io as _io
+
+                        from api.interop.redcap_export import header, iter_rows
+
+                        buf = _io.StringIO()
+                        _csv.writer(buf, lineterminator="\n").writerow(header(plan))
+                        fh.write(buf.getvalue().encode())
+                        for batch in iter_rows(session, plan):
+                            buf = _io.StringIO()
+                            _csv.writer(buf, lineterminator="\n").writerows(batch)
+                            fh.write(buf.getvalue().encode())
+                            bar.update(len({r[0] for r in batch}))
+                    else:
+                        def counted():
+                            for df in service.iter_shape(session, plan, shape):
+                                bar.update(int(df["participant"].nunique()) if len(df) else 0)
+                                yield df
+                        cols = service.columns(plan, shape)
+                        dd = service.dictionary(plan, shape)
+                        for chunk in writers.write(fmt, counted(), cols, dd):
+                            fh.write(chunk)
+                        if dictionary:
+                            with open(output + ".dictionary.json", "w", encoding="utf-8") as dfh:
+                                _json.dump(dd, dfh, ensure_ascii=False, indent=1, default=str)
+                complete = True
+            finally:
+                bar.close()
+                with Session(engine) as audit_session:
+                    service.audit_export(audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt,
+                                         complete=complete)
+    finally:
+        engine.dispose()
+    typer.echo(f"{plan.rows} rows written to {output}")
+
+
+@app.command("import-redcap")
+def import_redcap_cmd(study: int = typer.Argument(..., help="study id"),
+                      records: str = typer.Option(..., "--records", help="REDCap flat records export (CSV)"),
+                      dictionary: Optional[str] = typer.Option(None, "--dictionary", help="REDCap data dictionary"),
+                      event: list[str] = typer.Option(..., "--event",
+                                                      help="EVENT=WAVE, e.g. baseline_arm_1=baseline; *=WAVE for all"),
+                      site: Optional[str] = typer.Option(None, "--site", help="site of new records without a DAG"),
+                      dry_run: bool = typer.Option(False, "--dry-run", help="validate and report only")) -> None:
+    """Import REDCap data into a study (one transaction; prints the JSON report)."""
+    import json as _json
+    from pathlib import Path
+
+    from sqlmodel import Session
+
+    from api.auth.service import Actor
+    from api.db import engine_from_settings
+    from api.interop.service import import_redcap, load_custom_instruments
+    from api.studies.models import Study
+
+    mapping = {}
+    for pair in event:
+        ev, sep, wave = pair.partition("=")
+        if not sep or not wave:
+            raise typer.BadParameter("expected EVENT=WAVE", param_hint="--event")
+        mapping[ev] = wave
+    engine = engine_from_settings(_settings())
+    load_custom_instruments(engine)
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            st = session.get(Study, study)
+            if st is None:
+                raise typer.BadParameter("no such study", param_hint="STUDY")
+            report = import_redcap(session, st, Actor.system(source="import"),
+                                   records_csv=Path(records).read_bytes(), event_map=mapping,
+                                   dictionary_csv=Path(dictionary).read_bytes() if dictionary else None,
+                                   dry_run=dry_run, default_site=site)
+            if report.committed:
+                session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(_json.dumps(report.as_dict(), indent=1))
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
 def main() -> None:
     """Console-script entry point (``peerlens``)."""
     app()

@@ -66,6 +66,16 @@ class ExportFilters:
                 "identifiers": self.identifiers, "items": self.items}
 
 
+@dataclass(frozen=True)
+class WaveInfo:
+    """The parts of a wave an export needs (plain values: a rolled-back session cannot expire them)."""
+
+    id: int
+    code: str
+    offset_days: int
+    instruments: tuple[str, ...]
+
+
 @dataclass
 class Plan:
     """An export resolved against a study and an actor: who sees what, and which columns."""
@@ -76,12 +86,14 @@ class Plan:
     deidentified: bool
     date_mode: str
     secret: str
-    waves: list[Wave]
+    waves: list[WaveInfo]
     site_ids: list[int]
     instruments: list[str]
     dropped_items: set[tuple[str, str]]
     context_items: list = field(default_factory=list)
     rows: int = 0
+    study_id: int = 0
+    time_zone: str = "UTC"
 
     @property
     def shift_dates(self) -> bool:
@@ -171,8 +183,10 @@ def plan_export(session: Session, study: Study, actor: Actor, filters: ExportFil
     if ctx is not None and any(CONTEXT in w.instruments for w in session.exec(
             select(Wave).where(Wave.study_id == study.id)).scalars()):
         context_items = [it for it in ctx.items if (CONTEXT, it.code) not in dropped]
+    infos = [WaveInfo(w.id, w.code, w.offset_days, tuple(w.instruments)) for w in waves]
     return Plan(study=study, actor=actor, filters=filters, deidentified=deidentified,
-                date_mode=settings.date_mode, secret=secret, waves=waves, site_ids=[s.id for s in sites],
+                date_mode=settings.date_mode, secret=secret, waves=infos, study_id=study.id,
+                time_zone=study.time_zone, site_ids=[s.id for s in sites],
                 instruments=used, dropped_items=dropped, context_items=context_items)
 
 
@@ -208,7 +222,7 @@ def columns(plan: Plan, shape: str) -> list[dd.Column]:
 
 def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
     """The JSON data dictionary of an export of ``shape``."""
-    return dd.dictionary_json(columns(plan, shape), shape=shape, study_id=plan.study.id,
+    return dd.dictionary_json(columns(plan, shape), shape=shape, study_id=plan.study_id,
                               deidentified=plan.deidentified,
                               date_mode=plan.date_mode if plan.shift_dates else "calendar",
                               instruments_used=plan.instruments)
@@ -221,7 +235,7 @@ def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Itera
     last = 0
     while True:
         ids = list(session.connection().execute(
-            select(Participant.id).where(Participant.study_id == plan.study.id, Participant.id > last,
+            select(Participant.id).where(Participant.study_id == plan.study_id, Participant.id > last,
                                          Participant.site_id.in_(plan.site_ids))
             .order_by(Participant.id).limit(batch_size)).scalars())
         if not ids:
@@ -258,7 +272,7 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
     df["enrolled_on"] = enrolled
     if plan.shift_dates and plan.date_mode == "shift":
-        df["shift"] = [shift_days(plan.secret, plan.study.id, int(p)) for p in df["pid"]]
+        df["shift"] = [shift_days(plan.secret, plan.study_id, int(p)) for p in df["pid"]]
     else:
         df["shift"] = 0
     df = df.drop(columns=["status_date"])
@@ -311,7 +325,7 @@ def _response_filter(plan: Plan, ids: list[int]):
 def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.DataFrame:
     """``days`` since enrolment (study-local calendar days) and the de-identified ``completed_at``."""
     ts = pd.to_datetime(df[column], utc=True, cache=False)
-    local = ts.dt.tz_convert(ZoneInfo(plan.study.time_zone)).dt.tz_localize(None).dt.normalize()
+    local = ts.dt.tz_convert(ZoneInfo(plan.time_zone)).dt.tz_localize(None).dt.normalize()
     df["days"] = (local - df["enrolled_on"]).dt.days.astype("float64")
     if plan.shift_dates:
         if plan.date_mode == "shift":
@@ -473,7 +487,7 @@ def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFr
         items = inst.items if inst is not None else []
         order = [it.code for it in items] + sorted(set(answers or {}) - {it.code for it in items})
         lookup = {it.code: it for it in items}
-        local = pd.Timestamp(completed_at).tz_convert(ZoneInfo(plan.study.time_zone)).tz_localize(None).normalize()
+        local = pd.Timestamp(completed_at).tz_convert(ZoneInfo(plan.time_zone)).tz_localize(None).normalize()
         days = float((local - person["enrolled_on"]).days)
         for item_code in order:
             if (code, item_code) in plan.dropped_items or item_code not in (answers or {}):
@@ -564,7 +578,7 @@ def iter_shape(session: Session, plan: Plan, shape: str, batch_size: int = DEFAU
 def audit_export(session: Session, plan: Plan, *, shape: str, fmt: str, complete: bool,
                  error: str | None = None) -> None:
     """Record one export (parameters and row count) in the audit trail and commit it."""
-    record(session, plan.actor, "export", "study", plan.study.id, study_id=plan.study.id,
+    record(session, plan.actor, "export", "study", plan.study_id, study_id=plan.study_id,
            after={"shape": shape, "format": fmt, **plan.filters.params(), "deidentified": plan.deidentified,
                   "date_mode": plan.date_mode if plan.shift_dates else "calendar", "rows": plan.rows,
                   "complete": complete, **({"error": error} if error else {})})
