@@ -209,6 +209,19 @@ def count_participants(session: Session, study: Study, design: Design, actor: Ac
         Participant.study_id == study.id, Participant.site_id.in_(ids))).scalar_one())
 
 
+def has_responses(session: Session, study: Study, design: Design, actor: Actor, sites: list[str] | None) -> bool:
+    """Whether any participant in scope has answered a questionnaire (context answers aside)."""
+    from api.responses.models import Response
+
+    ids = [i for c, i in design.sites.items() if (sites is None or c in sites) and actor.sees_site(i)]
+    if not ids:
+        return False
+    found = session.execute(select(Response.id).join(Participant, Participant.id == Response.participant_id).where(
+        Participant.study_id == study.id, Participant.site_id.in_(ids), Response.instrument != CONTEXT).limit(1)
+    ).first()
+    return found is not None
+
+
 def load_frame(session: Session, study: Study, actor: Actor, sites: list[str] | None = None, *,
                secret: str = "") -> pd.DataFrame:
     """The study's ``long`` frame as the exports service gives it to ``actor`` (site-scoped)."""
@@ -556,7 +569,8 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
         raise Unprocessable(["body", "slope_diff"], "the slope difference to detect must not be 0", "value_error")
     if req.design == "two_arm":
         kw = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha}
-        table = n_two_arm(req.delta, req.sd, alpha=req.alpha, power=req.power)
+        with statistical(["body", "delta"], "the sample size"):
+            table = n_two_arm(req.delta, req.sd, alpha=req.alpha, power=req.power)
 
         def power_at(n: float) -> float:
             return power_two_arm(n, **kw)
@@ -571,13 +585,19 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
             raise Unprocessable(["body", "times"], "measurement times must differ", "value_error")
         kw = {"slope_diff": req.slope_diff, "sigma2": req.sigma2, "rho": req.rho, "times": list(times),
               "alpha": req.alpha}
-        table = n_slope_difference(req.slope_diff, req.sigma2, req.rho, list(times), alpha=req.alpha,
-                                   power=req.power)
+        with statistical(["body", "slope_diff"], "the sample size"):
+            table = n_slope_difference(req.slope_diff, req.sigma2, req.rho, list(times), alpha=req.alpha,
+                                       power=req.power)
 
         def power_at(n: float) -> float:
             return power_slope_difference(n, **kw)
     arms = max(len(design.arms), 2)
-    n = int(table["n_per_arm"].iloc[0])
+    raw_n = float(table["n_per_arm"].iloc[0])
+    if not math.isfinite(raw_n) or raw_n > 10**7:
+        field_ = "delta" if req.design == "two_arm" else "slope_diff"
+        raise Unprocessable(["body", field_], "the effect to detect is too small for any feasible sample size "
+                                              "(more than 10 million per arm)", "not_estimable")
+    n = int(raw_n)
     n_att = int(math.ceil(n / (1 - req.attrition) - 1e-9))
     sample = table.assign(design=req.design, alpha=req.alpha, power=req.power, n_per_arm=n,
                           n_per_arm_with_attrition=n_att, arms=arms, n_total=n_att * arms,
@@ -589,7 +609,8 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
     if planned:
         per_arm = planned / arms
         effective = per_arm * (1 - req.attrition)
-        achieved = power_at(effective) if effective >= 2 else 0.0
+        with statistical(["body", "attrition"], "the power at the planned sample size"):
+            achieved = power_at(effective) if effective >= 2 else 0.0
         values.update(planned_per_arm=per_arm, power_at_planned=achieved,
                       adequately_powered=bool(planned >= n_att * arms))
         verdict = "adequately powered" if values["adequately_powered"] else "under-powered"
@@ -601,8 +622,9 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
     else:
         values["summary"] = (f"{n} participants per arm are needed ({n_att} allowing for attrition), "
                              f"{n_att * arms} in total; the study has no planned sample size to compare.")
-    grid = req.n_per_arm or sorted({max(2, int(round(x))) for x in np.linspace(max(2, n / 4), n * 2, 20)})
-    curve = power_curve(grid, design=req.design, **kw)
+    grid = req.n_per_arm or sorted({max(2, int(round(x))) for x in np.linspace(max(2, n / 4), max(n * 2, 4), 20)})
+    with statistical(["body", "n_per_arm"], "the power curve"):
+        curve = power_curve(grid, design=req.design, **kw)
     fig = _power_figure(curve, req.power, n, values["planned_per_arm"], (1 - req.attrition))
     return Result({"sample_size": sample, "power_curve": curve}, values, figures={f"power_{req.design}": fig})
 
@@ -679,6 +701,10 @@ def execute(session: Session, study: Study, actor: Actor, kind: str, req: _Reque
             raise Unprocessable(["body", "sites"], f"{n_participants} participants exceed this service's bound of "
                                                    f"{bound} for synchronous analyses; analyse fewer sites or run "
                                                    "`peerlens analyze`", "too_large")
+        if not has_responses(session, study, design, actor, sites):
+            loc = {"reliability": ["body", "instruments"], "retention": ["body", "by"],
+                   "attrition": ["body", "by"]}.get(kind, ["body", "outcome"])
+            raise Unprocessable(loc, "no participant in scope has questionnaire data yet", "no_data")
         secret = settings.secret_key
         if kind == "reliability":
             items = load_items(session, study, actor, sites=sites, waves=req.waves,
@@ -804,6 +830,8 @@ def write_report(session: Session, study: Study, actor: Actor, outdir: str | Pat
     design = study_design(session, study)
     outcomes = [check_scale(design, s, ["outcome", i]) for i, s in enumerate(outcomes or [])]
     mcid_map = parse_mcids(design, mcids)
+    if not has_responses(session, study, design, actor, None):
+        raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")
     frame = load_frame(session, study, actor, None, secret=secret)
     if frame.empty:
         raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")

@@ -301,6 +301,25 @@ def test_bad_request_is_422_naming_the_field(client, demo, analyst, kind, body, 
     assert detail[0]["msg"]
 
 
+@pytest.mark.parametrize("kind,body,loc", [
+    ("trajectory", {"outcome": "phq9"}, ["body", "outcome"]),
+    ("attrition", {}, ["body", "by"]),
+    ("retention", {}, ["body", "by"]),
+    ("reliability", {}, ["body", "instruments"]),
+])
+def test_study_without_answers_is_422_not_500(client, admin, make_study, enrol, kind, body, loc):
+    study = make_study()
+    enrol(study, site="north", arm="group")
+    r = client.post(f"/studies/{study.id}/analyses/{kind}", json=body, headers=admin.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc and r.json()["detail"][0]["type"] == "no_data"
+
+
+def test_power_for_an_unreachable_effect_is_422(client, demo, analyst):
+    r = post(client, demo, "power", {"design": "two_arm", "delta": 1e-9, "sd": 1e9}, analyst.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "delta"], r.text
+
+
 def test_failed_runs_write_nothing(client, demo, analyst, engine):
     from api.audit.models import AuditEvent
 
