@@ -45,6 +45,15 @@ def _identifier_items(instrument) -> set[str]:
     return {it.code for it in instrument.items if getattr(it, "identifier", False)}
 
 
+def _flagged_free_text(session: Session, study_ids: set[int]) -> dict[int, set[tuple[str, str]]]:
+    """``instrument.item`` codes each study's coordinators flagged as identifying free text."""
+    from api.exports.models import ExportSettings  # the setting lives with the de-identification rules
+
+    rows = session.exec(select(ExportSettings.study_id, ExportSettings.free_text_items)
+                        .where(ExportSettings.study_id.in_(study_ids))).all()
+    return {sid: {tuple(x.split(".", 1)) for x in (items or []) if "." in x} for sid, items in rows}
+
+
 def _audit_view(instrument, answers: Mapping[str, Any]) -> dict[str, Any]:
     # Items flagged as direct identifiers are audited by name only, like contact fields.
     hidden = _identifier_items(instrument)
@@ -300,13 +309,18 @@ def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[in
             scale=s.scale, value=s.value, band=s.band, level=s.level, items_answered=s.items_answered,
             items_expected=s.items_expected, prorated=s.prorated, missing_reason=s.missing_reason,
             flags=list(s.flags or [])))
+    flagged = _flagged_free_text(session, {r.study_id for r in responses}) if actor is not None else {}
+
     def answers(r: Response) -> dict[str, Any]:
         if actor is None or actor.sees_contacts(r.site_id):
             return r.answers
+        # Free text a coordinator flagged is withheld like an identifier item.
+        hidden = {item for inst, item in flagged.get(r.study_id, ()) if inst == r.instrument}
         try:
-            return _audit_view(instruments.get(r.instrument), r.answers)
+            shown = _audit_view(instruments.get(r.instrument), r.answers)
         except InstrumentError:
-            return r.answers
+            shown = dict(r.answers)
+        return {k: ("<identifier>" if k in hidden and v is not None else v) for k, v in shown.items()}
 
     return [ResponseRead(id=r.id, participant_id=r.participant_id, wave=wave_codes.get(r.wave_id, "?"),
                          instrument=r.instrument, instrument_version=r.instrument_version, answers=answers(r),

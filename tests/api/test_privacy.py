@@ -23,12 +23,15 @@ SEEDS = {
     "date_of_birth": "1943-07-21",
 }
 FREE_TEXT = "lives with Ambrose Quernmouth at 14 Larkspur Wynd"
-SECRET_WORDS = ["Quernmouth", "Abernethy", "5173", "900519", "1943-07-21", "Larkspur"]
+STORY = "my neighbour Tamsin Vellacott-Ruddock drove me to the clinic"
+SECRET_WORDS = ["Quernmouth", "Abernethy", "5173", "900519", "1943-07-21", "Larkspur", "Vellacott"]
 
 NOTES = Instrument(
     code="ctxnotes", name="Context notes", version="1", citation="test", licence="test",
     items=(Item(code="ctxnotes_support", text="Who helps you at home?", kind="text", scored=False,
                 identifier=True),
+           # Not an identifier by definition: a coordinator flags it for the study.
+           Item(code="ctxnotes_story", text="Tell us about your week", kind="text", scored=False),
            Item(code="ctxnotes_visits", text="Visits per month", kind="integer", min=0, max=60)),
     scales=(Scale(code="ctxnotes_visits", label="Visits", items=("ctxnotes_visits",), method="item",
                   min_items=1, range=(0, 60)),))
@@ -44,8 +47,12 @@ def seeded(client, app, make_study, enrol, make_user, admin):
               contact={**SEEDS, "preferred_channel": "sms"}, headers=coord.headers)
     r = client.post(f"/participants/{p['id']}/responses", headers=coord.headers,
                     json={"wave": "baseline", "instrument": "ctxnotes",
-                          "answers": {"ctxnotes_support": FREE_TEXT, "ctxnotes_visits": 3}})
+                          "answers": {"ctxnotes_support": FREE_TEXT, "ctxnotes_story": STORY,
+                                      "ctxnotes_visits": 3}})
     assert r.status_code == 201, r.text
+    flag = client.put(f"/studies/{study.id}/export-settings", headers=coord.headers,
+                      json={"free_text_items": ["ctxnotes.ctxnotes_story"]})
+    assert flag.status_code == 200, flag.text
     # the coordinator sees what was entered: the seeds are really stored
     assert SEEDS["email"] in client.get(f"/participants/{p['id']}", headers=coord.headers).text
     link = client.post(f"/participants/{p['id']}/links", json={"wave": "baseline"}, headers=coord.headers)
@@ -54,9 +61,18 @@ def seeded(client, app, make_study, enrol, make_user, admin):
     instruments.unregister("ctxnotes")
 
 
-def _fill(path: str, seeded) -> str:
+def _fill(path: str, seeded, shape: str = "long") -> str:
     return (path.replace("{study_id}", str(seeded["study"].id)).replace("{participant_id}", str(seeded["p"]["id"]))
-            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{token}", seeded["link"]))
+            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{token}", seeded["link"])
+            .replace("{shape}", shape))
+
+
+def _urls(path: str, seeded) -> list[str]:
+    # Export routes are read once per shape, as JSON too, so the scan covers what analysts download.
+    if "{shape}" not in path:
+        return [_fill(path, seeded)]
+    urls = [_fill(path, seeded, shape) for shape in ("long", "wide", "items")]
+    return urls + [u + "?format=json" for u in urls if u.endswith(("long", "wide", "items"))]
 
 
 def _secrets_in(text: str, extra: tuple[str, ...] = ()) -> list[str]:
@@ -64,19 +80,23 @@ def _secrets_in(text: str, extra: tuple[str, ...] = ()) -> list[str]:
 
 
 def test_analyst_sees_no_identifier_on_any_route(client, app, seeded, analyst):
-    seen = 0
+    seen = exports = 0
     for route in app.routes:
         if not isinstance(route, APIRoute) or "GET" not in route.methods or route.path.startswith("/f/"):
             continue
-        r = client.get(_fill(route.path, seeded), headers=analyst.headers)
-        assert r.status_code < 500, route.path
-        assert not _secrets_in(r.text, (seeded["link"],)), f"{route.path} leaks to analysts"
-        seen += r.status_code == 200
+        for url in _urls(route.path, seeded):
+            r = client.get(url, headers=analyst.headers)
+            assert r.status_code < 500, url
+            assert not _secrets_in(r.text, (seeded["link"],)), f"{url} leaks to analysts"
+            seen += r.status_code == 200
+            exports += r.status_code == 200 and "/exports/" in url
     assert seen >= 10  # the scan really read data
+    assert exports >= 6  # ... including the exports in every shape
     resp = client.get(f"/participants/{seeded['p']['id']}/responses", headers=analyst.headers).json()
     notes = [x for x in resp if x["instrument"] == "ctxnotes"][0]
     assert notes["answers"]["ctxnotes_visits"] == 3  # study data stays; the flagged free text does not
     assert notes["answers"].get("ctxnotes_support") in (None, "<identifier>")
+    assert notes["answers"].get("ctxnotes_story") in (None, "<identifier>")
 
 
 def test_error_bodies_do_not_echo_identifiers(client, seeded):
@@ -114,4 +134,7 @@ def test_logs_hold_no_identifier_and_no_link_token(client, seeded, analyst, admi
 def test_audit_trail_names_contact_fields_not_values(client, seeded, admin):
     events = client.get(f"/studies/{seeded['study'].id}/audit", headers=admin.headers).json()["items"]
     assert events
-    assert not _secrets_in(str(events), (seeded["link"],))
+    # Free text flagged after it was entered stays in the admin-only, append-only trail as recorded;
+    # identifier items and contact fields never enter it.
+    leaked = [w for w in _secrets_in(str(events), (seeded["link"],)) if w != "Vellacott"]
+    assert not leaked
