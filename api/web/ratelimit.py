@@ -5,6 +5,11 @@ link (``/f/...``). Once an address has ``limit`` failures within ``window`` seco
 requests that try a token or a link get 429 (with ``Retry-After``) until the oldest failure
 leaves the window. Requests without a token are not affected: they cannot guess anything.
 
+Link failures and token failures are counted apart (the key is kind and address), so someone
+guessing form links from a clinic's shared address does not lock its staff out of the API.
+Behind a reverse proxy, start uvicorn with ``--proxy-headers --forwarded-allow-ips=<proxy>`` so
+the address is the client's, not the proxy's.
+
 One process keeps one window; several workers each keep their own, which still bounds guessing
 to ``workers × limit`` per window.
 
@@ -82,7 +87,8 @@ class FailedAttemptGuard:
         if not (has_token or _is_link_path(path)):
             return await self.app(scope, receive, send)
         client = scope.get("client")
-        key = client[0] if client else "unknown"
+        kind = "link" if _is_link_path(path) else "token"
+        key = f"{kind}:{client[0] if client else 'unknown'}"
         wait = self.limiter.retry_after(key)
         if wait is not None:
             return await self._too_many(send, wait, html=_is_link_path(path))
