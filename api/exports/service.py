@@ -361,6 +361,10 @@ def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> p
                 buf += block
     arrow = {"int64": pa.int64(), "string": pa.string(), "float64": pa.float64(), "bool": pa.bool_(),
              "timestamp": pa.timestamp("us", tz="UTC")}
+    if not buf:
+        # Arrow refuses an empty CSV; a batch of participants with nothing answered yet is normal.
+        table = pa.table({n: pa.array([], type=arrow[t]) for n, t in zip(names, types)})
+        return table.to_pandas().astype({n: object for n, t in zip(names, types) if t == "string"})
     table = pacsv.read_csv(pa.py_buffer(bytes(buf)),
                            read_options=pacsv.ReadOptions(column_names=names),
                            convert_options=pacsv.ConvertOptions(

@@ -330,3 +330,13 @@ def test_settings_reject_unknown_items_and_analysts(client, admin, analyst, coho
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "date_mode"
     r = client.put(f"/studies/{study.id}/export-settings", json={"date_mode": "shift"}, headers=analyst.headers)
     assert r.status_code == 403
+
+
+def test_a_study_with_participants_but_no_answers_exports_headers_only(client, analyst, make_study, enrol):
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9"]),))
+    enrol(study, site="north", enrolled_on="2026-01-05")
+    for shape in ("long", "wide", "items"):
+        blob = _get(client, analyst, study, shape, format="csv")
+        frame = pd.read_csv(io.BytesIO(blob))
+        assert len(frame) == 0 and "participant" in frame.columns, shape
+    assert json.loads(_get(client, analyst, study, "long", format="json")) == []
