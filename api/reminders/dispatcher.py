@@ -37,6 +37,7 @@ from sqlmodel import Session, select
 from api.audit.service import record
 from api.auth.service import Actor
 from api.db import UTCDateTime
+from api.errors import ApiError
 from api.participants.models import Participant, ParticipantContact
 from api.reminders import templates, tokens
 from api.reminders.channels import EmailChannel, Outgoing, SendError, SmsWebhookChannel, scrub
@@ -231,12 +232,12 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             link = plan.form_url or ""
             if issue_link is not None and "link" in templates.fields(plan.body + (plan.sms_body or "")):
                 try:
-                    with session.begin_nested():  # a failing link must not undo the claim
-                        _, link = issue_link(session, participant, wave, self.actor, now=self.clock.now(),
-                                              base_url=self.settings.base_url)
-                except Exception as exc:  # noqa: BLE001 - fall back to the coordinator's URL
-                    log.warning("links service failed for reminder %s (%s); using form_url", rem.id,
-                                type(exc).__name__)
+                    _, link = issue_link(session, participant, wave, self.actor, now=self.clock.now(),
+                                         base_url=self.settings.base_url)
+                except ApiError as exc:
+                    # Refusals (window past, nothing to offer) come before any write: fall back to
+                    # the coordinator's URL. Anything else aborts the claim; the rows stay due.
+                    log.info("no personal link for reminder %s (%s); using form_url", rem.id, exc.errors[0]["type"])
                     link = plan.form_url or ""
             closes_on = (rem.window_closes_at.astimezone(tz) - timedelta(days=1)).date().isoformat()
             values = {"name": contact.name or "", "link": link, "wave": wave.code, "study": study.title,
@@ -382,8 +383,15 @@ def run_worker(engine, settings, *, clock: Clock | None = None, interval: float 
     try:
         while True:
             started = time.monotonic()
-            planned = plan_all(factory, clock) if plan else None
-            stats = disp.run_once()
+            try:
+                planned = plan_all(factory, clock) if plan else None
+                stats = disp.run_once()
+            except Exception as exc:  # noqa: BLE001 - a long-running worker survives a bad round
+                if once:
+                    raise
+                log.error("reminder round failed (%s); retrying in %.0f s", type(exc).__name__, interval)
+                time.sleep(interval)
+                continue
             if echo is not None:
                 p = f"planned {planned.planned}, cancelled {planned.cancelled}; " if planned else ""
                 echo(f"{p}claimed {stats.claimed}, sent {stats.sent}, cancelled {stats.cancelled}, "

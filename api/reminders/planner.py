@@ -174,11 +174,20 @@ def cancel_ineligible(session: Session, now: datetime, *, scope: str, params: di
     One ``UPDATE … RETURNING``; one audit event per cancelled row (no identifiers: ids, wave,
     step, reason). Returns the cancelled rows ``(id, study_id, site_id, wave_id, step, reason)``.
     """
+    # The reasons are computed once per row in a materialised CTE, then applied by id; the scope
+    # is repeated on the target so that PostgreSQL re-checks it on rows another transaction
+    # changed meanwhile (a row claimed by a worker is no longer 'pending').
     stmt = text(f"""
-UPDATE reminder SET status = 'cancelled', cancel_reason = {CANCEL_REASON_SQL}, updated_at = :now,
+WITH c AS MATERIALIZED (
+  SELECT rid, reason FROM (SELECT reminder.id AS rid, {CANCEL_REASON_SQL} AS reason
+                           FROM reminder WHERE {scope}) AS r0
+  WHERE reason IS NOT NULL)
+UPDATE reminder SET status = 'cancelled', cancel_reason = c.reason, updated_at = :now,
                     claimed_by = NULL, retry_at = NULL
-WHERE {scope} AND {CANCEL_REASON_SQL} IS NOT NULL
-RETURNING id, study_id, site_id, wave_id, step, cancel_reason""")
+FROM c
+WHERE reminder.id = c.rid AND {scope}
+RETURNING reminder.id, reminder.study_id, reminder.site_id, reminder.wave_id, reminder.step,
+          reminder.cancel_reason""")
     binds = [bindparam("now", type_=UTCDateTime())] + [bindparam(n, expanding=True) for n in expanding]
     rows = session.connection().execute(stmt.bindparams(*binds), {"now": now, **params}).all()
     for r in rows:

@@ -207,6 +207,13 @@ def test_planner_cancels_when_withdrawn_opted_out_unreachable_or_completed(setup
     events = audit(engine, study.id, "cancel")
     assert len(events) == 12 and {ev.after["reason"] for ev in events} >= {"opted_out", "completed"}
     assert run_planner(engine, study.id, clock).planned == 0   # cancelled rows are not planned again
+    from api.participants.service import schedule
+
+    with Session(engine) as s:   # the planner's "completed" is the participant schedule's
+        assert {w.wave: w.state for w in schedule(s, s.get(Participant, d), today=date(2026, 1, 6))}[
+            "baseline"] == "completed"
+        assert {w.wave: w.state for w in schedule(s, s.get(Participant, e), today=date(2026, 1, 6))}[
+            "baseline"] == "open"
 
 
 # -- dispatcher --------------------------------------------------------------------------------------
