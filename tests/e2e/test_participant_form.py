@@ -46,6 +46,14 @@ def server(app):
     old_level = root.level
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # Another server in this process may have applied uvicorn's default logging config, which
+    # stops its loggers from propagating; the records must reach the captured root handler.
+    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.disabled = False
+        logger.setLevel(logging.INFO)
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=True,
                             log_level="info", lifespan="off")
