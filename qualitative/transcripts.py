@@ -420,6 +420,19 @@ def _read_cue_blocks(text: str) -> list[list[str]]:
     return [b.split("\n") for b in re.split(r"\n[ \t]*\n", _normalise_newlines(text).strip()) if b.strip()]
 
 
+def _timed_cues(blocks) -> list[tuple[str | None, str, float, float]]:
+    """(speaker, text, start, end) of every block holding a ``start --> end`` line (VTT and SRT)."""
+    cues = []
+    for block in blocks:
+        idx = next((i for i, l in enumerate(block) if _CUE_TIME_RE.match(l)), None)
+        if idx is None:
+            continue
+        m = _CUE_TIME_RE.match(block[idx])
+        speaker, body = _cue_speaker_and_text(block[idx + 1:])
+        cues.append((speaker, body, _seconds(m.group("a")), _seconds(m.group("b"))))
+    return cues
+
+
 def parse_vtt(
     text: str,
     id: str = "transcript",
@@ -447,16 +460,7 @@ def parse_vtt(
     blocks = _read_cue_blocks(text)
     if not blocks or not blocks[0][0].lstrip("\ufeff").startswith("WEBVTT"):
         raise ValueError("not a WebVTT file: the first line must be 'WEBVTT'")
-    cues = []
-    for block in blocks[1:]:
-        if block[0].startswith(("NOTE", "STYLE", "REGION")):
-            continue
-        idx = next((i for i, l in enumerate(block) if _CUE_TIME_RE.match(l)), None)
-        if idx is None:
-            continue
-        m = _CUE_TIME_RE.match(block[idx])
-        speaker, body = _cue_speaker_and_text(block[idx + 1:])
-        cues.append((speaker, body, _seconds(m.group("a")), _seconds(m.group("b"))))
+    cues = _timed_cues(b for b in blocks[1:] if not b[0].startswith(("NOTE", "STYLE", "REGION")))
     items = _merge_cues(cues, merge_consecutive)
     return _transcript_from_turn_texts(
         items,
@@ -490,14 +494,7 @@ def parse_srt(
     >>> [u.speaker for u in parse_srt(srt).turns]
     ['Interviewer', 'P03']
     """
-    cues = []
-    for block in _read_cue_blocks(text):
-        idx = next((i for i, l in enumerate(block) if _CUE_TIME_RE.match(l)), None)
-        if idx is None:
-            continue
-        m = _CUE_TIME_RE.match(block[idx])
-        speaker, body = _cue_speaker_and_text(block[idx + 1:])
-        cues.append((speaker, body, _seconds(m.group("a")), _seconds(m.group("b"))))
+    cues = _timed_cues(_read_cue_blocks(text))
     if not cues:
         raise ValueError("no SRT cues found")
     items = _merge_cues(cues, merge_consecutive)
