@@ -27,6 +27,7 @@ import re
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -59,18 +60,26 @@ CONTEXT = "context"
 # What the analysis library raises when the data cannot support a model.
 _STAT_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticError, np.linalg.LinAlgError, KeyError,
                                                  IndexError)
-try:  # lifelines' convergence failure derives from ArithmeticError in current releases; be explicit
-    from lifelines.exceptions import ConvergenceError as _LifelinesConvergence
 
-    _STAT_ERRORS += (_LifelinesConvergence,)
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from patsy import PatsyError
 
-    _STAT_ERRORS += (PatsyError,)
-except ImportError:  # pragma: no cover
-    pass
+@lru_cache(maxsize=1)
+def _stat_errors() -> tuple[type[BaseException], ...]:
+    """:data:`_STAT_ERRORS` plus lifelines' and patsy's, resolved on first failure: importing
+    lifelines at start-up would load its whole model stack into every API process."""
+    errors = _STAT_ERRORS
+    try:  # lifelines' convergence failure derives from ArithmeticError in current releases; be explicit
+        from lifelines.exceptions import ConvergenceError as _LifelinesConvergence
+
+        errors += (_LifelinesConvergence,)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from patsy import PatsyError
+
+        errors += (PatsyError,)
+    except ImportError:  # pragma: no cover
+        pass
+    return errors
 
 
 # ---- the study's design --------------------------------------------------------------------------
@@ -189,7 +198,7 @@ def statistical(loc: list, what: str) -> Iterator[None]:
     """Turn a failure of the analysis library into a 422 in plain words naming ``loc``."""
     try:
         yield
-    except _STAT_ERRORS as exc:
+    except _stat_errors() as exc:
         msg = str(exc).strip().strip("'\"") or type(exc).__name__
         log.info("analysis not estimable (%s): %s", what, type(exc).__name__)
         raise Unprocessable(loc, f"{what} could not be estimated from these data: {msg}",

@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 from sqlmodel import Session, select
 
-import qualitative as q
 from api.audit.service import record
 from api.auth.service import Actor
 from api.errors import NotFound, Unprocessable
 from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study
 from api.transcripts import service
+from api.transcripts.service import q  # imported on first use (see service._Lazy)
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
 
 UNITS_AGREEMENT = ("turn", "paragraph", "segment")

@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
-import qualitative as q
 from api.audit.service import record
 from api.auth.service import Actor
 from api.db import utcnow
@@ -32,9 +31,27 @@ from api.transcripts.models import (
     CodeHistory, QualCode, QualCoding, QualMemo, Suggestion, Transcript, TranscriptOriginal,
 )
 
+
+class _Lazy:
+    """A module imported on first attribute access. :mod:`qualitative` brings spaCy, scikit-learn
+    and pandas plotting with it; most API processes never touch a transcript, so start-up does not
+    pay for them."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+q = _Lazy("qualitative")
+
 SUFFIX_FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
                   ".vtt": "vtt", ".srt": "srt", ".docx": "docx"}
-PARSERS = {"text": q.parse_text, "markdown": q.parse_markdown, "vtt": q.parse_vtt, "srt": q.parse_srt}
+# Parser function names in :mod:`qualitative`, looked up when a file is parsed.
+PARSERS = {"text": "parse_text", "markdown": "parse_markdown", "vtt": "parse_vtt", "srt": "parse_srt"}
 
 
 # --------------------------------------------------------------------------- NER pipeline
@@ -122,7 +139,7 @@ def parse_upload(data: bytes, filename: str, fmt: str | None, *, participant: st
             t = q.parse_docx(io.BytesIO(data), id="upload", **kwargs)
         else:
             text = data.decode("utf-8-sig")
-            t = PARSERS[fmt](text, id="upload", **kwargs)
+            t = getattr(q, PARSERS[fmt])(text, id="upload", **kwargs)
     except UnicodeDecodeError:
         raise Unprocessable(["body", "file"], "text files must be UTF-8", "invalid_encoding") from None
     except Exception:  # noqa: BLE001 - a malformed file of any kind is the client's error
