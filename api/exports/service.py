@@ -364,14 +364,25 @@ def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> p
     if not buf:
         # Arrow refuses an empty CSV; a batch of participants with nothing answered yet is normal.
         table = pa.table({n: pa.array([], type=arrow[t]) for n, t in zip(names, types)})
-        return table.to_pandas().astype({n: object for n, t in zip(names, types) if t == "string"})
-    table = pacsv.read_csv(pa.py_buffer(bytes(buf)),
+        return _strings_as_objects(table.to_pandas(), names, types)
+    # Arrow reads the bytearray in place (no copy of the batch's CSV text).
+    table = pacsv.read_csv(pa.py_buffer(buf),
                            read_options=pacsv.ReadOptions(column_names=names),
                            convert_options=pacsv.ConvertOptions(
                                column_types={n: arrow[t] for n, t in zip(names, types)},
                                true_values=["t"], false_values=["f"], strings_can_be_null=True,
                                quoted_strings_can_be_null=False))
-    return table.to_pandas(types_mapper=None).astype({n: object for n, t in zip(names, types) if t == "string"})
+    del buf
+    df = table.to_pandas(types_mapper=None, split_blocks=True, self_destruct=True)
+    del table  # self_destruct hands the Arrow buffers to pandas column by column instead of doubling them
+    return _strings_as_objects(df, names, types)
+
+
+def _strings_as_objects(df: pd.DataFrame, names: list[str], types: list[str]) -> pd.DataFrame:
+    """String columns as Python objects (the SQLite path's dtype); columns already so are left as
+    they are rather than copied."""
+    todo = {n: object for n, t in zip(names, types) if t == "string" and df[n].dtype != object}
+    return df.astype(todo) if todo else df
 
 
 def _long_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:

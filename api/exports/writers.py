@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from api.exports.dictionary import Column
 
@@ -82,13 +81,17 @@ def write_csv(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterato
     # Arrow's CSV writer (C++) instead of DataFrame.to_csv: same text, several times faster.
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     schema = pa.schema([pa.field(c.name, pa.string() if c.kind == "datetime" else _ARROW[c.kind]) for c in columns])
+    times = [c.name for c in columns if c.kind == "datetime"]
     for df in batches:
         if len(df):
             df = conform(df, columns)
-            df = df.assign(**{c.name: df[c.name].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
-                              for c in columns if c.kind == "datetime"})
+            if times:
+                df = df.assign(**{name: df[name].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object) for name in times})
+            table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            del df
             sink = pa.BufferOutputStream()
-            pacsv.write_csv(pa.Table.from_pandas(df, schema=schema, preserve_index=False), sink, options)
+            pacsv.write_csv(table, sink, options)
+            del table
             yield sink.getvalue().to_pybytes()
 
 
@@ -159,6 +162,8 @@ class _Chunks:
 def write_parquet(batches: Iterable[pd.DataFrame], columns: list[Column],
                   dictionary: dict[str, Any] | None = None) -> Iterator[bytes]:
     """Parquet, one row group per batch, streamed as each row group is finished."""
+    import pyarrow.parquet as pq  # only Parquet exports need it; keeps it out of start-up
+
     schema = arrow_schema(columns, dictionary)
     sink = _Chunks()
     writer = pq.ParquetWriter(pa.PythonFile(sink, mode="w"), schema, compression="zstd")
