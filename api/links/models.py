@@ -12,6 +12,10 @@ from api.db import UTCDateTime, utcnow
 class ParticipantLink(SQLModel, table=True):
     """A link ``/f/{token}``; the database keeps the SHA-256 of the token only.
 
+    The token is an HMAC of ``nonce`` under the server's secret key, so the service can show the
+    same live link again (to a coordinator, in every reminder) without storing it: a copy of the
+    database alone still opens no form.
+
     At most one link per participant and wave is live: issuing another revokes it. The link
     works from the wave window's opening to its close plus the grace period (``expires_at``
     records that moment as computed at issue time).
@@ -27,6 +31,7 @@ class ParticipantLink(SQLModel, table=True):
     participant_id: int = Field(foreign_key="participant.id", ondelete="CASCADE")
     wave_id: int = Field(foreign_key="wave.id")
     token_hash: str = Field(max_length=64)
+    nonce: str | None = Field(default=None, max_length=43)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     created_by: int | None = Field(default=None, foreign_key="app_user.id")
     expires_at: datetime = Field(sa_type=UTCDateTime)

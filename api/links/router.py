@@ -20,7 +20,8 @@ LINK_ROLES = ("admin", "coordinator")
 @router.get("/participants/{participant_id}/links", response_model=list[LinkStatus])
 def list_links(actor: Actor = Depends(authorize(*LINK_ROLES)),
                participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
-    """Each wave's link state and which instruments the web form offers (and why not)."""
+    """Each wave's link state, the live link (the one reminders send), and which instruments the
+    web form offers (and why not). Listing never issues or revokes anything."""
     return service.link_status(session, participant)
 
 
@@ -29,14 +30,14 @@ def issue(body: LinkCreate, http_response: HttpResponse, actor: Actor = Depends(
           participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
     """Issue (or re-issue, revoking the previous one) the personal link for a wave.
 
-    The token is in this response only; the service keeps its hash.
+    The service keeps the token's hash and the nonce it is derived from, never the token.
     """
     wave = get_wave(session, participant.study_id, body.wave)
     link, url = service.issue_link(session, participant, wave, actor)
     session.commit()
     http_response.headers["Cache-Control"] = "no-store"
     status = next(s for s in service.link_status(session, participant) if s.wave == wave.code)
-    return LinkIssued(**status.model_dump(), url=url, token=url.rsplit("/", 1)[1])
+    return LinkIssued(**{**status.model_dump(), "url": url}, token=url.rsplit("/", 1)[1])
 
 
 @router.delete("/participants/{participant_id}/links/{wave_code}", status_code=204)

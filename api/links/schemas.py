@@ -34,8 +34,9 @@ class LinkStatus(BaseModel):
     opens_at: datetime
     closes_at: datetime
     instruments: list[OfferedInstrument]
+    url: str | None = Field(None, description="the live personal link (the one reminders send), if any")
 
 
 class LinkIssued(LinkStatus):
-    url: str = Field(description="the personal link; shown once, only the hash is kept")
+    url: str = Field(description="the personal link")
     token: str

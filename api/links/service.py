@@ -1,7 +1,9 @@
 """Issuing, resolving and revoking personal form links.
 
-A link token is ``secrets.token_urlsafe(32)`` (256 random bits). Only its SHA-256 is stored, so a
-copy of the database does not open anyone's form. A token resolves only while its wave is open
+A link token is the HMAC-SHA256 of a random 128-bit nonce under the server's secret key (256 bits,
+URL-safe). Only the nonce and the token's SHA-256 are stored, so a copy of the database does not
+open anyone's form, while the service can show the same live link again (:func:`live_link`):
+every reminder of a wave carries one link, and an earlier message's link keeps working. A token resolves only while its wave is open
 (window opening to close plus the grace period), while the participant takes part, and until it
 is revoked; every other case looks exactly like an unknown token to the caller.
 
@@ -14,7 +16,9 @@ Examples
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -44,6 +48,26 @@ _TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_-]{40,64}$")
 
 def hash_link_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _token_for(nonce: str) -> str:
+    from api.config import get_settings
+
+    mac = hmac.new(get_settings().secret_key.encode(), f"participant-link:{nonce}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def _url(base_url: str | None, token: str) -> str:
+    if base_url is None:
+        from api.config import get_settings
+
+        base_url = get_settings().base_url
+    return f"{base_url.rstrip('/')}/f/{token}"
+
+
+def link_url(link: ParticipantLink, base_url: str | None = None) -> str | None:
+    """The URL of a stored link, or None for links issued before tokens were derivable."""
+    return _url(base_url, _token_for(link.nonce)) if link.nonce else None
 
 
 def offer(code: str) -> tuple[bool, str | None]:
@@ -166,21 +190,43 @@ def issue_link(session: Session, participant: Participant, wave: Wave, actor: Ac
         record(session, actor, "revoke", "participant_link", old_id, study_id=participant.study_id,
                site_id=participant.site_id, after={"participant_id": participant.id, "wave": wave.code,
                                                    "reason": "reissued"})
-    token = secrets.token_urlsafe(32)
+    nonce = secrets.token_urlsafe(16)
+    token = _token_for(nonce)
     link = ParticipantLink(study_id=participant.study_id, site_id=participant.site_id,
                            participant_id=participant.id, wave_id=wave.id, token_hash=hash_link_token(token),
-                           created_at=now, created_by=actor.user_id, expires_at=expires_at)
+                           nonce=nonce, created_at=now, created_by=actor.user_id, expires_at=expires_at)
     session.add(link)
     session.flush()
     record(session, actor, "create", "participant_link", link.id, study_id=participant.study_id,
            site_id=participant.site_id,
            after={"participant_id": participant.id, "wave": wave.code, "expires_at": expires_at.isoformat(),
                   "replaces": [r[0] for r in revoked]})
-    if base_url is None:
-        from api.config import get_settings
+    return link, _url(base_url, token)
 
-        base_url = get_settings().base_url
-    return link, f"{base_url.rstrip('/')}/f/{token}"
+
+def live_link(session: Session, participant: Participant, wave: Wave, actor: Actor, *,
+              now: datetime | None = None, base_url: str | None = None,
+              grace: timedelta | None = None) -> tuple[ParticipantLink, str]:
+    """The participant's live link for ``wave``, issuing one only when there is none.
+
+    Reminders use it so that every message of a wave carries the same link: re-issuing would
+    revoke the link in the participant's earlier messages.
+
+    Examples
+    --------
+    >>> _, first = live_link(session, participant, wave, actor)  # doctest: +SKIP
+    >>> live_link(session, participant, wave, actor)[1] == first  # doctest: +SKIP
+    True
+    """
+    now = now or utcnow()
+    link = session.exec(select(ParticipantLink).where(
+        ParticipantLink.participant_id == participant.id, ParticipantLink.wave_id == wave.id,
+        ParticipantLink.revoked_at.is_(None)).order_by(ParticipantLink.id.desc())).first()
+    if (link is not None and link.nonce and now < link.expires_at
+            and participant.status in ANSWERING_STATUSES):
+        ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
+        return link, link_url(link, base_url)
+    return issue_link(session, participant, wave, actor, now=now, base_url=base_url, grace=grace)
 
 
 def resolve(session: Session, token: str, now: datetime | None = None, *,
@@ -257,7 +303,8 @@ def link_status(session: Session, participant: Participant, *, now: datetime | N
             state = "active"
         out.append(LinkStatus(wave=w.code, state=state, issued_at=link.created_at if link else None,
                               expires_at=link.expires_at if link else None, opens_at=opens_at,
-                              closes_at=closes_at, instruments=offered))
+                              closes_at=closes_at, instruments=offered,
+                              url=link_url(link) if state in ("active", "not_open") else None))
     return out
 
 

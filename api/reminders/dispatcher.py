@@ -66,12 +66,12 @@ def deployment_tag(secret_key: str) -> str:
 
 
 def links_issuer():
-    """``api.links.service.issue_link`` when the links domain exists, else None."""
+    """``api.links.service.live_link`` (one link per wave, issued once), or None without the links domain."""
     try:
-        from api.links.service import issue_link  # type: ignore[import-not-found]
+        from api.links.service import live_link
     except ImportError:
         return None
-    return issue_link
+    return live_link
 
 
 RECORD_QUEUE = 8  # sent-but-unrecorded messages a crash can leave behind, at most (plus one in flight)

@@ -64,7 +64,7 @@ def test_issue_stores_only_a_hash_and_lists_state(client, engine, enrol, study, 
     body = _issue(client, p["id"], coord_north.headers)
     token = body["token"]
     assert body["url"].endswith("/f/" + token)
-    assert len(token) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", token)  # 32 random bytes, URL-safe
+    assert len(token) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", token)  # a 256-bit HMAC, URL-safe
     assert body["state"] == "active"
     offered = {i["instrument"]: i for i in body["instruments"]}
     assert offered["phq9"]["offered"] and offered["gad7"]["offered"]
@@ -79,9 +79,42 @@ def test_issue_stores_only_a_hash_and_lists_state(client, engine, enrol, study, 
 
     listed = client.get(f"/participants/{p['id']}/links", headers=coord_north.headers)
     assert listed.status_code == 200
-    assert token not in listed.text
     states = {w["wave"]: w["state"] for w in listed.json()}
     assert states == {"baseline": "active", "lic": "none", "m1": "none"}
+    # The live link can be shown again (derived from the stored nonce), without re-issuing it.
+    urls = {w["wave"]: w["url"] for w in listed.json()}
+    assert urls == {"baseline": body["url"], "lic": None, "m1": None}
+    with Session(engine) as s:
+        assert len(s.exec(select(ParticipantLink).where(ParticipantLink.participant_id == p["id"])).all()) == 1
+        assert all(r.nonce and token not in r.nonce for r in rows)
+    assert client.get(f"/f/{token}").status_code == 200
+
+
+def test_reminders_reuse_the_live_link_instead_of_revoking_it(client, engine, enrol, study, coord_north):
+    from api.auth.service import Actor
+    from api.links.models import ParticipantLink
+    from api.links.service import live_link
+    from api.participants.models import Participant
+    from api.studies.models import Wave
+
+    p = _participant(enrol, study)
+    with Session(engine, expire_on_commit=False) as s:
+        participant = s.get(Participant, p["id"])
+        wave = s.exec(select(Wave).where(Wave.study_id == study.id, Wave.code == "baseline")).one()
+        _, first = live_link(s, participant, wave, Actor.system())
+        _, second = live_link(s, participant, wave, Actor.system())
+        s.commit()
+        assert first == second
+        assert len(s.exec(select(ParticipantLink).where(ParticipantLink.participant_id == p["id"])).all()) == 1
+    # The link in the first message still opens the form after the second message went out.
+    assert client.get("/f/" + first.rsplit("/", 1)[1]).status_code == 200
+    # A coordinator's re-issue revokes it; the next reminder then carries the new link.
+    reissued = _issue(client, p["id"], coord_north.headers)["url"]
+    assert client.get("/f/" + first.rsplit("/", 1)[1]).status_code == 404
+    with Session(engine, expire_on_commit=False) as s:
+        participant = s.get(Participant, p["id"])
+        wave = s.exec(select(Wave).where(Wave.study_id == study.id, Wave.code == "baseline")).one()
+        assert live_link(s, participant, wave, Actor.system())[1] == reissued
 
 
 def test_link_opens_the_form_and_reissue_revokes_the_old_one(client, enrol, study, coord_north, admin):
