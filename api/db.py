@@ -13,11 +13,12 @@ Examples
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
@@ -136,11 +137,21 @@ def end_read(session: Session) -> None:
         session.commit()
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """FastAPI dependency: a session on the application's engine, closed after the request.
 
     Routes commit explicitly once the service has done its work; anything not committed is rolled
     back when the session closes, so a failing request leaves nothing half-written.
+
+    Opening a session does no I/O, and neither does closing one that holds no connection (the
+    route committed), so both run on the event loop instead of costing two worker-thread hops;
+    a close that must roll back a connection still runs in a worker thread.
     """
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+    session = Session(request.app.state.engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()

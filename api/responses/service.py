@@ -13,8 +13,8 @@ from typing import Any
 
 import instruments
 from instruments.model import InstrumentError, ValidationFailed
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, delete, insert
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from api.audit.service import record
@@ -27,7 +27,6 @@ from api.participants.service import local_date, window
 from api.responses.models import MODES, IdempotencyKey, Response, Score
 from api.responses.schemas import ResponseRead, ScoreRead
 from api.studies.models import Study, Wave
-from api.studies.service import get_wave
 
 # A device clock a few minutes ahead of the server is not an error.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -122,16 +121,13 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
     key_hash = None
     if idempotency_key is not None:
         key_hash = _request_hash(wave_code, instrument_code, answers, external_scores, completed_at, amend, reason)
-    wave, study = _wave_and_study(session, participant.study_id, wave_code)
-    # Looking for the current response first also finds every replay: a key's first request
-    # created (or amended) exactly this row.
-    current = session.exec(select(Response).where(Response.participant_id == participant.id,
-                                                  Response.wave_id == wave.id,
-                                                  Response.instrument == instrument_code)).first()
-    if current is not None and idempotency_key is not None:
-        replay = _replay(session, participant.id, idempotency_key, key_hash)
-        if replay is not None:
-            return replay
+    # One read: the wave and its study, the current response if any and the key's row if any.
+    # The current response also finds every replay: a key's first request created (or amended)
+    # exactly this row.
+    wave, study, current, key_row = _wave_study_current(session, participant.id, participant.study_id, wave_code,
+                                                        instrument_code, idempotency_key)
+    if current is not None and key_row is not None:
+        return _replayed(session, key_row, key_hash, current)
     if participant.status == "withdrawn":
         raise Conflict(["path", "participant_id"], "the participant has withdrawn; no new data are collected",
                        "participant_withdrawn")
@@ -156,15 +152,13 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
 
     if current is not None:
         if not amend:
-            raise Conflict(["body", "instrument"],
-                           "a complete response exists for this wave and instrument; send amend=true with a reason",
-                           "already_completed")
+            raise _already_completed()
+        # The key goes in first: when a parallel request took it, this amendment writes nothing.
+        if idempotency_key is not None and not _insert_key(session, participant.id, idempotency_key, key_hash,
+                                                           current.id):
+            return _lost_race(session, participant.id, idempotency_key, key_hash)
         resp = _amend(session, current, instrument, answers, external_scores, completed_at, out_of_window,
                       scores, mode, actor, reason, now)
-        if idempotency_key is not None:
-            session.add(IdempotencyKey(participant_id=participant.id, key=idempotency_key,
-                                       request_hash=key_hash, response_id=resp.id))
-            session.flush()
         _attach(resp, wave.code, None)
         return resp
 
@@ -172,26 +166,24 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
                     wave_id=wave.id, instrument=instrument.code, instrument_version=str(instrument.version),
                     answers=answers, external_scores=external_scores, mode=mode, entered_by=actor.user_id,
                     completed_at=completed_at, out_of_window=out_of_window, created_at=now, updated_at=now)
-    # A savepoint lets a lost race (same key, or same wave and instrument, committed by a parallel
-    # request) end as a replay or a 409 instead of aborting the caller's transaction.
-    try:
-        with session.begin_nested():
-            session.add(resp)
-            session.flush()
-            score_rows = _score_rows(resp.id, scores)
-            session.add_all(score_rows)
-            if idempotency_key is not None:
-                session.add(IdempotencyKey(participant_id=participant.id, key=idempotency_key,
-                                           request_hash=key_hash, response_id=resp.id))
-            session.flush()
-    except IntegrityError:
+    # INSERT … ON CONFLICT DO NOTHING instead of a savepoint: a lost race (same key, or same wave and
+    # instrument, committed by a parallel request) writes nothing and leaves the caller's
+    # transaction usable, so it can end as a replay or a 409.
+    values = resp.model_dump(exclude={"id"})
+    resp.id = session.execute(_insert_ignoring_conflicts(session, Response).values(**values)
+                              .returning(Response.__table__.c.id)).scalar_one_or_none()
+    if resp.id is None:
         if idempotency_key is not None:
-            replay = _replay(session, participant.id, idempotency_key, key_hash)
-            if replay is not None:
-                return replay
-        raise Conflict(["body", "instrument"],
-                       "a complete response exists for this wave and instrument; send amend=true with a reason",
-                       "already_completed")
+            return _lost_race(session, participant.id, idempotency_key, key_hash)
+        raise _already_completed()
+    if idempotency_key is not None and not _insert_key(session, participant.id, idempotency_key, key_hash, resp.id):
+        # The key was taken by a parallel request for another slot: undo this row, then answer
+        # as that request's key dictates (a 422 for a different request).
+        session.execute(delete(Response.__table__).where(Response.__table__.c.id == resp.id))
+        return _lost_race(session, participant.id, idempotency_key, key_hash)
+    score_rows = _score_rows(resp.id, scores)
+    if score_rows:
+        session.execute(insert(Score.__table__), [s.model_dump(exclude={"id"}) for s in score_rows])
     record(session, actor, "create", "response", resp.id, study_id=participant.study_id,
            site_id=participant.site_id,
            after={"participant_id": participant.id, "wave": wave.code, "instrument": instrument.code,
@@ -201,6 +193,51 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
     _mark(resp, False)
     _attach(resp, wave.code, score_rows)
     return resp
+
+
+def _wave_study_current(session: Session, participant_id: int, study_id: int, code: str, instrument_code: str,
+                        key: str | None) -> tuple[Wave, Study, Response | None, IdempotencyKey | None]:
+    stmt = (select(Wave, Study, Response).join(Study, Study.id == Wave.study_id)
+            .outerjoin(Response, and_(Response.participant_id == participant_id, Response.wave_id == Wave.id,
+                                      Response.instrument == instrument_code)))
+    if key is not None:
+        stmt = stmt.add_columns(IdempotencyKey).outerjoin(
+            IdempotencyKey, and_(IdempotencyKey.participant_id == participant_id, IdempotencyKey.key == key))
+    row = session.exec(stmt.where(Wave.study_id == study_id, Wave.code == code)).first()
+    if row is None:
+        raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
+    return row[0], row[1], row[2], (row[3] if key is not None else None)
+
+
+def _already_completed() -> Conflict:
+    return Conflict(["body", "instrument"],
+                    "a complete response exists for this wave and instrument; send amend=true with a reason",
+                    "already_completed")
+
+
+def _insert_ignoring_conflicts(session: Session, model):
+    # Both dialects take ON CONFLICT DO NOTHING … RETURNING (SQLite since 3.35); a conflicting row
+    # returns nothing instead of raising, so the transaction stays usable without a savepoint.
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(model.__table__).on_conflict_do_nothing()
+
+
+def _insert_key(session: Session, participant_id: int, key: str, key_hash: str, response_id: int) -> bool:
+    """Store the key; False when a parallel request stored it first."""
+    stmt = (_insert_ignoring_conflicts(session, IdempotencyKey)
+            .values(participant_id=participant_id, key=key, request_hash=key_hash, response_id=response_id,
+                    created_at=utcnow())
+            .returning(IdempotencyKey.__table__.c.id))
+    return session.execute(stmt).scalar_one_or_none() is not None
+
+
+def _lost_race(session: Session, participant_id: int, key: str, key_hash: str) -> Response:
+    """A parallel request committed this slot or this key first: its result, or why not."""
+    replay = _replay(session, participant_id, key, key_hash)
+    if replay is None:
+        raise _already_completed()
+    return replay
 
 
 def _wave_and_study(session: Session, study_id: int, code: str) -> tuple[Wave, Study]:
@@ -227,10 +264,15 @@ def _replay(session: Session, participant_id: int, key: str, key_hash: str) -> R
                                                     IdempotencyKey.key == key)).first()
     if row is None:
         return None
+    return _replayed(session, row, key_hash, None)
+
+
+def _replayed(session: Session, row: IdempotencyKey, key_hash: str, current: Response | None) -> Response:
     if row.request_hash != key_hash:
         raise Unprocessable(["header", "Idempotency-Key"], "this key was used for a different request",
                             "idempotency_key_reused")
-    resp = session.get(Response, row.response_id)
+    resp = current if current is not None and current.id == row.response_id else session.get(Response,
+                                                                                            row.response_id)
     _mark(resp, True)
     return resp
 

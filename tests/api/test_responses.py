@@ -119,3 +119,46 @@ def test_service_is_callable_without_http(engine, make_study, enrol):
                                 answers={f"gad7_{i}": 1 for i in range(1, 8)}, mode="import",
                                 actor=Actor.system(source="import"), idempotency_key="row-17")
         assert again.id == r.id and r.mode == "import"
+
+
+def test_lost_race_ends_as_replay_409_or_422_and_writes_nothing(engine, make_study, enrol, monkeypatch):
+    # A request whose read ran before a parallel request committed the same slot or key.
+    import pytest
+
+    from api.auth.service import Actor
+    from api.errors import ApiError
+    from api.participants.models import Participant
+    from api.responses import service
+
+    study = make_study()
+    p = enrol(study)
+    actor = Actor.system(source="import")
+    answers = {f"gad7_{i}": 1 for i in range(1, 8)}
+    with Session(engine) as s:
+        part = s.get(Participant, p["id"])
+        first = service.submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
+                                        answers=answers, actor=actor, idempotency_key="k-1")
+        s.commit()
+    real_read = service._wave_study_current
+
+    def stale_read(*args, **kwargs):
+        wave, study_, _, _ = real_read(*args, **kwargs)
+        return wave, study_, None, None
+
+    monkeypatch.setattr(service, "_wave_study_current", stale_read)
+    with Session(engine) as s:
+        part = s.get(Participant, p["id"])
+        again = service.submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
+                                        answers=answers, actor=actor, idempotency_key="k-1")
+        assert again.id == first.id and again.replayed
+        with pytest.raises(ApiError) as dup:
+            service.submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
+                                    answers=answers, actor=actor)
+        assert dup.value.status_code == 409
+        # the key taken for another slot: the new row is undone and the caller's transaction stays usable
+        with pytest.raises(ApiError) as reused:
+            service.submit_response(s, participant=part, wave_code="baseline", instrument_code="phq9",
+                                    answers=phq9_answers(), actor=actor, idempotency_key="k-1")
+        assert reused.value.status_code == 422
+        s.commit()
+    assert _count(engine, Response, participant_id=p["id"]) == 1
