@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
@@ -26,13 +27,11 @@ from api.errors import Forbidden, NotFound, Unauthorized
 _bearer = HTTPBearer(auto_error=False, description="API token printed by `peerlens users create`")
 
 
-def authenticated(request: Request,
-                  credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                  session: Session = Depends(get_session)) -> Actor:
-    """The actor behind the bearer token, whatever its role (cached on the request).
+def resolve_actor(request: Request, credentials: HTTPAuthorizationCredentials | None, session: Session) -> Actor:
+    """The actor behind the bearer token (looked up once per request, then cached on the request).
 
-    Path dependencies such as ``valid_study`` use it for site scoping; :func:`authorize` adds the
-    role check. Both share one lookup per request.
+    Sync, for dependencies that already run in a worker thread: a path dependency that resolves
+    the actor itself saves the separate thread hop of :func:`authenticated`.
     """
     cached = getattr(request.state, "actor", None)
     if cached is not None:
@@ -48,6 +47,21 @@ def authenticated(request: Request,
                   request_id=rid, source="api")
     request.state.actor = actor
     return actor
+
+
+async def authenticated(request: Request,
+                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                        session: Session = Depends(get_session)) -> Actor:
+    """The actor behind the bearer token, whatever its role (cached on the request).
+
+    Path dependencies such as ``valid_study`` use it for site scoping; :func:`authorize` adds the
+    role check. Both share one lookup per request. The lookup runs in a worker thread; once the
+    actor is cached (e.g. by ``valid_participant``) this costs no thread hop at all.
+    """
+    cached = getattr(request.state, "actor", None)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(resolve_actor, request, credentials, session)
 
 
 class Authorize:

@@ -1,19 +1,26 @@
 """Path dependencies of participant routes."""
 from __future__ import annotations
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel import Session
 
-from api.auth.dependencies import authenticated
-from api.auth.service import Actor
+from api.auth.dependencies import _bearer, resolve_actor
 from api.db import end_read, get_session
 from api.participants.models import Participant
 from api.participants.service import get_participant
 
 
-def valid_participant(participant_id: int = Path(ge=1, le=2**31 - 1), session: Session = Depends(get_session),
-                      actor: Actor = Depends(authenticated)) -> Participant:
-    """The participant of the path; 404 when unknown or at a site the user does not cover."""
+def valid_participant(request: Request, participant_id: int = Path(ge=1, le=2**31 - 1),
+                      credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+                      session: Session = Depends(get_session)) -> Participant:
+    """The participant of the path; 404 when unknown or at a site the user does not cover.
+
+    The actor is resolved in this same worker-thread step (or taken from the request when an
+    earlier dependency resolved it): the token is still checked first, so a missing or bad token
+    is a 401 before any participant lookup.
+    """
+    actor = resolve_actor(request, credentials, session)
     participant = get_participant(session, participant_id, actor)
     end_read(session)
     return participant

@@ -21,8 +21,10 @@ catalogue = APIRouter(prefix="/instruments", tags=["instruments"])
 
 @router.post("/participants/{participant_id}/responses", status_code=201, response_model=ResponseRead)
 def submit(body: ResponseCreate, http_response: HttpResponse,
-           actor: Actor = Depends(authorize("admin", "coordinator")),
-           participant: Participant = Depends(valid_participant), session: Session = Depends(get_session),
+           # The participant first: its dependency resolves the token and the participant in one
+           # worker-thread step, and the role check then runs on the event loop from the cache.
+           participant: Participant = Depends(valid_participant),
+           actor: Actor = Depends(authorize("admin", "coordinator")), session: Session = Depends(get_session),
            idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200)):
     resp = service.submit_response(
         session, participant=participant, wave_code=body.wave, instrument_code=body.instrument,
