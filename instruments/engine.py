@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from . import registry
 from .model import Instrument, InstrumentError, Item, Problem, Scale, Score, ValidationFailed
@@ -75,7 +74,9 @@ def _mirror(codes: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT
+    # pandas' NA and NaT by type name: pandas is loaded only for frames, not for single responses.
+    return (v is None or (isinstance(v, float) and math.isnan(v))
+            or type(v).__name__ in ("NAType", "NaTType"))
 
 
 def _as_number(v: Any) -> float | int | None:
@@ -340,6 +341,8 @@ def score(instrument: str | Instrument, answers: Mapping[str, Any],
 
 def _column_values(comp: _Compiled, code: str, series: pd.Series, errors: str, problems: list[Problem]
                    ) -> np.ndarray:
+    import pandas as pd
+
     item = comp.items[code]
     if series.dtype == object or pd.api.types.is_string_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
         num = pd.to_numeric(series.mask(series.map(lambda x: isinstance(x, (bool, np.bool_)))), errors="coerce")
@@ -410,6 +413,8 @@ def score_frame(instrument: str | Instrument, df: pd.DataFrame, id_cols: Sequenc
     0   a  gad7    0.0  minimal
     1   b  gad7   21.0   severe
     """
+    import pandas as pd
+
     inst = registry.get(instrument)
     if errors not in ("raise", "coerce"):
         raise ValueError("errors must be 'raise' or 'coerce'")
