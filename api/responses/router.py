@@ -20,7 +20,7 @@ catalogue = APIRouter(prefix="/instruments", tags=["instruments"])
 
 
 @router.post("/participants/{participant_id}/responses", status_code=201, response_model=ResponseRead)
-def submit(body: ResponseCreate, http_response: HttpResponse,
+def submit(body: ResponseCreate,
            # The participant first: its dependency resolves the token and the participant in one
            # worker-thread step, and the role check then runs on the event loop from the cache.
            participant: Participant = Depends(valid_participant),
@@ -32,9 +32,10 @@ def submit(body: ResponseCreate, http_response: HttpResponse,
         mode="rest", actor=actor, idempotency_key=idempotency_key, amend=body.amend, reason=body.reason)
     out = service.to_read(session, [resp])[0]
     session.commit()
-    if getattr(resp, "replayed", False):
-        http_response.headers["Idempotent-Replayed"] = "true"
-    return out
+    headers = {"Idempotent-Replayed": "true"} if getattr(resp, "replayed", False) else None
+    # ``out`` is already a validated ResponseRead: serialising it once here spares the second
+    # validation pass that returning it through ``response_model`` would make.
+    return HttpResponse(out.model_dump_json(), status_code=201, media_type="application/json", headers=headers)
 
 
 @router.get("/participants/{participant_id}/responses", response_model=list[ResponseRead])

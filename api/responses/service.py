@@ -183,7 +183,8 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
         return _lost_race(session, participant.id, idempotency_key, key_hash)
     score_rows = _score_rows(resp.id, scores)
     if score_rows:
-        session.execute(insert(Score.__table__), [s.model_dump(exclude={"id"}) for s in score_rows])
+        # One multi-row VALUES statement: cheaper than an executemany for a handful of scales.
+        session.execute(insert(Score.__table__).values([s.model_dump(exclude={"id"}) for s in score_rows]))
     record(session, actor, "create", "response", resp.id, study_id=participant.study_id,
            site_id=participant.site_id,
            after={"participant_id": participant.id, "wave": wave.code, "instrument": instrument.code,
