@@ -264,7 +264,7 @@ def import_transcript_cmd(study: int = typer.Argument(..., help="study id"),
 @app.command()
 def analyze(study: int = typer.Argument(..., help="study id"),
             outdir: Optional[str] = typer.Option(None, "--outdir",
-                                                 help="folder to write (default: PEERLENS_ANALYSIS_ARTIFACT_DIR/"
+                                                 help="folder to write (default: PEERLENS_ARTIFACT_DIR/analyses/"
                                                       "STUDY/<run id>)"),
             outcome: Optional[list[str]] = typer.Option(None, "--outcome",
                                                         help="scale to model, e.g. pam13_activation; repeatable "

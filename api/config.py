@@ -73,15 +73,25 @@ class Settings(BaseSettings):
     reminder_max_attempts: int = Field(5, alias="PEERLENS_REMINDER_MAX_ATTEMPTS", ge=1)
     reminder_backoff_seconds: float = Field(60.0, alias="PEERLENS_REMINDER_BACKOFF_SECONDS", gt=0)
     # Transcripts: the spaCy pipeline for statistical NER in de-identification ("auto" = an installed
-    # en_core_web_* if any, "none" = rule-based only, or a package name / directory), and where
-    # joint-display plots are written.
+    # en_core_web_* if any, "none" = rule-based only, or a package name / directory).
     spacy_model: str = Field("auto", alias="PEERLENS_SPACY_MODEL")
-    artefact_dir: str = Field("artifacts/qualitative", alias="PEERLENS_ARTEFACT_DIR")
 
-    # Analyses run through the service: where their plots are written (<dir>/<study>/<run id>/) and
-    # the largest cohort a synchronous run accepts (random slopes on 10,000 participants take ~25 s).
-    analysis_artifact_dir: str = Field("./artifacts/analyses", alias="PEERLENS_ANALYSIS_ARTIFACT_DIR")
+    # Where generated files (analysis and joint-display plots) are written: one setting, a
+    # sub-folder per kind.
+    artifact_dir: str = Field("./artifacts", alias="PEERLENS_ARTIFACT_DIR")
+    # The largest cohort a synchronous analysis run accepts (random slopes on 10,000 participants
+    # take ~25 s).
     analysis_max_participants: int = Field(20_000, alias="PEERLENS_ANALYSIS_MAX_PARTICIPANTS", ge=1)
+
+    @property
+    def analysis_artifact_dir(self) -> str:
+        """Analysis plots: ``<artifact_dir>/analyses/<study>/<run id>/``."""
+        return str(Path(self.artifact_dir) / "analyses")
+
+    @property
+    def artefact_dir(self) -> str:
+        """Joint-display plots: ``<artifact_dir>/qualitative/study-<id>/``."""
+        return str(Path(self.artifact_dir) / "qualitative")
 
     @field_validator("database_url")
     @classmethod

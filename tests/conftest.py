@@ -100,10 +100,12 @@ def db_url(empty_db_url) -> str:
 
 
 @pytest.fixture(scope="module")
-def settings(db_url):
+def settings(db_url, tmp_path_factory):
     from api.config import Settings
 
-    return Settings(DATABASE_URL=db_url, PEERLENS_SECRET_KEY="test-secret", PEERLENS_MAX_BODY_BYTES=64_000)
+    # Generated plots go to a temporary folder, never into the working tree.
+    return Settings(DATABASE_URL=db_url, PEERLENS_SECRET_KEY="test-secret", PEERLENS_MAX_BODY_BYTES=64_000,
+                    PEERLENS_ARTIFACT_DIR=str(tmp_path_factory.mktemp("artifacts")))
 
 
 @pytest.fixture(scope="module")

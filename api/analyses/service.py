@@ -3,7 +3,7 @@
 Every run reads the study's cohort through the exports service (so de-identification and site
 scope are decided there: a coordinator's frame holds their own sites' participants only), calls
 the pure functions of :mod:`analysis`, writes its plots under
-``<PEERLENS_ANALYSIS_ARTIFACT_DIR>/<study id>/<run id>/`` and records one ``analysis.run`` audit event
+``<PEERLENS_ARTIFACT_DIR>/analyses/<study id>/<run id>/`` and records one ``analysis.run`` audit event
 with the parameters and the number of rows read. Nothing in the study changes.
 
 Requests are checked against the study (scales of its waves' instruments, wave, site and arm

@@ -48,7 +48,10 @@ from api.studies.models import Arm, Site, Study, Wave
 
 SHAPES = ("long", "wide", "items")
 CONTEXT = "context"
-DEFAULT_BATCH = 1000
+# Participants per batch: memory against per-batch overhead. Measured on 10,000 participants
+# (bench/export.py, two cores): 250 → +71 MB over start-up, long 3.6x COPY; 500 → +129 MB, 3.3x;
+# 1,000 → +173 MB, 2.2-2.7x. The increment stays flat when the cohort grows.
+DEFAULT_BATCH = 500
 
 
 @dataclass

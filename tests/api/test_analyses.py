@@ -27,7 +27,7 @@ def settings(db_url, tmp_path_factory):
     from api.config import Settings
 
     return Settings(DATABASE_URL=db_url, PEERLENS_SECRET_KEY="test-secret", PEERLENS_MAX_BODY_BYTES=64_000,
-                    PEERLENS_ANALYSIS_ARTIFACT_DIR=str(tmp_path_factory.mktemp("artefacts")))
+                    PEERLENS_ARTIFACT_DIR=str(tmp_path_factory.mktemp("artefacts")))
 
 
 @pytest.fixture(scope="module")
@@ -427,7 +427,7 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
 
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("PEERLENS_SECRET_KEY", "test-secret")
-    monkeypatch.setenv("PEERLENS_ANALYSIS_ARTIFACT_DIR", str(tmp_path / "default"))
+    monkeypatch.setenv("PEERLENS_ARTIFACT_DIR", str(tmp_path / "default"))
     get_settings.cache_clear()
     try:
         out = tmp_path / "report"
@@ -485,7 +485,7 @@ def test_demo_pam_slope_difference_recovered_within_ci_through_the_api(tmp_path)
                    + (p["pam_slope_isolated_extra"]["intervention"] - p["pam_slope_isolated_extra"]["control"])
                    * isolated[arm]) for arm in ("group", "online")}
     app = create_app(Settings(DATABASE_URL=url, PEERLENS_SECRET_KEY="k",
-                              PEERLENS_ANALYSIS_ARTIFACT_DIR=str(tmp_path / "artefacts")))
+                              PEERLENS_ARTIFACT_DIR=str(tmp_path / "artefacts")))
     with TestClient(app) as client:
         r = client.post(f"/studies/{demo.study_id}/analyses/trajectory",
                         json={"outcome": "pam13_activation", "random": "slope", "formats": ["png"]},
