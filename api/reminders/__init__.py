@@ -2,5 +2,5 @@
 
 The planner turns each study's reminder plans into outbox rows with set-based SQL; any number of
 workers claim due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), send them outside the
-transaction and record the outcome. See ``docs/readme/reminders.md``.
+transaction and record the outcome. See the "Reminders" section of README.md.
 """
