@@ -5,14 +5,39 @@ Cohort frame (:mod:`analysis.frame`), mixed-model trajectories and moderation
 attrition, power, plots and a one-call report (:func:`analysis.report.run_all`). It never touches
 HTTP or a database.
 """
-from .attrition import completion, dropout_by_baseline
-from .change import effect_sizes, responders
-from .frame import LONG_COLUMNS, baseline, cohort_frame, load_long, long_from_synthetic, wide
-from .power import n_slope_difference, n_two_arm, power_curve
-from .reliability import cronbach_alpha, item_total, mcdonald_omega, reliability
-from .survival import cox_dropout, dropout_frame, fit_cox, km_dropout, km_table, logrank, time_to_threshold
-from .synthetic import SimulationParams, SyntheticCohort, simulate_cohort
-from .trajectories import ModerationModel, TrajectoryModel, compare_models, fit_moderation, fit_trajectory
+from importlib import import_module
+
+# Names are loaded from their module on first use (PEP 562), so importing one light module such
+# as ``analysis.frame`` does not pull in the model stack (statsmodels, pingouin, lifelines,
+# matplotlib).
+_SOURCES = {
+    "completion": "attrition", "dropout_by_baseline": "attrition",
+    "effect_sizes": "change", "responders": "change",
+    "LONG_COLUMNS": "frame", "baseline": "frame", "cohort_frame": "frame", "load_long": "frame",
+    "long_from_synthetic": "frame", "wide": "frame",
+    "n_slope_difference": "power", "n_two_arm": "power", "power_curve": "power",
+    "cronbach_alpha": "reliability", "item_total": "reliability", "mcdonald_omega": "reliability",
+    "reliability": "reliability",
+    "cox_dropout": "survival", "dropout_frame": "survival", "fit_cox": "survival", "km_dropout": "survival",
+    "km_table": "survival", "logrank": "survival", "time_to_threshold": "survival",
+    "SimulationParams": "synthetic", "SyntheticCohort": "synthetic", "simulate_cohort": "synthetic",
+    "ModerationModel": "trajectories", "TrajectoryModel": "trajectories", "compare_models": "trajectories",
+    "fit_moderation": "trajectories", "fit_trajectory": "trajectories",
+}
+
+
+def __getattr__(name: str):
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))
+
 
 __all__ = [
     "LONG_COLUMNS", "load_long", "cohort_frame", "baseline", "wide", "long_from_synthetic",

