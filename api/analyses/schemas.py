@@ -90,13 +90,27 @@ class RespondersRequest(_Change):
     mcid: float | None = Field(None, gt=0, description="overrides the instrument's MCID; required when it has none")
 
 
+class Threshold(BaseModel):
+    """A clinical threshold whose first crossing is the event, e.g. PAM level 3+ or PHQ-9 < 10."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: str = Field(..., min_length=1, max_length=80, examples=["pam13_activation", "phq9"])
+    value: float = Field(..., examples=[3, 10])
+    direction: Literal["above", "below"] = Field(
+        "above", description="above: reached when the score is >= value; below: when it is < value")
+    column: Literal["value", "level"] = Field("value", description="compare the score or its band level")
+
+
 class RetentionRequest(_Request):
-    """Time to dropout: Kaplan–Meier by ``by``, log-rank test and a Cox model."""
+    """Time to dropout: Kaplan–Meier by ``by``, log-rank test and a Cox model; optionally the time
+    to first reaching a threshold (participants already there at their first observation are left out)."""
 
     by: Literal["arm", "site"] = "arm"
     covariates: list[str] = Field(["arm"], max_length=20,
                                   description="Cox covariates: arm, site, context_* or code:* columns")
     baseline_scales: list[str] = Field([], max_length=20, description="scales whose baseline value enters the Cox model")
+    threshold: Threshold | None = Field(None, description="also: time to first reaching this threshold")
     alpha: float = Field(0.05, gt=0, lt=0.5)
 
 
@@ -181,6 +195,8 @@ TABLES: dict[str, dict[str, list[str]]] = {
         "km": ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"],
         "logrank": ["by", "groups", "chisq", "df", "p"],
         "cox": ["term", "coef", "hr", "se", "z", "p", "ci_lower", "ci_upper", "hr_ci_lower", "hr_ci_upper"],
+        "threshold_km": ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"],
+        "threshold_logrank": ["by", "groups", "chisq", "df", "p"],
     },
     "attrition": {
         "completion": ["wave", "wave_offset", "enrolled", "completed", "completed_pct"],

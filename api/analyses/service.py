@@ -492,12 +492,14 @@ def run_responders(frame: pd.DataFrame, req: RespondersRequest, design: Design) 
 
 def run_retention(frame: pd.DataFrame, req: RetentionRequest, design: Design) -> Result:
     from analysis.plots import plot_km
-    from analysis.survival import cox_dropout, dropout_frame, km_table, logrank
+    from analysis.survival import cox_dropout, dropout_frame, km_table, logrank, time_to_threshold
 
     _no_data(frame, ["body", "by"])
     covs = check_columns(frame, req.covariates, ["body", "covariates"], extra=("arm",))
     for i, s in enumerate(req.baseline_scales):
         check_scale(design, s, ["body", "baseline_scales", i])
+    if req.threshold is not None:
+        check_scale(design, req.threshold.scale, ["body", "threshold", "scale"])
     warnings: list[str] = []
     with statistical(["body", "by"], "retention"):
         d = dropout_frame(frame)
@@ -514,10 +516,27 @@ def run_retention(frame: pd.DataFrame, req: RetentionRequest, design: Design) ->
     else:
         with statistical(["body", "covariates"], "the Cox model of dropout"):
             cox = cox_dropout(frame, covariates=covs, baseline_scales=list(req.baseline_scales))
-    fig = plot_km(km, title=f"Retention by {req.by}")
-    return Result({"km": km, "logrank": lr, "cox": cox},
-                  {"participants": int(len(d)), "dropouts": events, "time_unit": "days since enrolment",
-                   "cox_confidence": 0.95}, warnings, {f"km_dropout_by_{req.by}": fig})
+    figures = {f"km_dropout_by_{req.by}": plot_km(km, title=f"Retention by {req.by}")}
+    tables = {"km": km, "logrank": lr, "cox": cox}
+    values = {"participants": int(len(d)), "dropouts": events, "time_unit": "days since enrolment",
+              "cox_confidence": 0.95}
+    if req.threshold is not None:
+        t = req.threshold
+        what = f"time to {t.scale} {t.direction} {t.value:g}"
+        with statistical(["body", "threshold"], what):
+            tt = time_to_threshold(frame, t.scale, t.value, t.direction, column=t.column)
+        if tt.empty:
+            raise Unprocessable(["body", "threshold"], f"{what}: no participant is short of the threshold at "
+                                "their first observation", "too_few_participants")
+        with statistical(["body", "threshold"], what):
+            tables["threshold_km"] = km_table(tt, by=req.by, ci=1 - req.alpha)
+            reached = int(tt["event"].sum())
+            tables["threshold_logrank"] = (logrank(tt, req.by) if tt[req.by].nunique() >= 2 and reached
+                                           else pd.DataFrame(columns=TABLES["retention"]["threshold_logrank"]))
+        values.update(threshold_participants=int(len(tt)), threshold_reached=reached)
+        figures[f"km_{_safe_name(t.scale)}_{t.direction}_by_{req.by}"] = plot_km(
+            tables["threshold_km"], title=f"Time to {t.scale} {'≥' if t.direction == 'above' else '<'} {t.value:g}")
+    return Result(tables, values, warnings, figures)
 
 
 def _completion_figure(comp: pd.DataFrame, by: list[str]):

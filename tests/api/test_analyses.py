@@ -501,3 +501,29 @@ def test_demo_pam_slope_difference_recovered_within_ci_through_the_api(tmp_path)
     control = slopes["usual_care"]
     assert control["ci_lower"] < p["pam_slope"]["control"] < control["ci_upper"]
     assert json.dumps(run)  # the whole result is plain JSON
+
+
+def test_time_to_phq9_below_10_counts_match_the_score_table(client, demo, analyst, engine):
+    # Independent count from the score rows: participants at 10+ at their first PHQ-9 who later score < 10.
+    order = {"baseline": 0, "m1": 1, "m3": 2, "m6": 3, "m12": 4}
+    phq = scores(engine, demo.study_id, "phq9").dropna(subset=["value"])
+    phq = phq.assign(k=phq["wave"].map(order)).sort_values(["participant", "k"])
+    eligible = reached = 0
+    for _, g in phq.groupby("participant"):
+        if g["value"].iloc[0] < 10:
+            continue
+        eligible += 1
+        reached += bool((g["value"].iloc[1:] < 10).any())
+    assert eligible > 0
+    body = {"threshold": {"scale": "phq9", "value": 10, "direction": "below"}, "formats": ["png"]}
+    r = post(client, demo, "retention", body, analyst.headers)
+    assert r.status_code == 200, r.text
+    run = r.json()
+    assert run["values"]["threshold_participants"] == eligible
+    assert run["values"]["threshold_reached"] == reached
+    km = pd.DataFrame(run["tables"]["threshold_km"])
+    assert list(km.columns) == ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"]
+    assert int(km["events"].sum()) == reached
+    assert any("phq9_below" in p["url"] for p in run["plots"])
+    bad = post(client, demo, "retention", {"threshold": {"scale": "bmi", "value": 30}}, analyst.headers)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "threshold", "scale"]
