@@ -21,19 +21,20 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import instruments
 from instruments.model import Instrument, InstrumentError
-from sqlalchemy import update
+from sqlalchemy import tuple_, update
 from sqlmodel import Session, select
 
 from api.audit.service import record
 from api.auth.dependencies import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
-from api.errors import Conflict, NotFound
+from api.errors import ApiError, Conflict, NotFound
 from api.links.config import get_link_settings
 from api.links.models import ParticipantLink
 from api.links.schemas import LinkStatus, OfferedInstrument
@@ -117,15 +118,107 @@ def _grace(grace: timedelta | None) -> timedelta:
     return grace if grace is not None else timedelta(days=get_link_settings().grace_days)
 
 
-def _offered(session: Session, participant: Participant, wave: Wave) -> list[OfferedInstrument]:
-    from api.responses.models import Response
+Pair = tuple[int, int]  # (participant_id, wave_id)
 
-    done = set(session.exec(select(Response.instrument).where(Response.participant_id == participant.id,
-                                                               Response.wave_id == wave.id)).all())
+
+def _offered_from(wave: Wave, done: set[str]) -> list[OfferedInstrument]:
     out = []
     for code in wave.instruments:
         ok, reason = offer(code)
         out.append(OfferedInstrument(instrument=code, offered=ok, reason=reason, completed=code in done))
+    return out
+
+
+def _completed(session: Session, pairs: list[Pair]) -> dict[Pair, set[str]]:
+    """Instruments already submitted, per participant and wave, in one query."""
+    from api.responses.models import Response
+
+    done: dict[Pair, set[str]] = {p: set() for p in pairs}
+    if pairs:
+        rows = session.exec(select(Response.participant_id, Response.wave_id, Response.instrument).where(
+            tuple_(Response.participant_id, Response.wave_id).in_(pairs))).all()
+        for pid, wid, code in rows:
+            done[(pid, wid)].add(code)
+    return done
+
+
+def _offered(session: Session, participant: Participant, wave: Wave) -> list[OfferedInstrument]:
+    return _offered_from(wave, _completed(session, [(participant.id, wave.id)])[(participant.id, wave.id)])
+
+
+def _may_issue(session: Session, participant: Participant, wave: Wave, actor: Actor, now: datetime,
+               grace: timedelta | None, studies: dict[int, Study] | None = None) -> datetime:
+    """The refusals decided without looking at responses; returns the new link's ``expires_at``.
+
+    ``studies`` keeps the studies loaded for a batch (the session's identity map holds them weakly).
+    """
+    ensure_can_write(actor)
+    ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
+    if wave.study_id != participant.study_id:
+        raise NotFound(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
+    if participant.status not in ANSWERING_STATUSES:
+        raise Conflict(["path", "participant_id"], f"the participant's status is {participant.status}; "
+                       "no link is issued", "participant_not_active")
+    studies = {} if studies is None else studies
+    study = studies.get(participant.study_id)
+    if study is None:
+        study = studies[participant.study_id] = session.get(Study, participant.study_id)
+    _, _, _, _, closes_at = window(study, participant, wave)
+    expires_at = closes_at + _grace(grace)
+    if now >= expires_at:
+        raise Conflict(["body", "wave"], "the wave's window and grace period have passed", "window_closed")
+    return expires_at
+
+
+def _check_offered(offered: list[OfferedInstrument]) -> None:
+    if not any(o.offered for o in offered):
+        reasons = "; ".join(f"{o.instrument}: {o.reason}" for o in offered)
+        raise Conflict(["body", "wave"], f"the web form can offer no instrument of this wave ({reasons})",
+                       "nothing_to_offer")
+    if all(o.completed for o in offered if o.offered):
+        raise Conflict(["body", "wave"], "every instrument the form offers for this wave is complete",
+                       "wave_completed")
+
+
+def _issue(session: Session, items: list[tuple[Participant, Wave, datetime]], actor: Actor, now: datetime,
+           base_url: str | None) -> list[tuple[ParticipantLink, str]]:
+    """Write the links of already checked (participant, wave, expires_at) items, revoking earlier ones.
+
+    One UPDATE revokes the live links of every pair, one flush inserts the new links, and each
+    revoked and each new link gets its audit event (the events go out together at the next flush).
+    """
+    if not items:
+        return []
+    revoked: dict[Pair, list[int]] = {(p.id, w.id): [] for p, w, _ in items}
+    rows = session.execute(
+        update(ParticipantLink)
+        .where(tuple_(ParticipantLink.participant_id, ParticipantLink.wave_id).in_(list(revoked)),
+               ParticipantLink.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .returning(ParticipantLink.id, ParticipantLink.participant_id, ParticipantLink.wave_id)).all()
+    for old_id, pid, wid in sorted(rows):
+        revoked[(pid, wid)].append(old_id)
+    issued = []
+    for participant, wave, expires_at in items:
+        for old_id in revoked[(participant.id, wave.id)]:
+            record(session, actor, "revoke", "participant_link", old_id, study_id=participant.study_id,
+                   site_id=participant.site_id, after={"participant_id": participant.id, "wave": wave.code,
+                                                       "reason": "reissued"})
+        nonce = secrets.token_urlsafe(16)
+        token = _token_for(nonce)
+        issued.append((ParticipantLink(study_id=participant.study_id, site_id=participant.site_id,
+                                       participant_id=participant.id, wave_id=wave.id,
+                                       token_hash=hash_link_token(token), nonce=nonce, created_at=now,
+                                       created_by=actor.user_id, expires_at=expires_at), token))
+    session.add_all([link for link, _ in issued])
+    session.flush()
+    out = []
+    for (participant, wave, expires_at), (link, token) in zip(items, issued):
+        record(session, actor, "create", "participant_link", link.id, study_id=participant.study_id,
+               site_id=participant.site_id,
+               after={"participant_id": participant.id, "wave": wave.code, "expires_at": expires_at.isoformat(),
+                      "replaces": revoked[(participant.id, wave.id)]})
+        out.append((link, _url(base_url, token)))
     return out
 
 
@@ -160,48 +253,66 @@ def issue_link(session: Session, participant: Participant, wave: Wave, actor: Ac
         409 when the participant no longer answers, the wave's window (plus grace) has closed,
         the form can offer none of the wave's instruments, or the offered ones are complete.
     """
-    ensure_can_write(actor)
-    ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
-    if wave.study_id != participant.study_id:
-        raise NotFound(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
     now = now or utcnow()
-    if participant.status not in ANSWERING_STATUSES:
-        raise Conflict(["path", "participant_id"], f"the participant's status is {participant.status}; "
-                       "no link is issued", "participant_not_active")
-    study = session.get(Study, participant.study_id)
-    _, _, _, _, closes_at = window(study, participant, wave)
-    expires_at = closes_at + _grace(grace)
-    if now >= expires_at:
-        raise Conflict(["body", "wave"], "the wave's window and grace period have passed", "window_closed")
-    offered = _offered(session, participant, wave)
-    if not any(o.offered for o in offered):
-        reasons = "; ".join(f"{o.instrument}: {o.reason}" for o in offered)
-        raise Conflict(["body", "wave"], f"the web form can offer no instrument of this wave ({reasons})",
-                       "nothing_to_offer")
-    if all(o.completed for o in offered if o.offered):
-        raise Conflict(["body", "wave"], "every instrument the form offers for this wave is complete",
-                       "wave_completed")
-    revoked = session.execute(
-        update(ParticipantLink)
-        .where(ParticipantLink.participant_id == participant.id, ParticipantLink.wave_id == wave.id,
-               ParticipantLink.revoked_at.is_(None))
-        .values(revoked_at=now).returning(ParticipantLink.id)).all()
-    for (old_id,) in revoked:
-        record(session, actor, "revoke", "participant_link", old_id, study_id=participant.study_id,
-               site_id=participant.site_id, after={"participant_id": participant.id, "wave": wave.code,
-                                                   "reason": "reissued"})
-    nonce = secrets.token_urlsafe(16)
-    token = _token_for(nonce)
-    link = ParticipantLink(study_id=participant.study_id, site_id=participant.site_id,
-                           participant_id=participant.id, wave_id=wave.id, token_hash=hash_link_token(token),
-                           nonce=nonce, created_at=now, created_by=actor.user_id, expires_at=expires_at)
-    session.add(link)
-    session.flush()
-    record(session, actor, "create", "participant_link", link.id, study_id=participant.study_id,
-           site_id=participant.site_id,
-           after={"participant_id": participant.id, "wave": wave.code, "expires_at": expires_at.isoformat(),
-                  "replaces": [r[0] for r in revoked]})
-    return link, _url(base_url, token)
+    expires_at = _may_issue(session, participant, wave, actor, now, grace)
+    _check_offered(_offered(session, participant, wave))
+    return _issue(session, [(participant, wave, expires_at)], actor, now, base_url)[0]
+
+
+def live_links(session: Session, pairs: Iterable[tuple[Participant, Wave]], actor: Actor, *,
+               now: datetime | None = None, base_url: str | None = None, grace: timedelta | None = None,
+               ) -> tuple[dict[Pair, tuple[ParticipantLink, str]], dict[Pair, ApiError]]:
+    """:func:`live_link` for many participants and waves at once (the reminders' claimed batch).
+
+    Three statements however many pairs: the live links, the submitted instruments of the pairs
+    without one, and the writes of :func:`issue_link` for all of those (one UPDATE, one INSERT of
+    the links, their audit events). Each pair gets the link :func:`live_link` would give it, or
+    the refusal it would raise; a refusal leaves no write behind for that pair.
+
+    Returns
+    -------
+    (links, refused)
+        ``{(participant_id, wave_id): (link, url)}`` and ``{(participant_id, wave_id): ApiError}``.
+    """
+    now = now or utcnow()
+    todo: dict[Pair, tuple[Participant, Wave]] = {}
+    for participant, wave in pairs:
+        todo.setdefault((participant.id, wave.id), (participant, wave))
+    links: dict[Pair, tuple[ParticipantLink, str]] = {}
+    refused: dict[Pair, ApiError] = {}
+    if not todo:
+        return links, refused
+    latest: dict[Pair, ParticipantLink] = {}
+    for link in session.exec(select(ParticipantLink).where(
+            tuple_(ParticipantLink.participant_id, ParticipantLink.wave_id).in_(list(todo)),
+            ParticipantLink.revoked_at.is_(None)).order_by(ParticipantLink.id)).all():
+        latest[(link.participant_id, link.wave_id)] = link  # ordered by id: the last one wins
+    checked: dict[Pair, tuple[Participant, Wave, datetime]] = {}
+    studies: dict[int, Study] = {}
+    for key, (participant, wave) in todo.items():
+        link = latest.get(key)
+        try:
+            if (link is not None and link.nonce and now < link.expires_at
+                    and participant.status in ANSWERING_STATUSES):
+                ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
+                links[key] = (link, link_url(link, base_url))
+            else:
+                checked[key] = (participant, wave, _may_issue(session, participant, wave, actor, now, grace,
+                                                              studies))
+        except ApiError as exc:
+            refused[key] = exc
+    done = _completed(session, list(checked))
+    items = []
+    for key, (participant, wave, expires_at) in checked.items():
+        try:
+            _check_offered(_offered_from(wave, done[key]))
+        except ApiError as exc:
+            refused[key] = exc
+        else:
+            items.append((participant, wave, expires_at))
+    for (participant, wave, _), issued in zip(items, _issue(session, items, actor, now, base_url)):
+        links[(participant.id, wave.id)] = issued
+    return links, refused
 
 
 def live_link(session: Session, participant: Participant, wave: Wave, actor: Actor, *,
@@ -218,15 +329,11 @@ def live_link(session: Session, participant: Participant, wave: Wave, actor: Act
     >>> live_link(session, participant, wave, actor)[1] == first  # doctest: +SKIP
     True
     """
-    now = now or utcnow()
-    link = session.exec(select(ParticipantLink).where(
-        ParticipantLink.participant_id == participant.id, ParticipantLink.wave_id == wave.id,
-        ParticipantLink.revoked_at.is_(None)).order_by(ParticipantLink.id.desc())).first()
-    if (link is not None and link.nonce and now < link.expires_at
-            and participant.status in ANSWERING_STATUSES):
-        ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
-        return link, link_url(link, base_url)
-    return issue_link(session, participant, wave, actor, now=now, base_url=base_url, grace=grace)
+    links, refused = live_links(session, [(participant, wave)], actor, now=now, base_url=base_url, grace=grace)
+    key = (participant.id, wave.id)
+    if key in refused:
+        raise refused[key]
+    return links[key]
 
 
 def resolve(session: Session, token: str, now: datetime | None = None, *,

@@ -37,7 +37,6 @@ from sqlmodel import Session, select
 from api.audit.service import record
 from api.auth.service import Actor
 from api.db import UTCDateTime
-from api.errors import ApiError
 from api.participants.models import Participant, ParticipantContact
 from api.reminders import templates, tokens
 from api.reminders.channels import EmailChannel, Outgoing, SendError, SmsWebhookChannel, scrub
@@ -72,6 +71,16 @@ def links_issuer():
     except ImportError:
         return None
     return live_link
+
+
+def batch_links_issuer():
+    """``api.links.service.live_links`` (the same links for a whole batch at once), or None without
+    the links domain."""
+    if links_issuer() is None:
+        return None
+    from api.links.service import live_links
+
+    return live_links
 
 
 RECORD_QUEUE = 8  # sent-but-unrecorded messages a crash can leave behind, at most (plus one in flight)
@@ -220,9 +229,20 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
              .outerjoin(ReminderConfig, ReminderConfig.study_id == Reminder.study_id)
              .where(Reminder.id.in_(ids), Reminder.status == "sending", Reminder.claimed_by == self.worker_id)
              .order_by(Reminder.due_at, Reminder.id))
-        issue_link = links_issuer()
+        issue_links = batch_links_issuer()
+        rows = session.exec(q).all()
+        wants_link = [(participant, wave) for rem, contact, participant, wave, study, plan, cfg in rows
+                      if rem.attempts <= self.max_attempts
+                      and "link" in templates.fields(plan.body + (plan.sms_body or ""))]
+        links, refused = {}, {}
+        if issue_links is not None and wants_link:
+            # One round of queries for the whole batch rather than several per message. Refusals
+            # (window past, nothing to offer) leave no write behind: those messages fall back to the
+            # coordinator's URL. Anything else aborts the claim; the rows stay due.
+            links, refused = issue_links(session, wants_link, self.actor, now=self.clock.now(),
+                                         base_url=self.settings.base_url)
         out = []
-        for rem, contact, participant, wave, study, plan, cfg in session.exec(q).all():
+        for rem, contact, participant, wave, study, plan, cfg in rows:
             if rem.attempts > self.max_attempts:  # reclaimed after crashes too often
                 self._finish_failure(session, rem, "lease expired after the last attempt", permanent=True)
                 continue
@@ -230,15 +250,12 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             token = tokens.sign(self.settings.secret_key, participant.id)
             unsubscribe = f"{self.settings.base_url.rstrip('/')}/u/{token}"
             link = plan.form_url or ""
-            if issue_link is not None and "link" in templates.fields(plan.body + (plan.sms_body or "")):
-                try:
-                    _, link = issue_link(session, participant, wave, self.actor, now=self.clock.now(),
-                                         base_url=self.settings.base_url)
-                except ApiError as exc:
-                    # Refusals (window past, nothing to offer) come before any write: fall back to
-                    # the coordinator's URL. Anything else aborts the claim; the rows stay due.
-                    log.info("no personal link for reminder %s (%s); using form_url", rem.id, exc.errors[0]["type"])
-                    link = plan.form_url or ""
+            key = (participant.id, wave.id)
+            if key in links:
+                link = links[key][1]
+            elif key in refused:
+                log.info("no personal link for reminder %s (%s); using form_url", rem.id,
+                         refused[key].errors[0]["type"])
             closes_on = (rem.window_closes_at.astimezone(tz) - timedelta(days=1)).date().isoformat()
             values = {"name": contact.name or "", "link": link, "wave": wave.code, "study": study.title,
                       "closes_on": closes_on, "unsubscribe": unsubscribe}

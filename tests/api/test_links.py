@@ -329,3 +329,76 @@ def test_link_tokens_are_redacted_from_log_records(caplog):
     text = caplog.text + "".join(r.getMessage() for r in caplog.records)
     assert token not in text
     assert text.count("/f/<redacted>") >= 2
+
+
+def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine, enrol, study, coord_north,
+                                                                 backend):
+    from sqlalchemy import event
+
+    from api.audit.models import AuditEvent
+    from api.auth.service import Actor
+    from api.links.models import ParticipantLink
+    from api.links.service import live_links
+    from api.participants.models import Participant
+    from api.studies.models import Wave
+
+    kept = _participant(enrol, study)
+    kept_url = _issue(client, kept["id"], coord_north.headers)["url"]
+    revoked = _participant(enrol, study)  # had a link, revoked by a coordinator: gets a new one
+    _issue(client, revoked["id"], coord_north.headers)
+    assert client.delete(f"/participants/{revoked['id']}/links/baseline",
+                         headers=coord_north.headers).status_code == 204
+    fresh = _participant(enrol, study)
+    late = _participant(enrol, study, days_ago=90)  # window and grace past
+    ids = [kept["id"], revoked["id"], fresh["id"], late["id"]]
+    with Session(engine, expire_on_commit=False) as s:
+        waves = {w.code: w for w in s.exec(select(Wave).where(Wave.study_id == study.id)).all()}
+        people = {pid: s.get(Participant, pid) for pid in ids}
+        links_before = {r.id for r in s.exec(select(ParticipantLink)).all()}
+        audit_before = {e.id for e in s.exec(select(AuditEvent)).all()}
+    pairs = [(people[pid], waves["baseline"]) for pid in ids]
+    pairs += [(people[fresh["id"]], waves["baseline"]),  # twice in one batch: one link
+              (people[fresh["id"]], waves["lic"])]       # nothing the form can offer
+    statements = []
+    listener = lambda *a: statements.append(a[2])  # noqa: E731
+    with Session(engine, expire_on_commit=False) as s:
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            links, refused = live_links(s, pairs, Actor.system())
+            s.commit()
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+    base = waves["baseline"].id
+    assert set(links) == {(kept["id"], base), (revoked["id"], base), (fresh["id"], base)}
+    assert {k: e.errors[0]["type"] for k, e in refused.items()} == {
+        (late["id"], base): "window_closed", (fresh["id"], waves["lic"].id): "nothing_to_offer"}
+    # The same statements however many pairs: live links, the study, submitted instruments, one
+    # UPDATE; PostgreSQL inserts the new links and their audit events with one statement each.
+    kinds = [st.split(None, 1)[0] for st in statements if not st.startswith("BEGIN")]
+    assert (kinds.count("SELECT"), kinds.count("UPDATE")) == (3, 1), statements
+    if backend == "postgresql":
+        assert kinds.count("INSERT") == 2, statements
+
+    assert links[(kept["id"], base)][1] == kept_url  # reused unchanged
+    with Session(engine) as s:
+        new_links = [r for r in s.exec(select(ParticipantLink)).all() if r.id not in links_before]
+        events = [e for e in s.exec(select(AuditEvent)).all() if e.id not in audit_before]
+    assert sorted(r.participant_id for r in new_links) == sorted([revoked["id"], fresh["id"]])
+    assert all(r.revoked_at is None and r.created_by is None for r in new_links)
+    # One audit event per new link, as issue_link writes it; nothing for the reused and refused.
+    assert [(e.action, e.entity) for e in events] == [("create", "participant_link")] * 2
+    by_link = {int(e.entity_id): e for e in events}
+    for r in new_links:
+        assert by_link[r.id].after == {"participant_id": r.participant_id, "wave": "baseline",
+                                       "expires_at": r.expires_at.isoformat(), "replaces": []}
+        assert by_link[r.id].study_id == study.id and by_link[r.id].source == "system"
+    for pid in (kept["id"], revoked["id"], fresh["id"]):
+        url = links[(pid, base)][1]
+        assert "/f/" in url
+        assert client.get("/f/" + url.rsplit("/", 1)[1]).status_code == 200
+
+    # A second batch reuses every link it issued.
+    with Session(engine, expire_on_commit=False) as s:
+        again, _ = live_links(s, pairs, Actor.system())
+        s.commit()
+    assert {k: v[1] for k, v in again.items()} == {k: v[1] for k, v in links.items()}
