@@ -13,13 +13,14 @@ Examples
 """
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import DateTime, event
+from sqlalchemy import DateTime, event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
@@ -69,7 +70,7 @@ class UTCDateTime(TypeDecorator):
 
 
 def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
-                busy_timeout: float = 30.0, echo: bool = False) -> Engine:
+                busy_timeout: float = 30.0, echo: bool = False, pool_recycle: int = 1800) -> Engine:
     """Create an engine for ``url`` with the settings the service relies on.
 
     Parameters
@@ -81,6 +82,8 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
         Connection pool; sized for the thread pool that runs sync routes (40 by default).
     busy_timeout : float
         Seconds a SQLite writer waits for the database lock.
+    pool_recycle : int
+        PostgreSQL: seconds after which a pooled connection is replaced.
     """
     u = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -97,8 +100,32 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
         return engine
     if u.get_backend_name() == "postgresql" and u.drivername == "postgresql":
         u = u.set(drivername="postgresql+psycopg")
-    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
-    return create_engine(u, **kwargs)
+    # No pre-ping: it costs a ``SELECT 1`` round trip on every checkout. A checkout instead looks
+    # at the idle socket without talking to the server (see _drop_dead_on_checkout); recycling
+    # bounds the age of a connection a firewall might have silently dropped.
+    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False,
+                  pool_recycle=pool_recycle)
+    engine = create_engine(u, **kwargs)
+    event.listen(engine, "checkout", _drop_dead_on_checkout)
+    return engine
+
+
+def _drop_dead_on_checkout(dbapi_connection, _record, _proxy) -> None:
+    """Refuse a pooled connection the server has closed, so the pool opens a fresh one.
+
+    An idle connection in the pool has nothing to read; a server that restarts or terminates the
+    backend sends a FATAL notice and closes the socket, which makes it readable (or EOF). Polling
+    the socket is a local system call, unlike a ping. ``DisconnectionError`` makes the pool
+    discard this connection and retry with a new one.
+    """
+    if dbapi_connection.closed or dbapi_connection.broken:
+        raise exc.DisconnectionError("connection closed")
+    try:
+        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    except (OSError, ValueError) as e:
+        raise exc.DisconnectionError(str(e)) from e
+    if readable:
+        raise exc.DisconnectionError("the server closed the connection")
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,7 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from api.auth.models import ROLES
-from api.auth.service import Actor, actor_for_token
+from api.auth.service import Actor, actor_and_row
 from api.db import end_read, get_session
 from api.errors import Forbidden, NotFound, Unauthorized
 
@@ -36,9 +37,19 @@ def resolve_actor(request: Request, credentials: HTTPAuthorizationCredentials | 
     cached = getattr(request.state, "actor", None)
     if cached is not None:
         return cached
+    found, _ = resolve_actor_and_row(request, credentials, session, None, None)
+    return found
+
+
+def resolve_actor_and_row(request: Request, credentials: HTTPAuthorizationCredentials | None, session: Session,
+                          model, key) -> tuple[Actor, Any]:
+    """:func:`resolve_actor` plus the ``model`` row ``key`` of the path, read in the same query.
+
+    The token is still judged first: a missing or bad token is a 401 whatever the row.
+    """
     if credentials is None or not credentials.credentials:
         raise Unauthorized(["header", "Authorization"], "a bearer token is required", "not_authenticated")
-    found = actor_for_token(session, credentials.credentials)
+    found, row = actor_and_row(session, credentials.credentials, model, key)
     end_read(session)
     if found is None:
         raise Unauthorized(["header", "Authorization"], "unknown, revoked or expired token", "invalid_token")
@@ -46,7 +57,7 @@ def resolve_actor(request: Request, credentials: HTTPAuthorizationCredentials | 
     actor = Actor(user_id=found.user_id, role=found.role, site_ids=found.site_ids, email=found.email,
                   request_id=rid, source="api")
     request.state.actor = actor
-    return actor
+    return actor, row
 
 
 async def authenticated(request: Request,

@@ -15,8 +15,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import and_
+from sqlmodel import Session, SQLModel, select
 
 from api.auth.models import ROLES, ApiToken, User, UserSite
 from api.db import utcnow
@@ -91,17 +93,29 @@ def issue_token(session: Session, user: User, expires_at: datetime | None = None
 
 def actor_for_token(session: Session, token: str) -> Actor | None:
     """The actor a bearer token stands for, or None when unknown, revoked, expired or inactive."""
-    row = session.exec(
-        select(User, ApiToken.expires_at, ApiToken.revoked_at)
-        .join(ApiToken, ApiToken.user_id == User.id)
-        .where(ApiToken.token_hash == hash_token(token))
-    ).first()
-    if row is None:
-        return None
-    user, expires_at, revoked_at = row
+    return actor_and_row(session, token, None, None)[0]
+
+
+def actor_and_row(session: Session, token: str, model: type[SQLModel] | None,
+                  key: Any) -> tuple[Actor | None, Any]:
+    """The actor of ``token`` and the ``model`` row with primary key ``key``, in one query.
+
+    The token is checked on every request (nothing is cached, so a revocation takes effect at
+    once); reading the row of the path in the same statement saves a round trip. The row is
+    returned whatever the token, and is None when absent: callers check the actor first. A
+    coordinator's sites come in the same statement, one result row per site.
+    """
+    stmt = (select(User, ApiToken.expires_at, ApiToken.revoked_at, UserSite.site_id)
+            .select_from(ApiToken).join(User, ApiToken.user_id == User.id)
+            .outerjoin(UserSite, and_(UserSite.user_id == User.id, User.role == "coordinator")))
+    if model is not None:
+        stmt = stmt.add_columns(model).outerjoin(model, model.id == key)
+    rows = session.exec(stmt.where(ApiToken.token_hash == hash_token(token))).all()
+    if not rows:
+        return None, None
+    user, expires_at, revoked_at = rows[0][0], rows[0][1], rows[0][2]
+    row = rows[0][4] if model is not None else None
     if not user.active or revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
-        return None
-    sites: frozenset[int] = frozenset()
-    if user.role == "coordinator":
-        sites = frozenset(session.exec(select(UserSite.site_id).where(UserSite.user_id == user.id)).all())
-    return Actor(user_id=user.id, role=user.role, site_ids=sites, email=user.email)
+        return None, row
+    sites = frozenset(r[3] for r in rows if r[3] is not None)
+    return Actor(user_id=user.id, role=user.role, site_ids=sites, email=user.email), row

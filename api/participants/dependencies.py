@@ -5,7 +5,7 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sqlmodel import Session
 
-from api.auth.dependencies import _bearer, resolve_actor
+from api.auth.dependencies import _bearer, resolve_actor_and_row
 from api.db import end_read, get_session
 from api.participants.models import Participant
 from api.participants.service import get_participant
@@ -18,9 +18,13 @@ def valid_participant(request: Request, participant_id: int = Path(ge=1, le=2**3
 
     The actor is resolved in this same worker-thread step (or taken from the request when an
     earlier dependency resolved it): the token is still checked first, so a missing or bad token
-    is a 401 before any participant lookup.
+    is a 401 before any participant judgement. Without a cached actor the token and the
+    participant are read in one query; the participant then sits in the session, so
+    ``get_participant`` finds it without another round trip.
     """
-    actor = resolve_actor(request, credentials, session)
+    actor = getattr(request.state, "actor", None)
+    if actor is None:
+        actor, _ = resolve_actor_and_row(request, credentials, session, Participant, participant_id)
     participant = get_participant(session, participant_id, actor)
     end_read(session)
     return participant
