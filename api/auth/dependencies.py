@@ -119,3 +119,18 @@ def ensure_can_write(actor: Actor) -> None:
     """Analysts read only (routes already exclude them; services check again for non-HTTP callers)."""
     if actor.role == "analyst":
         raise Forbidden([], "analysts cannot change data", "role_not_allowed")
+
+
+def route_roles(route) -> tuple[str, ...] | None:
+    """The roles a route admits through :func:`authorize` (searched through its dependencies), or
+    None for a route without a rule; the access tests build the route × role matrix from it."""
+    def walk(dep):
+        if isinstance(dep.call, Authorize):
+            return dep.call.roles
+        for sub in dep.dependencies:
+            found = walk(sub)
+            if found:
+                return found
+        return None
+
+    return walk(route.dependant)

@@ -18,7 +18,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import Mount
 
-from api.auth.dependencies import Authorize
+from api.auth.dependencies import route_roles
 
 ADMIN = ("admin",)
 STAFF = ("admin", "coordinator")
@@ -172,19 +172,6 @@ PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 PUBLIC_MOUNTS = {"/static"}
 
 
-def declared_roles(route: APIRoute) -> tuple[str, ...] | None:
-    def walk(dep):
-        if isinstance(dep.call, Authorize):
-            return dep.call.roles
-        for sub in dep.dependencies:
-            found = walk(sub)
-            if found:
-                return found
-        return None
-
-    return walk(route.dependant)
-
-
 def app_routes(app) -> dict[tuple[str, str], APIRoute]:
     out = {}
     for route in app.routes:
@@ -205,8 +192,8 @@ def test_every_route_has_a_rule_matching_its_authorize(app):
     assert not missing, f"routes without an access rule in RULES: {missing}"
     stale = sorted(f"{m} {p}" for (m, p) in RULES if (m, p) not in routes)
     assert not stale, f"rules for routes that no longer exist: {stale}"
-    wrong = {f"{m} {p}": (declared_roles(r), RULES[(m, p)].roles) for (m, p), r in routes.items()
-             if declared_roles(r) != RULES[(m, p)].roles}
+    wrong = {f"{m} {p}": (route_roles(r), RULES[(m, p)].roles) for (m, p), r in routes.items()
+             if route_roles(r) != RULES[(m, p)].roles}
     assert not wrong, f"declared roles differ from the table (declared, table): {wrong}"
     # analysts never write (analyses are computations posted with a body, not changes)
     assert all("analyst" not in (rule.roles or ()) for (m, p), rule in RULES.items()

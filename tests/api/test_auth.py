@@ -5,22 +5,9 @@ from datetime import datetime, timedelta, timezone
 
 from fastapi.routing import APIRoute
 
-from api.auth.dependencies import Authorize
+from api.auth.dependencies import route_roles
 
 PUBLIC = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-
-
-def _roles(route: APIRoute) -> tuple[str, ...] | None:
-    def walk(dep):
-        if isinstance(dep.call, Authorize):
-            return dep.call.roles
-        for sub in dep.dependencies:
-            found = walk(sub)
-            if found:
-                return found
-        return None
-
-    return walk(route.dependant)
 
 
 def test_every_route_declares_its_roles(app):
@@ -30,7 +17,7 @@ def test_every_route_declares_its_roles(app):
             continue
         if route.endpoint.__module__.startswith("api.web") or route.path.startswith("/u/"):
             continue  # participant forms and unsubscribe links: the signed link is the credential
-        roles = _roles(route)
+        roles = route_roles(route)
         assert roles, f"{route.path} has no authorize(...)"
         for method in route.methods:
             matrix[(method, route.path, route.endpoint.__module__)] = roles
