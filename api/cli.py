@@ -70,23 +70,30 @@ def users_create(email: str = typer.Argument(..., help="the user's email (their 
                  expires: Optional[datetime] = typer.Option(None, "--expires",
                                                             help="token expiry, e.g. 2027-01-31 (UTC)")) -> None:
     """Create a user and print a new API token (shown once; only its hash is stored)."""
-    from sqlmodel import Session
-
     from api.auth.models import ROLES
-    from api.db import engine_from_settings
     from api.users import create_with_token
 
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
     if role == "coordinator" and not site:
         raise typer.BadParameter("a coordinator needs at least one --site", param_hint="--site")
+    _print_token(lambda session, expires_at: create_with_token(session, email, role, site or [],
+                                                               expires_at=expires_at), expires)
+
+
+def _print_token(issue, expires: Optional[datetime]) -> None:
+    """Run ``issue(session, expires_at)`` in one transaction and print the token it returns."""
+    from sqlmodel import Session
+
+    from api.db import engine_from_settings
+
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=timezone.utc)
     engine = engine_from_settings(_settings())
     try:
         with Session(engine) as session:
             try:
-                token = create_with_token(session, email, role, site or [], expires_at=expires)
+                token = issue(session, expires)
             except ValueError as exc:
                 raise typer.BadParameter(str(exc))
             session.commit()
@@ -99,24 +106,9 @@ def users_create(email: str = typer.Argument(..., help="the user's email (their 
 def users_token(email: str = typer.Argument(..., help="an existing user's email"),
                 expires: Optional[datetime] = typer.Option(None, "--expires", help="token expiry (UTC)")) -> None:
     """Issue another API token for an existing user."""
-    from sqlmodel import Session
-
-    from api.db import engine_from_settings
     from api.users import new_token_for
 
-    if expires is not None and expires.tzinfo is None:
-        expires = expires.replace(tzinfo=timezone.utc)
-    engine = engine_from_settings(_settings())
-    try:
-        with Session(engine) as session:
-            try:
-                token = new_token_for(session, email, expires_at=expires)
-            except ValueError as exc:
-                raise typer.BadParameter(str(exc))
-            session.commit()
-    finally:
-        engine.dispose()
-    typer.echo(token)
+    _print_token(lambda session, expires_at: new_token_for(session, email, expires_at=expires_at), expires)
 
 
 # ---- commands of other domains (worker, export, analyze): one function each, below -------------
