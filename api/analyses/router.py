@@ -76,7 +76,8 @@ def responders(body: RespondersRequest, request: Request, actor: Actor = Depends
 @router.post("/studies/{study_id}/analyses/retention", response_model=AnalysisRun, responses=_DOC)
 def retention(body: RetentionRequest, request: Request, actor: Actor = Depends(_who),
               study: Study = Depends(valid_study), session: Session = Depends(get_session)):
-    """Time to dropout: Kaplan–Meier table and plot, log-rank test and a Cox model."""
+    """Time to dropout: Kaplan–Meier table and plot, log-rank test and a Cox model; optionally the
+    time to first reaching a threshold (PHQ-9 < 10, PAM level 3+)."""
     return _run("retention", body, request, actor, study, session)
 
 

@@ -352,7 +352,9 @@ def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[in
             scale=s.scale, value=s.value, band=s.band, level=s.level, items_answered=s.items_answered,
             items_expected=s.items_expected, prorated=s.prorated, missing_reason=s.missing_reason,
             flags=list(s.flags or [])))
-    flagged = _flagged_free_text(session, {r.study_id for r in responses}) if actor is not None else {}
+    # Only responses the actor may not see in full need the study's flagged items (one query).
+    masked = {r.study_id for r in responses if actor is not None and not actor.sees_contacts(r.site_id)}
+    flagged = _flagged_free_text(session, masked) if masked else {}
 
     def answers(r: Response) -> dict[str, Any]:
         if actor is None or actor.sees_contacts(r.site_id):
