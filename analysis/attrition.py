@@ -1,7 +1,8 @@
 """Attrition and missingness: who completed which wave, and whether dropout relates to baseline."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,8 +36,7 @@ def completion(frame: pd.DataFrame, by: Sequence[str] = ("arm",), scale: str | N
     done = done[["participant", "wave"]].drop_duplicates()
     waves = wave_order(long)
     offsets = long.groupby("wave")["wave_offset"].first()
-    enrolled = p.groupby(by).size().rename("enrolled").reset_index() if by else \
-        pd.DataFrame({"enrolled": [len(p)]})
+    enrolled = p.groupby(by).size().rename("enrolled").reset_index() if by else pd.DataFrame({"enrolled": [len(p)]})
     rows = []
     for w in waves:
         got = p[p["participant"].isin(done[done["wave"] == w]["participant"])]
@@ -50,8 +50,9 @@ def completion(frame: pd.DataFrame, by: Sequence[str] = ("arm",), scale: str | N
     return out[by + ["wave", "wave_offset", "enrolled", "completed", "completed_pct"]]
 
 
-def dropout_by_baseline(frame: pd.DataFrame, scales: Sequence[str] | None = None,
-                        context: Sequence[str] | None = None) -> pd.DataFrame:
+def dropout_by_baseline(
+    frame: pd.DataFrame, scales: Sequence[str] | None = None, context: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Compare baseline scores (and context answers) of participants who dropped out and who stayed.
 
     Returns
@@ -81,17 +82,42 @@ def dropout_by_baseline(frame: pd.DataFrame, scales: Sequence[str] | None = None
             p = float(stats.ttest_ind(x, y, equal_var=False).pvalue)
         pooled = np.sqrt(((len(x) - 1) * x.var() + (len(y) - 1) * y.var()) / max(len(x) + len(y) - 2, 1))
         diff = x.mean() - y.mean()
-        rows.append({"variable": s, "level": "", "n_dropout": len(x), "n_retained": len(y),
-                     "mean_dropout": x.mean(), "sd_dropout": x.std(), "mean_retained": y.mean(), "sd_retained": y.std(),
-                     "difference": diff, "smd": diff / pooled if pooled > 0 else np.nan, "test": "welch_t", "p": p})
+        rows.append(
+            {
+                "variable": s,
+                "level": "",
+                "n_dropout": len(x),
+                "n_retained": len(y),
+                "mean_dropout": x.mean(),
+                "sd_dropout": x.std(),
+                "mean_retained": y.mean(),
+                "sd_retained": y.std(),
+                "difference": diff,
+                "smd": diff / pooled if pooled > 0 else np.nan,
+                "test": "welch_t",
+                "p": p,
+            }
+        )
     ctx = list(context) if context is not None else []
     for c in ctx:
         tab = pd.crosstab(b[c].fillna("(missing)"), dropped)
         p = float(stats.chi2_contingency(tab)[1]) if tab.shape[0] > 1 and tab.shape[1] > 1 else np.nan
         for lvl, r in tab.iterrows():
             nd, nr = r.get(True, 0), r.get(False, 0)
-            rows.append({"variable": c, "level": lvl, "n_dropout": int(nd), "n_retained": int(nr),
-                         "mean_dropout": 100 * nd / max(dropped.sum(), 1), "sd_dropout": np.nan,
-                         "mean_retained": 100 * nr / max((~dropped).sum(), 1), "sd_retained": np.nan,
-                         "difference": np.nan, "smd": np.nan, "test": "chi2", "p": p})
+            rows.append(
+                {
+                    "variable": c,
+                    "level": lvl,
+                    "n_dropout": int(nd),
+                    "n_retained": int(nr),
+                    "mean_dropout": 100 * nd / max(dropped.sum(), 1),
+                    "sd_dropout": np.nan,
+                    "mean_retained": 100 * nr / max((~dropped).sum(), 1),
+                    "sd_retained": np.nan,
+                    "difference": np.nan,
+                    "smd": np.nan,
+                    "test": "chi2",
+                    "p": p,
+                }
+            )
     return pd.DataFrame(rows)

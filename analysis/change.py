@@ -7,9 +7,10 @@ least the instrument's minimal clinically important difference (``Scale.mcid``; 
 a study setting where none is published, e.g. PAM-13 activation), in the scale's better
 direction (``Scale.higher_is``).
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -59,8 +60,9 @@ def _reference_arm(d: pd.DataFrame) -> str:
     return ctrl[0] if ctrl else sorted(kinds.index)[0]
 
 
-def effect_sizes(frame: pd.DataFrame, scale: str, post: str, pre: str | None = None,
-                 reference: str | None = None, ci: float = 0.95) -> pd.DataFrame:
+def effect_sizes(
+    frame: pd.DataFrame, scale: str, post: str, pre: str | None = None, reference: str | None = None, ci: float = 0.95
+) -> pd.DataFrame:
     """Pre–post effect sizes within each arm and between each arm and the reference arm.
 
     Returns
@@ -84,26 +86,61 @@ def effect_sizes(frame: pd.DataFrame, scale: str, post: str, pre: str | None = N
         es = float(pg.compute_effsize(g["post"], g["pre"], paired=True, eftype="cohen"))
         r = float(np.corrcoef(g["pre"], g["post"])[0, 1]) if g["pre"].std() > 0 and g["post"].std() > 0 else 0.0
         lo, hi = pg.compute_esci(stat=es, nx=n, ny=n, paired=True, eftype="cohen", confidence=ci, decimals=6)
-        rows.append({"scale": scale, "comparison": "within", "arm": arm, "reference": pre or "baseline", "n": n,
-                     "n_reference": n, "mean_change": float(g["change"].mean()), "mean_change_reference": np.nan,
-                     "effect": "cohen_d_av", "estimate": es, "ci_lower": float(lo), "ci_upper": float(hi),
-                     "pre_post_r": r})
+        rows.append(
+            {
+                "scale": scale,
+                "comparison": "within",
+                "arm": arm,
+                "reference": pre or "baseline",
+                "n": n,
+                "n_reference": n,
+                "mean_change": float(g["change"].mean()),
+                "mean_change_reference": np.nan,
+                "effect": "cohen_d_av",
+                "estimate": es,
+                "ci_lower": float(lo),
+                "ci_upper": float(hi),
+                "pre_post_r": r,
+            }
+        )
     rg = d[d["arm"] == ref]
     for arm, g in d.groupby("arm"):
         if arm == ref or len(g) < 3 or len(rg) < 3:
             continue
         es = float(pg.compute_effsize(g["change"], rg["change"], paired=False, eftype="hedges"))
-        lo, hi = pg.compute_esci(stat=es, nx=len(g), ny=len(rg), paired=False, eftype="hedges", confidence=ci, decimals=6)
-        rows.append({"scale": scale, "comparison": "between", "arm": arm, "reference": ref, "n": len(g),
-                     "n_reference": len(rg), "mean_change": float(g["change"].mean()),
-                     "mean_change_reference": float(rg["change"].mean()), "effect": "hedges_g", "estimate": es,
-                     "ci_lower": float(lo), "ci_upper": float(hi), "pre_post_r": np.nan})
+        lo, hi = pg.compute_esci(
+            stat=es, nx=len(g), ny=len(rg), paired=False, eftype="hedges", confidence=ci, decimals=6
+        )
+        rows.append(
+            {
+                "scale": scale,
+                "comparison": "between",
+                "arm": arm,
+                "reference": ref,
+                "n": len(g),
+                "n_reference": len(rg),
+                "mean_change": float(g["change"].mean()),
+                "mean_change_reference": float(rg["change"].mean()),
+                "effect": "hedges_g",
+                "estimate": es,
+                "ci_lower": float(lo),
+                "ci_upper": float(hi),
+                "pre_post_r": np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def responders(frame: pd.DataFrame, scale: str, post: str, pre: str | None = None,
-               mcid: float | None = None, mcids: Mapping[str, float] | None = None,
-               reference: str | None = None, ci: float = 0.95) -> pd.DataFrame:
+def responders(
+    frame: pd.DataFrame,
+    scale: str,
+    post: str,
+    pre: str | None = None,
+    mcid: float | None = None,
+    mcids: Mapping[str, float] | None = None,
+    reference: str | None = None,
+    ci: float = 0.95,
+) -> pd.DataFrame:
     """Share of participants improving (and deteriorating) by at least the MCID, per arm.
 
     Parameters
@@ -150,8 +187,22 @@ def responders(frame: pd.DataFrame, scale: str, post: str, pre: str | None = Non
             rd_lo, rd_hi = rd - z * se, rd + z * se
         else:
             rd = rd_lo = rd_hi = np.nan
-        rows.append({"scale": scale, "arm": arm, "mcid": float(m), "better": meta["better"], "n": n, "improved": k,
-                     "improved_prop": p, "improved_ci_lower": lo, "improved_ci_upper": hi,
-                     "deteriorated": int(g["deteriorated"].sum()), "deteriorated_prop": float(g["deteriorated"].mean()),
-                     "risk_difference": rd, "rd_ci_lower": rd_lo, "rd_ci_upper": rd_hi})
+        rows.append(
+            {
+                "scale": scale,
+                "arm": arm,
+                "mcid": float(m),
+                "better": meta["better"],
+                "n": n,
+                "improved": k,
+                "improved_prop": p,
+                "improved_ci_lower": lo,
+                "improved_ci_upper": hi,
+                "deteriorated": int(g["deteriorated"].sum()),
+                "deteriorated_prop": float(g["deteriorated"].mean()),
+                "risk_difference": rd,
+                "rd_ci_lower": rd_lo,
+                "rd_ci_upper": rd_hi,
+            }
+        )
     return pd.DataFrame(rows)

@@ -4,18 +4,30 @@ Every analysis function works over the ``long`` export: one row per participant 
 score. :data:`LONG_COLUMNS` documents the columns; :func:`load_long` reads a CSV/Parquet file (or
 takes a DataFrame), checks the columns and coerces their types with errors that name the column.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 __all__ = [
-    "LONG_COLUMNS", "REQUIRED_COLUMNS", "DROPOUT_STATUSES", "load_long", "wave_order", "scale_frame",
-    "wide", "baseline", "participants", "cohort_frame", "context_columns", "long_from_synthetic",
+    "LONG_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "DROPOUT_STATUSES",
+    "load_long",
+    "wave_order",
+    "scale_frame",
+    "wide",
+    "baseline",
+    "participants",
+    "cohort_frame",
+    "context_columns",
+    "long_from_synthetic",
 ]
 
 #: Column spec of the long frame: name -> (kind, description). ``context_*`` columns (one per
@@ -216,8 +228,12 @@ def participants(frame: pd.DataFrame) -> pd.DataFrame:
     per = frame.groupby("participant", sort=True)[cols[1:]].first().reset_index()
     answered = frame[frame["value"].notna()]
     days = answered["days"].where(answered["days"].notna(), answered["wave_offset"])
-    last = answered.assign(_d=days).sort_values("_d").groupby("participant").agg(last_days=("_d", "last"),
-                                                                                  last_wave=("wave", "last"))
+    last = (
+        answered.assign(_d=days)
+        .sort_values("_d")
+        .groupby("participant")
+        .agg(last_days=("_d", "last"), last_wave=("wave", "last"))
+    )
     return per.merge(last, on="participant", how="left")
 
 
@@ -259,15 +275,19 @@ def cohort_frame(frame: pd.DataFrame, scales: Iterable[str] | None = None) -> pd
     tab.columns = [str(c) for c in tab.columns]
     meta = f.groupby(keys)[["wave_offset", "days"]].first().reset_index()
     out = tab.merge(meta, on=keys).merge(
-        participants(frame).drop(columns=["last_days", "last_wave"]), on="participant", how="left")
+        participants(frame).drop(columns=["last_days", "last_wave"]), on="participant", how="left"
+    )
     out["years"] = out["days"].where(out["days"].notna(), out["wave_offset"]) / 365.25
     out["wave"] = pd.Categorical(out["wave"], categories=wave_order(frame), ordered=True)
     lead = ["participant", "site", "arm", "arm_kind", "wave", "wave_offset", "days", "years"]
-    return out[lead + [c for c in out.columns if c not in lead]].sort_values(["participant", "wave"]).reset_index(drop=True)
+    return (
+        out[lead + [c for c in out.columns if c not in lead]]
+        .sort_values(["participant", "wave"])
+        .reset_index(drop=True)
+    )
 
 
-def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None,
-                        window_days: int = 14) -> pd.DataFrame:
+def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, window_days: int = 14) -> pd.DataFrame:
     """Score a :class:`~analysis.synthetic.SyntheticCohort` and shape it like the ``long`` export.
 
     Each response is scored with :func:`instruments.score` (PAM-13 activation from the external
@@ -289,9 +309,9 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None,
     """
     import instruments
 
-    ref = reference_date or datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ref = reference_date or datetime(2026, 1, 1, tzinfo=UTC)
     if ref.tzinfo is None:
-        ref = ref.replace(tzinfo=timezone.utc)
+        ref = ref.replace(tzinfo=UTC)
     part = cohort.participants.set_index("participant")
     offsets = dict(cohort.waves) if cohort.waves else {}
     kinds = dict(cohort.arms) if cohort.arms else {}
@@ -320,18 +340,28 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None,
         enrolled = ref - timedelta(days=int(p["enrolled_offset_days"]))
         completed = enrolled + timedelta(days=int(r["days_since_enrolment"]), hours=12)
         for s in scores:
-            rows.append({
-                "participant": r["participant"], "site": p["site"], "arm": p["arm"],
-                "arm_kind": p.get("arm_kind", kinds.get(p["arm"])), "wave": r["wave"],
-                "wave_offset": planned, "days": float(r["days_since_enrolment"]),
-                "completed_at": completed,
-                "out_of_window": bool(abs(r["days_since_enrolment"] - planned) > window_days),
-                "instrument": code, "scale": s.scale,
-                "value": np.nan if s.value is None else float(s.value),
-                "band": s.band, "level": np.nan if s.level is None else float(s.level),
-                "items_answered": float(s.items_answered), "prorated": bool(s.prorated),
-                "status": p["status"], "status_days": p["status_days"],
-            })
+            rows.append(
+                {
+                    "participant": r["participant"],
+                    "site": p["site"],
+                    "arm": p["arm"],
+                    "arm_kind": p.get("arm_kind", kinds.get(p["arm"])),
+                    "wave": r["wave"],
+                    "wave_offset": planned,
+                    "days": float(r["days_since_enrolment"]),
+                    "completed_at": completed,
+                    "out_of_window": bool(abs(r["days_since_enrolment"] - planned) > window_days),
+                    "instrument": code,
+                    "scale": s.scale,
+                    "value": np.nan if s.value is None else float(s.value),
+                    "band": s.band,
+                    "level": np.nan if s.level is None else float(s.level),
+                    "items_answered": float(s.items_answered),
+                    "prorated": bool(s.prorated),
+                    "status": p["status"],
+                    "status_days": p["status_days"],
+                }
+            )
     df = pd.DataFrame(rows)
     ctx = pd.DataFrame.from_dict(context, orient="index")
     ctx.index.name = "participant"

@@ -3,6 +3,7 @@
 Figures are built with matplotlib's object API on the Agg canvas, so nothing depends on (or
 changes) the global pyplot backend; pass ``path`` ending in ``.png`` or ``.svg`` to save.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -49,8 +50,16 @@ def plot_trajectory(model, ax=None, path: str | Path | None = None, title: str |
         color = f"C{i}"
         o = obs[obs[by] == str(lvl)]
         x_shift = (i - (len(model._levels) - 1) / 2) * 0.006  # keep error bars of arms apart
-        ax.errorbar(o["time"] + x_shift, o["mean"], yerr=[o["mean"] - o["ci_lower"], o["ci_upper"] - o["mean"]],
-                    fmt="o", color=color, capsize=3, ms=4, label=f"{lvl} (observed)")
+        ax.errorbar(
+            o["time"] + x_shift,
+            o["mean"],
+            yerr=[o["mean"] - o["ci_lower"], o["ci_upper"] - o["mean"]],
+            fmt="o",
+            color=color,
+            capsize=3,
+            ms=4,
+            label=f"{lvl} (observed)",
+        )
         p = pred[pred[by] == lvl]
         ax.plot(p["time"], p["mean"], "-", color=color, lw=1.5, label=f"{lvl} (model)")
     ax.set_xlabel("years since enrolment" if model.time_scale == 365.25 else "time")
@@ -62,8 +71,13 @@ def plot_trajectory(model, ax=None, path: str | Path | None = None, title: str |
     return fig
 
 
-def plot_km(km: pd.DataFrame, ax=None, path: str | Path | None = None, title: str = "Retention",
-            ylabel: str = "still in follow-up") -> Figure:
+def plot_km(
+    km: pd.DataFrame,
+    ax=None,
+    path: str | Path | None = None,
+    title: str = "Retention",
+    ylabel: str = "still in follow-up",
+) -> Figure:
     """Kaplan–Meier step curves with CI bands from :func:`analysis.survival.km_table`."""
     fig, ax = _axes(ax)
     for i, (g, d) in enumerate(km.groupby("group", sort=True)):
@@ -79,15 +93,28 @@ def plot_km(km: pd.DataFrame, ax=None, path: str | Path | None = None, title: st
     return fig
 
 
-def plot_forest(effects: pd.DataFrame, ax=None, path: str | Path | None = None, estimate: str = "effect",
-                label_cols: tuple[str, ...] = ("level", "arm"), title: str | None = None) -> Figure:
+def plot_forest(
+    effects: pd.DataFrame,
+    ax=None,
+    path: str | Path | None = None,
+    estimate: str = "effect",
+    label_cols: tuple[str, ...] = ("level", "arm"),
+    title: str | None = None,
+) -> Figure:
     """Forest plot of subgroup effects (estimate with CI), e.g. ``ModerationModel.subgroup_effects``."""
     n = len(effects)
     fig, ax = _axes(ax, size=(6.4, max(2.0, 0.35 * n + 1.2)))
     y = np.arange(n)[::-1]
     labels = [" · ".join(str(r[c]) for c in label_cols if c in effects.columns) for _, r in effects.iterrows()]
-    ax.errorbar(effects[estimate], y, xerr=[effects[estimate] - effects["ci_lower"], effects["ci_upper"] - effects[estimate]],
-                fmt="s", color="C0", capsize=3, ms=5)
+    ax.errorbar(
+        effects[estimate],
+        y,
+        xerr=[effects[estimate] - effects["ci_lower"], effects["ci_upper"] - effects[estimate]],
+        fmt="s",
+        color="C0",
+        capsize=3,
+        ms=5,
+    )
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_xlabel("difference in slope vs reference arm (per year)" if estimate == "effect" else estimate)

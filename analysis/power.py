@@ -9,23 +9,32 @@ difference ``d`` is
 
 The time-averaged mean difference uses ``m = 2 (z + z)² σ² (1 + (n − 1) ρ) / (n d²)``.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["n_two_arm", "power_two_arm", "n_slope_difference", "power_slope_difference",
-           "n_time_averaged", "power_curve"]
+__all__ = [
+    "n_two_arm",
+    "power_two_arm",
+    "n_slope_difference",
+    "power_slope_difference",
+    "n_time_averaged",
+    "power_curve",
+]
 
 
 def _z(alpha: float, power: float) -> float:
     return stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
 
 
-def n_two_arm(delta: float, sd: float = 1.0, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0) -> pd.DataFrame:
+def n_two_arm(
+    delta: float, sd: float = 1.0, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0
+) -> pd.DataFrame:
     """Participants per arm for a difference in means at one wave (two-sided t-test).
 
     Returns
@@ -42,10 +51,21 @@ def n_two_arm(delta: float, sd: float = 1.0, alpha: float = 0.05, power: float =
     from statsmodels.stats.power import TTestIndPower
 
     es = delta / sd
-    n_norm = (1 + 1 / ratio) * _z(alpha, power) ** 2 / es ** 2
+    n_norm = (1 + 1 / ratio) * _z(alpha, power) ** 2 / es**2
     n_t = TTestIndPower().solve_power(effect_size=es, alpha=alpha, power=power, ratio=ratio)
-    return pd.DataFrame([{"delta": delta, "sd": sd, "effect_size": es, "alpha": alpha, "power": power,
-                          "n_normal": n_norm, "n_per_arm": int(np.ceil(n_t - 1e-9))}])
+    return pd.DataFrame(
+        [
+            {
+                "delta": delta,
+                "sd": sd,
+                "effect_size": es,
+                "alpha": alpha,
+                "power": power,
+                "n_normal": n_norm,
+                "n_per_arm": int(np.ceil(n_t - 1e-9)),
+            }
+        ]
+    )
 
 
 def power_two_arm(n_per_arm: float, delta: float, sd: float = 1.0, alpha: float = 0.05, ratio: float = 1.0) -> float:
@@ -60,8 +80,9 @@ def _sx2(times: Sequence[float]) -> float:
     return float(((t - t.mean()) ** 2).mean())
 
 
-def n_slope_difference(slope_diff: float, sigma2: float, rho: float, times: Sequence[float],
-                       alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+def n_slope_difference(
+    slope_diff: float, sigma2: float, rho: float, times: Sequence[float], alpha: float = 0.05, power: float = 0.8
+) -> pd.DataFrame:
     """Participants per arm to detect a difference in slopes (Diggle et al. 2002, §2.4).
 
     Parameters
@@ -88,25 +109,52 @@ def n_slope_difference(slope_diff: float, sigma2: float, rho: float, times: Sequ
     """
     n = len(times)
     sx2 = _sx2(times)
-    m = 2 * _z(alpha, power) ** 2 * sigma2 * (1 - rho) / (n * sx2 * slope_diff ** 2)
-    return pd.DataFrame([{"slope_diff": slope_diff, "sigma2": sigma2, "rho": rho, "n_times": n, "sx2": sx2,
-                          "alpha": alpha, "power": power, "m": m, "n_per_arm": int(np.ceil(m - 1e-9))}])
+    m = 2 * _z(alpha, power) ** 2 * sigma2 * (1 - rho) / (n * sx2 * slope_diff**2)
+    return pd.DataFrame(
+        [
+            {
+                "slope_diff": slope_diff,
+                "sigma2": sigma2,
+                "rho": rho,
+                "n_times": n,
+                "sx2": sx2,
+                "alpha": alpha,
+                "power": power,
+                "m": m,
+                "n_per_arm": int(np.ceil(m - 1e-9)),
+            }
+        ]
+    )
 
 
-def power_slope_difference(n_per_arm: float, slope_diff: float, sigma2: float, rho: float,
-                           times: Sequence[float], alpha: float = 0.05) -> float:
+def power_slope_difference(
+    n_per_arm: float, slope_diff: float, sigma2: float, rho: float, times: Sequence[float], alpha: float = 0.05
+) -> float:
     """Power to detect a slope difference with ``n_per_arm`` participants per arm (inverse of the formula)."""
     n = len(times)
-    z = np.sqrt(n_per_arm * n * _sx2(times) * slope_diff ** 2 / (2 * sigma2 * (1 - rho)))
+    z = np.sqrt(n_per_arm * n * _sx2(times) * slope_diff**2 / (2 * sigma2 * (1 - rho)))
     return float(stats.norm.cdf(z - stats.norm.ppf(1 - alpha / 2)))
 
 
-def n_time_averaged(delta: float, sigma2: float, rho: float, n_times: int, alpha: float = 0.05,
-                    power: float = 0.8) -> pd.DataFrame:
+def n_time_averaged(
+    delta: float, sigma2: float, rho: float, n_times: int, alpha: float = 0.05, power: float = 0.8
+) -> pd.DataFrame:
     """Participants per arm to detect a difference in time-averaged means (Diggle et al. 2002, §2.4)."""
-    m = 2 * _z(alpha, power) ** 2 * sigma2 * (1 + (n_times - 1) * rho) / (n_times * delta ** 2)
-    return pd.DataFrame([{"delta": delta, "sigma2": sigma2, "rho": rho, "n_times": n_times, "alpha": alpha,
-                          "power": power, "m": m, "n_per_arm": int(np.ceil(m - 1e-9))}])
+    m = 2 * _z(alpha, power) ** 2 * sigma2 * (1 + (n_times - 1) * rho) / (n_times * delta**2)
+    return pd.DataFrame(
+        [
+            {
+                "delta": delta,
+                "sigma2": sigma2,
+                "rho": rho,
+                "n_times": n_times,
+                "alpha": alpha,
+                "power": power,
+                "m": m,
+                "n_per_arm": int(np.ceil(m - 1e-9)),
+            }
+        ]
+    )
 
 
 def power_curve(n_per_arm: Sequence[int], design: str = "two_arm", **kwargs) -> pd.DataFrame:

@@ -9,10 +9,11 @@ correlation matrix (statsmodels ``Factor(method="ml")``):
 (McDonald 1999, *Test theory: a unified treatment*, ch. 6). It equals alpha when the items are
 tau-equivalent and exceeds it otherwise.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -76,10 +77,11 @@ def mcdonald_omega(items: pd.DataFrame) -> pd.DataFrame:
     lam = np.asarray(fa.loadings).ravel()
     if lam.sum() < 0:  # the sign of a single factor is arbitrary
         lam = -lam
-    psi = np.clip(1 - lam ** 2, 0, None)
+    psi = np.clip(1 - lam**2, 0, None)
     omega = lam.sum() ** 2 / (lam.sum() ** 2 + psi.sum())
-    return pd.DataFrame([{"n": len(w), "k": w.shape[1], "omega": float(omega),
-                          "loadings": dict(zip(w.columns, np.round(lam, 4)))}])
+    return pd.DataFrame(
+        [{"n": len(w), "k": w.shape[1], "omega": float(omega), "loadings": dict(zip(w.columns, np.round(lam, 4)))}]
+    )
 
 
 def item_total(items: pd.DataFrame) -> pd.DataFrame:
@@ -98,13 +100,25 @@ def item_total(items: pd.DataFrame) -> pd.DataFrame:
         r = float(np.corrcoef(w[c], rest)[0, 1]) if w[c].std() > 0 and rest.std() > 0 else np.nan
         others = w.drop(columns=c)
         a = float(pg.cronbach_alpha(data=others)[0]) if others.shape[1] >= 2 else np.nan
-        rows.append({"item": c, "n": len(w), "mean": float(w[c].mean()), "sd": float(w[c].std()),
-                     "r_item_rest": r, "alpha_if_deleted": a})
+        rows.append(
+            {
+                "item": c,
+                "n": len(w),
+                "mean": float(w[c].mean()),
+                "sd": float(w[c].std()),
+                "r_item_rest": r,
+                "alpha_if_deleted": a,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def reliability(items: pd.DataFrame, by: Sequence[str] = ("instrument", "wave"),
-                scales: dict[str, Sequence[str]] | None = None, ci: float = 0.95) -> pd.DataFrame:
+def reliability(
+    items: pd.DataFrame,
+    by: Sequence[str] = ("instrument", "wave"),
+    scales: dict[str, Sequence[str]] | None = None,
+    ci: float = 0.95,
+) -> pd.DataFrame:
     """Alpha (with CI) and omega per instrument (or scale) and wave from the ``items`` export.
 
     Parameters
@@ -146,11 +160,29 @@ def reliability(items: pd.DataFrame, by: Sequence[str] = ("instrument", "wave"),
         w = w.loc[:, w.notna().any()]
         rec = dict(zip(by, keys))
         if w.shape[1] < 2 or len(w.dropna()) < 3:
-            rows.append({**rec, "n": len(w.dropna()), "k": w.shape[1], "alpha": np.nan, "ci_lower": np.nan,
-                         "ci_upper": np.nan, "omega": np.nan})
+            rows.append(
+                {
+                    **rec,
+                    "n": len(w.dropna()),
+                    "k": w.shape[1],
+                    "alpha": np.nan,
+                    "ci_lower": np.nan,
+                    "ci_upper": np.nan,
+                    "omega": np.nan,
+                }
+            )
             continue
         a = cronbach_alpha(w, ci=ci).iloc[0]
         o = mcdonald_omega(w).iloc[0]
-        rows.append({**rec, "n": int(a["n"]), "k": int(a["k"]), "alpha": a["alpha"], "ci_lower": a["ci_lower"],
-                     "ci_upper": a["ci_upper"], "omega": o["omega"]})
+        rows.append(
+            {
+                **rec,
+                "n": int(a["n"]),
+                "k": int(a["k"]),
+                "alpha": a["alpha"],
+                "ci_lower": a["ci_lower"],
+                "ci_upper": a["ci_upper"],
+                "omega": o["omega"],
+            }
+        )
     return pd.DataFrame(rows)

@@ -1,10 +1,10 @@
 """One call that runs the standard analyses and writes tables, plots and a short Markdown report."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from . import attrition, change, survival
@@ -31,10 +31,18 @@ def _md(df: pd.DataFrame, decimals: int = 2) -> str:
     return "\n".join([head, sep, *body])
 
 
-def run_all(frame, outdir: str | Path, *, scales: Sequence[str] | None = None,
-            moderators: Sequence[str] | None = None, mcids: Mapping[str, float] | None = None,
-            post_wave: str | None = None, items: pd.DataFrame | None = None, random: str = "slope",
-            fmt: str = "png") -> dict[str, Path]:
+def run_all(
+    frame,
+    outdir: str | Path,
+    *,
+    scales: Sequence[str] | None = None,
+    moderators: Sequence[str] | None = None,
+    mcids: Mapping[str, float] | None = None,
+    post_wave: str | None = None,
+    items: pd.DataFrame | None = None,
+    random: str = "slope",
+    fmt: str = "png",
+) -> dict[str, Path]:
     """Run the standard analyses and write CSV tables, plots and ``report.md`` into ``outdir``.
 
     Parameters
@@ -90,8 +98,11 @@ def run_all(frame, outdir: str | Path, *, scales: Sequence[str] | None = None,
     waves = wave_order(long)
     post = post_wave or waves[-1]
     n_part = long["participant"].nunique()
-    md += [f"{n_part} participants, {long['arm'].nunique()} arms, {long['site'].nunique()} sites, "
-           f"waves: {', '.join(waves)}.", ""]
+    md += [
+        f"{n_part} participants, {long['arm'].nunique()} arms, {long['site'].nunique()} sites, "
+        f"waves: {', '.join(waves)}.",
+        "",
+    ]
 
     # Retention and attrition first: they qualify every other result.
     md += ["## Retention and attrition", ""]
@@ -108,14 +119,23 @@ def run_all(frame, outdir: str | Path, *, scales: Sequence[str] | None = None,
         md += [_md(lr, 3), ""]
         try:
             cox = table("cox_dropout", survival.cox_dropout(long, covariates=["arm", "site"]))
-            md += ["Cox model of time to dropout:", "", _md(cox[["term", "hr", "hr_ci_lower", "hr_ci_upper", "p"]], 3), ""]
+            md += [
+                "Cox model of time to dropout:",
+                "",
+                _md(cox[["term", "hr", "hr_ci_lower", "hr_ci_upper", "p"]], 3),
+                "",
+            ]
         except Exception as exc:  # noqa: BLE001 - a report must not die on one table
             md += [f"Cox model of dropout not estimable: {exc}", ""]
     else:
         md += ["No dropout recorded.", ""]
     dbb = table("dropout_by_baseline", attrition.dropout_by_baseline(long, scales=scales))
-    md += ["Baseline scores of participants who dropped out vs stayed:", "",
-           _md(dbb[["variable", "n_dropout", "n_retained", "mean_dropout", "mean_retained", "smd", "p"]]), ""]
+    md += [
+        "Baseline scores of participants who dropped out vs stayed:",
+        "",
+        _md(dbb[["variable", "n_dropout", "n_retained", "mean_dropout", "mean_retained", "smd", "p"]]),
+        "",
+    ]
 
     # Trajectories.
     md += ["## Trajectories", ""]
@@ -136,17 +156,26 @@ def run_all(frame, outdir: str | Path, *, scales: Sequence[str] | None = None,
         table(f"trajectory_{s}_variance", m.variance_components)
         table(f"trajectory_{s}_predicted", m.predicted_means)
         sl = table(f"trajectory_{s}_slopes", m.slopes())
-        md += [f"### {s}", "", f"Random {m.random}; ICC {m.icc:.2f}.", "",
-               _md(sl[["arm", "slope", "ci_lower", "ci_upper", "diff", "diff_ci_lower", "diff_ci_upper", "diff_p"]]), ""]
+        md += [
+            f"### {s}",
+            "",
+            f"Random {m.random}; ICC {m.icc:.2f}.",
+            "",
+            _md(sl[["arm", "slope", "ci_lower", "ci_upper", "diff", "diff_ci_lower", "diff_ci_upper", "diff_p"]]),
+            "",
+        ]
         for w in m.warnings:
             md += [f"> {w}", ""]
         plot(f"trajectory_{s}", plot_trajectory(m))
 
     # What works for whom.
     if scales:
-        mods = list(moderators) if moderators is not None else \
-            [c for c in long.columns if c.startswith("code:")] + \
-            [c for c in ("context_living_situation",) if c in long.columns]
+        mods = (
+            list(moderators)
+            if moderators is not None
+            else [c for c in long.columns if c.startswith("code:")]
+            + [c for c in ("context_living_situation",) if c in long.columns]
+        )
         if mods:
             md += ["## What works for whom", ""]
         for mod in mods:
@@ -159,8 +188,12 @@ def run_all(frame, outdir: str | Path, *, scales: Sequence[str] | None = None,
             eff = table(f"moderation_{scales[0]}_{safe}", mm.subgroup_effects)
             table(f"moderation_{scales[0]}_{safe}_slopes", mm.subgroup_slopes)
             it = mm.interaction_test.iloc[0]
-            md += [f"### {scales[0]} by {mod}", "", f"Interaction (arm × time × {mod}): χ² = {it['chisq']:.2f}, "
-                   f"df = {int(it['df'])}, p = {it['p']:.3f}.", ""]
+            md += [
+                f"### {scales[0]} by {mod}",
+                "",
+                f"Interaction (arm × time × {mod}): χ² = {it['chisq']:.2f}, df = {int(it['df'])}, p = {it['p']:.3f}.",
+                "",
+            ]
             plot(f"forest_{scales[0]}_{safe}", plot_forest(eff))
 
     # Change and responders.
@@ -177,22 +210,47 @@ def run_all(frame, outdir: str | Path, *, scales: Sequence[str] | None = None,
             pass  # no MCID for this scale
     if es_all:
         es = table("effect_sizes", pd.concat(es_all, ignore_index=True))
-        md += [_md(es[["scale", "comparison", "arm", "n", "mean_change", "effect", "estimate", "ci_lower", "ci_upper"]]), ""]
+        md += [
+            _md(es[["scale", "comparison", "arm", "n", "mean_change", "effect", "estimate", "ci_lower", "ci_upper"]]),
+            "",
+        ]
     if resp_all:
         rp = table("responders", pd.concat(resp_all, ignore_index=True))
-        md += ["Responders (improved by at least the MCID):", "",
-               _md(rp[["scale", "arm", "mcid", "n", "improved", "improved_prop", "risk_difference", "rd_ci_lower", "rd_ci_upper"]]), ""]
+        md += [
+            "Responders (improved by at least the MCID):",
+            "",
+            _md(
+                rp[
+                    [
+                        "scale",
+                        "arm",
+                        "mcid",
+                        "n",
+                        "improved",
+                        "improved_prop",
+                        "risk_difference",
+                        "rd_ci_lower",
+                        "rd_ci_upper",
+                    ]
+                ]
+            ),
+            "",
+        ]
 
     if items is not None and len(items):
         md += ["## Reliability", ""]
         rel = table("reliability", reliability(items))
         md += [_md(rel, 3), ""]
 
-    md += ["## Methods", "",
-           "Linear mixed models (statsmodels MixedLM, REML) of each outcome on time in years × arm with "
-           "site as a fixed effect and a random intercept (and slope) per participant; predicted means "
-           "are averaged over participants' covariates. Retention: Kaplan–Meier, log-rank, Cox (lifelines). "
-           "Effect sizes: Cohen's d_av within arms, Hedges' g on change scores between arms.", ""]
+    md += [
+        "## Methods",
+        "",
+        "Linear mixed models (statsmodels MixedLM, REML) of each outcome on time in years × arm with "
+        "site as a fixed effect and a random intercept (and slope) per participant; predicted means "
+        "are averaged over participants' covariates. Retention: Kaplan–Meier, log-rank, Cox (lifelines). "
+        "Effect sizes: Cohen's d_av within arms, Hedges' g on change scores between arms.",
+        "",
+    ]
     rp = out / "report.md"
     rp.write_text("\n".join(md), encoding="utf-8")
     written["report"] = rp

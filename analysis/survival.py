@@ -5,9 +5,10 @@ Time to dropout is measured in days from enrolment: the event is withdrawal or l
 reaching a threshold (PAM level 3+, PHQ-9 below 10) is observed at questionnaire days; participants
 already at the threshold at baseline are left out (they cannot "reach" it).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,9 @@ def dropout_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return p
 
 
-def km_table(df: pd.DataFrame, duration: str = "duration", event: str = "event", by: str | None = None,
-             ci: float = 0.95) -> pd.DataFrame:
+def km_table(
+    df: pd.DataFrame, duration: str = "duration", event: str = "event", by: str | None = None, ci: float = 0.95
+) -> pd.DataFrame:
     """Kaplan–Meier estimates as a tidy table.
 
     Returns
@@ -50,11 +52,19 @@ def km_table(df: pd.DataFrame, duration: str = "duration", event: str = "event",
         sf = kmf.survival_function_["survival"]
         cis = kmf.confidence_interval_survival_function_
         tab = kmf.event_table
-        out.append(pd.DataFrame({"group": "all" if name is None else name, "time": sf.index.to_numpy(float),
-                                 "at_risk": tab["at_risk"].reindex(sf.index).to_numpy(),
-                                 "events": tab["observed"].reindex(sf.index).to_numpy(),
-                                 "survival": sf.to_numpy(), "ci_lower": cis.iloc[:, 0].to_numpy(),
-                                 "ci_upper": cis.iloc[:, 1].to_numpy()}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "group": "all" if name is None else name,
+                    "time": sf.index.to_numpy(float),
+                    "at_risk": tab["at_risk"].reindex(sf.index).to_numpy(),
+                    "events": tab["observed"].reindex(sf.index).to_numpy(),
+                    "survival": sf.to_numpy(),
+                    "ci_lower": cis.iloc[:, 0].to_numpy(),
+                    "ci_upper": cis.iloc[:, 1].to_numpy(),
+                }
+            )
+        )
     return pd.concat(out, ignore_index=True)
 
 
@@ -71,12 +81,22 @@ def km_dropout(frame: pd.DataFrame, by: str = "arm") -> pd.DataFrame:
 def logrank(df: pd.DataFrame, by: str, duration: str = "duration", event: str = "event") -> pd.DataFrame:
     """Log-rank test across the groups of ``by``: ``groups, chisq, df, p``."""
     res = multivariate_logrank_test(df[duration], df[by], df[event])
-    return pd.DataFrame([{"by": by, "groups": int(df[by].nunique()), "chisq": float(res.test_statistic),
-                          "df": int(res.degrees_of_freedom), "p": float(res.p_value)}])
+    return pd.DataFrame(
+        [
+            {
+                "by": by,
+                "groups": int(df[by].nunique()),
+                "chisq": float(res.test_statistic),
+                "df": int(res.degrees_of_freedom),
+                "p": float(res.p_value),
+            }
+        ]
+    )
 
 
-def fit_cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str] | None = None,
-            ci: float = 0.95) -> tuple[CoxPHFitter, pd.DataFrame]:
+def fit_cox(
+    df: pd.DataFrame, duration: str, event: str, covariates: Sequence[str] | None = None, ci: float = 0.95
+) -> tuple[CoxPHFitter, pd.DataFrame]:
     """Cox proportional-hazards model (Efron ties) with categorical covariates dummy-coded.
 
     Returns
@@ -93,15 +113,25 @@ def fit_cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[st
     d = d.loc[:, d.std() > 0] if len(d) > 1 else d
     cph = CoxPHFitter(alpha=1 - ci).fit(d, duration_col=duration, event_col=event)
     s = cph.summary
-    tidy = pd.DataFrame({"term": s.index, "coef": s["coef"].to_numpy(), "hr": s["exp(coef)"].to_numpy(),
-                         "se": s["se(coef)"].to_numpy(), "z": s["z"].to_numpy(), "p": s["p"].to_numpy(),
-                         "ci_lower": s.iloc[:, s.columns.get_loc("coef lower 95%") if "coef lower 95%" in s else 5].to_numpy(),
-                         "ci_upper": s.iloc[:, s.columns.get_loc("coef upper 95%") if "coef upper 95%" in s else 6].to_numpy()})
+    tidy = pd.DataFrame(
+        {
+            "term": s.index,
+            "coef": s["coef"].to_numpy(),
+            "hr": s["exp(coef)"].to_numpy(),
+            "se": s["se(coef)"].to_numpy(),
+            "z": s["z"].to_numpy(),
+            "p": s["p"].to_numpy(),
+            "ci_lower": s.iloc[:, s.columns.get_loc("coef lower 95%") if "coef lower 95%" in s else 5].to_numpy(),
+            "ci_upper": s.iloc[:, s.columns.get_loc("coef upper 95%") if "coef upper 95%" in s else 6].to_numpy(),
+        }
+    )
     tidy["hr_ci_lower"], tidy["hr_ci_upper"] = np.exp(tidy["ci_lower"]), np.exp(tidy["ci_upper"])
     return cph, tidy.reset_index(drop=True)
 
 
-def cox_dropout(frame: pd.DataFrame, covariates: Sequence[str] = ("arm",), baseline_scales: Sequence[str] = ()) -> pd.DataFrame:
+def cox_dropout(
+    frame: pd.DataFrame, covariates: Sequence[str] = ("arm",), baseline_scales: Sequence[str] = ()
+) -> pd.DataFrame:
     """Cox model of time to dropout on arm, site, context answers and baseline scores.
 
     Parameters
@@ -125,8 +155,9 @@ def cox_dropout(frame: pd.DataFrame, covariates: Sequence[str] = ("arm",), basel
     return fit_cox(d, "duration", "event", list(covariates) + list(baseline_scales))[1]
 
 
-def time_to_threshold(frame: pd.DataFrame, scale: str, threshold: float, direction: str = "above",
-                      column: str = "value") -> pd.DataFrame:
+def time_to_threshold(
+    frame: pd.DataFrame, scale: str, threshold: float, direction: str = "above", column: str = "value"
+) -> pd.DataFrame:
     """Days until a participant first reaches a threshold (event) or their last observation (censored).
 
     Parameters

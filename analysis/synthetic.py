@@ -35,10 +35,12 @@ For participant *i* in arm *a* at time *t* (years since enrolment, from the actu
 
 Everything is drawn from one ``numpy.random.Generator`` seeded with ``seed``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -189,8 +191,11 @@ def simulate_cohort(
     n_participants: int = 60,
     seed: int = 20261125,
     sites: Sequence[str] = ("north", "south"),
-    arms: Sequence[tuple[str, str]] = (("group", "intervention"), ("online", "intervention"),
-                                       ("usual_care", "control")),
+    arms: Sequence[tuple[str, str]] = (
+        ("group", "intervention"),
+        ("online", "intervention"),
+        ("usual_care", "control"),
+    ),
     waves: Sequence[tuple[str, int]] = (("baseline", 0), ("m1", 30), ("m3", 90), ("m6", 180), ("m12", 365)),
     params: SimulationParams | None = None,
 ) -> SyntheticCohort:
@@ -248,7 +253,7 @@ def simulate_cohort(
     lam = float(np.clip(p.intercept_factor_loading, 0.0, 1.0))
 
     def intercept(sd: float, sign: float) -> np.ndarray:
-        return sd * (sign * lam * f + np.sqrt(1 - lam ** 2) * rng.standard_normal(n))
+        return sd * (sign * lam * f + np.sqrt(1 - lam**2) * rng.standard_normal(n))
 
     u0 = {
         "pam": intercept(p.pam_sd_intercept, +1),
@@ -326,8 +331,11 @@ def simulate_cohort(
 
     end_of_followup = days[:, -1]
     dropped = drop_days < np.minimum(end_of_followup, available)
-    status = np.where(dropped, np.where(withdrawn, "withdrawn", "lost_to_follow_up"),
-                      np.where(end_of_followup <= available, "completed", "active"))
+    status = np.where(
+        dropped,
+        np.where(withdrawn, "withdrawn", "lost_to_follow_up"),
+        np.where(end_of_followup <= available, "completed", "active"),
+    )
     status_days = np.where(dropped, np.floor(drop_days), np.nan)
     last_idx = np.where(answered, np.arange(n_w)[None, :], -1).max(axis=1)
     last_wave = [waves[i][0] for i in last_idx]
@@ -387,49 +395,85 @@ def simulate_cohort(
             r = i * n_w + w
             base = {"participant": codes[i], "wave": waves[w][0], "days_since_enrolment": int(days[i, w])}
             if w == 0:
-                responses.append({**base, "instrument": "context",
-                                  "answers": {code: opts[ctx_choice[code][i]][0] for code, opts in context_items},
-                                  "external_scores": {}})
-            responses.append({**base, "instrument": "pam13",
-                              "answers": {f"pam13_{j + 1}": as_int(pam_items[r, j]) for j in range(13)},
-                              "external_scores": {PAM_EXTERNAL_SCALE: round(float(pam_act[r]), 1)}})
-            responses.append({**base, "instrument": "semcd6",
-                              "answers": {f"semcd6_{j + 1}": as_int(semcd_items[r, j]) for j in range(6)},
-                              "external_scores": {}})
+                responses.append(
+                    {
+                        **base,
+                        "instrument": "context",
+                        "answers": {code: opts[ctx_choice[code][i]][0] for code, opts in context_items},
+                        "external_scores": {},
+                    }
+                )
+            responses.append(
+                {
+                    **base,
+                    "instrument": "pam13",
+                    "answers": {f"pam13_{j + 1}": as_int(pam_items[r, j]) for j in range(13)},
+                    "external_scores": {PAM_EXTERNAL_SCALE: round(float(pam_act[r]), 1)},
+                }
+            )
+            responses.append(
+                {
+                    **base,
+                    "instrument": "semcd6",
+                    "answers": {f"semcd6_{j + 1}": as_int(semcd_items[r, j]) for j in range(6)},
+                    "external_scores": {},
+                }
+            )
             phq = {f"phq9_{j + 1}": as_int(phq_items[r, j]) for j in range(9)}
             phq["phq9_10"] = int(phq_difficulty[r])
             responses.append({**base, "instrument": "phq9", "answers": phq, "external_scores": {}})
-            responses.append({**base, "instrument": "gad7",
-                              "answers": {f"gad7_{j + 1}": as_int(gad_items[r, j]) for j in range(7)},
-                              "external_scores": {}})
-            responses.append({**base, "instrument": "lsns6",
-                              "answers": {f"lsns6_{j + 1}": int(lsns_items[r, j]) for j in range(6)},
-                              "external_scores": {}})
+            responses.append(
+                {
+                    **base,
+                    "instrument": "gad7",
+                    "answers": {f"gad7_{j + 1}": as_int(gad_items[r, j]) for j in range(7)},
+                    "external_scores": {},
+                }
+            )
+            responses.append(
+                {
+                    **base,
+                    "instrument": "lsns6",
+                    "answers": {f"lsns6_{j + 1}": int(lsns_items[r, j]) for j in range(6)},
+                    "external_scores": {},
+                }
+            )
 
-    participants = pd.DataFrame({
-        "participant": codes,
-        "site": np.array(sites, dtype=object)[site_idx],
-        "arm": arm_code,
-        "arm_kind": arm_kind,
-        "enrolled_offset_days": enrolled_offset.astype(int),
-        "baseline_isolated": isolated.astype(bool),
-        "status": status,
-        "status_days": status_days.astype(float),
-        "last_wave": last_wave,
-    })
-    lat = pd.DataFrame({
-        "participant": np.repeat(codes, n_w),
-        "wave": np.tile([w for w, _ in waves], n),
-        "days": flat_days.astype(int),
-        "answered": answered.reshape(-1),
-        "pam_activation": latent["pam"].reshape(-1),
-        "semcd": latent["semcd"].reshape(-1),
-        "phq9": latent["phq"].reshape(-1),
-        "gad7": latent["gad"].reshape(-1),
-        "lsns6": latent["lsns"].reshape(-1),
-    })
-    meta = {**p.as_dict(), "n_participants": n, "seed": seed, "sites": list(sites),
-            "arms": [list(a) for a in arms], "waves": [list(w) for w in waves],
-            "slope_units": "per year (days / 365.25)"}
-    return SyntheticCohort(participants=participants, responses=responses, params=meta, latent=lat,
-                           waves=waves, arms=arms)
+    participants = pd.DataFrame(
+        {
+            "participant": codes,
+            "site": np.array(sites, dtype=object)[site_idx],
+            "arm": arm_code,
+            "arm_kind": arm_kind,
+            "enrolled_offset_days": enrolled_offset.astype(int),
+            "baseline_isolated": isolated.astype(bool),
+            "status": status,
+            "status_days": status_days.astype(float),
+            "last_wave": last_wave,
+        }
+    )
+    lat = pd.DataFrame(
+        {
+            "participant": np.repeat(codes, n_w),
+            "wave": np.tile([w for w, _ in waves], n),
+            "days": flat_days.astype(int),
+            "answered": answered.reshape(-1),
+            "pam_activation": latent["pam"].reshape(-1),
+            "semcd": latent["semcd"].reshape(-1),
+            "phq9": latent["phq"].reshape(-1),
+            "gad7": latent["gad"].reshape(-1),
+            "lsns6": latent["lsns"].reshape(-1),
+        }
+    )
+    meta = {
+        **p.as_dict(),
+        "n_participants": n,
+        "seed": seed,
+        "sites": list(sites),
+        "arms": [list(a) for a in arms],
+        "waves": [list(w) for w in waves],
+        "slope_units": "per year (days / 365.25)",
+    }
+    return SyntheticCohort(
+        participants=participants, responses=responses, params=meta, latent=lat, waves=waves, arms=arms
+    )

@@ -7,12 +7,14 @@ warnings and model-predicted means per arm and wave. :class:`ModerationModel` ad
 (a ``context_*`` answer or a quantitised qualitative ``code:*`` column) interacting with arm ×
 time and tabulates the slope of every subgroup × arm.
 """
+
 from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +23,7 @@ from scipy import stats
 from statsmodels.regression.mixed_linear_model import MixedLM
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from .frame import _ensure, context_columns, participants, scale_frame, wave_order
+from .frame import _ensure, participants, scale_frame, wave_order
 
 __all__ = ["TrajectoryModel", "fit_trajectory", "compare_models", "ModerationModel", "fit_moderation"]
 
@@ -45,8 +47,9 @@ def _arm_levels(df: pd.DataFrame, reference: str | None) -> list[str]:
     arms = sorted(df["arm"].dropna().unique().tolist())
     if reference is None:
         kinds = df.groupby("arm")["arm_kind"].first()
-        controls = [a for a in arms if kinds.get(a) == "control"] or \
-                   [a for a in arms if kinds.get(a) == "active_comparator"]
+        controls = [a for a in arms if kinds.get(a) == "control"] or [
+            a for a in arms if kinds.get(a) == "active_comparator"
+        ]
         reference = controls[0] if controls else arms[0]
     if reference not in arms:
         raise ValueError(f"reference arm {reference!r} is not in the frame (arms: {arms})")
@@ -54,14 +57,26 @@ def _arm_levels(df: pd.DataFrame, reference: str | None) -> list[str]:
 
 
 _PLAIN = [
-    (r"converge", "The fit did not converge: estimates may be unreliable. Simplify the random part "
-                  "(random='intercept'), check the time scale, or collect more follow-up."),
-    (r"boundary", "A variance component is estimated at the boundary (zero): the data carry no "
-                  "evidence of that between-participant variation; random='intercept' may suffice."),
-    (r"singular|positive definite", "The random-effects covariance is singular: intercept and slope "
-                                     "variation cannot be told apart; try random='intercept'."),
-    (r"Hessian|hessian", "The standard errors of the variance components could not be computed; "
-                         "fixed effects and their standard errors are still usable."),
+    (
+        r"converge",
+        "The fit did not converge: estimates may be unreliable. Simplify the random part "
+        "(random='intercept'), check the time scale, or collect more follow-up.",
+    ),
+    (
+        r"boundary",
+        "A variance component is estimated at the boundary (zero): the data carry no "
+        "evidence of that between-participant variation; random='intercept' may suffice.",
+    ),
+    (
+        r"singular|positive definite",
+        "The random-effects covariance is singular: intercept and slope "
+        "variation cannot be told apart; try random='intercept'.",
+    ),
+    (
+        r"Hessian|hessian",
+        "The standard errors of the variance components could not be computed; "
+        "fixed effects and their standard errors are still usable.",
+    ),
 ]
 
 
@@ -137,9 +152,19 @@ class TrajectoryModel:
     >>> m.summary.set_index("term").loc["years:arm[group]", "estimate"]  # doctest: +SKIP
     """
 
-    def __init__(self, outcome: str, time: str = "days", by: str = "arm", covariates: Sequence[str] = (),
-                 random: str = "intercept", cluster: str | None = "fixed", reml: bool = True,
-                 reference: str | None = None, alpha: float = 0.05, time_scale: float = YEAR):
+    def __init__(
+        self,
+        outcome: str,
+        time: str = "days",
+        by: str = "arm",
+        covariates: Sequence[str] = (),
+        random: str = "intercept",
+        cluster: str | None = "fixed",
+        reml: bool = True,
+        reference: str | None = None,
+        alpha: float = 0.05,
+        time_scale: float = YEAR,
+    ):
         if time not in ("days", "wave"):
             raise ValueError("time must be 'days' or 'wave'")
         if random not in ("intercept", "slope"):
@@ -172,8 +197,11 @@ class TrajectoryModel:
         if self.cluster is not None:
             keep.append("site")
         df = df.dropna(subset=[c for c in keep if c in df.columns])
-        self._levels = _arm_levels(df.rename(columns={self.by: "arm"}) if self.by != "arm" else df, self.reference) \
-            if self.by == "arm" else sorted(df[self.by].unique().tolist())
+        self._levels = (
+            _arm_levels(df.rename(columns={self.by: "arm"}) if self.by != "arm" else df, self.reference)
+            if self.by == "arm"
+            else sorted(df[self.by].unique().tolist())
+        )
         if self.by != "arm" and self.reference:
             self._levels = [self.reference] + [x for x in self._levels if x != self.reference]
         df[self.by] = pd.Categorical(df[self.by], categories=self._levels)
@@ -219,8 +247,16 @@ class TrajectoryModel:
             else:
                 exog_re = np.ones((len(df), 1))
             exog_vc = None
-        return _Design(df, fe.design_info, fe.to_numpy(), [_pretty(c) for c in fe.columns], exog_re, exog_vc,
-                       groups, df["value"].to_numpy(float))
+        return _Design(
+            df,
+            fe.design_info,
+            fe.to_numpy(),
+            [_pretty(c) for c in fe.columns],
+            exog_re,
+            exog_vc,
+            groups,
+            df["value"].to_numpy(float),
+        )
 
     def _build(self, design: _Design, reml: bool) -> MixedLM:
         kw = {}
@@ -242,7 +278,7 @@ class TrajectoryModel:
         return result, caught
 
     # ------------------------------------------------------------------ fit
-    def fit(self, frame: pd.DataFrame) -> "TrajectoryModel":
+    def fit(self, frame: pd.DataFrame) -> TrajectoryModel:
         """Fit the model to a long frame (DataFrame or path); returns ``self``."""
         df = self._prepare(frame)
         if df["participant"].nunique() < 3:
@@ -283,8 +319,17 @@ class TrajectoryModel:
         se = np.sqrt(np.diag(self.cov_params_))
         z = est / se
         q = stats.norm.ppf(1 - self.alpha / 2)
-        return pd.DataFrame({"term": self._design_.exog_names, "estimate": est, "se": se, "z": z,
-                             "p": 2 * stats.norm.sf(np.abs(z)), "ci_lower": est - q * se, "ci_upper": est + q * se})
+        return pd.DataFrame(
+            {
+                "term": self._design_.exog_names,
+                "estimate": est,
+                "se": se,
+                "z": z,
+                "p": 2 * stats.norm.sf(np.abs(z)),
+                "ci_lower": est - q * se,
+                "ci_upper": est + q * se,
+            }
+        )
 
     @property
     def variance_components(self) -> pd.DataFrame:
@@ -294,15 +339,21 @@ class TrajectoryModel:
         if self.cluster == "variance":
             rows.append({"group": "site", "term": "(Intercept)", "variance": float(np.atleast_2d(r.cov_re)[0, 0])})
             for name, v in zip(r.model.exog_vc.names, np.asarray(r.vcomp)):
-                rows.append({"group": "participant", "term": "(Intercept)" if name == "participant" else "years",
-                             "variance": float(v)})
+                rows.append(
+                    {
+                        "group": "participant",
+                        "term": "(Intercept)" if name == "participant" else "years",
+                        "variance": float(v),
+                    }
+                )
         else:
             cov = np.atleast_2d(r.cov_re)
             rows.append({"group": "participant", "term": "(Intercept)", "variance": float(cov[0, 0])})
             if cov.shape[0] > 1:
                 corr = cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]) if cov[0, 0] > 0 and cov[1, 1] > 0 else np.nan
-                rows.append({"group": "participant", "term": "years", "variance": float(cov[1, 1]),
-                             "corr": float(corr)})
+                rows.append(
+                    {"group": "participant", "term": "years", "variance": float(cov[1, 1]), "corr": float(corr)}
+                )
         rows.append({"group": "residual", "term": "", "variance": float(r.scale)})
         out = pd.DataFrame(rows)
         if "corr" not in out:
@@ -340,13 +391,21 @@ class TrajectoryModel:
         n = self.result_.nobs
         k = self.n_params
         ll_ml = float(ml.llf)
-        return pd.DataFrame([{
-            "nobs": int(n), "n_participants": int(self._df["participant"].nunique()),
-            "method": "REML" if self.reml else "ML", "logLik": float(self.result_.llf),
-            "REML_criterion": -2 * float(self.result_.llf) if self.reml else np.nan,
-            "logLik_ML": ll_ml, "AIC": -2 * ll_ml + 2 * k, "BIC": -2 * ll_ml + np.log(n) * k,
-            "converged": bool(getattr(self.result_, "converged", True)),
-        }])
+        return pd.DataFrame(
+            [
+                {
+                    "nobs": int(n),
+                    "n_participants": int(self._df["participant"].nunique()),
+                    "method": "REML" if self.reml else "ML",
+                    "logLik": float(self.result_.llf),
+                    "REML_criterion": -2 * float(self.result_.llf) if self.reml else np.nan,
+                    "logLik_ML": ll_ml,
+                    "AIC": -2 * ll_ml + 2 * k,
+                    "BIC": -2 * ll_ml + np.log(n) * k,
+                    "converged": bool(getattr(self.result_, "converged", True)),
+                }
+            ]
+        )
 
     def _rows(self, overrides: dict[str, Any], base: pd.DataFrame | None = None) -> np.ndarray:
         """Design rows of every participant (first row each) with some columns overridden."""
@@ -377,8 +436,17 @@ class TrajectoryModel:
                 X = self._rows({self.by: lvl, "years": t, "planned_years": t, "wave": w})
                 L = X.mean(axis=0)
                 est, se = self._contrast(L)
-                rows.append({self.by: lvl, "wave": w, "time": t, "mean": est, "se": se,
-                             "ci_lower": est - q * se, "ci_upper": est + q * se})
+                rows.append(
+                    {
+                        self.by: lvl,
+                        "wave": w,
+                        "time": t,
+                        "mean": est,
+                        "se": se,
+                        "ci_lower": est - q * se,
+                        "ci_upper": est + q * se,
+                    }
+                )
         return pd.DataFrame(rows)
 
     def slopes(self) -> pd.DataFrame:
@@ -390,16 +458,29 @@ class TrajectoryModel:
         if self.time != "days":
             raise ValueError("slopes need time='days'")
         q = stats.norm.ppf(1 - self.alpha / 2)
-        L = {lvl: (self._rows({self.by: lvl, "years": 1.0}) - self._rows({self.by: lvl, "years": 0.0})).mean(axis=0)
-             for lvl in self._levels}
+        L = {
+            lvl: (self._rows({self.by: lvl, "years": 1.0}) - self._rows({self.by: lvl, "years": 0.0})).mean(axis=0)
+            for lvl in self._levels
+        }
         ref = L[self._levels[0]]
         rows = []
         for lvl in self._levels:
             est, se = self._contrast(L[lvl])
             d, dse = self._contrast(L[lvl] - ref)
-            rows.append({self.by: lvl, "slope": est, "se": se, "ci_lower": est - q * se, "ci_upper": est + q * se,
-                         "diff": d, "diff_se": dse, "diff_ci_lower": d - q * dse, "diff_ci_upper": d + q * dse,
-                         "diff_p": 2 * stats.norm.sf(abs(d / dse)) if dse > 0 else np.nan})
+            rows.append(
+                {
+                    self.by: lvl,
+                    "slope": est,
+                    "se": se,
+                    "ci_lower": est - q * se,
+                    "ci_upper": est + q * se,
+                    "diff": d,
+                    "diff_se": dse,
+                    "diff_ci_lower": d - q * dse,
+                    "diff_ci_upper": d + q * dse,
+                    "diff_p": 2 * stats.norm.sf(abs(d / dse)) if dse > 0 else np.nan,
+                }
+            )
         return pd.DataFrame(rows)
 
     def observed_means(self) -> pd.DataFrame:
@@ -419,10 +500,14 @@ class TrajectoryModel:
         self._check()
         fs = self.fit_statistics.iloc[0]
         print(f"<TrajectoryModel: {self.outcome} ~ {self._formula()}>")
-        print(f"random={self.random!r}  cluster={self.cluster!r}  method={fs['method']}  "
-              f"n={fs['nobs']} observations, {fs['n_participants']} participants")
-        print(f"logLik={fs['logLik']:.{decimals}f}  AIC(ML)={fs['AIC']:.{decimals}f}  BIC(ML)={fs['BIC']:.{decimals}f}  "
-              f"ICC={self.icc:.{decimals}f}")
+        print(
+            f"random={self.random!r}  cluster={self.cluster!r}  method={fs['method']}  "
+            f"n={fs['nobs']} observations, {fs['n_participants']} participants"
+        )
+        print(
+            f"logLik={fs['logLik']:.{decimals}f}  AIC(ML)={fs['AIC']:.{decimals}f}  BIC(ML)={fs['BIC']:.{decimals}f}  "
+            f"ICC={self.icc:.{decimals}f}"
+        )
         print("\nFixed effects")
         print(self.summary.round(decimals).to_string(index=False))
         print("\nVariance components")
@@ -437,17 +522,26 @@ class TrajectoryModel:
         return plot_trajectory(self, ax=ax, path=path)
 
 
-def fit_trajectory(frame: pd.DataFrame, outcome: str, time: str = "days", by: str = "arm",
-                   covariates: Sequence[str] = (), random: str = "intercept", cluster: str | None = "fixed",
-                   reml: bool = True, reference: str | None = None) -> TrajectoryModel:
+def fit_trajectory(
+    frame: pd.DataFrame,
+    outcome: str,
+    time: str = "days",
+    by: str = "arm",
+    covariates: Sequence[str] = (),
+    random: str = "intercept",
+    cluster: str | None = "fixed",
+    reml: bool = True,
+    reference: str | None = None,
+) -> TrajectoryModel:
     """Fit a :class:`TrajectoryModel` (functional form); see the class for the parameters.
 
     Examples
     --------
     >>> # m = fit_trajectory(long, "phq9", random="slope"); m.summary
     """
-    return TrajectoryModel(outcome, time=time, by=by, covariates=covariates, random=random, cluster=cluster,
-                           reml=reml, reference=reference).fit(frame)
+    return TrajectoryModel(
+        outcome, time=time, by=by, covariates=covariates, random=random, cluster=cluster, reml=reml, reference=reference
+    ).fit(frame)
 
 
 def compare_models(m0: TrajectoryModel, m1: TrajectoryModel) -> pd.DataFrame:
@@ -475,7 +569,9 @@ def compare_models(m0: TrajectoryModel, m1: TrajectoryModel) -> pd.DataFrame:
     n = m0.result_.nobs
     rows = []
     for name, ll, k in (("m0", ll0, k0), ("m1", ll1, k1)):
-        rows.append({"model": name, "n_params": k, "logLik": ll, "AIC": -2 * ll + 2 * k, "BIC": -2 * ll + np.log(n) * k})
+        rows.append(
+            {"model": name, "n_params": k, "logLik": ll, "AIC": -2 * ll + 2 * k, "BIC": -2 * ll + np.log(n) * k}
+        )
     out = pd.DataFrame(rows)
     out["chisq"] = [np.nan, chisq]
     out["df"] = [np.nan, df]
@@ -546,8 +642,10 @@ class ModerationModel(TrajectoryModel):
             df = df[df[self.moderator].isin(keep)].reset_index(drop=True)
             df[self.moderator] = pd.Categorical(df[self.moderator].astype(str), categories=[str(k) for k in keep])
             if len(keep) < 2:
-                raise ValueError(f"moderator {self.moderator!r}: fewer than two levels with at least "
-                                 f"{self.min_per_cell} participants in every arm")
+                raise ValueError(
+                    f"moderator {self.moderator!r}: fewer than two levels with at least "
+                    f"{self.min_per_cell} participants in every arm"
+                )
         m = _q(self.moderator)
         m = m if self._continuous else f"C({m})"
         self.extra_terms = [f"years:{m}", f"C({_q(self.by)}):{m}", f"years:C({_q(self.by)}):{m}"]
@@ -555,11 +653,13 @@ class ModerationModel(TrajectoryModel):
             self.extra_terms.insert(0, m)
         return df
 
-    def fit(self, frame: pd.DataFrame) -> "ModerationModel":
+    def fit(self, frame: pd.DataFrame) -> ModerationModel:
         super().fit(frame)
         if getattr(self, "_dropped_levels", None):
-            self.warnings.append(f"Levels of {self.moderator} with fewer than {self.min_per_cell} participants in "
-                                 f"some arm were left out: {', '.join(self._dropped_levels)}.")
+            self.warnings.append(
+                f"Levels of {self.moderator} with fewer than {self.min_per_cell} participants in "
+                f"some arm were left out: {', '.join(self._dropped_levels)}."
+            )
         return self
 
     def _levels_of_moderator(self) -> list[Any]:
@@ -590,11 +690,24 @@ class ModerationModel(TrajectoryModel):
         for level in self._levels_of_moderator():
             for arm in self._levels:
                 est, se = self._contrast(self._slope_L(arm, level))
-                n = int(((base[self.by] == arm) & (base[self.moderator] == level)).sum()) if not self._continuous \
+                n = (
+                    int(((base[self.by] == arm) & (base[self.moderator] == level)).sum())
+                    if not self._continuous
                     else int((base[self.by] == arm).sum())
-                rows.append({"moderator": self.moderator, "level": level, self.by: arm, "n_participants": n,
-                             "slope": est, "se": se, "ci_lower": est - q * se, "ci_upper": est + q * se,
-                             "p": 2 * stats.norm.sf(abs(est / se)) if se > 0 else np.nan})
+                )
+                rows.append(
+                    {
+                        "moderator": self.moderator,
+                        "level": level,
+                        self.by: arm,
+                        "n_participants": n,
+                        "slope": est,
+                        "se": se,
+                        "ci_lower": est - q * se,
+                        "ci_upper": est + q * se,
+                        "p": 2 * stats.norm.sf(abs(est / se)) if se > 0 else np.nan,
+                    }
+                )
         return pd.DataFrame(rows)
 
     @property
@@ -608,9 +721,19 @@ class ModerationModel(TrajectoryModel):
             for arm in self._levels[1:]:
                 est, se = self._contrast(self._slope_L(arm, level) - ref)
                 n = int((base[self.moderator] == level).sum()) if not self._continuous else len(base)
-                rows.append({"moderator": self.moderator, "level": level, self.by: arm, "n_participants": n,
-                             "effect": est, "se": se, "ci_lower": est - q * se, "ci_upper": est + q * se,
-                             "p": 2 * stats.norm.sf(abs(est / se)) if se > 0 else np.nan})
+                rows.append(
+                    {
+                        "moderator": self.moderator,
+                        "level": level,
+                        self.by: arm,
+                        "n_participants": n,
+                        "effect": est,
+                        "se": se,
+                        "ci_lower": est - q * se,
+                        "ci_upper": est + q * se,
+                        "p": 2 * stats.norm.sf(abs(est / se)) if se > 0 else np.nan,
+                    }
+                )
         return pd.DataFrame(rows)
 
     @property

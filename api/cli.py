@@ -12,15 +12,16 @@ Examples
     $ peerlens users create ana@example.org --role coordinator --site north
     $ peerlens serve --port 8000
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import UTC, datetime
 
 import typer
 
-app = typer.Typer(help="Peerlens: data capture and analysis of peer-support evaluations.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="Peerlens: data capture and analysis of peer-support evaluations.", no_args_is_help=True, add_completion=False
+)
 users_app = typer.Typer(help="Manage users and their API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
@@ -41,20 +42,25 @@ def migrate(revision: str = typer.Argument("head", help="target revision")) -> N
 
 
 @app.command()
-def serve(host: str = typer.Option("127.0.0.1", help="interface to bind"),
-          port: int = typer.Option(8000, help="port"),
-          workers: int = typer.Option(1, help="worker processes (PostgreSQL only)"),
-          reload: bool = typer.Option(False, help="restart on code changes (development)")) -> None:
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to bind"),
+    port: int = typer.Option(8000, help="port"),
+    workers: int = typer.Option(1, help="worker processes (PostgreSQL only)"),
+    reload: bool = typer.Option(False, help="restart on code changes (development)"),
+) -> None:
     """Serve the API (OpenAPI UI at /docs)."""
     import uvicorn
 
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, workers=workers, reload=reload,
-                log_level="info")
+    uvicorn.run(
+        "api.main:create_app", factory=True, host=host, port=port, workers=workers, reload=reload, log_level="info"
+    )
 
 
 @app.command()
-def demo(participants: int = typer.Option(60, "--participants", "-n", min=3, help="synthetic participants"),
-         seed: int = typer.Option(20261125, help="seed of the synthetic cohort")) -> None:
+def demo(
+    participants: int = typer.Option(60, "--participants", "-n", min=3, help="synthetic participants"),
+    seed: int = typer.Option(20261125, help="seed of the synthetic cohort"),
+) -> None:
     """Load the demo study (idempotent) and print API tokens for a demo admin, coordinator and analyst."""
     from api.demo import load_demo
 
@@ -63,12 +69,12 @@ def demo(participants: int = typer.Option(60, "--participants", "-n", min=3, hel
 
 
 @users_app.command("create")
-def users_create(email: str = typer.Argument(..., help="the user's email (their login name)"),
-                 role: str = typer.Option(..., "--role", help="admin | coordinator | analyst"),
-                 site: Optional[list[str]] = typer.Option(None, "--site",
-                                                          help="site code (or STUDY_ID:CODE); repeat for more"),
-                 expires: Optional[datetime] = typer.Option(None, "--expires",
-                                                            help="token expiry, e.g. 2027-01-31 (UTC)")) -> None:
+def users_create(
+    email: str = typer.Argument(..., help="the user's email (their login name)"),
+    role: str = typer.Option(..., "--role", help="admin | coordinator | analyst"),
+    site: list[str] | None = typer.Option(None, "--site", help="site code (or STUDY_ID:CODE); repeat for more"),
+    expires: datetime | None = typer.Option(None, "--expires", help="token expiry, e.g. 2027-01-31 (UTC)"),
+) -> None:
     """Create a user and print a new API token (shown once; only its hash is stored)."""
     from api.auth.models import ROLES
     from api.users import create_with_token
@@ -77,18 +83,19 @@ def users_create(email: str = typer.Argument(..., help="the user's email (their 
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}", param_hint="--role")
     if role == "coordinator" and not site:
         raise typer.BadParameter("a coordinator needs at least one --site", param_hint="--site")
-    _print_token(lambda session, expires_at: create_with_token(session, email, role, site or [],
-                                                               expires_at=expires_at), expires)
+    _print_token(
+        lambda session, expires_at: create_with_token(session, email, role, site or [], expires_at=expires_at), expires
+    )
 
 
-def _print_token(issue, expires: Optional[datetime]) -> None:
+def _print_token(issue, expires: datetime | None) -> None:
     """Run ``issue(session, expires_at)`` in one transaction and print the token it returns."""
     from sqlmodel import Session
 
     from api.db import engine_from_settings
 
     if expires is not None and expires.tzinfo is None:
-        expires = expires.replace(tzinfo=timezone.utc)
+        expires = expires.replace(tzinfo=UTC)
     engine = engine_from_settings(_settings())
     try:
         with Session(engine) as session:
@@ -103,8 +110,10 @@ def _print_token(issue, expires: Optional[datetime]) -> None:
 
 
 @users_app.command("token")
-def users_token(email: str = typer.Argument(..., help="an existing user's email"),
-                expires: Optional[datetime] = typer.Option(None, "--expires", help="token expiry (UTC)")) -> None:
+def users_token(
+    email: str = typer.Argument(..., help="an existing user's email"),
+    expires: datetime | None = typer.Option(None, "--expires", help="token expiry (UTC)"),
+) -> None:
     """Issue another API token for an existing user."""
     from api.users import new_token_for
 
@@ -115,13 +124,15 @@ def users_token(email: str = typer.Argument(..., help="an existing user's email"
 
 
 @app.command()
-def worker(interval: float = typer.Option(60.0, "--interval", min=0.1, help="seconds between rounds"),
-           once: bool = typer.Option(False, "--once", help="one round (plan, then send all that is due), then exit"),
-           plan: bool = typer.Option(True, "--plan/--no-plan", help="run the planner before dispatching"),
-           batch: int = typer.Option(50, "--batch", min=1, max=1000, help="reminders claimed per transaction"),
-           worker_id: Optional[str] = typer.Option(None, "--worker-id", help="name in claimed_by (default host:pid)"),
-           study: Optional[list[int]] = typer.Option(None, "--study", help="send only for this study id; repeatable"),
-           quiet: bool = typer.Option(False, "--quiet", help="no per-round summary")) -> None:
+def worker(
+    interval: float = typer.Option(60.0, "--interval", min=0.1, help="seconds between rounds"),
+    once: bool = typer.Option(False, "--once", help="one round (plan, then send all that is due), then exit"),
+    plan: bool = typer.Option(True, "--plan/--no-plan", help="run the planner before dispatching"),
+    batch: int = typer.Option(50, "--batch", min=1, max=1000, help="reminders claimed per transaction"),
+    worker_id: str | None = typer.Option(None, "--worker-id", help="name in claimed_by (default host:pid)"),
+    study: list[int] | None = typer.Option(None, "--study", help="send only for this study id; repeatable"),
+    quiet: bool = typer.Option(False, "--quiet", help="no per-round summary"),
+) -> None:
     """Plan and send due reminders (any number of workers may share one PostgreSQL database)."""
     import logging
 
@@ -132,8 +143,17 @@ def worker(interval: float = typer.Option(60.0, "--interval", min=0.1, help="sec
     settings = _settings()
     engine = engine_from_settings(settings)
     try:
-        run_worker(engine, settings, interval=interval, once=once, plan=plan, batch=batch, worker_id=worker_id,
-                   study_ids=study or None, echo=None if quiet else typer.echo)
+        run_worker(
+            engine,
+            settings,
+            interval=interval,
+            once=once,
+            plan=plan,
+            batch=batch,
+            worker_id=worker_id,
+            study_ids=study or None,
+            echo=None if quiet else typer.echo,
+        )
     except KeyboardInterrupt:
         pass
     finally:
@@ -144,15 +164,17 @@ def worker(interval: float = typer.Option(60.0, "--interval", min=0.1, help="sec
 
 
 @app.command("joint-display")
-def joint_display_cmd(study: int = typer.Argument(..., help="study id"),
-                      theme: list[str] = typer.Option(..., "--theme", help="code key or id; repeatable"),
-                      output: str = typer.Option(..., "-o", "--output", help="directory to write into"),
-                      scale: Optional[list[str]] = typer.Option(None, "--scale", help="outcome scale; repeatable"),
-                      baseline: Optional[str] = typer.Option(None, help="baseline wave (default: first observation)"),
-                      followup: Optional[str] = typer.Option(None, help="follow-up wave (default: last observation)"),
-                      arm: Optional[str] = typer.Option(None, help="restrict to one arm"),
-                      quotes: int = typer.Option(2, min=0, max=10, help="exemplar quotes per row"),
-                      plot_format: str = typer.Option("svg", "--plot-format", help="svg | png")) -> None:
+def joint_display_cmd(
+    study: int = typer.Argument(..., help="study id"),
+    theme: list[str] = typer.Option(..., "--theme", help="code key or id; repeatable"),
+    output: str = typer.Option(..., "-o", "--output", help="directory to write into"),
+    scale: list[str] | None = typer.Option(None, "--scale", help="outcome scale; repeatable"),
+    baseline: str | None = typer.Option(None, help="baseline wave (default: first observation)"),
+    followup: str | None = typer.Option(None, help="follow-up wave (default: last observation)"),
+    arm: str | None = typer.Option(None, help="restrict to one arm"),
+    quotes: int = typer.Option(2, min=0, max=10, help="exemplar quotes per row"),
+    plot_format: str = typer.Option("svg", "--plot-format", help="svg | png"),
+) -> None:
     """Themes against outcome change: writes joint-display.csv, .json and a plot into OUTPUT.
 
     Runs with the analyst's view (de-identified outcomes and quotes).
@@ -179,8 +201,15 @@ def joint_display_cmd(study: int = typer.Argument(..., help="study id"),
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        body = JointDisplayRequest(themes=theme, scales=scale or None, baseline=baseline, followup=followup,
-                                   arm=arm, quotes=quotes, plot_format=plot_format)
+        body = JointDisplayRequest(
+            themes=theme,
+            scales=scale or None,
+            baseline=baseline,
+            followup=followup,
+            arm=arm,
+            quotes=quotes,
+            plot_format=plot_format,
+        )
         with Session(engine, expire_on_commit=False) as session:
             st = session.get(Study, study)
             if st is None:
@@ -193,8 +222,15 @@ def joint_display_cmd(study: int = typer.Argument(..., help="study id"),
             flat.to_csv(out / "joint-display.csv", index=False)
             (out / "joint-display.json").write_text(_json.dumps(records(table), indent=2))
             qualitative.plot_joint_display(table, out / f"joint-display.{plot_format}")
-            record(session, Actor.system(), "create", "joint_display", "cli", study_id=st.id,
-                   after={"themes": themes, "scales": scale or None, "rows": len(table)})
+            record(
+                session,
+                Actor.system(),
+                "create",
+                "joint_display",
+                "cli",
+                study_id=st.id,
+                after={"themes": themes, "scales": scale or None, "rows": len(table)},
+            )
             session.commit()
     finally:
         engine.dispose()
@@ -202,14 +238,14 @@ def joint_display_cmd(study: int = typer.Argument(..., help="study id"),
 
 
 @app.command("import-transcript")
-def import_transcript_cmd(study: int = typer.Argument(..., help="study id"),
-                          path: str = typer.Argument(..., help=".txt, .md, .vtt, .srt or .docx"),
-                          participant: list[str] = typer.Option(..., "--participant",
-                                                                help="study code; repeat for a focus group"),
-                          wave: Optional[str] = typer.Option(None, help="wave code"),
-                          kind: Optional[str] = typer.Option(None, help="interview | focus_group"),
-                          speaker_map: Optional[str] = typer.Option(None, "--speaker-map",
-                                                                    help='JSON {"label": "study code"}')) -> None:
+def import_transcript_cmd(
+    study: int = typer.Argument(..., help="study id"),
+    path: str = typer.Argument(..., help=".txt, .md, .vtt, .srt or .docx"),
+    participant: list[str] = typer.Option(..., "--participant", help="study code; repeat for a focus group"),
+    wave: str | None = typer.Option(None, help="wave code"),
+    kind: str | None = typer.Option(None, help="interview | focus_group"),
+    speaker_map: str | None = typer.Option(None, "--speaker-map", help='JSON {"label": "study code"}'),
+) -> None:
     """Import a transcript file: de-identified with the participants' vault identifiers, then stored.
 
     Prints the transcript id, whether statistical NER ran, and counts of replaced identifiers.
@@ -238,9 +274,20 @@ def import_transcript_cmd(study: int = typer.Argument(..., help="study id"),
                 raise typer.BadParameter("no such study", param_hint="STUDY")
             try:
                 row, result = service.upload_transcript(
-                    session, st, Actor.system(source="import"), data=file.read_bytes(), filename=file.name,
-                    participants=participant, wave=wave, kind=kind, fmt=None, title=None, interviewer_labels=None,
-                    speaker_map=service.parse_speaker_map(speaker_map), settings=settings)
+                    session,
+                    st,
+                    Actor.system(source="import"),
+                    data=file.read_bytes(),
+                    filename=file.name,
+                    participants=participant,
+                    wave=wave,
+                    kind=kind,
+                    fmt=None,
+                    title=None,
+                    interviewer_labels=None,
+                    speaker_map=service.parse_speaker_map(speaker_map),
+                    settings=settings,
+                )
             except ApiError as exc:
                 raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
             session.commit()
@@ -254,17 +301,21 @@ def import_transcript_cmd(study: int = typer.Argument(..., help="study id"),
 
 
 @app.command()
-def analyze(study: int = typer.Argument(..., help="study id"),
-            outdir: Optional[str] = typer.Option(None, "--outdir",
-                                                 help="folder to write (default: PEERLENS_ARTIFACT_DIR/analyses/"
-                                                      "STUDY/<run id>)"),
-            outcome: Optional[list[str]] = typer.Option(None, "--outcome",
-                                                        help="scale to model, e.g. pam13_activation; repeatable "
-                                                             "(default: the standard scales the study collects)"),
-            mcid: Optional[list[str]] = typer.Option(None, "--mcid",
-                                                     help="SCALE=VALUE minimal important difference for a scale "
-                                                          "without a published one; repeatable"),
-            fmt: str = typer.Option("png", "--format", help="plot files: png | svg")) -> None:
+def analyze(
+    study: int = typer.Argument(..., help="study id"),
+    outdir: str | None = typer.Option(
+        None, "--outdir", help="folder to write (default: PEERLENS_ARTIFACT_DIR/analyses/STUDY/<run id>)"
+    ),
+    outcome: list[str] | None = typer.Option(
+        None,
+        "--outcome",
+        help="scale to model, e.g. pam13_activation; repeatable (default: the standard scales the study collects)",
+    ),
+    mcid: list[str] | None = typer.Option(
+        None, "--mcid", help="SCALE=VALUE minimal important difference for a scale without a published one; repeatable"
+    ),
+    fmt: str = typer.Option("png", "--format", help="plot files: png | svg"),
+) -> None:
     """Run the standard analyses on a study's current export (de-identified, as an analyst sees it) and
     write CSV tables, plots and report.md to a folder (same service as the API, no HTTP)."""
     import uuid as _uuid
@@ -292,8 +343,9 @@ def analyze(study: int = typer.Argument(..., help="study id"),
                 raise typer.BadParameter("no such study", param_hint="STUDY")
             folder = Path(outdir) if outdir else Path(settings.analysis_artifact_dir) / str(st.id) / _uuid.uuid4().hex
             try:
-                written = write_report(session, st, actor, folder, outcomes=outcome, mcids=mcid, fmt=fmt,
-                                       secret=settings.secret_key)
+                written = write_report(
+                    session, st, actor, folder, outcomes=outcome, mcids=mcid, fmt=fmt, secret=settings.secret_key
+                )
             except ApiError as exc:
                 err = exc.errors[0]
                 hint = {"outcome": "--outcome", "mcid": "--mcid"}.get(str(err["loc"][0]), "STUDY")
@@ -306,18 +358,20 @@ def analyze(study: int = typer.Argument(..., help="study id"),
 
 
 @app.command("export")
-def export_cmd(study: int = typer.Argument(..., help="study id"),
-               shape: str = typer.Option("long", "--shape", help="long | wide | items | redcap"),
-               fmt: str = typer.Option("csv", "--format", help="csv | json | parquet | dta | sav"),
-               output: str = typer.Option(..., "-o", "--output", help="file to write"),
-               waves: Optional[str] = typer.Option(None, help="comma-separated wave codes"),
-               instruments: Optional[str] = typer.Option(None, help="comma-separated instrument codes"),
-               sites: Optional[str] = typer.Option(None, help="comma-separated site codes"),
-               items: bool = typer.Option(False, "--items", help="wide: a column per item"),
-               identified: bool = typer.Option(False, "--identified",
-                                               help="staff export with identifiers (default: analyst view)"),
-               dictionary: bool = typer.Option(True, "--dictionary/--no-dictionary",
-                                               help="also write FILE.dictionary.json")) -> None:
+def export_cmd(
+    study: int = typer.Argument(..., help="study id"),
+    shape: str = typer.Option("long", "--shape", help="long | wide | items | redcap"),
+    fmt: str = typer.Option("csv", "--format", help="csv | json | parquet | dta | sav"),
+    output: str = typer.Option(..., "-o", "--output", help="file to write"),
+    waves: str | None = typer.Option(None, help="comma-separated wave codes"),
+    instruments: str | None = typer.Option(None, help="comma-separated instrument codes"),
+    sites: str | None = typer.Option(None, help="comma-separated site codes"),
+    items: bool = typer.Option(False, "--items", help="wide: a column per item"),
+    identified: bool = typer.Option(
+        False, "--identified", help="staff export with identifiers (default: analyst view)"
+    ),
+    dictionary: bool = typer.Option(True, "--dictionary/--no-dictionary", help="also write FILE.dictionary.json"),
+) -> None:
     """Export a study's cohort (same service as the API, no HTTP), with a progress bar.
 
     Without --identified the file is exactly what an analyst receives (de-identified).
@@ -344,8 +398,13 @@ def export_cmd(study: int = typer.Argument(..., help="study id"),
     load_custom_instruments(engine)
     # The command runs as the system; --identified keeps staff rights, otherwise the analyst view.
     actor = Actor(user_id=None, role="system" if identified else "analyst", source="system")
-    filters = service.ExportFilters(waves=[waves] if waves else None, instruments=[instruments] if instruments else None,
-                                    sites=[sites] if sites else None, identifiers=identified, items=items)
+    filters = service.ExportFilters(
+        waves=[waves] if waves else None,
+        instruments=[instruments] if instruments else None,
+        sites=[sites] if sites else None,
+        identifiers=identified,
+        items=items,
+    )
     try:
         with Session(engine, expire_on_commit=False) as session:
             st = session.get(Study, study)
@@ -355,8 +414,11 @@ def export_cmd(study: int = typer.Argument(..., help="study id"),
                 plan = service.plan_export(session, st, actor, filters, secret=settings.secret_key)
             except ApiError as exc:
                 raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
-            total = session.exec(select(func.count()).select_from(Participant).where(
-                Participant.study_id == st.id, Participant.site_id.in_(plan.site_ids))).one()
+            total = session.exec(
+                select(func.count())
+                .select_from(Participant)
+                .where(Participant.study_id == st.id, Participant.site_id.in_(plan.site_ids))
+            ).one()
             bar = tqdm(total=total, unit="participant", desc=f"export {shape}")
             complete = False
             try:
@@ -376,10 +438,12 @@ def export_cmd(study: int = typer.Argument(..., help="study id"),
                             fh.write(buf.getvalue().encode())
                             bar.update(len({r[0] for r in batch}))
                     else:
+
                         def counted():
                             for df in service.iter_shape(session, plan, shape):
                                 bar.update(int(df["participant"].nunique()) if len(df) else 0)
                                 yield df
+
                         cols = service.columns(plan, shape)
                         dd = service.dictionary(plan, shape)
                         for chunk in writers.write(fmt, counted(), cols, dd):
@@ -391,21 +455,23 @@ def export_cmd(study: int = typer.Argument(..., help="study id"),
             finally:
                 bar.close()
                 with Session(engine) as audit_session:
-                    service.audit_export(audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt,
-                                         complete=complete)
+                    service.audit_export(
+                        audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt, complete=complete
+                    )
     finally:
         engine.dispose()
     typer.echo(f"{plan.rows} rows written to {output}")
 
 
 @app.command("import-redcap")
-def import_redcap_cmd(study: int = typer.Argument(..., help="study id"),
-                      records: str = typer.Option(..., "--records", help="REDCap flat records export (CSV)"),
-                      dictionary: Optional[str] = typer.Option(None, "--dictionary", help="REDCap data dictionary"),
-                      event: list[str] = typer.Option(..., "--event",
-                                                      help="EVENT=WAVE, e.g. baseline_arm_1=baseline; *=WAVE for all"),
-                      site: Optional[str] = typer.Option(None, "--site", help="site of new records without a DAG"),
-                      dry_run: bool = typer.Option(False, "--dry-run", help="validate and report only")) -> None:
+def import_redcap_cmd(
+    study: int = typer.Argument(..., help="study id"),
+    records: str = typer.Option(..., "--records", help="REDCap flat records export (CSV)"),
+    dictionary: str | None = typer.Option(None, "--dictionary", help="REDCap data dictionary"),
+    event: list[str] = typer.Option(..., "--event", help="EVENT=WAVE, e.g. baseline_arm_1=baseline; *=WAVE for all"),
+    site: str | None = typer.Option(None, "--site", help="site of new records without a DAG"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and report only"),
+) -> None:
     """Import REDCap data into a study (one transaction; prints the JSON report)."""
     import json as _json
     from pathlib import Path
@@ -430,10 +496,16 @@ def import_redcap_cmd(study: int = typer.Argument(..., help="study id"),
             st = session.get(Study, study)
             if st is None:
                 raise typer.BadParameter("no such study", param_hint="STUDY")
-            report = import_redcap(session, st, Actor.system(source="import"),
-                                   records_csv=Path(records).read_bytes(), event_map=mapping,
-                                   dictionary_csv=Path(dictionary).read_bytes() if dictionary else None,
-                                   dry_run=dry_run, default_site=site)
+            report = import_redcap(
+                session,
+                st,
+                Actor.system(source="import"),
+                records_csv=Path(records).read_bytes(),
+                event_map=mapping,
+                dictionary_csv=Path(dictionary).read_bytes() if dictionary else None,
+                dry_run=dry_run,
+                default_site=site,
+            )
             if report.committed:
                 session.commit()
     finally:

@@ -6,6 +6,7 @@ Examples
 >>> Settings(database_url="sqlite:///./x.db").max_body_bytes > 0
 True
 """
+
 from __future__ import annotations
 
 import os
@@ -99,7 +100,7 @@ class Settings(BaseSettings):
         # Hosted PostgreSQL often hands out postgres:// URLs; psycopg 3 is the driver installed.
         for prefix in ("postgres://", "postgresql://"):
             if v.startswith(prefix):
-                return "postgresql+psycopg://" + v[len(prefix):]
+                return "postgresql+psycopg://" + v[len(prefix) :]
         return v
 
 

@@ -11,11 +11,12 @@ Examples
 >>> engine.dialect.name
 'sqlite'
 """
+
 from __future__ import annotations
 
 import select
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -40,7 +41,7 @@ metadata = SQLModel.metadata
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator):
@@ -58,19 +59,26 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
-def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
-                busy_timeout: float = 30.0, echo: bool = False, pool_recycle: int = 1800) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 20,
+    max_overflow: int = 20,
+    busy_timeout: float = 30.0,
+    echo: bool = False,
+    pool_recycle: int = 1800,
+) -> Engine:
     """Create an engine for ``url`` with the settings the service relies on.
 
     Parameters
@@ -103,8 +111,7 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20,
     # No pre-ping: it costs a ``SELECT 1`` round trip on every checkout. A checkout instead looks
     # at the idle socket without talking to the server (see _drop_dead_on_checkout); recycling
     # bounds the age of a connection a firewall might have silently dropped.
-    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False,
-                  pool_recycle=pool_recycle)
+    kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False, pool_recycle=pool_recycle)
     engine = create_engine(u, **kwargs)
     event.listen(engine, "checkout", _drop_dead_on_checkout)
     return engine
@@ -146,8 +153,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def engine_from_settings(settings) -> Engine:
     """The engine described by a :class:`api.config.Settings`."""
-    return make_engine(settings.database_url, pool_size=settings.db_pool_size,
-                       max_overflow=settings.db_max_overflow, busy_timeout=settings.sqlite_busy_timeout)
+    return make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        busy_timeout=settings.sqlite_busy_timeout,
+    )
 
 
 def end_read(session: Session) -> None:
@@ -159,8 +170,13 @@ def end_read(session: Session) -> None:
     PostgreSQL reads take no such lock and this is a no-op. Loaded objects stay usable
     (sessions do not expire on commit).
     """
-    if session.in_transaction() and session.get_bind().dialect.name == "sqlite" and not session.new \
-            and not session.dirty and not session.deleted:
+    if (
+        session.in_transaction()
+        and session.get_bind().dialect.name == "sqlite"
+        and not session.new
+        and not session.dirty
+        and not session.deleted
+    ):
         session.commit()
 
 

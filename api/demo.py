@@ -11,6 +11,7 @@ Examples
 >>> result = load_demo("sqlite:///./peerlens.db", n_participants=60)  # doctest: +SKIP
 >>> print(result.summary())  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ ADMIN_EMAIL = "admin@demo.peerlens.org"
 COORDINATOR_EMAIL = "coordinator.north@demo.peerlens.org"
 ANALYST_EMAIL = "analyst@demo.peerlens.org"
 SITES = (("north", "North community health centre"), ("south", "South diabetes clinic"))
-ARMS = (("group", "Face-to-face peer support group", "intervention"),
-        ("online", "Online peer support forum", "intervention"),
-        ("usual_care", "Usual care", "control"))
+ARMS = (
+    ("group", "Face-to-face peer support group", "intervention"),
+    ("online", "Online peer support forum", "intervention"),
+    ("usual_care", "Usual care", "control"),
+)
 # (code, offset days, window before, window after)
-WAVES = (("baseline", 0, 0, 14), ("m1", 30, 7, 7), ("m3", 90, 14, 14), ("m6", 180, 21, 21),
-         ("m12", 365, 30, 30))
+WAVES = (("baseline", 0, 0, 14), ("m1", 30, 7, 7), ("m3", 90, 14, 14), ("m6", 180, 21, 21), ("m12", 365, 30, 30))
 BASELINE_INSTRUMENTS = ("context", "pam13", "semcd6", "phq9", "gad7", "lsns6")
 FOLLOWUP_INSTRUMENTS = ("pam13", "semcd6", "phq9", "gad7", "lsns6")
 # The cohort was recruited from 420 to 300 days ago, so the first participants have reached m12.
@@ -47,22 +49,37 @@ class DemoResult:
     params: dict | None = None
 
     def summary(self) -> str:
-        lines = [f"demo study id {self.study_id}: " + (
-            f"loaded {self.participants} participants and {self.responses} responses" if self.created
-            else "already loaded (nothing changed)")]
+        lines = [
+            f"demo study id {self.study_id}: "
+            + (
+                f"loaded {self.participants} participants and {self.responses} responses"
+                if self.created
+                else "already loaded (nothing changed)"
+            )
+        ]
         if self.params:
-            keys = ("seed", "pam_slope", "pam_slope_isolated_extra", "semcd_slope", "phq_slope",
-                    "dropout_hazard", "dropout_hr_isolated")
-            lines.append("generating parameters (analysis.synthetic.simulate_cohort): " +
-                         ", ".join(f"{k}={self.params[k]}" for k in keys if k in self.params))
+            keys = (
+                "seed",
+                "pam_slope",
+                "pam_slope_isolated_extra",
+                "semcd_slope",
+                "phq_slope",
+                "dropout_hazard",
+                "dropout_hr_isolated",
+            )
+            lines.append(
+                "generating parameters (analysis.synthetic.simulate_cohort): "
+                + ", ".join(f"{k}={self.params[k]}" for k in keys if k in self.params)
+            )
         for role, token in self.tokens.items():
             lines.append(f"{role:<12} token: {token}")
         lines.append("try: curl -H 'Authorization: Bearer <admin token>' http://127.0.0.1:8000/studies")
         return "\n".join(lines)
 
 
-def load_demo(database_url: str, n_participants: int = 60, seed: int = 20261125,
-              today: date | None = None) -> DemoResult:
+def load_demo(
+    database_url: str, n_participants: int = 60, seed: int = 20261125, today: date | None = None
+) -> DemoResult:
     """Create the demo study (once) and fresh tokens for the demo users; the database must be migrated."""
     from api.db import make_engine
 
@@ -78,7 +95,6 @@ def load_demo(database_url: str, n_participants: int = 60, seed: int = 20261125,
 
 def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult:
     import instruments
-
     from api.auth.models import User
     from api.auth.service import Actor
     from api.participants import service as participants
@@ -96,34 +112,74 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
 
         tz = ZoneInfo(DEMO_TZ)
         today = today or datetime.now(tz).date()
-        cohort = simulate_cohort(n_participants=n, seed=seed, sites=[s for s, _ in SITES],
-                                 arms=[(a, k) for a, _, k in ARMS], waves=[(w, o) for w, o, _, _ in WAVES])
-        study = studies.create_study(session, StudyCreate(
-            title=DEMO_TITLE, design="rct", blinding="outcome_assessor", planned_sample_size=n,
-            power_assumptions={"outcome": "PAM-13 activation at 12 months", "alpha": 0.05, "power": 0.8,
-                               "difference": 5.0, "sd": 12.0, "attrition": 0.2,
-                               "synthetic_cohort_seed": seed},
-            time_zone=DEMO_TZ, status="follow_up", randomisation_seed=f"demo-{seed}"), actor)
-        sites = {code: studies.create_site(session, study, SiteCreate(code=code, name=name), actor)
-                 for code, name in SITES}
+        cohort = simulate_cohort(
+            n_participants=n,
+            seed=seed,
+            sites=[s for s, _ in SITES],
+            arms=[(a, k) for a, _, k in ARMS],
+            waves=[(w, o) for w, o, _, _ in WAVES],
+        )
+        study = studies.create_study(
+            session,
+            StudyCreate(
+                title=DEMO_TITLE,
+                design="rct",
+                blinding="outcome_assessor",
+                planned_sample_size=n,
+                power_assumptions={
+                    "outcome": "PAM-13 activation at 12 months",
+                    "alpha": 0.05,
+                    "power": 0.8,
+                    "difference": 5.0,
+                    "sd": 12.0,
+                    "attrition": 0.2,
+                    "synthetic_cohort_seed": seed,
+                },
+                time_zone=DEMO_TZ,
+                status="follow_up",
+                randomisation_seed=f"demo-{seed}",
+            ),
+            actor,
+        )
+        sites = {
+            code: studies.create_site(session, study, SiteCreate(code=code, name=name), actor) for code, name in SITES
+        }
         for code, name, kind in ARMS:
             studies.create_arm(session, study, ArmCreate(code=code, name=name, kind=kind), actor)
         known = set(instruments.codes())
         for code, offset, before, after in WAVES:
             wanted = BASELINE_INSTRUMENTS if offset == 0 else FOLLOWUP_INSTRUMENTS
-            studies.create_wave(session, study, WaveCreate(
-                code=code, offset_days=offset, window_before_days=before, window_after_days=after,
-                instruments=[i for i in wanted if i in known]), actor)
-        wave_instruments = {code: set(BASELINE_INSTRUMENTS if o == 0 else FOLLOWUP_INSTRUMENTS) & known
-                            for code, o, _, _ in WAVES}
+            studies.create_wave(
+                session,
+                study,
+                WaveCreate(
+                    code=code,
+                    offset_days=offset,
+                    window_before_days=before,
+                    window_after_days=after,
+                    instruments=[i for i in wanted if i in known],
+                ),
+                actor,
+            )
+        wave_instruments = {
+            code: set(BASELINE_INSTRUMENTS if o == 0 else FOLLOWUP_INSTRUMENTS) & known for code, o, _, _ in WAVES
+        }
 
         reference = today - timedelta(days=RECRUITMENT_ENDED_DAYS_AGO)
         by_code = {}
         for row in cohort.participants.itertuples(index=False):
             enrolled = reference - timedelta(days=int(row.enrolled_offset_days))
-            p = participants.enrol(session, study=study, site_code=row.site, enrolled_on=enrolled,
-                                   consent_date=enrolled, consent_version="v1.2", arm_code=row.arm,
-                                   study_code=row.participant, actor=actor)
+            p = participants.enrol(
+                session,
+                study=study,
+                site_code=row.site,
+                enrolled_on=enrolled,
+                consent_date=enrolled,
+                consent_version="v1.2",
+                arm_code=row.arm,
+                study_code=row.participant,
+                actor=actor,
+            )
             by_code[row.participant] = (p, row)
         for r in cohort.responses:
             p, row = by_code[r["participant"]]
@@ -131,25 +187,45 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             if done_on > today or r["instrument"] not in wave_instruments[r["wave"]]:
                 continue
             completed_at = datetime.combine(done_on, time(10, 30), tzinfo=ZoneInfo(DEMO_TZ))
-            submit_response(session, participant=p, wave_code=r["wave"], instrument_code=r["instrument"],
-                            answers=r["answers"], external_scores=r["external_scores"] or None,
-                            completed_at=completed_at, mode="import", actor=actor)
+            submit_response(
+                session,
+                participant=p,
+                wave_code=r["wave"],
+                instrument_code=r["instrument"],
+                answers=r["answers"],
+                external_scores=r["external_scores"] or None,
+                completed_at=completed_at,
+                mode="import",
+                actor=actor,
+            )
             result.responses += 1
         for p, row in by_code.values():
             status, status_date = _status(p, row, today)
             if status != "active":
-                participants.change_status(session, p, status=status, status_date=status_date,
-                                           reason="synthetic cohort: " + status.replace("_", " "), actor=actor)
+                participants.change_status(
+                    session,
+                    p,
+                    status=status,
+                    status_date=status_date,
+                    reason="synthetic cohort: " + status.replace("_", " "),
+                    actor=actor,
+                )
         result.participants = len(by_code)
         result.params = cohort.params
         del sites
     result.study_id = study.id
-    for role, email, site in (("admin", ADMIN_EMAIL, []), ("coordinator", COORDINATOR_EMAIL, ["north"]),
-                              ("analyst", ANALYST_EMAIL, [])):
+    for role, email, site in (
+        ("admin", ADMIN_EMAIL, []),
+        ("coordinator", COORDINATOR_EMAIL, ["north"]),
+        ("analyst", ANALYST_EMAIL, []),
+    ):
         exists = session.exec(select(User.id).where(User.email == email)).first() is not None
         scoped = [f"{study.id}:{s}" for s in site]
-        result.tokens[role] = (new_token_for(session, email, actor=actor) if exists
-                               else create_with_token(session, email, role, scoped, actor=actor))
+        result.tokens[role] = (
+            new_token_for(session, email, actor=actor)
+            if exists
+            else create_with_token(session, email, role, scoped, actor=actor)
+        )
     return result
 
 

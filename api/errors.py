@@ -10,6 +10,7 @@ Examples
 >>> e.status_code, e.errors[0]["type"]
 (404, 'not_found')
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,15 @@ class ApiError(Exception):
     status_code = 400
     default_type = "bad_request"
 
-    def __init__(self, loc: Loc | None = None, msg: str = "", type_: str | None = None, *,
-                 errors: list[dict[str, Any]] | None = None, status_code: int | None = None):
+    def __init__(
+        self,
+        loc: Loc | None = None,
+        msg: str = "",
+        type_: str | None = None,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        status_code: int | None = None,
+    ):
         if status_code is not None:
             self.status_code = status_code
         self.errors = errors if errors is not None else [error(loc or [], msg, type_ or self.default_type)]
@@ -93,16 +101,19 @@ def install_handlers(app: FastAPI) -> None:
         if isinstance(exc.detail, list):
             detail = exc.detail
         else:
-            kind = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated",
-                    403: "forbidden", 413: "too_large"}.get(exc.status_code, "http_error")
+            kind = {
+                404: "not_found",
+                405: "method_not_allowed",
+                401: "not_authenticated",
+                403: "forbidden",
+                413: "too_large",
+            }.get(exc.status_code, "http_error")
             detail = [error([], str(exc.detail), kind)]
-        return JSONResponse({"detail": detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         # Log the type and the request id only: the exception text may quote submitted values.
         rid = getattr(request.state, "request_id", None)
-        log.error("unhandled %s in %s %s (request %s)", type(exc).__name__, request.method,
-                  request.url.path, rid)
+        log.error("unhandled %s in %s %s (request %s)", type(exc).__name__, request.method, request.url.path, rid)
         return JSONResponse({"detail": [error([], "internal error", "internal_error")]}, status_code=500)

@@ -7,6 +7,7 @@ Examples
 >>> any(r.path == "/health" for r in app.routes)
 True
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -118,11 +119,16 @@ class RequestGuard:
         return await self.app(scope, replay, send_with_id)
 
     async def _too_large(self, send):
-        body = json.dumps({"detail": [{"loc": ["body"], "msg": f"request body exceeds {self.max} bytes",
-                                       "type": "too_large"}]}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {"detail": [{"loc": ["body"], "msg": f"request body exceeds {self.max} bytes", "type": "too_large"}]}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -152,13 +158,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
     install_handlers(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes,
-                       max_in_flight=settings.db_pool_size + settings.db_max_overflow)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        max_in_flight=settings.db_pool_size + settings.db_max_overflow,
+    )
 
     from api.audit.router import router as audit_router
     from api.auth.router import router as auth_router
     from api.participants.router import router as participants_router
-    from api.responses.router import catalogue, router as responses_router
+    from api.responses.router import catalogue
+    from api.responses.router import router as responses_router
     from api.studies.router import router as studies_router
 
     for r in (studies_router, participants_router, responses_router, catalogue, auth_router, audit_router):

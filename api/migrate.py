@@ -7,6 +7,7 @@ Examples
 --------
 >>> upgrade("sqlite:///./peerlens.db")  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -2,18 +2,28 @@
 
 Each domain keeps its models in ``api/<domain>/models.py``; a new domain adds one import here.
 """
-from api.db import metadata  # noqa: F401  (naming convention first)
-from api.auth.models import ApiToken, User, UserSite  # noqa: F401
+
 from api.audit.models import AuditEvent  # noqa: F401
-from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
-from api.participants.models import (  # noqa: F401
-    Allocation, AllocationStratum, Participant, ParticipantContact,
-)
-from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401
-from api.links.models import ParticipantLink  # noqa: F401
-from api.reminders.models import Reminder, ReminderConfig, ReminderPlan  # noqa: F401
+from api.auth.models import ApiToken, User, UserSite  # noqa: F401
+from api.db import metadata  # noqa: F401  (naming convention first)
 from api.exports.models import ExportSettings  # noqa: F401
 from api.interop.models import StudyInstrument  # noqa: F401
+from api.links.models import ParticipantLink  # noqa: F401
+from api.participants.models import (  # noqa: F401
+    Allocation,
+    AllocationStratum,
+    Participant,
+    ParticipantContact,
+)
+from api.reminders.models import Reminder, ReminderConfig, ReminderPlan  # noqa: F401
+from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401
+from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
 from api.transcripts.models import (  # noqa: F401
-    CodeHistory, QualCode, QualCoding, QualMemo, Suggestion, Transcript, TranscriptOriginal,
+    CodeHistory,
+    QualCode,
+    QualCoding,
+    QualMemo,
+    Suggestion,
+    Transcript,
+    TranscriptOriginal,
 )

@@ -1,4 +1,5 @@
 """User administration shared by the CLI and the demo (no HTTP)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -27,8 +28,14 @@ def resolve_sites(session: Session, refs: list[str]) -> list[int]:
     return sorted(set(ids))
 
 
-def create_with_token(session: Session, email: str, role: str, sites: list[str],
-                      expires_at: datetime | None = None, actor: Actor | None = None) -> str:
+def create_with_token(
+    session: Session,
+    email: str,
+    role: str,
+    sites: list[str],
+    expires_at: datetime | None = None,
+    actor: Actor | None = None,
+) -> str:
     """Create a user scoped to ``sites`` and return a fresh token; audited as a system action."""
     actor = actor or Actor.system()
     if session.exec(select(User.id).where(User.email == email.strip().lower())).first() is not None:
@@ -37,19 +44,30 @@ def create_with_token(session: Session, email: str, role: str, sites: list[str],
     user = create_user(session, email, role, site_ids)
     token = issue_token(session, user, expires_at=expires_at)
     record(session, actor, "create", "user", user.id, after={"role": role, "site_ids": site_ids})
-    record(session, actor, "create", "api_token", user.id,
-           after={"prefix": token[:12], "expires_at": expires_at.isoformat() if expires_at else None})
+    record(
+        session,
+        actor,
+        "create",
+        "api_token",
+        user.id,
+        after={"prefix": token[:12], "expires_at": expires_at.isoformat() if expires_at else None},
+    )
     return token
 
 
-def new_token_for(session: Session, email: str, expires_at: datetime | None = None,
-                  actor: Actor | None = None) -> str:
+def new_token_for(session: Session, email: str, expires_at: datetime | None = None, actor: Actor | None = None) -> str:
     """Issue another token for an existing user."""
     actor = actor or Actor.system()
     user = session.exec(select(User).where(User.email == email.strip().lower())).first()
     if user is None:
         raise ValueError("no user with this email")
     token = issue_token(session, user, expires_at=expires_at)
-    record(session, actor, "create", "api_token", user.id,
-           after={"prefix": token[:12], "expires_at": expires_at.isoformat() if expires_at else None})
+    record(
+        session,
+        actor,
+        "create",
+        "api_token",
+        user.id,
+        after={"prefix": token[:12], "expires_at": expires_at.isoformat() if expires_at else None},
+    )
     return token

@@ -2,6 +2,7 @@
 
 Prints both wall times measured in this run and their ratio (target ≤ 1.1×).
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,19 +36,30 @@ def make_long(seed: int = 1) -> pd.DataFrame:
     days[:, 0] = 0
     value = b0[:, None] + slope[:, None] * days / 365.25 + rng.normal(0, 2, (N, len(WAVES)))
     k = len(WAVES)
-    return pd.DataFrame({
-        "participant": np.repeat([f"B{i:05d}" for i in range(N)], k), "site": np.repeat(site, k),
-        "arm": np.repeat(arm, k), "arm_kind": np.repeat(np.where(arm == "usual_care", "control", "intervention"), k),
-        "wave": np.tile([f"w{o}" for o in WAVES], N), "wave_offset": np.tile(WAVES, N).astype(float),
-        "days": days.ravel().astype(float), "instrument": "phq9", "scale": "phq9", "value": value.ravel(),
-        "status": "completed", "status_days": np.nan})
+    return pd.DataFrame(
+        {
+            "participant": np.repeat([f"B{i:05d}" for i in range(N)], k),
+            "site": np.repeat(site, k),
+            "arm": np.repeat(arm, k),
+            "arm_kind": np.repeat(np.where(arm == "usual_care", "control", "intervention"), k),
+            "wave": np.tile([f"w{o}" for o in WAVES], N),
+            "wave_offset": np.tile(WAVES, N).astype(float),
+            "days": days.ravel().astype(float),
+            "instrument": "phq9",
+            "scale": "phq9",
+            "value": value.ravel(),
+            "status": "completed",
+            "status_days": np.nan,
+        }
+    )
 
 
 def main() -> None:
     long = make_long()
     # The same model statsmodels-side: time in years, control arm as reference, site fixed.
-    df = long.assign(years=long["days"] / 365.25,
-                     arm=pd.Categorical(long["arm"], categories=["usual_care", "group", "online"]))
+    df = long.assign(
+        years=long["days"] / 365.25, arm=pd.Categorical(long["arm"], categories=["usual_care", "group", "online"])
+    )
     warnings.simplefilter("ignore")
 
     t0 = time.perf_counter()
@@ -56,7 +68,9 @@ def main() -> None:
     t_ours = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    direct = smf.mixedlm("value ~ years * C(arm) + C(site)", df, groups="participant", re_formula="~years").fit(reml=True)
+    direct = smf.mixedlm("value ~ years * C(arm) + C(site)", df, groups="participant", re_formula="~years").fit(
+        reml=True
+    )
     _ = direct.summary()
     t_sm = time.perf_counter() - t0
 

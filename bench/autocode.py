@@ -46,7 +46,7 @@ def corpus(n_words: int, vocab: list[str], seed: int, words_per_turn: int = 60, 
         for t in range(turns_per_transcript):
             if pos >= len(tokens):
                 break
-            chunk = tokens[pos:pos + words_per_turn]
+            chunk = tokens[pos : pos + words_per_turn]
             pos += len(chunk)
             speaker = "Interviewer" if t % 4 == 0 else f"P{k % 90 + 1:02d}"
             lines.append(f"{speaker}: " + " ".join(chunk).capitalize() + ".")
@@ -62,8 +62,9 @@ def codebook(n_codes: int, vocab: list[str], seed: int) -> Codebook:
     mid = vocab[300:6000]
     codes = []
     for i in range(n_codes):
-        keywords = tuple({rng.choice(mid) if rng.random() < 0.6 else f"{rng.choice(mid)} {rng.choice(mid)}"
-                          for _ in range(4)})
+        keywords = tuple(
+            {rng.choice(mid) if rng.random() < 0.6 else f"{rng.choice(mid)} {rng.choice(mid)}" for _ in range(4)}
+        )
         patterns = ()
         if i % 3 == 0:
             patterns = ([{"LEMMA": rng.choice(mid)}, {"IS_ALPHA": True, "OP": "?"}, {"LOWER": rng.choice(mid)}],)
@@ -108,15 +109,21 @@ def main() -> None:
         auto_runs.append(time.perf_counter() - t0)
     tok_s, auto_s = min(tok_runs), min(auto_runs)
 
-    print(f"corpus: {n_words:,} words ({n_tokens:,} tokens) in {len(transcripts)} transcripts, "
-          f"{len(paragraphs):,} spaCy docs; codebook: {len(cb)} codes "
-          f"({sum(len(c.keywords) for c in cb)} keywords, {sum(len(c.patterns) for c in cb)} token patterns)")
+    print(
+        f"corpus: {n_words:,} words ({n_tokens:,} tokens) in {len(transcripts)} transcripts, "
+        f"{len(paragraphs):,} spaCy docs; codebook: {len(cb)} codes "
+        f"({sum(len(c.keywords) for c in cb)} keywords, {sum(len(c.patterns) for c in cb)} token patterns)"
+    )
     print(f"matcher build: {build:.2f} s")
     print(f"tokenizer only : {n_words / tok_s:12,.0f} words/s  ({tok_s:.2f} s)")
-    print(f"auto-coding    : {n_words / auto_s:12,.0f} words/s  ({auto_s:.2f} s, {len(suggestions):,} suggestions, "
-          f"{1000 * len(suggestions) / n_words:.1f} per 1,000 words)")
-    print(f"ratio auto-coding / tokenizer-only: {tok_s / auto_s:.2f}x (target >= 0.5x; best of {args.repeat} "
-          f"interleaved runs each)")
+    print(
+        f"auto-coding    : {n_words / auto_s:12,.0f} words/s  ({auto_s:.2f} s, {len(suggestions):,} suggestions, "
+        f"{1000 * len(suggestions) / n_words:.1f} per 1,000 words)"
+    )
+    print(
+        f"ratio auto-coding / tokenizer-only: {tok_s / auto_s:.2f}x (target >= 0.5x; best of {args.repeat} "
+        f"interleaved runs each)"
+    )
 
 
 if __name__ == "__main__":

@@ -16,17 +16,17 @@ when the cohort doubles).
 Run: ``.venv/bin/python bench/export.py`` (PostgreSQL on 127.0.0.1:5432, user postgres).
 Options: ``--sizes 10000 20000``, ``--keep`` to leave the databases.
 """
+
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -58,47 +58,97 @@ def build(db: str, n: int, seed: int = 7) -> str:
 
     upgrade(_url(db))
     rng = np.random.default_rng(seed)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     defs = [instruments.get(c) for c in INSTRUMENTS]
     with psycopg.connect(PG + f" dbname={db}") as conn, conn.cursor() as cur:
-        cur.execute("INSERT INTO study (id, title, design, blinding, time_zone, status, randomisation_seed, "
-                    "created_at, updated_at) VALUES (1, 'Bench', 'rct', 'none', 'Europe/London', 'follow_up', "
-                    "'bench', %s, %s)", (now, now))
+        cur.execute(
+            "INSERT INTO study (id, title, design, blinding, time_zone, status, randomisation_seed, "
+            "created_at, updated_at) VALUES (1, 'Bench', 'rct', 'none', 'Europe/London', 'follow_up', "
+            "'bench', %s, %s)",
+            (now, now),
+        )
         for i, s in enumerate(SITES, 1):
-            cur.execute("INSERT INTO site (id, study_id, code, name, created_at) VALUES (%s, 1, %s, %s, %s)",
-                        (i, s, s.title(), now))
+            cur.execute(
+                "INSERT INTO site (id, study_id, code, name, created_at) VALUES (%s, 1, %s, %s, %s)",
+                (i, s, s.title(), now),
+            )
         for i, (a, kind) in enumerate(ARMS, 1):
-            cur.execute("INSERT INTO arm (id, study_id, code, name, kind, allocation_ratio, created_at) "
-                        "VALUES (%s, 1, %s, %s, %s, 1, %s)", (i, a, a, kind, now))
+            cur.execute(
+                "INSERT INTO arm (id, study_id, code, name, kind, allocation_ratio, created_at) "
+                "VALUES (%s, 1, %s, %s, %s, 1, %s)",
+                (i, a, a, kind, now),
+            )
         for i, (w, off) in enumerate(WAVES, 1):
-            cur.execute("INSERT INTO wave (id, study_id, code, offset_days, window_before_days, window_after_days, "
-                        "instruments, created_at) VALUES (%s, 1, %s, %s, 7, 14, %s, %s)",
-                        (i, w, off, json.dumps(INSTRUMENTS), now))
+            cur.execute(
+                "INSERT INTO wave (id, study_id, code, offset_days, window_before_days, window_after_days, "
+                "instruments, created_at) VALUES (%s, 1, %s, %s, 7, 14, %s, %s)",
+                (i, w, off, json.dumps(INSTRUMENTS), now),
+            )
         start = date(2024, 1, 1)
         enrolled = [start + timedelta(days=int(d)) for d in rng.integers(0, 300, n)]
-        with cur.copy("COPY participant (id, study_id, site_id, arm_id, study_code, enrolled_on, consent_date, "
-                      "consent_version, randomised, status, created_at, updated_at) FROM STDIN") as cp:
+        with cur.copy(
+            "COPY participant (id, study_id, site_id, arm_id, study_code, enrolled_on, consent_date, "
+            "consent_version, randomised, status, created_at, updated_at) FROM STDIN"
+        ) as cp:
             for pid in range(1, n + 1):
-                cp.write_row((pid, 1, 1 + pid % len(SITES), 1 + pid % len(ARMS), f"P-{pid:06d}", enrolled[pid - 1],
-                              enrolled[pid - 1], "v1", True, "active", now, now))
+                cp.write_row(
+                    (
+                        pid,
+                        1,
+                        1 + pid % len(SITES),
+                        1 + pid % len(ARMS),
+                        f"P-{pid:06d}",
+                        enrolled[pid - 1],
+                        enrolled[pid - 1],
+                        "v1",
+                        True,
+                        "active",
+                        now,
+                        now,
+                    )
+                )
         rid = 0
-        with cur.copy("COPY response (id, study_id, site_id, participant_id, wave_id, instrument, "
-                      "instrument_version, answers, status, mode, completed_at, out_of_window, version, created_at, "
-                      "updated_at) FROM STDIN") as cp:
+        with cur.copy(
+            "COPY response (id, study_id, site_id, participant_id, wave_id, instrument, "
+            "instrument_version, answers, status, mode, completed_at, out_of_window, version, created_at, "
+            "updated_at) FROM STDIN"
+        ) as cp:
             for pid in range(1, n + 1):
-                base = datetime.combine(enrolled[pid - 1], datetime.min.time(), tzinfo=timezone.utc)
+                base = datetime.combine(enrolled[pid - 1], datetime.min.time(), tzinfo=UTC)
                 for wi, (_, off) in enumerate(WAVES, 1):
                     at = base + timedelta(days=off, hours=int(rng.integers(8, 20)))
                     for inst in defs:
                         rid += 1
-                        answers = {it.code: int(it.options[int(rng.integers(0, len(it.options)))].code)
-                                   for it in inst.items if it.options}
-                        cp.write_row((rid, 1, 1 + pid % len(SITES), pid, wi, inst.code, str(inst.version),
-                                      json.dumps(answers), "complete", "import", at, False, 1, now, now))
+                        answers = {
+                            it.code: int(it.options[int(rng.integers(0, len(it.options)))].code)
+                            for it in inst.items
+                            if it.options
+                        }
+                        cp.write_row(
+                            (
+                                rid,
+                                1,
+                                1 + pid % len(SITES),
+                                pid,
+                                wi,
+                                inst.code,
+                                str(inst.version),
+                                json.dumps(answers),
+                                "complete",
+                                "import",
+                                at,
+                                False,
+                                1,
+                                now,
+                                now,
+                            )
+                        )
         n_resp = rid
         sid = 0
-        with cur.copy("COPY score (id, response_id, scale, value, band, level, items_answered, items_expected, "
-                      "prorated, flags) FROM STDIN") as cp:
+        with cur.copy(
+            "COPY score (id, response_id, scale, value, band, level, items_answered, items_expected, "
+            "prorated, flags) FROM STDIN"
+        ) as cp:
             rid = 0
             for _pid in range(1, n + 1):
                 for _w in WAVES:
@@ -109,10 +159,16 @@ def build(db: str, n: int, seed: int = 7) -> str:
                             lo, hi = sc.range
                             v = float(rng.integers(int(lo), int(hi) + 1))
                             band = next((b.label for b in sc.bands if b.contains(v)), None)
-                            cp.write_row((sid, rid, sc.code, v, band, None, len(sc.items), len(sc.items), False,
-                                          "[]"))
-        for table, last in (("participant", n), ("response", n_resp), ("score", sid), ("study", 1),
-                            ("site", len(SITES)), ("arm", len(ARMS)), ("wave", len(WAVES))):
+                            cp.write_row((sid, rid, sc.code, v, band, None, len(sc.items), len(sc.items), False, "[]"))
+        for table, last in (
+            ("participant", n),
+            ("response", n_resp),
+            ("score", sid),
+            ("study", 1),
+            ("site", len(SITES)),
+            ("arm", len(ARMS)),
+            ("wave", len(WAVES)),
+        ):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), %s)", (last,))
         conn.commit()
     cur_engine_url = _url(db)
@@ -196,8 +252,23 @@ def _rss_kb(pid: int) -> int:
 def serve(db: str):
     port = _free_port()
     env = dict(os.environ, DATABASE_URL=_url(db), PEERLENS_SECRET_KEY="bench-secret", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
-                             "127.0.0.1", "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -213,8 +284,13 @@ def serve(db: str):
 def download(base: str, token: str, shape: str) -> tuple[float, int, int]:
     t0 = time.perf_counter()
     size, lines = 0, 0
-    with httpx.stream("GET", f"{base}/studies/1/exports/{shape}", params={"format": "csv"},
-                      headers={"Authorization": f"Bearer {token}"}, timeout=600) as r:
+    with httpx.stream(
+        "GET",
+        f"{base}/studies/1/exports/{shape}",
+        params={"format": "csv"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=600,
+    ) as r:
         r.raise_for_status()
         for chunk in r.iter_bytes():
             size += len(chunk)
@@ -226,8 +302,10 @@ def run(n: int, keep: bool) -> dict:
     db = f"peerlens_bench_export_{n}"
     t0 = time.perf_counter()
     token = build(db, n)
-    print(f"\n== {n:,} participants x {len(WAVES)} waves x {len(INSTRUMENTS)} instruments "
-          f"(loaded with COPY in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"\n== {n:,} participants x {len(WAVES)} waves x {len(INSTRUMENTS)} instruments "
+        f"(loaded with COPY in {time.perf_counter() - t0:.1f} s)"
+    )
     proc, base = serve(db)
     out = {"n": n}
     try:
@@ -238,14 +316,18 @@ def run(n: int, keep: bool) -> dict:
             if api_rows != copy_rows:
                 raise SystemExit(f"{shape}: export has {api_rows} rows, COPY {copy_rows}")
             out[shape] = (api_t, copy_t, api_rows)
-            print(f"{shape:5s} CSV: API {api_t:6.2f} s ({api_size / 1e6:6.1f} MB, {api_rows:,} rows)   "
-                  f"COPY {copy_t:6.2f} s ({copy_size / 1e6:6.1f} MB)   ratio {api_t / copy_t:4.2f}x")
+            print(
+                f"{shape:5s} CSV: API {api_t:6.2f} s ({api_size / 1e6:6.1f} MB, {api_rows:,} rows)   "
+                f"COPY {copy_t:6.2f} s ({copy_size / 1e6:6.1f} MB)   ratio {api_t / copy_t:4.2f}x"
+            )
         hwm = _hwm_kb(proc.pid)
         out["peak_mb"] = hwm / 1024
         out["idle_mb"] = idle / 1024
         # The peak includes what start-up imports hold; the increment is the exports' own working memory.
-        print(f"server RSS: {idle / 1024:.0f} MB after start-up, peak {hwm / 1024:.0f} MB during the exports "
-              f"(+{(hwm - idle) / 1024:.0f} MB for the exports)")
+        print(
+            f"server RSS: {idle / 1024:.0f} MB after start-up, peak {hwm / 1024:.0f} MB during the exports "
+            f"(+{(hwm - idle) / 1024:.0f} MB for the exports)"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -263,14 +345,18 @@ def main() -> None:
     results = [run(n, args.keep) for n in args.sizes]
     print("\nsummary")
     for r in results:
-        print(f"  n={r['n']:>6,}: long {r['long'][0]:.2f} s vs COPY {r['long'][1]:.2f} s "
-              f"({r['long'][0] / r['long'][1]:.2f}x); wide {r['wide'][0]:.2f} s vs COPY {r['wide'][1]:.2f} s "
-              f"({r['wide'][0] / r['wide'][1]:.2f}x); RSS start-up {r['idle_mb']:.0f} MB, peak {r['peak_mb']:.0f} MB "
-              f"(+{r['peak_mb'] - r['idle_mb']:.0f} MB)")
+        print(
+            f"  n={r['n']:>6,}: long {r['long'][0]:.2f} s vs COPY {r['long'][1]:.2f} s "
+            f"({r['long'][0] / r['long'][1]:.2f}x); wide {r['wide'][0]:.2f} s vs COPY {r['wide'][1]:.2f} s "
+            f"({r['wide'][0] / r['wide'][1]:.2f}x); RSS start-up {r['idle_mb']:.0f} MB, peak {r['peak_mb']:.0f} MB "
+            f"(+{r['peak_mb'] - r['idle_mb']:.0f} MB)"
+        )
     if len(results) > 1:
         first, last = results[0], results[-1]
-        print(f"  when the cohort grows {last['n'] / first['n']:.0f}x: peak RSS {last['peak_mb'] / first['peak_mb']:.2f}x, "
-              f"export increment {last['peak_mb'] - last['idle_mb']:.0f} MB vs {first['peak_mb'] - first['idle_mb']:.0f} MB")
+        print(
+            f"  when the cohort grows {last['n'] / first['n']:.0f}x: peak RSS {last['peak_mb'] / first['peak_mb']:.2f}x, "
+            f"export increment {last['peak_mb'] - last['idle_mb']:.0f} MB vs {first['peak_mb'] - first['idle_mb']:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Usage::
 
     python bench/ingest.py [--seconds 30] [--clients 16] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def bare_app():
     @app.post("/bare", status_code=201)
     def bare(payload: dict):
         with engine.begin() as conn:
-            new_id = conn.execute(text("INSERT INTO bench_bare (payload) VALUES (:p) RETURNING id"),
-                                  {"p": str(payload)[:2000]}).scalar_one()
+            new_id = conn.execute(
+                text("INSERT INTO bench_bare (payload) VALUES (:p) RETURNING id"), {"p": str(payload)[:2000]}
+            ).scalar_one()
         return {"id": new_id}
 
     del Request
@@ -58,8 +60,20 @@ def bare_app():
 
 
 def start_server(target: str, port: int, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "uvicorn", target, "--factory", "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning", "--no-access-log"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        target,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     import httpx
 
@@ -97,10 +111,31 @@ def setup_database(url: str, participants: int) -> tuple[str, list[int]]:
         studies.create_site(s, study, SiteCreate(code="north", name="North"), actor)
         studies.create_arm(s, study, ArmCreate(code="group", name="Group", kind="intervention"), actor)
         for w in range(WAVES):
-            studies.create_wave(s, study, WaveCreate(code=f"w{w}", offset_days=w * 7, window_before_days=3650,
-                                                     window_after_days=3650, instruments=["pam13"]), actor)
-        ids = [enrol(s, study=study, site_code="north", enrolled_on=date(2026, 1, 5), consent_date=date(2026, 1, 5),
-                     consent_version="v1", arm_code="group", actor=actor).id for _ in range(participants)]
+            studies.create_wave(
+                s,
+                study,
+                WaveCreate(
+                    code=f"w{w}",
+                    offset_days=w * 7,
+                    window_before_days=3650,
+                    window_after_days=3650,
+                    instruments=["pam13"],
+                ),
+                actor,
+            )
+        ids = [
+            enrol(
+                s,
+                study=study,
+                site_code="north",
+                enrolled_on=date(2026, 1, 5),
+                consent_date=date(2026, 1, 5),
+                consent_version="v1",
+                arm_code="group",
+                actor=actor,
+            ).id
+            for _ in range(participants)
+        ]
         token = issue_token(s, create_user(s, "bench@peerlens.org", "admin"))
         s.commit()
     engine.dispose()
@@ -145,8 +180,13 @@ def drive(url: str, make_request, clients: int, seconds: float, warmup: float = 
         t.join()
     latencies.sort()
     n = len(latencies)
-    return {"n": n, "rps": n / seconds, "p50": statistics.median(latencies) * 1000 if n else float("nan"),
-            "p99": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"), "errors": errors[0]}
+    return {
+        "n": n,
+        "rps": n / seconds,
+        "p50": statistics.median(latencies) * 1000 if n else float("nan"),
+        "p99": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
+        "errors": errors[0],
+    }
 
 
 def main(argv=None) -> int:
@@ -154,8 +194,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="measured seconds per target (default 30)")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--participants", type=int, default=600, help="participants (x40 response slots)")
-    ap.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                    help="URL of an existing PostgreSQL database used to create the scratch one")
+    ap.add_argument(
+        "--pg",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="URL of an existing PostgreSQL database used to create the scratch one",
+    )
     args = ap.parse_args(argv)
 
     import psycopg
@@ -163,8 +206,10 @@ def main(argv=None) -> int:
 
     admin_url = make_url(args.pg)
     name = f"peerlens_bench_{secrets.token_hex(4)}"
-    conninfo = (f"host={admin_url.host or '127.0.0.1'} port={admin_url.port or 5432} "
-                f"user={admin_url.username or 'postgres'} dbname={admin_url.database or 'postgres'}")
+    conninfo = (
+        f"host={admin_url.host or '127.0.0.1'} port={admin_url.port or 5432} "
+        f"user={admin_url.username or 'postgres'} dbname={admin_url.database or 'postgres'}"
+    )
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin_url.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
@@ -185,23 +230,34 @@ def main(argv=None) -> int:
             with slot_lock:
                 wave, pid = next(slots)
                 v = next(answers_cycle)
-            body = {"wave": f"w{wave}", "instrument": "pam13",
-                    "answers": {f"pam13_{i}": 1 + (v + i) % 4 for i in range(1, 14)},
-                    "external_scores": {"pam13_activation": 40.0 + (v * 7 + pid) % 50},
-                    "completed_at": "2026-01-06T10:00:00Z"}
-            return "POST", f"/participants/{pid}/responses", {
-                "json": body, "headers": {**auth, "Idempotency-Key": f"bench-{pid}-{wave}"}}
+            body = {
+                "wave": f"w{wave}",
+                "instrument": "pam13",
+                "answers": {f"pam13_{i}": 1 + (v + i) % 4 for i in range(1, 14)},
+                "external_scores": {"pam13_activation": 40.0 + (v * 7 + pid) % 50},
+                "completed_at": "2026-01-06T10:00:00Z",
+            }
+            return (
+                "POST",
+                f"/participants/{pid}/responses",
+                {"json": body, "headers": {**auth, "Idempotency-Key": f"bench-{pid}-{wave}"}},
+            )
 
         def bare_request():
-            return "POST", "/bare", {"json": {"wave": "w0", "instrument": "pam13",
-                                              "answers": {f"pam13_{i}": 3 for i in range(1, 14)}}}
+            return (
+                "POST",
+                "/bare",
+                {"json": {"wave": "w0", "instrument": "pam13", "answers": {f"pam13_{i}": 3 for i in range(1, 14)}}},
+            )
 
         print(f"ingest bench: {args.clients} clients, {args.seconds:.0f} s per target, PostgreSQL scratch db {name}")
         bare = drive(f"http://127.0.0.1:{bare_port}", bare_request, args.clients, args.seconds)
         real = drive(f"http://127.0.0.1:{service_port}", pam_request, args.clients, args.seconds)
         for label, r in (("bare INSERT route", bare), ("PAM-13 submission", real)):
-            print(f"  {label:<20} {r['rps']:8.1f} responses/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms"
-                  f"   ({r['n']} requests, {r['errors']} errors)")
+            print(
+                f"  {label:<20} {r['rps']:8.1f} responses/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms"
+                f"   ({r['n']} requests, {r['errors']} errors)"
+            )
         ratio = real["rps"] / bare["rps"] if bare["rps"] else float("nan")
         print(f"  ratio (submission / bare) {ratio:.2f}x   target >= 0.50x, p99 < 100 ms")
         return 0 if real["errors"] == 0 else 1

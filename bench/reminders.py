@@ -14,6 +14,7 @@ a scratch database is created and dropped.
 
 Run: ``.venv/bin/python bench/reminders.py [--reminders 10000] [--workers 4] [--participants 100000]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -76,8 +77,10 @@ def smtplib_loop(port: int, n: int) -> None:
             msg["Subject"] = "Bench study: your baseline questionnaire"
             msg["Message-ID"] = f"<baseline.{i}@bench>"
             msg["List-Unsubscribe"] = "<http://bench/u/token>"
-            msg.set_content("Hello, your baseline questionnaire is ready: https://forms.example.org/x\n\n"
-                            "--\nTo stop these reminders: http://bench/u/token\n")
+            msg.set_content(
+                "Hello, your baseline questionnaire is ready: https://forms.example.org/x\n\n"
+                "--\nTo stop these reminders: http://bench/u/token\n"
+            )
             smtp.send_message(msg)
 
 
@@ -118,12 +121,30 @@ def make_study(engine, title: str, steps: list[dict], time_zone: str = "UTC", bo
     with Session(engine, expire_on_commit=False) as s:
         study = service.create_study(s, StudyCreate(title=title, design="cohort", time_zone=time_zone), actor)
         site = service.create_site(s, study, SiteCreate(code="main", name="Main"), actor)
-        service.create_wave(s, study, WaveCreate(code="baseline", offset_days=0, window_before_days=0,
-                                                 window_after_days=30, instruments=["phq9"]), actor)
-        replace_plans(s, study, PlansIn(plans=[{
-            "wave": "baseline", "steps": steps, "subject": "{study}: your {wave} questionnaire",
-            "body": body or "Hello {name}, your {wave} questionnaire is ready: {link}",
-            "form_url": "https://forms.example.org/x"}]), actor)
+        service.create_wave(
+            s,
+            study,
+            WaveCreate(
+                code="baseline", offset_days=0, window_before_days=0, window_after_days=30, instruments=["phq9"]
+            ),
+            actor,
+        )
+        replace_plans(
+            s,
+            study,
+            PlansIn(
+                plans=[
+                    {
+                        "wave": "baseline",
+                        "steps": steps,
+                        "subject": "{study}: your {wave} questionnaire",
+                        "body": body or "Hello {name}, your {wave} questionnaire is ready: {link}",
+                        "form_url": "https://forms.example.org/x",
+                    }
+                ]
+            ),
+            actor,
+        )
         s.commit()
         return study.id, site.id
 
@@ -131,15 +152,21 @@ def make_study(engine, title: str, steps: list[dict], time_zone: str = "UTC", bo
 def bulk_participants(engine, study_id: int, site_id: int, n: int, enrolled_on) -> None:
     """n participants and email contacts in two INSERT … SELECT generate_series statements."""
     with engine.begin() as conn:
-        conn.execute(text("""
+        conn.execute(
+            text("""
 INSERT INTO participant (study_id, site_id, study_code, enrolled_on, consent_date, consent_version, randomised,
                          status, created_at, updated_at)
 SELECT :sid, :site, 'B' || lpad(g::text, 7, '0'), :d, :d, 'v1', false, 'active', now(), now()
-FROM generate_series(1, :n) g"""), {"sid": study_id, "site": site_id, "d": enrolled_on, "n": n})
-        conn.execute(text("""
+FROM generate_series(1, :n) g"""),
+            {"sid": study_id, "site": site_id, "d": enrolled_on, "n": n},
+        )
+        conn.execute(
+            text("""
 INSERT INTO participant_contact (participant_id, name, email, preferred_channel, opt_out, updated_at)
 SELECT id, 'Bench Person', lower(study_code) || '@example.org', 'email', false, now()
-FROM participant WHERE study_id = :sid"""), {"sid": study_id})
+FROM participant WHERE study_id = :sid"""),
+            {"sid": study_id},
+        )
 
 
 def main() -> None:
@@ -148,8 +175,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--participants", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--form-url", action="store_true",
-                    help="templates carry the coordinator's URL instead of {link} (no links service calls)")
+    ap.add_argument(
+        "--form-url",
+        action="store_true",
+        help="templates carry the coordinator's URL instead of {link} (no links service calls)",
+    )
     ap.add_argument("--skip-dispatch", action="store_true")
     ap.add_argument("--skip-planner", action="store_true")
     ap.add_argument("--smtplib-loop", nargs=2, type=int, metavar=("PORT", "N"), help=argparse.SUPPRESS)
@@ -195,20 +225,42 @@ def dispatch(args, engine, handler, port, url) -> None:
     handler.reset()
 
     # -- workers ----------------------------------------------------------------------------
-    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date()
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
     body = "Hello {name}, your {wave} questionnaire is ready: https://forms.example.org/x" if args.form_url else None
     sid, site = make_study(engine, "Dispatch bench", [{"offset_days": 0}], body=body)
     bulk_participants(engine, sid, site, n, yesterday)
     with Session(engine) as s:
         plan_study(s, s.get(Study, sid), SystemClock())
         s.commit()
-    env = {**os.environ, "DATABASE_URL": url, "PEERLENS_SECRET_KEY": "bench-secret",
-           "PEERLENS_SMTP_HOST": "127.0.0.1", "PEERLENS_SMTP_PORT": str(port),
-           "PEERLENS_BASE_URL": "http://bench"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "PEERLENS_SECRET_KEY": "bench-secret",
+        "PEERLENS_SMTP_HOST": "127.0.0.1",
+        "PEERLENS_SMTP_PORT": str(port),
+        "PEERLENS_BASE_URL": "http://bench",
+    }
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "api.cli", "worker", "--once", "--no-plan", "--quiet",
-                               "--batch", str(args.batch), "--study", str(sid)], cwd=ROOT, env=env)
-             for _ in range(args.workers)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "worker",
+                "--once",
+                "--no-plan",
+                "--quiet",
+                "--batch",
+                str(args.batch),
+                "--study",
+                str(sid),
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        for _ in range(args.workers)
+    ]
     for p in procs:
         if p.wait() != 0:
             raise SystemExit(f"worker exited with {p.returncode}")
@@ -217,14 +269,19 @@ def dispatch(args, engine, handler, port, url) -> None:
     received, unique = len(handler.ids), len(set(handler.ids))
     with Session(engine) as s:
         sent = s.exec(select(Reminder).where(Reminder.study_id == sid, Reminder.status == "sent")).all()
-    print(f"dispatch: {n} reminders, {args.workers} workers, batch {args.batch}, "
-          f"link from {'the plan (form_url)' if args.form_url else 'the links service (one personal link each)'}")
+    print(
+        f"dispatch: {n} reminders, {args.workers} workers, batch {args.batch}, "
+        f"link from {'the plan (form_url)' if args.form_url else 'the links service (one personal link each)'}"
+    )
     print(f"  plain smtplib loop : {base_rate:8.0f} msg/s  (wall {base_wall:.2f} s incl. start-up)")
-    print(f"  peerlens workers   : {work_rate:8.0f} reminders/s  (wall {work_wall:.2f} s incl. start-up, "
-          f"{n / work_wall:.0f}/s)")
+    print(
+        f"  peerlens workers   : {work_rate:8.0f} reminders/s  (wall {work_wall:.2f} s incl. start-up, "
+        f"{n / work_wall:.0f}/s)"
+    )
     print(f"  ratio workers / smtplib loop: {work_rate / base_rate:.2f}x  (aim >= 0.5x)")
-    print(f"  received {received}, distinct Message-IDs {unique}, rows sent {len(sent)}, "
-          f"duplicates {received - unique}")
+    print(
+        f"  received {received}, distinct Message-IDs {unique}, rows sent {len(sent)}, duplicates {received - unique}"
+    )
 
 
 def planner(args, engine) -> None:
@@ -242,9 +299,11 @@ def planner(args, engine) -> None:
     steps = [{"offset_days": 0}, {"offset_days": 3}, {"offset_days": 7}]
     sid2, site2 = make_study(engine, "Planner bench", steps, time_zone="Europe/London")
     with engine.begin() as conn:
-        conn.execute(text("UPDATE reminder_config SET quiet_start_minute = 1260, quiet_end_minute = 480 "
-                          "WHERE study_id = :s"), {"s": sid2})
-    soon = datetime.now(timezone.utc).date() + timedelta(days=1)
+        conn.execute(
+            text("UPDATE reminder_config SET quiet_start_minute = 1260, quiet_end_minute = 480 WHERE study_id = :s"),
+            {"s": sid2},
+        )
+    soon = datetime.now(UTC).date() + timedelta(days=1)
     t0 = time.perf_counter()
     bulk_participants(engine, sid2, site2, m, soon)
     t_insert = time.perf_counter() - t0
@@ -266,25 +325,41 @@ def planner(args, engine) -> None:
     with Session(engine) as s:
         study = s.get(Study, sid3)
         wave = s.exec(select(Wave).where(Wave.study_id == sid3)).one()
-        people = s.exec(select(Participant).join(ParticipantContact,
-                                                 ParticipantContact.participant_id == Participant.id)
-                        .where(Participant.study_id == sid3, Participant.status == "active",
-                               ParticipantContact.opt_out.is_(False))).all()
+        people = s.exec(
+            select(Participant)
+            .join(ParticipantContact, ParticipantContact.participant_id == Participant.id)
+            .where(Participant.study_id == sid3, Participant.status == "active", ParticipantContact.opt_out.is_(False))
+        ).all()
         now = utcnow()
         rows = []
         for p in people:
             for i, st in enumerate(steps):
                 due_at, opens_at, closes_at = step_due(study, p, wave, st, (1260, 480))
-                rows.append({"study_id": sid3, "site_id": p.site_id, "participant_id": p.id, "wave_id": wave.id,
-                             "step": i, "channel": "email", "due_at": due_at, "window_opens_at": opens_at,
-                             "window_closes_at": closes_at, "status": "pending", "attempts": 0,
-                             "created_at": now, "updated_at": now})
+                rows.append(
+                    {
+                        "study_id": sid3,
+                        "site_id": p.site_id,
+                        "participant_id": p.id,
+                        "wave_id": wave.id,
+                        "step": i,
+                        "channel": "email",
+                        "due_at": due_at,
+                        "window_opens_at": opens_at,
+                        "window_closes_at": closes_at,
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
         s.connection().execute(insert(Reminder.__table__), rows)
         s.commit()
     t_py = time.perf_counter() - t0
     print(f"planner: {m} participants x {len(steps)} steps (bulk insert of participants {t_insert:.2f} s)")
-    print(f"  set-based planner        : {t_plan:6.2f} s for {stats.planned} rows "
-          f"({stats.planned / t_plan:,.0f} rows/s); second run {t_again:.2f} s, {again.planned} rows changed")
+    print(
+        f"  set-based planner        : {t_plan:6.2f} s for {stats.planned} rows "
+        f"({stats.planned / t_plan:,.0f} rows/s); second run {t_again:.2f} s, {again.planned} rows changed"
+    )
     print(f"  Python loop + bulk insert: {t_py:6.2f} s for {len(rows)} rows")
     print(f"  speed-up of the set-based planner over the loop: {t_py / t_plan:.2f}x")
 

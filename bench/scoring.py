@@ -4,6 +4,7 @@ Prints the time of ``instruments.score_frame`` for several instruments and the r
 measured in the same run: a plain pandas row sum of the same item columns (no validation, missing-data
 rules, bands or long output). The single-response ``score()`` path is timed on a sample for comparison.
 """
+
 from __future__ import annotations
 
 import sys
@@ -52,11 +53,15 @@ def main() -> None:
         print(f"{code:<12}{len(inst.scales):>7}{ours:>12.3f}{base:>12.4f}{ours / base:>8.1f}x")
     inst = instruments.get("phq9")
     sample = frame(inst, 2_000, rng)
-    records = [{k: (None if pd.isna(v) else v) for k, v in r.items() if k.startswith("phq9_")}
-               for r in sample.to_dict("records")]
+    records = [
+        {k: (None if pd.isna(v) else v) for k, v in r.items() if k.startswith("phq9_")}
+        for r in sample.to_dict("records")
+    ]
     one = best(lambda: [instruments.score(inst, r) for r in records], repeat=1) / len(records)
-    print(f"score() one response at a time: {one * 1e6:.0f} us/response "
-          f"(~{one * N:.1f} s for {N:,}; use score_frame for exports)")
+    print(
+        f"score() one response at a time: {one * 1e6:.0f} us/response "
+        f"(~{one * N:.1f} s for {N:,}; use score_frame for exports)"
+    )
 
 
 if __name__ == "__main__":

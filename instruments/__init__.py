@@ -6,18 +6,48 @@ Examples
 >>> [s.value for s in instruments.score("phq4", {"phq4_1": 1, "phq4_2": 2, "phq4_3": 0, "phq4_4": 1})]
 [3.0, 1.0, 4.0]
 """
-from .model import (Band, Flag, Instrument, InstrumentError, Item, Option, Problem, Scale, Score,
-                    ValidationFailed)
-from .registry import (Calibration, all_instruments, clear_calibration, codes, get, load_calibration,
-                       load_wording, register, unregister)
+
 from .engine import reverse_value, score, score_frame, validate
-from .redcap import from_redcap_dictionary
 from .fhir import to_fhir_questionnaire, to_fhir_questionnaire_response
+from .model import Band, Flag, Instrument, InstrumentError, Item, Option, Problem, Scale, Score, ValidationFailed
+from .redcap import from_redcap_dictionary
+from .registry import (
+    Calibration,
+    all_instruments,
+    clear_calibration,
+    codes,
+    get,
+    load_calibration,
+    load_wording,
+    register,
+    unregister,
+)
 
 __all__ = [
-    "get", "codes", "all_instruments", "register", "unregister", "validate", "score", "score_frame",
-    "load_calibration", "clear_calibration", "load_wording", "from_redcap_dictionary",
-    "to_fhir_questionnaire", "to_fhir_questionnaire_response", "reverse_value", "Calibration",
-    "Option", "Item", "Band", "Scale", "Flag", "Instrument", "Score", "Problem", "InstrumentError",
+    "get",
+    "codes",
+    "all_instruments",
+    "register",
+    "unregister",
+    "validate",
+    "score",
+    "score_frame",
+    "load_calibration",
+    "clear_calibration",
+    "load_wording",
+    "from_redcap_dictionary",
+    "to_fhir_questionnaire",
+    "to_fhir_questionnaire_response",
+    "reverse_value",
+    "Calibration",
+    "Option",
+    "Item",
+    "Band",
+    "Scale",
+    "Flag",
+    "Instrument",
+    "Score",
+    "Problem",
+    "InstrumentError",
     "ValidationFailed",
 ]

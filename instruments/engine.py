@@ -3,12 +3,14 @@
 Both paths share the arithmetic (``_scale_values``) so :func:`score_frame` and :func:`score` agree
 row by row.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,17 +18,16 @@ from . import registry
 from .model import Instrument, InstrumentError, Item, Problem, Scale, Score, ValidationFailed
 
 _NUMERIC_KINDS = {"choice", "integer", "number"}
-_OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
-        "==": np.equal, "!=": np.not_equal}
+_OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal}
 
 
 @dataclass
 class _Compiled:
     instrument: Instrument
     items: dict[str, Item]
-    valid: dict[str, frozenset]       # choice items: every option code (missing ones included)
-    missing: dict[str, frozenset]     # option codes that count as unanswered
-    reverse: dict[str, np.ndarray]    # reverse-scored items: substantive codes, ascending
+    valid: dict[str, frozenset]  # choice items: every option code (missing ones included)
+    missing: dict[str, frozenset]  # option codes that count as unanswered
+    reverse: dict[str, np.ndarray]  # reverse-scored items: substantive codes, ascending
 
 
 _cache: dict[int, _Compiled] = {}
@@ -75,8 +76,7 @@ def _mirror(codes: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 def _is_missing(v: Any) -> bool:
     # pandas' NA and NaT by type name: pandas is loaded only for frames, not for single responses.
-    return (v is None or (isinstance(v, float) and math.isnan(v))
-            or type(v).__name__ in ("NAType", "NaTType"))
+    return v is None or (isinstance(v, float) and math.isnan(v)) or type(v).__name__ in ("NAType", "NaTType")
 
 
 def _as_number(v: Any) -> float | int | None:
@@ -99,8 +99,9 @@ def _as_number(v: Any) -> float | int | None:
     return None
 
 
-def validate(instrument: str | Instrument, answers: Mapping[str, Any],
-             external_scores: Mapping[str, Any] | None = None) -> list[Problem]:
+def validate(
+    instrument: str | Instrument, answers: Mapping[str, Any], external_scores: Mapping[str, Any] | None = None
+) -> list[Problem]:
     """Check one response and return every problem at once (empty list = valid).
 
     Rules (``Problem.rule``): ``unknown_item``, ``not_a_number``, ``not_an_option``, ``not_an_integer``,
@@ -133,8 +134,7 @@ def validate(instrument: str | Instrument, answers: Mapping[str, Any],
                 if item.kind == "integer" and not float(v).is_integer():
                     problems.append(Problem(code, "not_an_integer", f"{raw!r} is not a whole number"))
                 elif (item.min is not None and v < item.min) or (item.max is not None and v > item.max):
-                    problems.append(Problem(code, "out_of_range",
-                                            f"{raw!r} is outside {item.min} to {item.max}"))
+                    problems.append(Problem(code, "out_of_range", f"{raw!r} is outside {item.min} to {item.max}"))
         elif item.kind == "multi":
             vals = raw if isinstance(raw, (list, tuple, set, frozenset)) else [raw]
             for one in vals:
@@ -149,8 +149,9 @@ def validate(instrument: str | Instrument, answers: Mapping[str, Any],
         except KeyError:
             sc = None
         if sc is None or not sc.external:
-            problems.append(Problem(code, "external_not_allowed",
-                                    f"{inst.code} does not accept an external score for {code}"))
+            problems.append(
+                Problem(code, "external_not_allowed", f"{inst.code} does not accept an external score for {code}")
+            )
             continue
         if _is_missing(raw):
             continue
@@ -158,8 +159,11 @@ def validate(instrument: str | Instrument, answers: Mapping[str, Any],
         if v is None:
             problems.append(Problem(code, "not_a_number", f"external score {raw!r} is not a number"))
         elif not sc.range[0] <= v <= sc.range[1]:
-            problems.append(Problem(code, "external_out_of_range",
-                                    f"external score {raw!r} is outside {sc.range[0]} to {sc.range[1]}"))
+            problems.append(
+                Problem(
+                    code, "external_out_of_range", f"external score {raw!r} is outside {sc.range[0]} to {sc.range[1]}"
+                )
+            )
     return problems
 
 
@@ -171,8 +175,9 @@ def _round_half_up(x: np.ndarray) -> np.ndarray:
     return np.floor(x + 0.5)
 
 
-def _scale_values(sc: Scale, X: np.ndarray, lookup_source: np.ndarray | None,
-                  inst_code: str, external: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _scale_values(
+    sc: Scale, X: np.ndarray, lookup_source: np.ndarray | None, inst_code: str, external: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (value, answered, prorated, reason_code) arrays for one scale.
 
     reason_code: 0 scored, 1 too few items, 2 no calibration/external score, 3 raw outside table.
@@ -259,9 +264,11 @@ def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int) -> np.n
     raise InstrumentError(f"flag {fl.code}: unknown kind {fl.kind!r}")
 
 
-_REASONS = {1: "too few items answered: {answered} of {expected}, at least {min} needed",
-            2: "no calibration table registered and no external score given",
-            3: "raw score outside the registered calibration table"}
+_REASONS = {
+    1: "too few items answered: {answered} of {expected}, at least {min} needed",
+    2: "no calibration table registered and no external score given",
+    3: "raw score outside the registered calibration table",
+}
 
 
 def _score_columns(inst: Instrument, cols: dict[str, np.ndarray], external: dict[str, np.ndarray], n: int):
@@ -270,17 +277,24 @@ def _score_columns(inst: Instrument, cols: dict[str, np.ndarray], external: dict
     out = {}
     empty = np.full(n, np.nan)
     for sc in inst.scales:
-        X = (np.column_stack([cols.get(c, empty) for c in sc.items]) if sc.items else np.empty((n, 0)))
+        X = np.column_stack([cols.get(c, empty) for c in sc.items]) if sc.items else np.empty((n, 0))
         src = out[sc.source]["value"] if sc.method == "lookup" else None
         value, answered, prorated, reason = _scale_values(sc, X, src, inst.code, external.get(sc.code))
         if sc.method == "lookup" and sc.source in out:
             answered = out[sc.source]["answered"]
         labels, levels = _bands(sc, value)
-        out[sc.code] = {"value": value, "answered": answered, "prorated": prorated, "reason": reason,
-                        "band": labels, "level": levels,
-                        "expected": len(out[sc.source]["scale"].items) if sc.method == "lookup" and sc.source in out
-                        else len(sc.items),
-                        "scale": sc}
+        out[sc.code] = {
+            "value": value,
+            "answered": answered,
+            "prorated": prorated,
+            "reason": reason,
+            "band": labels,
+            "level": levels,
+            "expected": len(out[sc.source]["scale"].items)
+            if sc.method == "lookup" and sc.source in out
+            else len(sc.items),
+            "scale": sc,
+        }
     flags = [(fl, _flag_mask(fl, cols, comp, n)) for fl in inst.flags]
     return out, flags
 
@@ -297,8 +311,9 @@ def _scoring_value(comp: _Compiled, code: str, raw: Any) -> float:
     return float(v)
 
 
-def score(instrument: str | Instrument, answers: Mapping[str, Any],
-          external_scores: Mapping[str, Any] | None = None) -> list[Score]:
+def score(
+    instrument: str | Instrument, answers: Mapping[str, Any], external_scores: Mapping[str, Any] | None = None
+) -> list[Score]:
     """Score one response: one :class:`Score` per scale, in definition order.
 
     A scale whose missing-data rule is not met has ``value=None`` and a ``missing_reason``.
@@ -319,28 +334,40 @@ def score(instrument: str | Instrument, answers: Mapping[str, Any],
     if problems:
         raise ValidationFailed(problems)
     comp = _compile(inst)
-    cols = {code: np.array([_scoring_value(comp, code, raw)]) for code, raw in answers.items()
-            if comp.items[code].kind in _NUMERIC_KINDS}
-    ext = {code: np.array([math.nan if _is_missing(v) else float(_as_number(v))])
-           for code, v in (external_scores or {}).items()}
+    cols = {
+        code: np.array([_scoring_value(comp, code, raw)])
+        for code, raw in answers.items()
+        if comp.items[code].kind in _NUMERIC_KINDS
+    }
+    ext = {
+        code: np.array([math.nan if _is_missing(v) else float(_as_number(v))])
+        for code, v in (external_scores or {}).items()
+    }
     out, flags = _score_columns(inst, cols, ext, 1)
     scores = []
     for sc in inst.scales:
         r = out[sc.code]
         v = r["value"][0]
         reason = int(r["reason"][0])
-        scores.append(Score(
-            scale=sc.code, value=None if math.isnan(v) else float(v),
-            band=r["band"][0], level=r["level"][0], items_answered=int(r["answered"][0]),
-            items_expected=int(r["expected"]), prorated=bool(r["prorated"][0]),
-            missing_reason=None if reason == 0 else _REASONS[reason].format(
-                answered=int(r["answered"][0]), expected=len(sc.items), min=sc.min_items),
-            flags=[fl.code for fl, m in flags if m[0] and (not fl.scales or sc.code in fl.scales)]))
+        scores.append(
+            Score(
+                scale=sc.code,
+                value=None if math.isnan(v) else float(v),
+                band=r["band"][0],
+                level=r["level"][0],
+                items_answered=int(r["answered"][0]),
+                items_expected=int(r["expected"]),
+                prorated=bool(r["prorated"][0]),
+                missing_reason=None
+                if reason == 0
+                else _REASONS[reason].format(answered=int(r["answered"][0]), expected=len(sc.items), min=sc.min_items),
+                flags=[fl.code for fl, m in flags if m[0] and (not fl.scales or sc.code in fl.scales)],
+            )
+        )
     return scores
 
 
-def _column_values(comp: _Compiled, code: str, series: pd.Series, errors: str, problems: list[Problem]
-                   ) -> np.ndarray:
+def _column_values(comp: _Compiled, code: str, series: pd.Series, errors: str, problems: list[Problem]) -> np.ndarray:
     import pandas as pd
 
     item = comp.items[code]
@@ -379,8 +406,14 @@ def _column_values(comp: _Compiled, code: str, series: pd.Series, errors: str, p
     return x
 
 
-def score_frame(instrument: str | Instrument, df: pd.DataFrame, id_cols: Sequence[str] | None = None,
-                *, errors: str = "raise", detail: bool = False) -> pd.DataFrame:
+def score_frame(
+    instrument: str | Instrument,
+    df: pd.DataFrame,
+    id_cols: Sequence[str] | None = None,
+    *,
+    errors: str = "raise",
+    detail: bool = False,
+) -> pd.DataFrame:
     """Score many responses at once (vectorised); long output, one row per input row and scale.
 
     Parameters
@@ -425,8 +458,11 @@ def score_frame(instrument: str | Instrument, df: pd.DataFrame, id_cols: Sequenc
     comp = _compile(inst)
     n = len(df)
     problems: list[Problem] = []
-    cols = {code: _column_values(comp, code, df[code], errors, problems)
-            for code, it in comp.items.items() if code in df.columns and it.kind in _NUMERIC_KINDS}
+    cols = {
+        code: _column_values(comp, code, df[code], errors, problems)
+        for code, it in comp.items.items()
+        if code in df.columns and it.kind in _NUMERIC_KINDS
+    }
     external = {}
     for sc in inst.scales:
         if sc.external and sc.code in df.columns:
@@ -434,8 +470,13 @@ def score_frame(instrument: str | Instrument, df: pd.DataFrame, id_cols: Sequenc
             bad = ~np.isnan(e) & ((e < sc.range[0]) | (e > sc.range[1]))
             bad |= np.isnan(e) & df[sc.code].notna().to_numpy()
             if bad.any():
-                problems.append(Problem(sc.code, "external_out_of_range",
-                                        f"{int(bad.sum())} external score(s) invalid (rows {list(df.index[bad][:5])})"))
+                problems.append(
+                    Problem(
+                        sc.code,
+                        "external_out_of_range",
+                        f"{int(bad.sum())} external score(s) invalid (rows {list(df.index[bad][:5])})",
+                    )
+                )
                 e = np.where(bad, np.nan, e)
             external[sc.code] = e
     if problems and errors == "raise":
@@ -458,8 +499,10 @@ def score_frame(instrument: str | Instrument, df: pd.DataFrame, id_cols: Sequenc
         reasons = inter("reason")
         mins = np.tile(np.array([sc.min_items for sc in inst.scales]), n)
         exp = data["items_expected"]
-        data["missing_reason"] = [None if r == 0 else _REASONS[int(r)].format(answered=a, expected=e, min=m)
-                                  for r, a, e, m in zip(reasons, data["items_answered"], exp, mins)]
+        data["missing_reason"] = [
+            None if r == 0 else _REASONS[int(r)].format(answered=a, expected=e, min=m)
+            for r, a, e, m in zip(reasons, data["items_answered"], exp, mins)
+        ]
         per_scale = []
         for sc in inst.scales:
             mine = [(fl.code, m) for fl, m in flags if not fl.scales or sc.code in fl.scales]

@@ -5,12 +5,14 @@ LOINC answer code where the definition carries one (PHQ frequency LA6568-5 …) 
 an ``ordinalValue`` extension, so a FHIR consumer can score without Peerlens. Scales appear as read-only
 decimal items so a QuestionnaireResponse can carry the scores next to the answers.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import math
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import registry
 from .model import Instrument, Score
@@ -18,8 +20,16 @@ from .model import Instrument, Score
 BASE_URL = "https://peerlens.example/fhir"
 LOINC = "http://loinc.org"
 ORDINAL = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
-_KIND = {"choice": "choice", "integer": "integer", "number": "decimal", "text": "string", "date": "date",
-         "datetime": "dateTime", "time": "time", "multi": "choice"}
+_KIND = {
+    "choice": "choice",
+    "integer": "integer",
+    "number": "decimal",
+    "text": "string",
+    "date": "date",
+    "datetime": "dateTime",
+    "time": "time",
+    "multi": "choice",
+}
 
 
 def _id(code: str) -> str:
@@ -70,17 +80,33 @@ def to_fhir_questionnaire(instrument: str | Instrument) -> dict[str, Any]:
             entry["repeats"] = True
         if it.options:
             entry["answerOption"] = [
-                {"valueCoding": _coding(inst, o),
-                 "extension": [{"url": ORDINAL, "valueDecimal": float(o.code)}]} for o in it.options]
+                {"valueCoding": _coding(inst, o), "extension": [{"url": ORDINAL, "valueDecimal": float(o.code)}]}
+                for o in it.options
+            ]
         items.append(entry)
     if inst.scales:
-        items.append({"linkId": "scores", "type": "group", "text": "Scores", "readOnly": True,
-                      "item": [{"linkId": sc.code, "type": "decimal", "text": sc.label, "readOnly": True}
-                               for sc in inst.scales]})
+        items.append(
+            {
+                "linkId": "scores",
+                "type": "group",
+                "text": "Scores",
+                "readOnly": True,
+                "item": [
+                    {"linkId": sc.code, "type": "decimal", "text": sc.label, "readOnly": True} for sc in inst.scales
+                ],
+            }
+        )
     q: dict[str, Any] = {
-        "resourceType": "Questionnaire", "id": _id(inst.code), "url": canonical(inst), "version": inst.version,
-        "name": re.sub(r"[^A-Za-z0-9_]", "_", inst.code.upper()), "title": inst.name, "status": "active",
-        "subjectType": ["Patient"], "copyright": inst.licence, "item": items,
+        "resourceType": "Questionnaire",
+        "id": _id(inst.code),
+        "url": canonical(inst),
+        "version": inst.version,
+        "name": re.sub(r"[^A-Za-z0-9_]", "_", inst.code.upper()),
+        "title": inst.name,
+        "status": "active",
+        "subjectType": ["Patient"],
+        "copyright": inst.licence,
+        "item": items,
     }
     if inst.notes.get("loinc"):
         q["code"] = [{"system": LOINC, "code": inst.notes["loinc"], "display": inst.name}]
@@ -92,7 +118,7 @@ def to_fhir_questionnaire(instrument: str | Instrument) -> dict[str, Any]:
 def _authored(value: str | dt.datetime | dt.date) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
@@ -116,10 +142,17 @@ def _answer(inst: Instrument, item, value: Any) -> list[dict[str, Any]]:
     return [{key: str(value)}]
 
 
-def to_fhir_questionnaire_response(instrument: str | Instrument, answers: Mapping[str, Any],
-                                   scores: Sequence[Score] | None, *, identifier: str,
-                                   subject: str | Mapping[str, Any], authored: str | dt.datetime,
-                                   status: str = "completed", fhir_version: str = "R4B") -> dict[str, Any]:
+def to_fhir_questionnaire_response(
+    instrument: str | Instrument,
+    answers: Mapping[str, Any],
+    scores: Sequence[Score] | None,
+    *,
+    identifier: str,
+    subject: str | Mapping[str, Any],
+    authored: str | dt.datetime,
+    status: str = "completed",
+    fhir_version: str = "R4B",
+) -> dict[str, Any]:
     """One response as a FHIR QuestionnaireResponse (a plain dict).
 
     Parameters
@@ -164,9 +197,20 @@ def to_fhir_questionnaire_response(instrument: str | Instrument, answers: Mappin
     scored = [s for s in (scores or []) if s.value is not None]
     if scored:
         labels = {sc.code: sc.label for sc in inst.scales}
-        items.append({"linkId": "scores", "text": "Scores",
-                      "item": [{"linkId": s.scale, "text": labels.get(s.scale, s.scale),
-                                "answer": [{"valueDecimal": float(s.value)}]} for s in scored]})
+        items.append(
+            {
+                "linkId": "scores",
+                "text": "Scores",
+                "item": [
+                    {
+                        "linkId": s.scale,
+                        "text": labels.get(s.scale, s.scale),
+                        "answer": [{"valueDecimal": float(s.value)}],
+                    }
+                    for s in scored
+                ],
+            }
+        )
     ident = {"system": "urn:peerlens:response", "value": identifier}
     qr: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",

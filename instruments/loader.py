@@ -3,6 +3,7 @@
 The definition format is described by ``instruments/schema/definition.schema.json``; every file is
 checked against it when it is loaded, so a typo in a definition fails loudly rather than scoring wrongly.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,21 @@ DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 SCHEMA_PATH = Path(__file__).parent / "schema" / "definition.schema.json"
 
 # Keys of a scale mapping that are Scale fields; anything else ends up in ``Scale.options``.
-_SCALE_FIELDS = {"code", "label", "items", "method", "min_items", "range", "bands", "mcid", "source",
-                 "external", "higher_is", "notes", "options"}
+_SCALE_FIELDS = {
+    "code",
+    "label",
+    "items",
+    "method",
+    "min_items",
+    "range",
+    "bands",
+    "mcid",
+    "source",
+    "external",
+    "higher_is",
+    "notes",
+    "options",
+}
 
 
 @lru_cache(maxsize=1)
@@ -39,8 +53,10 @@ def check_definition(data: dict[str, Any], where: str = "definition") -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
-    errors = [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-              for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))]
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    ]
     if errors:
         raise InstrumentError(f"{where}: " + "; ".join(errors))
 
@@ -52,8 +68,10 @@ def _options(raw: Any, option_sets: dict[str, Any], where: str) -> tuple[Option,
         if raw not in option_sets:
             raise InstrumentError(f"{where}: unknown option set {raw!r}")
         raw = option_sets[raw]
-    return tuple(Option(code=o["code"], label=o["label"], missing=bool(o.get("missing", False)),
-                        loinc=o.get("loinc")) for o in raw)
+    return tuple(
+        Option(code=o["code"], label=o["label"], missing=bool(o.get("missing", False)), loinc=o.get("loinc"))
+        for o in raw
+    )
 
 
 def instrument_from_dict(data: dict[str, Any], where: str = "definition") -> Instrument:
@@ -73,37 +91,85 @@ def instrument_from_dict(data: dict[str, Any], where: str = "definition") -> Ins
     option_sets = data.get("option_sets", {}) or {}
     items = []
     for it in data["items"]:
-        items.append(Item(
-            code=it["code"], text=it.get("text"), options=_options(it.get("options"), option_sets, where),
-            reverse=bool(it.get("reverse", False)), scored=bool(it.get("scored", True)),
-            kind=it.get("kind", "choice"), min=it.get("min"), max=it.get("max"),
-            identifier=bool(it.get("identifier", False)), label=it.get("label"), loinc=it.get("loinc"),
-            required=bool(it.get("required", False)), notes=it.get("notes")))
+        items.append(
+            Item(
+                code=it["code"],
+                text=it.get("text"),
+                options=_options(it.get("options"), option_sets, where),
+                reverse=bool(it.get("reverse", False)),
+                scored=bool(it.get("scored", True)),
+                kind=it.get("kind", "choice"),
+                min=it.get("min"),
+                max=it.get("max"),
+                identifier=bool(it.get("identifier", False)),
+                label=it.get("label"),
+                loinc=it.get("loinc"),
+                required=bool(it.get("required", False)),
+                notes=it.get("notes"),
+            )
+        )
     scales = []
     for sc in data.get("scales", []) or []:
         extra = {k: v for k, v in sc.items() if k not in _SCALE_FIELDS}
         opts = dict(sc.get("options", {}) or {})
         opts.update(extra)
-        scales.append(Scale(
-            code=sc["code"], label=sc["label"], items=tuple(sc["items"]), method=sc["method"],
-            min_items=int(sc["min_items"]), range=(sc["range"][0], sc["range"][1]),
-            bands=tuple(Band(label=b["label"], min=b["min"], max=b["max"], level=b.get("level"),
-                             min_exclusive=bool(b.get("min_exclusive", False)))
-                        for b in sc.get("bands", []) or []),
-            mcid=sc.get("mcid"), source=sc.get("source"), options=opts,
-            external=bool(sc.get("external", False)), higher_is=sc.get("higher_is"), notes=sc.get("notes")))
-    flags = tuple(Flag(code=f["code"], rule=f["rule"], message=f["message"], kind=f.get("kind", "item"),
-                       items=tuple(f.get("items", ())), op=f.get("op", ">"), value=f.get("value"),
-                       min_answered=f.get("min_answered"), scales=tuple(f.get("scales", ())))
-                  for f in data.get("flags", []) or [])
+        scales.append(
+            Scale(
+                code=sc["code"],
+                label=sc["label"],
+                items=tuple(sc["items"]),
+                method=sc["method"],
+                min_items=int(sc["min_items"]),
+                range=(sc["range"][0], sc["range"][1]),
+                bands=tuple(
+                    Band(
+                        label=b["label"],
+                        min=b["min"],
+                        max=b["max"],
+                        level=b.get("level"),
+                        min_exclusive=bool(b.get("min_exclusive", False)),
+                    )
+                    for b in sc.get("bands", []) or []
+                ),
+                mcid=sc.get("mcid"),
+                source=sc.get("source"),
+                options=opts,
+                external=bool(sc.get("external", False)),
+                higher_is=sc.get("higher_is"),
+                notes=sc.get("notes"),
+            )
+        )
+    flags = tuple(
+        Flag(
+            code=f["code"],
+            rule=f["rule"],
+            message=f["message"],
+            kind=f.get("kind", "item"),
+            items=tuple(f.get("items", ())),
+            op=f.get("op", ">"),
+            value=f.get("value"),
+            min_answered=f.get("min_answered"),
+            scales=tuple(f.get("scales", ())),
+        )
+        for f in data.get("flags", []) or []
+    )
     notes = dict(data.get("notes", {}) or {})
     for key in ("source", "loinc", "url"):
         if key in data:
             notes[key] = data[key]
-    inst = Instrument(code=data["code"], name=data["name"], version=str(data["version"]),
-                      citation=data["citation"], licence=data["licence"], items=tuple(items),
-                      scales=tuple(scales), flags=flags, wording_shipped=bool(data.get("wording_shipped", True)),
-                      instructions=data.get("instructions"), notes=notes)
+    inst = Instrument(
+        code=data["code"],
+        name=data["name"],
+        version=str(data["version"]),
+        citation=data["citation"],
+        licence=data["licence"],
+        items=tuple(items),
+        scales=tuple(scales),
+        flags=flags,
+        wording_shipped=bool(data.get("wording_shipped", True)),
+        instructions=data.get("instructions"),
+        notes=notes,
+    )
     check_references(inst, where)
     return inst
 

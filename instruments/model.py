@@ -3,9 +3,10 @@
 An :class:`Instrument` is loaded from a YAML definition; the scoring engine turns a response's
 answers into :class:`Score` rows and reports every :class:`Problem` at once.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 

@@ -4,6 +4,7 @@ Each ``Form Name`` becomes one :class:`~instruments.model.Instrument`. What a de
 (calculated fields, files, descriptive text, SQL fields, slider labels, branching logic, action tags…)
 is listed in the returned report as :class:`~instruments.model.Problem` rows, never dropped silently.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,30 +19,61 @@ from .model import Instrument, InstrumentError, Item, Option, Problem
 # Normalised header prefix (lower case) -> API metadata key. Prefixes, because REDCap's UI headers are long
 # ("Choices, Calculations, OR Slider Labels") and exports from other tools shorten them.
 _HEADERS = [
-    ("variable / field name", "field_name"), ("field_name", "field_name"), ("form name", "form_name"),
-    ("form_name", "form_name"), ("section header", "section_header"), ("section_header", "section_header"),
-    ("field type", "field_type"), ("field_type", "field_type"), ("field label", "field_label"),
-    ("field_label", "field_label"), ("choices", "choices"), ("select_choices", "choices"),
-    ("field note", "field_note"), ("field_note", "field_note"),
-    ("text validation type", "validation"), ("text_validation_type", "validation"),
-    ("text validation min", "min"), ("text_validation_min", "min"),
-    ("text validation max", "max"), ("text_validation_max", "max"),
-    ("identifier", "identifier"), ("branching logic", "branching"), ("branching_logic", "branching"),
-    ("required field", "required"), ("required_field", "required"), ("custom alignment", "alignment"),
-    ("custom_alignment", "alignment"), ("question number", "question_number"),
-    ("question_number", "question_number"), ("matrix group name", "matrix_group"),
-    ("matrix_group_name", "matrix_group"), ("matrix ranking", "matrix_ranking"),
-    ("matrix_ranking", "matrix_ranking"), ("field annotation", "annotation"),
+    ("variable / field name", "field_name"),
+    ("field_name", "field_name"),
+    ("form name", "form_name"),
+    ("form_name", "form_name"),
+    ("section header", "section_header"),
+    ("section_header", "section_header"),
+    ("field type", "field_type"),
+    ("field_type", "field_type"),
+    ("field label", "field_label"),
+    ("field_label", "field_label"),
+    ("choices", "choices"),
+    ("select_choices", "choices"),
+    ("field note", "field_note"),
+    ("field_note", "field_note"),
+    ("text validation type", "validation"),
+    ("text_validation_type", "validation"),
+    ("text validation min", "min"),
+    ("text_validation_min", "min"),
+    ("text validation max", "max"),
+    ("text_validation_max", "max"),
+    ("identifier", "identifier"),
+    ("branching logic", "branching"),
+    ("branching_logic", "branching"),
+    ("required field", "required"),
+    ("required_field", "required"),
+    ("custom alignment", "alignment"),
+    ("custom_alignment", "alignment"),
+    ("question number", "question_number"),
+    ("question_number", "question_number"),
+    ("matrix group name", "matrix_group"),
+    ("matrix_group_name", "matrix_group"),
+    ("matrix ranking", "matrix_ranking"),
+    ("matrix_ranking", "matrix_ranking"),
+    ("field annotation", "annotation"),
     ("field_annotation", "annotation"),
 ]
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _TAG = re.compile(r"<[^>]+>")
-_UNSUPPORTED = {"calc": "calculated field (REDCap expression); score it with a scale instead",
-                "file": "file upload", "descriptive": "descriptive text (no data)",
-                "sql": "SQL-driven choice list"}
+_UNSUPPORTED = {
+    "calc": "calculated field (REDCap expression); score it with a scale instead",
+    "file": "file upload",
+    "descriptive": "descriptive text (no data)",
+    "sql": "SQL-driven choice list",
+}
 _INTEGER = {"integer"}
-_NUMBER = {"number", "number_1dp", "number_2dp", "number_3dp", "number_4dp", "number_comma_decimal",
-           "number_1dp_comma_decimal", "number_2dp_comma_decimal"}
+_NUMBER = {
+    "number",
+    "number_1dp",
+    "number_2dp",
+    "number_3dp",
+    "number_4dp",
+    "number_comma_decimal",
+    "number_1dp_comma_decimal",
+    "number_2dp_comma_decimal",
+}
 
 
 def _read(source: str | Path | IO[str]) -> str:
@@ -91,8 +123,9 @@ def _checkbox_suffix(code: str) -> str:
     return re.sub(r"[^a-z0-9]", "_", code.lower())
 
 
-def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
-                           skip_record_id: bool = True) -> tuple[list[Instrument], list[Problem]]:
+def from_redcap_dictionary(
+    source: str | Path | IO[str], *, version: str = "1", skip_record_id: bool = True
+) -> tuple[list[Instrument], list[Problem]]:
     """Turn a REDCap data dictionary into instrument definitions, one per ``Form Name``.
 
     Parameters
@@ -148,18 +181,30 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
             continue
         first = False
         if not _NAME.match(name) or not _NAME.match(form):
-            report.append(Problem(name or "?", "invalid_field_name",
-                                  f"field/form name {name!r}/{form!r} must match ^[a-z][a-z0-9_]*$"))
+            report.append(
+                Problem(
+                    name or "?", "invalid_field_name", f"field/form name {name!r}/{form!r} must match ^[a-z][a-z0-9_]*$"
+                )
+            )
             continue
         forms.setdefault(form, [])
         label = _clean(row.get("field_label", "")) or name
-        common = dict(text=label, identifier=row.get("identifier", "").lower() == "y",
-                      required=row.get("required", "").lower() == "y", label=name)
+        common = dict(
+            text=label,
+            identifier=row.get("identifier", "").lower() == "y",
+            required=row.get("required", "").lower() == "y",
+            label=name,
+        )
         branching = row.get("branching", "")
         if branching:
             common["notes"] = f"REDCap branching logic: {branching}"
-            report.append(Problem(name, "branching_logic_not_enforced",
-                                  f"shown only if {branching!r} in REDCap; kept as a note, not enforced"))
+            report.append(
+                Problem(
+                    name,
+                    "branching_logic_not_enforced",
+                    f"shown only if {branching!r} in REDCap; kept as a note, not enforced",
+                )
+            )
         if "@" in row.get("annotation", ""):
             report.append(Problem(name, "action_tags_ignored", f"field annotation {row['annotation']!r} not applied"))
         if row.get("section_header"):
@@ -178,8 +223,13 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
                 else:
                     opts.append(Option(num, lab))
             if bad or not opts:
-                report.append(Problem(name, "non_numeric_choice",
-                                      f"choice codes {bad} are not numbers (or no choices); field not imported"))
+                report.append(
+                    Problem(
+                        name,
+                        "non_numeric_choice",
+                        f"choice codes {bad} are not numbers (or no choices); field not imported",
+                    )
+                )
                 continue
             forms[form].append(Item(code=name, options=tuple(opts), kind="choice", **common))
         elif ftype == "checkbox":
@@ -189,20 +239,37 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
                 continue
             for code, lab in choices:
                 sub = dict(common, label=f"{name}: {lab}", text=f"{label}: {lab}")
-                forms[form].append(Item(code=f"{name}___{_checkbox_suffix(code)}", kind="choice",
-                                        options=(Option(0, "Unchecked"), Option(1, "Checked")), **sub))
-            report.append(Problem(name, "checkbox_expanded",
-                                  f"checkbox stored as one 0/1 item per option ({name}___<code>), as REDCap exports it"))
+                forms[form].append(
+                    Item(
+                        code=f"{name}___{_checkbox_suffix(code)}",
+                        kind="choice",
+                        options=(Option(0, "Unchecked"), Option(1, "Checked")),
+                        **sub,
+                    )
+                )
+            report.append(
+                Problem(
+                    name,
+                    "checkbox_expanded",
+                    f"checkbox stored as one 0/1 item per option ({name}___<code>), as REDCap exports it",
+                )
+            )
         elif ftype == "yesno":
             forms[form].append(Item(code=name, kind="choice", options=(Option(1, "Yes"), Option(0, "No")), **common))
         elif ftype == "truefalse":
-            forms[form].append(Item(code=name, kind="choice", options=(Option(1, "True"), Option(0, "False")),
-                                    **common))
+            forms[form].append(
+                Item(code=name, kind="choice", options=(Option(1, "True"), Option(0, "False")), **common)
+            )
         elif ftype == "slider":
             forms[form].append(Item(code=name, kind="integer", min=0, max=100, **common))
             if row.get("choices"):
-                report.append(Problem(name, "slider_labels_dropped",
-                                      f"slider labels {row['choices']!r} not kept; stored as an integer 0-100"))
+                report.append(
+                    Problem(
+                        name,
+                        "slider_labels_dropped",
+                        f"slider labels {row['choices']!r} not kept; stored as an integer 0-100",
+                    )
+                )
         elif ftype in ("text", "notes"):
             validation = row.get("validation", "").lower()
             lo, hi = None, None
@@ -211,8 +278,11 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
                 if bound:
                     num = _number(bound)
                     if num is None:
-                        report.append(Problem(name, "validation_bound_not_literal",
-                                              f"{key} {bound!r} is not a number; not enforced"))
+                        report.append(
+                            Problem(
+                                name, "validation_bound_not_literal", f"{key} {bound!r} is not a number; not enforced"
+                            )
+                        )
                     elif key == "min":
                         lo = num
                     else:
@@ -232,8 +302,9 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
             else:
                 kind = "text"
             numeric = kind in ("integer", "number")
-            forms[form].append(Item(code=name, kind=kind, min=lo if numeric else None,
-                                    max=hi if numeric else None, **common))
+            forms[form].append(
+                Item(code=name, kind=kind, min=lo if numeric else None, max=hi if numeric else None, **common)
+            )
         else:
             report.append(Problem(name, "unknown_field_type", f"field type {ftype!r} not recognised; not imported"))
             continue
@@ -242,11 +313,16 @@ def from_redcap_dictionary(source: str | Path | IO[str], *, version: str = "1",
         if not items:
             continue
         inst = Instrument(
-            code=form, name=form.replace("_", " ").capitalize(), version=version,
+            code=form,
+            name=form.replace("_", " ").capitalize(),
+            version=version,
             citation="Custom instrument imported from a REDCap data dictionary.",
             licence="Study-specific instrument; the study holds the rights to its wording.",
-            items=tuple(items), scales=(), wording_shipped=True,
-            notes={"source": "redcap_dictionary", "identifiers": [i.code for i in items if i.identifier]})
+            items=tuple(items),
+            scales=(),
+            wording_shipped=True,
+            notes={"source": "redcap_dictionary", "identifiers": [i.code for i in items if i.identifier]},
+        )
         check_references(inst, where=form)
         instruments.append(inst)
     return instruments, report

@@ -1,6 +1,7 @@
 """The process-wide registry: built-in definitions (loaded lazily, once), custom instruments,
 licensee wording and licensee calibration tables.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,7 +20,7 @@ from .model import Instrument, InstrumentError
 _lock = threading.RLock()
 _builtin: dict[str, Instrument] | None = None
 _custom: dict[str, Instrument] = {}
-_calibrations: dict[tuple[str, str], "Calibration"] = {}
+_calibrations: dict[tuple[str, str], Calibration] = {}
 
 
 def _builtins() -> dict[str, Instrument]:
@@ -178,8 +179,7 @@ _RAW_COLUMNS = ("raw", "raw_score")
 _VALUE_COLUMNS = ("activation", "activation_score", "score", "value")
 
 
-def load_calibration(path: str | Path | IO[str], instrument: str = "pam13", scale: str | None = None
-                     ) -> Calibration:
+def load_calibration(path: str | Path | IO[str], instrument: str = "pam13", scale: str | None = None) -> Calibration:
     """Register a licensee's raw-to-score calibration table (CSV) for a ``lookup`` scale.
 
     Accepted columns (case-insensitive, header required): the raw score in ``raw``, ``raw_score`` or
@@ -202,8 +202,7 @@ def load_calibration(path: str | Path | IO[str], instrument: str = "pam13", scal
     if scale is not None:
         lookups = [s for s in lookups if s.code == scale]
     if len(lookups) != 1:
-        raise InstrumentError(f"{inst.code}: name the lookup scale to calibrate "
-                              f"(found {[s.code for s in lookups]})")
+        raise InstrumentError(f"{inst.code}: name the lookup scale to calibrate (found {[s.code for s in lookups]})")
     target = lookups[0]
     rows = _read_csv(path)
     if not rows:
@@ -212,8 +211,10 @@ def load_calibration(path: str | Path | IO[str], instrument: str = "pam13", scal
     raw_col = next((c for c in (*_RAW_COLUMNS, target.source) if c in cols), None)
     val_col = next((c for c in (*_VALUE_COLUMNS, target.code) if c in cols), None)
     if raw_col is None or val_col is None:
-        raise InstrumentError(f"calibration CSV needs a raw column ({', '.join(_RAW_COLUMNS)}, {target.source}) "
-                              f"and a score column ({', '.join(_VALUE_COLUMNS)}, {target.code}); got {sorted(cols)}")
+        raise InstrumentError(
+            f"calibration CSV needs a raw column ({', '.join(_RAW_COLUMNS)}, {target.source}) "
+            f"and a score column ({', '.join(_VALUE_COLUMNS)}, {target.code}); got {sorted(cols)}"
+        )
     raw, val, bad = [], [], []
     for n, row in enumerate(rows, start=2):
         try:

@@ -1,4 +1,5 @@
 """Alembic environment: the service's metadata, its naming convention and its engine settings."""
+
 from __future__ import annotations
 
 from logging.config import fileConfig
@@ -33,8 +34,13 @@ def render_item(type_, obj, autogen_context):
 
 def _configure(connection=None, url=None):
     context.configure(
-        connection=connection, url=url, target_metadata=metadata, render_as_batch=True,
-        compare_type=True, render_item=render_item, literal_binds=url is not None,
+        connection=connection,
+        url=url,
+        target_metadata=metadata,
+        render_as_batch=True,
+        compare_type=True,
+        render_item=render_item,
+        literal_binds=url is not None,
     )
 
 

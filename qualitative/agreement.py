@@ -31,8 +31,8 @@ on, with the unit's text, for reconciliation.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable, Sequence
 from itertools import combinations
-from typing import Hashable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -303,13 +303,29 @@ def agreement(
     rows = []
     for code, g in mat.groupby("code", sort=True):
         block = g[coder_cols].to_numpy()
-        rows.append({"code": code, "unit": unit, "n_units": len(g), "n_coders": len(coder_cols),
-                     "n_coded": int((block.max(axis=1) > 0).sum()), **_stats(block), "kappa_method": method})
+        rows.append(
+            {
+                "code": code,
+                "unit": unit,
+                "n_units": len(g),
+                "n_coders": len(coder_cols),
+                "n_coded": int((block.max(axis=1) > 0).sum()),
+                **_stats(block),
+                "kappa_method": method,
+            }
+        )
     block = mat[coder_cols].to_numpy()
-    rows.append({"code": "(overall)", "unit": unit,
-                 "n_units": int(mat[["transcript", "unit_index"]].drop_duplicates().shape[0]),
-                 "n_coders": len(coder_cols), "n_coded": int((block.max(axis=1) > 0).sum()),
-                 **_stats(block), "kappa_method": method})
+    rows.append(
+        {
+            "code": "(overall)",
+            "unit": unit,
+            "n_units": int(mat[["transcript", "unit_index"]].drop_duplicates().shape[0]),
+            "n_coders": len(coder_cols),
+            "n_coded": int((block.max(axis=1) > 0).sum()),
+            **_stats(block),
+            "kappa_method": method,
+        }
+    )
     cols = ["code", "unit", "n_units", "n_coders", "n_coded", "percent_agreement", "kappa", "kappa_method", "alpha"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -338,12 +354,18 @@ def disagreements(
     rows = []
     for i in np.flatnonzero(block.min(axis=1) != block.max(axis=1)):
         r = mat.iloc[i]
-        rows.append({
-            "transcript": r["transcript"], "unit": unit, "unit_index": int(r["unit_index"]),
-            "start": int(r["start"]), "end": int(r["end"]), "code": r["code"],
-            "coded_by": [c for c in coder_cols if r[c] == 1],
-            "not_coded_by": [c for c in coder_cols if r[c] == 0],
-            "text": tm[r["transcript"]].text[int(r["start"]):int(r["end"])],
-        })
+        rows.append(
+            {
+                "transcript": r["transcript"],
+                "unit": unit,
+                "unit_index": int(r["unit_index"]),
+                "start": int(r["start"]),
+                "end": int(r["end"]),
+                "code": r["code"],
+                "coded_by": [c for c in coder_cols if r[c] == 1],
+                "not_coded_by": [c for c in coder_cols if r[c] == 0],
+                "text": tm[r["transcript"]].text[int(r["start"]) : int(r["end"])],
+            }
+        )
     cols = ["transcript", "unit", "unit_index", "start", "end", "code", "coded_by", "not_coded_by", "text"]
     return pd.DataFrame(rows, columns=cols)

@@ -21,14 +21,13 @@ codes stays close to the speed of bare tokenisation.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from itertools import islice, product
 
 import numpy as np
 import pandas as pd
-from itertools import islice, product
-
 from spacy.attrs import IDX, LENGTH, LOWER, ORTH
 from spacy.language import Language
 from spacy.matcher import Matcher, PhraseMatcher
@@ -89,9 +88,18 @@ class SuggestionLedger:
     decisions: list[dict] = field(default_factory=list)
 
     def _record(self, s: Suggestion, decision: str, coder: str) -> None:
-        self.decisions.append({"id": s.id, "transcript": s.transcript, "code": s.code, "start": s.start,
-                               "end": s.end, "decision": decision, "coder": coder,
-                               "at": datetime.now(timezone.utc)})
+        self.decisions.append(
+            {
+                "id": s.id,
+                "transcript": s.transcript,
+                "code": s.code,
+                "start": s.start,
+                "end": s.end,
+                "decision": decision,
+                "coder": coder,
+                "at": datetime.now(UTC),
+            }
+        )
 
     def accept(self, s: Suggestion, coder: str, memo: str | None = None) -> Coding:
         if not coder:
@@ -106,8 +114,9 @@ class SuggestionLedger:
 
     @property
     def rejected(self) -> set[tuple[str, str, int, int]]:
-        return {(d["transcript"], d["code"], d["start"], d["end"]) for d in self.decisions
-                if d["decision"] == "rejected"}
+        return {
+            (d["transcript"], d["code"], d["start"], d["end"]) for d in self.decisions if d["decision"] == "rejected"
+        }
 
     def is_rejected(self, s: Suggestion) -> bool:
         return s.key in self.rejected
@@ -120,7 +129,7 @@ class SuggestionLedger:
         return pd.DataFrame(self.decisions, columns=cols)
 
     @classmethod
-    def from_frame(cls, df: pd.DataFrame) -> "SuggestionLedger":
+    def from_frame(cls, df: pd.DataFrame) -> SuggestionLedger:
         return cls(decisions=df.to_dict("records"))
 
 

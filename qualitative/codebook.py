@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timezone
-from typing import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -25,7 +25,7 @@ _HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def slugify(name: str) -> str:
@@ -81,8 +81,7 @@ class Code:
         if not _HEX.match(self.color):
             raise ValueError(f"code {self.id!r}: color must be #RRGGBB, got {self.color!r}")
         object.__setattr__(self, "keywords", tuple(self.keywords))
-        object.__setattr__(self, "patterns", tuple(tuple(p) if not isinstance(p, tuple) else p
-                                                   for p in self.patterns))
+        object.__setattr__(self, "patterns", tuple(tuple(p) if not isinstance(p, tuple) else p for p in self.patterns))
 
     def __repr__(self) -> str:  # short, for doctests and logs
         return f"Code(id={self.id!r}, name={self.name!r}, ...)"
@@ -225,8 +224,21 @@ class Codebook:
             d["path"] = self.path(c.id)
             d["level"] = len(self.ancestors(c.id))
             rows.append(d)
-        cols = ["id", "name", "parent", "path", "level", "description", "inclusion", "exclusion",
-                "example", "color", "keywords", "patterns", "codable"]
+        cols = [
+            "id",
+            "name",
+            "parent",
+            "path",
+            "level",
+            "description",
+            "inclusion",
+            "exclusion",
+            "example",
+            "color",
+            "keywords",
+            "patterns",
+            "codable",
+        ]
         return pd.DataFrame(rows, columns=cols)
 
     def history_frame(self) -> pd.DataFrame:
@@ -319,6 +331,4 @@ def codings_frame(codings: Sequence[Coding] | pd.DataFrame) -> pd.DataFrame:
             if col not in df.columns:
                 df[col] = None
         return df[_CODING_COLS + [c for c in df.columns if c not in _CODING_COLS]]
-    return pd.DataFrame(
-        [{k: getattr(c, k) for k in _CODING_COLS} for c in codings], columns=_CODING_COLS
-    )
+    return pd.DataFrame([{k: getattr(c, k) for k in _CODING_COLS} for c in codings], columns=_CODING_COLS)

@@ -7,8 +7,8 @@ return tidy DataFrames.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from itertools import combinations
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -106,8 +106,9 @@ def segments(
         df = df[df["coder"] == coder]
     tm = _tmap(transcripts)
     df = df.copy()
-    df["text"] = [tm[t].text[int(s):int(e)] if t in tm else None
-                  for t, s, e in zip(df["transcript"], df["start"], df["end"])]
+    df["text"] = [
+        tm[t].text[int(s) : int(e)] if t in tm else None for t, s, e in zip(df["transcript"], df["start"], df["end"])
+    ]
     cols = ["transcript", "participant", "wave", "speaker", "code", "coder", "start", "end", "text", "memo"]
     return df[cols].sort_values(["transcript", "start", "end", "code"]).reset_index(drop=True)
 
@@ -168,7 +169,7 @@ def co_occurrence(
             g = g.sort_values("start")
             rows = list(zip(g["code"], g["start"], g["end"]))
             for i, (ca, sa, ea) in enumerate(rows):
-                for cb, sb, eb in rows[i + 1:]:
+                for cb, sb, eb in rows[i + 1 :]:
                     if sb >= ea:
                         break
                     if ca != cb:
@@ -272,4 +273,8 @@ def crosstab(
     out = pd.concat(rows, ignore_index=True)
     out[["n_participants", "n_codings"]] = out[["n_participants", "n_codings"]].fillna(0).astype(int)
     out["pct"] = np.where(out["n_group"] > 0, 100.0 * out["n_participants"] / out["n_group"], np.nan)
-    return out[["code", *by, "n_participants", "n_codings", "n_group", "pct"]].sort_values(["code", *by]).reset_index(drop=True)
+    return (
+        out[["code", *by, "n_participants", "n_codings", "n_group", "pct"]]
+        .sort_values(["code", *by])
+        .reset_index(drop=True)
+    )

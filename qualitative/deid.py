@@ -22,11 +22,11 @@ from __future__ import annotations
 import bisect
 import re
 import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 import spacy
@@ -46,8 +46,15 @@ __all__ = [
 ]
 
 ENTITY_TYPES = ("PERSON", "PLACE", "ORG", "DATE", "PHONE", "EMAIL")
-_NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "PLACE", "LOC": "PLACE", "FAC": "PLACE",
-               "ORG": "ORG", "DATE": "DATE"}
+_NER_LABELS = {
+    "PERSON": "PERSON",
+    "PER": "PERSON",
+    "GPE": "PLACE",
+    "LOC": "PLACE",
+    "FAC": "PLACE",
+    "ORG": "ORG",
+    "DATE": "DATE",
+}
 
 # Given names that are also everyday English words: they count as names only
 # before a capitalised surname or after a title, never alone.
@@ -55,11 +62,33 @@ _AMBIGUOUS_NAMES = frozenset(
     "Will May June April August Hope Grace Joy Rose Mark Bill Faith Ruby Amber Iris Holly Ivy "
     "Dawn Summer Sky Rich Pat Sue Art Frank Guy Jean Lee Glen Lynn Ray Rob Sunny Patience Precious".split()
 )
-_TITLES = ("Dr", "Doctor", "Mr", "Mrs", "Ms", "Miss", "Mx", "Prof", "Professor", "Nurse", "Sister",
-           "Father", "Rev", "Reverend", "Auntie", "Aunty", "Uncle", "Pastor", "Imam", "Rabbi")
+_TITLES = (
+    "Dr",
+    "Doctor",
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Miss",
+    "Mx",
+    "Prof",
+    "Professor",
+    "Nurse",
+    "Sister",
+    "Father",
+    "Rev",
+    "Reverend",
+    "Auntie",
+    "Aunty",
+    "Uncle",
+    "Pastor",
+    "Imam",
+    "Rabbi",
+)
 
-_MONTHS = (r"(?:January|February|March|April|May|June|July|August|September|October|November|December|"
-           r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?")
+_MONTHS = (
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|December|"
+    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
+)
 _ORD = r"(?:st|nd|rd|th)?"
 _DATE_RES = [
     re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b"),
@@ -69,9 +98,7 @@ _DATE_RES = [
     re.compile(rf"\b{_MONTHS}\s+\d{{4}}\b"),
 ]
 _EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_PHONE_RE = re.compile(
-    r"(?<![\w/+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w/])"
-)
+_PHONE_RE = re.compile(r"(?<![\w/+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w/])")
 
 
 def _digits(s: str) -> str:
@@ -95,12 +122,13 @@ class VaultIdentifiers:
     organisations: Sequence[str] = ()
 
     @classmethod
-    def coerce(cls, vault) -> "VaultIdentifiers":
+    def coerce(cls, vault) -> VaultIdentifiers:
         if vault is None:
             return cls()
         if isinstance(vault, cls):
             return vault
         if isinstance(vault, Mapping):
+
             def as_list(v):
                 if v is None:
                     return []
@@ -218,13 +246,20 @@ def rule_pipeline() -> Language:
         {"label": "PERSON", "pattern": [{"ORTH": {"IN": plain}}]},
         {"label": "PERSON", "pattern": [{"ORTH": {"IN": plain}}, surname]},
         {"label": "PERSON", "pattern": [{"ORTH": {"IN": ambiguous}}, surname]},
-        {"label": "PERSON_TITLED",
-         "pattern": [{"ORTH": {"IN": list(_TITLES)}}, {"ORTH": ".", "OP": "?"}, surname,
-                     {**surname, "OP": "?"}]},
-        {"label": "ORG",
-         "pattern": [{"IS_TITLE": True, "IS_STOP": False}, {"IS_TITLE": True, "OP": "*"},
-                     {"ORTH": {"IN": ["'s", "’s"]}, "OP": "?"}, {"IS_TITLE": True, "OP": "*"},
-                     {"LOWER": {"IN": org_words}, "IS_TITLE": True}]},
+        {
+            "label": "PERSON_TITLED",
+            "pattern": [{"ORTH": {"IN": list(_TITLES)}}, {"ORTH": ".", "OP": "?"}, surname, {**surname, "OP": "?"}],
+        },
+        {
+            "label": "ORG",
+            "pattern": [
+                {"IS_TITLE": True, "IS_STOP": False},
+                {"IS_TITLE": True, "OP": "*"},
+                {"ORTH": {"IN": ["'s", "’s"]}, "OP": "?"},
+                {"IS_TITLE": True, "OP": "*"},
+                {"LOWER": {"IN": org_words}, "IS_TITLE": True},
+            ],
+        },
     ]
     patterns += [{"label": "PLACE", "pattern": p} for p in _read_list("places.txt")]
     ruler = nlp.add_pipe("entity_ruler", config={"validate": True})
@@ -446,8 +481,7 @@ def deidentify(
 
     protected = _protected_spans(text, transcript, keep)
     if protected:
-        cands = [c for c in cands if c.source == "vault"
-                 or not any(a < c.end and c.start < b for a, b in protected)]
+        cands = [c for c in cands if c.source == "vault" or not any(a < c.end and c.start < b for a, b in protected)]
     chosen = _select(cands)
     counters: dict[str, int] = {}
     placeholders: dict[tuple[str, str], str] = {}
@@ -459,16 +493,17 @@ def deidentify(
         key = c.key
         if c.type == "PERSON":
             # A shorter or differently cased mention of a vault name joins that person.
-            key = name_keys.get(_norm(text[c.start:c.end]), key)
+            key = name_keys.get(_norm(text[c.start : c.end]), key)
         ph = placeholders.get((c.type, key))
         if ph is None:
             counters[c.type] = counters.get(c.type, 0) + 1
             ph = f"[{c.type}_{counters[c.type]}]"
             placeholders[(c.type, key)] = ph
-        pieces.append(text[pos:c.start])
+        pieces.append(text[pos : c.start])
         new_len += c.start - pos
-        reps.append(Replacement(c.start, c.end, text[c.start:c.end], ph, c.type, c.source,
-                                new_len, new_len + len(ph)))
+        reps.append(
+            Replacement(c.start, c.end, text[c.start : c.end], ph, c.type, c.source, new_len, new_len + len(ph))
+        )
         pieces.append(ph)
         new_len += len(ph)
         pos = c.end
@@ -481,8 +516,11 @@ def deidentify(
         turns=[],
         transcript=None,
         ner="on" if ner_nlp is not None else "off",
-        model=(str(model) if ner_nlp is not None and model != "auto" else
-               (ner_nlp.meta.get("name") if ner_nlp is not None else None)),
+        model=(
+            str(model)
+            if ner_nlp is not None and model != "auto"
+            else (ner_nlp.meta.get("name") if ner_nlp is not None else None)
+        ),
         warnings=notes,
     )
     if transcript is not None:
@@ -539,10 +577,12 @@ def deid_recall(result: DeidResult, gold: Iterable[tuple[int, int, str]]) -> pd.
         typed = removed and any(r.type == typ for r in covering)
         rows.append({"type": typ, "removed": removed, "typed": typed})
     df = pd.DataFrame(rows, columns=["type", "removed", "typed"])
-    out = df.groupby("type").agg(n=("removed", "size"), removed=("removed", "sum"),
-                                 typed=("typed", "sum")).reset_index()
-    total = pd.DataFrame([{"type": "all", "n": len(df), "removed": int(df["removed"].sum()),
-                           "typed": int(df["typed"].sum())}])
+    out = (
+        df.groupby("type").agg(n=("removed", "size"), removed=("removed", "sum"), typed=("typed", "sum")).reset_index()
+    )
+    total = pd.DataFrame(
+        [{"type": "all", "n": len(df), "removed": int(df["removed"].sum()), "typed": int(df["typed"].sum())}]
+    )
     out = pd.concat([out, total], ignore_index=True)
     out["recall"] = out["removed"] / out["n"]
     out["typed_recall"] = out["typed"] / out["n"]

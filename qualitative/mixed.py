@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,7 @@ from .codebook import Codebook, Coding
 from .coding import attribute_codings, segments
 from .transcripts import Transcript
 
-__all__ = ["quantitise", "hedges_g", "hedges_g_from_stats", "outcome_change", "joint_display",
-           "plot_joint_display"]
+__all__ = ["quantitise", "hedges_g", "hedges_g_from_stats", "outcome_change", "joint_display", "plot_joint_display"]
 
 
 def _participants(transcripts: Iterable[Transcript]) -> list[str]:
@@ -88,8 +87,7 @@ def quantitise(
     return out[ordered]
 
 
-def hedges_g_from_stats(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int,
-                        ci: float = 0.95) -> dict:
+def hedges_g_from_stats(m1: float, s1: float, n1: int, m2: float, s2: float, n2: int, ci: float = 0.95) -> dict:
     """Hedges' g from summary statistics (group 1 minus group 2).
 
     ``g = J * d`` with ``d = (m1 - m2) / s_pooled`` and the small-sample
@@ -133,8 +131,15 @@ def hedges_g(x: Sequence[float], y: Sequence[float], ci: float = 0.95) -> dict:
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
-    return hedges_g_from_stats(x.mean() if len(x) else np.nan, x.std(ddof=1) if len(x) > 1 else np.nan, len(x),
-                               y.mean() if len(y) else np.nan, y.std(ddof=1) if len(y) > 1 else np.nan, len(y), ci)
+    return hedges_g_from_stats(
+        x.mean() if len(x) else np.nan,
+        x.std(ddof=1) if len(x) > 1 else np.nan,
+        len(x),
+        y.mean() if len(y) else np.nan,
+        y.std(ddof=1) if len(y) > 1 else np.nan,
+        len(y),
+        ci,
+    )
 
 
 def outcome_change(outcomes: pd.DataFrame, *, baseline: str | None = None, followup: str | None = None) -> pd.DataFrame:
@@ -166,7 +171,8 @@ def outcome_change(outcomes: pd.DataFrame, *, baseline: str | None = None, follo
     first = first.drop_duplicates(keys)
     last = last.drop_duplicates(keys, keep="last")
     m = first[["participant", "arm", "scale", "value", "days"]].merge(
-        last[["participant", "scale", "value", "days"]], on=keys, suffixes=("_b", "_f"))
+        last[["participant", "scale", "value", "days"]], on=keys, suffixes=("_b", "_f")
+    )
     m = m[m["days_f"] > m["days_b"]]
     m = m.rename(columns={"value_b": "baseline", "value_f": "followup"})
     m["change"] = m["followup"] - m["baseline"]
@@ -241,8 +247,13 @@ def joint_display(
     cf = attribute_codings(codings, transcripts)
     if themes is None:
         themes = [c.id for c in codebook.roots()] if codebook is not None else sorted(cf["code"].unique())
-    q = quantitise(cf, transcripts, codes=themes, codebook=codebook,
-                   include_descendants=include_descendants and codebook is not None)
+    q = quantitise(
+        cf,
+        transcripts,
+        codes=themes,
+        codebook=codebook,
+        include_descendants=include_descendants and codebook is not None,
+    )
     change = outcome_change(outcomes, baseline=baseline, followup=followup)
     if arm is not None:
         change = change[change["arm"] == arm]
@@ -261,18 +272,38 @@ def joint_display(
             with_ = g.loc[g[f"code:{theme}"] == 1, "change"].to_numpy(float)
             without = g.loc[g[f"code:{theme}"] == 0, "change"].to_numpy(float)
             es = hedges_g(with_, without, ci=ci)
-            rows.append({
-                "theme": theme, "theme_name": name, "scale": scale,
-                "n_with": len(with_), "n_without": len(without),
-                "mean_change_with": with_.mean() if len(with_) else np.nan,
-                "sd_change_with": with_.std(ddof=1) if len(with_) > 1 else np.nan,
-                "mean_change_without": without.mean() if len(without) else np.nan,
-                "sd_change_without": without.std(ddof=1) if len(without) > 1 else np.nan,
-                "hedges_g": es["g"], "ci_low": es["ci_low"], "ci_high": es["ci_high"],
-                "quotes": _pick_quotes(seg, quotes, quote_chars),
-            })
-    cols = ["theme", "theme_name", "scale", "n_with", "n_without", "mean_change_with", "sd_change_with",
-            "mean_change_without", "sd_change_without", "hedges_g", "ci_low", "ci_high", "quotes"]
+            rows.append(
+                {
+                    "theme": theme,
+                    "theme_name": name,
+                    "scale": scale,
+                    "n_with": len(with_),
+                    "n_without": len(without),
+                    "mean_change_with": with_.mean() if len(with_) else np.nan,
+                    "sd_change_with": with_.std(ddof=1) if len(with_) > 1 else np.nan,
+                    "mean_change_without": without.mean() if len(without) else np.nan,
+                    "sd_change_without": without.std(ddof=1) if len(without) > 1 else np.nan,
+                    "hedges_g": es["g"],
+                    "ci_low": es["ci_low"],
+                    "ci_high": es["ci_high"],
+                    "quotes": _pick_quotes(seg, quotes, quote_chars),
+                }
+            )
+    cols = [
+        "theme",
+        "theme_name",
+        "scale",
+        "n_with",
+        "n_without",
+        "mean_change_with",
+        "sd_change_with",
+        "mean_change_without",
+        "sd_change_without",
+        "hedges_g",
+        "ci_low",
+        "ci_high",
+        "quotes",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -305,8 +336,17 @@ def plot_joint_display(table: pd.DataFrame, path: str | Path | None = None, *, t
         quote = row.quotes[0] if len(row.quotes) else ""
         if len(quote) > 90:
             quote = quote[:89] + "…"
-        ax.text(1.02, yi, quote, transform=ax.get_yaxis_transform(), ha="left", va="center",
-                fontsize=7, style="italic", color="#333333")
+        ax.text(
+            1.02,
+            yi,
+            quote,
+            transform=ax.get_yaxis_transform(),
+            ha="left",
+            va="center",
+            fontsize=7,
+            style="italic",
+            color="#333333",
+        )
     ax.axvline(0, color="#999999", lw=0.8, ls="--")
     ax.set_yticks([])
     ax.set_ylim(-0.8, len(t) - 0.2)

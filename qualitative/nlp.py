@@ -131,8 +131,8 @@ def _lookup_strings() -> tuple[dict[str, str], dict[str, frozenset[str]]]:
     spaCy's ``Lookups`` keep only key hashes, so the inverse map (lemma -> every
     surface form) is read from the data file of spacy-lookups-data itself.
     """
-    import srsly
     import spacy_lookups_data
+    import srsly
 
     raw = srsly.read_gzip_json(spacy_lookups_data.get_file("en_lemma_lookup.json.gz"))
     table: dict[str, str] = {}
@@ -221,7 +221,7 @@ def _load_cached(model: str) -> Language:
 def _load(model: str | Path) -> Language:
     try:
         nlp = _load_cached(str(model))
-    except (OSError, IOError) as exc:
+    except OSError as exc:
         raise NERModelNotFound(f"cannot load spaCy pipeline {model!r}: {exc}; {INSTALL_HINT}") from exc
     if "ner" not in nlp.pipe_names:
         raise NERModelNotFound(f"spaCy pipeline {model!r} has no 'ner' component")

@@ -27,9 +27,8 @@ from __future__ import annotations
 import json
 import uuid
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Iterable
 
 from lxml import etree
 
@@ -68,10 +67,10 @@ def _as_guid(kind: str, key: str) -> str:
 
 
 def _dt(value: datetime | None) -> str:
-    value = value or datetime.now(timezone.utc)
+    value = value or datetime.now(UTC)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_dt(value: str | None) -> datetime | None:
@@ -111,12 +110,25 @@ def _split_extras(text: str | None) -> tuple[str, dict]:
 
 
 def _code_element(parent, ns: str, cb: Codebook, code: Code, code_notes: dict[str, list[str]] | None) -> None:
-    el = etree.SubElement(parent, f"{{{ns}}}Code", guid=_guid("code", code.id), name=code.name,
-                          isCodable="true" if code.codable else "false", color=code.color.upper())
-    desc = _with_extras(code.description, {
-        "id": code.id, "inclusion": code.inclusion, "exclusion": code.exclusion, "example": code.example,
-        "keywords": list(code.keywords), "patterns": [list(p) for p in code.patterns],
-    })
+    el = etree.SubElement(
+        parent,
+        f"{{{ns}}}Code",
+        guid=_guid("code", code.id),
+        name=code.name,
+        isCodable="true" if code.codable else "false",
+        color=code.color.upper(),
+    )
+    desc = _with_extras(
+        code.description,
+        {
+            "id": code.id,
+            "inclusion": code.inclusion,
+            "exclusion": code.exclusion,
+            "example": code.example,
+            "keywords": list(code.keywords),
+            "patterns": [list(p) for p in code.patterns],
+        },
+    )
     if desc:
         etree.SubElement(el, f"{{{ns}}}Description").text = desc
     for note_guid in (code_notes or {}).get(code.id, []):
@@ -151,8 +163,9 @@ def export_qdc(codebook: Codebook, path: str | Path) -> Path:
     return path
 
 
-def _read_codes(codes_el, ns: str, into: Codebook, guid_to_id: dict[str, str],
-                note_refs: dict[str, list[str]] | None = None) -> None:
+def _read_codes(
+    codes_el, ns: str, into: Codebook, guid_to_id: dict[str, str], note_refs: dict[str, list[str]] | None = None
+) -> None:
     used = {c.id for c in into}
 
     def walk(el, parent: str | None) -> None:
@@ -165,14 +178,21 @@ def _read_codes(codes_el, ns: str, into: Codebook, guid_to_id: dict[str, str],
         color = el.get("color") or "#888888"
         if len(color) == 4:  # "#abc" is allowed by the standard
             color = "#" + "".join(ch * 2 for ch in color[1:])
-        into.add(Code(
-            id=code_id, name=el.get("name", code_id), parent=parent, description=description,
-            inclusion=extras.get("inclusion", ""), exclusion=extras.get("exclusion", ""),
-            example=extras.get("example", ""), color=color.upper(),
-            keywords=tuple(extras.get("keywords", ())),
-            patterns=tuple(tuple(p) for p in extras.get("patterns", ())),
-            codable=el.get("isCodable", "true").lower() == "true",
-        ))
+        into.add(
+            Code(
+                id=code_id,
+                name=el.get("name", code_id),
+                parent=parent,
+                description=description,
+                inclusion=extras.get("inclusion", ""),
+                exclusion=extras.get("exclusion", ""),
+                example=extras.get("example", ""),
+                color=color.upper(),
+                keywords=tuple(extras.get("keywords", ())),
+                patterns=tuple(tuple(p) for p in extras.get("patterns", ())),
+                codable=el.get("isCodable", "true").lower() == "true",
+            )
+        )
         guid_to_id[el.get("guid", "").lower()] = code_id
         if note_refs is not None:
             note_refs[code_id] = [r.get("targetGUID", "").lower() for r in el.findall(f"{{{ns}}}NoteRef")]
@@ -229,8 +249,7 @@ def project_to_xml(corpus: CodedCorpus) -> tuple[bytes, dict[str, str]]:
         else:
             project_notes.append(g)
 
-    root = etree.Element(f"{P}Project", nsmap={None: PROJECT_NS}, name=corpus.name, origin=ORIGIN,
-                         creationDateTime=now)
+    root = etree.Element(f"{P}Project", nsmap={None: PROJECT_NS}, name=corpus.name, origin=ORIGIN, creationDateTime=now)
     if users:
         users_el = etree.SubElement(root, f"{P}Users")
         for u in users:
@@ -247,17 +266,35 @@ def project_to_xml(corpus: CodedCorpus) -> tuple[bytes, dict[str, str]]:
             sg = _guid("source", t.id)
             fname = f"{sg}.txt"
             files[fname] = t.text
-            src = etree.SubElement(sources_el, f"{P}TextSource", guid=sg, name=t.id,
-                                   plainTextPath=f"internal://{fname}", creationDateTime=now)
-            desc = _with_extras("", {
-                "id": t.id, "participant": t.participant, "wave": t.wave, "kind": t.kind,
-                "participants": t.participants, "source_format": t.source_format, "metadata": t.metadata,
-                "turns": [[u.speaker, u.start, u.end, u.start_time, u.end_time, u.role] for u in t.turns],
-            })
+            src = etree.SubElement(
+                sources_el,
+                f"{P}TextSource",
+                guid=sg,
+                name=t.id,
+                plainTextPath=f"internal://{fname}",
+                creationDateTime=now,
+            )
+            desc = _with_extras(
+                "",
+                {
+                    "id": t.id,
+                    "participant": t.participant,
+                    "wave": t.wave,
+                    "kind": t.kind,
+                    "participants": t.participants,
+                    "source_format": t.source_format,
+                    "metadata": t.metadata,
+                    "turns": [[u.speaker, u.start, u.end, u.start_time, u.end_time, u.role] for u in t.turns],
+                },
+            )
             etree.SubElement(src, f"{P}Description").text = desc
             for c in sorted((c for c in corpus.codings if c.transcript == t.id), key=lambda c: (c.start, c.end)):
-                attrs = {"guid": _guid("selection", c.id), "name": c.code,
-                         "startPosition": str(c.start), "endPosition": str(c.end)}
+                attrs = {
+                    "guid": _guid("selection", c.id),
+                    "name": c.code,
+                    "startPosition": str(c.start),
+                    "endPosition": str(c.end),
+                }
                 if c.coder:
                     attrs["creatingUser"] = user_guid[c.coder]
                 attrs["creationDateTime"] = _dt(c.created)
@@ -272,8 +309,14 @@ def project_to_xml(corpus: CodedCorpus) -> tuple[bytes, dict[str, str]]:
                 for g in coding_notes.get(c.id, []):
                     etree.SubElement(coding_el, f"{P}NoteRef", targetGUID=g)
             for m in segment_memos.get(t.id, []):
-                sel = etree.SubElement(src, f"{P}PlainTextSelection", guid=_guid("memo-selection", m.id),
-                                       name=m.title or "memo", startPosition=str(m.start), endPosition=str(m.end))
+                sel = etree.SubElement(
+                    src,
+                    f"{P}PlainTextSelection",
+                    guid=_guid("memo-selection", m.id),
+                    name=m.title or "memo",
+                    startPosition=str(m.start),
+                    endPosition=str(m.end),
+                )
                 etree.SubElement(sel, f"{P}NoteRef", targetGUID=note_guid[m.id])
             for g in source_notes.get(t.id, []):
                 etree.SubElement(src, f"{P}NoteRef", targetGUID=g)
@@ -281,8 +324,7 @@ def project_to_xml(corpus: CodedCorpus) -> tuple[bytes, dict[str, str]]:
     if corpus.memos:
         notes_el = etree.SubElement(root, f"{P}Notes")
         for m in corpus.memos:
-            attrs = {"guid": note_guid[m.id], "name": m.title or f"{m.target} memo",
-                     "creationDateTime": _dt(m.created)}
+            attrs = {"guid": note_guid[m.id], "name": m.title or f"{m.target} memo", "creationDateTime": _dt(m.created)}
             if m.author:
                 attrs["creatingUser"] = user_guid[m.author]
             note = etree.SubElement(notes_el, f"{P}Note", **attrs)
@@ -324,7 +366,7 @@ def _source_text(z: zipfile.ZipFile, src, P: str) -> str | None:
     if not ref:
         return None
     if ref.startswith("internal://"):
-        name = ref[len("internal://"):]
+        name = ref[len("internal://") :]
         candidates = [f"sources/{name}", f"Sources/{name}"]
     else:
         candidates = [PurePosixPath(ref).name]
@@ -353,8 +395,10 @@ def import_qdpx(path: str | Path) -> CodedCorpus:
         if ns != PROJECT_NS:
             raise ValueError(f"not a REFI-QDA project: namespace {ns!r}")
         P = f"{{{ns}}}"
-        users = {u.get("guid", "").lower(): (u.get("name") or u.get("id") or u.get("guid"))
-                 for u in root.iterfind(f"{P}Users/{P}User")}
+        users = {
+            u.get("guid", "").lower(): (u.get("name") or u.get("id") or u.get("guid"))
+            for u in root.iterfind(f"{P}Users/{P}User")
+        }
 
         def user(g: str | None) -> str | None:
             return users.get(g.lower(), g) if g else None
@@ -375,10 +419,19 @@ def import_qdpx(path: str | Path) -> CodedCorpus:
             n = notes.get(note_guid.lower())
             if n is None:
                 return
-            memos.append(Memo(text=n.findtext(f"{P}PlainTextContent") or "", target=target, target_id=target_id,
-                              author=user(n.get("creatingUser")), start=start, end=end,
-                              title=n.get("name", ""), id=n.get("guid"),
-                              created=_parse_dt(n.get("creationDateTime")) or datetime.now(timezone.utc)))
+            memos.append(
+                Memo(
+                    text=n.findtext(f"{P}PlainTextContent") or "",
+                    target=target,
+                    target_id=target_id,
+                    author=user(n.get("creatingUser")),
+                    start=start,
+                    end=end,
+                    title=n.get("name", ""),
+                    id=n.get("guid"),
+                    created=_parse_dt(n.get("creationDateTime")) or datetime.now(UTC),
+                )
+            )
 
         for code_id, refs in code_note_refs.items():
             for g in refs:
@@ -394,11 +447,15 @@ def import_qdpx(path: str | Path) -> CodedCorpus:
             tid = extras.get("id") or src.get("name") or src.get("guid")
             if "turns" in extras:
                 t = Transcript(
-                    id=tid, text=text,
+                    id=tid,
+                    text=text,
                     turns=[Turn(s, a, b, t0, t1, role) for s, a, b, t0, t1, role in extras["turns"]],
-                    participant=extras.get("participant"), wave=extras.get("wave"),
-                    participants=list(extras.get("participants") or []), kind=extras.get("kind", "interview"),
-                    source_format=extras.get("source_format", "text"), metadata=extras.get("metadata") or {},
+                    participant=extras.get("participant"),
+                    wave=extras.get("wave"),
+                    participants=list(extras.get("participants") or []),
+                    kind=extras.get("kind", "interview"),
+                    source_format=extras.get("source_format", "text"),
+                    metadata=extras.get("metadata") or {},
                 )
             else:
                 t = parse_text(text, id=tid, participant=extras.get("participant"), wave=extras.get("wave"))
@@ -412,9 +469,16 @@ def import_qdpx(path: str | Path) -> CodedCorpus:
                     if code_id is None:
                         continue
                     coder = user(coding_el.get("creatingUser") or sel.get("creatingUser")) or "unknown"
-                    c = Coding(tid, code_id, start, end, coder=coder,
-                               memo=sel.findtext(f"{P}Description"), id=coding_el.get("guid"),
-                               created=_parse_dt(sel.get("creationDateTime")))
+                    c = Coding(
+                        tid,
+                        code_id,
+                        start,
+                        end,
+                        coder=coder,
+                        memo=sel.findtext(f"{P}Description"),
+                        id=coding_el.get("guid"),
+                        created=_parse_dt(sel.get("creationDateTime")),
+                    )
                     codings.append(c)
                     for r in coding_el.iterfind(f"{P}NoteRef"):
                         memo(r.get("targetGUID", ""), "coding", c.id)
@@ -425,5 +489,6 @@ def import_qdpx(path: str | Path) -> CodedCorpus:
                 memo(r.get("targetGUID", ""), "transcript", tid)
         for r in root.iterfind(f"{P}NoteRef"):
             memo(r.get("targetGUID", ""), "project", None)
-    return CodedCorpus(transcripts=transcripts, codebook=cb, codings=codings, memos=memos,
-                       name=root.get("name", "Peerlens project"))
+    return CodedCorpus(
+        transcripts=transcripts, codebook=cb, codings=codings, memos=memos, name=root.get("name", "Peerlens project")
+    )

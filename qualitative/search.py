@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 from spacy.language import Language
@@ -69,10 +69,21 @@ def kwic(
         for match_id, s, e in matcher(doc):
             span = doc[s:e]
             start, end = offset + span.start_char, offset + span.end_char
-            left = t.text[max(0, start - window):start].split("\n")[-1]
-            right = t.text[end:end + window].split("\n")[0]
-            rows.append({"transcript": t.id, "participant": t.participant, "wave": t.wave,
-                         "start": start, "end": end, "left": left, "match": t.text[start:end],
-                         "right": right, "speaker": t.speaker_at(start), "query": strings[match_id]})
+            left = t.text[max(0, start - window) : start].split("\n")[-1]
+            right = t.text[end : end + window].split("\n")[0]
+            rows.append(
+                {
+                    "transcript": t.id,
+                    "participant": t.participant,
+                    "wave": t.wave,
+                    "start": start,
+                    "end": end,
+                    "left": left,
+                    "match": t.text[start:end],
+                    "right": right,
+                    "speaker": t.speaker_at(start),
+                    "query": strings[match_id],
+                }
+            )
     df = pd.DataFrame(rows, columns=_COLUMNS)
     return df.sort_values(["transcript", "start"], kind="stable").reset_index(drop=True)

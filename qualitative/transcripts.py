@@ -12,9 +12,9 @@ WebVTT, SubRip (SRT) and Word (.docx, via python-docx).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
 
 __all__ = [
     "Turn",
@@ -30,9 +30,7 @@ __all__ = [
 ]
 
 #: Speaker labels read as the interviewer / facilitator unless told otherwise.
-DEFAULT_INTERVIEWER_LABELS = frozenset(
-    {"interviewer", "int", "i", "iv", "facilitator", "moderator", "researcher", "q"}
-)
+DEFAULT_INTERVIEWER_LABELS = frozenset({"interviewer", "int", "i", "iv", "facilitator", "moderator", "researcher", "q"})
 
 
 @dataclass(frozen=True)
@@ -99,9 +97,7 @@ class Transcript:
             if self.participant:
                 self.participants = [self.participant]
             else:
-                self.participants = sorted(
-                    {t.speaker for t in self.turns if t.role == "participant"}
-                )
+                self.participants = sorted({t.speaker for t in self.turns if t.role == "participant"})
         if self.kind == "interview" and len(self.participants) > 1 and not self.participant:
             self.kind = "focus_group"
 
@@ -120,9 +116,9 @@ class Transcript:
 
     def turn_text(self, i: int) -> str:
         t = self.turns[i]
-        return self.text[t.start:t.end]
+        return self.text[t.start : t.end]
 
-    def with_text(self, text: str, turns: Sequence[Turn]) -> "Transcript":
+    def with_text(self, text: str, turns: Sequence[Turn]) -> Transcript:
         """A copy carrying another text (e.g. the de-identified one)."""
         return replace(self, text=text, turns=list(turns))
 
@@ -354,7 +350,7 @@ def parse_markdown(
         loaded = yaml.safe_load(fm.group(1)) or {}
         if isinstance(loaded, dict):
             meta = {str(k): v for k, v in loaded.items()}
-        text = text[fm.end():]
+        text = text[fm.end() :]
     plain = "\n".join(_strip_markdown(line) for line in text.split("\n")).strip("\n")
     participant = participant or (str(meta.pop("participant")) if "participant" in meta else None)
     wave = wave or (str(meta.pop("wave")) if "wave" in meta else None)
@@ -428,7 +424,7 @@ def _timed_cues(blocks) -> list[tuple[str | None, str, float, float]]:
         if idx is None:
             continue
         m = _CUE_TIME_RE.match(block[idx])
-        speaker, body = _cue_speaker_and_text(block[idx + 1:])
+        speaker, body = _cue_speaker_and_text(block[idx + 1 :])
         cues.append((speaker, body, _seconds(m.group("a")), _seconds(m.group("b"))))
     return cues
 

@@ -9,6 +9,7 @@ afterwards). Both are migrated with Alembic, as production is. When PostgreSQL d
 the postgresql half fails if ``PEERLENS_REQUIRE_POSTGRES=1`` (``make test`` sets it) and is
 skipped with a reason otherwise.
 """
+
 from __future__ import annotations
 
 import os
@@ -104,8 +105,12 @@ def settings(db_url, tmp_path_factory):
     from api.config import Settings
 
     # Generated plots go to a temporary folder, never into the working tree.
-    return Settings(DATABASE_URL=db_url, PEERLENS_SECRET_KEY="test-secret", PEERLENS_MAX_BODY_BYTES=64_000,
-                    PEERLENS_ARTIFACT_DIR=str(tmp_path_factory.mktemp("artifacts")))
+    return Settings(
+        DATABASE_URL=db_url,
+        PEERLENS_SECRET_KEY="test-secret",
+        PEERLENS_MAX_BODY_BYTES=64_000,
+        PEERLENS_ARTIFACT_DIR=str(tmp_path_factory.mktemp("artifacts")),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -185,15 +190,27 @@ class StudyHandle:
 def make_study(client, admin) -> Callable[..., StudyHandle]:
     """Create a study with sites north/south, three arms and five waves through the API."""
 
-    def _make(time_zone: str = "Europe/London", sites=("north", "south"),
-              arms=(("group", "intervention", 1), ("online", "intervention", 1), ("usual_care", "control", 1)),
-              waves=(("baseline", 0, 0, 14, ["pam13", "phq9", "gad7"]), ("m1", 30, 7, 7, ["pam13", "phq9"]),
-                     ("m3", 90, 14, 14, ["pam13", "phq9"]), ("m6", 180, 21, 21, ["pam13", "phq9"]),
-                     ("m12", 365, 30, 30, ["pam13", "phq9"])),
-              seed: str | None = None) -> StudyHandle:
+    def _make(
+        time_zone: str = "Europe/London",
+        sites=("north", "south"),
+        arms=(("group", "intervention", 1), ("online", "intervention", 1), ("usual_care", "control", 1)),
+        waves=(
+            ("baseline", 0, 0, 14, ["pam13", "phq9", "gad7"]),
+            ("m1", 30, 7, 7, ["pam13", "phq9"]),
+            ("m3", 90, 14, 14, ["pam13", "phq9"]),
+            ("m6", 180, 21, 21, ["pam13", "phq9"]),
+            ("m12", 365, 30, 30, ["pam13", "phq9"]),
+        ),
+        seed: str | None = None,
+    ) -> StudyHandle:
         h = admin.headers
-        body = {"title": f"Study {uuid.uuid4().hex[:6]}", "design": "rct", "time_zone": time_zone,
-                "planned_sample_size": 120, "power_assumptions": {"alpha": 0.05, "power": 0.8}}
+        body = {
+            "title": f"Study {uuid.uuid4().hex[:6]}",
+            "design": "rct",
+            "time_zone": time_zone,
+            "planned_sample_size": 120,
+            "power_assumptions": {"alpha": 0.05, "power": 0.8},
+        }
         if seed:
             body["randomisation_seed"] = seed
         r = client.post("/studies", json=body, headers=h)
@@ -207,15 +224,26 @@ def make_study(client, admin) -> Callable[..., StudyHandle]:
             site_ids[code] = r.json()["id"]
         arm_ids = {}
         for code, kind, ratio in arms:
-            r = client.post(f"/studies/{sid}/arms",
-                            json={"code": code, "name": code, "kind": kind, "allocation_ratio": ratio}, headers=h)
+            r = client.post(
+                f"/studies/{sid}/arms",
+                json={"code": code, "name": code, "kind": kind, "allocation_ratio": ratio},
+                headers=h,
+            )
             assert r.status_code == 201, r.text
             arm_ids[code] = r.json()["id"]
         wave_ids = {}
         for code, off, before, after, insts in waves:
-            r = client.post(f"/studies/{sid}/waves", json={
-                "code": code, "offset_days": off, "window_before_days": before, "window_after_days": after,
-                "instruments": insts}, headers=h)
+            r = client.post(
+                f"/studies/{sid}/waves",
+                json={
+                    "code": code,
+                    "offset_days": off,
+                    "window_before_days": before,
+                    "window_after_days": after,
+                    "instruments": insts,
+                },
+                headers=h,
+            )
             assert r.status_code == 201, r.text
             wave_ids[code] = r.json()["id"]
         return StudyHandle(sid, site_ids, arm_ids, wave_ids, study["randomisation_seed"])
@@ -227,8 +255,14 @@ def make_study(client, admin) -> Callable[..., StudyHandle]:
 def enrol(client, admin) -> Callable[..., dict]:
     """``enrol(study, site="north", enrolled_on="2026-01-05", headers=None, **extra) -> participant JSON``."""
 
-    def _enrol(study: StudyHandle, site: str = "north", enrolled_on: str = "2026-01-05", headers=None,
-               expect: int = 201, **extra) -> dict:
+    def _enrol(
+        study: StudyHandle,
+        site: str = "north",
+        enrolled_on: str = "2026-01-05",
+        headers=None,
+        expect: int = 201,
+        **extra,
+    ) -> dict:
         body = {"site": site, "enrolled_on": enrolled_on, "consent": {"date": enrolled_on, "version": "v1"}, **extra}
         r = client.post(f"/studies/{study.id}/participants", json=body, headers=headers or admin.headers)
         assert r.status_code == expect, r.text

@@ -12,6 +12,7 @@ Examples
 >>> PowerRequest(design="two_arm", delta=5, sd=12).alpha
 0.05
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -27,9 +28,9 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sites: list[str] | None = Field(
-        None, max_length=200, description="site codes to analyse (default: every site you may see)")
-    formats: list[PlotFormat] = Field(["png", "svg"], min_length=0, max_length=2,
-                                      description="plot files to render")
+        None, max_length=200, description="site codes to analyse (default: every site you may see)"
+    )
+    formats: list[PlotFormat] = Field(["png", "svg"], min_length=0, max_length=2, description="plot files to render")
 
     @field_validator("sites")
     @classmethod
@@ -40,8 +41,9 @@ class _Request(BaseModel):
 
 
 class _Outcome(_Request):
-    outcome: str = Field(description="scale code collected by the study (phq9, pam13_activation, ...)",
-                         min_length=1, max_length=80)
+    outcome: str = Field(
+        description="scale code collected by the study (phq9, pam13_activation, ...)", min_length=1, max_length=80
+    )
     alpha: float = Field(0.05, gt=0, lt=0.5, description="1 - confidence level of the intervals")
 
 
@@ -51,20 +53,21 @@ class TrajectoryRequest(_Outcome):
     time: Literal["days", "wave"] = "days"
     random: Literal["intercept", "slope"] = "slope"
     cluster: Literal["fixed", "variance", "none"] = "fixed"
-    covariates: list[str] = Field([], max_length=20,
-                                  description="participant-level columns: context_* answers or code:* codes")
+    covariates: list[str] = Field(
+        [], max_length=20, description="participant-level columns: context_* answers or code:* codes"
+    )
     reference: str | None = Field(None, max_length=40, description="reference arm (default: the control arm)")
 
 
 class ModerationRequest(_Outcome):
     """What works for whom: ``outcome`` trajectory with a moderator × arm × time interaction."""
 
-    moderator: str = Field(min_length=1, max_length=120,
-                           description="a context_* answer or a code:* column of the long frame")
+    moderator: str = Field(
+        min_length=1, max_length=120, description="a context_* answer or a code:* column of the long frame"
+    )
     random: Literal["intercept", "slope"] = "intercept"
     covariates: list[str] = Field([], max_length=20)
-    min_per_cell: int = Field(5, ge=1, le=1000,
-                              description="levels with fewer participants in some arm are left out")
+    min_per_cell: int = Field(5, ge=1, le=1000, description="levels with fewer participants in some arm are left out")
 
 
 class ReliabilityRequest(_Request):
@@ -98,7 +101,8 @@ class Threshold(BaseModel):
     scale: str = Field(..., min_length=1, max_length=80, examples=["pam13_activation", "phq9"])
     value: float = Field(..., examples=[3, 10])
     direction: Literal["above", "below"] = Field(
-        "above", description="above: reached when the score is >= value; below: when it is < value")
+        "above", description="above: reached when the score is >= value; below: when it is < value"
+    )
     column: Literal["value", "level"] = Field("value", description="compare the score or its band level")
 
 
@@ -107,9 +111,12 @@ class RetentionRequest(_Request):
     to first reaching a threshold (participants already there at their first observation are left out)."""
 
     by: Literal["arm", "site"] = "arm"
-    covariates: list[str] = Field(["arm"], max_length=20,
-                                  description="Cox covariates: arm, site, context_* or code:* columns")
-    baseline_scales: list[str] = Field([], max_length=20, description="scales whose baseline value enters the Cox model")
+    covariates: list[str] = Field(
+        ["arm"], max_length=20, description="Cox covariates: arm, site, context_* or code:* columns"
+    )
+    baseline_scales: list[str] = Field(
+        [], max_length=20, description="scales whose baseline value enters the Cox model"
+    )
     threshold: Threshold | None = Field(None, description="also: time to first reaching this threshold")
     alpha: float = Field(0.05, gt=0, lt=0.5)
 
@@ -137,13 +144,15 @@ class PowerRequest(_Request):
     slope_diff: float | None = Field(None, description="slope: difference in slopes per year")
     sigma2: float | None = Field(None, gt=0, description="slope: variance of one measurement")
     rho: float | None = Field(None, ge=0, lt=1, description="slope: correlation of repeated measurements")
-    times: list[float] | None = Field(None, min_length=2, max_length=50,
-                                      description="slope: measurement times in years (default: the waves)")
+    times: list[float] | None = Field(
+        None, min_length=2, max_length=50, description="slope: measurement times in years (default: the waves)"
+    )
     alpha: float = Field(0.05, gt=0, lt=0.5)
     power: float = Field(0.8, gt=0.5, lt=1)
     attrition: float = Field(0.0, ge=0, lt=0.9, description="share expected to drop out (inflates n)")
-    n_per_arm: list[int] | None = Field(None, min_length=2, max_length=200,
-                                        description="sizes of the power curve (default: around the required n)")
+    n_per_arm: list[int] | None = Field(
+        None, min_length=2, max_length=200, description="sizes of the power curve (default: around the required n)"
+    )
 
     @field_validator("n_per_arm")
     @classmethod
@@ -154,9 +163,14 @@ class PowerRequest(_Request):
 
 
 REQUESTS: dict[str, type[_Request]] = {
-    "trajectory": TrajectoryRequest, "moderation": ModerationRequest, "reliability": ReliabilityRequest,
-    "effect-sizes": EffectSizesRequest, "responders": RespondersRequest, "retention": RetentionRequest,
-    "attrition": AttritionRequest, "power": PowerRequest,
+    "trajectory": TrajectoryRequest,
+    "moderation": ModerationRequest,
+    "reliability": ReliabilityRequest,
+    "effect-sizes": EffectSizesRequest,
+    "responders": RespondersRequest,
+    "retention": RetentionRequest,
+    "attrition": AttritionRequest,
+    "power": PowerRequest,
 }
 
 #: The tables each kind returns and their columns (the contract the tests check).
@@ -164,17 +178,45 @@ TABLES: dict[str, dict[str, list[str]]] = {
     "trajectory": {
         "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
         "variance_components": ["group", "term", "variance", "sd", "corr"],
-        "fit_statistics": ["nobs", "n_participants", "method", "logLik", "REML_criterion", "logLik_ML", "AIC",
-                           "BIC", "converged"],
+        "fit_statistics": [
+            "nobs",
+            "n_participants",
+            "method",
+            "logLik",
+            "REML_criterion",
+            "logLik_ML",
+            "AIC",
+            "BIC",
+            "converged",
+        ],
         "predicted_means": ["arm", "wave", "time", "mean", "se", "ci_lower", "ci_upper"],
         "observed_means": ["arm", "wave", "time", "n", "mean", "sd", "ci_lower", "ci_upper"],
-        "slopes": ["arm", "slope", "se", "ci_lower", "ci_upper", "diff", "diff_se", "diff_ci_lower",
-                   "diff_ci_upper", "diff_p"],
+        "slopes": [
+            "arm",
+            "slope",
+            "se",
+            "ci_lower",
+            "ci_upper",
+            "diff",
+            "diff_se",
+            "diff_ci_lower",
+            "diff_ci_upper",
+            "diff_p",
+        ],
     },
     "moderation": {
         "subgroup_slopes": ["moderator", "level", "arm", "n_participants", "slope", "se", "ci_lower", "ci_upper", "p"],
-        "subgroup_effects": ["moderator", "level", "arm", "n_participants", "effect", "se", "ci_lower", "ci_upper",
-                             "p"],
+        "subgroup_effects": [
+            "moderator",
+            "level",
+            "arm",
+            "n_participants",
+            "effect",
+            "se",
+            "ci_lower",
+            "ci_upper",
+            "p",
+        ],
         "interaction_test": ["chisq", "df", "p"],
         "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
     },
@@ -183,13 +225,38 @@ TABLES: dict[str, dict[str, list[str]]] = {
         "item_total": ["instrument", "wave", "item", "n", "mean", "sd", "r_item_rest", "alpha_if_deleted"],
     },
     "effect-sizes": {
-        "effect_sizes": ["scale", "comparison", "arm", "reference", "n", "n_reference", "mean_change",
-                         "mean_change_reference", "effect", "estimate", "ci_lower", "ci_upper"],
+        "effect_sizes": [
+            "scale",
+            "comparison",
+            "arm",
+            "reference",
+            "n",
+            "n_reference",
+            "mean_change",
+            "mean_change_reference",
+            "effect",
+            "estimate",
+            "ci_lower",
+            "ci_upper",
+        ],
     },
     "responders": {
-        "responders": ["scale", "arm", "mcid", "better", "n", "improved", "improved_prop", "improved_ci_lower",
-                       "improved_ci_upper", "deteriorated", "deteriorated_prop", "risk_difference", "rd_ci_lower",
-                       "rd_ci_upper"],
+        "responders": [
+            "scale",
+            "arm",
+            "mcid",
+            "better",
+            "n",
+            "improved",
+            "improved_prop",
+            "improved_ci_lower",
+            "improved_ci_upper",
+            "deteriorated",
+            "deteriorated_prop",
+            "risk_difference",
+            "rd_ci_lower",
+            "rd_ci_upper",
+        ],
     },
     "retention": {
         "km": ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"],

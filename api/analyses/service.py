@@ -18,6 +18,7 @@ Examples
 ...               settings)  # doctest: +SKIP
 >>> run.tables["slopes"][0]["slope"]  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import json
@@ -25,11 +26,12 @@ import logging
 import math
 import re
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,8 +40,18 @@ from sqlmodel import Session
 
 import instruments
 from api.analyses.schemas import (
-    TABLES, AnalysisRun, AttritionRequest, EffectSizesRequest, ModerationRequest, PlotLink, PowerRequest,
-    ReliabilityRequest, RespondersRequest, RetentionRequest, TrajectoryRequest, _Request,
+    TABLES,
+    AnalysisRun,
+    AttritionRequest,
+    EffectSizesRequest,
+    ModerationRequest,
+    PlotLink,
+    PowerRequest,
+    ReliabilityRequest,
+    RespondersRequest,
+    RetentionRequest,
+    TrajectoryRequest,
+    _Request,
 )
 from api.audit.service import record
 from api.auth.service import Actor
@@ -58,8 +70,13 @@ MANIFEST = "run.json"
 CONTEXT = "context"
 
 # What the analysis library raises when the data cannot support a model.
-_STAT_ERRORS: tuple[type[BaseException], ...] = (ValueError, ArithmeticError, np.linalg.LinAlgError, KeyError,
-                                                 IndexError)
+_STAT_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    ArithmeticError,
+    np.linalg.LinAlgError,
+    KeyError,
+    IndexError,
+)
 
 
 @lru_cache(maxsize=1)
@@ -109,8 +126,9 @@ def _instrument(code: str):
 
 def study_design(session: Session, study: Study) -> Design:
     """The study's waves (by offset), the scales its instruments score, its sites and arms."""
-    waves = list(session.exec(select(Wave).where(Wave.study_id == study.id)
-                              .order_by(Wave.offset_days, Wave.code)).scalars())
+    waves = list(
+        session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.code)).scalars()
+    )
     scales: dict[str, list[str]] = {}
     used: list[str] = []
     for w in waves:
@@ -120,10 +138,11 @@ def study_design(session: Session, study: Study) -> Design:
             if code not in used:
                 used.append(code)
             inst = _instrument(code)
-            for sc in (inst.scales if inst is not None else ()):
+            for sc in inst.scales if inst is not None else ():
                 scales.setdefault(sc.code, []).append(w.code)
-    sites = {s.code: s.id for s in session.exec(select(Site).where(Site.study_id == study.id)
-                                                 .order_by(Site.id)).scalars()}
+    sites = {
+        s.code: s.id for s in session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.id)).scalars()
+    }
     arms = list(session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id)).scalars())
     return Design(waves, scales, used, sites, arms)
 
@@ -136,19 +155,24 @@ def _listing(values) -> str:
 def check_scale(design: Design, scale: str, loc: list) -> str:
     """422 unless ``scale`` is scored by an instrument of one of the study's waves."""
     if scale not in design.scales:
-        raise Unprocessable(loc, f"not a scale of this study's instruments; expected one of: "
-                                 f"{_listing(design.scales)}", "unknown_scale")
+        raise Unprocessable(
+            loc, f"not a scale of this study's instruments; expected one of: {_listing(design.scales)}", "unknown_scale"
+        )
     return scale
 
 
 def check_wave(design: Design, code: str, loc: list, scale: str | None = None) -> str:
     """422 unless ``code`` is a wave of the study (collecting ``scale`` when given)."""
     if code not in design.wave_codes:
-        raise Unprocessable(loc, f"not a wave of this study; expected one of: {_listing(design.wave_codes)}",
-                            "unknown_wave")
+        raise Unprocessable(
+            loc, f"not a wave of this study; expected one of: {_listing(design.wave_codes)}", "unknown_wave"
+        )
     if scale is not None and code not in design.scales.get(scale, []):
-        raise Unprocessable(loc, f"{scale} is not collected at this wave; it is collected at: "
-                                 f"{_listing(design.scales.get(scale, []))}", "scale_not_collected")
+        raise Unprocessable(
+            loc,
+            f"{scale} is not collected at this wave; it is collected at: {_listing(design.scales.get(scale, []))}",
+            "scale_not_collected",
+        )
     return code
 
 
@@ -158,8 +182,11 @@ def check_sites(design: Design, actor: Actor, codes: list[str] | None) -> list[s
         return None
     for i, code in enumerate(codes):
         if code not in design.sites:
-            raise Unprocessable(["body", "sites", i], f"not a site of this study; expected one of: "
-                                                      f"{_listing(design.sites)}", "unknown_site")
+            raise Unprocessable(
+                ["body", "sites", i],
+                f"not a site of this study; expected one of: {_listing(design.sites)}",
+                "unknown_site",
+            )
         if not actor.sees_site(design.sites[code]):
             raise Forbidden(["body", "sites", i], "coordinators analyse their own sites only", "site_not_allowed")
     return list(dict.fromkeys(codes))
@@ -179,8 +206,7 @@ PARTICIPANT_COLUMNS = ("site",)
 
 def participant_columns(frame: pd.DataFrame) -> list[str]:
     """Columns usable as covariates or moderators: ``site``, ``context_*`` and ``code:*``."""
-    return [c for c in frame.columns if c in PARTICIPANT_COLUMNS or c.startswith("context_")
-            or c.startswith("code:")]
+    return [c for c in frame.columns if c in PARTICIPANT_COLUMNS or c.startswith("context_") or c.startswith("code:")]
 
 
 def check_columns(frame: pd.DataFrame, names: list[str], loc: list, *, extra: tuple[str, ...] = ()) -> list[str]:
@@ -188,8 +214,11 @@ def check_columns(frame: pd.DataFrame, names: list[str], loc: list, *, extra: tu
     allowed = participant_columns(frame) + list(extra)
     for i, name in enumerate(names):
         if name not in allowed:
-            raise Unprocessable(loc + [i], f"not a column of the study's cohort frame; expected one of: "
-                                           f"{_listing(allowed)}", "unknown_column")
+            raise Unprocessable(
+                loc + [i],
+                f"not a column of the study's cohort frame; expected one of: {_listing(allowed)}",
+                "unknown_column",
+            )
     return list(dict.fromkeys(names))
 
 
@@ -201,21 +230,22 @@ def statistical(loc: list, what: str) -> Iterator[None]:
     except _stat_errors() as exc:
         msg = str(exc).strip().strip("'\"") or type(exc).__name__
         log.info("analysis not estimable (%s): %s", what, type(exc).__name__)
-        raise Unprocessable(loc, f"{what} could not be estimated from these data: {msg}",
-                            "not_estimable") from None
+        raise Unprocessable(loc, f"{what} could not be estimated from these data: {msg}", "not_estimable") from None
 
 
 # ---- reading the cohort ------------------------------------------------------------------------
 
 
-def count_participants(session: Session, study: Study, design: Design, actor: Actor,
-                       sites: list[str] | None) -> int:
+def count_participants(session: Session, study: Study, design: Design, actor: Actor, sites: list[str] | None) -> int:
     """Participants in scope (checked against the size bound before anything is read)."""
     ids = [i for c, i in design.sites.items() if (sites is None or c in sites) and actor.sees_site(i)]
     if not ids:
         return 0
-    return int(session.execute(select(func.count(Participant.id)).where(
-        Participant.study_id == study.id, Participant.site_id.in_(ids))).scalar_one())
+    return int(
+        session.execute(
+            select(func.count(Participant.id)).where(Participant.study_id == study.id, Participant.site_id.in_(ids))
+        ).scalar_one()
+    )
 
 
 def has_responses(session: Session, study: Study, design: Design, actor: Actor, sites: list[str] | None) -> bool:
@@ -225,14 +255,18 @@ def has_responses(session: Session, study: Study, design: Design, actor: Actor, 
     ids = [i for c, i in design.sites.items() if (sites is None or c in sites) and actor.sees_site(i)]
     if not ids:
         return False
-    found = session.execute(select(Response.id).join(Participant, Participant.id == Response.participant_id).where(
-        Participant.study_id == study.id, Participant.site_id.in_(ids), Response.instrument != CONTEXT).limit(1)
+    found = session.execute(
+        select(Response.id)
+        .join(Participant, Participant.id == Response.participant_id)
+        .where(Participant.study_id == study.id, Participant.site_id.in_(ids), Response.instrument != CONTEXT)
+        .limit(1)
     ).first()
     return found is not None
 
 
-def load_frame(session: Session, study: Study, actor: Actor, sites: list[str] | None = None, *,
-               secret: str = "") -> pd.DataFrame:
+def load_frame(
+    session: Session, study: Study, actor: Actor, sites: list[str] | None = None, *, secret: str = ""
+) -> pd.DataFrame:
     """The study's ``long`` frame as the exports service gives it to ``actor`` (site-scoped)."""
     from analysis import load_long
 
@@ -242,9 +276,16 @@ def load_frame(session: Session, study: Study, actor: Actor, sites: list[str] | 
     return load_long(frame)
 
 
-def load_items(session: Session, study: Study, actor: Actor, *, sites: list[str] | None = None,
-               waves: list[str] | None = None, instrument_codes: list[str] | None = None,
-               secret: str = "") -> pd.DataFrame:
+def load_items(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    *,
+    sites: list[str] | None = None,
+    waves: list[str] | None = None,
+    instrument_codes: list[str] | None = None,
+    secret: str = "",
+) -> pd.DataFrame:
     """The ``items`` frame from the exports service, ready for reliability.
 
     Only items that enter a scale are kept, answers coded as missing ("not applicable", "don't
@@ -253,8 +294,11 @@ def load_items(session: Session, study: Study, actor: Actor, *, sites: list[str]
     """
     filters = exports.ExportFilters(sites=sites, waves=waves, instruments=instrument_codes)
     frames = list(exports.iter_items(session, study, actor, filters, secret=secret))
-    items = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["participant", "wave", "instrument", "item", "value"])
+    items = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["participant", "wave", "instrument", "item", "value"])
+    )
     if items.empty:
         return items[["participant", "wave", "instrument", "item", "value"]]
     keep = []
@@ -349,15 +393,21 @@ def _cluster(value: str) -> str | None:
 
 def _check_reference(design: Design, ref: str | None) -> None:
     if ref is not None and ref not in {a.code for a in design.arms}:
-        raise Unprocessable(["body", "reference"], f"not an arm of this study; expected one of: "
-                                                   f"{_listing(a.code for a in design.arms)}", "unknown_arm")
+        raise Unprocessable(
+            ["body", "reference"],
+            f"not an arm of this study; expected one of: {_listing(a.code for a in design.arms)}",
+            "unknown_arm",
+        )
 
 
 def _converged(model, loc: list) -> None:
     if not bool(getattr(model.result_, "converged", True)):
-        raise Unprocessable(loc, "the model did not converge, so its estimates cannot be trusted; use "
-                                 "random='intercept', fewer covariates, or wait for more follow-up data",
-                            "not_converged")
+        raise Unprocessable(
+            loc,
+            "the model did not converge, so its estimates cannot be trusted; use "
+            "random='intercept', fewer covariates, or wait for more follow-up data",
+            "not_converged",
+        )
 
 
 def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design) -> Result:
@@ -368,20 +418,39 @@ def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design) 
     _check_reference(design, req.reference)
     covs = check_columns(frame, req.covariates, ["body", "covariates"])
     with statistical(["body", "outcome"], f"the {req.outcome} trajectory model"):
-        m = TrajectoryModel(req.outcome, time=req.time, random=req.random, cluster=_cluster(req.cluster),
-                            covariates=covs, reference=req.reference, alpha=req.alpha).fit(frame)
+        m = TrajectoryModel(
+            req.outcome,
+            time=req.time,
+            random=req.random,
+            cluster=_cluster(req.cluster),
+            covariates=covs,
+            reference=req.reference,
+            alpha=req.alpha,
+        ).fit(frame)
     _converged(m, ["body", "random"])
     with statistical(["body", "outcome"], f"the {req.outcome} trajectory model"):
-        tables = {"fixed_effects": m.summary, "variance_components": m.variance_components,
-                  "fit_statistics": m.fit_statistics, "predicted_means": m.predicted_means,
-                  "observed_means": m.observed_means()}
+        tables = {
+            "fixed_effects": m.summary,
+            "variance_components": m.variance_components,
+            "fit_statistics": m.fit_statistics,
+            "predicted_means": m.predicted_means,
+            "observed_means": m.observed_means(),
+        }
         if req.time == "days":
             tables["slopes"] = m.slopes()
         figures = {f"trajectory_{_safe_name(req.outcome)}": plot_trajectory(m)}
-    return Result(tables, {"icc": m.icc, "random": m.random, "reference_arm": str(m._levels[0]),
-                           "n_participants_modelled": int(m._df["participant"].nunique()),
-                           "slope_unit": "per year" if req.time == "days" else None},
-                  list(m.warnings), figures)
+    return Result(
+        tables,
+        {
+            "icc": m.icc,
+            "random": m.random,
+            "reference_arm": str(m._levels[0]),
+            "n_participants_modelled": int(m._df["participant"].nunique()),
+            "slope_unit": "per year" if req.time == "days" else None,
+        },
+        list(m.warnings),
+        figures,
+    )
 
 
 def run_moderation(frame: pd.DataFrame, req: ModerationRequest, design: Design) -> Result:
@@ -390,14 +459,23 @@ def run_moderation(frame: pd.DataFrame, req: ModerationRequest, design: Design) 
 
     _no_data(frame, ["body", "outcome"])
     if req.moderator not in participant_columns(frame):
-        raise Unprocessable(["body", "moderator"], "not a participant-level column of the study's cohort frame; "
-                                                   f"expected one of: {_listing(participant_columns(frame))}",
-                            "unknown_column")
+        raise Unprocessable(
+            ["body", "moderator"],
+            "not a participant-level column of the study's cohort frame; "
+            f"expected one of: {_listing(participant_columns(frame))}",
+            "unknown_column",
+        )
     covs = check_columns(frame, req.covariates, ["body", "covariates"])
     loc = ["body", "moderator"]
     try:
-        mm = ModerationModel(req.outcome, req.moderator, min_per_cell=req.min_per_cell, random=req.random,
-                             covariates=covs, alpha=req.alpha)
+        mm = ModerationModel(
+            req.outcome,
+            req.moderator,
+            min_per_cell=req.min_per_cell,
+            random=req.random,
+            covariates=covs,
+            alpha=req.alpha,
+        )
         with statistical(loc, f"the moderation of {req.outcome} by {req.moderator}"):
             mm.fit(frame)
     except Unprocessable as exc:
@@ -408,12 +486,25 @@ def run_moderation(frame: pd.DataFrame, req: ModerationRequest, design: Design) 
     _converged(mm, ["body", "random"])
     with statistical(loc, f"the moderation of {req.outcome} by {req.moderator}"):
         effects = mm.subgroup_effects
-        tables = {"subgroup_slopes": mm.subgroup_slopes, "subgroup_effects": effects,
-                  "interaction_test": mm.interaction_test, "fixed_effects": mm.summary}
+        tables = {
+            "subgroup_slopes": mm.subgroup_slopes,
+            "subgroup_effects": effects,
+            "interaction_test": mm.interaction_test,
+            "fixed_effects": mm.summary,
+        }
         figures = {f"forest_{_safe_name(req.outcome)}_{_safe_name(req.moderator)}": plot_forest(effects)}
     levels = [str(x) for x in effects["level"].unique()] if len(effects) else []
-    return Result(tables, {"moderator": req.moderator, "levels": levels, "continuous": bool(mm._continuous),
-                           "reference_arm": str(mm._levels[0])}, list(mm.warnings), figures)
+    return Result(
+        tables,
+        {
+            "moderator": req.moderator,
+            "levels": levels,
+            "continuous": bool(mm._continuous),
+            "reference_arm": str(mm._levels[0]),
+        },
+        list(mm.warnings),
+        figures,
+    )
 
 
 def run_reliability(items: pd.DataFrame, req: ReliabilityRequest) -> Result:
@@ -433,8 +524,11 @@ def run_reliability(items: pd.DataFrame, req: ReliabilityRequest) -> Result:
             t.insert(0, "instrument", inst)
             parts.append(t)
     total = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLES["reliability"]["item_total"])
-    warnings = [f"{r.instrument} at {r.wave}: too few complete answers for alpha (n={int(r.n)})"
-                for r in rel.itertuples() if pd.isna(r.alpha)]
+    warnings = [
+        f"{r.instrument} at {r.wave}: too few complete answers for alpha (n={int(r.n)})"
+        for r in rel.itertuples()
+        if pd.isna(r.alpha)
+    ]
     return Result({"reliability": rel, "item_total": total}, {"confidence": 1 - req.alpha}, warnings)
 
 
@@ -444,8 +538,9 @@ def _change_waves(design: Design, req) -> tuple[str, str]:
     pre = check_wave(design, req.pre, ["body", "pre"], req.outcome) if req.pre else collected[0]
     order = design.wave_codes
     if order.index(pre) >= order.index(post):
-        raise Unprocessable(["body", "post"], f"the follow-up wave must come after the baseline wave ({pre})",
-                            "wave_order")
+        raise Unprocessable(
+            ["body", "post"], f"the follow-up wave must come after the baseline wave ({pre})", "wave_order"
+        )
     return pre, post
 
 
@@ -458,12 +553,20 @@ def run_effect_sizes(frame: pd.DataFrame, req: EffectSizesRequest, design: Desig
     with statistical(["body", "post"], f"change in {req.outcome} from {pre} to {post}"):
         es = effect_sizes(frame, req.outcome, post=post, pre=pre, ci=1 - req.alpha)
     if es.empty:
-        raise Unprocessable(["body", "post"], f"too few participants have {req.outcome} at both {pre} and {post} "
-                                              "(at least 3 per arm are needed)", "too_few_participants")
-    fig = plot_forest(es, estimate="estimate", label_cols=("comparison", "arm"),
-                      title=f"{req.outcome}: effect sizes of change {pre} to {post}")
-    return Result({"effect_sizes": es}, {"pre": pre, "post": post},
-                  figures={f"effect_sizes_{_safe_name(req.outcome)}": fig})
+        raise Unprocessable(
+            ["body", "post"],
+            f"too few participants have {req.outcome} at both {pre} and {post} (at least 3 per arm are needed)",
+            "too_few_participants",
+        )
+    fig = plot_forest(
+        es,
+        estimate="estimate",
+        label_cols=("comparison", "arm"),
+        title=f"{req.outcome}: effect sizes of change {pre} to {post}",
+    )
+    return Result(
+        {"effect_sizes": es}, {"pre": pre, "post": post}, figures={f"effect_sizes_{_safe_name(req.outcome)}": fig}
+    )
 
 
 def run_responders(frame: pd.DataFrame, req: RespondersRequest, design: Design) -> Result:
@@ -475,19 +578,29 @@ def run_responders(frame: pd.DataFrame, req: RespondersRequest, design: Design) 
     pre, post = _change_waves(design, req)
     meta = scale_meta(req.outcome)
     if req.mcid is None and meta["mcid"] is None:
-        raise Unprocessable(["body", "mcid"], f"{req.outcome} has no published minimal clinically important "
-                                              "difference; give mcid (a study setting)", "mcid_required")
+        raise Unprocessable(
+            ["body", "mcid"],
+            f"{req.outcome} has no published minimal clinically important difference; give mcid (a study setting)",
+            "mcid_required",
+        )
     with statistical(["body", "post"], f"responders on {req.outcome} from {pre} to {post}"):
         rp = responders(frame, req.outcome, post=post, pre=pre, mcid=req.mcid, ci=1 - req.alpha)
     if rp.empty:
-        raise Unprocessable(["body", "post"], f"no participant has {req.outcome} at both {pre} and {post}",
-                            "too_few_participants")
+        raise Unprocessable(
+            ["body", "post"], f"no participant has {req.outcome} at both {pre} and {post}", "too_few_participants"
+        )
     shown = rp.rename(columns={"improved_ci_lower": "ci_lower", "improved_ci_upper": "ci_upper"})
-    fig = plot_forest(shown, estimate="improved_prop", label_cols=("arm",),
-                      title=f"{req.outcome}: share improved by at least {float(rp['mcid'].iloc[0]):g}")
-    return Result({"responders": rp}, {"pre": pre, "post": post, "mcid": float(rp["mcid"].iloc[0]),
-                                       "better": meta["better"]},
-                  figures={f"responders_{_safe_name(req.outcome)}": fig})
+    fig = plot_forest(
+        shown,
+        estimate="improved_prop",
+        label_cols=("arm",),
+        title=f"{req.outcome}: share improved by at least {float(rp['mcid'].iloc[0]):g}",
+    )
+    return Result(
+        {"responders": rp},
+        {"pre": pre, "post": post, "mcid": float(rp["mcid"].iloc[0]), "better": meta["better"]},
+        figures={f"responders_{_safe_name(req.outcome)}": fig},
+    )
 
 
 def run_retention(frame: pd.DataFrame, req: RetentionRequest, design: Design) -> Result:
@@ -509,7 +622,9 @@ def run_retention(frame: pd.DataFrame, req: RetentionRequest, design: Design) ->
             lr = logrank(d, req.by)
         else:
             lr = pd.DataFrame(columns=TABLES["retention"]["logrank"])
-            warnings.append(f"log-rank test not computed: {'no dropout recorded' if not events else 'one ' + req.by + ' only'}")
+            warnings.append(
+                f"log-rank test not computed: {'no dropout recorded' if not events else 'one ' + req.by + ' only'}"
+            )
     cox = pd.DataFrame(columns=TABLES["retention"]["cox"])
     if events == 0:
         warnings.append("Cox model not estimable: no dropout recorded")
@@ -518,24 +633,35 @@ def run_retention(frame: pd.DataFrame, req: RetentionRequest, design: Design) ->
             cox = cox_dropout(frame, covariates=covs, baseline_scales=list(req.baseline_scales))
     figures = {f"km_dropout_by_{req.by}": plot_km(km, title=f"Retention by {req.by}")}
     tables = {"km": km, "logrank": lr, "cox": cox}
-    values = {"participants": int(len(d)), "dropouts": events, "time_unit": "days since enrolment",
-              "cox_confidence": 0.95}
+    values = {
+        "participants": int(len(d)),
+        "dropouts": events,
+        "time_unit": "days since enrolment",
+        "cox_confidence": 0.95,
+    }
     if req.threshold is not None:
         t = req.threshold
         what = f"time to {t.scale} {t.direction} {t.value:g}"
         with statistical(["body", "threshold"], what):
             tt = time_to_threshold(frame, t.scale, t.value, t.direction, column=t.column)
         if tt.empty:
-            raise Unprocessable(["body", "threshold"], f"{what}: no participant is short of the threshold at "
-                                "their first observation", "too_few_participants")
+            raise Unprocessable(
+                ["body", "threshold"],
+                f"{what}: no participant is short of the threshold at their first observation",
+                "too_few_participants",
+            )
         with statistical(["body", "threshold"], what):
             tables["threshold_km"] = km_table(tt, by=req.by, ci=1 - req.alpha)
             reached = int(tt["event"].sum())
-            tables["threshold_logrank"] = (logrank(tt, req.by) if tt[req.by].nunique() >= 2 and reached
-                                           else pd.DataFrame(columns=TABLES["retention"]["threshold_logrank"]))
+            tables["threshold_logrank"] = (
+                logrank(tt, req.by)
+                if tt[req.by].nunique() >= 2 and reached
+                else pd.DataFrame(columns=TABLES["retention"]["threshold_logrank"])
+            )
         values.update(threshold_participants=int(len(tt)), threshold_reached=reached)
         figures[f"km_{_safe_name(t.scale)}_{t.direction}_by_{req.by}"] = plot_km(
-            tables["threshold_km"], title=f"Time to {t.scale} {'≥' if t.direction == 'above' else '<'} {t.value:g}")
+            tables["threshold_km"], title=f"Time to {t.scale} {'≥' if t.direction == 'above' else '<'} {t.value:g}"
+        )
     return Result(tables, values, warnings, figures)
 
 
@@ -569,22 +695,32 @@ def run_attrition(frame: pd.DataFrame, req: AttritionRequest, design: Design) ->
     context = req.context or []
     for i, c in enumerate(context):
         if not c.startswith("context_") or c not in frame.columns:
-            raise Unprocessable(["body", "context", i], "not a context column of the study's cohort frame; expected "
-                                                       f"one of: {_listing(c for c in frame.columns if c.startswith('context_'))}",
-                                "unknown_column")
+            raise Unprocessable(
+                ["body", "context", i],
+                "not a context column of the study's cohort frame; expected "
+                f"one of: {_listing(c for c in frame.columns if c.startswith('context_'))}",
+                "unknown_column",
+            )
     by = list(dict.fromkeys(req.by))
     present = sorted(frame["scale"].unique())
     scales = [s for s in (req.scales or present) if s in present]
     with statistical(["body", "scales"], "attrition"):
         comp = completion(frame, by=by)
         dbb = dropout_by_baseline(frame, scales=scales, context=context or None)
-    return Result({"completion": comp, "dropout_by_baseline": dbb}, {"by": by},
-                  figures={"completion_by_" + "_".join(by or ["all"]): _completion_figure(comp, by)})
+    return Result(
+        {"completion": comp, "dropout_by_baseline": dbb},
+        {"by": by},
+        figures={"completion_by_" + "_".join(by or ["all"]): _completion_figure(comp, by)},
+    )
 
 
 def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
     from analysis.power import (
-        n_slope_difference, n_two_arm, power_curve, power_slope_difference, power_two_arm,
+        n_slope_difference,
+        n_two_arm,
+        power_curve,
+        power_slope_difference,
+        power_two_arm,
     )
 
     need = ("delta", "sd") if req.design == "two_arm" else ("slope_diff", "sigma2", "rho")
@@ -607,49 +743,79 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
         if times is None:
             times = [w.offset_days / YEAR for w in design.waves]
             if len(times) < 2:
-                raise Unprocessable(["body", "times"], "the study has fewer than two waves; give times (years)",
-                                    "missing")
+                raise Unprocessable(
+                    ["body", "times"], "the study has fewer than two waves; give times (years)", "missing"
+                )
         if len(set(times)) < 2:
             raise Unprocessable(["body", "times"], "measurement times must differ", "value_error")
-        kw = {"slope_diff": req.slope_diff, "sigma2": req.sigma2, "rho": req.rho, "times": list(times),
-              "alpha": req.alpha}
+        kw = {
+            "slope_diff": req.slope_diff,
+            "sigma2": req.sigma2,
+            "rho": req.rho,
+            "times": list(times),
+            "alpha": req.alpha,
+        }
         with statistical(["body", "slope_diff"], "the sample size"):
-            table = n_slope_difference(req.slope_diff, req.sigma2, req.rho, list(times), alpha=req.alpha,
-                                       power=req.power)
+            table = n_slope_difference(
+                req.slope_diff, req.sigma2, req.rho, list(times), alpha=req.alpha, power=req.power
+            )
 
         def power_at(n: float) -> float:
             return power_slope_difference(n, **kw)
+
     arms = max(len(design.arms), 2)
     raw_n = float(table["n_per_arm"].iloc[0])
     if not math.isfinite(raw_n) or raw_n > 10**7:
         field_ = "delta" if req.design == "two_arm" else "slope_diff"
-        raise Unprocessable(["body", field_], "the effect to detect is too small for any feasible sample size "
-                                              "(more than 10 million per arm)", "not_estimable")
+        raise Unprocessable(
+            ["body", field_],
+            "the effect to detect is too small for any feasible sample size (more than 10 million per arm)",
+            "not_estimable",
+        )
     n = int(raw_n)
     n_att = int(math.ceil(n / (1 - req.attrition) - 1e-9))
-    sample = table.assign(design=req.design, alpha=req.alpha, power=req.power, n_per_arm=n,
-                          n_per_arm_with_attrition=n_att, arms=arms, n_total=n_att * arms,
-                          attrition=req.attrition)
+    sample = table.assign(
+        design=req.design,
+        alpha=req.alpha,
+        power=req.power,
+        n_per_arm=n,
+        n_per_arm_with_attrition=n_att,
+        arms=arms,
+        n_total=n_att * arms,
+        attrition=req.attrition,
+    )
     planned = study.planned_sample_size
-    values: dict[str, Any] = {"n_per_arm": n, "n_per_arm_with_attrition": n_att, "n_total": n_att * arms,
-                              "arms": arms, "planned_sample_size": planned, "planned_per_arm": None,
-                              "power_at_planned": None, "adequately_powered": None}
+    values: dict[str, Any] = {
+        "n_per_arm": n,
+        "n_per_arm_with_attrition": n_att,
+        "n_total": n_att * arms,
+        "arms": arms,
+        "planned_sample_size": planned,
+        "planned_per_arm": None,
+        "power_at_planned": None,
+        "adequately_powered": None,
+    }
     if planned:
         per_arm = planned / arms
         effective = per_arm * (1 - req.attrition)
         with statistical(["body", "attrition"], "the power at the planned sample size"):
             achieved = power_at(effective) if effective >= 2 else 0.0
-        values.update(planned_per_arm=per_arm, power_at_planned=achieved,
-                      adequately_powered=bool(planned >= n_att * arms))
+        values.update(
+            planned_per_arm=per_arm, power_at_planned=achieved, adequately_powered=bool(planned >= n_att * arms)
+        )
         verdict = "adequately powered" if values["adequately_powered"] else "under-powered"
-        values["summary"] = (f"The planned {planned} participants ({per_arm:g} per arm"
-                             + (f", {effective:.0f} after {req.attrition:.0%} attrition" if req.attrition else "")
-                             + f") give {achieved:.0%} power; {n} per arm are needed"
-                             + (f" ({n_att} allowing for attrition)" if req.attrition else "")
-                             + f", {n_att * arms} in total: the study is {verdict}.")
+        values["summary"] = (
+            f"The planned {planned} participants ({per_arm:g} per arm"
+            + (f", {effective:.0f} after {req.attrition:.0%} attrition" if req.attrition else "")
+            + f") give {achieved:.0%} power; {n} per arm are needed"
+            + (f" ({n_att} allowing for attrition)" if req.attrition else "")
+            + f", {n_att * arms} in total: the study is {verdict}."
+        )
     else:
-        values["summary"] = (f"{n} participants per arm are needed ({n_att} allowing for attrition), "
-                             f"{n_att * arms} in total; the study has no planned sample size to compare.")
+        values["summary"] = (
+            f"{n} participants per arm are needed ({n_att} allowing for attrition), "
+            f"{n_att * arms} in total; the study has no planned sample size to compare."
+        )
     grid = req.n_per_arm or sorted({max(2, int(round(x))) for x in np.linspace(max(2, n / 4), max(n * 2, 4), 20)})
     with statistical(["body", "n_per_arm"], "the power curve"):
         curve = power_curve(grid, design=req.design, **kw)
@@ -688,8 +854,16 @@ def _parameters(req: _Request) -> dict[str, Any]:
     return req.model_dump(mode="json", exclude={"formats"})
 
 
-def execute(session: Session, study: Study, actor: Actor, kind: str, req: _Request, settings, *,
-            max_participants: int | None = None) -> AnalysisRun:
+def execute(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    kind: str,
+    req: _Request,
+    settings,
+    *,
+    max_participants: int | None = None,
+) -> AnalysisRun:
     """Check ``req``, run analysis ``kind`` on the study's current export, render plots, audit the run.
 
     Parameters
@@ -720,23 +894,34 @@ def execute(session: Session, study: Study, actor: Actor, kind: str, req: _Reque
         if kind == "reliability":
             for i, code in enumerate(req.instruments or []):
                 if code not in design.instruments:
-                    raise Unprocessable(["body", "instruments", i], "not an instrument of this study's waves; "
-                                        f"expected one of: {_listing(design.instruments)}", "unknown_instrument")
+                    raise Unprocessable(
+                        ["body", "instruments", i],
+                        f"not an instrument of this study's waves; expected one of: {_listing(design.instruments)}",
+                        "unknown_instrument",
+                    )
             for i, code in enumerate(req.waves or []):
                 check_wave(design, code, ["body", "waves", i])
         n_participants = count_participants(session, study, design, actor, sites)
         if n_participants > bound:
-            raise Unprocessable(["body", "sites"], f"{n_participants} participants exceed this service's bound of "
-                                                   f"{bound} for synchronous analyses; analyse fewer sites or run "
-                                                   "`peerlens analyze`", "too_large")
+            raise Unprocessable(
+                ["body", "sites"],
+                f"{n_participants} participants exceed this service's bound of "
+                f"{bound} for synchronous analyses; analyse fewer sites or run "
+                "`peerlens analyze`",
+                "too_large",
+            )
         if not has_responses(session, study, design, actor, sites):
-            loc = {"reliability": ["body", "instruments"], "retention": ["body", "by"],
-                   "attrition": ["body", "by"]}.get(kind, ["body", "outcome"])
+            loc = {
+                "reliability": ["body", "instruments"],
+                "retention": ["body", "by"],
+                "attrition": ["body", "by"],
+            }.get(kind, ["body", "outcome"])
             raise Unprocessable(loc, "no participant in scope has questionnaire data yet", "no_data")
         secret = settings.secret_key
         if kind == "reliability":
-            items = load_items(session, study, actor, sites=sites, waves=req.waves,
-                               instrument_codes=req.instruments, secret=secret)
+            items = load_items(
+                session, study, actor, sites=sites, waves=req.waves, instrument_codes=req.instruments, secret=secret
+            )
             n_rows = len(items)
             n_participants = int(items["participant"].nunique()) if n_rows else 0
             result = run_reliability(items, req)
@@ -744,28 +929,69 @@ def execute(session: Session, study: Study, actor: Actor, kind: str, req: _Reque
             frame = load_frame(session, study, actor, sites, secret=secret)
             n_rows = len(frame)
             n_participants = int(frame["participant"].nunique()) if n_rows else 0
-            runner = {"trajectory": run_trajectory, "moderation": run_moderation,
-                      "effect-sizes": run_effect_sizes, "responders": run_responders,
-                      "retention": run_retention, "attrition": run_attrition}[kind]
+            runner = {
+                "trajectory": run_trajectory,
+                "moderation": run_moderation,
+                "effect-sizes": run_effect_sizes,
+                "responders": run_responders,
+                "retention": run_retention,
+                "attrition": run_attrition,
+            }[kind]
             result = runner(frame, req, design)
     created = utcnow()
-    plots = _render(settings.analysis_artifact_dir, study, run_id, result, req.formats, {
-        "run_id": run_id, "kind": kind, "study_id": study.id, "created_at": created.isoformat(),
-        "sites": scope, "actor_role": actor.role})
+    plots = _render(
+        settings.analysis_artifact_dir,
+        study,
+        run_id,
+        result,
+        req.formats,
+        {
+            "run_id": run_id,
+            "kind": kind,
+            "study_id": study.id,
+            "created_at": created.isoformat(),
+            "sites": scope,
+            "actor_role": actor.role,
+        },
+    )
     tables = {name: _ensure_columns(kind, name, df) for name, df in result.tables.items()}
-    record(session, actor, "analysis.run", "analysis_run", run_id, study_id=study.id,
-           after={"kind": kind, "parameters": _parameters(req), "sites": scope, "rows": n_rows,
-                  "participants": n_participants, "plots": [p.url.rsplit("/", 1)[-1] for p in plots]})
+    record(
+        session,
+        actor,
+        "analysis.run",
+        "analysis_run",
+        run_id,
+        study_id=study.id,
+        after={
+            "kind": kind,
+            "parameters": _parameters(req),
+            "sites": scope,
+            "rows": n_rows,
+            "participants": n_participants,
+            "plots": [p.url.rsplit("/", 1)[-1] for p in plots],
+        },
+    )
     session.commit()
-    return AnalysisRun(run_id=run_id, kind=kind, study_id=study.id, created_at=created, parameters=_parameters(req),
-                       sites=scope, n_participants=n_participants, n_rows=n_rows,
-                       tables={k: records(v) for k, v in tables.items()},
-                       columns={k: [str(c) for c in v.columns] for k, v in tables.items()},
-                       values=_jsonable(result.values), warnings=result.warnings, plots=plots)
+    return AnalysisRun(
+        run_id=run_id,
+        kind=kind,
+        study_id=study.id,
+        created_at=created,
+        parameters=_parameters(req),
+        sites=scope,
+        n_participants=n_participants,
+        n_rows=n_rows,
+        tables={k: records(v) for k, v in tables.items()},
+        columns={k: [str(c) for c in v.columns] for k, v in tables.items()},
+        values=_jsonable(result.values),
+        warnings=result.warnings,
+        plots=plots,
+    )
 
 
-def _render(artifact_dir: str | Path, study: Study, run_id: str, result: Result, formats, manifest: dict
-            ) -> list[PlotLink]:
+def _render(
+    artifact_dir: str | Path, study: Study, run_id: str, result: Result, formats, manifest: dict
+) -> list[PlotLink]:
     out = run_dir(artifact_dir, study.id, run_id)
     out.mkdir(parents=True, exist_ok=True)
     links = []
@@ -773,8 +999,7 @@ def _render(artifact_dir: str | Path, study: Study, run_id: str, result: Result,
         for fmt in formats:
             filename = f"{_safe_name(name)}.{fmt}"
             fig.savefig(out / filename, dpi=150, format=fmt)
-            links.append(PlotLink(name=name, format=fmt,
-                                  url=f"/studies/{study.id}/analyses/runs/{run_id}/{filename}"))
+            links.append(PlotLink(name=name, format=fmt, url=f"/studies/{study.id}/analyses/runs/{run_id}/{filename}"))
     (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return links
 
@@ -782,8 +1007,9 @@ def _render(artifact_dir: str | Path, study: Study, run_id: str, result: Result,
 MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
 
 
-def artefact(session: Session, artifact_dir: str | Path, study: Study, actor: Actor, run_id: str,
-             filename: str) -> Path:
+def artefact(
+    session: Session, artifact_dir: str | Path, study: Study, actor: Actor, run_id: str, filename: str
+) -> Path:
     """The file of a run's plot, if ``actor`` may see that run (404 otherwise).
 
     Run ids and file names are matched against strict patterns and the resolved path must stay
@@ -834,9 +1060,17 @@ def parse_mcids(design: Design, pairs: list[str] | None) -> dict[str, float]:
     return out
 
 
-def write_report(session: Session, study: Study, actor: Actor, outdir: str | Path, *,
-                 outcomes: list[str] | None = None, mcids: list[str] | None = None, fmt: str = "png",
-                 secret: str = "") -> dict[str, Path]:
+def write_report(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    outdir: str | Path,
+    *,
+    outcomes: list[str] | None = None,
+    mcids: list[str] | None = None,
+    fmt: str = "png",
+    secret: str = "",
+) -> dict[str, Path]:
     """Run :func:`analysis.report.run_all` on the study's current export and write it to ``outdir``.
 
     The cohort and item frames come from the exports service with ``actor``'s scope, exactly as
@@ -864,11 +1098,24 @@ def write_report(session: Session, study: Study, actor: Actor, outdir: str | Pat
     if frame.empty:
         raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")
     items = load_items(session, study, actor, secret=secret)
-    written = run_all(frame, outdir, scales=outcomes or None, mcids=mcid_map, items=items if len(items) else None,
-                      fmt=fmt)
-    record(session, actor, "analysis.run", "analysis_run", uuid.uuid4().hex, study_id=study.id,
-           after={"kind": "report", "parameters": {"outcomes": outcomes, "mcids": mcid_map, "format": fmt},
-                  "sites": scope_sites(design, actor, None), "rows": len(frame),
-                  "participants": int(frame["participant"].nunique()), "outdir": str(Path(outdir))})
+    written = run_all(
+        frame, outdir, scales=outcomes or None, mcids=mcid_map, items=items if len(items) else None, fmt=fmt
+    )
+    record(
+        session,
+        actor,
+        "analysis.run",
+        "analysis_run",
+        uuid.uuid4().hex,
+        study_id=study.id,
+        after={
+            "kind": "report",
+            "parameters": {"outcomes": outcomes, "mcids": mcid_map, "format": fmt},
+            "sites": scope_sites(design, actor, None),
+            "rows": len(frame),
+            "participants": int(frame["participant"].nunique()),
+            "outdir": str(Path(outdir)),
+        },
+    )
     session.commit()
     return written

@@ -1,4 +1,5 @@
 """Bodies of the audit routes."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ Examples
 >>> snapshot({"a": 1, "when": __import__("datetime").date(2026, 1, 2)})
 {'a': 1, 'when': '2026-01-02'}
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -34,10 +35,19 @@ def snapshot(obj: SQLModel | dict[str, Any] | None, *, exclude: tuple[str, ...] 
     return {k: _jsonable(v) for k, v in data.items() if k not in exclude}
 
 
-def record(session: Session, actor: Actor, action: str, entity: str, entity_id: Any, *,
-           study_id: int | None = None, site_id: int | None = None,
-           before: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
-           reason: str | None = None) -> AuditEvent:
+def record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: Any,
+    *,
+    study_id: int | None = None,
+    site_id: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> AuditEvent:
     """Add one audit event to the session (committed with the change it describes).
 
     Parameters
@@ -56,9 +66,19 @@ def record(session: Session, actor: Actor, action: str, entity: str, entity_id: 
     >>> record(session, actor, "update", "study", 3, study_id=3,
     ...        before={"title": "Old"}, after={"title": "New"})  # doctest: +SKIP
     """
-    event = AuditEvent(actor_id=actor.user_id, actor_role=actor.role, action=action, entity=entity,
-                       entity_id=str(entity_id), study_id=study_id, site_id=site_id,
-                       before=before, after=after, reason=reason, request_id=actor.request_id,
-                       source=actor.source)
+    event = AuditEvent(
+        actor_id=actor.user_id,
+        actor_role=actor.role,
+        action=action,
+        entity=entity,
+        entity_id=str(entity_id),
+        study_id=study_id,
+        site_id=site_id,
+        before=before,
+        after=after,
+        reason=reason,
+        request_id=actor.request_id,
+        source=actor.source,
+    )
     session.add(event)
     return event

@@ -10,6 +10,7 @@ Examples
 >>> dep.roles
 ('admin', 'coordinator')
 """
+
 from __future__ import annotations
 
 import uuid
@@ -41,8 +42,9 @@ def resolve_actor(request: Request, credentials: HTTPAuthorizationCredentials | 
     return found
 
 
-def resolve_actor_and_row(request: Request, credentials: HTTPAuthorizationCredentials | None, session: Session,
-                          model, key) -> tuple[Actor, Any]:
+def resolve_actor_and_row(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, session: Session, model, key
+) -> tuple[Actor, Any]:
     """:func:`resolve_actor` plus the ``model`` row ``key`` of the path, read in the same query.
 
     The token is still judged first: a missing or bad token is a 401 whatever the row.
@@ -54,15 +56,18 @@ def resolve_actor_and_row(request: Request, credentials: HTTPAuthorizationCreden
     if found is None:
         raise Unauthorized(["header", "Authorization"], "unknown, revoked or expired token", "invalid_token")
     rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-    actor = Actor(user_id=found.user_id, role=found.role, site_ids=found.site_ids, email=found.email,
-                  request_id=rid, source="api")
+    actor = Actor(
+        user_id=found.user_id, role=found.role, site_ids=found.site_ids, email=found.email, request_id=rid, source="api"
+    )
     request.state.actor = actor
     return actor, row
 
 
-async def authenticated(request: Request,
-                        credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                        session: Session = Depends(get_session)) -> Actor:
+async def authenticated(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    session: Session = Depends(get_session),
+) -> Actor:
     """The actor behind the bearer token, whatever its role (cached on the request).
 
     Path dependencies such as ``valid_study`` use it for site scoping; :func:`authorize` adds the
@@ -90,8 +95,11 @@ class Authorize:
     # async: a pure check, so it runs on the event loop instead of costing a worker-thread hop
     async def __call__(self, request: Request, actor: Actor = Depends(authenticated)) -> Actor:
         if actor.role not in self.roles:
-            raise Forbidden(["header", "Authorization"],
-                            f"role {actor.role} may not {request.method} this resource", "role_not_allowed")
+            raise Forbidden(
+                ["header", "Authorization"],
+                f"role {actor.role} may not {request.method} this resource",
+                "role_not_allowed",
+            )
         return actor
 
 
@@ -124,6 +132,7 @@ def ensure_can_write(actor: Actor) -> None:
 def route_roles(route) -> tuple[str, ...] | None:
     """The roles a route admits through :func:`authorize` (searched through its dependencies), or
     None for a route without a rule; the access tests build the route × role matrix from it."""
+
     def walk(dep):
         if isinstance(dep.call, Authorize):
             return dep.call.roles

@@ -1,4 +1,5 @@
 """Users, their site scopes and hashed API tokens."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """/me: who the token belongs to."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends

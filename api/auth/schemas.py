@@ -1,4 +1,5 @@
 """Bodies of the auth routes."""
+
 from __future__ import annotations
 
 from pydantic import BaseModel

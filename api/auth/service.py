@@ -9,6 +9,7 @@ Examples
 >>> token.startswith("plk_") and len(hash_token(token)) == 64
 True
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,7 +56,7 @@ class Actor:
         return self.role in ("admin", "system") or (self.role == "coordinator" and site_id in self.site_ids)
 
     @classmethod
-    def system(cls, source: str = "system", request_id: str | None = None) -> "Actor":
+    def system(cls, source: str = "system", request_id: str | None = None) -> Actor:
         """The actor of command-line and background work."""
         return cls(user_id=None, role="system", source=source, request_id=request_id)
 
@@ -85,8 +86,7 @@ def create_user(session: Session, email: str, role: str, site_ids: list[int] | N
 def issue_token(session: Session, user: User, expires_at: datetime | None = None) -> str:
     """Store a new token for ``user`` and return its clear text (the only time it exists)."""
     token = new_token()
-    session.add(ApiToken(user_id=user.id, prefix=token[:12], token_hash=hash_token(token),
-                         expires_at=expires_at))
+    session.add(ApiToken(user_id=user.id, prefix=token[:12], token_hash=hash_token(token), expires_at=expires_at))
     session.flush()
     return token
 
@@ -96,8 +96,7 @@ def actor_for_token(session: Session, token: str) -> Actor | None:
     return actor_and_row(session, token, None, None)[0]
 
 
-def actor_and_row(session: Session, token: str, model: type[SQLModel] | None,
-                  key: Any) -> tuple[Actor | None, Any]:
+def actor_and_row(session: Session, token: str, model: type[SQLModel] | None, key: Any) -> tuple[Actor | None, Any]:
     """The actor of ``token`` and the ``model`` row with primary key ``key``, in one query.
 
     The token is checked on every request (nothing is cached, so a revocation takes effect at
@@ -105,9 +104,12 @@ def actor_and_row(session: Session, token: str, model: type[SQLModel] | None,
     returned whatever the token, and is None when absent: callers check the actor first. A
     coordinator's sites come in the same statement, one result row per site.
     """
-    stmt = (select(User, ApiToken.expires_at, ApiToken.revoked_at, UserSite.site_id)
-            .select_from(ApiToken).join(User, ApiToken.user_id == User.id)
-            .outerjoin(UserSite, and_(UserSite.user_id == User.id, User.role == "coordinator")))
+    stmt = (
+        select(User, ApiToken.expires_at, ApiToken.revoked_at, UserSite.site_id)
+        .select_from(ApiToken)
+        .join(User, ApiToken.user_id == User.id)
+        .outerjoin(UserSite, and_(UserSite.user_id == User.id, User.role == "coordinator"))
+    )
     if model is not None:
         stmt = stmt.add_columns(model).outerjoin(model, model.id == key)
     rows = session.exec(stmt.where(ApiToken.token_hash == hash_token(token))).all()

@@ -11,6 +11,7 @@ True
 >>> shift_days("s3cret", 1, 42) == shift_days("other", 1, 42)
 False
 """
+
 from __future__ import annotations
 
 import hashlib

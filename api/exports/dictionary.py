@@ -13,6 +13,7 @@ Examples
 >>> dictionary_csv(cols[:1]).splitlines()[0].split(",")[:3]
 ['name', 'label', 'type']
 """
+
 from __future__ import annotations
 
 import csv
@@ -22,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import instruments
-from instruments.model import Instrument, Item
 
 # The long frame's column spec is the analysis library's: the export is exactly what it consumes
 # (``analysis`` loads its model stack lazily, so this import stays light).
 from analysis.frame import LONG_COLUMNS
+from instruments.model import Instrument, Item
 
 #: Column kinds and their meaning in every format.
 KINDS = ("string", "int", "float", "bool", "datetime")
@@ -54,7 +55,10 @@ class Column:
         """The JSON dictionary entry of this column."""
         inst = _instrument(self.instrument)
         return {
-            "name": self.name, "label": self.label, "type": self.kind, "unit": self.unit,
+            "name": self.name,
+            "label": self.label,
+            "type": self.kind,
+            "unit": self.unit,
             "values": [{"code": c, "label": lab} for c, lab in self.values],
             "range": list(self.range) if self.range else None,
             "instrument": self.instrument,
@@ -75,21 +79,34 @@ def _instrument(code: str | None) -> Instrument | None:
 
 
 _KIND = {"string": "string", "int": "int", "float": "float", "bool": "bool", "datetime": "datetime"}
-_UNITS = {"wave_offset": "days", "days": "days", "status_days": "days", "completed_at": "UTC date-time",
-          "items_answered": "items"}
+_UNITS = {
+    "wave_offset": "days",
+    "days": "days",
+    "status_days": "days",
+    "completed_at": "UTC date-time",
+    "items_answered": "items",
+}
 _VALUES = {
-    "arm_kind": (("intervention", "Intervention"), ("active_comparator", "Active comparator"),
-                 ("control", "Control")),
-    "status": (("active", "Active"), ("withdrawn", "Withdrawn"), ("lost_to_follow_up", "Lost to follow-up"),
-               ("completed", "Completed")),
+    "arm_kind": (("intervention", "Intervention"), ("active_comparator", "Active comparator"), ("control", "Control")),
+    "status": (
+        ("active", "Active"),
+        ("withdrawn", "Withdrawn"),
+        ("lost_to_follow_up", "Lost to follow-up"),
+        ("completed", "Completed"),
+    ),
 }
 _BOOL_VALUES = ((False, "No"), (True, "Yes"))
 
 
 def _base(name: str) -> Column:
     kind, description = LONG_COLUMNS[name]
-    return Column(name, description, _KIND[kind], unit=_UNITS.get(name),
-                  values=_BOOL_VALUES if kind == "bool" else _VALUES.get(name, ()))
+    return Column(
+        name,
+        description,
+        _KIND[kind],
+        unit=_UNITS.get(name),
+        values=_BOOL_VALUES if kind == "bool" else _VALUES.get(name, ()),
+    )
 
 
 def item_label(item: Item) -> str:
@@ -102,9 +119,16 @@ def context_columns(context_items: list[Item]) -> list[Column]:
     out = []
     for it in context_items:
         name = it.code if it.code.startswith("context_") else f"context_{it.code}"
-        out.append(Column(name, item_label(it), "string",
-                          values=tuple((o.label, o.label) for o in it.options), instrument="context",
-                          notes="baseline context answer, as its label"))
+        out.append(
+            Column(
+                name,
+                item_label(it),
+                "string",
+                values=tuple((o.label, o.label) for o in it.options),
+                instrument="context",
+                notes="baseline context answer, as its label",
+            )
+        )
     return out
 
 
@@ -118,10 +142,12 @@ def long_columns(context_items: list[Item]) -> list[Column]:
 
 def identifier_columns() -> list[Column]:
     """Contact-vault columns added to coordinator exports with ``identifiers=true``."""
-    return [Column("contact_name", "Name (identifier)", "string"),
-            Column("contact_email", "Email (identifier)", "string"),
-            Column("contact_phone", "Phone (identifier)", "string"),
-            Column("contact_date_of_birth", "Date of birth (identifier)", "string", unit="ISO date")]
+    return [
+        Column("contact_name", "Name (identifier)", "string"),
+        Column("contact_email", "Email (identifier)", "string"),
+        Column("contact_phone", "Phone (identifier)", "string"),
+        Column("contact_date_of_birth", "Date of birth (identifier)", "string", unit="ISO date"),
+    ]
 
 
 def item_column(inst: Instrument, item: Item, name: str | None = None) -> Column:
@@ -134,24 +160,49 @@ def item_column(inst: Instrument, item: Item, name: str | None = None) -> Column
         kind = "float"
     rng = (item.min, item.max) if item.min is not None or item.max is not None else None
     unit = {"date": "ISO date (de-identified: days since enrolment)", "datetime": "ISO date-time"}.get(item.kind)
-    return Column(name or item.code, item_label(item), kind, unit=unit,
-                  values=tuple((o.code, o.label + (" (missing)" if o.missing else "")) for o in item.options),
-                  instrument=inst.code, range=rng,
-                  notes="reverse-scored" if item.reverse else None)
+    return Column(
+        name or item.code,
+        item_label(item),
+        kind,
+        unit=unit,
+        values=tuple((o.code, o.label + (" (missing)" if o.missing else "")) for o in item.options),
+        instrument=inst.code,
+        range=rng,
+        notes="reverse-scored" if item.reverse else None,
+    )
 
 
 def scale_column(inst: Instrument, scale) -> Column:
     bands = "; ".join(f"{b.label}: {b.min}-{b.max}" for b in scale.bands) or None
-    return Column(scale.code, scale.label, "float", unit="points", instrument=inst.code,
-                  range=tuple(scale.range), notes=f"bands: {bands}" if bands else None)
+    return Column(
+        scale.code,
+        scale.label,
+        "float",
+        unit="points",
+        instrument=inst.code,
+        range=tuple(scale.range),
+        notes=f"bands: {bands}" if bands else None,
+    )
 
 
-WIDE_FIXED = ("participant", "site", "arm", "arm_kind", "wave", "wave_offset", "days", "completed_at",
-              "out_of_window", "status", "status_days")
+WIDE_FIXED = (
+    "participant",
+    "site",
+    "arm",
+    "arm_kind",
+    "wave",
+    "wave_offset",
+    "days",
+    "completed_at",
+    "out_of_window",
+    "status",
+    "status_days",
+)
 
 
-def wide_columns(context_items: list[Item], scales: list[tuple[Instrument, Any]],
-                 items: list[tuple[Instrument, Item]]) -> list[Column]:
+def wide_columns(
+    context_items: list[Item], scales: list[tuple[Instrument, Any]], items: list[tuple[Instrument, Item]]
+) -> list[Column]:
     """Columns of the ``wide`` shape: one row per participant × wave, a column per scale (and item)."""
     fixed = []
     for n in WIDE_FIXED:
@@ -161,11 +212,14 @@ def wide_columns(context_items: list[Item], scales: list[tuple[Instrument, Any]]
         elif n == "completed_at":
             c = Column(n, "first completion at this wave (UTC)", "datetime", unit="UTC date-time")
         elif n == "out_of_window":
-            c = Column(n, "any questionnaire of this wave completed outside its window", "bool",
-                       values=_BOOL_VALUES)
+            c = Column(n, "any questionnaire of this wave completed outside its window", "bool", values=_BOOL_VALUES)
         fixed.append(c)
-    return (fixed + context_columns(context_items) + [scale_column(i, s) for i, s in scales]
-            + [item_column(i, it) for i, it in items])
+    return (
+        fixed
+        + context_columns(context_items)
+        + [scale_column(i, s) for i, s in scales]
+        + [item_column(i, it) for i, it in items]
+    )
 
 
 ITEMS_COLUMNS = (
@@ -187,23 +241,49 @@ def items_columns() -> list[Column]:
     return list(ITEMS_COLUMNS)
 
 
-def dictionary_json(columns: list[Column], *, shape: str, study_id: int, deidentified: bool,
-                    date_mode: str, instruments_used: list[str]) -> dict[str, Any]:
+def dictionary_json(
+    columns: list[Column], *, shape: str, study_id: int, deidentified: bool, date_mode: str, instruments_used: list[str]
+) -> dict[str, Any]:
     """The JSON data dictionary of an export."""
     insts = []
     for code in instruments_used:
         inst = _instrument(code)
         if inst is not None:
-            insts.append({"code": inst.code, "name": inst.name, "version": str(inst.version),
-                          "citation": inst.citation, "licence": inst.licence})
-    return {"study_id": study_id, "shape": shape, "deidentified": deidentified,
-            "dates": {"shift": "shifted back 0-364 days per participant (same shift for all of a participant's dates)",
-                      "relative": "days since enrolment (calendar dates left empty)"}.get(date_mode, "calendar"),
-            "columns": [c.entry() for c in columns], "instruments": insts}
+            insts.append(
+                {
+                    "code": inst.code,
+                    "name": inst.name,
+                    "version": str(inst.version),
+                    "citation": inst.citation,
+                    "licence": inst.licence,
+                }
+            )
+    return {
+        "study_id": study_id,
+        "shape": shape,
+        "deidentified": deidentified,
+        "dates": {
+            "shift": "shifted back 0-364 days per participant (same shift for all of a participant's dates)",
+            "relative": "days since enrolment (calendar dates left empty)",
+        }.get(date_mode, "calendar"),
+        "columns": [c.entry() for c in columns],
+        "instruments": insts,
+    }
 
 
-DICTIONARY_CSV_FIELDS = ("name", "label", "type", "unit", "values", "range", "instrument", "instrument_name",
-                         "citation", "licence", "notes")
+DICTIONARY_CSV_FIELDS = (
+    "name",
+    "label",
+    "type",
+    "unit",
+    "values",
+    "range",
+    "instrument",
+    "instrument_name",
+    "citation",
+    "licence",
+    "notes",
+)
 
 
 def dictionary_csv(columns: list[Column]) -> str:

@@ -1,4 +1,5 @@
 """Per-study export settings: how dates reach analysts and which free-text items are withheld."""
+
 from __future__ import annotations
 
 from datetime import datetime

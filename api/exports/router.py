@@ -1,10 +1,12 @@
 """/studies/{id}/exports: streamed cohort files, their data dictionaries and export settings."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response as PlainResponse, StreamingResponse
+from fastapi.responses import Response as PlainResponse
+from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import READ_ROLES, authorize
@@ -26,8 +28,13 @@ _ITEMS = Query(False, description="wide shape: add a column per item")
 
 
 def _filters(waves, instruments, sites, identifiers, items) -> service.ExportFilters:
-    return service.ExportFilters(waves=[waves] if waves else None, instruments=[instruments] if instruments else None,
-                                 sites=[sites] if sites else None, identifiers=identifiers, items=items)
+    return service.ExportFilters(
+        waves=[waves] if waves else None,
+        instruments=[instruments] if instruments else None,
+        sites=[sites] if sites else None,
+        identifiers=identifiers,
+        items=items,
+    )
 
 
 def stream(engine, plan: service.Plan, shape: str, fmt: str, dictionary: dict) -> Iterator[bytes]:
@@ -48,60 +55,91 @@ def stream(engine, plan: service.Plan, shape: str, fmt: str, dictionary: dict) -
 
 
 @router.get("/studies/{study_id}/export-settings", response_model=ExportSettingsRead)
-def get_settings(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                 session: Session = Depends(get_session)):
+def get_settings(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     s = service.export_settings(session, study.id)
     end_read(session)
-    return ExportSettingsRead(study_id=study.id, date_mode=s.date_mode, free_text_items=s.free_text_items,
-                              updated_at=s.updated_at)
+    return ExportSettingsRead(
+        study_id=study.id, date_mode=s.date_mode, free_text_items=s.free_text_items, updated_at=s.updated_at
+    )
 
 
 @router.put("/studies/{study_id}/export-settings", response_model=ExportSettingsRead)
-def put_settings(body: ExportSettingsIn, actor: Actor = Depends(authorize("admin", "coordinator")),
-                 study: Study = Depends(valid_study), session: Session = Depends(get_session)):
+def put_settings(
+    body: ExportSettingsIn,
+    actor: Actor = Depends(authorize("admin", "coordinator")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     """Choose how dates reach analysts and flag free-text items to withhold (audited)."""
-    s = service.update_settings(session, study, actor, date_mode=body.date_mode,
-                                free_text_items=body.free_text_items)
+    s = service.update_settings(session, study, actor, date_mode=body.date_mode, free_text_items=body.free_text_items)
     session.commit()
-    return ExportSettingsRead(study_id=study.id, date_mode=s.date_mode, free_text_items=s.free_text_items,
-                              updated_at=s.updated_at)
+    return ExportSettingsRead(
+        study_id=study.id, date_mode=s.date_mode, free_text_items=s.free_text_items, updated_at=s.updated_at
+    )
 
 
 @router.get("/studies/{study_id}/exports/redcap")
-def export_redcap(request: Request, actor: Actor = Depends(authorize(*READ_ROLES)),
-                  study: Study = Depends(valid_study), session: Session = Depends(get_session),
-                  waves: str | None = _WAVES, instruments: str | None = _INSTRUMENTS, sites: str | None = _SITES):
+def export_redcap(
+    request: Request,
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    waves: str | None = _WAVES,
+    instruments: str | None = _INSTRUMENTS,
+    sites: str | None = _SITES,
+):
     """The study as a REDCap flat records CSV (``record_id, redcap_event_name, fields…, <form>_complete``),
     de-identified by the same role rules as every export."""
     from api.interop.redcap_export import stream_records
 
     settings = request.app.state.settings
-    plan = service.plan_export(session, study, actor, _filters(waves, instruments, sites, False, False),
-                               secret=settings.secret_key)
+    plan = service.plan_export(
+        session, study, actor, _filters(waves, instruments, sites, False, False), secret=settings.secret_key
+    )
     end_read(session)
-    return StreamingResponse(stream_records(request.app.state.engine, plan), media_type=writers.MEDIA_TYPES["csv"],
-                             headers={"Content-Disposition": f'attachment; filename="study-{study.id}-redcap.csv"'})
+    return StreamingResponse(
+        stream_records(request.app.state.engine, plan),
+        media_type=writers.MEDIA_TYPES["csv"],
+        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-redcap.csv"'},
+    )
 
 
 @router.get("/studies/{study_id}/exports/redcap/dictionary")
-def export_redcap_dictionary(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                             session: Session = Depends(get_session)):
+def export_redcap_dictionary(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     """The REDCap data dictionary (18 columns) of the study's instruments."""
     from api.interop.redcap_export import data_dictionary_csv
 
     plan = service.plan_export(session, study, actor, None)
     end_read(session)
-    return PlainResponse(data_dictionary_csv(plan), media_type=writers.MEDIA_TYPES["csv"],
-                         headers={"Content-Disposition":
-                                  f'attachment; filename="study-{study.id}-redcap-dictionary.csv"'})
+    return PlainResponse(
+        data_dictionary_csv(plan),
+        media_type=writers.MEDIA_TYPES["csv"],
+        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-redcap-dictionary.csv"'},
+    )
 
 
 @router.get("/studies/{study_id}/exports/{shape}/dictionary")
-def export_dictionary(shape: Shape, request: Request, actor: Actor = Depends(authorize(*READ_ROLES)),
-                      study: Study = Depends(valid_study), session: Session = Depends(get_session),
-                      format: str = Query("json", pattern="^(json|csv)$"),
-                      waves: str | None = _WAVES, instruments: str | None = _INSTRUMENTS, sites: str | None = _SITES,
-                      identifiers: bool = _IDENTIFIERS, items: bool = _ITEMS):
+def export_dictionary(
+    shape: Shape,
+    request: Request,
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    format: str = Query("json", pattern="^(json|csv)$"),
+    waves: str | None = _WAVES,
+    instruments: str | None = _INSTRUMENTS,
+    sites: str | None = _SITES,
+    identifiers: bool = _IDENTIFIERS,
+    items: bool = _ITEMS,
+):
     """The data dictionary of the export with the same parameters: every column's name, label, type,
     unit, allowed values, instrument, citation and licence."""
     plan = service.plan_export(session, study, actor, _filters(waves, instruments, sites, identifiers, items))
@@ -112,21 +150,32 @@ def export_dictionary(shape: Shape, request: Request, actor: Actor = Depends(aut
 
 
 @router.get("/studies/{study_id}/exports/{shape}")
-def export(shape: Shape, request: Request, actor: Actor = Depends(authorize(*READ_ROLES)),
-           study: Study = Depends(valid_study), session: Session = Depends(get_session),
-           format: Format = Query("csv"),
-           waves: str | None = _WAVES, instruments: str | None = _INSTRUMENTS, sites: str | None = _SITES,
-           identifiers: bool = _IDENTIFIERS, items: bool = _ITEMS):
+def export(
+    shape: Shape,
+    request: Request,
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    format: Format = Query("csv"),
+    waves: str | None = _WAVES,
+    instruments: str | None = _INSTRUMENTS,
+    sites: str | None = _SITES,
+    identifiers: bool = _IDENTIFIERS,
+    items: bool = _ITEMS,
+):
     """Stream the cohort in ``shape`` (long, wide, items) as csv, json, parquet, dta or sav.
 
     Analysts always receive de-identified data; the export is audited with its parameters and row
     count once streaming ends.
     """
     settings = request.app.state.settings
-    plan = service.plan_export(session, study, actor, _filters(waves, instruments, sites, identifiers, items),
-                               secret=settings.secret_key)
+    plan = service.plan_export(
+        session, study, actor, _filters(waves, instruments, sites, identifiers, items), secret=settings.secret_key
+    )
     dictionary = service.dictionary(plan, shape)
     end_read(session)
     return StreamingResponse(
-        stream(request.app.state.engine, plan, shape, format, dictionary), media_type=writers.MEDIA_TYPES[format],
-        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-{shape}.{format}"'})
+        stream(request.app.state.engine, plan, shape, format, dictionary),
+        media_type=writers.MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-{shape}.{format}"'},
+    )

@@ -1,4 +1,5 @@
 """Bodies of the export settings."""
+
 from __future__ import annotations
 
 from datetime import datetime

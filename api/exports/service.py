@@ -22,11 +22,11 @@ Examples
 ...     print(len(batch))
 >>> frame = long_frame(session, study, Actor.system())  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,8 +65,13 @@ class ExportFilters:
     items: bool = False
 
     def params(self) -> dict[str, Any]:
-        return {"waves": self.waves, "instruments": self.instruments, "sites": self.sites,
-                "identifiers": self.identifiers, "items": self.items}
+        return {
+            "waves": self.waves,
+            "instruments": self.instruments,
+            "sites": self.sites,
+            "identifiers": self.identifiers,
+            "items": self.items,
+        }
 
 
 @dataclass(frozen=True)
@@ -122,8 +127,9 @@ def _codes(values: list[str] | None) -> list[str] | None:
     return out or None
 
 
-def plan_export(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None,
-                *, secret: str = "") -> Plan:
+def plan_export(
+    session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *, secret: str = ""
+) -> Plan:
     """Check an export request against the study and the actor's role and resolve its scope.
 
     Raises
@@ -133,19 +139,25 @@ def plan_export(session: Session, study: Study, actor: Actor, filters: ExportFil
         ``sites`` for an unknown code.
     """
     filters = filters or ExportFilters()
-    filters.waves, filters.instruments, filters.sites = (_codes(filters.waves), _codes(filters.instruments),
-                                                         _codes(filters.sites))
+    filters.waves, filters.instruments, filters.sites = (
+        _codes(filters.waves),
+        _codes(filters.instruments),
+        _codes(filters.sites),
+    )
     if filters.identifiers and actor.role not in ("admin", "coordinator", "system"):
-        raise Forbidden(["query", "identifiers"], "analysts receive de-identified exports only",
-                        "identifiers_not_allowed")
-    waves = list(session.exec(select(Wave).where(Wave.study_id == study.id)
-                              .order_by(Wave.offset_days, Wave.code)).scalars())
+        raise Forbidden(
+            ["query", "identifiers"], "analysts receive de-identified exports only", "identifiers_not_allowed"
+        )
+    waves = list(
+        session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.code)).scalars()
+    )
     if filters.waves:
         known = {w.code for w in waves}
         bad = [c for c in filters.waves if c not in known]
         if bad:
-            raise Unprocessable(["query", "waves"], f"unknown wave code(s) {bad}; the study has {sorted(known)}",
-                                "unknown_wave")
+            raise Unprocessable(
+                ["query", "waves"], f"unknown wave code(s) {bad}; the study has {sorted(known)}", "unknown_wave"
+            )
         waves = [w for w in waves if w.code in filters.waves]
     sites = list(session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.id)).scalars())
     if filters.sites:
@@ -166,8 +178,11 @@ def plan_export(session: Session, study: Study, actor: Actor, filters: ExportFil
     if filters.instruments:
         bad = [c for c in filters.instruments if c not in used]
         if bad:
-            raise Unprocessable(["query", "instruments"],
-                                f"instrument(s) {bad} are not collected at the selected waves", "unknown_instrument")
+            raise Unprocessable(
+                ["query", "instruments"],
+                f"instrument(s) {bad} are not collected at the selected waves",
+                "unknown_instrument",
+            )
         used = [c for c in used if c in filters.instruments or c == CONTEXT]
     settings = export_settings(session, study.id)
     deidentified = not filters.identifiers
@@ -183,14 +198,26 @@ def plan_export(session: Session, study: Study, actor: Actor, filters: ExportFil
                     dropped.add((code, it.code))
     context_items = []
     ctx = _get(CONTEXT)
-    if ctx is not None and any(CONTEXT in w.instruments for w in session.exec(
-            select(Wave).where(Wave.study_id == study.id)).scalars()):
+    if ctx is not None and any(
+        CONTEXT in w.instruments for w in session.exec(select(Wave).where(Wave.study_id == study.id)).scalars()
+    ):
         context_items = [it for it in ctx.items if (CONTEXT, it.code) not in dropped]
     infos = [WaveInfo(w.id, w.code, w.offset_days, tuple(w.instruments)) for w in waves]
-    return Plan(study=study, actor=actor, filters=filters, deidentified=deidentified,
-                date_mode=settings.date_mode, secret=secret, waves=infos, study_id=study.id,
-                time_zone=study.time_zone, site_ids=[s.id for s in sites],
-                instruments=used, dropped_items=dropped, context_items=context_items)
+    return Plan(
+        study=study,
+        actor=actor,
+        filters=filters,
+        deidentified=deidentified,
+        date_mode=settings.date_mode,
+        secret=secret,
+        waves=infos,
+        study_id=study.id,
+        time_zone=study.time_zone,
+        site_ids=[s.id for s in sites],
+        instruments=used,
+        dropped_items=dropped,
+        context_items=context_items,
+    )
 
 
 def _get(code: str):
@@ -225,10 +252,14 @@ def columns(plan: Plan, shape: str) -> list[dd.Column]:
 
 def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
     """The JSON data dictionary of an export of ``shape``."""
-    return dd.dictionary_json(columns(plan, shape), shape=shape, study_id=plan.study_id,
-                              deidentified=plan.deidentified,
-                              date_mode=plan.date_mode if plan.shift_dates else "calendar",
-                              instruments_used=plan.instruments)
+    return dd.dictionary_json(
+        columns(plan, shape),
+        shape=shape,
+        study_id=plan.study_id,
+        deidentified=plan.deidentified,
+        date_mode=plan.date_mode if plan.shift_dates else "calendar",
+        instruments_used=plan.instruments,
+    )
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -237,10 +268,18 @@ def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
 def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Iterator[list[int]]:
     last = 0
     while True:
-        ids = list(session.connection().execute(
-            select(Participant.id).where(Participant.study_id == plan.study_id, Participant.id > last,
-                                         Participant.site_id.in_(plan.site_ids))
-            .order_by(Participant.id).limit(batch_size)).scalars())
+        ids = list(
+            session.connection()
+            .execute(
+                select(Participant.id)
+                .where(
+                    Participant.study_id == plan.study_id, Participant.id > last, Participant.site_id.in_(plan.site_ids)
+                )
+                .order_by(Participant.id)
+                .limit(batch_size)
+            )
+            .scalars()
+        )
         if not ids:
             return
         yield ids
@@ -262,13 +301,28 @@ def _end_batch(session: Session) -> None:
 
 
 def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
-    rows = session.connection().execute(
-        select(Participant.id, Participant.study_code, Site.code, Arm.code, Arm.kind, Participant.enrolled_on,
-               Participant.status, Participant.status_date)
-        .join(Site, Site.id == Participant.site_id).outerjoin(Arm, Arm.id == Participant.arm_id)
-        .where(Participant.id.in_(ids))).all()
-    df = pd.DataFrame.from_records(rows, columns=["pid", "participant", "site", "arm", "arm_kind", "enrolled_on",
-                                                  "status", "status_date"])
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                Participant.id,
+                Participant.study_code,
+                Site.code,
+                Arm.code,
+                Arm.kind,
+                Participant.enrolled_on,
+                Participant.status,
+                Participant.status_date,
+            )
+            .join(Site, Site.id == Participant.site_id)
+            .outerjoin(Arm, Arm.id == Participant.arm_id)
+            .where(Participant.id.in_(ids))
+        )
+        .all()
+    )
+    df = pd.DataFrame.from_records(
+        rows, columns=["pid", "participant", "site", "arm", "arm_kind", "enrolled_on", "status", "status_date"]
+    )
     enrolled = pd.to_datetime(df["enrolled_on"])
     status_date = pd.to_datetime(df["status_date"])
     dropout = df["status"].isin(("withdrawn", "lost_to_follow_up"))
@@ -288,9 +342,10 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
 
 def _context(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     rows = session.execute(
-        select(Response.participant_id, Response.answers).where(
-            Response.participant_id.in_(ids), Response.instrument == CONTEXT)
-        .order_by(Response.participant_id, Response.completed_at)).all()
+        select(Response.participant_id, Response.answers)
+        .where(Response.participant_id.in_(ids), Response.instrument == CONTEXT)
+        .order_by(Response.participant_id, Response.completed_at)
+    ).all()
     labels = {it.code: {o.code: o.label for o in it.options} for it in plan.context_items}
     seen, out = set(), []
     for pid, answers in rows:
@@ -309,11 +364,17 @@ def _context(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
 
 def _contacts(session: Session, ids: list[int]) -> pd.DataFrame:
     rows = session.execute(
-        select(ParticipantContact.participant_id, ParticipantContact.name, ParticipantContact.email,
-               ParticipantContact.phone, ParticipantContact.date_of_birth)
-        .where(ParticipantContact.participant_id.in_(ids))).all()
-    df = pd.DataFrame.from_records(rows, columns=["pid", "contact_name", "contact_email", "contact_phone",
-                                                  "contact_date_of_birth"])
+        select(
+            ParticipantContact.participant_id,
+            ParticipantContact.name,
+            ParticipantContact.email,
+            ParticipantContact.phone,
+            ParticipantContact.date_of_birth,
+        ).where(ParticipantContact.participant_id.in_(ids))
+    ).all()
+    df = pd.DataFrame.from_records(
+        rows, columns=["pid", "contact_name", "contact_email", "contact_phone", "contact_date_of_birth"]
+    )
     df["contact_date_of_birth"] = df["contact_date_of_birth"].map(lambda d: d.isoformat() if d else None)
     return df
 
@@ -340,12 +401,36 @@ def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.Dat
     return df
 
 
-_SCORE_COLUMNS = ["pid", "wave", "wave_offset", "completed_at", "out_of_window", "instrument", "scale", "value",
-                  "band", "level", "items_answered", "prorated"]
+_SCORE_COLUMNS = [
+    "pid",
+    "wave",
+    "wave_offset",
+    "completed_at",
+    "out_of_window",
+    "instrument",
+    "scale",
+    "value",
+    "band",
+    "level",
+    "items_answered",
+    "prorated",
+]
 
 
-_SCORE_TYPES = ["int64", "string", "int64", "timestamp", "bool", "string", "string", "float64", "string", "float64",
-                "float64", "bool"]
+_SCORE_TYPES = [
+    "int64",
+    "string",
+    "int64",
+    "timestamp",
+    "bool",
+    "string",
+    "string",
+    "float64",
+    "string",
+    "float64",
+    "float64",
+    "bool",
+]
 
 
 def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> pd.DataFrame:
@@ -362,19 +447,29 @@ def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> p
         with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as cp:
             for block in cp:
                 buf += block
-    arrow = {"int64": pa.int64(), "string": pa.string(), "float64": pa.float64(), "bool": pa.bool_(),
-             "timestamp": pa.timestamp("us", tz="UTC")}
+    arrow = {
+        "int64": pa.int64(),
+        "string": pa.string(),
+        "float64": pa.float64(),
+        "bool": pa.bool_(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
     if not buf:
         # Arrow refuses an empty CSV; a batch of participants with nothing answered yet is normal.
         table = pa.table({n: pa.array([], type=arrow[t]) for n, t in zip(names, types)})
         return _strings_as_objects(table.to_pandas(), names, types)
     # Arrow reads the bytearray in place (no copy of the batch's CSV text).
-    table = pacsv.read_csv(pa.py_buffer(buf),
-                           read_options=pacsv.ReadOptions(column_names=names),
-                           convert_options=pacsv.ConvertOptions(
-                               column_types={n: arrow[t] for n, t in zip(names, types)},
-                               true_values=["t"], false_values=["f"], strings_can_be_null=True,
-                               quoted_strings_can_be_null=False))
+    table = pacsv.read_csv(
+        pa.py_buffer(buf),
+        read_options=pacsv.ReadOptions(column_names=names),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: arrow[t] for n, t in zip(names, types)},
+            true_values=["t"],
+            false_values=["f"],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    )
     del buf
     df = table.to_pandas(types_mapper=None, split_blocks=True, self_destruct=True)
     del table  # self_destruct hands the Arrow buffers to pandas column by column instead of doubling them
@@ -389,13 +484,26 @@ def _strings_as_objects(df: pd.DataFrame, names: list[str], types: list[str]) ->
 
 
 def _long_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:
-    stmt = (select(Response.participant_id, Wave.code, Wave.offset_days,
-                   type_coerce(Response.completed_at, DateTime(timezone=True)), Response.out_of_window,
-                   Response.instrument, Score.scale, Score.value, Score.band, Score.level, Score.items_answered,
-                   Score.prorated)
-            .join(Response, Response.id == Score.response_id).join(Wave, Wave.id == Response.wave_id)
-            .where(_response_filter(plan, ids))
-            .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument, Score.id))
+    stmt = (
+        select(
+            Response.participant_id,
+            Wave.code,
+            Wave.offset_days,
+            type_coerce(Response.completed_at, DateTime(timezone=True)),
+            Response.out_of_window,
+            Response.instrument,
+            Score.scale,
+            Score.value,
+            Score.band,
+            Score.level,
+            Score.items_answered,
+            Score.prorated,
+        )
+        .join(Response, Response.id == Score.response_id)
+        .join(Wave, Wave.id == Response.wave_id)
+        .where(_response_filter(plan, ids))
+        .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument, Score.id)
+    )
     if session.get_bind().dialect.name == "postgresql":
         df = _copy_frame(session, stmt, _SCORE_COLUMNS, _SCORE_TYPES)
     else:
@@ -404,9 +512,16 @@ def _long_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFra
     return _dates(df, plan)
 
 
-def iter_long(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
-              secret: str = "", batch_size: int = DEFAULT_BATCH, plan: Plan | None = None
-              ) -> Iterator[pd.DataFrame]:
+def iter_long(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    filters: ExportFilters | None = None,
+    *,
+    secret: str = "",
+    batch_size: int = DEFAULT_BATCH,
+    plan: Plan | None = None,
+) -> Iterator[pd.DataFrame]:
     """The ``long`` frame of a study as DataFrame batches of whole participants.
 
     Parameters
@@ -429,8 +544,9 @@ def iter_long(session: Session, study: Study, actor: Actor, filters: ExportFilte
     """
     plan = plan or plan_export(session, study, actor, filters, secret=secret)
     cols = columns(plan, "long")
-    yield from _iter(session, plan, batch_size, lambda ids, people: dd_conform(
-        _long_batch(session, plan, ids, people), cols))
+    yield from _iter(
+        session, plan, batch_size, lambda ids, people: dd_conform(_long_batch(session, plan, ids, people), cols)
+    )
 
 
 def dd_conform(df: pd.DataFrame, cols: list[dd.Column]) -> pd.DataFrame:
@@ -452,8 +568,15 @@ def _iter(session: Session, plan: Plan, batch_size: int, build) -> Iterator[pd.D
         session.rollback()
 
 
-def long_frame(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
-               secret: str = "", batch_size: int = DEFAULT_BATCH) -> pd.DataFrame:
+def long_frame(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    filters: ExportFilters | None = None,
+    *,
+    secret: str = "",
+    batch_size: int = DEFAULT_BATCH,
+) -> pd.DataFrame:
     """The whole ``long`` frame (see :func:`iter_long`) as one DataFrame."""
     plan = plan_export(session, study, actor, filters, secret=secret)
     frames = list(iter_long(session, study, actor, plan=plan, batch_size=batch_size))
@@ -464,10 +587,18 @@ def long_frame(session: Session, study: Study, actor: Actor, filters: ExportFilt
 
 def _answers_rows(session: Session, plan: Plan, ids: list[int]) -> list:
     return session.execute(
-        select(Response.participant_id, Wave.code, Wave.offset_days, Response.completed_at, Response.instrument,
-               Response.answers)
-        .join(Wave, Wave.id == Response.wave_id).where(_response_filter(plan, ids))
-        .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument)).all()
+        select(
+            Response.participant_id,
+            Wave.code,
+            Wave.offset_days,
+            Response.completed_at,
+            Response.instrument,
+            Response.answers,
+        )
+        .join(Wave, Wave.id == Response.wave_id)
+        .where(_response_filter(plan, ids))
+        .order_by(Response.participant_id, Wave.offset_days, Wave.code, Response.instrument)
+    ).all()
 
 
 def _item_value(item, value, enrolled: pd.Timestamp, shift: int, plan: Plan) -> tuple[float | None, str | None]:
@@ -520,36 +651,83 @@ def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFr
             label = None
             if it is not None and it.options and num is not None:
                 label = next((o.label for o in it.options if o.code == raw), None)
-            out.append((pid, person["participant"], person["site"], person["arm"], wave, offset, days, code,
-                        item_code, num, text, label))
-    df = pd.DataFrame.from_records(out, columns=["pid", "participant", "site", "arm", "wave", "wave_offset", "days",
-                                                 "instrument", "item", "value", "value_text", "label"])
+            out.append(
+                (
+                    pid,
+                    person["participant"],
+                    person["site"],
+                    person["arm"],
+                    wave,
+                    offset,
+                    days,
+                    code,
+                    item_code,
+                    num,
+                    text,
+                    label,
+                )
+            )
+    df = pd.DataFrame.from_records(
+        out,
+        columns=[
+            "pid",
+            "participant",
+            "site",
+            "arm",
+            "wave",
+            "wave_offset",
+            "days",
+            "instrument",
+            "item",
+            "value",
+            "value_text",
+            "label",
+        ],
+    )
     if plan.filters.identifiers:
-        df = df.merge(people[["pid", "contact_name", "contact_email", "contact_phone", "contact_date_of_birth"]],
-                      on="pid", how="left")
+        df = df.merge(
+            people[["pid", "contact_name", "contact_email", "contact_phone", "contact_date_of_birth"]],
+            on="pid",
+            how="left",
+        )
     return df
 
 
-def iter_items(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
-               secret: str = "", batch_size: int = DEFAULT_BATCH, plan: Plan | None = None
-               ) -> Iterator[pd.DataFrame]:
+def iter_items(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    filters: ExportFilters | None = None,
+    *,
+    secret: str = "",
+    batch_size: int = DEFAULT_BATCH,
+    plan: Plan | None = None,
+) -> Iterator[pd.DataFrame]:
     """The ``items`` frame: one row per answered item (for psychometrics), in participant batches."""
     plan = plan or plan_export(session, study, actor, filters, secret=secret)
     cols = columns(plan, "items")
-    yield from _iter(session, plan, batch_size,
-                     lambda ids, people: dd_conform(_items_batch(session, plan, ids, people), cols))
+    yield from _iter(
+        session, plan, batch_size, lambda ids, people: dd_conform(_items_batch(session, plan, ids, people), cols)
+    )
 
 
-def _wide_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame,
-                cols: list[dd.Column]) -> pd.DataFrame:
+def _wide_batch(
+    session: Session, plan: Plan, ids: list[int], people: pd.DataFrame, cols: list[dd.Column]
+) -> pd.DataFrame:
     long = _long_batch(session, plan, ids, people)
     key = ["pid", "wave"]
     if long.empty:
         return pd.DataFrame(columns=[c.name for c in cols])
-    base = (long.groupby(key, sort=False)
-            .agg(wave_offset=("wave_offset", "first"), days=("days", "min"), completed_at=("completed_at", "min"),
-                 out_of_window=("out_of_window", "max"))
-            .reset_index())
+    base = (
+        long.groupby(key, sort=False)
+        .agg(
+            wave_offset=("wave_offset", "first"),
+            days=("days", "min"),
+            completed_at=("completed_at", "min"),
+            out_of_window=("out_of_window", "max"),
+        )
+        .reset_index()
+    )
     values = long.drop_duplicates(key + ["scale"]).set_index(key + ["scale"])["value"].unstack("scale")
     values.columns = [str(c) for c in values.columns]
     base = base.merge(values.reset_index(), on=key, how="left")
@@ -558,8 +736,11 @@ def _wide_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFra
         for pid, wave, _offset, _at, code, answers in _answers_rows(session, plan, ids):
             rec = {"pid": pid, "wave": wave}
             for item_code, v in (answers or {}).items():
-                if (code, item_code) not in plan.dropped_items and isinstance(v, (int, float)) \
-                        and not isinstance(v, bool):
+                if (
+                    (code, item_code) not in plan.dropped_items
+                    and isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                ):
                     rec[item_code] = v
                 elif (code, item_code) not in plan.dropped_items and v is not None and not plan.deidentified:
                     rec[item_code] = v
@@ -575,14 +756,22 @@ def _wide_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFra
     return base.sort_values(["pid", "_w"], kind="stable")
 
 
-def iter_wide(session: Session, study: Study, actor: Actor, filters: ExportFilters | None = None, *,
-              secret: str = "", batch_size: int = DEFAULT_BATCH, plan: Plan | None = None
-              ) -> Iterator[pd.DataFrame]:
+def iter_wide(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    filters: ExportFilters | None = None,
+    *,
+    secret: str = "",
+    batch_size: int = DEFAULT_BATCH,
+    plan: Plan | None = None,
+) -> Iterator[pd.DataFrame]:
     """The ``wide`` frame: one row per participant × wave, a column per scale (and per item)."""
     plan = plan or plan_export(session, study, actor, filters, secret=secret)
     cols = columns(plan, "wide")
-    yield from _iter(session, plan, batch_size,
-                     lambda ids, people: dd_conform(_wide_batch(session, plan, ids, people, cols), cols))
+    yield from _iter(
+        session, plan, batch_size, lambda ids, people: dd_conform(_wide_batch(session, plan, ids, people, cols), cols)
+    )
 
 
 ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items}
@@ -593,25 +782,42 @@ def iter_shape(session: Session, plan: Plan, shape: str, batch_size: int = DEFAU
     return ITERATORS[shape](session, plan.study, plan.actor, plan=plan, batch_size=batch_size)
 
 
-def audit_export(session: Session, plan: Plan, *, shape: str, fmt: str, complete: bool,
-                 error: str | None = None) -> None:
+def audit_export(
+    session: Session, plan: Plan, *, shape: str, fmt: str, complete: bool, error: str | None = None
+) -> None:
     """Record one export (parameters and row count) in the audit trail and commit it."""
-    record(session, plan.actor, "export", "study", plan.study_id, study_id=plan.study_id,
-           after={"shape": shape, "format": fmt, **plan.filters.params(), "deidentified": plan.deidentified,
-                  "date_mode": plan.date_mode if plan.shift_dates else "calendar", "rows": plan.rows,
-                  "complete": complete, **({"error": error} if error else {})})
+    record(
+        session,
+        plan.actor,
+        "export",
+        "study",
+        plan.study_id,
+        study_id=plan.study_id,
+        after={
+            "shape": shape,
+            "format": fmt,
+            **plan.filters.params(),
+            "deidentified": plan.deidentified,
+            "date_mode": plan.date_mode if plan.shift_dates else "calendar",
+            "rows": plan.rows,
+            "complete": complete,
+            **({"error": error} if error else {}),
+        },
+    )
     session.commit()
 
 
-def update_settings(session: Session, study: Study, actor: Actor, *, date_mode: str | None,
-                    free_text_items: list[str] | None) -> ExportSettings:
+def update_settings(
+    session: Session, study: Study, actor: Actor, *, date_mode: str | None, free_text_items: list[str] | None
+) -> ExportSettings:
     """Change a study's export settings (audited; the caller commits)."""
     from api.auth.dependencies import ensure_can_write
 
     ensure_can_write(actor)
     current = session.get(ExportSettings, study.id)
-    before = None if current is None else {"date_mode": current.date_mode,
-                                           "free_text_items": list(current.free_text_items)}
+    before = (
+        None if current is None else {"date_mode": current.date_mode, "free_text_items": list(current.free_text_items)}
+    )
     if current is None:
         current = ExportSettings(study_id=study.id)
     if free_text_items is not None:
@@ -622,9 +828,11 @@ def update_settings(session: Session, study: Study, actor: Actor, *, date_mode: 
             if inst is None or item not in {i.code for i in inst.items}:
                 bad.append(n)
         if bad:
-            raise Unprocessable(["body", "free_text_items", bad[0]],
-                                "expected instrument.item naming an item of a registered instrument",
-                                "unknown_item")
+            raise Unprocessable(
+                ["body", "free_text_items", bad[0]],
+                "expected instrument.item naming an item of a registered instrument",
+                "unknown_item",
+            )
         current.free_text_items = sorted(set(free_text_items))
     if date_mode is not None:
         current.date_mode = date_mode
@@ -633,7 +841,14 @@ def update_settings(session: Session, study: Study, actor: Actor, *, date_mode: 
     current.updated_at = utcnow()
     session.add(current)
     session.flush()
-    record(session, actor, "update" if before else "create", "export_settings", study.id, study_id=study.id,
-           before=before, after={"date_mode": current.date_mode, "free_text_items": list(current.free_text_items)})
+    record(
+        session,
+        actor,
+        "update" if before else "create",
+        "export_settings",
+        study.id,
+        study_id=study.id,
+        before=before,
+        after={"date_mode": current.date_mode, "free_text_items": list(current.free_text_items)},
+    )
     return current
-

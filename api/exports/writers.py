@@ -16,6 +16,7 @@ Examples
 >>> b"".join(write_csv(iter([pd.DataFrame({"participant": ["007"], "value": [1.5]})]), cols)).decode()
 'participant,value\\n"007",1.5\\n'
 """
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,13 @@ import pyarrow as pa
 from api.exports.dictionary import Column
 
 FORMATS = ("csv", "json", "parquet", "dta", "sav")
-MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json",
-               "parquet": "application/vnd.apache.parquet", "dta": "application/x-stata-dta",
-               "sav": "application/x-spss-sav"}
+MEDIA_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "parquet": "application/vnd.apache.parquet",
+    "dta": "application/x-stata-dta",
+    "sav": "application/x-spss-sav",
+}
 
 
 def conform(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
@@ -118,14 +123,21 @@ def write_json(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterat
     yield b"]"
 
 
-_ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-          "datetime": pa.timestamp("us", tz="UTC")}
+_ARROW = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "datetime": pa.timestamp("us", tz="UTC"),
+}
 
 
 def arrow_schema(columns: list[Column], dictionary: dict[str, Any] | None = None) -> pa.Schema:
     """Arrow schema with each field's label (and the whole data dictionary) as metadata."""
-    fields = [pa.field(c.name, _ARROW[c.kind], metadata={"label": c.label, **({"unit": c.unit} if c.unit else {})})
-              for c in columns]
+    fields = [
+        pa.field(c.name, _ARROW[c.kind], metadata={"label": c.label, **({"unit": c.unit} if c.unit else {})})
+        for c in columns
+    ]
     meta = {"peerlens.dictionary": json.dumps(dictionary, default=str)} if dictionary is not None else None
     return pa.schema(fields, metadata=meta)
 
@@ -159,8 +171,9 @@ class _Chunks:
         return out
 
 
-def write_parquet(batches: Iterable[pd.DataFrame], columns: list[Column],
-                  dictionary: dict[str, Any] | None = None) -> Iterator[bytes]:
+def write_parquet(
+    batches: Iterable[pd.DataFrame], columns: list[Column], dictionary: dict[str, Any] | None = None
+) -> Iterator[bytes]:
     """Parquet, one row group per batch, streamed as each row group is finished."""
     import pyarrow.parquet as pq  # only Parquet exports need it; keeps it out of start-up
 
@@ -195,15 +208,19 @@ def _stat_frame(batches: Iterable[pd.DataFrame], columns: list[Column]) -> tuple
             df[c.name] = df[c.name].dt.tz_convert("UTC").dt.tz_localize(None)
         elif c.kind == "string":
             df[c.name] = df[c.name].fillna("").astype(object)
-        if c.kind == "float" and c.values and all(isinstance(code, (int, float)) and not isinstance(code, bool)
-                                                  for code, _ in c.values):
+        if (
+            c.kind == "float"
+            and c.values
+            and all(isinstance(code, (int, float)) and not isinstance(code, bool) for code, _ in c.values)
+        ):
             value_labels[c.name] = {code: label for code, label in c.values}
     labels = [c.label[:80] for c in columns]
     return df, value_labels, labels
 
 
-def write_stat(batches: Iterable[pd.DataFrame], columns: list[Column], fmt: str,
-               chunk_size: int = 1 << 20) -> Iterator[bytes]:
+def write_stat(
+    batches: Iterable[pd.DataFrame], columns: list[Column], fmt: str, chunk_size: int = 1 << 20
+) -> Iterator[bytes]:
     """Stata 15 ``.dta`` or SPSS ``.sav`` with variable labels and value labels (via ReadStat)."""
     import pyreadstat
 
@@ -226,8 +243,9 @@ def write_stat(batches: Iterable[pd.DataFrame], columns: list[Column], fmt: str,
         os.unlink(path)
 
 
-def write(fmt: str, batches: Iterable[pd.DataFrame], columns: list[Column],
-          dictionary: dict[str, Any] | None = None) -> Iterator[bytes]:
+def write(
+    fmt: str, batches: Iterable[pd.DataFrame], columns: list[Column], dictionary: dict[str, Any] | None = None
+) -> Iterator[bytes]:
     """Dispatch on ``fmt`` (one of :data:`FORMATS`)."""
     if fmt == "csv":
         return write_csv(batches, columns)

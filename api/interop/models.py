@@ -3,6 +3,7 @@
 The instrument registry lives in process memory; the dictionary rows of each imported form are kept
 here so every process re-registers them at start-up (:func:`api.interop.service.load_custom_instruments`).
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -14,6 +14,7 @@ Examples
 >>> event_name("Month-6")
 'month_6_arm_1'
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,7 +26,7 @@ import pandas as pd
 from sqlmodel import Session
 
 from api.exports import service
-from api.exports.service import CONTEXT, Plan
+from api.exports.service import Plan
 
 STRUCTURAL = ("record_id", "redcap_event_name", "redcap_data_access_group")
 
@@ -118,12 +119,22 @@ def _answer_rows(session: Session, plan: Plan, ids: list[int]):
     from api.studies.models import Wave
 
     return session.execute(
-        select(Response.participant_id, Wave.code, Wave.offset_days, Response.completed_at, Response.instrument,
-               Response.answers)
+        select(
+            Response.participant_id,
+            Wave.code,
+            Wave.offset_days,
+            Response.completed_at,
+            Response.instrument,
+            Response.answers,
+        )
         .join(Wave, Wave.id == Response.wave_id)
-        .where(Response.participant_id.in_(ids), Response.wave_id.in_(plan.wave_ids),
-               Response.instrument.in_(plan.instruments))
-        .order_by(Response.participant_id, Wave.offset_days, Response.instrument)).all()
+        .where(
+            Response.participant_id.in_(ids),
+            Response.wave_id.in_(plan.wave_ids),
+            Response.instrument.in_(plan.instruments),
+        )
+        .order_by(Response.participant_id, Wave.offset_days, Response.instrument)
+    ).all()
 
 
 def stream_records(engine, plan: Plan) -> Iterator[bytes]:
@@ -154,11 +165,26 @@ def records_csv(session: Session, plan: Plan) -> str:
     return buf.getvalue()
 
 
-DD_HEADER = ("Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
-             "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
-             "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
-             "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
-             "Matrix Ranking?", "Field Annotation")
+DD_HEADER = (
+    "Variable / Field Name",
+    "Form Name",
+    "Section Header",
+    "Field Type",
+    "Field Label",
+    "Choices, Calculations, OR Slider Labels",
+    "Field Note",
+    "Text Validation Type OR Show Slider Number",
+    "Text Validation Min",
+    "Text Validation Max",
+    "Identifier?",
+    "Branching Logic (Show field only if...)",
+    "Required Field?",
+    "Custom Alignment",
+    "Question Number (surveys only)",
+    "Matrix Group Name",
+    "Matrix Ranking?",
+    "Field Annotation",
+)
 
 
 def _num(v) -> str:
@@ -189,6 +215,26 @@ def data_dictionary_csv(plan: Plan) -> str:
                 validation = "date_ymd"
             elif it.kind == "datetime":
                 validation = "datetime_ymd"
-            w.writerow([it.code, code, "", ftype, label, choices, "", validation, lo, hi,
-                        "y" if it.identifier else "", "", "y" if it.required else "", "", "", "", "", ""])
+            w.writerow(
+                [
+                    it.code,
+                    code,
+                    "",
+                    ftype,
+                    label,
+                    choices,
+                    "",
+                    validation,
+                    lo,
+                    hi,
+                    "y" if it.identifier else "",
+                    "",
+                    "y" if it.required else "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
     return buf.getvalue()

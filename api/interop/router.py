@@ -1,4 +1,5 @@
 """/studies/{id}/imports/redcap: a REDCap dictionary and records export into a study."""
+
 from __future__ import annotations
 
 import json
@@ -22,12 +23,15 @@ def _event_map(raw: str) -> dict[str, str]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
-        raise Unprocessable(["body", "event_map"], "expected a JSON object of event name to wave code",
-                            "json_invalid")
-    if not isinstance(value, dict) or not value or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()):
-        raise Unprocessable(["body", "event_map"], "expected a non-empty JSON object of event name to wave code",
-                            "event_map_invalid")
+        raise Unprocessable(["body", "event_map"], "expected a JSON object of event name to wave code", "json_invalid")
+    if (
+        not isinstance(value, dict)
+        or not value
+        or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items())
+    ):
+        raise Unprocessable(
+            ["body", "event_map"], "expected a non-empty JSON object of event name to wave code", "event_map_invalid"
+        )
     return value
 
 
@@ -40,27 +44,43 @@ def _text(upload: UploadFile, loc: str) -> str:
 
 
 @router.post("/studies/{study_id}/imports/redcap")
-def import_redcap_route(records: UploadFile = File(..., description="REDCap flat records export (CSV)"),
-                        event_map: str = Form(..., description='JSON, e.g. {"baseline_arm_1": "baseline"}; '
-                                                               '"*" maps every event'),
-                        dictionary: UploadFile | None = File(None, description="REDCap data dictionary (CSV)"),
-                        dry_run: bool = Form(False), default_site: str | None = Form(None),
-                        actor: Actor = Depends(authorize("admin", "coordinator")),
-                        study: Study = Depends(valid_study), session: Session = Depends(get_session)):
+def import_redcap_route(
+    records: UploadFile = File(..., description="REDCap flat records export (CSV)"),
+    event_map: str = Form(..., description='JSON, e.g. {"baseline_arm_1": "baseline"}; "*" maps every event'),
+    dictionary: UploadFile | None = File(None, description="REDCap data dictionary (CSV)"),
+    dry_run: bool = Form(False),
+    default_site: str | None = Form(None),
+    actor: Actor = Depends(authorize("admin", "coordinator")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     """Import REDCap data through the same validation, scoring and audit as any submission.
 
     200 with the report (``committed: true``) when written or on ``dry_run``; 422 with the report
     (``detail`` + ``report``) when any row failed, in which case nothing was written.
     """
     mapping = _event_map(event_map)
-    report = import_redcap(session, study, actor, records_csv=_text(records, "records"), event_map=mapping,
-                           dictionary_csv=_text(dictionary, "dictionary") if dictionary is not None else None,
-                           dry_run=dry_run, default_site=default_site)
+    report = import_redcap(
+        session,
+        study,
+        actor,
+        records_csv=_text(records, "records"),
+        event_map=mapping,
+        dictionary_csv=_text(dictionary, "dictionary") if dictionary is not None else None,
+        dry_run=dry_run,
+        default_site=default_site,
+    )
     if report.committed:
         session.commit()
     body = report.as_dict()
     if not report.ok:
-        detail = [{"loc": ["body", "records", e.row if e.row is not None else "", e.field or ""],
-                   "msg": e.msg, "type": e.kind} for e in report.errors]
+        detail = [
+            {
+                "loc": ["body", "records", e.row if e.row is not None else "", e.field or ""],
+                "msg": e.msg,
+                "type": e.kind,
+            }
+            for e in report.errors
+        ]
         return JSONResponse({"detail": detail, "report": body}, status_code=422)
     return body

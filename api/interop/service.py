@@ -14,6 +14,7 @@ Examples
 >>> report.ok, report.counts["responses"]  # doctest: +SKIP
 (True, 120)
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,14 +22,13 @@ import dataclasses
 import io
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import instruments
-from instruments.model import Instrument
 from sqlmodel import Session, select
 
+import instruments
 from api.audit.service import record
 from api.auth.dependencies import ensure_can_write
 from api.auth.service import Actor
@@ -38,11 +38,17 @@ from api.participants.models import Participant
 from api.participants.service import enrol
 from api.responses.service import submit_response
 from api.studies.models import Site, Study, Wave
+from instruments.model import Instrument
 
 log = logging.getLogger("peerlens.interop")
 
-STRUCTURAL = {"redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance",
-              "redcap_data_access_group", "redcap_survey_identifier"}
+STRUCTURAL = {
+    "redcap_event_name",
+    "redcap_repeat_instrument",
+    "redcap_repeat_instance",
+    "redcap_data_access_group",
+    "redcap_survey_identifier",
+}
 MAX_ISSUES = 500
 
 
@@ -84,10 +90,17 @@ class ImportReport:
             self.warnings.append(issue)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "dry_run": self.dry_run, "committed": self.committed, "counts": self.counts,
-                "instruments": self.instruments, "unmapped_events": self.unmapped_events,
-                "unmapped_fields": self.unmapped_fields, "errors": [e.as_dict() for e in self.errors],
-                "warnings": [w.as_dict() for w in self.warnings]}
+        return {
+            "ok": self.ok,
+            "dry_run": self.dry_run,
+            "committed": self.committed,
+            "counts": self.counts,
+            "instruments": self.instruments,
+            "unmapped_events": self.unmapped_events,
+            "unmapped_fields": self.unmapped_fields,
+            "errors": [e.as_dict() for e in self.errors],
+            "warnings": [w.as_dict() for w in self.warnings],
+        }
 
 
 class ImportRejected(ApiError):
@@ -145,8 +158,9 @@ def _form_rows(dictionary_csv: str) -> dict[str, str]:
     return texts
 
 
-def _resolve_instruments(session: Session, study: Study, dictionary_csv: str | None,
-                         report: ImportReport) -> tuple[dict[str, Instrument], dict[str, str], list[str]]:
+def _resolve_instruments(
+    session: Session, study: Study, dictionary_csv: str | None, report: ImportReport
+) -> tuple[dict[str, Instrument], dict[str, str], list[str]]:
     """(form → instrument, form → dictionary text to persist, codes registered by this call)."""
     forms: dict[str, Instrument] = {}
     persist: dict[str, str] = {}
@@ -177,8 +191,13 @@ def _resolve_instruments(session: Session, study: Study, dictionary_csv: str | N
             known = {i.code for i in existing.items}
             for it in inst.items:
                 if it.code not in known:
-                    report.warn(Issue("field_not_in_instrument",
-                                      f"field is not an item of the built-in instrument {inst.code}", field=it.code))
+                    report.warn(
+                        Issue(
+                            "field_not_in_instrument",
+                            f"field is not an item of the built-in instrument {inst.code}",
+                            field=it.code,
+                        )
+                    )
             forms[inst.code] = existing
             report.instruments[inst.code] = "built-in"
             continue
@@ -187,8 +206,9 @@ def _resolve_instruments(session: Session, study: Study, dictionary_csv: str | N
                 forms[inst.code] = existing  # the same form imported by another study: share it
                 report.instruments[inst.code] = "shared"
                 continue
-            report.error(Issue("form_in_use", "an instrument with this code was imported by another study",
-                               field=inst.code))
+            report.error(
+                Issue("form_in_use", "an instrument with this code was imported by another study", field=inst.code)
+            )
             continue
         forms[inst.code] = inst
         instruments.register(inst, replace=True)
@@ -212,8 +232,9 @@ def _value(item, raw: str) -> tuple[Any, bool]:
             f = float(raw)
         except ValueError:
             return None, False
-        return (int(f) if item.kind == "integer" and f.is_integer() else f), not (item.kind == "integer"
-                                                                                  and not f.is_integer())
+        return (int(f) if item.kind == "integer" and f.is_integer() else f), not (
+            item.kind == "integer" and not f.is_integer()
+        )
     return raw, True
 
 
@@ -223,19 +244,27 @@ def _timestamp(raw: str) -> datetime | None:
         return None
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
         try:
-            return datetime.strptime(raw, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(raw, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     try:
         d = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+        return d if d.tzinfo else d.replace(tzinfo=UTC)
     except ValueError:
         return None
 
 
-def import_redcap(session: Session, study: Study, actor: Actor, *, records_csv: str | bytes,
-                  event_map: dict[str, str], dictionary_csv: str | bytes | None = None,
-                  dry_run: bool = False, default_site: str | None = None) -> ImportReport:
+def import_redcap(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    *,
+    records_csv: str | bytes,
+    event_map: dict[str, str],
+    dictionary_csv: str | bytes | None = None,
+    dry_run: bool = False,
+    default_site: str | None = None,
+) -> ImportReport:
     """Import a REDCap flat records export (and optionally its data dictionary) into ``study``.
 
     Parameters
@@ -271,12 +300,31 @@ def import_redcap(session: Session, study: Study, actor: Actor, *, records_csv: 
             for code, text in persist.items():
                 if not session.exec(select(StudyInstrument).where(StudyInstrument.code == code)).first():
                     session.add(StudyInstrument(study_id=study.id, code=code, dictionary_csv=text))
-                    record(session, actor, "create", "study_instrument", code, study_id=study.id,
-                           after={"code": code, "source": "redcap_dictionary"})
-            record(session, actor, "import", "study", study.id, study_id=study.id,
-                   after={"format": "redcap", "event_map": event_map, **report.counts,
-                          "warnings": len(report.warnings), "unmapped_events": report.unmapped_events,
-                          "unmapped_fields": report.unmapped_fields})
+                    record(
+                        session,
+                        actor,
+                        "create",
+                        "study_instrument",
+                        code,
+                        study_id=study.id,
+                        after={"code": code, "source": "redcap_dictionary"},
+                    )
+            record(
+                session,
+                actor,
+                "import",
+                "study",
+                study.id,
+                study_id=study.id,
+                after={
+                    "format": "redcap",
+                    "event_map": event_map,
+                    **report.counts,
+                    "warnings": len(report.warnings),
+                    "unmapped_events": report.unmapped_events,
+                    "unmapped_fields": report.unmapped_fields,
+                },
+            )
             session.flush()
     except ApiError as exc:
         report.error(Issue(exc.errors[0].get("type", "error"), exc.errors[0].get("msg", "")))
@@ -294,8 +342,16 @@ def _persisted_codes(session: Session) -> set[str]:
     return set(session.exec(select(StudyInstrument.code)).all())
 
 
-def _import_rows(session: Session, study: Study, actor: Actor, text: str, event_map: dict[str, str],
-                 forms: dict[str, Instrument], default_site: str | None, report: ImportReport) -> None:
+def _import_rows(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    text: str,
+    event_map: dict[str, str],
+    forms: dict[str, Instrument],
+    default_site: str | None,
+    report: ImportReport,
+) -> None:
     reader = csv.reader(io.StringIO(text))
     try:
         header = [h.strip() for h in next(reader)]
@@ -308,8 +364,11 @@ def _import_rows(session: Session, study: Study, actor: Actor, text: str, event_
     waves = {w.code: w for w in session.exec(select(Wave).where(Wave.study_id == study.id)).all()}
     for ev, wave in event_map.items():
         if wave not in waves:
-            report.error(Issue("unknown_wave", f"event {ev!r} is mapped to wave {wave!r}, which the study lacks",
-                               field="event_map"))
+            report.error(
+                Issue(
+                    "unknown_wave", f"event {ev!r} is mapped to wave {wave!r}, which the study lacks", field="event_map"
+                )
+            )
     if not report.ok:
         return
     # Forms: from the dictionary, else every known instrument whose items appear in the header.
@@ -350,9 +409,15 @@ def _import_rows(session: Session, study: Study, actor: Actor, text: str, event_
             report.unmapped_events[event] = report.unmapped_events.get(event, 0) + 1
             continue
         if row.get("redcap_repeat_instrument") or row.get("redcap_repeat_instance"):
-            report.warn(Issue("repeating_instance_skipped",
-                              "repeating instruments/events have no Peerlens equivalent; row skipped",
-                              row=n, field="redcap_repeat_instance", record=rec))
+            report.warn(
+                Issue(
+                    "repeating_instance_skipped",
+                    "repeating instruments/events have no Peerlens equivalent; row skipped",
+                    row=n,
+                    field="redcap_repeat_instance",
+                    record=rec,
+                )
+            )
             continue
         info = record_rows.setdefault(rec, {"row": n, "dag": row.get("redcap_data_access_group", ""), "stamps": []})
         for code, inst in forms.items():
@@ -364,8 +429,15 @@ def _import_rows(session: Session, study: Study, actor: Actor, text: str, event_
                     continue
                 v, ok = _value(it, raw)
                 if not ok:
-                    report.error(Issue("invalid_value", f"value not allowed for item {it.code} of {code}",
-                                       row=n, field=it.code, record=rec))
+                    report.error(
+                        Issue(
+                            "invalid_value",
+                            f"value not allowed for item {it.code} of {code}",
+                            row=n,
+                            field=it.code,
+                            record=rec,
+                        )
+                    )
                     bad = True
                     continue
                 answers[it.code] = v
@@ -379,8 +451,15 @@ def _import_rows(session: Session, study: Study, actor: Actor, text: str, event_
                 info["stamps"].append((waves[wave].offset_days, stamp))
             key = (rec, wave, code)
             if key in groups:
-                report.warn(Issue("duplicate_form", "form already imported for this record and wave; row skipped",
-                                  row=n, field=code, record=rec))
+                report.warn(
+                    Issue(
+                        "duplicate_form",
+                        "form already imported for this record and wave; row skipped",
+                        row=n,
+                        field=code,
+                        record=rec,
+                    )
+                )
                 continue
             groups[key] = {"row": n, "answers": answers, "completed_at": stamp}
     if not report.ok:
@@ -390,21 +469,42 @@ def _import_rows(session: Session, study: Study, actor: Actor, text: str, event_
             continue
         site_code = info["dag"] if info["dag"] in sites else default_site
         if site_code not in sites:
-            report.error(Issue("unknown_site", "new record needs redcap_data_access_group or default_site naming "
-                                               "a site of the study", row=info["row"],
-                               field="redcap_data_access_group", record=rec))
+            report.error(
+                Issue(
+                    "unknown_site",
+                    "new record needs redcap_data_access_group or default_site naming a site of the study",
+                    row=info["row"],
+                    field="redcap_data_access_group",
+                    record=rec,
+                )
+            )
             continue
         if info["stamps"]:
             offset, stamp = min(info["stamps"], key=lambda s: s[1])
             enrolled_on = stamp.astimezone(tz).date() - timedelta(days=offset)
         else:
-            enrolled_on = datetime.now(timezone.utc).astimezone(tz).date()
+            enrolled_on = datetime.now(UTC).astimezone(tz).date()
         try:
-            p = enrol(session, study=study, site_code=site_code, enrolled_on=enrolled_on, consent_date=enrolled_on,
-                      consent_version="redcap-import", actor=actor, study_code=rec[:40])
+            p = enrol(
+                session,
+                study=study,
+                site_code=site_code,
+                enrolled_on=enrolled_on,
+                consent_date=enrolled_on,
+                consent_version="redcap-import",
+                actor=actor,
+                study_code=rec[:40],
+            )
         except ApiError as exc:
-            report.error(Issue(exc.errors[0].get("type", "error"), exc.errors[0].get("msg", ""), row=info["row"],
-                               field=rid, record=rec))
+            report.error(
+                Issue(
+                    exc.errors[0].get("type", "error"),
+                    exc.errors[0].get("msg", ""),
+                    row=info["row"],
+                    field=rid,
+                    record=rec,
+                )
+            )
             continue
         people[rec] = p
         report.counts["participants_created"] += 1
@@ -418,26 +518,53 @@ def _import_rows(session: Session, study: Study, actor: Actor, text: str, event_
             wave.instruments = list(wave.instruments) + [code]
             session.add(wave)
             session.flush()
-            record(session, actor, "update", "wave", wave.id, study_id=study.id,
-                   before={"instruments": [c for c in wave.instruments if c != code]},
-                   after={"instruments": list(wave.instruments)}, reason="REDCap import")
+            record(
+                session,
+                actor,
+                "update",
+                "wave",
+                wave.id,
+                study_id=study.id,
+                before={"instruments": [c for c in wave.instruments if c != code]},
+                after={"instruments": list(wave.instruments)},
+                reason="REDCap import",
+            )
             report.warn(Issue("form_added_to_wave", f"form {code} added to wave {wave_code}", field=code))
         completed_at = g["completed_at"]
         if completed_at is None:
             assumed += 1
             due = p.enrolled_on + timedelta(days=wave.offset_days)
-            completed_at = datetime.combine(due, time(12), tzinfo=tz).astimezone(timezone.utc)
-            if completed_at > datetime.now(timezone.utc):
-                completed_at = datetime.now(timezone.utc)
+            completed_at = datetime.combine(due, time(12), tzinfo=tz).astimezone(UTC)
+            if completed_at > datetime.now(UTC):
+                completed_at = datetime.now(UTC)
         try:
-            submit_response(session, participant=p, wave_code=wave_code, instrument_code=code, answers=g["answers"],
-                            completed_at=completed_at, mode="import", actor=actor)
+            submit_response(
+                session,
+                participant=p,
+                wave_code=wave_code,
+                instrument_code=code,
+                answers=g["answers"],
+                completed_at=completed_at,
+                mode="import",
+                actor=actor,
+            )
             report.counts["responses"] += 1
         except ApiError as exc:
             for e in exc.errors:
                 loc = e.get("loc") or []
-                report.error(Issue(e.get("type", "error"), e.get("msg", ""), row=g["row"],
-                                   field=str(loc[-1]) if loc else code, record=rec))
+                report.error(
+                    Issue(
+                        e.get("type", "error"),
+                        e.get("msg", ""),
+                        row=g["row"],
+                        field=str(loc[-1]) if loc else code,
+                        record=rec,
+                    )
+                )
     if assumed:
-        report.warn(Issue("completed_at_assumed",
-                          f"{assumed} form(s) without <form>_timestamp were dated at noon of the wave's due date"))
+        report.warn(
+            Issue(
+                "completed_at_assumed",
+                f"{assumed} form(s) without <form>_timestamp were dated at noon of the wave's due date",
+            )
+        )

@@ -5,6 +5,7 @@ Examples
 >>> LinkSettings(PEERLENS_LINK_GRACE_DAYS=2).grace_days
 2
 """
+
 from __future__ import annotations
 
 from functools import lru_cache

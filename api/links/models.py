@@ -1,4 +1,5 @@
 """The personal form link of a participant for one wave."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -22,8 +23,10 @@ class ParticipantLink(SQLModel, table=True):
     """
 
     __tablename__ = "participant_link"
-    __table_args__ = (UniqueConstraint("token_hash"),
-                      Index("ix_participant_link_participant_wave", "participant_id", "wave_id"))
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        Index("ix_participant_link_participant_wave", "participant_id", "wave_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = Field(foreign_key="study.id", index=True)

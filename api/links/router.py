@@ -1,7 +1,9 @@
 """/participants/{id}/links: issue, list and revoke personal form links (admins, coordinators)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Response as HttpResponse
+from fastapi import APIRouter, Depends, Path
+from fastapi import Response as HttpResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
@@ -18,16 +20,24 @@ LINK_ROLES = ("admin", "coordinator")
 
 
 @router.get("/participants/{participant_id}/links", response_model=list[LinkStatus])
-def list_links(actor: Actor = Depends(authorize(*LINK_ROLES)),
-               participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
+def list_links(
+    actor: Actor = Depends(authorize(*LINK_ROLES)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
     """Each wave's link state, the live link (the one reminders send), and which instruments the
     web form offers (and why not). Listing never issues or revokes anything."""
     return service.link_status(session, participant)
 
 
 @router.post("/participants/{participant_id}/links", status_code=201, response_model=LinkIssued)
-def issue(body: LinkCreate, http_response: HttpResponse, actor: Actor = Depends(authorize(*LINK_ROLES)),
-          participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
+def issue(
+    body: LinkCreate,
+    http_response: HttpResponse,
+    actor: Actor = Depends(authorize(*LINK_ROLES)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
     """Issue (or re-issue, revoking the previous one) the personal link for a wave.
 
     The service keeps the token's hash and the nonce it is derived from, never the token.
@@ -41,8 +51,12 @@ def issue(body: LinkCreate, http_response: HttpResponse, actor: Actor = Depends(
 
 
 @router.delete("/participants/{participant_id}/links/{wave_code}", status_code=204)
-def revoke(wave_code: str = Path(min_length=1, max_length=40), actor: Actor = Depends(authorize(*LINK_ROLES)),
-           participant: Participant = Depends(valid_participant), session: Session = Depends(get_session)):
+def revoke(
+    wave_code: str = Path(min_length=1, max_length=40),
+    actor: Actor = Depends(authorize(*LINK_ROLES)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
     """Revoke the live link of a wave; the participant's old link then answers 404."""
     wave = get_wave(session, participant.study_id, wave_code, loc=("path", "wave_code"))
     service.revoke_link(session, participant, wave, actor)

@@ -14,6 +14,7 @@ Examples
 >>> [i.instrument for i in ctx.offered]  # doctest: +SKIP
 ['phq9', 'gad7']
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,11 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import instruments
-from instruments.model import Instrument, InstrumentError
 from sqlalchemy import tuple_, update
 from sqlmodel import Session, select
 
+import instruments
 from api.audit.service import record
 from api.auth.dependencies import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
@@ -41,6 +41,7 @@ from api.links.schemas import LinkStatus, OfferedInstrument
 from api.participants.models import Participant
 from api.participants.service import window
 from api.studies.models import Study, Wave
+from instruments.model import Instrument, InstrumentError
 
 # Participants in these states may still answer; withdrawn (and closed) ones may not.
 ANSWERING_STATUSES = ("active", "lost_to_follow_up")
@@ -86,8 +87,9 @@ def offer(code: str) -> tuple[bool, str | None]:
     except InstrumentError:
         return False, "unknown instrument"
     if not inst.wording_shipped and not inst.notes.get("wording_loaded"):
-        return False, ("licensed item wording is not loaded (instruments.load_wording); "
-                       "collect it through the REST API instead")
+        return False, (
+            "licensed item wording is not loaded (instruments.load_wording); collect it through the REST API instead"
+        )
     if any(not it.text for it in inst.items):
         return False, "some items have no wording"
     return True, None
@@ -135,8 +137,11 @@ def _completed(session: Session, pairs: list[Pair]) -> dict[Pair, set[str]]:
 
     done: dict[Pair, set[str]] = {p: set() for p in pairs}
     if pairs:
-        rows = session.exec(select(Response.participant_id, Response.wave_id, Response.instrument).where(
-            tuple_(Response.participant_id, Response.wave_id).in_(pairs))).all()
+        rows = session.exec(
+            select(Response.participant_id, Response.wave_id, Response.instrument).where(
+                tuple_(Response.participant_id, Response.wave_id).in_(pairs)
+            )
+        ).all()
         for pid, wid, code in rows:
             done[(pid, wid)].add(code)
     return done
@@ -146,8 +151,15 @@ def _offered(session: Session, participant: Participant, wave: Wave) -> list[Off
     return _offered_from(wave, _completed(session, [(participant.id, wave.id)])[(participant.id, wave.id)])
 
 
-def _may_issue(session: Session, participant: Participant, wave: Wave, actor: Actor, now: datetime,
-               grace: timedelta | None, studies: dict[int, Study] | None = None) -> datetime:
+def _may_issue(
+    session: Session,
+    participant: Participant,
+    wave: Wave,
+    actor: Actor,
+    now: datetime,
+    grace: timedelta | None,
+    studies: dict[int, Study] | None = None,
+) -> datetime:
     """The refusals decided without looking at responses; returns the new link's ``expires_at``.
 
     ``studies`` keeps the studies loaded for a batch (the session's identity map holds them weakly).
@@ -157,8 +169,11 @@ def _may_issue(session: Session, participant: Participant, wave: Wave, actor: Ac
     if wave.study_id != participant.study_id:
         raise NotFound(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
     if participant.status not in ANSWERING_STATUSES:
-        raise Conflict(["path", "participant_id"], f"the participant's status is {participant.status}; "
-                       "no link is issued", "participant_not_active")
+        raise Conflict(
+            ["path", "participant_id"],
+            f"the participant's status is {participant.status}; no link is issued",
+            "participant_not_active",
+        )
     studies = {} if studies is None else studies
     study = studies.get(participant.study_id)
     if study is None:
@@ -173,15 +188,16 @@ def _may_issue(session: Session, participant: Participant, wave: Wave, actor: Ac
 def _check_offered(offered: list[OfferedInstrument]) -> None:
     if not any(o.offered for o in offered):
         reasons = "; ".join(f"{o.instrument}: {o.reason}" for o in offered)
-        raise Conflict(["body", "wave"], f"the web form can offer no instrument of this wave ({reasons})",
-                       "nothing_to_offer")
+        raise Conflict(
+            ["body", "wave"], f"the web form can offer no instrument of this wave ({reasons})", "nothing_to_offer"
+        )
     if all(o.completed for o in offered if o.offered):
-        raise Conflict(["body", "wave"], "every instrument the form offers for this wave is complete",
-                       "wave_completed")
+        raise Conflict(["body", "wave"], "every instrument the form offers for this wave is complete", "wave_completed")
 
 
-def _issue(session: Session, items: list[tuple[Participant, Wave, datetime]], actor: Actor, now: datetime,
-           base_url: str | None) -> list[tuple[ParticipantLink, str]]:
+def _issue(
+    session: Session, items: list[tuple[Participant, Wave, datetime]], actor: Actor, now: datetime, base_url: str | None
+) -> list[tuple[ParticipantLink, str]]:
     """Write the links of already checked (participant, wave, expires_at) items, revoking earlier ones.
 
     One UPDATE revokes the live links of every pair, one flush inserts the new links, and each
@@ -192,39 +208,79 @@ def _issue(session: Session, items: list[tuple[Participant, Wave, datetime]], ac
     revoked: dict[Pair, list[int]] = {(p.id, w.id): [] for p, w, _ in items}
     rows = session.execute(
         update(ParticipantLink)
-        .where(tuple_(ParticipantLink.participant_id, ParticipantLink.wave_id).in_(list(revoked)),
-               ParticipantLink.revoked_at.is_(None))
+        .where(
+            tuple_(ParticipantLink.participant_id, ParticipantLink.wave_id).in_(list(revoked)),
+            ParticipantLink.revoked_at.is_(None),
+        )
         .values(revoked_at=now)
-        .returning(ParticipantLink.id, ParticipantLink.participant_id, ParticipantLink.wave_id)).all()
+        .returning(ParticipantLink.id, ParticipantLink.participant_id, ParticipantLink.wave_id)
+    ).all()
     for old_id, pid, wid in sorted(rows):
         revoked[(pid, wid)].append(old_id)
     issued = []
     for participant, wave, expires_at in items:
         for old_id in revoked[(participant.id, wave.id)]:
-            record(session, actor, "revoke", "participant_link", old_id, study_id=participant.study_id,
-                   site_id=participant.site_id, after={"participant_id": participant.id, "wave": wave.code,
-                                                       "reason": "reissued"})
+            record(
+                session,
+                actor,
+                "revoke",
+                "participant_link",
+                old_id,
+                study_id=participant.study_id,
+                site_id=participant.site_id,
+                after={"participant_id": participant.id, "wave": wave.code, "reason": "reissued"},
+            )
         nonce = secrets.token_urlsafe(16)
         token = _token_for(nonce)
-        issued.append((ParticipantLink(study_id=participant.study_id, site_id=participant.site_id,
-                                       participant_id=participant.id, wave_id=wave.id,
-                                       token_hash=hash_link_token(token), nonce=nonce, created_at=now,
-                                       created_by=actor.user_id, expires_at=expires_at), token))
+        issued.append(
+            (
+                ParticipantLink(
+                    study_id=participant.study_id,
+                    site_id=participant.site_id,
+                    participant_id=participant.id,
+                    wave_id=wave.id,
+                    token_hash=hash_link_token(token),
+                    nonce=nonce,
+                    created_at=now,
+                    created_by=actor.user_id,
+                    expires_at=expires_at,
+                ),
+                token,
+            )
+        )
     session.add_all([link for link, _ in issued])
     session.flush()
     out = []
     for (participant, wave, expires_at), (link, token) in zip(items, issued):
-        record(session, actor, "create", "participant_link", link.id, study_id=participant.study_id,
-               site_id=participant.site_id,
-               after={"participant_id": participant.id, "wave": wave.code, "expires_at": expires_at.isoformat(),
-                      "replaces": revoked[(participant.id, wave.id)]})
+        record(
+            session,
+            actor,
+            "create",
+            "participant_link",
+            link.id,
+            study_id=participant.study_id,
+            site_id=participant.site_id,
+            after={
+                "participant_id": participant.id,
+                "wave": wave.code,
+                "expires_at": expires_at.isoformat(),
+                "replaces": revoked[(participant.id, wave.id)],
+            },
+        )
         out.append((link, _url(base_url, token)))
     return out
 
 
-def issue_link(session: Session, participant: Participant, wave: Wave, actor: Actor, *,
-               now: datetime | None = None, base_url: str | None = None,
-               grace: timedelta | None = None) -> tuple[ParticipantLink, str]:
+def issue_link(
+    session: Session,
+    participant: Participant,
+    wave: Wave,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+    base_url: str | None = None,
+    grace: timedelta | None = None,
+) -> tuple[ParticipantLink, str]:
     """Issue the personal link of ``participant`` for ``wave``, revoking any earlier one.
 
     Flushes and audits; the caller commits. The clear token exists only in the returned URL.
@@ -259,9 +315,15 @@ def issue_link(session: Session, participant: Participant, wave: Wave, actor: Ac
     return _issue(session, [(participant, wave, expires_at)], actor, now, base_url)[0]
 
 
-def live_links(session: Session, pairs: Iterable[tuple[Participant, Wave]], actor: Actor, *,
-               now: datetime | None = None, base_url: str | None = None, grace: timedelta | None = None,
-               ) -> tuple[dict[Pair, tuple[ParticipantLink, str]], dict[Pair, ApiError]]:
+def live_links(
+    session: Session,
+    pairs: Iterable[tuple[Participant, Wave]],
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+    base_url: str | None = None,
+    grace: timedelta | None = None,
+) -> tuple[dict[Pair, tuple[ParticipantLink, str]], dict[Pair, ApiError]]:
     """:func:`live_link` for many participants and waves at once (the reminders' claimed batch).
 
     Three statements however many pairs: the live links, the submitted instruments of the pairs
@@ -283,22 +345,25 @@ def live_links(session: Session, pairs: Iterable[tuple[Participant, Wave]], acto
     if not todo:
         return links, refused
     latest: dict[Pair, ParticipantLink] = {}
-    for link in session.exec(select(ParticipantLink).where(
+    for link in session.exec(
+        select(ParticipantLink)
+        .where(
             tuple_(ParticipantLink.participant_id, ParticipantLink.wave_id).in_(list(todo)),
-            ParticipantLink.revoked_at.is_(None)).order_by(ParticipantLink.id)).all():
+            ParticipantLink.revoked_at.is_(None),
+        )
+        .order_by(ParticipantLink.id)
+    ).all():
         latest[(link.participant_id, link.wave_id)] = link  # ordered by id: the last one wins
     checked: dict[Pair, tuple[Participant, Wave, datetime]] = {}
     studies: dict[int, Study] = {}
     for key, (participant, wave) in todo.items():
         link = latest.get(key)
         try:
-            if (link is not None and link.nonce and now < link.expires_at
-                    and participant.status in ANSWERING_STATUSES):
+            if link is not None and link.nonce and now < link.expires_at and participant.status in ANSWERING_STATUSES:
                 ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
                 links[key] = (link, link_url(link, base_url))
             else:
-                checked[key] = (participant, wave, _may_issue(session, participant, wave, actor, now, grace,
-                                                              studies))
+                checked[key] = (participant, wave, _may_issue(session, participant, wave, actor, now, grace, studies))
         except ApiError as exc:
             refused[key] = exc
     done = _completed(session, list(checked))
@@ -315,9 +380,16 @@ def live_links(session: Session, pairs: Iterable[tuple[Participant, Wave]], acto
     return links, refused
 
 
-def live_link(session: Session, participant: Participant, wave: Wave, actor: Actor, *,
-              now: datetime | None = None, base_url: str | None = None,
-              grace: timedelta | None = None) -> tuple[ParticipantLink, str]:
+def live_link(
+    session: Session,
+    participant: Participant,
+    wave: Wave,
+    actor: Actor,
+    *,
+    now: datetime | None = None,
+    base_url: str | None = None,
+    grace: timedelta | None = None,
+) -> tuple[ParticipantLink, str]:
     """The participant's live link for ``wave``, issuing one only when there is none.
 
     Reminders use it so that every message of a wave carries the same link: re-issuing would
@@ -336,8 +408,9 @@ def live_link(session: Session, participant: Participant, wave: Wave, actor: Act
     return links[key]
 
 
-def resolve(session: Session, token: str, now: datetime | None = None, *,
-            grace: timedelta | None = None) -> LinkContext | None:
+def resolve(
+    session: Session, token: str, now: datetime | None = None, *, grace: timedelta | None = None
+) -> LinkContext | None:
     """The participant and wave a link token opens, or None.
 
     None for a malformed, unknown or revoked token, outside the window (plus grace), and for a
@@ -359,37 +432,52 @@ def resolve(session: Session, token: str, now: datetime | None = None, *,
     _, _, _, opens_at, closes_at = window(study, participant, wave)
     if not (opens_at <= now < closes_at + _grace(grace)):
         return None
-    return LinkContext(link=link, participant=participant, study=study, wave=wave,
-                       offered=_offered(session, participant, wave))
+    return LinkContext(
+        link=link, participant=participant, study=study, wave=wave, offered=_offered(session, participant, wave)
+    )
 
 
-def revoke_link(session: Session, participant: Participant, wave: Wave, actor: Actor, *,
-                now: datetime | None = None) -> ParticipantLink:
+def revoke_link(
+    session: Session, participant: Participant, wave: Wave, actor: Actor, *, now: datetime | None = None
+) -> ParticipantLink:
     """Revoke the live link of ``participant`` for ``wave`` (404 when there is none)."""
     ensure_can_write(actor)
     ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
-    link = session.exec(select(ParticipantLink).where(
-        ParticipantLink.participant_id == participant.id, ParticipantLink.wave_id == wave.id,
-        ParticipantLink.revoked_at.is_(None))).first()
+    link = session.exec(
+        select(ParticipantLink).where(
+            ParticipantLink.participant_id == participant.id,
+            ParticipantLink.wave_id == wave.id,
+            ParticipantLink.revoked_at.is_(None),
+        )
+    ).first()
     if link is None:
         raise NotFound(["path", "wave_code"], "no live link for this wave", "not_found")
     link.revoked_at = now or utcnow()
     session.add(link)
-    record(session, actor, "revoke", "participant_link", link.id, study_id=participant.study_id,
-           site_id=participant.site_id, after={"participant_id": participant.id, "wave": wave.code,
-                                               "reason": "revoked"})
+    record(
+        session,
+        actor,
+        "revoke",
+        "participant_link",
+        link.id,
+        study_id=participant.study_id,
+        site_id=participant.site_id,
+        after={"participant_id": participant.id, "wave": wave.code, "reason": "revoked"},
+    )
     session.flush()
     return link
 
 
-def link_status(session: Session, participant: Participant, *, now: datetime | None = None,
-                grace: timedelta | None = None) -> list[LinkStatus]:
+def link_status(
+    session: Session, participant: Participant, *, now: datetime | None = None, grace: timedelta | None = None
+) -> list[LinkStatus]:
     """Every wave of the participant with its link state and what the form can offer."""
     now = now or utcnow()
     study = session.get(Study, participant.study_id)
     waves = session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)).all()
-    links = session.exec(select(ParticipantLink).where(ParticipantLink.participant_id == participant.id)
-                         .order_by(ParticipantLink.id)).all()
+    links = session.exec(
+        select(ParticipantLink).where(ParticipantLink.participant_id == participant.id).order_by(ParticipantLink.id)
+    ).all()
     latest = {link.wave_id: link for link in links}  # ordered by id: the last one wins
     out = []
     for w in waves:
@@ -408,10 +496,18 @@ def link_status(session: Session, participant: Participant, *, now: datetime | N
             state = "not_open"
         else:
             state = "active"
-        out.append(LinkStatus(wave=w.code, state=state, issued_at=link.created_at if link else None,
-                              expires_at=link.expires_at if link else None, opens_at=opens_at,
-                              closes_at=closes_at, instruments=offered,
-                              url=link_url(link) if state in ("active", "not_open") else None))
+        out.append(
+            LinkStatus(
+                wave=w.code,
+                state=state,
+                issued_at=link.created_at if link else None,
+                expires_at=link.expires_at if link else None,
+                opens_at=opens_at,
+                closes_at=closes_at,
+                instruments=offered,
+                url=link_url(link) if state in ("active", "not_open") else None,
+            )
+        )
     return out
 
 

@@ -1,4 +1,5 @@
 """Path dependencies of participant routes."""
+
 from __future__ import annotations
 
 from fastapi import Depends, Path, Request
@@ -11,9 +12,12 @@ from api.participants.models import Participant
 from api.participants.service import get_participant
 
 
-def valid_participant(request: Request, participant_id: int = Path(ge=1, le=2**31 - 1),
-                      credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-                      session: Session = Depends(get_session)) -> Participant:
+def valid_participant(
+    request: Request,
+    participant_id: int = Path(ge=1, le=2**31 - 1),
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    session: Session = Depends(get_session),
+) -> Participant:
     """The participant of the path; 404 when unknown or at a site the user does not cover.
 
     The actor is resolved in this same worker-thread step (or taken from the request when an

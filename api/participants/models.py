@@ -1,4 +1,5 @@
 """Participants, the identifier vault and the randomisation tables."""
+
 from __future__ import annotations
 
 from datetime import date, datetime

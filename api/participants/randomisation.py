@@ -13,6 +13,7 @@ Examples
 ...     ["group", "group", "online", "online", "usual", "usual"])
 True
 """
+
 from __future__ import annotations
 
 import random

@@ -1,4 +1,5 @@
 """/studies/{id}/participants, /participants/{id}, schedules and the allocation list."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -14,7 +15,11 @@ from api.participants import service
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
 from api.participants.schemas import (
-    AllocationReport, ParticipantCreate, ParticipantPatch, ParticipantRead, WaveStatus,
+    AllocationReport,
+    ParticipantCreate,
+    ParticipantPatch,
+    ParticipantRead,
+    WaveStatus,
 )
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -24,23 +29,39 @@ WRITE_ROLES = ("admin", "coordinator")
 
 
 @router.post("/studies/{study_id}/participants", status_code=201, response_model=ParticipantRead)
-def enrol(body: ParticipantCreate, actor: Actor = Depends(authorize(*WRITE_ROLES)),
-          study: Study = Depends(valid_study), session: Session = Depends(get_session)):
-    p = service.enrol(session, study=study, site_code=body.site, enrolled_on=body.enrolled_on,
-                      consent_date=body.consent.date, consent_version=body.consent.version, actor=actor,
-                      arm_code=body.arm, study_code=body.study_code, contact=body.contact)
+def enrol(
+    body: ParticipantCreate,
+    actor: Actor = Depends(authorize(*WRITE_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    p = service.enrol(
+        session,
+        study=study,
+        site_code=body.site,
+        enrolled_on=body.enrolled_on,
+        consent_date=body.consent.date,
+        consent_version=body.consent.version,
+        actor=actor,
+        arm_code=body.arm,
+        study_code=body.study_code,
+        contact=body.contact,
+    )
     out = service.to_read(session, [p], actor)[0]
     session.commit()
     return out
 
 
 @router.get("/studies/{study_id}/participants", response_model=list[ParticipantRead])
-def list_participants(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                      session: Session = Depends(get_session),
-                      site: str | None = Query(None, description="site code"),
-                      status: Literal["active", "withdrawn", "lost_to_follow_up", "completed"] | None = None,
-                      limit: int = Query(100, ge=1, le=1000),
-                      after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page")):
+def list_participants(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    site: str | None = Query(None, description="site code"),
+    status: Literal["active", "withdrawn", "lost_to_follow_up", "completed"] | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page"),
+):
     rows = service.list_participants(session, study, actor, site=site, status=status, limit=limit, after=after)
     out = service.to_read(session, rows, actor)
     end_read(session)
@@ -48,9 +69,12 @@ def list_participants(actor: Actor = Depends(authorize(*READ_ROLES)), study: Stu
 
 
 @router.get("/studies/{study_id}/participants/{participant_id}", response_model=ParticipantRead)
-def get_study_participant(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                          participant: Participant = Depends(valid_participant),
-                          session: Session = Depends(get_session)):
+def get_study_participant(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
     if participant.study_id != study.id:
         raise NotFound(["path", "participant_id"], "participant not found in this study")
     out = service.to_read(session, [participant], actor)[0]
@@ -59,29 +83,38 @@ def get_study_participant(actor: Actor = Depends(authorize(*READ_ROLES)), study:
 
 
 @router.get("/studies/{study_id}/allocation", response_model=AllocationReport)
-def allocation(actor: Actor = Depends(authorize("admin")), study: Study = Depends(valid_study),
-               session: Session = Depends(get_session)):
+def allocation(
+    actor: Actor = Depends(authorize("admin")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     out = service.allocation_report(session, study, actor)
     end_read(session)
     return out
 
 
 @router.get("/participants/{participant_id}", response_model=ParticipantRead)
-def get_participant(actor: Actor = Depends(authorize(*READ_ROLES)),
-                    participant: Participant = Depends(valid_participant),
-                    session: Session = Depends(get_session)):
+def get_participant(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
     out = service.to_read(session, [participant], actor)[0]
     end_read(session)
     return out
 
 
 @router.patch("/participants/{participant_id}", response_model=ParticipantRead)
-def update_participant(body: ParticipantPatch, actor: Actor = Depends(authorize(*WRITE_ROLES)),
-                       participant: Participant = Depends(valid_participant),
-                       session: Session = Depends(get_session)):
+def update_participant(
+    body: ParticipantPatch,
+    actor: Actor = Depends(authorize(*WRITE_ROLES)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
     if body.status is not None:
-        service.change_status(session, participant, status=body.status, status_date=body.status_date,
-                              reason=body.reason, actor=actor)
+        service.change_status(
+            session, participant, status=body.status, status_date=body.status_date, reason=body.reason, actor=actor
+        )
     if body.consent is not None:
         service.update_consent(session, participant, body.consent, actor, reason=body.reason)
     if body.contact is not None:
@@ -92,8 +125,11 @@ def update_participant(body: ParticipantPatch, actor: Actor = Depends(authorize(
 
 
 @router.get("/participants/{participant_id}/schedule", response_model=list[WaveStatus])
-def schedule(actor: Actor = Depends(authorize(*READ_ROLES)), participant: Participant = Depends(valid_participant),
-             session: Session = Depends(get_session)):
+def schedule(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
     out = service.schedule(session, participant)
     end_read(session)
     return out

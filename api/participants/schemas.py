@@ -2,6 +2,7 @@
 
 Validation messages of contact fields name the rule only: the value is an identifier.
 """
+
 from __future__ import annotations
 
 import re

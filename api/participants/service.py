@@ -3,11 +3,12 @@
 Services flush and leave the commit to the caller, so one HTTP request (or one imported row) is
 one transaction with its audit events.
 """
+
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
@@ -21,8 +22,15 @@ from api.errors import Conflict, NotFound, Unprocessable
 from api.participants import randomisation
 from api.participants.models import Allocation, AllocationStratum, Participant, ParticipantContact
 from api.participants.schemas import (
-    AllocationRead, AllocationReport, Consent, ContactIn, ContactPatch, ContactRead, InstrumentState,
-    ParticipantRead, WaveStatus,
+    AllocationRead,
+    AllocationReport,
+    Consent,
+    ContactIn,
+    ContactPatch,
+    ContactRead,
+    InstrumentState,
+    ParticipantRead,
+    WaveStatus,
 )
 from api.studies.models import Arm, Site, Study, Wave
 
@@ -43,9 +51,19 @@ def get_participant(session: Session, participant_id: int, actor: Actor) -> Part
     return p
 
 
-def enrol(session: Session, *, study: Study, site_code: str, enrolled_on: date, consent_date: date,
-          consent_version: str, actor: Actor, arm_code: str | None = None, study_code: str | None = None,
-          contact: ContactIn | dict | None = None) -> Participant:
+def enrol(
+    session: Session,
+    *,
+    study: Study,
+    site_code: str,
+    enrolled_on: date,
+    consent_date: date,
+    consent_version: str,
+    actor: Actor,
+    arm_code: str | None = None,
+    study_code: str | None = None,
+    contact: ContactIn | dict | None = None,
+) -> Participant:
     """Enrol a participant; without ``arm_code`` the participant is randomised.
 
     Randomisation locks the site's stratum row (``UPDATE … RETURNING`` takes the row lock on
@@ -73,37 +91,54 @@ def enrol(session: Session, *, study: Study, site_code: str, enrolled_on: date, 
         raise Unprocessable(["body", "site"], "no site with this code in the study", "unknown_site")
     ensure_site_access(actor, site.id, loc=("body", "site"), what="site")
     if consent_date > enrolled_on:
-        raise Unprocessable(["body", "consent", "date"], "consent must be given on or before enrolment",
-                            "consent_after_enrolment")
+        raise Unprocessable(
+            ["body", "consent", "date"], "consent must be given on or before enrolment", "consent_after_enrolment"
+        )
     arm = None
     if arm_code is not None:
         arm = session.exec(select(Arm).where(Arm.study_id == study.id, Arm.code == arm_code)).first()
         if arm is None:
             raise Unprocessable(["body", "arm"], "no arm with this code in the study", "unknown_arm")
     if study_code is not None:
-        taken = session.exec(select(Participant.id).where(Participant.study_id == study.id,
-                                                          Participant.study_code == study_code)).first()
+        taken = session.exec(
+            select(Participant.id).where(Participant.study_id == study.id, Participant.study_code == study_code)
+        ).first()
         if taken is not None:
             raise Conflict(["body", "study_code"], "study code already used in this study", "duplicate")
     else:
         study_code = _new_code()
-        while session.exec(select(Participant.id).where(Participant.study_id == study.id,
-                                                        Participant.study_code == study_code)).first():
+        while session.exec(
+            select(Participant.id).where(Participant.study_id == study.id, Participant.study_code == study_code)
+        ).first():
             study_code = _new_code()
 
-    p = Participant(study_id=study.id, site_id=site.id, arm_id=arm.id if arm else None, study_code=study_code,
-                    enrolled_on=enrolled_on, consent_date=consent_date, consent_version=consent_version)
+    p = Participant(
+        study_id=study.id,
+        site_id=site.id,
+        arm_id=arm.id if arm else None,
+        study_code=study_code,
+        enrolled_on=enrolled_on,
+        consent_date=consent_date,
+        consent_version=consent_version,
+    )
     session.add(p)
     session.flush()
     if arm is None:
         _randomise(session, study, site, p)
-    record(session, actor, "create", "participant", p.id, study_id=study.id, site_id=site.id,
-           after=snapshot(p))
+    record(session, actor, "create", "participant", p.id, study_id=study.id, site_id=site.id, after=snapshot(p))
     if contact is not None:
         data = contact.model_dump() if hasattr(contact, "model_dump") else dict(contact)
         session.add(ParticipantContact(participant_id=p.id, **data))
-        record(session, actor, "create", "participant_contact", p.id, study_id=study.id, site_id=site.id,
-               after={"fields": sorted(k for k, v in data.items() if v is not None)})
+        record(
+            session,
+            actor,
+            "create",
+            "participant_contact",
+            p.id,
+            study_id=study.id,
+            site_id=site.id,
+            after={"fields": sorted(k for k, v in data.items() if v is not None)},
+        )
     session.flush()
     return p
 
@@ -111,8 +146,9 @@ def enrol(session: Session, *, study: Study, site_code: str, enrolled_on: date, 
 def _randomise(session: Session, study: Study, site: Site, p: Participant) -> None:
     arms = session.exec(select(Arm.code, Arm.allocation_ratio, Arm.id).where(Arm.study_id == study.id)).all()
     if not arms:
-        raise Unprocessable(["body", "arm"], "the study has no arms to randomise to; add arms or give an arm",
-                            "no_arms")
+        raise Unprocessable(
+            ["body", "arm"], "the study has no arms to randomise to; add arms or give an arm", "no_arms"
+        )
     slot = session.exec(
         update(AllocationStratum)
         .where(AllocationStratum.study_id == study.id, AllocationStratum.site_id == site.id)
@@ -126,19 +162,36 @@ def _randomise(session: Session, study: Study, site: Site, p: Participant) -> No
         slot = (stratum.id, 1)
     stratum_id, allocated = slot
     index = allocated - 1
-    code, block, size = randomisation.arm_at(study.randomisation_seed, site.code,
-                                             [(a.code, a.allocation_ratio) for a in arms], index)
+    code, block, size = randomisation.arm_at(
+        study.randomisation_seed, site.code, [(a.code, a.allocation_ratio) for a in arms], index
+    )
     arm_id = next(a.id for a in arms if a.code == code)
     p.arm_id = arm_id
     p.randomised = True
     session.add(p)
-    session.add(Allocation(study_id=study.id, stratum_id=stratum_id, sequence=index, block=block,
-                           block_size=size, arm_id=arm_id, participant_id=p.id))
+    session.add(
+        Allocation(
+            study_id=study.id,
+            stratum_id=stratum_id,
+            sequence=index,
+            block=block,
+            block_size=size,
+            arm_id=arm_id,
+            participant_id=p.id,
+        )
+    )
     session.flush()
 
 
-def change_status(session: Session, participant: Participant, *, status: str, status_date: date | None,
-                  reason: str | None, actor: Actor) -> Participant:
+def change_status(
+    session: Session,
+    participant: Participant,
+    *,
+    status: str,
+    status_date: date | None,
+    reason: str | None,
+    actor: Actor,
+) -> Participant:
     """Set a participant's status (withdrawal keeps everything collected so far)."""
     ensure_can_write(actor)
     ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
@@ -152,26 +205,47 @@ def change_status(session: Session, participant: Participant, *, status: str, st
     session.add(participant)
     session.flush()
     after = {k: snapshot(participant)[k] for k in ("status", "status_date", "status_reason")}
-    record(session, actor, "status_change", "participant", participant.id, study_id=participant.study_id,
-           site_id=participant.site_id, before=before, after=after, reason=reason)
+    record(
+        session,
+        actor,
+        "status_change",
+        "participant",
+        participant.id,
+        study_id=participant.study_id,
+        site_id=participant.site_id,
+        before=before,
+        after=after,
+        reason=reason,
+    )
     return participant
 
 
-def update_consent(session: Session, participant: Participant, consent: Consent, actor: Actor,
-                   reason: str | None = None) -> Participant:
+def update_consent(
+    session: Session, participant: Participant, consent: Consent, actor: Actor, reason: str | None = None
+) -> Participant:
     ensure_can_write(actor)
     before = {"consent_date": participant.consent_date.isoformat(), "consent_version": participant.consent_version}
     participant.consent_date, participant.consent_version = consent.date, consent.version
     participant.updated_at = utcnow()
     session.add(participant)
-    record(session, actor, "update", "participant", participant.id, study_id=participant.study_id,
-           site_id=participant.site_id, before=before,
-           after={"consent_date": consent.date.isoformat(), "consent_version": consent.version}, reason=reason)
+    record(
+        session,
+        actor,
+        "update",
+        "participant",
+        participant.id,
+        study_id=participant.study_id,
+        site_id=participant.site_id,
+        before=before,
+        after={"consent_date": consent.date.isoformat(), "consent_version": consent.version},
+        reason=reason,
+    )
     return participant
 
 
-def update_contact(session: Session, participant: Participant, patch: ContactPatch | dict, actor: Actor,
-                   reason: str | None = None) -> ParticipantContact:
+def update_contact(
+    session: Session, participant: Participant, patch: ContactPatch | dict, actor: Actor, reason: str | None = None
+) -> ParticipantContact:
     """Change identifiers; the audit event names the fields changed, never their values."""
     ensure_can_write(actor)
     if not actor.sees_contacts(participant.site_id):
@@ -187,22 +261,42 @@ def update_contact(session: Session, participant: Participant, patch: ContactPat
             continue
         setattr(contact, k, v)
     if contact.preferred_channel == "email" and not contact.email:
-        raise Unprocessable(["body", "contact", "preferred_channel"], "preferred_channel email needs an email",
-                            "channel_without_address")
+        raise Unprocessable(
+            ["body", "contact", "preferred_channel"],
+            "preferred_channel email needs an email",
+            "channel_without_address",
+        )
     if contact.preferred_channel == "sms" and not contact.phone:
-        raise Unprocessable(["body", "contact", "preferred_channel"], "preferred_channel sms needs a phone",
-                            "channel_without_address")
+        raise Unprocessable(
+            ["body", "contact", "preferred_channel"], "preferred_channel sms needs a phone", "channel_without_address"
+        )
     contact.updated_at = utcnow()
     session.add(contact)
     if changed:
-        record(session, actor, "create" if created else "update", "participant_contact", participant.id,
-               study_id=participant.study_id, site_id=participant.site_id, after={"fields": changed},
-               reason=reason)
+        record(
+            session,
+            actor,
+            "create" if created else "update",
+            "participant_contact",
+            participant.id,
+            study_id=participant.study_id,
+            site_id=participant.site_id,
+            after={"fields": changed},
+            reason=reason,
+        )
     return contact
 
 
-def list_participants(session: Session, study: Study, actor: Actor, *, site: str | None = None,
-                      status: str | None = None, limit: int = 100, after: int | None = None) -> list[Participant]:
+def list_participants(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    *,
+    site: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    after: int | None = None,
+) -> list[Participant]:
     """Participants of a study in id order (keyset pagination with ``after``); coordinators see their sites."""
     stmt = select(Participant).where(Participant.study_id == study.id)
     if actor.role == "coordinator":
@@ -227,18 +321,35 @@ def to_read(session: Session, participants: Iterable[Participant], actor: Actor)
     visible = [p.id for p in participants if actor.sees_contacts(p.site_id)]
     contacts = {}
     if visible:
-        contacts = {c.participant_id: c for c in session.exec(
-            select(ParticipantContact).where(ParticipantContact.participant_id.in_(visible))).all()}
+        contacts = {
+            c.participant_id: c
+            for c in session.exec(
+                select(ParticipantContact).where(ParticipantContact.participant_id.in_(visible))
+            ).all()
+        }
     out = []
     for p in participants:
         c = contacts.get(p.id)
-        out.append(ParticipantRead(
-            id=p.id, study_id=p.study_id, study_code=p.study_code, site=sites.get(p.site_id, "?"), site_id=p.site_id,
-            arm=arms.get(p.arm_id) if p.arm_id else None, arm_id=p.arm_id, randomised=p.randomised,
-            enrolled_on=p.enrolled_on, consent=Consent(date=p.consent_date, version=p.consent_version),
-            status=p.status, status_date=p.status_date, status_reason=p.status_reason,
-            created_at=p.created_at, updated_at=p.updated_at,
-            contact=ContactRead(**{k: getattr(c, k) for k in CONTACT_FIELDS}) if c is not None else None))
+        out.append(
+            ParticipantRead(
+                id=p.id,
+                study_id=p.study_id,
+                study_code=p.study_code,
+                site=sites.get(p.site_id, "?"),
+                site_id=p.site_id,
+                arm=arms.get(p.arm_id) if p.arm_id else None,
+                arm_id=p.arm_id,
+                randomised=p.randomised,
+                enrolled_on=p.enrolled_on,
+                consent=Consent(date=p.consent_date, version=p.consent_version),
+                status=p.status,
+                status_date=p.status_date,
+                status_reason=p.status_reason,
+                created_at=p.created_at,
+                updated_at=p.updated_at,
+                contact=ContactRead(**{k: getattr(c, k) for k in CONTACT_FIELDS}) if c is not None else None,
+            )
+        )
     return out
 
 
@@ -253,8 +364,8 @@ def window(study: Study, participant: Participant, wave: Wave) -> tuple[date, da
     due = participant.enrolled_on + timedelta(days=wave.offset_days)
     opens = due - timedelta(days=wave.window_before_days)
     closes = due + timedelta(days=wave.window_after_days)
-    opens_at = datetime.combine(opens, time(0), tzinfo=tz).astimezone(timezone.utc)
-    closes_at = datetime.combine(closes + timedelta(days=1), time(0), tzinfo=tz).astimezone(timezone.utc)
+    opens_at = datetime.combine(opens, time(0), tzinfo=tz).astimezone(UTC)
+    closes_at = datetime.combine(closes + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
     return due, opens, closes, opens_at, closes_at
 
 
@@ -280,17 +391,24 @@ def schedule(session: Session, participant: Participant, today: date | None = No
     if today is None:
         today = local_date(study, utcnow())
     waves = session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)).all()
-    done = {(r.wave_id, r.instrument): r for r in session.exec(
-        select(Response).where(Response.participant_id == participant.id)).all()}
+    done = {
+        (r.wave_id, r.instrument): r
+        for r in session.exec(select(Response).where(Response.participant_id == participant.id)).all()
+    }
     out = []
     for w in waves:
         due, opens, closes, opens_at, closes_at = window(study, participant, w)
         states = []
         for code in w.instruments:
             r = done.get((w.id, code))
-            states.append(InstrumentState(instrument=code, state="completed" if r else "pending",
-                                          response_id=r.id if r else None,
-                                          out_of_window=r.out_of_window if r else None))
+            states.append(
+                InstrumentState(
+                    instrument=code,
+                    state="completed" if r else "pending",
+                    response_id=r.id if r else None,
+                    out_of_window=r.out_of_window if r else None,
+                )
+            )
         n_done = sum(s.state == "completed" for s in states)
         if states and n_done == len(states):
             state = "completed"
@@ -302,9 +420,19 @@ def schedule(session: Session, participant: Participant, today: date | None = No
             state = "open"
         else:
             state = "missed"
-        out.append(WaveStatus(wave=w.code, offset_days=w.offset_days, due_on=due, window_opens_on=opens,
-                              window_closes_on=closes, opens_at=opens_at, closes_at=closes_at, state=state,
-                              instruments=states))
+        out.append(
+            WaveStatus(
+                wave=w.code,
+                offset_days=w.offset_days,
+                due_on=due,
+                window_opens_on=opens,
+                window_closes_on=closes,
+                opens_at=opens_at,
+                closes_at=closes_at,
+                state=state,
+                instruments=states,
+            )
+        )
     return out
 
 
@@ -319,9 +447,21 @@ def allocation_report(session: Session, study: Study, actor: Actor) -> Allocatio
         .where(Allocation.study_id == study.id)
         .order_by(Site.code, Allocation.sequence)
     ).all()
-    return AllocationReport(study_id=study.id, randomisation_seed=study.randomisation_seed,
-                            method=randomisation.METHOD,
-                            allocations=[AllocationRead(sequence=a.sequence, block=a.block, block_size=a.block_size,
-                                                        site=s, arm=arm, participant_id=a.participant_id,
-                                                        study_code=code, allocated_at=a.allocated_at)
-                                         for a, s, arm, code in rows])
+    return AllocationReport(
+        study_id=study.id,
+        randomisation_seed=study.randomisation_seed,
+        method=randomisation.METHOD,
+        allocations=[
+            AllocationRead(
+                sequence=a.sequence,
+                block=a.block,
+                block_size=a.block_size,
+                site=s,
+                arm=arm,
+                participant_id=a.participant_id,
+                study_code=code,
+                allocated_at=a.allocated_at,
+            )
+            for a, s, arm, code in rows
+        ],
+    )

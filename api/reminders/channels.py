@@ -11,6 +11,7 @@ Examples
 >>> scrub("bad number +44 7700 900123")
 'bad number [number]'
 """
+
 from __future__ import annotations
 
 import logging
@@ -75,19 +76,36 @@ class EmailChannel:
         CA bundle for a private mail relay's certificate.
     """
 
-    def __init__(self, *, host: str, port: int, starttls: bool = False, username: str | None = None,
-                 password: str | None = None, sender: str, timeout: float = 30.0, ca_file: str | None = None):
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        starttls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        sender: str,
+        timeout: float = 30.0,
+        ca_file: str | None = None,
+    ):
         self.host, self.port, self.starttls = host, port, starttls
         self.username, self.password, self.sender, self.timeout = username, password, sender, timeout
         self.ca_file = ca_file
         self._smtp: smtplib.SMTP | None = None
 
     @classmethod
-    def from_settings(cls, settings) -> "EmailChannel":
+    def from_settings(cls, settings) -> EmailChannel:
         pw = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        return cls(host=settings.smtp_host, port=settings.smtp_port, starttls=settings.smtp_starttls,
-                   username=settings.smtp_username, password=pw, sender=settings.smtp_from,
-                   timeout=settings.smtp_timeout, ca_file=settings.smtp_ca_file)
+        return cls(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            starttls=settings.smtp_starttls,
+            username=settings.smtp_username,
+            password=pw,
+            sender=settings.smtp_from,
+            timeout=settings.smtp_timeout,
+            ca_file=settings.smtp_ca_file,
+        )
 
     def _connect(self) -> smtplib.SMTP:
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
@@ -133,11 +151,16 @@ class EmailChannel:
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = [c for c, _ in exc.recipients.values()]
                 self.reset()
-                raise SendError(scrub(f"recipient refused ({', '.join(map(str, codes))})", out.to),
-                                permanent=all(c >= 500 for c in codes))
+                raise SendError(
+                    scrub(f"recipient refused ({', '.join(map(str, codes))})", out.to),
+                    permanent=all(c >= 500 for c in codes),
+                )
             except smtplib.SMTPResponseException as exc:
-                text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(
-                    exc.smtp_error)
+                text = (
+                    exc.smtp_error.decode(errors="replace")
+                    if isinstance(exc.smtp_error, bytes)
+                    else str(exc.smtp_error)
+                )
                 self.reset()
                 raise SendError(scrub(f"SMTP {exc.smtp_code}: {text}", out.to), permanent=exc.smtp_code >= 500)
             except (OSError, smtplib.SMTPException) as exc:
@@ -173,13 +196,14 @@ class SmsWebhookChannel:
         if not out.webhook_url:
             raise SendError("no SMS webhook configured for the study", permanent=True)
         try:
-            r = self._client.post(out.webhook_url, json={"to": out.to, "body": out.body,
-                                                         "message_id": out.message_id})
+            r = self._client.post(out.webhook_url, json={"to": out.to, "body": out.body, "message_id": out.message_id})
         except httpx.HTTPError as exc:
             raise SendError(scrub(f"SMS webhook unreachable: {type(exc).__name__}", out.to))
         if r.status_code >= 300:
-            raise SendError(f"SMS webhook answered {r.status_code}", permanent=400 <= r.status_code < 500
-                            and r.status_code not in (408, 429))
+            raise SendError(
+                f"SMS webhook answered {r.status_code}",
+                permanent=400 <= r.status_code < 500 and r.status_code not in (408, 429),
+            )
         try:
             data = r.json()
         except ValueError:

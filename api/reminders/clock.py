@@ -7,9 +7,10 @@ Examples
 >>> c.advance(timedelta(days=1)).isoformat()
 '2026-03-29T12:00:00+00:00'
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -22,7 +23,7 @@ class SystemClock:
     """The wall clock."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 class FixedClock:
@@ -31,13 +32,13 @@ class FixedClock:
     def __init__(self, at: datetime):
         if at.tzinfo is None:
             raise ValueError("FixedClock needs a timezone-aware datetime")
-        self._at = at.astimezone(timezone.utc)
+        self._at = at.astimezone(UTC)
 
     def now(self) -> datetime:
         return self._at
 
     def set(self, at: datetime) -> datetime:
-        self._at = at.astimezone(timezone.utc)
+        self._at = at.astimezone(UTC)
         return self._at
 
     def advance(self, delta: timedelta) -> datetime:

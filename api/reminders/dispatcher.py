@@ -16,6 +16,7 @@ A worker loops over three short steps:
 The ``Message-ID`` is derived from the row id when the row is first claimed and stored, so if a
 worker dies between sending and recording, the second send is recognisably the same message.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -97,7 +98,7 @@ class Result:
 class _Recorder:
     """Background thread writing send outcomes in small groups (whatever has queued up)."""
 
-    def __init__(self, dispatcher: "Dispatcher", stats: "DispatchStats"):
+    def __init__(self, dispatcher: Dispatcher, stats: DispatchStats):
         self.dispatcher, self.stats = dispatcher, stats
         self.queue: queue.Queue = queue.Queue(maxsize=RECORD_QUEUE)
         self.error: BaseException | None = None
@@ -172,8 +173,18 @@ class Dispatcher:
     12
     """
 
-    def __init__(self, engine, settings, *, clock: Clock | None = None, worker_id: str | None = None,
-                 email=None, sms=None, batch: int = 50, study_ids: list[int] | None = None):
+    def __init__(
+        self,
+        engine,
+        settings,
+        *,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        email=None,
+        sms=None,
+        batch: int = 50,
+        study_ids: list[int] | None = None,
+    ):
         self.engine, self.settings = engine, settings
         self.clock = clock or SystemClock()
         self.worker_id = (worker_id or new_worker_id())[:64]
@@ -209,8 +220,14 @@ WHERE id IN (
   ORDER BY r.due_at, r.id
   LIMIT :n {lock})
 RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cutoff", type_=UTCDateTime()))
-        params = {"now": now, "cutoff": now - self.lease, "worker": self.worker_id, "tag": self.tag,
-                  "domain": self.domain, "n": self.batch}
+        params = {
+            "now": now,
+            "cutoff": now - self.lease,
+            "worker": self.worker_id,
+            "tag": self.tag,
+            "domain": self.domain,
+            "n": self.batch,
+        }
         if self.study_ids:
             stmt = stmt.bindparams(bindparam("studies", expanding=True))
             params["studies"] = self.study_ids
@@ -219,28 +236,34 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
 
     def _load(self, session: Session, ids: list[int]) -> list[Outgoing]:
         """Render the messages of claimed rows still ours; attempts beyond the limit fail here."""
-        q = (select(Reminder, ParticipantContact, Participant, Wave, Study, ReminderPlan, ReminderConfig)
-             .join(ParticipantContact, ParticipantContact.participant_id == Reminder.participant_id)
-             .join(Participant, Participant.id == Reminder.participant_id)
-             .join(Wave, Wave.id == Reminder.wave_id)
-             .join(Study, Study.id == Reminder.study_id)
-             .join(ReminderPlan, (ReminderPlan.study_id == Reminder.study_id)
-                   & (ReminderPlan.wave_id == Reminder.wave_id))
-             .outerjoin(ReminderConfig, ReminderConfig.study_id == Reminder.study_id)
-             .where(Reminder.id.in_(ids), Reminder.status == "sending", Reminder.claimed_by == self.worker_id)
-             .order_by(Reminder.due_at, Reminder.id))
+        q = (
+            select(Reminder, ParticipantContact, Participant, Wave, Study, ReminderPlan, ReminderConfig)
+            .join(ParticipantContact, ParticipantContact.participant_id == Reminder.participant_id)
+            .join(Participant, Participant.id == Reminder.participant_id)
+            .join(Wave, Wave.id == Reminder.wave_id)
+            .join(Study, Study.id == Reminder.study_id)
+            .join(
+                ReminderPlan, (ReminderPlan.study_id == Reminder.study_id) & (ReminderPlan.wave_id == Reminder.wave_id)
+            )
+            .outerjoin(ReminderConfig, ReminderConfig.study_id == Reminder.study_id)
+            .where(Reminder.id.in_(ids), Reminder.status == "sending", Reminder.claimed_by == self.worker_id)
+            .order_by(Reminder.due_at, Reminder.id)
+        )
         issue_links = batch_links_issuer()
         rows = session.exec(q).all()
-        wants_link = [(participant, wave) for rem, contact, participant, wave, study, plan, cfg in rows
-                      if rem.attempts <= self.max_attempts
-                      and "link" in templates.fields(plan.body + (plan.sms_body or ""))]
+        wants_link = [
+            (participant, wave)
+            for rem, contact, participant, wave, study, plan, cfg in rows
+            if rem.attempts <= self.max_attempts and "link" in templates.fields(plan.body + (plan.sms_body or ""))
+        ]
         links, refused = {}, {}
         if issue_links is not None and wants_link:
             # One round of queries for the whole batch rather than several per message. Refusals
             # (window past, nothing to offer) leave no write behind: those messages fall back to the
             # coordinator's URL. Anything else aborts the claim; the rows stay due.
-            links, refused = issue_links(session, wants_link, self.actor, now=self.clock.now(),
-                                         base_url=self.settings.base_url)
+            links, refused = issue_links(
+                session, wants_link, self.actor, now=self.clock.now(), base_url=self.settings.base_url
+            )
         out = []
         for rem, contact, participant, wave, study, plan, cfg in rows:
             if rem.attempts > self.max_attempts:  # reclaimed after crashes too often
@@ -254,21 +277,47 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             if key in links:
                 link = links[key][1]
             elif key in refused:
-                log.info("no personal link for reminder %s (%s); using form_url", rem.id,
-                         refused[key].errors[0]["type"])
+                log.info(
+                    "no personal link for reminder %s (%s); using form_url", rem.id, refused[key].errors[0]["type"]
+                )
             closes_on = (rem.window_closes_at.astimezone(tz) - timedelta(days=1)).date().isoformat()
-            values = {"name": contact.name or "", "link": link, "wave": wave.code, "study": study.title,
-                      "closes_on": closes_on, "unsubscribe": unsubscribe}
+            values = {
+                "name": contact.name or "",
+                "link": link,
+                "wave": wave.code,
+                "study": study.title,
+                "closes_on": closes_on,
+                "unsubscribe": unsubscribe,
+            }
             if rem.channel == "sms":
                 body = templates.render(plan.sms_body or plan.body, values)
-                out.append(Outgoing(rem.id, rem.message_id, "sms", contact.phone or "", "", body, unsubscribe,
-                                    webhook_url=cfg.sms_webhook_url if cfg else None))
+                out.append(
+                    Outgoing(
+                        rem.id,
+                        rem.message_id,
+                        "sms",
+                        contact.phone or "",
+                        "",
+                        body,
+                        unsubscribe,
+                        webhook_url=cfg.sms_webhook_url if cfg else None,
+                    )
+                )
             else:
                 body = templates.render(plan.body, values)
                 if "{unsubscribe}" not in plan.body:
                     body += f"\n\n--\nTo stop these reminders: {unsubscribe}\n"
-                out.append(Outgoing(rem.id, rem.message_id, "email", contact.email or "",
-                                    templates.render(plan.subject, values), body, unsubscribe))
+                out.append(
+                    Outgoing(
+                        rem.id,
+                        rem.message_id,
+                        "email",
+                        contact.email or "",
+                        templates.render(plan.subject, values),
+                        body,
+                        unsubscribe,
+                    )
+                )
         return out
 
     def claim_batch(self, stats: DispatchStats) -> list[Outgoing]:
@@ -280,9 +329,13 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
                 return []
             stats.claimed += len(ids)
             cancelled = cancel_ineligible(
-                session, self.clock.now(),
+                session,
+                self.clock.now(),
                 scope="reminder.id IN :ids AND reminder.status = 'sending' AND reminder.claimed_by = :worker",
-                params={"ids": ids, "worker": self.worker_id}, actor=self.actor, expanding=("ids",))
+                params={"ids": ids, "worker": self.worker_id},
+                actor=self.actor,
+                expanding=("ids",),
+            )
             stats.cancelled += len(cancelled)
             out = self._load(session, ids)
             session.commit()
@@ -310,24 +363,42 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             done = [r for r in results if r.error is None]
             sent_rows = []
             plain = [r.out.reminder_id for r in done if r.ref is None]
-            upd = ("UPDATE reminder SET status = 'sent', sent_at = :now, updated_at = :now, provider_ref = {ref}, "
-                   "last_error = NULL, retry_at = NULL WHERE id {cond} AND status = 'sending' "
-                   "AND claimed_by = :worker RETURNING id, study_id, site_id, wave_id, step, attempts")
+            upd = (
+                "UPDATE reminder SET status = 'sent', sent_at = :now, updated_at = :now, provider_ref = {ref}, "
+                "last_error = NULL, retry_at = NULL WHERE id {cond} AND status = 'sending' "
+                "AND claimed_by = :worker RETURNING id, study_id, site_id, wave_id, step, attempts"
+            )
             if plain:
                 stmt = text(upd.format(ref="NULL", cond="IN :ids")).bindparams(
-                    bindparam("now", type_=UTCDateTime()), bindparam("ids", expanding=True))
+                    bindparam("now", type_=UTCDateTime()), bindparam("ids", expanding=True)
+                )
                 sent_rows += conn.execute(stmt, {"now": now, "ids": plain, "worker": self.worker_id}).all()
             for r in done:
                 if r.ref is not None:
                     stmt = text(upd.format(ref=":ref", cond="= :id")).bindparams(bindparam("now", type_=UTCDateTime()))
-                    sent_rows += conn.execute(stmt, {"now": now, "ref": r.ref, "id": r.out.reminder_id,
-                                                     "worker": self.worker_id}).all()
+                    sent_rows += conn.execute(
+                        stmt, {"now": now, "ref": r.ref, "id": r.out.reminder_id, "worker": self.worker_id}
+                    ).all()
             by_id = {r.out.reminder_id: r.out for r in done}
             for row in sent_rows:
                 out = by_id[row.id]
-                record(session, self.actor, "send", "reminder", row.id, study_id=row.study_id, site_id=row.site_id,
-                       after={"status": "sent", "channel": out.channel, "wave_id": row.wave_id, "step": row.step,
-                              "attempt": row.attempts, "message_id": out.message_id})
+                record(
+                    session,
+                    self.actor,
+                    "send",
+                    "reminder",
+                    row.id,
+                    study_id=row.study_id,
+                    site_id=row.site_id,
+                    after={
+                        "status": "sent",
+                        "channel": out.channel,
+                        "wave_id": row.wave_id,
+                        "step": row.step,
+                        "attempt": row.attempts,
+                        "message_id": out.message_id,
+                    },
+                )
             stats.sent += len(sent_rows)
             for r in results:
                 if r.error is None:
@@ -353,10 +424,22 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             rem.status = "pending"
             rem.retry_at = now + backoff_delay(rem.attempts, base_seconds=self.settings.reminder_backoff_seconds)
         session.add(rem)
-        record(session, self.actor, "fail" if failed else "send_failed", "reminder", rem.id, study_id=rem.study_id,
-               site_id=rem.site_id, after={"status": rem.status, "channel": rem.channel, "attempt": rem.attempts,
-                                           "error": rem.last_error,
-                                           "retry_at": rem.retry_at.isoformat() if rem.retry_at else None})
+        record(
+            session,
+            self.actor,
+            "fail" if failed else "send_failed",
+            "reminder",
+            rem.id,
+            study_id=rem.study_id,
+            site_id=rem.site_id,
+            after={
+                "status": rem.status,
+                "channel": rem.channel,
+                "attempt": rem.attempts,
+                "error": rem.last_error,
+                "retry_at": rem.retry_at.isoformat() if rem.retry_at else None,
+            },
+        )
         return failed
 
     def run_once(self, *, max_batches: int | None = None) -> DispatchStats:
@@ -387,9 +470,20 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
         self.sms.close()
 
 
-def run_worker(engine, settings, *, clock: Clock | None = None, interval: float = 60.0, once: bool = False,
-               plan: bool = True, batch: int = 50, worker_id: str | None = None, study_ids: list[int] | None = None,
-               echo: Callable[[str], None] | None = None, stop: Callable[[], bool] | None = None) -> DispatchStats:
+def run_worker(
+    engine,
+    settings,
+    *,
+    clock: Clock | None = None,
+    interval: float = 60.0,
+    once: bool = False,
+    plan: bool = True,
+    batch: int = 50,
+    worker_id: str | None = None,
+    study_ids: list[int] | None = None,
+    echo: Callable[[str], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> DispatchStats:
     """Plan and dispatch every ``interval`` seconds (or once).
 
     Returns the totals of the last round (``--once``: of the only round).
@@ -411,8 +505,10 @@ def run_worker(engine, settings, *, clock: Clock | None = None, interval: float 
                 continue
             if echo is not None:
                 p = f"planned {planned.planned}, cancelled {planned.cancelled}; " if planned else ""
-                echo(f"{p}claimed {stats.claimed}, sent {stats.sent}, cancelled {stats.cancelled}, "
-                     f"retry {stats.retried}, failed {stats.failed}")
+                echo(
+                    f"{p}claimed {stats.claimed}, sent {stats.sent}, cancelled {stats.cancelled}, "
+                    f"retry {stats.retried}, failed {stats.failed}"
+                )
             if once or (stop is not None and stop()):
                 return stats
             time.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,4 +1,5 @@
 """Reminder configuration, plans per wave and the reminder outbox."""
+
 from __future__ import annotations
 
 from datetime import datetime

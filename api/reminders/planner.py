@@ -16,6 +16,7 @@ Examples
 >>> stats = plan_all(session, SystemClock())  # doctest: +SKIP
 >>> session.commit()  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,7 +42,7 @@ _LOCK_KEY = 0x706C72  # "plr": advisory lock namespace of the planner on Postgre
 
 @dataclass
 class PlanStats:
-    planned: int = 0          # rows inserted or rescheduled
+    planned: int = 0  # rows inserted or rescheduled
     cancelled: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
     skipped_studies: int = 0  # planned concurrently by another worker
@@ -65,10 +66,11 @@ def _quiet_case(local: str, day: str, minute: str, add_min, quiet: tuple[int, in
         return local
     start, end = int(quiet[0]), int(quiet[1])
     if start < end:
-        return (f"CASE WHEN {minute} >= {start} AND {minute} < {end} THEN {add_min(day, 0, end)} "
-                f"ELSE {local} END")
-    return (f"CASE WHEN {minute} >= {start} THEN {add_min(day, 1, end)} "
-            f"WHEN {minute} < {end} THEN {add_min(day, 0, end)} ELSE {local} END")
+        return f"CASE WHEN {minute} >= {start} AND {minute} < {end} THEN {add_min(day, 0, end)} ELSE {local} END"
+    return (
+        f"CASE WHEN {minute} >= {start} THEN {add_min(day, 1, end)} "
+        f"WHEN {minute} < {end} THEN {add_min(day, 0, end)} ELSE {local} END"
+    )
 
 
 def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int], quiet) -> str:
@@ -79,8 +81,10 @@ def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int]
         closes_local = f"datetime(p.enrolled_on, '{close_off:+d} days')"
         local = "datetime(p.enrolled_on, '%+d days', '+' || s.add_min || ' minutes')" % open_off
         to_utc = "pl_local_to_utc({}, :tz)".format
-        day, minute = "date(x0.local_ts)", ("(CAST(strftime('%H', x0.local_ts) AS INTEGER) * 60 + "
-                                            "CAST(strftime('%M', x0.local_ts) AS INTEGER))")
+        day, minute = (
+            "date(x0.local_ts)",
+            ("(CAST(strftime('%H', x0.local_ts) AS INTEGER) * 60 + CAST(strftime('%M', x0.local_ts) AS INTEGER))"),
+        )
 
         def add_min(d, days, mins):
             return f"datetime({d}, '+{days} days', '+{mins} minutes')"
@@ -167,8 +171,15 @@ CANCEL_REASON_SQL = """COALESCE(
 )"""
 
 
-def cancel_ineligible(session: Session, now: datetime, *, scope: str, params: dict[str, Any],
-                      actor: Actor, expanding: tuple[str, ...] = ()) -> list[Any]:
+def cancel_ineligible(
+    session: Session,
+    now: datetime,
+    *,
+    scope: str,
+    params: dict[str, Any],
+    actor: Actor,
+    expanding: tuple[str, ...] = (),
+) -> list[Any]:
     """Cancel the rows of ``scope`` (an SQL condition on ``reminder``) that should not go.
 
     One ``UPDATE … RETURNING``; one audit event per cancelled row (no identifiers: ids, wave,
@@ -191,20 +202,32 @@ RETURNING reminder.id, reminder.study_id, reminder.site_id, reminder.wave_id, re
     binds = [bindparam("now", type_=UTCDateTime())] + [bindparam(n, expanding=True) for n in expanding]
     rows = session.connection().execute(stmt.bindparams(*binds), {"now": now, **params}).all()
     for r in rows:
-        record(session, actor, "cancel", "reminder", r.id, study_id=r.study_id, site_id=r.site_id,
-               after={"status": "cancelled", "reason": r.cancel_reason, "wave_id": r.wave_id, "step": r.step})
+        record(
+            session,
+            actor,
+            "cancel",
+            "reminder",
+            r.id,
+            study_id=r.study_id,
+            site_id=r.site_id,
+            after={"status": "cancelled", "reason": r.cancel_reason, "wave_id": r.wave_id, "step": r.step},
+        )
     return rows
 
 
 def _try_lock(session: Session, study_id: int) -> bool:
     if _is_sqlite(session):
         return True  # BEGIN IMMEDIATE already serialises writers
-    return bool(session.connection().execute(
-        text("SELECT pg_try_advisory_xact_lock(:k, :sid)"), {"k": _LOCK_KEY, "sid": study_id}).scalar())
+    return bool(
+        session.connection()
+        .execute(text("SELECT pg_try_advisory_xact_lock(:k, :sid)"), {"k": _LOCK_KEY, "sid": study_id})
+        .scalar()
+    )
 
 
-def plan_study(session: Session, study: Study, clock: Clock, *, actor: Actor | None = None,
-               stats: PlanStats | None = None) -> PlanStats:
+def plan_study(
+    session: Session, study: Study, clock: Clock, *, actor: Actor | None = None, stats: PlanStats | None = None
+) -> PlanStats:
     """Plan and cancel the reminders of one study (flushes; the caller commits).
 
     Returns
@@ -225,28 +248,52 @@ def plan_study(session: Session, study: Study, clock: Clock, *, actor: Actor | N
         quiet = (cfg.quiet_start_minute, cfg.quiet_end_minute)
     sqlite = _is_sqlite(session)
     planned = 0
-    plans = session.exec(select(ReminderPlan, Wave).join(Wave, Wave.id == ReminderPlan.wave_id)
-                         .where(ReminderPlan.study_id == study.id)).all()
+    plans = session.exec(
+        select(ReminderPlan, Wave).join(Wave, Wave.id == ReminderPlan.wave_id).where(ReminderPlan.study_id == study.id)
+    ).all()
     for plan, wave in plans:
         if not plan.steps:
             continue
-        sql = _insert_sql(sqlite, open_off=wave.offset_days - wave.window_before_days,
-                          close_off=wave.offset_days + wave.window_after_days + 1,
-                          steps=[step_minutes(s) for s in plan.steps], quiet=quiet)
+        sql = _insert_sql(
+            sqlite,
+            open_off=wave.offset_days - wave.window_before_days,
+            close_off=wave.offset_days + wave.window_after_days + 1,
+            steps=[step_minutes(s) for s in plan.steps],
+            quiet=quiet,
+        )
         n_instr = len(wave.instruments) if wave.instruments else 1 << 30  # no instruments: never complete
         res = session.connection().execute(
             text(sql).bindparams(bindparam("now", type_=UTCDateTime())),
-            {"sid": study.id, "wid": wave.id, "tz": study.time_zone, "now": now, "channel": plan.channel,
-             "n_instr": n_instr})
+            {
+                "sid": study.id,
+                "wid": wave.id,
+                "tz": study.time_zone,
+                "now": now,
+                "channel": plan.channel,
+                "n_instr": n_instr,
+            },
+        )
         if sqlite:  # pysqlite reports no rowcount for a statement that starts with WITH
             planned += session.connection().execute(text("SELECT changes()")).scalar() or 0
         else:
             planned += max(res.rowcount or 0, 0)
-    rows = cancel_ineligible(session, now, scope="reminder.study_id = :sid AND reminder.status = 'pending'",
-                             params={"sid": study.id}, actor=actor)
+    rows = cancel_ineligible(
+        session,
+        now,
+        scope="reminder.study_id = :sid AND reminder.status = 'pending'",
+        params={"sid": study.id},
+        actor=actor,
+    )
     if planned:
-        record(session, actor, "plan", "reminder_plan", study.id, study_id=study.id,
-               after={"planned_or_rescheduled": planned})
+        record(
+            session,
+            actor,
+            "plan",
+            "reminder_plan",
+            study.id,
+            study_id=study.id,
+            after={"planned_or_rescheduled": planned},
+        )
     stats.planned += planned
     stats.cancelled += len(rows)
     for r in rows:

@@ -1,5 +1,6 @@
 """/studies/{id}/reminder-plans, /studies/{id}/reminders, /participants/{id}/reminders and the
 public unsubscribe route /u/{token}."""
+
 from __future__ import annotations
 
 from html import escape
@@ -24,14 +25,21 @@ Token = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
 
 @router.get("/studies/{study_id}/reminder-plans", response_model=PlansRead)
-def get_plans(actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-              session: Session = Depends(get_session)):
+def get_plans(
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     return service.read_plans(session, study)
 
 
 @router.put("/studies/{study_id}/reminder-plans", response_model=PlansRead)
-def put_plans(body: PlansIn, actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-              session: Session = Depends(get_session)):
+def put_plans(
+    body: PlansIn,
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     """Replace the study's reminder configuration (quiet hours, SMS webhook, one plan per wave)."""
     out = service.replace_plans(session, study, body, actor)
     session.commit()
@@ -39,37 +47,52 @@ def put_plans(body: PlansIn, actor: Actor = Depends(authorize(*STAFF)), study: S
 
 
 @router.post("/studies/{study_id}/reminders/pause", response_model=PauseRead)
-def pause(actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-          session: Session = Depends(get_session)):
+def pause(
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     cfg = service.set_paused(session, study, True, actor)
     session.commit()
     return PauseRead(study_id=study.id, paused=cfg.paused)
 
 
 @router.post("/studies/{study_id}/reminders/resume", response_model=PauseRead)
-def resume(actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-           session: Session = Depends(get_session)):
+def resume(
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     cfg = service.set_paused(session, study, False, actor)
     session.commit()
     return PauseRead(study_id=study.id, paused=cfg.paused)
 
 
 @router.get("/studies/{study_id}/reminders", response_model=list[ReminderRead])
-def study_reminders(actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-                    session: Session = Depends(get_session), status: ReminderStatus | None = None,
-                    wave: str | None = Query(None, max_length=40, description="wave code"),
-                    site: str | None = Query(None, max_length=40, description="site code"),
-                    limit: int = Query(100, ge=1, le=1000),
-                    after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page")):
-    return service.list_reminders(session, actor, study=study, status=status, wave=wave, site=site,
-                                  limit=limit, after=after)
+def study_reminders(
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    status: ReminderStatus | None = None,
+    wave: str | None = Query(None, max_length=40, description="wave code"),
+    site: str | None = Query(None, max_length=40, description="site code"),
+    limit: int = Query(100, ge=1, le=1000),
+    after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page"),
+):
+    return service.list_reminders(
+        session, actor, study=study, status=status, wave=wave, site=site, limit=limit, after=after
+    )
 
 
 @router.get("/participants/{participant_id}/reminders", response_model=list[ReminderRead])
-def participant_reminders(actor: Actor = Depends(authorize(*STAFF)),
-                          participant: Participant = Depends(valid_participant),
-                          session: Session = Depends(get_session), status: ReminderStatus | None = None,
-                          limit: int = Query(100, ge=1, le=1000), after: int | None = Query(None, ge=0, le=2**31 - 1)):
+def participant_reminders(
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+    status: ReminderStatus | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    after: int | None = Query(None, ge=0, le=2**31 - 1),
+):
     return service.list_reminders(session, actor, participant=participant, status=status, limit=limit, after=after)
 
 
@@ -82,9 +105,11 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{ti
 def unsubscribe_page(request: Request, token: str = Token, session: Session = Depends(get_session)):
     """Confirmation page of the unsubscribe link (a GET changes nothing: mail scanners follow links)."""
     service.participant_for_token(session, request.app.state.settings.secret_key, token)
-    body = (f"<h1>Stop reminders</h1><p>You will get no more reminder messages for this study. "
-            f"Your answers so far are kept.</p><form method=\"post\" action=\"/u/{escape(token)}\">"
-            "<button type=\"submit\">Stop reminders</button></form>")
+    body = (
+        f"<h1>Stop reminders</h1><p>You will get no more reminder messages for this study. "
+        f'Your answers so far are kept.</p><form method="post" action="/u/{escape(token)}">'
+        '<button type="submit">Stop reminders</button></form>'
+    )
     return HTMLResponse(_PAGE.format(title="Stop reminders", body=body))
 
 
@@ -95,5 +120,6 @@ def unsubscribe(request: Request, token: str = Token, session: Session = Depends
     rid = getattr(request.state, "request_id", None)
     service.unsubscribe(session, participant, Actor.system(source="web", request_id=rid))
     session.commit()
-    return HTMLResponse(_PAGE.format(title="Reminders stopped",
-                                     body="<h1>Reminders stopped</h1><p>You will get no more reminders.</p>"))
+    return HTMLResponse(
+        _PAGE.format(title="Reminders stopped", body="<h1>Reminders stopped</h1><p>You will get no more reminders.</p>")
+    )

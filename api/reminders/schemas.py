@@ -3,6 +3,7 @@
 Template and URL problems are reported against the field (``["body", "plans", 0, "body"]``)
 with the rule that failed.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -11,7 +12,6 @@ from urllib.parse import urlparse
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-
 
 from api.reminders import templates
 from api.reminders.timing import parse_hhmm

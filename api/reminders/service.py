@@ -4,6 +4,7 @@ Services flush and leave the commit to the caller (one request = one transaction
 events). Planning and sending live in :mod:`api.reminders.planner` and
 :mod:`api.reminders.dispatcher`.
 """
+
 from __future__ import annotations
 
 from sqlmodel import Session, select
@@ -31,21 +32,47 @@ def _config(session: Session, study: Study) -> ReminderConfig:
 def read_plans(session: Session, study: Study) -> PlansRead:
     """The reminder configuration of a study (defaults when none was saved)."""
     cfg = _config(session, study)
-    rows = session.exec(select(ReminderPlan, Wave.code).join(Wave, Wave.id == ReminderPlan.wave_id)
-                        .where(ReminderPlan.study_id == study.id).order_by(Wave.offset_days, Wave.id)).all()
+    rows = session.exec(
+        select(ReminderPlan, Wave.code)
+        .join(Wave, Wave.id == ReminderPlan.wave_id)
+        .where(ReminderPlan.study_id == study.id)
+        .order_by(Wave.offset_days, Wave.id)
+    ).all()
     quiet = None
     if cfg.quiet_start_minute is not None and cfg.quiet_end_minute is not None:
         quiet = QuietHours(start=format_hhmm(cfg.quiet_start_minute), end=format_hhmm(cfg.quiet_end_minute))
-    return PlansRead(study_id=study.id, paused=cfg.paused, quiet_hours=quiet, sms_webhook_url=cfg.sms_webhook_url,
-                     links_service=links_issuer() is not None,
-                     plans=[PlanRead(wave=code, channel=p.channel, steps=[Step(**s) for s in p.steps],
-                                     subject=p.subject, body=p.body, sms_body=p.sms_body, form_url=p.form_url,
-                                     updated_at=p.updated_at) for p, code in rows])
+    return PlansRead(
+        study_id=study.id,
+        paused=cfg.paused,
+        quiet_hours=quiet,
+        sms_webhook_url=cfg.sms_webhook_url,
+        links_service=links_issuer() is not None,
+        plans=[
+            PlanRead(
+                wave=code,
+                channel=p.channel,
+                steps=[Step(**s) for s in p.steps],
+                subject=p.subject,
+                body=p.body,
+                sms_body=p.sms_body,
+                form_url=p.form_url,
+                updated_at=p.updated_at,
+            )
+            for p, code in rows
+        ],
+    )
 
 
 def _plan_snapshot(p: ReminderPlan) -> dict:
-    return {"wave_id": p.wave_id, "channel": p.channel, "steps": p.steps, "subject": p.subject, "body": p.body,
-            "sms_body": p.sms_body, "form_url": p.form_url}
+    return {
+        "wave_id": p.wave_id,
+        "channel": p.channel,
+        "steps": p.steps,
+        "subject": p.subject,
+        "body": p.body,
+        "sms_body": p.sms_body,
+        "form_url": p.form_url,
+    }
 
 
 def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -> PlansRead:
@@ -64,39 +91,66 @@ def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -
     has_links = links_issuer() is not None
     for i, plan in enumerate(body.plans):
         if plan.wave not in waves:
-            errors.append({"loc": ["body", "plans", i, "wave"], "msg": "no wave with this code in the study",
-                           "type": "unknown_wave"})
+            errors.append(
+                {
+                    "loc": ["body", "plans", i, "wave"],
+                    "msg": "no wave with this code in the study",
+                    "type": "unknown_wave",
+                }
+            )
         used = templates.fields(plan.body) | templates.fields(plan.sms_body or "") | templates.fields(plan.subject)
         if "link" in used and not plan.form_url and not has_links:
-            errors.append({"loc": ["body", "plans", i, "form_url"],
-                           "msg": "the template uses {link}: give form_url (no links service is installed)",
-                           "type": "missing_form_url"})
+            errors.append(
+                {
+                    "loc": ["body", "plans", i, "form_url"],
+                    "msg": "the template uses {link}: give form_url (no links service is installed)",
+                    "type": "missing_form_url",
+                }
+            )
         if plan.channel == "sms" and not body.sms_webhook_url:
-            errors.append({"loc": ["body", "sms_webhook_url"], "msg": "an sms plan needs sms_webhook_url",
-                           "type": "missing_webhook"})
+            errors.append(
+                {
+                    "loc": ["body", "sms_webhook_url"],
+                    "msg": "an sms plan needs sms_webhook_url",
+                    "type": "missing_webhook",
+                }
+            )
     if errors:
         raise Unprocessable(errors=errors)
 
     cfg = _config(session, study)
-    before_cfg = {"quiet_start_minute": cfg.quiet_start_minute, "quiet_end_minute": cfg.quiet_end_minute,
-                  "sms_webhook_url": cfg.sms_webhook_url}
+    before_cfg = {
+        "quiet_start_minute": cfg.quiet_start_minute,
+        "quiet_end_minute": cfg.quiet_end_minute,
+        "sms_webhook_url": cfg.sms_webhook_url,
+    }
     cfg.quiet_start_minute = parse_hhmm(body.quiet_hours.start) if body.quiet_hours else None
     cfg.quiet_end_minute = parse_hhmm(body.quiet_hours.end) if body.quiet_hours else None
     cfg.sms_webhook_url = body.sms_webhook_url
     cfg.updated_at = utcnow()
     session.add(cfg)
-    after_cfg = {"quiet_start_minute": cfg.quiet_start_minute, "quiet_end_minute": cfg.quiet_end_minute,
-                 "sms_webhook_url": cfg.sms_webhook_url}
+    after_cfg = {
+        "quiet_start_minute": cfg.quiet_start_minute,
+        "quiet_end_minute": cfg.quiet_end_minute,
+        "sms_webhook_url": cfg.sms_webhook_url,
+    }
     if before_cfg != after_cfg:
-        record(session, actor, "update", "reminder_config", study.id, study_id=study.id, before=before_cfg,
-               after=after_cfg)
+        record(
+            session, actor, "update", "reminder_config", study.id, study_id=study.id, before=before_cfg, after=after_cfg
+        )
 
     existing = {p.wave_id: p for p in session.exec(select(ReminderPlan).where(ReminderPlan.study_id == study.id))}
     wanted = {}
     for plan in body.plans:
         wave = waves[plan.wave]
-        values = {"channel": plan.channel, "steps": [s.model_dump() for s in plan.steps], "subject": plan.subject,
-                  "body": plan.body, "sms_body": plan.sms_body, "form_url": plan.form_url}
+        values = {
+            "channel": plan.channel,
+            "steps": [s.model_dump() for s in plan.steps],
+            "subject": plan.subject,
+            "body": plan.body,
+            "sms_body": plan.sms_body,
+            "form_url": plan.form_url,
+        }
         row = existing.get(wave.id)
         if row is None:
             row = ReminderPlan(study_id=study.id, wave_id=wave.id, **values)
@@ -110,8 +164,16 @@ def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -
             if _plan_snapshot(row) != before:
                 row.updated_at = utcnow()
                 session.add(row)
-                record(session, actor, "update", "reminder_plan", row.id, study_id=study.id, before=before,
-                       after=_plan_snapshot(row))
+                record(
+                    session,
+                    actor,
+                    "update",
+                    "reminder_plan",
+                    row.id,
+                    study_id=study.id,
+                    before=before,
+                    after=_plan_snapshot(row),
+                )
         wanted[wave.id] = row
     for wave_id, row in existing.items():
         if wave_id not in wanted:
@@ -119,10 +181,17 @@ def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -
             session.delete(row)
     session.flush()
     # Only rows whose plan or step is gone: time-based reasons are the planner's, on its clock.
-    cancel_ineligible(session, utcnow(), scope=(
-        "reminder.study_id = :sid AND reminder.status = 'pending' AND NOT EXISTS ("
-        "SELECT 1 FROM reminder_plan k WHERE k.study_id = reminder.study_id AND k.wave_id = reminder.wave_id "
-        "AND json_array_length(k.steps) > reminder.step)"), params={"sid": study.id}, actor=actor)
+    cancel_ineligible(
+        session,
+        utcnow(),
+        scope=(
+            "reminder.study_id = :sid AND reminder.status = 'pending' AND NOT EXISTS ("
+            "SELECT 1 FROM reminder_plan k WHERE k.study_id = reminder.study_id AND k.wave_id = reminder.wave_id "
+            "AND json_array_length(k.steps) > reminder.step)"
+        ),
+        params={"sid": study.id},
+        actor=actor,
+    )
     session.flush()
     return read_plans(session, study)
 
@@ -135,29 +204,52 @@ def set_paused(session: Session, study: Study, paused: bool, actor: Actor) -> Re
         cfg.paused = paused
         cfg.updated_at = utcnow()
         session.add(cfg)
-        record(session, actor, "pause" if paused else "resume", "reminder_config", study.id, study_id=study.id,
-               before={"paused": not paused}, after={"paused": paused})
+        record(
+            session,
+            actor,
+            "pause" if paused else "resume",
+            "reminder_config",
+            study.id,
+            study_id=study.id,
+            before={"paused": not paused},
+            after={"paused": paused},
+        )
     else:
         session.add(cfg)
     session.flush()
     return cfg
 
 
-def list_reminders(session: Session, actor: Actor, *, study: Study | None = None,
-                   participant: Participant | None = None, status: str | None = None, wave: str | None = None,
-                   site: str | None = None, limit: int = 100, after: int | None = None) -> list[ReminderRead]:
+def list_reminders(
+    session: Session,
+    actor: Actor,
+    *,
+    study: Study | None = None,
+    participant: Participant | None = None,
+    status: str | None = None,
+    wave: str | None = None,
+    site: str | None = None,
+    limit: int = 100,
+    after: int | None = None,
+) -> list[ReminderRead]:
     """Outbox rows in id order (keyset pagination with ``after``); coordinators see their sites."""
-    stmt = (select(Reminder, Participant.study_code, Site.code, Wave.code)
-            .join(Participant, Participant.id == Reminder.participant_id)
-            .join(Site, Site.id == Reminder.site_id)
-            .join(Wave, Wave.id == Reminder.wave_id))
+    stmt = (
+        select(Reminder, Participant.study_code, Site.code, Wave.code)
+        .join(Participant, Participant.id == Reminder.participant_id)
+        .join(Site, Site.id == Reminder.site_id)
+        .join(Wave, Wave.id == Reminder.wave_id)
+    )
     if study is not None:
         stmt = stmt.where(Reminder.study_id == study.id)
-        if wave is not None and session.exec(select(Wave.id).where(Wave.study_id == study.id,
-                                                                   Wave.code == wave)).first() is None:
+        if (
+            wave is not None
+            and session.exec(select(Wave.id).where(Wave.study_id == study.id, Wave.code == wave)).first() is None
+        ):
             raise Unprocessable(["query", "wave"], "no wave with this code in the study", "unknown_wave")
-        if site is not None and session.exec(select(Site.id).where(Site.study_id == study.id,
-                                                                   Site.code == site)).first() is None:
+        if (
+            site is not None
+            and session.exec(select(Site.id).where(Site.study_id == study.id, Site.code == site)).first() is None
+        ):
             raise Unprocessable(["query", "site"], "no site with this code in the study", "unknown_site")
     if participant is not None:
         stmt = stmt.where(Reminder.participant_id == participant.id)
@@ -172,12 +264,29 @@ def list_reminders(session: Session, actor: Actor, *, study: Study | None = None
     if after is not None:
         stmt = stmt.where(Reminder.id > after)
     rows = session.exec(stmt.order_by(Reminder.id).limit(limit)).all()
-    return [ReminderRead(id=r.id, study_id=r.study_id, participant_id=r.participant_id, study_code=code,
-                         site=site_code, wave=wave_code, step=r.step, channel=r.channel, due_at=r.due_at,
-                         window_closes_at=r.window_closes_at, status=r.status, attempts=r.attempts,
-                         retry_at=r.retry_at, last_error=r.last_error, cancel_reason=r.cancel_reason,
-                         message_id=r.message_id, sent_at=r.sent_at, updated_at=r.updated_at)
-            for r, code, site_code, wave_code in rows]
+    return [
+        ReminderRead(
+            id=r.id,
+            study_id=r.study_id,
+            participant_id=r.participant_id,
+            study_code=code,
+            site=site_code,
+            wave=wave_code,
+            step=r.step,
+            channel=r.channel,
+            due_at=r.due_at,
+            window_closes_at=r.window_closes_at,
+            status=r.status,
+            attempts=r.attempts,
+            retry_at=r.retry_at,
+            last_error=r.last_error,
+            cancel_reason=r.cancel_reason,
+            message_id=r.message_id,
+            sent_at=r.sent_at,
+            updated_at=r.updated_at,
+        )
+        for r, code, site_code, wave_code in rows
+    ]
 
 
 def participant_for_token(session: Session, secret_key: str, token: str) -> Participant:
@@ -201,12 +310,25 @@ def unsubscribe(session: Session, participant: Participant, actor: Actor) -> int
         contact.opt_out = True
         contact.updated_at = utcnow()
         session.add(contact)
-        record(session, actor, "update", "participant_contact", participant.id, study_id=participant.study_id,
-               site_id=participant.site_id, after={"fields": ["opt_out"]}, reason="unsubscribe link")
+        record(
+            session,
+            actor,
+            "update",
+            "participant_contact",
+            participant.id,
+            study_id=participant.study_id,
+            site_id=participant.site_id,
+            after={"fields": ["opt_out"]},
+            reason="unsubscribe link",
+        )
     session.flush()
-    rows = cancel_ineligible(session, utcnow(),
-                             scope="reminder.participant_id = :pid AND reminder.status = 'pending'",
-                             params={"pid": participant.id}, actor=actor)
+    rows = cancel_ineligible(
+        session,
+        utcnow(),
+        scope="reminder.participant_id = :pid AND reminder.status = 'pending'",
+        params={"pid": participant.id},
+        actor=actor,
+    )
     return len(rows)
 
 

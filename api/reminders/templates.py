@@ -13,6 +13,7 @@ Examples
 >>> render("Hi {name}: {link}", {"name": "Ana", "link": "https://x/f/1"})
 'Hi Ana: https://x/f/1'
 """
+
 from __future__ import annotations
 
 from string import Formatter

@@ -18,9 +18,10 @@ datetime.datetime(2026, 3, 29, 8, 0)
 >>> backoff_delay(3, base_seconds=60).total_seconds()
 240.0
 """
+
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -35,11 +36,11 @@ def local_to_utc(local: datetime, tz: ZoneInfo) -> datetime:
     a = local.replace(tzinfo=tz, fold=0)
     b = local.replace(tzinfo=tz, fold=1)
     if a.utcoffset() == b.utcoffset():
-        return a.astimezone(timezone.utc)
+        return a.astimezone(UTC)
     for cand in (a, b):
         if not cand.dst():
-            return cand.astimezone(timezone.utc)
-    return a.astimezone(timezone.utc)
+            return cand.astimezone(UTC)
+    return a.astimezone(UTC)
 
 
 @lru_cache(maxsize=64)

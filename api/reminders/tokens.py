@@ -11,6 +11,7 @@ Examples
 >>> verify("other-key", t) is None
 True
 """
+
 from __future__ import annotations
 
 import base64

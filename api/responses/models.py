@@ -1,4 +1,5 @@
 """Responses (raw answers), their scores and idempotency keys."""
+
 from __future__ import annotations
 
 from datetime import datetime

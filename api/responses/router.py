@@ -1,11 +1,12 @@
 """/participants/{id}/responses and the instrument catalogue."""
+
 from __future__ import annotations
 
-import instruments
-from fastapi import APIRouter, Depends, Header, Path, Response as HttpResponse
-from instruments.model import InstrumentError
+from fastapi import APIRouter, Depends, Header, Path
+from fastapi import Response as HttpResponse
 from sqlmodel import Session
 
+import instruments
 from api.auth.dependencies import READ_ROLES, authorize
 from api.auth.service import Actor
 from api.db import end_read, get_session
@@ -14,22 +15,36 @@ from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
 from api.responses import service
 from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead
+from instruments.model import InstrumentError
 
 router = APIRouter(tags=["responses"])
 catalogue = APIRouter(prefix="/instruments", tags=["instruments"])
 
 
 @router.post("/participants/{participant_id}/responses", status_code=201, response_model=ResponseRead)
-def submit(body: ResponseCreate,
-           # The participant first: its dependency resolves the token and the participant in one
-           # worker-thread step, and the role check then runs on the event loop from the cache.
-           participant: Participant = Depends(valid_participant),
-           actor: Actor = Depends(authorize("admin", "coordinator")), session: Session = Depends(get_session),
-           idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200)):
+def submit(
+    body: ResponseCreate,
+    # The participant first: its dependency resolves the token and the participant in one
+    # worker-thread step, and the role check then runs on the event loop from the cache.
+    participant: Participant = Depends(valid_participant),
+    actor: Actor = Depends(authorize("admin", "coordinator")),
+    session: Session = Depends(get_session),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200),
+):
     resp = service.submit_response(
-        session, participant=participant, wave_code=body.wave, instrument_code=body.instrument,
-        answers=body.answers, external_scores=body.external_scores, completed_at=body.completed_at,
-        mode="rest", actor=actor, idempotency_key=idempotency_key, amend=body.amend, reason=body.reason)
+        session,
+        participant=participant,
+        wave_code=body.wave,
+        instrument_code=body.instrument,
+        answers=body.answers,
+        external_scores=body.external_scores,
+        completed_at=body.completed_at,
+        mode="rest",
+        actor=actor,
+        idempotency_key=idempotency_key,
+        amend=body.amend,
+        reason=body.reason,
+    )
     out = service.to_read(session, [resp])[0]
     session.commit()
     headers = {"Idempotent-Replayed": "true"} if getattr(resp, "replayed", False) else None
@@ -39,25 +54,53 @@ def submit(body: ResponseCreate,
 
 
 @router.get("/participants/{participant_id}/responses", response_model=list[ResponseRead])
-def list_responses(actor: Actor = Depends(authorize(*READ_ROLES)),
-                   participant: Participant = Depends(valid_participant), session: Session = Depends(get_session),
-                   wave: str | None = None, instrument: str | None = None):
-    out = service.to_read(session, service.list_responses(session, participant, wave=wave, instrument=instrument),
-                          actor=actor)
+def list_responses(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+    wave: str | None = None,
+    instrument: str | None = None,
+):
+    out = service.to_read(
+        session, service.list_responses(session, participant, wave=wave, instrument=instrument), actor=actor
+    )
     end_read(session)
     return out
 
 
 def _instrument_read(inst) -> InstrumentRead:
     return InstrumentRead(
-        code=inst.code, name=inst.name, version=str(inst.version), wording_shipped=inst.wording_shipped,
+        code=inst.code,
+        name=inst.name,
+        version=str(inst.version),
+        wording_shipped=inst.wording_shipped,
         licence=getattr(inst, "licence", None),
-        items=[{"code": it.code, "text": it.text, "kind": it.kind, "reverse": it.reverse, "scored": it.scored,
-                "min": it.min, "max": it.max,
-                "options": [{"code": o.code, "label": o.label, "missing": o.missing} for o in it.options]}
-               for it in inst.items],
-        scales=[{"code": s.code, "label": s.label, "items": list(s.items), "method": s.method,
-                 "min_items": s.min_items, "range": tuple(s.range), "external": s.external} for s in inst.scales])
+        items=[
+            {
+                "code": it.code,
+                "text": it.text,
+                "kind": it.kind,
+                "reverse": it.reverse,
+                "scored": it.scored,
+                "min": it.min,
+                "max": it.max,
+                "options": [{"code": o.code, "label": o.label, "missing": o.missing} for o in it.options],
+            }
+            for it in inst.items
+        ],
+        scales=[
+            {
+                "code": s.code,
+                "label": s.label,
+                "items": list(s.items),
+                "method": s.method,
+                "min_items": s.min_items,
+                "range": tuple(s.range),
+                "external": s.external,
+            }
+            for s in inst.scales
+        ],
+    )
 
 
 @catalogue.get("", response_model=list[InstrumentSummary])
@@ -65,8 +108,15 @@ def list_instruments(actor: Actor = Depends(authorize(*READ_ROLES))):
     out = []
     for code in instruments.codes():
         inst = instruments.get(code)
-        out.append(InstrumentSummary(code=inst.code, name=inst.name, version=str(inst.version),
-                                     items=len(inst.items), wording_shipped=inst.wording_shipped))
+        out.append(
+            InstrumentSummary(
+                code=inst.code,
+                name=inst.name,
+                version=str(inst.version),
+                items=len(inst.items),
+                wording_shipped=inst.wording_shipped,
+            )
+        )
     return out
 
 

@@ -1,4 +1,5 @@
 """Bodies of response submission and reading, and of the instrument catalogue."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -17,7 +18,8 @@ class ResponseCreate(BaseModel):
     instrument: str = Field(min_length=1, max_length=40)
     answers: dict[str, Answer] = Field(max_length=500, description="item code → option code, number, text or null")
     external_scores: dict[str, float | None] | None = Field(
-        default=None, description="scores computed elsewhere, e.g. {\"pam13_activation\": 58.2}")
+        default=None, description='scores computed elsewhere, e.g. {"pam13_activation": 58.2}'
+    )
     completed_at: AwareDatetime | None = Field(default=None, description="with a UTC offset; default now")
     amend: bool = False
     reason: str | None = Field(default=None, max_length=2000)

@@ -3,6 +3,7 @@
 Scoring is the instrument library's: the service validates the answers against the instrument,
 stores them raw with the instrument version, and stores the scores computed at submission.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -11,12 +12,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import instruments
-from instruments.model import InstrumentError, ValidationFailed
 from sqlalchemy import and_, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
+import instruments
 from api.audit.service import record
 from api.auth.dependencies import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
@@ -27,16 +27,30 @@ from api.participants.service import local_date, window
 from api.responses.models import MODES, IdempotencyKey, Response, Score
 from api.responses.schemas import ResponseRead, ScoreRead
 from api.studies.models import Study, Wave
+from instruments.model import InstrumentError, ValidationFailed
 
 # A device clock a few minutes ahead of the server is not an error.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def _request_hash(wave_code: str, instrument_code: str, answers: Mapping[str, Any],
-                  external_scores: Mapping[str, Any] | None, completed_at: datetime | None,
-                  amend: bool, reason: str | None) -> str:
-    payload = {"w": wave_code, "i": instrument_code, "a": answers, "e": external_scores or {},
-               "c": completed_at.isoformat() if completed_at else None, "m": amend, "r": reason}
+def _request_hash(
+    wave_code: str,
+    instrument_code: str,
+    answers: Mapping[str, Any],
+    external_scores: Mapping[str, Any] | None,
+    completed_at: datetime | None,
+    amend: bool,
+    reason: str | None,
+) -> str:
+    payload = {
+        "w": wave_code,
+        "i": instrument_code,
+        "a": answers,
+        "e": external_scores or {},
+        "c": completed_at.isoformat() if completed_at else None,
+        "m": amend,
+        "r": reason,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -48,8 +62,9 @@ def _flagged_free_text(session: Session, study_ids: set[int]) -> dict[int, set[t
     """``instrument.item`` codes each study's coordinators flagged as identifying free text."""
     from api.exports.models import ExportSettings  # the setting lives with the de-identification rules
 
-    rows = session.exec(select(ExportSettings.study_id, ExportSettings.free_text_items)
-                        .where(ExportSettings.study_id.in_(study_ids))).all()
+    rows = session.exec(
+        select(ExportSettings.study_id, ExportSettings.free_text_items).where(ExportSettings.study_id.in_(study_ids))
+    ).all()
     return {sid: {tuple(x.split(".", 1)) for x in (items or []) if "." in x} for sid, items in rows}
 
 
@@ -62,17 +77,30 @@ def _audit_view(instrument, answers: Mapping[str, Any]) -> dict[str, Any]:
 def _problems_to_errors(problems, external_keys: set[str]) -> list[dict[str, Any]]:
     out = []
     for p in problems:
-        field = "external_scores" if (p.rule.startswith("external_") or
-                                      (p.loc in external_keys and p.rule != "unknown_item")) else "answers"
+        field = (
+            "external_scores"
+            if (p.rule.startswith("external_") or (p.loc in external_keys and p.rule != "unknown_item"))
+            else "answers"
+        )
         out.append(error(["body", field, p.loc], p.msg, p.rule))
     return out
 
 
-def submit_response(session: Session, *, participant: Participant, wave_code: str, instrument_code: str,
-                    answers: Mapping[str, Any], external_scores: Mapping[str, Any] | None = None,
-                    completed_at: datetime | None = None, mode: str = "rest", actor: Actor,
-                    idempotency_key: str | None = None, amend: bool = False,
-                    reason: str | None = None) -> Response:
+def submit_response(
+    session: Session,
+    *,
+    participant: Participant,
+    wave_code: str,
+    instrument_code: str,
+    answers: Mapping[str, Any],
+    external_scores: Mapping[str, Any] | None = None,
+    completed_at: datetime | None = None,
+    mode: str = "rest",
+    actor: Actor,
+    idempotency_key: str | None = None,
+    amend: bool = False,
+    reason: str | None = None,
+) -> Response:
     """Validate, score and store one instrument answered at one wave.
 
     Parameters
@@ -124,13 +152,17 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
     # One read: the wave and its study, the current response if any and the key's row if any.
     # The current response also finds every replay: a key's first request created (or amended)
     # exactly this row.
-    wave, study, current, key_row = _wave_study_current(session, participant.id, participant.study_id, wave_code,
-                                                        instrument_code, idempotency_key)
+    wave, study, current, key_row = _wave_study_current(
+        session, participant.id, participant.study_id, wave_code, instrument_code, idempotency_key
+    )
     if current is not None and key_row is not None:
         return _replayed(session, key_row, key_hash, current)
     if participant.status == "withdrawn":
-        raise Conflict(["path", "participant_id"], "the participant has withdrawn; no new data are collected",
-                       "participant_withdrawn")
+        raise Conflict(
+            ["path", "participant_id"],
+            "the participant has withdrawn; no new data are collected",
+            "participant_withdrawn",
+        )
     try:
         instrument = instruments.get(instrument_code)
     except InstrumentError:
@@ -154,24 +186,50 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
         if not amend:
             raise _already_completed()
         # The key goes in first: when a parallel request took it, this amendment writes nothing.
-        if idempotency_key is not None and not _insert_key(session, participant.id, idempotency_key, key_hash,
-                                                           current.id):
+        if idempotency_key is not None and not _insert_key(
+            session, participant.id, idempotency_key, key_hash, current.id
+        ):
             return _lost_race(session, participant.id, idempotency_key, key_hash)
-        resp = _amend(session, current, instrument, answers, external_scores, completed_at, out_of_window,
-                      scores, mode, actor, reason, now)
+        resp = _amend(
+            session,
+            current,
+            instrument,
+            answers,
+            external_scores,
+            completed_at,
+            out_of_window,
+            scores,
+            mode,
+            actor,
+            reason,
+            now,
+        )
         _attach(resp, wave.code, None)
         return resp
 
-    resp = Response(study_id=participant.study_id, site_id=participant.site_id, participant_id=participant.id,
-                    wave_id=wave.id, instrument=instrument.code, instrument_version=str(instrument.version),
-                    answers=answers, external_scores=external_scores, mode=mode, entered_by=actor.user_id,
-                    completed_at=completed_at, out_of_window=out_of_window, created_at=now, updated_at=now)
+    resp = Response(
+        study_id=participant.study_id,
+        site_id=participant.site_id,
+        participant_id=participant.id,
+        wave_id=wave.id,
+        instrument=instrument.code,
+        instrument_version=str(instrument.version),
+        answers=answers,
+        external_scores=external_scores,
+        mode=mode,
+        entered_by=actor.user_id,
+        completed_at=completed_at,
+        out_of_window=out_of_window,
+        created_at=now,
+        updated_at=now,
+    )
     # INSERT … ON CONFLICT DO NOTHING instead of a savepoint: a lost race (same key, or same wave and
     # instrument, committed by a parallel request) writes nothing and leaves the caller's
     # transaction usable, so it can end as a replay or a 409.
     values = resp.model_dump(exclude={"id"})
-    resp.id = session.execute(_insert_ignoring_conflicts(session, Response).values(**values)
-                              .returning(Response.__table__.c.id)).scalar_one_or_none()
+    resp.id = session.execute(
+        _insert_ignoring_conflicts(session, Response).values(**values).returning(Response.__table__.c.id)
+    ).scalar_one_or_none()
     if resp.id is None:
         if idempotency_key is not None:
             return _lost_race(session, participant.id, idempotency_key, key_hash)
@@ -185,25 +243,50 @@ def submit_response(session: Session, *, participant: Participant, wave_code: st
     if score_rows:
         # One multi-row VALUES statement: cheaper than an executemany for a handful of scales.
         session.execute(insert(Score.__table__).values([s.model_dump(exclude={"id"}) for s in score_rows]))
-    record(session, actor, "create", "response", resp.id, study_id=participant.study_id,
-           site_id=participant.site_id,
-           after={"participant_id": participant.id, "wave": wave.code, "instrument": instrument.code,
-                  "instrument_version": resp.instrument_version, "answers": _audit_view(instrument, answers),
-                  "external_scores": external_scores, "completed_at": completed_at.isoformat(),
-                  "out_of_window": out_of_window, "mode": mode})
+    record(
+        session,
+        actor,
+        "create",
+        "response",
+        resp.id,
+        study_id=participant.study_id,
+        site_id=participant.site_id,
+        after={
+            "participant_id": participant.id,
+            "wave": wave.code,
+            "instrument": instrument.code,
+            "instrument_version": resp.instrument_version,
+            "answers": _audit_view(instrument, answers),
+            "external_scores": external_scores,
+            "completed_at": completed_at.isoformat(),
+            "out_of_window": out_of_window,
+            "mode": mode,
+        },
+    )
     _mark(resp, False)
     _attach(resp, wave.code, score_rows)
     return resp
 
 
-def _wave_study_current(session: Session, participant_id: int, study_id: int, code: str, instrument_code: str,
-                        key: str | None) -> tuple[Wave, Study, Response | None, IdempotencyKey | None]:
-    stmt = (select(Wave, Study, Response).join(Study, Study.id == Wave.study_id)
-            .outerjoin(Response, and_(Response.participant_id == participant_id, Response.wave_id == Wave.id,
-                                      Response.instrument == instrument_code)))
+def _wave_study_current(
+    session: Session, participant_id: int, study_id: int, code: str, instrument_code: str, key: str | None
+) -> tuple[Wave, Study, Response | None, IdempotencyKey | None]:
+    stmt = (
+        select(Wave, Study, Response)
+        .join(Study, Study.id == Wave.study_id)
+        .outerjoin(
+            Response,
+            and_(
+                Response.participant_id == participant_id,
+                Response.wave_id == Wave.id,
+                Response.instrument == instrument_code,
+            ),
+        )
+    )
     if key is not None:
         stmt = stmt.add_columns(IdempotencyKey).outerjoin(
-            IdempotencyKey, and_(IdempotencyKey.participant_id == participant_id, IdempotencyKey.key == key))
+            IdempotencyKey, and_(IdempotencyKey.participant_id == participant_id, IdempotencyKey.key == key)
+        )
     row = session.exec(stmt.where(Wave.study_id == study_id, Wave.code == code)).first()
     if row is None:
         raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
@@ -211,9 +294,11 @@ def _wave_study_current(session: Session, participant_id: int, study_id: int, co
 
 
 def _already_completed() -> Conflict:
-    return Conflict(["body", "instrument"],
-                    "a complete response exists for this wave and instrument; send amend=true with a reason",
-                    "already_completed")
+    return Conflict(
+        ["body", "instrument"],
+        "a complete response exists for this wave and instrument; send amend=true with a reason",
+        "already_completed",
+    )
 
 
 def _insert_ignoring_conflicts(session: Session, model):
@@ -226,10 +311,13 @@ def _insert_ignoring_conflicts(session: Session, model):
 
 def _insert_key(session: Session, participant_id: int, key: str, key_hash: str, response_id: int) -> bool:
     """Store the key; False when a parallel request stored it first."""
-    stmt = (_insert_ignoring_conflicts(session, IdempotencyKey)
-            .values(participant_id=participant_id, key=key, request_hash=key_hash, response_id=response_id,
-                    created_at=utcnow())
-            .returning(IdempotencyKey.__table__.c.id))
+    stmt = (
+        _insert_ignoring_conflicts(session, IdempotencyKey)
+        .values(
+            participant_id=participant_id, key=key, request_hash=key_hash, response_id=response_id, created_at=utcnow()
+        )
+        .returning(IdempotencyKey.__table__.c.id)
+    )
     return session.execute(stmt).scalar_one_or_none() is not None
 
 
@@ -242,8 +330,9 @@ def _lost_race(session: Session, participant_id: int, key: str, key_hash: str) -
 
 
 def _wave_and_study(session: Session, study_id: int, code: str) -> tuple[Wave, Study]:
-    row = session.exec(select(Wave, Study).join(Study, Study.id == Wave.study_id)
-                       .where(Wave.study_id == study_id, Wave.code == code)).first()
+    row = session.exec(
+        select(Wave, Study).join(Study, Study.id == Wave.study_id).where(Wave.study_id == study_id, Wave.code == code)
+    ).first()
     if row is None:
         raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
     return row[0], row[1]
@@ -261,8 +350,9 @@ def _mark(resp: Response, replayed: bool) -> None:
 
 
 def _replay(session: Session, participant_id: int, key: str, key_hash: str) -> Response | None:
-    row = session.exec(select(IdempotencyKey).where(IdempotencyKey.participant_id == participant_id,
-                                                    IdempotencyKey.key == key)).first()
+    row = session.exec(
+        select(IdempotencyKey).where(IdempotencyKey.participant_id == participant_id, IdempotencyKey.key == key)
+    ).first()
     if row is None:
         return None
     return _replayed(session, row, key_hash, None)
@@ -270,28 +360,58 @@ def _replay(session: Session, participant_id: int, key: str, key_hash: str) -> R
 
 def _replayed(session: Session, row: IdempotencyKey, key_hash: str, current: Response | None) -> Response:
     if row.request_hash != key_hash:
-        raise Unprocessable(["header", "Idempotency-Key"], "this key was used for a different request",
-                            "idempotency_key_reused")
-    resp = current if current is not None and current.id == row.response_id else session.get(Response,
-                                                                                            row.response_id)
+        raise Unprocessable(
+            ["header", "Idempotency-Key"], "this key was used for a different request", "idempotency_key_reused"
+        )
+    resp = current if current is not None and current.id == row.response_id else session.get(Response, row.response_id)
     _mark(resp, True)
     return resp
 
 
 def _score_rows(response_id: int, scores) -> list[Score]:
-    return [Score(response_id=response_id, scale=s.scale, value=s.value, band=s.band, level=s.level,
-                  items_answered=s.items_answered, items_expected=s.items_expected, prorated=s.prorated,
-                  missing_reason=s.missing_reason, flags=list(s.flags or [])) for s in scores]
+    return [
+        Score(
+            response_id=response_id,
+            scale=s.scale,
+            value=s.value,
+            band=s.band,
+            level=s.level,
+            items_answered=s.items_answered,
+            items_expected=s.items_expected,
+            prorated=s.prorated,
+            missing_reason=s.missing_reason,
+            flags=list(s.flags or []),
+        )
+        for s in scores
+    ]
 
 
-def _amend(session: Session, current: Response, instrument, answers, external_scores, completed_at,
-           out_of_window, scores, mode, actor: Actor, reason: str | None, now: datetime) -> Response:
+def _amend(
+    session: Session,
+    current: Response,
+    instrument,
+    answers,
+    external_scores,
+    completed_at,
+    out_of_window,
+    scores,
+    mode,
+    actor: Actor,
+    reason: str | None,
+    now: datetime,
+) -> Response:
     old_scores = session.exec(select(Score).where(Score.response_id == current.id)).all()
-    before = {"version": current.version, "instrument_version": current.instrument_version,
-              "answers": _audit_view(instrument, current.answers), "external_scores": current.external_scores,
-              "completed_at": current.completed_at.isoformat(), "out_of_window": current.out_of_window,
-              "mode": current.mode, "entered_by": current.entered_by,
-              "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in old_scores]}
+    before = {
+        "version": current.version,
+        "instrument_version": current.instrument_version,
+        "answers": _audit_view(instrument, current.answers),
+        "external_scores": current.external_scores,
+        "completed_at": current.completed_at.isoformat(),
+        "out_of_window": current.out_of_window,
+        "mode": current.mode,
+        "entered_by": current.entered_by,
+        "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in old_scores],
+    }
     session.execute(delete(Score).where(Score.response_id == current.id))
     current.answers = answers
     current.external_scores = external_scores
@@ -305,20 +425,34 @@ def _amend(session: Session, current: Response, instrument, answers, external_sc
     session.add(current)
     session.flush()
     session.add_all(_score_rows(current.id, scores))
-    record(session, actor, "amend", "response", current.id, study_id=current.study_id, site_id=current.site_id,
-           before=before,
-           after={"version": current.version, "answers": _audit_view(instrument, answers),
-                  "external_scores": external_scores, "completed_at": completed_at.isoformat(),
-                  "out_of_window": out_of_window, "mode": mode,
-                  "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in scores]},
-           reason=reason)
+    record(
+        session,
+        actor,
+        "amend",
+        "response",
+        current.id,
+        study_id=current.study_id,
+        site_id=current.site_id,
+        before=before,
+        after={
+            "version": current.version,
+            "answers": _audit_view(instrument, answers),
+            "external_scores": external_scores,
+            "completed_at": completed_at.isoformat(),
+            "out_of_window": out_of_window,
+            "mode": mode,
+            "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in scores],
+        },
+        reason=reason,
+    )
     session.flush()
     _mark(current, False)
     return current
 
 
-def list_responses(session: Session, participant: Participant, *, wave: str | None = None,
-                   instrument: str | None = None) -> list[Response]:
+def list_responses(
+    session: Session, participant: Participant, *, wave: str | None = None, instrument: str | None = None
+) -> list[Response]:
     stmt = select(Response).where(Response.participant_id == participant.id)
     if wave is not None:
         stmt = stmt.join(Wave, Wave.id == Response.wave_id).where(Wave.code == wave)
@@ -327,8 +461,12 @@ def list_responses(session: Session, participant: Participant, *, wave: str | No
     return list(session.exec(stmt.order_by(Response.id)).all())
 
 
-def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[int, str] | None = None,
-            actor: Actor | None = None) -> list[ResponseRead]:
+def to_read(
+    session: Session,
+    responses: Iterable[Response],
+    wave_codes: dict[int, str] | None = None,
+    actor: Actor | None = None,
+) -> list[ResponseRead]:
     """Read models with wave codes and scores.
 
     With ``actor``, answers to items flagged as identifiers are replaced by ``"<identifier>"``
@@ -344,14 +482,27 @@ def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[in
         ids = {r.wave_id for r in responses}
         wave_codes = dict(session.exec(select(Wave.id, Wave.code).where(Wave.id.in_(ids))).all())
     by_response: dict[int, list[ScoreRead]] = {}
-    rows = ([s for r in responses for s in r.score_rows] if attached else
-            session.exec(select(Score).where(Score.response_id.in_([r.id for r in responses]))
-                         .order_by(Score.id)).all())
+    rows = (
+        [s for r in responses for s in r.score_rows]
+        if attached
+        else session.exec(
+            select(Score).where(Score.response_id.in_([r.id for r in responses])).order_by(Score.id)
+        ).all()
+    )
     for s in rows:
-        by_response.setdefault(s.response_id, []).append(ScoreRead(
-            scale=s.scale, value=s.value, band=s.band, level=s.level, items_answered=s.items_answered,
-            items_expected=s.items_expected, prorated=s.prorated, missing_reason=s.missing_reason,
-            flags=list(s.flags or [])))
+        by_response.setdefault(s.response_id, []).append(
+            ScoreRead(
+                scale=s.scale,
+                value=s.value,
+                band=s.band,
+                level=s.level,
+                items_answered=s.items_answered,
+                items_expected=s.items_expected,
+                prorated=s.prorated,
+                missing_reason=s.missing_reason,
+                flags=list(s.flags or []),
+            )
+        )
     # Only responses the actor may not see in full need the study's flagged items (one query).
     masked = {r.study_id for r in responses if actor is not None and not actor.sees_contacts(r.site_id)}
     flagged = _flagged_free_text(session, masked) if masked else {}
@@ -367,9 +518,24 @@ def to_read(session: Session, responses: Iterable[Response], wave_codes: dict[in
             shown = dict(r.answers)
         return {k: ("<identifier>" if k in hidden and v is not None else v) for k, v in shown.items()}
 
-    return [ResponseRead(id=r.id, participant_id=r.participant_id, wave=wave_codes.get(r.wave_id, "?"),
-                         instrument=r.instrument, instrument_version=r.instrument_version, answers=answers(r),
-                         external_scores=r.external_scores, completed_at=r.completed_at, mode=r.mode,
-                         entered_by=r.entered_by, out_of_window=r.out_of_window, version=r.version,
-                         status=r.status, created_at=r.created_at, updated_at=r.updated_at,
-                         scores=by_response.get(r.id, [])) for r in responses]
+    return [
+        ResponseRead(
+            id=r.id,
+            participant_id=r.participant_id,
+            wave=wave_codes.get(r.wave_id, "?"),
+            instrument=r.instrument,
+            instrument_version=r.instrument_version,
+            answers=answers(r),
+            external_scores=r.external_scores,
+            completed_at=r.completed_at,
+            mode=r.mode,
+            entered_by=r.entered_by,
+            out_of_window=r.out_of_window,
+            version=r.version,
+            status=r.status,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            scores=by_response.get(r.id, []),
+        )
+        for r in responses
+    ]

@@ -1,4 +1,5 @@
 """Studies and their design: sites, arms and waves."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """/studies and their sites, arms and waves."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
@@ -11,7 +12,15 @@ from api.studies import service
 from api.studies.dependencies import valid_study
 from api.studies.models import Arm, Site, Study, Wave
 from api.studies.schemas import (
-    ArmCreate, ArmRead, SiteCreate, SiteRead, StudyCreate, StudyRead, StudyUpdate, WaveCreate, WaveRead,
+    ArmCreate,
+    ArmRead,
+    SiteCreate,
+    SiteRead,
+    StudyCreate,
+    StudyRead,
+    StudyUpdate,
+    WaveCreate,
+    WaveRead,
 )
 
 router = APIRouter(prefix="/studies", tags=["studies"])
@@ -25,8 +34,9 @@ def _read(study: Study, actor: Actor) -> StudyRead:
 
 
 @router.post("", status_code=201, response_model=StudyRead)
-def create_study(body: StudyCreate, actor: Actor = Depends(authorize("admin")),
-                 session: Session = Depends(get_session)):
+def create_study(
+    body: StudyCreate, actor: Actor = Depends(authorize("admin")), session: Session = Depends(get_session)
+):
     study = service.create_study(session, body, actor)
     session.commit()
     return _read(study, actor)
@@ -45,56 +55,81 @@ def get_study(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Dep
 
 
 @router.patch("/{study_id}", response_model=StudyRead)
-def update_study(body: StudyUpdate, actor: Actor = Depends(authorize("admin")),
-                 study: Study = Depends(valid_study), session: Session = Depends(get_session)):
+def update_study(
+    body: StudyUpdate,
+    actor: Actor = Depends(authorize("admin")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     study = service.update_study(session, study, body, actor)
     session.commit()
     return _read(study, actor)
 
 
 @router.post("/{study_id}/sites", status_code=201, response_model=SiteRead)
-def create_site(body: SiteCreate, actor: Actor = Depends(authorize("admin")),
-                study: Study = Depends(valid_study), session: Session = Depends(get_session)):
+def create_site(
+    body: SiteCreate,
+    actor: Actor = Depends(authorize("admin")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     site = service.create_site(session, study, body, actor)
     session.commit()
     return site
 
 
 @router.get("/{study_id}/sites", response_model=list[SiteRead])
-def list_sites(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-               session: Session = Depends(get_session)):
+def list_sites(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     out = service.list_children(session, Site, study, actor)
     end_read(session)
     return out
 
 
 @router.post("/{study_id}/arms", status_code=201, response_model=ArmRead)
-def create_arm(body: ArmCreate, actor: Actor = Depends(authorize("admin")),
-               study: Study = Depends(valid_study), session: Session = Depends(get_session)):
+def create_arm(
+    body: ArmCreate,
+    actor: Actor = Depends(authorize("admin")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     arm = service.create_arm(session, study, body, actor)
     session.commit()
     return arm
 
 
 @router.get("/{study_id}/arms", response_model=list[ArmRead])
-def list_arms(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-              session: Session = Depends(get_session)):
+def list_arms(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     out = service.list_children(session, Arm, study, actor)
     end_read(session)
     return out
 
 
 @router.post("/{study_id}/waves", status_code=201, response_model=WaveRead)
-def create_wave(body: WaveCreate, actor: Actor = Depends(authorize("admin")),
-                study: Study = Depends(valid_study), session: Session = Depends(get_session)):
+def create_wave(
+    body: WaveCreate,
+    actor: Actor = Depends(authorize("admin")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     wave = service.create_wave(session, study, body, actor)
     session.commit()
     return wave
 
 
 @router.get("/{study_id}/waves", response_model=list[WaveRead])
-def list_waves(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-               session: Session = Depends(get_session)):
+def list_waves(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     out = service.list_children(session, Wave, study, actor)
     end_read(session)
     return out

@@ -1,4 +1,5 @@
 """Request and response bodies of studies, sites, arms and waves."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -58,11 +59,13 @@ class StudyCreate(_In):
     blinding: Blinding = "none"
     planned_sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
     power_assumptions: dict[str, Any] | None = Field(
-        default=None, description="e.g. {\"alpha\": 0.05, \"power\": 0.8, \"effect_size\": 0.4, \"icc\": 0.05}")
+        default=None, description='e.g. {"alpha": 0.05, "power": 0.8, "effect_size": 0.4, "icc": 0.05}'
+    )
     time_zone: TimeZone = "UTC"
     status: StudyStatus = "planning"
-    randomisation_seed: str | None = Field(default=None, min_length=1, max_length=64,
-                                           description="generated when absent; shown to admins only")
+    randomisation_seed: str | None = Field(
+        default=None, min_length=1, max_length=64, description="generated when absent; shown to admins only"
+    )
 
 
 class StudyUpdate(_In):

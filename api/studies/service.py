@@ -1,4 +1,5 @@
 """Business rules of studies and their design."""
+
 from __future__ import annotations
 
 import secrets
@@ -27,8 +28,12 @@ def visible_studies(session: Session, actor: Actor) -> list[Study]:
 def can_see_study(session: Session, actor: Actor, study_id: int) -> bool:
     if actor.role != "coordinator":
         return True
-    return session.exec(select(Site.id).where(Site.study_id == study_id,
-                                              Site.id.in_(actor.site_ids or [-1])).limit(1)).first() is not None
+    return (
+        session.exec(
+            select(Site.id).where(Site.study_id == study_id, Site.id.in_(actor.site_ids or [-1])).limit(1)
+        ).first()
+        is not None
+    )
 
 
 def create_study(session: Session, data: StudyCreate, actor: Actor) -> Study:
@@ -39,8 +44,15 @@ def create_study(session: Session, data: StudyCreate, actor: Actor) -> Study:
     study = Study(**values)
     session.add(study)
     session.flush()
-    record(session, actor, "create", "study", study.id, study_id=study.id,
-           after=snapshot(study, exclude=("randomisation_seed",)))
+    record(
+        session,
+        actor,
+        "create",
+        "study",
+        study.id,
+        study_id=study.id,
+        after=snapshot(study, exclude=("randomisation_seed",)),
+    )
     return study
 
 
@@ -58,8 +70,17 @@ def update_study(session: Session, study: Study, data: StudyUpdate, actor: Actor
     session.flush()
     after = snapshot(study, exclude=("randomisation_seed",))
     changed = {k for k in after if before.get(k) != after[k] and k != "updated_at"}
-    record(session, actor, "update", "study", study.id, study_id=study.id,
-           before={k: before[k] for k in changed}, after={k: after[k] for k in changed}, reason=reason)
+    record(
+        session,
+        actor,
+        "update",
+        "study",
+        study.id,
+        study_id=study.id,
+        before={k: before[k] for k in changed},
+        after={k: after[k] for k in changed},
+        reason=reason,
+    )
     return study
 
 
@@ -81,8 +102,9 @@ def create_arm(session: Session, study: Study, data: ArmCreate, actor: Actor) ->
     _unique(session, Arm, study.id, data.code)
     started = session.exec(select(Allocation.id).where(Allocation.study_id == study.id).limit(1)).first()
     if started is not None:
-        raise Conflict(["body", "code"], "arms cannot be added after randomisation has started",
-                       "randomisation_started")
+        raise Conflict(
+            ["body", "code"], "arms cannot be added after randomisation has started", "randomisation_started"
+        )
     arm = Arm(study_id=study.id, **data.model_dump())
     session.add(arm)
     session.flush()
@@ -128,8 +150,9 @@ def _admin_only(actor: Actor) -> None:
 
 def _unique(session: Session, model, study_id: int, code: str) -> None:
     if session.exec(select(model.id).where(model.study_id == study_id, model.code == code)).first() is not None:
-        raise Conflict(["body", "code"], f"a {model.__name__.lower()} with this code already exists in the study",
-                       "duplicate")
+        raise Conflict(
+            ["body", "code"], f"a {model.__name__.lower()} with this code already exists in the study", "duplicate"
+        )
 
 
 def require_study(session: Session, study_id: int, actor: Actor) -> Study:

@@ -8,6 +8,7 @@ Examples
 >>> corpus = load_corpus(session, study, actor)      # doctest: +SKIP
 >>> agreement_rows(corpus, unit="turn", coders=["ana@x.org", "ben@x.org"])  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,8 @@ from api.errors import NotFound, Unprocessable
 from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study
 from api.transcripts import service
-from api.transcripts.service import q  # imported on first use (see service._Lazy)
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
+from api.transcripts.service import q  # imported on first use (see service._Lazy)
 
 UNITS_AGREEMENT = ("turn", "paragraph", "segment")
 UNITS_COOCCURRENCE = ("overlap", "turn", "paragraph", "transcript")
@@ -53,17 +54,34 @@ class Corpus:
 
     def library_codings(self) -> list[q.Coding]:
         keys = self.key_of
-        return [q.Coding(str(c.transcript_id), keys[c.code_id], c.start, c.end, c.coder, c.memo, id=str(c.id),
-                         created=c.created_at) for c in self.codings]
+        return [
+            q.Coding(
+                str(c.transcript_id),
+                keys[c.code_id],
+                c.start,
+                c.end,
+                c.coder,
+                c.memo,
+                id=str(c.id),
+                created=c.created_at,
+            )
+            for c in self.codings
+        ]
 
 
 def load_corpus(session: Session, study: Study, actor: Actor) -> Corpus:
     rows = service.visible_transcripts(session, study, actor)
     waves = service.wave_codes(session, study.id)
     codes = service.codes_of(session, study.id)
-    return Corpus(study=study, rows=rows, transcripts=[service.to_library(t, waves) for t in rows], codes=codes,
-                  codebook=service.codebook(codes), codings=service.codings_of(session, [t.id for t in rows]),
-                  waves=waves)
+    return Corpus(
+        study=study,
+        rows=rows,
+        transcripts=[service.to_library(t, waves) for t in rows],
+        codes=codes,
+        codebook=service.codebook(codes),
+        codings=service.codings_of(session, [t.id for t in rows]),
+        waves=waves,
+    )
 
 
 def _clean(v: Any) -> Any:
@@ -96,8 +114,14 @@ def search(corpus: Corpus, query: str, window: int, lemma: bool) -> list[dict[st
 
 
 def code_segments(corpus: Corpus, code: QualCode, include_descendants: bool, coder: str | None) -> list[dict]:
-    df = q.segments(corpus.library_codings(), corpus.transcripts, code.key, codebook=corpus.codebook,
-                    include_descendants=include_descendants, coder=coder)
+    df = q.segments(
+        corpus.library_codings(),
+        corpus.transcripts,
+        code.key,
+        codebook=corpus.codebook,
+        include_descendants=include_descendants,
+        coder=coder,
+    )
     return records(_int_ids(df))
 
 
@@ -112,8 +136,11 @@ def participant_attributes(session: Session, corpus: Corpus, actor: Actor, by: s
     """One row per participant: ``participant`` plus the ``by`` attribute (arm, site or context_<item>)."""
     if by in ("arm", "site"):
         rows = session.execute(
-            select(Participant.study_code, Arm.code, Site.code).join(Site, Site.id == Participant.site_id)
-            .outerjoin(Arm, Arm.id == Participant.arm_id).where(Participant.study_id == corpus.study.id)).all()
+            select(Participant.study_code, Arm.code, Site.code)
+            .join(Site, Site.id == Participant.site_id)
+            .outerjoin(Arm, Arm.id == Participant.arm_id)
+            .where(Participant.study_id == corpus.study.id)
+        ).all()
         return pd.DataFrame.from_records(rows, columns=["participant", "arm", "site"])[["participant", by]]
     from api.exports.dictionary import context_columns
     from api.exports.service import plan_export
@@ -121,8 +148,9 @@ def participant_attributes(session: Session, corpus: Corpus, actor: Actor, by: s
     # Check the attribute against the export plan before reading any rows.
     known = [c.name for c in context_columns(plan_export(session, corpus.study, actor).context_items)]
     if by not in known:
-        raise Unprocessable(["query", "by"], f"unknown attribute; use arm, site, wave or one of {known}",
-                            "unknown_attribute")
+        raise Unprocessable(
+            ["query", "by"], f"unknown attribute; use arm, site, wave or one of {known}", "unknown_attribute"
+        )
     frame = outcomes_frame(session, corpus.study, actor, settings)
     return frame[["participant", by]].drop_duplicates("participant")
 
@@ -144,8 +172,9 @@ def _coders(corpus: Corpus, coders: list[str] | None) -> list[str]:
     else:
         missing = [i for i, c in enumerate(coders) if c not in used]
         if missing:
-            raise Unprocessable(["query", "coders", missing[0]], "no codings by this coder in the study",
-                                "unknown_coder")
+            raise Unprocessable(
+                ["query", "coders", missing[0]], "no codings by this coder in the study", "unknown_coder"
+            )
     if len(coders) < 2:
         raise Unprocessable(["query", "coders"], "agreement needs codings by at least two coders", "too_few_coders")
     return coders
@@ -194,8 +223,9 @@ def resolve_themes(corpus: Corpus, themes: list[str]) -> list[str]:
         elif t in by_id:
             out.append(by_id[t])
         else:
-            raise Unprocessable(["body", "themes", i], "no code with this key or id in the study's codebook",
-                                "unknown_code")
+            raise Unprocessable(
+                ["body", "themes", i], "no code with this key or id in the study's codebook", "unknown_code"
+            )
     return out
 
 
@@ -234,9 +264,18 @@ def joint_table(session: Session, study: Study, actor: Actor, body, settings) ->
                 raise Unprocessable(["body", "scales", i], "no scores of this scale in the study", "unknown_scale")
     cols = ["participant", "arm", "wave", "scale", "value", "days"]
     outcomes = outcomes[cols].dropna(subset=["value"]) if len(outcomes) else pd.DataFrame(columns=cols)
-    table = q.joint_display(corpus.library_codings(), corpus.transcripts, outcomes, themes,
-                            codebook=corpus.codebook, scales=body.scales, baseline=body.baseline,
-                            followup=body.followup, arm=body.arm, quotes=body.quotes)
+    table = q.joint_display(
+        corpus.library_codings(),
+        corpus.transcripts,
+        outcomes,
+        themes,
+        codebook=corpus.codebook,
+        scales=body.scales,
+        baseline=body.baseline,
+        followup=body.followup,
+        arm=body.arm,
+        quotes=body.quotes,
+    )
     return table, themes
 
 
@@ -245,11 +284,27 @@ def joint_display(session: Session, study: Study, actor: Actor, body, settings) 
     table, themes = joint_table(session, study, actor, body, settings)
     name = f"joint-{uuid.uuid4().hex}.{body.plot_format}"
     q.plot_joint_display(table, artefact_dir(settings, study.id) / name)
-    record(session, actor, "create", "joint_display", name, study_id=study.id,
-           after={"themes": themes, "scales": body.scales, "baseline": body.baseline, "followup": body.followup,
-                  "rows": len(table)})
-    return {"baseline": body.baseline, "followup": body.followup, "rows": records(table),
-            "plot_url": f"/studies/{study.id}/qualitative/artefacts/{name}"}
+    record(
+        session,
+        actor,
+        "create",
+        "joint_display",
+        name,
+        study_id=study.id,
+        after={
+            "themes": themes,
+            "scales": body.scales,
+            "baseline": body.baseline,
+            "followup": body.followup,
+            "rows": len(table),
+        },
+    )
+    return {
+        "baseline": body.baseline,
+        "followup": body.followup,
+        "rows": records(table),
+        "plot_url": f"/studies/{study.id}/qualitative/artefacts/{name}",
+    }
 
 
 # --------------------------------------------------------------------------- REFI-QDA
@@ -270,8 +325,9 @@ def _memos(session: Session, corpus: Corpus) -> list[q.Memo]:
             target_id = str(m.target_id)
         else:
             target_id = None
-        out.append(q.Memo(m.text, m.target, target_id, m.author, m.start, m.end, m.title, id=str(m.id),
-                          created=m.created_at))
+        out.append(
+            q.Memo(m.text, m.target, target_id, m.author, m.start, m.end, m.title, id=str(m.id), created=m.created_at)
+        )
     return out
 
 
@@ -293,8 +349,9 @@ def export_qdc(corpus: Corpus) -> bytes:
 
 
 def export_qdpx(session: Session, corpus: Corpus) -> bytes:
-    lib = q.CodedCorpus(corpus.transcripts, corpus.codebook, corpus.library_codings(), _memos(session, corpus),
-                        name=corpus.study.title)
+    lib = q.CodedCorpus(
+        corpus.transcripts, corpus.codebook, corpus.library_codings(), _memos(session, corpus), name=corpus.study.title
+    )
     with tempfile.TemporaryDirectory() as d:
         try:
             path = q.export_qdpx(lib, Path(d) / "project.qdpx")
@@ -323,8 +380,16 @@ def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filen
             else:
                 lib = None
                 cb = q.import_qdc(path)
-        except (zipfile.BadZipFile, KeyError, ValueError, TypeError, AttributeError, OSError, IndexError,
-                UnicodeDecodeError) as exc:
+        except (
+            zipfile.BadZipFile,
+            KeyError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            OSError,
+            IndexError,
+            UnicodeDecodeError,
+        ) as exc:
             del exc
             raise Unprocessable(["body", "file"], f"not a valid REFI-QDA {fmt} file", "invalid_refi") from None
         except Exception:  # noqa: BLE001 - XML parser errors and the like: still the file's fault
@@ -345,10 +410,20 @@ def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filen
                 ids[code.id] = existing[key].id
                 reused += 1
                 continue
-            row = QualCode(study_id=study.id, key=key, name=code.name[:200], parent_id=ids.get(code.parent),
-                           description=code.description, inclusion=code.inclusion, exclusion=code.exclusion,
-                           example=code.example, color=code.color, keywords=list(code.keywords),
-                           patterns=[list(p) for p in code.patterns], codable=code.codable)
+            row = QualCode(
+                study_id=study.id,
+                key=key,
+                name=code.name[:200],
+                parent_id=ids.get(code.parent),
+                description=code.description,
+                inclusion=code.inclusion,
+                exclusion=code.exclusion,
+                example=code.example,
+                color=code.color,
+                keywords=list(code.keywords),
+                patterns=[list(p) for p in code.patterns],
+                codable=code.codable,
+            )
             session.add(row)
             session.flush()
             existing[key] = row
@@ -359,11 +434,20 @@ def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filen
             raise Unprocessable(["body", "file"], "the codebook's parent references form a cycle", "invalid_refi")
         pending = rest
 
-    report = {"format": fmt, "codes_created": created, "codes_existing": reused, "transcripts": 0, "codings": 0,
-              "memos": 0, "replacements": 0, "unmatched_participants": 0}
+    report = {
+        "format": fmt,
+        "codes_created": created,
+        "codes_existing": reused,
+        "transcripts": 0,
+        "codings": 0,
+        "memos": 0,
+        "replacements": 0,
+        "unmatched_participants": 0,
+    }
     if lib is not None:
-        people = {p.study_code: p for p in session.exec(select(Participant)
-                                                        .where(Participant.study_id == study.id)).all()}
+        people = {
+            p.study_code: p for p in session.exec(select(Participant).where(Participant.study_id == study.id)).all()
+        }
         waves = {code: wid for wid, code in service.wave_codes(session, study.id).items()}
         source_ids: dict[str, int] = {}
         results: dict[str, q.DeidResult] = {}
@@ -376,8 +460,18 @@ def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filen
             if kind == "interview" and len(matched) != 1:
                 kind = "focus_group" if len(matched) > 1 else kind
             row, result = service.store_transcript(
-                session, study, actor, t, participants=matched, wave=wave, kind=kind,
-                title=f"imported source {report['transcripts'] + 1}", filename=None, settings=settings, source_format="refi")
+                session,
+                study,
+                actor,
+                t,
+                participants=matched,
+                wave=wave,
+                kind=kind,
+                title=f"imported source {report['transcripts'] + 1}",
+                filename=None,
+                settings=settings,
+                source_format="refi",
+            )
             if not matched:
                 row.participant_codes = []  # labels from another study are not this study's codes
                 session.add(row)
@@ -390,8 +484,17 @@ def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filen
             start, end = r.map_offset(c.start, "start"), r.map_offset(c.end, "end")
             if end <= start:
                 continue
-            session.add(QualCoding(study_id=study.id, transcript_id=source_ids[c.transcript], code_id=ids[c.code],
-                                   start=start, end=end, coder=(c.coder or "imported")[:320], memo=c.memo))
+            session.add(
+                QualCoding(
+                    study_id=study.id,
+                    transcript_id=source_ids[c.transcript],
+                    code_id=ids[c.code],
+                    start=start,
+                    end=end,
+                    coder=(c.coder or "imported")[:320],
+                    memo=c.memo,
+                )
+            )
             report["codings"] += 1
         for m in lib.memos:
             target_id, start, end = None, m.start, m.end
@@ -404,9 +507,18 @@ def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filen
                     start, end = r.map_offset(m.start, "start"), r.map_offset(m.end, "end")
             elif m.target != "project":
                 continue  # memos on codings have no place of their own here
-            session.add(QualMemo(study_id=study.id, target=m.target if m.target != "coding" else "project",
-                                 target_id=target_id, start=start, end=end, title=(m.title or "")[:200],
-                                 text=m.text, author=(m.author or None) and m.author[:320]))
+            session.add(
+                QualMemo(
+                    study_id=study.id,
+                    target=m.target if m.target != "coding" else "project",
+                    target_id=target_id,
+                    start=start,
+                    end=end,
+                    title=(m.title or "")[:200],
+                    text=m.text,
+                    author=(m.author or None) and m.author[:320],
+                )
+            )
             report["memos"] += 1
     session.flush()
     record(session, actor, "create", "refi_import", fmt, study_id=study.id, after=dict(report))

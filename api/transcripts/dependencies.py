@@ -3,6 +3,7 @@
 Coordinators see the transcripts of their own sites (and what hangs off them); anything else is a
 404, so that they cannot learn another site's records exist.
 """
+
 from __future__ import annotations
 
 from fastapi import Depends, Path
@@ -25,15 +26,17 @@ def transcript_for(session: Session, actor: Actor, transcript_id: int, loc=("pat
     return t
 
 
-def valid_transcript(transcript_id: int = Path(**_ID), session: Session = Depends(get_session),
-                     actor: Actor = Depends(authenticated)) -> Transcript:
+def valid_transcript(
+    transcript_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+) -> Transcript:
     t = transcript_for(session, actor, transcript_id)
     end_read(session)
     return t
 
 
-def valid_code(code_id: int = Path(**_ID), session: Session = Depends(get_session),
-               actor: Actor = Depends(authenticated)) -> QualCode:
+def valid_code(
+    code_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+) -> QualCode:
     c = session.get(QualCode, code_id)
     if c is None or not can_see_study(session, actor, c.study_id):
         raise NotFound(["path", "code_id"], "code not found")
@@ -41,8 +44,9 @@ def valid_code(code_id: int = Path(**_ID), session: Session = Depends(get_sessio
     return c
 
 
-def valid_coding(coding_id: int = Path(**_ID), session: Session = Depends(get_session),
-                 actor: Actor = Depends(authenticated)) -> QualCoding:
+def valid_coding(
+    coding_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+) -> QualCoding:
     c = session.get(QualCoding, coding_id)
     if c is None:
         raise NotFound(["path", "coding_id"], "coding not found")
@@ -51,8 +55,9 @@ def valid_coding(coding_id: int = Path(**_ID), session: Session = Depends(get_se
     return c
 
 
-def valid_suggestion(suggestion_id: int = Path(**_ID), session: Session = Depends(get_session),
-                     actor: Actor = Depends(authenticated)) -> Suggestion:
+def valid_suggestion(
+    suggestion_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+) -> Suggestion:
     s = session.get(Suggestion, suggestion_id)
     if s is None:
         raise NotFound(["path", "suggestion_id"], "suggestion not found")

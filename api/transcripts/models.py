@@ -4,6 +4,7 @@
 of replaced identifiers live apart in ``transcript_original`` (the identifier vault of
 transcripts), which only admins can read.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -54,7 +55,8 @@ class TranscriptOriginal(SQLModel, table=True):
     __tablename__ = "transcript_original"
 
     transcript_id: int | None = Field(
-        default=None, sa_column=Column(Integer, ForeignKey("transcript.id", ondelete="CASCADE"), primary_key=True))
+        default=None, sa_column=Column(Integer, ForeignKey("transcript.id", ondelete="CASCADE"), primary_key=True)
+    )
     filename: str | None = Field(default=None, max_length=300)
     text: str = Field(sa_type=Text)
     replacements: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)

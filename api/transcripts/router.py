@@ -4,6 +4,7 @@ REFI-QDA exchange, indicators and joint displays.
 Admins and coordinators (their sites) upload and code; analysts read de-identified material only;
 the originals (identifier vault) are for admins.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -21,13 +22,30 @@ from api.studies.dependencies import valid_study
 from api.studies.models import Study
 from api.transcripts import analysis, service
 from api.transcripts.dependencies import (
-    transcript_for, valid_code, valid_coding, valid_suggestion, valid_transcript,
+    transcript_for,
+    valid_code,
+    valid_coding,
+    valid_suggestion,
+    valid_transcript,
 )
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Suggestion, Transcript
 from api.transcripts.schemas import (
-    CodeCreate, CodeHistoryRead, CodePatch, CodeRead, CodingCreate, CodingRead, ImportReport, JointDisplayRead,
-    JointDisplayRequest, MemoCreate, MemoRead, SuggestionRead, TranscriptOriginalRead, TranscriptRead,
-    TranscriptSummary, UploadReport,
+    CodeCreate,
+    CodeHistoryRead,
+    CodePatch,
+    CodeRead,
+    CodingCreate,
+    CodingRead,
+    ImportReport,
+    JointDisplayRead,
+    JointDisplayRequest,
+    MemoCreate,
+    MemoRead,
+    SuggestionRead,
+    TranscriptOriginalRead,
+    TranscriptRead,
+    TranscriptSummary,
+    UploadReport,
 )
 
 router = APIRouter(tags=["transcripts"])
@@ -47,35 +65,59 @@ def _same_study(study: Study, study_id: int, loc) -> None:
 
 
 @router.post("/studies/{study_id}/transcripts", status_code=201, response_model=UploadReport)
-def upload(request: Request, actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-           session: Session = Depends(get_session),
-           file: UploadFile = File(..., description="plain text, Markdown, WebVTT, SRT or .docx"),
-           participants: str = Form(..., max_length=2000,
-                                    description="study code(s), comma-separated; several make a focus group"),
-           wave: str | None = Form(None, max_length=40, description="wave code"),
-           kind: Literal["interview", "focus_group"] | None = Form(None),
-           format: Literal["text", "markdown", "vtt", "srt", "docx"] | None = Form(
-               None, description="default: from the file name's suffix"),
-           title: str | None = Form(None, max_length=200),
-           interviewer_labels: str | None = Form(None, max_length=500,
-                                                 description="comma-separated labels of interviewers/facilitators"),
-           speaker_map: str | None = Form(None, max_length=5000,
-                                          description='JSON {"label": "study code"} for focus-group speakers')):
+def upload(
+    request: Request,
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    file: UploadFile = File(..., description="plain text, Markdown, WebVTT, SRT or .docx"),
+    participants: str = Form(
+        ..., max_length=2000, description="study code(s), comma-separated; several make a focus group"
+    ),
+    wave: str | None = Form(None, max_length=40, description="wave code"),
+    kind: Literal["interview", "focus_group"] | None = Form(None),
+    format: Literal["text", "markdown", "vtt", "srt", "docx"] | None = Form(
+        None, description="default: from the file name's suffix"
+    ),
+    title: str | None = Form(None, max_length=200),
+    interviewer_labels: str | None = Form(
+        None, max_length=500, description="comma-separated labels of interviewers/facilitators"
+    ),
+    speaker_map: str | None = Form(
+        None, max_length=5000, description='JSON {"label": "study code"} for focus-group speakers'
+    ),
+):
     """Upload a transcript; it is de-identified with the participants' vault identifiers before storage."""
     codes = service.parse_list(participants, ("body", "participants")) or []
     labels = service.parse_list(interviewer_labels, ("body", "interviewer_labels")) if interviewer_labels else None
     smap = service.parse_speaker_map(speaker_map)
     data = file.file.read()
     row, result = service.upload_transcript(
-        session, study, actor, data=data, filename=file.filename or "upload", participants=codes, wave=wave,
-        kind=kind, fmt=format, title=None, interviewer_labels=labels, speaker_map=smap, settings=_settings(request))
+        session,
+        study,
+        actor,
+        data=data,
+        filename=file.filename or "upload",
+        participants=codes,
+        wave=wave,
+        kind=kind,
+        fmt=format,
+        title=None,
+        interviewer_labels=labels,
+        speaker_map=smap,
+        settings=_settings(request),
+    )
     if title:
         # A free-text title is shown to analysts: it goes through the same de-identification.
         row.title = _deid_title(session, study, actor, codes, title)
         session.add(row)
     waves = service.wave_codes(session, study.id)
-    out = {**service.read(row, waves), "ner_model": row.ner_model, "replacements": row.replacement_counts,
-           "warnings": result.warnings}
+    out = {
+        **service.read(row, waves),
+        "ner_model": row.ner_model,
+        "replacements": row.replacement_counts,
+        "warnings": result.warnings,
+    }
     session.commit()
     return out
 
@@ -90,8 +132,11 @@ def _deid_title(session: Session, study: Study, actor: Actor, codes: list[str], 
 
 
 @router.get("/studies/{study_id}/transcripts", response_model=list[TranscriptSummary])
-def list_transcripts(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                     session: Session = Depends(get_session)):
+def list_transcripts(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     waves = service.wave_codes(session, study.id)
     out = [service.summary(t, waves) for t in service.visible_transcripts(session, study, actor)]
     end_read(session)
@@ -99,10 +144,14 @@ def list_transcripts(actor: Actor = Depends(authorize(*READ_ROLES)), study: Stud
 
 
 @router.get("/studies/{study_id}/transcripts/search")
-def search(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-           session: Session = Depends(get_session),
-           q: str = Query(..., min_length=1, max_length=200, description="word or phrase"),
-           window: int = Query(40, ge=5, le=400), lemma: bool = Query(True, description="match on lemmas")):
+def search(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    q: str = Query(..., min_length=1, max_length=200, description="word or phrase"),
+    window: int = Query(40, ge=5, le=400),
+    lemma: bool = Query(True, description="match on lemmas"),
+):
     """Keyword in context over the de-identified texts (every inflection matches with ``lemma=true``)."""
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
@@ -110,16 +159,22 @@ def search(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depend
 
 
 @router.get("/transcripts/{transcript_id}", response_model=TranscriptRead)
-def get_transcript(actor: Actor = Depends(authorize(*READ_ROLES)), t: Transcript = Depends(valid_transcript),
-                   session: Session = Depends(get_session)):
+def get_transcript(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    t: Transcript = Depends(valid_transcript),
+    session: Session = Depends(get_session),
+):
     out = service.read(t, service.wave_codes(session, t.study_id))
     end_read(session)
     return out
 
 
 @router.get("/transcripts/{transcript_id}/original", response_model=TranscriptOriginalRead)
-def get_original(actor: Actor = Depends(authorize("admin")), t: Transcript = Depends(valid_transcript),
-                 session: Session = Depends(get_session)):
+def get_original(
+    actor: Actor = Depends(authorize("admin")),
+    t: Transcript = Depends(valid_transcript),
+    session: Session = Depends(get_session),
+):
     """The original text and the replaced identifiers (identifier vault: admins only)."""
     out = service.original(session, t)
     end_read(session)
@@ -136,8 +191,12 @@ def _code_out(session: Session, code: QualCode) -> dict:
 
 
 @router.post("/studies/{study_id}/codes", status_code=201, response_model=CodeRead)
-def create_code(body: CodeCreate, actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-                session: Session = Depends(get_session)):
+def create_code(
+    body: CodeCreate,
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     code = service.create_code(session, study, actor, body)
     out = _code_out(session, code)
     session.commit()
@@ -145,8 +204,11 @@ def create_code(body: CodeCreate, actor: Actor = Depends(authorize(*STAFF)), stu
 
 
 @router.get("/studies/{study_id}/codes", response_model=list[CodeRead])
-def list_codes(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-               session: Session = Depends(get_session)):
+def list_codes(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     codes = service.codes_of(session, study.id)
     by_id = {c.id: c for c in codes}
     end_read(session)
@@ -154,16 +216,23 @@ def list_codes(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = De
 
 
 @router.get("/studies/{study_id}/codes/history", response_model=list[CodeHistoryRead])
-def code_history(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                 session: Session = Depends(get_session)):
+def code_history(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     out = [h.model_dump() for h in service.history(session, study)]
     end_read(session)
     return out
 
 
 @router.patch("/codes/{code_id}", response_model=CodeRead)
-def patch_code(body: CodePatch, actor: Actor = Depends(authorize(*STAFF)), code: QualCode = Depends(valid_code),
-               session: Session = Depends(get_session)):
+def patch_code(
+    body: CodePatch,
+    actor: Actor = Depends(authorize(*STAFF)),
+    code: QualCode = Depends(valid_code),
+    session: Session = Depends(get_session),
+):
     study = session.get(Study, code.study_id)
     service.update_code(session, code, study, actor, body)
     out = _code_out(session, code)
@@ -172,16 +241,23 @@ def patch_code(body: CodePatch, actor: Actor = Depends(authorize(*STAFF)), code:
 
 
 @router.delete("/codes/{code_id}", status_code=204)
-def delete_code(actor: Actor = Depends(authorize(*STAFF)), code: QualCode = Depends(valid_code),
-                session: Session = Depends(get_session)):
+def delete_code(
+    actor: Actor = Depends(authorize(*STAFF)),
+    code: QualCode = Depends(valid_code),
+    session: Session = Depends(get_session),
+):
     service.delete_code(session, code, actor)
     session.commit()
     return Response(status_code=204)
 
 
 @router.post("/studies/{study_id}/memos", status_code=201, response_model=MemoRead)
-def create_memo(body: MemoCreate, actor: Actor = Depends(authorize(*STAFF)), study: Study = Depends(valid_study),
-                session: Session = Depends(get_session)):
+def create_memo(
+    body: MemoCreate,
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     def lookup(tid: int) -> Transcript:
         t = transcript_for(session, actor, tid, loc=("body", "target_id"))
         if t.study_id != study.id:
@@ -195,18 +271,24 @@ def create_memo(body: MemoCreate, actor: Actor = Depends(authorize(*STAFF)), stu
 
 
 @router.get("/studies/{study_id}/memos", response_model=list[MemoRead])
-def list_memos(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-               session: Session = Depends(get_session),
-               target: Literal["code", "transcript", "segment", "project"] | None = None,
-               target_id: int | None = Query(None, ge=1, le=2**31 - 1)):
+def list_memos(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    target: Literal["code", "transcript", "segment", "project"] | None = None,
+    target_id: int | None = Query(None, ge=1, le=2**31 - 1),
+):
     visible = {t.id for t in service.visible_transcripts(session, study, actor)}
     stmt = select(QualMemo).where(QualMemo.study_id == study.id)
     if target:
         stmt = stmt.where(QualMemo.target == target)
     if target_id is not None:
         stmt = stmt.where(QualMemo.target_id == target_id)
-    rows = [m.model_dump() for m in session.exec(stmt.order_by(QualMemo.id)).all()
-            if m.target not in ("transcript", "segment") or m.target_id in visible]
+    rows = [
+        m.model_dump()
+        for m in session.exec(stmt.order_by(QualMemo.id)).all()
+        if m.target not in ("transcript", "segment") or m.target_id in visible
+    ]
     end_read(session)
     return rows
 
@@ -215,8 +297,12 @@ def list_memos(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = De
 
 
 @router.post("/transcripts/{transcript_id}/codings", status_code=201, response_model=CodingRead)
-def create_coding(body: CodingCreate, actor: Actor = Depends(authorize(*STAFF)),
-                  t: Transcript = Depends(valid_transcript), session: Session = Depends(get_session)):
+def create_coding(
+    body: CodingCreate,
+    actor: Actor = Depends(authorize(*STAFF)),
+    t: Transcript = Depends(valid_transcript),
+    session: Session = Depends(get_session),
+):
     c = service.add_coding(session, t, actor, body)
     out = service.coding_read(c, t, session.get(QualCode, c.code_id).key)
     session.commit()
@@ -224,27 +310,42 @@ def create_coding(body: CodingCreate, actor: Actor = Depends(authorize(*STAFF)),
 
 
 @router.get("/transcripts/{transcript_id}/codings", response_model=list[CodingRead])
-def list_codings(actor: Actor = Depends(authorize(*READ_ROLES)), t: Transcript = Depends(valid_transcript),
-                 session: Session = Depends(get_session), coder: str | None = Query(None, max_length=320)):
+def list_codings(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    t: Transcript = Depends(valid_transcript),
+    session: Session = Depends(get_session),
+    coder: str | None = Query(None, max_length=320),
+):
     keys = {c.id: c.key for c in service.codes_of(session, t.study_id)}
-    out = [service.coding_read(c, t, keys[c.code_id]) for c in service.codings_of(session, [t.id])
-           if coder is None or c.coder == coder]
+    out = [
+        service.coding_read(c, t, keys[c.code_id])
+        for c in service.codings_of(session, [t.id])
+        if coder is None or c.coder == coder
+    ]
     end_read(session)
     return out
 
 
 @router.delete("/codings/{coding_id}", status_code=204)
-def delete_coding(actor: Actor = Depends(authorize(*STAFF)), c: QualCoding = Depends(valid_coding),
-                  session: Session = Depends(get_session)):
+def delete_coding(
+    actor: Actor = Depends(authorize(*STAFF)),
+    c: QualCoding = Depends(valid_coding),
+    session: Session = Depends(get_session),
+):
     service.delete_coding(session, c, session.get(Transcript, c.transcript_id), actor)
     session.commit()
     return Response(status_code=204)
 
 
 @router.get("/studies/{study_id}/codes/{code_id}/segments")
-def code_segments(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                  code: QualCode = Depends(valid_code), session: Session = Depends(get_session),
-                  include_descendants: bool = True, coder: str | None = Query(None, max_length=320)):
+def code_segments(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    code: QualCode = Depends(valid_code),
+    session: Session = Depends(get_session),
+    include_descendants: bool = True,
+    coder: str | None = Query(None, max_length=320),
+):
     """Every coded segment of the code (and its sub-codes) with its de-identified text."""
     _same_study(study, code.study_id, ("path", "code_id"))
     corpus = analysis.load_corpus(session, study, actor)
@@ -253,20 +354,28 @@ def code_segments(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study =
 
 
 @router.get("/studies/{study_id}/coding/co-occurrence")
-def co_occurrence(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                  session: Session = Depends(get_session),
-                  unit: Literal["overlap", "turn", "paragraph", "transcript"] = "overlap",
-                  coder: str | None = Query(None, max_length=320)):
+def co_occurrence(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    unit: Literal["overlap", "turn", "paragraph", "transcript"] = "overlap",
+    coder: str | None = Query(None, max_length=320),
+):
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
     return analysis.co_occurrence(corpus, unit, coder)
 
 
 @router.get("/studies/{study_id}/coding/crosstab")
-def crosstab(request: Request, actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-             session: Session = Depends(get_session),
-             by: str = Query("arm", pattern=r"^(arm|site|wave|context_[A-Za-z0-9_]{1,60})$",
-                             description="arm, site, wave or context_<item>")):
+def crosstab(
+    request: Request,
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    by: str = Query(
+        "arm", pattern=r"^(arm|site|wave|context_[A-Za-z0-9_]{1,60})$", description="arm, site, wave or context_<item>"
+    ),
+):
     corpus = analysis.load_corpus(session, study, actor)
     out = analysis.crosstab(session, corpus, actor, by, _settings(request))
     end_read(session)
@@ -274,10 +383,13 @@ def crosstab(request: Request, actor: Actor = Depends(authorize(*READ_ROLES)), s
 
 
 @router.get("/studies/{study_id}/coding/agreement")
-def agreement(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-              session: Session = Depends(get_session),
-              unit: Literal["turn", "paragraph", "segment"] = "turn",
-              coders: str | None = Query(None, max_length=2000, description="two or more coders, comma-separated")):
+def agreement(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    unit: Literal["turn", "paragraph", "segment"] = "turn",
+    coders: str | None = Query(None, max_length=2000, description="two or more coders, comma-separated"),
+):
     """Percent agreement, Cohen's (or Light's) kappa and Krippendorff's alpha per code and overall."""
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
@@ -285,10 +397,13 @@ def agreement(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Dep
 
 
 @router.get("/studies/{study_id}/coding/disagreements")
-def disagreements(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                  session: Session = Depends(get_session),
-                  unit: Literal["turn", "paragraph", "segment"] = "turn",
-                  coders: str | None = Query(None, max_length=2000)):
+def disagreements(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    unit: Literal["turn", "paragraph", "segment"] = "turn",
+    coders: str | None = Query(None, max_length=2000),
+):
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
     return analysis.disagreement_rows(corpus, unit, service.parse_list(coders, ("query", "coders")))
@@ -303,8 +418,11 @@ def _suggestions_out(session: Session, rows: list[Suggestion], study_id: int) ->
 
 
 @router.post("/transcripts/{transcript_id}/suggestions", response_model=list[SuggestionRead])
-def run_suggestions(actor: Actor = Depends(authorize(*STAFF)), t: Transcript = Depends(valid_transcript),
-                    session: Session = Depends(get_session)):
+def run_suggestions(
+    actor: Actor = Depends(authorize(*STAFF)),
+    t: Transcript = Depends(valid_transcript),
+    session: Session = Depends(get_session),
+):
     """Run the auto-coder over the transcript; returns every pending suggestion."""
     rows = service.suggest(session, t, actor, service.wave_codes(session, t.study_id))
     out = _suggestions_out(session, rows, t.study_id)
@@ -313,21 +431,28 @@ def run_suggestions(actor: Actor = Depends(authorize(*STAFF)), t: Transcript = D
 
 
 @router.get("/transcripts/{transcript_id}/suggestions", response_model=list[SuggestionRead])
-def list_suggestions(actor: Actor = Depends(authorize(*READ_ROLES)), t: Transcript = Depends(valid_transcript),
-                     session: Session = Depends(get_session),
-                     status: Literal["pending", "accepted", "rejected"] | None = None):
+def list_suggestions(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    t: Transcript = Depends(valid_transcript),
+    session: Session = Depends(get_session),
+    status: Literal["pending", "accepted", "rejected"] | None = None,
+):
     stmt = select(Suggestion).where(Suggestion.transcript_id == t.id)
     if status:
         stmt = stmt.where(Suggestion.status == status)
-    out = _suggestions_out(session, list(session.exec(stmt.order_by(Suggestion.start, Suggestion.id)).all()),
-                           t.study_id)
+    out = _suggestions_out(
+        session, list(session.exec(stmt.order_by(Suggestion.start, Suggestion.id)).all()), t.study_id
+    )
     end_read(session)
     return out
 
 
 @router.post("/suggestions/{suggestion_id}/accept", response_model=SuggestionRead)
-def accept(actor: Actor = Depends(authorize(*STAFF)), s: Suggestion = Depends(valid_suggestion),
-           session: Session = Depends(get_session)):
+def accept(
+    actor: Actor = Depends(authorize(*STAFF)),
+    s: Suggestion = Depends(valid_suggestion),
+    session: Session = Depends(get_session),
+):
     """Accept: the suggestion becomes a coding by the caller."""
     service.decide(session, s, session.get(Transcript, s.transcript_id), actor, "accept")
     out = _suggestions_out(session, [s], s.study_id)[0]
@@ -336,8 +461,11 @@ def accept(actor: Actor = Depends(authorize(*STAFF)), s: Suggestion = Depends(va
 
 
 @router.post("/suggestions/{suggestion_id}/reject", response_model=SuggestionRead)
-def reject(actor: Actor = Depends(authorize(*STAFF)), s: Suggestion = Depends(valid_suggestion),
-           session: Session = Depends(get_session)):
+def reject(
+    actor: Actor = Depends(authorize(*STAFF)),
+    s: Suggestion = Depends(valid_suggestion),
+    session: Session = Depends(get_session),
+):
     """Reject: remembered, and never proposed again for this transcript."""
     service.decide(session, s, session.get(Transcript, s.transcript_id), actor, "reject")
     out = _suggestions_out(session, [s], s.study_id)[0]
@@ -349,31 +477,54 @@ def reject(actor: Actor = Depends(authorize(*STAFF)), s: Suggestion = Depends(va
 
 
 @router.get("/studies/{study_id}/refi/codebook.qdc")
-def refi_codebook(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                  session: Session = Depends(get_session)):
+def refi_codebook(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
-    return Response(analysis.export_qdc(corpus), media_type="application/xml",
-                    headers={"Content-Disposition": f'attachment; filename="study-{study.id}-codebook.qdc"'})
+    return Response(
+        analysis.export_qdc(corpus),
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-codebook.qdc"'},
+    )
 
 
 @router.get("/studies/{study_id}/refi/project.qdpx")
-def refi_project(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-                 session: Session = Depends(get_session)):
+def refi_project(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     """The de-identified coded corpus the caller may see, as a REFI-QDA project."""
     corpus = analysis.load_corpus(session, study, actor)
     data = analysis.export_qdpx(session, corpus)
-    record(session, actor, "export", "refi_project", study.id, study_id=study.id,
-           after={"transcripts": len(corpus.rows), "codes": len(corpus.codes), "codings": len(corpus.codings)})
+    record(
+        session,
+        actor,
+        "export",
+        "refi_project",
+        study.id,
+        study_id=study.id,
+        after={"transcripts": len(corpus.rows), "codes": len(corpus.codes), "codings": len(corpus.codings)},
+    )
     session.commit()
-    return Response(data, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="study-{study.id}.qdpx"'})
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="study-{study.id}.qdpx"'},
+    )
 
 
 @router.post("/studies/{study_id}/refi/import", status_code=201, response_model=ImportReport)
-def refi_import(request: Request, actor: Actor = Depends(authorize("admin")), study: Study = Depends(valid_study),
-                session: Session = Depends(get_session),
-                file: UploadFile = File(..., description="REFI-QDA codebook (.qdc) or project (.qdpx)")):
+def refi_import(
+    request: Request,
+    actor: Actor = Depends(authorize("admin")),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    file: UploadFile = File(..., description="REFI-QDA codebook (.qdc) or project (.qdpx)"),
+):
     """Import codes (and, from a project, sources, codings and memos); sources are de-identified again."""
     data = file.file.read()
     if not data:
@@ -387,8 +538,11 @@ def refi_import(request: Request, actor: Actor = Depends(authorize("admin")), st
 
 
 @router.get("/studies/{study_id}/qualitative/indicators")
-def indicators(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study),
-               session: Session = Depends(get_session)):
+def indicators(
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     """One row per interviewed participant: ``code:<key>`` (0/1) and ``count:<key>`` per codable code."""
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
@@ -396,8 +550,13 @@ def indicators(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = De
 
 
 @router.post("/studies/{study_id}/qualitative/joint-display", response_model=JointDisplayRead)
-def joint_display(body: JointDisplayRequest, request: Request, actor: Actor = Depends(authorize(*STAFF)),
-                  study: Study = Depends(valid_study), session: Session = Depends(get_session)):
+def joint_display(
+    body: JointDisplayRequest,
+    request: Request,
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
     """Themes against outcome change (Hedges' g with CI, exemplar quotes) and a plot.
 
     Analysts, who never write, ask for the same table with ``GET .../joint-display?theme=...``.
@@ -408,18 +567,30 @@ def joint_display(body: JointDisplayRequest, request: Request, actor: Actor = De
 
 
 @router.get("/studies/{study_id}/qualitative/joint-display", response_model=JointDisplayRead)
-def joint_display_get(request: Request, actor: Actor = Depends(authorize(*READ_ROLES)),
-                      study: Study = Depends(valid_study), session: Session = Depends(get_session),
-                      theme: list[str] = Query(..., min_length=1, max_length=50, description="code key or id"),
-                      scale: list[str] | None = Query(None, max_length=50),
-                      baseline: str | None = Query(None, max_length=40),
-                      followup: str | None = Query(None, max_length=40),
-                      arm: str | None = Query(None, max_length=40), quotes: int = Query(2, ge=0, le=10),
-                      plot_format: Literal["png", "svg"] = "svg"):
+def joint_display_get(
+    request: Request,
+    actor: Actor = Depends(authorize(*READ_ROLES)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    theme: list[str] = Query(..., min_length=1, max_length=50, description="code key or id"),
+    scale: list[str] | None = Query(None, max_length=50),
+    baseline: str | None = Query(None, max_length=40),
+    followup: str | None = Query(None, max_length=40),
+    arm: str | None = Query(None, max_length=40),
+    quotes: int = Query(2, ge=0, le=10),
+    plot_format: Literal["png", "svg"] = "svg",
+):
     """The joint display of the POST route, as a read (query parameters instead of a body)."""
     try:
-        body = JointDisplayRequest(themes=theme, scales=scale, baseline=baseline, followup=followup, arm=arm,
-                                   quotes=quotes, plot_format=plot_format)
+        body = JointDisplayRequest(
+            themes=theme,
+            scales=scale,
+            baseline=baseline,
+            followup=followup,
+            arm=arm,
+            quotes=quotes,
+            plot_format=plot_format,
+        )
     except ValueError:
         raise Unprocessable(["query", "theme"], "invalid joint-display parameters", "value_error") from None
     out = analysis.joint_display(session, study, actor, body, _settings(request))
@@ -428,8 +599,9 @@ def joint_display_get(request: Request, actor: Actor = Depends(authorize(*READ_R
 
 
 @router.get("/studies/{study_id}/qualitative/artefacts/{name}")
-def artefact(request: Request, name: str, actor: Actor = Depends(authorize(*READ_ROLES)),
-             study: Study = Depends(valid_study)):
+def artefact(
+    request: Request, name: str, actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study)
+):
     """A generated plot (PNG or SVG) of this study."""
     path = analysis.artefact_path(_settings(request), study.id, name)
     media = "image/svg+xml" if path.suffix == ".svg" else "image/png"

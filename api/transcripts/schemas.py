@@ -1,4 +1,5 @@
 """Request and response bodies of the qualitative routes."""
+
 from __future__ import annotations
 
 import re
@@ -73,7 +74,10 @@ class _CodeFields(BaseModel):
     color: str | None = Field(None, description="#RRGGBB")
     keywords: list[str] | None = Field(None, max_length=500)
     patterns: list[list[dict[str, Any]]] | None = Field(
-        None, max_length=200, description="spaCy Matcher token patterns, e.g. [[{\"LEMMA\": \"miss\"}, {\"LOWER\": \"people\"}]]")
+        None,
+        max_length=200,
+        description='spaCy Matcher token patterns, e.g. [[{"LEMMA": "miss"}, {"LOWER": "people"}]]',
+    )
     codable: bool | None = None
 
     @field_validator("color")

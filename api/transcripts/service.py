@@ -6,6 +6,7 @@ Examples
 >>> upload_transcript(session, study, actor, data=b"Interviewer: Hi\\nP01: Hello", filename="p01.txt",
 ...                   participants=["P01"], wave="baseline", settings=settings)  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import io
@@ -28,7 +29,13 @@ from api.errors import Conflict, NotFound, Unprocessable
 from api.participants.models import Participant, ParticipantContact
 from api.studies.models import Study, Wave
 from api.transcripts.models import (
-    CodeHistory, QualCode, QualCoding, QualMemo, Suggestion, Transcript, TranscriptOriginal,
+    CodeHistory,
+    QualCode,
+    QualCoding,
+    QualMemo,
+    Suggestion,
+    Transcript,
+    TranscriptOriginal,
 )
 
 
@@ -48,8 +55,15 @@ class _Lazy:
 
 q = _Lazy("qualitative")
 
-SUFFIX_FORMATS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
-                  ".vtt": "vtt", ".srt": "srt", ".docx": "docx"}
+SUFFIX_FORMATS = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".vtt": "vtt",
+    ".srt": "srt",
+    ".docx": "docx",
+}
 # Parser function names in :mod:`qualitative`, looked up when a file is parsed.
 PARSERS = {"text": "parse_text", "markdown": "parse_markdown", "vtt": "parse_vtt", "srt": "parse_srt"}
 
@@ -78,8 +92,10 @@ def _ner_model(settings) -> tuple[str | None, str | None]:
     except q.NERModelNotFound:
         # A configured model that cannot be loaded is a deployment error; de-identification still
         # runs (rule-based) and the response says NER was off, rather than refusing uploads.
-        return None, ("statistical NER is off: the configured PEERLENS_SPACY_MODEL cannot be loaded; "
-                      "only rule-based de-identification ran")
+        return None, (
+            "statistical NER is off: the configured PEERLENS_SPACY_MODEL cannot be loaded; "
+            "only rule-based de-identification ran"
+        )
 
 
 # --------------------------------------------------------------------------- transcripts
@@ -93,11 +109,13 @@ def coder_label(actor: Actor) -> str:
 def _participants(session: Session, study: Study, codes: Sequence[str], actor: Actor) -> list[Participant]:
     out = []
     for i, code in enumerate(codes):
-        p = session.exec(select(Participant).where(Participant.study_id == study.id,
-                                                   Participant.study_code == code)).first()
+        p = session.exec(
+            select(Participant).where(Participant.study_id == study.id, Participant.study_code == code)
+        ).first()
         if p is None or not actor.sees_site(p.site_id):
-            raise Unprocessable(["body", "participants", i], "no participant with this study code in the study",
-                                "unknown_participant")
+            raise Unprocessable(
+                ["body", "participants", i], "no participant with this study code in the study", "unknown_participant"
+            )
         out.append(p)
     return out
 
@@ -117,20 +135,33 @@ def vault_for(session: Session, participants: Iterable[Participant]) -> q.VaultI
     if not ids:
         return q.VaultIdentifiers()
     contacts = session.exec(select(ParticipantContact).where(ParticipantContact.participant_id.in_(ids))).all()
-    return q.VaultIdentifiers(names=[c.name for c in contacts if c.name],
-                              emails=[c.email for c in contacts if c.email],
-                              phones=[c.phone for c in contacts if c.phone])
+    return q.VaultIdentifiers(
+        names=[c.name for c in contacts if c.name],
+        emails=[c.email for c in contacts if c.email],
+        phones=[c.phone for c in contacts if c.phone],
+    )
 
 
-def parse_upload(data: bytes, filename: str, fmt: str | None, *, participant: str | None, wave: str | None,
-                 kind: str | None, interviewer_labels: Sequence[str] | None) -> q.Transcript:
+def parse_upload(
+    data: bytes,
+    filename: str,
+    fmt: str | None,
+    *,
+    participant: str | None,
+    wave: str | None,
+    kind: str | None,
+    interviewer_labels: Sequence[str] | None,
+) -> q.Transcript:
     """Parse an uploaded file; any failure is a 422 naming ``file`` (never the file's content)."""
     if fmt is None:
         suffix = ("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else ""
         fmt = SUFFIX_FORMATS.get(suffix)
         if fmt is None:
-            raise Unprocessable(["body", "file"], "unsupported file type: use .txt, .md, .vtt, .srt or .docx "
-                                "(or give format)", "unsupported_format")
+            raise Unprocessable(
+                ["body", "file"],
+                "unsupported file type: use .txt, .md, .vtt, .srt or .docx (or give format)",
+                "unsupported_format",
+            )
     kwargs: dict[str, Any] = {"participant": participant, "wave": wave, "kind": kind}
     if interviewer_labels:
         kwargs["interviewer_labels"] = {x.lower() for x in interviewer_labels}
@@ -153,8 +184,9 @@ def _relabel(t: q.Transcript, speaker_map: dict[str, str]) -> q.Transcript:
     """Turns whose label is mapped get the participant's study code as speaker (focus groups)."""
     if not speaker_map:
         return t
-    turns = [q.Turn(speaker_map.get(u.speaker, u.speaker), u.start, u.end, u.start_time, u.end_time, u.role)
-             for u in t.turns]
+    turns = [
+        q.Turn(speaker_map.get(u.speaker, u.speaker), u.start, u.end, u.start_time, u.end_time, u.role) for u in t.turns
+    ]
     return t.with_text(t.text, turns)
 
 
@@ -166,10 +198,21 @@ def _counts(replacements: Iterable[q.Replacement]) -> dict[str, int]:
     return dict(sorted(Counter(r.type for r in replacements).items()))
 
 
-def store_transcript(session: Session, study: Study, actor: Actor, parsed: q.Transcript, *,
-                     participants: list[Participant], wave: Wave | None, kind: str, title: str,
-                     filename: str | None, settings, source_format: str | None = None,
-                     audit_action: str = "create") -> tuple[Transcript, q.DeidResult]:
+def store_transcript(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    parsed: q.Transcript,
+    *,
+    participants: list[Participant],
+    wave: Wave | None,
+    kind: str,
+    title: str,
+    filename: str | None,
+    settings,
+    source_format: str | None = None,
+    audit_action: str = "create",
+) -> tuple[Transcript, q.DeidResult]:
     """De-identify ``parsed`` with the participants' vault identifiers and store both halves."""
     model, warning = _ner_model(settings)
     vault = vault_for(session, participants)
@@ -180,28 +223,71 @@ def store_transcript(session: Session, study: Study, actor: Actor, parsed: q.Tra
         result.warnings.append(warning)
     sites = {p.site_id for p in participants}
     row = Transcript(
-        study_id=study.id, site_id=sites.pop() if len(sites) == 1 else None, wave_id=wave.id if wave else None,
+        study_id=study.id,
+        site_id=sites.pop() if len(sites) == 1 else None,
+        wave_id=wave.id if wave else None,
         participant_id=participants[0].id if kind == "interview" and len(participants) == 1 else None,
-        participant_ids=[p.id for p in participants], participant_codes=[p.study_code for p in participants],
-        kind=kind, source_format=source_format or parsed.source_format, title=title, text=result.text,
-        turns=_turn_dicts(result.turns), ner=result.ner, ner_model=result.model,
-        replacement_counts=_counts(result.replacements), created_by=actor.user_id)
+        participant_ids=[p.id for p in participants],
+        participant_codes=[p.study_code for p in participants],
+        kind=kind,
+        source_format=source_format or parsed.source_format,
+        title=title,
+        text=result.text,
+        turns=_turn_dicts(result.turns),
+        ner=result.ner,
+        ner_model=result.model,
+        replacement_counts=_counts(result.replacements),
+        created_by=actor.user_id,
+    )
     session.add(row)
     session.flush()
-    session.add(TranscriptOriginal(transcript_id=row.id, filename=filename, text=parsed.text,
-                                   replacements=[asdict(r) for r in result.replacements]))
+    session.add(
+        TranscriptOriginal(
+            transcript_id=row.id,
+            filename=filename,
+            text=parsed.text,
+            replacements=[asdict(r) for r in result.replacements],
+        )
+    )
     # Counts only: the audit trail is read by people who may not see identifiers.
-    record(session, actor, audit_action, "transcript", row.id, study_id=study.id, site_id=row.site_id,
-           after={"kind": kind, "source_format": row.source_format, "wave": wave.code if wave else None,
-                  "participants": row.participant_codes, "length": len(row.text), "turns": len(row.turns),
-                  "ner": row.ner, "replacements": row.replacement_counts})
+    record(
+        session,
+        actor,
+        audit_action,
+        "transcript",
+        row.id,
+        study_id=study.id,
+        site_id=row.site_id,
+        after={
+            "kind": kind,
+            "source_format": row.source_format,
+            "wave": wave.code if wave else None,
+            "participants": row.participant_codes,
+            "length": len(row.text),
+            "turns": len(row.turns),
+            "ner": row.ner,
+            "replacements": row.replacement_counts,
+        },
+    )
     return row, result
 
 
-def upload_transcript(session: Session, study: Study, actor: Actor, *, data: bytes, filename: str,
-                      participants: Sequence[str], wave: str | None, kind: str | None, fmt: str | None,
-                      title: str | None, interviewer_labels: Sequence[str] | None,
-                      speaker_map: dict[str, str] | None, settings) -> tuple[Transcript, q.DeidResult]:
+def upload_transcript(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    *,
+    data: bytes,
+    filename: str,
+    participants: Sequence[str],
+    wave: str | None,
+    kind: str | None,
+    fmt: str | None,
+    title: str | None,
+    interviewer_labels: Sequence[str] | None,
+    speaker_map: dict[str, str] | None,
+    settings,
+) -> tuple[Transcript, q.DeidResult]:
     """Parse, de-identify and store an uploaded transcript.
 
     One participant makes an interview; several (or ``kind="focus_group"``) a focus group whose
@@ -219,15 +305,33 @@ def upload_transcript(session: Session, study: Study, actor: Actor, *, data: byt
     speaker_map = speaker_map or {}
     unknown = [k for k, v in speaker_map.items() if v not in participants]
     if unknown:
-        raise Unprocessable(["body", "speaker_map"], "every mapped speaker must map to one of the participants",
-                            "unknown_participant")
-    parsed = parse_upload(data, filename, fmt, participant=participants[0] if kind == "interview" else None,
-                          wave=wave, kind=kind, interviewer_labels=interviewer_labels)
+        raise Unprocessable(
+            ["body", "speaker_map"], "every mapped speaker must map to one of the participants", "unknown_participant"
+        )
+    parsed = parse_upload(
+        data,
+        filename,
+        fmt,
+        participant=participants[0] if kind == "interview" else None,
+        wave=wave,
+        kind=kind,
+        interviewer_labels=interviewer_labels,
+    )
     parsed = _relabel(parsed, speaker_map)
     parsed.participants = list(participants)
     safe_title = title or (f"{kind.replace('_', ' ')} {', '.join(participants)}" + (f" ({wave})" if wave else ""))
-    return store_transcript(session, study, actor, parsed, participants=people, wave=w, kind=kind,
-                            title=safe_title[:200], filename=filename[:300], settings=settings)
+    return store_transcript(
+        session,
+        study,
+        actor,
+        parsed,
+        participants=people,
+        wave=w,
+        kind=kind,
+        title=safe_title[:200],
+        filename=filename[:300],
+        settings=settings,
+    )
 
 
 def visible_transcripts(session: Session, study: Study, actor: Actor) -> list[Transcript]:
@@ -243,16 +347,32 @@ def wave_codes(session: Session, study_id: int) -> dict[int, str]:
 def to_library(t: Transcript, waves: dict[int, str]) -> q.Transcript:
     """A stored transcript as the library's :class:`qualitative.Transcript` (id = the row id)."""
     turns = [q.Turn(**u) for u in t.turns]
-    return q.Transcript(id=str(t.id), text=t.text, turns=turns,
-                        participant=t.participant_codes[0] if t.kind == "interview" and t.participant_codes else None,
-                        wave=waves.get(t.wave_id) if t.wave_id else None, participants=list(t.participant_codes),
-                        kind=t.kind, source_format=t.source_format)
+    return q.Transcript(
+        id=str(t.id),
+        text=t.text,
+        turns=turns,
+        participant=t.participant_codes[0] if t.kind == "interview" and t.participant_codes else None,
+        wave=waves.get(t.wave_id) if t.wave_id else None,
+        participants=list(t.participant_codes),
+        kind=t.kind,
+        source_format=t.source_format,
+    )
 
 
 def summary(t: Transcript, waves: dict[int, str]) -> dict[str, Any]:
-    return {"id": t.id, "study_id": t.study_id, "kind": t.kind, "source_format": t.source_format, "title": t.title,
-            "participants": t.participant_codes, "wave": waves.get(t.wave_id) if t.wave_id else None,
-            "length": len(t.text), "n_turns": len(t.turns), "ner": t.ner, "created_at": t.created_at}
+    return {
+        "id": t.id,
+        "study_id": t.study_id,
+        "kind": t.kind,
+        "source_format": t.source_format,
+        "title": t.title,
+        "participants": t.participant_codes,
+        "wave": waves.get(t.wave_id) if t.wave_id else None,
+        "length": len(t.text),
+        "n_turns": len(t.turns),
+        "ner": t.ner,
+        "created_at": t.created_at,
+    }
 
 
 def read(t: Transcript, waves: dict[int, str]) -> dict[str, Any]:
@@ -285,10 +405,21 @@ def codebook(codes: Sequence[QualCode]) -> q.Codebook:
             if parent is not None and parent.key not in cb:
                 rest.append(c)
                 continue
-            cb.add(q.Code(c.key, c.name, parent=parent.key if parent else None, description=c.description,
-                          inclusion=c.inclusion, exclusion=c.exclusion, example=c.example, color=c.color,
-                          keywords=tuple(c.keywords), patterns=tuple(tuple(p) for p in c.patterns),
-                          codable=c.codable))
+            cb.add(
+                q.Code(
+                    c.key,
+                    c.name,
+                    parent=parent.key if parent else None,
+                    description=c.description,
+                    inclusion=c.inclusion,
+                    exclusion=c.exclusion,
+                    example=c.example,
+                    color=c.color,
+                    keywords=tuple(c.keywords),
+                    patterns=tuple(tuple(p) for p in c.patterns),
+                    codable=c.codable,
+                )
+            )
         if len(rest) == len(pending):  # a cycle cannot be stored, but never loop forever
             break
         pending = rest
@@ -309,16 +440,28 @@ def code_read(c: QualCode, by_id: dict[int, QualCode]) -> dict[str, Any]:
 def _check_patterns(name: str, keywords: list[str], patterns: list) -> None:
     """Build a matcher with the code alone so that a bad pattern fails here, not at suggestion time."""
     try:
-        q.AutoCoder(q.Codebook([q.Code("check", name or "check", keywords=tuple(keywords),
-                                       patterns=tuple(tuple(p) for p in patterns))]))
+        q.AutoCoder(
+            q.Codebook(
+                [q.Code("check", name or "check", keywords=tuple(keywords), patterns=tuple(tuple(p) for p in patterns))]
+            )
+        )
     except Exception:  # noqa: BLE001 - spaCy raises several kinds of errors for bad patterns
-        raise Unprocessable(["body", "patterns"], "not a valid spaCy Matcher token pattern", "invalid_pattern") \
-            from None
+        raise Unprocessable(
+            ["body", "patterns"], "not a valid spaCy Matcher token pattern", "invalid_pattern"
+        ) from None
 
 
 def _history(session: Session, code: QualCode, action: str, changes: dict, actor: Actor) -> None:
-    session.add(CodeHistory(study_id=code.study_id, code_id=code.id, code_key=code.key, action=action,
-                            changes=changes, by=coder_label(actor)))
+    session.add(
+        CodeHistory(
+            study_id=code.study_id,
+            code_id=code.id,
+            code_key=code.key,
+            action=action,
+            changes=changes,
+            by=coder_label(actor),
+        )
+    )
 
 
 def _parent(session: Session, study: Study, parent_id: int | None) -> QualCode | None:
@@ -355,16 +498,27 @@ def update_code(session: Session, code: QualCode, study: Study, actor: Actor, bo
         cur, seen = parent, set()
         while cur is not None and cur.id not in seen:
             if cur.id == code.id:
-                raise Unprocessable(["body", "parent_id"], "a code cannot be moved under itself or a descendant",
-                                    "cycle")
+                raise Unprocessable(
+                    ["body", "parent_id"], "a code cannot be moved under itself or a descendant", "cycle"
+                )
             seen.add(cur.id)
             cur = session.get(QualCode, cur.parent_id) if cur.parent_id else None
-    for field in ("name", "codable", "color", "keywords", "patterns", "description", "inclusion", "exclusion",
-                  "example"):
+    for field in (
+        "name",
+        "codable",
+        "color",
+        "keywords",
+        "patterns",
+        "description",
+        "inclusion",
+        "exclusion",
+        "example",
+    ):
         if field in changes and changes[field] is None:
             raise Unprocessable(["body", field], "cannot be null", "null_not_allowed")
-    _check_patterns(changes.get("name", code.name), changes.get("keywords", code.keywords),
-                    changes.get("patterns", code.patterns))
+    _check_patterns(
+        changes.get("name", code.name), changes.get("keywords", code.keywords), changes.get("patterns", code.patterns)
+    )
     before = {k: getattr(code, k) for k in changes}
     diff = {k: {"old": before[k], "new": v} for k, v in changes.items() if before[k] != v}
     if not diff:
@@ -374,8 +528,16 @@ def update_code(session: Session, code: QualCode, study: Study, actor: Actor, bo
     code.updated_at = utcnow()
     session.add(code)
     _history(session, code, "move" if set(diff) == {"parent_id"} else "update", diff, actor)
-    record(session, actor, "update", "code", code.id, study_id=code.study_id,
-           before={k: d["old"] for k, d in diff.items()}, after={k: d["new"] for k, d in diff.items()})
+    record(
+        session,
+        actor,
+        "update",
+        "code",
+        code.id,
+        study_id=code.study_id,
+        before={k: d["old"] for k, d in diff.items()},
+        after={k: d["new"] for k, d in diff.items()},
+    )
     session.flush()
     return code
 
@@ -390,22 +552,32 @@ def delete_code(session: Session, code: QualCode, actor: Actor) -> None:
         child.parent_id = code.parent_id
         session.add(child)
         _history(session, child, "move", {"parent_id": {"old": code.id, "new": code.parent_id}}, actor)
-    removed_suggestions = session.exec(select(func.count()).select_from(Suggestion)
-                                       .where(Suggestion.code_id == code.id)).one()
+    removed_suggestions = session.exec(
+        select(func.count()).select_from(Suggestion).where(Suggestion.code_id == code.id)
+    ).one()
     session.execute(delete(Suggestion).where(Suggestion.code_id == code.id))
     session.execute(delete(QualMemo).where(QualMemo.target == "code", QualMemo.target_id == code.id))
     before = code.model_dump(exclude={"created_at", "updated_at"})
     _history(session, code, "remove", {"reparented": [c.id for c in children]}, actor)
-    record(session, actor, "delete", "code", code.id, study_id=code.study_id, before=before,
-           after={"reparented": [c.id for c in children], "suggestions_removed": removed_suggestions})
+    record(
+        session,
+        actor,
+        "delete",
+        "code",
+        code.id,
+        study_id=code.study_id,
+        before=before,
+        after={"reparented": [c.id for c in children], "suggestions_removed": removed_suggestions},
+    )
     session.flush()
     session.delete(code)
     session.flush()
 
 
 def history(session: Session, study: Study) -> list[CodeHistory]:
-    return list(session.exec(select(CodeHistory).where(CodeHistory.study_id == study.id)
-                             .order_by(CodeHistory.id)).all())
+    return list(
+        session.exec(select(CodeHistory).where(CodeHistory.study_id == study.id).order_by(CodeHistory.id)).all()
+    )
 
 
 # --------------------------------------------------------------------------- codings and memos
@@ -421,47 +593,97 @@ def _code_in_study(session: Session, study_id: int, code_id: int, loc=("body", "
 def check_span(t: Transcript, start: int, end: int, loc_prefix=("body",)) -> None:
     n = len(t.text)
     if start >= n:
-        raise Unprocessable([*loc_prefix, "start"], f"start must be less than the text length ({n})",
-                            "span_out_of_range")
+        raise Unprocessable(
+            [*loc_prefix, "start"], f"start must be less than the text length ({n})", "span_out_of_range"
+        )
     if end > n:
-        raise Unprocessable([*loc_prefix, "end"], f"end must not exceed the text length ({n})",
-                            "span_out_of_range")
+        raise Unprocessable([*loc_prefix, "end"], f"end must not exceed the text length ({n})", "span_out_of_range")
 
 
 def coding_read(c: QualCoding, t: Transcript, key: str) -> dict[str, Any]:
-    return {"id": c.id, "transcript_id": c.transcript_id, "code_id": c.code_id, "code_key": key, "start": c.start,
-            "end": c.end, "coder": c.coder, "memo": c.memo, "text": t.text[c.start:c.end],
-            "created_at": c.created_at}
+    return {
+        "id": c.id,
+        "transcript_id": c.transcript_id,
+        "code_id": c.code_id,
+        "code_key": key,
+        "start": c.start,
+        "end": c.end,
+        "coder": c.coder,
+        "memo": c.memo,
+        "text": t.text[c.start : c.end],
+        "created_at": c.created_at,
+    }
 
 
 def add_coding(session: Session, t: Transcript, actor: Actor, body, *, coder: str | None = None) -> QualCoding:
     code = _code_in_study(session, t.study_id, body.code_id)
     if not code.codable:
-        raise Unprocessable(["body", "code_id"], "this code groups other codes and is not applied to text",
-                            "not_codable")
+        raise Unprocessable(
+            ["body", "code_id"], "this code groups other codes and is not applied to text", "not_codable"
+        )
     check_span(t, body.start, body.end)
-    c = QualCoding(study_id=t.study_id, transcript_id=t.id, code_id=code.id, start=body.start, end=body.end,
-                   coder=coder or coder_label(actor), coder_id=actor.user_id, memo=body.memo)
+    c = QualCoding(
+        study_id=t.study_id,
+        transcript_id=t.id,
+        code_id=code.id,
+        start=body.start,
+        end=body.end,
+        coder=coder or coder_label(actor),
+        coder_id=actor.user_id,
+        memo=body.memo,
+    )
     session.add(c)
     session.flush()
-    record(session, actor, "create", "coding", c.id, study_id=t.study_id, site_id=t.site_id,
-           after={"transcript_id": t.id, "code_id": code.id, "start": c.start, "end": c.end, "coder": c.coder,
-                  "memo": bool(c.memo)})
+    record(
+        session,
+        actor,
+        "create",
+        "coding",
+        c.id,
+        study_id=t.study_id,
+        site_id=t.site_id,
+        after={
+            "transcript_id": t.id,
+            "code_id": code.id,
+            "start": c.start,
+            "end": c.end,
+            "coder": c.coder,
+            "memo": bool(c.memo),
+        },
+    )
     return c
 
 
 def codings_of(session: Session, transcript_ids: Sequence[int]) -> list[QualCoding]:
     if not transcript_ids:
         return []
-    return list(session.exec(select(QualCoding).where(QualCoding.transcript_id.in_(list(transcript_ids)))
-                             .order_by(QualCoding.transcript_id, QualCoding.start, QualCoding.id)).all())
+    return list(
+        session.exec(
+            select(QualCoding)
+            .where(QualCoding.transcript_id.in_(list(transcript_ids)))
+            .order_by(QualCoding.transcript_id, QualCoding.start, QualCoding.id)
+        ).all()
+    )
 
 
 def delete_coding(session: Session, c: QualCoding, t: Transcript, actor: Actor) -> None:
     session.execute(update(Suggestion).where(Suggestion.coding_id == c.id).values(coding_id=None))
-    record(session, actor, "delete", "coding", c.id, study_id=c.study_id, site_id=t.site_id,
-           before={"transcript_id": c.transcript_id, "code_id": c.code_id, "start": c.start, "end": c.end,
-                   "coder": c.coder})
+    record(
+        session,
+        actor,
+        "delete",
+        "coding",
+        c.id,
+        study_id=c.study_id,
+        site_id=t.site_id,
+        before={
+            "transcript_id": c.transcript_id,
+            "code_id": c.code_id,
+            "start": c.start,
+            "end": c.end,
+            "coder": c.coder,
+        },
+    )
     session.delete(c)
     session.flush()
 
@@ -473,13 +695,27 @@ def add_memo(session: Session, study: Study, actor: Actor, body, transcript_look
         t = transcript_lookup(body.target_id)
         if body.target == "segment":
             check_span(t, body.start, body.end)
-    m = QualMemo(study_id=study.id, target=body.target, target_id=body.target_id, start=body.start, end=body.end,
-                 title=body.title, text=body.text, author=coder_label(actor))
+    m = QualMemo(
+        study_id=study.id,
+        target=body.target,
+        target_id=body.target_id,
+        start=body.start,
+        end=body.end,
+        title=body.title,
+        text=body.text,
+        author=coder_label(actor),
+    )
     session.add(m)
     session.flush()
-    record(session, actor, "create", "memo", m.id, study_id=study.id,
-           after={"target": m.target, "target_id": m.target_id, "start": m.start, "end": m.end,
-                  "length": len(m.text)})
+    record(
+        session,
+        actor,
+        "create",
+        "memo",
+        m.id,
+        study_id=study.id,
+        after={"target": m.target, "target_id": m.target_id, "start": m.start, "end": m.end, "length": len(m.text)},
+    )
     return m
 
 
@@ -487,9 +723,19 @@ def add_memo(session: Session, study: Study, actor: Actor, body, transcript_look
 
 
 def suggestion_read(s: Suggestion, key: str) -> dict[str, Any]:
-    return {"id": s.id, "transcript_id": s.transcript_id, "code_id": s.code_id, "code_key": key, "start": s.start,
-            "end": s.end, "text": s.text, "rule": s.rule, "status": s.status, "decided_by": s.decided_by,
-            "coding_id": s.coding_id}
+    return {
+        "id": s.id,
+        "transcript_id": s.transcript_id,
+        "code_id": s.code_id,
+        "code_key": key,
+        "start": s.start,
+        "end": s.end,
+        "text": s.text,
+        "rule": s.rule,
+        "status": s.status,
+        "decided_by": s.decided_by,
+        "coding_id": s.coding_id,
+    }
 
 
 def suggest(session: Session, t: Transcript, actor: Actor, waves: dict[int, str]) -> list[Suggestion]:
@@ -503,30 +749,53 @@ def suggest(session: Session, t: Transcript, actor: Actor, waves: dict[int, str]
     lib = to_library(t, waves)
     known = session.exec(select(Suggestion).where(Suggestion.transcript_id == t.id)).all()
     ledger = q.SuggestionLedger()
-    decided = {(str(t.id), next((c.key for c in codes if c.id == s.code_id), ""), s.start, s.end)
-               for s in known}
-    existing = [q.Coding(str(t.id), next((c.key for c in codes if c.id == x.code_id), "?"), x.start, x.end, x.coder)
-                for x in codings_of(session, [t.id])]
+    decided = {(str(t.id), next((c.key for c in codes if c.id == s.code_id), ""), s.start, s.end) for s in known}
+    existing = [
+        q.Coding(str(t.id), next((c.key for c in codes if c.id == x.code_id), "?"), x.start, x.end, x.coder)
+        for x in codings_of(session, [t.id])
+    ]
     cb = codebook([c for c in codes if c.keywords or c.patterns])
     new = 0
     if len(cb):
         for s in q.AutoCoder(cb).suggest([lib], ledger=ledger, codings=existing):
             if (s.transcript, s.code, s.start, s.end) in decided or s.code not in by_key:
                 continue
-            session.add(Suggestion(study_id=t.study_id, transcript_id=t.id, code_id=by_key[s.code].id,
-                                   start=s.start, end=s.end, text=s.text, rule=s.rule))
+            session.add(
+                Suggestion(
+                    study_id=t.study_id,
+                    transcript_id=t.id,
+                    code_id=by_key[s.code].id,
+                    start=s.start,
+                    end=s.end,
+                    text=s.text,
+                    rule=s.rule,
+                )
+            )
             new += 1
     session.flush()
     if new:
-        record(session, actor, "create", "suggestion", t.id, study_id=t.study_id, site_id=t.site_id,
-               after={"transcript_id": t.id, "suggestions": new})
-    return list(session.exec(select(Suggestion).where(Suggestion.transcript_id == t.id,
-                                                      Suggestion.status == "pending")
-                             .order_by(Suggestion.start, Suggestion.id)).all())
+        record(
+            session,
+            actor,
+            "create",
+            "suggestion",
+            t.id,
+            study_id=t.study_id,
+            site_id=t.site_id,
+            after={"transcript_id": t.id, "suggestions": new},
+        )
+    return list(
+        session.exec(
+            select(Suggestion)
+            .where(Suggestion.transcript_id == t.id, Suggestion.status == "pending")
+            .order_by(Suggestion.start, Suggestion.id)
+        ).all()
+    )
 
 
-def decide(session: Session, s: Suggestion, t: Transcript, actor: Actor, decision: str,
-           memo: str | None = None) -> Suggestion:
+def decide(
+    session: Session, s: Suggestion, t: Transcript, actor: Actor, decision: str, memo: str | None = None
+) -> Suggestion:
     """Accept (a coding by the caller) or reject (remembered) a pending suggestion."""
     if s.status != "pending":
         raise Conflict(["path", "suggestion_id"], f"the suggestion was already {s.status}", "already_decided")
@@ -534,12 +803,20 @@ def decide(session: Session, s: Suggestion, t: Transcript, actor: Actor, decisio
     s.decided_by = coder_label(actor)
     s.decided_at = utcnow()
     if decision == "accept":
-        coding = add_coding(session, t, actor, SimpleNamespace(code_id=s.code_id, start=s.start, end=s.end,
-                                                               memo=memo))
+        coding = add_coding(session, t, actor, SimpleNamespace(code_id=s.code_id, start=s.start, end=s.end, memo=memo))
         s.coding_id = coding.id
     session.add(s)
-    record(session, actor, "update", "suggestion", s.id, study_id=s.study_id, site_id=t.site_id,
-           before={"status": "pending"}, after={"status": s.status, "coding_id": s.coding_id})
+    record(
+        session,
+        actor,
+        "update",
+        "suggestion",
+        s.id,
+        study_id=s.study_id,
+        site_id=t.site_id,
+        before={"status": "pending"},
+        after={"status": s.status, "coding_id": s.coding_id},
+    )
     session.flush()
     return s
 
@@ -560,9 +837,9 @@ def parse_speaker_map(raw: str | None) -> dict[str, str]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise Unprocessable(["body", "speaker_map"], "must be a JSON object of label -> study code",
-                            "invalid_json") from None
+        raise Unprocessable(
+            ["body", "speaker_map"], "must be a JSON object of label -> study code", "invalid_json"
+        ) from None
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
         raise Unprocessable(["body", "speaker_map"], "must be a JSON object of label -> study code", "invalid_type")
     return data
-

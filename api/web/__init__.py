@@ -3,6 +3,7 @@
 :func:`install` registers the form pages, the link administration routes, the stylesheet, the
 failed-attempt limiter and the redaction of link tokens from logs on an application.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

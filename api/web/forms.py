@@ -14,6 +14,7 @@ Examples
 >>> blocking_shortfall(inst, {"phq4_1": 1, "phq4_2": 0, "phq4_3": 1, "phq4_4": None})
 {'phq4_4'}
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -71,9 +72,13 @@ def parse_answers(inst: Instrument, form: Mapping[str, Any]) -> tuple[dict[str, 
                 answers[item.code] = raw.strip()
         except (ValueError, TypeError, AttributeError):
             answers[item.code] = None
-            errors[item.code] = ("Please choose one of the answers shown." if item.options
-                                 else "Please enter a number." if item.kind in ("integer", "number")
-                                 else "Please check this answer.")
+            errors[item.code] = (
+                "Please choose one of the answers shown."
+                if item.options
+                else "Please enter a number."
+                if item.kind in ("integer", "number")
+                else "Please check this answer."
+            )
     return answers, errors
 
 
@@ -97,8 +102,11 @@ def blocking_shortfall(inst: Instrument, answers: Mapping[str, Any]) -> set[str]
     blank = {it.code for it in open_items(inst, answers)}
     blocking = {it.code for it in inst.items if it.required and it.code in blank}
     for scale in inst.scales:
-        usable = sum(1 for code in scale.items
-                     if code not in blank and not _chose_no_answer(answers.get(code), missing_codes.get(code)))
+        usable = sum(
+            1
+            for code in scale.items
+            if code not in blank and not _chose_no_answer(answers.get(code), missing_codes.get(code))
+        )
         if usable < scale.min_items:
             blocking |= {code for code in scale.items if code in blank}
     return blocking

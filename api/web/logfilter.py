@@ -10,6 +10,7 @@ Examples
 >>> redact("GET /f/abcDEF123_-xyz?x=1 HTTP/1.1")
 'GET /f/<redacted>?x=1 HTTP/1.1'
 """
+
 from __future__ import annotations
 
 import logging

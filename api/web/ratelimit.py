@@ -20,6 +20,7 @@ Examples
 >>> lim.retry_after("10.0.0.1", now=2.0), lim.retry_after("10.0.0.1", now=61.0)
 (58.0, None)
 """
+
 from __future__ import annotations
 
 import json
@@ -105,17 +106,35 @@ class FailedAttemptGuard:
     async def _too_many(self, send, wait: float, html: bool):
         retry = str(max(int(wait + 0.999), 1))
         if html:
-            body = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Please wait</title>"
-                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head><body>"
-                    "<main><h1>Please wait a minute</h1><p>There were too many tries from this device. "
-                    "Please wait a minute and then open your link again.</p></main></body></html>").encode()
+            body = (
+                b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Please wait</title>'
+                b'<meta name="viewport" content="width=device-width, initial-scale=1"></head><body>'
+                b"<main><h1>Please wait a minute</h1><p>There were too many tries from this device. "
+                b"Please wait a minute and then open your link again.</p></main></body></html>"
+            )
             ctype = b"text/html; charset=utf-8"
         else:
-            body = json.dumps({"detail": [{"loc": ["header", "Authorization"],
-                                           "msg": f"too many failed attempts; retry after {retry} s",
-                                           "type": "rate_limited"}]}).encode()
+            body = json.dumps(
+                {
+                    "detail": [
+                        {
+                            "loc": ["header", "Authorization"],
+                            "msg": f"too many failed attempts; retry after {retry} s",
+                            "type": "rate_limited",
+                        }
+                    ]
+                }
+            ).encode()
             ctype = b"application/json"
-        await send({"type": "http.response.start", "status": 429,
-                    "headers": [(b"content-type", ctype), (b"retry-after", retry.encode()),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", ctype),
+                    (b"retry-after", retry.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -6,6 +6,7 @@ scoring, idempotency and the audit trail are the same. Every form post carries a
 bound to the link and to a cookie (signed double submit). Unknown, revoked, expired and
 not-yet-open links all get the same 404 page.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,12 +15,12 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import instruments
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
+import instruments
 from api.auth.dependencies import Authorize
 from api.auth.service import Actor
 from api.db import get_session, utcnow
@@ -27,7 +28,6 @@ from api.errors import ApiError
 from api.links.service import LinkContext, mark_used, resolve
 from api.responses.service import submit_response
 from api.web.forms import blocking_shortfall, field_name, open_items, parse_answers
-
 
 
 class LinkHolder(Authorize):
@@ -63,14 +63,13 @@ SECURITY_HEADERS = {
 }
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200,
-            csrf_cookie: str | None = None) -> HTMLResponse:
-    response = templates.TemplateResponse(request, name, context, status_code=status_code,
-                                          headers=SECURITY_HEADERS)
+def _render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200, csrf_cookie: str | None = None
+) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code, headers=SECURITY_HEADERS)
     if csrf_cookie is not None:
         secure = request.app.state.settings.base_url.startswith("https://")
-        response.set_cookie(CSRF_COOKIE, csrf_cookie, httponly=True, samesite="lax", path="/f/",
-                            secure=secure)
+        response.set_cookie(CSRF_COOKIE, csrf_cookie, httponly=True, samesite="lax", path="/f/", secure=secure)
     return response
 
 
@@ -92,8 +91,13 @@ def _csrf_ok(request: Request, form_value: Any, link_id: int) -> bool:
 
 
 def _participant_actor(request: Request, ctx: LinkContext) -> Actor:
-    return Actor(user_id=None, role="participant", site_ids=frozenset({ctx.participant.site_id}),
-                 request_id=getattr(request.state, "request_id", None), source="web")
+    return Actor(
+        user_id=None,
+        role="participant",
+        site_ids=frozenset({ctx.participant.site_id}),
+        request_id=getattr(request.state, "request_id", None),
+        source="web",
+    )
 
 
 def _as_text(v: Any) -> str | list[str]:
@@ -111,24 +115,57 @@ def _progress(ctx: LinkContext, code: str) -> tuple[int, int]:
     return offered.index(code) + 1, len(offered)
 
 
-def _form_page(request: Request, ctx: LinkContext, token: str, code: str, *, answers: dict | None = None,
-               errors: dict[str, str] | None = None, open_codes: list[str] | None = None,
-               blocking: set[str] | None = None, status_code: int = 200) -> HTMLResponse:
+def _form_page(
+    request: Request,
+    ctx: LinkContext,
+    token: str,
+    code: str,
+    *,
+    answers: dict | None = None,
+    errors: dict[str, str] | None = None,
+    open_codes: list[str] | None = None,
+    blocking: set[str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     inst = instruments.get(code)
     cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     step, total = _progress(ctx, code)
     items = []
     for n, it in enumerate(inst.items, start=1):
-        items.append({"code": it.code, "field": field_name(it), "number": n, "text": it.text, "kind": it.kind,
-                      "options": [{"value": str(o.code), "label": o.label} for o in it.options],
-                      "min": it.min, "max": it.max})
-    return _render(request, "form.html", {
-        "study_title": ctx.study.title, "token": token, "instrument": inst.code, "instructions": inst.instructions,
-        "items": items, "step": step, "total": total, "last": step == total and len(ctx.pending) == 1,
-        "answers": {k: _as_text(v) for k, v in (answers or {}).items()},
-        "errors": errors or {}, "open_codes": open_codes or [], "blocking": sorted(blocking or ()),
-        "csrf": _csrf_value(request, cookie, ctx.link.id), "n_items": len(items),
-    }, status_code=status_code, csrf_cookie=None if request.cookies.get(CSRF_COOKIE) else cookie)
+        items.append(
+            {
+                "code": it.code,
+                "field": field_name(it),
+                "number": n,
+                "text": it.text,
+                "kind": it.kind,
+                "options": [{"value": str(o.code), "label": o.label} for o in it.options],
+                "min": it.min,
+                "max": it.max,
+            }
+        )
+    return _render(
+        request,
+        "form.html",
+        {
+            "study_title": ctx.study.title,
+            "token": token,
+            "instrument": inst.code,
+            "instructions": inst.instructions,
+            "items": items,
+            "step": step,
+            "total": total,
+            "last": step == total and len(ctx.pending) == 1,
+            "answers": {k: _as_text(v) for k, v in (answers or {}).items()},
+            "errors": errors or {},
+            "open_codes": open_codes or [],
+            "blocking": sorted(blocking or ()),
+            "csrf": _csrf_value(request, cookie, ctx.link.id),
+            "n_items": len(items),
+        },
+        status_code=status_code,
+        csrf_cookie=None if request.cookies.get(CSRF_COOKIE) else cookie,
+    )
 
 
 @router.get("/f/{token}", response_class=HTMLResponse, include_in_schema=False)
@@ -140,8 +177,11 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
     mark_used(session, ctx.link)
     session.commit()
     if ctx.completed:
-        return _render(request, "done.html", {"study_title": ctx.study.title,
-                                              "just_finished": request.query_params.get("done") == "1"})
+        return _render(
+            request,
+            "done.html",
+            {"study_title": ctx.study.title, "just_finished": request.query_params.get("done") == "1"},
+        )
     return _form_page(request, ctx, token, ctx.pending[0])
 
 
@@ -180,12 +220,18 @@ def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
         open_codes = [it.code for it in open_items(inst, answers)]
         blocking = blocking_shortfall(inst, answers)
         if open_codes and (blocking or data.get("action") != "save_blank"):
-            return _form_page(request, ctx, token, code, answers=answers, open_codes=open_codes,
-                              blocking=blocking)
+            return _form_page(request, ctx, token, code, answers=answers, open_codes=open_codes, blocking=blocking)
         try:
-            submit_response(session, participant=ctx.participant, wave_code=ctx.wave.code, instrument_code=code,
-                            answers=answers, mode="web", actor=_participant_actor(request, ctx),
-                            idempotency_key=f"web-{ctx.link.id}-{code}")
+            submit_response(
+                session,
+                participant=ctx.participant,
+                wave_code=ctx.wave.code,
+                instrument_code=code,
+                answers=answers,
+                mode="web",
+                actor=_participant_actor(request, ctx),
+                idempotency_key=f"web-{ctx.link.id}-{code}",
+            )
         except ApiError as exc:
             session.rollback()
             kinds = {e.get("type") for e in exc.errors}

@@ -5,45 +5,47 @@ Revision ID: 368dc61a8df4
 Revises: c3a91d5e7f20
 Create Date: 2026-11-25 14:13:16.364114
 """
+
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
 import sqlmodel
+from alembic import op
 
-revision = '368dc61a8df4'
-down_revision = 'c3a91d5e7f20'
+revision = "368dc61a8df4"
+down_revision = "c3a91d5e7f20"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('export_settings',
-    sa.Column('study_id', sa.Integer(), nullable=False),
-    sa.Column('date_mode', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
-    sa.Column('free_text_items', sa.JSON(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_export_settings_study_id_study')),
-    sa.PrimaryKeyConstraint('study_id', name=op.f('pk_export_settings'))
+    op.create_table(
+        "export_settings",
+        sa.Column("study_id", sa.Integer(), nullable=False),
+        sa.Column("date_mode", sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+        sa.Column("free_text_items", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["study_id"], ["study.id"], name=op.f("fk_export_settings_study_id_study")),
+        sa.PrimaryKeyConstraint("study_id", name=op.f("pk_export_settings")),
     )
-    op.create_table('study_instrument',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('study_id', sa.Integer(), nullable=False),
-    sa.Column('code', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('dictionary_csv', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['study_id'], ['study.id'], name=op.f('fk_study_instrument_study_id_study')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_study_instrument')),
-    sa.UniqueConstraint('code', name=op.f('uq_study_instrument_code'))
+    op.create_table(
+        "study_instrument",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("study_id", sa.Integer(), nullable=False),
+        sa.Column("code", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("dictionary_csv", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["study_id"], ["study.id"], name=op.f("fk_study_instrument_study_id_study")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_study_instrument")),
+        sa.UniqueConstraint("code", name=op.f("uq_study_instrument_code")),
     )
-    with op.batch_alter_table('study_instrument', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_study_instrument_study_id'), ['study_id'], unique=False)
-
+    with op.batch_alter_table("study_instrument", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_study_instrument_study_id"), ["study_id"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('study_instrument', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_study_instrument_study_id'))
+    with op.batch_alter_table("study_instrument", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_study_instrument_study_id"))
 
-    op.drop_table('study_instrument')
-    op.drop_table('export_settings')
+    op.drop_table("study_instrument")
+    op.drop_table("export_settings")

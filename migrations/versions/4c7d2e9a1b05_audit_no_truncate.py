@@ -4,6 +4,7 @@ Revision ID: 4c7d2e9a1b05
 Revises: 3b8461b8f832
 Create Date: 2026-11-25 14:45:00
 """
+
 from __future__ import annotations
 
 from alembic import op

@@ -4,6 +4,7 @@ Revision ID: 5e1a8b3c9d47
 Revises: 4c7d2e9a1b05
 Create Date: 2026-11-25 15:10:00
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

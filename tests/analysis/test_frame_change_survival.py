@@ -1,4 +1,5 @@
 """Loading the long frame, change scores, responders, retention and the report."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,9 +17,22 @@ def _tiny():
         arm = "group" if p.startswith("P") else "usual_care"
         kind = "intervention" if arm == "group" else "control"
         for wave, off, v in (("baseline", 0, pre[p]), ("m6", 180, post[p])):
-            rows.append({"participant": p, "site": "north", "arm": arm, "arm_kind": kind, "wave": wave,
-                         "wave_offset": off, "days": off, "instrument": "phq9", "scale": "phq9", "value": v,
-                         "status": "completed", "status_days": np.nan})
+            rows.append(
+                {
+                    "participant": p,
+                    "site": "north",
+                    "arm": arm,
+                    "arm_kind": kind,
+                    "wave": wave,
+                    "wave_offset": off,
+                    "days": off,
+                    "instrument": "phq9",
+                    "scale": "phq9",
+                    "value": v,
+                    "status": "completed",
+                    "status_days": np.nan,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -62,11 +76,11 @@ def test_responders_use_phq9_mcid_and_direction():
 def test_effect_sizes_hand_computed():
     es = change.effect_sizes(_tiny(), "phq9", post="m6")
     within = es[(es["comparison"] == "within") & (es["arm"] == "group")].iloc[0]
-    pre, post = np.array([12, 15, 9, 20.]), np.array([6, 9, 8, 13.])
+    pre, post = np.array([12, 15, 9, 20.0]), np.array([6, 9, 8, 13.0])
     d_av = (post.mean() - pre.mean()) / np.sqrt((pre.var(ddof=1) + post.var(ddof=1)) / 2)
     assert within["estimate"] == pytest.approx(d_av, abs=1e-9)
     between = es[es["comparison"] == "between"].iloc[0]
-    a, b = post - pre, np.array([-1, 1, -6, 0.])
+    a, b = post - pre, np.array([-1, 1, -6, 0.0])
     sp = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
     g = (a.mean() - b.mean()) / sp * (1 - 3 / (4 * 6 - 1))
     assert between["estimate"] == pytest.approx(g, abs=1e-6)

@@ -1,5 +1,5 @@
 """Mixed models and Cox models against published outputs of R on public data."""
-import numpy as np
+
 import pytest
 
 from analysis.survival import fit_cox
@@ -60,7 +60,7 @@ def test_random_intercept_icc_is_share_of_variance():
     # lme4 (1 | Subject): intercept SD 37.12, residual SD 30.99 (REML)
     assert sig(vc["sd"].iloc[0]) == 37.12
     assert sig(vc["sd"].iloc[1]) == 30.99
-    assert m.icc == pytest.approx(37.12 ** 2 / (37.12 ** 2 + 30.99 ** 2), abs=1e-3)
+    assert m.icc == pytest.approx(37.12**2 / (37.12**2 + 30.99**2), abs=1e-3)
 
 
 def test_rossi_cox_matches_r_survival():
@@ -70,9 +70,15 @@ def test_rossi_cox_matches_r_survival():
     t = tab.set_index("term")
     # R: coxph(Surv(week, arrest) ~ fin + age + race + wexp + mar + paro + prio, data = Rossi)
     # (Fox & Weisberg, Cox regression appendix to An R Companion to Applied Regression)
-    published = {"fin": (-0.37942, 0.19138), "age": (-0.05744, 0.02200), "race": (0.31390, 0.30799),
-                 "wexp": (-0.14980, 0.21222), "mar": (-0.43370, 0.38187), "paro": (-0.08487, 0.19576),
-                 "prio": (0.09150, 0.02865)}
+    published = {
+        "fin": (-0.37942, 0.19138),
+        "age": (-0.05744, 0.02200),
+        "race": (0.31390, 0.30799),
+        "wexp": (-0.14980, 0.21222),
+        "mar": (-0.43370, 0.38187),
+        "paro": (-0.08487, 0.19576),
+        "prio": (0.09150, 0.02865),
+    }
     for term, (coef, se) in published.items():
         assert t.loc[term, "coef"] == pytest.approx(coef, abs=6e-5), term
         assert t.loc[term, "se"] == pytest.approx(se, abs=6e-5), term

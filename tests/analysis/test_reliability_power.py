@@ -1,4 +1,5 @@
 """Reliability against pingouin's documented examples; power against hand-computed values."""
+
 import numpy as np
 import pandas as pd
 import pingouin as pg
@@ -25,8 +26,15 @@ def test_alpha_matches_pingouin_documented_example_pairwise():
 def test_reliability_from_items_export_matches_long_format_example():
     # pingouin docs: long-format "cronbach_alpha" dataset -> 0.5917188485995826, CI [0.195, 0.84]
     d = pg.read_dataset("cronbach_alpha")
-    items = pd.DataFrame({"participant": d["Subj"], "wave": "baseline", "instrument": "demo",
-                          "item": d["Items"].astype(str), "value": d["Scores"]})
+    items = pd.DataFrame(
+        {
+            "participant": d["Subj"],
+            "wave": "baseline",
+            "instrument": "demo",
+            "item": d["Items"].astype(str),
+            "value": d["Scores"],
+        }
+    )
     r = reliability(items).iloc[0]
     assert r["alpha"] == pytest.approx(0.5917188485995826, rel=1e-9)
     assert (r["ci_lower"], r["ci_upper"]) == (0.195, 0.84)
@@ -38,7 +46,7 @@ def test_omega_recovers_population_value_of_congeneric_items():
     lam = np.array([0.4, 0.5, 0.6, 0.7, 0.8])
     rng = np.random.default_rng(3)
     f = rng.standard_normal(20000)
-    x = f[:, None] * lam + rng.standard_normal((20000, 5)) * np.sqrt(1 - lam ** 2)
+    x = f[:, None] * lam + rng.standard_normal((20000, 5)) * np.sqrt(1 - lam**2)
     r = mcdonald_omega(pd.DataFrame(x, columns=list("abcde"))).iloc[0]
     assert r["omega"] == pytest.approx(0.743802, abs=0.006)
     # Unequal loadings: alpha underestimates reliability, omega does not.
@@ -48,8 +56,14 @@ def test_omega_recovers_population_value_of_congeneric_items():
 def test_item_total_flags_an_unrelated_item():
     rng = np.random.default_rng(1)
     f = rng.standard_normal(500)
-    df = pd.DataFrame({"a": f + rng.normal(0, .5, 500), "b": f + rng.normal(0, .5, 500),
-                       "c": f + rng.normal(0, .5, 500), "noise": rng.standard_normal(500)})
+    df = pd.DataFrame(
+        {
+            "a": f + rng.normal(0, 0.5, 500),
+            "b": f + rng.normal(0, 0.5, 500),
+            "c": f + rng.normal(0, 0.5, 500),
+            "noise": rng.standard_normal(500),
+        }
+    )
     t = item_total(df).set_index("item")
     assert t.loc["noise", "r_item_rest"] < 0.15 < t.loc["a", "r_item_rest"]
     assert t.loc["noise", "alpha_if_deleted"] > cronbach_alpha(df).iloc[0]["alpha"]

@@ -1,9 +1,9 @@
 """The synthetic cohort: determinism, shape, and recovery of its known effects."""
+
 import numpy as np
 import pandas as pd
-import pytest
 
-from analysis.frame import LONG_COLUMNS, cohort_frame, load_long
+from analysis.frame import LONG_COLUMNS, cohort_frame
 from analysis.synthetic import SimulationParams, simulate_cohort
 from analysis.trajectories import ModerationModel, TrajectoryModel
 
@@ -59,7 +59,7 @@ def test_scored_items_follow_the_latent_value(cohort300, long300):
 
 
 def test_long_frame_has_export_shape(long300):
-    assert list(long300.columns[:len(LONG_COLUMNS)]) == list(LONG_COLUMNS)
+    assert list(long300.columns[: len(LONG_COLUMNS)]) == list(LONG_COLUMNS)
     assert {"phq9", "gad7", "semcd6", "pam13_activation", "lsns6"} <= set(long300["scale"])
     assert any(c.startswith("context_") for c in long300.columns)
     assert long300["completed_at"].dt.tz is not None

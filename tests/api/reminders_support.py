@@ -1,10 +1,12 @@
 """Helpers of the reminder tests: a loopback SMTP server (aiosmtpd) and a loopback SMS webhook."""
+
 from __future__ import annotations
 
 import email
 import json
 import socket
 import threading
+from datetime import UTC
 from email.policy import default as default_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -97,21 +99,46 @@ class SmsHook:
 
 def bulk_participants(engine, study_id: int, site_id: int, n: int, enrolled_on, *, prefix: str = "B") -> None:
     """Insert ``n`` active participants with an email contact directly (no API, no audit)."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from sqlalchemy import insert, select
 
     from api.participants.models import Participant, ParticipantContact
 
-    now = datetime.now(timezone.utc)
-    rows = [{"study_id": study_id, "site_id": site_id, "arm_id": None, "study_code": f"{prefix}{i:06d}",
-             "enrolled_on": enrolled_on, "consent_date": enrolled_on, "consent_version": "v1", "randomised": False,
-             "status": "active", "created_at": now, "updated_at": now} for i in range(n)]
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "study_id": study_id,
+            "site_id": site_id,
+            "arm_id": None,
+            "study_code": f"{prefix}{i:06d}",
+            "enrolled_on": enrolled_on,
+            "consent_date": enrolled_on,
+            "consent_version": "v1",
+            "randomised": False,
+            "status": "active",
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(n)
+    ]
     with engine.begin() as conn:
         conn.execute(insert(Participant.__table__), rows)
-        ids = conn.execute(select(Participant.__table__.c.id, Participant.__table__.c.study_code)
-                           .where(Participant.__table__.c.study_id == study_id,
-                                  Participant.__table__.c.study_code.like(f"{prefix}%"))).all()
-        conn.execute(insert(ParticipantContact.__table__), [
-            {"participant_id": pid, "email": f"{code.lower()}.{study_id}@example.org", "preferred_channel": "email",
-             "opt_out": False, "updated_at": now} for pid, code in ids])
+        ids = conn.execute(
+            select(Participant.__table__.c.id, Participant.__table__.c.study_code).where(
+                Participant.__table__.c.study_id == study_id, Participant.__table__.c.study_code.like(f"{prefix}%")
+            )
+        ).all()
+        conn.execute(
+            insert(ParticipantContact.__table__),
+            [
+                {
+                    "participant_id": pid,
+                    "email": f"{code.lower()}.{study_id}@example.org",
+                    "preferred_channel": "email",
+                    "opt_out": False,
+                    "updated_at": now,
+                }
+                for pid, code in ids
+            ],
+        )

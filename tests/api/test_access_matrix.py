@@ -8,10 +8,11 @@ role and site checks). A route missing from the table, or whose declared roles d
 table, fails the test by name. Every body is also scanned for the other site's records and for
 identifiers a role may not see.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -192,21 +193,33 @@ def test_every_route_has_a_rule_matching_its_authorize(app):
     assert not missing, f"routes without an access rule in RULES: {missing}"
     stale = sorted(f"{m} {p}" for (m, p) in RULES if (m, p) not in routes)
     assert not stale, f"rules for routes that no longer exist: {stale}"
-    wrong = {f"{m} {p}": (route_roles(r), RULES[(m, p)].roles) for (m, p), r in routes.items()
-             if route_roles(r) != RULES[(m, p)].roles}
+    wrong = {
+        f"{m} {p}": (route_roles(r), RULES[(m, p)].roles)
+        for (m, p), r in routes.items()
+        if route_roles(r) != RULES[(m, p)].roles
+    }
     assert not wrong, f"declared roles differ from the table (declared, table): {wrong}"
     # analysts never write (analyses are computations posted with a body, not changes)
-    assert all("analyst" not in (rule.roles or ()) for (m, p), rule in RULES.items()
-               if m != "GET" and "/analyses/" not in p)
+    assert all(
+        "analyst" not in (rule.roles or ()) for (m, p), rule in RULES.items() if m != "GET" and "/analyses/" not in p
+    )
 
 
 # --- the matrix --------------------------------------------------------------------------------
 
 SEED = {
-    "a": {"name": "Ottoline Brackenbury-Fisk", "email": "ottoline.bf.4471@example.org",
-          "phone": "+44 7700 900461", "date_of_birth": "1948-02-29"},
-    "b": {"name": "Cuthbert Zanzibar-Whitlow", "email": "cz.whitlow.8820@example.net",
-          "phone": "+44 7700 900872", "date_of_birth": "1955-11-03"},
+    "a": {
+        "name": "Ottoline Brackenbury-Fisk",
+        "email": "ottoline.bf.4471@example.org",
+        "phone": "+44 7700 900461",
+        "date_of_birth": "1948-02-29",
+    },
+    "b": {
+        "name": "Cuthbert Zanzibar-Whitlow",
+        "email": "cz.whitlow.8820@example.net",
+        "phone": "+44 7700 900872",
+        "date_of_birth": "1955-11-03",
+    },
 }
 
 
@@ -215,34 +228,63 @@ def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
     tz = ZoneInfo("Europe/London")
     study = make_study()
     enrolled = str(datetime.now(tz).date() - timedelta(days=1))
-    pa = enrol(study, site="north", enrolled_on=enrolled, arm="group", study_code="SITEA-REC-91",
-               contact={**SEED["a"], "preferred_channel": "email"})
-    pb = enrol(study, site="south", enrolled_on=enrolled, arm="group", study_code="SITEB-REC-37",
-               contact={**SEED["b"], "preferred_channel": "email"})
+    pa = enrol(
+        study,
+        site="north",
+        enrolled_on=enrolled,
+        arm="group",
+        study_code="SITEA-REC-91",
+        contact={**SEED["a"], "preferred_channel": "email"},
+    )
+    pb = enrol(
+        study,
+        site="south",
+        enrolled_on=enrolled,
+        arm="group",
+        study_code="SITEB-REC-37",
+        contact={**SEED["b"], "preferred_channel": "email"},
+    )
     coord_a = make_user("coordinator", [study.sites["north"]])
     coord_b = make_user("coordinator", [study.sites["south"]])
-    expired = make_user("admin", expires_at=datetime.now(timezone.utc) - timedelta(minutes=1))
+    expired = make_user("admin", expires_at=datetime.now(UTC) - timedelta(minutes=1))
     for p in (pa, pb):
-        r = client.post(f"/participants/{p['id']}/responses", headers=admin.headers,
-                        json={"wave": "baseline", "instrument": "gad7",
-                              "answers": {f"gad7_{i}": 1 for i in range(1, 8)}})
+        r = client.post(
+            f"/participants/{p['id']}/responses",
+            headers=admin.headers,
+            json={"wave": "baseline", "instrument": "gad7", "answers": {f"gad7_{i}": 1 for i in range(1, 8)}},
+        )
         assert r.status_code == 201, r.text
     link = client.post(f"/participants/{pa['id']}/links", json={"wave": "baseline"}, headers=admin.headers)
     assert link.status_code == 201, link.text
-    headers = {"admin": admin.headers, "coord_a": coord_a.headers, "coord_b": coord_b.headers,
-               "analyst": analyst.headers, "none": {}, "expired": expired.headers,
-               "link": {"Authorization": f"Bearer {link.json()['token']}"}}
+    headers = {
+        "admin": admin.headers,
+        "coord_a": coord_a.headers,
+        "coord_b": coord_b.headers,
+        "analyst": analyst.headers,
+        "none": {},
+        "expired": expired.headers,
+        "link": {"Authorization": f"Bearer {link.json()['token']}"},
+    }
     return {"study": study, "pa": pa, "pb": pb, "headers": headers, "link_token": link.json()["token"]}
 
 
 def _url(path: str, world, caller: str) -> str:
     token = world["link_token"] if caller == "link" else "N0tAReal-Link_Token-" + "x" * 24
-    return (path.replace("{study_id}", str(world["study"].id))
-            .replace("{participant_id}", str(world["pa"]["id"]))
-            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{shape}", "long")
-            .replace("{token}", token).replace("{name}", "nothing.csv").replace("{filename}", "nothing.csv")
-            .replace("{transcript_id}", "999999").replace("{code_id}", "999999").replace("{coding_id}", "999999")
-            .replace("{suggestion_id}", "999999").replace("{run_id}", "999999"))
+    return (
+        path.replace("{study_id}", str(world["study"].id))
+        .replace("{participant_id}", str(world["pa"]["id"]))
+        .replace("{wave_code}", "baseline")
+        .replace("{code}", "phq9")
+        .replace("{shape}", "long")
+        .replace("{token}", token)
+        .replace("{name}", "nothing.csv")
+        .replace("{filename}", "nothing.csv")
+        .replace("{transcript_id}", "999999")
+        .replace("{code_id}", "999999")
+        .replace("{coding_id}", "999999")
+        .replace("{suggestion_id}", "999999")
+        .replace("{run_id}", "999999")
+    )
 
 
 def expected(rule: Rule, caller: str) -> frozenset[int]:
@@ -279,8 +321,9 @@ def _leaks(caller: str, text: str, world) -> list[str]:
 def _prepare(client, world, method: str, path: str) -> None:
     # A DELETE of the link needs a live one each time; re-issuing gives a fresh token.
     if method == "DELETE" and path.endswith("/links/{wave_code}"):
-        r = client.post(f"/participants/{world['pa']['id']}/links", json={"wave": "baseline"},
-                        headers=world["headers"]["admin"])
+        r = client.post(
+            f"/participants/{world['pa']['id']}/links", json={"wave": "baseline"}, headers=world["headers"]["admin"]
+        )
         assert r.status_code == 201, r.text
 
 
@@ -306,7 +349,8 @@ def test_route_role_matrix(client, app, world):
                 if leaked:
                     failures.append(f"{method} {path} as {caller}: body leaks {leaked}")
                 if r.status_code in (401, 403, 404, 422) and r.headers.get("content-type", "").startswith(
-                        "application/json"):
+                    "application/json"
+                ):
                     detail = r.json()["detail"]
                     assert isinstance(detail, list) and {"loc", "msg", "type"} <= set(detail[0]), (method, path)
     finally:

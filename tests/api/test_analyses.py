@@ -6,6 +6,7 @@ scores and participants) or from published/independent formulas, never from the 
 output. The recovery test loads 300 participants into its own SQLite file and checks that the
 known PAM-13 slope difference of the generating model lies inside the returned CI.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,12 @@ def settings(db_url, tmp_path_factory):
     # Plots go to a temporary folder, never into the working tree.
     from api.config import Settings
 
-    return Settings(DATABASE_URL=db_url, PEERLENS_SECRET_KEY="test-secret", PEERLENS_MAX_BODY_BYTES=64_000,
-                    PEERLENS_ARTIFACT_DIR=str(tmp_path_factory.mktemp("artefacts")))
+    return Settings(
+        DATABASE_URL=db_url,
+        PEERLENS_SECRET_KEY="test-secret",
+        PEERLENS_MAX_BODY_BYTES=64_000,
+        PEERLENS_ARTIFACT_DIR=str(tmp_path_factory.mktemp("artefacts")),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +70,15 @@ def scores(engine, study_id: int, scale: str | None = None, site: str | None = N
     from api.responses.models import Response, Score
     from api.studies.models import Arm, Site, Wave
 
-    q = (select(Participant.study_code, Site.code, Arm.code, Wave.code, Response.instrument, Score.scale,
-                Score.value)
-         .join(Response, Response.id == Score.response_id).join(Participant, Participant.id == Response.participant_id)
-         .join(Site, Site.id == Participant.site_id).join(Arm, Arm.id == Participant.arm_id)
-         .join(Wave, Wave.id == Response.wave_id)
-         .where(Participant.study_id == study_id, Response.instrument != "context"))
+    q = (
+        select(Participant.study_code, Site.code, Arm.code, Wave.code, Response.instrument, Score.scale, Score.value)
+        .join(Response, Response.id == Score.response_id)
+        .join(Participant, Participant.id == Response.participant_id)
+        .join(Site, Site.id == Participant.site_id)
+        .join(Arm, Arm.id == Participant.arm_id)
+        .join(Wave, Wave.id == Response.wave_id)
+        .where(Participant.study_id == study_id, Response.instrument != "context")
+    )
     if scale:
         q = q.where(Score.scale == scale)
     if site:
@@ -84,8 +92,12 @@ def enrolled(engine, study_id: int, site: str | None = None) -> pd.DataFrame:
     from api.participants.models import Participant
     from api.studies.models import Arm, Site
 
-    q = (select(Participant.study_code, Site.code, Arm.code).join(Site, Site.id == Participant.site_id)
-         .join(Arm, Arm.id == Participant.arm_id).where(Participant.study_id == study_id))
+    q = (
+        select(Participant.study_code, Site.code, Arm.code)
+        .join(Site, Site.id == Participant.site_id)
+        .join(Arm, Arm.id == Participant.arm_id)
+        .where(Participant.study_id == study_id)
+    )
     if site:
         q = q.where(Site.code == site)
     with Session(engine) as s:
@@ -106,28 +118,61 @@ BODIES = {
 }
 # Written out here (not imported from the service) so the test checks the documented contract.
 DOCUMENTED = {
-    "trajectory": {"slopes": ["arm", "slope", "se", "ci_lower", "ci_upper", "diff", "diff_ci_lower", "diff_ci_upper",
-                              "diff_p"],
-                   "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
-                   "variance_components": ["group", "term", "variance", "sd", "corr"],
-                   "predicted_means": ["arm", "wave", "time", "mean", "se", "ci_lower", "ci_upper"],
-                   "fit_statistics": ["nobs", "n_participants", "AIC", "BIC", "converged"]},
-    "moderation": {"subgroup_effects": ["moderator", "level", "arm", "n_participants", "effect", "se", "ci_lower",
-                                        "ci_upper", "p"],
-                   "subgroup_slopes": ["level", "arm", "slope", "ci_lower", "ci_upper"],
-                   "interaction_test": ["chisq", "df", "p"]},
-    "reliability": {"reliability": ["instrument", "wave", "n", "k", "alpha", "ci_lower", "ci_upper", "omega"],
-                    "item_total": ["instrument", "wave", "item", "r_item_rest", "alpha_if_deleted"]},
-    "effect-sizes": {"effect_sizes": ["scale", "comparison", "arm", "n", "mean_change", "effect", "estimate",
-                                      "ci_lower", "ci_upper"]},
-    "responders": {"responders": ["scale", "arm", "mcid", "n", "improved", "improved_prop", "risk_difference",
-                                  "rd_ci_lower", "rd_ci_upper"]},
-    "retention": {"km": ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"],
-                  "logrank": ["by", "groups", "chisq", "df", "p"],
-                  "cox": ["term", "hr", "hr_ci_lower", "hr_ci_upper", "p"]},
-    "attrition": {"completion": ["arm", "wave", "enrolled", "completed", "completed_pct"],
-                  "dropout_by_baseline": ["variable", "n_dropout", "n_retained", "smd", "p"]},
-    "power": {"sample_size": ["n_per_arm", "n_per_arm_with_attrition", "n_total"], "power_curve": ["n_per_arm", "power"]},
+    "trajectory": {
+        "slopes": ["arm", "slope", "se", "ci_lower", "ci_upper", "diff", "diff_ci_lower", "diff_ci_upper", "diff_p"],
+        "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
+        "variance_components": ["group", "term", "variance", "sd", "corr"],
+        "predicted_means": ["arm", "wave", "time", "mean", "se", "ci_lower", "ci_upper"],
+        "fit_statistics": ["nobs", "n_participants", "AIC", "BIC", "converged"],
+    },
+    "moderation": {
+        "subgroup_effects": [
+            "moderator",
+            "level",
+            "arm",
+            "n_participants",
+            "effect",
+            "se",
+            "ci_lower",
+            "ci_upper",
+            "p",
+        ],
+        "subgroup_slopes": ["level", "arm", "slope", "ci_lower", "ci_upper"],
+        "interaction_test": ["chisq", "df", "p"],
+    },
+    "reliability": {
+        "reliability": ["instrument", "wave", "n", "k", "alpha", "ci_lower", "ci_upper", "omega"],
+        "item_total": ["instrument", "wave", "item", "r_item_rest", "alpha_if_deleted"],
+    },
+    "effect-sizes": {
+        "effect_sizes": ["scale", "comparison", "arm", "n", "mean_change", "effect", "estimate", "ci_lower", "ci_upper"]
+    },
+    "responders": {
+        "responders": [
+            "scale",
+            "arm",
+            "mcid",
+            "n",
+            "improved",
+            "improved_prop",
+            "risk_difference",
+            "rd_ci_lower",
+            "rd_ci_upper",
+        ]
+    },
+    "retention": {
+        "km": ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"],
+        "logrank": ["by", "groups", "chisq", "df", "p"],
+        "cox": ["term", "hr", "hr_ci_lower", "hr_ci_upper", "p"],
+    },
+    "attrition": {
+        "completion": ["arm", "wave", "enrolled", "completed", "completed_pct"],
+        "dropout_by_baseline": ["variable", "n_dropout", "n_retained", "smd", "p"],
+    },
+    "power": {
+        "sample_size": ["n_per_arm", "n_per_arm_with_attrition", "n_total"],
+        "power_curve": ["n_per_arm", "power"],
+    },
 }
 
 
@@ -156,8 +201,9 @@ def test_each_kind_returns_documented_tables_and_plots(client, demo, analyst, ki
 def test_trajectory_slopes_match_observed_change_direction(client, demo, analyst):
     """The PAM slope difference is positive for both peer-support arms (generated +5/year) and the
     reference arm is the control arm; the usual-care slope is close to the generating +1/year."""
-    run = post(client, demo, "trajectory", {"outcome": "pam13_activation", "random": "intercept"},
-               analyst.headers).json()
+    run = post(
+        client, demo, "trajectory", {"outcome": "pam13_activation", "random": "intercept"}, analyst.headers
+    ).json()
     slopes = {row["arm"]: row for row in run["tables"]["slopes"]}
     assert run["values"]["reference_arm"] == "usual_care"
     assert slopes["usual_care"]["diff"] == 0
@@ -202,8 +248,9 @@ def test_effect_sizes_within_arm_match_a_hand_computation(client, demo, analyst,
 def test_power_matches_cohens_table_and_judges_the_planned_size(client, demo, analyst):
     from scipy import stats
 
-    run = post(client, demo, "power", {"design": "two_arm", "delta": 6, "sd": 12, "attrition": 0.2},
-               analyst.headers).json()
+    run = post(
+        client, demo, "power", {"design": "two_arm", "delta": 6, "sd": 12, "attrition": 0.2}, analyst.headers
+    ).json()
     v = run["values"]
     # Cohen (1988): d = 0.5, alpha 0.05 two-sided, power 0.8 -> 64 per group.
     assert v["n_per_arm"] == 64
@@ -220,8 +267,9 @@ def test_power_matches_cohens_table_and_judges_the_planned_size(client, demo, an
 
 
 def test_power_slope_design_uses_the_study_waves(client, demo, analyst):
-    run = post(client, demo, "power", {"design": "slope", "slope_diff": 5, "sigma2": 100, "rho": 0.5},
-               analyst.headers).json()
+    run = post(
+        client, demo, "power", {"design": "slope", "slope_diff": 5, "sigma2": 100, "rho": 0.5}, analyst.headers
+    ).json()
     times = [0, 30 / 365.25, 90 / 365.25, 180 / 365.25, 365 / 365.25]  # the demo's wave offsets
     t = pd.Series(times)
     sx2 = ((t - t.mean()) ** 2).mean()
@@ -252,10 +300,16 @@ def test_reliability_alpha_matches_a_direct_computation(client, demo, analyst, e
     run = post(client, demo, "reliability", {"instruments": ["phq9"], "waves": ["baseline"]}, analyst.headers).json()
     (row,) = run["tables"]["reliability"]
     with Session(engine) as s:
-        answers = s.execute(select(Response.answers).join(Wave, Wave.id == Response.wave_id)
-                            .join(Participant, Participant.id == Response.participant_id)
-                            .where(Participant.study_id == demo.study_id, Wave.code == "baseline",
-                                   Response.instrument == "phq9")).scalars().all()
+        answers = (
+            s.execute(
+                select(Response.answers)
+                .join(Wave, Wave.id == Response.wave_id)
+                .join(Participant, Participant.id == Response.participant_id)
+                .where(Participant.study_id == demo.study_id, Wave.code == "baseline", Response.instrument == "phq9")
+            )
+            .scalars()
+            .all()
+        )
     items = [f"phq9_{i}" for i in range(1, 10)]
     X = pd.DataFrame([{k: a.get(k) for k in items} for a in answers]).astype(float).dropna().to_numpy()
     k = X.shape[1]
@@ -269,14 +323,21 @@ def test_reliability_alpha_matches_a_direct_computation(client, demo, analyst, e
 
 BAD = [
     ("trajectory", {"outcome": "hba1c"}, ["body", "outcome"], "unknown_scale"),
-    ("trajectory", {"outcome": "phq9", "covariates": ["context_living_situation", "postcode"]},
-     ["body", "covariates", 1], "unknown_column"),
+    (
+        "trajectory",
+        {"outcome": "phq9", "covariates": ["context_living_situation", "postcode"]},
+        ["body", "covariates", 1],
+        "unknown_column",
+    ),
     ("trajectory", {"outcome": "phq9", "reference": "placebo"}, ["body", "reference"], "unknown_arm"),
     ("trajectory", {"outcome": "phq9", "random": "curve"}, ["body", "random"], "literal_error"),
-    ("moderation", {"outcome": "pam13_activation", "moderator": "shoe_size"}, ["body", "moderator"],
-     "unknown_column"),
-    ("moderation", {"outcome": "pam13_activation", "moderator": "context_living_situation", "min_per_cell": 500},
-     ["body", "moderator"], "not_estimable"),
+    ("moderation", {"outcome": "pam13_activation", "moderator": "shoe_size"}, ["body", "moderator"], "unknown_column"),
+    (
+        "moderation",
+        {"outcome": "pam13_activation", "moderator": "context_living_situation", "min_per_cell": 500},
+        ["body", "moderator"],
+        "not_estimable",
+    ),
     ("effect-sizes", {"outcome": "phq9", "post": "m24"}, ["body", "post"], "unknown_wave"),
     ("effect-sizes", {"outcome": "phq9", "post": "baseline"}, ["body", "post"], "wave_order"),
     ("responders", {"outcome": "pam13_activation"}, ["body", "mcid"], "mcid_required"),
@@ -301,12 +362,15 @@ def test_bad_request_is_422_naming_the_field(client, demo, analyst, kind, body, 
     assert detail[0]["msg"]
 
 
-@pytest.mark.parametrize("kind,body,loc", [
-    ("trajectory", {"outcome": "phq9"}, ["body", "outcome"]),
-    ("attrition", {}, ["body", "by"]),
-    ("retention", {}, ["body", "by"]),
-    ("reliability", {}, ["body", "instruments"]),
-])
+@pytest.mark.parametrize(
+    "kind,body,loc",
+    [
+        ("trajectory", {"outcome": "phq9"}, ["body", "outcome"]),
+        ("attrition", {}, ["body", "by"]),
+        ("retention", {}, ["body", "by"]),
+        ("reliability", {}, ["body", "instruments"]),
+    ],
+)
 def test_study_without_answers_is_422_not_500(client, admin, make_study, enrol, kind, body, loc):
     study = make_study()
     enrol(study, site="north", arm="group")
@@ -369,8 +433,9 @@ def test_each_run_is_audited_with_parameters_and_row_count(client, demo, analyst
 
     run = post(client, demo, "effect-sizes", {"outcome": "gad7", "post": "m3"}, analyst.headers).json()
     with Session(engine) as s:
-        ev = s.execute(select(AuditEvent).where(AuditEvent.action == "analysis.run",
-                                                AuditEvent.entity_id == run["run_id"])).scalar_one()
+        ev = s.execute(
+            select(AuditEvent).where(AuditEvent.action == "analysis.run", AuditEvent.entity_id == run["run_id"])
+        ).scalar_one()
     assert ev.actor_role == "analyst" and ev.study_id == demo.study_id and ev.actor_id == analyst.id
     assert ev.after["kind"] == "effect-sizes" and ev.after["rows"] == run["n_rows"]
     assert ev.after["parameters"]["outcome"] == "gad7" and ev.after["parameters"]["post"] == "m3"
@@ -396,9 +461,13 @@ def test_plot_paths_cannot_leave_the_run_folder(client, demo, analyst, settings)
     base = f"/studies/{demo.study_id}/analyses/runs/{run['run_id']}"
     (settings_dir := __import__("pathlib").Path(settings.analysis_artifact_dir)).mkdir(exist_ok=True)
     (settings_dir / "secret.png").write_bytes(PNG + b"not for you")
-    for path in (f"{base}/..%2F..%2Fsecret.png", f"{base}/%2E%2E%2Fsecret.png", f"{base}/run.json",
-                 f"/studies/{demo.study_id}/analyses/runs/..%2F..%2F{run['run_id']}/x.png",
-                 f"/studies/{demo.study_id}/analyses/runs/{'0' * 32}/completion_by_arm.png"):
+    for path in (
+        f"{base}/..%2F..%2Fsecret.png",
+        f"{base}/%2E%2E%2Fsecret.png",
+        f"{base}/run.json",
+        f"/studies/{demo.study_id}/analyses/runs/..%2F..%2F{run['run_id']}/x.png",
+        f"/studies/{demo.study_id}/analyses/runs/{'0' * 32}/completion_by_arm.png",
+    ):
         r = client.get(path, headers=analyst.headers)
         assert r.status_code == 404, (path, r.status_code)
         assert b"not for you" not in r.content
@@ -408,8 +477,12 @@ def test_plot_of_another_study_or_broader_scope_is_404(client, demo, admin, coor
     run = post(client, demo, "attrition", {}, admin.headers).json()
     url = run["plots"][0]["url"]
     other = make_study()
-    assert client.get(url.replace(f"/studies/{demo.study_id}/", f"/studies/{other.id}/"),
-                      headers=admin.headers).status_code == 404
+    assert (
+        client.get(
+            url.replace(f"/studies/{demo.study_id}/", f"/studies/{other.id}/"), headers=admin.headers
+        ).status_code
+        == 404
+    )
     # An all-sites run is not shown to a coordinator of one site; their own run is.
     assert client.get(url, headers=coord_south.headers).status_code == 404
     own = post(client, demo, "attrition", {}, coord_south.headers).json()
@@ -431,8 +504,19 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
     get_settings.cache_clear()
     try:
         out = tmp_path / "report"
-        res = CliRunner().invoke(app, ["analyze", str(demo.study_id), "--outdir", str(out), "--outcome",
-                                       "pam13_activation", "--mcid", "pam13_activation=4"])
+        res = CliRunner().invoke(
+            app,
+            [
+                "analyze",
+                str(demo.study_id),
+                "--outdir",
+                str(out),
+                "--outcome",
+                "pam13_activation",
+                "--mcid",
+                "pam13_activation=4",
+            ],
+        )
         assert res.exit_code == 0, res.output
         assert str(out.resolve()) in res.output
         report = (out / "report.md").read_text()
@@ -446,8 +530,9 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
         assert (responders["mcid"] == 4).all()
         assert "DEMO-0" not in report
 
-        bad = CliRunner().invoke(app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "x"),
-                                       "--outcome", "hba1c"])
+        bad = CliRunner().invoke(
+            app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "x"), "--outcome", "hba1c"]
+        )
         assert bad.exit_code != 0 and "--outcome" in bad.output
         assert not (tmp_path / "x").exists()
     finally:
@@ -478,18 +563,31 @@ def test_demo_pam_slope_difference_recovered_within_ci_through_the_api(tmp_path)
     upgrade(url)
     demo = load_demo(url, n_participants=300, seed=DEMO_SEED)
     p = demo.params
-    cohort = simulate_cohort(300, seed=DEMO_SEED, sites=[s for s, _ in SITES], arms=[(a, k) for a, _, k in ARMS],
-                             waves=[(w, o) for w, o, _, _ in WAVES])
+    cohort = simulate_cohort(
+        300,
+        seed=DEMO_SEED,
+        sites=[s for s, _ in SITES],
+        arms=[(a, k) for a, _, k in ARMS],
+        waves=[(w, o) for w, o, _, _ in WAVES],
+    )
     isolated = cohort.participants.groupby("arm")["baseline_isolated"].mean()
-    truth = {arm: (p["pam_slope"]["intervention"] - p["pam_slope"]["control"]
-                   + (p["pam_slope_isolated_extra"]["intervention"] - p["pam_slope_isolated_extra"]["control"])
-                   * isolated[arm]) for arm in ("group", "online")}
-    app = create_app(Settings(DATABASE_URL=url, PEERLENS_SECRET_KEY="k",
-                              PEERLENS_ARTIFACT_DIR=str(tmp_path / "artefacts")))
+    truth = {
+        arm: (
+            p["pam_slope"]["intervention"]
+            - p["pam_slope"]["control"]
+            + (p["pam_slope_isolated_extra"]["intervention"] - p["pam_slope_isolated_extra"]["control"]) * isolated[arm]
+        )
+        for arm in ("group", "online")
+    }
+    app = create_app(
+        Settings(DATABASE_URL=url, PEERLENS_SECRET_KEY="k", PEERLENS_ARTIFACT_DIR=str(tmp_path / "artefacts"))
+    )
     with TestClient(app) as client:
-        r = client.post(f"/studies/{demo.study_id}/analyses/trajectory",
-                        json={"outcome": "pam13_activation", "random": "slope", "formats": ["png"]},
-                        headers={"Authorization": f"Bearer {demo.tokens['analyst']}"})
+        r = client.post(
+            f"/studies/{demo.study_id}/analyses/trajectory",
+            json={"outcome": "pam13_activation", "random": "slope", "formats": ["png"]},
+            headers={"Authorization": f"Bearer {demo.tokens['analyst']}"},
+        )
     assert r.status_code == 200, r.text
     run = r.json()
     assert run["n_participants"] == 300

@@ -1,7 +1,8 @@
 """GET /studies/{id}/audit: admins only, filters, keyset pages; the table refuses UPDATE/DELETE."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import text
@@ -43,8 +44,9 @@ def test_admin_only(client, trail, make_user, analyst):
 def test_pages_cover_the_study_exactly_once(client, trail, admin, engine):
     sid = trail["study"].id
     with engine.connect() as conn:
-        expected = [r[0] for r in conn.execute(text("SELECT id FROM audit_event WHERE study_id = :s ORDER BY id"),
-                                               {"s": sid})]
+        expected = [
+            r[0] for r in conn.execute(text("SELECT id FROM audit_event WHERE study_id = :s ORDER BY id"), {"s": sid})
+        ]
     assert len(expected) >= 10  # study, 2 sites, 3 arms, 5 waves, 3 enrolments (+ allocations)
     items, pages = _all(client, f"/studies/{sid}/audit", admin.headers, limit=3)
     assert [e["id"] for e in items] == expected
@@ -66,16 +68,18 @@ def test_filters(client, trail, admin, engine):
     after, _ = _all(client, f"/studies/{sid}/audit", admin.headers, since=mid)
     assert len(before) + len(after) == len(everything)
     assert all(e["at"] < mid for e in before) and all(e["at"] >= mid for e in after)
-    future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert _all(client, f"/studies/{sid}/audit", admin.headers, since=future)[0] == []
 
 
 def test_bad_queries_name_the_parameter(client, trail, admin):
     url = f"/studies/{trail['study'].id}/audit"
-    for params, loc in (({"cursor": "not-a-cursor"}, ["query", "cursor"]),
-                        ({"limit": 0}, ["query", "limit"]),
-                        ({"since": "2026-01-01T00:00:00"}, ["query", "since"]),  # no UTC offset
-                        ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, ["query", "until"])):
+    for params, loc in (
+        ({"cursor": "not-a-cursor"}, ["query", "cursor"]),
+        ({"limit": 0}, ["query", "limit"]),
+        ({"since": "2026-01-01T00:00:00"}, ["query", "since"]),  # no UTC offset
+        ({"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, ["query", "until"]),
+    ):
         r = client.get(url, params=params, headers=admin.headers)
         assert r.status_code == 422, (params, r.text)
         assert r.json()["detail"][0]["loc"] == loc
@@ -94,8 +98,13 @@ def test_the_database_refuses_update_and_delete(engine, backend, trail):
         assert conn.execute(text("SELECT count(*) FROM audit_event WHERE action = 'tampered'")).scalar_one() == 0
     if backend == "postgresql":
         with engine.connect() as conn:
-            trig = conn.execute(text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_event'::regclass "
-                                     "AND NOT tgisinternal")).scalars().all()
+            trig = (
+                conn.execute(
+                    text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_event'::regclass AND NOT tgisinternal")
+                )
+                .scalars()
+                .all()
+            )
         assert "audit_event_append_only" in trig
         # A statement-level TRUNCATE bypasses row triggers; its own trigger refuses it.
         with pytest.raises(DBAPIError) as err:
@@ -109,6 +118,5 @@ def test_the_database_refuses_update_and_delete(engine, backend, trail):
 def test_no_route_changes_the_audit_trail(app):
     from fastapi.routing import APIRoute
 
-    audit_routes = [(sorted(r.methods), r.path) for r in app.routes
-                    if isinstance(r, APIRoute) and "audit" in r.path]
+    audit_routes = [(sorted(r.methods), r.path) for r in app.routes if isinstance(r, APIRoute) and "audit" in r.path]
     assert audit_routes and all(methods == ["GET"] for methods, _ in audit_routes)

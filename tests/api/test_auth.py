@@ -1,7 +1,8 @@
 """Authentication, role checks and the route × role matrix."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fastapi.routing import APIRoute
 
@@ -26,8 +27,11 @@ def test_every_route_declares_its_roles(app):
     assert "analyst" not in matrix[("POST", "/participants/{participant_id}/responses", "api.responses.router")]
     # analysts never change study data (other domains may let them start read-only jobs)
     mine = ("api.studies.", "api.participants.", "api.responses.", "api.audit.", "api.auth.")
-    assert all("analyst" not in roles for (method, _, module), roles in matrix.items()
-               if method != "GET" and module.startswith(mine))
+    assert all(
+        "analyst" not in roles
+        for (method, _, module), roles in matrix.items()
+        if method != "GET" and module.startswith(mine)
+    )
 
 
 def test_missing_bad_and_expired_tokens(client, make_user):
@@ -36,9 +40,9 @@ def test_missing_bad_and_expired_tokens(client, make_user):
     assert r.json()["detail"][0]["type"] == "not_authenticated"
     r = client.get("/studies", headers={"Authorization": "Bearer plk_nonsense"})
     assert r.status_code == 401 and r.json()["detail"][0]["type"] == "invalid_token"
-    expired = make_user("admin", expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    expired = make_user("admin", expires_at=datetime.now(UTC) - timedelta(seconds=1))
     assert client.get("/studies", headers=expired.headers).status_code == 401
-    fresh = make_user("admin", expires_at=datetime.now(timezone.utc) + timedelta(days=1))
+    fresh = make_user("admin", expires_at=datetime.now(UTC) + timedelta(days=1))
     assert client.get("/studies", headers=fresh.headers).status_code == 200
 
 
@@ -57,8 +61,11 @@ def test_analyst_cannot_write(client, analyst, make_study):
     study = make_study()
     r = client.post("/studies", json={"title": "x", "design": "rct"}, headers=analyst.headers)
     assert r.status_code == 403 and r.json()["detail"][0]["type"] == "role_not_allowed"
-    r = client.post(f"/studies/{study.id}/participants", headers=analyst.headers,
-                    json={"site": "north", "enrolled_on": "2026-01-05", "consent": {"date": "2026-01-05", "version": "v1"}})
+    r = client.post(
+        f"/studies/{study.id}/participants",
+        headers=analyst.headers,
+        json={"site": "north", "enrolled_on": "2026-01-05", "consent": {"date": "2026-01-05", "version": "v1"}},
+    )
     assert r.status_code == 403
     assert client.get(f"/studies/{study.id}", headers=analyst.headers).status_code == 200
 

@@ -4,6 +4,7 @@ A uvicorn server runs the app in a background thread; 200 client threads are rel
 by a barrier. The assertions do not depend on the interleaving: one row whatever the order, and
 an allocation sequence without gaps or repeats.
 """
+
 from __future__ import annotations
 
 import socket
@@ -29,8 +30,9 @@ def live_url(app):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           backlog=4096, timeout_keep_alive=30))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096, timeout_keep_alive=30)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -59,20 +61,28 @@ def _together(n: int, fn):
 def test_parallel_submissions_with_one_key_create_one_row(live_url, admin, make_study, enrol, engine):
     study = make_study()
     p = enrol(study)
-    body = {"wave": "baseline", "instrument": "phq9", "answers": phq9_answers(2),
-            "completed_at": "2026-01-06T10:00:00Z"}
+    body = {
+        "wave": "baseline",
+        "instrument": "phq9",
+        "answers": phq9_answers(2),
+        "completed_at": "2026-01-06T10:00:00Z",
+    }
     headers = {**admin.headers, "Idempotency-Key": "same-key-for-everyone"}
 
-    results = _together(N, lambda c, i: c.post(f"{live_url}/participants/{p['id']}/responses",
-                                               json=body, headers=headers))
+    results = _together(
+        N, lambda c, i: c.post(f"{live_url}/participants/{p['id']}/responses", json=body, headers=headers)
+    )
     assert Counter(r.status_code for r in results) == {201: N}, [r.text for r in results if r.status_code != 201][:3]
     assert len({r.json()["id"] for r in results}) == 1
     assert sum(r.headers.get("idempotent-replayed") == "true" for r in results) == N - 1
     with Session(engine) as s:
-        assert s.exec(select(func.count()).select_from(Response)
-                      .where(Response.participant_id == p["id"])).one() == 1
-        assert s.exec(select(func.count()).select_from(IdempotencyKey)
-                      .where(IdempotencyKey.participant_id == p["id"])).one() == 1
+        assert s.exec(select(func.count()).select_from(Response).where(Response.participant_id == p["id"])).one() == 1
+        assert (
+            s.exec(
+                select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.participant_id == p["id"])
+            ).one()
+            == 1
+        )
 
 
 @pytest.mark.slow
@@ -81,9 +91,11 @@ def test_parallel_enrolments_keep_blocks_balanced(live_url, client, admin, make_
     arms = [("group", 1), ("online", 1), ("usual_care", 1)]
 
     def enrol_one(c, i):
-        return c.post(f"{live_url}/studies/{study.id}/participants", headers=admin.headers,
-                      json={"site": "north", "enrolled_on": "2026-01-05",
-                            "consent": {"date": "2026-01-05", "version": "v1"}})
+        return c.post(
+            f"{live_url}/studies/{study.id}/participants",
+            headers=admin.headers,
+            json={"site": "north", "enrolled_on": "2026-01-05", "consent": {"date": "2026-01-05", "version": "v1"}},
+        )
 
     results = _together(N, enrol_one)
     assert Counter(r.status_code for r in results) == {201: N}
@@ -97,7 +109,9 @@ def test_parallel_enrolments_keep_blocks_balanced(live_url, client, admin, make_
     blocks: dict[int, list[str]] = {}
     for a in rows:
         blocks.setdefault(a["block"], []).append(a["arm"])
-    complete = [b for b, members in blocks.items() if len(members) == rows[[x["block"] for x in rows].index(b)]["block_size"]]
+    complete = [
+        b for b, members in blocks.items() if len(members) == rows[[x["block"] for x in rows].index(b)]["block_size"]
+    ]
     for b in complete:
         counts = Counter(blocks[b])
         assert len(set(counts.values())) == 1 and set(counts) == {"group", "online", "usual_care"}
@@ -124,11 +138,16 @@ def test_terminated_connections_are_replaced_without_an_error(client, admin, mak
         b.execute(text("SELECT 1"))
     dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(dsn, autocommit=True) as c:
-        killed = c.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                           "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+        killed = c.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()[0]
     assert killed >= 1
     time.sleep(0.2)  # let the FATAL notice and the close reach the client sockets
     for _ in range(3):
-        r = client.post(f"/participants/{p['id']}/responses", headers={**admin.headers, "Idempotency-Key": "k1"},
-                        json={"wave": "baseline", "instrument": "phq9", "answers": phq9_answers(1)})
+        r = client.post(
+            f"/participants/{p['id']}/responses",
+            headers={**admin.headers, "Idempotency-Key": "k1"},
+            json={"wave": "baseline", "instrument": "phq9", "answers": phq9_answers(1)},
+        )
         assert r.status_code == 201, r.text

@@ -1,6 +1,7 @@
 """Cohort exports: every shape and format read back by an independent reader, role rules,
 de-identification (no seeded identifier in any analyst file), date shifting, the data dictionary,
 participant batching and the audit event written after streaming."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +9,7 @@ import hmac
 import io
 import json
 import tempfile
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -24,29 +25,45 @@ SECRET = "test-secret"  # conftest's PEERLENS_SECRET_KEY
 
 # Distinctive identifiers: none may appear in an analyst export.
 CONTACTS = [
-    {"name": "Zebediah Quuxworth", "email": "zebediah.quux@example.org", "phone": "+44 7700 900123",
-     "date_of_birth": "1961-04-03"},
-    {"name": "Philomena Xandercroft", "email": "philo.xcroft@example.net", "phone": "+44 7700 900456",
-     "date_of_birth": "1957-11-29"},
-    {"name": "Barnaby Ottoline", "email": "b.ottoline@example.com", "phone": "+44 7700 900789",
-     "date_of_birth": "1949-02-14"},
+    {
+        "name": "Zebediah Quuxworth",
+        "email": "zebediah.quux@example.org",
+        "phone": "+44 7700 900123",
+        "date_of_birth": "1961-04-03",
+    },
+    {
+        "name": "Philomena Xandercroft",
+        "email": "philo.xcroft@example.net",
+        "phone": "+44 7700 900456",
+        "date_of_birth": "1957-11-29",
+    },
+    {
+        "name": "Barnaby Ottoline",
+        "email": "b.ottoline@example.com",
+        "phone": "+44 7700 900789",
+        "date_of_birth": "1949-02-14",
+    },
 ]
 NICKNAMES = ["Zebbykins", "Philly-Q", "Barnstormer"]
 NOTES = ["lives next to the Grand Oakwood pharmacy", "daughter Wilhelmina visits", "works at Quillfeather Mill"]
-IDENTIFIERS = ([c[k] for c in CONTACTS for k in ("name", "email", "phone", "date_of_birth")]
-               + ["Quuxworth", "Xandercroft", "Ottoline", "900123", "1961-04-03"] + NICKNAMES + NOTES
-               + ["Oakwood", "Wilhelmina", "Quillfeather"])
+IDENTIFIERS = (
+    [c[k] for c in CONTACTS for k in ("name", "email", "phone", "date_of_birth")]
+    + ["Quuxworth", "Xandercroft", "Ottoline", "900123", "1961-04-03"]
+    + NICKNAMES
+    + NOTES
+    + ["Oakwood", "Wilhelmina", "Quillfeather"]
+)
 
 INTAKE_DD = (
     "Variable / Field Name,Form Name,Section Header,Field Type,Field Label,"
-    "\"Choices, Calculations, OR Slider Labels\",Field Note,Text Validation Type OR Show Slider Number,"
+    '"Choices, Calculations, OR Slider Labels",Field Note,Text Validation Type OR Show Slider Number,'
     "Text Validation Min,Text Validation Max,Identifier?\n"
     "record_id,intake_x,,text,Record ID,,,,,,\n"
     "nickname_x,intake_x,,text,Preferred name,,,,,,y\n"
     "clinic_notes_x,intake_x,,notes,Anything else?,,,,,,\n"
     "visits_x,intake_x,,text,GP visits last year,,,integer,0,100,\n"
     "seen_x,intake_x,,text,Date last seen,,,date_ymd,,,\n"
-    "mood_x,intake_x,,radio,Mood today,\"1, Good | 2, OK | 3, Poor\",,,,,\n"
+    'mood_x,intake_x,,radio,Mood today,"1, Good | 2, OK | 3, Poor",,,,,\n'
 )
 
 
@@ -66,8 +83,11 @@ def _gad(i: int) -> dict:
     return {f"gad7_{k}": (2 * i + k) % 4 for k in range(1, 8)}
 
 
-CONTEXT_ANSWERS = [{"context_gender": 1, "context_age_band": 4}, {"context_gender": 2, "context_age_band": 6},
-                   {"context_gender": 99, "context_age_band": 5}]
+CONTEXT_ANSWERS = [
+    {"context_gender": 1, "context_age_band": 4},
+    {"context_gender": 2, "context_age_band": 6},
+    {"context_gender": 99, "context_age_band": 5},
+]
 CONTEXT_LABELS = [("Woman", "50-59"), ("Man", "70-79"), ("Prefer not to say", "60-69")]
 BASE_AT = ["2026-01-06T10:00:00Z", "2026-01-07T23:30:00Z", "2026-01-06T08:15:00Z"]
 M3_AT = ["2026-04-06T09:00:00Z", "2026-04-08T12:00:00Z", None]
@@ -75,28 +95,46 @@ M3_AT = ["2026-04-06T09:00:00Z", "2026-04-08T12:00:00Z", None]
 
 @pytest.fixture(scope="module")
 def cohort(client, admin, make_study, enrol, intake, make_user):
-    study = make_study(waves=(("baseline", 0, 0, 14, ["context", "phq9", "gad7", intake.code]),
-                              ("m3", 90, 14, 14, ["phq9", "gad7"])))
+    study = make_study(
+        waves=(("baseline", 0, 0, 14, ["context", "phq9", "gad7", intake.code]), ("m3", 90, 14, 14, ["phq9", "gad7"]))
+    )
     people = []
     for i, site in enumerate(("north", "north", "south")):
         p = enrol(study, site=site, enrolled_on="2026-01-05", contact=CONTACTS[i])
         people.append(p)
         post = lambda body: client.post(f"/participants/{p['id']}/responses", json=body, headers=admin.headers)
-        for inst, answers in (("phq9", _phq(i)), ("gad7", _gad(i)), ("context", CONTEXT_ANSWERS[i]),
-                              (intake.code, {"nickname_x": NICKNAMES[i], "clinic_notes_x": NOTES[i],
-                                             "visits_x": 3 + i, "seen_x": "2025-12-20", "mood_x": 1 + i})):
+        for inst, answers in (
+            ("phq9", _phq(i)),
+            ("gad7", _gad(i)),
+            ("context", CONTEXT_ANSWERS[i]),
+            (
+                intake.code,
+                {
+                    "nickname_x": NICKNAMES[i],
+                    "clinic_notes_x": NOTES[i],
+                    "visits_x": 3 + i,
+                    "seen_x": "2025-12-20",
+                    "mood_x": 1 + i,
+                },
+            ),
+        ):
             r = post({"wave": "baseline", "instrument": inst, "answers": answers, "completed_at": BASE_AT[i]})
             assert r.status_code == 201, r.text
         if M3_AT[i]:
             r = post({"wave": "m3", "instrument": "phq9", "answers": _phq(i + 1), "completed_at": M3_AT[i]})
             assert r.status_code == 201, r.text
     # The third participant withdraws on day 40.
-    r = client.patch(f"/participants/{people[2]['id']}",
-                     json={"status": "withdrawn", "status_date": "2026-02-14", "reason": "moved away"},
-                     headers=admin.headers)
+    r = client.patch(
+        f"/participants/{people[2]['id']}",
+        json={"status": "withdrawn", "status_date": "2026-02-14", "reason": "moved away"},
+        headers=admin.headers,
+    )
     assert r.status_code == 200, r.text
-    r = client.put(f"/studies/{study.id}/export-settings",
-                   json={"free_text_items": [f"{intake.code}.clinic_notes_x"]}, headers=admin.headers)
+    r = client.put(
+        f"/studies/{study.id}/export-settings",
+        json={"free_text_items": [f"{intake.code}.clinic_notes_x"]},
+        headers=admin.headers,
+    )
     assert r.status_code == 200, r.text
     coordinator = make_user("coordinator", site_ids=[study.sites["north"]])
     return {"study": study, "people": people, "coordinator": coordinator}
@@ -123,9 +161,8 @@ def test_long_csv_matches_analysis_spec_and_values(client, analyst, cohort):
     blob = _get(client, analyst, study, "long", format="csv")
     _assert_no_identifiers(blob)
     raw = pd.read_csv(io.BytesIO(blob), dtype=str, keep_default_na=False)
-    assert list(raw.columns)[:len(LONG_COLUMNS)] == list(LONG_COLUMNS)
-    assert [c for c in raw.columns if c.startswith("context_")] == [
-        it.code for it in instruments.get("context").items]
+    assert list(raw.columns)[: len(LONG_COLUMNS)] == list(LONG_COLUMNS)
+    assert [c for c in raw.columns if c.startswith("context_")] == [it.code for it in instruments.get("context").items]
     frame = load_long(io.BytesIO(blob) if False else _tmp(blob, ".csv"))
     codes = [p["study_code"] for p in people]
     phq = frame[frame["scale"] == "phq9"].set_index(["participant", "wave"])
@@ -215,11 +252,16 @@ def test_items_json_one_row_per_answered_item(client, analyst, cohort, intake):
     rows = json.loads(blob)
     # per participant at baseline: 9 phq9 + 7 gad7 + 3 vetted intake items (visits, seen, mood); m3: 9
     assert len(rows) == 3 * (9 + 7 + 3) + 2 * 9
-    one = [r for r in rows if r["participant"] == people[0]["study_code"] and r["item"] == "phq9_2"
-           and r["wave"] == "baseline"][0]
-    assert one["value"] == _phq(0)["phq9_2"] and one["label"] == ["Not at all", "Several days",
-                                                                   "More than half the days",
-                                                                   "Nearly every day"][_phq(0)["phq9_2"]]
+    one = [
+        r
+        for r in rows
+        if r["participant"] == people[0]["study_code"] and r["item"] == "phq9_2" and r["wave"] == "baseline"
+    ][0]
+    assert (
+        one["value"] == _phq(0)["phq9_2"]
+        and one["label"]
+        == ["Not at all", "Several days", "More than half the days", "Nearly every day"][_phq(0)["phq9_2"]]
+    )
     seen = [r for r in rows if r["participant"] == people[0]["study_code"] and r["item"] == "seen_x"][0]
     assert seen["value"] == (date(2025, 12, 20) - date(2026, 1, 5)).days and seen["value_text"] is None
 
@@ -245,11 +287,15 @@ def test_date_shift_is_per_participant_and_stable(client, admin, analyst, cohort
             real = pd.Timestamp(BASE_AT[i])
             assert mine.loc["baseline", "completed_at"] == real - timedelta(days=k)
             if M3_AT[i]:
-                assert (mine.loc["m3", "completed_at"] - mine.loc["baseline", "completed_at"]
-                        == pd.Timestamp(M3_AT[i]) - real)
+                assert (
+                    mine.loc["m3", "completed_at"] - mine.loc["baseline", "completed_at"]
+                    == pd.Timestamp(M3_AT[i]) - real
+                )
         items = json.loads(_get(client, analyst, study, "items", format="json"))
         seen = [r for r in items if r["participant"] == people[0]["study_code"] and r["item"] == "seen_x"][0]
-        assert seen["value_text"] == (date(2025, 12, 20) - timedelta(days=_shift(study.id, people[0]["id"]))).isoformat()
+        assert (
+            seen["value_text"] == (date(2025, 12, 20) - timedelta(days=_shift(study.id, people[0]["id"]))).isoformat()
+        )
         # coordinators and admins keep calendar dates
         adm = load_long(_tmp(_get(client, admin, study, "long"), ".csv"))
         assert pd.Timestamp(BASE_AT[0]) in set(adm["completed_at"])
@@ -270,15 +316,22 @@ def test_coordinator_identifiers_own_sites_only(client, analyst, cohort):
     assert r.status_code == 403 and r.json()["detail"][0]["loc"] == ["query", "sites"]
     r = client.get(f"/studies/{study.id}/exports/long", params={"identifiers": "true"}, headers=analyst.headers)
     assert r.status_code == 403
-    assert r.json()["detail"][0] == {"loc": ["query", "identifiers"], "msg": r.json()["detail"][0]["msg"],
-                                     "type": "identifiers_not_allowed"}
+    assert r.json()["detail"][0] == {
+        "loc": ["query", "identifiers"],
+        "msg": r.json()["detail"][0]["msg"],
+        "type": "identifiers_not_allowed",
+    }
 
 
 def test_bad_parameters_are_4xx_naming_the_field(client, analyst, cohort):
     study = cohort["study"]
-    cases = [("long", {"format": "xlsx"}, "format"), ("long", {"waves": "m99"}, "waves"),
-             ("wide", {"instruments": "pam13"}, "instruments"), ("long", {"sites": "east"}, "sites"),
-             ("long/dictionary", {"format": "xml"}, "format")]
+    cases = [
+        ("long", {"format": "xlsx"}, "format"),
+        ("long", {"waves": "m99"}, "waves"),
+        ("wide", {"instruments": "pam13"}, "instruments"),
+        ("long", {"sites": "east"}, "sites"),
+        ("long/dictionary", {"format": "xml"}, "format"),
+    ]
     for path, params, field in cases:
         r = client.get(f"/studies/{study.id}/exports/{path}", params=params, headers=analyst.headers)
         assert r.status_code == 422, (path, params, r.text)
@@ -305,7 +358,7 @@ def test_dictionary_json_and_csv(client, analyst, cohort, intake):
     assert phq1["licence"] and d["deidentified"] is True and d["dates"].startswith("days since enrolment")
     assert next(c for c in d["columns"] if c["name"] == "days")["unit"] == "days"
     csv_d = pd.read_csv(io.BytesIO(_get(client, analyst, study, "long/dictionary", format="csv")), dtype=str)
-    assert list(csv_d["name"][:len(LONG_COLUMNS)]) == list(LONG_COLUMNS)
+    assert list(csv_d["name"][: len(LONG_COLUMNS)]) == list(LONG_COLUMNS)
     gender = csv_d[csv_d["name"] == "context_gender"].iloc[0]
     assert "Woman=Woman" in gender["values"] and gender["instrument"] == "context"
 
@@ -315,16 +368,20 @@ def test_every_export_is_audited_after_streaming(client, analyst, cohort, engine
     blob = _get(client, analyst, study, "long", format="csv", waves="baseline")
     n_rows = len(pd.read_csv(io.BytesIO(blob)))
     with Session(engine) as s:
-        ev = s.exec(select(AuditEvent).where(AuditEvent.action == "export", AuditEvent.study_id == study.id)
-                    .order_by(AuditEvent.id.desc())).first()
+        ev = s.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == "export", AuditEvent.study_id == study.id)
+            .order_by(AuditEvent.id.desc())
+        ).first()
     assert ev.actor_id == analyst.id and ev.after["rows"] == n_rows and ev.after["complete"] is True
     assert ev.after["waves"] == ["baseline"] and ev.after["format"] == "csv" and ev.after["deidentified"] is True
 
 
 def test_settings_reject_unknown_items_and_analysts(client, admin, analyst, cohort):
     study = cohort["study"]
-    r = client.put(f"/studies/{study.id}/export-settings", json={"free_text_items": ["phq9.nope"]},
-                   headers=admin.headers)
+    r = client.put(
+        f"/studies/{study.id}/export-settings", json={"free_text_items": ["phq9.nope"]}, headers=admin.headers
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "free_text_items", 0]
     r = client.put(f"/studies/{study.id}/export-settings", json={"date_mode": "fuzz"}, headers=admin.headers)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "date_mode"
@@ -347,10 +404,12 @@ def test_the_api_starts_without_the_analysis_or_qualitative_stacks():
     import sys
     from pathlib import Path
 
-    code = ("import sys; from api.main import create_app; from api.config import Settings; "
-            "create_app(Settings(database_url='sqlite://')); "
-            "heavy = [m for m in ('analysis.trajectories', 'qualitative', 'spacy', 'matplotlib', 'statsmodels', "
-            "'pingouin', 'lifelines', 'pyarrow.parquet') if m in sys.modules]; print(','.join(heavy))")
+    code = (
+        "import sys; from api.main import create_app; from api.config import Settings; "
+        "create_app(Settings(database_url='sqlite://')); "
+        "heavy = [m for m in ('analysis.trajectories', 'qualitative', 'spacy', 'matplotlib', 'statsmodels', "
+        "'pingouin', 'lifelines', 'pyarrow.parquet') if m in sys.modules]; print(','.join(heavy))"
+    )
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == ""

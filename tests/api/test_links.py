@@ -1,22 +1,22 @@
 """Personal form links and the participant form, through HTTP (TestClient) on both backends."""
+
 from __future__ import annotations
 
 import hashlib
 import io
 import logging
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import instruments
 import pytest
 from sqlmodel import Session, select
 
+import instruments
 from tests.conftest import phq9_answers
 
 TZ = ZoneInfo("Europe/London")
-WAVES = (("baseline", 0, 0, 14, ["phq9", "gad7", "pam13"]), ("m1", 30, 7, 7, ["phq9"]),
-         ("lic", 0, 0, 14, ["pam13"]))
+WAVES = (("baseline", 0, 0, 14, ["phq9", "gad7", "pam13"]), ("m1", 30, 7, 7, ["phq9"]), ("lic", 0, 0, 14, ["pam13"]))
 
 
 def today() -> date:
@@ -129,8 +129,9 @@ def test_link_opens_the_form_and_reissue_revokes_the_old_one(client, enrol, stud
     assert second != first
     assert client.get(f"/f/{first}").status_code == 404
     assert client.get(f"/f/{second}").status_code == 200
-    audit = client.get(f"/studies/{study.id}/audit", params={"entity": "participant_link"},
-                       headers=admin.headers).json()["items"]
+    audit = client.get(
+        f"/studies/{study.id}/audit", params={"entity": "participant_link"}, headers=admin.headers
+    ).json()["items"]
     mine = [e for e in audit if (e["after"] or {}).get("participant_id") == p["id"]]
     assert [e["action"] for e in mine] == ["create", "revoke", "create"]
     assert all(first not in str(e) and second not in str(e) for e in mine)
@@ -153,15 +154,18 @@ def test_unknown_revoked_and_expired_links_look_the_same(client, engine, enrol, 
     with Session(engine, expire_on_commit=False) as s:
         part = s.get(Participant, old["id"])
         wave = s.exec(select(Wave).where(Wave.study_id == study.id, Wave.code == "baseline")).one()
-        issued_at = datetime.now(timezone.utc) - timedelta(days=58)
+        issued_at = datetime.now(UTC) - timedelta(days=58)
         _, url = issue_link(s, part, wave, Actor.system(), now=issued_at, grace=timedelta(days=3))
         s.commit()
         expired_token = url.rsplit("/", 1)[1]
         # still valid within the grace period after the close, not after it
         _, _, _, _, closes_at = __import__("api.participants.service", fromlist=["window"]).window(
-            s.get(__import__("api.studies.models", fromlist=["Study"]).Study, study.id), part, wave)
-        assert resolve(s, expired_token, closes_at + timedelta(days=3) - timedelta(seconds=1),
-                       grace=timedelta(days=3)) is not None
+            s.get(__import__("api.studies.models", fromlist=["Study"]).Study, study.id), part, wave
+        )
+        assert (
+            resolve(s, expired_token, closes_at + timedelta(days=3) - timedelta(seconds=1), grace=timedelta(days=3))
+            is not None
+        )
         assert resolve(s, expired_token, closes_at + timedelta(days=3), grace=timedelta(days=3)) is None
     expired = client.get(f"/f/{expired_token}")
     unknown = client.get("/f/" + "A" * 43)
@@ -225,8 +229,9 @@ def test_form_flow_missing_rule_csrf_and_scores(client, enrol, study, coord_nort
     csrf = _csrf(page.text)
 
     # No CSRF cookie / wrong token: refused, nothing stored.
-    r = client.post(f"/f/{token}", data={"csrf": "0" * 64, "instrument": "phq9", "i_phq9_1": "1"},
-                    follow_redirects=False)
+    r = client.post(
+        f"/f/{token}", data={"csrf": "0" * 64, "instrument": "phq9", "i_phq9_1": "1"}, follow_redirects=False
+    )
     assert r.status_code == 403
     assert client.get(f"/participants/{p['id']}/responses", headers=admin.headers).json() == []
 
@@ -259,8 +264,7 @@ def test_form_flow_missing_rule_csrf_and_scores(client, enrol, study, coord_nort
     again = client.get(f"/f/{token}")
     assert again.status_code == 200 and "already answered" in again.text
 
-    rows = {x["instrument"]: x for x in
-            client.get(f"/participants/{p['id']}/responses", headers=admin.headers).json()}
+    rows = {x["instrument"]: x for x in client.get(f"/participants/{p['id']}/responses", headers=admin.headers).json()}
     assert set(rows) == {"phq9", "gad7"}
     assert {x["mode"] for x in rows.values()} == {"web"}
     # PHQ-9: 7 of 9 answered -> mean x 9, rounded half up: (11 / 7) * 9 = 14.14 -> 14
@@ -285,8 +289,11 @@ def test_form_flow_missing_rule_csrf_and_scores(client, enrol, study, coord_nort
 def test_withdrawn_participant_link_stops_working(client, enrol, study, coord_north):
     p = _participant(enrol, study)
     token = _issue(client, p["id"], coord_north.headers)["token"]
-    r = client.patch(f"/participants/{p['id']}", headers=coord_north.headers,
-                     json={"status": "withdrawn", "status_date": str(today()), "reason": "asked to stop"})
+    r = client.patch(
+        f"/participants/{p['id']}",
+        headers=coord_north.headers,
+        json={"status": "withdrawn", "status_date": str(today()), "reason": "asked to stop"},
+    )
     assert r.status_code == 200, r.text
     assert client.get(f"/f/{token}").status_code == 404
 
@@ -323,16 +330,16 @@ def test_link_tokens_are_redacted_from_log_records(caplog):
     install_log_redaction()
     token = "Zk3" * 15
     with caplog.at_level(logging.INFO):
-        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET",
-                                                 f"/f/{token}?done=1", "1.1", 200)
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", f"/f/{token}?done=1", "1.1", 200
+        )
         logging.getLogger("peerlens.api").error(f"unhandled X in POST /f/{token}")
     text = caplog.text + "".join(r.getMessage() for r in caplog.records)
     assert token not in text
     assert text.count("/f/<redacted>") >= 2
 
 
-def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine, enrol, study, coord_north,
-                                                                 backend):
+def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine, enrol, study, coord_north, backend):
     from sqlalchemy import event
 
     from api.audit.models import AuditEvent
@@ -346,8 +353,9 @@ def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine
     kept_url = _issue(client, kept["id"], coord_north.headers)["url"]
     revoked = _participant(enrol, study)  # had a link, revoked by a coordinator: gets a new one
     _issue(client, revoked["id"], coord_north.headers)
-    assert client.delete(f"/participants/{revoked['id']}/links/baseline",
-                         headers=coord_north.headers).status_code == 204
+    assert (
+        client.delete(f"/participants/{revoked['id']}/links/baseline", headers=coord_north.headers).status_code == 204
+    )
     fresh = _participant(enrol, study)
     late = _participant(enrol, study, days_ago=90)  # window and grace past
     ids = [kept["id"], revoked["id"], fresh["id"], late["id"]]
@@ -357,8 +365,10 @@ def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine
         links_before = {r.id for r in s.exec(select(ParticipantLink)).all()}
         audit_before = {e.id for e in s.exec(select(AuditEvent)).all()}
     pairs = [(people[pid], waves["baseline"]) for pid in ids]
-    pairs += [(people[fresh["id"]], waves["baseline"]),  # twice in one batch: one link
-              (people[fresh["id"]], waves["lic"])]       # nothing the form can offer
+    pairs += [
+        (people[fresh["id"]], waves["baseline"]),  # twice in one batch: one link
+        (people[fresh["id"]], waves["lic"]),
+    ]  # nothing the form can offer
     statements = []
     listener = lambda *a: statements.append(a[2])  # noqa: E731
     with Session(engine, expire_on_commit=False) as s:
@@ -371,7 +381,9 @@ def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine
     base = waves["baseline"].id
     assert set(links) == {(kept["id"], base), (revoked["id"], base), (fresh["id"], base)}
     assert {k: e.errors[0]["type"] for k, e in refused.items()} == {
-        (late["id"], base): "window_closed", (fresh["id"], waves["lic"].id): "nothing_to_offer"}
+        (late["id"], base): "window_closed",
+        (fresh["id"], waves["lic"].id): "nothing_to_offer",
+    }
     # The same statements however many pairs: live links, the study, submitted instruments, one
     # UPDATE; PostgreSQL inserts the new links and their audit events with one statement each.
     kinds = [st.split(None, 1)[0] for st in statements if not st.startswith("BEGIN")]
@@ -389,8 +401,12 @@ def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine
     assert [(e.action, e.entity) for e in events] == [("create", "participant_link")] * 2
     by_link = {int(e.entity_id): e for e in events}
     for r in new_links:
-        assert by_link[r.id].after == {"participant_id": r.participant_id, "wave": "baseline",
-                                       "expires_at": r.expires_at.isoformat(), "replaces": []}
+        assert by_link[r.id].after == {
+            "participant_id": r.participant_id,
+            "wave": "baseline",
+            "expires_at": r.expires_at.isoformat(),
+            "replaces": [],
+        }
         assert by_link[r.id].study_id == study.id and by_link[r.id].source == "system"
     for pid in (kept["id"], revoked["id"], fresh["id"]):
         url = links[(pid, base)][1]

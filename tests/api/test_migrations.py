@@ -1,4 +1,5 @@
 """The initial migration creates exactly what the models describe, on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,8 +32,12 @@ def test_audit_events_are_append_only(empty_db_url):
     engine = make_engine(empty_db_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO audit_event (at, actor_role, action, entity, entity_id, source) "
-                              "VALUES (CURRENT_TIMESTAMP, 'system', 'create', 'x', '1', 'system')"))
+            conn.execute(
+                text(
+                    "INSERT INTO audit_event (at, actor_role, action, entity, entity_id, source) "
+                    "VALUES (CURRENT_TIMESTAMP, 'system', 'create', 'x', '1', 'system')"
+                )
+            )
         for stmt in ("UPDATE audit_event SET action = 'delete'", "DELETE FROM audit_event"):
             with pytest.raises(DBAPIError):
                 with engine.begin() as conn:

@@ -1,4 +1,5 @@
 """Enrolment, randomisation, contacts, status and schedules."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -7,8 +8,13 @@ from datetime import date
 from api.participants import randomisation
 from tests.conftest import phq9_answers
 
-CONTACT = {"name": "Ada Example", "email": "ada@example.org", "phone": "+44 20 7946 0000",
-           "date_of_birth": "1950-02-03", "preferred_channel": "email"}
+CONTACT = {
+    "name": "Ada Example",
+    "email": "ada@example.org",
+    "phone": "+44 20 7946 0000",
+    "date_of_birth": "1950-02-03",
+    "preferred_channel": "email",
+}
 
 
 def test_enrol_with_arm_and_generated_code(client, make_study, enrol):
@@ -61,21 +67,27 @@ def test_contacts_visible_to_admin_and_site_coordinator_only(client, admin, anal
     assert all(x["contact"] is None for x in listed)
     # another site's coordinator does not even see the participant
     assert client.get(f"/participants/{p['id']}", headers=south.headers).status_code == 404
-    assert p["id"] not in [x["id"] for x in client.get(f"/studies/{study.id}/participants",
-                                                      headers=south.headers).json()]
+    assert p["id"] not in [
+        x["id"] for x in client.get(f"/studies/{study.id}/participants", headers=south.headers).json()
+    ]
 
 
 def test_contact_changes_are_audited_by_field_name_only(client, admin, make_study, enrol):
     study = make_study()
     p = enrol(study, contact=CONTACT)
-    r = client.patch(f"/participants/{p['id']}", headers=admin.headers,
-                     json={"contact": {"email": "new.address@example.org", "opt_out": True}, "reason": "moved"})
+    r = client.patch(
+        f"/participants/{p['id']}",
+        headers=admin.headers,
+        json={"contact": {"email": "new.address@example.org", "opt_out": True}, "reason": "moved"},
+    )
     assert r.status_code == 200 and r.json()["contact"]["opt_out"] is True
-    events = client.get("/audit", params={"entity": "participant_contact", "entity_id": str(p["id"])},
-                        headers=admin.headers).json()
-    assert [e["after"] for e in events] == [{"fields": ["date_of_birth", "email", "name", "opt_out", "phone",
-                                                        "preferred_channel"]},
-                                            {"fields": ["email", "opt_out"]}]
+    events = client.get(
+        "/audit", params={"entity": "participant_contact", "entity_id": str(p["id"])}, headers=admin.headers
+    ).json()
+    assert [e["after"] for e in events] == [
+        {"fields": ["date_of_birth", "email", "name", "opt_out", "phone", "preferred_channel"]},
+        {"fields": ["email", "opt_out"]},
+    ]
     dump = str(client.get("/audit", params={"study_id": study.id, "limit": 1000}, headers=admin.headers).json())
     for value in ("ada@example.org", "new.address@example.org", "Ada Example", "7946", "1950-02-03"):
         assert value not in dump
@@ -92,36 +104,59 @@ def test_coordinator_enrols_only_at_own_site(client, make_study, make_user, enro
 def test_withdrawal_keeps_data_and_blocks_new_data(client, admin, make_study, enrol):
     study = make_study()
     p = enrol(study, enrolled_on="2026-01-05")
-    r = client.post(f"/participants/{p['id']}/responses", headers=admin.headers, json={
-        "wave": "baseline", "instrument": "phq9", "answers": phq9_answers(), "completed_at": "2026-01-06T09:00:00Z"})
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        headers=admin.headers,
+        json={
+            "wave": "baseline",
+            "instrument": "phq9",
+            "answers": phq9_answers(),
+            "completed_at": "2026-01-06T09:00:00Z",
+        },
+    )
     assert r.status_code == 201
-    r = client.patch(f"/participants/{p['id']}", headers=admin.headers,
-                     json={"status": "withdrawn", "status_date": "2026-02-01", "reason": "no longer wishes to take part"})
+    r = client.patch(
+        f"/participants/{p['id']}",
+        headers=admin.headers,
+        json={"status": "withdrawn", "status_date": "2026-02-01", "reason": "no longer wishes to take part"},
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "withdrawn" and body["status_date"] == "2026-02-01"
     assert len(client.get(f"/participants/{p['id']}/responses", headers=admin.headers).json()) == 1
-    r = client.post(f"/participants/{p['id']}/responses", headers=admin.headers, json={
-        "wave": "baseline", "instrument": "gad7", "answers": {}, "completed_at": "2026-01-06T09:00:00Z"})
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        headers=admin.headers,
+        json={"wave": "baseline", "instrument": "gad7", "answers": {}, "completed_at": "2026-01-06T09:00:00Z"},
+    )
     assert r.status_code == 409 and r.json()["detail"][0]["type"] == "participant_withdrawn"
-    events = client.get("/audit", params={"entity": "participant", "entity_id": str(p["id"])},
-                        headers=admin.headers).json()
+    events = client.get(
+        "/audit", params={"entity": "participant", "entity_id": str(p["id"])}, headers=admin.headers
+    ).json()
     assert events[-1]["action"] == "status_change" and events[-1]["reason"] == "no longer wishes to take part"
     r = client.patch(f"/participants/{p['id']}", headers=admin.headers, json={"status": "withdrawn"})
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "missing_status_date"
 
 
 def test_schedule_states_and_windows_in_study_time_zone(client, admin, make_study, enrol):
-    from api.participants.service import schedule
     from sqlmodel import Session
+
+    from api.participants.service import schedule
 
     study = make_study(time_zone="Pacific/Auckland")
     p = enrol(study, enrolled_on="2026-01-05")
     # The baseline window closes on 01-19 (Auckland). 11:30 UTC on 01-19 is already 00:30 on 01-20
     # there, so the response is late although its UTC date is in the window.
-    r = client.post(f"/participants/{p['id']}/responses", headers=admin.headers, json={
-        "wave": "baseline", "instrument": "phq9", "answers": phq9_answers(),
-        "completed_at": "2026-01-19T11:30:00Z"})
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        headers=admin.headers,
+        json={
+            "wave": "baseline",
+            "instrument": "phq9",
+            "answers": phq9_answers(),
+            "completed_at": "2026-01-19T11:30:00Z",
+        },
+    )
     assert r.json()["out_of_window"] is True
     sched = client.get(f"/participants/{p['id']}/schedule", headers=admin.headers).json()
     base = sched[0]
@@ -129,7 +164,10 @@ def test_schedule_states_and_windows_in_study_time_zone(client, admin, make_stud
     assert base["opens_at"] == "2026-01-04T11:00:00Z"  # midnight NZDT (UTC+13)
     assert base["state"] == "partial"
     assert {i["instrument"]: i["state"] for i in base["instruments"]} == {
-        "pam13": "pending", "phq9": "completed", "gad7": "pending"}
+        "pam13": "pending",
+        "phq9": "completed",
+        "gad7": "pending",
+    }
     from api.participants.models import Participant
 
     engine = client.app.state.engine
@@ -156,8 +194,9 @@ def test_list_pagination_and_filters(client, admin, make_study, enrol):
     study = make_study()
     ids = [enrol(study, site="south" if i % 2 else "north")["id"] for i in range(5)]
     page1 = client.get(f"/studies/{study.id}/participants", params={"limit": 2}, headers=admin.headers).json()
-    page2 = client.get(f"/studies/{study.id}/participants", params={"limit": 2, "after": page1[-1]["id"]},
-                       headers=admin.headers).json()
+    page2 = client.get(
+        f"/studies/{study.id}/participants", params={"limit": 2, "after": page1[-1]["id"]}, headers=admin.headers
+    ).json()
     assert [x["id"] for x in page1 + page2] == ids[:4]
     south = client.get(f"/studies/{study.id}/participants", params={"site": "south"}, headers=admin.headers).json()
     assert len(south) == 2

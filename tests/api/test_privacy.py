@@ -5,15 +5,17 @@ in an instrument item flagged as an identifier, and link tokens. Every GET route
 call is then called, the error paths are provoked, and every body and every captured log line
 is scanned for the seeds.
 """
+
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import instruments
 import pytest
 from fastapi.routing import APIRoute
+
+import instruments
 from instruments.model import Instrument, Item, Scale
 
 SEEDS = {
@@ -27,14 +29,28 @@ STORY = "my neighbour Tamsin Vellacott-Ruddock drove me to the clinic"
 SECRET_WORDS = ["Quernmouth", "Abernethy", "5173", "900519", "1943-07-21", "Larkspur", "Vellacott"]
 
 NOTES = Instrument(
-    code="ctxnotes", name="Context notes", version="1", citation="test", licence="test",
-    items=(Item(code="ctxnotes_support", text="Who helps you at home?", kind="text", scored=False,
-                identifier=True),
-           # Not an identifier by definition: a coordinator flags it for the study.
-           Item(code="ctxnotes_story", text="Tell us about your week", kind="text", scored=False),
-           Item(code="ctxnotes_visits", text="Visits per month", kind="integer", min=0, max=60)),
-    scales=(Scale(code="ctxnotes_visits", label="Visits", items=("ctxnotes_visits",), method="item",
-                  min_items=1, range=(0, 60)),))
+    code="ctxnotes",
+    name="Context notes",
+    version="1",
+    citation="test",
+    licence="test",
+    items=(
+        Item(code="ctxnotes_support", text="Who helps you at home?", kind="text", scored=False, identifier=True),
+        # Not an identifier by definition: a coordinator flags it for the study.
+        Item(code="ctxnotes_story", text="Tell us about your week", kind="text", scored=False),
+        Item(code="ctxnotes_visits", text="Visits per month", kind="integer", min=0, max=60),
+    ),
+    scales=(
+        Scale(
+            code="ctxnotes_visits",
+            label="Visits",
+            items=("ctxnotes_visits",),
+            method="item",
+            min_items=1,
+            range=(0, 60),
+        ),
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +59,29 @@ def seeded(client, app, make_study, enrol, make_user, admin):
     tz = ZoneInfo("Europe/London")
     study = make_study(waves=(("baseline", 0, 0, 14, ["phq9", "ctxnotes"]),))
     coord = make_user("coordinator", [study.sites["north"]])
-    p = enrol(study, site="north", enrolled_on=str(datetime.now(tz).date() - timedelta(days=1)), arm="group",
-              contact={**SEEDS, "preferred_channel": "sms"}, headers=coord.headers)
-    r = client.post(f"/participants/{p['id']}/responses", headers=coord.headers,
-                    json={"wave": "baseline", "instrument": "ctxnotes",
-                          "answers": {"ctxnotes_support": FREE_TEXT, "ctxnotes_story": STORY,
-                                      "ctxnotes_visits": 3}})
+    p = enrol(
+        study,
+        site="north",
+        enrolled_on=str(datetime.now(tz).date() - timedelta(days=1)),
+        arm="group",
+        contact={**SEEDS, "preferred_channel": "sms"},
+        headers=coord.headers,
+    )
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        headers=coord.headers,
+        json={
+            "wave": "baseline",
+            "instrument": "ctxnotes",
+            "answers": {"ctxnotes_support": FREE_TEXT, "ctxnotes_story": STORY, "ctxnotes_visits": 3},
+        },
+    )
     assert r.status_code == 201, r.text
-    flag = client.put(f"/studies/{study.id}/export-settings", headers=coord.headers,
-                      json={"free_text_items": ["ctxnotes.ctxnotes_story"]})
+    flag = client.put(
+        f"/studies/{study.id}/export-settings",
+        headers=coord.headers,
+        json={"free_text_items": ["ctxnotes.ctxnotes_story"]},
+    )
     assert flag.status_code == 200, flag.text
     # the coordinator sees what was entered: the seeds are really stored
     assert SEEDS["email"] in client.get(f"/participants/{p['id']}", headers=coord.headers).text
@@ -62,9 +92,14 @@ def seeded(client, app, make_study, enrol, make_user, admin):
 
 
 def _fill(path: str, seeded, shape: str = "long") -> str:
-    return (path.replace("{study_id}", str(seeded["study"].id)).replace("{participant_id}", str(seeded["p"]["id"]))
-            .replace("{wave_code}", "baseline").replace("{code}", "phq9").replace("{token}", seeded["link"])
-            .replace("{shape}", shape))
+    return (
+        path.replace("{study_id}", str(seeded["study"].id))
+        .replace("{participant_id}", str(seeded["p"]["id"]))
+        .replace("{wave_code}", "baseline")
+        .replace("{code}", "phq9")
+        .replace("{token}", seeded["link"])
+        .replace("{shape}", shape)
+    )
 
 
 def _urls(path: str, seeded) -> list[str]:
@@ -106,11 +141,21 @@ def test_error_bodies_do_not_echo_identifiers(client, seeded):
         ("PATCH", f"/participants/{pid}", {"contact": {"email": "not-an-email Quernmouth"}}),
         ("PATCH", f"/participants/{pid}", {"contact": {"phone": "Quernmouth 900519"}}),
         ("PATCH", f"/participants/{pid}", {"contact": {"date_of_birth": "2999-01-01"}, "x": "Larkspur"}),
-        ("POST", f"/studies/{seeded['study'].id}/participants",
-         {"site": "north", "enrolled_on": "2026-01-05", "consent": {"date": "2026-01-05", "version": "v1"},
-          "contact": {"name": "Abernethy", "email": "Quernmouth@", "preferred_channel": "email"}}),
-        ("POST", f"/participants/{pid}/responses",
-         {"wave": "baseline", "instrument": "ctxnotes", "answers": {"ctxnotes_support": ["Larkspur"]}}),
+        (
+            "POST",
+            f"/studies/{seeded['study'].id}/participants",
+            {
+                "site": "north",
+                "enrolled_on": "2026-01-05",
+                "consent": {"date": "2026-01-05", "version": "v1"},
+                "contact": {"name": "Abernethy", "email": "Quernmouth@", "preferred_channel": "email"},
+            },
+        ),
+        (
+            "POST",
+            f"/participants/{pid}/responses",
+            {"wave": "baseline", "instrument": "ctxnotes", "answers": {"ctxnotes_support": ["Larkspur"]}},
+        ),
     ]
     for method, url, body in bad:
         r = client.request(method, url, json=body, headers=h)
@@ -123,8 +168,11 @@ def test_logs_hold_no_identifier_and_no_link_token(client, seeded, analyst, admi
     with caplog.at_level(logging.DEBUG):
         client.get(f"/f/{seeded['link']}")
         client.post(f"/f/{seeded['link']}", data={"csrf": "x", "instrument": "phq9"})
-        client.patch(f"/participants/{seeded['p']['id']}", headers=seeded["coord"].headers,
-                     json={"contact": {"email": "bad Quernmouth"}})
+        client.patch(
+            f"/participants/{seeded['p']['id']}",
+            headers=seeded["coord"].headers,
+            json={"contact": {"email": "bad Quernmouth"}},
+        )
         client.get(f"/participants/{seeded['p']['id']}", headers=analyst.headers)
         client.get(f"/studies/{seeded['study'].id}/audit", headers=admin.headers)
     text = caplog.text + "\n".join(r.getMessage() for r in caplog.records)

@@ -1,6 +1,7 @@
 """REDCap interoperability: import a data dictionary and a longitudinal records export through
 submit_response(mode="import"), the report of what could not be mapped, dry runs and all-or-nothing
 transactions, and a Peerlens → REDCap → Peerlens round trip."""
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,12 @@ from api.responses.models import Response, Score
 
 DATA = Path(__file__).parent / "data"
 EVENTS = {"baseline_arm_1": "baseline", "month_3_arm_1": "m3"}
-PHQ = {("RC-001", "baseline"): [1, 2, 1, 0, 3, 1, 2, 1, 0], ("RC-001", "m3"): [0, 1, 1, 0, 1, 1, 0, 1, 0],
-       ("RC-002", "baseline"): [3, 3, 2, 2, 3, 3, 2, 2, 1], ("RC-003", "baseline"): [0, 0, 1, 0, 0, 1, 0, 0, 0]}
+PHQ = {
+    ("RC-001", "baseline"): [1, 2, 1, 0, 3, 1, 2, 1, 0],
+    ("RC-001", "m3"): [0, 1, 1, 0, 1, 1, 0, 1, 0],
+    ("RC-002", "baseline"): [3, 3, 2, 2, 3, 3, 2, 2, 1],
+    ("RC-003", "baseline"): [0, 0, 1, 0, 0, 1, 0, 0, 0],
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -33,8 +38,10 @@ def _post(client, user, study_id, records: bytes, *, events=EVENTS, dictionary: 
     files = {"records": ("records.csv", records, "text/csv")}
     if dictionary is not None:
         files["dictionary"] = ("dictionary.csv", dictionary, "text/csv")
-    data = {"event_map": json.dumps(events) if isinstance(events, dict) else events,
-            **{k: str(v).lower() if isinstance(v, bool) else v for k, v in form.items()}}
+    data = {
+        "event_map": json.dumps(events) if isinstance(events, dict) else events,
+        **{k: str(v).lower() if isinstance(v, bool) else v for k, v in form.items()},
+    }
     return client.post(f"/studies/{study_id}/imports/redcap", files=files, data=data, headers=user.headers)
 
 
@@ -52,16 +59,25 @@ def _study_counts(engine, study_id):
 
 def test_dry_run_reports_and_writes_nothing(client, admin, make_study, engine):
     study = make_study()
-    r = _post(client, admin, study.id, (DATA / "redcap_records.csv").read_bytes(),
-              dictionary=(DATA / "redcap_dictionary.csv").read_bytes(), default_site="north", dry_run=True)
+    r = _post(
+        client,
+        admin,
+        study.id,
+        (DATA / "redcap_records.csv").read_bytes(),
+        dictionary=(DATA / "redcap_dictionary.csv").read_bytes(),
+        default_site="north",
+        dry_run=True,
+    )
     assert r.status_code == 200, r.text
     rep = r.json()
     assert rep["ok"] and rep["dry_run"] and not rep["committed"]
     assert rep["counts"] == {"rows": 6, "participants_created": 3, "responses": 6}
     assert rep["unmapped_events"] == {"screening_arm_1": 1}
     assert rep["unmapped_fields"] == ["legacy_flag"]
-    assert rep["instruments"] in ({"phq9": "built-in", "wellbeing_rc": "imported"},
-                                  {"phq9": "built-in", "wellbeing_rc": "shared"})
+    assert rep["instruments"] in (
+        {"phq9": "built-in", "wellbeing_rc": "imported"},
+        {"phq9": "built-in", "wellbeing_rc": "shared"},
+    )
     kinds = {w["kind"] for w in rep["warnings"]}
     assert {"repeating_instance_skipped", "unsupported_field_type", "form_added_to_wave"} <= kinds
     rep_row = next(w for w in rep["warnings"] if w["kind"] == "repeating_instance_skipped")
@@ -73,8 +89,14 @@ def test_dry_run_reports_and_writes_nothing(client, admin, make_study, engine):
 
 def test_import_scores_through_the_submission_service(client, admin, make_study, engine):
     study = make_study()
-    r = _post(client, admin, study.id, (DATA / "redcap_records.csv").read_bytes(),
-              dictionary=(DATA / "redcap_dictionary.csv").read_bytes(), default_site="north")
+    r = _post(
+        client,
+        admin,
+        study.id,
+        (DATA / "redcap_records.csv").read_bytes(),
+        dictionary=(DATA / "redcap_dictionary.csv").read_bytes(),
+        default_site="north",
+    )
     assert r.status_code == 200, r.text
     assert r.json()["committed"] is True
     with Session(engine) as s:
@@ -96,8 +118,11 @@ def test_import_scores_through_the_submission_service(client, admin, make_study,
         wb = [r for r in rows if r.instrument == "wellbeing_rc"]
         assert len(wb) == 2 and {r.answers["wb_steps"] for r in wb} == {5200, 800}
         assert str(next(r for r in wb if r.answers["wb_steps"] == 5200).completed_at) == "2026-01-06 10:00:00+00:00"
-        audits = s.exec(select(AuditEvent).where(AuditEvent.study_id == study.id, AuditEvent.source == "import",
-                                                 AuditEvent.entity == "response")).all()
+        audits = s.exec(
+            select(AuditEvent).where(
+                AuditEvent.study_id == study.id, AuditEvent.source == "import", AuditEvent.entity == "response"
+            )
+        ).all()
         assert len(audits) == 6
         # identifier items are audited by marker, never by value
         assert all("ZQX" not in json.dumps(a.after) for a in audits)
@@ -107,10 +132,19 @@ def test_import_scores_through_the_submission_service(client, admin, make_study,
 
 def test_invalid_value_rejects_the_whole_file_with_row_and_field(client, admin, make_study, engine):
     study = make_study()
-    text = (DATA / "redcap_records.csv").read_text().replace("RC-002,baseline_arm_1,,,south,3,3,2,2,3,3,2,2,1",
-                                                             "RC-002,baseline_arm_1,,,south,3,3,7,2,3,3,2,2,1")
-    r = _post(client, admin, study.id, text.encode(), dictionary=(DATA / "redcap_dictionary.csv").read_bytes(),
-              default_site="north")
+    text = (
+        (DATA / "redcap_records.csv")
+        .read_text()
+        .replace("RC-002,baseline_arm_1,,,south,3,3,2,2,3,3,2,2,1", "RC-002,baseline_arm_1,,,south,3,3,7,2,3,3,2,2,1")
+    )
+    r = _post(
+        client,
+        admin,
+        study.id,
+        text.encode(),
+        dictionary=(DATA / "redcap_dictionary.csv").read_bytes(),
+        default_site="north",
+    )
     assert r.status_code == 422, r.text
     body = r.json()
     err = body["report"]["errors"][0]
@@ -121,20 +155,25 @@ def test_invalid_value_rejects_the_whole_file_with_row_and_field(client, admin, 
 
 def test_new_record_without_site_is_an_error_not_a_500(client, admin, make_study, engine):
     study = make_study()
-    r = _post(client, admin, study.id, (DATA / "redcap_records.csv").read_bytes(),
-              dictionary=(DATA / "redcap_dictionary.csv").read_bytes())
+    r = _post(
+        client,
+        admin,
+        study.id,
+        (DATA / "redcap_records.csv").read_bytes(),
+        dictionary=(DATA / "redcap_dictionary.csv").read_bytes(),
+    )
     assert r.status_code == 422
     err = r.json()["report"]["errors"][0]
     assert err["kind"] == "unknown_site" and err["record"] == "RC-003" and err["row"] == 6
     assert _study_counts(engine, study.id) == (0, 0)
 
 
-@pytest.mark.parametrize("events,field", [("{not json", "event_map"), ('{"baseline_arm_1": "m99"}', "event_map"),
-                                          ("[]", "event_map")])
+@pytest.mark.parametrize(
+    "events,field", [("{not json", "event_map"), ('{"baseline_arm_1": "m99"}', "event_map"), ("[]", "event_map")]
+)
 def test_bad_event_map(client, admin, make_study, events, field):
     study = make_study()
-    r = _post(client, admin, study.id, (DATA / "redcap_records.csv").read_bytes(), events=events,
-              default_site="north")
+    r = _post(client, admin, study.id, (DATA / "redcap_records.csv").read_bytes(), events=events, default_site="north")
     assert r.status_code == 422, r.text
     assert field in json.dumps(r.json()["detail"][0]["loc"])
 
@@ -143,8 +182,9 @@ def test_analyst_cannot_import_and_non_utf8_is_422(client, admin, analyst, make_
     study = make_study()
     r = _post(client, analyst, study.id, b"record_id\n1\n", events={"*": "baseline"})
     assert r.status_code == 403
-    r = _post(client, admin, study.id, "record_id,phq9_1\nR1,\xff\n".encode("latin-1") + b"\xff",
-              events={"*": "baseline"})
+    r = _post(
+        client, admin, study.id, "record_id,phq9_1\nR1,\xff\n".encode("latin-1") + b"\xff", events={"*": "baseline"}
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "records"]
     r = client.post(f"/studies/{study.id}/imports/redcap", data={"event_map": "{}"}, headers=admin.headers)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "records"]
@@ -155,16 +195,16 @@ def test_round_trip_peerlens_redcap_peerlens(client, admin, make_study, enrol, e
     answers = {}
     for i, site in enumerate(("north", "south")):
         p = enrol(src, site=site, enrolled_on="2026-01-05")
-        for wave, at, inst, vals in (("baseline", "2026-01-06T10:00:00Z", "phq9", {f"phq9_{k}": (i + k) % 4
-                                                                                    for k in range(1, 10)}),
-                                     ("baseline", "2026-01-06T10:05:00Z", "gad7", {f"gad7_{k}": (k + i) % 4
-                                                                                    for k in range(1, 8)}),
-                                     ("m3", "2026-04-07T08:00:00Z", "phq9", {**{f"phq9_{k}": k % 4
-                                                                               for k in range(1, 10)},
-                                                                            "phq9_9": None})):
-            r = client.post(f"/participants/{p['id']}/responses",
-                            json={"wave": wave, "instrument": inst, "answers": vals, "completed_at": at},
-                            headers=admin.headers)
+        for wave, at, inst, vals in (
+            ("baseline", "2026-01-06T10:00:00Z", "phq9", {f"phq9_{k}": (i + k) % 4 for k in range(1, 10)}),
+            ("baseline", "2026-01-06T10:05:00Z", "gad7", {f"gad7_{k}": (k + i) % 4 for k in range(1, 8)}),
+            ("m3", "2026-04-07T08:00:00Z", "phq9", {**{f"phq9_{k}": k % 4 for k in range(1, 10)}, "phq9_9": None}),
+        ):
+            r = client.post(
+                f"/participants/{p['id']}/responses",
+                json={"wave": wave, "instrument": inst, "answers": vals, "completed_at": at},
+                headers=admin.headers,
+            )
             assert r.status_code == 201, r.text
             answers[(p["study_code"], wave, inst)] = {k: v for k, v in vals.items() if v is not None}
     exported = client.get(f"/studies/{src.id}/exports/redcap", headers=admin.headers)
@@ -180,17 +220,25 @@ def test_round_trip_peerlens_redcap_peerlens(client, admin, make_study, enrol, e
     assert dd.columns[0] == "Variable / Field Name" and len(dd.columns) == 18 and dd.iloc[0, 0] == "record_id"
 
     dst = make_study()
-    r = _post(client, admin, dst.id, exported.content, dictionary=dictionary.content,
-              events={"baseline_arm_1": "baseline", "m3_arm_1": "m3"})
+    r = _post(
+        client,
+        admin,
+        dst.id,
+        exported.content,
+        dictionary=dictionary.content,
+        events={"baseline_arm_1": "baseline", "m3_arm_1": "m3"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["counts"]["responses"] == 6 and not r.json()["unmapped_fields"]
     again = client.get(f"/studies/{dst.id}/exports/redcap", headers=admin.headers)
     assert again.text == exported.text
     with Session(engine) as s:
         got = {}
-        for resp, code in s.exec(select(Response, Participant.study_code)
-                                 .join(Participant, Participant.id == Response.participant_id)
-                                 .where(Response.study_id == dst.id)).all():
+        for resp, code in s.exec(
+            select(Response, Participant.study_code)
+            .join(Participant, Participant.id == Response.participant_id)
+            .where(Response.study_id == dst.id)
+        ).all():
             wave = next(w for w, i in dst.waves.items() if i == resp.wave_id)
             got[(code, wave, resp.instrument)] = {k: v for k, v in resp.answers.items() if v is not None}
     assert got == answers
@@ -199,9 +247,16 @@ def test_round_trip_peerlens_redcap_peerlens(client, admin, make_study, enrol, e
 def test_analyst_redcap_export_is_deidentified(client, admin, analyst, make_study, enrol):
     study = make_study()
     p = enrol(study, contact={"name": "Octavia Plumtree", "email": "octavia.p@example.org"})
-    r = client.post(f"/participants/{p['id']}/responses",
-                    json={"wave": "baseline", "instrument": "phq9", "answers": {f"phq9_{k}": 1 for k in range(1, 10)},
-                          "completed_at": "2026-01-06T10:00:00Z"}, headers=admin.headers)
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        json={
+            "wave": "baseline",
+            "instrument": "phq9",
+            "answers": {f"phq9_{k}": 1 for k in range(1, 10)},
+            "completed_at": "2026-01-06T10:00:00Z",
+        },
+        headers=admin.headers,
+    )
     assert r.status_code == 201
     out = client.get(f"/studies/{study.id}/exports/redcap", headers=analyst.headers)
     assert out.status_code == 200 and "Plumtree" not in out.text and "octavia" not in out.text

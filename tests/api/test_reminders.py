@@ -1,11 +1,11 @@
 """Reminders on SQLite and PostgreSQL: plans, the set-based planner, the dispatcher over a real
 SMTP server on loopback, the unsubscribe link, retries, leases, pause, listing and audit."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
 from sqlmodel import Session, select
 
 from api.audit.models import AuditEvent
@@ -23,7 +23,7 @@ BODY = "Hello {name}, your {wave} questionnaire for {study} is ready: {link} (op
 
 
 def utc(*a):
-    return datetime(*a, tzinfo=timezone.utc)
+    return datetime(*a, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +34,28 @@ def smtp():
 
 @pytest.fixture(scope="module")
 def mail_settings(settings, smtp):
-    return settings.model_copy(update={"smtp_port": smtp.port, "smtp_host": "127.0.0.1",
-                                       "base_url": "http://testserver", "reminder_max_attempts": 3,
-                                       "reminder_backoff_seconds": 60.0, "reminder_lease_seconds": 300})
+    return settings.model_copy(
+        update={
+            "smtp_port": smtp.port,
+            "smtp_host": "127.0.0.1",
+            "base_url": "http://testserver",
+            "reminder_max_attempts": 3,
+            "reminder_backoff_seconds": 60.0,
+            "reminder_lease_seconds": 300,
+        }
+    )
 
 
 def plan_body(wave="baseline", steps=((0, 0), (3, 0), (7, 0)), quiet=("21:00", "08:00"), **extra):
-    plan = {"wave": wave, "channel": "preferred",
-            "steps": [{"offset_days": d, "offset_hours": h} for d, h in steps],
-            "subject": "{study}: your {wave} questionnaire", "body": BODY,
-            "form_url": "https://forms.example.org/peerlens", **extra}
+    plan = {
+        "wave": wave,
+        "channel": "preferred",
+        "steps": [{"offset_days": d, "offset_hours": h} for d, h in steps],
+        "subject": "{study}: your {wave} questionnaire",
+        "body": BODY,
+        "form_url": "https://forms.example.org/peerlens",
+        **extra,
+    }
     body = {"plans": [plan]}
     if quiet:
         body["quiet_hours"] = {"start": quiet[0], "end": quiet[1]}
@@ -58,8 +70,12 @@ def setup(client, admin, make_study, enrol):
         study = make_study(time_zone=tz, **kw)
         people = []
         for i in range(n):
-            contact = {"name": f"Person Number{i}", "email": f"person{i}.{study.id}@example.org",
-                       "phone": f"+44 7700 900{i:03d}", "preferred_channel": channel}
+            contact = {
+                "name": f"Person Number{i}",
+                "email": f"person{i}.{study.id}@example.org",
+                "phone": f"+44 7700 900{i:03d}",
+                "preferred_channel": channel,
+            }
             people.append(enrol(study, enrolled_on=enrolled_on, contact=contact))
         r = client.put(f"/studies/{study.id}/reminder-plans", json=body or plan_body(), headers=admin.headers)
         assert r.status_code == 200, r.text
@@ -77,8 +93,11 @@ def run_planner(engine, study_id, clock):
 
 def reminders(engine, study_id):
     with Session(engine) as s:
-        return s.exec(select(Reminder).where(Reminder.study_id == study_id)
-                      .order_by(Reminder.participant_id, Reminder.wave_id, Reminder.step)).all()
+        return s.exec(
+            select(Reminder)
+            .where(Reminder.study_id == study_id)
+            .order_by(Reminder.participant_id, Reminder.wave_id, Reminder.step)
+        ).all()
 
 
 def audit(engine, study_id, action=None):
@@ -91,13 +110,17 @@ def audit(engine, study_id, action=None):
 
 # -- plans ---------------------------------------------------------------------------------------
 
+
 def test_plans_round_trip_and_bad_input_is_422_naming_the_field(client, admin, analyst, make_study):
     study = make_study()
     url = f"/studies/{study.id}/reminder-plans"
     bad = [
         (plan_body(wave="nope"), ["body", "plans", 0, "wave"], "unknown_wave"),
-        ({**plan_body(), "quiet_hours": {"start": "25:00", "end": "08:00"}}, ["body", "quiet_hours", "start"],
-         "time_format"),
+        (
+            {**plan_body(), "quiet_hours": {"start": "25:00", "end": "08:00"}},
+            ["body", "quiet_hours", "start"],
+            "time_format",
+        ),
         (plan_body(body="Hi {email}"), ["body", "plans", 0, "body"], "template"),
         (plan_body(steps=((3, 0), (1, 0))), ["body", "plans", 0, "steps"], "steps_order"),
         (plan_body(channel="sms"), ["body", "sms_webhook_url"], "missing_webhook"),
@@ -109,7 +132,7 @@ def test_plans_round_trip_and_bad_input_is_422_naming_the_field(client, admin, a
         assert r.status_code == 422, (body, r.text)
         errors = r.json()["detail"]
         assert any(e["loc"] == loc and e["type"] == kind for e in errors), errors
-    assert client.get(url, headers=admin.headers).json()["plans"] == []   # nothing half-written
+    assert client.get(url, headers=admin.headers).json()["plans"] == []  # nothing half-written
     assert client.put(url, json=plan_body(), headers=analyst.headers).status_code == 403
 
     r = client.put(url, json=plan_body(), headers=admin.headers)
@@ -121,6 +144,7 @@ def test_plans_round_trip_and_bad_input_is_422_naming_the_field(client, admin, a
 
 
 # -- planner ---------------------------------------------------------------------------------------
+
 
 def test_planner_is_idempotent_and_follows_a_changed_window(setup, engine):
     study, people = setup(n=3)
@@ -134,7 +158,7 @@ def test_planner_is_idempotent_and_follows_a_changed_window(setup, engine):
     again = run_planner(engine, study.id, clock)
     assert again.planned == 0 and len(reminders(engine, study.id)) == 9
 
-    with Session(engine) as s:   # the study design changes: the baseline window opens two days earlier
+    with Session(engine) as s:  # the study design changes: the baseline window opens two days earlier
         w = s.get(Wave, study.waves["baseline"])
         w.window_before_days = 2
         s.add(w)
@@ -151,11 +175,16 @@ def test_planner_sql_agrees_with_core_window_across_dst(setup, engine, enrol, cl
     study, _ = setup(n=0, body=body)
     days = [date(2026, 1, 1) + timedelta(days=d) for d in range(0, 365, 1)]
     # m1 opens 23 days after enrolment: choose enrolments so openings cover both DST changes.
-    wanted = [d for d in days if date(2026, 3, 25) <= d + timedelta(days=23) <= date(2026, 4, 1)
-              or date(2026, 10, 21) <= d + timedelta(days=23) <= date(2026, 10, 28)]
+    wanted = [
+        d
+        for d in days
+        if date(2026, 3, 25) <= d + timedelta(days=23) <= date(2026, 4, 1)
+        or date(2026, 10, 21) <= d + timedelta(days=23) <= date(2026, 10, 28)
+    ]
     for d in wanted:
-        enrol(study, enrolled_on=d.isoformat(),
-              contact={"email": f"x{d:%m%d}@example.org", "preferred_channel": "email"})
+        enrol(
+            study, enrolled_on=d.isoformat(), contact={"email": f"x{d:%m%d}@example.org", "preferred_channel": "email"}
+        )
     clock = FixedClock(utc(2026, 1, 1))
 
     def compare(quiet):
@@ -175,11 +204,14 @@ def test_planner_sql_agrees_with_core_window_across_dst(setup, engine, enrol, cl
     rows = compare(None)
     # The gap (29 March 01:00) and the fold (25 October 01:00) both read as GMT.
     assert utc(2026, 3, 29, 1) in {r.due_at for r in rows} and utc(2026, 10, 25, 1) in {r.due_at for r in rows}
-    r = client.put(f"/studies/{study.id}/reminder-plans",
-                   json={**body, "quiet_hours": {"start": "21:00", "end": "08:00"}}, headers=admin.headers)
+    r = client.put(
+        f"/studies/{study.id}/reminder-plans",
+        json={**body, "quiet_hours": {"start": "21:00", "end": "08:00"}},
+        headers=admin.headers,
+    )
     assert r.status_code == 200
     rows = compare((21 * 60, 8 * 60))
-    assert {r.due_at.hour for r in rows} == {7, 8}   # 08:00 local: 07:00Z in summer time, 08:00Z in winter
+    assert {r.due_at.hour for r in rows} == {7, 8}  # 08:00 local: 07:00Z in summer time, 08:00Z in winter
 
 
 def test_planner_cancels_when_withdrawn_opted_out_unreachable_or_completed(setup, engine, client, admin):
@@ -188,14 +220,27 @@ def test_planner_cancels_when_withdrawn_opted_out_unreachable_or_completed(setup
     run_planner(engine, study.id, clock)
     a, b, c, d, e = (p["id"] for p in people)
     h = admin.headers
-    assert client.patch(f"/participants/{a}", json={"status": "withdrawn", "status_date": "2026-01-05",
-                                                    "reason": "moved away"}, headers=h).status_code == 200
+    assert (
+        client.patch(
+            f"/participants/{a}",
+            json={"status": "withdrawn", "status_date": "2026-01-05", "reason": "moved away"},
+            headers=h,
+        ).status_code
+        == 200
+    )
     assert client.patch(f"/participants/{b}", json={"contact": {"opt_out": True}}, headers=h).status_code == 200
-    assert client.patch(f"/participants/{c}", json={"contact": {"preferred_channel": "none"}},
-                        headers=h).status_code == 200
-    for code, answers in (("pam13", pam13_answers()), ("phq9", phq9_answers()), ("gad7", {f"gad7_{i}": 1 for i in range(1, 8)})):
-        r = client.post(f"/participants/{d}/responses", json={"wave": "baseline", "instrument": code,
-                                                              "answers": answers}, headers=h)
+    assert (
+        client.patch(f"/participants/{c}", json={"contact": {"preferred_channel": "none"}}, headers=h).status_code
+        == 200
+    )
+    for code, answers in (
+        ("pam13", pam13_answers()),
+        ("phq9", phq9_answers()),
+        ("gad7", {f"gad7_{i}": 1 for i in range(1, 8)}),
+    ):
+        r = client.post(
+            f"/participants/{d}/responses", json={"wave": "baseline", "instrument": code, "answers": answers}, headers=h
+        )
         assert r.status_code == 201, r.text
     stats = run_planner(engine, study.id, clock)
     assert stats.by_reason == {"participant_withdrawn": 3, "opted_out": 3, "no_contact": 3, "completed": 3}
@@ -206,20 +251,22 @@ def test_planner_cancels_when_withdrawn_opted_out_unreachable_or_completed(setup
     assert by_pid[a] == {("cancelled", "participant_withdrawn")}
     events = audit(engine, study.id, "cancel")
     assert len(events) == 12 and {ev.after["reason"] for ev in events} >= {"opted_out", "completed"}
-    assert run_planner(engine, study.id, clock).planned == 0   # cancelled rows are not planned again
+    assert run_planner(engine, study.id, clock).planned == 0  # cancelled rows are not planned again
     from api.participants.service import schedule
 
-    with Session(engine) as s:   # the planner's "completed" is the participant schedule's
+    with Session(engine) as s:  # the planner's "completed" is the participant schedule's
         assert {w.wave: w.state for w in schedule(s, s.get(Participant, d), today=date(2026, 1, 6))}[
-            "baseline"] == "completed"
+            "baseline"
+        ] == "completed"
         assert {w.wave: w.state for w in schedule(s, s.get(Participant, e), today=date(2026, 1, 6))}[
-            "baseline"] == "open"
+            "baseline"
+        ] == "open"
 
 
 # -- dispatcher --------------------------------------------------------------------------------------
 
-def test_email_arrives_with_link_message_id_and_working_unsubscribe(setup, engine, smtp, mail_settings, client,
-                                                                     admin):
+
+def test_email_arrives_with_link_message_id_and_working_unsubscribe(setup, engine, smtp, mail_settings, client, admin):
     study, people = setup(n=2)
     clock = FixedClock(utc(2026, 1, 5, 9))
     run_planner(engine, study.id, clock)
@@ -246,13 +293,13 @@ def test_email_arrives_with_link_message_id_and_working_unsubscribe(setup, engin
     assert page.status_code == 200 and 'method="post"' in page.text
     pid = next(p["id"] for p in people if p["contact"]["email"] == m["To"])
     with Session(engine) as s:
-        assert s.get(ParticipantContact, pid).opt_out is False    # a GET changes nothing
+        assert s.get(ParticipantContact, pid).opt_out is False  # a GET changes nothing
     assert client.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200
     with Session(engine) as s:
         assert s.get(ParticipantContact, pid).opt_out is True
         left = s.exec(select(Reminder.status, Reminder.cancel_reason).where(Reminder.participant_id == pid)).all()
     assert sorted(left) == [("cancelled", "opted_out"), ("cancelled", "opted_out"), ("sent", None)]
-    assert client.post(path).status_code == 200                   # idempotent
+    assert client.post(path).status_code == 200  # idempotent
     bad = client.post("/u/" + path.rsplit("/", 1)[1][:-2] + "xx")
     assert bad.status_code == 404 and bad.json()["detail"][0]["loc"] == ["path", "token"]
     assert client.get("/u/not a token").status_code in (404, 422)
@@ -261,8 +308,10 @@ def test_email_arrives_with_link_message_id_and_working_unsubscribe(setup, engin
     sends = audit(engine, study.id, "send")
     assert len(sends) == 2 and {ev.after["message_id"] for ev in sends} == {r.message_id for r in rows.values()}
     with Session(engine) as s:
-        dump = " ".join(str((ev.before, ev.after, ev.reason)) for ev in s.exec(
-            select(AuditEvent).where(AuditEvent.study_id == study.id)).all())
+        dump = " ".join(
+            str((ev.before, ev.after, ev.reason))
+            for ev in s.exec(select(AuditEvent).where(AuditEvent.study_id == study.id)).all()
+        )
     assert "@example.org" not in dump and "Person Number" not in dump and "7700" not in dump
 
 
@@ -298,11 +347,19 @@ def test_completion_after_planning_is_rechecked_at_send_time(setup, engine, smtp
     clock = FixedClock(utc(2026, 1, 5, 9))
     run_planner(engine, study.id, clock)
     pid = people[0]["id"]
-    for code, answers in (("pam13", pam13_answers()), ("phq9", phq9_answers()),
-                          ("gad7", {f"gad7_{i}": 1 for i in range(1, 8)})):
-        assert client.post(f"/participants/{pid}/responses", json={"wave": "baseline", "instrument": code,
-                                                                   "answers": answers},
-                           headers=admin.headers).status_code == 201
+    for code, answers in (
+        ("pam13", pam13_answers()),
+        ("phq9", phq9_answers()),
+        ("gad7", {f"gad7_{i}": 1 for i in range(1, 8)}),
+    ):
+        assert (
+            client.post(
+                f"/participants/{pid}/responses",
+                json={"wave": "baseline", "instrument": code, "answers": answers},
+                headers=admin.headers,
+            ).status_code
+            == 201
+        )
     smtp.handler.clear()
     stats = Dispatcher(engine, mail_settings, clock=clock, study_ids=[study.id]).run_once()
     assert stats.sent == 0 and stats.cancelled == 1 and smtp.handler.messages == []
@@ -320,16 +377,16 @@ def test_retries_back_off_then_fail_visibly(setup, engine, smtp, mail_settings, 
     disp = Dispatcher(engine, mail_settings, clock=clock, study_ids=[study.id])
     try:
         s1 = disp.run_once()
-        assert (s1.sent, s1.retried, s1.failed) == (0, 1, 1)          # 550 is permanent, 451 is retried
-        assert disp.run_once().claimed == 0                            # not before the backoff
+        assert (s1.sent, s1.retried, s1.failed) == (0, 1, 1)  # 550 is permanent, 451 is retried
+        assert disp.run_once().claimed == 0  # not before the backoff
         clock.advance(timedelta(seconds=59))
         assert disp.run_once().claimed == 0
-        clock.advance(timedelta(seconds=1))                            # 60 s after attempt 1
+        clock.advance(timedelta(seconds=1))  # 60 s after attempt 1
         assert disp.run_once().retried == 1
         clock.advance(timedelta(seconds=119))
-        assert disp.run_once().claimed == 0                            # 120 s after attempt 2
+        assert disp.run_once().claimed == 0  # 120 s after attempt 2
         clock.advance(timedelta(seconds=1))
-        assert disp.run_once().failed == 1                             # attempt 3 of 3
+        assert disp.run_once().failed == 1  # attempt 3 of 3
     finally:
         disp.close()
         smtp.handler.refuse.clear()
@@ -349,11 +406,11 @@ def test_expired_lease_is_reclaimed_with_the_same_message_id(setup, engine, smtp
     crashed = Dispatcher(engine, mail_settings, clock=clock, worker_id="crashed", study_ids=[study.id])
     from api.reminders.dispatcher import DispatchStats
 
-    (out,) = crashed.claim_batch(DispatchStats())       # claimed, then the worker "dies" before sending
+    (out,) = crashed.claim_batch(DispatchStats())  # claimed, then the worker "dies" before sending
     crashed.close()
     other = Dispatcher(engine, mail_settings, clock=clock, worker_id="other", study_ids=[study.id])
     clock.advance(timedelta(seconds=299))
-    assert other.run_once().claimed == 0                 # lease (300 s) still held
+    assert other.run_once().claimed == 0  # lease (300 s) still held
     clock.advance(timedelta(seconds=1))
     smtp.handler.clear()
     assert other.run_once().sent == 1
@@ -376,8 +433,9 @@ def test_pause_and_resume(setup, engine, smtp, mail_settings, client, admin):
     assert disp.run_once().sent == 2
     disp.close()
     with Session(engine) as s:
-        actions = s.exec(select(AuditEvent.action).where(AuditEvent.study_id == study.id,
-                                                         AuditEvent.entity == "reminder_config")).all()
+        actions = s.exec(
+            select(AuditEvent.action).where(AuditEvent.study_id == study.id, AuditEvent.entity == "reminder_config")
+        ).all()
     assert "pause" in actions and "resume" in actions
 
 

@@ -1,7 +1,8 @@
 """Pure parts of reminders: wall-clock steps, quiet hours across DST, backoff, templates, tokens."""
+
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
@@ -11,7 +12,12 @@ from api.reminders import templates, tokens
 from api.reminders.channels import scrub
 from api.reminders.clock import FixedClock
 from api.reminders.timing import (
-    backoff_delay, local_to_utc, parse_hhmm, shift_out_of_quiet, sqlite_local_to_utc, step_due,
+    backoff_delay,
+    local_to_utc,
+    parse_hhmm,
+    shift_out_of_quiet,
+    sqlite_local_to_utc,
+    step_due,
 )
 
 LONDON = ZoneInfo("Europe/London")
@@ -19,16 +25,19 @@ QUIET = (21 * 60, 8 * 60)
 
 
 def utc(*a):
-    return datetime(*a, tzinfo=timezone.utc)
+    return datetime(*a, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("local, expected", [
-    (datetime(2026, 1, 5, 0, 0), datetime(2026, 1, 5, 8, 0)),     # after midnight: same morning
-    (datetime(2026, 1, 5, 22, 30), datetime(2026, 1, 6, 8, 0)),   # evening: next morning
-    (datetime(2026, 1, 5, 21, 0), datetime(2026, 1, 6, 8, 0)),    # start is inclusive
-    (datetime(2026, 1, 5, 8, 0), datetime(2026, 1, 5, 8, 0)),     # end is exclusive
-    (datetime(2026, 1, 5, 14, 0), datetime(2026, 1, 5, 14, 0)),
-])
+@pytest.mark.parametrize(
+    "local, expected",
+    [
+        (datetime(2026, 1, 5, 0, 0), datetime(2026, 1, 5, 8, 0)),  # after midnight: same morning
+        (datetime(2026, 1, 5, 22, 30), datetime(2026, 1, 6, 8, 0)),  # evening: next morning
+        (datetime(2026, 1, 5, 21, 0), datetime(2026, 1, 6, 8, 0)),  # start is inclusive
+        (datetime(2026, 1, 5, 8, 0), datetime(2026, 1, 5, 8, 0)),  # end is exclusive
+        (datetime(2026, 1, 5, 14, 0), datetime(2026, 1, 5, 14, 0)),
+    ],
+)
 def test_quiet_hours_spanning_midnight(local, expected):
     assert shift_out_of_quiet(local, QUIET) == expected
 
@@ -41,8 +50,12 @@ def test_quiet_hours_within_a_day_and_none():
 
 def test_quiet_hours_end_is_local_time_across_dst():
     # 08:00 in London is 08:00 UTC before the spring change and 07:00 UTC after it, and back in autumn.
-    for day, expected in ((date(2026, 3, 28), utc(2026, 3, 28, 8)), (date(2026, 3, 29), utc(2026, 3, 29, 7)),
-                          (date(2026, 10, 24), utc(2026, 10, 24, 7)), (date(2026, 10, 25), utc(2026, 10, 25, 8))):
+    for day, expected in (
+        (date(2026, 3, 28), utc(2026, 3, 28, 8)),
+        (date(2026, 3, 29), utc(2026, 3, 29, 7)),
+        (date(2026, 10, 24), utc(2026, 10, 24, 7)),
+        (date(2026, 10, 25), utc(2026, 10, 25, 8)),
+    ):
         local = shift_out_of_quiet(datetime.combine(day, datetime.min.time()), QUIET)
         assert local_to_utc(local, LONDON) == expected
 
@@ -63,9 +76,9 @@ def test_step_due_uses_the_core_window():
     participant = SimpleNamespace(enrolled_on=date(2026, 3, 20))
     wave = SimpleNamespace(offset_days=10, window_before_days=1, window_after_days=5)
     due_at, opens_at, closes_at = step_due(study, participant, wave, {"offset_days": 3}, QUIET)
-    assert opens_at == utc(2026, 3, 29, 0, 0)           # opens 29 March, local midnight (still GMT)
-    assert closes_at == utc(2026, 4, 4, 23, 0)          # end of 4 April BST
-    assert due_at == utc(2026, 4, 1, 7, 0)              # 08:00 BST
+    assert opens_at == utc(2026, 3, 29, 0, 0)  # opens 29 March, local midnight (still GMT)
+    assert closes_at == utc(2026, 4, 4, 23, 0)  # end of 4 April BST
+    assert due_at == utc(2026, 4, 1, 7, 0)  # 08:00 BST
 
 
 def test_backoff_doubles_and_is_capped():

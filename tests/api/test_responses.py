@@ -1,4 +1,5 @@
 """Response submission: scoring, idempotency, duplicates, amendments, windows."""
+
 from __future__ import annotations
 
 from sqlmodel import Session, func, select
@@ -42,8 +43,15 @@ def test_submit_scores_and_stores_raw_answers(client, admin, make_study, enrol, 
 def test_pam13_with_external_activation_score(client, admin, make_study, enrol):
     study = make_study()
     p = enrol(study)
-    r = _submit(client, admin, p["id"], wave="baseline", instrument="pam13", answers=pam13_answers(3),
-                external_scores={"pam13_activation": 61.2})
+    r = _submit(
+        client,
+        admin,
+        p["id"],
+        wave="baseline",
+        instrument="pam13",
+        answers=pam13_answers(3),
+        external_scores={"pam13_activation": 61.2},
+    )
     assert r.status_code == 201, r.text
     scores = {s["scale"]: s for s in r.json()["scores"]}
     assert scores["pam13_activation"]["value"] == 61.2 and scores["pam13_activation"]["level"] == 3
@@ -69,14 +77,23 @@ def test_second_complete_response_conflicts_unless_amended(client, admin, make_s
     assert dup.status_code == 409 and dup.json()["detail"][0]["type"] == "already_completed"
     no_reason = _submit(client, admin, p["id"], wave="baseline", instrument="phq9", answers=phq9_answers(2), amend=True)
     assert no_reason.status_code == 422 and no_reason.json()["detail"][0]["type"] == "reason_required"
-    amended = _submit(client, admin, p["id"], wave="baseline", instrument="phq9", answers=phq9_answers(2),
-                      amend=True, reason="transcription error on paper form")
+    amended = _submit(
+        client,
+        admin,
+        p["id"],
+        wave="baseline",
+        instrument="phq9",
+        answers=phq9_answers(2),
+        amend=True,
+        reason="transcription error on paper form",
+    )
     assert amended.status_code == 201
     body = amended.json()
     assert body["id"] == first["id"] and body["version"] == 2 and body["scores"][0]["value"] == 18
     assert _count(engine, Response, participant_id=p["id"]) == 1
-    events = client.get("/audit", params={"entity": "response", "entity_id": str(first["id"])},
-                        headers=admin.headers).json()
+    events = client.get(
+        "/audit", params={"entity": "response", "entity_id": str(first["id"])}, headers=admin.headers
+    ).json()
     assert [e["action"] for e in events] == ["create", "amend"]
     assert events[1]["before"]["answers"] == phq9_answers(1) and events[1]["before"]["version"] == 1
     assert events[1]["before"]["scores"][0]["value"] == 9
@@ -86,11 +103,25 @@ def test_second_complete_response_conflicts_unless_amended(client, admin, make_s
 def test_out_of_window_is_stored_and_flagged(client, admin, make_study, enrol):
     study = make_study()
     p = enrol(study, enrolled_on="2026-01-05")
-    r = _submit(client, admin, p["id"], wave="m1", instrument="phq9", answers=phq9_answers(),
-                completed_at="2026-03-20T10:00:00+00:00")
+    r = _submit(
+        client,
+        admin,
+        p["id"],
+        wave="m1",
+        instrument="phq9",
+        answers=phq9_answers(),
+        completed_at="2026-03-20T10:00:00+00:00",
+    )
     assert r.status_code == 201 and r.json()["out_of_window"] is True
-    r = _submit(client, admin, p["id"], wave="m3", instrument="phq9", answers=phq9_answers(),
-                completed_at="2026-04-05T10:00:00+01:00")
+    r = _submit(
+        client,
+        admin,
+        p["id"],
+        wave="m3",
+        instrument="phq9",
+        answers=phq9_answers(),
+        completed_at="2026-04-05T10:00:00+01:00",
+    )
     assert r.status_code == 201 and r.json()["out_of_window"] is False
 
 
@@ -111,13 +142,27 @@ def test_service_is_callable_without_http(engine, make_study, enrol):
     p = enrol(study)
     with Session(engine) as s:
         part = s.get(Participant, p["id"])
-        r = submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
-                            answers={f"gad7_{i}": 1 for i in range(1, 8)}, mode="import",
-                            actor=Actor.system(source="import"), idempotency_key="row-17")
+        r = submit_response(
+            s,
+            participant=part,
+            wave_code="baseline",
+            instrument_code="gad7",
+            answers={f"gad7_{i}": 1 for i in range(1, 8)},
+            mode="import",
+            actor=Actor.system(source="import"),
+            idempotency_key="row-17",
+        )
         s.commit()
-        again = submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
-                                answers={f"gad7_{i}": 1 for i in range(1, 8)}, mode="import",
-                                actor=Actor.system(source="import"), idempotency_key="row-17")
+        again = submit_response(
+            s,
+            participant=part,
+            wave_code="baseline",
+            instrument_code="gad7",
+            answers={f"gad7_{i}": 1 for i in range(1, 8)},
+            mode="import",
+            actor=Actor.system(source="import"),
+            idempotency_key="row-17",
+        )
         assert again.id == r.id and r.mode == "import"
 
 
@@ -136,8 +181,15 @@ def test_lost_race_ends_as_replay_409_or_422_and_writes_nothing(engine, make_stu
     answers = {f"gad7_{i}": 1 for i in range(1, 8)}
     with Session(engine) as s:
         part = s.get(Participant, p["id"])
-        first = service.submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
-                                        answers=answers, actor=actor, idempotency_key="k-1")
+        first = service.submit_response(
+            s,
+            participant=part,
+            wave_code="baseline",
+            instrument_code="gad7",
+            answers=answers,
+            actor=actor,
+            idempotency_key="k-1",
+        )
         s.commit()
     real_read = service._wave_study_current
 
@@ -148,17 +200,32 @@ def test_lost_race_ends_as_replay_409_or_422_and_writes_nothing(engine, make_stu
     monkeypatch.setattr(service, "_wave_study_current", stale_read)
     with Session(engine) as s:
         part = s.get(Participant, p["id"])
-        again = service.submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
-                                        answers=answers, actor=actor, idempotency_key="k-1")
+        again = service.submit_response(
+            s,
+            participant=part,
+            wave_code="baseline",
+            instrument_code="gad7",
+            answers=answers,
+            actor=actor,
+            idempotency_key="k-1",
+        )
         assert again.id == first.id and again.replayed
         with pytest.raises(ApiError) as dup:
-            service.submit_response(s, participant=part, wave_code="baseline", instrument_code="gad7",
-                                    answers=answers, actor=actor)
+            service.submit_response(
+                s, participant=part, wave_code="baseline", instrument_code="gad7", answers=answers, actor=actor
+            )
         assert dup.value.status_code == 409
         # the key taken for another slot: the new row is undone and the caller's transaction stays usable
         with pytest.raises(ApiError) as reused:
-            service.submit_response(s, participant=part, wave_code="baseline", instrument_code="phq9",
-                                    answers=phq9_answers(), actor=actor, idempotency_key="k-1")
+            service.submit_response(
+                s,
+                participant=part,
+                wave_code="baseline",
+                instrument_code="phq9",
+                answers=phq9_answers(),
+                actor=actor,
+                idempotency_key="k-1",
+            )
         assert reused.value.status_code == 422
         s.commit()
     assert _count(engine, Response, participant_id=p["id"]) == 1

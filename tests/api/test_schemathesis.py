@@ -4,6 +4,7 @@ Each operation gets a small, bounded number of generated requests with an admin 
 real study/participant ids in the path (so bodies and queries reach the services), some with
 generated ids. Every failing operation is reported, not only the first.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -21,14 +22,19 @@ FREE_EXAMPLES = 5
 @pytest.fixture(scope="module")
 def target(client, make_study, enrol, admin):
     study = make_study()
-    p = enrol(study, enrolled_on=str(datetime.now(ZoneInfo("Europe/London")).date() - timedelta(days=1)),
-              arm="group")
+    p = enrol(study, enrolled_on=str(datetime.now(ZoneInfo("Europe/London")).date() - timedelta(days=1)), arm="group")
     return {"study_id": study.id, "participant_id": p["id"], "wave_code": "baseline"}
 
 
 def _run(operation, strategy, n: int, failures: list[str]) -> None:
-    @settings(max_examples=n, deadline=None, database=None, derandomize=True,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=strategy)
     def check(case):
         case.call_and_validate(checks=[not_a_server_error])

@@ -1,4 +1,5 @@
 """Studies, sites, arms, waves: the contract, scoping and audit."""
+
 from __future__ import annotations
 
 
@@ -9,16 +10,27 @@ def _events(client, admin, **params):
 
 
 def test_study_create_read_patch_with_audit(client, admin):
-    r = client.post("/studies", headers=admin.headers, json={
-        "title": "Peer support in COPD", "design": "cluster_rct", "blinding": "outcome_assessor",
-        "planned_sample_size": 240, "power_assumptions": {"alpha": 0.05, "power": 0.9, "icc": 0.05},
-        "time_zone": "America/New_York"})
+    r = client.post(
+        "/studies",
+        headers=admin.headers,
+        json={
+            "title": "Peer support in COPD",
+            "design": "cluster_rct",
+            "blinding": "outcome_assessor",
+            "planned_sample_size": 240,
+            "power_assumptions": {"alpha": 0.05, "power": 0.9, "icc": 0.05},
+            "time_zone": "America/New_York",
+        },
+    )
     assert r.status_code == 201, r.text
     study = r.json()
     assert study["randomisation_seed"] and study["status"] == "planning"
     assert study["power_assumptions"]["icc"] == 0.05
-    r = client.patch(f"/studies/{study['id']}", headers=admin.headers,
-                     json={"status": "recruiting", "reason": "ethics approval received"})
+    r = client.patch(
+        f"/studies/{study['id']}",
+        headers=admin.headers,
+        json={"status": "recruiting", "reason": "ethics approval received"},
+    )
     assert r.status_code == 200 and r.json()["status"] == "recruiting"
     events = _events(client, admin, entity="study", entity_id=str(study["id"]))
     assert [e["action"] for e in events] == ["create", "update"]
@@ -54,8 +66,11 @@ def test_arms_and_waves(client, admin, make_study):
     assert {a["kind"] for a in arms} == {"intervention", "control"}
     waves = client.get(f"/studies/{study.id}/waves", headers=admin.headers).json()
     assert [w["code"] for w in waves] == ["baseline", "m1", "m3", "m6", "m12"]
-    r = client.post(f"/studies/{study.id}/waves", headers=admin.headers,
-                    json={"code": "m1", "offset_days": 31, "instruments": ["phq9"]})
+    r = client.post(
+        f"/studies/{study.id}/waves",
+        headers=admin.headers,
+        json={"code": "m1", "offset_days": 31, "instruments": ["phq9"]},
+    )
     assert r.status_code == 409 and r.json()["detail"][0]["loc"] == ["body", "code"]
 
 
@@ -63,8 +78,11 @@ def test_study_validation_names_field_and_rule(client, admin):
     cases = [
         ({"title": "x", "design": "rct", "time_zone": "Mars/Olympus"}, ["body", "time_zone"], "unknown_time_zone"),
         ({"title": "x", "design": "quasi"}, ["body", "design"], "literal_error"),
-        ({"title": "x", "design": "rct", "planned_sample_size": "many"}, ["body", "planned_sample_size"],
-         "int_parsing"),
+        (
+            {"title": "x", "design": "rct", "planned_sample_size": "many"},
+            ["body", "planned_sample_size"],
+            "int_parsing",
+        ),
         ({"title": "x", "design": "rct", "colour": "blue"}, ["body", "colour"], "extra_forbidden"),
         ({"design": "rct"}, ["body", "title"], "missing"),
     ]
@@ -76,15 +94,22 @@ def test_study_validation_names_field_and_rule(client, admin):
 
 def test_arm_and_wave_validation(client, admin, make_study):
     study = make_study()
-    r = client.post(f"/studies/{study.id}/arms", headers=admin.headers,
-                    json={"code": "x", "name": "x", "kind": "placebo", "allocation_ratio": 0})
+    r = client.post(
+        f"/studies/{study.id}/arms",
+        headers=admin.headers,
+        json={"code": "x", "name": "x", "kind": "placebo", "allocation_ratio": 0},
+    )
     locs = {tuple(e["loc"]) for e in r.json()["detail"]}
     assert r.status_code == 422 and {("body", "kind"), ("body", "allocation_ratio")} <= locs
-    r = client.post(f"/studies/{study.id}/waves", headers=admin.headers,
-                    json={"code": "m2", "offset_days": 60, "instruments": ["phq9", "nope"]})
+    r = client.post(
+        f"/studies/{study.id}/waves",
+        headers=admin.headers,
+        json={"code": "m2", "offset_days": 60, "instruments": ["phq9", "nope"]},
+    )
     assert r.status_code == 422
-    assert r.json()["detail"] == [{"loc": ["body", "instruments", 1], "msg": r.json()["detail"][0]["msg"],
-                                   "type": "unknown_instrument"}]
+    assert r.json()["detail"] == [
+        {"loc": ["body", "instruments", 1], "msg": r.json()["detail"][0]["msg"], "type": "unknown_instrument"}
+    ]
 
 
 def test_instrument_catalogue(client, analyst):

@@ -1,6 +1,7 @@
 """Transcripts over HTTP on SQLite and PostgreSQL: upload of every format with de-identification,
 the identifier vault, codebook and codings, suggestions, agreement, REFI-QDA round trip and the
 joint display. Expected values are computed here by hand, not taken from the code under test."""
+
 from __future__ import annotations
 
 import io
@@ -32,28 +33,42 @@ def _leaks(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def world(client, make_study, enrol, make_user, admin, analyst):
     study = make_study()
-    p = enrol(study, site="north", arm="group", study_code="PQ-101",
-              contact={**SEED, "preferred_channel": "email"})
-    others = [enrol(study, site="north", arm=arm, study_code=f"PQ-10{i}")
-              for i, arm in ((2, "group"), (3, "usual_care"), (4, "usual_care"))]
+    p = enrol(study, site="north", arm="group", study_code="PQ-101", contact={**SEED, "preferred_channel": "email"})
+    others = [
+        enrol(study, site="north", arm=arm, study_code=f"PQ-10{i}")
+        for i, arm in ((2, "group"), (3, "usual_care"), (4, "usual_care"))
+    ]
     south = enrol(study, site="south", arm="group", study_code="PQ-201")
     coord = make_user("coordinator", [study.sites["north"]])
     coord2 = make_user("coordinator", [study.sites["north"]])
     coord_south = make_user("coordinator", [study.sites["south"]])
-    return {"study": study, "p": p, "others": others, "south": south, "admin": admin, "analyst": analyst,
-            "coord": coord, "coord2": coord2, "coord_south": coord_south}
+    return {
+        "study": study,
+        "p": p,
+        "others": others,
+        "south": south,
+        "admin": admin,
+        "analyst": analyst,
+        "coord": coord,
+        "coord2": coord2,
+        "coord_south": coord_south,
+    }
 
 
 def upload(client, study_id, headers, name, content, participants, expect=201, **form):
     data = {"participants": participants, **form}
-    r = client.post(f"/studies/{study_id}/transcripts", headers=headers, data=data,
-                    files={"file": (name, content, "application/octet-stream")})
+    r = client.post(
+        f"/studies/{study_id}/transcripts",
+        headers=headers,
+        data=data,
+        files={"file": (name, content, "application/octet-stream")},
+    )
     assert r.status_code == expect, r.text
     return r.json()
 
 
 def turn_texts(t):
-    return [(u["speaker"], t["text"][u["start"]:u["end"]]) for u in t["turns"]]
+    return [(u["speaker"], t["text"][u["start"] : u["end"]]) for u in t["turns"]]
 
 
 # --------------------------------------------------------------------------- formats
@@ -84,10 +99,12 @@ def test_upload_markdown(client, world):
 
 
 def test_upload_vtt_with_speakers_and_timestamps(client, world):
-    vtt = ("WEBVTT\n\n"
-           "00:00:01.000 --> 00:00:04.500\n<v Interviewer>Tell me about the sessions.\n\n"
-           "00:00:05.000 --> 00:00:09.250\n<v PQ-103>They were on Tuesdays.\n\n"
-           "00:00:09.500 --> 00:00:12.000\n<v PQ-103>I never missed one.\n")
+    vtt = (
+        "WEBVTT\n\n"
+        "00:00:01.000 --> 00:00:04.500\n<v Interviewer>Tell me about the sessions.\n\n"
+        "00:00:05.000 --> 00:00:09.250\n<v PQ-103>They were on Tuesdays.\n\n"
+        "00:00:09.500 --> 00:00:12.000\n<v PQ-103>I never missed one.\n"
+    )
     t = upload(client, world["study"].id, world["coord"].headers, "pq103.vtt", vtt.encode(), "PQ-103")
     assert t["source_format"] == "vtt"
     assert [u["speaker"] for u in t["turns"]] == ["Interviewer", "PQ-103"]  # consecutive cues merge
@@ -98,8 +115,10 @@ def test_upload_vtt_with_speakers_and_timestamps(client, world):
 
 
 def test_upload_srt(client, world):
-    srt = ("1\n00:00:01,000 --> 00:00:03,000\nInterviewer: Any problems?\n\n"
-           "2\n00:00:03,500 --> 00:00:06,000\nPQ-104: Travel was hard.\n")
+    srt = (
+        "1\n00:00:01,000 --> 00:00:03,000\nInterviewer: Any problems?\n\n"
+        "2\n00:00:03,500 --> 00:00:06,000\nPQ-104: Travel was hard.\n"
+    )
     t = upload(client, world["study"].id, world["coord"].headers, "pq104.srt", srt.encode(), "PQ-104")
     assert turn_texts(t) == [("Interviewer", "Any problems?"), ("PQ-104", "Travel was hard.")]
     assert t["turns"][1]["start_time"] == 3.5
@@ -109,13 +128,23 @@ def test_upload_docx_focus_group_with_speaker_map(client, world):
     import docx
 
     d = docx.Document()
-    for line in ("Facilitator: Welcome both.", "Anna: I felt lonely before the group.",
-                 "Ben: Me too, the group helped."):
+    for line in (
+        "Facilitator: Welcome both.",
+        "Anna: I felt lonely before the group.",
+        "Ben: Me too, the group helped.",
+    ):
         d.add_paragraph(line)
     buf = io.BytesIO()
     d.save(buf)
-    t = upload(client, world["study"].id, world["coord"].headers, "fg.docx", buf.getvalue(), "PQ-102,PQ-103",
-               speaker_map='{"Anna": "PQ-102", "Ben": "PQ-103"}')
+    t = upload(
+        client,
+        world["study"].id,
+        world["coord"].headers,
+        "fg.docx",
+        buf.getvalue(),
+        "PQ-102,PQ-103",
+        speaker_map='{"Anna": "PQ-102", "Ben": "PQ-103"}',
+    )
     assert t["kind"] == "focus_group" and t["source_format"] == "docx"
     assert t["participants"] == ["PQ-102", "PQ-103"]
     assert [u["speaker"] for u in t["turns"]] == ["Facilitator", "PQ-102", "PQ-103"]
@@ -123,17 +152,24 @@ def test_upload_docx_focus_group_with_speaker_map(client, world):
     world["focus_group"] = t
 
 
-@pytest.mark.parametrize("name,content,form,loc", [
-    ("x.pdf", b"%PDF-1.4", {}, ["body", "file"]),
-    ("x.docx", b"not a zip at all", {}, ["body", "file"]),
-    ("x.txt", b"\xff\xfe\xfa bad", {}, ["body", "file"]),
-    ("x.txt", b"P01: hi", {"wave": "m99"}, ["body", "wave"]),
-    ("x.txt", b"P01: hi", {"speaker_map": "[1,2"}, ["body", "speaker_map"]),
-])
+@pytest.mark.parametrize(
+    "name,content,form,loc",
+    [
+        ("x.pdf", b"%PDF-1.4", {}, ["body", "file"]),
+        ("x.docx", b"not a zip at all", {}, ["body", "file"]),
+        ("x.txt", b"\xff\xfe\xfa bad", {}, ["body", "file"]),
+        ("x.txt", b"P01: hi", {"wave": "m99"}, ["body", "wave"]),
+        ("x.txt", b"P01: hi", {"speaker_map": "[1,2"}, ["body", "speaker_map"]),
+    ],
+)
 def test_bad_uploads_are_422_naming_the_field(client, world, name, content, form, loc):
     before = client.get(f"/studies/{world['study'].id}/transcripts", headers=world["admin"].headers).json()
-    r = client.post(f"/studies/{world['study'].id}/transcripts", headers=world["admin"].headers,
-                    data={"participants": "PQ-102", **form}, files={"file": (name, content)})
+    r = client.post(
+        f"/studies/{world['study'].id}/transcripts",
+        headers=world["admin"].headers,
+        data={"participants": "PQ-102", **form},
+        files={"file": (name, content)},
+    )
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == loc
     after = client.get(f"/studies/{world['study'].id}/transcripts", headers=world["admin"].headers).json()
@@ -141,8 +177,12 @@ def test_bad_uploads_are_422_naming_the_field(client, world, name, content, form
 
 
 def test_unknown_participant_is_422(client, world):
-    r = client.post(f"/studies/{world['study'].id}/transcripts", headers=world["admin"].headers,
-                    data={"participants": "PQ-102,NOPE-1"}, files={"file": ("x.txt", b"P: hi")})
+    r = client.post(
+        f"/studies/{world['study'].id}/transcripts",
+        headers=world["admin"].headers,
+        data={"participants": "PQ-102,NOPE-1"},
+        files={"file": ("x.txt", b"P: hi")},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "participants", 1]
 
 
@@ -151,16 +191,24 @@ def test_unknown_participant_is_422(client, world):
 
 def test_roles_and_site_scope(client, world):
     s, t = world["study"], world["interview"]
-    r = client.post(f"/studies/{s.id}/transcripts", headers=world["analyst"].headers,
-                    data={"participants": "PQ-101"}, files={"file": ("a.txt", b"PQ-101: hi")})
+    r = client.post(
+        f"/studies/{s.id}/transcripts",
+        headers=world["analyst"].headers,
+        data={"participants": "PQ-101"},
+        files={"file": ("a.txt", b"PQ-101: hi")},
+    )
     assert r.status_code == 403
     assert client.get(f"/transcripts/{t['id']}/original", headers=world["analyst"].headers).status_code == 403
     assert client.get(f"/transcripts/{t['id']}/original", headers=world["coord"].headers).status_code == 403
     # a coordinator of another site neither sees nor codes north's transcript, nor uploads for it
     assert client.get(f"/transcripts/{t['id']}", headers=world["coord_south"].headers).status_code == 404
     assert client.get(f"/studies/{s.id}/transcripts", headers=world["coord_south"].headers).json() == []
-    r = client.post(f"/studies/{s.id}/transcripts", headers=world["coord_south"].headers,
-                    data={"participants": "PQ-101"}, files={"file": ("a.txt", b"PQ-101: hi")})
+    r = client.post(
+        f"/studies/{s.id}/transcripts",
+        headers=world["coord_south"].headers,
+        data={"participants": "PQ-101"},
+        files={"file": ("a.txt", b"PQ-101: hi")},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "participants", 0]
     listed = client.get(f"/studies/{s.id}/transcripts", headers=world["analyst"].headers).json()
     assert t["id"] in {x["id"] for x in listed}
@@ -176,14 +224,15 @@ def test_admin_original_keeps_the_identifiers(client, world):
     # every replacement points at its original text and its placeholder in the stored text
     full = client.get(f"/transcripts/{t['id']}", headers=world["admin"].headers).json()["text"]
     for r in orig["replacements"]:
-        assert orig["text"][r["start"]:r["end"]] == r["original"]
-        assert full[r["new_start"]:r["new_end"]] == r["placeholder"]
+        assert orig["text"][r["start"] : r["end"]] == r["original"]
+        assert full[r["new_start"] : r["new_end"]] == r["placeholder"]
 
 
 def test_upload_audit_holds_counts_not_identifiers(client, world):
     s = world["study"]
-    r = client.get("/audit", params={"study_id": s.id, "entity": "transcript", "limit": 1000},
-                   headers=world["admin"].headers)
+    r = client.get(
+        "/audit", params={"study_id": s.id, "entity": "transcript", "limit": 1000}, headers=world["admin"].headers
+    )
     assert r.status_code == 200
     events = r.json()
     assert any(e["entity_id"] == str(world["interview"]["id"]) and e["action"] == "create" for e in events)
@@ -200,10 +249,20 @@ def test_codebook_hierarchy_history_and_memos(client, world):
     r = client.post(f"/studies/{s.id}/codes", headers=h, json={"name": "Benefits", "codable": False})
     assert r.status_code == 201, r.text
     benefits = r.json()
-    r = client.post(f"/studies/{s.id}/codes", headers=h, json={
-        "name": "Reduced isolation", "parent_id": benefits["id"], "inclusion": "Talk of feeling less alone",
-        "exclusion": "Loneliness of others", "example": "I felt less alone", "color": "#1F77B4",
-        "keywords": ["lonely"], "patterns": [[{"LEMMA": "miss"}, {"LOWER": "people"}]]})
+    r = client.post(
+        f"/studies/{s.id}/codes",
+        headers=h,
+        json={
+            "name": "Reduced isolation",
+            "parent_id": benefits["id"],
+            "inclusion": "Talk of feeling less alone",
+            "exclusion": "Loneliness of others",
+            "example": "I felt less alone",
+            "color": "#1F77B4",
+            "keywords": ["lonely"],
+            "patterns": [[{"LEMMA": "miss"}, {"LOWER": "people"}]],
+        },
+    )
     assert r.status_code == 201, r.text
     iso = r.json()
     assert iso["key"] == "reduced_isolation" and iso["path"] == "Benefits / Reduced isolation"
@@ -211,9 +270,11 @@ def test_codebook_hierarchy_history_and_memos(client, world):
     r = client.post(f"/studies/{s.id}/codes", headers=h, json={"name": "Travel", "key": "travel"})
     world["codes"]["travel"] = r.json()
     # bad inputs
-    for body, loc in (({"name": "X", "color": "blue"}, ["body", "color"]),
-                      ({"name": "X", "parent_id": 999999}, ["body", "parent_id"]),
-                      ({"name": "X", "patterns": [[{"NOT_AN_ATTR": 1}]]}, ["body", "patterns"])):
+    for body, loc in (
+        ({"name": "X", "color": "blue"}, ["body", "color"]),
+        ({"name": "X", "parent_id": 999999}, ["body", "parent_id"]),
+        ({"name": "X", "patterns": [[{"NOT_AN_ATTR": 1}]]}, ["body", "patterns"]),
+    ):
         r = client.post(f"/studies/{s.id}/codes", headers=h, json=body)
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, r.text
     assert client.post(f"/studies/{s.id}/codes", headers=h, json={"name": "Travel"}).status_code == 409
@@ -224,17 +285,26 @@ def test_codebook_hierarchy_history_and_memos(client, world):
     assert client.patch(f"/codes/{iso['id']}", headers=world["analyst"].headers, json={}).status_code == 403
     hist = client.get(f"/studies/{s.id}/codes/history", headers=world["analyst"].headers).json()
     assert [(x["code_key"], x["action"]) for x in hist] == [
-        ("benefits", "add"), ("reduced_isolation", "add"), ("travel", "add"), ("reduced_isolation", "update")]
+        ("benefits", "add"),
+        ("reduced_isolation", "add"),
+        ("travel", "add"),
+        ("reduced_isolation", "update"),
+    ]
     assert hist[-1]["changes"]["description"] == {"old": "", "new": "Feeling less alone"}
     # memos on a code, a transcript and a segment
     t = world["interview"]
-    for body in ({"target": "code", "target_id": iso["id"], "text": "Watch for irony"},
-                 {"target": "transcript", "target_id": t["id"], "text": "Quiet room"},
-                 {"target": "segment", "target_id": t["id"], "start": 0, "end": 5, "text": "Opening"}):
+    for body in (
+        {"target": "code", "target_id": iso["id"], "text": "Watch for irony"},
+        {"target": "transcript", "target_id": t["id"], "text": "Quiet room"},
+        {"target": "segment", "target_id": t["id"], "start": 0, "end": 5, "text": "Opening"},
+    ):
         r = client.post(f"/studies/{s.id}/memos", headers=h, json=body)
         assert r.status_code == 201, r.text
-    r = client.post(f"/studies/{s.id}/memos", headers=h,
-                    json={"target": "segment", "target_id": t["id"], "start": 0, "end": 10**6, "text": "x"})
+    r = client.post(
+        f"/studies/{s.id}/memos",
+        headers=h,
+        json={"target": "segment", "target_id": t["id"], "start": 0, "end": 10**6, "text": "x"},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "end"]
     memos = client.get(f"/studies/{s.id}/memos", headers=world["analyst"].headers).json()
     assert [m["target"] for m in memos] == ["code", "transcript", "segment"]
@@ -244,21 +314,33 @@ def test_codings_spans_overlap_and_422_beyond_text(client, world):
     t, h, iso = world["interview"], world["coord"].headers, world["codes"]["iso"]
     n = len(t["text"])
     start = t["text"].index("lonely before")
-    r = client.post(f"/transcripts/{t['id']}/codings", headers=h,
-                    json={"code_id": iso["id"], "start": start, "end": start + 13, "memo": "clear"})
+    r = client.post(
+        f"/transcripts/{t['id']}/codings",
+        headers=h,
+        json={"code_id": iso["id"], "start": start, "end": start + 13, "memo": "clear"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["text"] == "lonely before" and r.json()["coder"].startswith("coordinator-")
     # overlapping coding with another code is allowed
-    r = client.post(f"/transcripts/{t['id']}/codings", headers=h,
-                    json={"code_id": world["codes"]["travel"]["id"], "start": start + 7, "end": start + 20})
+    r = client.post(
+        f"/transcripts/{t['id']}/codings",
+        headers=h,
+        json={"code_id": world["codes"]["travel"]["id"], "start": start + 7, "end": start + 20},
+    )
     assert r.status_code == 201
-    for body, loc in (({"start": 0, "end": n + 1}, ["body", "end"]), ({"start": n, "end": n + 5}, ["body", "start"]),
-                      ({"start": 5, "end": 5}, ["body"])):
+    for body, loc in (
+        ({"start": 0, "end": n + 1}, ["body", "end"]),
+        ({"start": n, "end": n + 5}, ["body", "start"]),
+        ({"start": 5, "end": 5}, ["body"]),
+    ):
         r = client.post(f"/transcripts/{t['id']}/codings", headers=h, json={"code_id": iso["id"], **body})
         assert r.status_code == 422, r.text
-        assert r.json()["detail"][0]["loc"][:len(loc)] == loc
-    r = client.post(f"/transcripts/{t['id']}/codings", headers=h,
-                    json={"code_id": world["codes"]["benefits"]["id"], "start": 0, "end": 3})
+        assert r.json()["detail"][0]["loc"][: len(loc)] == loc
+    r = client.post(
+        f"/transcripts/{t['id']}/codings",
+        headers=h,
+        json={"code_id": world["codes"]["benefits"]["id"], "start": 0, "end": 3},
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "not_codable"
     codings = client.get(f"/transcripts/{t['id']}/codings", headers=world["analyst"].headers).json()
     assert len(codings) == 2
@@ -271,18 +353,21 @@ def test_segments_and_search_are_deidentified(client, world):
     t = world["interview"]
     # a span that covers the placeholder of the name
     start = t["text"].index("My name is")
-    r = client.post(f"/transcripts/{t['id']}/codings", headers=world["coord"].headers,
-                    json={"code_id": iso["id"], "start": start, "end": start + 40})
+    r = client.post(
+        f"/transcripts/{t['id']}/codings",
+        headers=world["coord"].headers,
+        json={"code_id": iso["id"], "start": start, "end": start + 40},
+    )
     assert r.status_code == 201
     seg = client.get(f"/studies/{s.id}/codes/{iso['id']}/segments", headers=world["analyst"].headers)
     assert seg.status_code == 200 and len(seg.json()) == 2
     assert any("[PERSON_1]" in x["text"] for x in seg.json()) and _leaks(seg.text) == []
     # segments of the parent include the child's
-    par = client.get(f"/studies/{s.id}/codes/{world['codes']['benefits']['id']}/segments",
-                     headers=world["analyst"].headers).json()
+    par = client.get(
+        f"/studies/{s.id}/codes/{world['codes']['benefits']['id']}/segments", headers=world["analyst"].headers
+    ).json()
     assert len(par) == 2
-    found = client.get(f"/studies/{s.id}/transcripts/search", params={"q": "lonely"},
-                       headers=world["analyst"].headers)
+    found = client.get(f"/studies/{s.id}/transcripts/search", params={"q": "lonely"}, headers=world["analyst"].headers)
     assert found.status_code == 200 and _leaks(found.text) == []
     matches = [m["match"].lower() for m in found.json()]
     assert matches.count("lonely") >= 3  # two in the interview, one in the focus group
@@ -336,8 +421,11 @@ def test_suggestions_accept_and_reject(client, world):
     again = client.post(f"/transcripts/{world['interview']['id']}/suggestions", headers=h).json()
     assert inter[0]["id"] not in {x["id"] for x in again}
     assert (inter[0]["start"], inter[0]["end"]) not in {(x["start"], x["end"]) for x in again}
-    rejected = client.get(f"/transcripts/{world['interview']['id']}/suggestions", params={"status": "rejected"},
-                          headers=world["analyst"].headers).json()
+    rejected = client.get(
+        f"/transcripts/{world['interview']['id']}/suggestions",
+        params={"status": "rejected"},
+        headers=world["analyst"].headers,
+    ).json()
     assert [x["id"] for x in rejected] == [inter[0]["id"]]
     assert client.post(f"/suggestions/{inter[0]['id']}/reject", headers=world["analyst"].headers).status_code == 403
 
@@ -356,25 +444,31 @@ def test_agreement_kappa_matches_a_hand_computation(client, make_study, enrol, m
     assert len(turns) == 6
     for user, coded in ((a, (0, 1, 2)), (b, (0, 1, 3))):
         for i in coded:
-            r = client.post(f"/transcripts/{t['id']}/codings", headers=user.headers,
-                            json={"code_id": code["id"], "start": turns[i]["start"], "end": turns[i]["end"]})
+            r = client.post(
+                f"/transcripts/{t['id']}/codings",
+                headers=user.headers,
+                json={"code_id": code["id"], "start": turns[i]["start"], "end": turns[i]["end"]},
+            )
             assert r.status_code == 201
     ea = client.get("/me", headers=a.headers).json()["email"]
     eb = client.get("/me", headers=b.headers).json()["email"]
     # by hand: yes/yes 2, yes/no 1, no/yes 1, no/no 2 -> p_o = 4/6, p_e = .5*.5 + .5*.5, kappa = 1/3
     p_o, p_e = 4 / 6, 0.5 * 0.5 + 0.5 * 0.5
     kappa = (p_o - p_e) / (1 - p_e)
-    r = client.get(f"/studies/{study.id}/coding/agreement", params={"unit": "turn", "coders": f"{ea},{eb}"},
-                   headers=admin.headers)
+    r = client.get(
+        f"/studies/{study.id}/coding/agreement", params={"unit": "turn", "coders": f"{ea},{eb}"}, headers=admin.headers
+    )
     assert r.status_code == 200, r.text
     row = next(x for x in r.json() if x["code"] == "hope")
     assert row["n_units"] == 6 and row["kappa_method"] == "cohen"
     assert math.isclose(row["kappa"], kappa, abs_tol=1e-9) and math.isclose(row["percent_agreement"], p_o)
-    dis = client.get(f"/studies/{study.id}/coding/disagreements", params={"coders": f"{ea},{eb}"},
-                     headers=admin.headers).json()
+    dis = client.get(
+        f"/studies/{study.id}/coding/disagreements", params={"coders": f"{ea},{eb}"}, headers=admin.headers
+    ).json()
     assert sorted(d["text"] for d in dis) == ["statement number 3", "statement number 4"]
-    r = client.get(f"/studies/{study.id}/coding/agreement", params={"coders": f"{ea},nobody@x.org"},
-                   headers=admin.headers)
+    r = client.get(
+        f"/studies/{study.id}/coding/agreement", params={"coders": f"{ea},nobody@x.org"}, headers=admin.headers
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "coders", 1]
     r = client.get(f"/studies/{study.id}/coding/agreement", params={"unit": "sentence"}, headers=admin.headers)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "unit"]
@@ -393,16 +487,18 @@ def test_qdpx_round_trip_into_a_second_study(client, world, make_study):
         blob = "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
     assert _leaks(blob) == []
     other = make_study()
-    imp = client.post(f"/studies/{other.id}/refi/import", headers=world["admin"].headers,
-                      files={"file": ("p.qdpx", r.content)})
+    imp = client.post(
+        f"/studies/{other.id}/refi/import", headers=world["admin"].headers, files={"file": ("p.qdpx", r.content)}
+    )
     assert imp.status_code == 201, imp.text
     rep = imp.json()
     src_codes = client.get(f"/studies/{s.id}/codes", headers=h).json()
     src_ts = client.get(f"/studies/{s.id}/transcripts", headers=h).json()
     assert rep["format"] == "qdpx" and rep["codes_created"] == len(src_codes) and rep["transcripts"] == len(src_ts)
     dst_codes = client.get(f"/studies/{other.id}/codes", headers=h).json()
-    assert {(c["key"], c["name"], c["path"]) for c in dst_codes} == {(c["key"], c["name"], c["path"])
-                                                                     for c in src_codes}
+    assert {(c["key"], c["name"], c["path"]) for c in dst_codes} == {
+        (c["key"], c["name"], c["path"]) for c in src_codes
+    }
 
     def spans(study_id):
         out = set()
@@ -418,13 +514,15 @@ def test_qdpx_round_trip_into_a_second_study(client, world, make_study):
     dst_texts, dst_spans = spans(other.id)
     assert src_texts == dst_texts and src_spans == dst_spans and len(src_spans) == rep["codings"]
     # a codebook-only import reuses existing keys
-    qi = client.post(f"/studies/{other.id}/refi/import", headers=world["admin"].headers,
-                     files={"file": ("c.qdc", qdc.content)})
+    qi = client.post(
+        f"/studies/{other.id}/refi/import", headers=world["admin"].headers, files={"file": ("c.qdc", qdc.content)}
+    )
     assert qi.status_code == 201 and qi.json()["codes_created"] == 0 and qi.json()["codes_existing"] == len(src_codes)
 
 
-@pytest.mark.parametrize("content", [b"garbage", b"<CodeBook xmlns='nope'><Codes><Code/></Codes>",
-                                     b"PK\x03\x04broken zip", b""])
+@pytest.mark.parametrize(
+    "content", [b"garbage", b"<CodeBook xmlns='nope'><Codes><Code/></Codes>", b"PK\x03\x04broken zip", b""]
+)
 def test_bad_refi_files_are_422(client, world, make_study, content):
     other = make_study()
     buf = content
@@ -439,8 +537,9 @@ def test_empty_zip_is_422(client, world, make_study):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("readme.txt", "no project here")
-    r = client.post(f"/studies/{other.id}/refi/import", headers=world["admin"].headers,
-                    files={"file": ("x.qdpx", buf.getvalue())})
+    r = client.post(
+        f"/studies/{other.id}/refi/import", headers=world["admin"].headers, files={"file": ("x.qdpx", buf.getvalue())}
+    )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "file"]
 
 
@@ -460,23 +559,36 @@ def test_indicators_and_joint_display(client, world, make_study, enrol, admin, a
     # baseline and m3 PHQ-9 totals; changes: J1 -9, J2 -18, J3 0, J4 +9, J5 -9
     plan = {"JD-1": (2, 1), "JD-2": (2, 0), "JD-3": (1, 1), "JD-4": (1, 2), "JD-5": (3, 2)}
     themed = {"JD-1", "JD-2"}
-    code = client.post(f"/studies/{study.id}/codes", headers=admin.headers,
-                       json={"name": "Reduced isolation", "key": "reduced_isolation"}).json()
+    code = client.post(
+        f"/studies/{study.id}/codes",
+        headers=admin.headers,
+        json={"name": "Reduced isolation", "key": "reduced_isolation"},
+    ).json()
     for sc, (b, f) in plan.items():
-        p = enrol(study, site="north", study_code=sc, enrolled_on="2025-06-02",
-                  contact={"name": f"Zebedee Hollingworth-{sc[-1]}x", "email": f"zh{sc[-1]}@example.org"})
+        p = enrol(
+            study,
+            site="north",
+            study_code=sc,
+            enrolled_on="2025-06-02",
+            contact={"name": f"Zebedee Hollingworth-{sc[-1]}x", "email": f"zh{sc[-1]}@example.org"},
+        )
         for wave, v, when in (("baseline", b, "2025-06-03T10:00:00Z"), ("m3", f, "2025-09-01T10:00:00Z")):
-            r = client.post(f"/participants/{p['id']}/responses", headers=admin.headers,
-                            json={"wave": wave, "instrument": "phq9", "answers": phq9_answers(v),
-                                  "completed_at": when})
+            r = client.post(
+                f"/participants/{p['id']}/responses",
+                headers=admin.headers,
+                json={"wave": wave, "instrument": "phq9", "answers": phq9_answers(v), "completed_at": when},
+            )
             assert r.status_code == 201, r.text
         said = f"Zebedee Hollingworth-{sc[-1]}x" if sc == "JD-1" else "nobody"
         text = f"Interviewer: How are you?\n{sc}: I am {said}, and the group made me feel less alone.\n"
         t = upload(client, study.id, admin.headers, f"{sc}.txt", text.encode(), sc)
         if sc in themed:
             start = t["text"].index("the group")
-            r = client.post(f"/transcripts/{t['id']}/codings", headers=admin.headers,
-                            json={"code_id": code["id"], "start": start, "end": len(t["text"].rstrip())})
+            r = client.post(
+                f"/transcripts/{t['id']}/codings",
+                headers=admin.headers,
+                json={"code_id": code["id"], "start": start, "end": len(t["text"].rstrip())},
+            )
             assert r.status_code == 201
     ind = client.get(f"/studies/{study.id}/qualitative/indicators", headers=analyst.headers)
     assert ind.status_code == 200
@@ -487,9 +599,21 @@ def test_indicators_and_joint_display(client, world, make_study, enrol, admin, a
     r = client.post(f"/studies/{study.id}/qualitative/joint-display", headers=admin.headers, json=body)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert set(out["rows"][0]) >= {"theme", "theme_name", "scale", "n_with", "n_without", "mean_change_with",
-                                   "sd_change_with", "mean_change_without", "sd_change_without", "hedges_g",
-                                   "ci_low", "ci_high", "quotes"}
+    assert set(out["rows"][0]) >= {
+        "theme",
+        "theme_name",
+        "scale",
+        "n_with",
+        "n_without",
+        "mean_change_with",
+        "sd_change_with",
+        "mean_change_without",
+        "sd_change_without",
+        "hedges_g",
+        "ci_low",
+        "ci_high",
+        "quotes",
+    }
     row = out["rows"][0]
     change = {k: 9 * (f - b) for k, (b, f) in plan.items()}
     with_ = [change[k] for k in plan if k in themed]
@@ -502,8 +626,11 @@ def test_indicators_and_joint_display(client, world, make_study, enrol, admin, a
     assert row["ci_low"] < row["hedges_g"] < row["ci_high"]
     assert row["quotes"] and all("less alone" in x for x in row["quotes"])
     # analysts get the same table through GET, without identifiers
-    g = client.get(f"/studies/{study.id}/qualitative/joint-display", headers=analyst.headers,
-                   params={"theme": "reduced_isolation", "scale": "phq9", "baseline": "baseline", "followup": "m3"})
+    g = client.get(
+        f"/studies/{study.id}/qualitative/joint-display",
+        headers=analyst.headers,
+        params={"theme": "reduced_isolation", "scale": "phq9", "baseline": "baseline", "followup": "m3"},
+    )
     assert g.status_code == 200 and math.isclose(g.json()["rows"][0]["hedges_g"], row["hedges_g"])
     assert "Zebedee" not in g.text and "Hollingworth" not in g.text and "Zebedee" not in r.text
     plot = client.get(out["plot_url"], headers=analyst.headers)
@@ -513,8 +640,10 @@ def test_indicators_and_joint_display(client, world, make_study, enrol, admin, a
     for bad in ("..%2F..%2Fpyproject.toml", "%2E%2E", "x.svg", "..%2Fstudy-1%2Fx.svg"):
         rr = client.get(f"/studies/{study.id}/qualitative/artefacts/{bad}", headers=analyst.headers)
         assert rr.status_code == 404, (bad, rr.status_code)
-    for bad, loc in (({**body, "themes": ["nope"]}, ["body", "themes", 0]),
-                     ({**body, "followup": "m99"}, ["body", "followup"]),
-                     ({**body, "scales": ["zzz"]}, ["body", "scales", 0])):
+    for bad, loc in (
+        ({**body, "themes": ["nope"]}, ["body", "themes", 0]),
+        ({**body, "followup": "m99"}, ["body", "followup"]),
+        ({**body, "scales": ["zzz"]}, ["body", "scales", 0]),
+    ):
         rr = client.post(f"/studies/{study.id}/qualitative/joint-display", headers=admin.headers, json=bad)
         assert rr.status_code == 422 and rr.json()["detail"][0]["loc"] == loc, rr.text

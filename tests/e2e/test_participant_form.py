@@ -4,6 +4,7 @@ Open the link, answer, leave half-way, come back in a fresh browser, submit, see
 then check the stored scores through the REST API and that the access log never held the token.
 Screenshots at phone width go to ``artifacts/screenshots/``.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,8 +21,15 @@ import httpx
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 
@@ -55,8 +63,9 @@ def server(app):
         logger.disabled = False
         logger.setLevel(logging.INFO)
     port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=True,
-                            log_level="info", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=True, log_level="info", lifespan="off"
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -177,8 +186,9 @@ def test_participant_fills_a_wave_with_a_break(server, browser, client, make_stu
     ctx.close()
 
     # 4. The scores through the REST API, against sums computed here.
-    rows = {r["instrument"]: r for r in
-            httpx.get(f"{base}/participants/{p['id']}/responses", headers=coord.headers).json()}
+    rows = {
+        r["instrument"]: r for r in httpx.get(f"{base}/participants/{p['id']}/responses", headers=coord.headers).json()
+    }
     assert set(rows) == {"phq9", "gad7"} and {r["mode"] for r in rows.values()} == {"web"}
     phq = {s["scale"]: s for s in rows["phq9"]["scores"]}["phq9"]
     assert phq["value"] == sum(phq9) == 10 and phq["band"] == "moderate" and not phq["prorated"]

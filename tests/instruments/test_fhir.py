@@ -1,10 +1,10 @@
 import datetime as dt
 
 import pytest
-from fhir.resources.R4B.questionnaire import Questionnaire as QuestionnaireR4B
-from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse as ResponseR4B
 from fhir.resources.questionnaire import Questionnaire as QuestionnaireR5
 from fhir.resources.questionnaireresponse import QuestionnaireResponse as ResponseR5
+from fhir.resources.R4B.questionnaire import Questionnaire as QuestionnaireR4B
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse as ResponseR4B
 
 import instruments
 
@@ -36,8 +36,14 @@ def test_questionnaire_response(version, cls):
     answers = {**{f"phq9_{i}": 1 for i in range(1, 9)}, "phq9_9": None, "phq9_10": 2}
     scores = instruments.score("phq9", answers)
     qr = instruments.to_fhir_questionnaire_response(
-        "phq9", answers, scores, identifier="S1/P001/m6/phq9/1", subject="ResearchSubject/P001",
-        authored=dt.datetime(2026, 11, 24, 10, 15), fhir_version=version)
+        "phq9",
+        answers,
+        scores,
+        identifier="S1/P001/m6/phq9/1",
+        subject="ResearchSubject/P001",
+        authored=dt.datetime(2026, 11, 24, 10, 15),
+        fhir_version=version,
+    )
     parsed = cls.model_validate(qr)
     assert parsed.status == "completed"
     link_ids = [i.linkId for i in parsed.item]
@@ -51,11 +57,17 @@ def test_questionnaire_response_for_custom_kinds():
     insts, _ = instruments.from_redcap_dictionary(
         "Variable / Field Name,Form Name,Field Type,Field Label,Choices,Text Validation Type OR Show Slider Number\n"
         "rid,visit,text,ID,,\nwhen,visit,text,When,,date_ymd\nmins,visit,text,Minutes,,integer\n"
-        "note,visit,notes,Note,,\n")
+        "note,visit,notes,Note,,\n"
+    )
     inst = insts[0]
-    qr = instruments.to_fhir_questionnaire_response(inst, {"when": "2026-01-02", "mins": 30, "note": "ok"}, [],
-                                                    identifier="x", subject="ResearchSubject/P1",
-                                                    authored="2026-01-02T09:00:00Z")
+    qr = instruments.to_fhir_questionnaire_response(
+        inst,
+        {"when": "2026-01-02", "mins": 30, "note": "ok"},
+        [],
+        identifier="x",
+        subject="ResearchSubject/P1",
+        authored="2026-01-02T09:00:00Z",
+    )
     parsed = ResponseR4B.model_validate(qr)
     assert [i.answer[0].valueInteger for i in parsed.item if i.linkId == "mins"] == [30]
     QuestionnaireR4B.model_validate(instruments.to_fhir_questionnaire(inst))

@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import instruments
 from instruments import reverse_value
@@ -65,8 +66,17 @@ def test_score_frame_equals_score_row_by_row(code):
             ext[rng.random(n) < 0.3] = np.nan
             df[sc.code] = ext
     out = instruments.score_frame(inst, df, id_cols=["pid"], detail=True)
-    assert list(out.columns[:9]) == ["pid", "scale", "value", "band", "level", "items_answered", "items_expected",
-                                     "prorated", "missing_reason"]
+    assert list(out.columns[:9]) == [
+        "pid",
+        "scale",
+        "value",
+        "band",
+        "level",
+        "items_answered",
+        "items_expected",
+        "prorated",
+        "missing_reason",
+    ]
     assert len(out) == n * len(inst.scales)
     rows = out.itertuples(index=False)
     for i in range(n):
@@ -82,8 +92,7 @@ def test_score_frame_equals_score_row_by_row(code):
                 assert r.value == pytest.approx(s.value, abs=1e-12)
             assert r.band == s.band
             assert (None if pd.isna(r.level) else r.level) == s.level
-            assert (r.items_answered, r.items_expected, r.prorated) == (s.items_answered, s.items_expected,
-                                                                        s.prorated)
+            assert (r.items_answered, r.items_expected, r.prorated) == (s.items_answered, s.items_expected, s.prorated)
             assert r.missing_reason == s.missing_reason and list(r.flags) == s.flags
 
 
@@ -91,7 +100,6 @@ def test_score_frame_reports_invalid_values():
     df = pd.DataFrame({"phq9_1": [0, 4, 1], "phq9_2": ["1", "x", None]})
     with pytest.raises(instruments.ValidationFailed) as exc:
         instruments.score_frame("phq9", df)
-    assert {(p.loc, p.rule) for p in exc.value.problems} == {("phq9_1", "not_an_option"),
-                                                            ("phq9_2", "not_a_number")}
+    assert {(p.loc, p.rule) for p in exc.value.problems} == {("phq9_1", "not_an_option"), ("phq9_2", "not_a_number")}
     out = instruments.score_frame("phq9", df, errors="coerce")
     assert out["items_answered"].tolist() == [2, 0, 1]

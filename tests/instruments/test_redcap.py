@@ -22,12 +22,27 @@ def test_one_instrument_per_form(imported):
 def test_field_mapping(imported):
     log = imported[0][0]
     assert [i.code for i in log.items] == [
-        "contact_date", "contact_mode", "contact_minutes", "topics___1", "topics___2", "topics___3",
-        "topics____99", "topic_other", "helpful", "satisfaction", "mood_slider", "supporter_name"]
+        "contact_date",
+        "contact_mode",
+        "contact_minutes",
+        "topics___1",
+        "topics___2",
+        "topics___3",
+        "topics____99",
+        "topic_other",
+        "helpful",
+        "satisfaction",
+        "mood_slider",
+        "supporter_name",
+    ]
     assert log.item("contact_date").kind == "date" and log.item("contact_date").required
     mode = log.item("contact_mode")
     assert mode.kind == "choice" and [(o.code, o.label) for o in mode.options] == [
-        (1, "In person"), (2, "Phone"), (3, "Video"), (4, "Text message")]
+        (1, "In person"),
+        (2, "Phone"),
+        (3, "Video"),
+        (4, "Text message"),
+    ]
     minutes = log.item("contact_minutes")
     assert (minutes.kind, minutes.min, minutes.max) == ("integer", 0, 600)
     assert [o.code for o in log.item("topics____99").options] == [0, 1]
@@ -58,10 +73,10 @@ def test_report_lists_what_was_not_represented(imported):
 
 def test_imported_instrument_validates_answers_and_registers(imported):
     log = imported[0][0]
-    probs = instruments.validate(log, {"contact_mode": 9, "contact_minutes": 601, "topic_other": "x",
-                                       "contact_date": "2026-01-02"})
-    assert {(p.loc, p.rule) for p in probs} == {("contact_mode", "not_an_option"),
-                                                ("contact_minutes", "out_of_range")}
+    probs = instruments.validate(
+        log, {"contact_mode": 9, "contact_minutes": 601, "topic_other": "x", "contact_date": "2026-01-02"}
+    )
+    assert {(p.loc, p.rule) for p in probs} == {("contact_mode", "not_an_option"), ("contact_minutes", "out_of_range")}
     instruments.register(log)
     try:
         assert instruments.get("peer_contact_log") is log
@@ -74,6 +89,7 @@ def test_imported_instrument_validates_answers_and_registers(imported):
 def test_text_and_file_like_sources():
     text = DATA.read_text()
     import io
+
     a, _ = instruments.from_redcap_dictionary(text)
     b, _ = instruments.from_redcap_dictionary(io.StringIO(text))
     assert [i.code for i in a] == [i.code for i in b] == ["peer_contact_log", "peer_supporter_profile"]
@@ -86,6 +102,7 @@ def test_not_a_dictionary():
 
 def test_builtin_codes_cannot_be_hijacked():
     inst, _ = instruments.from_redcap_dictionary(
-        "Variable / Field Name,Form Name,Field Type,Field Label,Choices\nrid,phq9,text,ID,\nq,phq9,yesno,Q,\n")
+        "Variable / Field Name,Form Name,Field Type,Field Label,Choices\nrid,phq9,text,ID,\nq,phq9,yesno,Q,\n"
+    )
     with pytest.raises(InstrumentError):
         instruments.register(inst[0], replace=True)

@@ -3,8 +3,22 @@ import pytest
 import instruments
 from instruments import InstrumentError
 
-EXPECTED = {"pam13", "semcd6", "gse", "hls_eu_q16", "hls_eu_q6", "bhls", "sils", "eheals", "phq9", "gad7",
-            "phq4", "lsns6", "lsns18", "context"}
+EXPECTED = {
+    "pam13",
+    "semcd6",
+    "gse",
+    "hls_eu_q16",
+    "hls_eu_q6",
+    "bhls",
+    "sils",
+    "eheals",
+    "phq9",
+    "gad7",
+    "phq4",
+    "lsns6",
+    "lsns18",
+    "context",
+}
 FIRST = {"phq9", "gad7", "pam13", "semcd6", "lsns6", "context"}
 
 
@@ -45,10 +59,19 @@ def test_mcid_values():
 def test_context_items_are_categorical():
     ctx = instruments.get("context")
     codes = [i.code for i in ctx.items]
-    for name in ("context_age_band", "context_gender", "context_employment", "context_income_band",
-                 "context_education", "context_living_situation", "context_condition_main",
-                 "context_years_since_diagnosis", "context_prior_peer_support", "context_family_attitude",
-                 "context_motivation"):
+    for name in (
+        "context_age_band",
+        "context_gender",
+        "context_employment",
+        "context_income_band",
+        "context_education",
+        "context_living_situation",
+        "context_condition_main",
+        "context_years_since_diagnosis",
+        "context_prior_peer_support",
+        "context_family_attitude",
+        "context_motivation",
+    ):
         assert name in codes
     assert all(i.kind == "choice" and i.options and not i.identifier for i in ctx.items)
     assert ctx.scales == ()

@@ -11,12 +11,19 @@ from instruments.loader import DEFINITIONS_DIR, SCHEMA_PATH, instrument_from_dic
 
 
 def test_every_problem_at_once():
-    probs = instruments.validate("phq9", {"phq9_1": 4, "phq9_2": "two", "phq9_3": 1.5, "phq9_99": 1,
-                                          "phq9_4": None, "phq9_5": True},
-                                 external_scores={"phq9": 10})
+    probs = instruments.validate(
+        "phq9",
+        {"phq9_1": 4, "phq9_2": "two", "phq9_3": 1.5, "phq9_99": 1, "phq9_4": None, "phq9_5": True},
+        external_scores={"phq9": 10},
+    )
     assert [(p.loc, p.rule) for p in probs] == [
-        ("phq9_1", "not_an_option"), ("phq9_2", "not_a_number"), ("phq9_3", "not_an_option"),
-        ("phq9_99", "unknown_item"), ("phq9_5", "not_a_number"), ("phq9", "external_not_allowed")]
+        ("phq9_1", "not_an_option"),
+        ("phq9_2", "not_a_number"),
+        ("phq9_3", "not_an_option"),
+        ("phq9_99", "unknown_item"),
+        ("phq9_5", "not_a_number"),
+        ("phq9", "external_not_allowed"),
+    ]
     with pytest.raises(ValidationFailed) as exc:
         instruments.score("phq9", {"phq9_1": 4, "phq9_99": 1})
     assert len(exc.value.problems) == 2
@@ -39,13 +46,35 @@ def test_numeric_strings_and_missing_options_are_valid():
 
 
 def test_reverse_scoring_custom_instrument():
-    inst = instrument_from_dict({
-        "code": "rev", "name": "Reverse demo", "version": "1", "citation": "-", "licence": "-",
-        "option_sets": {"agree": [{"code": 1, "label": "a"}, {"code": 2, "label": "b"}, {"code": 3, "label": "c"},
-                                  {"code": 4, "label": "d"}, {"code": 9, "label": "n/a", "missing": True}]},
-        "items": [{"code": "rev_1", "options": "agree"}, {"code": "rev_2", "options": "agree", "reverse": True}],
-        "scales": [{"code": "rev", "label": "R", "items": ["rev_1", "rev_2"], "method": "sum", "min_items": 2,
-                    "range": [2, 8]}]})
+    inst = instrument_from_dict(
+        {
+            "code": "rev",
+            "name": "Reverse demo",
+            "version": "1",
+            "citation": "-",
+            "licence": "-",
+            "option_sets": {
+                "agree": [
+                    {"code": 1, "label": "a"},
+                    {"code": 2, "label": "b"},
+                    {"code": 3, "label": "c"},
+                    {"code": 4, "label": "d"},
+                    {"code": 9, "label": "n/a", "missing": True},
+                ]
+            },
+            "items": [{"code": "rev_1", "options": "agree"}, {"code": "rev_2", "options": "agree", "reverse": True}],
+            "scales": [
+                {
+                    "code": "rev",
+                    "label": "R",
+                    "items": ["rev_1", "rev_2"],
+                    "method": "sum",
+                    "min_items": 2,
+                    "range": [2, 8],
+                }
+            ],
+        }
+    )
     # rev_2 = 1 is scored 4 (1 + 4 - 1)
     assert instruments.score(inst, {"rev_1": 1, "rev_2": 1})[0].value == 5
     assert instruments.score(inst, {"rev_1": 4, "rev_2": 4})[0].value == 5
@@ -62,12 +91,15 @@ def test_schema_accepts_every_definition():
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
 
 
-@pytest.mark.parametrize("mutation", [
-    lambda d: d.pop("licence"),
-    lambda d: d["scales"][0].update(method="median"),
-    lambda d: d["items"][0].update(colour="red"),
-    lambda d: d["scales"][0].update(items=["phq9_1", "nope"]),
-])
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        lambda d: d.pop("licence"),
+        lambda d: d["scales"][0].update(method="median"),
+        lambda d: d["items"][0].update(colour="red"),
+        lambda d: d["scales"][0].update(items=["phq9_1", "nope"]),
+    ],
+)
 def test_bad_definitions_are_refused(mutation):
     data = yaml.safe_load((DEFINITIONS_DIR / "phq9.yaml").read_text())
     mutation(data)
@@ -100,12 +132,30 @@ def test_load_calibration_rejects_bad_tables():
 
 def test_reverse_scoring_in_score_frame():
     import pandas as pd
-    inst = instrument_from_dict({
-        "code": "rev", "name": "Reverse demo", "version": "1", "citation": "-", "licence": "-",
-        "items": [{"code": "rev_1", "options": [{"code": c, "label": str(c)} for c in (0, 1, 3)]},
-                  {"code": "rev_2", "reverse": True, "options": [{"code": c, "label": str(c)} for c in (0, 1, 3)]}],
-        "scales": [{"code": "rev", "label": "R", "items": ["rev_1", "rev_2"], "method": "sum", "min_items": 2,
-                    "range": [0, 6]}]})
+
+    inst = instrument_from_dict(
+        {
+            "code": "rev",
+            "name": "Reverse demo",
+            "version": "1",
+            "citation": "-",
+            "licence": "-",
+            "items": [
+                {"code": "rev_1", "options": [{"code": c, "label": str(c)} for c in (0, 1, 3)]},
+                {"code": "rev_2", "reverse": True, "options": [{"code": c, "label": str(c)} for c in (0, 1, 3)]},
+            ],
+            "scales": [
+                {
+                    "code": "rev",
+                    "label": "R",
+                    "items": ["rev_1", "rev_2"],
+                    "method": "sum",
+                    "min_items": 2,
+                    "range": [0, 6],
+                }
+            ],
+        }
+    )
     df = pd.DataFrame({"rev_1": [0, 3, 1], "rev_2": [0, 1, 3]})
     # rev_2 mirrored by position: 0 -> 3, 1 -> 1, 3 -> 0
     assert instruments.score_frame(inst, df)["value"].tolist() == [3, 4, 1]

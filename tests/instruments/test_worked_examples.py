@@ -1,5 +1,6 @@
 """Worked examples: expected values are written down from the published scoring rules (see each
 definition's ``source``/``notes``), never computed by the engine."""
+
 import pytest
 
 import instruments
@@ -25,9 +26,21 @@ def spread(prefix, n, total, top):
 
 
 # ---------------------------------------------------------------- PHQ-9
-@pytest.mark.parametrize("total,band", [(0, "minimal"), (4, "minimal"), (5, "mild"), (9, "mild"),
-                                        (10, "moderate"), (14, "moderate"), (15, "moderately severe"),
-                                        (19, "moderately severe"), (20, "severe"), (27, "severe")])
+@pytest.mark.parametrize(
+    "total,band",
+    [
+        (0, "minimal"),
+        (4, "minimal"),
+        (5, "mild"),
+        (9, "mild"),
+        (10, "moderate"),
+        (14, "moderate"),
+        (15, "moderately severe"),
+        (19, "moderately severe"),
+        (20, "severe"),
+        (27, "severe"),
+    ],
+)
 def test_phq9_band_edges(total, band):
     s = one("phq9", spread("phq9", 9, total, 3))
     assert (s.value, s.band, s.prorated, s.items_answered) == (total, band, False, 9)
@@ -68,8 +81,19 @@ def test_phq9_item9_flag_and_difficulty_not_scored():
 
 
 # ---------------------------------------------------------------- GAD-7
-@pytest.mark.parametrize("total,band", [(0, "minimal"), (4, "minimal"), (5, "mild"), (9, "mild"), (10, "moderate"),
-                                        (14, "moderate"), (15, "severe"), (21, "severe")])
+@pytest.mark.parametrize(
+    "total,band",
+    [
+        (0, "minimal"),
+        (4, "minimal"),
+        (5, "mild"),
+        (9, "mild"),
+        (10, "moderate"),
+        (14, "moderate"),
+        (15, "severe"),
+        (21, "severe"),
+    ],
+)
 def test_gad7_band_edges(total, band):
     s = one("gad7", spread("gad7", 7, total, 3))
     assert (s.value, s.band) == (total, band)
@@ -91,8 +115,19 @@ def test_phq4_subscales_and_total():
     assert (scores["phq4"].value, scores["phq4"].band) == (5, "mild")
 
 
-@pytest.mark.parametrize("total,band", [(0, "normal"), (2, "normal"), (3, "mild"), (5, "mild"), (6, "moderate"),
-                                        (8, "moderate"), (9, "severe"), (12, "severe")])
+@pytest.mark.parametrize(
+    "total,band",
+    [
+        (0, "normal"),
+        (2, "normal"),
+        (3, "mild"),
+        (5, "mild"),
+        (6, "moderate"),
+        (8, "moderate"),
+        (9, "severe"),
+        (12, "severe"),
+    ],
+)
 def test_phq4_total_band_edges(total, band):
     assert one("phq4", spread("phq4", 4, total, 3)).band == band
 
@@ -129,8 +164,9 @@ def test_pam13_missing_threshold_and_na():
     assert s.value is None and s.items_answered == 9
 
 
-@pytest.mark.parametrize("value,level", [(0, 1), (47.0, 1), (47.1, 2), (55.1, 2), (55.2, 3), (67.0, 3),
-                                         (67.1, 4), (100, 4)])
+@pytest.mark.parametrize(
+    "value,level", [(0, 1), (47.0, 1), (47.1, 2), (55.1, 2), (55.2, 3), (67.0, 3), (67.1, 4), (100, 4)]
+)
 def test_pam13_level_cutoffs_external(value, level):
     s = one("pam13", items("pam13", 13, 3), "pam13_activation", external_scores={"pam13_activation": value})
     assert (s.value, s.level) == (value, level)
@@ -175,8 +211,17 @@ def test_gse():
 
 
 # ---------------------------------------------------------------- HLS-EU-Q16
-@pytest.mark.parametrize("easy,value,band", [(0, 0, "inadequate"), (8, 8, "inadequate"), (9, 9, "problematic"),
-                                             (12, 12, "problematic"), (13, 13, "sufficient"), (16, 16, "sufficient")])
+@pytest.mark.parametrize(
+    "easy,value,band",
+    [
+        (0, 0, "inadequate"),
+        (8, 8, "inadequate"),
+        (9, 9, "problematic"),
+        (12, 12, "problematic"),
+        (13, 13, "sufficient"),
+        (16, 16, "sufficient"),
+    ],
+)
 def test_hls_eu_q16_bands(easy, value, band):
     a = {f"hls_eu_q16_{i}": (4 if i <= easy else 2) for i in range(1, 17)}
     s = one("hls_eu_q16", a)
@@ -198,9 +243,17 @@ def test_hls_eu_q16_dichotomy_and_missing():
 
 
 # ---------------------------------------------------------------- HLS-EU-Q6
-@pytest.mark.parametrize("answers,value,band", [
-    ([1] * 6, 1, "inadequate"), ([2] * 6, 2, "inadequate"), ([3, 2, 2, 2, 2, 2], 13 / 6, "problematic"),
-    ([3] * 6, 3, "problematic"), ([4, 3, 3, 3, 3, 3], 19 / 6, "sufficient"), ([4] * 6, 4, "sufficient")])
+@pytest.mark.parametrize(
+    "answers,value,band",
+    [
+        ([1] * 6, 1, "inadequate"),
+        ([2] * 6, 2, "inadequate"),
+        ([3, 2, 2, 2, 2, 2], 13 / 6, "problematic"),
+        ([3] * 6, 3, "problematic"),
+        ([4, 3, 3, 3, 3, 3], 19 / 6, "sufficient"),
+        ([4] * 6, 4, "sufficient"),
+    ],
+)
 def test_hls_eu_q6(answers, value, band):
     s = one("hls_eu_q6", {f"hls_eu_q6_{i}": v for i, v in enumerate(answers, 1)})
     assert s.value == pytest.approx(value) and s.band == band
@@ -219,13 +272,20 @@ def test_bhls():
     assert scores["bhls"].value == 15
     scores = {s.scale: s for s in instruments.score("bhls", {"bhls_1": 2, "bhls_2": 3})}
     assert scores["bhls"].value is None
-    assert scores["bhls_help_reading"].band == "adequate"      # occasionally
-    assert scores["bhls_confidence_forms"].band == "limited"   # somewhat
+    assert scores["bhls_help_reading"].band == "adequate"  # occasionally
+    assert scores["bhls_confidence_forms"].band == "limited"  # somewhat
     assert scores["bhls_problems_learning"].value is None
 
 
-@pytest.mark.parametrize("code,band", [(1, "adequate reading ability"), (2, "adequate reading ability"),
-                                       (3, "limited reading ability"), (5, "limited reading ability")])
+@pytest.mark.parametrize(
+    "code,band",
+    [
+        (1, "adequate reading ability"),
+        (2, "adequate reading ability"),
+        (3, "limited reading ability"),
+        (5, "limited reading ability"),
+    ],
+)
 def test_sils(code, band):
     assert one("sils", {"sils_1": code}).band == band
 
@@ -245,8 +305,12 @@ def test_lsns6():
     s = {x.scale: x for x in instruments.score("lsns6", items("lsns6", 6, 5))}
     assert (s["lsns6"].value, s["lsns6_family"].value, s["lsns6_friends"].value) == (30, 15, 15)
     # edges: total 11 at risk / 12 not; family 5 little / 6 adequate
-    s = {x.scale: x for x in instruments.score("lsns6", {"lsns6_1": 2, "lsns6_2": 2, "lsns6_3": 1,
-                                                          "lsns6_4": 2, "lsns6_5": 2, "lsns6_6": 2})}
+    s = {
+        x.scale: x
+        for x in instruments.score(
+            "lsns6", {"lsns6_1": 2, "lsns6_2": 2, "lsns6_3": 1, "lsns6_4": 2, "lsns6_5": 2, "lsns6_6": 2}
+        )
+    }
     assert (s["lsns6"].value, s["lsns6"].band) == (11, "at risk of social isolation")
     assert (s["lsns6_family"].value, s["lsns6_family"].band) == (5, "little family network")
     assert (s["lsns6_friends"].value, s["lsns6_friends"].band) == (6, "adequate friendship network")
@@ -258,8 +322,12 @@ def test_lsns6():
 
 def test_lsns18():
     s = {x.scale: x for x in instruments.score("lsns18", items("lsns18", 18, 5))}
-    assert (s["lsns18"].value, s["lsns18_family"].value, s["lsns18_neighbours"].value,
-            s["lsns18_friends"].value) == (90, 30, 30, 30)
+    assert (s["lsns18"].value, s["lsns18_family"].value, s["lsns18_neighbours"].value, s["lsns18_friends"].value) == (
+        90,
+        30,
+        30,
+        30,
+    )
     assert one("lsns18", spread("lsns18", 18, 29, 5)).band == "at risk of social isolation"
     assert one("lsns18", spread("lsns18", 18, 30, 5)).band == "not at risk"
     assert one("lsns18", items("lsns18", 17, 5)).value is None

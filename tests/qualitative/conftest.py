@@ -44,8 +44,12 @@ def _ner_examples(nlp, n: int, seed: int):
         parts = template.replace("{", "\x00{").replace("}", "}\x00").split("\x00")
         for part in parts:
             if part in ("{P}", "{G}", "{O}", "{D}"):
-                value = {"{P}": rng.choice(NER_PEOPLE), "{G}": rng.choice(NER_PLACES),
-                         "{O}": rng.choice(NER_ORGS), "{D}": rng.choice(_DATES)}[part]
+                value = {
+                    "{P}": rng.choice(NER_PEOPLE),
+                    "{G}": rng.choice(NER_PLACES),
+                    "{O}": rng.choice(NER_ORGS),
+                    "{D}": rng.choice(_DATES),
+                }[part]
                 label = {"{P}": "PERSON", "{G}": "GPE", "{O}": "ORG", "{D}": "DATE"}[part]
                 ents.append((len(text), len(text) + len(value), label))
                 text += value
@@ -78,7 +82,7 @@ def tiny_ner_model(tmp_path_factory):
     for _ in range(20):
         rng.shuffle(examples)
         for i in range(0, len(examples), 8):
-            nlp.update(examples[i:i + 8], sgd=optimizer, drop=0.1)
+            nlp.update(examples[i : i + 8], sgd=optimizer, drop=0.1)
     path = tmp_path_factory.mktemp("models") / "tiny_ner"
     nlp.to_disk(path)
     return path

@@ -84,12 +84,14 @@ def test_percent_agreement_ignores_unpairable_units():
 
 @pytest.fixture
 def two_coders():
-    text = "\n".join([
-        "Interviewer: How was it?",
-        "P01: I felt so lonely before the group.",
-        "P01: Now I walk every day with them.",
-        "P01: My sugars are better too.",
-    ])
+    text = "\n".join(
+        [
+            "Interviewer: How was it?",
+            "P01: I felt so lonely before the group.",
+            "P01: Now I walk every day with them.",
+            "P01: My sugars are better too.",
+        ]
+    )
     t = parse_text(text, id="p01", participant="P01")
     span = lambda i: (t.turns[i].start, t.turns[i].end)  # noqa: E731
     codings = [

@@ -11,13 +11,21 @@ from qualitative.transcripts import parse_text
 
 @pytest.fixture(scope="module")
 def codebook():
-    return Codebook([
-        Code("isolation", "Isolation", keywords=("feel isolated", "lonely", "on my own")),
-        Code("walking", "Walking", patterns=([{"LEMMA": "walk"}, {"IS_ALPHA": True, "OP": "?"}, {"LOWER": "group"}],)),
-        Code("glycaemia", "Glycaemic control", keywords=("blood sugar",),
-             patterns=([{"LOWER": {"IN": ["hba1c", "a1c"]}}, {"IS_PUNCT": True, "OP": "?"}, {"LIKE_NUM": True}],)),
-        Code("themes", "Themes", codable=False, keywords=("group",)),
-    ])
+    return Codebook(
+        [
+            Code("isolation", "Isolation", keywords=("feel isolated", "lonely", "on my own")),
+            Code(
+                "walking", "Walking", patterns=([{"LEMMA": "walk"}, {"IS_ALPHA": True, "OP": "?"}, {"LOWER": "group"}],)
+            ),
+            Code(
+                "glycaemia",
+                "Glycaemic control",
+                keywords=("blood sugar",),
+                patterns=([{"LOWER": {"IN": ["hba1c", "a1c"]}}, {"IS_PUNCT": True, "OP": "?"}, {"LIKE_NUM": True}],),
+            ),
+            Code("themes", "Themes", codable=False, keywords=("group",)),
+        ]
+    )
 
 
 @pytest.fixture
@@ -27,7 +35,9 @@ def transcript():
         "P01: I was feeling isolated and Lonely, on my own most days.\n"
         "P01: Then I joined the walking group, we walked in a group.\n"
         "P01: My HbA1c: 53 now, and blood sugars are steadier.",
-        id="p01-w2", participant="P01")
+        id="p01-w2",
+        participant="P01",
+    )
 
 
 def test_lemma_keywords_and_patterns(codebook, transcript):
@@ -54,7 +64,7 @@ def test_lower_attribute_needs_exact_forms(codebook, transcript):
 
 def test_offsets_point_into_transcript(codebook, transcript):
     for s in AutoCoder(codebook).suggest([transcript]):
-        assert transcript.text[s.start:s.end] == s.text
+        assert transcript.text[s.start : s.end] == s.text
 
 
 def test_accept_makes_coding_and_reject_is_remembered(codebook, transcript):
@@ -63,8 +73,13 @@ def test_accept_makes_coding_and_reject_is_remembered(codebook, transcript):
     ledger = SuggestionLedger()
     coding = ledger.accept(first[0], coder="ana", memo="clear case")
     assert isinstance(coding, Coding)
-    assert (coding.code, coding.start, coding.end, coding.coder, coding.memo) == \
-        ("isolation", first[0].start, first[0].end, "ana", "clear case")
+    assert (coding.code, coding.start, coding.end, coding.coder, coding.memo) == (
+        "isolation",
+        first[0].start,
+        first[0].end,
+        "ana",
+        "clear case",
+    )
     ledger.reject(first[1], coder="ana")
     again = ac.suggest([transcript], ledger=ledger, codings=[coding])
     keys = {s.key for s in again}
@@ -119,29 +134,53 @@ def test_keyword_expansion_equals_matching_on_lemmas(nlp):
     reference = PhraseMatcher(nlp.vocab, attr="LEMMA")
     for i, kw in enumerate(keywords):
         reference.add(f"k{i}", [nlp(kw)])
-    doc = nlp(t.text[t.turns[0].start:t.turns[0].end])
+    doc = nlp(t.text[t.turns[0].start : t.turns[0].end])
     expected = set()
     for match_id, s, e in reference(doc):
         span = doc[s:e]
-        expected.add((nlp.vocab.strings[match_id], t.turns[0].start + span.start_char, t.turns[0].start + span.end_char))
+        expected.add(
+            (nlp.vocab.strings[match_id], t.turns[0].start + span.start_char, t.turns[0].start + span.end_char)
+        )
     # Overlapping matches of one code are reduced to non-overlapping ones by the coder.
     assert ours <= expected
     assert {(c, s) for c, s, _ in expected} >= {(c, s) for c, s, _ in ours}
     assert len(ours) >= 5
-    covered = {(c, s, e) for c, s, e in expected
-               if not any(c == c2 and s < e2 and s2 < e and (s, e) != (s2, e2) for c2, s2, e2 in ours)}
+    covered = {
+        (c, s, e)
+        for c, s, e in expected
+        if not any(c == c2 and s < e2 and s2 < e and (s, e) != (s2, e2) for c2, s2, e2 in ours)
+    }
     assert covered <= ours
 
 
 def test_patterns_with_repeats_and_anchors_after_optional_tokens():
-    cb = Codebook([
-        Code("fatigue", "Fatigue", patterns=([{"LOWER": "so"}, {"LOWER": "very", "OP": "*"}, {"LEMMA": "tire"}],)),
-        Code("cost", "Cost", patterns=([{"IS_DIGIT": True, "OP": "?"}, {"LOWER": {"IN": ["pound", "pounds"]}},
-                                        {"LOWER": "a"}, {"LEMMA": "week"}],)),
-        Code("any_num", "Any number", patterns=([{"LIKE_NUM": True}, {"LOWER": "times"}],)),  # no literal anchor first
-    ])
-    t = parse_text("P01: I get so very very tired. It costs 12 pounds a week, pounds a weeks. Three times a day.",
-                   id="x")
+    cb = Codebook(
+        [
+            Code("fatigue", "Fatigue", patterns=([{"LOWER": "so"}, {"LOWER": "very", "OP": "*"}, {"LEMMA": "tire"}],)),
+            Code(
+                "cost",
+                "Cost",
+                patterns=(
+                    [
+                        {"IS_DIGIT": True, "OP": "?"},
+                        {"LOWER": {"IN": ["pound", "pounds"]}},
+                        {"LOWER": "a"},
+                        {"LEMMA": "week"},
+                    ],
+                ),
+            ),
+            Code(
+                "any_num", "Any number", patterns=([{"LIKE_NUM": True}, {"LOWER": "times"}],)
+            ),  # no literal anchor first
+        ]
+    )
+    t = parse_text(
+        "P01: I get so very very tired. It costs 12 pounds a week, pounds a weeks. Three times a day.", id="x"
+    )
     got = [(s.code, s.text) for s in AutoCoder(cb).suggest([t])]
-    assert got == [("fatigue", "so very very tired"), ("cost", "12 pounds a week"), ("cost", "pounds a weeks"),
-                   ("any_num", "Three times")]
+    assert got == [
+        ("fatigue", "so very very tired"),
+        ("cost", "12 pounds a week"),
+        ("cost", "pounds a weeks"),
+        ("any_num", "Three times"),
+    ]

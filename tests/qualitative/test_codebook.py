@@ -14,9 +14,18 @@ from qualitative.transcripts import parse_text
 def codebook():
     cb = Codebook(name="Peer support")
     cb.add(Code("benefits", "Benefits", codable=False, color="#2CA02C"), by="lead")
-    cb.add(Code("reduced_isolation", "Reduced isolation", parent="benefits",
-                inclusion="Talk of feeling less alone", exclusion="Practical help only",
-                example="I don't feel so alone now", keywords=("lonely", "alone")), by="lead")
+    cb.add(
+        Code(
+            "reduced_isolation",
+            "Reduced isolation",
+            parent="benefits",
+            inclusion="Talk of feeling less alone",
+            exclusion="Practical help only",
+            example="I don't feel so alone now",
+            keywords=("lonely", "alone"),
+        ),
+        by="lead",
+    )
     cb.add(Code("self_management", "Self-management", parent="benefits"), by="lead")
     cb.add(Code("barriers", "Barriers"), by="lead")
     return cb
@@ -71,10 +80,18 @@ def test_memos_validate_their_target():
 
 @pytest.fixture
 def corpus(codebook):
-    t1 = parse_text("Interviewer: And the group?\nP01: I was lonely. The group helped me manage my sugar.",
-                    id="p01-w2", participant="P01", wave="w2")
-    t2 = parse_text("Interviewer: Anything hard?\nP02: Getting there by bus. I felt alone at first.",
-                    id="p02-w2", participant="P02", wave="w2")
+    t1 = parse_text(
+        "Interviewer: And the group?\nP01: I was lonely. The group helped me manage my sugar.",
+        id="p01-w2",
+        participant="P01",
+        wave="w2",
+    )
+    t2 = parse_text(
+        "Interviewer: Anything hard?\nP02: Getting there by bus. I felt alone at first.",
+        id="p02-w2",
+        participant="P02",
+        wave="w2",
+    )
     fg = parse_text("Moderator: Go ahead.\nP03: Lonely winters.\nP04: Buses again.\nP05: Fine.", id="fg1", wave="w2")
 
     def at(t, phrase, code, coder="ana"):
@@ -96,8 +113,7 @@ def test_segments_with_text_speaker_and_descendants(corpus):
     seg = segments(corpus.codings, corpus.transcripts, "reduced_isolation")
     assert seg["text"].tolist() == ["Lonely winters.", "I was lonely.", "I felt alone at first."]
     assert seg["participant"].tolist() == ["P03", "P01", "P02"]  # focus group: the speaker
-    both = segments(corpus.codings, corpus.transcripts, "benefits", codebook=corpus.codebook,
-                    include_descendants=True)
+    both = segments(corpus.codings, corpus.transcripts, "benefits", codebook=corpus.codebook, include_descendants=True)
     assert sorted(both["code"].unique()) == ["reduced_isolation", "self_management"]
 
 
@@ -107,16 +123,21 @@ def test_co_occurrence_overlap_and_units(corpus):
     by_transcript = co_occurrence(corpus.codings, unit="transcript").set_index(["code_a", "code_b"])["n"]
     assert by_transcript[("barriers", "reduced_isolation")] == 2  # p02 and the focus group
     by_turn = co_occurrence(corpus.codings, corpus.transcripts, unit="turn")
-    assert ("barriers", "reduced_isolation") not in set(zip(by_turn["code_a"], by_turn["code_b"])) or \
-        by_turn.set_index(["code_a", "code_b"]).loc[("barriers", "reduced_isolation"), "n"] == 1
+    assert ("barriers", "reduced_isolation") not in set(zip(by_turn["code_a"], by_turn["code_b"])) or by_turn.set_index(
+        ["code_a", "code_b"]
+    ).loc[("barriers", "reduced_isolation"), "n"] == 1
     m = co_occurrence_matrix(by_transcript.reset_index())
     assert m.loc["reduced_isolation", "barriers"] == m.loc["barriers", "reduced_isolation"] == 2
 
 
 def test_crosstab_by_participant_attribute(corpus):
-    attrs = pd.DataFrame({"participant": ["P01", "P02", "P03", "P04", "P05"],
-                          "arm": ["peer", "peer", "peer", "control", "control"],
-                          "site": ["north", "south", "north", "north", "south"]})
+    attrs = pd.DataFrame(
+        {
+            "participant": ["P01", "P02", "P03", "P04", "P05"],
+            "arm": ["peer", "peer", "peer", "control", "control"],
+            "site": ["north", "south", "north", "north", "south"],
+        }
+    )
     x = crosstab(corpus.codings, corpus.transcripts, attrs, "arm").set_index(["code", "arm"])
     assert x.loc[("reduced_isolation", "peer"), "n_participants"] == 3
     assert x.loc[("reduced_isolation", "peer"), "pct"] == 100.0

@@ -21,24 +21,61 @@ VAULT = VaultIdentifiers(
 
 # Each piece is (text, type or None). Typed pieces are the seeded identifiers.
 SEEDED = [
-    ("Interviewer: Thanks for coming in today, ", None), ("Margaret", "PERSON"), (".\n", None),
-    ("P01: Call me ", None), ("Maggie", "PERSON"), (" if you like. I'm ", None), ("Margaret Okafor", "PERSON"),
+    ("Interviewer: Thanks for coming in today, ", None),
+    ("Margaret", "PERSON"),
+    (".\n", None),
+    ("P01: Call me ", None),
+    ("Maggie", "PERSON"),
+    (" if you like. I'm ", None),
+    ("Margaret Okafor", "PERSON"),
     (" on the forms though.\n", None),
-    ("P01: I joined on ", None), ("12 March 2023", "DATE"), (" after ", None), ("Dr ", None), ("Patel", "PERSON"),
-    (" at ", None), ("St Mary's Hospital", "ORG"), (" in ", None), ("Leeds", "PLACE"), (" suggested it.\n", None),
-    ("P01: My friend ", None), ("Sarah Jenkins", "PERSON"), (" came to the first one on ", None),
-    ("03/04/2023", "DATE"), (". She lives in ", None), ("Bradford", "PLACE"), (".\n", None),
-    ("P01: Text me on ", None), ("07700 900123", "PHONE"), (" or email ", None),
-    ("m.okafor@example.org", "EMAIL"), (", or my work one ", None), ("maggie.o@northcare.nhs.uk", "EMAIL"),
+    ("P01: I joined on ", None),
+    ("12 March 2023", "DATE"),
+    (" after ", None),
+    ("Dr ", None),
+    ("Patel", "PERSON"),
+    (" at ", None),
+    ("St Mary's Hospital", "ORG"),
+    (" in ", None),
+    ("Leeds", "PLACE"),
+    (" suggested it.\n", None),
+    ("P01: My friend ", None),
+    ("Sarah Jenkins", "PERSON"),
+    (" came to the first one on ", None),
+    ("03/04/2023", "DATE"),
+    (". She lives in ", None),
+    ("Bradford", "PLACE"),
     (".\n", None),
-    ("P01: The coordinator's line is ", None), ("(0113) 496 0000", "PHONE"), (" and my son ", None),
-    ("Daniel", "PERSON"), (" rings ", None), ("+44 7700 900123", "PHONE"), (" on Sundays.\n", None),
+    ("P01: Text me on ", None),
+    ("07700 900123", "PHONE"),
+    (" or email ", None),
+    ("m.okafor@example.org", "EMAIL"),
+    (", or my work one ", None),
+    ("maggie.o@northcare.nhs.uk", "EMAIL"),
+    (".\n", None),
+    ("P01: The coordinator's line is ", None),
+    ("(0113) 496 0000", "PHONE"),
+    (" and my son ", None),
+    ("Daniel", "PERSON"),
+    (" rings ", None),
+    ("+44 7700 900123", "PHONE"),
+    (" on Sundays.\n", None),
     ("Interviewer: When is your next review?\n", None),
-    ("P01: On ", None), ("June 5th, 2024", "DATE"), (" at ", None), ("Oak Lane Surgery", "ORG"),
-    (". ", None), ("Mrs ", None), ("Okafor", "PERSON"), (" senior was born on ", None), ("1948-02-17", "DATE"),
+    ("P01: On ", None),
+    ("June 5th, 2024", "DATE"),
+    (" at ", None),
+    ("Oak Lane Surgery", "ORG"),
+    (". ", None),
+    ("Mrs ", None),
+    ("Okafor", "PERSON"),
+    (" senior was born on ", None),
+    ("1948-02-17", "DATE"),
     (".\n", None),
-    ("P01: ", None), ("Margaret", "PERSON"), ("'s the name on the appointment letter; ", None),
-    ("MARGARET OKAFOR", "PERSON"), (" in capitals.\n", None),
+    ("P01: ", None),
+    ("Margaret", "PERSON"),
+    ("'s the name on the appointment letter; ", None),
+    ("MARGARET OKAFOR", "PERSON"),
+    (" in capitals.\n", None),
 ]
 
 
@@ -75,7 +112,7 @@ def test_rule_based_recall_on_seeded_transcript(seeded):
     for typ in ("EMAIL", "PHONE", "DATE"):
         assert table.loc[typ, "recall"] == 1.0, typ
         assert table.loc[typ, "typed_recall"] == 1.0, typ
-    vault_spans = [g for g in gold if re.search(r"(?i)margaret|okafor|m\.okafor|7700", t.text[g[0]:g[1]])]
+    vault_spans = [g for g in gold if re.search(r"(?i)margaret|okafor|m\.okafor|7700", t.text[g[0] : g[1]])]
     assert len(vault_spans) == 8
     assert deid_recall(r, vault_spans).set_index("type").loc["all", "recall"] == 1.0
     # Names, places and organisations from the shipped lists; the nickname
@@ -97,13 +134,16 @@ def test_placeholders_are_typed_and_consistent(seeded):
     by_original = {}
     for rep in r.replacements:
         assert re.fullmatch(rf"\[{rep.type}_\d+\]", rep.placeholder)
-        assert t.text[rep.start:rep.end] == rep.original
-        assert r.text[rep.new_start:rep.new_end] == rep.placeholder
+        assert t.text[rep.start : rep.end] == rep.original
+        assert r.text[rep.new_start : rep.new_end] == rep.placeholder
         by_original.setdefault(rep.original.casefold(), set()).add(rep.placeholder)
     assert all(len(v) == 1 for v in by_original.values())
     # Every form of the vault name is one person.
-    vault_person = {rep.placeholder for rep in r.replacements
-                    if rep.original.casefold() in {"margaret", "margaret okafor", "okafor"}}
+    vault_person = {
+        rep.placeholder
+        for rep in r.replacements
+        if rep.original.casefold() in {"margaret", "margaret okafor", "okafor"}
+    }
     assert len(vault_person) == 1
     # Different people are different placeholders; the two spellings of one phone share one.
     assert by_original["sarah jenkins"] != by_original["daniel"]
@@ -121,12 +161,13 @@ def test_turn_offsets_map_into_new_text(seeded):
     assert new.text == r.text and new.participant == "P01" and new.metadata["deidentified"]
     for old, turn in zip(t.turns, r.turns):
         assert turn.speaker == old.speaker
-        new_text = r.text[turn.start:turn.end]
+        new_text = r.text[turn.start : turn.end]
         # The turn's text equals the old turn's text with its replacements applied.
-        expected = t.text[old.start:old.end]
-        for rep in sorted((x for x in r.replacements if old.start <= x.start and x.end <= old.end),
-                          key=lambda x: -x.start):
-            expected = expected[:rep.start - old.start] + rep.placeholder + expected[rep.end - old.start:]
+        expected = t.text[old.start : old.end]
+        for rep in sorted(
+            (x for x in r.replacements if old.start <= x.start and x.end <= old.end), key=lambda x: -x.start
+        ):
+            expected = expected[: rep.start - old.start] + rep.placeholder + expected[rep.end - old.start :]
         assert new_text == expected
     # Inside a replaced span offsets snap to the placeholder's edges.
     rep = r.replacements[0]
@@ -140,7 +181,7 @@ def test_speaker_label_that_is_a_name_is_replaced():
         r = deidentify(t, vault={"names": ["Margaret Okafor"]}, model=None)
     assert r.text == "Interviewer: Hello.\n[PERSON_1]: Hello, dear."
     assert r.turns[1].speaker == "[PERSON_1]"
-    assert r.text[r.turns[1].start:r.turns[1].end] == "Hello, dear."
+    assert r.text[r.turns[1].start : r.turns[1].end] == "Hello, dear."
 
 
 def test_ambiguous_given_names_need_a_surname_or_title():
@@ -151,15 +192,16 @@ def test_ambiguous_given_names_need_a_surname_or_title():
 
 def test_extra_study_terms():
     with pytest.warns(UserWarning):
-        r = deidentify("P01: The Riverside Walkers kept me going.", model=None,
-                       terms={"ORG": ["Riverside Walkers"]})
+        r = deidentify("P01: The Riverside Walkers kept me going.", model=None, terms={"ORG": ["Riverside Walkers"]})
     assert r.text == "P01: The [ORG_1] kept me going."
 
 
 def test_statistical_path_with_model_loaded_from_directory(tiny_ner_model):
-    text = ("P01: Then Ximena Oduya phoned me from Penzance.\n"
-            "P01: I talked to Kofi Mensah at Lantern Collective.\n"
-            "P01: Email m.okafor@example.org if needed.")
+    text = (
+        "P01: Then Ximena Oduya phoned me from Penzance.\n"
+        "P01: I talked to Kofi Mensah at Lantern Collective.\n"
+        "P01: Email m.okafor@example.org if needed."
+    )
     t = parse_text(text, id="p01")
     with pytest.warns(UserWarning):
         rule_only = deidentify(t, model=None)

@@ -7,9 +7,19 @@ import importlib
 
 import pytest
 
-MODULES = ["qualitative", "qualitative.transcripts", "qualitative.nlp", "qualitative.deid",
-           "qualitative.codebook", "qualitative.coding", "qualitative.search", "qualitative.autocode",
-           "qualitative.agreement", "qualitative.refi", "qualitative.mixed"]
+MODULES = [
+    "qualitative",
+    "qualitative.transcripts",
+    "qualitative.nlp",
+    "qualitative.deid",
+    "qualitative.codebook",
+    "qualitative.coding",
+    "qualitative.search",
+    "qualitative.autocode",
+    "qualitative.agreement",
+    "qualitative.refi",
+    "qualitative.mixed",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

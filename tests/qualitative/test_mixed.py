@@ -38,37 +38,48 @@ def test_hedges_g_from_raw_data_matches_summary_form():
 
 @pytest.fixture
 def study():
-    cb = Codebook([
-        Code("benefits", "Benefits", codable=False),
-        Code("reduced_isolation", "Reduced isolation", parent="benefits"),
-        Code("self_management", "Self-management", parent="benefits"),
-    ])
+    cb = Codebook(
+        [
+            Code("benefits", "Benefits", codable=False),
+            Code("reduced_isolation", "Reduced isolation", parent="benefits"),
+            Code("self_management", "Self-management", parent="benefits"),
+        ]
+    )
     lines = {
         "P01": "I don't feel alone any more, the group is like family.",
         "P02": "Less lonely. I look forward to Thursdays now.",
         "P03": "It was fine, nothing special.",
         "P04": "I check my feet and my sugars every day now.",
     }
-    ts = [parse_text(f"Interviewer: How has it been?\n{p}: {s}", id=f"{p.lower()}-w2", participant=p, wave="w2")
-          for p, s in lines.items()]
-    fg = parse_text("Moderator: Anyone else?\nP05: Being with others who get it, I'm not alone.\nP06: Same.",
-                    id="fg1", wave="w2")
+    ts = [
+        parse_text(f"Interviewer: How has it been?\n{p}: {s}", id=f"{p.lower()}-w2", participant=p, wave="w2")
+        for p, s in lines.items()
+    ]
+    fg = parse_text(
+        "Moderator: Anyone else?\nP05: Being with others who get it, I'm not alone.\nP06: Same.", id="fg1", wave="w2"
+    )
     ts.append(fg)
 
     def whole(t, i, code):
         u = t.turns[i]
         return Coding(t.id, code, u.start, u.end, "ana")
 
-    codings = [whole(ts[0], 1, "reduced_isolation"), whole(ts[0], 1, "reduced_isolation"),
-               whole(ts[1], 1, "reduced_isolation"), whole(ts[3], 1, "self_management"),
-               whole(fg, 1, "reduced_isolation")]
+    codings = [
+        whole(ts[0], 1, "reduced_isolation"),
+        whole(ts[0], 1, "reduced_isolation"),
+        whole(ts[1], 1, "reduced_isolation"),
+        whole(ts[3], 1, "self_management"),
+        whole(fg, 1, "reduced_isolation"),
+    ]
     rows = []
     change = {"P01": -6, "P02": -4, "P03": 0, "P04": -1, "P05": -5, "P06": 1}
     for p, d in change.items():
-        rows += [{"participant": p, "arm": "peer", "wave": "w0", "scale": "phq9", "value": 12.0, "days": 0},
-                 {"participant": p, "arm": "peer", "wave": "w2", "scale": "phq9", "value": 12.0 + d, "days": 180},
-                 {"participant": p, "arm": "peer", "wave": "w0", "scale": "pam13", "value": 50.0, "days": 0},
-                 {"participant": p, "arm": "peer", "wave": "w2", "scale": "pam13", "value": 50.0 - d, "days": 182}]
+        rows += [
+            {"participant": p, "arm": "peer", "wave": "w0", "scale": "phq9", "value": 12.0, "days": 0},
+            {"participant": p, "arm": "peer", "wave": "w2", "scale": "phq9", "value": 12.0 + d, "days": 180},
+            {"participant": p, "arm": "peer", "wave": "w0", "scale": "pam13", "value": 50.0, "days": 0},
+            {"participant": p, "arm": "peer", "wave": "w2", "scale": "pam13", "value": 50.0 - d, "days": 182},
+        ]
     rows.append({"participant": "P99", "arm": "control", "wave": "w0", "scale": "phq9", "value": 9.0, "days": 0})
     return cb, ts, codings, pd.DataFrame(rows), change
 
@@ -76,8 +87,12 @@ def study():
 def test_quantitise_indicators_and_counts(study):
     cb, ts, codings, _, _ = study
     q = quantitise(codings, ts, codebook=cb).set_index("participant")
-    assert list(q.columns) == ["code:reduced_isolation", "count:reduced_isolation",
-                               "code:self_management", "count:self_management"]
+    assert list(q.columns) == [
+        "code:reduced_isolation",
+        "count:reduced_isolation",
+        "code:self_management",
+        "count:self_management",
+    ]
     assert q.index.tolist() == ["P01", "P02", "P03", "P04", "P05", "P06"]
     assert q.loc["P01", "count:reduced_isolation"] == 2 and q.loc["P01", "code:reduced_isolation"] == 1
     assert q.loc["P05", "code:reduced_isolation"] == 1  # focus-group speaker

@@ -26,10 +26,20 @@ def project_schema():
 def codebook():
     cb = Codebook()
     cb.add(Code("benefits", "Benefits", codable=False, color="#2CA02C", description="What participants gained"))
-    cb.add(Code("reduced_isolation", "Reduced isolation", parent="benefits", color="#1F77B4",
-                description="Feeling less alone", inclusion="Talk of company,\nfriendship",
-                exclusion="Practical help", example="I'm not on my own now",
-                keywords=("lonely", "alone"), patterns=([{"LEMMA": "miss"}, {"LOWER": "people"}],)))
+    cb.add(
+        Code(
+            "reduced_isolation",
+            "Reduced isolation",
+            parent="benefits",
+            color="#1F77B4",
+            description="Feeling less alone",
+            inclusion="Talk of company,\nfriendship",
+            exclusion="Practical help",
+            example="I'm not on my own now",
+            keywords=("lonely", "alone"),
+            patterns=([{"LEMMA": "miss"}, {"LOWER": "people"}],),
+        )
+    )
     cb.add(Code("self_management", "Self-management", parent="benefits", color="#FF7F0E"))
     cb.add(Code("barriers", "Barriers & costs <travel>", color="#D62728"))
     return cb
@@ -39,11 +49,17 @@ def codebook():
 def corpus(codebook):
     # Non-BMP characters before the codings: REFI positions are code points,
     # so a writer that counted UTF-16 units or bytes would shift every span.
-    t1 = parse_text("Interviewer: How was it? 😊\nP01: Honestly 👍🏽 I felt less alone. Costs of the bus though.",
-                    id="p01-w2", participant="P01", wave="w2")
-    vtt = ("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n<v Moderator>Thoughts?\n\n"
-           "00:00:02.500 --> 00:00:05.000\n<v P03>Café on Tuesdays — I manage my sugar better.\n\n"
-           "00:00:05.500 --> 00:00:07.000\n<v P04>Too far for me.")
+    t1 = parse_text(
+        "Interviewer: How was it? 😊\nP01: Honestly 👍🏽 I felt less alone. Costs of the bus though.",
+        id="p01-w2",
+        participant="P01",
+        wave="w2",
+    )
+    vtt = (
+        "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n<v Moderator>Thoughts?\n\n"
+        "00:00:02.500 --> 00:00:05.000\n<v P03>Café on Tuesdays — I manage my sugar better.\n\n"
+        "00:00:05.500 --> 00:00:07.000\n<v P04>Too far for me."
+    )
     t2 = parse_vtt(vtt, id="fg1", wave="w2")
 
     def at(t, phrase, code, coder, memo=None):
@@ -60,8 +76,7 @@ def corpus(codebook):
     memos = [
         Memo("Check definition with the team", target="code", target_id="reduced_isolation", author="ana"),
         Memo("Audio poor in places", target="transcript", target_id="fg1", author="ben"),
-        Memo("Ironic?", target="segment", target_id="p01-w2", start=codings[2].start, end=codings[2].end,
-             author="ben"),
+        Memo("Ironic?", target="segment", target_id="p01-w2", start=codings[2].start, end=codings[2].end, author="ben"),
         Memo("Why this code here", target="coding", target_id=codings[0].id, author="ana"),
         Memo("Round 1 of coding", target="project", author="ana"),
     ]
@@ -108,7 +123,7 @@ def test_qdpx_layout_and_schema(corpus, project_schema, tmp_path):
         for src in text_sources:
             ref = src.get("plainTextPath")
             assert ref.startswith("internal://")
-            body = z.read("sources/" + ref[len("internal://"):]).decode("utf-8")
+            body = z.read("sources/" + ref[len("internal://") :]).decode("utf-8")
             t = corpus.transcript(src.get("name"))
             assert body == t.text
             for sel in src.findall("q:PlainTextSelection", ns):
@@ -143,8 +158,9 @@ def test_qdpx_round_trip_keeps_codes_sources_spans_and_memos(corpus, tmp_path):
     back = import_qdpx(export_qdpx(corpus, tmp_path / "p.qdpx"))
     assert back.name == corpus.name
     assert back.codebook.to_frame().to_dict("records") == corpus.codebook.to_frame().to_dict("records")
-    assert [(t.id, t.text, t.participant, t.wave, t.kind) for t in back.transcripts] == \
-        [(t.id, t.text, t.participant, t.wave, t.kind) for t in corpus.transcripts]
+    assert [(t.id, t.text, t.participant, t.wave, t.kind) for t in back.transcripts] == [
+        (t.id, t.text, t.participant, t.wave, t.kind) for t in corpus.transcripts
+    ]
     assert [t.turns for t in back.transcripts] == [t.turns for t in corpus.transcripts]
     key = lambda c: (c.transcript, c.code, c.start, c.end, c.coder, c.memo)  # noqa: E731
     assert sorted(map(key, back.codings)) == sorted(map(key, corpus.codings))
@@ -182,7 +198,7 @@ def test_import_foreign_project_with_inline_text_and_no_peerlens_extras(tmp_path
     assert back.codebook["hope_2"].parent == "hope"
     assert back.codebook["hope"].color == "#AABBCC"
     (c,) = back.codings
-    assert (c.code, c.coder, back.transcripts[0].text[c.start:c.end]) == ("hope_2", "Kim", "I have hope again.")
+    assert (c.code, c.coder, back.transcripts[0].text[c.start : c.end]) == ("hope_2", "Kim", "I have hope again.")
     assert back.transcripts[0].turns[0].speaker == "P07"
 
 

@@ -9,8 +9,13 @@ from qualitative.transcripts import parse_text
 
 def transcripts():
     return [
-        parse_text("Interviewer: Did the groups help?\nP01: The support groups helped me a lot.\n"
-                   "P01: I supported others in my group too.", id="p01", participant="P01", wave="w1"),
+        parse_text(
+            "Interviewer: Did the groups help?\nP01: The support groups helped me a lot.\n"
+            "P01: I supported others in my group too.",
+            id="p01",
+            participant="P01",
+            wave="w1",
+        ),
         parse_text("P02: Group walks. Grouping people by age did not work.", id="p02", participant="P02"),
     ]
 
@@ -26,7 +31,7 @@ def test_lemma_search_finds_inflections_with_context():
     assert (first["transcript"], first["speaker"], first["participant"], first["wave"]) == ("p01", "P01", "P01", "w1")
     assert first["left"].endswith("The support ") and first["right"].startswith(" helped")
     t = transcripts()[0]
-    assert t.text[first["start"]:first["end"]] == "groups"
+    assert t.text[first["start"] : first["end"]] == "groups"
     # The lookup table maps the verb form too; "groupie" is another word.
     assert kwic([parse_text("P03: a groupie", id="x")], "group").empty
 

@@ -54,11 +54,13 @@ P01: And now I walk twice a week.
 
 
 def spoken(t):
-    return [(u.speaker, t.text[u.start:u.end]) for u in t.turns]
+    return [(u.speaker, t.text[u.start : u.end]) for u in t.turns]
 
 
 def test_plain_text_turns_offsets_and_continuation_lines():
-    text = "Interviewer: How are you?\r\nP01: Fine, thanks.\r\nIt has been a long year.\r\n\r\nInterviewer: Tell me more."
+    text = (
+        "Interviewer: How are you?\r\nP01: Fine, thanks.\r\nIt has been a long year.\r\n\r\nInterviewer: Tell me more."
+    )
     t = parse_text(text, id="p01-w1", participant="P01", wave="w1")
     assert "\r" not in t.text
     assert spoken(t) == [
@@ -151,8 +153,10 @@ def test_docx_created_with_python_docx(tmp_path):
     d.save(path)
     t = load_transcript(path, participant="P11", wave="w1")
     assert t.id == "p11-w1" and t.source_format == "docx"
-    assert spoken(t) == [("Interviewer", "How was the first session?"),
-                         ("P11", "Nerve-racking.\nBut the others were kind.")]
+    assert spoken(t) == [
+        ("Interviewer", "How was the first session?"),
+        ("P11", "Nerve-racking.\nBut the others were kind."),
+    ]
     # The heading is kept as text but opens no turn.
     assert t.text.startswith("Interview P11, wave 1\n")
 
