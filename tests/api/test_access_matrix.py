@@ -1,12 +1,12 @@
 """Every route × every kind of caller, from ``app.routes``.
 
-The table ``RULES`` says, for each route, which roles its ``authorize(...)`` admits, how it is
-scoped (``global``, ``study``: both site coordinators of the study, ``site``: only the
-coordinator of the record's site) and which statuses an admitted caller gets for the request
-made here (write routes get an empty body, so an admitted caller sees the body's 422 after the
-role and site checks). A route missing from the table, or whose declared roles differ from the
-table, fails the test by name. Every body is also scanned for the other site's records and for
-identifiers a role may not see.
+The table ``RULES`` (built by :func:`rules`, which refuses a route written twice) says, for each
+route, which roles its ``authorize(...)`` admits, how it is scoped (``global``, ``study``: both
+site coordinators of the study, ``site``: only the coordinator of the record's site) and which
+status an admitted caller gets for the request made here (write routes get an empty body, so an
+admitted caller sees the body's 422 after the role and site checks). A route missing from the
+table, or whose declared roles differ from the table, fails the test by name. Every body is also
+scanned for the other site's records and for identifiers a role may not see.
 """
 
 from __future__ import annotations
@@ -38,136 +38,113 @@ def R(roles, scope, *ok):
     return Rule(roles, scope, frozenset(ok))
 
 
-RULES: dict[tuple[str, str], Rule] = {
+def rules(*rows: tuple[str, str, Rule]) -> dict[tuple[str, str], Rule]:
+    """The table keyed by (method, path); a route written twice is an error, not a silent override."""
+    table: dict[tuple[str, str], Rule] = {}
+    for method, path, rule in rows:
+        if (method, path) in table:
+            raise ValueError(f"two rules for {method} {path}")
+        table[(method, path)] = rule
+    return table
+
+
+RULES = rules(
     # studies (design: admins write)
-    ("POST", "/studies"): R(ADMIN, "global", 422),
-    ("GET", "/studies"): R(READ, "global", 200),
-    ("GET", "/studies/{study_id}"): R(READ, "study", 200),
-    ("PATCH", "/studies/{study_id}"): R(ADMIN, "study", 200),
-    ("POST", "/studies/{study_id}/sites"): R(ADMIN, "study", 422),
-    ("GET", "/studies/{study_id}/sites"): R(READ, "study", 200),
-    ("POST", "/studies/{study_id}/arms"): R(ADMIN, "study", 422),
-    ("GET", "/studies/{study_id}/arms"): R(READ, "study", 200),
-    ("POST", "/studies/{study_id}/waves"): R(ADMIN, "study", 422),
-    ("GET", "/studies/{study_id}/waves"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/allocation"): R(ADMIN, "study", 200),
-    ("GET", "/studies/{study_id}/audit"): R(ADMIN, "study", 200),
+    ("POST", "/studies", R(ADMIN, "global", 422)),
+    ("GET", "/studies", R(READ, "global", 200)),
+    ("GET", "/studies/{study_id}", R(READ, "study", 200)),
+    ("PATCH", "/studies/{study_id}", R(ADMIN, "study", 200)),
+    ("POST", "/studies/{study_id}/sites", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/sites", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/arms", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/arms", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/waves", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/waves", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/allocation", R(ADMIN, "study", 200)),
+    ("GET", "/studies/{study_id}/audit", R(ADMIN, "study", 200)),
     # participants
-    ("POST", "/studies/{study_id}/participants"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/participants"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/participants/{participant_id}"): R(READ, "site", 200),
-    ("GET", "/participants/{participant_id}"): R(READ, "site", 200),
-    ("PATCH", "/participants/{participant_id}"): R(STAFF, "site", 200),
-    ("GET", "/participants/{participant_id}/schedule"): R(READ, "site", 200),
+    ("POST", "/studies/{study_id}/participants", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/participants", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/participants/{participant_id}", R(READ, "site", 200)),
+    ("GET", "/participants/{participant_id}", R(READ, "site", 200)),
+    ("PATCH", "/participants/{participant_id}", R(STAFF, "site", 200)),
+    ("GET", "/participants/{participant_id}/schedule", R(READ, "site", 200)),
     # responses and instruments
-    ("POST", "/participants/{participant_id}/responses"): R(STAFF, "site", 422),
-    ("GET", "/participants/{participant_id}/responses"): R(READ, "site", 200),
-    ("GET", "/instruments"): R(READ, "global", 200),
-    ("GET", "/instruments/{code}"): R(READ, "global", 200),
-    ("GET", "/me"): R(READ, "global", 200),
-    ("GET", "/audit"): R(ADMIN, "global", 200),
+    ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
+    ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
+    ("GET", "/instruments", R(READ, "global", 200)),
+    ("GET", "/instruments/{code}", R(READ, "global", 200)),
+    ("GET", "/me", R(READ, "global", 200)),
+    ("GET", "/audit", R(ADMIN, "global", 200)),
     # personal links and the participant form
-    ("GET", "/participants/{participant_id}/links"): R(STAFF, "site", 200),
-    ("POST", "/participants/{participant_id}/links"): R(STAFF, "site", 422),
-    ("DELETE", "/participants/{participant_id}/links/{wave_code}"): R(STAFF, "site", 204),
-    ("GET", "/f/{token}"): R(("link",), "link", 200),
-    ("POST", "/f/{token}"): R(("link",), "link", 403),  # no CSRF token in this request
+    ("GET", "/participants/{participant_id}/links", R(STAFF, "site", 200)),
+    ("POST", "/participants/{participant_id}/links", R(STAFF, "site", 422)),
+    ("DELETE", "/participants/{participant_id}/links/{wave_code}", R(STAFF, "site", 204)),
+    ("GET", "/f/{token}", R(("link",), "link", 200)),
+    ("POST", "/f/{token}", R(("link",), "link", 403)),  # no CSRF token in this request
     # reminders
-    ("GET", "/studies/{study_id}/reminder-plans"): R(STAFF, "study", 200),
-    ("PUT", "/studies/{study_id}/reminder-plans"): R(STAFF, "study", 200),  # {} = keep defaults
-    ("POST", "/studies/{study_id}/reminders/pause"): R(STAFF, "study", 200),
-    ("POST", "/studies/{study_id}/reminders/resume"): R(STAFF, "study", 200),
-    ("GET", "/studies/{study_id}/reminders"): R(STAFF, "study", 200),
-    ("GET", "/participants/{participant_id}/reminders"): R(STAFF, "site", 200),
-    ("GET", "/u/{token}"): R(None, "public", 404),  # own signed token; a made-up one is unknown
-    ("POST", "/u/{token}"): R(None, "public", 404),
+    ("GET", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),
+    ("PUT", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),  # {} = keep defaults
+    ("POST", "/studies/{study_id}/reminders/pause", R(STAFF, "study", 200)),
+    ("POST", "/studies/{study_id}/reminders/resume", R(STAFF, "study", 200)),
+    ("GET", "/studies/{study_id}/reminders", R(STAFF, "study", 200)),
+    ("GET", "/participants/{participant_id}/reminders", R(STAFF, "site", 200)),
+    ("GET", "/u/{token}", R(None, "public", 404)),  # own signed token; a made-up one is unknown
+    ("POST", "/u/{token}", R(None, "public", 404)),
     # exports and REDCap interchange (study-level: both coordinators, each gets their own sites' rows)
-    ("GET", "/studies/{study_id}/export-settings"): R(READ, "study", 200),
-    ("PUT", "/studies/{study_id}/export-settings"): R(STAFF, "study", 200),  # {} = defaults
-    ("GET", "/studies/{study_id}/exports/redcap"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/exports/redcap/dictionary"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/exports/{shape}"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/exports/{shape}/dictionary"): R(READ, "study", 200),
-    ("POST", "/studies/{study_id}/imports/redcap"): R(STAFF, "study", 422),
-    # transcripts and coding ({transcript_id}, {code_id}, {coding_id}, {suggestion_id} stay literal
-    # here, so an admitted caller gets the path's 422 after the role check; site scoping of
-    # transcripts is tested in tests/api/test_transcripts.py)
-    ("POST", "/studies/{study_id}/transcripts"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/transcripts"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/transcripts/search"): R(READ, "study", 422),  # q is required
-    ("GET", "/transcripts/{transcript_id}"): R(READ, "study", 422),
-    ("GET", "/transcripts/{transcript_id}/original"): R(ADMIN, "study", 422),
-    ("POST", "/studies/{study_id}/codes"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/codes"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/codes/history"): R(READ, "study", 200),
-    ("PATCH", "/codes/{code_id}"): R(STAFF, "study", 422),
-    ("DELETE", "/codes/{code_id}"): R(STAFF, "study", 422),
-    ("POST", "/studies/{study_id}/memos"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/memos"): R(READ, "study", 200),
-    ("POST", "/transcripts/{transcript_id}/codings"): R(STAFF, "study", 422),
-    ("GET", "/transcripts/{transcript_id}/codings"): R(READ, "study", 422),
-    ("DELETE", "/codings/{coding_id}"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/codes/{code_id}/segments"): R(READ, "study", 422),
-    ("GET", "/studies/{study_id}/coding/co-occurrence"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/coding/crosstab"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/coding/agreement"): R(READ, "study", 422),  # no two coders yet
-    ("GET", "/studies/{study_id}/coding/disagreements"): R(READ, "study", 422),
-    ("POST", "/transcripts/{transcript_id}/suggestions"): R(STAFF, "study", 422),
-    ("GET", "/transcripts/{transcript_id}/suggestions"): R(READ, "study", 422),
-    ("POST", "/suggestions/{suggestion_id}/accept"): R(STAFF, "study", 422),
-    ("POST", "/suggestions/{suggestion_id}/reject"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/refi/codebook.qdc"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/refi/project.qdpx"): R(READ, "study", 200),
-    ("POST", "/studies/{study_id}/refi/import"): R(ADMIN, "study", 422),
-    ("GET", "/studies/{study_id}/qualitative/indicators"): R(READ, "study", 200),
-    ("POST", "/studies/{study_id}/qualitative/joint-display"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/qualitative/joint-display"): R(READ, "study", 422),  # theme is required
-    ("GET", "/studies/{study_id}/qualitative/artefacts/{name}"): R(READ, "study", 404),
-    # transcripts and qualitative coding (records by id: a made-up id is 404 for every admitted role)
-    ("POST", "/studies/{study_id}/transcripts"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/transcripts"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/transcripts/search"): R(READ, "study", 200, 422),
-    ("GET", "/transcripts/{transcript_id}"): R(READ, "global", 404),
-    ("GET", "/transcripts/{transcript_id}/original"): R(ADMIN, "global", 404),
-    ("POST", "/studies/{study_id}/codes"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/codes"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/codes/history"): R(READ, "study", 200),
-    ("PATCH", "/codes/{code_id}"): R(STAFF, "global", 404),
-    ("DELETE", "/codes/{code_id}"): R(STAFF, "global", 404),
-    ("POST", "/studies/{study_id}/memos"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/memos"): R(READ, "study", 200),
-    ("POST", "/transcripts/{transcript_id}/codings"): R(STAFF, "global", 404, 422),
-    ("GET", "/transcripts/{transcript_id}/codings"): R(READ, "global", 404),
-    ("DELETE", "/codings/{coding_id}"): R(STAFF, "global", 404),
-    ("GET", "/studies/{study_id}/codes/{code_id}/segments"): R(READ, "study", 404),
-    ("GET", "/studies/{study_id}/coding/co-occurrence"): R(READ, "study", 200),
-    ("GET", "/studies/{study_id}/coding/crosstab"): R(READ, "study", 200, 422),
-    ("GET", "/studies/{study_id}/coding/agreement"): R(READ, "study", 200, 409, 422),
-    ("GET", "/studies/{study_id}/coding/disagreements"): R(READ, "study", 200, 409, 422),
-    ("POST", "/transcripts/{transcript_id}/suggestions"): R(STAFF, "global", 404, 422),
-    ("GET", "/transcripts/{transcript_id}/suggestions"): R(READ, "global", 404),
-    ("POST", "/suggestions/{suggestion_id}/accept"): R(STAFF, "global", 404, 422),
-    ("POST", "/suggestions/{suggestion_id}/reject"): R(STAFF, "global", 404, 422),
-    ("GET", "/studies/{study_id}/refi/codebook.qdc"): R(READ, "study", 409),  # empty codebook
-    ("GET", "/studies/{study_id}/refi/project.qdpx"): R(READ, "study", 200, 409),
-    ("POST", "/studies/{study_id}/refi/import"): R(ADMIN, "study", 422),
-    ("GET", "/studies/{study_id}/qualitative/indicators"): R(READ, "study", 200),
-    ("POST", "/studies/{study_id}/qualitative/joint-display"): R(STAFF, "study", 422),
-    ("GET", "/studies/{study_id}/qualitative/joint-display"): R(READ, "study", 422),  # needs its query
-    ("GET", "/studies/{study_id}/qualitative/artefacts/{name}"): R(READ, "study", 404),
+    ("GET", "/studies/{study_id}/export-settings", R(READ, "study", 200)),
+    ("PUT", "/studies/{study_id}/export-settings", R(STAFF, "study", 200)),  # {} = defaults
+    ("GET", "/studies/{study_id}/exports/redcap", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/exports/redcap/dictionary", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/exports/{shape}", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/exports/{shape}/dictionary", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/imports/redcap", R(STAFF, "study", 422)),
+    # transcripts and qualitative coding: records by id get a made-up id, which is 404 for every
+    # admitted role after the role check (site scoping of transcripts is tested in test_transcripts.py)
+    ("POST", "/studies/{study_id}/transcripts", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/transcripts", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/transcripts/search", R(READ, "study", 422)),  # q is required
+    ("GET", "/transcripts/{transcript_id}", R(READ, "global", 404)),
+    ("GET", "/transcripts/{transcript_id}/original", R(ADMIN, "global", 404)),
+    ("POST", "/studies/{study_id}/codes", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/codes", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/codes/history", R(READ, "study", 200)),
+    ("PATCH", "/codes/{code_id}", R(STAFF, "global", 404)),
+    ("DELETE", "/codes/{code_id}", R(STAFF, "global", 404)),
+    ("POST", "/studies/{study_id}/memos", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/memos", R(READ, "study", 200)),
+    ("POST", "/transcripts/{transcript_id}/codings", R(STAFF, "global", 404)),
+    ("GET", "/transcripts/{transcript_id}/codings", R(READ, "global", 404)),
+    ("DELETE", "/codings/{coding_id}", R(STAFF, "global", 404)),
+    ("GET", "/studies/{study_id}/codes/{code_id}/segments", R(READ, "study", 404)),
+    ("GET", "/studies/{study_id}/coding/co-occurrence", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/coding/crosstab", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/coding/agreement", R(READ, "study", 422)),  # no two coders yet
+    ("GET", "/studies/{study_id}/coding/disagreements", R(READ, "study", 422)),
+    ("POST", "/transcripts/{transcript_id}/suggestions", R(STAFF, "global", 404)),
+    ("GET", "/transcripts/{transcript_id}/suggestions", R(READ, "global", 404)),
+    ("POST", "/suggestions/{suggestion_id}/accept", R(STAFF, "global", 404)),
+    ("POST", "/suggestions/{suggestion_id}/reject", R(STAFF, "global", 404)),
+    ("GET", "/studies/{study_id}/refi/codebook.qdc", R(READ, "study", 409)),  # empty codebook
+    ("GET", "/studies/{study_id}/refi/project.qdpx", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/refi/import", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/qualitative/indicators", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/qualitative/joint-display", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/qualitative/joint-display", R(READ, "study", 422)),  # needs its query
+    ("GET", "/studies/{study_id}/qualitative/artefacts/{name}", R(READ, "study", 404)),
     # analyses: computations on the study's data (no change to it), analysts included
-    ("POST", "/studies/{study_id}/analyses/trajectory"): R(READ, "study", 422),
-    ("POST", "/studies/{study_id}/analyses/moderation"): R(READ, "study", 422),
-    ("POST", "/studies/{study_id}/analyses/reliability"): R(READ, "study", 200),
-    ("POST", "/studies/{study_id}/analyses/effect-sizes"): R(READ, "study", 422),
-    ("POST", "/studies/{study_id}/analyses/responders"): R(READ, "study", 422),
-    ("POST", "/studies/{study_id}/analyses/retention"): R(READ, "study", 200),  # {} = defaults; KM of one is fine
-    ("POST", "/studies/{study_id}/analyses/attrition"): R(READ, "study", 200),  # {} = defaults
-    ("POST", "/studies/{study_id}/analyses/power"): R(READ, "study", 422),
-    ("GET", "/studies/{study_id}/analyses/runs/{run_id}/{filename}"): R(READ, "study", 404),
+    ("POST", "/studies/{study_id}/analyses/trajectory", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/moderation", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/reliability", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/analyses/effect-sizes", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/responders", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/retention", R(READ, "study", 200)),  # {} = defaults; KM of one is fine
+    ("POST", "/studies/{study_id}/analyses/attrition", R(READ, "study", 200)),  # {} = defaults
+    ("POST", "/studies/{study_id}/analyses/power", R(READ, "study", 422)),
+    ("GET", "/studies/{study_id}/analyses/runs/{run_id}/{filename}", R(READ, "study", 404)),
     # public
-    ("GET", "/health"): R(None, "public", 200),
-}
+    ("GET", "/health", R(None, "public", 200)),
+)
 # Framework pages (documentation) and the stylesheet: public, no data.
 PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 PUBLIC_MOUNTS = {"/static"}
@@ -185,6 +162,11 @@ def app_routes(app) -> dict[tuple[str, str], APIRoute]:
         for method in route.methods - {"HEAD"}:
             out[(method, route.path)] = route
     return out
+
+
+def test_a_route_written_twice_is_refused():
+    with pytest.raises(ValueError, match="two rules for GET /me"):
+        rules(("GET", "/me", R(READ, "global", 200)), ("GET", "/me", R(ADMIN, "global", 404)))
 
 
 def test_every_route_has_a_rule_matching_its_authorize(app):
@@ -332,7 +314,7 @@ def test_route_role_matrix(client, app, world):
     saved, limiter.limit = limiter.limit, 10**6  # this test makes many deliberate 401s
     failures = []
     try:
-        for (method, path), route in sorted(app_routes(app).items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for method, path in sorted(app_routes(app), key=lambda mp: (mp[1], mp[0])):
             rule = RULES[(method, path)]
             for caller in CALLERS:
                 _prepare(client, world, method, path)
