@@ -76,7 +76,7 @@ def users_create(
     expires: datetime | None = typer.Option(None, "--expires", help="token expiry, e.g. 2027-01-31 (UTC)"),
 ) -> None:
     """Create a user and print a new API token (shown once; only its hash is stored)."""
-    from api.auth.models import ROLES
+    from api.auth.policy import ROLES
     from api.users import create_with_token
 
     if role not in ROLES:

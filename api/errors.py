@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+if TYPE_CHECKING:
+    from fastapi import FastAPI, Request
 
 log = logging.getLogger("peerlens.api")
 
@@ -85,7 +83,14 @@ def _clean(err: dict[str, Any]) -> dict[str, Any]:
 
 
 def install_handlers(app: FastAPI) -> None:
-    """Register the handlers that give every 4xx the same body shape and hide 5xx details."""
+    """Register the handlers that give every 4xx the same body shape and hide 5xx details.
+
+    FastAPI is imported here rather than at the top so that services, the command line and
+    :mod:`api.auth.policy` can raise these errors without loading the web framework.
+    """
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):

@@ -25,6 +25,7 @@ from api.analyses.schemas import (
     TrajectoryRequest,
 )
 from api.auth.dependencies import authorize
+from api.auth.policy import READERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.studies.dependencies import valid_study
@@ -32,9 +33,7 @@ from api.studies.models import Study
 
 router = APIRouter(tags=["analyses"])
 
-#: Who may run analyses and fetch their plots (coordinators on their own sites' participants).
-ANALYSIS_ROLES = ("admin", "coordinator", "analyst")
-_who = authorize(*ANALYSIS_ROLES)
+_who = authorize(*READERS)
 
 
 def _run(kind: str, body, request: Request, actor: Actor, study: Study, session: Session) -> AnalysisRun:

@@ -54,6 +54,7 @@ from api.analyses.schemas import (
     _Request,
 )
 from api.audit.service import record
+from api.auth import policy
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Forbidden, NotFound, Unprocessable
@@ -196,7 +197,7 @@ def scope_sites(design: Design, actor: Actor, requested: list[str] | None) -> li
     """Site codes a run covers, for the manifest and the audit trail (None = every site)."""
     if requested is not None:
         return requested
-    if actor.role == "coordinator":
+    if policy.site_scoped(actor):
         return [c for c, i in design.sites.items() if actor.sees_site(i)]
     return None
 
@@ -1028,7 +1029,7 @@ def artefact(
         raise NotFound(["path", "run_id"], "analysis run not found", "not_found") from None
     if base not in path.parents or not path.is_file():
         raise NotFound(["path", "filename"], "file not found", "not_found")
-    if actor.role == "coordinator":
+    if policy.site_scoped(actor):
         covered = manifest.get("sites")
         own = {code for code, sid in study_design_sites(session, study).items() if actor.sees_site(sid)}
         if not covered or not set(covered) <= own:

@@ -8,6 +8,7 @@ from sqlmodel import Session, select
 from api.audit.models import AuditEvent
 from api.audit.schemas import AuditEventRead
 from api.auth.dependencies import authorize
+from api.auth.policy import ADMIN
 from api.auth.service import Actor
 from api.db import end_read, get_session
 
@@ -16,7 +17,7 @@ router = APIRouter(tags=["audit"])
 
 @router.get("/audit", response_model=list[AuditEventRead])
 def list_events(
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     session: Session = Depends(get_session),
     study_id: int | None = None,
     entity: str | None = None,
@@ -79,7 +80,7 @@ def _decode_cursor(cursor: str) -> int:
 
 @router.get("/studies/{study_id}/audit", response_model=AuditPage)
 def study_audit(
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     entity: str | None = Query(None, max_length=40, description="e.g. participant, response"),

@@ -1,4 +1,2 @@
-"""Users, tokens and the ``authorize`` dependency."""
-
-from api.auth.dependencies import authorize, ensure_site_access  # noqa: F401
-from api.auth.service import Actor  # noqa: F401
+"""Users and tokens (:mod:`.service`), who may do what (:mod:`.policy`) and the ``authorize``
+dependency of routes (:mod:`.dependencies`)."""

@@ -4,6 +4,8 @@ Every protected route declares the roles it admits with :func:`authorize`; the d
 keeps them in ``.roles`` so that a test (or the docs) can list a route × role matrix from
 ``app.routes``.
 
+Who may do what is decided in :mod:`api.auth.policy`; this module only applies it to requests.
+
 Examples
 --------
 >>> dep = authorize("admin", "coordinator")
@@ -21,10 +23,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from api.auth.models import ROLES
+from api.auth.policy import ROLES
 from api.auth.service import Actor, actor_and_row
 from api.db import end_read, get_session
-from api.errors import Forbidden, NotFound, Unauthorized
+from api.errors import Forbidden, Unauthorized
 
 _bearer = HTTPBearer(auto_error=False, description="API token printed by `peerlens users create`")
 
@@ -104,29 +106,11 @@ class Authorize:
 
 
 def authorize(*roles: str) -> Authorize:
-    """Build the dependency admitting ``roles`` (any of ``admin``, ``coordinator``, ``analyst``).
+    """Build the dependency admitting ``roles``, usually a set of :mod:`api.auth.policy`.
 
-    Use as ``actor: Actor = Depends(authorize("admin", "coordinator"))``.
+    Use as ``actor: Actor = Depends(authorize(*STAFF))``.
     """
     return Authorize(*roles)
-
-
-READ_ROLES = ("admin", "coordinator", "analyst")
-
-
-def ensure_site_access(actor: Actor, site_id: int | None, *, loc=("path", "id"), what: str = "record") -> None:
-    """Raise 404 when ``actor`` may not see a record of ``site_id``.
-
-    404 rather than 403 so that a coordinator cannot learn that another site's record exists.
-    """
-    if not actor.sees_site(site_id):
-        raise NotFound(list(loc), f"{what} not found", "not_found")
-
-
-def ensure_can_write(actor: Actor) -> None:
-    """Analysts read only (routes already exclude them; services check again for non-HTTP callers)."""
-    if actor.role == "analyst":
-        raise Forbidden([], "analysts cannot change data", "role_not_allowed")
 
 
 def route_roles(route) -> tuple[str, ...] | None:

@@ -9,11 +9,9 @@ from sqlmodel import Field, SQLModel
 
 from api.db import UTCDateTime, utcnow
 
-ROLES = ("admin", "coordinator", "analyst")
-
 
 class User(SQLModel, table=True):
-    """A person using the API. ``role`` is one of :data:`ROLES`; coordinators are scoped to sites."""
+    """A person using the API. ``role`` is one of :data:`api.auth.policy.ROLES`; coordinators are scoped to sites."""
 
     __tablename__ = "app_user"
 

@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import and_
 from sqlmodel import Session, SQLModel, select
 
-from api.auth.models import ROLES, ApiToken, User, UserSite
+from api.auth import policy
+from api.auth.models import ApiToken, User, UserSite
 from api.db import utcnow
 
 TOKEN_PREFIX = "plk_"
@@ -31,7 +32,8 @@ TOKEN_PREFIX = "plk_"
 class Actor:
     """Who is acting: the current user (or the system), as services and the audit trail see it.
 
-    ``site_ids`` limits a coordinator; admins and analysts see every site (analysts read only).
+    ``site_ids`` limits a site-scoped role (coordinators); what each role may do is
+    :mod:`api.auth.policy`.
     """
 
     user_id: int | None
@@ -43,22 +45,20 @@ class Actor:
 
     @property
     def is_admin(self) -> bool:
-        return self.role == "admin"
+        return policy.rule(self).admin
 
     def sees_site(self, site_id: int | None) -> bool:
         """Whether this actor may see records of ``site_id``."""
-        if self.role in ("admin", "analyst", "system"):
-            return True
-        return site_id in self.site_ids
+        return policy.sees_site(self, site_id)
 
     def sees_contacts(self, site_id: int | None) -> bool:
         """Whether identifiers of a participant at ``site_id`` may be shown (never to analysts)."""
-        return self.role in ("admin", "system") or (self.role == "coordinator" and site_id in self.site_ids)
+        return policy.sees_identifiers(self, site_id)
 
     @classmethod
     def system(cls, source: str = "system", request_id: str | None = None) -> Actor:
         """The actor of command-line and background work."""
-        return cls(user_id=None, role="system", source=source, request_id=request_id)
+        return cls(user_id=None, role=policy.SYSTEM, source=source, request_id=request_id)
 
 
 def new_token() -> str:
@@ -72,8 +72,8 @@ def hash_token(token: str) -> str:
 
 def create_user(session: Session, email: str, role: str, site_ids: list[int] | None = None) -> User:
     """Create a user (flushes; the caller commits)."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role not in policy.ROLES:
+        raise ValueError(f"role must be one of {', '.join(policy.ROLES)}")
     user = User(email=email.strip().lower(), role=role)
     session.add(user)
     session.flush()

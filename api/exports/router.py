@@ -9,7 +9,8 @@ from fastapi.responses import Response as PlainResponse
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
-from api.auth.dependencies import READ_ROLES, authorize
+from api.auth.dependencies import authorize
+from api.auth.policy import READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.exports import service, writers
@@ -56,7 +57,7 @@ def stream(engine, plan: service.Plan, shape: str, fmt: str, dictionary: dict) -
 
 @router.get("/studies/{study_id}/export-settings", response_model=ExportSettingsRead)
 def get_settings(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -70,7 +71,7 @@ def get_settings(
 @router.put("/studies/{study_id}/export-settings", response_model=ExportSettingsRead)
 def put_settings(
     body: ExportSettingsIn,
-    actor: Actor = Depends(authorize("admin", "coordinator")),
+    actor: Actor = Depends(authorize(*STAFF)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -85,7 +86,7 @@ def put_settings(
 @router.get("/studies/{study_id}/exports/redcap")
 def export_redcap(
     request: Request,
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     waves: str | None = _WAVES,
@@ -110,7 +111,7 @@ def export_redcap(
 
 @router.get("/studies/{study_id}/exports/redcap/dictionary")
 def export_redcap_dictionary(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -130,7 +131,7 @@ def export_redcap_dictionary(
 def export_dictionary(
     shape: Shape,
     request: Request,
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     format: str = Query("json", pattern="^(json|csv)$"),
@@ -153,7 +154,7 @@ def export_dictionary(
 def export(
     shape: Shape,
     request: Request,
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     format: Format = Query("csv"),

@@ -37,6 +37,7 @@ from sqlmodel import Session
 
 import instruments
 from api.audit.service import record
+from api.auth import policy
 from api.auth.service import Actor
 from api.errors import Forbidden, Unprocessable
 from api.exports import dictionary as dd
@@ -106,7 +107,7 @@ class Plan:
     @property
     def shift_dates(self) -> bool:
         """Whether calendar dates are de-identified (analysts only; staff keep calendar dates)."""
-        return self.actor.role == "analyst"
+        return policy.deidentified(self.actor)
 
     @property
     def wave_ids(self) -> list[int]:
@@ -144,7 +145,7 @@ def plan_export(
         _codes(filters.instruments),
         _codes(filters.sites),
     )
-    if filters.identifiers and actor.role not in ("admin", "coordinator", "system"):
+    if filters.identifiers and policy.deidentified(actor):
         raise Forbidden(
             ["query", "identifiers"], "analysts receive de-identified exports only", "identifiers_not_allowed"
         )
@@ -166,7 +167,7 @@ def plan_export(
         if bad:
             raise Unprocessable(["query", "sites"], f"unknown site code(s) {bad}", "unknown_site")
         sites = [s for s in sites if s.code in filters.sites]
-    if actor.role == "coordinator":
+    if policy.site_scoped(actor):
         if filters.sites and any(not actor.sees_site(s.id) for s in sites):
             raise Forbidden(["query", "sites"], "coordinators export their own sites only", "site_not_allowed")
         sites = [s for s in sites if actor.sees_site(s.id)]
@@ -811,9 +812,7 @@ def update_settings(
     session: Session, study: Study, actor: Actor, *, date_mode: str | None, free_text_items: list[str] | None
 ) -> ExportSettings:
     """Change a study's export settings (audited; the caller commits)."""
-    from api.auth.dependencies import ensure_can_write
-
-    ensure_can_write(actor)
+    policy.ensure_can_write(actor)
     current = session.get(ExportSettings, study.id)
     before = (
         None if current is None else {"date_mode": current.date_mode, "free_text_items": list(current.free_text_items)}

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
+from api.auth.policy import STAFF
 from api.auth.service import Actor
 from api.db import get_session
 from api.errors import Unprocessable
@@ -50,7 +51,7 @@ def import_redcap_route(
     dictionary: UploadFile | None = File(None, description="REDCap data dictionary (CSV)"),
     dry_run: bool = Form(False),
     default_site: str | None = Form(None),
-    actor: Actor = Depends(authorize("admin", "coordinator")),
+    actor: Actor = Depends(authorize(*STAFF)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):

@@ -30,7 +30,7 @@ from sqlmodel import Session, select
 
 import instruments
 from api.audit.service import record
-from api.auth.dependencies import ensure_can_write
+from api.auth.policy import ensure_can_write
 from api.auth.service import Actor
 from api.errors import ApiError
 from api.interop.models import StudyInstrument

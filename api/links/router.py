@@ -7,6 +7,7 @@ from fastapi import Response as HttpResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
+from api.auth.policy import STAFF
 from api.auth.service import Actor
 from api.db import get_session
 from api.links import service
@@ -16,12 +17,11 @@ from api.participants.models import Participant
 from api.studies.service import get_wave
 
 router = APIRouter(tags=["links"])
-LINK_ROLES = ("admin", "coordinator")
 
 
 @router.get("/participants/{participant_id}/links", response_model=list[LinkStatus])
 def list_links(
-    actor: Actor = Depends(authorize(*LINK_ROLES)),
+    actor: Actor = Depends(authorize(*STAFF)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):
@@ -34,7 +34,7 @@ def list_links(
 def issue(
     body: LinkCreate,
     http_response: HttpResponse,
-    actor: Actor = Depends(authorize(*LINK_ROLES)),
+    actor: Actor = Depends(authorize(*STAFF)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):
@@ -53,7 +53,7 @@ def issue(
 @router.delete("/participants/{participant_id}/links/{wave_code}", status_code=204)
 def revoke(
     wave_code: str = Path(min_length=1, max_length=40),
-    actor: Actor = Depends(authorize(*LINK_ROLES)),
+    actor: Actor = Depends(authorize(*STAFF)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):

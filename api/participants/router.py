@@ -7,7 +7,8 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from sqlmodel import Session
 
-from api.auth.dependencies import READ_ROLES, authorize
+from api.auth.dependencies import authorize
+from api.auth.policy import ADMIN, READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound
@@ -25,13 +26,12 @@ from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
 router = APIRouter(tags=["participants"])
-WRITE_ROLES = ("admin", "coordinator")
 
 
 @router.post("/studies/{study_id}/participants", status_code=201, response_model=ParticipantRead)
 def enrol(
     body: ParticipantCreate,
-    actor: Actor = Depends(authorize(*WRITE_ROLES)),
+    actor: Actor = Depends(authorize(*STAFF)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -54,7 +54,7 @@ def enrol(
 
 @router.get("/studies/{study_id}/participants", response_model=list[ParticipantRead])
 def list_participants(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     site: str | None = Query(None, description="site code"),
@@ -70,7 +70,7 @@ def list_participants(
 
 @router.get("/studies/{study_id}/participants/{participant_id}", response_model=ParticipantRead)
 def get_study_participant(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
@@ -84,7 +84,7 @@ def get_study_participant(
 
 @router.get("/studies/{study_id}/allocation", response_model=AllocationReport)
 def allocation(
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -95,7 +95,7 @@ def allocation(
 
 @router.get("/participants/{participant_id}", response_model=ParticipantRead)
 def get_participant(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):
@@ -107,7 +107,7 @@ def get_participant(
 @router.patch("/participants/{participant_id}", response_model=ParticipantRead)
 def update_participant(
     body: ParticipantPatch,
-    actor: Actor = Depends(authorize(*WRITE_ROLES)),
+    actor: Actor = Depends(authorize(*STAFF)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):
@@ -126,7 +126,7 @@ def update_participant(
 
 @router.get("/participants/{participant_id}/schedule", response_model=list[WaveStatus])
 def schedule(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):

@@ -15,7 +15,8 @@ from sqlalchemy import update
 from sqlmodel import Session, select
 
 from api.audit.service import record, snapshot
-from api.auth.dependencies import ensure_can_write, ensure_site_access
+from api.auth import policy
+from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, NotFound, Unprocessable
@@ -299,7 +300,7 @@ def list_participants(
 ) -> list[Participant]:
     """Participants of a study in id order (keyset pagination with ``after``); coordinators see their sites."""
     stmt = select(Participant).where(Participant.study_id == study.id)
-    if actor.role == "coordinator":
+    if policy.site_scoped(actor):
         stmt = stmt.where(Participant.site_id.in_(actor.site_ids or [-1]))
     if site is not None:
         stmt = stmt.join(Site, Site.id == Participant.site_id).where(Site.code == site)

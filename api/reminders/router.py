@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
+from api.auth.policy import STAFF
 from api.auth.service import Actor
 from api.db import get_session
 from api.participants.dependencies import valid_participant
@@ -20,7 +21,6 @@ from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
 router = APIRouter(tags=["reminders"])
-STAFF = ("admin", "coordinator")
 Token = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
 
 

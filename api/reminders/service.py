@@ -10,7 +10,8 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from api.audit.service import record
-from api.auth.dependencies import ensure_can_write, ensure_site_access
+from api.auth import policy
+from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import NotFound, Unprocessable
@@ -253,7 +254,7 @@ def list_reminders(
             raise Unprocessable(["query", "site"], "no site with this code in the study", "unknown_site")
     if participant is not None:
         stmt = stmt.where(Reminder.participant_id == participant.id)
-    if actor.role == "coordinator":
+    if policy.site_scoped(actor):
         stmt = stmt.where(Reminder.site_id.in_(actor.site_ids or [-1]))
     if status is not None:
         stmt = stmt.where(Reminder.status == status)

@@ -7,7 +7,8 @@ from fastapi import Response as HttpResponse
 from sqlmodel import Session
 
 import instruments
-from api.auth.dependencies import READ_ROLES, authorize
+from api.auth.dependencies import authorize
+from api.auth.policy import READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound
@@ -27,7 +28,7 @@ def submit(
     # The participant first: its dependency resolves the token and the participant in one
     # worker-thread step, and the role check then runs on the event loop from the cache.
     participant: Participant = Depends(valid_participant),
-    actor: Actor = Depends(authorize("admin", "coordinator")),
+    actor: Actor = Depends(authorize(*STAFF)),
     session: Session = Depends(get_session),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200),
 ):
@@ -55,7 +56,7 @@ def submit(
 
 @router.get("/participants/{participant_id}/responses", response_model=list[ResponseRead])
 def list_responses(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
     wave: str | None = None,
@@ -104,7 +105,7 @@ def _instrument_read(inst) -> InstrumentRead:
 
 
 @catalogue.get("", response_model=list[InstrumentSummary])
-def list_instruments(actor: Actor = Depends(authorize(*READ_ROLES))):
+def list_instruments(actor: Actor = Depends(authorize(*READERS))):
     out = []
     for code in instruments.codes():
         inst = instruments.get(code)
@@ -121,7 +122,7 @@ def list_instruments(actor: Actor = Depends(authorize(*READ_ROLES))):
 
 
 @catalogue.get("/{code}", response_model=InstrumentRead)
-def get_instrument(code: str = Path(max_length=60), actor: Actor = Depends(authorize(*READ_ROLES))):
+def get_instrument(code: str = Path(max_length=60), actor: Actor = Depends(authorize(*READERS))):
     try:
         return _instrument_read(instruments.get(code))
     except InstrumentError:

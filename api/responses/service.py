@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 import instruments
 from api.audit.service import record
-from api.auth.dependencies import ensure_can_write, ensure_site_access
+from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, Unprocessable, error

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlmodel import Session
 
-from api.auth.dependencies import READ_ROLES, authorize
+from api.auth.dependencies import authorize
+from api.auth.policy import ADMIN, READERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.studies import service
@@ -34,30 +35,28 @@ def _read(study: Study, actor: Actor) -> StudyRead:
 
 
 @router.post("", status_code=201, response_model=StudyRead)
-def create_study(
-    body: StudyCreate, actor: Actor = Depends(authorize("admin")), session: Session = Depends(get_session)
-):
+def create_study(body: StudyCreate, actor: Actor = Depends(authorize(*ADMIN)), session: Session = Depends(get_session)):
     study = service.create_study(session, body, actor)
     session.commit()
     return _read(study, actor)
 
 
 @router.get("", response_model=list[StudyRead])
-def list_studies(actor: Actor = Depends(authorize(*READ_ROLES)), session: Session = Depends(get_session)):
+def list_studies(actor: Actor = Depends(authorize(*READERS)), session: Session = Depends(get_session)):
     out = [_read(s, actor) for s in service.visible_studies(session, actor)]
     end_read(session)
     return out
 
 
 @router.get("/{study_id}", response_model=StudyRead)
-def get_study(actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study)):
+def get_study(actor: Actor = Depends(authorize(*READERS)), study: Study = Depends(valid_study)):
     return _read(study, actor)
 
 
 @router.patch("/{study_id}", response_model=StudyRead)
 def update_study(
     body: StudyUpdate,
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -69,7 +68,7 @@ def update_study(
 @router.post("/{study_id}/sites", status_code=201, response_model=SiteRead)
 def create_site(
     body: SiteCreate,
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -80,7 +79,7 @@ def create_site(
 
 @router.get("/{study_id}/sites", response_model=list[SiteRead])
 def list_sites(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -92,7 +91,7 @@ def list_sites(
 @router.post("/{study_id}/arms", status_code=201, response_model=ArmRead)
 def create_arm(
     body: ArmCreate,
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -103,7 +102,7 @@ def create_arm(
 
 @router.get("/{study_id}/arms", response_model=list[ArmRead])
 def list_arms(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -115,7 +114,7 @@ def list_arms(
 @router.post("/{study_id}/waves", status_code=201, response_model=WaveRead)
 def create_wave(
     body: WaveCreate,
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -126,7 +125,7 @@ def create_wave(
 
 @router.get("/{study_id}/waves", response_model=list[WaveRead])
 def list_waves(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):

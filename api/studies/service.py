@@ -8,25 +8,28 @@ from sqlalchemy import exists
 from sqlmodel import Session, select
 
 from api.audit.service import record, snapshot
-from api.auth.dependencies import ensure_can_write
+from api.auth import policy
 from api.auth.service import Actor
 from api.db import utcnow
-from api.errors import Conflict, Forbidden, NotFound
+from api.errors import Conflict, NotFound
 from api.participants.models import Allocation, AllocationStratum
 from api.studies.models import Arm, Site, Study, Wave
 from api.studies.schemas import ArmCreate, SiteCreate, StudyCreate, StudyUpdate, WaveCreate
+
+#: What :func:`api.auth.policy.ensure_admin` refuses to other roles here.
+DESIGN = "change a study's design"
 
 
 def visible_studies(session: Session, actor: Actor) -> list[Study]:
     """Studies the actor may see: all for admins and analysts, those with one of their sites for coordinators."""
     stmt = select(Study).order_by(Study.id)
-    if actor.role == "coordinator":
+    if policy.site_scoped(actor):
         stmt = stmt.where(exists().where(Site.study_id == Study.id, Site.id.in_(actor.site_ids or [-1])))
     return list(session.exec(stmt).all())
 
 
 def can_see_study(session: Session, actor: Actor, study_id: int) -> bool:
-    if actor.role != "coordinator":
+    if not policy.site_scoped(actor):
         return True
     return (
         session.exec(
@@ -38,7 +41,7 @@ def can_see_study(session: Session, actor: Actor, study_id: int) -> bool:
 
 def create_study(session: Session, data: StudyCreate, actor: Actor) -> Study:
     """Create a study; a missing randomisation seed is generated (and never shown to coordinators)."""
-    _admin_only(actor)
+    policy.ensure_admin(actor, DESIGN)
     values = data.model_dump()
     values["randomisation_seed"] = values.get("randomisation_seed") or secrets.token_hex(16)
     study = Study(**values)
@@ -57,7 +60,7 @@ def create_study(session: Session, data: StudyCreate, actor: Actor) -> Study:
 
 
 def update_study(session: Session, study: Study, data: StudyUpdate, actor: Actor) -> Study:
-    _admin_only(actor)
+    policy.ensure_admin(actor, DESIGN)
     changes = data.model_dump(exclude_unset=True)
     reason = changes.pop("reason", None)
     before = snapshot(study, exclude=("randomisation_seed",))
@@ -86,7 +89,7 @@ def update_study(session: Session, study: Study, data: StudyUpdate, actor: Actor
 
 def create_site(session: Session, study: Study, data: SiteCreate, actor: Actor) -> Site:
     """Add a site and its randomisation stratum (one counter row, locked while allocating)."""
-    _admin_only(actor)
+    policy.ensure_admin(actor, DESIGN)
     _unique(session, Site, study.id, data.code)
     site = Site(study_id=study.id, **data.model_dump())
     session.add(site)
@@ -98,7 +101,7 @@ def create_site(session: Session, study: Study, data: SiteCreate, actor: Actor) 
 
 def create_arm(session: Session, study: Study, data: ArmCreate, actor: Actor) -> Arm:
     """Add an arm. Refused once randomisation has started: the sequence depends on the arm set."""
-    _admin_only(actor)
+    policy.ensure_admin(actor, DESIGN)
     _unique(session, Arm, study.id, data.code)
     started = session.exec(select(Allocation.id).where(Allocation.study_id == study.id).limit(1)).first()
     if started is not None:
@@ -113,7 +116,7 @@ def create_arm(session: Session, study: Study, data: ArmCreate, actor: Actor) ->
 
 
 def create_wave(session: Session, study: Study, data: WaveCreate, actor: Actor) -> Wave:
-    _admin_only(actor)
+    policy.ensure_admin(actor, DESIGN)
     _unique(session, Wave, study.id, data.code)
     wave = Wave(study_id=study.id, **data.model_dump())
     session.add(wave)
@@ -127,7 +130,7 @@ def list_children(session: Session, model, study: Study, actor: Actor) -> list:
     stmt = select(model).where(model.study_id == study.id).order_by(model.id)
     if model is Wave:
         stmt = select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)
-    if model is Site and actor.role == "coordinator":
+    if model is Site and policy.site_scoped(actor):
         stmt = stmt.where(Site.id.in_(actor.site_ids or [-1]))
     return list(session.exec(stmt).all())
 
@@ -140,12 +143,6 @@ def get_wave(session: Session, study_id: int, code: str, loc=("body", "wave")) -
     if wave is None:
         raise Unprocessable(list(loc), "no wave with this code in the participant's study", "unknown_wave")
     return wave
-
-
-def _admin_only(actor: Actor) -> None:
-    ensure_can_write(actor)
-    if actor.role not in ("admin", "system"):
-        raise Forbidden([], "only admins change a study's design", "role_not_allowed")
 
 
 def _unique(session: Session, model, study_id: int, code: str) -> None:

@@ -14,7 +14,8 @@ from fastapi.responses import FileResponse, Response
 from sqlmodel import Session, select
 
 from api.audit.service import record
-from api.auth.dependencies import READ_ROLES, authorize
+from api.auth.dependencies import authorize
+from api.auth.policy import ADMIN, READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound, Unprocessable
@@ -49,7 +50,6 @@ from api.transcripts.schemas import (
 )
 
 router = APIRouter(tags=["transcripts"])
-STAFF = ("admin", "coordinator")
 
 
 def _settings(request: Request):
@@ -133,7 +133,7 @@ def _deid_title(session: Session, study: Study, actor: Actor, codes: list[str], 
 
 @router.get("/studies/{study_id}/transcripts", response_model=list[TranscriptSummary])
 def list_transcripts(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -145,7 +145,7 @@ def list_transcripts(
 
 @router.get("/studies/{study_id}/transcripts/search")
 def search(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     q: str = Query(..., min_length=1, max_length=200, description="word or phrase"),
@@ -160,7 +160,7 @@ def search(
 
 @router.get("/transcripts/{transcript_id}", response_model=TranscriptRead)
 def get_transcript(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     t: Transcript = Depends(valid_transcript),
     session: Session = Depends(get_session),
 ):
@@ -171,7 +171,7 @@ def get_transcript(
 
 @router.get("/transcripts/{transcript_id}/original", response_model=TranscriptOriginalRead)
 def get_original(
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     t: Transcript = Depends(valid_transcript),
     session: Session = Depends(get_session),
 ):
@@ -205,7 +205,7 @@ def create_code(
 
 @router.get("/studies/{study_id}/codes", response_model=list[CodeRead])
 def list_codes(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -217,7 +217,7 @@ def list_codes(
 
 @router.get("/studies/{study_id}/codes/history", response_model=list[CodeHistoryRead])
 def code_history(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -272,7 +272,7 @@ def create_memo(
 
 @router.get("/studies/{study_id}/memos", response_model=list[MemoRead])
 def list_memos(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     target: Literal["code", "transcript", "segment", "project"] | None = None,
@@ -311,7 +311,7 @@ def create_coding(
 
 @router.get("/transcripts/{transcript_id}/codings", response_model=list[CodingRead])
 def list_codings(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     t: Transcript = Depends(valid_transcript),
     session: Session = Depends(get_session),
     coder: str | None = Query(None, max_length=320),
@@ -339,7 +339,7 @@ def delete_coding(
 
 @router.get("/studies/{study_id}/codes/{code_id}/segments")
 def code_segments(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     code: QualCode = Depends(valid_code),
     session: Session = Depends(get_session),
@@ -355,7 +355,7 @@ def code_segments(
 
 @router.get("/studies/{study_id}/coding/co-occurrence")
 def co_occurrence(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     unit: Literal["overlap", "turn", "paragraph", "transcript"] = "overlap",
@@ -369,7 +369,7 @@ def co_occurrence(
 @router.get("/studies/{study_id}/coding/crosstab")
 def crosstab(
     request: Request,
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     by: str = Query(
@@ -384,7 +384,7 @@ def crosstab(
 
 @router.get("/studies/{study_id}/coding/agreement")
 def agreement(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     unit: Literal["turn", "paragraph", "segment"] = "turn",
@@ -398,7 +398,7 @@ def agreement(
 
 @router.get("/studies/{study_id}/coding/disagreements")
 def disagreements(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     unit: Literal["turn", "paragraph", "segment"] = "turn",
@@ -432,7 +432,7 @@ def run_suggestions(
 
 @router.get("/transcripts/{transcript_id}/suggestions", response_model=list[SuggestionRead])
 def list_suggestions(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     t: Transcript = Depends(valid_transcript),
     session: Session = Depends(get_session),
     status: Literal["pending", "accepted", "rejected"] | None = None,
@@ -478,7 +478,7 @@ def reject(
 
 @router.get("/studies/{study_id}/refi/codebook.qdc")
 def refi_codebook(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -493,7 +493,7 @@ def refi_codebook(
 
 @router.get("/studies/{study_id}/refi/project.qdpx")
 def refi_project(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -520,7 +520,7 @@ def refi_project(
 @router.post("/studies/{study_id}/refi/import", status_code=201, response_model=ImportReport)
 def refi_import(
     request: Request,
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     file: UploadFile = File(..., description="REFI-QDA codebook (.qdc) or project (.qdpx)"),
@@ -539,7 +539,7 @@ def refi_import(
 
 @router.get("/studies/{study_id}/qualitative/indicators")
 def indicators(
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -569,7 +569,7 @@ def joint_display(
 @router.get("/studies/{study_id}/qualitative/joint-display", response_model=JointDisplayRead)
 def joint_display_get(
     request: Request,
-    actor: Actor = Depends(authorize(*READ_ROLES)),
+    actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     theme: list[str] = Query(..., min_length=1, max_length=50, description="code key or id"),
@@ -600,7 +600,7 @@ def joint_display_get(
 
 @router.get("/studies/{study_id}/qualitative/artefacts/{name}")
 def artefact(
-    request: Request, name: str, actor: Actor = Depends(authorize(*READ_ROLES)), study: Study = Depends(valid_study)
+    request: Request, name: str, actor: Actor = Depends(authorize(*READERS)), study: Study = Depends(valid_study)
 ):
     """A generated plot (PNG or SVG) of this study."""
     path = analysis.artefact_path(_settings(request), study.id, name)

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
 import instruments
+from api.auth import policy
 from api.auth.dependencies import Authorize
 from api.auth.service import Actor
 from api.db import get_session, utcnow
@@ -93,7 +94,7 @@ def _csrf_ok(request: Request, form_value: Any, link_id: int) -> bool:
 def _participant_actor(request: Request, ctx: LinkContext) -> Actor:
     return Actor(
         user_id=None,
-        role="participant",
+        role=policy.PARTICIPANT,
         site_ids=frozenset({ctx.participant.site_id}),
         request_id=getattr(request.state, "request_id", None),
         source="web",
