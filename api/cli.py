@@ -189,8 +189,9 @@ def joint_display_cmd(
     from api.auth.service import Actor
     from api.db import engine_from_settings
     from api.errors import ApiError
+    from api.jsonable import records
     from api.studies.models import Study
-    from api.transcripts.analysis import joint_table, records
+    from api.transcripts.analysis import joint_table
     from api.transcripts.schemas import JointDisplayRequest
 
     if plot_format not in ("svg", "png"):
@@ -318,12 +319,12 @@ def analyze(
 ) -> None:
     """Run the standard analyses on a study's current export (de-identified, as an analyst sees it) and
     write CSV tables, plots and report.md to a folder (same service as the API, no HTTP)."""
-    import uuid as _uuid
     from pathlib import Path
 
     from sqlmodel import Session
 
     from api.analyses.service import write_report
+    from api.artifacts import ArtifactStore
     from api.auth.service import Actor
     from api.db import engine_from_settings
     from api.errors import ApiError
@@ -341,7 +342,7 @@ def analyze(
             st = session.get(Study, study)
             if st is None:
                 raise typer.BadParameter("no such study", param_hint="STUDY")
-            folder = Path(outdir) if outdir else Path(settings.analysis_artifact_dir) / str(st.id) / _uuid.uuid4().hex
+            folder = Path(outdir) if outdir else ArtifactStore.from_settings(settings).new_run("analyses", st.id).folder
             try:
                 written = write_report(
                     session, st, actor, folder, outcomes=outcome, mcids=mcid, fmt=fmt, secret=settings.secret_key

@@ -77,22 +77,12 @@ class Settings(BaseSettings):
     # en_core_web_* if any, "none" = rule-based only, or a package name / directory).
     spacy_model: str = Field("auto", alias="PEERLENS_SPACY_MODEL")
 
-    # Where generated files (analysis and joint-display plots) are written: one setting, a
-    # sub-folder per kind.
+    # Where generated files (analysis and joint-display plots) are written; the layout below it is
+    # api.artifacts'.
     artifact_dir: str = Field("./artifacts", alias="PEERLENS_ARTIFACT_DIR")
     # The largest cohort a synchronous analysis run accepts (random slopes on 10,000 participants
     # take ~25 s).
     analysis_max_participants: int = Field(20_000, alias="PEERLENS_ANALYSIS_MAX_PARTICIPANTS", ge=1)
-
-    @property
-    def analysis_artifact_dir(self) -> str:
-        """Analysis plots: ``<artifact_dir>/analyses/<study>/<run id>/``."""
-        return str(Path(self.artifact_dir) / "analyses")
-
-    @property
-    def artefact_dir(self) -> str:
-        """Joint-display plots: ``<artifact_dir>/qualitative/study-<id>/``."""
-        return str(Path(self.artifact_dir) / "qualitative")
 
     @field_validator("database_url")
     @classmethod

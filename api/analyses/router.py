@@ -24,12 +24,14 @@ from api.analyses.schemas import (
     RetentionRequest,
     TrajectoryRequest,
 )
+from api.artifacts import MEDIA_TYPES, ArtifactStore
 from api.auth.dependencies import authorize
 from api.auth.policy import READERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
+from api.studies.service import sites_by_code
 
 router = APIRouter(tags=["analyses"])
 
@@ -160,8 +162,9 @@ def plot_file(
     session: Session = Depends(get_session),
 ):
     """A plot of an analysis run (PNG or SVG), for the roles that may run analyses."""
-    path = service.artefact(session, request.app.state.settings.analysis_artifact_dir, study, actor, run_id, filename)
+    store = ArtifactStore.from_settings(request.app.state.settings)
+    path = store.file("analyses", study.id, run_id, filename, actor, sites_by_code(session, study.id))
     end_read(session)
     return FileResponse(
-        path, media_type=service.MEDIA_TYPES[path.suffix.lstrip(".")], headers={"Cache-Control": "private, no-store"}
+        path, media_type=MEDIA_TYPES[path.suffix.lstrip(".")], headers={"Cache-Control": "private, no-store"}
     )

@@ -21,10 +21,8 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,21 +51,19 @@ from api.analyses.schemas import (
     TrajectoryRequest,
     _Request,
 )
+from api.artifacts import ArtifactStore, safe_name, site_scope
 from api.audit.service import record
-from api.auth import policy
 from api.auth.service import Actor
 from api.db import utcnow
-from api.errors import Forbidden, NotFound, Unprocessable
+from api.errors import Forbidden, Unprocessable
 from api.exports import service as exports
+from api.jsonable import jsonable, records
 from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study, Wave
 
 log = logging.getLogger("peerlens.analyses")
 
 YEAR = 365.25
-RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-FILENAME = re.compile(r"^[A-Za-z0-9_\-]{1,150}\.(png|svg)$")
-MANIFEST = "run.json"
 CONTEXT = "context"
 
 # What the analysis library raises when the data cannot support a model.
@@ -195,11 +191,7 @@ def check_sites(design: Design, actor: Actor, codes: list[str] | None) -> list[s
 
 def scope_sites(design: Design, actor: Actor, requested: list[str] | None) -> list[str] | None:
     """Site codes a run covers, for the manifest and the audit trail (None = every site)."""
-    if requested is not None:
-        return requested
-    if policy.site_scoped(actor):
-        return [c for c, i in design.sites.items() if actor.sees_site(i)]
-    return None
+    return site_scope(actor, design.sites, requested)
 
 
 PARTICIPANT_COLUMNS = ("site",)
@@ -341,31 +333,6 @@ class Result:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """A DataFrame as JSON-safe records (NaN -> null, numpy scalars -> numbers, categories -> strings)."""
-    if df is None or df.empty:
-        return []
-    d = df.copy()
-    for c in d.columns:
-        if isinstance(d[c].dtype, pd.CategoricalDtype):
-            d[c] = d[c].astype(object)
-    return json.loads(d.to_json(orient="records", date_format="iso", default_handler=str))
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating, float)):
-        return None if not math.isfinite(float(v)) else float(v)
-    if isinstance(v, (np.bool_,)):
-        return bool(v)
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
-
-
 def _ensure_columns(kind: str, name: str, df: pd.DataFrame) -> pd.DataFrame:
     cols = TABLES.get(kind, {}).get(name)
     if cols is None:
@@ -374,10 +341,6 @@ def _ensure_columns(kind: str, name: str, df: pd.DataFrame) -> pd.DataFrame:
         if c not in df.columns:
             df[c] = np.nan
     return df
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_\-]", "_", name)[:140]
 
 
 # ---- the analyses ------------------------------------------------------------------------------
@@ -439,7 +402,7 @@ def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design) 
         }
         if req.time == "days":
             tables["slopes"] = m.slopes()
-        figures = {f"trajectory_{_safe_name(req.outcome)}": plot_trajectory(m)}
+        figures = {f"trajectory_{safe_name(req.outcome)}": plot_trajectory(m)}
     return Result(
         tables,
         {
@@ -493,7 +456,7 @@ def run_moderation(frame: pd.DataFrame, req: ModerationRequest, design: Design) 
             "interaction_test": mm.interaction_test,
             "fixed_effects": mm.summary,
         }
-        figures = {f"forest_{_safe_name(req.outcome)}_{_safe_name(req.moderator)}": plot_forest(effects)}
+        figures = {f"forest_{safe_name(req.outcome)}_{safe_name(req.moderator)}": plot_forest(effects)}
     levels = [str(x) for x in effects["level"].unique()] if len(effects) else []
     return Result(
         tables,
@@ -566,7 +529,7 @@ def run_effect_sizes(frame: pd.DataFrame, req: EffectSizesRequest, design: Desig
         title=f"{req.outcome}: effect sizes of change {pre} to {post}",
     )
     return Result(
-        {"effect_sizes": es}, {"pre": pre, "post": post}, figures={f"effect_sizes_{_safe_name(req.outcome)}": fig}
+        {"effect_sizes": es}, {"pre": pre, "post": post}, figures={f"effect_sizes_{safe_name(req.outcome)}": fig}
     )
 
 
@@ -600,7 +563,7 @@ def run_responders(frame: pd.DataFrame, req: RespondersRequest, design: Design) 
     return Result(
         {"responders": rp},
         {"pre": pre, "post": post, "mcid": float(rp["mcid"].iloc[0]), "better": meta["better"]},
-        figures={f"responders_{_safe_name(req.outcome)}": fig},
+        figures={f"responders_{safe_name(req.outcome)}": fig},
     )
 
 
@@ -660,7 +623,7 @@ def run_retention(frame: pd.DataFrame, req: RetentionRequest, design: Design) ->
                 else pd.DataFrame(columns=TABLES["retention"]["threshold_logrank"])
             )
         values.update(threshold_participants=int(len(tt)), threshold_reached=reached)
-        figures[f"km_{_safe_name(t.scale)}_{t.direction}_by_{req.by}"] = plot_km(
+        figures[f"km_{safe_name(t.scale)}_{t.direction}_by_{req.by}"] = plot_km(
             tables["threshold_km"], title=f"Time to {t.scale} {'≥' if t.direction == 'above' else '<'} {t.value:g}"
         )
     return Result(tables, values, warnings, figures)
@@ -847,10 +810,6 @@ def _power_figure(curve: pd.DataFrame, target: float, n: int, planned_per_arm: f
 # ---- runs: orchestration, artefacts, audit ------------------------------------------------------
 
 
-def run_dir(artifact_dir: str | Path, study_id: int, run_id: str) -> Path:
-    return Path(artifact_dir) / str(int(study_id)) / run_id
-
-
 def _parameters(req: _Request) -> dict[str, Any]:
     return req.model_dump(mode="json", exclude={"formats"})
 
@@ -883,7 +842,6 @@ def execute(
     design = study_design(session, study)
     sites = check_sites(design, actor, req.sites)
     scope = scope_sites(design, actor, sites)
-    run_id = uuid.uuid4().hex
     bound = max_participants if max_participants is not None else settings.analysis_max_participants
     n_rows = 0
     n_participants = 0
@@ -940,28 +898,23 @@ def execute(
             }[kind]
             result = runner(frame, req, design)
     created = utcnow()
-    plots = _render(
-        settings.analysis_artifact_dir,
-        study,
-        run_id,
-        result,
-        req.formats,
-        {
-            "run_id": run_id,
-            "kind": kind,
-            "study_id": study.id,
-            "created_at": created.isoformat(),
-            "sites": scope,
-            "actor_role": actor.role,
-        },
+    run = ArtifactStore.from_settings(settings).new_run(
+        "analyses",
+        study.id,
+        {"kind": kind, "created_at": created.isoformat(), "sites": scope, "actor_role": actor.role},
     )
+    plots = [
+        PlotLink(name=name, format=fmt, url=run.url(run.save_figure(fig, name, fmt)))
+        for name, fig in result.figures.items()
+        for fmt in req.formats
+    ]
     tables = {name: _ensure_columns(kind, name, df) for name, df in result.tables.items()}
     record(
         session,
         actor,
         "analysis.run",
         "analysis_run",
-        run_id,
+        run.run_id,
         study_id=study.id,
         after={
             "kind": kind,
@@ -974,7 +927,7 @@ def execute(
     )
     session.commit()
     return AnalysisRun(
-        run_id=run_id,
+        run_id=run.run_id,
         kind=kind,
         study_id=study.id,
         created_at=created,
@@ -984,62 +937,10 @@ def execute(
         n_rows=n_rows,
         tables={k: records(v) for k, v in tables.items()},
         columns={k: [str(c) for c in v.columns] for k, v in tables.items()},
-        values=_jsonable(result.values),
+        values=jsonable(result.values),
         warnings=result.warnings,
         plots=plots,
     )
-
-
-def _render(
-    artifact_dir: str | Path, study: Study, run_id: str, result: Result, formats, manifest: dict
-) -> list[PlotLink]:
-    out = run_dir(artifact_dir, study.id, run_id)
-    out.mkdir(parents=True, exist_ok=True)
-    links = []
-    for name, fig in result.figures.items():
-        for fmt in formats:
-            filename = f"{_safe_name(name)}.{fmt}"
-            fig.savefig(out / filename, dpi=150, format=fmt)
-            links.append(PlotLink(name=name, format=fmt, url=f"/studies/{study.id}/analyses/runs/{run_id}/{filename}"))
-    (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    return links
-
-
-MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
-
-
-def artefact(
-    session: Session, artifact_dir: str | Path, study: Study, actor: Actor, run_id: str, filename: str
-) -> Path:
-    """The file of a run's plot, if ``actor`` may see that run (404 otherwise).
-
-    Run ids and file names are matched against strict patterns and the resolved path must stay
-    inside the run's folder, so ``..`` or an absolute path never leaves it. A coordinator sees a
-    run only when it covered their own sites and nothing else.
-    """
-    if not RUN_ID.fullmatch(run_id):
-        raise NotFound(["path", "run_id"], "analysis run not found", "not_found")
-    if not FILENAME.fullmatch(filename):
-        raise NotFound(["path", "filename"], "file not found", "not_found")
-    base = run_dir(artifact_dir, study.id, run_id).resolve()
-    path = (base / filename).resolve()
-    try:
-        manifest = json.loads((base / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise NotFound(["path", "run_id"], "analysis run not found", "not_found") from None
-    if base not in path.parents or not path.is_file():
-        raise NotFound(["path", "filename"], "file not found", "not_found")
-    if policy.site_scoped(actor):
-        covered = manifest.get("sites")
-        own = {code for code, sid in study_design_sites(session, study).items() if actor.sees_site(sid)}
-        if not covered or not set(covered) <= own:
-            raise NotFound(["path", "run_id"], "analysis run not found", "not_found")
-    return path
-
-
-def study_design_sites(session: Session, study: Study) -> dict[str, int]:
-    """Site code -> id of a study."""
-    return {s.code: s.id for s in session.exec(select(Site).where(Site.study_id == study.id)).scalars()}
 
 
 # ---- the whole report, for the command line ----------------------------------------------------

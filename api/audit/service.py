@@ -8,23 +8,13 @@ Examples
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session, SQLModel
 
 from api.audit.models import AuditEvent
 from api.auth.service import Actor
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (datetime, date)):
-        return v.isoformat()
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple, set, frozenset)):
-        return [_jsonable(x) for x in v]
-    return v
+from api.jsonable import jsonable
 
 
 def snapshot(obj: SQLModel | dict[str, Any] | None, *, exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
@@ -32,7 +22,7 @@ def snapshot(obj: SQLModel | dict[str, Any] | None, *, exclude: tuple[str, ...] 
     if obj is None:
         return None
     data = obj if isinstance(obj, dict) else obj.model_dump()
-    return {k: _jsonable(v) for k, v in data.items() if k not in exclude}
+    return {k: jsonable(v) for k, v in data.items() if k not in exclude}
 
 
 def record(

@@ -135,6 +135,13 @@ def list_children(session: Session, model, study: Study, actor: Actor) -> list:
     return list(session.exec(stmt).all())
 
 
+def sites_by_code(session: Session, study_id: int) -> dict[str, int]:
+    """Site code -> id of a study's sites."""
+    return {
+        code: site_id for site_id, code in session.exec(select(Site.id, Site.code).where(Site.study_id == study_id))
+    }
+
+
 def get_wave(session: Session, study_id: int, code: str, loc=("body", "wave")) -> Wave:
     """The wave ``code`` of a study, or a 422 naming ``loc``."""
     from api.errors import Unprocessable

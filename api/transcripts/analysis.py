@@ -11,23 +11,23 @@ Examples
 
 from __future__ import annotations
 
-import math
 import tempfile
-import uuid
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlmodel import Session, select
 
+from api.artifacts import ArtifactStore, site_scope
 from api.audit.service import record
 from api.auth.service import Actor
-from api.errors import NotFound, Unprocessable
+from api.errors import Unprocessable
+from api.jsonable import records
 from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study
+from api.studies.service import sites_by_code
 from api.transcripts import service
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
 from api.transcripts.service import q  # imported on first use (see service._Lazy)
@@ -82,23 +82,6 @@ def load_corpus(session: Session, study: Study, actor: Actor) -> Corpus:
         codings=service.codings_of(session, [t.id for t in rows]),
         waves=waves,
     )
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe scalars: NaN/inf become None, numpy numbers plain numbers."""
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if v is pd.NA or v is pd.NaT:
-        return None
-    return v
-
-
-def records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [{k: _clean(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
 
 
 def _int_ids(df: pd.DataFrame, col: str = "transcript") -> pd.DataFrame:
@@ -229,21 +212,6 @@ def resolve_themes(corpus: Corpus, themes: list[str]) -> list[str]:
     return out
 
 
-def artefact_dir(settings, study_id: int) -> Path:
-    d = Path(settings.artefact_dir).resolve() / f"study-{study_id}"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def artefact_path(settings, study_id: int, name: str) -> Path:
-    """The file behind an artefact URL; anything but a plain generated name stays outside (404)."""
-    base = artefact_dir(settings, study_id)
-    candidate = (base / name).resolve()
-    if candidate.parent != base or not candidate.is_file() or candidate.suffix not in (".png", ".svg"):
-        raise NotFound(["path", "name"], "artefact not found")
-    return candidate
-
-
 def joint_table(session: Session, study: Study, actor: Actor, body, settings) -> tuple[pd.DataFrame, list[str]]:
     """The joint display as a frame (see :func:`qualitative.joint_display`) and the theme keys.
 
@@ -280,16 +248,20 @@ def joint_table(session: Session, study: Study, actor: Actor, body, settings) ->
 
 
 def joint_display(session: Session, study: Study, actor: Actor, body, settings) -> dict[str, Any]:
-    """The joint display with a plot written under the artefact directory (served by the API)."""
+    """The joint display with a plot written to the artefact store (served by the API)."""
     table, themes = joint_table(session, study, actor, body, settings)
-    name = f"joint-{uuid.uuid4().hex}.{body.plot_format}"
-    q.plot_joint_display(table, artefact_dir(settings, study.id) / name)
+    sites = site_scope(actor, sites_by_code(session, study.id))
+    run = ArtifactStore.from_settings(settings).new_run(
+        "qualitative", study.id, {"kind": "joint-display", "sites": sites, "actor_role": actor.role}
+    )
+    filename = f"joint_display.{body.plot_format}"
+    q.plot_joint_display(table, run.folder / filename)
     record(
         session,
         actor,
         "create",
         "joint_display",
-        name,
+        run.run_id,
         study_id=study.id,
         after={
             "themes": themes,
@@ -297,13 +269,14 @@ def joint_display(session: Session, study: Study, actor: Actor, body, settings) 
             "baseline": body.baseline,
             "followup": body.followup,
             "rows": len(table),
+            "sites": sites,
         },
     )
     return {
         "baseline": body.baseline,
         "followup": body.followup,
         "rows": records(table),
-        "plot_url": f"/studies/{study.id}/qualitative/artefacts/{name}",
+        "plot_url": run.url(filename),
     }
 
 

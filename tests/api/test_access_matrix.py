@@ -131,7 +131,7 @@ RULES = rules(
     ("GET", "/studies/{study_id}/qualitative/indicators", R(READ, "study", 200)),
     ("POST", "/studies/{study_id}/qualitative/joint-display", R(STAFF, "study", 422)),
     ("GET", "/studies/{study_id}/qualitative/joint-display", R(READ, "study", 422)),  # needs its query
-    ("GET", "/studies/{study_id}/qualitative/artefacts/{name}", R(READ, "study", 404)),
+    ("GET", "/studies/{study_id}/qualitative/runs/{run_id}/{filename}", R(READ, "study", 404)),
     # analyses: computations on the study's data (no change to it), analysts included
     ("POST", "/studies/{study_id}/analyses/trajectory", R(READ, "study", 422)),
     ("POST", "/studies/{study_id}/analyses/moderation", R(READ, "study", 422)),
@@ -259,7 +259,6 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{code}", "phq9")
         .replace("{shape}", "long")
         .replace("{token}", token)
-        .replace("{name}", "nothing.csv")
         .replace("{filename}", "nothing.csv")
         .replace("{transcript_id}", "999999")
         .replace("{code_id}", "999999")

@@ -459,7 +459,7 @@ def test_plot_urls_serve_png_and_svg(client, demo, analyst):
 def test_plot_paths_cannot_leave_the_run_folder(client, demo, analyst, settings):
     run = post(client, demo, "attrition", {}, analyst.headers).json()
     base = f"/studies/{demo.study_id}/analyses/runs/{run['run_id']}"
-    (settings_dir := __import__("pathlib").Path(settings.analysis_artifact_dir)).mkdir(exist_ok=True)
+    (settings_dir := __import__("pathlib").Path(settings.artifact_dir) / "analyses").mkdir(exist_ok=True)
     (settings_dir / "secret.png").write_bytes(PNG + b"not for you")
     for path in (
         f"{base}/..%2F..%2Fsecret.png",

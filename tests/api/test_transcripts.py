@@ -637,8 +637,16 @@ def test_indicators_and_joint_display(client, world, make_study, enrol, admin, a
     assert plot.status_code == 200 and plot.headers["content-type"].startswith("image/svg")
     assert b"<svg" in plot.content[:500]
     assert client.get(out["plot_url"], headers={}).status_code == 401
-    for bad in ("..%2F..%2Fpyproject.toml", "%2E%2E", "x.svg", "..%2Fstudy-1%2Fx.svg"):
-        rr = client.get(f"/studies/{study.id}/qualitative/artefacts/{bad}", headers=analyst.headers)
+    run_id = out["plot_url"].split("/")[-2]
+    for bad in (
+        f"{run_id}/..%2F..%2Fpyproject.toml",
+        f"{run_id}/%2E%2E",
+        f"{run_id}/x.svg",
+        f"{run_id}/run.json",
+        f"..%2F{run_id}/joint_display.svg",
+        f"{'0' * 32}/joint_display.svg",
+    ):
+        rr = client.get(f"/studies/{study.id}/qualitative/runs/{bad}", headers=analyst.headers)
         assert rr.status_code == 404, (bad, rr.status_code)
     for bad, loc in (
         ({**body, "themes": ["nope"]}, ["body", "themes", 0]),
