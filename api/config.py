@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     reminder_lease_seconds: int = Field(300, alias="PEERLENS_REMINDER_LEASE_SECONDS", ge=1)
     reminder_max_attempts: int = Field(5, alias="PEERLENS_REMINDER_MAX_ATTEMPTS", ge=1)
     reminder_backoff_seconds: float = Field(60.0, alias="PEERLENS_REMINDER_BACKOFF_SECONDS", gt=0)
+    # Personal links: days a link stays usable after its wave window closes; failed token or link
+    # attempts from one client address per window, after which that address gets 429.
+    link_grace_days: int = Field(3, alias="PEERLENS_LINK_GRACE_DAYS", ge=0, le=365)
+    fail_limit: int = Field(20, alias="PEERLENS_FAIL_LIMIT", ge=1)
+    fail_window_seconds: float = Field(60.0, alias="PEERLENS_FAIL_WINDOW_SECONDS", gt=0)
     # Transcripts: the spaCy pipeline for statistical NER in de-identification ("auto" = an installed
     # en_core_web_* if any, "none" = rule-based only, or a package name / directory).
     spacy_model: str = Field("auto", alias="PEERLENS_SPACY_MODEL")

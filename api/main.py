@@ -15,15 +15,37 @@ import json
 import logging
 import uuid
 import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from api.analyses.router import router as analyses_router
+from api.audit.router import router as audit_router
+from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.db import engine_from_settings
 from api.errors import install_handlers
+from api.exports.router import router as exports_router
+from api.interop.router import router as interop_router
+from api.interop.service import load_custom_instruments
+from api.links.router import router as links_router
+from api.participants.router import router as participants_router
+from api.reminders.router import router as reminders_router
+from api.responses.router import catalogue
+from api.responses.router import router as responses_router
+from api.routing import mount
+from api.studies.router import router as studies_router
+from api.transcripts.router import router as transcripts_router
+from api.web.logfilter import install_log_redaction
+from api.web.ratelimit import FailedAttemptGuard, FailureLimiter
+from api.web.router import STATIC_DIR
+from api.web.router import router as web_router
 
 log = logging.getLogger("peerlens.api")
 
@@ -132,15 +154,11 @@ class RequestGuard:
         await send({"type": "http.response.body", "body": body})
 
 
-def mount(app: FastAPI, router) -> None:
-    """Add a domain router's routes to the app itself.
-
-    The routes keep their own paths and dependencies; adding them directly (rather than through
-    ``include_router``) keeps ``app.routes`` a flat list of ``APIRoute`` so that tools and tests can
-    read every route's ``authorize(...)`` roles from it.
-    """
-    for route in router.routes:
-        app.router.routes.append(route)
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start-up: register the instruments imported from REDCap dictionaries into this process."""
+    await run_in_threadpool(load_custom_instruments, app.state.engine)
+    yield
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -154,7 +172,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         An existing engine (tests share one); otherwise one is made from ``settings.database_url``.
     """
     settings = settings or get_settings()
-    app = FastAPI(title="Peerlens data capture", version="0.1.0", description=DESCRIPTION)
+    app = FastAPI(title="Peerlens data capture", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
     install_handlers(app)
@@ -163,36 +181,28 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         max_body_bytes=settings.max_body_bytes,
         max_in_flight=settings.db_pool_size + settings.db_max_overflow,
     )
-
-    from api.audit.router import router as audit_router
-    from api.auth.router import router as auth_router
-    from api.participants.router import router as participants_router
-    from api.responses.router import catalogue
-    from api.responses.router import router as responses_router
-    from api.studies.router import router as studies_router
-
-    for r in (studies_router, participants_router, responses_router, catalogue, auth_router, audit_router):
-        mount(app, r)
-
-    from api.web import install as install_web_forms
-
-    install_web_forms(app)  # /f/{token} forms, /participants/{id}/links, failed-attempt limiter
-
-    from api.reminders.router import router as reminders_router
-
-    mount(app, reminders_router)  # reminder plans, outbox, /u/{token} unsubscribe
-
-    from api.interop import install as install_exports
-
-    install_exports(app)  # /studies/{id}/exports…, REDCap import/export, imported instruments
-
-    from api.transcripts.router import router as transcripts_router
-
-    mount(app, transcripts_router)  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
-
-    from api.analyses.router import router as analyses_router
-
-    mount(app, analyses_router)  # /studies/{id}/analyses/{kind} and their plot files
+    # Failed token and link attempts per client address (429 past the limit); added last, so it is
+    # the outermost layer and sees every answer, the request guard's 413 included.
+    app.state.failure_limiter = FailureLimiter(settings.fail_limit, settings.fail_window_seconds)
+    app.add_middleware(FailedAttemptGuard, limiter=app.state.failure_limiter)
+    install_log_redaction()  # personal-link tokens never reach a log line
+    for router in (
+        studies_router,
+        participants_router,
+        responses_router,
+        catalogue,  # /instruments
+        auth_router,
+        audit_router,
+        links_router,  # /participants/{id}/links
+        web_router,  # /f/{token}: the participant forms
+        reminders_router,  # reminder plans, outbox, /u/{token} unsubscribe
+        exports_router,
+        interop_router,  # REDCap import and export
+        transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
+        analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
+    ):
+        mount(app, router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/health", tags=["health"])
     def health(request: Request):

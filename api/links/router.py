@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi import Response as HttpResponse
 from sqlmodel import Session
 
@@ -21,18 +21,20 @@ router = APIRouter(tags=["links"])
 
 @router.get("/participants/{participant_id}/links", response_model=list[LinkStatus])
 def list_links(
+    request: Request,
     actor: Actor = Depends(authorize(*STAFF)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):
     """Each wave's link state, the live link (the one reminders send), and which instruments the
     web form offers (and why not). Listing never issues or revokes anything."""
-    return service.link_status(session, participant)
+    return service.link_status(session, participant, request.app.state.settings)
 
 
 @router.post("/participants/{participant_id}/links", status_code=201, response_model=LinkIssued)
 def issue(
     body: LinkCreate,
+    request: Request,
     http_response: HttpResponse,
     actor: Actor = Depends(authorize(*STAFF)),
     participant: Participant = Depends(valid_participant),
@@ -43,10 +45,11 @@ def issue(
     The service keeps the token's hash and the nonce it is derived from, never the token.
     """
     wave = get_wave(session, participant.study_id, body.wave)
-    link, url = service.issue_link(session, participant, wave, actor)
+    settings = request.app.state.settings
+    link, url = service.issue_link(session, participant, wave, actor, settings)
     session.commit()
     http_response.headers["Cache-Control"] = "no-store"
-    status = next(s for s in service.link_status(session, participant) if s.wave == wave.code)
+    status = next(s for s in service.link_status(session, participant, settings) if s.wave == wave.code)
     return LinkIssued(**{**status.model_dump(), "url": url}, token=url.rsplit("/", 1)[1])
 
 

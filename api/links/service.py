@@ -3,14 +3,18 @@
 A link token is the HMAC-SHA256 of a random 128-bit nonce under the server's secret key (256 bits,
 URL-safe). Only the nonce and the token's SHA-256 are stored, so a copy of the database does not
 open anyone's form, while the service can show the same live link again (:func:`live_link`):
-every reminder of a wave carries one link, and an earlier message's link keeps working. A token resolves only while its wave is open
-(window opening to close plus the grace period), while the participant takes part, and until it
-is revoked; every other case looks exactly like an unknown token to the caller.
+every reminder of a wave carries one link, and an earlier message's link keeps working. A token
+resolves only while its wave is open (window opening to close plus the grace period), while the
+participant takes part, and until it is revoked; every other case looks exactly like an unknown
+token to the caller.
+
+The secret key, the base URL of the links and the grace period come from the
+:class:`api.config.Settings` the caller passes (the application's, or the worker's).
 
 Examples
 --------
->>> link, url = issue_link(session, participant, wave, actor)  # doctest: +SKIP
->>> ctx = resolve(session, url.rsplit("/", 1)[1], utcnow())  # doctest: +SKIP
+>>> link, url = issue_link(session, participant, wave, actor, settings)  # doctest: +SKIP
+>>> ctx = resolve(session, url.rsplit("/", 1)[1], settings)  # doctest: +SKIP
 >>> [i.instrument for i in ctx.offered]  # doctest: +SKIP
 ['phq9', 'gad7']
 """
@@ -25,6 +29,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import tuple_, update
 from sqlmodel import Session, select
@@ -35,13 +40,15 @@ from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import ApiError, Conflict, NotFound
-from api.links.config import get_link_settings
 from api.links.models import ParticipantLink
 from api.links.schemas import LinkStatus, OfferedInstrument
 from api.participants.models import Participant
 from api.participants.service import window
 from api.studies.models import Study, Wave
 from instruments.model import Instrument, InstrumentError
+
+if TYPE_CHECKING:
+    from api.config import Settings
 
 # Participants in these states may still answer; withdrawn (and closed) ones may not.
 ANSWERING_STATUSES = ("active", "lost_to_follow_up")
@@ -52,24 +59,18 @@ def hash_link_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _token_for(nonce: str) -> str:
-    from api.config import get_settings
-
-    mac = hmac.new(get_settings().secret_key.encode(), f"participant-link:{nonce}".encode(), hashlib.sha256)
+def _token_for(settings: Settings, nonce: str) -> str:
+    mac = hmac.new(settings.secret_key.encode(), f"participant-link:{nonce}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
-def _url(base_url: str | None, token: str) -> str:
-    if base_url is None:
-        from api.config import get_settings
-
-        base_url = get_settings().base_url
-    return f"{base_url.rstrip('/')}/f/{token}"
+def _url(settings: Settings, token: str) -> str:
+    return f"{settings.base_url.rstrip('/')}/f/{token}"
 
 
-def link_url(link: ParticipantLink, base_url: str | None = None) -> str | None:
+def link_url(link: ParticipantLink, settings: Settings) -> str | None:
     """The URL of a stored link, or None for links issued before tokens were derivable."""
-    return _url(base_url, _token_for(link.nonce)) if link.nonce else None
+    return _url(settings, _token_for(settings, link.nonce)) if link.nonce else None
 
 
 def offer(code: str) -> tuple[bool, str | None]:
@@ -116,8 +117,8 @@ class LinkContext:
         return not self.pending
 
 
-def _grace(grace: timedelta | None) -> timedelta:
-    return grace if grace is not None else timedelta(days=get_link_settings().grace_days)
+def _grace(settings: Settings) -> timedelta:
+    return timedelta(days=settings.link_grace_days)
 
 
 Pair = tuple[int, int]  # (participant_id, wave_id)
@@ -157,7 +158,7 @@ def _may_issue(
     wave: Wave,
     actor: Actor,
     now: datetime,
-    grace: timedelta | None,
+    settings: Settings,
     studies: dict[int, Study] | None = None,
 ) -> datetime:
     """The refusals decided without looking at responses; returns the new link's ``expires_at``.
@@ -179,7 +180,7 @@ def _may_issue(
     if study is None:
         study = studies[participant.study_id] = session.get(Study, participant.study_id)
     _, _, _, _, closes_at = window(study, participant, wave)
-    expires_at = closes_at + _grace(grace)
+    expires_at = closes_at + _grace(settings)
     if now >= expires_at:
         raise Conflict(["body", "wave"], "the wave's window and grace period have passed", "window_closed")
     return expires_at
@@ -196,7 +197,7 @@ def _check_offered(offered: list[OfferedInstrument]) -> None:
 
 
 def _issue(
-    session: Session, items: list[tuple[Participant, Wave, datetime]], actor: Actor, now: datetime, base_url: str | None
+    session: Session, items: list[tuple[Participant, Wave, datetime]], actor: Actor, now: datetime, settings: Settings
 ) -> list[tuple[ParticipantLink, str]]:
     """Write the links of already checked (participant, wave, expires_at) items, revoking earlier ones.
 
@@ -231,7 +232,7 @@ def _issue(
                 after={"participant_id": participant.id, "wave": wave.code, "reason": "reissued"},
             )
         nonce = secrets.token_urlsafe(16)
-        token = _token_for(nonce)
+        token = _token_for(settings, nonce)
         issued.append(
             (
                 ParticipantLink(
@@ -267,7 +268,7 @@ def _issue(
                 "replaces": revoked[(participant.id, wave.id)],
             },
         )
-        out.append((link, _url(base_url, token)))
+        out.append((link, _url(settings, token)))
     return out
 
 
@@ -276,10 +277,9 @@ def issue_link(
     participant: Participant,
     wave: Wave,
     actor: Actor,
+    settings: Settings,
     *,
     now: datetime | None = None,
-    base_url: str | None = None,
-    grace: timedelta | None = None,
 ) -> tuple[ParticipantLink, str]:
     """Issue the personal link of ``participant`` for ``wave``, revoking any earlier one.
 
@@ -291,12 +291,10 @@ def issue_link(
         The wave must belong to the participant's study.
     actor : Actor
         A coordinator of the participant's site, an admin or the system (reminders).
+    settings : api.config.Settings
+        The secret key the token derives from, ``base_url`` of the link and ``link_grace_days``.
     now : datetime, optional
         Defaults to the current time (UTC).
-    base_url : str, optional
-        Defaults to ``PEERLENS_BASE_URL``.
-    grace : timedelta, optional
-        Defaults to ``PEERLENS_LINK_GRACE_DAYS``.
 
     Returns
     -------
@@ -310,19 +308,18 @@ def issue_link(
         the form can offer none of the wave's instruments, or the offered ones are complete.
     """
     now = now or utcnow()
-    expires_at = _may_issue(session, participant, wave, actor, now, grace)
+    expires_at = _may_issue(session, participant, wave, actor, now, settings)
     _check_offered(_offered(session, participant, wave))
-    return _issue(session, [(participant, wave, expires_at)], actor, now, base_url)[0]
+    return _issue(session, [(participant, wave, expires_at)], actor, now, settings)[0]
 
 
 def live_links(
     session: Session,
     pairs: Iterable[tuple[Participant, Wave]],
     actor: Actor,
+    settings: Settings,
     *,
     now: datetime | None = None,
-    base_url: str | None = None,
-    grace: timedelta | None = None,
 ) -> tuple[dict[Pair, tuple[ParticipantLink, str]], dict[Pair, ApiError]]:
     """:func:`live_link` for many participants and waves at once (the reminders' claimed batch).
 
@@ -361,9 +358,13 @@ def live_links(
         try:
             if link is not None and link.nonce and now < link.expires_at and participant.status in ANSWERING_STATUSES:
                 ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
-                links[key] = (link, link_url(link, base_url))
+                links[key] = (link, link_url(link, settings))
             else:
-                checked[key] = (participant, wave, _may_issue(session, participant, wave, actor, now, grace, studies))
+                checked[key] = (
+                    participant,
+                    wave,
+                    _may_issue(session, participant, wave, actor, now, settings, studies),
+                )
         except ApiError as exc:
             refused[key] = exc
     done = _completed(session, list(checked))
@@ -375,7 +376,7 @@ def live_links(
             refused[key] = exc
         else:
             items.append((participant, wave, expires_at))
-    for (participant, wave, _), issued in zip(items, _issue(session, items, actor, now, base_url)):
+    for (participant, wave, _), issued in zip(items, _issue(session, items, actor, now, settings)):
         links[(participant.id, wave.id)] = issued
     return links, refused
 
@@ -385,10 +386,9 @@ def live_link(
     participant: Participant,
     wave: Wave,
     actor: Actor,
+    settings: Settings,
     *,
     now: datetime | None = None,
-    base_url: str | None = None,
-    grace: timedelta | None = None,
 ) -> tuple[ParticipantLink, str]:
     """The participant's live link for ``wave``, issuing one only when there is none.
 
@@ -397,20 +397,18 @@ def live_link(
 
     Examples
     --------
-    >>> _, first = live_link(session, participant, wave, actor)  # doctest: +SKIP
-    >>> live_link(session, participant, wave, actor)[1] == first  # doctest: +SKIP
+    >>> _, first = live_link(session, participant, wave, actor, settings)  # doctest: +SKIP
+    >>> live_link(session, participant, wave, actor, settings)[1] == first  # doctest: +SKIP
     True
     """
-    links, refused = live_links(session, [(participant, wave)], actor, now=now, base_url=base_url, grace=grace)
+    links, refused = live_links(session, [(participant, wave)], actor, settings, now=now)
     key = (participant.id, wave.id)
     if key in refused:
         raise refused[key]
     return links[key]
 
 
-def resolve(
-    session: Session, token: str, now: datetime | None = None, *, grace: timedelta | None = None
-) -> LinkContext | None:
+def resolve(session: Session, token: str, settings: Settings, now: datetime | None = None) -> LinkContext | None:
     """The participant and wave a link token opens, or None.
 
     None for a malformed, unknown or revoked token, outside the window (plus grace), and for a
@@ -430,7 +428,7 @@ def resolve(
         return None
     study = session.get(Study, participant.study_id)
     _, _, _, opens_at, closes_at = window(study, participant, wave)
-    if not (opens_at <= now < closes_at + _grace(grace)):
+    if not (opens_at <= now < closes_at + _grace(settings)):
         return None
     return LinkContext(
         link=link, participant=participant, study=study, wave=wave, offered=_offered(session, participant, wave)
@@ -469,7 +467,7 @@ def revoke_link(
 
 
 def link_status(
-    session: Session, participant: Participant, *, now: datetime | None = None, grace: timedelta | None = None
+    session: Session, participant: Participant, settings: Settings, *, now: datetime | None = None
 ) -> list[LinkStatus]:
     """Every wave of the participant with its link state and what the form can offer."""
     now = now or utcnow()
@@ -490,7 +488,7 @@ def link_status(
             state = "revoked"
         elif offered and all(o.completed for o in offered if o.offered):
             state = "completed"
-        elif now >= closes_at + _grace(grace):
+        elif now >= closes_at + _grace(settings):
             state = "expired"
         elif now < opens_at:
             state = "not_open"
@@ -505,7 +503,7 @@ def link_status(
                 opens_at=opens_at,
                 closes_at=closes_at,
                 instruments=offered,
-                url=link_url(link) if state in ("active", "not_open") else None,
+                url=link_url(link, settings) if state in ("active", "not_open") else None,
             )
         )
     return out

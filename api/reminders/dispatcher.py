@@ -261,9 +261,7 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             # One round of queries for the whole batch rather than several per message. Refusals
             # (window past, nothing to offer) leave no write behind: those messages fall back to the
             # coordinator's URL. Anything else aborts the claim; the rows stay due.
-            links, refused = issue_links(
-                session, wants_link, self.actor, now=self.clock.now(), base_url=self.settings.base_url
-            )
+            links, refused = issue_links(session, wants_link, self.actor, self.settings, now=self.clock.now())
         out = []
         for rem, contact, participant, wave, study, plan, cfg in rows:
             if rem.attempts > self.max_attempts:  # reclaimed after crashes too often

@@ -52,6 +52,7 @@ class LinkHolder(Authorize):
 link_holder = LinkHolder()
 router = APIRouter(tags=["participant forms"], dependencies=[Depends(link_holder)])
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+STATIC_DIR = Path(__file__).parent / "static"  # the stylesheet, served at /static
 
 CSRF_COOKIE = "plk_csrf"
 SECURITY_HEADERS = {
@@ -172,7 +173,7 @@ def _form_page(
 @router.get("/f/{token}", response_class=HTMLResponse, include_in_schema=False)
 def show(token: str, request: Request, session: Session = Depends(get_session)):
     """The next instrument to fill, or the page saying the wave is done."""
-    ctx = resolve(session, token, utcnow())
+    ctx = resolve(session, token, request.app.state.settings, utcnow())
     if ctx is None:
         return _not_found(request)
     mark_used(session, ctx.link)
@@ -201,7 +202,7 @@ async def save(token: str, request: Request):
 
 def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
-        ctx = resolve(session, token, utcnow())
+        ctx = resolve(session, token, request.app.state.settings, utcnow())
         if ctx is None:
             return _not_found(request)
         if not _csrf_ok(request, data.get("csrf"), ctx.link.id):

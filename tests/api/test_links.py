@@ -90,7 +90,7 @@ def test_issue_stores_only_a_hash_and_lists_state(client, engine, enrol, study, 
     assert client.get(f"/f/{token}").status_code == 200
 
 
-def test_reminders_reuse_the_live_link_instead_of_revoking_it(client, engine, enrol, study, coord_north):
+def test_reminders_reuse_the_live_link_instead_of_revoking_it(client, engine, enrol, study, coord_north, settings):
     from api.auth.service import Actor
     from api.links.models import ParticipantLink
     from api.links.service import live_link
@@ -101,8 +101,8 @@ def test_reminders_reuse_the_live_link_instead_of_revoking_it(client, engine, en
     with Session(engine, expire_on_commit=False) as s:
         participant = s.get(Participant, p["id"])
         wave = s.exec(select(Wave).where(Wave.study_id == study.id, Wave.code == "baseline")).one()
-        _, first = live_link(s, participant, wave, Actor.system())
-        _, second = live_link(s, participant, wave, Actor.system())
+        _, first = live_link(s, participant, wave, Actor.system(), settings)
+        _, second = live_link(s, participant, wave, Actor.system(), settings)
         s.commit()
         assert first == second
         assert len(s.exec(select(ParticipantLink).where(ParticipantLink.participant_id == p["id"])).all()) == 1
@@ -114,7 +114,7 @@ def test_reminders_reuse_the_live_link_instead_of_revoking_it(client, engine, en
     with Session(engine, expire_on_commit=False) as s:
         participant = s.get(Participant, p["id"])
         wave = s.exec(select(Wave).where(Wave.study_id == study.id, Wave.code == "baseline")).one()
-        assert live_link(s, participant, wave, Actor.system())[1] == reissued
+        assert live_link(s, participant, wave, Actor.system(), settings)[1] == reissued
 
 
 def test_link_opens_the_form_and_reissue_revokes_the_old_one(client, enrol, study, coord_north, admin):
@@ -137,7 +137,7 @@ def test_link_opens_the_form_and_reissue_revokes_the_old_one(client, enrol, stud
     assert all(first not in str(e) and second not in str(e) for e in mine)
 
 
-def test_unknown_revoked_and_expired_links_look_the_same(client, engine, enrol, study, coord_north):
+def test_unknown_revoked_and_expired_links_look_the_same(client, engine, enrol, study, coord_north, settings):
     p = _participant(enrol, study)
     token = _issue(client, p["id"], coord_north.headers)["token"]
     assert client.delete(f"/participants/{p['id']}/links/baseline", headers=coord_north.headers).status_code == 204
@@ -151,22 +151,20 @@ def test_unknown_revoked_and_expired_links_look_the_same(client, engine, enrol, 
     from api.studies.models import Wave
 
     old = _participant(enrol, study, days_ago=60)
+    three_days = settings.model_copy(update={"link_grace_days": 3})
     with Session(engine, expire_on_commit=False) as s:
         part = s.get(Participant, old["id"])
         wave = s.exec(select(Wave).where(Wave.study_id == study.id, Wave.code == "baseline")).one()
         issued_at = datetime.now(UTC) - timedelta(days=58)
-        _, url = issue_link(s, part, wave, Actor.system(), now=issued_at, grace=timedelta(days=3))
+        _, url = issue_link(s, part, wave, Actor.system(), three_days, now=issued_at)
         s.commit()
         expired_token = url.rsplit("/", 1)[1]
         # still valid within the grace period after the close, not after it
         _, _, _, _, closes_at = __import__("api.participants.service", fromlist=["window"]).window(
             s.get(__import__("api.studies.models", fromlist=["Study"]).Study, study.id), part, wave
         )
-        assert (
-            resolve(s, expired_token, closes_at + timedelta(days=3) - timedelta(seconds=1), grace=timedelta(days=3))
-            is not None
-        )
-        assert resolve(s, expired_token, closes_at + timedelta(days=3), grace=timedelta(days=3)) is None
+        assert resolve(s, expired_token, three_days, closes_at + timedelta(days=3) - timedelta(seconds=1)) is not None
+        assert resolve(s, expired_token, three_days, closes_at + timedelta(days=3)) is None
     expired = client.get(f"/f/{expired_token}")
     unknown = client.get("/f/" + "A" * 43)
     garbage = client.get("/f/x'%22<script>")
@@ -339,7 +337,9 @@ def test_link_tokens_are_redacted_from_log_records(caplog):
     assert text.count("/f/<redacted>") >= 2
 
 
-def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine, enrol, study, coord_north, backend):
+def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(
+    client, engine, enrol, study, coord_north, backend, settings
+):
     from sqlalchemy import event
 
     from api.audit.models import AuditEvent
@@ -374,7 +374,7 @@ def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine
     with Session(engine, expire_on_commit=False) as s:
         event.listen(engine, "before_cursor_execute", listener)
         try:
-            links, refused = live_links(s, pairs, Actor.system())
+            links, refused = live_links(s, pairs, Actor.system(), settings)
             s.commit()
         finally:
             event.remove(engine, "before_cursor_execute", listener)
@@ -415,6 +415,6 @@ def test_live_links_resolves_a_batch_reusing_issuing_and_refusing(client, engine
 
     # A second batch reuses every link it issued.
     with Session(engine, expire_on_commit=False) as s:
-        again, _ = live_links(s, pairs, Actor.system())
+        again, _ = live_links(s, pairs, Actor.system(), settings)
         s.commit()
     assert {k: v[1] for k, v in again.items()} == {k: v[1] for k, v in links.items()}
