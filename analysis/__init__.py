@@ -8,12 +8,25 @@ HTTP or a database.
 
 from importlib import import_module
 
-# Names are loaded from their module on first use (PEP 562), so importing one light module such
-# as ``analysis.frame`` does not pull in the model stack (statsmodels, pingouin, lifelines,
-# matplotlib).
+# Names and submodules are loaded on first use (PEP 562), so ``import analysis`` or one light
+# module such as ``analysis.frame`` does not pull in the model stack (statsmodels, pingouin,
+# lifelines, matplotlib): ``analysis.plots.plot_km`` imports matplotlib when it is first reached.
+_SUBMODULES = (  # not ``reliability``: that name is the flat function (see _SOURCES)
+    "attrition",
+    "change",
+    "errors",
+    "frame",
+    "plots",
+    "power",
+    "report",
+    "survival",
+    "synthetic",
+    "trajectories",
+)
 _SOURCES = {
     "completion": "attrition",
     "dropout_by_baseline": "attrition",
+    "ESTIMATION_ERRORS": "errors",
     "effect_sizes": "change",
     "responders": "change",
     "LONG_COLUMNS": "frame",
@@ -29,6 +42,7 @@ _SOURCES = {
     "item_total": "reliability",
     "mcdonald_omega": "reliability",
     "reliability": "reliability",
+    "run_all": "report",
     "cox_dropout": "survival",
     "dropout_frame": "survival",
     "fit_cox": "survival",
@@ -48,6 +62,8 @@ _SOURCES = {
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
     module = _SOURCES.get(name)
     if module is None:
         raise AttributeError(f"module 'analysis' has no attribute {name!r}")
@@ -57,7 +73,7 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SOURCES))
+    return sorted(set(globals()) | set(_SOURCES) | set(_SUBMODULES))
 
 
 __all__ = [
@@ -93,4 +109,6 @@ __all__ = [
     "simulate_cohort",
     "SimulationParams",
     "SyntheticCohort",
+    "ESTIMATION_ERRORS",
+    "run_all",
 ]

@@ -1,4 +1,5 @@
-"""Plots: trajectories, Kaplan–Meier curves, forest plots of subgroup effects.
+"""Plots: trajectories, Kaplan–Meier curves, forest plots of subgroup effects, completion by wave
+and power curves.
 
 Figures are built with matplotlib's object API on the Agg canvas, so nothing depends on (or
 changes) the global pyplot backend; pass ``path`` ending in ``.png`` or ``.svg`` to save.
@@ -13,7 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["plot_trajectory", "plot_km", "plot_forest", "save"]
+__all__ = ["plot_trajectory", "plot_km", "plot_forest", "plot_completion", "plot_power_curve", "save"]
 
 
 def _axes(ax, size=(6.4, 4.2)):
@@ -120,6 +121,80 @@ def plot_forest(
     ax.set_xlabel("difference in slope vs reference arm (per year)" if estimate == "effect" else estimate)
     mod = effects["moderator"].iloc[0] if "moderator" in effects.columns and n else ""
     ax.set_title(title or f"Subgroup effects by {mod}")
+    if path:
+        save(fig, path)
+    return fig
+
+
+def plot_completion(
+    completion: pd.DataFrame, by: list[str] | tuple[str, ...] = (), ax=None, path: str | Path | None = None
+) -> Figure:
+    """Questionnaire completion (% of enrolled) by wave, one line per group of ``by``.
+
+    Parameters
+    ----------
+    completion : DataFrame
+        :func:`analysis.completion` output: ``wave, completed_pct`` and the ``by`` columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> comp = pd.DataFrame({"arm": ["a", "a", "b", "b"], "wave": ["m0", "m3"] * 2,
+    ...                      "completed_pct": [100.0, 80.0, 100.0, 60.0]})
+    >>> [line.get_label() for line in plot_completion(comp, ["arm"]).axes[0].get_lines()]
+    ['a', 'b']
+    """
+    fig, ax = _axes(ax)
+    waves = list(dict.fromkeys(completion["wave"]))
+    groups = completion.groupby(list(by), sort=True) if by else [("all", completion)]
+    for i, (g, d) in enumerate(groups):
+        label = " · ".join(map(str, g)) if isinstance(g, tuple) else str(g)
+        d = d.set_index("wave").reindex(waves)
+        ax.plot(range(len(waves)), d["completed_pct"], "o-", color=f"C{i % 10}", label=label)
+    ax.set_xticks(range(len(waves)), waves)
+    ax.set_ylim(0, 102)
+    ax.set_ylabel("completed (% of enrolled)")
+    ax.set_title("Questionnaire completion by wave")
+    ax.legend(fontsize=8)
+    if path:
+        save(fig, path)
+    return fig
+
+
+def plot_power_curve(
+    curve: pd.DataFrame,
+    target: float,
+    n_needed: int,
+    planned_analysed: float | None = None,
+    ax=None,
+    path: str | Path | None = None,
+) -> Figure:
+    """Power against participants per arm, with the target power, the size needed and the planned
+    size still analysed after attrition (when there is one).
+
+    Parameters
+    ----------
+    curve : DataFrame
+        :func:`analysis.power_curve` output: ``n_per_arm, power``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> curve = pd.DataFrame({"n_per_arm": [20, 40, 60], "power": [0.4, 0.7, 0.86]})
+    >>> plot_power_curve(curve, 0.8, 52, planned_analysed=45).axes[0].get_legend_handles_labels()[1]
+    ['power', 'target 80%', 'needed: 52 per arm', 'planned (after attrition)']
+    """
+    fig, ax = _axes(ax)
+    ax.plot(curve["n_per_arm"], curve["power"], "-", color="C0", label="power")
+    ax.axhline(target, color="grey", lw=0.8, ls="--", label=f"target {target:.0%}")
+    ax.axvline(n_needed, color="C1", lw=1, label=f"needed: {n_needed} per arm")
+    if planned_analysed:
+        ax.axvline(planned_analysed, color="C2", lw=1, ls=":", label="planned (after attrition)")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("participants per arm (analysed)")
+    ax.set_ylabel("power")
+    ax.set_title("Power curve")
+    ax.legend(fontsize=8)
     if path:
         save(fig, path)
     return fig

@@ -7,7 +7,7 @@ Examples
 [3.0, 1.0, 4.0]
 """
 
-from .engine import reverse_value, score, score_frame, validate
+from .engine import reverse_value, score, score_frame, scored_items, validate
 from .fhir import to_fhir_questionnaire, to_fhir_questionnaire_response
 from .model import Band, Flag, Instrument, InstrumentError, Item, Option, Problem, Scale, Score, ValidationFailed
 from .redcap import from_redcap_dictionary
@@ -32,6 +32,7 @@ __all__ = [
     "validate",
     "score",
     "score_frame",
+    "scored_items",
     "load_calibration",
     "clear_calibration",
     "load_wording",

@@ -514,3 +514,62 @@ def score_frame(
         data["flags"] = [per_scale[j][i] for i in range(n) for j in range(S)]
     index = None if id_cols else np.repeat(df.index.to_numpy(), S)
     return pd.DataFrame(data, index=index)
+
+
+ITEM_COLUMNS = ["participant", "wave", "instrument", "item", "value"]
+
+
+def scored_items(items: pd.DataFrame) -> pd.DataFrame:
+    """Item answers as the scales score them: what reliability (alpha, omega) should describe.
+
+    Only items that enter a scale scored from its items are kept (not external scores such as the
+    PAM-13 activation); answers coded as missing ("N/A", "don't know") are dropped and
+    reverse-scored items are mirrored, as :func:`score` does before it sums. Answers that are not
+    an option of their item, and instruments the registry does not know, are left out.
+
+    Parameters
+    ----------
+    items : DataFrame
+        The long ``items`` shape: ``participant, wave, instrument, item, value``.
+
+    Returns
+    -------
+    DataFrame
+        The same columns, ``value`` as float, one row per answer kept (instrument by instrument).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> answers = pd.DataFrame({"participant": "p1", "wave": "m0", "instrument": "hls_eu_q6",
+    ...                         "item": ["hls_eu_q6_1", "hls_eu_q6_2"], "value": [3, 5]})
+    >>> scored_items(answers)["value"].tolist()  # 5 is "don't know": not an answer for scoring
+    [3.0]
+    """
+    import pandas as pd
+
+    parts = []
+    for code, group in items.groupby("instrument", sort=False):
+        try:
+            comp = _compile(registry.get(str(code)))
+        except InstrumentError:
+            continue
+        scored = {i for sc in comp.instrument.scales if not sc.external for i in sc.items if comp.items[i].scored}
+        group = group[group["item"].isin(scored)]
+        x = pd.to_numeric(group["value"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        out = np.full(len(group), np.nan)
+        for item, rows in group.groupby("item", sort=False).indices.items():
+            v = x[rows]
+            valid = comp.valid.get(item)
+            if valid is not None:
+                v = np.where(np.isin(v, sorted(valid)), v, np.nan)
+            missing = comp.missing.get(item)
+            if missing:
+                v = np.where(np.isin(v, sorted(missing)), np.nan, v)
+            rev = comp.reverse.get(item)
+            if rev is not None:
+                v = _mirror(rev, v)
+            out[rows] = v
+        parts.append(group.assign(value=out))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=float if c == "value" else object) for c in ITEM_COLUMNS})
+    return pd.concat(parts)[ITEM_COLUMNS].dropna(subset=["value"]).reset_index(drop=True)

@@ -3,7 +3,7 @@
 Requests hold what the analysis library needs; everything that can be checked without the study
 is checked here (ranges, choices, the fields a design requires). Checks against the study (its
 scales, waves, sites) and against the cohort frame (covariate and moderator columns) are done by
-:mod:`api.analyses.service`, with the same error shape.
+:mod:`api.analyses.checks`, with the same error shape.
 
 Examples
 --------
@@ -161,17 +161,6 @@ class PowerRequest(_Request):
             raise PydanticCustomError("value_error", "n_per_arm values must be between 2 and 1,000,000")
         return v
 
-
-REQUESTS: dict[str, type[_Request]] = {
-    "trajectory": TrajectoryRequest,
-    "moderation": ModerationRequest,
-    "reliability": ReliabilityRequest,
-    "effect-sizes": EffectSizesRequest,
-    "responders": RespondersRequest,
-    "retention": RetentionRequest,
-    "attrition": AttritionRequest,
-    "power": PowerRequest,
-}
 
 #: The tables each kind returns and their columns (the contract the tests check).
 TABLES: dict[str, dict[str, list[str]]] = {

@@ -1,15 +1,15 @@
-"""Running the analysis library on a study's current export: checks, runs, plots, audit.
+"""Running an analysis kind on a study's current export: checks, the run, its plots, its audit.
 
-Every run reads the study's cohort through the exports service (so de-identification and site
-scope are decided there: a coordinator's frame holds their own sites' participants only), calls
-the pure functions of :mod:`analysis`, writes its plots under
-``<PEERLENS_ARTIFACT_DIR>/analyses/<study id>/<run id>/`` and records one ``analysis.run`` audit event
-with the parameters and the number of rows read. Nothing in the study changes.
+Every run reads the study's cohort through the exports service (:mod:`api.analyses.cohort`: a
+coordinator's frame holds their own sites' participants only), calls the kind's runner
+(:mod:`api.analyses.runners`, listed in :data:`api.analyses.kinds.KINDS`), writes its plots to the
+artefact store (:mod:`api.artifacts`) and records one ``analysis.run`` audit event with the
+parameters and the number of rows read. Nothing in the study changes.
 
 Requests are checked against the study (scales of its waves' instruments, wave, site and arm
-codes) and against the frame (covariate and moderator columns); statistical failures (too few
-participants, no convergence, no estimable subgroup) become 422 errors naming the field, in plain
-words.
+codes, :mod:`api.analyses.checks`) and against the frame (covariate and moderator columns);
+statistical failures (too few participants, no convergence, no estimable subgroup) become 422
+errors naming the field, in plain words.
 
 Examples
 --------
@@ -21,793 +21,36 @@ Examples
 
 from __future__ import annotations
 
-import logging
 import math
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
 from sqlmodel import Session
 
-import instruments
-from api.analyses.schemas import (
-    TABLES,
-    AnalysisRun,
-    AttritionRequest,
-    EffectSizesRequest,
-    ModerationRequest,
-    PlotLink,
-    PowerRequest,
-    ReliabilityRequest,
-    RespondersRequest,
-    RetentionRequest,
-    TrajectoryRequest,
-    _Request,
-)
-from api.artifacts import ArtifactStore, safe_name, site_scope
+import analysis
+from api.analyses.checks import Design, check_scale, check_sites, scope_sites, study_design
+from api.analyses.cohort import count_participants, has_responses, load_frame, load_items
+from api.analyses.kinds import KINDS
+from api.analyses.schemas import TABLES, AnalysisRun, PlotLink, _Request
+from api.artifacts import ArtifactStore
 from api.audit.service import record
 from api.auth.service import Actor
+from api.config import Settings
 from api.db import utcnow
-from api.errors import Forbidden, Unprocessable
-from api.exports import service as exports
+from api.errors import Unprocessable
 from api.jsonable import jsonable, records
-from api.participants.models import Participant
-from api.studies.models import Arm, Site, Study, Wave
-
-log = logging.getLogger("peerlens.analyses")
-
-YEAR = 365.25
-CONTEXT = "context"
-
-# What the analysis library raises when the data cannot support a model.
-_STAT_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    ArithmeticError,
-    np.linalg.LinAlgError,
-    KeyError,
-    IndexError,
-)
-
-
-@lru_cache(maxsize=1)
-def _stat_errors() -> tuple[type[BaseException], ...]:
-    """:data:`_STAT_ERRORS` plus lifelines' and patsy's, resolved on first failure: importing
-    lifelines at start-up would load its whole model stack into every API process."""
-    errors = _STAT_ERRORS
-    try:  # lifelines' convergence failure derives from ArithmeticError in current releases; be explicit
-        from lifelines.exceptions import ConvergenceError as _LifelinesConvergence
-
-        errors += (_LifelinesConvergence,)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from patsy import PatsyError
-
-        errors += (PatsyError,)
-    except ImportError:  # pragma: no cover
-        pass
-    return errors
-
-
-# ---- the study's design --------------------------------------------------------------------------
-
-
-@dataclass
-class Design:
-    """What a request can refer to: the study's waves, scales, instruments, sites and arms."""
-
-    waves: list[Wave]
-    scales: dict[str, list[str]]  # scale code -> wave codes where it is collected
-    instruments: list[str]
-    sites: dict[str, int]
-    arms: list[Arm]
-
-    @property
-    def wave_codes(self) -> list[str]:
-        return [w.code for w in self.waves]
-
-
-def _instrument(code: str):
-    try:
-        return instruments.get(code)
-    except instruments.InstrumentError:
-        return None
-
-
-def study_design(session: Session, study: Study) -> Design:
-    """The study's waves (by offset), the scales its instruments score, its sites and arms."""
-    waves = list(
-        session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.code)).scalars()
-    )
-    scales: dict[str, list[str]] = {}
-    used: list[str] = []
-    for w in waves:
-        for code in w.instruments:
-            if code == CONTEXT:
-                continue
-            if code not in used:
-                used.append(code)
-            inst = _instrument(code)
-            for sc in inst.scales if inst is not None else ():
-                scales.setdefault(sc.code, []).append(w.code)
-    sites = {
-        s.code: s.id for s in session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.id)).scalars()
-    }
-    arms = list(session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id)).scalars())
-    return Design(waves, scales, used, sites, arms)
-
-
-def _listing(values) -> str:
-    values = sorted(values)
-    return ", ".join(values[:30]) + (" …" if len(values) > 30 else "") if values else "none"
-
-
-def check_scale(design: Design, scale: str, loc: list) -> str:
-    """422 unless ``scale`` is scored by an instrument of one of the study's waves."""
-    if scale not in design.scales:
-        raise Unprocessable(
-            loc, f"not a scale of this study's instruments; expected one of: {_listing(design.scales)}", "unknown_scale"
-        )
-    return scale
-
-
-def check_wave(design: Design, code: str, loc: list, scale: str | None = None) -> str:
-    """422 unless ``code`` is a wave of the study (collecting ``scale`` when given)."""
-    if code not in design.wave_codes:
-        raise Unprocessable(
-            loc, f"not a wave of this study; expected one of: {_listing(design.wave_codes)}", "unknown_wave"
-        )
-    if scale is not None and code not in design.scales.get(scale, []):
-        raise Unprocessable(
-            loc,
-            f"{scale} is not collected at this wave; it is collected at: {_listing(design.scales.get(scale, []))}",
-            "scale_not_collected",
-        )
-    return code
-
-
-def check_sites(design: Design, actor: Actor, codes: list[str] | None) -> list[str] | None:
-    """The site codes analysed: the request's (checked), else None for every site the actor sees."""
-    if codes is None:
-        return None
-    for i, code in enumerate(codes):
-        if code not in design.sites:
-            raise Unprocessable(
-                ["body", "sites", i],
-                f"not a site of this study; expected one of: {_listing(design.sites)}",
-                "unknown_site",
-            )
-        if not actor.sees_site(design.sites[code]):
-            raise Forbidden(["body", "sites", i], "coordinators analyse their own sites only", "site_not_allowed")
-    return list(dict.fromkeys(codes))
-
-
-def scope_sites(design: Design, actor: Actor, requested: list[str] | None) -> list[str] | None:
-    """Site codes a run covers, for the manifest and the audit trail (None = every site)."""
-    return site_scope(actor, design.sites, requested)
-
-
-PARTICIPANT_COLUMNS = ("site",)
-
-
-def participant_columns(frame: pd.DataFrame) -> list[str]:
-    """Columns usable as covariates or moderators: ``site``, ``context_*`` and ``code:*``."""
-    return [c for c in frame.columns if c in PARTICIPANT_COLUMNS or c.startswith("context_") or c.startswith("code:")]
-
-
-def check_columns(frame: pd.DataFrame, names: list[str], loc: list, *, extra: tuple[str, ...] = ()) -> list[str]:
-    """422 naming the first of ``names`` that is not a participant-level column of the frame."""
-    allowed = participant_columns(frame) + list(extra)
-    for i, name in enumerate(names):
-        if name not in allowed:
-            raise Unprocessable(
-                loc + [i],
-                f"not a column of the study's cohort frame; expected one of: {_listing(allowed)}",
-                "unknown_column",
-            )
-    return list(dict.fromkeys(names))
-
-
-@contextmanager
-def statistical(loc: list, what: str) -> Iterator[None]:
-    """Turn a failure of the analysis library into a 422 in plain words naming ``loc``."""
-    try:
-        yield
-    except _stat_errors() as exc:
-        msg = str(exc).strip().strip("'\"") or type(exc).__name__
-        log.info("analysis not estimable (%s): %s", what, type(exc).__name__)
-        raise Unprocessable(loc, f"{what} could not be estimated from these data: {msg}", "not_estimable") from None
-
-
-# ---- reading the cohort ------------------------------------------------------------------------
-
-
-def count_participants(session: Session, study: Study, design: Design, actor: Actor, sites: list[str] | None) -> int:
-    """Participants in scope (checked against the size bound before anything is read)."""
-    ids = [i for c, i in design.sites.items() if (sites is None or c in sites) and actor.sees_site(i)]
-    if not ids:
-        return 0
-    return int(
-        session.execute(
-            select(func.count(Participant.id)).where(Participant.study_id == study.id, Participant.site_id.in_(ids))
-        ).scalar_one()
-    )
-
-
-def has_responses(session: Session, study: Study, design: Design, actor: Actor, sites: list[str] | None) -> bool:
-    """Whether any participant in scope has answered a questionnaire (context answers aside)."""
-    from api.responses.models import Response
-
-    ids = [i for c, i in design.sites.items() if (sites is None or c in sites) and actor.sees_site(i)]
-    if not ids:
-        return False
-    found = session.execute(
-        select(Response.id)
-        .join(Participant, Participant.id == Response.participant_id)
-        .where(Participant.study_id == study.id, Participant.site_id.in_(ids), Response.instrument != CONTEXT)
-        .limit(1)
-    ).first()
-    return found is not None
-
-
-def load_frame(
-    session: Session, study: Study, actor: Actor, sites: list[str] | None = None, *, secret: str = ""
-) -> pd.DataFrame:
-    """The study's ``long`` frame as the exports service gives it to ``actor`` (site-scoped)."""
-    from analysis import load_long
-
-    frame = exports.long_frame(session, study, actor, exports.ExportFilters(sites=sites), secret=secret)
-    if frame.empty:
-        return frame
-    return load_long(frame)
-
-
-def load_items(
-    session: Session,
-    study: Study,
-    actor: Actor,
-    *,
-    sites: list[str] | None = None,
-    waves: list[str] | None = None,
-    instrument_codes: list[str] | None = None,
-    secret: str = "",
-) -> pd.DataFrame:
-    """The ``items`` frame from the exports service, ready for reliability.
-
-    Only items that enter a scale are kept, answers coded as missing ("not applicable", "don't
-    know") are dropped and reverse-scored items are mirrored, so that alpha and omega describe the
-    scale as it is scored.
-    """
-    filters = exports.ExportFilters(sites=sites, waves=waves, instruments=instrument_codes)
-    frames = list(exports.iter_items(session, study, actor, filters, secret=secret))
-    items = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["participant", "wave", "instrument", "item", "value"])
-    )
-    if items.empty:
-        return items[["participant", "wave", "instrument", "item", "value"]]
-    keep = []
-    for code, g in items.groupby("instrument", sort=False):
-        inst = _instrument(str(code))
-        if inst is None:
-            continue
-        scored = {i for sc in inst.scales if not sc.external for i in sc.items}
-        lookup = {it.code: it for it in inst.items if it.code in scored and it.scored}
-        g = g[g["item"].isin(lookup)].copy()
-        values = pd.to_numeric(g["value"], errors="coerce")
-        out = []
-        for item_code, v in zip(g["item"], values):
-            it = lookup[item_code]
-            missing = {o.code for o in it.options if getattr(o, "missing", False)}
-            if pd.isna(v) or v in missing:
-                out.append(np.nan)
-            elif it.reverse and it.options:
-                try:
-                    out.append(float(instruments.reverse_value(it, int(v) if float(v).is_integer() else v)))
-                except ValueError:
-                    out.append(np.nan)
-            else:
-                out.append(float(v))
-        g["value"] = out
-        keep.append(g)
-    items = pd.concat(keep, ignore_index=True) if keep else items.iloc[0:0]
-    return items[["participant", "wave", "instrument", "item", "value"]].dropna(subset=["value"])
-
-
-# ---- results -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    tables: dict[str, pd.DataFrame]
-    values: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    figures: dict[str, Any] = field(default_factory=dict)
+from api.studies.models import Study
 
 
 def _ensure_columns(kind: str, name: str, df: pd.DataFrame) -> pd.DataFrame:
-    cols = TABLES.get(kind, {}).get(name)
-    if cols is None:
-        return df
-    for c in cols:
+    """A table with every documented column of its kind (empty ones as NaN)."""
+    for c in TABLES.get(kind, {}).get(name, ()):
         if c not in df.columns:
             df[c] = np.nan
     return df
-
-
-# ---- the analyses ------------------------------------------------------------------------------
-
-
-def _no_data(frame: pd.DataFrame, loc: list) -> None:
-    if frame.empty:
-        raise Unprocessable(loc, "no participant in scope has questionnaire data yet", "no_data")
-
-
-def _cluster(value: str) -> str | None:
-    return None if value == "none" else value
-
-
-def _check_reference(design: Design, ref: str | None) -> None:
-    if ref is not None and ref not in {a.code for a in design.arms}:
-        raise Unprocessable(
-            ["body", "reference"],
-            f"not an arm of this study; expected one of: {_listing(a.code for a in design.arms)}",
-            "unknown_arm",
-        )
-
-
-def _converged(model, loc: list) -> None:
-    if not bool(getattr(model.result_, "converged", True)):
-        raise Unprocessable(
-            loc,
-            "the model did not converge, so its estimates cannot be trusted; use "
-            "random='intercept', fewer covariates, or wait for more follow-up data",
-            "not_converged",
-        )
-
-
-def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design) -> Result:
-    from analysis import TrajectoryModel
-    from analysis.plots import plot_trajectory
-
-    _no_data(frame, ["body", "outcome"])
-    _check_reference(design, req.reference)
-    covs = check_columns(frame, req.covariates, ["body", "covariates"])
-    with statistical(["body", "outcome"], f"the {req.outcome} trajectory model"):
-        m = TrajectoryModel(
-            req.outcome,
-            time=req.time,
-            random=req.random,
-            cluster=_cluster(req.cluster),
-            covariates=covs,
-            reference=req.reference,
-            alpha=req.alpha,
-        ).fit(frame)
-    _converged(m, ["body", "random"])
-    with statistical(["body", "outcome"], f"the {req.outcome} trajectory model"):
-        tables = {
-            "fixed_effects": m.summary,
-            "variance_components": m.variance_components,
-            "fit_statistics": m.fit_statistics,
-            "predicted_means": m.predicted_means,
-            "observed_means": m.observed_means(),
-        }
-        if req.time == "days":
-            tables["slopes"] = m.slopes()
-        figures = {f"trajectory_{safe_name(req.outcome)}": plot_trajectory(m)}
-    return Result(
-        tables,
-        {
-            "icc": m.icc,
-            "random": m.random,
-            "reference_arm": str(m._levels[0]),
-            "n_participants_modelled": int(m._df["participant"].nunique()),
-            "slope_unit": "per year" if req.time == "days" else None,
-        },
-        list(m.warnings),
-        figures,
-    )
-
-
-def run_moderation(frame: pd.DataFrame, req: ModerationRequest, design: Design) -> Result:
-    from analysis import ModerationModel
-    from analysis.plots import plot_forest
-
-    _no_data(frame, ["body", "outcome"])
-    if req.moderator not in participant_columns(frame):
-        raise Unprocessable(
-            ["body", "moderator"],
-            "not a participant-level column of the study's cohort frame; "
-            f"expected one of: {_listing(participant_columns(frame))}",
-            "unknown_column",
-        )
-    covs = check_columns(frame, req.covariates, ["body", "covariates"])
-    loc = ["body", "moderator"]
-    try:
-        mm = ModerationModel(
-            req.outcome,
-            req.moderator,
-            min_per_cell=req.min_per_cell,
-            random=req.random,
-            covariates=covs,
-            alpha=req.alpha,
-        )
-        with statistical(loc, f"the moderation of {req.outcome} by {req.moderator}"):
-            mm.fit(frame)
-    except Unprocessable as exc:
-        # "too few participants" is about the outcome, not the moderator
-        if "too few participants" in exc.errors[0]["msg"]:
-            exc.errors[0]["loc"] = ["body", "outcome"]
-        raise
-    _converged(mm, ["body", "random"])
-    with statistical(loc, f"the moderation of {req.outcome} by {req.moderator}"):
-        effects = mm.subgroup_effects
-        tables = {
-            "subgroup_slopes": mm.subgroup_slopes,
-            "subgroup_effects": effects,
-            "interaction_test": mm.interaction_test,
-            "fixed_effects": mm.summary,
-        }
-        figures = {f"forest_{safe_name(req.outcome)}_{safe_name(req.moderator)}": plot_forest(effects)}
-    levels = [str(x) for x in effects["level"].unique()] if len(effects) else []
-    return Result(
-        tables,
-        {
-            "moderator": req.moderator,
-            "levels": levels,
-            "continuous": bool(mm._continuous),
-            "reference_arm": str(mm._levels[0]),
-        },
-        list(mm.warnings),
-        figures,
-    )
-
-
-def run_reliability(items: pd.DataFrame, req: ReliabilityRequest) -> Result:
-    from analysis.reliability import item_total, reliability
-
-    if items.empty:
-        raise Unprocessable(["body", "instruments"], "no scored item answers in scope", "no_data")
-    with statistical(["body", "instruments"], "reliability"):
-        rel = reliability(items, by=("instrument", "wave"), ci=1 - req.alpha)
-        parts = []
-        for (inst, wave), g in items.groupby(["instrument", "wave"], sort=True):
-            w = g.pivot_table(index="participant", columns="item", values="value", aggfunc="first")
-            if w.shape[1] < 2 or len(w.dropna()) < 3:
-                continue
-            t = item_total(w)
-            t.insert(0, "wave", wave)
-            t.insert(0, "instrument", inst)
-            parts.append(t)
-    total = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLES["reliability"]["item_total"])
-    warnings = [
-        f"{r.instrument} at {r.wave}: too few complete answers for alpha (n={int(r.n)})"
-        for r in rel.itertuples()
-        if pd.isna(r.alpha)
-    ]
-    return Result({"reliability": rel, "item_total": total}, {"confidence": 1 - req.alpha}, warnings)
-
-
-def _change_waves(design: Design, req) -> tuple[str, str]:
-    collected = design.scales[req.outcome]
-    post = check_wave(design, req.post, ["body", "post"], req.outcome) if req.post else collected[-1]
-    pre = check_wave(design, req.pre, ["body", "pre"], req.outcome) if req.pre else collected[0]
-    order = design.wave_codes
-    if order.index(pre) >= order.index(post):
-        raise Unprocessable(
-            ["body", "post"], f"the follow-up wave must come after the baseline wave ({pre})", "wave_order"
-        )
-    return pre, post
-
-
-def run_effect_sizes(frame: pd.DataFrame, req: EffectSizesRequest, design: Design) -> Result:
-    from analysis import effect_sizes
-    from analysis.plots import plot_forest
-
-    _no_data(frame, ["body", "outcome"])
-    pre, post = _change_waves(design, req)
-    with statistical(["body", "post"], f"change in {req.outcome} from {pre} to {post}"):
-        es = effect_sizes(frame, req.outcome, post=post, pre=pre, ci=1 - req.alpha)
-    if es.empty:
-        raise Unprocessable(
-            ["body", "post"],
-            f"too few participants have {req.outcome} at both {pre} and {post} (at least 3 per arm are needed)",
-            "too_few_participants",
-        )
-    fig = plot_forest(
-        es,
-        estimate="estimate",
-        label_cols=("comparison", "arm"),
-        title=f"{req.outcome}: effect sizes of change {pre} to {post}",
-    )
-    return Result(
-        {"effect_sizes": es}, {"pre": pre, "post": post}, figures={f"effect_sizes_{safe_name(req.outcome)}": fig}
-    )
-
-
-def run_responders(frame: pd.DataFrame, req: RespondersRequest, design: Design) -> Result:
-    from analysis import responders
-    from analysis.change import scale_meta
-    from analysis.plots import plot_forest
-
-    _no_data(frame, ["body", "outcome"])
-    pre, post = _change_waves(design, req)
-    meta = scale_meta(req.outcome)
-    if req.mcid is None and meta["mcid"] is None:
-        raise Unprocessable(
-            ["body", "mcid"],
-            f"{req.outcome} has no published minimal clinically important difference; give mcid (a study setting)",
-            "mcid_required",
-        )
-    with statistical(["body", "post"], f"responders on {req.outcome} from {pre} to {post}"):
-        rp = responders(frame, req.outcome, post=post, pre=pre, mcid=req.mcid, ci=1 - req.alpha)
-    if rp.empty:
-        raise Unprocessable(
-            ["body", "post"], f"no participant has {req.outcome} at both {pre} and {post}", "too_few_participants"
-        )
-    shown = rp.rename(columns={"improved_ci_lower": "ci_lower", "improved_ci_upper": "ci_upper"})
-    fig = plot_forest(
-        shown,
-        estimate="improved_prop",
-        label_cols=("arm",),
-        title=f"{req.outcome}: share improved by at least {float(rp['mcid'].iloc[0]):g}",
-    )
-    return Result(
-        {"responders": rp},
-        {"pre": pre, "post": post, "mcid": float(rp["mcid"].iloc[0]), "better": meta["better"]},
-        figures={f"responders_{safe_name(req.outcome)}": fig},
-    )
-
-
-def run_retention(frame: pd.DataFrame, req: RetentionRequest, design: Design) -> Result:
-    from analysis.plots import plot_km
-    from analysis.survival import cox_dropout, dropout_frame, km_table, logrank, time_to_threshold
-
-    _no_data(frame, ["body", "by"])
-    covs = check_columns(frame, req.covariates, ["body", "covariates"], extra=("arm",))
-    for i, s in enumerate(req.baseline_scales):
-        check_scale(design, s, ["body", "baseline_scales", i])
-    if req.threshold is not None:
-        check_scale(design, req.threshold.scale, ["body", "threshold", "scale"])
-    warnings: list[str] = []
-    with statistical(["body", "by"], "retention"):
-        d = dropout_frame(frame)
-        km = km_table(d, by=req.by, ci=1 - req.alpha)
-        events = int(d["event"].sum())
-        if d[req.by].nunique() >= 2 and events > 0:
-            lr = logrank(d, req.by)
-        else:
-            lr = pd.DataFrame(columns=TABLES["retention"]["logrank"])
-            warnings.append(
-                f"log-rank test not computed: {'no dropout recorded' if not events else 'one ' + req.by + ' only'}"
-            )
-    cox = pd.DataFrame(columns=TABLES["retention"]["cox"])
-    if events == 0:
-        warnings.append("Cox model not estimable: no dropout recorded")
-    else:
-        with statistical(["body", "covariates"], "the Cox model of dropout"):
-            cox = cox_dropout(frame, covariates=covs, baseline_scales=list(req.baseline_scales))
-    figures = {f"km_dropout_by_{req.by}": plot_km(km, title=f"Retention by {req.by}")}
-    tables = {"km": km, "logrank": lr, "cox": cox}
-    values = {
-        "participants": int(len(d)),
-        "dropouts": events,
-        "time_unit": "days since enrolment",
-        "cox_confidence": 0.95,
-    }
-    if req.threshold is not None:
-        t = req.threshold
-        what = f"time to {t.scale} {t.direction} {t.value:g}"
-        with statistical(["body", "threshold"], what):
-            tt = time_to_threshold(frame, t.scale, t.value, t.direction, column=t.column)
-        if tt.empty:
-            raise Unprocessable(
-                ["body", "threshold"],
-                f"{what}: no participant is short of the threshold at their first observation",
-                "too_few_participants",
-            )
-        with statistical(["body", "threshold"], what):
-            tables["threshold_km"] = km_table(tt, by=req.by, ci=1 - req.alpha)
-            reached = int(tt["event"].sum())
-            tables["threshold_logrank"] = (
-                logrank(tt, req.by)
-                if tt[req.by].nunique() >= 2 and reached
-                else pd.DataFrame(columns=TABLES["retention"]["threshold_logrank"])
-            )
-        values.update(threshold_participants=int(len(tt)), threshold_reached=reached)
-        figures[f"km_{safe_name(t.scale)}_{t.direction}_by_{req.by}"] = plot_km(
-            tables["threshold_km"], title=f"Time to {t.scale} {'≥' if t.direction == 'above' else '<'} {t.value:g}"
-        )
-    return Result(tables, values, warnings, figures)
-
-
-def _completion_figure(comp: pd.DataFrame, by: list[str]):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    waves = list(dict.fromkeys(comp["wave"]))
-    groups = comp.groupby(by, sort=True) if by else [("all", comp)]
-    for i, (g, d) in enumerate(groups):
-        label = " · ".join(map(str, g)) if isinstance(g, tuple) else str(g)
-        d = d.set_index("wave").reindex(waves)
-        ax.plot(range(len(waves)), d["completed_pct"], "o-", color=f"C{i % 10}", label=label)
-    ax.set_xticks(range(len(waves)), waves)
-    ax.set_ylim(0, 102)
-    ax.set_ylabel("completed (% of enrolled)")
-    ax.set_title("Questionnaire completion by wave")
-    ax.legend(fontsize=8)
-    return fig
-
-
-def run_attrition(frame: pd.DataFrame, req: AttritionRequest, design: Design) -> Result:
-    from analysis import completion, dropout_by_baseline
-
-    _no_data(frame, ["body", "by"])
-    for i, s in enumerate(req.scales or []):
-        check_scale(design, s, ["body", "scales", i])
-    context = req.context or []
-    for i, c in enumerate(context):
-        if not c.startswith("context_") or c not in frame.columns:
-            raise Unprocessable(
-                ["body", "context", i],
-                "not a context column of the study's cohort frame; expected "
-                f"one of: {_listing(c for c in frame.columns if c.startswith('context_'))}",
-                "unknown_column",
-            )
-    by = list(dict.fromkeys(req.by))
-    present = sorted(frame["scale"].unique())
-    scales = [s for s in (req.scales or present) if s in present]
-    with statistical(["body", "scales"], "attrition"):
-        comp = completion(frame, by=by)
-        dbb = dropout_by_baseline(frame, scales=scales, context=context or None)
-    return Result(
-        {"completion": comp, "dropout_by_baseline": dbb},
-        {"by": by},
-        figures={"completion_by_" + "_".join(by or ["all"]): _completion_figure(comp, by)},
-    )
-
-
-def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
-    from analysis.power import (
-        n_slope_difference,
-        n_two_arm,
-        power_curve,
-        power_slope_difference,
-        power_two_arm,
-    )
-
-    need = ("delta", "sd") if req.design == "two_arm" else ("slope_diff", "sigma2", "rho")
-    for name in need:
-        if getattr(req, name) is None:
-            raise Unprocessable(["body", name], f"{name} is required for design={req.design}", "missing")
-    if req.design == "two_arm" and req.delta == 0:
-        raise Unprocessable(["body", "delta"], "the difference to detect must not be 0", "value_error")
-    if req.design == "slope" and req.slope_diff == 0:
-        raise Unprocessable(["body", "slope_diff"], "the slope difference to detect must not be 0", "value_error")
-    if req.design == "two_arm":
-        kw = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha}
-        with statistical(["body", "delta"], "the sample size"):
-            table = n_two_arm(req.delta, req.sd, alpha=req.alpha, power=req.power)
-
-        def power_at(n: float) -> float:
-            return power_two_arm(n, **kw)
-    else:
-        times = req.times
-        if times is None:
-            times = [w.offset_days / YEAR for w in design.waves]
-            if len(times) < 2:
-                raise Unprocessable(
-                    ["body", "times"], "the study has fewer than two waves; give times (years)", "missing"
-                )
-        if len(set(times)) < 2:
-            raise Unprocessable(["body", "times"], "measurement times must differ", "value_error")
-        kw = {
-            "slope_diff": req.slope_diff,
-            "sigma2": req.sigma2,
-            "rho": req.rho,
-            "times": list(times),
-            "alpha": req.alpha,
-        }
-        with statistical(["body", "slope_diff"], "the sample size"):
-            table = n_slope_difference(
-                req.slope_diff, req.sigma2, req.rho, list(times), alpha=req.alpha, power=req.power
-            )
-
-        def power_at(n: float) -> float:
-            return power_slope_difference(n, **kw)
-
-    arms = max(len(design.arms), 2)
-    raw_n = float(table["n_per_arm"].iloc[0])
-    if not math.isfinite(raw_n) or raw_n > 10**7:
-        field_ = "delta" if req.design == "two_arm" else "slope_diff"
-        raise Unprocessable(
-            ["body", field_],
-            "the effect to detect is too small for any feasible sample size (more than 10 million per arm)",
-            "not_estimable",
-        )
-    n = int(raw_n)
-    n_att = int(math.ceil(n / (1 - req.attrition) - 1e-9))
-    sample = table.assign(
-        design=req.design,
-        alpha=req.alpha,
-        power=req.power,
-        n_per_arm=n,
-        n_per_arm_with_attrition=n_att,
-        arms=arms,
-        n_total=n_att * arms,
-        attrition=req.attrition,
-    )
-    planned = study.planned_sample_size
-    values: dict[str, Any] = {
-        "n_per_arm": n,
-        "n_per_arm_with_attrition": n_att,
-        "n_total": n_att * arms,
-        "arms": arms,
-        "planned_sample_size": planned,
-        "planned_per_arm": None,
-        "power_at_planned": None,
-        "adequately_powered": None,
-    }
-    if planned:
-        per_arm = planned / arms
-        effective = per_arm * (1 - req.attrition)
-        with statistical(["body", "attrition"], "the power at the planned sample size"):
-            achieved = power_at(effective) if effective >= 2 else 0.0
-        values.update(
-            planned_per_arm=per_arm, power_at_planned=achieved, adequately_powered=bool(planned >= n_att * arms)
-        )
-        verdict = "adequately powered" if values["adequately_powered"] else "under-powered"
-        values["summary"] = (
-            f"The planned {planned} participants ({per_arm:g} per arm"
-            + (f", {effective:.0f} after {req.attrition:.0%} attrition" if req.attrition else "")
-            + f") give {achieved:.0%} power; {n} per arm are needed"
-            + (f" ({n_att} allowing for attrition)" if req.attrition else "")
-            + f", {n_att * arms} in total: the study is {verdict}."
-        )
-    else:
-        values["summary"] = (
-            f"{n} participants per arm are needed ({n_att} allowing for attrition), "
-            f"{n_att * arms} in total; the study has no planned sample size to compare."
-        )
-    grid = req.n_per_arm or sorted({max(2, int(round(x))) for x in np.linspace(max(2, n / 4), max(n * 2, 4), 20)})
-    with statistical(["body", "n_per_arm"], "the power curve"):
-        curve = power_curve(grid, design=req.design, **kw)
-    fig = _power_figure(curve, req.power, n, values["planned_per_arm"], (1 - req.attrition))
-    return Result({"sample_size": sample, "power_curve": curve}, values, figures={f"power_{req.design}": fig})
-
-
-def _power_figure(curve: pd.DataFrame, target: float, n: int, planned_per_arm: float | None, kept: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot(curve["n_per_arm"], curve["power"], "-", color="C0", label="power")
-    ax.axhline(target, color="grey", lw=0.8, ls="--", label=f"target {target:.0%}")
-    ax.axvline(n, color="C1", lw=1, label=f"needed: {n} per arm")
-    if planned_per_arm:
-        ax.axvline(planned_per_arm * kept, color="C2", lw=1, ls=":", label="planned (after attrition)")
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("participants per arm (analysed)")
-    ax.set_ylabel("power")
-    ax.set_title("Power curve")
-    ax.legend(fontsize=8)
-    return fig
-
-
-# ---- runs: orchestration, artefacts, audit ------------------------------------------------------
 
 
 def _parameters(req: _Request) -> dict[str, Any]:
@@ -820,7 +63,7 @@ def execute(
     actor: Actor,
     kind: str,
     req: _Request,
-    settings,
+    settings: Settings,
     *,
     max_participants: int | None = None,
 ) -> AnalysisRun:
@@ -829,9 +72,9 @@ def execute(
     Parameters
     ----------
     kind : str
-        One of :data:`api.analyses.schemas.REQUESTS`.
+        One of :data:`api.analyses.kinds.KINDS`.
     settings : api.config.Settings
-        For the artefact directory, the participant bound and the date-shift secret.
+        For the artefact store, the participant bound and the date-shift secret.
 
     Raises
     ------
@@ -839,27 +82,16 @@ def execute(
         422 naming the field for an unknown scale, wave, site, arm, column, or a statistical
         failure; 403 when a coordinator names another site's code.
     """
+    spec = KINDS[kind]
     design = study_design(session, study)
     sites = check_sites(design, actor, req.sites)
     scope = scope_sites(design, actor, sites)
     bound = max_participants if max_participants is not None else settings.analysis_max_participants
-    n_rows = 0
+    data: pd.DataFrame | None = None
     n_participants = 0
-    if kind == "power":
-        result = run_power(req, study, design)
-    else:
-        if kind in ("trajectory", "moderation", "effect-sizes", "responders"):
-            check_scale(design, req.outcome, ["body", "outcome"])
-        if kind == "reliability":
-            for i, code in enumerate(req.instruments or []):
-                if code not in design.instruments:
-                    raise Unprocessable(
-                        ["body", "instruments", i],
-                        f"not an instrument of this study's waves; expected one of: {_listing(design.instruments)}",
-                        "unknown_instrument",
-                    )
-            for i, code in enumerate(req.waves or []):
-                check_wave(design, code, ["body", "waves", i])
+    if spec.check is not None:
+        spec.check(design, req)
+    if spec.reads != "nothing":
         n_participants = count_participants(session, study, design, actor, sites)
         if n_participants > bound:
             raise Unprocessable(
@@ -870,33 +102,22 @@ def execute(
                 "too_large",
             )
         if not has_responses(session, study, design, actor, sites):
-            loc = {
-                "reliability": ["body", "instruments"],
-                "retention": ["body", "by"],
-                "attrition": ["body", "by"],
-            }.get(kind, ["body", "outcome"])
-            raise Unprocessable(loc, "no participant in scope has questionnaire data yet", "no_data")
-        secret = settings.secret_key
-        if kind == "reliability":
-            items = load_items(
-                session, study, actor, sites=sites, waves=req.waves, instrument_codes=req.instruments, secret=secret
+            raise Unprocessable(spec.data_field, "no participant in scope has questionnaire data yet", "no_data")
+        if spec.reads == "items":
+            data = load_items(
+                session,
+                study,
+                actor,
+                sites=sites,
+                waves=req.waves,  # type: ignore[attr-defined]
+                instrument_codes=req.instruments,  # type: ignore[attr-defined]
+                secret=settings.secret_key,
             )
-            n_rows = len(items)
-            n_participants = int(items["participant"].nunique()) if n_rows else 0
-            result = run_reliability(items, req)
         else:
-            frame = load_frame(session, study, actor, sites, secret=secret)
-            n_rows = len(frame)
-            n_participants = int(frame["participant"].nunique()) if n_rows else 0
-            runner = {
-                "trajectory": run_trajectory,
-                "moderation": run_moderation,
-                "effect-sizes": run_effect_sizes,
-                "responders": run_responders,
-                "retention": run_retention,
-                "attrition": run_attrition,
-            }[kind]
-            result = runner(frame, req, design)
+            data = load_frame(session, study, actor, sites, secret=settings.secret_key)
+        n_participants = int(data["participant"].nunique()) if len(data) else 0
+    result = spec.run(data, req, design, study)
+    n_rows = 0 if data is None else len(data)
     created = utcnow()
     run = ArtifactStore.from_settings(settings).new_run(
         "analyses",
@@ -943,9 +164,6 @@ def execute(
     )
 
 
-# ---- the whole report, for the command line ----------------------------------------------------
-
-
 def parse_mcids(design: Design, pairs: list[str] | None) -> dict[str, float]:
     """``["pam13_activation=4"]`` -> ``{"pam13_activation": 4.0}``, each scale checked against the study."""
     out: dict[str, float] = {}
@@ -989,8 +207,6 @@ def write_report(
     >>> paths["report"]  # doctest: +SKIP
     PosixPath('out/report.md')
     """
-    from analysis.report import run_all
-
     design = study_design(session, study)
     outcomes = [check_scale(design, s, ["outcome", i]) for i, s in enumerate(outcomes or [])]
     mcid_map = parse_mcids(design, mcids)
@@ -1000,7 +216,7 @@ def write_report(
     if frame.empty:
         raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")
     items = load_items(session, study, actor, secret=secret)
-    written = run_all(
+    written = analysis.run_all(
         frame, outdir, scales=outcomes or None, mcids=mcid_map, items=items if len(items) else None, fmt=fmt
     )
     record(

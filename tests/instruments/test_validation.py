@@ -160,3 +160,68 @@ def test_reverse_scoring_in_score_frame():
     # rev_2 mirrored by position: 0 -> 3, 1 -> 1, 3 -> 0
     assert instruments.score_frame(inst, df)["value"].tolist() == [3, 4, 1]
     assert [instruments.score(inst, r)[0].value for r in df.to_dict("records")] == [3, 4, 1]
+
+
+def test_scored_items_mirror_reversed_items_and_drop_missing_codes_and_unscored_items():
+    import pandas as pd
+
+    inst = instrument_from_dict(
+        {
+            "code": "rev_items",
+            "name": "Reverse items demo",
+            "version": "1",
+            "citation": "-",
+            "licence": "-",
+            "option_sets": {
+                "agree": [
+                    {"code": 1, "label": "a"},
+                    {"code": 2, "label": "b"},
+                    {"code": 4, "label": "d"},
+                    {"code": 9, "label": "n/a", "missing": True},
+                ]
+            },
+            "items": [
+                {"code": "ri_1", "options": "agree"},
+                {"code": "ri_2", "options": "agree", "reverse": True},
+                {"code": "ri_note", "options": "agree"},  # in no scale
+            ],
+            "scales": [
+                {
+                    "code": "ri",
+                    "label": "R",
+                    "items": ["ri_1", "ri_2"],
+                    "method": "sum",
+                    "min_items": 1,
+                    "range": [2, 8],
+                }
+            ],
+        }
+    )
+    instruments.register(inst)
+    try:
+        answers = pd.DataFrame(
+            {
+                "participant": ["p1", "p1", "p1", "p2", "p2", "p2"],
+                "wave": "m0",
+                "instrument": "rev_items",
+                "item": ["ri_1", "ri_2", "ri_note", "ri_1", "ri_2", "ri_2"],
+                "value": [2, 1, 4, 9, "4", 3],
+            }
+        )
+        out = instruments.scored_items(answers)
+        # p1: ri_1 2 as is, ri_2 1 -> 4 (mirrored over 1, 2, 4); ri_note is in no scale.
+        # p2: ri_1 9 is "n/a", ri_2 "4" -> 1, and 3 is not an option of ri_2.
+        assert out.to_dict("list") == {
+            "participant": ["p1", "p1", "p2"],
+            "wave": ["m0"] * 3,
+            "instrument": ["rev_items"] * 3,
+            "item": ["ri_1", "ri_2", "ri_2"],
+            "value": [2.0, 4.0, 1.0],
+        }
+        unknown = pd.DataFrame(
+            {"participant": ["p3"], "wave": ["m0"], "instrument": ["not_registered"], "item": ["x"], "value": [1]}
+        )
+        assert instruments.scored_items(unknown).empty
+        assert list(instruments.scored_items(unknown).columns) == ["participant", "wave", "instrument", "item", "value"]
+    finally:
+        instruments.unregister("rev_items")
