@@ -351,6 +351,7 @@ def analyze(
                 err = exc.errors[0]
                 hint = {"outcome": "--outcome", "mcid": "--mcid"}.get(str(err["loc"][0]), "STUDY")
                 raise typer.BadParameter(err["msg"], param_hint=hint)
+            session.commit()
     finally:
         engine.dispose()
     tables = sum(1 for k in written if k.startswith("table:"))
@@ -459,6 +460,7 @@ def export_cmd(
                     service.audit_export(
                         audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt, complete=complete
                     )
+                    audit_session.commit()
     finally:
         engine.dispose()
     typer.echo(f"{plan.rows} rows written to {output}")

@@ -45,6 +45,7 @@ def _add_route(kind: Kind) -> None:
         session: Session = Depends(get_session),
     ) -> AnalysisRun:
         out = service.execute(session, study, actor, kind.name, body, request.app.state.settings)
+        session.commit()
         return out
 
     name = kind.name.replace("-", "_")

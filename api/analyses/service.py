@@ -4,7 +4,7 @@ Every run reads the study's cohort through the exports service (:mod:`api.analys
 coordinator's frame holds their own sites' participants only), calls the kind's runner
 (:mod:`api.analyses.runners`, listed in :data:`api.analyses.kinds.KINDS`), writes its plots to the
 artefact store (:mod:`api.artifacts`) and records one ``analysis.run`` audit event with the
-parameters and the number of rows read. Nothing in the study changes.
+parameters and the number of rows read (the caller commits it). Nothing in the study changes.
 
 Requests are checked against the study (scales of its waves' instruments, wave, site and arm
 codes, :mod:`api.analyses.checks`) and against the frame (covariate and moderator columns);
@@ -146,7 +146,6 @@ def execute(
             "plots": [p.url.rsplit("/", 1)[-1] for p in plots],
         },
     )
-    session.commit()
     return AnalysisRun(
         run_id=run.run_id,
         kind=kind,
@@ -194,7 +193,7 @@ def write_report(
     """Run :func:`analysis.report.run_all` on the study's current export and write it to ``outdir``.
 
     The cohort and item frames come from the exports service with ``actor``'s scope, exactly as
-    the routes read them; the run is audited (``analysis.run``, kind ``report``).
+    the routes read them; the run is audited (``analysis.run``, kind ``report``; the caller commits).
 
     Returns
     -------
@@ -235,5 +234,4 @@ def write_report(
             "outdir": str(Path(outdir)),
         },
     )
-    session.commit()
     return written

@@ -39,20 +39,15 @@ def _filters(waves, instruments, sites, identifiers, items) -> service.ExportFil
 
 
 def stream(engine, plan: service.Plan, shape: str, fmt: str, dictionary: dict) -> Iterator[bytes]:
-    """Encode batches as they are read; audit the export once the last byte is produced (or the
-    client goes away: the event then says ``complete: false`` with the rows sent so far)."""
+    """Encode batches as they are read (audited when the stream ends, see :func:`service.audited_stream`)."""
     cols = service.columns(plan, shape)
-    complete, error = False, None
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield from writers.write(fmt, service.iter_shape(session, plan, shape), cols, dictionary)
-            complete = True
-        except Exception as exc:
-            error = type(exc).__name__
-            raise
-        finally:
-            with Session(engine) as audit_session:
-                service.audit_export(audit_session, plan, shape=shape, fmt=fmt, complete=complete, error=error)
+    return service.audited_stream(
+        engine,
+        plan,
+        lambda session: writers.write(fmt, service.iter_shape(session, plan, shape), cols, dictionary),
+        shape=shape,
+        fmt=fmt,
+    )
 
 
 @router.get("/studies/{study_id}/export-settings", response_model=ExportSettingsRead)

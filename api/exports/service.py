@@ -25,7 +25,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from sqlalchemy import DateTime, and_, select, type_coerce
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 import instruments
@@ -786,7 +787,7 @@ def iter_shape(session: Session, plan: Plan, shape: str, batch_size: int = DEFAU
 def audit_export(
     session: Session, plan: Plan, *, shape: str, fmt: str, complete: bool, error: str | None = None
 ) -> None:
-    """Record one export (parameters and row count) in the audit trail and commit it."""
+    """Record one export (parameters and row count) in the audit trail (the caller commits)."""
     record(
         session,
         plan.actor,
@@ -805,7 +806,27 @@ def audit_export(
             **({"error": error} if error else {}),
         },
     )
-    session.commit()
+
+
+def audited_stream(
+    engine: Engine, plan: Plan, chunks: Callable[[Session], Iterator[bytes]], *, shape: str, fmt: str
+) -> Iterator[bytes]:
+    """The bytes of an export, read in a session of their own while a response streams them, and
+    audited once the last byte is produced (or the client goes away: the event then says
+    ``complete: false`` with the rows sent so far). The audit event is committed in its own
+    transaction, since the request's has ended by then."""
+    complete, error = False, None
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield from chunks(session)
+            complete = True
+        except Exception as exc:
+            error = type(exc).__name__
+            raise
+        finally:
+            with Session(engine) as audit_session:
+                audit_export(audit_session, plan, shape=shape, fmt=fmt, complete=complete, error=error)
+                audit_session.commit()
 
 
 def update_settings(

@@ -137,22 +137,19 @@ def _answer_rows(session: Session, plan: Plan, ids: list[int]):
     ).all()
 
 
+def _csv_chunks(session: Session, plan: Plan) -> Iterator[bytes]:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(header(plan))
+    yield buf.getvalue().encode()
+    for batch in iter_rows(session, plan):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(batch)
+        yield buf.getvalue().encode()
+
+
 def stream_records(engine, plan: Plan) -> Iterator[bytes]:
-    """The records CSV, streamed; audited (``format: redcap``) when it ends."""
-    complete = False
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerow(header(plan))
-            yield buf.getvalue().encode()
-            for batch in iter_rows(session, plan):
-                buf = io.StringIO()
-                csv.writer(buf, lineterminator="\n").writerows(batch)
-                yield buf.getvalue().encode()
-            complete = True
-        finally:
-            with Session(engine) as audit_session:
-                service.audit_export(audit_session, plan, shape="redcap", fmt="csv", complete=complete)
+    """The records CSV, streamed; audited (``shape: redcap``) when it ends."""
+    return service.audited_stream(engine, plan, lambda session: _csv_chunks(session, plan), shape="redcap", fmt="csv")
 
 
 def records_csv(session: Session, plan: Plan) -> str:
