@@ -5,6 +5,7 @@
 - The code that opens a session commits it: a function that is handed a ``session`` never calls
   ``session.commit()``, except a router (whose request session :func:`api.db.get_session` opened)
   and :func:`api.db.end_read` (which ends a read transaction and writes nothing).
+- Routers stay thin: they build no queries (``select``/``update``/``delete`` live in services).
 """
 
 from __future__ import annotations
@@ -80,3 +81,15 @@ def test_the_commit_checker_tells_a_handed_session_from_an_opened_one():
         "def command(engine):\n    with Session(engine) as session:\n        session.commit()\n"
     )
     assert _commits_of_a_handed_session(source) == [("service", 3)]
+
+
+def test_routers_build_no_queries():
+    bad = []
+    for path in sorted((ROOT / "api").rglob("router.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in ("sqlmodel", "sqlalchemy"):
+                used = {a.name for a in node.names} & {"select", "update", "delete", "insert", "text"}
+                if used:
+                    bad.append(f"{path.relative_to(ROOT)} imports {sorted(used)} from {node.module}")
+    assert not bad, bad

@@ -23,3 +23,10 @@ class AuditEventRead(BaseModel):
     reason: str | None
     request_id: str | None
     source: str
+
+
+class AuditPage(BaseModel):
+    """One page of events in id order; pass ``next_cursor`` back as ``cursor`` for the next page."""
+
+    items: list[AuditEventRead]
+    next_cursor: str | None

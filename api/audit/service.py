@@ -1,4 +1,4 @@
-"""Writing the audit trail, in the caller's transaction.
+"""Writing the audit trail in the caller's transaction, and reading it (filtered, in pages).
 
 Examples
 --------
@@ -8,13 +8,18 @@ Examples
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 from api.audit.models import AuditEvent
+from api.audit.schemas import AuditEventRead, AuditPage
 from api.auth.service import Actor
+from api.errors import Unprocessable
 from api.jsonable import jsonable
+from api.studies.models import Study
 
 
 def snapshot(obj: SQLModel | dict[str, Any] | None, *, exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
@@ -72,3 +77,90 @@ def record(
     )
     session.add(event)
     return event
+
+
+def list_events(
+    session: Session,
+    *,
+    study_id: int | None = None,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    action: str | None = None,
+    after: int | None = None,
+    limit: int = 100,
+) -> list[AuditEventRead]:
+    """Events in id order after the id ``after``, filtered by the fields given."""
+    stmt = select(AuditEvent)
+    for col, val in (
+        (AuditEvent.study_id, study_id),
+        (AuditEvent.entity, entity),
+        (AuditEvent.entity_id, entity_id),
+        (AuditEvent.action, action),
+    ):
+        if val is not None:
+            stmt = stmt.where(col == val)
+    if after is not None:
+        stmt = stmt.where(AuditEvent.id > after)
+    rows = session.exec(stmt.order_by(AuditEvent.id).limit(limit)).all()
+    return [AuditEventRead.model_validate(e, from_attributes=True) for e in rows]
+
+
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"a1:{last_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        tag, value = raw.split(":", 1)
+        if tag != "a1" or not value.isdigit():
+            raise ValueError
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise Unprocessable(["query", "cursor"], "not a cursor returned by this endpoint", "invalid_cursor") from None
+
+
+def study_events(
+    session: Session,
+    study: Study,
+    *,
+    entity: str | None = None,
+    entity_id: str | None = None,
+    actor_id: int | None = None,
+    action: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> AuditPage:
+    """One page of a study's events, oldest first; ``cursor`` is the previous page's ``next_cursor``.
+
+    Raises
+    ------
+    Unprocessable
+        ``until`` not later than ``since``, or a cursor this function did not make.
+    """
+    if since is not None and until is not None and since >= until:
+        raise Unprocessable(["query", "until"], "until must be later than since", "empty_range")
+    stmt = select(AuditEvent).where(AuditEvent.study_id == study.id)
+    for col, val in (
+        (AuditEvent.entity, entity),
+        (AuditEvent.entity_id, entity_id),
+        (AuditEvent.actor_id, actor_id),
+        (AuditEvent.action, action),
+    ):
+        if val is not None:
+            stmt = stmt.where(col == val)
+    if since is not None:
+        stmt = stmt.where(AuditEvent.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEvent.at < until)
+    if cursor is not None:
+        stmt = stmt.where(AuditEvent.id > _decode_cursor(cursor))
+    rows = session.exec(stmt.order_by(AuditEvent.id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return AuditPage(
+        items=[AuditEventRead.model_validate(r, from_attributes=True) for r in rows],
+        next_cursor=_encode_cursor(rows[-1].id) if more else None,
+    )

@@ -11,7 +11,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from api.artifacts import MEDIA_TYPES, ArtifactStore
 from api.audit.service import record
@@ -31,7 +31,7 @@ from api.transcripts.dependencies import (
     valid_suggestion,
     valid_transcript,
 )
-from api.transcripts.models import QualCode, QualCoding, QualMemo, Suggestion, Transcript
+from api.transcripts.models import QualCode, QualCoding, Suggestion, Transcript
 from api.transcripts.schemas import (
     CodeCreate,
     CodeHistoryRead,
@@ -104,15 +104,11 @@ def upload(
         wave=wave,
         kind=kind,
         fmt=format,
-        title=None,
+        title=title,
         interviewer_labels=labels,
         speaker_map=smap,
         settings=_settings(request),
     )
-    if title:
-        # A free-text title is shown to analysts: it goes through the same de-identification.
-        row.title = _deid_title(session, study, actor, codes, title)
-        session.add(row)
     waves = service.wave_codes(session, study.id)
     out = {
         **service.read(row, waves),
@@ -122,15 +118,6 @@ def upload(
     }
     session.commit()
     return out
-
-
-def _deid_title(session: Session, study: Study, actor: Actor, codes: list[str], title: str) -> str:
-    import warnings
-
-    people = service._participants(session, study, codes, actor)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return service.q.deidentify(title, vault=service.vault_for(session, people), model=None).text[:200]
 
 
 @router.get("/studies/{study_id}/transcripts", response_model=list[TranscriptSummary])
@@ -280,17 +267,7 @@ def list_memos(
     target: Literal["code", "transcript", "segment", "project"] | None = None,
     target_id: int | None = Query(None, ge=1, le=2**31 - 1),
 ):
-    visible = {t.id for t in service.visible_transcripts(session, study, actor)}
-    stmt = select(QualMemo).where(QualMemo.study_id == study.id)
-    if target:
-        stmt = stmt.where(QualMemo.target == target)
-    if target_id is not None:
-        stmt = stmt.where(QualMemo.target_id == target_id)
-    rows = [
-        m.model_dump()
-        for m in session.exec(stmt.order_by(QualMemo.id)).all()
-        if m.target not in ("transcript", "segment") or m.target_id in visible
-    ]
+    rows = [m.model_dump() for m in service.memos_of(session, study, actor, target, target_id)]
     end_read(session)
     return rows
 
@@ -439,12 +416,7 @@ def list_suggestions(
     session: Session = Depends(get_session),
     status: Literal["pending", "accepted", "rejected"] | None = None,
 ):
-    stmt = select(Suggestion).where(Suggestion.transcript_id == t.id)
-    if status:
-        stmt = stmt.where(Suggestion.status == status)
-    out = _suggestions_out(
-        session, list(session.exec(stmt.order_by(Suggestion.start, Suggestion.id)).all()), t.study_id
-    )
+    out = _suggestions_out(session, service.suggestions_of(session, t, status), t.study_id)
     end_read(session)
     return out
 

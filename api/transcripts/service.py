@@ -292,6 +292,7 @@ def upload_transcript(
 
     One participant makes an interview; several (or ``kind="focus_group"``) a focus group whose
     turns are attributed through speaker labels equal to study codes or mapped by ``speaker_map``.
+    A ``title`` is shown to analysts, so it is de-identified with the same vault as the text.
     """
     if not participants:
         raise Unprocessable(["body", "participants"], "name at least one participant (study code)", "missing")
@@ -319,7 +320,10 @@ def upload_transcript(
     )
     parsed = _relabel(parsed, speaker_map)
     parsed.participants = list(participants)
-    safe_title = title or (f"{kind.replace('_', ' ')} {', '.join(participants)}" + (f" ({wave})" if wave else ""))
+    if title:
+        safe_title = _deidentified_title(session, people, title)
+    else:
+        safe_title = f"{kind.replace('_', ' ')} {', '.join(participants)}" + (f" ({wave})" if wave else "")
     return store_transcript(
         session,
         study,
@@ -332,6 +336,12 @@ def upload_transcript(
         filename=filename[:300],
         settings=settings,
     )
+
+
+def _deidentified_title(session: Session, people: list[Participant], title: str) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rule-based only: no "NER is off" warning for a title
+        return q.deidentify(title, vault=vault_for(session, people), model=None).text[:200]
 
 
 def visible_transcripts(session: Session, study: Study, actor: Actor) -> list[Transcript]:
@@ -719,7 +729,32 @@ def add_memo(session: Session, study: Study, actor: Actor, body, transcript_look
     return m
 
 
+def memos_of(
+    session: Session, study: Study, actor: Actor, target: str | None = None, target_id: int | None = None
+) -> list[QualMemo]:
+    """The study's memos in id order, filtered; memos on transcripts ``actor`` may not see are left out."""
+    visible = {t.id for t in visible_transcripts(session, study, actor)}
+    stmt = select(QualMemo).where(QualMemo.study_id == study.id)
+    if target:
+        stmt = stmt.where(QualMemo.target == target)
+    if target_id is not None:
+        stmt = stmt.where(QualMemo.target_id == target_id)
+    return [
+        m
+        for m in session.exec(stmt.order_by(QualMemo.id)).all()
+        if m.target not in ("transcript", "segment") or m.target_id in visible
+    ]
+
+
 # --------------------------------------------------------------------------- suggestions
+
+
+def suggestions_of(session: Session, t: Transcript, status: str | None = None) -> list[Suggestion]:
+    """A transcript's suggestions by position, optionally of one status."""
+    stmt = select(Suggestion).where(Suggestion.transcript_id == t.id)
+    if status:
+        stmt = stmt.where(Suggestion.status == status)
+    return list(session.exec(stmt.order_by(Suggestion.start, Suggestion.id)).all())
 
 
 def suggestion_read(s: Suggestion, key: str) -> dict[str, Any]:

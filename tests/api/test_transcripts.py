@@ -91,6 +91,37 @@ def test_upload_plain_text_deidentifies_with_the_vault(client, world):
     assert any(w for w in t["warnings"] if "NER is off" in w or "statistical NER is off" in w)
 
 
+def test_a_title_is_deidentified_by_the_service_whoever_calls_it(client, world, engine, settings):
+    from sqlmodel import Session
+
+    from api.auth.service import Actor
+    from api.studies.models import Study
+    from api.transcripts import service
+
+    s, h = world["study"], world["coord"].headers
+    title = "Talk with Philippa Quenby-Marchetti (p.quenby.7713@example.org)"
+    t = upload(client, s.id, h, "title.txt", b"Interviewer: Hi\nPQ-101: Hello", "PQ-101", title=title)
+    assert _leaks(t["title"]) == [] and t["title"].startswith("Talk with [PERSON_1]")
+    with Session(engine, expire_on_commit=False) as session:  # a caller without HTTP (the command line)
+        row, _ = service.upload_transcript(
+            session,
+            session.get(Study, s.id),
+            Actor.system(source="import"),
+            data=b"Interviewer: Hi\nPQ-101: Hello",
+            filename="cli.txt",
+            participants=["PQ-101"],
+            wave=None,
+            kind=None,
+            fmt=None,
+            title=title,
+            interviewer_labels=None,
+            speaker_map=None,
+            settings=settings,
+        )
+        assert _leaks(row.title) == [] and "[EMAIL_1]" in row.title
+        session.rollback()
+
+
 def test_upload_markdown(client, world):
     md = "---\nwave: m3\n---\n# Interview\n**Interviewer:** How was it?\n**PQ-102:** *Much* better now.\n"
     t = upload(client, world["study"].id, world["coord"].headers, "pq102.md", md.encode(), "PQ-102", wave="m3")
