@@ -6,12 +6,14 @@ attrition, power, plots and a one-call report (:func:`analysis.report.run_all`).
 HTTP or a database.
 """
 
+import sys
 from importlib import import_module
+from types import ModuleType
 
 # Names and submodules are loaded on first use (PEP 562), so ``import analysis`` or one light
 # module such as ``analysis.frame`` does not pull in the model stack (statsmodels, pingouin,
 # lifelines, matplotlib): ``analysis.plots.plot_km`` imports matplotlib when it is first reached.
-_SUBMODULES = (  # not ``reliability``: that name is the flat function (see _SOURCES)
+_SUBMODULES = (  # not ``reliability``: that name is the flat function (see _Package)
     "attrition",
     "change",
     "errors",
@@ -70,6 +72,19 @@ def __getattr__(name: str):
     value = getattr(import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+class _Package(ModuleType):
+    """Loading a submodule binds it to the package's name for it; a public function named like its
+    module (``reliability``) keeps that name instead, as an eager ``from .x import x`` would."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, ModuleType) and _SOURCES.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __dir__() -> list[str]:

@@ -15,9 +15,21 @@ Examples
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlmodel import Session
+
+    from api.config import Settings
+    from api.errors import ApiError
+    from api.studies.models import Study
 
 app = typer.Typer(
     help="Peerlens: data capture and analysis of peer-support evaluations.", no_args_is_help=True, add_completion=False
@@ -30,6 +42,48 @@ def _settings():
     from api.config import get_settings
 
     return get_settings()
+
+
+@dataclass
+class _StudyRun:
+    """What a command on one study works with: settings, engine, an open session and the study."""
+
+    settings: Settings
+    engine: Engine
+    session: Session
+    study: Study
+
+
+@contextmanager
+def _study_session(study_id: int) -> Iterator[_StudyRun]:
+    """The study ``study_id`` in an open session (the command commits it), with the instruments
+    imported from REDCap dictionaries registered; the engine is disposed afterwards."""
+    from sqlmodel import Session
+
+    from api.db import engine_from_settings
+    from api.interop.service import load_custom_instruments
+    from api.studies.models import Study
+
+    settings = _settings()
+    engine = engine_from_settings(settings)
+    try:
+        load_custom_instruments(engine)
+        with Session(engine, expire_on_commit=False) as session:
+            study = session.get(Study, study_id)
+            if study is None:
+                raise typer.BadParameter("no such study", param_hint="STUDY")
+            yield _StudyRun(settings, engine, session, study)
+    finally:
+        engine.dispose()
+
+
+def _bad_parameter(exc: ApiError, hints: dict[str, str] | None = None) -> typer.BadParameter:
+    """A service's 4xx as the command's usage error, naming the option the field came from."""
+    err = exc.errors[0]
+    names = [str(part) for part in err["loc"] if isinstance(part, str) and part not in ("body", "query", "path")]
+    if hints is not None:
+        return typer.BadParameter(err["msg"], param_hint=hints.get(names[0] if names else "", "STUDY"))
+    return typer.BadParameter(err["msg"], param_hint=names[-1] if names else "STUDY")
 
 
 @app.command()
@@ -182,59 +236,47 @@ def joint_display_cmd(
     import json as _json
     from pathlib import Path
 
-    from sqlmodel import Session
-
     import qualitative
     from api.audit.service import record
     from api.auth.service import Actor
-    from api.db import engine_from_settings
     from api.errors import ApiError
     from api.jsonable import records
-    from api.studies.models import Study
     from api.transcripts.analysis import joint_table
     from api.transcripts.schemas import JointDisplayRequest
 
     if plot_format not in ("svg", "png"):
         raise typer.BadParameter("must be svg or png", param_hint="--plot-format")
-    settings = _settings()
-    engine = engine_from_settings(settings)
     actor = Actor(user_id=None, role="analyst", source="system")
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        body = JointDisplayRequest(
-            themes=theme,
-            scales=scale or None,
-            baseline=baseline,
-            followup=followup,
-            arm=arm,
-            quotes=quotes,
-            plot_format=plot_format,
+    body = JointDisplayRequest(
+        themes=theme,
+        scales=scale or None,
+        baseline=baseline,
+        followup=followup,
+        arm=arm,
+        quotes=quotes,
+        plot_format=plot_format,
+    )
+    with _study_session(study) as run:
+        try:
+            table, themes = joint_table(run.session, run.study, actor, body, run.settings)
+        except ApiError as exc:
+            raise _bad_parameter(exc) from None
+        flat = table.assign(quotes=table["quotes"].map(lambda qs: " | ".join(qs)))
+        flat.to_csv(out / "joint-display.csv", index=False)
+        (out / "joint-display.json").write_text(_json.dumps(records(table), indent=2))
+        qualitative.plot_joint_display(table, out / f"joint-display.{plot_format}")
+        record(
+            run.session,
+            Actor.system(),
+            "create",
+            "joint_display",
+            "cli",
+            study_id=run.study.id,
+            after={"themes": themes, "scales": scale or None, "rows": len(table)},
         )
-        with Session(engine, expire_on_commit=False) as session:
-            st = session.get(Study, study)
-            if st is None:
-                raise typer.BadParameter("no such study", param_hint="STUDY")
-            try:
-                table, themes = joint_table(session, st, actor, body, settings)
-            except ApiError as exc:
-                raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
-            flat = table.assign(quotes=table["quotes"].map(lambda qs: " | ".join(qs)))
-            flat.to_csv(out / "joint-display.csv", index=False)
-            (out / "joint-display.json").write_text(_json.dumps(records(table), indent=2))
-            qualitative.plot_joint_display(table, out / f"joint-display.{plot_format}")
-            record(
-                session,
-                Actor.system(),
-                "create",
-                "joint_display",
-                "cli",
-                study_id=st.id,
-                after={"themes": themes, "scales": scale or None, "rows": len(table)},
-            )
-            session.commit()
-    finally:
-        engine.dispose()
+        run.session.commit()
     typer.echo(f"{len(table)} row(s): {out / 'joint-display.csv'}, {out / f'joint-display.{plot_format}'}")
 
 
@@ -253,12 +295,8 @@ def import_transcript_cmd(
     """
     from pathlib import Path
 
-    from sqlmodel import Session
-
     from api.auth.service import Actor
-    from api.db import engine_from_settings
     from api.errors import ApiError
-    from api.studies.models import Study
     from api.transcripts import service
 
     if kind not in (None, "interview", "focus_group"):
@@ -266,34 +304,26 @@ def import_transcript_cmd(
     file = Path(path)
     if not file.is_file():
         raise typer.BadParameter("no such file", param_hint="PATH")
-    settings = _settings()
-    engine = engine_from_settings(settings)
-    try:
-        with Session(engine, expire_on_commit=False) as session:
-            st = session.get(Study, study)
-            if st is None:
-                raise typer.BadParameter("no such study", param_hint="STUDY")
-            try:
-                row, result = service.upload_transcript(
-                    session,
-                    st,
-                    Actor.system(source="import"),
-                    data=file.read_bytes(),
-                    filename=file.name,
-                    participants=participant,
-                    wave=wave,
-                    kind=kind,
-                    fmt=None,
-                    title=None,
-                    interviewer_labels=None,
-                    speaker_map=service.parse_speaker_map(speaker_map),
-                    settings=settings,
-                )
-            except ApiError as exc:
-                raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
-            session.commit()
-    finally:
-        engine.dispose()
+    with _study_session(study) as run:
+        try:
+            row, _ = service.upload_transcript(
+                run.session,
+                run.study,
+                Actor.system(source="import"),
+                data=file.read_bytes(),
+                filename=file.name,
+                participants=participant,
+                wave=wave,
+                kind=kind,
+                fmt=None,
+                title=None,
+                interviewer_labels=None,
+                speaker_map=service.parse_speaker_map(speaker_map),
+                settings=run.settings,
+            )
+        except ApiError as exc:
+            raise _bad_parameter(exc) from None
+        run.session.commit()
     counts = ", ".join(f"{k} {v}" for k, v in row.replacement_counts.items()) or "none"
     typer.echo(f"transcript {row.id}: {len(row.turns)} turns, NER {row.ner}, replaced: {counts}")
 
@@ -321,39 +351,30 @@ def analyze(
     write CSV tables, plots and report.md to a folder (same service as the API, no HTTP)."""
     from pathlib import Path
 
-    from sqlmodel import Session
-
     from api.analyses.service import write_report
     from api.artifacts import ArtifactStore
     from api.auth.service import Actor
-    from api.db import engine_from_settings
     from api.errors import ApiError
-    from api.interop.service import load_custom_instruments
-    from api.studies.models import Study
 
     if fmt not in ("png", "svg"):
         raise typer.BadParameter("must be png or svg", param_hint="--format")
-    settings = _settings()
-    engine = engine_from_settings(settings)
-    load_custom_instruments(engine)
     actor = Actor(user_id=None, role="analyst", source="system")
-    try:
-        with Session(engine, expire_on_commit=False) as session:
-            st = session.get(Study, study)
-            if st is None:
-                raise typer.BadParameter("no such study", param_hint="STUDY")
-            folder = Path(outdir) if outdir else ArtifactStore.from_settings(settings).new_run("analyses", st.id).folder
-            try:
-                written = write_report(
-                    session, st, actor, folder, outcomes=outcome, mcids=mcid, fmt=fmt, secret=settings.secret_key
-                )
-            except ApiError as exc:
-                err = exc.errors[0]
-                hint = {"outcome": "--outcome", "mcid": "--mcid"}.get(str(err["loc"][0]), "STUDY")
-                raise typer.BadParameter(err["msg"], param_hint=hint)
-            session.commit()
-    finally:
-        engine.dispose()
+    with _study_session(study) as run:
+        folder = Path(outdir) if outdir else ArtifactStore.from_settings(run.settings).new_run("analyses", study).folder
+        try:
+            written = write_report(
+                run.session,
+                run.study,
+                actor,
+                folder,
+                outcomes=outcome,
+                mcids=mcid,
+                fmt=fmt,
+                secret=run.settings.secret_key,
+            )
+        except ApiError as exc:
+            raise _bad_parameter(exc, {"outcome": "--outcome", "mcid": "--mcid"}) from None
+        run.session.commit()
     tables = sum(1 for k in written if k.startswith("table:"))
     plots = sum(1 for k in written if k.startswith("plot:"))
     typer.echo(f"{tables} tables, {plots} plots and report.md written to {folder.resolve()}")
@@ -380,24 +401,18 @@ def export_cmd(
     """
     import json as _json
 
-    from sqlmodel import Session, func, select
+    from sqlmodel import Session
     from tqdm import tqdm
 
     from api.auth.service import Actor
-    from api.db import engine_from_settings
     from api.errors import ApiError
     from api.exports import service, writers
-    from api.interop.service import load_custom_instruments
-    from api.participants.models import Participant
-    from api.studies.models import Study
+    from api.interop.redcap_export import csv_chunks
 
     if shape not in service.SHAPES + ("redcap",):
         raise typer.BadParameter("must be long, wide, items or redcap", param_hint="--shape")
     if fmt not in writers.FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(writers.FORMATS)}", param_hint="--format")
-    settings = _settings()
-    engine = engine_from_settings(settings)
-    load_custom_instruments(engine)
     # The command runs as the system; --identified keeps staff rights, otherwise the analyst view.
     actor = Actor(user_id=None, role="system" if identified else "analyst", source="system")
     filters = service.ExportFilters(
@@ -407,62 +422,43 @@ def export_cmd(
         identifiers=identified,
         items=items,
     )
-    try:
-        with Session(engine, expire_on_commit=False) as session:
-            st = session.get(Study, study)
-            if st is None:
-                raise typer.BadParameter("no such study", param_hint="STUDY")
-            try:
-                plan = service.plan_export(session, st, actor, filters, secret=settings.secret_key)
-            except ApiError as exc:
-                raise typer.BadParameter(exc.errors[0]["msg"], param_hint=str(exc.errors[0]["loc"][-1]))
-            total = session.exec(
-                select(func.count())
-                .select_from(Participant)
-                .where(Participant.study_id == st.id, Participant.site_id.in_(plan.site_ids))
-            ).one()
-            bar = tqdm(total=total, unit="participant", desc=f"export {shape}")
-            complete = False
-            try:
-                with open(output, "wb") as fh:
-                    if shape == "redcap":
-                        import csv as _csv
-                        import io as _io
+    with _study_session(study) as run:
+        session = run.session
+        try:
+            plan = service.plan_export(session, run.study, actor, filters, secret=run.settings.secret_key)
+        except ApiError as exc:
+            raise _bad_parameter(exc) from None
+        bar = tqdm(total=service.participants_in(session, plan), unit="participant", desc=f"export {shape}")
+        complete = False
+        try:
+            with open(output, "wb") as fh:
+                if shape == "redcap":
+                    for chunk in csv_chunks(
+                        session, plan, progress=lambda batch: bar.update(len({r[0] for r in batch}))
+                    ):
+                        fh.write(chunk)
+                else:
 
-                        from api.interop.redcap_export import header, iter_rows
+                    def counted():
+                        for df in service.iter_shape(session, plan, shape):
+                            bar.update(int(df["participant"].nunique()) if len(df) else 0)
+                            yield df
 
-                        buf = _io.StringIO()
-                        _csv.writer(buf, lineterminator="\n").writerow(header(plan))
-                        fh.write(buf.getvalue().encode())
-                        for batch in iter_rows(session, plan):
-                            buf = _io.StringIO()
-                            _csv.writer(buf, lineterminator="\n").writerows(batch)
-                            fh.write(buf.getvalue().encode())
-                            bar.update(len({r[0] for r in batch}))
-                    else:
-
-                        def counted():
-                            for df in service.iter_shape(session, plan, shape):
-                                bar.update(int(df["participant"].nunique()) if len(df) else 0)
-                                yield df
-
-                        cols = service.columns(plan, shape)
-                        dd = service.dictionary(plan, shape)
-                        for chunk in writers.write(fmt, counted(), cols, dd):
-                            fh.write(chunk)
-                        if dictionary:
-                            with open(output + ".dictionary.json", "w", encoding="utf-8") as dfh:
-                                _json.dump(dd, dfh, ensure_ascii=False, indent=1, default=str)
-                complete = True
-            finally:
-                bar.close()
-                with Session(engine) as audit_session:
-                    service.audit_export(
-                        audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt, complete=complete
-                    )
-                    audit_session.commit()
-    finally:
-        engine.dispose()
+                    cols = service.columns(plan, shape)
+                    dd = service.dictionary(plan, shape)
+                    for chunk in writers.write(fmt, counted(), cols, dd):
+                        fh.write(chunk)
+                    if dictionary:
+                        with open(output + ".dictionary.json", "w", encoding="utf-8") as dfh:
+                            _json.dump(dd, dfh, ensure_ascii=False, indent=1, default=str)
+            complete = True
+        finally:
+            bar.close()
+            with Session(run.engine) as audit_session:
+                service.audit_export(
+                    audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt, complete=complete
+                )
+                audit_session.commit()
     typer.echo(f"{plan.rows} rows written to {output}")
 
 
@@ -479,12 +475,8 @@ def import_redcap_cmd(
     import json as _json
     from pathlib import Path
 
-    from sqlmodel import Session
-
     from api.auth.service import Actor
-    from api.db import engine_from_settings
-    from api.interop.service import import_redcap, load_custom_instruments
-    from api.studies.models import Study
+    from api.interop.service import import_redcap
 
     mapping = {}
     for pair in event:
@@ -492,27 +484,19 @@ def import_redcap_cmd(
         if not sep or not wave:
             raise typer.BadParameter("expected EVENT=WAVE", param_hint="--event")
         mapping[ev] = wave
-    engine = engine_from_settings(_settings())
-    load_custom_instruments(engine)
-    try:
-        with Session(engine, expire_on_commit=False) as session:
-            st = session.get(Study, study)
-            if st is None:
-                raise typer.BadParameter("no such study", param_hint="STUDY")
-            report = import_redcap(
-                session,
-                st,
-                Actor.system(source="import"),
-                records_csv=Path(records).read_bytes(),
-                event_map=mapping,
-                dictionary_csv=Path(dictionary).read_bytes() if dictionary else None,
-                dry_run=dry_run,
-                default_site=site,
-            )
-            if report.committed:
-                session.commit()
-    finally:
-        engine.dispose()
+    with _study_session(study) as run:
+        report = import_redcap(
+            run.session,
+            run.study,
+            Actor.system(source="import"),
+            records_csv=Path(records).read_bytes(),
+            event_map=mapping,
+            dictionary_csv=Path(dictionary).read_bytes() if dictionary else None,
+            dry_run=dry_run,
+            default_site=site,
+        )
+        if report.committed:
+            run.session.commit()
     typer.echo(_json.dumps(report.as_dict(), indent=1))
     if not report.ok:
         raise typer.Exit(code=1)

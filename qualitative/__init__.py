@@ -12,95 +12,95 @@ Examples
 ['I felt less alone.']
 """
 
-from .agreement import (
-    agreement,
-    cohens_kappa,
-    disagreements,
-    kappa_from_table,
-    krippendorff_alpha,
-    percent_agreement,
-    unit_matrix,
-)
-from .autocode import AutoCoder, Suggestion, SuggestionLedger, suggestions_frame
-from .codebook import Code, Codebook, CodedCorpus, CodeEdit, Coding, Memo, codings_frame, slugify
-from .coding import attribute_codings, co_occurrence, co_occurrence_matrix, crosstab, segments, unit_spans
-from .deid import DeidResult, Replacement, VaultIdentifiers, deid_recall, deidentify
-from .mixed import (
-    hedges_g,
-    hedges_g_from_stats,
-    joint_display,
-    outcome_change,
-    plot_joint_display,
-    quantitise,
-)
-from .nlp import NERModelNotFound, lemma_pipeline, lemmatize, load_ner_model
-from .refi import export_qdc, export_qdpx, import_qdc, import_qdpx
-from .search import kwic
-from .transcripts import (
-    Transcript,
-    Turn,
-    load_transcript,
-    paragraph_spans,
-    parse_docx,
-    parse_markdown,
-    parse_srt,
-    parse_text,
-    parse_vtt,
-)
+import sys
+from importlib import import_module
+from types import ModuleType
 
-__all__ = [
-    "Transcript",
-    "Turn",
-    "load_transcript",
-    "paragraph_spans",
-    "parse_text",
-    "parse_markdown",
-    "parse_vtt",
-    "parse_srt",
-    "parse_docx",
-    "VaultIdentifiers",
-    "Replacement",
-    "DeidResult",
-    "deidentify",
-    "deid_recall",
-    "lemma_pipeline",
-    "lemmatize",
-    "load_ner_model",
-    "NERModelNotFound",
-    "kwic",
-    "Code",
-    "CodeEdit",
-    "Codebook",
-    "Coding",
-    "Memo",
-    "CodedCorpus",
-    "codings_frame",
-    "slugify",
-    "attribute_codings",
-    "segments",
-    "co_occurrence",
-    "co_occurrence_matrix",
-    "crosstab",
-    "unit_spans",
-    "AutoCoder",
-    "Suggestion",
-    "SuggestionLedger",
-    "suggestions_frame",
-    "krippendorff_alpha",
-    "cohens_kappa",
-    "kappa_from_table",
-    "percent_agreement",
-    "unit_matrix",
-    "agreement",
-    "disagreements",
-    "export_qdc",
-    "import_qdc",
-    "export_qdpx",
-    "import_qdpx",
-    "quantitise",
-    "hedges_g",
-    "hedges_g_from_stats",
-    "outcome_change",
-    "joint_display",
-    "plot_joint_display",
-]
+# Names are loaded from their module on first use (PEP 562), as in :mod:`analysis`: ``import
+# qualitative`` costs nothing, and spaCy, scikit-learn or lxml load only with the module that needs
+# them (the service imports this package at start-up and most processes never touch a transcript).
+_SOURCES = {
+    "Transcript": "transcripts",
+    "Turn": "transcripts",
+    "load_transcript": "transcripts",
+    "paragraph_spans": "transcripts",
+    "parse_text": "transcripts",
+    "parse_markdown": "transcripts",
+    "parse_vtt": "transcripts",
+    "parse_srt": "transcripts",
+    "parse_docx": "transcripts",
+    "VaultIdentifiers": "deid",
+    "Replacement": "deid",
+    "DeidResult": "deid",
+    "deidentify": "deid",
+    "deid_recall": "deid",
+    "lemma_pipeline": "nlp",
+    "lemmatize": "nlp",
+    "load_ner_model": "nlp",
+    "NERModelNotFound": "nlp",
+    "kwic": "search",
+    "Code": "codebook",
+    "CodeEdit": "codebook",
+    "Codebook": "codebook",
+    "Coding": "codebook",
+    "Memo": "codebook",
+    "CodedCorpus": "codebook",
+    "codings_frame": "codebook",
+    "slugify": "codebook",
+    "attribute_codings": "coding",
+    "segments": "coding",
+    "co_occurrence": "coding",
+    "co_occurrence_matrix": "coding",
+    "crosstab": "coding",
+    "unit_spans": "coding",
+    "AutoCoder": "autocode",
+    "Suggestion": "autocode",
+    "SuggestionLedger": "autocode",
+    "suggestions_frame": "autocode",
+    "krippendorff_alpha": "agreement",
+    "cohens_kappa": "agreement",
+    "kappa_from_table": "agreement",
+    "percent_agreement": "agreement",
+    "unit_matrix": "agreement",
+    "agreement": "agreement",
+    "disagreements": "agreement",
+    "export_qdc": "refi",
+    "import_qdc": "refi",
+    "export_qdpx": "refi",
+    "import_qdpx": "refi",
+    "quantitise": "mixed",
+    "hedges_g": "mixed",
+    "hedges_g_from_stats": "mixed",
+    "outcome_change": "mixed",
+    "joint_display": "mixed",
+    "plot_joint_display": "mixed",
+}
+
+
+def __getattr__(name: str):
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qualitative' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+class _Package(ModuleType):
+    """Loading a submodule binds it to the package's name for it; a public function named like its
+    module (``agreement``) keeps that name instead, as an eager ``from .x import x`` would."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if isinstance(value, ModuleType) and _SOURCES.get(name) == name:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SOURCES))
+
+
+__all__ = list(_SOURCES)

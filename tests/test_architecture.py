@@ -93,3 +93,20 @@ def test_routers_build_no_queries():
                 if used:
                     bad.append(f"{path.relative_to(ROOT)} imports {sorted(used)} from {node.module}")
     assert not bad, bad
+
+
+def test_library_names_load_on_first_use_and_functions_keep_their_names():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis, qualitative\n"
+        "assert not [m for m in sys.modules if m.startswith(('analysis.', 'qualitative.'))]\n"
+        "assert 'matplotlib' not in sys.modules and callable(analysis.plots.plot_km) and 'matplotlib' in sys.modules\n"
+        "import analysis.reliability, qualitative.agreement  # a submodule loaded directly first\n"
+        "assert callable(analysis.reliability) and callable(qualitative.agreement)\n"
+        "assert analysis.reliability.__module__ == 'analysis.reliability'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -154,11 +154,8 @@ def run_reliability(items: pd.DataFrame, req: ReliabilityRequest, design: Design
     """Alpha (with CI) and omega per instrument and wave, and item-rest correlations."""
     if items.empty:
         raise Unprocessable(["body", "instruments"], "no scored item answers in scope", "no_data")
-    # ``analysis.reliability`` names both the module and this function, so it is taken from the module.
-    from analysis.reliability import reliability
-
     with statistical(["body", "instruments"], "reliability"):
-        rel = reliability(items, by=("instrument", "wave"), ci=1 - req.alpha)
+        rel = analysis.reliability(items, by=("instrument", "wave"), ci=1 - req.alpha)
         parts = []
         for (inst, wave), g in items.groupby(["instrument", "wave"], sort=True):
             w = g.pivot_table(index="participant", columns="item", values="value", aggfunc="first")

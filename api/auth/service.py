@@ -91,11 +91,6 @@ def issue_token(session: Session, user: User, expires_at: datetime | None = None
     return token
 
 
-def actor_for_token(session: Session, token: str) -> Actor | None:
-    """The actor a bearer token stands for, or None when unknown, revoked, expired or inactive."""
-    return actor_and_row(session, token, None, None)[0]
-
-
 def actor_and_row(session: Session, token: str, model: type[SQLModel] | None, key: Any) -> tuple[Actor | None, Any]:
     """The actor of ``token`` and the ``model`` row with primary key ``key``, in one query.
 

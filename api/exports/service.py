@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, and_, select, type_coerce
+from sqlalchemy import DateTime, and_, func, select, type_coerce
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -777,6 +777,15 @@ def iter_wide(
 
 
 ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items}
+
+
+def participants_in(session: Session, plan: Plan) -> int:
+    """How many participants an export plan covers (the sites it may read)."""
+    return session.execute(
+        select(func.count())
+        .select_from(Participant)
+        .where(Participant.study_id == plan.study_id, Participant.site_id.in_(plan.site_ids))
+    ).scalar_one()
 
 
 def iter_shape(session: Session, plan: Plan, shape: str, batch_size: int = DEFAULT_BATCH) -> Iterator[pd.DataFrame]:

@@ -25,7 +25,6 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -66,16 +65,6 @@ def conform(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
     result = pd.DataFrame(out, index=df.index).reset_index(drop=True)
     result.attrs["conformed"] = names
     return result
-
-
-def _csv_frame(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
-    df = df.copy()
-    for c in columns:
-        if c.kind == "bool":
-            df[c.name] = df[c.name].map({True: "true", False: "false"}).astype(object)
-        elif c.kind == "datetime":
-            df[c.name] = df[c.name].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return df
 
 
 def write_csv(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterator[bytes]:
@@ -256,7 +245,3 @@ def write(
     if fmt in ("dta", "sav"):
         return write_stat(batches, columns, fmt)
     raise ValueError(f"format must be one of {FORMATS}")
-
-
-def nan_to_none(v: Any) -> Any:
-    return None if isinstance(v, float) and np.isnan(v) else v

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pandas as pd
 from sqlmodel import Session
@@ -137,7 +137,11 @@ def _answer_rows(session: Session, plan: Plan, ids: list[int]):
     ).all()
 
 
-def _csv_chunks(session: Session, plan: Plan) -> Iterator[bytes]:
+def csv_chunks(
+    session: Session, plan: Plan, progress: Callable[[list[list[str]]], object] | None = None
+) -> Iterator[bytes]:
+    """The records CSV in pieces: the header, then one piece per batch of participants (each batch
+    also passed to ``progress``, e.g. a progress bar)."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(header(plan))
     yield buf.getvalue().encode()
@@ -145,11 +149,13 @@ def _csv_chunks(session: Session, plan: Plan) -> Iterator[bytes]:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(batch)
         yield buf.getvalue().encode()
+        if progress is not None:
+            progress(batch)
 
 
 def stream_records(engine, plan: Plan) -> Iterator[bytes]:
     """The records CSV, streamed; audited (``shape: redcap``) when it ends."""
-    return service.audited_stream(engine, plan, lambda session: _csv_chunks(session, plan), shape="redcap", fmt="csv")
+    return service.audited_stream(engine, plan, lambda session: csv_chunks(session, plan), shape="redcap", fmt="csv")
 
 
 def records_csv(session: Session, plan: Plan) -> str:

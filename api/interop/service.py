@@ -103,12 +103,6 @@ class ImportReport:
         }
 
 
-class ImportRejected(ApiError):
-    """422 carrying the whole report (nothing was written)."""
-
-    status_code = 422
-
-
 def load_custom_instruments(engine) -> int:
     """Register every instrument imported from a REDCap dictionary (at application start-up)."""
     try:

@@ -38,6 +38,7 @@ from sqlmodel import Session, select
 from api.audit.service import record
 from api.auth.service import Actor
 from api.db import UTCDateTime
+from api.links.service import live_links
 from api.participants.models import Participant, ParticipantContact
 from api.reminders import templates, tokens
 from api.reminders.channels import EmailChannel, Outgoing, SendError, SmsWebhookChannel, scrub
@@ -63,25 +64,6 @@ def message_domain(base_url: str) -> str:
 def deployment_tag(secret_key: str) -> str:
     """A short tag in every Message-ID, so ids of two deployments never collide."""
     return hashlib.sha256(b"message-id:" + secret_key.encode()).hexdigest()[:10]
-
-
-def links_issuer():
-    """``api.links.service.live_link`` (one link per wave, issued once), or None without the links domain."""
-    try:
-        from api.links.service import live_link
-    except ImportError:
-        return None
-    return live_link
-
-
-def batch_links_issuer():
-    """``api.links.service.live_links`` (the same links for a whole batch at once), or None without
-    the links domain."""
-    if links_issuer() is None:
-        return None
-    from api.links.service import live_links
-
-    return live_links
 
 
 RECORD_QUEUE = 8  # sent-but-unrecorded messages a crash can leave behind, at most (plus one in flight)
@@ -249,7 +231,6 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             .where(Reminder.id.in_(ids), Reminder.status == "sending", Reminder.claimed_by == self.worker_id)
             .order_by(Reminder.due_at, Reminder.id)
         )
-        issue_links = batch_links_issuer()
         rows = session.exec(q).all()
         wants_link = [
             (participant, wave)
@@ -257,11 +238,11 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             if rem.attempts <= self.max_attempts and "link" in templates.fields(plan.body + (plan.sms_body or ""))
         ]
         links, refused = {}, {}
-        if issue_links is not None and wants_link:
+        if wants_link:
             # One round of queries for the whole batch rather than several per message. Refusals
             # (window past, nothing to offer) leave no write behind: those messages fall back to the
             # coordinator's URL. Anything else aborts the claim; the rows stay due.
-            links, refused = issue_links(session, wants_link, self.actor, self.settings, now=self.clock.now())
+            links, refused = live_links(session, wants_link, self.actor, self.settings, now=self.clock.now())
         out = []
         for rem, contact, participant, wave, study, plan, cfg in rows:
             if rem.attempts > self.max_attempts:  # reclaimed after crashes too often

@@ -117,7 +117,10 @@ class PlansRead(BaseModel):
     paused: bool
     quiet_hours: QuietHours | None
     sms_webhook_url: str | None
-    links_service: bool = Field(description="whether {link} is filled by the links service (else form_url)")
+    links_service: bool = Field(
+        description="always true: {link} is the participant's personal link; form_url stands in when "
+        "none can be issued (the web form can offer none of the wave's instruments, or they are complete)"
+    )
     plans: list[PlanRead]
 
 

@@ -11,13 +11,11 @@ from sqlmodel import Session, select
 
 from api.audit.service import record
 from api.auth import policy
-from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import NotFound, Unprocessable
 from api.participants.models import Participant, ParticipantContact
-from api.reminders import templates, tokens
-from api.reminders.dispatcher import links_issuer
+from api.reminders import tokens
 from api.reminders.models import Reminder, ReminderConfig, ReminderPlan
 from api.reminders.planner import cancel_ineligible
 from api.reminders.schemas import PlanRead, PlansIn, PlansRead, QuietHours, ReminderRead, Step
@@ -47,7 +45,7 @@ def read_plans(session: Session, study: Study) -> PlansRead:
         paused=cfg.paused,
         quiet_hours=quiet,
         sms_webhook_url=cfg.sms_webhook_url,
-        links_service=links_issuer() is not None,
+        links_service=True,
         plans=[
             PlanRead(
                 wave=code,
@@ -83,13 +81,11 @@ def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -
     Raises
     ------
     Unprocessable
-        An unknown wave code, a ``{link}`` with neither ``form_url`` nor the links service, an
-        ``sms`` plan without ``sms_webhook_url``.
+        An unknown wave code, an ``sms`` plan without ``sms_webhook_url``.
     """
-    ensure_can_write(actor)
+    policy.ensure_can_write(actor)
     waves = {w.code: w for w in session.exec(select(Wave).where(Wave.study_id == study.id)).all()}
     errors = []
-    has_links = links_issuer() is not None
     for i, plan in enumerate(body.plans):
         if plan.wave not in waves:
             errors.append(
@@ -97,15 +93,6 @@ def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -
                     "loc": ["body", "plans", i, "wave"],
                     "msg": "no wave with this code in the study",
                     "type": "unknown_wave",
-                }
-            )
-        used = templates.fields(plan.body) | templates.fields(plan.sms_body or "") | templates.fields(plan.subject)
-        if "link" in used and not plan.form_url and not has_links:
-            errors.append(
-                {
-                    "loc": ["body", "plans", i, "form_url"],
-                    "msg": "the template uses {link}: give form_url (no links service is installed)",
-                    "type": "missing_form_url",
                 }
             )
         if plan.channel == "sms" and not body.sms_webhook_url:
@@ -199,7 +186,7 @@ def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -
 
 def set_paused(session: Session, study: Study, paused: bool, actor: Actor) -> ReminderConfig:
     """Pause or resume sending for a study (pending rows wait; nothing is cancelled)."""
-    ensure_can_write(actor)
+    policy.ensure_can_write(actor)
     cfg = _config(session, study)
     if cfg.paused != paused:
         cfg.paused = paused
@@ -331,7 +318,3 @@ def unsubscribe(session: Session, participant: Participant, actor: Actor) -> int
         actor=actor,
     )
     return len(rows)
-
-
-def get_study_site_access(actor: Actor, participant: Participant) -> None:
-    ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")

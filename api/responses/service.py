@@ -329,15 +329,6 @@ def _lost_race(session: Session, participant_id: int, key: str, key_hash: str) -
     return replay
 
 
-def _wave_and_study(session: Session, study_id: int, code: str) -> tuple[Wave, Study]:
-    row = session.exec(
-        select(Wave, Study).join(Study, Study.id == Wave.study_id).where(Wave.study_id == study_id, Wave.code == code)
-    ).first()
-    if row is None:
-        raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
-    return row[0], row[1]
-
-
 def _attach(resp: Response, wave_code: str, score_rows: list[Score] | None) -> None:
     # Lets the router answer without reading back what this call just wrote.
     object.__setattr__(resp, "wave_code", wave_code)

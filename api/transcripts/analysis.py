@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from sqlmodel import Session, select
 
+import qualitative as q
 from api.artifacts import ArtifactStore, site_scope
 from api.audit.service import record
 from api.auth.service import Actor
@@ -30,7 +31,6 @@ from api.studies.models import Arm, Site, Study
 from api.studies.service import sites_by_code
 from api.transcripts import service
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
-from api.transcripts.service import q  # imported on first use (see service._Lazy)
 
 UNITS_AGREEMENT = ("turn", "paragraph", "segment")
 UNITS_COOCCURRENCE = ("overlap", "turn", "paragraph", "transcript")

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import delete, func, update
 from sqlmodel import Session, select
 
+import qualitative as q  # names load on first use: spaCy only when a transcript is parsed
 from api.audit.service import record
 from api.auth.service import Actor
 from api.db import utcnow
@@ -37,23 +38,6 @@ from api.transcripts.models import (
     Transcript,
     TranscriptOriginal,
 )
-
-
-class _Lazy:
-    """A module imported on first attribute access. :mod:`qualitative` brings spaCy, scikit-learn
-    and pandas plotting with it; most API processes never touch a transcript, so start-up does not
-    pay for them."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def __getattr__(self, attr: str):
-        import importlib
-
-        return getattr(importlib.import_module(self._name), attr)
-
-
-q = _Lazy("qualitative")
 
 SUFFIX_FORMATS = {
     ".txt": "text",

@@ -315,11 +315,9 @@ def test_email_arrives_with_link_message_id_and_working_unsubscribe(setup, engin
     assert "@example.org" not in dump and "Person Number" not in dump and "7700" not in dump
 
 
-def test_form_url_is_used_without_links_service(setup, engine, smtp, mail_settings, monkeypatch):
-    import api.reminders.dispatcher as dispatcher
-
-    monkeypatch.setattr(dispatcher, "links_issuer", lambda: None)
-    study, _ = setup(n=1)
+def test_form_url_stands_in_when_no_personal_link_can_be_issued(setup, engine, smtp, mail_settings):
+    # PAM-13 ships without its licensed wording, so the web form can offer nothing of this wave.
+    study, _ = setup(n=1, waves=(("baseline", 0, 0, 14, ["pam13"]),))
     clock = FixedClock(utc(2026, 1, 5, 9))
     run_planner(engine, study.id, clock)
     smtp.handler.clear()
@@ -328,11 +326,7 @@ def test_form_url_is_used_without_links_service(setup, engine, smtp, mail_settin
     assert "https://forms.example.org/peerlens" in m.get_content()
 
 
-def test_links_service_fills_link_when_present(setup, engine, smtp, mail_settings):
-    import api.reminders.dispatcher as dispatcher
-
-    if dispatcher.links_issuer() is None:
-        pytest.skip("api.links is not installed in this tree")
+def test_the_personal_link_fills_link(setup, engine, smtp, mail_settings):
     study, _ = setup(n=1)
     clock = FixedClock(utc(2026, 1, 5, 9))
     run_planner(engine, study.id, clock)
