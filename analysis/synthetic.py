@@ -10,7 +10,8 @@ Generating model
 For participant *i* in arm *a* at time *t* (years since enrolment, from the actual completion day):
 
 * **PAM-13 activation** (0–100, supplied as an external score because the calibration table is
-  licensed): ``pam_i(t) = pam_mean + site_effect + u0_i + (pam_slope[a] + iso_i * pam_slope_isolated_extra[a] + u1_i) * t + e``
+  licensed):
+  ``pam_i(t) = pam_mean + site_effect + u0_i + (pam_slope[a] + iso_i * pam_slope_isolated_extra[a] + u1_i) * t + e``
   with ``u0 ~ N(0, pam_sd_intercept)``, ``u1 ~ N(0, pam_sd_slope)`` (independent), ``e ~ N(0, pam_sd_residual)``.
   ``pam_slope`` is +6 points/year in peer-support arms and +1 in usual care; isolated participants
   in peer-support arms gain ``pam_slope_isolated_extra`` more (what works for whom).

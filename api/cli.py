@@ -156,7 +156,7 @@ def _print_token(issue, expires: datetime | None) -> None:
             try:
                 token = issue(session, expires)
             except ValueError as exc:
-                raise typer.BadParameter(str(exc))
+                raise typer.BadParameter(str(exc)) from None
             session.commit()
     finally:
         engine.dispose()

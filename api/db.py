@@ -4,9 +4,11 @@ Transactions: the code that opens a session commits it, once; a function that is
 never commits (it adds and flushes). One request is one transaction: routes get a
 :class:`~sqlmodel.Session` from :func:`get_session`, call services and commit once. Command-line
 commands, the reminder worker's steps and a streamed export's closing audit event open sessions of
-their own and commit them the same way (``tests/test_architecture.py`` checks the rule). SQLite runs every transaction as
-``BEGIN IMMEDIATE`` so concurrent writers queue on the busy timeout instead of failing on a stale
-snapshot; PostgreSQL uses row locks where order matters (randomisation).
+their own and commit them the same way (``tests/test_architecture.py`` checks the rule).
+
+SQLite runs every transaction as ``BEGIN IMMEDIATE`` so concurrent writers queue on the busy
+timeout instead of failing on a stale snapshot; PostgreSQL uses row locks where order matters
+(randomisation).
 
 Examples
 --------

@@ -354,8 +354,10 @@ def main() -> None:
     if len(results) > 1:
         first, last = results[0], results[-1]
         print(
-            f"  when the cohort grows {last['n'] / first['n']:.0f}x: peak RSS {last['peak_mb'] / first['peak_mb']:.2f}x, "
-            f"export increment {last['peak_mb'] - last['idle_mb']:.0f} MB vs {first['peak_mb'] - first['idle_mb']:.0f} MB"
+            f"  when the cohort grows {last['n'] / first['n']:.0f}x: "
+            f"peak RSS {last['peak_mb'] / first['peak_mb']:.2f}x, "
+            f"export increment {last['peak_mb'] - last['idle_mb']:.0f} MB "
+            f"vs {first['peak_mb'] - first['idle_mb']:.0f} MB"
         )
 
 

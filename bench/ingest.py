@@ -84,7 +84,7 @@ def start_server(target: str, port: int, env: dict) -> subprocess.Popen:
             return proc
         except httpx.HTTPError:
             if proc.poll() is not None:
-                raise RuntimeError(f"{target} exited with {proc.returncode}")
+                raise RuntimeError(f"{target} exited with {proc.returncode}") from None
             time.sleep(0.2)
     proc.terminate()
     raise RuntimeError(f"{target} did not start")

@@ -48,8 +48,8 @@ def main() -> None:
         inst = instruments.get(code)
         df = frame(inst, N, rng)
         item_cols = [it.code for it in inst.items if it.scored and it.code in df.columns]
-        ours = best(lambda: instruments.score_frame(inst, df, id_cols=["participant", "wave"]))
-        base = best(lambda: df[item_cols].sum(axis=1, min_count=1))
+        ours = best(lambda inst=inst, df=df: instruments.score_frame(inst, df, id_cols=["participant", "wave"]))
+        base = best(lambda df=df, item_cols=item_cols: df[item_cols].sum(axis=1, min_count=1))
         print(f"{code:<12}{len(inst.scales):>7}{ours:>12.3f}{base:>12.4f}{ours / base:>8.1f}x")
     inst = instruments.get("phq9")
     sample = frame(inst, 2_000, rng)

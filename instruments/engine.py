@@ -10,12 +10,15 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import registry
 from .model import Instrument, InstrumentError, Item, Problem, Scale, Score, ValidationFailed
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported at run time only where frames are scored
 
 _NUMERIC_KINDS = {"choice", "integer", "number"}
 _OPS = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal, "==": np.equal, "!=": np.not_equal}
@@ -501,7 +504,7 @@ def score_frame(
         exp = data["items_expected"]
         data["missing_reason"] = [
             None if r == 0 else _REASONS[int(r)].format(answered=a, expected=e, min=m)
-            for r, a, e, m in zip(reasons, data["items_answered"], exp, mins)
+            for r, a, e, m in zip(reasons, data["items_answered"], exp, mins, strict=True)
         ]
         per_scale = []
         for sc in inst.scales:

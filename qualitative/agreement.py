@@ -123,8 +123,8 @@ def krippendorff_alpha(data, level: str = "nominal") -> float:
             N[i, k] = c
     m = N.sum(axis=1)
     W = N / (m - 1)[:, None]
-    O = N.T @ W - np.diag(W.sum(axis=0))  # coincidence matrix
-    n_c = O.sum(axis=1)
+    coincidences = N.T @ W - np.diag(W.sum(axis=0))
+    n_c = coincidences.sum(axis=1)
     n = n_c.sum()
     if level == "nominal":
         delta = 1.0 - np.eye(V)
@@ -134,7 +134,7 @@ def krippendorff_alpha(data, level: str = "nominal") -> float:
     expected = (np.outer(n_c, n_c) * delta).sum()
     if expected == 0:
         return float("nan")
-    return float(1.0 - (n - 1) * (O * delta).sum() / expected)
+    return float(1.0 - (n - 1) * (coincidences * delta).sum() / expected)
 
 
 def kappa_from_table(table) -> float:
@@ -168,11 +168,11 @@ def cohens_kappa(rater1: Sequence, rater2: Sequence) -> float:
     >>> cohens_kappa(["a", "a", "b", "b"], ["a", "b", "b", "b"])
     0.5
     """
-    pairs = [(a, b) for a, b in zip(rater1, rater2) if not _is_missing(a) and not _is_missing(b)]
     if len(rater1) != len(rater2):
         raise ValueError("raters must label the same items")
+    pairs = [(a, b) for a, b in zip(rater1, rater2, strict=True) if not _is_missing(a) and not _is_missing(b)]
     labels = sorted({x for p in pairs for x in p}, key=str)
-    index = {l: i for i, l in enumerate(labels)}
+    index = {label: i for i, label in enumerate(labels)}
     table = np.zeros((len(labels), len(labels)))
     for a, b in pairs:
         table[index[a], index[b]] += 1
@@ -202,7 +202,7 @@ def percent_agreement(data) -> float:
 
 
 def _segment_spans(df: pd.DataFrame, text_len: int) -> list[tuple[int, int]]:
-    spans = sorted(zip(df["start"].astype(int), df["end"].astype(int)))
+    spans = sorted(zip(df["start"].astype(int), df["end"].astype(int), strict=True))
     merged: list[list[int]] = []
     for s, e in spans:
         if merged and s < merged[-1][1]:
@@ -243,7 +243,7 @@ def unit_matrix(
         present = np.zeros((len(spans), len(codes), len(coders)), dtype=np.int8)
         code_ix = {c: i for i, c in enumerate(codes)}
         coder_ix = {c: i for i, c in enumerate(coders)}
-        for code, coder, s, e in zip(sub["code"], sub["coder"], sub["start"], sub["end"]):
+        for code, coder, s, e in zip(sub["code"], sub["coder"], sub["start"], sub["end"], strict=True):
             if code not in code_ix:
                 continue
             overlap = np.minimum(ends, int(e)) - np.maximum(starts, int(s))

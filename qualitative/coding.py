@@ -50,7 +50,7 @@ def attribute_codings(codings: Sequence[Coding] | pd.DataFrame, transcripts: Ite
     df = codings_frame(codings)
     tm = _tmap(transcripts)
     parts, waves, speakers = [], [], []
-    for tid, start in zip(df["transcript"], df["start"]):
+    for tid, start in zip(df["transcript"], df["start"], strict=True):
         t = tm.get(tid)
         if t is None:
             parts.append(None), waves.append(None), speakers.append(None)
@@ -107,7 +107,8 @@ def segments(
     tm = _tmap(transcripts)
     df = df.copy()
     df["text"] = [
-        tm[t].text[int(s) : int(e)] if t in tm else None for t, s, e in zip(df["transcript"], df["start"], df["end"])
+        tm[t].text[int(s) : int(e)] if t in tm else None
+        for t, s, e in zip(df["transcript"], df["start"], df["end"], strict=True)
     ]
     cols = ["transcript", "participant", "wave", "speaker", "code", "coder", "start", "end", "text", "memo"]
     return df[cols].sort_values(["transcript", "start", "end", "code"]).reset_index(drop=True)
@@ -167,9 +168,9 @@ def co_occurrence(
     if unit == "overlap":
         for _, g in df.groupby("transcript"):
             g = g.sort_values("start")
-            rows = list(zip(g["code"], g["start"], g["end"]))
-            for i, (ca, sa, ea) in enumerate(rows):
-                for cb, sb, eb in rows[i + 1 :]:
+            rows = list(zip(g["code"], g["start"], g["end"], strict=True))
+            for i, (ca, _, ea) in enumerate(rows):
+                for cb, sb, _ in rows[i + 1 :]:
                     if sb >= ea:
                         break
                     if ca != cb:
@@ -185,7 +186,7 @@ def co_occurrence(
             else:
                 spans = unit_spans(tm[tid], unit)
                 present: dict[int, set] = {}
-                for code, s, e in zip(g["code"], g["start"], g["end"]):
+                for code, s, e in zip(g["code"], g["start"], g["end"], strict=True):
                     for u in _units_of(spans, int(s), int(e)):
                         present.setdefault(u, set()).add(code)
             for codes in present.values():
@@ -200,7 +201,7 @@ def co_occurrence_matrix(table: pd.DataFrame, codes: Sequence[str] | None = None
     """Symmetric code x code matrix from :func:`co_occurrence` output."""
     codes = list(codes) if codes is not None else sorted(set(table["code_a"]) | set(table["code_b"]))
     m = pd.DataFrame(0, index=codes, columns=codes, dtype=int)
-    for a, b, n in zip(table["code_a"], table["code_b"], table["n"]):
+    for a, b, n in zip(table["code_a"], table["code_b"], table["n"], strict=True):
         if a in m.index and b in m.index:
             m.loc[a, b] = m.loc[b, a] = n
     return m

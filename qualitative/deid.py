@@ -226,7 +226,7 @@ class DeidResult:
 
 def _read_list(name: str) -> list[str]:
     text = resources.files("qualitative").joinpath("data", name).read_text(encoding="utf-8")
-    return [l.strip() for l in text.splitlines() if l.strip() and not l.startswith("#")]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 @lru_cache(maxsize=1)
@@ -342,7 +342,7 @@ def _ruler_candidates(text: str) -> list[_Cand]:
     nlp = rule_pipeline()
     spans = _chunks(text)
     out = []
-    for (s, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans)):
+    for (s, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans), strict=True):
         for ent in doc.ents:
             start, end, label = s + ent.start_char, s + ent.end_char, ent.label_
             if label == "PERSON_TITLED":
@@ -359,7 +359,7 @@ _DATE_HINT = re.compile(rf"\d|{_MONTHS}")
 def _ner_candidates(text: str, nlp: Language) -> list[_Cand]:
     spans = _chunks(text)
     out = []
-    for (s, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans)):
+    for (s, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans), strict=True):
         for ent in doc.ents:
             kind = _NER_LABELS.get(ent.label_)
             if kind is None:

@@ -65,8 +65,10 @@ def quantitise(
     --------
     >>> from qualitative.transcripts import parse_text
     >>> ts = [parse_text("P01: alone", id="t1", participant="P01"), parse_text("P02: ok", id="t2", participant="P02")]
-    >>> quantitise([Coding("t1", "isolation", 5, 10, "x")], ts).to_dict("records")
-    [{'participant': 'P01', 'code:isolation': 1, 'count:isolation': 1}, {'participant': 'P02', 'code:isolation': 0, 'count:isolation': 0}]
+    >>> for row in quantitise([Coding("t1", "isolation", 5, 10, "x")], ts).to_dict("records"):
+    ...     print(row)
+    {'participant': 'P01', 'code:isolation': 1, 'count:isolation': 1}
+    {'participant': 'P02', 'code:isolation': 0, 'count:isolation': 0}
     """
     transcripts = [t for t in transcripts if wave is None or t.wave == wave]
     df = attribute_codings(codings, transcripts)
@@ -327,7 +329,7 @@ def plot_joint_display(table: pd.DataFrame, path: str | Path | None = None, *, t
     FigureCanvasAgg(fig)  # draw off-screen whatever pyplot backend is active
     ax = fig.add_axes([0.30, 0.12, 0.33, 0.76])
     y = np.arange(len(t))[::-1]
-    for yi, row in zip(y, t.itertuples()):
+    for yi, row in zip(y, t.itertuples(), strict=True):
         if np.isfinite(row.hedges_g):
             ax.plot([row.ci_low, row.ci_high], [yi, yi], color="#555555", lw=1.5)
             ax.plot(row.hedges_g, yi, "o", color="#1F77B4", ms=7)

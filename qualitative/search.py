@@ -54,7 +54,7 @@ def kwic(
     nlp = nlp or lemma_pipeline()
     matcher = PhraseMatcher(nlp.vocab, attr="LEMMA" if lemma else "LOWER")
     patterns = list(nlp.pipe(queries)) if lemma else [nlp.make_doc(q) for q in queries]
-    for q, p in zip(queries, patterns):
+    for q, p in zip(queries, patterns, strict=True):
         matcher.add(q, [p])
     transcripts = list(transcripts)
 

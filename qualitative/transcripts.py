@@ -378,7 +378,7 @@ _BRACKET_SPEAKER_RE = re.compile(r"^\s*\[([^\]]{1,40})\]\s*(.*)$")
 
 
 def _cue_speaker_and_text(lines: list[str]) -> tuple[str | None, str]:
-    raw = " ".join(l.strip() for l in lines if l.strip())
+    raw = " ".join(line.strip() for line in lines if line.strip())
     speaker = None
     m = _VOICE_RE.search(raw)
     if m:
@@ -420,7 +420,7 @@ def _timed_cues(blocks) -> list[tuple[str | None, str, float, float]]:
     """(speaker, text, start, end) of every block holding a ``start --> end`` line (VTT and SRT)."""
     cues = []
     for block in blocks:
-        idx = next((i for i, l in enumerate(block) if _CUE_TIME_RE.match(l)), None)
+        idx = next((i for i, line in enumerate(block) if _CUE_TIME_RE.match(line)), None)
         if idx is None:
             continue
         m = _CUE_TIME_RE.match(block[idx])
@@ -448,7 +448,8 @@ def parse_vtt(
 
     Examples
     --------
-    >>> vtt = "WEBVTT\\n\\n00:00:01.000 --> 00:00:03.500\\n<v Interviewer>How are you?\\n\\n00:00:04.000 --> 00:00:06.000\\n<v P02>Better."
+    >>> vtt = ("WEBVTT\\n\\n00:00:01.000 --> 00:00:03.500\\n<v Interviewer>How are you?\\n\\n"
+    ...        "00:00:04.000 --> 00:00:06.000\\n<v P02>Better.")
     >>> t = parse_vtt(vtt)
     >>> t.text.splitlines()[1], t.turns[1].start_time
     ('P02: Better.', 4.0)
@@ -486,7 +487,8 @@ def parse_srt(
 
     Examples
     --------
-    >>> srt = "1\\n00:00:01,000 --> 00:00:02,000\\nInterviewer: Ready?\\n\\n2\\n00:00:02,500 --> 00:00:04,000\\nP03: Yes."
+    >>> srt = ("1\\n00:00:01,000 --> 00:00:02,000\\nInterviewer: Ready?\\n\\n"
+    ...        "2\\n00:00:02,500 --> 00:00:04,000\\nP03: Yes.")
     >>> [u.speaker for u in parse_srt(srt).turns]
     ['Interviewer', 'P03']
     """

@@ -458,14 +458,14 @@ def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> p
     }
     if not buf:
         # Arrow refuses an empty CSV; a batch of participants with nothing answered yet is normal.
-        table = pa.table({n: pa.array([], type=arrow[t]) for n, t in zip(names, types)})
+        table = pa.table({n: pa.array([], type=arrow[t]) for n, t in zip(names, types, strict=True)})
         return _strings_as_objects(table.to_pandas(), names, types)
     # Arrow reads the bytearray in place (no copy of the batch's CSV text).
     table = pacsv.read_csv(
         pa.py_buffer(buf),
         read_options=pacsv.ReadOptions(column_names=names),
         convert_options=pacsv.ConvertOptions(
-            column_types={n: arrow[t] for n, t in zip(names, types)},
+            column_types={n: arrow[t] for n, t in zip(names, types, strict=True)},
             true_values=["t"],
             false_values=["f"],
             strings_can_be_null=True,
@@ -481,7 +481,7 @@ def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> p
 def _strings_as_objects(df: pd.DataFrame, names: list[str], types: list[str]) -> pd.DataFrame:
     """String columns as Python objects (the SQLite path's dtype); columns already so are left as
     they are rather than copied."""
-    todo = {n: object for n, t in zip(names, types) if t == "string" and df[n].dtype != object}
+    todo = {n: object for n, t in zip(names, types, strict=True) if t == "string" and df[n].dtype != object}
     return df.astype(todo) if todo else df
 
 

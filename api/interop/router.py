@@ -24,7 +24,9 @@ def _event_map(raw: str) -> dict[str, str]:
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
-        raise Unprocessable(["body", "event_map"], "expected a JSON object of event name to wave code", "json_invalid")
+        raise Unprocessable(
+            ["body", "event_map"], "expected a JSON object of event name to wave code", "json_invalid"
+        ) from None
     if (
         not isinstance(value, dict)
         or not value
@@ -41,7 +43,7 @@ def _text(upload: UploadFile, loc: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise Unprocessable(["body", loc], "the file must be UTF-8 CSV", "encoding")
+        raise Unprocessable(["body", loc], "the file must be UTF-8 CSV", "encoding") from None
 
 
 @router.post("/studies/{study_id}/imports/redcap")

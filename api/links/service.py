@@ -252,7 +252,7 @@ def _issue(
     session.add_all([link for link, _ in issued])
     session.flush()
     out = []
-    for (participant, wave, expires_at), (link, token) in zip(items, issued):
+    for (participant, wave, expires_at), (link, token) in zip(items, issued, strict=True):
         record(
             session,
             actor,
@@ -376,7 +376,7 @@ def live_links(
             refused[key] = exc
         else:
             items.append((participant, wave, expires_at))
-    for (participant, wave, _), issued in zip(items, _issue(session, items, actor, now, settings)):
+    for (participant, wave, _), issued in zip(items, _issue(session, items, actor, now, settings), strict=True):
         links[(participant.id, wave.id)] = issued
     return links, refused
 

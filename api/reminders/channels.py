@@ -147,14 +147,14 @@ class EmailChannel:
             except smtplib.SMTPServerDisconnected:
                 self._smtp = None
                 if attempt == 2:
-                    raise SendError("SMTP server disconnected")
+                    raise SendError("SMTP server disconnected") from None
             except smtplib.SMTPRecipientsRefused as exc:
                 codes = [c for c, _ in exc.recipients.values()]
                 self.reset()
                 raise SendError(
                     scrub(f"recipient refused ({', '.join(map(str, codes))})", out.to),
                     permanent=all(c >= 500 for c in codes),
-                )
+                ) from None
             except smtplib.SMTPResponseException as exc:
                 text = (
                     exc.smtp_error.decode(errors="replace")
@@ -162,10 +162,12 @@ class EmailChannel:
                     else str(exc.smtp_error)
                 )
                 self.reset()
-                raise SendError(scrub(f"SMTP {exc.smtp_code}: {text}", out.to), permanent=exc.smtp_code >= 500)
+                raise SendError(
+                    scrub(f"SMTP {exc.smtp_code}: {text}", out.to), permanent=exc.smtp_code >= 500
+                ) from None
             except (OSError, smtplib.SMTPException) as exc:
                 self.reset()
-                raise SendError(scrub(f"{type(exc).__name__}: {exc}", out.to))
+                raise SendError(scrub(f"{type(exc).__name__}: {exc}", out.to)) from None
         return None
 
     def reset(self) -> None:
@@ -198,7 +200,7 @@ class SmsWebhookChannel:
         try:
             r = self._client.post(out.webhook_url, json={"to": out.to, "body": out.body, "message_id": out.message_id})
         except httpx.HTTPError as exc:
-            raise SendError(scrub(f"SMS webhook unreachable: {type(exc).__name__}", out.to))
+            raise SendError(scrub(f"SMS webhook unreachable: {type(exc).__name__}", out.to)) from None
         if r.status_code >= 300:
             raise SendError(
                 f"SMS webhook answered {r.status_code}",

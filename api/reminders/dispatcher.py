@@ -193,7 +193,8 @@ class Dispatcher:
         stmt = text(f"""
 UPDATE reminder SET status = 'sending', claimed_at = :now, claimed_by = :worker, attempts = attempts + 1,
        updated_at = :now,
-       message_id = COALESCE(message_id, '<reminder.' || CAST(id AS VARCHAR(20)) || '.' || :tag || '@' || :domain || '>')
+       message_id = COALESCE(message_id,
+                             '<reminder.' || CAST(id AS VARCHAR(20)) || '.' || :tag || '@' || :domain || '>')
 WHERE id IN (
   SELECT r.id FROM reminder r
   WHERE ((r.status = 'pending' AND r.due_at <= :now AND (r.retry_at IS NULL OR r.retry_at <= :now))

@@ -79,7 +79,7 @@ def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int]
     if sqlite:
         opens_local = f"datetime(p.enrolled_on, '{open_off:+d} days')"
         closes_local = f"datetime(p.enrolled_on, '{close_off:+d} days')"
-        local = "datetime(p.enrolled_on, '%+d days', '+' || s.add_min || ' minutes')" % open_off
+        local = f"datetime(p.enrolled_on, '{open_off:+d} days', '+' || s.add_min || ' minutes')"
         to_utc = "pl_local_to_utc({}, :tz)".format
         day, minute = (
             "date(x0.local_ts)",

@@ -7,6 +7,7 @@ with the rule that failed.
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Annotated, Literal
 from urllib.parse import urlparse
 
@@ -39,7 +40,7 @@ def _hhmm(v: str) -> str:
     try:
         parse_hhmm(v)
     except ValueError as exc:
-        raise PydanticCustomError("time_format", str(exc))
+        raise PydanticCustomError("time_format", str(exc)) from None
     return v
 
 
@@ -79,7 +80,7 @@ class PlanIn(_In):
     @classmethod
     def _increasing(cls, v: list[Step]) -> list[Step]:
         minutes = [s.offset_days * 1440 + s.offset_hours * 60 for s in v]
-        if any(b <= a for a, b in zip(minutes, minutes[1:])):
+        if any(b <= a for a, b in pairwise(minutes)):
             raise PydanticCustomError("steps_order", "steps must be in strictly increasing time order")
         return v
 

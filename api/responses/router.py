@@ -126,4 +126,4 @@ def get_instrument(code: str = Path(max_length=60), actor: Actor = Depends(autho
     try:
         return _instrument_read(instruments.get(code))
     except InstrumentError:
-        raise NotFound(["path", "code"], "unknown instrument", "unknown_instrument")
+        raise NotFound(["path", "code"], "unknown instrument", "unknown_instrument") from None

@@ -166,13 +166,15 @@ def submit_response(
     try:
         instrument = instruments.get(instrument_code)
     except InstrumentError:
-        raise Unprocessable(["body", "instrument"], "unknown instrument; see GET /instruments", "unknown_instrument")
+        raise Unprocessable(
+            ["body", "instrument"], "unknown instrument; see GET /instruments", "unknown_instrument"
+        ) from None
     if instrument_code not in wave.instruments:
         raise Unprocessable(["body", "instrument"], "the wave does not include this instrument", "not_in_wave")
     try:
         scores = instruments.score(instrument, answers, external_scores)
     except ValidationFailed as exc:
-        raise Unprocessable(errors=_problems_to_errors(exc.problems, set(external_scores or ())))
+        raise Unprocessable(errors=_problems_to_errors(exc.problems, set(external_scores or ()))) from None
 
     now = utcnow()
     if completed_at is None:

@@ -23,7 +23,7 @@ def _check_time_zone(v: str) -> str:
     try:
         ZoneInfo(v)
     except (ZoneInfoNotFoundError, ValueError):
-        raise PydanticCustomError("unknown_time_zone", "not an IANA time zone name (e.g. Europe/London)")
+        raise PydanticCustomError("unknown_time_zone", "not an IANA time zone name (e.g. Europe/London)") from None
     return v
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 
 import pandas as pd
 import pytest
@@ -263,7 +264,7 @@ def test_power_matches_cohens_table_and_judges_the_planned_size(client, demo, an
     expected = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
     assert v["power_at_planned"] == pytest.approx(expected, abs=1e-6)
     curve = run["tables"]["power_curve"]
-    assert all(a["power"] <= b["power"] for a, b in zip(curve, curve[1:]))
+    assert all(a["power"] <= b["power"] for a, b in pairwise(curve))
 
 
 def test_power_slope_design_uses_the_study_waves(client, demo, analyst):
@@ -353,7 +354,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("kind,body,loc,type_", BAD, ids=[f"{k}-{'/'.join(map(str, l[1:]))}-{t}" for k, _, l, t in BAD])
+@pytest.mark.parametrize(
+    "kind,body,loc,type_", BAD, ids=[f"{k}-{'/'.join(map(str, loc[1:]))}-{t}" for k, _, loc, t in BAD]
+)
 def test_bad_request_is_422_naming_the_field(client, demo, analyst, kind, body, loc, type_):
     r = post(client, demo, kind, body, analyst.headers)
     assert r.status_code == 422, r.text

@@ -102,7 +102,7 @@ def cohort(client, admin, make_study, enrol, intake, make_user):
     for i, site in enumerate(("north", "north", "south")):
         p = enrol(study, site=site, enrolled_on="2026-01-05", contact=CONTACTS[i])
         people.append(p)
-        post = lambda body: client.post(f"/participants/{p['id']}/responses", json=body, headers=admin.headers)
+        post = lambda body, p=p: client.post(f"/participants/{p['id']}/responses", json=body, headers=admin.headers)
         for inst, answers in (
             ("phq9", _phq(i)),
             ("gad7", _gad(i)),
@@ -304,7 +304,7 @@ def test_date_shift_is_per_participant_and_stable(client, admin, analyst, cohort
 
 
 def test_coordinator_identifiers_own_sites_only(client, analyst, cohort):
-    study, people, coord = cohort["study"], cohort["people"], cohort["coordinator"]
+    study, coord = cohort["study"], cohort["coordinator"]
     blob = _get(client, coord, study, "long", format="csv", identifiers="true")
     df = pd.read_csv(io.BytesIO(blob), dtype=str, keep_default_na=False)
     assert set(df["site"]) == {"north"}

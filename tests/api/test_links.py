@@ -242,7 +242,7 @@ def test_form_flow_missing_rule_csrf_and_scores(client, enrol, study, coord_nort
     assert client.get(f"/participants/{p['id']}/responses", headers=admin.headers).json() == []
 
     # Two scored items and item 10 blank: allowed, but the page lists them first.
-    answers = {f"phq9_{i}": v for i, v in zip(range(1, 8), [3, 2, 2, 1, 0, 1, 2])}
+    answers = {f"phq9_{i}": v for i, v in zip(range(1, 8), [3, 2, 2, 1, 0, 1, 2], strict=True)}
     r = _post(client, token, csrf, "phq9", answers)
     assert r.status_code == 200 and "3 questions are not answered yet" in r.text
     assert "Question 8</a>" in r.text and "Question 9</a>" in r.text and "Question 10</a>" in r.text
@@ -255,7 +255,7 @@ def test_form_flow_missing_rule_csrf_and_scores(client, enrol, study, coord_nort
     assert "Part 2 of 2" in page.text and "Submit my answers" in page.text
     r = _post(client, token, csrf, "gad7", {"gad7_1": "7"})
     assert r.status_code == 422 and "Please choose one of the answers shown." in r.text
-    gad = {f"gad7_{i}": v for i, v in zip(range(1, 9), [1, 1, 2, 0, 3, 1, 2, 0])}
+    gad = {f"gad7_{i}": v for i, v in zip(range(1, 9), [1, 1, 2, 0, 3, 1, 2, 0], strict=True)}
     r = _post(client, token, csrf, "gad7", gad)
     assert r.status_code == 303 and r.headers["location"] == f"/f/{token}?done=1"
     assert "Thank you" in client.get(f"/f/{token}?done=1").text

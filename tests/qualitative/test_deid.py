@@ -159,7 +159,7 @@ def test_turn_offsets_map_into_new_text(seeded):
     assert len(r.turns) == len(t.turns)
     new = r.transcript
     assert new.text == r.text and new.participant == "P01" and new.metadata["deidentified"]
-    for old, turn in zip(t.turns, r.turns):
+    for old, turn in zip(t.turns, r.turns, strict=True):
         assert turn.speaker == old.speaker
         new_text = r.text[turn.start : turn.end]
         # The turn's text equals the old turn's text with its replacements applied.
