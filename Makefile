@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export PEERLENS_ENV ?= dev
 
-.PHONY: run test bench setup browser postgres migrate demo clean
+.PHONY: run test test-fast lint bench setup browser postgres migrate demo clean
 
 setup: $(STAMP)
 
@@ -44,7 +44,14 @@ demo: migrate
 run: demo
 	$(VENV)/bin/peerlens serve --host $(HOST) --port $(PORT)
 
-test: setup browser postgres
+# The lint and type gate: ruff (lint and format) on everything, mypy on the service and the libraries.
+LINTED := api instruments analysis qualitative tests bench migrations tools
+lint: setup
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/mypy
+
+test: lint browser postgres
 	PEERLENS_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: setup postgres

@@ -133,8 +133,10 @@ def covers_only_own_sites(actor: Actor, covered: list[str] | None, study_sites: 
     """
     if not policy.site_scoped(actor):
         return True
+    if not covered:
+        return False
     own = {code for code, site_id in study_sites.items() if actor.sees_site(site_id)}
-    return bool(covered) and set(covered) <= own
+    return set(covered) <= own
 
 
 def site_scope(actor: Actor, study_sites: Mapping[str, int], requested: list[str] | None = None) -> list[str] | None:

@@ -66,7 +66,7 @@ def _instrument(code: str) -> instruments.Instrument | None:
 def study_design(session: Session, study: Study) -> Design:
     """The study's waves (by offset), the scales its instruments score, its sites and arms."""
     waves = list(
-        session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.code)).scalars()
+        session.execute(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.code)).scalars()
     )
     scales: dict[str, list[str]] = {}
     used: list[str] = []
@@ -80,9 +80,9 @@ def study_design(session: Session, study: Study) -> Design:
             for sc in inst.scales if inst is not None else ():
                 scales.setdefault(sc.code, []).append(w.code)
     sites = {
-        s.code: s.id for s in session.exec(select(Site).where(Site.study_id == study.id).order_by(Site.id)).scalars()
+        s.code: s.id for s in session.execute(select(Site).where(Site.study_id == study.id).order_by(Site.id)).scalars()
     }
-    arms = list(session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id)).scalars())
+    arms = list(session.execute(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id)).scalars())
     return Design(waves, scales, used, sites, arms)
 
 

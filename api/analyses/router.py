@@ -10,6 +10,8 @@ trajectory on 10,000 participants × 6 waves takes about 25 s; above
 # No ``from __future__ import annotations``: the generated routes' body annotation is the kind's
 # request class itself, which FastAPI must see as a class, not as a string to resolve.
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import FileResponse
 from sqlmodel import Session
@@ -28,7 +30,7 @@ from api.studies.service import sites_by_code
 
 router = APIRouter(tags=["analyses"])
 
-_DOC = {
+_DOC: dict[int | str, dict[str, Any]] = {
     422: {
         "description": "a field names something the study does not have, or the data cannot "
         "support the model (the message says which and why)"

@@ -326,7 +326,7 @@ def run_power(frame: None, req: PowerRequest, design: Design, study: Study) -> R
     if req.design == "slope" and req.slope_diff == 0:
         raise Unprocessable(["body", "slope_diff"], "the slope difference to detect must not be 0", "value_error")
     if req.design == "two_arm":
-        kw = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha}
+        kw: dict[str, Any] = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha}
         with statistical(["body", "delta"], "the sample size"):
             table = analysis.power.n_two_arm(req.delta, req.sd, alpha=req.alpha, power=req.power)
 

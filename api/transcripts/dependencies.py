@@ -16,7 +16,7 @@ from api.errors import NotFound
 from api.studies.service import can_see_study
 from api.transcripts.models import QualCode, QualCoding, Suggestion, Transcript
 
-_ID = {"ge": 1, "le": 2**31 - 1}
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on every backend
 
 
 def transcript_for(session: Session, actor: Actor, transcript_id: int, loc=("path", "transcript_id")) -> Transcript:
@@ -27,7 +27,9 @@ def transcript_for(session: Session, actor: Actor, transcript_id: int, loc=("pat
 
 
 def valid_transcript(
-    transcript_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+    transcript_id: int = Path(ge=1, le=MAX_ID),
+    session: Session = Depends(get_session),
+    actor: Actor = Depends(authenticated),
 ) -> Transcript:
     t = transcript_for(session, actor, transcript_id)
     end_read(session)
@@ -35,7 +37,7 @@ def valid_transcript(
 
 
 def valid_code(
-    code_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+    code_id: int = Path(ge=1, le=MAX_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
 ) -> QualCode:
     c = session.get(QualCode, code_id)
     if c is None or not can_see_study(session, actor, c.study_id):
@@ -45,7 +47,9 @@ def valid_code(
 
 
 def valid_coding(
-    coding_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+    coding_id: int = Path(ge=1, le=MAX_ID),
+    session: Session = Depends(get_session),
+    actor: Actor = Depends(authenticated),
 ) -> QualCoding:
     c = session.get(QualCoding, coding_id)
     if c is None:
@@ -56,7 +60,9 @@ def valid_coding(
 
 
 def valid_suggestion(
-    suggestion_id: int = Path(**_ID), session: Session = Depends(get_session), actor: Actor = Depends(authenticated)
+    suggestion_id: int = Path(ge=1, le=MAX_ID),
+    session: Session = Depends(get_session),
+    actor: Actor = Depends(authenticated),
 ) -> Suggestion:
     s = session.get(Suggestion, suggestion_id)
     if s is None:
