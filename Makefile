@@ -51,8 +51,15 @@ lint: setup
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 
+# Two workers, a test file each at a time (module-scoped databases are made once per file);
+# PYTEST_XDIST= runs in one process.
+PYTEST_XDIST ?= -n 2 --dist loadfile
 test: lint browser postgres
-	PEERLENS_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_ARGS)
+	PEERLENS_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_XDIST) $(PYTEST_ARGS)
+
+# The same without the tests marked slow (and without the lint gate): for the edit-test loop.
+test-fast: setup browser postgres
+	PEERLENS_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: setup postgres
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

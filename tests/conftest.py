@@ -71,6 +71,15 @@ def drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every test run on the PostgreSQL backend carries the ``postgres`` marker, so that
+    ``-m "not postgres"`` runs the SQLite half alone (e.g. on a machine without the server)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("backend") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request) -> str:
     """The database backend of this module's run: ``sqlite`` or ``postgresql``."""

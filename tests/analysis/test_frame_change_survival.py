@@ -119,6 +119,7 @@ def test_time_to_threshold_excludes_those_already_there(long300):
     assert len(lvl) > 0
 
 
+@pytest.mark.slow  # every model and plot of the report
 def test_run_all_writes_tables_plots_and_report(long60, tmp_path):
     paths = run_all(long60, tmp_path, mcids={"pam13_activation": 4}, fmt="svg")
     assert paths["report"].read_text().startswith("# Peerlens analysis report")

@@ -108,6 +108,7 @@ def outcome(engine, study_id):
     return statuses, ids, workers, sends
 
 
+@pytest.mark.slow  # worker processes against a loopback SMTP server
 def test_concurrent_workers_deliver_each_reminder_exactly_once(
     backend, db_url, engine, client, admin, make_study, smtp
 ):
@@ -128,6 +129,7 @@ def test_concurrent_workers_deliver_each_reminder_exactly_once(
         assert len(workers) >= 2, workers  # the work really was shared
 
 
+@pytest.mark.slow
 def test_kill_9_mid_batch_loses_nothing_and_resends_keep_their_message_id(
     db_url, engine, client, admin, make_study, smtp
 ):

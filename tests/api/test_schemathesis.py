@@ -45,6 +45,7 @@ def _run(operation, strategy, n: int, failures: list[str]) -> None:
         failures.append(f"{operation.label}: {type(exc).__name__}: {str(exc)[:400]}")
 
 
+@pytest.mark.slow  # generated requests against every route
 def test_no_server_errors(app, admin, target):
     limiter = app.state.failure_limiter
     saved, limiter.limit = limiter.limit, 10**6

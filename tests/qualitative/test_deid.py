@@ -196,6 +196,7 @@ def test_extra_study_terms():
     assert r.text == "P01: The [ORG_1] kept me going."
 
 
+@pytest.mark.slow  # trains a small spaCy NER pipeline first
 def test_statistical_path_with_model_loaded_from_directory(tiny_ner_model):
     text = (
         "P01: Then Ximena Oduya phoned me from Penzance.\n"
