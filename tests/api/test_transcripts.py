@@ -30,7 +30,11 @@ def _leaks(text: str) -> list[str]:
     return [s for s in SEED_PARTS if s.lower() in text.lower()]
 
 
-@pytest.fixture(scope="module")
+# Each test gets a study of its own with what it needs already in place (the fixtures below), so
+# that tests pass alone, in any order and on any worker.
+
+
+@pytest.fixture
 def world(client, make_study, enrol, make_user, admin, analyst):
     study = make_study()
     p = enrol(study, site="north", arm="group", study_code="PQ-101", contact={**SEED, "preferred_channel": "email"})
@@ -71,13 +75,90 @@ def turn_texts(t):
     return [(u["speaker"], t["text"][u["start"] : u["end"]]) for u in t["turns"]]
 
 
+@pytest.fixture
+def interview(client, world):
+    """PQ-101's baseline interview, in which they say their name, email and phone number."""
+    return upload(
+        client, world["study"].id, world["coord"].headers, "pq101.txt", INTERVIEW.encode(), "PQ-101", wave="baseline"
+    )
+
+
+@pytest.fixture
+def focus_group(client, world):
+    """A .docx focus group of PQ-102 and PQ-103, their speaker labels mapped to study codes."""
+    import docx
+
+    d = docx.Document()
+    for line in (
+        "Facilitator: Welcome both.",
+        "Anna: I felt lonely before the group.",
+        "Ben: Me too, the group helped.",
+    ):
+        d.add_paragraph(line)
+    buf = io.BytesIO()
+    d.save(buf)
+    return upload(
+        client,
+        world["study"].id,
+        world["coord"].headers,
+        "fg.docx",
+        buf.getvalue(),
+        "PQ-102,PQ-103",
+        speaker_map='{"Anna": "PQ-102", "Ben": "PQ-103"}',
+    )
+
+
+@pytest.fixture
+def codes(client, world):
+    """Benefits (a grouping code) > Reduced isolation (keyword "lonely"), and Travel."""
+    s, h = world["study"], world["coord"].headers
+    r = client.post(f"/studies/{s.id}/codes", headers=h, json={"name": "Benefits", "codable": False})
+    assert r.status_code == 201, r.text
+    benefits = r.json()
+    r = client.post(
+        f"/studies/{s.id}/codes",
+        headers=h,
+        json={
+            "name": "Reduced isolation",
+            "parent_id": benefits["id"],
+            "inclusion": "Talk of feeling less alone",
+            "exclusion": "Loneliness of others",
+            "example": "I felt less alone",
+            "color": "#1F77B4",
+            "keywords": ["lonely"],
+            "patterns": [[{"LEMMA": "miss"}, {"LOWER": "people"}]],
+        },
+    )
+    assert r.status_code == 201, r.text
+    iso = r.json()
+    r = client.post(f"/studies/{s.id}/codes", headers=h, json={"name": "Travel", "key": "travel"})
+    assert r.status_code == 201, r.text
+    return {"benefits": benefits, "iso": iso, "travel": r.json()}
+
+
+def _code(client, world, t, code, start, end, **extra):
+    return client.post(
+        f"/transcripts/{t['id']}/codings",
+        headers=world["coord"].headers,
+        json={"code_id": code["id"], "start": start, "end": end, **extra},
+    )
+
+
+@pytest.fixture
+def coded(client, world, interview, codes):
+    """ "lonely before" in the interview coded Reduced isolation, overlapped by a Travel coding."""
+    start = interview["text"].index("lonely before")
+    first = _code(client, world, interview, codes["iso"], start, start + 13, memo="clear")
+    second = _code(client, world, interview, codes["travel"], start + 7, start + 20)
+    assert first.status_code == 201 and second.status_code == 201, (first.text, second.text)
+    return [first.json(), second.json()]
+
+
 # --------------------------------------------------------------------------- formats
 
 
-def test_upload_plain_text_deidentifies_with_the_vault(client, world):
-    s, h = world["study"], world["coord"].headers
-    t = upload(client, s.id, h, "pq101.txt", INTERVIEW.encode(), "PQ-101", wave="baseline")
-    world["interview"] = t
+def test_upload_plain_text_deidentifies_with_the_vault(interview):
+    t = interview
     assert t["ner"] == "off" and t["kind"] == "interview" and t["participants"] == ["PQ-101"]
     assert t["wave"] == "baseline" and t["source_format"] == "text"
     assert _leaks(t["text"]) == []
@@ -155,32 +236,12 @@ def test_upload_srt(client, world):
     assert t["turns"][1]["start_time"] == 3.5
 
 
-def test_upload_docx_focus_group_with_speaker_map(client, world):
-    import docx
-
-    d = docx.Document()
-    for line in (
-        "Facilitator: Welcome both.",
-        "Anna: I felt lonely before the group.",
-        "Ben: Me too, the group helped.",
-    ):
-        d.add_paragraph(line)
-    buf = io.BytesIO()
-    d.save(buf)
-    t = upload(
-        client,
-        world["study"].id,
-        world["coord"].headers,
-        "fg.docx",
-        buf.getvalue(),
-        "PQ-102,PQ-103",
-        speaker_map='{"Anna": "PQ-102", "Ben": "PQ-103"}',
-    )
+def test_upload_docx_focus_group_with_speaker_map(focus_group):
+    t = focus_group
     assert t["kind"] == "focus_group" and t["source_format"] == "docx"
     assert t["participants"] == ["PQ-102", "PQ-103"]
     assert [u["speaker"] for u in t["turns"]] == ["Facilitator", "PQ-102", "PQ-103"]
     assert turn_texts(t)[2][1] == "Me too, the group helped."
-    world["focus_group"] = t
 
 
 @pytest.mark.parametrize(
@@ -220,8 +281,8 @@ def test_unknown_participant_is_422(client, world):
 # --------------------------------------------------------------------------- roles and the vault
 
 
-def test_roles_and_site_scope(client, world):
-    s, t = world["study"], world["interview"]
+def test_roles_and_site_scope(client, world, interview):
+    s, t = world["study"], interview
     r = client.post(
         f"/studies/{s.id}/transcripts",
         headers=world["analyst"].headers,
@@ -245,8 +306,8 @@ def test_roles_and_site_scope(client, world):
     assert t["id"] in {x["id"] for x in listed}
 
 
-def test_admin_original_keeps_the_identifiers(client, world):
-    t = world["interview"]
+def test_admin_original_keeps_the_identifiers(client, world, interview):
+    t = interview
     orig = client.get(f"/transcripts/{t['id']}/original", headers=world["admin"].headers).json()
     assert orig["text"] == INTERVIEW.rstrip("\n") or orig["text"] == INTERVIEW
     originals = {r["original"] for r in orig["replacements"]}
@@ -259,15 +320,15 @@ def test_admin_original_keeps_the_identifiers(client, world):
         assert full[r["new_start"] : r["new_end"]] == r["placeholder"]
 
 
-def test_upload_audit_holds_counts_not_identifiers(client, world):
+def test_upload_audit_holds_counts_not_identifiers(client, world, interview):
     s = world["study"]
     r = client.get(
         "/audit", params={"study_id": s.id, "entity": "transcript", "limit": 1000}, headers=world["admin"].headers
     )
     assert r.status_code == 200
     events = r.json()
-    assert any(e["entity_id"] == str(world["interview"]["id"]) and e["action"] == "create" for e in events)
-    ev = next(e for e in events if e["entity_id"] == str(world["interview"]["id"]))
+    assert any(e["entity_id"] == str(interview["id"]) and e["action"] == "create" for e in events)
+    ev = next(e for e in events if e["entity_id"] == str(interview["id"]))
     assert ev["after"]["replacements"]["EMAIL"] == 1
     assert _leaks(r.text) == []
 
@@ -275,31 +336,10 @@ def test_upload_audit_holds_counts_not_identifiers(client, world):
 # --------------------------------------------------------------------------- codebook, codings, memos
 
 
-def test_codebook_hierarchy_history_and_memos(client, world):
+def test_codebook_hierarchy_history_and_memos(client, world, interview, codes):
     s, h = world["study"], world["coord"].headers
-    r = client.post(f"/studies/{s.id}/codes", headers=h, json={"name": "Benefits", "codable": False})
-    assert r.status_code == 201, r.text
-    benefits = r.json()
-    r = client.post(
-        f"/studies/{s.id}/codes",
-        headers=h,
-        json={
-            "name": "Reduced isolation",
-            "parent_id": benefits["id"],
-            "inclusion": "Talk of feeling less alone",
-            "exclusion": "Loneliness of others",
-            "example": "I felt less alone",
-            "color": "#1F77B4",
-            "keywords": ["lonely"],
-            "patterns": [[{"LEMMA": "miss"}, {"LOWER": "people"}]],
-        },
-    )
-    assert r.status_code == 201, r.text
-    iso = r.json()
+    benefits, iso = codes["benefits"], codes["iso"]
     assert iso["key"] == "reduced_isolation" and iso["path"] == "Benefits / Reduced isolation"
-    world["codes"] = {"benefits": benefits, "iso": iso}
-    r = client.post(f"/studies/{s.id}/codes", headers=h, json={"name": "Travel", "key": "travel"})
-    world["codes"]["travel"] = r.json()
     # bad inputs
     for body, loc in (
         ({"name": "X", "color": "blue"}, ["body", "color"]),
@@ -323,7 +363,7 @@ def test_codebook_hierarchy_history_and_memos(client, world):
     ]
     assert hist[-1]["changes"]["description"] == {"old": "", "new": "Feeling less alone"}
     # memos on a code, a transcript and a segment
-    t = world["interview"]
+    t = interview
     for body in (
         {"target": "code", "target_id": iso["id"], "text": "Watch for irony"},
         {"target": "transcript", "target_id": t["id"], "text": "Quiet room"},
@@ -341,24 +381,11 @@ def test_codebook_hierarchy_history_and_memos(client, world):
     assert [m["target"] for m in memos] == ["code", "transcript", "segment"]
 
 
-def test_codings_spans_overlap_and_422_beyond_text(client, world):
-    t, h, iso = world["interview"], world["coord"].headers, world["codes"]["iso"]
+def test_codings_spans_overlap_and_422_beyond_text(client, world, interview, codes, coded):
+    t, h, iso = interview, world["coord"].headers, codes["iso"]
     n = len(t["text"])
-    start = t["text"].index("lonely before")
-    r = client.post(
-        f"/transcripts/{t['id']}/codings",
-        headers=h,
-        json={"code_id": iso["id"], "start": start, "end": start + 13, "memo": "clear"},
-    )
-    assert r.status_code == 201, r.text
-    assert r.json()["text"] == "lonely before" and r.json()["coder"].startswith("coordinator-")
-    # overlapping coding with another code is allowed
-    r = client.post(
-        f"/transcripts/{t['id']}/codings",
-        headers=h,
-        json={"code_id": world["codes"]["travel"]["id"], "start": start + 7, "end": start + 20},
-    )
-    assert r.status_code == 201
+    assert coded[0]["text"] == "lonely before" and coded[0]["coder"].startswith("coordinator-")
+    assert coded[1]["code_key"] == "travel"  # overlapping coding with another code is allowed
     for body, loc in (
         ({"start": 0, "end": n + 1}, ["body", "end"]),
         ({"start": n, "end": n + 5}, ["body", "start"]),
@@ -370,7 +397,7 @@ def test_codings_spans_overlap_and_422_beyond_text(client, world):
     r = client.post(
         f"/transcripts/{t['id']}/codings",
         headers=h,
-        json={"code_id": world["codes"]["benefits"]["id"], "start": 0, "end": 3},
+        json={"code_id": codes["benefits"]["id"], "start": 0, "end": 3},
     )
     assert r.status_code == 422 and r.json()["detail"][0]["type"] == "not_codable"
     codings = client.get(f"/transcripts/{t['id']}/codings", headers=world["analyst"].headers).json()
@@ -379,9 +406,9 @@ def test_codings_spans_overlap_and_422_beyond_text(client, world):
     assert client.delete(f"/codes/{iso['id']}", headers=h).status_code == 409
 
 
-def test_segments_and_search_are_deidentified(client, world):
-    s, iso = world["study"], world["codes"]["iso"]
-    t = world["interview"]
+def test_segments_and_search_are_deidentified(client, world, interview, focus_group, codes, coded):
+    s, iso = world["study"], codes["iso"]
+    t = interview
     # a span that covers the placeholder of the name
     start = t["text"].index("My name is")
     r = client.post(
@@ -395,7 +422,7 @@ def test_segments_and_search_are_deidentified(client, world):
     assert any("[PERSON_1]" in x["text"] for x in seg.json()) and _leaks(seg.text) == []
     # segments of the parent include the child's
     par = client.get(
-        f"/studies/{s.id}/codes/{world['codes']['benefits']['id']}/segments", headers=world["analyst"].headers
+        f"/studies/{s.id}/codes/{codes['benefits']['id']}/segments", headers=world["analyst"].headers
     ).json()
     assert len(par) == 2
     found = client.get(f"/studies/{s.id}/transcripts/search", params={"q": "lonely"}, headers=world["analyst"].headers)
@@ -409,7 +436,7 @@ def test_segments_and_search_are_deidentified(client, world):
     assert full.status_code == 200 and _leaks(full.text) == []
 
 
-def test_co_occurrence_and_crosstab(client, world):
+def test_co_occurrence_and_crosstab(client, world, focus_group, coded):
     s, h = world["study"], world["analyst"].headers
     co = client.get(f"/studies/{s.id}/coding/co-occurrence", params={"unit": "overlap"}, headers=h).json()
     pairs = {(x["code_a"], x["code_b"]) for x in co} | {(x["code_b"], x["code_a"]) for x in co}
@@ -428,14 +455,14 @@ def test_co_occurrence_and_crosstab(client, world):
 # --------------------------------------------------------------------------- suggestions
 
 
-def test_suggestions_accept_and_reject(client, world):
-    t, h = world["focus_group"], world["coord2"].headers
+def test_suggestions_accept_and_reject(client, world, interview, focus_group, codes):
+    t, h = focus_group, world["coord2"].headers
     r = client.post(f"/transcripts/{t['id']}/suggestions", headers=h)
     assert r.status_code == 200, r.text
     sugg = r.json()
     assert [(x["code_key"], x["text"]) for x in sugg] == [("reduced_isolation", "lonely")]
     # the focus group has one "lonely"; add a second transcript hit via the interview
-    r = client.post(f"/transcripts/{world['interview']['id']}/suggestions", headers=h)
+    r = client.post(f"/transcripts/{interview['id']}/suggestions", headers=h)
     inter = r.json()
     texts = sorted(x["text"] for x in inter)
     assert "lonely" in texts
@@ -449,11 +476,11 @@ def test_suggestions_accept_and_reject(client, world):
     assert client.post(f"/suggestions/{sugg[0]['id']}/accept", headers=h).status_code == 409
     rej = client.post(f"/suggestions/{inter[0]['id']}/reject", headers=h)
     assert rej.status_code == 200 and rej.json()["status"] == "rejected"
-    again = client.post(f"/transcripts/{world['interview']['id']}/suggestions", headers=h).json()
+    again = client.post(f"/transcripts/{interview['id']}/suggestions", headers=h).json()
     assert inter[0]["id"] not in {x["id"] for x in again}
     assert (inter[0]["start"], inter[0]["end"]) not in {(x["start"], x["end"]) for x in again}
     rejected = client.get(
-        f"/transcripts/{world['interview']['id']}/suggestions",
+        f"/transcripts/{interview['id']}/suggestions",
         params={"status": "rejected"},
         headers=world["analyst"].headers,
     ).json()
@@ -508,7 +535,7 @@ def test_agreement_kappa_matches_a_hand_computation(client, make_study, enrol, m
 # --------------------------------------------------------------------------- REFI-QDA
 
 
-def test_qdpx_round_trip_into_a_second_study(client, world, make_study):
+def test_qdpx_round_trip_into_a_second_study(client, world, make_study, focus_group, coded):
     s, h = world["study"], world["analyst"].headers
     qdc = client.get(f"/studies/{s.id}/refi/codebook.qdc", headers=h)
     assert qdc.status_code == 200 and b"urn:QDA-XML:codebook:1.0" in qdc.content
