@@ -6,14 +6,13 @@ attrition, power, plots and a one-call report (:func:`analysis.report.run_all`).
 HTTP or a database.
 """
 
-import sys
-from importlib import import_module
-from types import ModuleType
+import lazy_loader
 
-# Names and submodules are loaded on first use (PEP 562), so ``import analysis`` or one light
-# module such as ``analysis.frame`` does not pull in the model stack (statsmodels, pingouin,
-# lifelines, matplotlib): ``analysis.plots.plot_km`` imports matplotlib when it is first reached.
-_SUBMODULES = (  # not ``reliability``: that name is the flat function (see _Package)
+# Names and submodules are loaded on first use (PEP 562, through lazy_loader), so ``import
+# analysis`` or one light module such as ``analysis.frame`` does not pull in the model stack
+# (statsmodels, pingouin, lifelines, matplotlib): ``analysis.plots.plot_km`` imports matplotlib
+# when it is first reached.
+_SUBMODULES = (  # not ``reliability``: that name is the flat function
     "attrition",
     "change",
     "errors",
@@ -25,105 +24,22 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function (see _Pac
     "synthetic",
     "trajectories",
 )
-_SOURCES = {
-    "completion": "attrition",
-    "dropout_by_baseline": "attrition",
-    "ESTIMATION_ERRORS": "errors",
-    "effect_sizes": "change",
-    "responders": "change",
-    "LONG_COLUMNS": "frame",
-    "baseline": "frame",
-    "cohort_frame": "frame",
-    "load_long": "frame",
-    "long_from_synthetic": "frame",
-    "wide": "frame",
-    "n_slope_difference": "power",
-    "n_two_arm": "power",
-    "power_curve": "power",
-    "cronbach_alpha": "reliability",
-    "item_total": "reliability",
-    "mcdonald_omega": "reliability",
-    "reliability": "reliability",
-    "run_all": "report",
-    "cox_dropout": "survival",
-    "dropout_frame": "survival",
-    "fit_cox": "survival",
-    "km_dropout": "survival",
-    "km_table": "survival",
-    "logrank": "survival",
-    "time_to_threshold": "survival",
-    "SimulationParams": "synthetic",
-    "SyntheticCohort": "synthetic",
-    "simulate_cohort": "synthetic",
-    "ModerationModel": "trajectories",
-    "TrajectoryModel": "trajectories",
-    "compare_models": "trajectories",
-    "fit_moderation": "trajectories",
-    "fit_trajectory": "trajectories",
+_NAMES = {  # submodule -> the names the package takes from it
+    "attrition": ["completion", "dropout_by_baseline"],
+    "errors": ["ESTIMATION_ERRORS"],
+    "change": ["effect_sizes", "responders"],
+    "frame": ["LONG_COLUMNS", "baseline", "cohort_frame", "load_long", "long_from_synthetic", "wide"],
+    "power": ["n_slope_difference", "n_two_arm", "power_curve"],
+    "reliability": ["cronbach_alpha", "item_total", "mcdonald_omega", "reliability"],
+    "report": ["run_all"],
+    "survival": ["cox_dropout", "dropout_frame", "fit_cox", "km_dropout", "km_table", "logrank", "time_to_threshold"],
+    "synthetic": ["SimulationParams", "SyntheticCohort", "simulate_cohort"],
+    "trajectories": ["ModerationModel", "TrajectoryModel", "compare_models", "fit_moderation", "fit_trajectory"],
 }
 
 
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return import_module(f".{name}", __name__)
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-class _Package(ModuleType):
-    """Loading a submodule binds it to the package's name for it; a public function named like its
-    module (``reliability``) keeps that name instead, as an eager ``from .x import x`` would."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, ModuleType) and _SOURCES.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SOURCES) | set(_SUBMODULES))
-
-
-__all__ = [
-    "LONG_COLUMNS",
-    "load_long",
-    "cohort_frame",
-    "baseline",
-    "wide",
-    "long_from_synthetic",
-    "TrajectoryModel",
-    "fit_trajectory",
-    "compare_models",
-    "ModerationModel",
-    "fit_moderation",
-    "cronbach_alpha",
-    "mcdonald_omega",
-    "item_total",
-    "reliability",
-    "effect_sizes",
-    "responders",
-    "dropout_frame",
-    "km_table",
-    "km_dropout",
-    "logrank",
-    "fit_cox",
-    "cox_dropout",
-    "time_to_threshold",
-    "completion",
-    "dropout_by_baseline",
-    "n_two_arm",
-    "n_slope_difference",
-    "power_curve",
-    "simulate_cohort",
-    "SimulationParams",
-    "SyntheticCohort",
-    "ESTIMATION_ERRORS",
-    "run_all",
-]
+# A function named like its module (``reliability``) keeps the package's name for it, even once the
+# module is loaded; lazy_loader guards the name.
+__getattr__, __dir__, _ = lazy_loader.attach(__name__, submodules=_SUBMODULES, submod_attrs=_NAMES)
+# ``from analysis import *`` takes the functions, not the submodules.
+__all__ = sorted(n for names in _NAMES.values() for n in names)

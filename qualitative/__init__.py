@@ -12,95 +12,42 @@ Examples
 ['I felt less alone.']
 """
 
-import sys
-from importlib import import_module
-from types import ModuleType
+import lazy_loader
 
 # Names are loaded from their module on first use (PEP 562), as in :mod:`analysis`: ``import
 # qualitative`` costs nothing, and spaCy, scikit-learn or lxml load only with the module that needs
 # them (the service imports this package at start-up and most processes never touch a transcript).
-_SOURCES = {
-    "Transcript": "transcripts",
-    "Turn": "transcripts",
-    "load_transcript": "transcripts",
-    "paragraph_spans": "transcripts",
-    "parse_text": "transcripts",
-    "parse_markdown": "transcripts",
-    "parse_vtt": "transcripts",
-    "parse_srt": "transcripts",
-    "parse_docx": "transcripts",
-    "VaultIdentifiers": "deid",
-    "Replacement": "deid",
-    "DeidResult": "deid",
-    "deidentify": "deid",
-    "deid_recall": "deid",
-    "lemma_pipeline": "nlp",
-    "lemmatize": "nlp",
-    "load_ner_model": "nlp",
-    "NERModelNotFound": "nlp",
-    "kwic": "search",
-    "Code": "codebook",
-    "CodeEdit": "codebook",
-    "Codebook": "codebook",
-    "Coding": "codebook",
-    "Memo": "codebook",
-    "CodedCorpus": "codebook",
-    "codings_frame": "codebook",
-    "slugify": "codebook",
-    "attribute_codings": "coding",
-    "segments": "coding",
-    "co_occurrence": "coding",
-    "co_occurrence_matrix": "coding",
-    "crosstab": "coding",
-    "unit_spans": "coding",
-    "AutoCoder": "autocode",
-    "Suggestion": "autocode",
-    "SuggestionLedger": "autocode",
-    "suggestions_frame": "autocode",
-    "krippendorff_alpha": "agreement",
-    "cohens_kappa": "agreement",
-    "kappa_from_table": "agreement",
-    "percent_agreement": "agreement",
-    "unit_matrix": "agreement",
-    "agreement": "agreement",
-    "disagreements": "agreement",
-    "export_qdc": "refi",
-    "import_qdc": "refi",
-    "export_qdpx": "refi",
-    "import_qdpx": "refi",
-    "quantitise": "mixed",
-    "hedges_g": "mixed",
-    "hedges_g_from_stats": "mixed",
-    "outcome_change": "mixed",
-    "joint_display": "mixed",
-    "plot_joint_display": "mixed",
+_NAMES = {  # submodule -> the names the package takes from it
+    "transcripts": [
+        "Transcript",
+        "Turn",
+        "load_transcript",
+        "paragraph_spans",
+        "parse_text",
+        "parse_markdown",
+        "parse_vtt",
+        "parse_srt",
+        "parse_docx",
+    ],
+    "deid": ["VaultIdentifiers", "Replacement", "DeidResult", "deidentify", "deid_recall"],
+    "nlp": ["lemma_pipeline", "lemmatize", "load_ner_model", "NERModelNotFound"],
+    "search": ["kwic"],
+    "codebook": ["Code", "CodeEdit", "Codebook", "Coding", "Memo", "CodedCorpus", "codings_frame", "slugify"],
+    "coding": ["attribute_codings", "segments", "co_occurrence", "co_occurrence_matrix", "crosstab", "unit_spans"],
+    "autocode": ["AutoCoder", "Suggestion", "SuggestionLedger", "suggestions_frame"],
+    "agreement": [
+        "krippendorff_alpha",
+        "cohens_kappa",
+        "kappa_from_table",
+        "percent_agreement",
+        "unit_matrix",
+        "agreement",
+        "disagreements",
+    ],
+    "refi": ["export_qdc", "import_qdc", "export_qdpx", "import_qdpx"],
+    "mixed": ["quantitise", "hedges_g", "hedges_g_from_stats", "outcome_change", "joint_display", "plot_joint_display"],
 }
 
 
-def __getattr__(name: str):
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qualitative' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-class _Package(ModuleType):
-    """Loading a submodule binds it to the package's name for it; a public function named like its
-    module (``agreement``) keeps that name instead, as an eager ``from .x import x`` would."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if isinstance(value, ModuleType) and _SOURCES.get(name) == name:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_SOURCES))
-
-
-__all__ = list(_SOURCES)
+# ``agreement`` names both a module and its main function: the function keeps the package's name.
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs=_NAMES)

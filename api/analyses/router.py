@@ -12,21 +12,19 @@ trajectory on 10,000 participants × 6 waves takes about 25 s; above
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Depends, Request
 from sqlmodel import Session
 
 from api.analyses import service
 from api.analyses.kinds import KINDS, Kind
 from api.analyses.schemas import AnalysisRun
-from api.artifacts import MEDIA_TYPES, ArtifactStore
 from api.auth.dependencies import authorize
 from api.auth.policy import READERS
 from api.auth.service import Actor
-from api.db import end_read, get_session
+from api.db import get_session
+from api.routing import add_plot_route
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
-from api.studies.service import sites_by_code
 
 router = APIRouter(tags=["analyses"])
 
@@ -67,22 +65,4 @@ for _kind in KINDS.values():
     _add_route(_kind)
 
 
-@router.get(
-    "/studies/{study_id}/analyses/runs/{run_id}/{filename}",
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
-)
-def plot_file(
-    request: Request,
-    run_id: str = Path(max_length=64),
-    filename: str = Path(max_length=200),
-    actor: Actor = Depends(authorize(*READERS)),
-    study: Study = Depends(valid_study),
-    session: Session = Depends(get_session),
-):
-    """A plot of an analysis run (PNG or SVG), for the roles that may run analyses."""
-    store = ArtifactStore.from_settings(request.app.state.settings)
-    path = store.file("analyses", study.id, run_id, filename, actor, sites_by_code(session, study.id))
-    end_read(session)
-    return FileResponse(
-        path, media_type=MEDIA_TYPES[path.suffix.lstrip(".")], headers={"Cache-Control": "private, no-store"}
-    )
+add_plot_route(router, "analyses", "A plot of an analysis run (PNG or SVG), for the roles that may run analyses.")

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import Response
 from sqlmodel import Session
 
-from api.artifacts import MEDIA_TYPES, ArtifactStore
 from api.audit.service import record
 from api.auth.dependencies import authorize
 from api.auth.policy import ADMIN, READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound, Unprocessable
+from api.routing import add_plot_route
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
-from api.studies.service import sites_by_code
 from api.transcripts import analysis, service
 from api.transcripts.dependencies import (
     transcript_for,
@@ -572,22 +571,4 @@ def joint_display_get(
     return out
 
 
-@router.get(
-    "/studies/{study_id}/qualitative/runs/{run_id}/{filename}",
-    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
-)
-def plot_file(
-    request: Request,
-    run_id: str = Path(max_length=64),
-    filename: str = Path(max_length=200),
-    actor: Actor = Depends(authorize(*READERS)),
-    study: Study = Depends(valid_study),
-    session: Session = Depends(get_session),
-):
-    """A joint-display plot (PNG or SVG) of this study."""
-    store = ArtifactStore.from_settings(_settings(request))
-    path = store.file("qualitative", study.id, run_id, filename, actor, sites_by_code(session, study.id))
-    end_read(session)
-    return FileResponse(
-        path, media_type=MEDIA_TYPES[path.suffix.lstrip(".")], headers={"Cache-Control": "private, no-store"}
-    )
+add_plot_route(router, "qualitative", "A joint-display plot (PNG or SVG) of this study.")
