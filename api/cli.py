@@ -41,6 +41,22 @@ def migrate(revision: str = typer.Argument("head", help="target revision")) -> N
     typer.echo(f"database at revision {revision}")
 
 
+@app.command("downgrade")
+def downgrade_cmd(
+    revision: str = typer.Argument(..., help="target revision: an id from CHANGELOG.md, -1 for one step, base"),
+) -> None:
+    """Downgrade the schema of DATABASE_URL (refused, and rolled back, where it would delete data)."""
+    from api.migrate import downgrade
+    from migrations.policy import DowngradeRefused
+
+    try:
+        downgrade(_settings().database_url, revision)
+    except DowngradeRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"database downgraded to {revision}")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind"),
