@@ -1101,6 +1101,11 @@ def write_report(
     written = run_all(
         frame, outdir, scales=outcomes or None, mcids=mcid_map, items=items if len(items) else None, fmt=fmt
     )
+    # Reproducibility appendix: the release, the schema revision and the analysis stack.
+    from api.release import provenance, provenance_markdown
+
+    report = Path(written["report"])
+    report.write_text(report.read_text() + "\n" + provenance_markdown(provenance(session.connection())))
     record(
         session,
         actor,

@@ -258,9 +258,13 @@ def dictionary_json(
                     "licence": inst.licence,
                 }
             )
+    from api.release import version
+
     return {
         "study_id": study_id,
         "shape": shape,
+        # The release that wrote the file (CHANGELOG.md says what changed between releases).
+        "peerlens_version": version(),
         "deidentified": deidentified,
         "dates": {
             "shift": "shifted back 0-364 days per participant (same shift for all of a participant's dates)",

@@ -529,6 +529,11 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
         responders = pd.read_csv(out / "tables" / "responders.csv")
         assert (responders["mcid"] == 4).all()
         assert "DEMO-0" not in report
+        from api.release import version
+
+        # the reproducibility appendix: release, schema revision and the analysis stack
+        appendix = report.split("## Appendix: software and data provenance", 1)[1]
+        assert f"Peerlens {version()} (database schema " in appendix and "statsmodels " in appendix
 
         bad = CliRunner().invoke(
             app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "x"), "--outcome", "hba1c"]
