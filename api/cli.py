@@ -41,20 +41,28 @@ def migrate(revision: str = typer.Argument("head", help="target revision")) -> N
     typer.echo(f"database at revision {revision}")
 
 
-@app.command("downgrade")
+@app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def downgrade_cmd(
-    revision: str = typer.Argument(..., help="target revision: an id from CHANGELOG.md, -1 for one step, base"),
+    revision: str = typer.Argument(..., help="target revision: an id from CHANGELOG.md, -1 for one step, or base"),
 ) -> None:
     """Downgrade the schema of DATABASE_URL (refused, and rolled back, where it would delete data)."""
-    from api.migrate import downgrade
+    from api.db import make_engine
+    from api.migrate import current_revision, downgrade
     from migrations.policy import DowngradeRefused
 
+    url = _settings().database_url
     try:
-        downgrade(_settings().database_url, revision)
+        downgrade(url, revision)
     except DowngradeRefused as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"database downgraded to {revision}")
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            now = current_revision(conn)
+    finally:
+        engine.dispose()
+    typer.echo(f"database downgraded to revision {now or 'base (empty)'}")
 
 
 @app.command("backup")
