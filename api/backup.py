@@ -18,14 +18,13 @@ is never overwritten. ``on_snapshot(connection)`` runs on a connection that sees
 backup holds (after the copy, before the snapshot ends), for checks or counts of one's own; it must
 not commit or roll back.
 
-A restore goes into an empty database only (anything else is refused before a byte is written),
-checks the file against its manifest first and the restored row counts against it afterwards.
+:mod:`api.restore` restores such a file into an empty database.
 
 Examples
 --------
 >>> m = backup("sqlite:///./peerlens.db", "backups/peerlens.sqlite")  # doctest: +SKIP
->>> restore("backups/peerlens.sqlite", "sqlite:///./drill.db").tables == m.tables  # doctest: +SKIP
-True
+>>> m.rows  # doctest: +SKIP
+4624
 """
 
 from __future__ import annotations
@@ -90,14 +89,6 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-@dataclass
-class RestoreResult:
-    kind: str
-    tables: dict[str, int]
-    schema_revision: str | None
-    verified: bool  # row counts checked against a manifest
-
-
 def manifest_path(path: str | Path) -> Path:
     return Path(str(path) + ".manifest.json")
 
@@ -110,21 +101,23 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def _backend(url: str) -> str:
+def backend_of(url: str) -> str:
+    """``"sqlite"`` or ``"postgresql"`` for a SQLAlchemy URL (anything else is refused)."""
     name = make_url(url).get_backend_name()
     if name not in ("sqlite", "postgresql"):
         raise BackupError(f"backups support SQLite and PostgreSQL, not {name}")
     return name
 
 
-def _sqlite_path(url: str) -> Path:
+def sqlite_path(url: str) -> Path:
+    """The file of a SQLite URL."""
     database = make_url(url).database
     if not database or database == ":memory:":
         raise BackupError("an in-memory SQLite database cannot be backed up or restored into")
     return Path(database)
 
 
-def _libpq(url: str) -> tuple[str, dict[str, str]]:
+def libpq_uri(url: str) -> tuple[str, dict[str, str]]:
     """A libpq connection URI without the password, and the environment carrying it."""
     u: URL = make_url(url)
     env = dict(os.environ)
@@ -134,7 +127,8 @@ def _libpq(url: str) -> tuple[str, dict[str, str]]:
     return plain.render_as_string(hide_password=False), env
 
 
-def _tool(name: str, explicit: str | None) -> str:
+def client_program(name: str, explicit: str | None) -> str:
+    """The path of a PostgreSQL client program (``pg_dump``, ``pg_restore``), or a clear error."""
     found = shutil.which(explicit or name)
     if not found:
         raise BackupError(
@@ -144,14 +138,15 @@ def _tool(name: str, explicit: str | None) -> str:
     return found
 
 
-def _new_private_file(path: Path) -> None:
+def new_private_file(path: Path) -> None:
     """Create ``path`` empty with mode 0600 (backups hold identifiers); never overwrite."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.close(fd)
 
 
-def _counts(conn: Connection) -> dict[str, int]:
+def table_counts(conn: Connection) -> dict[str, int]:
+    """Rows in every table of the connection's default schema."""
     names = sorted(sa.inspect(conn).get_table_names())
     return {t: conn.execute(sa.text(f'SELECT COUNT(*) FROM "{t}"')).scalar_one() for t in names}
 
@@ -197,9 +192,9 @@ def backup(
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists():
         partial.unlink()
-    _new_private_file(partial)
+    new_private_file(partial)
     try:
-        if _backend(url) == "sqlite":
+        if backend_of(url) == "sqlite":
             manifest = _backup_sqlite(url, partial, on_snapshot)
         else:
             manifest = _backup_postgresql(url, partial, on_snapshot, pg_dump, role)
@@ -218,7 +213,7 @@ def backup(
 
 
 def _backup_sqlite(url: str, partial: Path, on_snapshot) -> Manifest:
-    path = _sqlite_path(url)
+    path = sqlite_path(url)
     if not path.is_file():
         raise BackupError(f"no SQLite database at {path}")
     # The connection on_snapshot receives is set up first: SQLAlchemy ends any transaction while it
@@ -259,7 +254,7 @@ def _backup_sqlite(url: str, partial: Path, on_snapshot) -> Manifest:
     engine = sa.create_engine(f"sqlite:///{partial}", poolclass=StaticPool)
     try:
         with engine.connect() as conn:
-            tables = _counts(conn)
+            tables = table_counts(conn)
             revision = current_revision(conn)
     finally:
         engine.dispose()
@@ -277,15 +272,15 @@ def _backup_sqlite(url: str, partial: Path, on_snapshot) -> Manifest:
 def _backup_postgresql(url: str, partial: Path, on_snapshot, pg_dump: str | None, role: str | None) -> Manifest:
     from api.db import make_engine
 
-    program = _tool("pg_dump", pg_dump)
-    uri, env = _libpq(url)
+    program = client_program("pg_dump", pg_dump)
+    uri, env = libpq_uri(url)
     engine = make_engine(url, pool_size=1, max_overflow=0)
     try:
         with engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as conn:
             if role:
                 conn.exec_driver_sql(f'SET LOCAL ROLE "{role}"')
             snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-            tables = _counts(conn)
+            tables = table_counts(conn)
             revision = current_revision(conn)
             args = [program, "--format=custom", "--no-password", f"--snapshot={snapshot}", f"--file={partial}"]
             if role:
@@ -314,153 +309,3 @@ def _backup_postgresql(url: str, partial: Path, on_snapshot, pg_dump: str | None
         tool=f"{tool} --format=custom",
         notes={"snapshot": snapshot, "role": role},
     )
-
-
-# ---- restore ---------------------------------------------------------------------------------
-
-
-def _kind_of(path: Path) -> str:
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head.startswith(SQLITE_MAGIC):
-        return "sqlite"
-    if head.startswith(PGDUMP_MAGIC):
-        return "postgresql"
-    raise BackupError(f"{path} is neither a SQLite database nor a pg_dump custom-format archive")
-
-
-def existing_objects(url: str) -> list[str]:
-    """Tables (first), then views and sequences already in the database at ``url`` (empty list: empty)."""
-    from api.db import make_engine
-
-    if _backend(url) == "sqlite":
-        path = _sqlite_path(url)
-        if not path.exists() or path.stat().st_size == 0:
-            return []
-    engine = make_engine(url, pool_size=1, max_overflow=0)
-    try:
-        with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
-                query = (
-                    "SELECT type <> 'table', name FROM sqlite_master "
-                    "WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
-                )
-            else:
-                query = (
-                    "SELECT c.relkind NOT IN ('r', 'p'), c.relname FROM pg_class c "
-                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') "
-                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'"
-                )
-            rows = conn.execute(sa.text(query))
-            return [name for _, name in sorted((bool(other), name) for other, name in rows)]
-    except sa.exc.OperationalError as exc:
-        raise BackupError(
-            f"cannot connect to the target database ({str(exc.orig).strip().splitlines()[0]}); "
-            "create it empty first (PostgreSQL: createdb -O <owner role> <name>)"
-        ) from exc
-    finally:
-        engine.dispose()
-
-
-def restore(
-    path: str | Path,
-    url: str,
-    *,
-    pg_restore: str | None = None,
-    no_owner: bool = False,
-    role: str | None = None,
-) -> RestoreResult:
-    """Restore the backup at ``path`` into the empty database at ``url``.
-
-    Parameters
-    ----------
-    path : path
-        A file written by :func:`backup` (or by ``pg_dump --format=custom`` by hand: it then has no
-        manifest and its row counts are reported, not checked).
-    url : str
-        The target: a SQLite file that does not exist yet (or is empty), or an existing empty
-        PostgreSQL database.
-    pg_restore : str, optional
-        PostgreSQL: the ``pg_restore`` program.
-    no_owner, role : optional
-        PostgreSQL: ``pg_restore --no-owner`` (objects owned by the restoring role instead of the
-        original owners) and ``--role`` (``SET ROLE`` before restoring).
-
-    Raises
-    ------
-    BackupError
-        The target is not empty, the backup does not match its manifest or the target's backend,
-        or the restored row counts differ from the manifest.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise BackupError(f"no backup file at {path}")
-    kind = _kind_of(path)
-    target_kind = _backend(url)
-    if kind != target_kind:
-        raise BackupError(f"{path} is a {kind} backup; restore it into a {kind} database, not {target_kind}")
-    mpath = manifest_path(path)
-    manifest = Manifest.read(mpath) if mpath.exists() else None
-    if manifest is not None and sha256_of(path) != manifest.sha256:
-        raise BackupError(f"{path} does not match its manifest (SHA-256 differs): the file is damaged or was altered")
-    present = existing_objects(url)
-    if present:
-        shown = ", ".join(present[:8]) + (", ..." if len(present) > 8 else "")
-        raise BackupError(
-            f"refusing to restore into a database that is not empty ({len(present)} tables and other objects: "
-            f"{shown}); restore into a new, empty database"
-        )
-    if kind == "sqlite":
-        _restore_sqlite(path, url)
-    else:
-        _restore_postgresql(path, url, pg_restore, no_owner, role)
-    from api.db import make_engine
-
-    engine = make_engine(url, pool_size=1, max_overflow=0)
-    try:
-        with engine.connect() as conn:
-            tables = _counts(conn)
-            revision = current_revision(conn)
-    finally:
-        engine.dispose()
-    if manifest is not None:
-        wrong = {t: (n, tables.get(t)) for t, n in manifest.tables.items() if tables.get(t) != n}
-        if wrong or revision != manifest.schema_revision:
-            detail = "; ".join(f"{t}: {n} in the backup, {m} restored" for t, (n, m) in list(wrong.items())[:5])
-            raise BackupError(f"the restored database does not match the manifest: {detail or 'schema revision'}")
-    return RestoreResult(kind=kind, tables=tables, schema_revision=revision, verified=manifest is not None)
-
-
-def _restore_sqlite(path: Path, url: str) -> None:
-    target_path = _sqlite_path(url)
-    partial = target_path.with_name(target_path.name + ".partial")
-    partial.unlink(missing_ok=True)
-    _new_private_file(partial)
-    try:
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        target = sqlite3.connect(str(partial), isolation_level=None)
-        try:
-            source.backup(target)
-            if [r[0] for r in target.execute("PRAGMA integrity_check").fetchall()] != ["ok"]:
-                raise BackupError("the backup failed SQLite's integrity check; nothing was restored")
-        finally:
-            source.close()
-            target.close()
-        os.replace(partial, target_path)  # the target appears whole or not at all
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
-def _restore_postgresql(path: Path, url: str, pg_restore: str | None, no_owner: bool, role: str | None) -> None:
-    program = _tool("pg_restore", pg_restore)
-    uri, env = _libpq(url)
-    args = [program, "--exit-on-error", "--single-transaction", "--no-password", f"--dbname={uri}"]
-    if no_owner:
-        args.append("--no-owner")
-    if role:
-        args.append(f"--role={role}")
-    done = subprocess.run([*args, str(path)], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise BackupError(f"pg_restore failed (nothing was restored): {done.stderr.strip()[-2000:]}")

@@ -110,8 +110,9 @@ def restore_cmd(
     pg_restore: str | None = typer.Option(None, "--pg-restore", help="PostgreSQL: the pg_restore program to use"),
 ) -> None:
     """Restore a backup into an empty database (refused otherwise) and check it against its manifest."""
-    from api.backup import BackupError, restore
+    from api.backup import BackupError
     from api.migrate import head_revision
+    from api.restore import restore
 
     url = database_url or _settings().database_url
     try:

@@ -32,8 +32,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from api.backup import BackupError, Manifest, backup, manifest_path, restore
+from api.backup import BackupError, Manifest, backup, manifest_path
 from api.cli import app as cli
+from api.restore import restore
 from tests.api.upgrade_support import EXPORTS, diff_rows, meta, populate, read_rows
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
