@@ -9,6 +9,7 @@ The database is built at revision 5e1a8b3c9d47 (release 0.1.0) from a data set t
 * the API tokens still authenticate (and the expired and revoked ones still do not), the personal
   form links still open and accept answers, unsubscribe links still work, and new rows can be
   written;
+* the audit trail is still append-only (UPDATE, DELETE and TRUNCATE refused by the database);
 * the schema equals the models, as it does for an empty database.
 
 Every new revision must keep this module green. A revision that changes stored data on purpose
@@ -118,6 +119,27 @@ def test_schema_after_upgrading_populated_database_matches_the_models(upgraded):
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_audit_trail_is_still_append_only_after_the_upgrade(upgraded):
+    # A table rebuild (SQLite batch migration) would silently drop the audit trail's triggers.
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from api.db import make_engine
+
+    engine = make_engine(upgraded["url"], pool_size=1, max_overflow=0)
+    statements = ["UPDATE audit_event SET reason = 'x' WHERE id = 1", "DELETE FROM audit_event WHERE id = 1"]
+    if engine.dialect.name == "postgresql":
+        statements.append("TRUNCATE audit_event")
+    try:
+        for stmt in statements:
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(text(stmt))
+    finally:
+        engine.dispose()
+    before = {"audit_event": upgraded["after"]["audit_event"]}
+    assert diff_rows(before, read_rows(upgraded["url"], ["audit_event"])) == []
 
 
 @pytest.mark.parametrize("name", list(EXPORTS))
