@@ -46,10 +46,10 @@ def plot_trajectory(model, ax=None, path: str | Path | None = None, title: str |
     obs = model.observed_means()
     pred = model.predicted_means
     by = model.by
-    for i, lvl in enumerate(model._levels):
+    for i, lvl in enumerate(model.levels_):
         color = f"C{i}"
         o = obs[obs[by] == str(lvl)]
-        x_shift = (i - (len(model._levels) - 1) / 2) * 0.006  # keep error bars of arms apart
+        x_shift = (i - (len(model.levels_) - 1) / 2) * 0.006  # keep error bars of arms apart
         ax.errorbar(
             o["time"] + x_shift,
             o["mean"],

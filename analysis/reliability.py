@@ -80,7 +80,7 @@ def mcdonald_omega(items: pd.DataFrame) -> pd.DataFrame:
     psi = np.clip(1 - lam**2, 0, None)
     omega = lam.sum() ** 2 / (lam.sum() ** 2 + psi.sum())
     return pd.DataFrame(
-        [{"n": len(w), "k": w.shape[1], "omega": float(omega), "loadings": dict(zip(w.columns, np.round(lam, 4)))}]
+        [{"n": len(w), "k": w.shape[1], "omega": float(omega), "loadings": dict(zip(w.columns, np.round(lam, 4), strict=False))}]
     )
 
 
@@ -158,7 +158,7 @@ def reliability(
         keys = keys if isinstance(keys, tuple) else (keys,)
         w = g.pivot_table(index="participant", columns="item", values="value", aggfunc="first")
         w = w.loc[:, w.notna().any()]
-        rec = dict(zip(by, keys))
+        rec = dict(zip(by, keys, strict=False))
         if w.shape[1] < 2 or len(w.dropna()) < 3:
             rows.append(
                 {
