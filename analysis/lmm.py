@@ -32,6 +32,13 @@ from scipy import optimize
 __all__ = ["Component", "Marginal", "fit_mixedlm", "FitReport"]
 
 _LOG2PI = float(np.log(2 * np.pi))
+# Tight tolerances: the profiled criterion is flat near the optimum, and loose stopping rules leave
+# variance components visibly short of it (lme4 uses comparably strict ones).
+_OPTIONS = {
+    "L-BFGS-B": {"maxiter": 5000, "ftol": 1e-14, "gtol": 1e-10},
+    "Powell": {"maxiter": 20000, "xtol": 1e-10, "ftol": 1e-14},
+    "Nelder-Mead": {"maxiter": 20000, "xatol": 1e-10, "fatol": 1e-14},
+}
 
 
 @dataclass
@@ -218,7 +225,7 @@ class Marginal:
         keep.append(True)
         return np.asarray(keep, bool)
 
-    def hessian(self, theta: np.ndarray, reml: bool, free: np.ndarray, rel: float = 1e-4):
+    def hessian(self, theta: np.ndarray, reml: bool, free: np.ndarray, rel: float = 1e-3):
         """Central-difference gradient and Hessian of the log-likelihood over the free parameters."""
         idx = np.flatnonzero(free)
         h = rel * self._scales(theta)[idx]
@@ -349,7 +356,7 @@ class Marginal:
                         args=(reml,),
                         method=method,
                         bounds=bounds if method != "Nelder-Mead" else None,
-                        options={"maxiter": 5000},
+                        options=_OPTIONS[method],
                     )
                 x = np.where(np.asarray(lower) == 0.0, np.abs(res.x), res.x) if k else res.x
                 val = self._profiled(x, reml)

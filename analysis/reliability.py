@@ -80,7 +80,14 @@ def mcdonald_omega(items: pd.DataFrame) -> pd.DataFrame:
     psi = np.clip(1 - lam**2, 0, None)
     omega = lam.sum() ** 2 / (lam.sum() ** 2 + psi.sum())
     return pd.DataFrame(
-        [{"n": len(w), "k": w.shape[1], "omega": float(omega), "loadings": dict(zip(w.columns, np.round(lam, 4), strict=False))}]
+        [
+            {
+                "n": len(w),
+                "k": w.shape[1],
+                "omega": float(omega),
+                "loadings": dict(zip(w.columns, np.round(lam, 4), strict=False)),
+            }
+        ]
     )
 
 
