@@ -52,6 +52,11 @@ LONG_COLUMNS: dict[str, tuple[str, str]] = {
     "prorated": ("bool", "the score was prorated for missing items"),
     "status": ("string", "participant status: active | withdrawn | lost_to_follow_up | completed"),
     "status_days": ("float", "days from enrolment to withdrawal or loss; NaN otherwise"),
+    "due_offset": (
+        "float",
+        "largest planned wave offset whose window had closed for the participant at export (-1: none yet; "
+        "NaN: unknown); a wave is due when wave_offset <= due_offset",
+    ),
 }
 
 #: Columns without which no analysis can run.
@@ -220,11 +225,11 @@ def wide(frame: pd.DataFrame, scale: str, values: str = "value") -> pd.DataFrame
 def participants(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per participant with the participant-level columns.
 
-    Columns: ``participant, site, arm, arm_kind, status, status_days, last_days`` (days of the
-    last completed questionnaire), ``last_wave``, then the ``context_*`` columns.
+    Columns: ``participant, site, arm, arm_kind, status, status_days, due_offset, last_days`` (days of
+    the last completed questionnaire), ``last_wave``, then the ``context_*`` columns.
     """
     frame = _ensure(frame)
-    cols = ["participant", "site", "arm", "arm_kind", "status", "status_days"] + context_columns(frame)
+    cols = ["participant", "site", "arm", "arm_kind", "status", "status_days", "due_offset"] + context_columns(frame)
     per = frame.groupby("participant", sort=True)[cols[1:]].first().reset_index()
     answered = frame[frame["value"].notna()]
     days = answered["days"].where(answered["days"].notna(), answered["wave_offset"])
@@ -316,6 +321,11 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, 
     offsets = dict(cohort.waves) if cohort.waves else {}
     kinds = dict(cohort.arms) if cohort.arms else {}
 
+    # A wave is due once its window (planned offset + window_days) has closed by the reference date.
+    due: dict[str, float] = {}
+    for pid, prow in part.iterrows():
+        closed = [o for o in offsets.values() if int(prow["enrolled_offset_days"]) > o + window_days]
+        due[pid] = float(max(closed)) if closed else -1.0
     context: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     inst_cache: dict[str, Any] = {}
@@ -360,6 +370,7 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, 
                     "prorated": bool(s.prorated),
                     "status": p["status"],
                     "status_days": p["status_days"],
+                    "due_offset": due[r["participant"]],
                 }
             )
     df = pd.DataFrame(rows)

@@ -99,20 +99,37 @@ def fit_cox(
 ) -> tuple[CoxPHFitter, pd.DataFrame]:
     """Cox proportional-hazards model (Efron ties) with categorical covariates dummy-coded.
 
+    Rows with a missing duration, event or covariate are left out and counted (``n_excluded``), never
+    dropped silently. Wald intervals at level ``ci``: ``coef ± z_{(1+ci)/2} · se``.
+
     Returns
     -------
     (CoxPHFitter, DataFrame)
         The fitted lifelines model and a tidy table ``term, coef, hr, se, z, p, ci_lower, ci_upper,
-        hr_ci_lower, hr_ci_upper``.
+        hr_ci_lower, hr_ci_upper, n, events, n_excluded``.
+
+    Examples
+    --------
+    >>> from lifelines.datasets import load_rossi
+    >>> _, tab = fit_cox(load_rossi(), "week", "arrest", ["fin", "prio"], ci=0.90)
+    >>> tab[["term", "n", "n_excluded"]].values.tolist()
+    [['fin', 432, 0], ['prio', 432, 0]]
     """
     covariates = list(covariates) if covariates is not None else [c for c in df.columns if c not in (duration, event)]
-    d = df[[duration, event] + covariates].dropna()
+    full = df[[duration, event] + covariates]
+    d = full.dropna()
+    n_excluded = len(full) - len(d)
+    if d.empty:
+        raise ValueError(f"no row has {duration}, {event} and every covariate ({', '.join(covariates)})")
     cat = [c for c in covariates if not pd.api.types.is_numeric_dtype(d[c])]
     if cat:
         d = pd.get_dummies(d, columns=cat, drop_first=True, dtype=float)
     d = d.loc[:, d.std() > 0] if len(d) > 1 else d
     cph = CoxPHFitter(alpha=1 - ci).fit(d, duration_col=duration, event_col=event)
     s = cph.summary
+    # lifelines names the interval columns after the level ("coef lower 90%"): find them by meaning.
+    lower = next(c for c in s.columns if c.startswith("coef lower"))
+    upper = next(c for c in s.columns if c.startswith("coef upper"))
     tidy = pd.DataFrame(
         {
             "term": s.index,
@@ -121,11 +138,12 @@ def fit_cox(
             "se": s["se(coef)"].to_numpy(),
             "z": s["z"].to_numpy(),
             "p": s["p"].to_numpy(),
-            "ci_lower": s.iloc[:, s.columns.get_loc("coef lower 95%") if "coef lower 95%" in s else 5].to_numpy(),
-            "ci_upper": s.iloc[:, s.columns.get_loc("coef upper 95%") if "coef upper 95%" in s else 6].to_numpy(),
+            "ci_lower": s[lower].to_numpy(),
+            "ci_upper": s[upper].to_numpy(),
         }
     )
     tidy["hr_ci_lower"], tidy["hr_ci_upper"] = np.exp(tidy["ci_lower"]), np.exp(tidy["ci_upper"])
+    tidy["n"], tidy["events"], tidy["n_excluded"] = len(d), int(d[event].sum()), n_excluded
     return cph, tidy.reset_index(drop=True)
 
 

@@ -83,6 +83,7 @@ _UNITS = {
     "wave_offset": "days",
     "days": "days",
     "status_days": "days",
+    "due_offset": "days",
     "completed_at": "UTC date-time",
     "items_answered": "items",
 }
@@ -197,6 +198,7 @@ WIDE_FIXED = (
     "out_of_window",
     "status",
     "status_days",
+    "due_offset",
 )
 
 
