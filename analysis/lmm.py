@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize
 
-__all__ = ["Component", "Marginal", "fit_mixedlm", "FitReport"]
+__all__ = ["Component", "Marginal", "fit_mixedlm", "FitReport", "satterthwaite_df"]
 
 _LOG2PI = float(np.log(2 * np.pi))
 # Tight tolerances: the profiled criterion is flat near the optimum, and loose stopping rules leave
@@ -39,6 +39,60 @@ _OPTIONS = {
     "Powell": {"maxiter": 20000, "xtol": 1e-10, "ftol": 1e-14},
     "Nelder-Mead": {"maxiter": 20000, "xatol": 1e-10, "fatol": 1e-14},
 }
+
+
+def _num_hessian(f, theta: np.ndarray, idx: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient and Hessian of ``f`` over the coordinates ``idx`` (steps ``h``)."""
+    k = len(idx)
+    f0 = f(theta)
+
+    def at(delta):
+        t = theta.copy()
+        t[idx] += delta
+        return f(t)
+
+    E = np.diag(h)
+    fp = np.array([at(E[a]) for a in range(k)])
+    fm = np.array([at(-E[a]) for a in range(k)])
+    g = (fp - fm) / (2 * h)
+    H = np.zeros((k, k))
+    for a in range(k):
+        H[a, a] = (fp[a] - 2 * f0 + fm[a]) / h[a] ** 2
+        for b in range(a):
+            v = (at(E[a] + E[b]) - at(E[a] - E[b]) - at(-E[a] + E[b]) + at(-E[a] - E[b])) / (4 * h[a] * h[b])
+            H[a, b] = H[b, a] = v
+    return g, H
+
+
+def satterthwaite_df(
+    loglik, cov_beta, theta: np.ndarray, L: np.ndarray, scales: np.ndarray, free: np.ndarray, max_df: float
+) -> np.ndarray:
+    """Satterthwaite df of the contrasts ``L`` for any model given as functions of its variance parameters.
+
+    ``loglik(θ)`` is the fitted (RE)ML criterion and ``cov_beta(θ)`` the fixed-effects covariance;
+    ``scales`` give each parameter's natural size (finite-difference steps) and ``free`` the parameters
+    not on a boundary. ``df = 2 (L C L')² / (g' A g)``, ``A = (−∂²ℓ)⁻¹``.
+    """
+    L = np.atleast_2d(np.asarray(L, float))
+    idx = np.flatnonzero(free)
+    _, H = _num_hessian(loglik, theta, idx, 1e-3 * scales[idx])
+    try:
+        A = np.linalg.inv(-H)
+    except np.linalg.LinAlgError:
+        A = np.linalg.pinv(-H)
+    h = 1e-4 * scales[idx]
+    grads = np.zeros((len(L), len(idx)))
+    for a, i in enumerate(idx):
+        tp, tm = theta.copy(), theta.copy()
+        tp[i] += h[a]
+        tm[i] -= h[a]
+        dC = (cov_beta(tp) - cov_beta(tm)) / (2 * h[a])
+        grads[:, a] = np.einsum("rp,pq,rq->r", L, dC, L)
+    var = np.einsum("rp,pq,rq->r", L, cov_beta(theta), L)
+    denom = np.einsum("ra,ab,rb->r", grads, A, grads)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = np.where(denom > 0, 2 * var**2 / np.where(denom > 0, denom, 1), np.inf)
+    return np.minimum(df, max_df)
 
 
 @dataclass
@@ -228,53 +282,19 @@ class Marginal:
     def hessian(self, theta: np.ndarray, reml: bool, free: np.ndarray, rel: float = 1e-3):
         """Central-difference gradient and Hessian of the log-likelihood over the free parameters."""
         idx = np.flatnonzero(free)
-        h = rel * self._scales(theta)[idx]
-        k = len(idx)
-        f0 = self.loglik(theta, reml)
-
-        def f(delta):
-            t = theta.copy()
-            t[idx] += delta
-            return self.loglik(t, reml)
-
-        H = np.zeros((k, k))
-        g = np.zeros(k)
-        E = np.diag(h)
-        fp = np.array([f(E[a]) for a in range(k)])
-        fm = np.array([f(-E[a]) for a in range(k)])
-        g = (fp - fm) / (2 * h)
-        for a in range(k):
-            H[a, a] = (fp[a] - 2 * f0 + fm[a]) / h[a] ** 2
-            for b in range(a):
-                v = (f(E[a] + E[b]) - f(E[a] - E[b]) - f(-E[a] + E[b]) + f(-E[a] - E[b])) / (4 * h[a] * h[b])
-                H[a, b] = H[b, a] = v
-        return g, H
+        return _num_hessian(lambda t: self.loglik(t, reml), theta, idx, rel * self._scales(theta)[idx])
 
     def satterthwaite(self, theta: np.ndarray, L: np.ndarray, reml: bool = True) -> np.ndarray:
         """Satterthwaite degrees of freedom for each row of ``L`` (contrasts of β)."""
-        L = np.atleast_2d(np.asarray(L, float))
-        free = self.free(theta)
-        _, H = self.hessian(theta, reml, free)
-        try:
-            A = np.linalg.inv(-H)
-        except np.linalg.LinAlgError:
-            A = np.linalg.pinv(-H)
-        idx = np.flatnonzero(free)
-        h = 1e-4 * self._scales(theta)[idx]
-        C0 = self.cov_beta(theta)
-        grads = np.zeros((len(L), len(idx)))
-        for a, i in enumerate(idx):
-            tp, tm = theta.copy(), theta.copy()
-            tp[i] += h[a]
-            tm[i] -= h[a]
-            dC = (self.cov_beta(tp) - self.cov_beta(tm)) / (2 * h[a])
-            grads[:, a] = np.einsum("rp,pq,rq->r", L, dC, L)
-        var = np.einsum("rp,pq,rq->r", L, C0, L)
-        denom = np.einsum("ra,ab,rb->r", grads, A, grads)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            df = np.where(denom > 0, 2 * var**2 / denom, np.inf)
-        # Never more than the residual df of an ordinary regression on all observations.
-        return np.minimum(df, self.n - self.p)
+        return satterthwaite_df(
+            lambda t: self.loglik(t, reml),
+            self.cov_beta,
+            theta,
+            L,
+            self._scales(theta),
+            self.free(theta),
+            self.n - self.p,
+        )
 
     def optimality(self, theta: np.ndarray, reml: bool) -> tuple[bool, float]:
         """Whether ``theta`` is a (local) optimum: Newton's expected gain ``½ g' (−H)⁻¹ g`` is tiny.
