@@ -321,10 +321,16 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, 
     offsets = dict(cohort.waves) if cohort.waves else {}
     kinds = dict(cohort.arms) if cohort.arms else {}
 
-    # A wave is due once its window (planned offset + window_days) has closed by the reference date.
+    # A wave is due once its window (planned offset + window_days) has closed by the data cut-off
+    # (reference date + followup_cutoff_days); without a cut-off the cohort is followed to the end.
+    cutoff = (cohort.params or {}).get("followup_cutoff_days")
     due: dict[str, float] = {}
     for pid, prow in part.iterrows():
-        closed = [o for o in offsets.values() if int(prow["enrolled_offset_days"]) > o + window_days]
+        if cutoff is None:
+            due[pid] = float(max(offsets.values())) if offsets else np.nan
+            continue
+        elapsed = int(prow["enrolled_offset_days"]) + float(cutoff)
+        closed = [o for o in offsets.values() if elapsed > o + window_days]
         due[pid] = float(max(closed)) if closed else -1.0
     context: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []

@@ -257,7 +257,7 @@ def multiple_imputation(
     -------
     DataFrame
         One row per non-reference arm: ``scale, analysis, followup_wave, arm, reference, m, delta,
-        n_imputed`` (participants with an imputed follow-up), and the pooled columns of :func:`rubin`.
+        n_imputed`` (the arm's participants with an imputed follow-up), and the pooled columns of :func:`rubin`.
 
     Examples
     --------
@@ -289,7 +289,8 @@ def multiple_imputation(
         for w in target:
             mask = c[f"imputed_{w}"] & c["arm"].isin(arms)
             c.loc[mask, w] = c.loc[mask, w] + delta
-        n_imputed = int(c[f"imputed_{followup or waves[-1]}"].sum())
+        flag = c[f"imputed_{followup or waves[-1]}"]
+        n_imputed = flag.groupby(c["arm"]).sum().astype(int).to_dict()
         completed = _long_from_completed(c, waves, long, scale)
         if analysis == "ancova":
             r = ancova(completed, scale, followup, baseline_wave=waves[0], reference=ref)
@@ -315,7 +316,7 @@ def multiple_imputation(
                 "arm": arm,
                 "reference": ref,
                 "delta": float(delta),
-                "n_imputed": n_imputed,
+                "n_imputed": int(n_imputed.get(arm, 0)),
                 **pooled,
             }
         )
