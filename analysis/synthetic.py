@@ -38,7 +38,7 @@ For participant *i* in arm *a* at time *t* (years since enrolment, from the actu
   (``enrolled_offset_days``); with ``followup_cutoff_days`` set, data are cut that many days after
   the reference date and participants still in follow-up are ``active``.
 
-Everything is drawn from one ``numpy.random.Generator`` seeded with ``seed``.
+Everything is drawn from ``numpy.random.Generator`` streams seeded with ``seed``.
 """
 
 from __future__ import annotations
@@ -375,9 +375,13 @@ def simulate_cohort(
     loc = np.linspace(-p.pam_item_spread, p.pam_item_spread, 13)
     steps = np.asarray(p.pam_item_steps, float)
     cum = 1 / (1 + np.exp(-p.pam_item_discrimination * (theta[:, None, None] - loc[None, :, None] - steps)))
-    u = rng.random((nn, 13))
+    # The item model draws from a stream of its own; the main stream advances exactly as the earlier
+    # sum-spreading generator did, so every other variable of a seeded cohort stays as it was.
+    items_from_sum("pam13", rint_clip(13 + 39 * pam_act / 100, 13, 52), 13, 1, 4)
+    item_rng = np.random.default_rng([seed, 13])
+    u = item_rng.random((nn, 13))
     pam_items = (1 + (u[:, :, None] < cum).sum(axis=2)).astype(object)
-    pam_items[rng.random(pam_items.shape) < p.item_missing_prob] = None
+    pam_items[item_rng.random(pam_items.shape) < p.item_missing_prob] = None
     semcd_items = items_from_sum("semcd6", rint_clip(6 * latent["semcd"], 6, 60), 6, 1, 10)
     phq_tot = rint_clip(latent["phq"], 0, 27)
     phq_items = items_from_sum("phq9", phq_tot, 9, 0, 3)

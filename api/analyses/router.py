@@ -17,12 +17,15 @@ from api.analyses.schemas import (
     AnalysisRun,
     AttritionRequest,
     EffectSizesRequest,
+    GEERequest,
+    MissingDataRequest,
     ModerationRequest,
     PowerRequest,
     ReliabilityRequest,
     RespondersRequest,
     RetentionRequest,
     TrajectoryRequest,
+    TrialRequest,
 )
 from api.auth.dependencies import authorize
 from api.auth.service import Actor
@@ -166,3 +169,43 @@ def plot_file(
     return FileResponse(
         path, media_type=service.MEDIA_TYPES[path.suffix.lstrip(".")], headers={"Cache-Control": "private, no-store"}
     )
+
+
+@router.post("/studies/{study_id}/analyses/trial", response_model=AnalysisRun, responses=_DOC)
+def trial(
+    body: TrialRequest,
+    request: Request,
+    actor: Actor = Depends(_who),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """The primary analysis at a named follow-up wave: baseline-adjusted ANCOVA (optionally with
+    cluster-robust SEs) and cLDA over all waves (common baseline, unstructured covariance,
+    Satterthwaite df)."""
+    return _run("trial", body, request, actor, study, session)
+
+
+@router.post("/studies/{study_id}/analyses/gee", response_model=AnalysisRun, responses=_DOC)
+def gee(
+    body: GEERequest,
+    request: Request,
+    actor: Actor = Depends(_who),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """GEE with robust SEs: continuous outcomes (sensitivity to the mixed model), binary (a threshold
+    on the score, odds ratios) and counts (rate ratios) over waves by arm."""
+    return _run("gee", body, request, actor, study, session)
+
+
+@router.post("/studies/{study_id}/analyses/missing-data", response_model=AnalysisRun, responses=_DOC)
+def missing_data(
+    body: MissingDataRequest,
+    request: Request,
+    actor: Actor = Depends(_who),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """Multiple imputation by chained equations of the missing follow-up (Rubin's rules) and a
+    delta-adjusted tipping-point analysis for missing-not-at-random dropout."""
+    return _run("missing-data", body, request, actor, study, session)

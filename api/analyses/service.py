@@ -401,7 +401,7 @@ def _check_reference(design: Design, ref: str | None) -> None:
 
 
 def _converged(model, loc: list) -> None:
-    if not bool(getattr(model.result_, "converged", True)):
+    if not bool(model.converged_):
         raise Unprocessable(
             loc,
             "the model did not converge, so its estimates cannot be trusted; use "
@@ -417,6 +417,18 @@ def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design) 
     _no_data(frame, ["body", "outcome"])
     _check_reference(design, req.reference)
     covs = check_columns(frame, req.covariates, ["body", "covariates"])
+    if req.cluster in ("site", "variance"):
+        n_sites = frame["site"].nunique()
+        if n_sites < 5:
+            raise Unprocessable(
+                ["body", "cluster"],
+                f"a site variance needs at least 5 sites; these data have {n_sites}: use cluster='fixed'",
+                "too_few_sites",
+            )
+    if req.cluster == "group" and ("peer_group" not in frame.columns or frame["peer_group"].isna().all()):
+        raise Unprocessable(
+            ["body", "cluster"], "no participant in scope belongs to a peer group (peer_group column)", "no_groups"
+        )
     with statistical(["body", "outcome"], f"the {req.outcome} trajectory model"):
         m = TrajectoryModel(
             req.outcome,
@@ -444,8 +456,10 @@ def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design) 
         {
             "icc": m.icc,
             "random": m.random,
-            "reference_arm": str(m._levels[0]),
-            "n_participants_modelled": int(m._df["participant"].nunique()),
+            "reference_arm": str(m.reference_),
+            "n_participants_modelled": int(m.n_participants_),
+            "optimizer": m.fit_report_.method,
+            "df_method": m.df_method,
             "slope_unit": "per year" if req.time == "days" else None,
         },
         list(m.warnings),
@@ -499,8 +513,8 @@ def run_moderation(frame: pd.DataFrame, req: ModerationRequest, design: Design) 
         {
             "moderator": req.moderator,
             "levels": levels,
-            "continuous": bool(mm._continuous),
-            "reference_arm": str(mm._levels[0]),
+            "continuous": bool(mm.continuous_),
+            "reference_arm": str(mm.reference_),
         },
         list(mm.warnings),
         figures,
@@ -889,7 +903,7 @@ def execute(
     if kind == "power":
         result = run_power(req, study, design)
     else:
-        if kind in ("trajectory", "moderation", "effect-sizes", "responders"):
+        if kind in ("trajectory", "moderation", "effect-sizes", "responders", "trial", "gee", "missing-data"):
             check_scale(design, req.outcome, ["body", "outcome"])
         if kind == "reliability":
             for i, code in enumerate(req.instruments or []):
@@ -929,7 +943,12 @@ def execute(
             frame = load_frame(session, study, actor, sites, secret=secret)
             n_rows = len(frame)
             n_participants = int(frame["participant"].nunique()) if n_rows else 0
+            from api.analyses.trial_runs import run_gee, run_missing_data, run_trial
+
             runner = {
+                "trial": run_trial,
+                "gee": run_gee,
+                "missing-data": run_missing_data,
                 "trajectory": run_trajectory,
                 "moderation": run_moderation,
                 "effect-sizes": run_effect_sizes,

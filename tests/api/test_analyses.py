@@ -115,12 +115,15 @@ BODIES = {
     "retention": {"by": "arm", "covariates": ["arm", "site"], "baseline_scales": ["lsns6"]},
     "attrition": {"by": ["arm"], "scales": ["phq9", "lsns6"]},
     "power": {"design": "two_arm", "delta": 6, "sd": 12, "attrition": 0.2},
+    "trial": {"outcome": "phq9", "followup": "m6"},
+    "gee": {"outcome": "phq9", "family": "binomial", "threshold": 10, "direction": "below"},
+    "missing-data": {"outcome": "phq9", "followup": "m6", "m": 3, "auxiliary": ["lsns6"], "deltas": [0, 2]},
 }
 # Written out here (not imported from the service) so the test checks the documented contract.
 DOCUMENTED = {
     "trajectory": {
         "slopes": ["arm", "slope", "se", "ci_lower", "ci_upper", "diff", "diff_ci_lower", "diff_ci_upper", "diff_p"],
-        "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
+        "fixed_effects": ["term", "estimate", "se", "df", "t", "p", "ci_lower", "ci_upper"],
         "variance_components": ["group", "term", "variance", "sd", "corr"],
         "predicted_means": ["arm", "wave", "time", "mean", "se", "ci_lower", "ci_upper"],
         "fit_statistics": ["nobs", "n_participants", "AIC", "BIC", "converged"],
@@ -166,12 +169,24 @@ DOCUMENTED = {
         "cox": ["term", "hr", "hr_ci_lower", "hr_ci_upper", "p"],
     },
     "attrition": {
-        "completion": ["arm", "wave", "enrolled", "completed", "completed_pct"],
+        "completion": ["arm", "wave", "enrolled", "due", "completed", "completed_pct", "denominator"],
         "dropout_by_baseline": ["variable", "n_dropout", "n_retained", "smd", "p"],
     },
     "power": {
         "sample_size": ["n_per_arm", "n_per_arm_with_attrition", "n_total"],
         "power_curve": ["n_per_arm", "power"],
+    },
+    "trial": {
+        "ancova": ["followup_wave", "arm", "reference", "n", "n_excluded", "estimate", "se", "df", "p", "ci_lower"],
+        "clda": ["followup_wave", "arm", "estimate", "se", "df", "p", "ci_lower", "ci_upper"],
+    },
+    "gee": {
+        "coefficients": ["term", "estimate", "se", "p", "exp_estimate"],
+        "arm_effects": ["arm", "wave", "estimate", "exp_estimate", "exp_ci_lower", "exp_ci_upper"],
+    },
+    "missing-data": {
+        "multiple_imputation": ["arm", "m", "n_imputed", "estimate", "se", "df", "fmi", "ci_lower", "ci_upper"],
+        "tipping_point": ["delta", "estimate", "p", "same_conclusion", "tipping_point"],
     },
 }
 
@@ -278,6 +293,25 @@ def test_power_slope_design_uses_the_study_waves(client, demo, analyst):
     assert run["values"]["n_per_arm"] == math.ceil(m)
 
 
+def test_trial_ancova_matches_least_squares_on_the_score_table(client, demo, analyst, engine):
+    import numpy as np
+
+    run = post(client, demo, "trial", {"outcome": "phq9", "followup": "m6"}, analyst.headers).json()
+    sc = scores(engine, demo.study_id, "phq9")
+    w = sc.pivot_table(index="participant", columns="wave", values="value", aggfunc="first")
+    arm = sc.groupby("participant")["arm"].first()
+    d = pd.DataFrame({"pre": w["baseline"], "post": w["m6"], "arm": arm}).dropna()
+    ref = run["values"]["reference_arm"]
+    others = sorted(a for a in d["arm"].unique() if a != ref)
+    X = np.column_stack([np.ones(len(d)), d["pre"]] + [(d["arm"] == a).astype(float) for a in others])
+    beta, *_ = np.linalg.lstsq(X, d["post"].to_numpy(), rcond=None)
+    got = {r["arm"]: r for r in run["tables"]["ancova"]}
+    for i, a in enumerate(others):
+        assert got[a]["estimate"] == pytest.approx(beta[2 + i], abs=1e-8)
+        assert got[a]["followup_wave"] == "m6" and got[a]["df"] == len(d) - X.shape[1]
+    assert run["values"]["followup_wave"] == "m6"
+
+
 def test_attrition_counts_match_the_participants_table(client, demo, analyst, engine):
     run = post(client, demo, "attrition", {"by": ["arm"]}, analyst.headers).json()
     people = enrolled(engine, demo.study_id)
@@ -288,6 +322,9 @@ def test_attrition_counts_match_the_participants_table(client, demo, analyst, en
         if row["wave"] == "baseline":
             assert row["enrolled"] == int((people["arm"] == row["arm"]).sum())
             assert row["completed"] == int(done.get(row["arm"], 0))
+        # Completion is counted among participants whose wave window has closed, never above 100%.
+        assert row["completed"] <= row["due"] <= row["enrolled"]
+        assert row["denominator"].startswith("due")
 
 
 def test_reliability_alpha_matches_a_direct_computation(client, demo, analyst, engine):
@@ -349,6 +386,19 @@ BAD = [
     ("power", {"design": "slope", "slope_diff": 2, "sigma2": 4}, ["body", "rho"], "missing"),
     ("power", {"design": "two_arm", "delta": 1, "sd": -1}, ["body", "sd"], "greater_than"),
     ("attrition", {"sites": ["east"]}, ["body", "sites", 0], "unknown_site"),
+    ("trial", {"outcome": "phq9"}, ["body", "followup"], "missing"),
+    ("trial", {"outcome": "phq9", "followup": "m24"}, ["body", "followup"], "unknown_wave"),
+    ("trial", {"outcome": "phq9", "followup": "baseline"}, ["body", "followup"], "wave_order"),
+    ("trial", {"outcome": "phq9", "followup": "m6", "cluster": "peer_group"}, ["body", "cluster"], "unknown_column"),
+    ("trajectory", {"outcome": "phq9", "cluster": "site"}, ["body", "cluster"], "too_few_sites"),
+    ("gee", {"outcome": "phq9", "family": "binomial"}, ["body", "threshold"], "missing"),
+    (
+        "missing-data",
+        {"outcome": "phq9", "followup": "m6", "auxiliary": ["bmi"]},
+        ["body", "auxiliary", 0],
+        "unknown_scale",
+    ),
+    ("missing-data", {"outcome": "phq9", "followup": "m6", "m": 1}, ["body", "m"], "greater_than_equal"),
     ("attrition", {"unexpected": 1}, ["body", "unexpected"], "extra_forbidden"),
 ]
 
