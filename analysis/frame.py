@@ -178,14 +178,28 @@ def _ensure(frame: pd.DataFrame | str | Path) -> pd.DataFrame:
 
 
 def wave_order(frame: pd.DataFrame) -> list[str]:
-    """Wave codes ordered by planned offset (then by first appearance)."""
+    """Wave codes ordered by planned offset (then by first appearance).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> wave_order(pd.DataFrame({"wave": ["m6", "baseline", "m1"], "wave_offset": [182, 0, 30]}))
+    ['baseline', 'm1', 'm6']
+    """
     w = frame[["wave", "wave_offset"]].drop_duplicates("wave")
     w = w.assign(_pos=np.arange(len(w))).sort_values(["wave_offset", "_pos"], na_position="last")
     return w["wave"].tolist()
 
 
 def context_columns(frame: pd.DataFrame) -> list[str]:
-    """The ``context_*`` columns of a frame."""
+    """The ``context_*`` columns of a frame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> context_columns(pd.DataFrame(columns=["participant", "context_living_situation", "value"]))
+    ['context_living_situation']
+    """
     return [c for c in frame.columns if c.startswith("context_")]
 
 
@@ -194,7 +208,11 @@ def scale_frame(frame: pd.DataFrame, scale: str, *, dropna: bool = True) -> pd.D
 
     Examples
     --------
-    >>> # phq = scale_frame(long, "phq9")   # one row per participant x wave with a PHQ-9 score
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6"], "wave_offset": [0, 182], "value": [9, 5]})
+    >>> scale_frame(long, "phq9")["years"].round(3).tolist()
+    [0.0, 0.498]
     """
     frame = _ensure(frame)
     out = frame[frame["scale"] == scale].copy()
@@ -215,6 +233,14 @@ def wide(frame: pd.DataFrame, scale: str, values: str = "value") -> pd.DataFrame
     -------
     DataFrame
         Index ``participant``; one column per wave; NaN where the wave is missing.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "value": [9, 5, 12]})
+    >>> wide(long, "phq9").to_dict("index")
+    {'a': {'baseline': 9.0, 'm6': 5.0}, 'b': {'baseline': 12.0, 'm6': nan}}
     """
     sf = scale_frame(frame, scale, dropna=False)
     tab = sf.pivot_table(index="participant", columns="wave", values=values, aggfunc="first", observed=False)
@@ -227,6 +253,14 @@ def participants(frame: pd.DataFrame) -> pd.DataFrame:
 
     Columns: ``participant, site, arm, arm_kind, status, status_days, due_offset, last_days`` (days of
     the last completed questionnaire), ``last_wave``, then the ``context_*`` columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "value": [9, 5, 12]})
+    >>> participants(long)[["participant", "last_wave"]].values.tolist()
+    [['a', 'm6'], ['b', 'baseline']]
     """
     frame = _ensure(frame)
     cols = ["participant", "site", "arm", "arm_kind", "status", "status_days", "due_offset"] + context_columns(frame)
@@ -256,6 +290,14 @@ def baseline(frame: pd.DataFrame, scales: Iterable[str] | None = None, wave: str
     -------
     DataFrame
         :func:`participants` columns plus one column per scale (named by the scale code).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "value": [9, 5, 12]})
+    >>> baseline(long)["phq9"].tolist()
+    [9.0, 12.0]
     """
     frame = _ensure(frame)
     wave = wave or wave_order(frame)[0]
@@ -272,6 +314,14 @@ def cohort_frame(frame: pd.DataFrame, scales: Iterable[str] | None = None) -> pd
 
     Columns: ``participant, site, arm, arm_kind, wave, wave_offset, days, years``, the scale
     columns, ``status, status_days`` and the ``context_*`` columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a"], "arm": "x", "scale": ["phq9", "gad7"],
+    ...                      "wave": "baseline", "wave_offset": 0, "value": [9, 7]})
+    >>> cohort_frame(long)[["participant", "wave", "gad7", "phq9"]].values.tolist()
+    [['a', 'baseline', 7.0, 9.0]]
     """
     frame = _ensure(frame)
     f = frame if scales is None else frame[frame["scale"].isin(list(scales))]
@@ -310,7 +360,9 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, 
     Examples
     --------
     >>> from analysis.synthetic import simulate_cohort
-    >>> long = long_from_synthetic(simulate_cohort(n_participants=12, seed=3))  # doctest: +SKIP
+    >>> long = long_from_synthetic(simulate_cohort(n_participants=12, seed=3))
+    >>> int(long["participant"].nunique())
+    12
     """
     import instruments
 

@@ -25,6 +25,15 @@ def dropout_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
     ``event`` is 1 for withdrawal or loss to follow-up at ``status_days``; otherwise 0, censored
     at the last completed questionnaire (``last_days``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...     "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "days": [0, 180, 1],
+    ...     "value": [9, 5, 12], "status": ["active", "active", "withdrawn"], "status_days": [None, None, 40]})
+    >>> dropout_frame(long)[["participant", "duration", "event"]].values.tolist()
+    [['a', 180.0, 0], ['b', 40.0, 1]]
     """
     p = participants(_ensure(frame))
     event = p["status"].isin(DROPOUT_STATUSES) & p["status_days"].notna()
@@ -44,6 +53,13 @@ def km_table(
     DataFrame
         ``group, time, at_risk, events, survival, ci_lower, ci_upper`` (one row per event/censoring
         time and group; Greenwood exponential CIs as in lifelines).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.DataFrame({"duration": [5, 8, 8, 12, 20], "event": [1, 1, 0, 1, 0]})
+    >>> km_table(d)["survival"].round(3).tolist()
+    [1.0, 0.8, 0.6, 0.3, 0.3]
     """
     groups = [(None, df)] if by is None else list(df.groupby(by, sort=True))
     out = []
@@ -73,13 +89,24 @@ def km_dropout(frame: pd.DataFrame, by: str = "arm") -> pd.DataFrame:
 
     Examples
     --------
-    >>> # km_dropout(long, by="site")
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> sorted(km_dropout(long_from_synthetic(simulate_cohort(60, seed=2)), by="site")["group"].unique())
+    ['north', 'south']
     """
     return km_table(dropout_frame(frame), by=by)
 
 
 def logrank(df: pd.DataFrame, by: str, duration: str = "duration", event: str = "event") -> pd.DataFrame:
-    """Log-rank test across the groups of ``by``: ``groups, chisq, df, p``."""
+    """Log-rank test across the groups of ``by``: ``by, groups, chisq, df, p``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.DataFrame({"duration": [5, 8, 9, 12, 20, 21], "event": [1, 1, 1, 0, 1, 0], "arm": list("aaabbb")})
+    >>> logrank(d, "arm")[["groups", "df"]].values.tolist()
+    [[2, 1]]
+    """
     res = multivariate_logrank_test(df[duration], df[by], df[event])
     return pd.DataFrame(
         [
@@ -163,6 +190,14 @@ def cox_dropout(
     -------
     DataFrame
         The tidy table of :func:`fit_cox`.
+
+    Examples
+    --------
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> long = long_from_synthetic(simulate_cohort(120, seed=2))
+    >>> "lsns6" in cox_dropout(long, baseline_scales=["lsns6"])["term"].tolist()
+    True
     """
     from .frame import baseline
 
@@ -195,7 +230,11 @@ def time_to_threshold(
 
     Examples
     --------
-    >>> # km_table(time_to_threshold(long, "phq9", 10, "below"), by="arm")
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> t = time_to_threshold(long_from_synthetic(simulate_cohort(60, seed=2)), "phq9", 10, "below")
+    >>> list(t.columns)
+    ['participant', 'arm', 'arm_kind', 'site', 'duration', 'event']
     """
     sf = scale_frame(frame, scale)
     sf = sf[sf[column].notna()].sort_values(["participant", "days"])

@@ -64,6 +64,11 @@ class SimulationParams:
 
     Slopes are per year. Keys of the ``*_slope`` dicts are arm kinds (``intervention``, ``control``,
     ``active_comparator``); an arm whose kind is missing from the dict uses the ``control`` value.
+
+    Examples
+    --------
+    >>> SimulationParams(pam_mean=50).as_dict()["pam_mean"]
+    50
     """
 
     pam_mean: float = 52.0
@@ -145,6 +150,12 @@ class SyntheticCohort:
         The generating parameters (:class:`SimulationParams` as a dict plus the design arguments).
     latent : DataFrame
         The latent (noise-free of item rounding) value of each outcome per participant × wave.
+
+    Examples
+    --------
+    >>> c = simulate_cohort(n_participants=12, seed=1)
+    >>> len(c.participants), c.params["seed"]
+    (12, 1)
     """
 
     participants: pd.DataFrame
