@@ -401,6 +401,10 @@ def analyze(
         None, "--mcid", help="SCALE=VALUE minimal important difference for a scale without a published one; repeatable"
     ),
     fmt: str = typer.Option("png", "--format", help="plot files: png | svg"),
+    followup: str | None = typer.Option(
+        None, "--followup", help="wave of the primary analysis, change and responders (default: the last wave)"
+    ),
+    imputations: int = typer.Option(20, "--imputations", help="imputations of the missing-data analysis (2-100)"),
 ) -> None:
     """Run the standard analyses on a study's current export (de-identified, as an analyst sees it) and
     write CSV tables, plots and report.md to a folder (same service as the API, no HTTP)."""
@@ -430,11 +434,25 @@ def analyze(
             folder = Path(outdir) if outdir else Path(settings.analysis_artifact_dir) / str(st.id) / _uuid.uuid4().hex
             try:
                 written = write_report(
-                    session, st, actor, folder, outcomes=outcome, mcids=mcid, fmt=fmt, secret=settings.secret_key
+                    session,
+                    st,
+                    actor,
+                    folder,
+                    outcomes=outcome,
+                    mcids=mcid,
+                    fmt=fmt,
+                    secret=settings.secret_key,
+                    followup=followup,
+                    imputations=imputations,
                 )
             except ApiError as exc:
                 err = exc.errors[0]
-                hint = {"outcome": "--outcome", "mcid": "--mcid"}.get(str(err["loc"][0]), "STUDY")
+                hint = {
+                    "outcome": "--outcome",
+                    "mcid": "--mcid",
+                    "followup": "--followup",
+                    "imputations": "--imputations",
+                }.get(str(err["loc"][0]), "STUDY")
                 raise typer.BadParameter(err["msg"], param_hint=hint)
     finally:
         engine.dispose()

@@ -1089,8 +1089,13 @@ def write_report(
     mcids: list[str] | None = None,
     fmt: str = "png",
     secret: str = "",
+    followup: str | None = None,
+    imputations: int = 20,
 ) -> dict[str, Path]:
     """Run :func:`analysis.report.run_all` on the study's current export and write it to ``outdir``.
+
+    ``followup`` names the wave of the primary analysis, change and responders (default: the last
+    wave; every table names it); ``imputations`` the number of the missing-data analysis.
 
     The cohort and item frames come from the exports service with ``actor``'s scope, exactly as
     the routes read them; the run is audited (``analysis.run``, kind ``report``).
@@ -1111,6 +1116,12 @@ def write_report(
     design = study_design(session, study)
     outcomes = [check_scale(design, s, ["outcome", i]) for i, s in enumerate(outcomes or [])]
     mcid_map = parse_mcids(design, mcids)
+    if followup is not None:
+        check_wave(design, followup, ["followup"])
+        if followup == design.wave_codes[0]:
+            raise Unprocessable(["followup"], "the follow-up wave must come after the baseline wave", "wave_order")
+    if not 2 <= imputations <= 100:
+        raise Unprocessable(["imputations"], "between 2 and 100 imputations", "out_of_range")
     if not has_responses(session, study, design, actor, None):
         raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")
     frame = load_frame(session, study, actor, None, secret=secret)
@@ -1118,7 +1129,14 @@ def write_report(
         raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")
     items = load_items(session, study, actor, secret=secret)
     written = run_all(
-        frame, outdir, scales=outcomes or None, mcids=mcid_map, items=items if len(items) else None, fmt=fmt
+        frame,
+        outdir,
+        scales=outcomes or None,
+        mcids=mcid_map,
+        items=items if len(items) else None,
+        fmt=fmt,
+        post_wave=followup,
+        mi_imputations=imputations,
     )
     # Reproducibility appendix: the release, the schema revision and the analysis stack.
     from api.release import provenance, provenance_markdown
@@ -1134,7 +1152,13 @@ def write_report(
         study_id=study.id,
         after={
             "kind": "report",
-            "parameters": {"outcomes": outcomes, "mcids": mcid_map, "format": fmt},
+            "parameters": {
+                "outcomes": outcomes,
+                "mcids": mcid_map,
+                "format": fmt,
+                "followup": followup,
+                "imputations": imputations,
+            },
             "sites": scope_sites(design, actor, None),
             "rows": len(frame),
             "participants": int(frame["participant"].nunique()),

@@ -565,6 +565,10 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
                 "pam13_activation",
                 "--mcid",
                 "pam13_activation=4",
+                "--followup",
+                "m6",
+                "--imputations",
+                "5",
             ],
         )
         assert res.exit_code == 0, res.output
@@ -577,7 +581,22 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
         slopes = pd.read_csv(out / "tables" / "trajectory_pam13_activation_slopes.csv")
         assert list(slopes["arm"]) == ["usual_care", "group", "online"]
         responders = pd.read_csv(out / "tables" / "responders.csv")
-        assert (responders["mcid"] == 4).all()
+        assert (responders["mcid"] == 4).all() and (responders["followup_wave"] == "m6").all()
+        assert "## Primary analysis at m6" in report and "Tipping point" in report
+        assert set(pd.read_csv(out / "tables" / "ancova.csv")["followup_wave"]) == {"m6"}
+        # p-values never print as 0.00: every p column of every table holds "< 0.001" or a positive number.
+        header = None
+        for line in report.splitlines():
+            if not line.startswith("|"):
+                header = None
+                continue
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None:
+                header = cells
+                continue
+            for name, cell in zip(header, cells, strict=False):
+                if name == "p" or name.endswith("_p") or name.startswith("p_"):
+                    assert cell not in ("0.00", "0.000", "0"), (name, line)
         assert "DEMO-0" not in report
         from api.release import version
 
@@ -590,6 +609,10 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
         )
         assert bad.exit_code != 0 and "--outcome" in bad.output
         assert not (tmp_path / "x").exists()
+        late = CliRunner().invoke(
+            app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "y"), "--followup", "m24"]
+        )
+        assert late.exit_code != 0 and "--followup" in late.output
     finally:
         get_settings.cache_clear()
 
