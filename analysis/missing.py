@@ -1,11 +1,12 @@
 """Missing outcome data: multiple imputation by chained equations, Rubin's rules, tipping point.
 
-* :func:`rubin` pools estimates from ``m`` completed-data analyses (Rubin 1987, §3.1) with the
+* :func:`rubin` pools the estimates of ``m`` completed-data analyses (Rubin 1987, §3.1) with the
   Barnard & Rubin (1999) small-sample degrees of freedom, as mice's ``pool.scalar``.
 * :func:`multiple_imputation` imputes the missing waves of a scale by chained equations (Bayesian
-  linear regression with predictive mean matching, as mice's ``pmm``; van Buuren 2018), within each arm (so the imputation model
-  keeps arm differences and their interactions), with the scale at every wave and baseline auxiliary
-  variables (e.g. LSNS-6 isolation, which predicts dropout) as predictors; runs the ANCOVA at the
+  linear regression with predictive mean matching, as mice's ``pmm``; van Buuren 2018), within
+  each arm (so the imputation model keeps arm differences and their interactions), with the scale
+  at every wave and baseline auxiliary variables (e.g. LSNS-6 isolation, which predicts dropout) as
+  predictors; runs the ANCOVA at the
   follow-up wave or the trajectory model on every completed data set and pools them.
 * :func:`tipping_point` repeats the imputation with the imputed follow-up values of one arm shifted
   by ``delta`` (delta-adjusted MNAR sensitivity analysis; Ratitch, O'Kelly & Tosiello 2013; Cro et
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .frame import _ensure, baseline, participants, wave_order, wide
+from .frame import _ensure, baseline, participants, wide
 
 __all__ = ["rubin", "impute", "multiple_imputation", "tipping_point"]
 

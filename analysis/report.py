@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import attrition, change, survival
+from . import attrition, change, missing, survival, trial
 from .frame import load_long, wave_order
 from .multiplicity import adjust_table, format_p
-from . import missing, trial
 from .plots import plot_forest, plot_km, plot_trajectory
 from .reliability import reliability
 from .trajectories import ModerationModel, TrajectoryModel

@@ -11,7 +11,8 @@ For participant *i* in arm *a* at time *t* (years since enrolment, from the actu
 
 * **PAM-13 activation** (0–100, supplied as an external score because the calibration table is
   licensed): ``pam_i(t) = pam_mean + site_effect + u0_i``
-  ``+ (pam_slope[a] + iso_i * pam_slope_isolated_extra[a] + u1_i) * t + e`` with ``u0 ~ N(0, pam_sd_intercept)``, ``u1 ~ N(0, pam_sd_slope)`` (independent), ``e ~ N(0, pam_sd_residual)``.
+  ``+ (pam_slope[a] + iso_i * pam_slope_isolated_extra[a] + u1_i) * t + e`` with
+  ``u0 ~ N(0, pam_sd_intercept)``, ``u1 ~ N(0, pam_sd_slope)`` (independent), ``e ~ N(0, pam_sd_residual)``.
   ``pam_slope`` is +6 points/year in peer-support arms and +1 in usual care; isolated participants
   in peer-support arms gain ``pam_slope_isolated_extra`` more (what works for whom).
 * **SEMCD-6** (mean 1–10): same form with ``semcd_*`` parameters (+0.8 vs +0.2 per year).

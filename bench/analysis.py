@@ -83,9 +83,8 @@ def main() -> None:
     print(f"statsmodels mixedlm direct   : {t_sm:7.2f} s")
     print(f"ratio                        : {t_ours / t_sm:7.2f}x  (target <= 1.1x)")
     print(f"max |fixed-effect difference|: {diff:.2e}")
-    print(
-        f"optimiser (10,000)           : {ours.fit_report_.method}, fallback {'ran' if ours.fit_report_.fallback else 'not needed'}"
-    )
+    fallback = "ran" if ours.fit_report_.fallback else "not needed"
+    print(f"optimiser (10,000)           : {ours.fit_report_.method}, fallback {fallback}")
 
     # How often the fallback runs: the same random-slope model on further bench data sets.
     seeds = range(2, 22)
