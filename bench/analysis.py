@@ -18,11 +18,11 @@ _here = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
 sys.path.insert(0, str(_here.parent))
 
-import numpy as np
-import pandas as pd
-import statsmodels.formula.api as smf
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import statsmodels.formula.api as smf  # noqa: E402
 
-from analysis.trajectories import TrajectoryModel
+from analysis.trajectories import TrajectoryModel  # noqa: E402
 
 N, WAVES = 10_000, (0, 30, 90, 180, 270, 365)
 

@@ -102,7 +102,7 @@ def test_moderation_recovers_extra_gain_of_isolated(long300):
     idx = [i for i, n in enumerate(names) if n.startswith("years:") and n.count(":") == 2]
     b = mm.params_.to_numpy()[idx]
     se = np.sqrt(np.diag(mm.cov_params_)[idx])
-    for est, s in zip(b, se):
+    for est, s in zip(b, se, strict=True):
         assert est - 1.96 * s < 2.0 < est + 1.96 * s
     assert eff.loc[("yes", "group"), "effect"] > eff.loc[("no", "group"), "effect"] - 1.0
     assert set(mm.subgroup_slopes.columns) >= {"level", "arm", "slope", "se", "ci_lower", "ci_upper"}

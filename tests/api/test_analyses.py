@@ -703,3 +703,39 @@ def test_time_to_phq9_below_10_counts_match_the_score_table(client, demo, analys
     assert any("phq9_below" in p["url"] for p in run["plots"])
     bad = post(client, demo, "retention", {"threshold": {"scale": "bmi", "value": 30}}, analyst.headers)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "threshold", "scale"]
+
+
+def test_due_offset_follows_wave_windows_and_completion_counts_only_the_due(client, admin, make_study, enrol):
+    from datetime import date, timedelta
+
+    from tests.conftest import phq9_answers
+
+    study = make_study(
+        time_zone="UTC",
+        waves=(("baseline", 0, 0, 14, ["phq9"]), ("m3", 90, 14, 14, ["phq9"]), ("m12", 365, 30, 30, ["phq9"])),
+    )
+    today = date.today()
+    long_ago = enrol(study, enrolled_on=(today - timedelta(days=400)).isoformat(), arm="group")  # m12 window closed
+    recent = enrol(study, enrolled_on=(today - timedelta(days=100)).isoformat(), arm="group")  # m3 still open
+    for p, enrolled in ((long_ago, today - timedelta(days=400)), (recent, today - timedelta(days=100))):
+        r = client.post(
+            f"/participants/{p['id']}/responses",
+            json={
+                "wave": "baseline",
+                "instrument": "phq9",
+                "answers": phq9_answers(1),
+                "completed_at": f"{enrolled.isoformat()}T12:00:00Z",
+            },
+            headers=admin.headers,
+        )
+        assert r.status_code == 201, r.text
+    long = client.get(f"/studies/{study.id}/exports/long?format=json", headers=admin.headers)
+    assert long.status_code == 200, long.text
+    rows = long.json() if isinstance(long.json(), list) else long.json()["rows"]
+    due = {r["participant"]: r["due_offset"] for r in rows}
+    assert due[long_ago["study_code"]] == 365 and due[recent["study_code"]] == 0
+    run = client.post(f"/studies/{study.id}/analyses/attrition", json={"by": ["arm"]}, headers=admin.headers).json()
+    m12 = [r for r in run["tables"]["completion"] if r["wave"] == "m12"]
+    m3 = [r for r in run["tables"]["completion"] if r["wave"] == "m3"]
+    assert not m12 or (m12[0]["enrolled"] == 2 and m12[0]["due"] == 1)
+    assert not m3 or m3[0]["due"] == 1
