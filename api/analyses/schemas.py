@@ -197,6 +197,13 @@ class PowerRequest(_Request):
     )
     alpha: float = Field(0.05, gt=0, lt=0.5)
     power: float = Field(0.8, gt=0.5, lt=1)
+    alternative: Literal["two-sided", "one-sided"] = Field("two-sided", description="one-sided uses z(1 - alpha)")
+    baseline_correlation: float | None = Field(
+        None, gt=-1, lt=1, description="two_arm: baseline-follow-up correlation; n for a baseline-adjusted ANCOVA"
+    )
+    cluster_size: float = Field(1.0, ge=1, le=1000, description="peer-group size (design effect 1 + (m - 1) ICC)")
+    icc: float = Field(0.0, ge=0, le=1, description="intra-group correlation of the outcome")
+    partially_nested: bool = Field(False, description="only the intervention arms are delivered in groups")
     attrition: float = Field(0.0, ge=0, lt=0.9, description="share expected to drop out (inflates n)")
     n_per_arm: list[int] | None = Field(
         None, min_length=2, max_length=200, description="sizes of the power curve (default: around the required n)"
@@ -363,7 +370,18 @@ TABLES: dict[str, dict[str, list[str]]] = {
         "dropout_by_baseline": ["variable", "n_dropout", "n_retained", "mean_dropout", "mean_retained", "smd", "p"],
     },
     "power": {
-        "sample_size": ["design", "alpha", "power", "n_per_arm", "n_per_arm_with_attrition", "arms", "n_total"],
+        "sample_size": [
+            "design",
+            "alpha",
+            "power",
+            "alternative",
+            "design_effect",
+            "n_per_arm",
+            "n_control_per_arm",
+            "n_per_arm_with_attrition",
+            "arms",
+            "n_total",
+        ],
         "power_curve": ["n_per_arm", "power"],
     },
     "trial": {

@@ -311,7 +311,7 @@ def load_items(
         g = g[g["item"].isin(lookup)].copy()
         values = pd.to_numeric(g["value"], errors="coerce")
         out = []
-        for item_code, v in zip(g["item"], values):
+        for item_code, v in zip(g["item"], values, strict=False):
             it = lookup[item_code]
             missing = {o.code for o in it.options if getattr(o, "missing", False)}
             if pd.isna(v) or v in missing:
@@ -730,9 +730,10 @@ def run_attrition(frame: pd.DataFrame, req: AttritionRequest, design: Design) ->
 
 def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
     from analysis.power import (
+        design_effect,
+        n_ancova,
         n_slope_difference,
         n_two_arm,
-        power_curve,
         power_slope_difference,
         power_two_arm,
     )
@@ -745,13 +746,30 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
         raise Unprocessable(["body", "delta"], "the difference to detect must not be 0", "value_error")
     if req.design == "slope" and req.slope_diff == 0:
         raise Unprocessable(["body", "slope_diff"], "the slope difference to detect must not be 0", "value_error")
+    if req.baseline_correlation is not None and req.design != "two_arm":
+        raise Unprocessable(["body", "baseline_correlation"], "applies to design=two_arm (ANCOVA)", "value_error")
+    deff = design_effect(req.cluster_size, req.icc)
+    # Effective sample size per arm: ANCOVA's variance factor and the design effect (conservatively
+    # applied to every arm in the power curve, also when only the intervention arms meet in groups).
+    factor = (1 - req.baseline_correlation**2 if req.baseline_correlation is not None else 1.0) * deff
     if req.design == "two_arm":
-        kw = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha}
+        kw = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha, "alternative": req.alternative}
         with statistical(["body", "delta"], "the sample size"):
-            table = n_two_arm(req.delta, req.sd, alpha=req.alpha, power=req.power)
+            if req.baseline_correlation is not None:
+                table = n_ancova(
+                    req.delta,
+                    req.sd,
+                    req.baseline_correlation,
+                    alpha=req.alpha,
+                    power=req.power,
+                    alternative=req.alternative,
+                )
+            else:
+                table = n_two_arm(req.delta, req.sd, alpha=req.alpha, power=req.power, alternative=req.alternative)
+            table = table.drop(columns=[c for c in ("design_effect", "n_intervention") if c in table.columns])
 
         def power_at(n: float) -> float:
-            return power_two_arm(n, **kw)
+            return power_two_arm(n / factor, **kw)
     else:
         times = req.times
         if times is None:
@@ -768,14 +786,21 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
             "rho": req.rho,
             "times": list(times),
             "alpha": req.alpha,
+            "alternative": req.alternative,
         }
         with statistical(["body", "slope_diff"], "the sample size"):
             table = n_slope_difference(
-                req.slope_diff, req.sigma2, req.rho, list(times), alpha=req.alpha, power=req.power
+                req.slope_diff,
+                req.sigma2,
+                req.rho,
+                list(times),
+                alpha=req.alpha,
+                power=req.power,
+                alternative=req.alternative,
             )
 
         def power_at(n: float) -> float:
-            return power_slope_difference(n, **kw)
+            return power_slope_difference(n / factor, **kw)
 
     arms = max(len(design.arms), 2)
     raw_n = float(table["n_per_arm"].iloc[0])
@@ -786,23 +811,35 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
             "the effect to detect is too small for any feasible sample size (more than 10 million per arm)",
             "not_estimable",
         )
-    n = int(raw_n)
+    # The library's n is before the design effect; groups inflate every arm, or only the intervention
+    # arms in a partially nested trial (controls keep the unadjusted n).
+    n_plain = int(raw_n)
+    n = int(math.ceil(n_plain * deff - 1e-9))
+    n_control = n_plain if req.partially_nested else n
     n_att = int(math.ceil(n / (1 - req.attrition) - 1e-9))
+    n_att_control = int(math.ceil(n_control / (1 - req.attrition) - 1e-9))
+    controls = sum(1 for a in design.arms if getattr(a, "kind", None) == "control") or 1
+    n_total = n_att_control * controls + n_att * (arms - controls) if req.partially_nested else n_att * arms
     sample = table.assign(
         design=req.design,
         alpha=req.alpha,
         power=req.power,
+        alternative=req.alternative,
+        design_effect=deff,
         n_per_arm=n,
+        n_control_per_arm=n_control,
         n_per_arm_with_attrition=n_att,
         arms=arms,
-        n_total=n_att * arms,
+        n_total=n_total,
         attrition=req.attrition,
     )
     planned = study.planned_sample_size
     values: dict[str, Any] = {
         "n_per_arm": n,
+        "n_control_per_arm": n_control,
+        "design_effect": deff,
         "n_per_arm_with_attrition": n_att,
-        "n_total": n_att * arms,
+        "n_total": n_total,
         "arms": arms,
         "planned_sample_size": planned,
         "planned_per_arm": None,
@@ -814,25 +851,23 @@ def run_power(req: PowerRequest, study: Study, design: Design) -> Result:
         effective = per_arm * (1 - req.attrition)
         with statistical(["body", "attrition"], "the power at the planned sample size"):
             achieved = power_at(effective) if effective >= 2 else 0.0
-        values.update(
-            planned_per_arm=per_arm, power_at_planned=achieved, adequately_powered=bool(planned >= n_att * arms)
-        )
+        values.update(planned_per_arm=per_arm, power_at_planned=achieved, adequately_powered=bool(planned >= n_total))
         verdict = "adequately powered" if values["adequately_powered"] else "under-powered"
         values["summary"] = (
             f"The planned {planned} participants ({per_arm:g} per arm"
             + (f", {effective:.0f} after {req.attrition:.0%} attrition" if req.attrition else "")
             + f") give {achieved:.0%} power; {n} per arm are needed"
             + (f" ({n_att} allowing for attrition)" if req.attrition else "")
-            + f", {n_att * arms} in total: the study is {verdict}."
+            + f", {n_total} in total: the study is {verdict}."
         )
     else:
         values["summary"] = (
             f"{n} participants per arm are needed ({n_att} allowing for attrition), "
-            f"{n_att * arms} in total; the study has no planned sample size to compare."
+            f"{n_total} in total; the study has no planned sample size to compare."
         )
     grid = req.n_per_arm or sorted({max(2, int(round(x))) for x in np.linspace(max(2, n / 4), max(n * 2, 4), 20)})
     with statistical(["body", "n_per_arm"], "the power curve"):
-        curve = power_curve(grid, design=req.design, **kw)
+        curve = pd.DataFrame({"n_per_arm": grid, "power": [power_at(g) for g in grid]})
     fig = _power_figure(curve, req.power, n, values["planned_per_arm"], (1 - req.attrition))
     return Result({"sample_size": sample, "power_curve": curve}, values, figures={f"power_{req.design}": fig})
 

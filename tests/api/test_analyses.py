@@ -739,3 +739,20 @@ def test_due_offset_follows_wave_windows_and_completion_counts_only_the_due(clie
     m3 = [r for r in run["tables"]["completion"] if r["wave"] == "m3"]
     assert not m12 or (m12[0]["enrolled"] == 2 and m12[0]["due"] == 1)
     assert not m3 or m3[0]["due"] == 1
+
+
+def test_power_with_ancova_groups_and_one_sided_tests(client, demo, analyst):
+    base = {"design": "two_arm", "delta": 0.5, "sd": 1}
+    plain = post(client, demo, "power", base, analyst.headers).json()["values"]
+    assert plain["n_per_arm"] == 64  # Cohen's table
+    one = post(client, demo, "power", {**base, "alternative": "one-sided"}, analyst.headers).json()["values"]
+    assert one["n_per_arm"] == 51  # G*Power, one-tailed
+    anc = post(client, demo, "power", {**base, "baseline_correlation": 0.6}, analyst.headers).json()["values"]
+    assert anc["n_per_arm"] == math.ceil(64 * (1 - 0.36))  # Borm et al. 2007
+    grp = post(client, demo, "power", {**base, "cluster_size": 8, "icc": 0.05}, analyst.headers).json()["values"]
+    assert grp["design_effect"] == pytest.approx(1.35) and grp["n_per_arm"] == math.ceil(64 * 1.35)
+    pn = post(
+        client, demo, "power", {**base, "cluster_size": 8, "icc": 0.05, "partially_nested": True}, analyst.headers
+    ).json()["values"]
+    assert pn["n_control_per_arm"] == 64 and pn["n_per_arm"] == math.ceil(64 * 1.35)
+    assert pn["n_total"] == 64 + 2 * math.ceil(64 * 1.35)  # demo: one control arm, two grouped arms
