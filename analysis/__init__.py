@@ -1,7 +1,9 @@
 """Peerlens analysis layer: a pure library over the tidy ``long`` export.
 
-Cohort frame (:mod:`analysis.frame`), mixed-model trajectories and moderation
-(:mod:`analysis.trajectories`), reliability, change and responders, retention and time to event,
+Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.trajectories`,
+engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
+analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
+multiplicity, agreement, reliability, change and responders, retention and time to event,
 attrition, power, plots and a one-call report (:func:`analysis.report.run_all`). It never touches
 HTTP or a database.
 """
@@ -12,6 +14,24 @@ from importlib import import_module
 # as ``analysis.frame`` does not pull in the model stack (statsmodels, pingouin, lifelines,
 # matplotlib).
 _SOURCES = {
+    "ancova": "trial",
+    "clda": "trial",
+    "reference_arm": "trial",
+    "GEEModel": "gee",
+    "fit_gee": "gee",
+    "rubin": "missing",
+    "impute": "missing",
+    "multiple_imputation": "missing",
+    "tipping_point": "missing",
+    "adjust_pvalues": "multiplicity",
+    "adjust_table": "multiplicity",
+    "format_p": "multiplicity",
+    "weighted_kappa": "agreement",
+    "fleiss_kappa": "agreement",
+    "icc": "agreement",
+    "krippendorff_alpha": "agreement",
+    "reliable_change": "change",
+    "change_scores": "change",
     "completion": "attrition",
     "dropout_by_baseline": "attrition",
     "effect_sizes": "change",
@@ -66,6 +86,24 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ancova",
+    "clda",
+    "reference_arm",
+    "GEEModel",
+    "fit_gee",
+    "rubin",
+    "impute",
+    "multiple_imputation",
+    "tipping_point",
+    "adjust_pvalues",
+    "adjust_table",
+    "format_p",
+    "weighted_kappa",
+    "fleiss_kappa",
+    "icc",
+    "krippendorff_alpha",
+    "reliable_change",
+    "change_scores",
     "LONG_COLUMNS",
     "load_long",
     "cohort_frame",

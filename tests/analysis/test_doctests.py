@@ -31,3 +31,8 @@ def test_every_public_name_has_a_runnable_example(name):
         if ">>>" not in doc:
             missing.append(attr)
     assert not missing, f"analysis.{name}: no runnable example in {missing}"
+
+
+def test_every_name_of_the_package_resolves():
+    for name in analysis.__all__:
+        assert getattr(analysis, name) is not None, name
