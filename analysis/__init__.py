@@ -1,7 +1,9 @@
 """Peerlens analysis layer: a pure library over the tidy ``long`` export.
 
-Cohort frame (:mod:`analysis.frame`), mixed-model trajectories and moderation
-(:mod:`analysis.trajectories`), reliability, change and responders, retention and time to event,
+Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.trajectories`,
+engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
+analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
+multiplicity, agreement, reliability, change and responders, retention and time to event,
 attrition, power, plots and a one-call report (:func:`analysis.report.run_all`). It never touches
 HTTP or a database.
 """
@@ -17,26 +19,45 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "change",
     "errors",
     "frame",
+    "gee",
+    "missing",
+    "moderation",
+    "multiplicity",
     "plots",
     "power",
     "report",
     "survival",
     "synthetic",
     "trajectories",
+    "trial",
 )
 _NAMES = {  # submodule -> the names the package takes from it
+    "trial": ["ancova", "clda", "reference_arm"],
+    "gee": ["GEEModel", "fit_gee"],
+    "missing": ["rubin", "impute", "multiple_imputation", "tipping_point"],
+    "multiplicity": ["adjust_pvalues", "adjust_table", "format_p"],
+    "agreement": ["weighted_kappa", "fleiss_kappa", "icc", "krippendorff_alpha"],
+    "change": ["reliable_change", "change_scores", "effect_sizes", "responders"],
     "attrition": ["completion", "dropout_by_baseline"],
-    "errors": ["ESTIMATION_ERRORS"],
-    "change": ["effect_sizes", "responders"],
     "frame": ["LONG_COLUMNS", "baseline", "cohort_frame", "load_long", "long_from_synthetic", "wide"],
-    "power": ["n_slope_difference", "n_two_arm", "power_curve"],
+    "power": [
+        "n_slope_difference",
+        "n_two_arm",
+        "n_ancova",
+        "n_time_averaged",
+        "power_two_arm",
+        "power_slope_difference",
+        "design_effect",
+        "power_curve",
+    ],
     "reliability": ["cronbach_alpha", "item_total", "mcdonald_omega", "reliability"],
-    "report": ["run_all"],
     "survival": ["cox_dropout", "dropout_frame", "fit_cox", "km_dropout", "km_table", "logrank", "time_to_threshold"],
     "synthetic": ["SimulationParams", "SyntheticCohort", "simulate_cohort"],
-    "trajectories": ["ModerationModel", "TrajectoryModel", "compare_models", "fit_moderation", "fit_trajectory"],
+    "moderation": ["ModerationModel", "fit_moderation"],
+    "trajectories": ["TrajectoryModel", "compare_models", "fit_trajectory"],
+    "errors": ["ESTIMATION_ERRORS"],
+    "report": ["run_all"],
 }
-
 
 # A function named like its module (``reliability``) keeps the package's name for it, even once the
 # module is loaded; lazy_loader guards the name.

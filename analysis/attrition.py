@@ -14,18 +14,28 @@ __all__ = ["completion", "dropout_by_baseline"]
 
 
 def completion(frame: pd.DataFrame, by: Sequence[str] = ("arm",), scale: str | None = None) -> pd.DataFrame:
-    """Per-wave completion by group.
+    """Per-wave completion by group, among the participants for whom the wave is due.
 
-    A participant completed a wave when at least one score (or ``scale``'s score) is non-missing.
+    A wave is due for a participant once its window has closed (``wave_offset <= due_offset``, the
+    column the export fills from the study's wave windows); participants still inside or before the
+    window are neither completers nor non-completers. A participant completed a wave when at least one
+    score (or ``scale``'s score) is non-missing. Frames without ``due_offset`` fall back to everyone
+    enrolled, and ``denominator`` says so.
 
     Returns
     -------
     DataFrame
-        ``<by>, wave, wave_offset, enrolled, completed, completed_pct``.
+        ``<by>, wave, wave_offset, enrolled, due, completed, completed_pct, attrition_pct, denominator``
+        (``completed_pct = 100 · completed / due``; ``attrition_pct`` its complement among the due).
 
     Examples
     --------
-    >>> # completion(long, by=["arm", "site"])
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b", "c"], "arm": "x", "scale": "phq9",
+    ...     "wave": ["baseline", "m12", "baseline", "baseline"], "wave_offset": [0, 365, 0, 0],
+    ...     "value": [5.0, 4.0, 6.0, 7.0], "due_offset": [365, 365, 365, 0]})
+    >>> completion(long)[["wave", "enrolled", "due", "completed", "completed_pct"]].values.tolist()
+    [['baseline', 3, 3, 3, 100.0], ['m12', 3, 2, 1, 50.0]]
     """
     long = _ensure(frame)
     by = list(by)
@@ -36,18 +46,43 @@ def completion(frame: pd.DataFrame, by: Sequence[str] = ("arm",), scale: str | N
     done = done[["participant", "wave"]].drop_duplicates()
     waves = wave_order(long)
     offsets = long.groupby("wave")["wave_offset"].first()
-    enrolled = p.groupby(by).size().rename("enrolled").reset_index() if by else pd.DataFrame({"enrolled": [len(p)]})
+    known = p["due_offset"].notna().all() if "due_offset" in p else False
+
+    def count(df: pd.DataFrame, name: str) -> pd.DataFrame:
+        if by:
+            return df.groupby(by).size().rename(name).reset_index()
+        return pd.DataFrame({name: [len(df)]})
+
+    enrolled = count(p, "enrolled")
     rows = []
     for w in waves:
-        got = p[p["participant"].isin(done[done["wave"] == w]["participant"])]
-        c = got.groupby(by).size().rename("completed").reset_index() if by else pd.DataFrame({"completed": [len(got)]})
-        t = enrolled.merge(c, on=by, how="left") if by else pd.concat([enrolled, c], axis=1)
-        t["wave"], t["wave_offset"] = w, offsets.get(w, np.nan)
+        off = offsets.get(w, np.nan)
+        due = p[p["due_offset"] >= off] if known and not np.isnan(off) else p
+        got = due[due["participant"].isin(done[done["wave"] == w]["participant"])]
+        t = (
+            enrolled.merge(count(due, "due"), on=by, how="left")
+            if by
+            else pd.concat([enrolled, count(due, "due")], axis=1)
+        )
+        t = (
+            t.merge(count(got, "completed"), on=by, how="left")
+            if by
+            else pd.concat([t, count(got, "completed")], axis=1)
+        )
+        t["wave"], t["wave_offset"] = w, off
         rows.append(t)
     out = pd.concat(rows, ignore_index=True)
+    out["due"] = out["due"].fillna(0).astype(int)
     out["completed"] = out["completed"].fillna(0).astype(int)
-    out["completed_pct"] = 100 * out["completed"] / out["enrolled"]
-    return out[by + ["wave", "wave_offset", "enrolled", "completed", "completed_pct"]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["completed_pct"] = np.where(
+            out["due"] > 0, 100 * out["completed"] / out["due"].where(out["due"] > 0, 1), np.nan
+        )
+    out["attrition_pct"] = 100 - out["completed_pct"]
+    out["denominator"] = "due (window closed)" if known else "enrolled (no due information)"
+    return out[
+        by + ["wave", "wave_offset", "enrolled", "due", "completed", "completed_pct", "attrition_pct", "denominator"]
+    ]
 
 
 def dropout_by_baseline(
@@ -65,7 +100,11 @@ def dropout_by_baseline(
 
     Examples
     --------
-    >>> # dropout_by_baseline(long, scales=["phq9", "lsns6"]).round(2).to_markdown()
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> long = long_from_synthetic(simulate_cohort(60, seed=2))
+    >>> dropout_by_baseline(long, scales=["phq9", "lsns6"])["variable"].tolist()
+    ['phq9', 'lsns6']
     """
     long = _ensure(frame)
     scales = list(scales) if scales is not None else sorted(long["scale"].unique())

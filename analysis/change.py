@@ -19,13 +19,18 @@ from statsmodels.stats.proportion import proportion_confint
 
 from .frame import _ensure, participants, wave_order, wide
 
-__all__ = ["change_scores", "effect_sizes", "scale_meta", "responders"]
+__all__ = ["change_scores", "effect_sizes", "scale_meta", "responders", "reliable_change"]
 
 
 def scale_meta(scale: str) -> dict:
     """MCID, direction (``better``: "higher" | "lower") and range of a scale from ``instruments``.
 
     Unknown scales (custom, or the library unavailable) give ``mcid=None, better="higher"``.
+
+    Examples
+    --------
+    >>> scale_meta("phq9")["mcid"], scale_meta("phq9")["better"]
+    (5, 'lower')
     """
     try:
         import instruments
@@ -41,7 +46,18 @@ def scale_meta(scale: str) -> dict:
 
 
 def change_scores(frame: pd.DataFrame, scale: str, post: str, pre: str | None = None) -> pd.DataFrame:
-    """Participants with both a pre and a post score: ``participant, arm, arm_kind, site, pre, post, change``."""
+    """Participants with both a pre and a post score: ``participant, arm, arm_kind, site, pre, post, change``.
+
+    ``pre`` defaults to the first wave; ``post`` (the follow-up wave) is always named by the caller.
+
+    Examples
+    --------
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> d = change_scores(long_from_synthetic(simulate_cohort(60, seed=2)), "phq9", post="m6")
+    >>> bool((d["change"] == d["post"] - d["pre"]).all())
+    True
+    """
     frame = _ensure(frame)
     pre = pre or wave_order(frame)[0]
     w = wide(frame, scale)
@@ -68,14 +84,19 @@ def effect_sizes(
     Returns
     -------
     DataFrame
-        ``scale, comparison ("within"|"between"), arm, reference, n, n_reference, mean_change,
-        mean_change_reference, effect ("cohen_d_av"|"hedges_g"), estimate, ci_lower, ci_upper``.
-        Signs follow the raw change (post − pre; a PHQ-9 fall is negative).
+        ``scale, baseline_wave, followup_wave, comparison ("within"|"between"), arm, reference, n,
+        n_reference, mean_change, mean_change_reference, effect ("cohen_d_av"|"hedges_g"), estimate,
+        ci_lower, ci_upper``. Signs follow the raw change (post − pre; a PHQ-9 fall is negative).
 
     Examples
     --------
-    >>> # effect_sizes(long, "phq9", post="m6")
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> es = effect_sizes(long_from_synthetic(simulate_cohort(60, seed=2)), "phq9", post="m6")
+    >>> es[["baseline_wave", "followup_wave"]].drop_duplicates().values.tolist()
+    [['baseline', 'm6']]
     """
+    pre = pre or wave_order(_ensure(frame))[0]
     d = change_scores(frame, scale, post, pre)
     ref = reference or _reference_arm(d)
     rows = []
@@ -128,7 +149,10 @@ def effect_sizes(
                 "pre_post_r": np.nan,
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.insert(1, "baseline_wave", pre)
+    out.insert(2, "followup_wave", post)
+    return out
 
 
 def responders(
@@ -153,19 +177,24 @@ def responders(
     Returns
     -------
     DataFrame
-        ``scale, arm, mcid, better, n, improved, improved_prop, improved_ci_lower, improved_ci_upper,
-        deteriorated, deteriorated_prop, risk_difference, rd_ci_lower, rd_ci_upper`` (risk
-        difference of improvement vs the reference arm, Wald CI).
+        ``scale, baseline_wave, followup_wave, arm, mcid, better, n, improved, improved_prop,
+        improved_ci_lower, improved_ci_upper, deteriorated, deteriorated_prop, risk_difference,
+        rd_ci_lower, rd_ci_upper`` (risk difference of improvement vs the reference arm, Wald CI).
 
     Examples
     --------
-    >>> # responders(long, "phq9", post="m6")            # MCID 5 from the PHQ-9 definition
-    >>> # responders(long, "pam13_activation", post="m6", mcid=4)
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> long = long_from_synthetic(simulate_cohort(60, seed=2))
+    >>> r = responders(long, "phq9", post="m6")            # MCID 5 from the PHQ-9 definition
+    >>> r[["followup_wave", "mcid"]].drop_duplicates().values.tolist()
+    [['m6', 5.0]]
     """
     meta = scale_meta(scale)
     m = mcid if mcid is not None else (mcids or {}).get(scale, meta["mcid"])
     if m is None:
         raise ValueError(f"{scale}: no MCID is defined; pass mcid= (a study setting)")
+    pre = pre or wave_order(_ensure(frame))[0]
     d = change_scores(frame, scale, post, pre)
     improvement = -d["change"] if meta["better"] == "lower" else d["change"]
     d["improved"] = improvement >= m
@@ -190,6 +219,8 @@ def responders(
         rows.append(
             {
                 "scale": scale,
+                "baseline_wave": pre,
+                "followup_wave": post,
                 "arm": arm,
                 "mcid": float(m),
                 "better": meta["better"],
@@ -206,3 +237,56 @@ def responders(
             }
         )
     return pd.DataFrame(rows)
+
+
+def reliable_change(
+    frame: pd.DataFrame,
+    scale: str,
+    post: str,
+    reliability: float,
+    pre: str | None = None,
+    sd: float | None = None,
+    ci: float = 0.95,
+) -> pd.DataFrame:
+    """Reliable change index (Jacobson & Truax 1991) per participant, beside MCID responders.
+
+    ``RCI = (post − pre) / S_diff`` with ``S_diff = √2 · SE`` and ``SE = SD_pre · √(1 − r_xx)``; a
+    change is reliable when ``|RCI| > z_{(1+ci)/2}`` (1.96). ``reliability`` is the scale's test–retest
+    or internal-consistency coefficient (e.g. Cronbach's alpha at baseline); ``sd`` the baseline SD
+    (default: the sample's, over all arms).
+
+    Returns
+    -------
+    DataFrame
+        One row per participant: ``participant, arm, pre, post, change, rci, reliable_improvement,
+        reliable_deterioration``, with ``s_diff`` and ``threshold`` (the smallest reliable change, in
+        scale points) repeated on every row, and ``baseline_wave, followup_wave``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b", "b"], "arm": "x", "scale": "phq9",
+    ...     "wave": ["baseline", "m6"] * 2, "wave_offset": [0, 182] * 2, "value": [20.0, 10.0, 12.0, 11.0]})
+    >>> r = reliable_change(long, "phq9", post="m6", reliability=0.84, sd=5.0)
+    >>> round(float(r["s_diff"].iloc[0]), 4), r["reliable_improvement"].tolist()
+    (2.8284, [True, False])
+    """
+    from scipy import stats
+
+    if not 0 <= reliability < 1:
+        raise ValueError("reliability must be in [0, 1)")
+    pre = pre or wave_order(_ensure(frame))[0]
+    d = change_scores(frame, scale, post, pre)
+    s1 = float(sd) if sd is not None else float(d["pre"].std())
+    se = s1 * np.sqrt(1 - reliability)
+    s_diff = np.sqrt(2) * se
+    z = stats.norm.ppf(1 - (1 - ci) / 2)
+    better = scale_meta(scale)["better"]
+    d["rci"] = d["change"] / s_diff
+    improving = -d["rci"] if better == "lower" else d["rci"]
+    d["reliable_improvement"] = improving > z
+    d["reliable_deterioration"] = improving < -z
+    d["s_diff"], d["threshold"] = s_diff, z * s_diff
+    d["baseline_wave"], d["followup_wave"] = pre, post
+    cols = ["participant", "arm", "baseline_wave", "followup_wave", "pre", "post", "change", "rci"]
+    return d[cols + ["reliable_improvement", "reliable_deterioration", "s_diff", "threshold"]]

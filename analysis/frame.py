@@ -52,6 +52,11 @@ LONG_COLUMNS: dict[str, tuple[str, str]] = {
     "prorated": ("bool", "the score was prorated for missing items"),
     "status": ("string", "participant status: active | withdrawn | lost_to_follow_up | completed"),
     "status_days": ("float", "days from enrolment to withdrawal or loss; NaN otherwise"),
+    "due_offset": (
+        "float",
+        "largest planned wave offset whose window had closed for the participant at export (-1: none yet; "
+        "NaN: unknown); a wave is due when wave_offset <= due_offset",
+    ),
 }
 
 #: Columns without which no analysis can run.
@@ -173,14 +178,28 @@ def _ensure(frame: pd.DataFrame | str | Path) -> pd.DataFrame:
 
 
 def wave_order(frame: pd.DataFrame) -> list[str]:
-    """Wave codes ordered by planned offset (then by first appearance)."""
+    """Wave codes ordered by planned offset (then by first appearance).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> wave_order(pd.DataFrame({"wave": ["m6", "baseline", "m1"], "wave_offset": [182, 0, 30]}))
+    ['baseline', 'm1', 'm6']
+    """
     w = frame[["wave", "wave_offset"]].drop_duplicates("wave")
     w = w.assign(_pos=np.arange(len(w))).sort_values(["wave_offset", "_pos"], na_position="last")
     return w["wave"].tolist()
 
 
 def context_columns(frame: pd.DataFrame) -> list[str]:
-    """The ``context_*`` columns of a frame."""
+    """The ``context_*`` columns of a frame.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> context_columns(pd.DataFrame(columns=["participant", "context_living_situation", "value"]))
+    ['context_living_situation']
+    """
     return [c for c in frame.columns if c.startswith("context_")]
 
 
@@ -189,7 +208,11 @@ def scale_frame(frame: pd.DataFrame, scale: str, *, dropna: bool = True) -> pd.D
 
     Examples
     --------
-    >>> # phq = scale_frame(long, "phq9")   # one row per participant x wave with a PHQ-9 score
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6"], "wave_offset": [0, 182], "value": [9, 5]})
+    >>> scale_frame(long, "phq9")["years"].round(3).tolist()
+    [0.0, 0.498]
     """
     frame = _ensure(frame)
     out = frame[frame["scale"] == scale].copy()
@@ -210,6 +233,14 @@ def wide(frame: pd.DataFrame, scale: str, values: str = "value") -> pd.DataFrame
     -------
     DataFrame
         Index ``participant``; one column per wave; NaN where the wave is missing.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "value": [9, 5, 12]})
+    >>> wide(long, "phq9").to_dict("index")
+    {'a': {'baseline': 9.0, 'm6': 5.0}, 'b': {'baseline': 12.0, 'm6': nan}}
     """
     sf = scale_frame(frame, scale, dropna=False)
     tab = sf.pivot_table(index="participant", columns="wave", values=values, aggfunc="first", observed=False)
@@ -220,11 +251,19 @@ def wide(frame: pd.DataFrame, scale: str, values: str = "value") -> pd.DataFrame
 def participants(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per participant with the participant-level columns.
 
-    Columns: ``participant, site, arm, arm_kind, status, status_days, last_days`` (days of the
-    last completed questionnaire), ``last_wave``, then the ``context_*`` columns.
+    Columns: ``participant, site, arm, arm_kind, status, status_days, due_offset, last_days`` (days of
+    the last completed questionnaire), ``last_wave``, then the ``context_*`` columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "value": [9, 5, 12]})
+    >>> participants(long)[["participant", "last_wave"]].values.tolist()
+    [['a', 'm6'], ['b', 'baseline']]
     """
     frame = _ensure(frame)
-    cols = ["participant", "site", "arm", "arm_kind", "status", "status_days"] + context_columns(frame)
+    cols = ["participant", "site", "arm", "arm_kind", "status", "status_days", "due_offset"] + context_columns(frame)
     per = frame.groupby("participant", sort=True)[cols[1:]].first().reset_index()
     answered = frame[frame["value"].notna()]
     days = answered["days"].where(answered["days"].notna(), answered["wave_offset"])
@@ -251,6 +290,14 @@ def baseline(frame: pd.DataFrame, scales: Iterable[str] | None = None, wave: str
     -------
     DataFrame
         :func:`participants` columns plus one column per scale (named by the scale code).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...                      "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "value": [9, 5, 12]})
+    >>> baseline(long)["phq9"].tolist()
+    [9.0, 12.0]
     """
     frame = _ensure(frame)
     wave = wave or wave_order(frame)[0]
@@ -267,6 +314,14 @@ def cohort_frame(frame: pd.DataFrame, scales: Iterable[str] | None = None) -> pd
 
     Columns: ``participant, site, arm, arm_kind, wave, wave_offset, days, years``, the scale
     columns, ``status, status_days`` and the ``context_*`` columns.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a"], "arm": "x", "scale": ["phq9", "gad7"],
+    ...                      "wave": "baseline", "wave_offset": 0, "value": [9, 7]})
+    >>> cohort_frame(long)[["participant", "wave", "gad7", "phq9"]].values.tolist()
+    [['a', 'baseline', 7.0, 9.0]]
     """
     frame = _ensure(frame)
     f = frame if scales is None else frame[frame["scale"].isin(list(scales))]
@@ -305,7 +360,9 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, 
     Examples
     --------
     >>> from analysis.synthetic import simulate_cohort
-    >>> long = long_from_synthetic(simulate_cohort(n_participants=12, seed=3))  # doctest: +SKIP
+    >>> long = long_from_synthetic(simulate_cohort(n_participants=12, seed=3))
+    >>> int(long["participant"].nunique())
+    12
     """
     import instruments
 
@@ -316,6 +373,17 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, 
     offsets = dict(cohort.waves) if cohort.waves else {}
     kinds = dict(cohort.arms) if cohort.arms else {}
 
+    # A wave is due once its window (planned offset + window_days) has closed by the data cut-off
+    # (reference date + followup_cutoff_days); without a cut-off the cohort is followed to the end.
+    cutoff = (cohort.params or {}).get("followup_cutoff_days")
+    due: dict[str, float] = {}
+    for pid, prow in part.iterrows():
+        if cutoff is None:
+            due[pid] = float(max(offsets.values())) if offsets else np.nan
+            continue
+        elapsed = int(prow["enrolled_offset_days"]) + float(cutoff)
+        closed = [o for o in offsets.values() if elapsed > o + window_days]
+        due[pid] = float(max(closed)) if closed else -1.0
     context: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
     inst_cache: dict[str, Any] = {}
@@ -360,6 +428,7 @@ def long_from_synthetic(cohort: Any, *, reference_date: datetime | None = None, 
                     "prorated": bool(s.prorated),
                     "status": p["status"],
                     "status_days": p["status_days"],
+                    "due_offset": due[r["participant"]],
                 }
             )
     df = pd.DataFrame(rows)

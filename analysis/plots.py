@@ -26,7 +26,16 @@ def _axes(ax, size=(6.4, 4.2)):
 
 
 def save(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Save a figure as PNG or SVG (by extension)."""
+    """Save a figure as PNG or SVG (by extension).
+
+    Examples
+    --------
+    >>> import tempfile, pandas as pd
+    >>> fig = plot_km(pd.DataFrame({"group": "all", "time": [0, 5], "survival": [1, 0.8], "ci_lower": [1, 0.6],
+    ...                             "ci_upper": [1, 0.9]}))
+    >>> save(fig, tempfile.mkdtemp() + "/km.svg").suffix
+    '.svg'
+    """
     path = Path(path)
     if path.suffix.lower() not in (".png", ".svg"):
         raise ValueError("save as .png or .svg")
@@ -42,15 +51,24 @@ def plot_trajectory(model, ax=None, path: str | Path | None = None, title: str |
     ----------
     model : TrajectoryModel
         A fitted model.
+
+    Examples
+    --------
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> from analysis.trajectories import TrajectoryModel
+    >>> m = TrajectoryModel("phq9").fit(long_from_synthetic(simulate_cohort(60, seed=2)))
+    >>> plot_trajectory(m).axes[0].get_ylabel()
+    'phq9'
     """
     fig, ax = _axes(ax)
     obs = model.observed_means()
     pred = model.predicted_means
     by = model.by
-    for i, lvl in enumerate(model._levels):
+    for i, lvl in enumerate(model.levels_):
         color = f"C{i}"
         o = obs[obs[by] == str(lvl)]
-        x_shift = (i - (len(model._levels) - 1) / 2) * 0.006  # keep error bars of arms apart
+        x_shift = (i - (len(model.levels_) - 1) / 2) * 0.006  # keep error bars of arms apart
         ax.errorbar(
             o["time"] + x_shift,
             o["mean"],
@@ -79,7 +97,16 @@ def plot_km(
     title: str = "Retention",
     ylabel: str = "still in follow-up",
 ) -> Figure:
-    """Kaplan–Meier step curves with CI bands from :func:`analysis.survival.km_table`."""
+    """Kaplan–Meier step curves with CI bands from :func:`analysis.survival.km_table`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from analysis.survival import km_table
+    >>> km = km_table(pd.DataFrame({"duration": [5, 8, 9, 12], "event": [1, 1, 0, 1], "arm": list("aabb")}), by="arm")
+    >>> len(plot_km(km).axes[0].get_legend_handles_labels()[1])
+    2
+    """
     fig, ax = _axes(ax)
     for i, (g, d) in enumerate(km.groupby("group", sort=True)):
         ax.step(d["time"], d["survival"], where="post", color=f"C{i}", label=str(g))
@@ -102,7 +129,16 @@ def plot_forest(
     label_cols: tuple[str, ...] = ("level", "arm"),
     title: str | None = None,
 ) -> Figure:
-    """Forest plot of subgroup effects (estimate with CI), e.g. ``ModerationModel.subgroup_effects``."""
+    """Forest plot of subgroup effects (estimate with CI), e.g. ``ModerationModel.subgroup_effects``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eff = pd.DataFrame({"level": ["alone", "with others"], "arm": "group", "effect": [2.0, 0.5],
+    ...                     "ci_lower": [0.1, -1.0], "ci_upper": [3.9, 2.0]})
+    >>> plot_forest(eff).axes[0].get_xlabel()
+    'difference in slope vs reference arm (per year)'
+    """
     n = len(effects)
     fig, ax = _axes(ax, size=(6.4, max(2.0, 0.35 * n + 1.2)))
     y = np.arange(n)[::-1]

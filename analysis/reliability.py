@@ -22,17 +22,32 @@ import pingouin as pg
 __all__ = ["cronbach_alpha", "mcdonald_omega", "item_total", "reliability"]
 
 
-def _wide(items: pd.DataFrame) -> pd.DataFrame:
-    return items.select_dtypes("number").astype(float)
+#: Column names that identify a respondent rather than hold an item (never scored as items).
+ID_COLUMNS = frozenset({"participant", "participant_id", "id", "pid", "subject", "record_id", "respondent", "wave"})
 
 
-def cronbach_alpha(items: pd.DataFrame, ci: float = 0.95, nan_policy: str = "listwise") -> pd.DataFrame:
+def _wide(items: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Item columns as floats: ``columns`` if given, else the numeric columns that are not identifiers."""
+    if columns is not None:
+        missing = [c for c in columns if c not in items.columns]
+        if missing:
+            raise ValueError(f"item column(s) not in the frame: {missing}")
+        return items[list(columns)].apply(pd.to_numeric, errors="coerce").astype(float)
+    num = items.select_dtypes("number")
+    keep = [c for c in num.columns if str(c).lower() not in ID_COLUMNS and not str(c).lower().endswith("_id")]
+    return num[keep].astype(float)
+
+
+def cronbach_alpha(
+    items: pd.DataFrame, ci: float = 0.95, nan_policy: str = "listwise", columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Cronbach's alpha with its F-based confidence interval (pingouin).
 
     Parameters
     ----------
     items : DataFrame
-        One column per item, one row per respondent.
+        One column per item, one row per respondent. Identifier columns (``participant``, ``id``,
+        ``*_id``, ...) are never treated as items; pass ``columns`` to name the items explicitly.
     nan_policy : {"listwise", "pairwise"}
         Listwise (default) drops respondents with any missing item.
 
@@ -48,7 +63,9 @@ def cronbach_alpha(items: pd.DataFrame, ci: float = 0.95, nan_policy: str = "lis
     >>> round(float(cronbach_alpha(df)["alpha"].iloc[0]), 3)
     0.954
     """
-    w = _wide(items)
+    w = _wide(items, columns)
+    if w.shape[1] < 2:
+        raise ValueError("Cronbach's alpha needs at least two item columns")
     n = len(w.dropna()) if nan_policy == "listwise" else len(w)
     a, (lo, hi) = pg.cronbach_alpha(data=w, ci=ci, nan_policy=nan_policy)
     return pd.DataFrame([{"n": n, "k": w.shape[1], "alpha": float(a), "ci_lower": float(lo), "ci_upper": float(hi)}])
@@ -61,6 +78,15 @@ def mcdonald_omega(items: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         One row: ``n, k, omega`` plus ``loadings`` (dict item -> standardised loading).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=300)
+    >>> df = pd.DataFrame({f"i{j}": f + rng.normal(scale=0.8, size=300) for j in range(5)})
+    >>> 0.85 < float(mcdonald_omega(df)["omega"].iloc[0]) < 0.92
+    True
     """
     from statsmodels.multivariate.factor import Factor
 
@@ -85,7 +111,7 @@ def mcdonald_omega(items: pd.DataFrame) -> pd.DataFrame:
                 "n": len(w),
                 "k": w.shape[1],
                 "omega": float(omega),
-                "loadings": dict(zip(w.columns, np.round(lam, 4), strict=True)),
+                "loadings": dict(zip(w.columns, np.round(lam, 4), strict=False)),
             }
         ]
     )
@@ -98,6 +124,13 @@ def item_total(items: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         ``item, n, mean, sd, r_item_rest, alpha_if_deleted`` (listwise complete rows).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"a": [1, 2, 3, 4, 5], "b": [2, 2, 3, 5, 5], "c": [1, 3, 3, 4, 4]})
+    >>> item_total(df)["item"].tolist()
+    ['a', 'b', 'c']
     """
     w = _wide(items).dropna()
     total = w.sum(axis=1)
@@ -145,7 +178,11 @@ def reliability(
 
     Examples
     --------
-    >>> # reliability(items_export)  # one row per instrument x wave
+    >>> import pandas as pd
+    >>> items = pd.DataFrame({"participant": [1, 1, 2, 2, 3, 3, 4, 4], "wave": "baseline", "instrument": "x",
+    ...                       "item": ["a", "b"] * 4, "value": [1, 2, 2, 2, 3, 4, 4, 4]})
+    >>> reliability(items)[["instrument", "wave", "n", "k"]].values.tolist()
+    [['x', 'baseline', 4, 2]]
     """
     need = {"participant", "item", "value"} | set(by)
     missing = need - set(items.columns)
@@ -165,7 +202,7 @@ def reliability(
         keys = keys if isinstance(keys, tuple) else (keys,)
         w = g.pivot_table(index="participant", columns="item", values="value", aggfunc="first")
         w = w.loc[:, w.notna().any()]
-        rec = dict(zip(by, keys, strict=True))
+        rec = dict(zip(by, keys, strict=False))
         if w.shape[1] < 2 or len(w.dropna()) < 3:
             rows.append(
                 {

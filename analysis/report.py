@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import attrition, change, survival
+from . import attrition, change, missing, survival, trial
 from .frame import load_long, wave_order
+from .multiplicity import adjust_table, format_p
 from .plots import plot_forest, plot_km, plot_trajectory
 from .reliability import reliability
 from .trajectories import ModerationModel, TrajectoryModel
@@ -19,11 +20,23 @@ __all__ = ["run_all", "DEFAULT_SCALES"]
 DEFAULT_SCALES = ("pam13_activation", "semcd6", "phq9", "gad7", "lsns6")
 
 
+def _is_p(name: str) -> bool:
+    return name == "p" or name.endswith("_p") or name.startswith("p_")
+
+
+def _pfmt(p: float) -> str:
+    """``= 0.042`` or ``< 0.001`` for a sentence."""
+    f = format_p(p)
+    return f if f.startswith("<") else f"= {f}"
+
+
 def _md(df: pd.DataFrame, decimals: int = 2) -> str:
-    """A DataFrame as a Markdown table (no extra dependency)."""
+    """A DataFrame as a Markdown table (no extra dependency); p-values print as ``< 0.001``, never ``0.00``."""
     d = df.copy()
     for c in d.columns:
-        if pd.api.types.is_float_dtype(d[c]):
+        if _is_p(str(c)) and pd.api.types.is_numeric_dtype(d[c]):
+            d[c] = d[c].map(format_p)
+        elif pd.api.types.is_float_dtype(d[c]):
             d[c] = d[c].map(lambda v: "" if pd.isna(v) else f"{v:.{decimals}f}")
     head = "| " + " | ".join(map(str, d.columns)) + " |"
     sep = "|" + "|".join("---" for _ in d.columns) + "|"
@@ -42,6 +55,8 @@ def run_all(
     items: pd.DataFrame | None = None,
     random: str = "slope",
     fmt: str = "png",
+    mi_imputations: int = 20,
+    seed: int = 0,
 ) -> dict[str, Path]:
     """Run the standard analyses and write CSV tables, plots and ``report.md`` into ``outdir``.
 
@@ -57,11 +72,15 @@ def run_all(
     mcids : mapping, optional
         Study MCIDs for scales without a published one (``{"pam13_activation": 4}``).
     post_wave : str, optional
-        Wave for pre–post change (default: the last wave).
+        The follow-up wave of the primary analysis (ANCOVA), change and responders (default: the
+        last wave); every table names it.
     items : DataFrame, optional
         The ``items`` export, for reliability.
     random : {"slope", "intercept"}
         Random part of the trajectory models (falls back to intercept if the slope model fails).
+    mi_imputations : int
+        Imputations of the missing-data sensitivity analysis (multiple imputation and tipping point).
+    seed : int
     fmt : {"png", "svg"}
 
     Returns
@@ -71,7 +90,13 @@ def run_all(
 
     Examples
     --------
-    >>> # paths = run_all("long.parquet", "artifacts/analysis", mcids={"pam13_activation": 4})
+    >>> import tempfile
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> long = long_from_synthetic(simulate_cohort(80, seed=4))
+    >>> paths = run_all(long, tempfile.mkdtemp(), scales=["phq9"], moderators=[], post_wave="m6", mi_imputations=5)
+    >>> "table:ancova" in paths and "table:tipping_point" in paths
+    True
     """
     long = load_long(frame)
     out = Path(outdir)
@@ -108,7 +133,17 @@ def run_all(
     md += ["## Retention and attrition", ""]
     comp = table("completion_by_arm", attrition.completion(long, by=["arm"]))
     table("completion_by_site", attrition.completion(long, by=["site"]))
-    md += [_md(comp.pivot_table(index="wave", columns="arm", values="completed_pct", sort=False).reset_index(), 1), ""]
+    comp["cell"] = [
+        f"{pct:.0f}% ({c}/{d})" if d else "not yet due"
+        for pct, c, d in zip(comp["completed_pct"], comp["completed"], comp["due"], strict=True)
+    ]
+    md += [
+        f"Completion per wave among participants for whom the wave is due (window closed); denominator: "
+        f"{comp['denominator'].iloc[0]}.",
+        "",
+        _md(comp.pivot_table(index="wave", columns="arm", values="cell", aggfunc="first", sort=False).reset_index()),
+        "",
+    ]
     drop = survival.dropout_frame(long)
     if drop["event"].sum() > 0:
         km = table("km_dropout_by_arm", survival.km_table(drop, by="arm"))
@@ -168,6 +203,87 @@ def run_all(
             md += [f"> {w}", ""]
         plot(f"trajectory_{s}", plot_trajectory(m))
 
+    # The primary analysis at the named follow-up, its longitudinal companion and multiplicity.
+    md += [f"## Primary analysis at {post} (baseline-adjusted ANCOVA)", ""]
+    anc_all = []
+    for s in scales:
+        try:
+            anc_all.append(trial.ancova(long, s, followup=post))
+        except Exception:  # noqa: BLE001 - a scale may lack follow-up data
+            continue
+    if anc_all:
+        anc = pd.concat(anc_all, ignore_index=True)
+        anc["family"] = ["primary" if sc == scales[0] else "secondary" for sc in anc["scale"]]
+        anc = adjust_table(anc, family="family", method="holm")
+        table("ancova", anc)
+        md += [
+            f"Difference from {anc['reference'].iloc[0]} at {post} adjusted for the baseline score. The first scale "
+            "is primary; secondary outcomes carry Holm-adjusted p-values (p_adjusted) across the family.",
+            "",
+            _md(
+                anc[
+                    [
+                        "scale",
+                        "arm",
+                        "n",
+                        "n_reference",
+                        "n_excluded",
+                        "estimate",
+                        "ci_lower",
+                        "ci_upper",
+                        "p",
+                        "p_adjusted",
+                    ]
+                ]
+            ),
+            "",
+        ]
+        try:
+            cl = table("clda", trial.clda(long, scales[0]))
+            md += [
+                f"Constrained longitudinal analysis of {scales[0]} (all waves, common baseline mean, unstructured "
+                "covariance, Satterthwaite df): effect at each follow-up wave.",
+                "",
+                _md(cl[["followup_wave", "arm", "estimate", "ci_lower", "ci_upper", "df", "p"]]),
+                "",
+            ]
+        except Exception as exc:  # noqa: BLE001
+            md += [f"cLDA not estimable: {exc}", ""]
+        # Missing data: MI under MAR (with baseline isolation as auxiliary when measured) and a tipping point.
+        aux = [a for a in ("lsns6",) if a in present and a != scales[0]]
+        try:
+            imps = missing.impute(long, scales[0], m=mi_imputations, auxiliary=aux, seed=seed)
+            mi = table(
+                "multiple_imputation",
+                missing.multiple_imputation(long, scales[0], followup=post, m=mi_imputations, imputations=imps),
+            )
+            tp = table(
+                "tipping_point",
+                missing.tipping_point(long, scales[0], post, m=mi_imputations, auxiliary=aux, seed=seed),
+            )
+            tip = tp["tipping_point"].iloc[0]
+            md += [
+                "### Missing data",
+                "",
+                f"Multiple imputation ({mi_imputations} imputations by chained equations within arm"
+                + (f", baseline {', '.join(aux)} as auxiliary: dropout is related to isolation" if aux else "")
+                + ") under missing at random, pooled by Rubin's rules:",
+                "",
+                _md(mi[["arm", "n_imputed", "estimate", "ci_lower", "ci_upper", "p", "fmi"]]),
+                "",
+                f"Tipping point (delta-adjusted imputation of {tp['arm'].iloc[0]}'s missing {post} values): "
+                + (
+                    f"the MAR conclusion changes once dropouts are assumed {tip:+.2f} points different."
+                    if pd.notna(tip)
+                    else "the MAR conclusion holds over the whole range of shifts examined."
+                ),
+                "",
+                _md(tp[["delta", "estimate", "ci_lower", "ci_upper", "p", "same_conclusion"]]),
+                "",
+            ]
+        except Exception as exc:  # noqa: BLE001
+            md += [f"Missing-data sensitivity analysis not estimable: {exc}", ""]
+
     # What works for whom.
     if scales:
         mods = (
@@ -185,19 +301,22 @@ def run_all(
                 md += [f"{mod}: not estimable ({exc})", ""]
                 continue
             safe = mod.replace(":", "_")
-            eff = table(f"moderation_{scales[0]}_{safe}", mm.subgroup_effects)
+            eff = table(f"moderation_{scales[0]}_{safe}", adjust_table(mm.subgroup_effects, method="bh"))
             table(f"moderation_{scales[0]}_{safe}_slopes", mm.subgroup_slopes)
             it = mm.interaction_test.iloc[0]
             md += [
                 f"### {scales[0]} by {mod}",
                 "",
-                f"Interaction (arm × time × {mod}): χ² = {it['chisq']:.2f}, df = {int(it['df'])}, p = {it['p']:.3f}.",
+                f"Interaction (arm × time × {mod}): χ² = {it['chisq']:.2f}, df = {int(it['df'])}, p {_pfmt(it['p'])}. "
+                "Subgroup effects carry Benjamini–Hochberg adjusted p-values (p_adjusted).",
+                "",
+                _md(eff[["level", "arm", "n_participants", "effect", "ci_lower", "ci_upper", "p", "p_adjusted"]]),
                 "",
             ]
             plot(f"forest_{scales[0]}_{safe}", plot_forest(eff))
 
     # Change and responders.
-    md += ["## Change from baseline", ""]
+    md += [f"## Change from baseline to {post}", ""]
     es_all, resp_all = [], []
     for s in scales:
         try:
@@ -211,13 +330,28 @@ def run_all(
     if es_all:
         es = table("effect_sizes", pd.concat(es_all, ignore_index=True))
         md += [
-            _md(es[["scale", "comparison", "arm", "n", "mean_change", "effect", "estimate", "ci_lower", "ci_upper"]]),
+            _md(
+                es[
+                    [
+                        "scale",
+                        "followup_wave",
+                        "comparison",
+                        "arm",
+                        "n",
+                        "mean_change",
+                        "effect",
+                        "estimate",
+                        "ci_lower",
+                        "ci_upper",
+                    ]
+                ]
+            ),
             "",
         ]
     if resp_all:
         rp = table("responders", pd.concat(resp_all, ignore_index=True))
         md += [
-            "Responders (improved by at least the MCID):",
+            f"Responders at {post} (improved by at least the MCID since baseline):",
             "",
             _md(
                 rp[
@@ -245,10 +379,14 @@ def run_all(
     md += [
         "## Methods",
         "",
-        "Linear mixed models (statsmodels MixedLM, REML) of each outcome on time in years × arm with "
-        "site as a fixed effect and a random intercept (and slope) per participant; predicted means "
-        "are averaged over participants' covariates. Retention: Kaplan–Meier, log-rank, Cox (lifelines). "
-        "Effect sizes: Cohen's d_av within arms, Hedges' g on change scores between arms.",
+        "Linear mixed models (REML; optimum checked by the gradient, several optimisers) of each outcome on "
+        "time in years × arm with site as a fixed effect and a random intercept (and slope) per participant; "
+        "Satterthwaite degrees of freedom for t-based tests and intervals; predicted means are averaged over "
+        f"participants' covariates. Primary analysis: ANCOVA at {post} adjusted for baseline; cLDA as its "
+        "longitudinal companion; multiple imputation (chained equations, Rubin's rules) and a delta-adjusted "
+        "tipping point for missing-not-at-random dropout. Secondary outcomes: Holm; subgroups: "
+        "Benjamini–Hochberg. Completion among participants due. Retention: Kaplan–Meier, log-rank, Cox "
+        "(lifelines). Effect sizes: Cohen's d_av within arms, Hedges' g on change scores between arms.",
         "",
     ]
     rp = out / "report.md"

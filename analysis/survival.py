@@ -25,6 +25,15 @@ def dropout_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
     ``event`` is 1 for withdrawal or loss to follow-up at ``status_days``; otherwise 0, censored
     at the last completed questionnaire (``last_days``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> long = pd.DataFrame({"participant": ["a", "a", "b"], "arm": "x", "scale": "phq9",
+    ...     "wave": ["baseline", "m6", "baseline"], "wave_offset": [0, 182, 0], "days": [0, 180, 1],
+    ...     "value": [9, 5, 12], "status": ["active", "active", "withdrawn"], "status_days": [None, None, 40]})
+    >>> dropout_frame(long)[["participant", "duration", "event"]].values.tolist()
+    [['a', 180.0, 0], ['b', 40.0, 1]]
     """
     p = participants(_ensure(frame))
     event = p["status"].isin(DROPOUT_STATUSES) & p["status_days"].notna()
@@ -44,6 +53,13 @@ def km_table(
     DataFrame
         ``group, time, at_risk, events, survival, ci_lower, ci_upper`` (one row per event/censoring
         time and group; Greenwood exponential CIs as in lifelines).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.DataFrame({"duration": [5, 8, 8, 12, 20], "event": [1, 1, 0, 1, 0]})
+    >>> km_table(d)["survival"].round(3).tolist()
+    [1.0, 0.8, 0.6, 0.3, 0.3]
     """
     groups = [(None, df)] if by is None else list(df.groupby(by, sort=True))
     out = []
@@ -73,13 +89,24 @@ def km_dropout(frame: pd.DataFrame, by: str = "arm") -> pd.DataFrame:
 
     Examples
     --------
-    >>> # km_dropout(long, by="site")
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> sorted(km_dropout(long_from_synthetic(simulate_cohort(60, seed=2)), by="site")["group"].unique())
+    ['north', 'south']
     """
     return km_table(dropout_frame(frame), by=by)
 
 
 def logrank(df: pd.DataFrame, by: str, duration: str = "duration", event: str = "event") -> pd.DataFrame:
-    """Log-rank test across the groups of ``by``: ``groups, chisq, df, p``."""
+    """Log-rank test across the groups of ``by``: ``by, groups, chisq, df, p``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = pd.DataFrame({"duration": [5, 8, 9, 12, 20, 21], "event": [1, 1, 1, 0, 1, 0], "arm": list("aaabbb")})
+    >>> logrank(d, "arm")[["groups", "df"]].values.tolist()
+    [[2, 1]]
+    """
     res = multivariate_logrank_test(df[duration], df[by], df[event])
     return pd.DataFrame(
         [
@@ -99,20 +126,37 @@ def fit_cox(
 ) -> tuple[CoxPHFitter, pd.DataFrame]:
     """Cox proportional-hazards model (Efron ties) with categorical covariates dummy-coded.
 
+    Rows with a missing duration, event or covariate are left out and counted (``n_excluded``), never
+    dropped silently. Wald intervals at level ``ci``: ``coef ± z_{(1+ci)/2} · se``.
+
     Returns
     -------
     (CoxPHFitter, DataFrame)
         The fitted lifelines model and a tidy table ``term, coef, hr, se, z, p, ci_lower, ci_upper,
-        hr_ci_lower, hr_ci_upper``.
+        hr_ci_lower, hr_ci_upper, n, events, n_excluded``.
+
+    Examples
+    --------
+    >>> from lifelines.datasets import load_rossi
+    >>> _, tab = fit_cox(load_rossi(), "week", "arrest", ["fin", "prio"], ci=0.90)
+    >>> tab[["term", "n", "n_excluded"]].values.tolist()
+    [['fin', 432, 0], ['prio', 432, 0]]
     """
     covariates = list(covariates) if covariates is not None else [c for c in df.columns if c not in (duration, event)]
-    d = df[[duration, event] + covariates].dropna()
+    full = df[[duration, event] + covariates]
+    d = full.dropna()
+    n_excluded = len(full) - len(d)
+    if d.empty:
+        raise ValueError(f"no row has {duration}, {event} and every covariate ({', '.join(covariates)})")
     cat = [c for c in covariates if not pd.api.types.is_numeric_dtype(d[c])]
     if cat:
         d = pd.get_dummies(d, columns=cat, drop_first=True, dtype=float)
     d = d.loc[:, d.std() > 0] if len(d) > 1 else d
     cph = CoxPHFitter(alpha=1 - ci).fit(d, duration_col=duration, event_col=event)
     s = cph.summary
+    # lifelines names the interval columns after the level ("coef lower 90%"): find them by meaning.
+    lower = next(c for c in s.columns if c.startswith("coef lower"))
+    upper = next(c for c in s.columns if c.startswith("coef upper"))
     tidy = pd.DataFrame(
         {
             "term": s.index,
@@ -121,11 +165,12 @@ def fit_cox(
             "se": s["se(coef)"].to_numpy(),
             "z": s["z"].to_numpy(),
             "p": s["p"].to_numpy(),
-            "ci_lower": s.iloc[:, s.columns.get_loc("coef lower 95%") if "coef lower 95%" in s else 5].to_numpy(),
-            "ci_upper": s.iloc[:, s.columns.get_loc("coef upper 95%") if "coef upper 95%" in s else 6].to_numpy(),
+            "ci_lower": s[lower].to_numpy(),
+            "ci_upper": s[upper].to_numpy(),
         }
     )
     tidy["hr_ci_lower"], tidy["hr_ci_upper"] = np.exp(tidy["ci_lower"]), np.exp(tidy["ci_upper"])
+    tidy["n"], tidy["events"], tidy["n_excluded"] = len(d), int(d[event].sum()), n_excluded
     return cph, tidy.reset_index(drop=True)
 
 
@@ -145,6 +190,14 @@ def cox_dropout(
     -------
     DataFrame
         The tidy table of :func:`fit_cox`.
+
+    Examples
+    --------
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> long = long_from_synthetic(simulate_cohort(120, seed=2))
+    >>> "lsns6" in cox_dropout(long, baseline_scales=["lsns6"])["term"].tolist()
+    True
     """
     from .frame import baseline
 
@@ -177,7 +230,11 @@ def time_to_threshold(
 
     Examples
     --------
-    >>> # km_table(time_to_threshold(long, "phq9", 10, "below"), by="arm")
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> t = time_to_threshold(long_from_synthetic(simulate_cohort(60, seed=2)), "phq9", 10, "below")
+    >>> list(t.columns)
+    ['participant', 'arm', 'arm_kind', 'site', 'duration', 'event']
     """
     sf = scale_frame(frame, scale)
     sf = sf[sf[column].notna()].sort_values(["participant", "days"])

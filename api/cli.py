@@ -95,6 +95,92 @@ def migrate(revision: str = typer.Argument("head", help="target revision")) -> N
     typer.echo(f"database at revision {revision}")
 
 
+@app.command("downgrade", context_settings={"ignore_unknown_options": True})
+def downgrade_cmd(
+    revision: str = typer.Argument(..., help="target revision: an id from CHANGELOG.md, -1 for one step, or base"),
+) -> None:
+    """Downgrade the schema of DATABASE_URL (refused, and rolled back, where it would delete data)."""
+    from api.db import make_engine
+    from api.migrate import current_revision, downgrade
+    from migrations.policy import DowngradeRefused
+
+    url = _settings().database_url
+    try:
+        downgrade(url, revision)
+    except DowngradeRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            now = current_revision(conn)
+    finally:
+        engine.dispose()
+    typer.echo(f"database downgraded to revision {now or 'base (empty)'}")
+
+
+@app.command("backup")
+def backup_cmd(
+    output: str | None = typer.Option(
+        None, "-o", "--output", help="backup file (default: backups/peerlens-<UTC time>.sqlite or .dump)"
+    ),
+    database_url: str | None = typer.Option(None, "--database-url", help="database to back up (default: DATABASE_URL)"),
+    role: str | None = typer.Option(None, "--role", help="PostgreSQL: SET ROLE for the dump (pg_dump --role)"),
+    pg_dump: str | None = typer.Option(None, "--pg-dump", help="PostgreSQL: the pg_dump program to use"),
+) -> None:
+    """Back up the database while the service runs: one consistent file, mode 0600, and a manifest.
+
+    SQLite: the online backup API. PostgreSQL: pg_dump --format=custom on one exported snapshot.
+    The manifest (FILE.manifest.json) holds the release, schema revision, row counts and SHA-256.
+    """
+    from pathlib import Path
+
+    from api.backup import BackupError, backup
+
+    url = database_url or _settings().database_url
+    if output is None:
+        suffix = "sqlite" if url.startswith("sqlite") else "dump"
+        output = f"backups/peerlens-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{suffix}"
+    try:
+        m = backup(url, Path(output), role=role, pg_dump=pg_dump)
+    except BackupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"backup written: {output} ({m.bytes:,} bytes, sha256 {m.sha256[:16]}...)")
+    typer.echo(
+        f"manifest: {output}.manifest.json (Peerlens {m.peerlens_version}, schema {m.schema_revision}, "
+        f"{len(m.tables)} tables, {m.rows:,} rows)"
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    path: str = typer.Argument(..., help="a file written by peerlens backup (or pg_dump --format=custom)"),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="the EMPTY database to restore into (default: DATABASE_URL)"
+    ),
+    no_owner: bool = typer.Option(False, "--no-owner", help="PostgreSQL: objects owned by the restoring role"),
+    role: str | None = typer.Option(None, "--role", help="PostgreSQL: SET ROLE before restoring"),
+    pg_restore: str | None = typer.Option(None, "--pg-restore", help="PostgreSQL: the pg_restore program to use"),
+) -> None:
+    """Restore a backup into an empty database (refused otherwise) and check it against its manifest."""
+    from api.backup import BackupError
+    from api.migrate import head_revision
+    from api.restore import restore
+
+    url = database_url or _settings().database_url
+    try:
+        result = restore(path, url, pg_restore=pg_restore, no_owner=no_owner, role=role)
+    except BackupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    rows = sum(result.tables.values())
+    check = "row counts match the manifest" if result.verified else "no manifest: row counts not checked"
+    typer.echo(f"restored {path}: {len(result.tables)} tables, {rows:,} rows, schema {result.schema_revision}; {check}")
+    if result.schema_revision != head_revision():
+        typer.echo(f"the schema is older than this release's ({head_revision()}): run peerlens migrate next")
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind"),
@@ -346,6 +432,10 @@ def analyze(
         None, "--mcid", help="SCALE=VALUE minimal important difference for a scale without a published one; repeatable"
     ),
     fmt: str = typer.Option("png", "--format", help="plot files: png | svg"),
+    followup: str | None = typer.Option(
+        None, "--followup", help="wave of the primary analysis, change and responders (default: the last wave)"
+    ),
+    imputations: int = typer.Option(20, "--imputations", help="imputations of the missing-data analysis (2-100)"),
 ) -> None:
     """Run the standard analyses on a study's current export (de-identified, as an analyst sees it) and
     write CSV tables, plots and report.md to a folder (same service as the API, no HTTP)."""
@@ -371,9 +461,12 @@ def analyze(
                 mcids=mcid,
                 fmt=fmt,
                 secret=run.settings.secret_key,
+                followup=followup,
+                imputations=imputations,
             )
         except ApiError as exc:
-            raise _bad_parameter(exc, {"outcome": "--outcome", "mcid": "--mcid"}) from None
+            hints = {"outcome": "--outcome", "mcid": "--mcid", "followup": "--followup", "imputations": "--imputations"}
+            raise _bad_parameter(exc, hints) from None
         run.session.commit()
     tables = sum(1 for k in written if k.startswith("table:"))
     plots = sum(1 for k in written if k.startswith("plot:"))

@@ -56,7 +56,7 @@ append-only audit trail. Every route except `/health` takes `Authorization: Bear
 
 
 class RequestGuard:
-    """ASGI middleware: request ids, the body-size limit and a cap on requests in flight.
+    """ASGI middleware: request ids, the release header, the body-size limit and a cap on requests in flight.
 
     A body larger than ``max_body_bytes`` (declared or streamed) is answered 413 before any route
     runs. The id from ``X-Request-ID`` (or a new one) is put on ``request.state.request_id``, in
@@ -72,6 +72,10 @@ class RequestGuard:
         self.app = app
         self.max = max_body_bytes
         self.max_in_flight = max_in_flight
+        from api.release import version
+
+        # Every response names the release that produced it (exports and their dictionaries included).
+        self.version_header = (b"peerlens-version", version().encode("ascii"))
         # One semaphore per event loop: tests drive the same app from several loops.
         self._gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -103,7 +107,7 @@ class RequestGuard:
         async def send_with_id(message):
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                message["headers"] = list(message["headers"]) + [rid_header]
+                message["headers"] = list(message["headers"]) + [rid_header, self.version_header]
             await send(message)
 
         if length is not None:
@@ -171,8 +175,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     engine : Engine, optional
         An existing engine (tests share one); otherwise one is made from ``settings.database_url``.
     """
+    from api.release import version
+
     settings = settings or get_settings()
-    app = FastAPI(title="Peerlens data capture", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    app = FastAPI(title="Peerlens data capture", version=version(), description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
     install_handlers(app)
@@ -206,13 +212,29 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
 
     @app.get("/health", tags=["health"])
     def health(request: Request):
-        """Liveness and database reachability (no authentication)."""
+        """Liveness, database reachability, the Peerlens version and the schema revision (no authentication).
+
+        ``schema`` is the database's Alembic revision and ``schema_current`` whether it is the one this
+        release expects (false: run ``peerlens migrate``).
+        """
+        from api.migrate import current_revision, head_revision
+        from api.release import version
+
         try:
             with request.app.state.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-            return {"status": "ok", "database": "ok"}
+                revision = current_revision(conn)
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
             log.warning("health check: database unreachable (%s)", type(exc).__name__)
-            return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
+            return JSONResponse(
+                {"status": "degraded", "database": "unreachable", "version": version()}, status_code=503
+            )
+        return {
+            "status": "ok",
+            "database": "ok",
+            "version": version(),
+            "schema": revision,
+            "schema_current": revision == head_revision(),
+        }
 
     return app

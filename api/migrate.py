@@ -10,6 +10,7 @@ Examples
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from alembic import command
@@ -37,4 +38,26 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 
 def downgrade(url: str | None = None, revision: str = "base") -> None:
+    """Take the database at ``url`` down to ``revision`` (``-1``: one step).
+
+    Raises
+    ------
+    migrations.policy.DowngradeRefused
+        When a step would delete data; the whole downgrade is rolled back.
+    """
     command.downgrade(alembic_config(url), revision)
+
+
+@lru_cache
+def head_revision() -> str:
+    """The newest revision this code knows (what ``peerlens migrate`` upgrades to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection) -> str | None:
+    """The revision a database is at (None: not migrated), read on an open SQLAlchemy connection."""
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()

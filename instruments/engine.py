@@ -198,11 +198,17 @@ def _scale_values(
             reason[np.isnan(src)] = 1
         else:
             reason[:] = 2
+        answered = (~np.isnan(X)).sum(axis=1) if X.size else np.zeros(n, dtype=np.int64)
         if external is not None:
-            use = np.isnan(value) & ~np.isnan(external)
+            # An external score stands for items answered elsewhere (the licensed software); when some
+            # items were answered here but fewer than the missing-data rule needs, the response fails
+            # that rule and no external score may be banded for it.
+            too_few = (answered > 0) & (answered < max(sc.min_items, 1))
+            use = np.isnan(value) & ~np.isnan(external) & ~too_few
             value = np.where(use, external, value)
             reason[use] = 0
-        return value, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), reason
+            reason[too_few & np.isnan(value)] = 1
+        return value, answered.astype(np.int64), np.zeros(n, dtype=bool), reason
     answered_mask = ~np.isnan(X)
     answered = answered_mask.sum(axis=1)
     ok = answered >= max(sc.min_items, 1)

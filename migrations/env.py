@@ -38,6 +38,9 @@ def _configure(connection=None, url=None):
         url=url,
         target_metadata=metadata,
         render_as_batch=True,
+        # One transaction for the whole run on SQLite too (Alembic's default there is none): a
+        # failing or refused step then leaves the database exactly at the revision it had.
+        transactional_ddl=True,
         compare_type=True,
         render_item=render_item,
         literal_binds=url is not None,
@@ -50,19 +53,46 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is not None:
+def _run(connection) -> None:
+    """Run the migrations on ``connection`` in one transaction.
+
+    SQLite: a batch migration (the only way to alter a column there) copies a table, drops the
+    original and renames the copy; with foreign keys enforced, dropping a table that other rows
+    reference fails (or cascades), so a migration that passes on an empty database would fail, or
+    lose rows, on a trial's database. Following SQLite's documented procedure for schema changes,
+    enforcement is switched off for the migration, every reference is checked before the commit
+    (``PRAGMA foreign_key_check``; any dangling one aborts the whole upgrade), and enforcement is
+    switched back on.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Outside any transaction: the pragma is a no-op inside one.
+        connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
+    try:
         _configure(connection=connection)
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if dangling:
+                    shown = ", ".join(f"{t} row {rowid} -> {parent}" for t, rowid, parent, _ in dangling[:10])
+                    raise RuntimeError(
+                        f"migration aborted: {len(dangling)} row(s) would reference missing rows ({shown})"
+                    )
+    finally:
+        if sqlite:
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
         return
     engine = make_engine(_url(), pool_size=1, max_overflow=0)
     try:
         with engine.connect() as conn:
-            _configure(connection=conn)
-            with context.begin_transaction():
-                context.run_migrations()
+            _run(conn)
     finally:
         engine.dispose()
 

@@ -21,4 +21,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # A downgrade never deletes data: before dropping tables or columns that may hold rows, call
+    # migrations.policy.refuse_downgrade_if_data(revision, [tables], "what they hold"). Say in
+    # CHANGELOG.md whether this revision can be downgraded with data.
     ${downgrades if downgrades else "pass"}

@@ -68,7 +68,9 @@ def krippendorff_alpha(data, level: str = "nominal") -> float:
     ----------
     data : array-like or DataFrame, shape (coders, units)
         Values may be any hashable labels; ``None``/``NaN`` mark missing data.
-    level : {"nominal", "interval"}
+    level : {"nominal", "ordinal", "interval", "ratio"}
+        Difference function of Krippendorff (2011): ordinal through the ranks of the values' marginal
+        frequencies, ratio ``((c - k) / (c + k))²``.
 
     Returns
     -------
@@ -96,8 +98,8 @@ def krippendorff_alpha(data, level: str = "nominal") -> float:
     >>> round(krippendorff_alpha(data), 3)
     0.743
     """
-    if level not in {"nominal", "interval"}:
-        raise ValueError("level must be 'nominal' or 'interval'")
+    if level not in {"nominal", "ordinal", "interval", "ratio"}:
+        raise ValueError("level must be 'nominal', 'ordinal', 'interval' or 'ratio'")
     rows = data.values.tolist() if isinstance(data, pd.DataFrame) else [list(r) for r in data]
     if not rows:
         return float("nan")
@@ -130,7 +132,18 @@ def krippendorff_alpha(data, level: str = "nominal") -> float:
         delta = 1.0 - np.eye(V)
     else:
         vals = np.array([float(v) for v in labels])
-        delta = (vals[:, None] - vals[None, :]) ** 2
+        if level == "interval":
+            delta = (vals[:, None] - vals[None, :]) ** 2
+        elif level == "ratio":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s = vals[:, None] + vals[None, :]
+                delta = np.where(s != 0, ((vals[:, None] - vals[None, :]) / np.where(s != 0, s, 1)) ** 2, 0.0)
+        else:  # ordinal: ranks through the marginal frequencies between the two values (Krippendorff 2011)
+            order = np.argsort(vals)
+            cum = np.cumsum(n_c[order])
+            pos = np.empty(V)
+            pos[order] = cum - n_c[order] / 2  # mid-rank of each value
+            delta = (pos[:, None] - pos[None, :]) ** 2
     expected = (np.outer(n_c, n_c) * delta).sum()
     if expected == 0:
         return float("nan")

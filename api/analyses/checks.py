@@ -198,7 +198,7 @@ def no_data(frame: pd.DataFrame, loc: list) -> None:
 
 def converged(model: Any, loc: list) -> None:
     """422 when a fitted mixed model did not converge (its estimates cannot be trusted)."""
-    if not bool(getattr(model.result_, "converged", True)):
+    if not bool(model.converged_):
         raise Unprocessable(
             loc,
             "the model did not converge, so its estimates cannot be trusted; use "

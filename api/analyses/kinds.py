@@ -16,17 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from api.analyses import runners
+from api.analyses import runners, trial_runs
 from api.analyses.checks import Design, check_instruments, check_scale, check_wave
 from api.analyses.schemas import (
     AttritionRequest,
     EffectSizesRequest,
+    GEERequest,
+    MissingDataRequest,
     ModerationRequest,
     PowerRequest,
     ReliabilityRequest,
     RespondersRequest,
     RetentionRequest,
     TrajectoryRequest,
+    TrialRequest,
     _Request,
 )
 
@@ -107,6 +110,31 @@ _KINDS = (
         runners.run_attrition,
         "Completion per wave and group, and baseline differences between dropouts and the retained.",
         data_field=["body", "by"],
+    ),
+    Kind(
+        "trial",
+        TrialRequest,
+        trial_runs.run_trial,
+        "The primary analysis at a named follow-up wave: baseline-adjusted ANCOVA (optionally with "
+        "cluster-robust SEs) and cLDA over all waves (common baseline, unstructured covariance, "
+        "Satterthwaite df).",
+        check=_outcome,
+    ),
+    Kind(
+        "gee",
+        GEERequest,
+        trial_runs.run_gee,
+        "GEE with robust SEs: continuous outcomes (sensitivity to the mixed model), binary (a threshold "
+        "on the score, odds ratios) and counts (rate ratios) over waves by arm.",
+        check=_outcome,
+    ),
+    Kind(
+        "missing-data",
+        MissingDataRequest,
+        trial_runs.run_missing_data,
+        "Multiple imputation by chained equations of the missing follow-up (Rubin's rules) and a "
+        "delta-adjusted tipping-point analysis for missing-not-at-random dropout.",
+        check=_outcome,
     ),
     Kind(
         "power",

@@ -62,6 +62,18 @@ def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design, 
     no_data(frame, ["body", "outcome"])
     check_reference(design, req.reference)
     covs = check_columns(frame, req.covariates, ["body", "covariates"])
+    if req.cluster in ("site", "variance"):
+        n_sites = frame["site"].nunique()
+        if n_sites < 5:
+            raise Unprocessable(
+                ["body", "cluster"],
+                f"a site variance needs at least 5 sites; these data have {n_sites}: use cluster='fixed'",
+                "too_few_sites",
+            )
+    if req.cluster == "group" and ("peer_group" not in frame.columns or frame["peer_group"].isna().all()):
+        raise Unprocessable(
+            ["body", "cluster"], "no participant in scope belongs to a peer group (peer_group column)", "no_groups"
+        )
     with statistical(["body", "outcome"], f"the {req.outcome} trajectory model"):
         m = analysis.TrajectoryModel(
             req.outcome,
@@ -89,8 +101,10 @@ def run_trajectory(frame: pd.DataFrame, req: TrajectoryRequest, design: Design, 
         {
             "icc": m.icc,
             "random": m.random,
-            "reference_arm": str(m._levels[0]),
-            "n_participants_modelled": int(m._df["participant"].nunique()),
+            "reference_arm": str(m.reference_),
+            "n_participants_modelled": int(m.n_participants_),
+            "optimizer": m.fit_report_.method,
+            "df_method": m.df_method,
             "slope_unit": "per year" if req.time == "days" else None,
         },
         list(m.warnings),
@@ -142,8 +156,8 @@ def run_moderation(frame: pd.DataFrame, req: ModerationRequest, design: Design, 
         {
             "moderator": req.moderator,
             "levels": levels,
-            "continuous": bool(mm._continuous),
-            "reference_arm": str(mm._levels[0]),
+            "continuous": bool(mm.continuous_),
+            "reference_arm": str(mm.reference_),
         },
         list(mm.warnings),
         figures,
@@ -325,13 +339,32 @@ def run_power(frame: None, req: PowerRequest, design: Design, study: Study) -> R
         raise Unprocessable(["body", "delta"], "the difference to detect must not be 0", "value_error")
     if req.design == "slope" and req.slope_diff == 0:
         raise Unprocessable(["body", "slope_diff"], "the slope difference to detect must not be 0", "value_error")
+    if req.baseline_correlation is not None and req.design != "two_arm":
+        raise Unprocessable(["body", "baseline_correlation"], "applies to design=two_arm (ANCOVA)", "value_error")
+    deff = analysis.power.design_effect(req.cluster_size, req.icc)
+    # Effective sample size per arm: ANCOVA's variance factor and the design effect (conservatively
+    # applied to every arm in the power curve, also when only the intervention arms meet in groups).
+    factor = (1 - req.baseline_correlation**2 if req.baseline_correlation is not None else 1.0) * deff
     if req.design == "two_arm":
-        kw: dict[str, Any] = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha}
+        kw: dict[str, Any] = {"delta": req.delta, "sd": req.sd, "alpha": req.alpha, "alternative": req.alternative}
         with statistical(["body", "delta"], "the sample size"):
-            table = analysis.power.n_two_arm(req.delta, req.sd, alpha=req.alpha, power=req.power)
+            if req.baseline_correlation is not None:
+                table = analysis.power.n_ancova(
+                    req.delta,
+                    req.sd,
+                    req.baseline_correlation,
+                    alpha=req.alpha,
+                    power=req.power,
+                    alternative=req.alternative,
+                )
+            else:
+                table = analysis.power.n_two_arm(
+                    req.delta, req.sd, alpha=req.alpha, power=req.power, alternative=req.alternative
+                )
+            table = table.drop(columns=[c for c in ("design_effect", "n_intervention") if c in table.columns])
 
         def power_at(n: float) -> float:
-            return analysis.power.power_two_arm(n, **kw)
+            return analysis.power.power_two_arm(n / factor, **kw)
     else:
         times = req.times
         if times is None:
@@ -348,14 +381,21 @@ def run_power(frame: None, req: PowerRequest, design: Design, study: Study) -> R
             "rho": req.rho,
             "times": list(times),
             "alpha": req.alpha,
+            "alternative": req.alternative,
         }
         with statistical(["body", "slope_diff"], "the sample size"):
             table = analysis.power.n_slope_difference(
-                req.slope_diff, req.sigma2, req.rho, list(times), alpha=req.alpha, power=req.power
+                req.slope_diff,
+                req.sigma2,
+                req.rho,
+                list(times),
+                alpha=req.alpha,
+                power=req.power,
+                alternative=req.alternative,
             )
 
         def power_at(n: float) -> float:
-            return analysis.power.power_slope_difference(n, **kw)
+            return analysis.power.power_slope_difference(n / factor, **kw)
 
     arms = max(len(design.arms), 2)
     raw_n = float(table["n_per_arm"].iloc[0])
@@ -366,23 +406,35 @@ def run_power(frame: None, req: PowerRequest, design: Design, study: Study) -> R
             "the effect to detect is too small for any feasible sample size (more than 10 million per arm)",
             "not_estimable",
         )
-    n = int(raw_n)
+    # The library's n is before the design effect; groups inflate every arm, or only the intervention
+    # arms in a partially nested trial (controls keep the unadjusted n).
+    n_plain = int(raw_n)
+    n = int(math.ceil(n_plain * deff - 1e-9))
+    n_control = n_plain if req.partially_nested else n
     n_att = int(math.ceil(n / (1 - req.attrition) - 1e-9))
+    n_att_control = int(math.ceil(n_control / (1 - req.attrition) - 1e-9))
+    controls = sum(1 for a in design.arms if getattr(a, "kind", None) == "control") or 1
+    n_total = n_att_control * controls + n_att * (arms - controls) if req.partially_nested else n_att * arms
     sample = table.assign(
         design=req.design,
         alpha=req.alpha,
         power=req.power,
+        alternative=req.alternative,
+        design_effect=deff,
         n_per_arm=n,
+        n_control_per_arm=n_control,
         n_per_arm_with_attrition=n_att,
         arms=arms,
-        n_total=n_att * arms,
+        n_total=n_total,
         attrition=req.attrition,
     )
     planned = study.planned_sample_size
     values: dict[str, Any] = {
         "n_per_arm": n,
+        "n_control_per_arm": n_control,
+        "design_effect": deff,
         "n_per_arm_with_attrition": n_att,
-        "n_total": n_att * arms,
+        "n_total": n_total,
         "arms": arms,
         "planned_sample_size": planned,
         "planned_per_arm": None,
@@ -394,25 +446,23 @@ def run_power(frame: None, req: PowerRequest, design: Design, study: Study) -> R
         effective = per_arm * (1 - req.attrition)
         with statistical(["body", "attrition"], "the power at the planned sample size"):
             achieved = power_at(effective) if effective >= 2 else 0.0
-        values.update(
-            planned_per_arm=per_arm, power_at_planned=achieved, adequately_powered=bool(planned >= n_att * arms)
-        )
+        values.update(planned_per_arm=per_arm, power_at_planned=achieved, adequately_powered=bool(planned >= n_total))
         verdict = "adequately powered" if values["adequately_powered"] else "under-powered"
         values["summary"] = (
             f"The planned {planned} participants ({per_arm:g} per arm"
             + (f", {effective:.0f} after {req.attrition:.0%} attrition" if req.attrition else "")
             + f") give {achieved:.0%} power; {n} per arm are needed"
             + (f" ({n_att} allowing for attrition)" if req.attrition else "")
-            + f", {n_att * arms} in total: the study is {verdict}."
+            + f", {n_total} in total: the study is {verdict}."
         )
     else:
         values["summary"] = (
             f"{n} participants per arm are needed ({n_att} allowing for attrition), "
-            f"{n_att * arms} in total; the study has no planned sample size to compare."
+            f"{n_total} in total; the study has no planned sample size to compare."
         )
     grid = req.n_per_arm or sorted({max(2, int(round(x))) for x in np.linspace(max(2, n / 4), max(n * 2, 4), 20)})
     with statistical(["body", "n_per_arm"], "the power curve"):
-        curve = analysis.power.power_curve(grid, design=req.design, **kw)
+        curve = pd.DataFrame({"n_per_arm": grid, "power": [power_at(g) for g in grid]})
     planned_analysed = values["planned_per_arm"] * (1 - req.attrition) if values["planned_per_arm"] else None
     fig = analysis.plots.plot_power_curve(curve, req.power, n, planned_analysed)
     return Result({"sample_size": sample, "power_curve": curve}, values, figures={f"power_{req.design}": fig})

@@ -52,7 +52,12 @@ class TrajectoryRequest(_Outcome):
 
     time: Literal["days", "wave"] = "days"
     random: Literal["intercept", "slope"] = "slope"
-    cluster: Literal["fixed", "variance", "none"] = "fixed"
+    cluster: Literal["fixed", "group", "site", "variance", "none"] = Field(
+        "fixed",
+        description="site as a fixed effect; 'group': participants in peer groups (peer_group column; "
+        "partially nested when only one arm has groups); 'site': a random site level (needs 5+ sites; "
+        "'variance' is the old name); 'none'",
+    )
     covariates: list[str] = Field(
         [], max_length=20, description="participant-level columns: context_* answers or code:* codes"
     )
@@ -129,6 +134,49 @@ class AttritionRequest(_Request):
     context: list[str] | None = Field(None, max_length=50, description="context_* columns compared (default: none)")
 
 
+class TrialRequest(_Outcome):
+    """The primary analysis at a named follow-up: baseline-adjusted ANCOVA, and cLDA over all waves."""
+
+    followup: str = Field(min_length=1, max_length=40, description="the follow-up wave of the primary analysis")
+    baseline: str | None = Field(None, max_length=40, description="baseline wave (default: the first wave)")
+    covariates: list[str] = Field([], max_length=20, description="stratification factors: site, context_* columns")
+    cluster: Literal["none", "site", "peer_group"] = Field(
+        "none", description="cluster-robust SEs for the ANCOVA (t on clusters - 1 df)"
+    )
+    reference: str | None = Field(None, max_length=40, description="reference arm (default: the control arm)")
+
+
+class GEERequest(_Outcome):
+    """Population-averaged model (GEE, robust SEs) of a continuous, binary or count outcome over waves."""
+
+    family: Literal["gaussian", "binomial", "poisson"] = "gaussian"
+    corr: Literal["exchangeable", "independence", "ar1", "unstructured"] = "exchangeable"
+    time: Literal["wave", "days"] = "wave"
+    threshold: float | None = Field(None, description="dichotomise the score at this value (binary outcome)")
+    direction: Literal["below", "above", "at_least"] = Field(
+        "below", description="1 when the score is below / above / at least the threshold"
+    )
+    covariates: list[str] = Field([], max_length=20)
+    cluster: Literal["participant", "site", "peer_group"] = "participant"
+    reference: str | None = Field(None, max_length=40)
+
+
+class MissingDataRequest(_Outcome):
+    """Multiple imputation (chained equations, Rubin's rules) and a delta-adjusted tipping point."""
+
+    followup: str = Field(min_length=1, max_length=40, description="the follow-up wave of the ANCOVA")
+    m: int = Field(20, ge=2, le=100, description="number of imputations")
+    auxiliary: list[str] = Field(
+        [], max_length=10, description="baseline scales predicting dropout (e.g. lsns6), used in the imputation"
+    )
+    deltas: list[float] | None = Field(
+        None, max_length=25, description="shifts of the imputed follow-up values (default: ±1 SD in 9 steps)"
+    )
+    arm: str | None = Field(None, max_length=40, description="arm whose imputed values are shifted")
+    reference: str | None = Field(None, max_length=40)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
 class PowerRequest(_Request):
     """Sample size and power from assumptions (no study data are read).
 
@@ -149,6 +197,13 @@ class PowerRequest(_Request):
     )
     alpha: float = Field(0.05, gt=0, lt=0.5)
     power: float = Field(0.8, gt=0.5, lt=1)
+    alternative: Literal["two-sided", "one-sided"] = Field("two-sided", description="one-sided uses z(1 - alpha)")
+    baseline_correlation: float | None = Field(
+        None, gt=-1, lt=1, description="two_arm: baseline-follow-up correlation; n for a baseline-adjusted ANCOVA"
+    )
+    cluster_size: float = Field(1.0, ge=1, le=1000, description="peer-group size (design effect 1 + (m - 1) ICC)")
+    icc: float = Field(0.0, ge=0, le=1, description="intra-group correlation of the outcome")
+    partially_nested: bool = Field(False, description="only the intervention arms are delivered in groups")
     attrition: float = Field(0.0, ge=0, lt=0.9, description="share expected to drop out (inflates n)")
     n_per_arm: list[int] | None = Field(
         None, min_length=2, max_length=200, description="sizes of the power curve (default: around the required n)"
@@ -165,7 +220,7 @@ class PowerRequest(_Request):
 #: The tables each kind returns and their columns (the contract the tests check).
 TABLES: dict[str, dict[str, list[str]]] = {
     "trajectory": {
-        "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
+        "fixed_effects": ["term", "estimate", "se", "df", "t", "p", "ci_lower", "ci_upper"],
         "variance_components": ["group", "term", "variance", "sd", "corr"],
         "fit_statistics": [
             "nobs",
@@ -177,24 +232,38 @@ TABLES: dict[str, dict[str, list[str]]] = {
             "AIC",
             "BIC",
             "converged",
+            "optimizer",
         ],
-        "predicted_means": ["arm", "wave", "time", "mean", "se", "ci_lower", "ci_upper"],
+        "predicted_means": ["arm", "wave", "time", "mean", "se", "df", "ci_lower", "ci_upper"],
         "observed_means": ["arm", "wave", "time", "n", "mean", "sd", "ci_lower", "ci_upper"],
         "slopes": [
             "arm",
             "slope",
             "se",
+            "df",
             "ci_lower",
             "ci_upper",
             "diff",
             "diff_se",
+            "diff_df",
             "diff_ci_lower",
             "diff_ci_upper",
             "diff_p",
         ],
     },
     "moderation": {
-        "subgroup_slopes": ["moderator", "level", "arm", "n_participants", "slope", "se", "ci_lower", "ci_upper", "p"],
+        "subgroup_slopes": [
+            "moderator",
+            "level",
+            "arm",
+            "n_participants",
+            "slope",
+            "se",
+            "df",
+            "ci_lower",
+            "ci_upper",
+            "p",
+        ],
         "subgroup_effects": [
             "moderator",
             "level",
@@ -202,12 +271,13 @@ TABLES: dict[str, dict[str, list[str]]] = {
             "n_participants",
             "effect",
             "se",
+            "df",
             "ci_lower",
             "ci_upper",
             "p",
         ],
         "interaction_test": ["chisq", "df", "p"],
-        "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
+        "fixed_effects": ["term", "estimate", "se", "df", "t", "p", "ci_lower", "ci_upper"],
     },
     "reliability": {
         "reliability": ["instrument", "wave", "n", "k", "alpha", "ci_lower", "ci_upper", "omega"],
@@ -216,6 +286,8 @@ TABLES: dict[str, dict[str, list[str]]] = {
     "effect-sizes": {
         "effect_sizes": [
             "scale",
+            "baseline_wave",
+            "followup_wave",
             "comparison",
             "arm",
             "reference",
@@ -232,6 +304,8 @@ TABLES: dict[str, dict[str, list[str]]] = {
     "responders": {
         "responders": [
             "scale",
+            "baseline_wave",
+            "followup_wave",
             "arm",
             "mcid",
             "better",
@@ -250,17 +324,126 @@ TABLES: dict[str, dict[str, list[str]]] = {
     "retention": {
         "km": ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"],
         "logrank": ["by", "groups", "chisq", "df", "p"],
-        "cox": ["term", "coef", "hr", "se", "z", "p", "ci_lower", "ci_upper", "hr_ci_lower", "hr_ci_upper"],
+        "cox": [
+            "term",
+            "coef",
+            "hr",
+            "se",
+            "z",
+            "p",
+            "ci_lower",
+            "ci_upper",
+            "hr_ci_lower",
+            "hr_ci_upper",
+            "n",
+            "events",
+            "n_excluded",
+        ],
         "threshold_km": ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"],
         "threshold_logrank": ["by", "groups", "chisq", "df", "p"],
     },
     "attrition": {
-        "completion": ["wave", "wave_offset", "enrolled", "completed", "completed_pct"],
+        "completion": [
+            "wave",
+            "wave_offset",
+            "enrolled",
+            "due",
+            "completed",
+            "completed_pct",
+            "attrition_pct",
+            "denominator",
+        ],
         "dropout_by_baseline": ["variable", "n_dropout", "n_retained", "mean_dropout", "mean_retained", "smd", "p"],
     },
     "power": {
-        "sample_size": ["design", "alpha", "power", "n_per_arm", "n_per_arm_with_attrition", "arms", "n_total"],
+        "sample_size": [
+            "design",
+            "alpha",
+            "power",
+            "alternative",
+            "design_effect",
+            "n_per_arm",
+            "n_control_per_arm",
+            "n_per_arm_with_attrition",
+            "arms",
+            "n_total",
+        ],
         "power_curve": ["n_per_arm", "power"],
+    },
+    "trial": {
+        "ancova": [
+            "scale",
+            "baseline_wave",
+            "followup_wave",
+            "arm",
+            "reference",
+            "n",
+            "n_reference",
+            "n_excluded",
+            "adjusted_mean",
+            "adjusted_mean_reference",
+            "estimate",
+            "se",
+            "df",
+            "t",
+            "p",
+            "ci_lower",
+            "ci_upper",
+            "baseline_slope",
+            "se_type",
+        ],
+        "clda": [
+            "scale",
+            "baseline_wave",
+            "followup_wave",
+            "arm",
+            "reference",
+            "n_participants",
+            "estimate",
+            "se",
+            "df",
+            "t",
+            "p",
+            "ci_lower",
+            "ci_upper",
+            "converged",
+        ],
+    },
+    "gee": {
+        "coefficients": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
+        "arm_effects": ["arm", "reference", "wave", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
+    },
+    "missing-data": {
+        "multiple_imputation": [
+            "scale",
+            "analysis",
+            "followup_wave",
+            "arm",
+            "reference",
+            "m",
+            "delta",
+            "n_imputed",
+            "estimate",
+            "se",
+            "df",
+            "p",
+            "ci_lower",
+            "ci_upper",
+            "fmi",
+        ],
+        "tipping_point": [
+            "delta",
+            "arm",
+            "reference",
+            "estimate",
+            "se",
+            "ci_lower",
+            "ci_upper",
+            "p",
+            "significant",
+            "same_conclusion",
+            "tipping_point",
+        ],
     },
 }
 

@@ -31,7 +31,7 @@ import pandas as pd
 from sqlmodel import Session
 
 import analysis
-from api.analyses.checks import Design, check_scale, check_sites, scope_sites, study_design
+from api.analyses.checks import Design, check_scale, check_sites, check_wave, scope_sites, study_design
 from api.analyses.cohort import count_participants, has_responses, load_frame, load_items
 from api.analyses.kinds import KINDS
 from api.analyses.schemas import TABLES, AnalysisRun, PlotLink, _Request
@@ -42,6 +42,7 @@ from api.config import Settings
 from api.db import utcnow
 from api.errors import Unprocessable
 from api.jsonable import jsonable, records
+from api.release import provenance, provenance_markdown
 from api.studies.models import Study
 
 
@@ -189,8 +190,13 @@ def write_report(
     mcids: list[str] | None = None,
     fmt: str = "png",
     secret: str = "",
+    followup: str | None = None,
+    imputations: int = 20,
 ) -> dict[str, Path]:
     """Run :func:`analysis.report.run_all` on the study's current export and write it to ``outdir``.
+
+    ``followup`` names the wave of the primary analysis, change and responders (default: the last
+    wave; every table names it); ``imputations`` the number of the missing-data analysis.
 
     The cohort and item frames come from the exports service with ``actor``'s scope, exactly as
     the routes read them; the run is audited (``analysis.run``, kind ``report``; the caller commits).
@@ -209,6 +215,12 @@ def write_report(
     design = study_design(session, study)
     outcomes = [check_scale(design, s, ["outcome", i]) for i, s in enumerate(outcomes or [])]
     mcid_map = parse_mcids(design, mcids)
+    if followup is not None:
+        check_wave(design, followup, ["followup"])
+        if followup == design.wave_codes[0]:
+            raise Unprocessable(["followup"], "the follow-up wave must come after the baseline wave", "wave_order")
+    if not 2 <= imputations <= 100:
+        raise Unprocessable(["imputations"], "between 2 and 100 imputations", "out_of_range")
     if not has_responses(session, study, design, actor, None):
         raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")
     frame = load_frame(session, study, actor, None, secret=secret)
@@ -216,8 +228,18 @@ def write_report(
         raise Unprocessable(["study"], "no participant has questionnaire data yet", "no_data")
     items = load_items(session, study, actor, secret=secret)
     written = analysis.run_all(
-        frame, outdir, scales=outcomes or None, mcids=mcid_map, items=items if len(items) else None, fmt=fmt
+        frame,
+        outdir,
+        scales=outcomes or None,
+        mcids=mcid_map,
+        items=items if len(items) else None,
+        fmt=fmt,
+        post_wave=followup,
+        mi_imputations=imputations,
     )
+    # Reproducibility appendix: the release, the schema revision and the analysis stack.
+    report = Path(written["report"])
+    report.write_text(report.read_text() + "\n" + provenance_markdown(provenance(session.connection())))
     record(
         session,
         actor,
@@ -227,7 +249,13 @@ def write_report(
         study_id=study.id,
         after={
             "kind": "report",
-            "parameters": {"outcomes": outcomes, "mcids": mcid_map, "format": fmt},
+            "parameters": {
+                "outcomes": outcomes,
+                "mcids": mcid_map,
+                "format": fmt,
+                "followup": followup,
+                "imputations": imputations,
+            },
             "sites": scope_sites(design, actor, None),
             "rows": len(frame),
             "participants": int(frame["participant"].nunique()),

@@ -83,6 +83,7 @@ _UNITS = {
     "wave_offset": "days",
     "days": "days",
     "status_days": "days",
+    "due_offset": "days",
     "completed_at": "UTC date-time",
     "items_answered": "items",
 }
@@ -197,6 +198,7 @@ WIDE_FIXED = (
     "out_of_window",
     "status",
     "status_days",
+    "due_offset",
 )
 
 
@@ -258,9 +260,13 @@ def dictionary_json(
                     "licence": inst.licence,
                 }
             )
+    from api.release import version
+
     return {
         "study_id": study_id,
         "shape": shape,
+        # The release that wrote the file (CHANGELOG.md says what changed between releases).
+        "peerlens_version": version(),
         "deidentified": deidentified,
         "dates": {
             "shift": "shifted back 0-364 days per participant (same shift for all of a participant's dates)",

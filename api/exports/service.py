@@ -84,6 +84,7 @@ class WaveInfo:
     code: str
     offset_days: int
     instruments: tuple[str, ...]
+    window_after_days: int = 0
 
 
 @dataclass
@@ -204,7 +205,7 @@ def plan_export(
         CONTEXT in w.instruments for w in session.exec(select(Wave).where(Wave.study_id == study.id)).scalars()
     ):
         context_items = [it for it in ctx.items if (CONTEXT, it.code) not in dropped]
-    infos = [WaveInfo(w.id, w.code, w.offset_days, tuple(w.instruments)) for w in waves]
+    infos = [WaveInfo(w.id, w.code, w.offset_days, tuple(w.instruments), int(w.window_after_days or 0)) for w in waves]
     return Plan(
         study=study,
         actor=actor,
@@ -330,6 +331,7 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     dropout = df["status"].isin(("withdrawn", "lost_to_follow_up"))
     df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
     df["enrolled_on"] = enrolled
+    df["due_offset"] = _due_offsets(enrolled, plan)
     if plan.shift_dates and plan.date_mode == "shift":
         df["shift"] = [shift_days(plan.secret, plan.study_id, int(p)) for p in df["pid"]]
     else:
@@ -340,6 +342,21 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     if plan.filters.identifiers:
         df = df.merge(_contacts(session, ids), on="pid", how="left")
     return df
+
+
+def _due_offsets(enrolled: pd.Series, plan: Plan) -> np.ndarray:
+    """Per participant, the largest planned offset of an exported wave whose window has closed (−1: none yet).
+
+    Completion and retention count a wave only for participants for whom it is due; the offset (not the
+    enrolment date) is exported so that de-identified frames carry no calendar date.
+    """
+    today = pd.Timestamp.now(tz=ZoneInfo(plan.time_zone)).tz_localize(None).normalize()
+    elapsed = (today - enrolled).dt.days.to_numpy(float)
+    out = np.full(len(enrolled), -1.0)
+    for w in sorted(plan.waves, key=lambda w: w.offset_days):
+        closed = elapsed > w.offset_days + w.window_after_days
+        out = np.where(closed, np.maximum(out, float(w.offset_days)), out)
+    return np.where(np.isnan(elapsed), np.nan, out)
 
 
 def _context(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:

@@ -208,19 +208,39 @@ def _stat_frame(batches: Iterable[pd.DataFrame], columns: list[Column]) -> tuple
 
 
 def write_stat(
-    batches: Iterable[pd.DataFrame], columns: list[Column], fmt: str, chunk_size: int = 1 << 20
+    batches: Iterable[pd.DataFrame],
+    columns: list[Column],
+    fmt: str,
+    chunk_size: int = 1 << 20,
+    dictionary: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
-    """Stata 15 ``.dta`` or SPSS ``.sav`` with variable labels and value labels (via ReadStat)."""
+    """Stata 15 ``.dta`` or SPSS ``.sav`` with variable and value labels (via ReadStat); the file
+    label names the Peerlens release, study and shape when ``dictionary`` is given."""
     import pyreadstat
 
     df, value_labels, labels = _stat_frame(batches, columns)
+    file_label = ""
+    if dictionary is not None:
+        file_label = (
+            f"Peerlens {dictionary.get('peerlens_version')} {dictionary.get('shape')} export, "
+            f"study {dictionary.get('study_id')}"
+        )[:80]
     fd, path = tempfile.mkstemp(suffix="." + fmt)
     os.close(fd)
     try:
         if fmt == "dta":
-            pyreadstat.write_dta(df, path, column_labels=labels, variable_value_labels=value_labels, version=15)
+            pyreadstat.write_dta(
+                df,
+                path,
+                file_label=file_label,
+                column_labels=labels,
+                variable_value_labels=value_labels,
+                version=15,
+            )
         else:
-            pyreadstat.write_sav(df, path, column_labels=labels, variable_value_labels=value_labels)
+            pyreadstat.write_sav(
+                df, path, file_label=file_label, column_labels=labels, variable_value_labels=value_labels
+            )
         del df
         with open(path, "rb") as fh:
             while True:
@@ -243,5 +263,5 @@ def write(
     if fmt == "parquet":
         return write_parquet(batches, columns, dictionary)
     if fmt in ("dta", "sav"):
-        return write_stat(batches, columns, fmt)
+        return write_stat(batches, columns, fmt, dictionary=dictionary)
     raise ValueError(f"format must be one of {FORMATS}")

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from migrations.policy import refuse_downgrade_if_data
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -295,6 +297,27 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_downgrade_if_data(
+        "0001",
+        [
+            "app_user",
+            "audit_event",
+            "study",
+            "api_token",
+            "arm",
+            "site",
+            "wave",
+            "allocation_stratum",
+            "participant",
+            "user_site",
+            "allocation",
+            "participant_contact",
+            "response",
+            "idempotency_key",
+            "score",
+        ],
+        "the whole study database (studies, participants, responses, users and the audit trail)",
+    )
     _drop_audit_guards()
     op.drop_table("score")
     op.drop_table("idempotency_key")

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from migrations.policy import refuse_downgrade_if_data
+
 revision = "368dc61a8df4"
 down_revision = "c3a91d5e7f20"
 branch_labels = None
@@ -44,6 +46,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_downgrade_if_data(
+        "368dc61a8df4",
+        ["export_settings", "study_instrument"],
+        "export settings and instruments imported from REDCap",
+    )
     with op.batch_alter_table("study_instrument", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_study_instrument_study_id"))
 

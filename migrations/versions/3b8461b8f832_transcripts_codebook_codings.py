@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from migrations.policy import refuse_downgrade_if_data
+
 revision = "3b8461b8f832"
 down_revision = "368dc61a8df4"
 branch_labels = None
@@ -178,6 +180,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_downgrade_if_data(
+        "3b8461b8f832",
+        ["transcript", "transcript_original", "code", "code_history", "coding", "memo", "suggestion"],
+        "transcripts, the codebook, codings, memos and suggestions",
+    )
     with op.batch_alter_table("suggestion", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_suggestion_transcript_id"))
         batch_op.drop_index(batch_op.f("ix_suggestion_study_id"))

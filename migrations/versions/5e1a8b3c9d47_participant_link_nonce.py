@@ -24,5 +24,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Allowed with data (see README, "Upgrades and downgrades"): every link keeps opening (its hash
+    # stays); only the nonce that lets a live link be shown again is dropped.
     with op.batch_alter_table("participant_link") as batch_op:
         batch_op.drop_column("nonce")

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from migrations.policy import refuse_downgrade_if_data
+
 revision = "b7e2f4c1a9d0"
 down_revision = "0001"
 branch_labels = None
@@ -53,6 +55,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_downgrade_if_data(
+        "b7e2f4c1a9d0",
+        ["participant_link"],
+        "participants' personal form links",
+    )
     with op.batch_alter_table("participant_link", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_participant_link_study_id"))
         batch_op.drop_index("ix_participant_link_participant_wave")

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
+from migrations.policy import refuse_downgrade_if_data
+
 revision = "c3a91d5e7f20"
 down_revision = "b7e2f4c1a9d0"
 branch_labels = None
@@ -92,6 +94,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_downgrade_if_data(
+        "c3a91d5e7f20",
+        ["reminder", "reminder_plan", "reminder_config"],
+        "reminder plans and the reminder outbox",
+    )
     with op.batch_alter_table("reminder", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reminder_study_id"))
         batch_op.drop_index("ix_reminder_status_due_at")

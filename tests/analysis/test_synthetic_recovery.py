@@ -98,7 +98,7 @@ def test_moderation_recovers_extra_gain_of_isolated(long300):
     mm = ModerationModel("pam13_activation", "isolated", random="slope").fit(long)
     eff = mm.subgroup_effects.set_index(["level", "arm"])
     # Difference of the subgroup effects: a contrast of the fitted three-way interaction.
-    names = mm._design_.exog_names
+    names = mm.exog_names_
     idx = [i for i, n in enumerate(names) if n.startswith("years:") and n.count(":") == 2]
     b = mm.params_.to_numpy()[idx]
     se = np.sqrt(np.diag(mm.cov_params_)[idx])

@@ -141,6 +141,9 @@ RULES = rules(
     ("POST", "/studies/{study_id}/analyses/retention", R(READ, "study", 200)),  # {} = defaults; KM of one is fine
     ("POST", "/studies/{study_id}/analyses/attrition", R(READ, "study", 200)),  # {} = defaults
     ("POST", "/studies/{study_id}/analyses/power", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/trial", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/gee", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/missing-data", R(READ, "study", 422)),
     ("GET", "/studies/{study_id}/analyses/runs/{run_id}/{filename}", R(READ, "study", 404)),
     # public
     ("GET", "/health", R(None, "public", 200)),

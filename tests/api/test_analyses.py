@@ -116,12 +116,15 @@ BODIES = {
     "retention": {"by": "arm", "covariates": ["arm", "site"], "baseline_scales": ["lsns6"]},
     "attrition": {"by": ["arm"], "scales": ["phq9", "lsns6"]},
     "power": {"design": "two_arm", "delta": 6, "sd": 12, "attrition": 0.2},
+    "trial": {"outcome": "phq9", "followup": "m6"},
+    "gee": {"outcome": "phq9", "family": "binomial", "threshold": 10, "direction": "below"},
+    "missing-data": {"outcome": "phq9", "followup": "m6", "m": 3, "auxiliary": ["lsns6"], "deltas": [0, 2]},
 }
 # Written out here (not imported from the service) so the test checks the documented contract.
 DOCUMENTED = {
     "trajectory": {
         "slopes": ["arm", "slope", "se", "ci_lower", "ci_upper", "diff", "diff_ci_lower", "diff_ci_upper", "diff_p"],
-        "fixed_effects": ["term", "estimate", "se", "z", "p", "ci_lower", "ci_upper"],
+        "fixed_effects": ["term", "estimate", "se", "df", "t", "p", "ci_lower", "ci_upper"],
         "variance_components": ["group", "term", "variance", "sd", "corr"],
         "predicted_means": ["arm", "wave", "time", "mean", "se", "ci_lower", "ci_upper"],
         "fit_statistics": ["nobs", "n_participants", "AIC", "BIC", "converged"],
@@ -167,12 +170,24 @@ DOCUMENTED = {
         "cox": ["term", "hr", "hr_ci_lower", "hr_ci_upper", "p"],
     },
     "attrition": {
-        "completion": ["arm", "wave", "enrolled", "completed", "completed_pct"],
+        "completion": ["arm", "wave", "enrolled", "due", "completed", "completed_pct", "denominator"],
         "dropout_by_baseline": ["variable", "n_dropout", "n_retained", "smd", "p"],
     },
     "power": {
         "sample_size": ["n_per_arm", "n_per_arm_with_attrition", "n_total"],
         "power_curve": ["n_per_arm", "power"],
+    },
+    "trial": {
+        "ancova": ["followup_wave", "arm", "reference", "n", "n_excluded", "estimate", "se", "df", "p", "ci_lower"],
+        "clda": ["followup_wave", "arm", "estimate", "se", "df", "p", "ci_lower", "ci_upper"],
+    },
+    "gee": {
+        "coefficients": ["term", "estimate", "se", "p", "exp_estimate"],
+        "arm_effects": ["arm", "wave", "estimate", "exp_estimate", "exp_ci_lower", "exp_ci_upper"],
+    },
+    "missing-data": {
+        "multiple_imputation": ["arm", "m", "n_imputed", "estimate", "se", "df", "fmi", "ci_lower", "ci_upper"],
+        "tipping_point": ["delta", "estimate", "p", "same_conclusion", "tipping_point"],
     },
 }
 
@@ -279,6 +294,25 @@ def test_power_slope_design_uses_the_study_waves(client, demo, analyst):
     assert run["values"]["n_per_arm"] == math.ceil(m)
 
 
+def test_trial_ancova_matches_least_squares_on_the_score_table(client, demo, analyst, engine):
+    import numpy as np
+
+    run = post(client, demo, "trial", {"outcome": "phq9", "followup": "m6"}, analyst.headers).json()
+    sc = scores(engine, demo.study_id, "phq9")
+    w = sc.pivot_table(index="participant", columns="wave", values="value", aggfunc="first")
+    arm = sc.groupby("participant")["arm"].first()
+    d = pd.DataFrame({"pre": w["baseline"], "post": w["m6"], "arm": arm}).dropna()
+    ref = run["values"]["reference_arm"]
+    others = sorted(a for a in d["arm"].unique() if a != ref)
+    X = np.column_stack([np.ones(len(d)), d["pre"]] + [(d["arm"] == a).astype(float) for a in others])
+    beta, *_ = np.linalg.lstsq(X, d["post"].to_numpy(), rcond=None)
+    got = {r["arm"]: r for r in run["tables"]["ancova"]}
+    for i, a in enumerate(others):
+        assert got[a]["estimate"] == pytest.approx(beta[2 + i], abs=1e-8)
+        assert got[a]["followup_wave"] == "m6" and got[a]["df"] == len(d) - X.shape[1]
+    assert run["values"]["followup_wave"] == "m6"
+
+
 def test_attrition_counts_match_the_participants_table(client, demo, analyst, engine):
     run = post(client, demo, "attrition", {"by": ["arm"]}, analyst.headers).json()
     people = enrolled(engine, demo.study_id)
@@ -289,6 +323,9 @@ def test_attrition_counts_match_the_participants_table(client, demo, analyst, en
         if row["wave"] == "baseline":
             assert row["enrolled"] == int((people["arm"] == row["arm"]).sum())
             assert row["completed"] == int(done.get(row["arm"], 0))
+        # Completion is counted among participants whose wave window has closed, never above 100%.
+        assert row["completed"] <= row["due"] <= row["enrolled"]
+        assert row["denominator"].startswith("due")
 
 
 def test_reliability_alpha_matches_a_direct_computation(client, demo, analyst, engine):
@@ -350,6 +387,19 @@ BAD = [
     ("power", {"design": "slope", "slope_diff": 2, "sigma2": 4}, ["body", "rho"], "missing"),
     ("power", {"design": "two_arm", "delta": 1, "sd": -1}, ["body", "sd"], "greater_than"),
     ("attrition", {"sites": ["east"]}, ["body", "sites", 0], "unknown_site"),
+    ("trial", {"outcome": "phq9"}, ["body", "followup"], "missing"),
+    ("trial", {"outcome": "phq9", "followup": "m24"}, ["body", "followup"], "unknown_wave"),
+    ("trial", {"outcome": "phq9", "followup": "baseline"}, ["body", "followup"], "wave_order"),
+    ("trial", {"outcome": "phq9", "followup": "m6", "cluster": "peer_group"}, ["body", "cluster"], "unknown_column"),
+    ("trajectory", {"outcome": "phq9", "cluster": "site"}, ["body", "cluster"], "too_few_sites"),
+    ("gee", {"outcome": "phq9", "family": "binomial"}, ["body", "threshold"], "missing"),
+    (
+        "missing-data",
+        {"outcome": "phq9", "followup": "m6", "auxiliary": ["bmi"]},
+        ["body", "auxiliary", 0],
+        "unknown_scale",
+    ),
+    ("missing-data", {"outcome": "phq9", "followup": "m6", "m": 1}, ["body", "m"], "greater_than_equal"),
     ("attrition", {"unexpected": 1}, ["body", "unexpected"], "extra_forbidden"),
 ]
 
@@ -518,6 +568,10 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
                 "pam13_activation",
                 "--mcid",
                 "pam13_activation=4",
+                "--followup",
+                "m6",
+                "--imputations",
+                "5",
             ],
         )
         assert res.exit_code == 0, res.output
@@ -530,14 +584,38 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
         slopes = pd.read_csv(out / "tables" / "trajectory_pam13_activation_slopes.csv")
         assert list(slopes["arm"]) == ["usual_care", "group", "online"]
         responders = pd.read_csv(out / "tables" / "responders.csv")
-        assert (responders["mcid"] == 4).all()
+        assert (responders["mcid"] == 4).all() and (responders["followup_wave"] == "m6").all()
+        assert "## Primary analysis at m6" in report and "Tipping point" in report
+        assert set(pd.read_csv(out / "tables" / "ancova.csv")["followup_wave"]) == {"m6"}
+        # p-values never print as 0.00: every p column of every table holds "< 0.001" or a positive number.
+        header = None
+        for line in report.splitlines():
+            if not line.startswith("|"):
+                header = None
+                continue
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None:
+                header = cells
+                continue
+            for name, cell in zip(header, cells, strict=False):
+                if name == "p" or name.endswith("_p") or name.startswith("p_"):
+                    assert cell not in ("0.00", "0.000", "0"), (name, line)
         assert "DEMO-0" not in report
+        from api.release import version
+
+        # the reproducibility appendix: release, schema revision and the analysis stack
+        appendix = report.split("## Appendix: software and data provenance", 1)[1]
+        assert f"Peerlens {version()} (database schema " in appendix and "statsmodels " in appendix
 
         bad = CliRunner().invoke(
             app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "x"), "--outcome", "hba1c"]
         )
         assert bad.exit_code != 0 and "--outcome" in bad.output
         assert not (tmp_path / "x").exists()
+        late = CliRunner().invoke(
+            app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "y"), "--followup", "m24"]
+        )
+        assert late.exit_code != 0 and "--followup" in late.output
     finally:
         get_settings.cache_clear()
 
@@ -628,3 +706,56 @@ def test_time_to_phq9_below_10_counts_match_the_score_table(client, demo, analys
     assert any("phq9_below" in p["url"] for p in run["plots"])
     bad = post(client, demo, "retention", {"threshold": {"scale": "bmi", "value": 30}}, analyst.headers)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "threshold", "scale"]
+
+
+def test_due_offset_follows_wave_windows_and_completion_counts_only_the_due(client, admin, make_study, enrol):
+    from datetime import date, timedelta
+
+    from tests.conftest import phq9_answers
+
+    study = make_study(
+        time_zone="UTC",
+        waves=(("baseline", 0, 0, 14, ["phq9"]), ("m3", 90, 14, 14, ["phq9"]), ("m12", 365, 30, 30, ["phq9"])),
+    )
+    today = date.today()
+    long_ago = enrol(study, enrolled_on=(today - timedelta(days=400)).isoformat(), arm="group")  # m12 window closed
+    recent = enrol(study, enrolled_on=(today - timedelta(days=100)).isoformat(), arm="group")  # m3 still open
+    for p, enrolled in ((long_ago, today - timedelta(days=400)), (recent, today - timedelta(days=100))):
+        r = client.post(
+            f"/participants/{p['id']}/responses",
+            json={
+                "wave": "baseline",
+                "instrument": "phq9",
+                "answers": phq9_answers(1),
+                "completed_at": f"{enrolled.isoformat()}T12:00:00Z",
+            },
+            headers=admin.headers,
+        )
+        assert r.status_code == 201, r.text
+    long = client.get(f"/studies/{study.id}/exports/long?format=json", headers=admin.headers)
+    assert long.status_code == 200, long.text
+    rows = long.json() if isinstance(long.json(), list) else long.json()["rows"]
+    due = {r["participant"]: r["due_offset"] for r in rows}
+    assert due[long_ago["study_code"]] == 365 and due[recent["study_code"]] == 0
+    run = client.post(f"/studies/{study.id}/analyses/attrition", json={"by": ["arm"]}, headers=admin.headers).json()
+    m12 = [r for r in run["tables"]["completion"] if r["wave"] == "m12"]
+    m3 = [r for r in run["tables"]["completion"] if r["wave"] == "m3"]
+    assert not m12 or (m12[0]["enrolled"] == 2 and m12[0]["due"] == 1)
+    assert not m3 or m3[0]["due"] == 1
+
+
+def test_power_with_ancova_groups_and_one_sided_tests(client, demo, analyst):
+    base = {"design": "two_arm", "delta": 0.5, "sd": 1}
+    plain = post(client, demo, "power", base, analyst.headers).json()["values"]
+    assert plain["n_per_arm"] == 64  # Cohen's table
+    one = post(client, demo, "power", {**base, "alternative": "one-sided"}, analyst.headers).json()["values"]
+    assert one["n_per_arm"] == 51  # G*Power, one-tailed
+    anc = post(client, demo, "power", {**base, "baseline_correlation": 0.6}, analyst.headers).json()["values"]
+    assert anc["n_per_arm"] == math.ceil(64 * (1 - 0.36))  # Borm et al. 2007
+    grp = post(client, demo, "power", {**base, "cluster_size": 8, "icc": 0.05}, analyst.headers).json()["values"]
+    assert grp["design_effect"] == pytest.approx(1.35) and grp["n_per_arm"] == math.ceil(64 * 1.35)
+    pn = post(
+        client, demo, "power", {**base, "cluster_size": 8, "icc": 0.05, "partially_nested": True}, analyst.headers
+    ).json()["values"]
+    assert pn["n_control_per_arm"] == 64 and pn["n_per_arm"] == math.ceil(64 * 1.35)
+    assert pn["n_total"] == 64 + 2 * math.ceil(64 * 1.35)  # demo: one control arm, two grouped arms

@@ -77,5 +77,10 @@ def test_me(client, make_user):
 
 def test_health_needs_no_token(client):
     r = client.get("/health")
-    assert r.status_code == 200 and r.json() == {"status": "ok", "database": "ok"}
+    assert r.status_code == 200
+    assert {k: r.json()[k] for k in ("status", "database", "schema_current")} == {
+        "status": "ok",
+        "database": "ok",
+        "schema_current": True,
+    }
     assert r.headers.get("x-request-id")
