@@ -7,9 +7,22 @@ Examples
 [3.0, 1.0, 4.0]
 """
 
+from .alerts import AlertHit, evaluate_alerts
 from .engine import reverse_value, score, score_frame, scored_items, validate
 from .fhir import to_fhir_questionnaire, to_fhir_questionnaire_response
-from .model import Band, Flag, Instrument, InstrumentError, Item, Option, Problem, Scale, Score, ValidationFailed
+from .model import (
+    AlertRule,
+    Band,
+    Flag,
+    Instrument,
+    InstrumentError,
+    Item,
+    Option,
+    Problem,
+    Scale,
+    Score,
+    ValidationFailed,
+)
 from .redcap import from_redcap_dictionary
 from .registry import (
     Calibration,
@@ -40,6 +53,9 @@ __all__ = [
     "to_fhir_questionnaire",
     "to_fhir_questionnaire_response",
     "reverse_value",
+    "evaluate_alerts",
+    "AlertRule",
+    "AlertHit",
     "Calibration",
     "Option",
     "Item",

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .model import Band, Flag, Instrument, InstrumentError, Item, Option, Scale
+from .model import AlertRule, Band, Flag, Instrument, InstrumentError, Item, Option, Scale
 
 DEFINITIONS_DIR = Path(__file__).parent / "definitions"
 SCHEMA_PATH = Path(__file__).parent / "schema" / "definition.schema.json"
@@ -153,6 +153,19 @@ def instrument_from_dict(data: dict[str, Any], where: str = "definition") -> Ins
         )
         for f in data.get("flags", []) or []
     )
+    alerts = tuple(
+        AlertRule(
+            code=a["code"],
+            label=a["label"],
+            kind=a["kind"],
+            target=a["target"],
+            op=a["op"],
+            value=float(a["value"]),
+            instrument=data["code"],
+            source=a.get("source"),
+        )
+        for a in data.get("alerts", []) or []
+    )
     notes = dict(data.get("notes", {}) or {})
     for key in ("source", "loinc", "url"):
         if key in data:
@@ -166,6 +179,7 @@ def instrument_from_dict(data: dict[str, Any], where: str = "definition") -> Ins
         items=tuple(items),
         scales=tuple(scales),
         flags=flags,
+        alerts=alerts,
         wording_shipped=bool(data.get("wording_shipped", True)),
         instructions=data.get("instructions"),
         notes=notes,
@@ -204,6 +218,14 @@ def check_references(inst: Instrument, where: str = "definition") -> None:
         for c in fl.scales:
             if c not in seen_scales:
                 problems.append(f"flag {fl.code}: unknown scale {c}")
+    from .alerts import rule_problems
+
+    seen_alerts: set[str] = set()
+    for rule in inst.alerts:
+        if rule.code in seen_alerts:
+            problems.append(f"duplicate alert code {rule.code}")
+        seen_alerts.add(rule.code)
+        problems.extend(f"alert {rule.code}: {p}" for p in rule_problems(inst, rule))
     if problems:
         raise InstrumentError(f"{where}: " + "; ".join(problems))
 

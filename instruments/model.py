@@ -91,6 +91,25 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class AlertRule:
+    """A safety rule: an answer or a score the study team must act on (see :mod:`instruments.alerts`).
+
+    ``kind`` is ``"item"`` (``target`` is an item code, compared on its numeric answer) or
+    ``"scale"`` (``target`` is a scale code, compared on the score). ``instrument`` is filled in
+    for rules declared outside a definition (per study).
+    """
+
+    code: str
+    label: str
+    kind: str
+    target: str
+    op: str
+    value: float
+    instrument: str | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class Instrument:
     code: str
     name: str
@@ -100,6 +119,7 @@ class Instrument:
     items: tuple[Item, ...]
     scales: tuple[Scale, ...]
     flags: tuple[Flag, ...] = ()
+    alerts: tuple[AlertRule, ...] = ()
     wording_shipped: bool = True
     instructions: str | None = None
     notes: dict[str, Any] = field(default_factory=dict)
