@@ -40,6 +40,7 @@ from api.reminders.router import router as reminders_router
 from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
+from api.safety.router import router as safety_router
 from api.studies.router import router as studies_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
@@ -205,6 +206,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         exports_router,
         interop_router,  # REDCap import and export
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
+        safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
     ):
         mount(app, router)

@@ -15,8 +15,15 @@ from api.participants.models import (  # noqa: F401
     Participant,
     ParticipantContact,
 )
-from api.reminders.models import Reminder, ReminderConfig, ReminderPlan  # noqa: F401
+from api.reminders.models import Reminder, ReminderConfig, ReminderPlan, StaffNotification  # noqa: F401
 from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401
+from api.safety.models import (  # noqa: F401
+    AdverseEvent,
+    AdverseEventFollowUp,
+    SafetyAlert,
+    SafetyContact,
+    SafetySettings,
+)
 from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
 from api.transcripts.models import (  # noqa: F401
     CodeHistory,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Shape = Literal["long", "wide", "items"]
+Shape = Literal["long", "wide", "items", "safety"]
 Format = Literal["csv", "parquet", "dta", "sav", "json"]
 DateMode = Literal["relative", "shift"]
 

@@ -48,7 +48,7 @@ from api.participants.models import Participant, ParticipantContact
 from api.responses.models import Response, Score
 from api.studies.models import Arm, Site, Study, Wave
 
-SHAPES = ("long", "wide", "items")
+SHAPES = ("long", "wide", "items", "safety")
 CONTEXT = "context"
 # Participants per batch: memory against per-batch overhead. Measured on 10,000 participants
 # (bench/export.py, two cores): 250 → +71 MB over start-up, long 3.6x COPY; 500 → +129 MB, 3.3x;
@@ -240,6 +240,10 @@ def columns(plan: Plan, shape: str) -> list[dd.Column]:
         return dd.long_columns(plan.context_items) + ident
     if shape == "items":
         return dd.items_columns() + ident
+    if shape == "safety":
+        from api.safety.export import safety_columns
+
+        return safety_columns() + ident
     if shape == "wide":
         scales, items = [], []
         for code in plan.instruments:
@@ -793,7 +797,14 @@ def iter_wide(
     )
 
 
-ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items}
+def iter_safety(*args, **kwargs) -> Iterator[pd.DataFrame]:
+    """The ``safety`` frame (adverse events and safety alerts): :func:`api.safety.export.iter_safety`."""
+    from api.safety.export import iter_safety as _iter_safety
+
+    return _iter_safety(*args, **kwargs)
+
+
+ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items, "safety": iter_safety}
 
 
 def participants_in(session: Session, plan: Plan) -> int:

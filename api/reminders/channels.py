@@ -48,7 +48,11 @@ class SendError(Exception):
 
 @dataclass
 class Outgoing:
-    """One message ready to go; ``to`` is an address or phone number (never logged)."""
+    """One message ready to go; ``to`` is an address or phone number (never logged).
+
+    ``reminder_id`` is the outbox row's id: a reminder's, or a staff notification's when ``staff``
+    (staff messages carry no unsubscribe link: safety messages cannot be switched off by mail).
+    """
 
     reminder_id: int
     message_id: str
@@ -56,8 +60,9 @@ class Outgoing:
     to: str
     subject: str
     body: str
-    unsubscribe_url: str
+    unsubscribe_url: str | None
     webhook_url: str | None = None
+    staff: bool = False
 
 
 class EmailChannel:
@@ -130,8 +135,9 @@ class EmailChannel:
         msg["Subject"] = out.subject
         msg["Message-ID"] = out.message_id
         msg["Date"] = formatdate(domain_date, usegmt=True)
-        msg["List-Unsubscribe"] = f"<{out.unsubscribe_url}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if out.unsubscribe_url:
+            msg["List-Unsubscribe"] = f"<{out.unsubscribe_url}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(out.body)
         return msg

@@ -130,6 +130,11 @@ class DispatchStats:
     retried: int = 0
     failed: int = 0
     errors: list[str] = field(default_factory=list)
+    # staff notifications (safety alerts, escalations, serious events)
+    staff_claimed: int = 0
+    staff_sent: int = 0
+    staff_retried: int = 0
+    staff_failed: int = 0
 
 
 class Dispatcher:
@@ -323,7 +328,8 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
 
     # -- 2. send, 3. record -----------------------------------------------------------------------
     def send(self, out: Outgoing) -> Result:
-        """Send one message (no database work); the outcome is recorded by :meth:`record_results`."""
+        """Send one message (no database work); the outcome is recorded by :meth:`record_results`
+        (reminders) or :func:`api.reminders.staff.record_result` (staff messages)."""
         channel = self.sms if out.channel == "sms" else self.email
         try:
             return Result(out, ref=channel.send(out))
@@ -431,6 +437,11 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
         so how many may be sent a second time (with the same Message-ID).
         """
         stats = DispatchStats()
+        # Staff messages first (safety alerts must not queue behind a wave of reminders), and
+        # whatever a study's reminder pause says.
+        from api.reminders import staff
+
+        staff.run(self, stats, max_batches=max_batches)
         recorder = _Recorder(self, stats)
         n = 0
         try:
@@ -448,6 +459,16 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
     def close(self) -> None:
         self.email.close()
         self.sms.close()
+
+
+def _safety_sweep(session_factory, clock: Clock, settings, study_ids: list[int] | None):
+    """Escalate unacknowledged safety alerts and flag overdue serious adverse events (the safety
+    domain's sweep), or None without that domain."""
+    try:
+        from api.safety.escalation import sweep
+    except ImportError:
+        return None
+    return sweep(session_factory, clock, settings, study_ids=study_ids)
 
 
 def run_worker(
@@ -476,6 +497,7 @@ def run_worker(
             started = time.monotonic()
             try:
                 planned = plan_all(factory, clock) if plan else None
+                swept = _safety_sweep(factory, clock, settings, study_ids)
                 stats = disp.run_once()
             except Exception as exc:  # noqa: BLE001 - a long-running worker survives a bad round
                 if once:
@@ -485,9 +507,11 @@ def run_worker(
                 continue
             if echo is not None:
                 p = f"planned {planned.planned}, cancelled {planned.cancelled}; " if planned else ""
+                safety = f"; safety: {swept.summary()}" if swept is not None else ""
                 echo(
                     f"{p}claimed {stats.claimed}, sent {stats.sent}, cancelled {stats.cancelled}, "
-                    f"retry {stats.retried}, failed {stats.failed}"
+                    f"retry {stats.retried}, failed {stats.failed}; staff messages sent {stats.staff_sent}, "
+                    f"retry {stats.staff_retried}, failed {stats.staff_failed}{safety}"
                 )
             if once or (stop is not None and stop()):
                 return stats

@@ -89,3 +89,46 @@ class Reminder(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+STAFF_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
+
+
+class StaffNotification(SQLModel, table=True):
+    """One email to a member of staff in the outbox (safety alerts, escalations, serious events).
+
+    Sent by the same dispatcher, channel, lease and retry policy as participant reminders, but never
+    held by a study's reminder pause or quiet hours. ``topic`` names what the message is about
+    (``alert:17:raised``); with ``user_id`` it is unique, so enqueueing twice sends once. Subject and
+    body are rendered when the row is written and carry no clinical content and no identifier
+    beyond a participant's study code and a link; the address is read from the user at send time.
+    """
+
+    __tablename__ = "staff_notification"
+    __table_args__ = (
+        UniqueConstraint("topic", "user_id"),
+        Index("ix_staff_notification_status_due_at", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+    user_id: int = Field(foreign_key="app_user.id")
+    kind: str = Field(max_length=40)
+    topic: str = Field(max_length=120)
+    ref_entity: str = Field(max_length=40)
+    ref_id: int
+    subject: str = Field(max_length=200)
+    body: str = Field(max_length=4000)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default="pending", max_length=12)
+    attempts: int = 0
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, max_length=500)
+    cancel_reason: str | None = Field(default=None, max_length=40)
+    message_id: str | None = Field(default=None, max_length=200, unique=True)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -15,7 +15,8 @@ from api.errors import NotFound
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
 from api.responses import service
-from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead
+from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead, SafetyAlertRef
+from api.safety.service import alerts_for_response
 from instruments.model import InstrumentError
 
 router = APIRouter(tags=["responses"])
@@ -47,6 +48,10 @@ def submit(
         reason=body.reason,
     )
     out = service.to_read(session, [resp])[0]
+    raised = getattr(resp, "alerts_raised", None)
+    if raised is None or resp.version > 1:  # a replay or an amendment: every alert of the response
+        raised = alerts_for_response(session, resp.id)
+    out.alerts = [SafetyAlertRef(id=a.id, rule=a.rule_code, status=a.status) for a in raised]
     session.commit()
     headers = {"Idempotent-Replayed": "true"} if getattr(resp, "replayed", False) else None
     # ``out`` is already a validated ResponseRead: serialising it once here spares the second

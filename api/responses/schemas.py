@@ -43,6 +43,12 @@ class ScoreRead(BaseModel):
     flags: list[str]
 
 
+class SafetyAlertRef(BaseModel):
+    id: int
+    rule: str
+    status: str
+
+
 class ResponseRead(BaseModel):
     id: int
     participant_id: int
@@ -60,6 +66,9 @@ class ResponseRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     scores: list[ScoreRead]
+    alerts: list[SafetyAlertRef] | None = Field(
+        default=None, description="on submission only: the safety alerts this response raised (GET /alerts/{id})"
+    )
 
 
 class OptionRead(BaseModel):

@@ -194,6 +194,7 @@ def submit_response(
             return _lost_race(session, participant.id, idempotency_key, key_hash)
         resp = _amend(
             session,
+            participant,
             current,
             instrument,
             answers,
@@ -265,9 +266,31 @@ def submit_response(
             "mode": mode,
         },
     )
+    _raise_alerts(session, participant, resp, instrument, answers, scores, actor, now)
     _mark(resp, False)
     _attach(resp, wave.code, score_rows)
     return resp
+
+
+def _raise_alerts(session: Session, participant: Participant, resp: Response, instrument, answers, scores, actor, now):
+    # In this transaction, for every entry path: an alert is stored with the answers or not at all.
+    from api.safety.service import raise_alerts
+
+    raised = raise_alerts(
+        session,
+        participant=participant,
+        response_id=resp.id,
+        wave_id=resp.wave_id,
+        instrument=instrument,
+        answers=answers,
+        scores=scores,
+        completed_at=resp.completed_at,
+        mode=resp.mode,
+        actor=actor,
+        now=now,
+    )
+    # Not a column: what this call raised, so the router need not read it back.
+    object.__setattr__(resp, "alerts_raised", raised)
 
 
 def _wave_study_current(
@@ -381,6 +404,7 @@ def _score_rows(response_id: int, scores) -> list[Score]:
 
 def _amend(
     session: Session,
+    participant: Participant,
     current: Response,
     instrument,
     answers,
@@ -439,6 +463,7 @@ def _amend(
         reason=reason,
     )
     session.flush()
+    _raise_alerts(session, participant, current, instrument, answers, scores, actor, now)
     _mark(current, False)
     return current
 

@@ -28,6 +28,7 @@ from api.db import get_session, utcnow
 from api.errors import ApiError
 from api.links.service import LinkContext, mark_used, resolve
 from api.responses.service import submit_response
+from api.safety.configuration import support_after_alert
 from api.web.forms import blocking_shortfall, field_name, open_items, parse_answers
 
 
@@ -128,6 +129,7 @@ def _form_page(
     open_codes: list[str] | None = None,
     blocking: set[str] | None = None,
     status_code: int = 200,
+    support: dict | None = None,
 ) -> HTMLResponse:
     inst = instruments.get(code)
     cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
@@ -164,6 +166,7 @@ def _form_page(
             "blocking": sorted(blocking or ()),
             "csrf": _csrf_value(request, cookie, ctx.link.id),
             "n_items": len(items),
+            "support": support,
         },
         status_code=status_code,
         csrf_cookie=None if request.cookies.get(CSRF_COOKIE) else cookie,
@@ -176,15 +179,21 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
     ctx = resolve(session, token, request.app.state.settings, utcnow())
     if ctx is None:
         return _not_found(request)
+    # An answer of this wave raised a safety alert: every later page shows where to find help.
+    support = support_after_alert(session, ctx.participant.id, ctx.wave.id, ctx.study.id, ctx.participant.site_id)
     mark_used(session, ctx.link)
     session.commit()
     if ctx.completed:
         return _render(
             request,
             "done.html",
-            {"study_title": ctx.study.title, "just_finished": request.query_params.get("done") == "1"},
+            {
+                "study_title": ctx.study.title,
+                "just_finished": request.query_params.get("done") == "1",
+                "support": support,
+            },
         )
-    return _form_page(request, ctx, token, ctx.pending[0])
+    return _form_page(request, ctx, token, ctx.pending[0], support=support)
 
 
 @router.post("/f/{token}", response_class=HTMLResponse, include_in_schema=False)

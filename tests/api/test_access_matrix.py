@@ -145,6 +145,26 @@ RULES = rules(
     ("POST", "/studies/{study_id}/analyses/gee", R(READ, "study", 422)),
     ("POST", "/studies/{study_id}/analyses/missing-data", R(READ, "study", 422)),
     ("GET", "/studies/{study_id}/analyses/runs/{run_id}/{filename}", R(READ, "study", 404)),
+    # safety: settings (admins write), status, messages, DMC views (summary: analysts see masked
+    # arms), alerts and adverse events of pa (site north: coordinator B gets 404)
+    ("GET", "/studies/{study_id}/safety/settings", R(STAFF, "study", 200)),
+    ("PUT", "/studies/{study_id}/safety/settings", R(ADMIN, "study", 200)),  # {} keeps everything
+    ("GET", "/studies/{study_id}/safety/status", R(STAFF, "study", 200)),
+    ("GET", "/studies/{study_id}/safety/notifications", R(STAFF, "study", 200)),
+    ("GET", "/studies/{study_id}/safety/summary", R(("admin", "analyst"), "study", 200)),
+    ("GET", "/studies/{study_id}/safety/line-listing", R(ADMIN, "study", 200)),
+    ("GET", "/studies/{study_id}/alerts", R(STAFF, "study", 200)),
+    ("GET", "/participants/{participant_id}/alerts", R(STAFF, "site", 200)),
+    ("GET", "/alerts/{alert_id}", R(STAFF, "site", 200)),
+    ("PATCH", "/alerts/{alert_id}", R(STAFF, "site", 422)),  # owner_id is required
+    ("POST", "/alerts/{alert_id}/acknowledge", R(STAFF, "site", 200, 409)),  # once, then already acknowledged
+    ("POST", "/alerts/{alert_id}/resolve", R(STAFF, "site", 422)),  # action is required
+    ("GET", "/studies/{study_id}/adverse-events", R(STAFF, "study", 200)),
+    ("GET", "/participants/{participant_id}/adverse-events", R(STAFF, "site", 200)),
+    ("POST", "/participants/{participant_id}/adverse-events", R(STAFF, "site", 422)),
+    ("GET", "/adverse-events/{event_id}", R(STAFF, "site", 200)),
+    ("PATCH", "/adverse-events/{event_id}", R(STAFF, "site", 422)),  # reason is required
+    ("POST", "/adverse-events/{event_id}/follow-ups", R(STAFF, "site", 422)),  # note is required
     # public
     ("GET", "/health", R(None, "public", 200)),
 )
@@ -239,6 +259,32 @@ def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
             json={"wave": "baseline", "instrument": "gad7", "answers": {f"gad7_{i}": 1 for i in range(1, 8)}},
         )
         assert r.status_code == 201, r.text
+    # a safety alert (at m1, so the baseline form stays open) and an adverse event of participant A
+    r = client.post(
+        f"/participants/{pa['id']}/responses",
+        headers=admin.headers,
+        json={
+            "wave": "m1",
+            "instrument": "phq9",
+            "answers": {f"phq9_{i}": 0 for i in range(1, 9)} | {"phq9_9": 1},
+        },
+    )
+    assert r.status_code == 201 and len(r.json()["alerts"]) == 1, r.text
+    alert_id = r.json()["alerts"][0]["id"]
+    r = client.post(
+        f"/participants/{pa['id']}/adverse-events",
+        headers=admin.headers,
+        json={
+            "description": "Sprained ankle",
+            "onset_date": enrolled,
+            "severity": "mild",
+            "relatedness": "not_related",
+            "expectedness": "expected",
+            "reporter": "participant",
+        },
+    )
+    assert r.status_code == 201, r.text
+    event_id = r.json()["id"]
     link = client.post(f"/participants/{pa['id']}/links", json={"wave": "baseline"}, headers=admin.headers)
     assert link.status_code == 201, link.text
     headers = {
@@ -250,7 +296,15 @@ def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
         "expired": expired.headers,
         "link": {"Authorization": f"Bearer {link.json()['token']}"},
     }
-    return {"study": study, "pa": pa, "pb": pb, "headers": headers, "link_token": link.json()["token"]}
+    return {
+        "study": study,
+        "pa": pa,
+        "pb": pb,
+        "headers": headers,
+        "link_token": link.json()["token"],
+        "alert_id": alert_id,
+        "event_id": event_id,
+    }
 
 
 def _url(path: str, world, caller: str) -> str:
@@ -268,6 +322,8 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{coding_id}", "999999")
         .replace("{suggestion_id}", "999999")
         .replace("{run_id}", "999999")
+        .replace("{alert_id}", str(world["alert_id"]))
+        .replace("{event_id}", str(world["event_id"]))
     )
 
 
@@ -356,3 +412,13 @@ def test_other_site_record_is_absent_from_lists(client, world):
     assert all(p["contact"] is None for p in both)
     sites = client.get(f"/studies/{sid}/sites", headers=h["coord_b"]).json()
     assert [s["code"] for s in sites] == ["south"]
+
+
+def test_other_site_alerts_and_adverse_events_are_absent_from_lists(client, world):
+    sid = world["study"].id
+    h = world["headers"]
+    for path in (f"/studies/{sid}/alerts", f"/studies/{sid}/adverse-events"):
+        assert client.get(path, headers=h["coord_b"]).json() == []
+        assert [r["study_code"] for r in client.get(path, headers=h["coord_a"]).json()] == ["SITEA-REC-91"]
+    status = client.get(f"/studies/{sid}/safety/status", headers=h["coord_b"]).json()
+    assert status["open_alerts"] + status["acknowledged_alerts"] == 0
