@@ -31,6 +31,11 @@ ARMS = (
     ("online", "Online peer support forum", "intervention"),
     ("usual_care", "Usual care", "control"),
 )
+DEMO_USERS = (
+    ("admin", ADMIN_EMAIL, []),
+    ("coordinator", COORDINATOR_EMAIL, ["north"]),
+    ("analyst", ANALYST_EMAIL, []),
+)
 # (code, offset days, window before, window after)
 WAVES = (("baseline", 0, 0, 14), ("m1", 30, 7, 7), ("m3", 90, 14, 14), ("m6", 180, 21, 21), ("m12", 365, 30, 30))
 BASELINE_INSTRUMENTS = ("context", "pam13", "semcd6", "phq9", "gad7", "lsns6")
@@ -47,6 +52,8 @@ class DemoResult:
     responses: int
     tokens: dict[str, str] = field(default_factory=dict)
     params: dict | None = None
+    alerts: dict[str, int] | None = None
+    adverse_events: int = 0
 
     def summary(self) -> str:
         lines = [
@@ -57,6 +64,12 @@ class DemoResult:
                 else "already loaded (nothing changed)"
             )
         ]
+        if self.alerts is not None:
+            lines.append(
+                f"safety: {sum(self.alerts.values())} alerts ({self.alerts['open']} open, "
+                f"{self.alerts['acknowledged']} acknowledged, {self.alerts['resolved']} resolved), "
+                f"{self.adverse_events} adverse events"
+            )
         if self.params:
             keys = (
                 "seed",
@@ -99,6 +112,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
     from api.auth.service import Actor
     from api.participants import service as participants
     from api.responses.service import submit_response
+    from api.safety import demo as safety_demo
     from api.studies import service as studies
     from api.studies.models import Study
     from api.studies.schemas import ArmCreate, SiteCreate, StudyCreate, WaveCreate
@@ -164,6 +178,12 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         wave_instruments = {
             code: set(BASELINE_INSTRUMENTS if o == 0 else FOLLOWUP_INSTRUMENTS) & known for code, o, _, _ in WAVES
         }
+        # The demo users first: they are the study's safety contacts and its principal investigator.
+        for role, email, site in DEMO_USERS:
+            if session.exec(select(User.id).where(User.email == email)).first() is None:
+                scoped = [f"{study.id}:{s}" for s in site]
+                result.tokens[role] = create_with_token(session, email, role, scoped, actor=actor)
+        safety_demo.configure(session, study, ADMIN_EMAIL, COORDINATOR_EMAIL, actor)
 
         reference = today - timedelta(days=RECRUITMENT_ENDED_DAYS_AGO)
         by_code = {}
@@ -187,12 +207,15 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             if done_on > today or r["instrument"] not in wave_instruments[r["wave"]]:
                 continue
             completed_at = datetime.combine(done_on, time(10, 30), tzinfo=ZoneInfo(DEMO_TZ))
+            answers = r["answers"]
+            if r["instrument"] == "phq9":
+                answers = safety_demo.realistic_item9(r["participant"], r["wave"], answers)
             submit_response(
                 session,
                 participant=p,
                 wave_code=r["wave"],
                 instrument_code=r["instrument"],
-                answers=r["answers"],
+                answers=answers,
                 external_scores=r["external_scores"] or None,
                 completed_at=completed_at,
                 mode="import",
@@ -212,13 +235,15 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
                 )
         result.participants = len(by_code)
         result.params = cohort.params
+        admin = session.exec(select(User).where(User.email == ADMIN_EMAIL)).one()
+        north = session.exec(select(User).where(User.email == COORDINATOR_EMAIL)).one()
+        result.alerts = safety_demo.alert_history(session, study, admin, north)
+        result.adverse_events = safety_demo.adverse_events(session, study, admin, north, today)
         del sites
     result.study_id = study.id
-    for role, email, site in (
-        ("admin", ADMIN_EMAIL, []),
-        ("coordinator", COORDINATOR_EMAIL, ["north"]),
-        ("analyst", ANALYST_EMAIL, []),
-    ):
+    for role, email, site in DEMO_USERS:
+        if role in result.tokens:
+            continue
         exists = session.exec(select(User.id).where(User.email == email)).first() is not None
         scoped = [f"{study.id}:{s}" for s in site]
         result.tokens[role] = (
