@@ -70,7 +70,9 @@ class Issue:
 class ImportReport:
     dry_run: bool
     committed: bool = False
-    counts: dict[str, int] = field(default_factory=lambda: {"rows": 0, "participants_created": 0, "responses": 0})
+    counts: dict[str, int] = field(
+        default_factory=lambda: {"rows": 0, "participants_created": 0, "responses": 0, "safety_alerts": 0}
+    )
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     unmapped_events: dict[str, int] = field(default_factory=dict)
@@ -532,7 +534,7 @@ def _import_rows(
             if completed_at > datetime.now(UTC):
                 completed_at = datetime.now(UTC)
         try:
-            submit_response(
+            resp = submit_response(
                 session,
                 participant=p,
                 wave_code=wave_code,
@@ -543,6 +545,8 @@ def _import_rows(
                 actor=actor,
             )
             report.counts["responses"] += 1
+            # Alerts raised by imported answers: the importer is told, and the safety contacts too.
+            report.counts["safety_alerts"] += len(getattr(resp, "alerts_raised", None) or ())
         except ApiError as exc:
             for e in exc.errors:
                 loc = e.get("loc") or []

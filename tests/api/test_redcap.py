@@ -71,7 +71,8 @@ def test_dry_run_reports_and_writes_nothing(client, admin, make_study, engine):
     assert r.status_code == 200, r.text
     rep = r.json()
     assert rep["ok"] and rep["dry_run"] and not rep["committed"]
-    assert rep["counts"] == {"rows": 6, "participants_created": 3, "responses": 6}
+    # RC-002's baseline PHQ-9: item 9 = 1 and total 21, two alert rules met (rolled back with the dry run)
+    assert rep["counts"] == {"rows": 6, "participants_created": 3, "responses": 6, "safety_alerts": 2}
     assert rep["unmapped_events"] == {"screening_arm_1": 1}
     assert rep["unmapped_fields"] == ["legacy_flag"]
     assert rep["instruments"] in (
