@@ -119,13 +119,20 @@ def get_summary(
     return out
 
 
+def _cell(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"  # as in every export
+    if isinstance(v, str) and v and v[0] in "=+-@\t\r":
+        return "'" + v  # a spreadsheet must not run a description as a formula
+    return v
+
+
 def _csv(rows: list[dict], columns: list[str]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
     w.writeheader()
     for row in rows:
-        # A spreadsheet must not run a description as a formula.
-        w.writerow({k: ("'" + v if isinstance(v, str) and v[:1] in "=+-@\t\r" else v) for k, v in row.items()})
+        w.writerow({k: _cell(v) for k, v in row.items()})
     return buf.getvalue()
 
 

@@ -635,6 +635,8 @@ def test_line_listing_for_admins_as_json_and_csv(client, admin, analyst, dmc):
     r = client.get(f"/studies/{sid}/safety/line-listing?format=csv", headers=admin.headers)
     df = pd.read_csv(io.StringIO(r.text))
     assert len(df) == 4 and "'=cmd()" in set(df["description"])  # never a spreadsheet formula
+    assert set(df["seriousness"].fillna("")) == {"", "hospitalisation", "death"}
+    assert set(df["serious"]) == {True, False}
     assert client.get(f"/studies/{sid}/safety/line-listing", headers=analyst.headers).status_code == 403
 
 
