@@ -44,6 +44,11 @@ CLOCK_SKEW = timedelta(minutes=5)
 FIELDS = tuple(AdverseEventIn.model_fields)
 
 
+def _locked(session: Session, event: AdverseEvent) -> AdverseEvent:
+    # Read again inside the write transaction (locked on PostgreSQL): concurrent changes queue.
+    return session.get(AdverseEvent, event.id, with_for_update=True, populate_existing=True)
+
+
 def follow_up_due(event: AdverseEvent, settings: SafetySettings | None) -> datetime | None:
     """When the next follow-up of a serious event is due (None: not serious, or outcome final)."""
     if not event.serious or event.outcome in FINAL_OUTCOMES:
@@ -148,6 +153,7 @@ def update_event(
 ) -> AdverseEvent:
     """Correct fields of an event, with a reason (the previous values stay in the audit trail)."""
     ensure_can_write(actor)
+    event = _locked(session, event)
     now = now or utcnow()
     changes = {k: v for k, v in body.model_dump(exclude_unset=True).items() if k != "reason"}
     for name in ("description", "onset_date", "severity", "relatedness", "expectedness", "action_taken", "outcome"):
@@ -196,6 +202,7 @@ def add_follow_up(
 ) -> AdverseEventFollowUp:
     """Record a follow-up; an outcome or resolution date given here updates the event too."""
     ensure_can_write(actor)
+    event = _locked(session, event)
     now = now or utcnow()
     participant = session.get(Participant, event.participant_id)
     study = session.get(Study, event.study_id)

@@ -16,9 +16,10 @@ import logging
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import and_, exists, or_
 from sqlmodel import Session, select
 
-from api.auth.models import User
+from api.auth.models import User, UserSite
 from api.reminders import staff
 from api.safety.models import AdverseEvent, SafetyAlert, SafetyContact, SafetySettings
 from api.studies.models import Site, Study
@@ -27,12 +28,20 @@ log = logging.getLogger("peerlens.safety")
 
 
 def site_contacts(session: Session, site_id: int) -> list[int]:
-    """Active users named as safety contacts of the site."""
+    """Users named as safety contacts of the site who are active and still cover it (admins, or
+    coordinators of the site: a coordinator moved to another site stops receiving its alerts)."""
+    covers = or_(
+        User.role == "admin",
+        and_(
+            User.role == "coordinator",
+            exists().where(UserSite.user_id == User.id, UserSite.site_id == site_id),
+        ),
+    )
     return list(
         session.exec(
             select(User.id)
             .join(SafetyContact, SafetyContact.user_id == User.id)
-            .where(SafetyContact.site_id == site_id, User.active)
+            .where(SafetyContact.site_id == site_id, User.active, covers)
             .order_by(User.id)
         ).all()
     )

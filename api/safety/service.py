@@ -152,6 +152,12 @@ def get_alert(session: Session, alert_id: int, actor: Actor) -> SafetyAlert:
     return alert
 
 
+def _locked(session: Session, alert: SafetyAlert) -> SafetyAlert:
+    """The alert read again inside this write transaction, locked on PostgreSQL (SQLite's write
+    transaction already holds the database lock), so two people acting at once cannot both win."""
+    return session.get(SafetyAlert, alert.id, with_for_update=True, populate_existing=True)
+
+
 def _stop_messages(session: Session, alert: SafetyAlert, now: datetime) -> int:
     # Nobody needs to be chased about an alert someone has taken on.
     return staff.cancel(session, ("safety_alert", alert.id), "acknowledged", now)
@@ -170,6 +176,7 @@ def _state(alert: SafetyAlert) -> dict:
 def acknowledge(session: Session, alert: SafetyAlert, actor: Actor, note: str | None = None) -> SafetyAlert:
     """Take on an open alert: the caller becomes its owner and pending messages about it stop."""
     ensure_can_write(actor)
+    alert = _locked(session, alert)
     if alert.status != "open":
         raise Conflict(["path", "alert_id"], f"the alert is already {alert.status}", f"already_{alert.status}")
     before, now = _state(alert), utcnow()
@@ -198,6 +205,7 @@ def acknowledge(session: Session, alert: SafetyAlert, actor: Actor, note: str | 
 def resolve(session: Session, alert: SafetyAlert, actor: Actor, action: str, note: str | None) -> SafetyAlert:
     """Close an alert with the action taken (``no_action`` needs the reason in ``note``)."""
     ensure_can_write(actor)
+    alert = _locked(session, alert)
     if alert.status == "resolved":
         raise Conflict(["path", "alert_id"], "the alert is already resolved", "already_resolved")
     if action == "no_action" and not (note and note.strip()):
@@ -229,6 +237,7 @@ def resolve(session: Session, alert: SafetyAlert, actor: Actor, action: str, not
 def assign(session: Session, alert: SafetyAlert, actor: Actor, owner_id: int) -> SafetyAlert:
     """Give an alert to another member of staff who may see its site."""
     ensure_can_write(actor)
+    alert = _locked(session, alert)
     if alert.status == "resolved":
         raise Conflict(["path", "alert_id"], "the alert is already resolved", "already_resolved")
     user = session.get(User, owner_id)

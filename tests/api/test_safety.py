@@ -705,3 +705,41 @@ def test_the_form_shows_the_support_message_of_the_site_after_an_alerting_answer
     assert "South clinic duty phone" in page and "Call the study nurse" not in page
     assert 'href="tel:0800123456"' in page  # the site sets no numbers of its own: the study's apply
     assert "Support is available" not in client.get(pages["south"].replace("/f/", "/f/x")).text
+
+
+def test_a_contact_who_no_longer_covers_the_site_is_not_told(client, admin, trial, engine):
+    from api.auth.models import UserSite
+
+    t = trial()
+    with Session(engine) as s:
+        s.delete(s.get(UserSite, (t["coord_n"].id, t["study"].sites["north"])))
+        s.commit()
+    status = client.get(f"/studies/{t['study'].id}/safety/status", headers=admin.headers).json()
+    assert any(w.startswith("site north has no safety contact") for w in status["warnings"])
+    submit(client, admin, t["north"], ITEM9)
+    [alert] = client.get(f"/studies/{t['study'].id}/alerts", headers=admin.headers).json()
+    assert alert["routing"] == "pi" and [n.user_id for n in outbox(engine, t["study"].id)] == [t["pi"].id]
+
+
+def test_safety_export_shifts_dates_by_the_participants_secret_offset(client, admin, analyst, dmc, settings):
+    from api.exports.deid import shift_days
+
+    sid = dmc["study"].id
+    r = client.put(f"/studies/{sid}/export-settings", json={"date_mode": "shift"}, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    try:
+        staff = pd.read_csv(io.StringIO(client.get(f"/studies/{sid}/exports/safety", headers=admin.headers).text))
+        ana = pd.read_csv(io.StringIO(client.get(f"/studies/{sid}/exports/safety", headers=analyst.headers).text))
+    finally:
+        client.put(f"/studies/{sid}/export-settings", json={"date_mode": "relative"}, headers=admin.headers)
+    people = {
+        p["study_code"]: p["id"] for p in client.get(f"/studies/{sid}/participants", headers=admin.headers).json()
+    }
+    merged = staff.merge(ana, on=["record", "record_id"], suffixes=("_staff", "_analyst"))
+    assert len(merged) == len(staff) > 0
+    for _, row in merged.iterrows():
+        shift = timedelta(days=shift_days(settings.secret_key, sid, people[row["participant_staff"]]))
+        onset = datetime.fromisoformat(row["onset_date_staff"]).date()
+        assert datetime.fromisoformat(row["onset_date_analyst"]).date() == onset - shift
+        assert row["onset_days_analyst"] == row["onset_days_staff"]  # intervals survive
+        assert pd.isna(row["description_analyst"])
