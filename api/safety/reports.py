@@ -232,7 +232,10 @@ def status(session: Session, study: Study, actor: Actor, now: datetime) -> dict[
     if not notify.admins(session):
         warnings.append("there is no active administrator: an alert may have nobody to escalate to")
     if failed:
-        warnings.append(f"{failed} safety message(s) could not be delivered: check the mail settings and the outbox")
+        warnings.append(
+            f"{failed} safety message(s) could not be delivered: see GET /studies/{{id}}/safety/notifications"
+            "?status=failed and check the mail settings"
+        )
     if waiting:
         warnings.append(
             f"{waiting} safety message(s) have waited more than {int(STALE_AFTER.total_seconds() // 60)} minutes: "
@@ -249,3 +252,43 @@ def status(session: Session, study: Study, actor: Actor, now: datetime) -> dict[
         "waiting_notifications": waiting,
         "warnings": warnings,
     }
+
+
+def notifications(
+    session: Session, study: Study, actor: Actor, *, status: str | None, limit: int, after: int | None
+) -> list[dict[str, Any]]:
+    """The study's safety messages (the actor's sites), newest first."""
+    from api.auth.models import User
+
+    stmt = (
+        select(StaffNotification, User.email, Site.code)
+        .join(User, User.id == StaffNotification.user_id)
+        .outerjoin(Site, Site.id == StaffNotification.site_id)
+        .where(StaffNotification.study_id == study.id)
+    )
+    if actor.role == "coordinator":
+        stmt = stmt.where(StaffNotification.site_id.in_(actor.site_ids or {-1}))
+    if status is not None:
+        stmt = stmt.where(StaffNotification.status == status)
+    if after is not None:
+        stmt = stmt.where(StaffNotification.id < after)
+    rows = session.exec(stmt.order_by(StaffNotification.id.desc()).limit(limit)).all()
+    return [
+        {
+            "id": n.id,
+            "kind": n.kind,
+            "ref": f"{n.ref_entity}:{n.ref_id}",
+            "site": site,
+            "recipient": {"id": n.user_id, "email": email},
+            "subject": n.subject,
+            "status": n.status,
+            "attempts": n.attempts,
+            "due_at": n.due_at,
+            "retry_at": n.retry_at,
+            "last_error": n.last_error,
+            "cancel_reason": n.cancel_reason,
+            "message_id": n.message_id,
+            "sent_at": n.sent_at,
+        }
+        for n, email, site in rows
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response as PlainResponse
@@ -25,6 +26,7 @@ from api.safety.schemas import (
     AlertStatusFilter,
     AssignIn,
     FollowUpIn,
+    NotificationRead,
     ResolveIn,
     SettingsIn,
     SettingsRead,
@@ -100,6 +102,22 @@ def get_status(
     """Open and overdue alerts, overdue serious events, undelivered messages (your sites), and
     warnings for every gap in the safety set-up."""
     out = reports.status(session, study, actor, utcnow())
+    end_read(session)
+    return out
+
+
+@router.get("/studies/{study_id}/safety/notifications", response_model=list[NotificationRead])
+def get_notifications(
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    status: Literal["pending", "sending", "sent", "failed", "cancelled"] | None = None,
+    limit: int = _LIMIT,
+    after: int | None = _AFTER,
+):
+    """Safety messages to staff (coordinators: their own sites), newest first: who, what about,
+    delivered or not, and why not."""
+    out = reports.notifications(session, study, actor, status=status, limit=limit, after=after)
     end_read(session)
     return out
 

@@ -125,6 +125,25 @@ class StatusRead(BaseModel):
     warnings: list[str]
 
 
+class NotificationRead(BaseModel):
+    """A safety message in the staff outbox (no body: it is rendered for the recipient)."""
+
+    id: int
+    kind: str
+    ref: str = Field(description="what it is about, e.g. safety_alert:17")
+    site: str | None
+    recipient: UserRef
+    subject: str
+    status: str
+    attempts: int
+    due_at: datetime
+    retry_at: datetime | None
+    last_error: str | None
+    cancel_reason: str | None
+    message_id: str | None
+    sent_at: datetime | None
+
+
 # ---- alerts ------------------------------------------------------------------------------------
 
 

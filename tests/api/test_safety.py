@@ -743,3 +743,30 @@ def test_safety_export_shifts_dates_by_the_participants_secret_offset(client, ad
         assert datetime.fromisoformat(row["onset_date_analyst"]).date() == onset - shift
         assert row["onset_days_analyst"] == row["onset_days_staff"]  # intervals survive
         assert pd.isna(row["description_analyst"])
+
+
+def test_an_undeliverable_safety_message_is_shown_and_the_alert_still_escalates(
+    client, admin, trial, engine, mail_settings, smtp, caplog
+):
+    t = trial()
+    sid = t["study"].id
+    address = _email(client, t["coord_n"])
+    smtp.handler.refuse[address] = "550 5.1.1 mailbox unavailable"
+    try:
+        submit(client, t["coord_n"], t["north"], ITEM9)
+        with caplog.at_level("ERROR", logger="peerlens.reminders"):
+            assert dispatch(engine, mail_settings).staff_failed == 1
+    finally:
+        smtp.handler.refuse.clear()
+    assert any("staff notification" in r.getMessage() and "failed" in r.getMessage() for r in caplog.records)
+    status = client.get(f"/studies/{sid}/safety/status", headers=t["coord_n"].headers).json()
+    assert status["failed_notifications"] == 1 and any("could not be delivered" in w for w in status["warnings"])
+    [failed] = client.get(f"/studies/{sid}/safety/notifications?status=failed", headers=t["coord_n"].headers).json()
+    assert failed["kind"] == "alert_raised" and failed["recipient"]["id"] == t["coord_n"].id
+    assert "550" in failed["last_error"] and address not in failed["last_error"]
+    assert client.get(f"/studies/{sid}/safety/notifications", headers=t["coord_s"].headers).json() == []
+    [alert] = client.get(f"/studies/{sid}/alerts", headers=admin.headers).json()
+    assert alert["notifications"]["failed"] == 1
+    factory = lambda: Session(engine, expire_on_commit=False)  # noqa: E731
+    later = FixedClock(datetime.fromisoformat(alert["raised_at"]) + timedelta(hours=25))
+    assert sweep(factory, later, study_ids=[sid]).escalated == 1  # nobody acknowledged: the PI is told
