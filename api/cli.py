@@ -595,6 +595,70 @@ def import_redcap_cmd(
         raise typer.Exit(code=1)
 
 
+# --- safety: status and backfill (same services as the API) ---------------------------------------
+
+safety_app = typer.Typer(help="Safety monitoring: what needs attention, alerts for answers stored earlier.")
+app.add_typer(safety_app, name="safety")
+
+
+def _with_study(study: int, work):
+    from sqlmodel import Session
+
+    from api.db import engine_from_settings
+    from api.studies.models import Study
+
+    engine = engine_from_settings(_settings())
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            st = session.get(Study, study)
+            if st is None:
+                raise typer.BadParameter("no such study", param_hint="STUDY")
+            return work(session, st)
+    finally:
+        engine.dispose()
+
+
+@safety_app.command("status")
+def safety_status(study: int = typer.Argument(..., help="study id")) -> None:
+    """Open and overdue alerts, overdue serious events, undelivered messages and set-up warnings;
+    exits 1 when there is a warning (for a cron check)."""
+    from api.auth.service import Actor
+    from api.db import utcnow
+    from api.safety.reports import status
+
+    out = _with_study(study, lambda session, st: status(session, st, Actor.system(), utcnow()))
+    for key, value in out.items():
+        if key != "warnings":
+            typer.echo(f"{key}: {value}")
+    for w in out["warnings"]:
+        typer.echo(f"warning: {w}")
+    if out["warnings"]:
+        raise typer.Exit(code=1)
+
+
+@safety_app.command("backfill")
+def safety_backfill(
+    study: int = typer.Argument(..., help="study id"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="count the alerts, raise none"),
+) -> None:
+    """Raise alerts for stored answers that meet the rules in force now (answers stored before an
+    upgrade or before a study rule was added); each alert is audited and its contacts are told."""
+    from api.auth.service import Actor
+    from api.safety.backfill import backfill
+
+    def work(session, st):
+        counts = backfill(session, st, Actor.system(source="system"))
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+        return counts
+
+    counts = _with_study(study, work)
+    verb = "would raise" if dry_run else "raised"
+    typer.echo(f"{counts['responses']} responses checked; {verb} {counts['alerts']} alert(s)")
+
+
 def main() -> None:
     """Console-script entry point (``peerlens``)."""
     app()

@@ -1,8 +1,8 @@
 """Safety monitoring: settings and site safety contacts, alerts raised by answers, adverse events and
 their follow-ups, and the staff side of the outbox (safety messages to study staff).
 
-Downgrade refuses while alerts or adverse events exist (safety records are not dropped silently);
-on a database without them it drops the tables.
+Downgrade refuses while any of these tables holds rows (migrations.policy): safety records are never
+dropped; on a database without them it drops the tables.
 
 Revision ID: a7d3e5f19c42
 Revises: 5e1a8b3c9d47
@@ -14,6 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
+from migrations.policy import refuse_downgrade_if_data
 
 revision = "a7d3e5f19c42"
 down_revision = "5e1a8b3c9d47"
@@ -204,13 +206,18 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    conn = op.get_bind()
-    for table in ("safety_alert", "adverse_event"):
-        if conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar():
-            raise RuntimeError(
-                f"{table} holds safety records; export them (peerlens export STUDY --shape safety) and remove them "
-                "deliberately before downgrading below revision a7d3e5f19c42"
-            )
+    refuse_downgrade_if_data(
+        "a7d3e5f19c42",
+        [
+            "adverse_event_follow_up",
+            "adverse_event",
+            "safety_alert",
+            "staff_notification",
+            "safety_contact",
+            "safety_settings",
+        ],
+        "safety alerts, adverse events and their follow-ups, safety messages and the safety set-up",
+    )
     with op.batch_alter_table("adverse_event_follow_up", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_adverse_event_follow_up_adverse_event_id"))
 

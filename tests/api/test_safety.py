@@ -770,3 +770,53 @@ def test_an_undeliverable_safety_message_is_shown_and_the_alert_still_escalates(
     factory = lambda: Session(engine, expire_on_commit=False)  # noqa: E731
     later = FixedClock(datetime.fromisoformat(alert["raised_at"]) + timedelta(hours=25))
     assert sweep(factory, later, study_ids=[sid]).escalated == 1  # nobody acknowledged: the PI is told
+
+
+def test_backfill_raises_alerts_for_answers_stored_before_a_rule_and_only_once(
+    client, admin, trial, engine, db_url, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from api.config import get_settings
+
+    t = trial(rules=False)
+    sid = t["study"].id
+    severe_gad = {f"gad7_{i}": 3 for i in range(1, 8)}
+    assert submit(client, admin, t["south"], severe_gad, instrument="gad7").json()["alerts"] == []
+    r = client.put(
+        f"/studies/{sid}/safety/settings",
+        json={
+            "rules": [
+                {
+                    "code": "gad7_severe",
+                    "instrument": "gad7",
+                    "kind": "scale",
+                    "target": "gad7",
+                    "op": ">=",
+                    "value": 15,
+                }
+            ]
+        },
+        headers=admin.headers,
+    )
+    assert r.status_code == 200
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        dry = runner.invoke(app, ["safety", "backfill", str(sid), "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "would raise 1 alert(s)" in dry.output
+        assert client.get(f"/studies/{sid}/alerts", headers=admin.headers).json() == []
+        done = runner.invoke(app, ["safety", "backfill", str(sid)])
+        assert "raised 1 alert(s)" in done.output
+        assert "raised 0 alert(s)" in runner.invoke(app, ["safety", "backfill", str(sid)]).output
+        status = runner.invoke(app, ["safety", "status", str(sid)])
+        assert status.exit_code == 1 and "site south has no safety contact" in status.output  # trial(): north only
+        assert "open_alerts: 1" in status.output
+    finally:
+        get_settings.cache_clear()
+    [alert] = client.get(f"/studies/{sid}/alerts", headers=admin.headers).json()
+    assert (alert["rule"], alert["routing"]) == ("gad7_severe", "pi")
+    assert [e.source for e in audit(engine, "safety_alert", alert["id"])] == ["system"]

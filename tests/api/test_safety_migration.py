@@ -1,4 +1,5 @@
-"""The safety revision refuses to drop safety records on downgrade, and goes when there are none."""
+"""The safety revision refuses to drop safety records on downgrade (migrations.policy), and goes when
+there are none."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from sqlalchemy import inspect, text
 
 from api.db import make_engine
 from api.migrate import downgrade, upgrade
+from migrations.policy import DowngradeRefused
 
 REVISION = "a7d3e5f19c42"
 
@@ -51,7 +53,7 @@ def test_downgrade_refuses_while_alerts_or_adverse_events_exist(empty_db_url):
             )
     finally:
         engine.dispose()
-    with pytest.raises(RuntimeError, match="adverse_event holds safety records"):
+    with pytest.raises(DowngradeRefused, match=r"revision a7d3e5f19c42.*adverse_event \(1 row\)"):
         downgrade(empty_db_url, "5e1a8b3c9d47")
     engine = make_engine(empty_db_url)
     try:
