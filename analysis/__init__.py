@@ -4,8 +4,8 @@ Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.t
 engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
-attrition, power, plots and a one-call report (:func:`analysis.report.run_all`). It never touches
-HTTP or a database.
+attrition, power, harms by arm (:mod:`analysis.safety`), plots and a one-call report
+(:func:`analysis.report.run_all`). It never touches HTTP or a database.
 """
 
 import lazy_loader
@@ -26,6 +26,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "plots",
     "power",
     "report",
+    "safety",
     "survival",
     "synthetic",
     "trajectories",
@@ -57,6 +58,7 @@ _NAMES = {  # submodule -> the names the package takes from it
     "trajectories": ["TrajectoryModel", "compare_models", "fit_trajectory"],
     "errors": ["ESTIMATION_ERRORS"],
     "report": ["run_all"],
+    "safety": ["clopper_pearson", "harms_table"],
 }
 
 # A function named like its module (``reliability``) keeps the package's name for it, even once the

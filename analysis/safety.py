@@ -45,6 +45,8 @@ RELATED = ("possibly", "probably", "definitely")
 #: Actions that end the participant's intervention or participation because of the event.
 DISCONTINUING = ("intervention_stopped", "withdrawn_from_study")
 
+__all__ = ["clopper_pearson", "harms_table"]
+
 COLUMNS = ["arm", "measure", "level", "n_participants", "N", "proportion", "ci_lower", "ci_upper", "n_events"]
 
 
@@ -138,6 +140,15 @@ def harms_table(
         ``related`` (possibly, probably or definitely related), ``serious_related`` and
         ``discontinued`` (intervention stopped or withdrawn from the study because of the event).
         ``proportion`` = n_participants / N; the interval is Clopper-Pearson's.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ev = pd.DataFrame({"participant": ["a", "a", "b"], "arm": ["peer", "peer", "usual"],
+    ...                    "seriousness": ["", "death", ""], "outcome": ["", "fatal", ""]})
+    >>> t = harms_table(ev, {"peer": 10, "usual": 10})
+    >>> t.loc[t.measure.isin(["any", "serious"]), ["arm", "measure", "n_participants", "n_events"]].values.tolist()
+    [['peer', 'any', 1, 2], ['peer', 'serious', 1, 1], ['usual', 'any', 1, 1], ['usual', 'serious', 0, 0]]
     """
     ev = _normalise(events, participant)
     if isinstance(participants, Mapping):
