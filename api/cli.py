@@ -601,23 +601,6 @@ safety_app = typer.Typer(help="Safety monitoring: what needs attention, alerts f
 app.add_typer(safety_app, name="safety")
 
 
-def _with_study(study: int, work):
-    from sqlmodel import Session
-
-    from api.db import engine_from_settings
-    from api.studies.models import Study
-
-    engine = engine_from_settings(_settings())
-    try:
-        with Session(engine, expire_on_commit=False) as session:
-            st = session.get(Study, study)
-            if st is None:
-                raise typer.BadParameter("no such study", param_hint="STUDY")
-            return work(session, st)
-    finally:
-        engine.dispose()
-
-
 @safety_app.command("status")
 def safety_status(study: int = typer.Argument(..., help="study id")) -> None:
     """Open and overdue alerts, overdue serious events, undelivered messages and set-up warnings;
@@ -626,7 +609,9 @@ def safety_status(study: int = typer.Argument(..., help="study id")) -> None:
     from api.db import utcnow
     from api.safety.reports import status
 
-    out = _with_study(study, lambda session, st: status(session, st, Actor.system(), utcnow()))
+    with _study_session(study) as run:
+        out = status(run.session, run.study, Actor.system(), utcnow())
+        run.session.rollback()  # a read
     for key, value in out.items():
         if key != "warnings":
             typer.echo(f"{key}: {value}")
@@ -646,15 +631,12 @@ def safety_backfill(
     from api.auth.service import Actor
     from api.safety.backfill import backfill
 
-    def work(session, st):
-        counts = backfill(session, st, Actor.system(source="system"))
+    with _study_session(study) as run:
+        counts = backfill(run.session, run.study, Actor.system(source="system"))
         if dry_run:
-            session.rollback()
+            run.session.rollback()
         else:
-            session.commit()
-        return counts
-
-    counts = _with_study(study, work)
+            run.session.commit()
     verb = "would raise" if dry_run else "raised"
     typer.echo(f"{counts['responses']} responses checked; {verb} {counts['alerts']} alert(s)")
 

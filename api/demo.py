@@ -31,7 +31,7 @@ ARMS = (
     ("online", "Online peer support forum", "intervention"),
     ("usual_care", "Usual care", "control"),
 )
-DEMO_USERS = (
+DEMO_USERS: tuple[tuple[str, str, list[str]], ...] = (
     ("admin", ADMIN_EMAIL, []),
     ("coordinator", COORDINATOR_EMAIL, ["north"]),
     ("analyst", ANALYST_EMAIL, []),

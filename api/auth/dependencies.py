@@ -127,10 +127,3 @@ def route_roles(route) -> tuple[str, ...] | None:
         return None
 
     return walk(route.dependant)
-
-
-def may_see_allocation(actor: Actor) -> bool:
-    """Whether ``actor`` may see real arm labels in summaries meant for blinded readers (safety
-    tables for a data monitoring committee). For now admins (and the system) do; a blinded
-    analysis policy will refine who may."""
-    return actor.role in ("admin", "system")

@@ -117,3 +117,10 @@ def ensure_site_access(
     """
     if not sees_site(actor, site_id):
         raise NotFound(list(loc), f"{what} not found", "not_found")
+
+
+def may_see_allocation(actor: Actor) -> bool:
+    """Whether ``actor`` may see real arm labels where readers are meant to stay blind (a data
+    monitoring committee's safety summary): admins and the system for now; a blinded-analysis
+    policy will refine who may."""
+    return rule(actor).admin

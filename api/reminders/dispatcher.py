@@ -40,12 +40,13 @@ from api.auth.service import Actor
 from api.db import UTCDateTime
 from api.links.service import live_links
 from api.participants.models import Participant, ParticipantContact
-from api.reminders import templates, tokens
+from api.reminders import staff, templates, tokens
 from api.reminders.channels import EmailChannel, Outgoing, SendError, SmsWebhookChannel, scrub
 from api.reminders.clock import Clock, SystemClock
 from api.reminders.models import Reminder, ReminderConfig, ReminderPlan
 from api.reminders.planner import cancel_ineligible, plan_all
 from api.reminders.timing import backoff_delay
+from api.safety.escalation import sweep as safety_sweep
 from api.studies.models import Study, Wave
 
 log = logging.getLogger("peerlens.reminders")
@@ -439,8 +440,6 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
         stats = DispatchStats()
         # Staff messages first (safety alerts must not queue behind a wave of reminders), and
         # whatever a study's reminder pause says.
-        from api.reminders import staff
-
         staff.run(self, stats, max_batches=max_batches)
         recorder = _Recorder(self, stats)
         n = 0
@@ -462,13 +461,9 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
 
 
 def _safety_sweep(session_factory, clock: Clock, settings, study_ids: list[int] | None):
-    """Escalate unacknowledged safety alerts and flag overdue serious adverse events (the safety
-    domain's sweep), or None without that domain."""
-    try:
-        from api.safety.escalation import sweep
-    except ImportError:
-        return None
-    return sweep(session_factory, clock, settings, study_ids=study_ids)
+    """Escalate unacknowledged safety alerts and remind about overdue serious adverse events (the
+    safety domain's sweep), before this round's messages go."""
+    return safety_sweep(session_factory, clock, settings, study_ids=study_ids)
 
 
 def run_worker(
@@ -507,7 +502,7 @@ def run_worker(
                 continue
             if echo is not None:
                 p = f"planned {planned.planned}, cancelled {planned.cancelled}; " if planned else ""
-                safety = f"; safety: {swept.summary()}" if swept is not None else ""
+                safety = f"; safety: {swept.summary()}"
                 echo(
                     f"{p}claimed {stats.claimed}, sent {stats.sent}, cancelled {stats.cancelled}, "
                     f"retry {stats.retried}, failed {stats.failed}; staff messages sent {stats.staff_sent}, "

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -54,7 +54,7 @@ def enqueue(
     ids = []
     for uid in dict.fromkeys(user_ids):  # ordered, without repeats
         stmt = (
-            module.insert(StaffNotification.__table__)
+            module.insert(StaffNotification)
             .values(
                 study_id=study_id,
                 site_id=site_id,
@@ -72,7 +72,7 @@ def enqueue(
                 updated_at=now,
             )
             .on_conflict_do_nothing()
-            .returning(StaffNotification.__table__.c.id)
+            .returning(StaffNotification.id)
         )
         new = session.execute(stmt).scalar_one_or_none()
         if new is not None:
@@ -82,16 +82,20 @@ def enqueue(
 
 def cancel(session: Session, ref: tuple[str, int], reason: str, now: datetime, *, kinds: Iterable[str] = ()) -> int:
     """Cancel the messages about ``ref`` that have not gone yet (optionally of some kinds only)."""
-    t = StaffNotification.__table__
     stmt = (
-        t.update()
-        .where(t.c.ref_entity == ref[0], t.c.ref_id == ref[1], t.c.status == "pending")
+        update(StaffNotification)
+        .where(
+            StaffNotification.ref_entity == ref[0],
+            StaffNotification.ref_id == ref[1],
+            StaffNotification.status == "pending",
+        )
         .values(status="cancelled", cancel_reason=reason[:40], updated_at=now, retry_at=None)
     )
     kinds = list(kinds)
     if kinds:
-        stmt = stmt.where(t.c.kind.in_(kinds))
-    return session.execute(stmt).rowcount or 0
+        stmt = stmt.where(StaffNotification.kind.in_(kinds))
+    # On the session's connection: a plain UPDATE whose row count says how many were cancelled.
+    return session.connection().execute(stmt).rowcount or 0
 
 
 def claim(dispatcher, session: Session) -> list[int]:
@@ -149,7 +153,8 @@ def load(dispatcher, session: Session, ids: list[int]) -> list[Outgoing]:
             continue
         # Links are completed at send time, so a message always points at the current address.
         body = note.body.replace("{base_url}", dispatcher.settings.base_url.rstrip("/"))
-        out.append(Outgoing(note.id, note.message_id, "email", user.email, note.subject, body, None, staff=True))
+        message_id = note.message_id or ""  # set by the claim
+        out.append(Outgoing(note.id, message_id, "email", user.email, note.subject, body, None, staff=True))
     return out
 
 

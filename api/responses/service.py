@@ -26,6 +26,7 @@ from api.participants.models import Participant
 from api.participants.service import local_date, window
 from api.responses.models import MODES, IdempotencyKey, Response, Score
 from api.responses.schemas import ResponseRead, ScoreRead
+from api.safety.service import raise_alerts
 from api.studies.models import Study, Wave
 from instruments.model import InstrumentError, ValidationFailed
 
@@ -274,8 +275,6 @@ def submit_response(
 
 def _raise_alerts(session: Session, participant: Participant, resp: Response, instrument, answers, scores, actor, now):
     # In this transaction, for every entry path: an alert is stored with the answers or not at all.
-    from api.safety.service import raise_alerts
-
     raised = raise_alerts(
         session,
         participant=participant,

@@ -15,7 +15,7 @@ from collections import defaultdict
 from sqlmodel import Session, select
 
 import instruments
-from api.auth.dependencies import ensure_can_write
+from api.auth.policy import ensure_can_write
 from api.auth.service import Actor
 from api.participants.models import Participant
 from api.responses.models import Response, Score

@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 
 import instruments
 from api.audit.service import record
-from api.auth.dependencies import ensure_can_write
 from api.auth.models import User, UserSite
+from api.auth.policy import ensure_can_write
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Unprocessable
@@ -80,7 +80,7 @@ def _contacts_by_site(session: Session, study_id: int) -> dict[int, list[User]]:
 def _check_rules(body_rules) -> list[dict]:
     out, seen = [], set()
     for n, r in enumerate(body_rules):
-        loc = ["body", "rules", n]
+        loc: list[str | int] = ["body", "rules", n]
         try:
             inst = instruments.get(r.instrument)
         except instruments.InstrumentError:
@@ -118,7 +118,7 @@ def _check_contacts(session: Session, sites: dict[str, Site], contacts: dict[str
             raise Unprocessable(["body", "contacts", code], "no site with this code in the study", "unknown_site")
         ids = []
         for n, email in enumerate(emails):
-            loc = ["body", "contacts", code, n]
+            loc: list[str | int] = ["body", "contacts", code, n]
             user = _user_by_email(session, email)
             if user is None or not user.active:
                 raise Unprocessable(loc, "no active user with this email", "unknown_user")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -122,7 +123,8 @@ def _pick(session: Session, study: Study, arm: str, nth: int, min_days: int, tod
 
 
 # (arm, pick, onset days after enrolment, reported days after onset, event fields, follow-up)
-EVENTS = (
+Spec = tuple[str, int, int | None, int, dict[str, Any], tuple[str, str, int] | None]
+EVENTS: tuple[Spec, ...] = (
     (
         "group",
         0,
@@ -222,7 +224,7 @@ def adverse_events(session: Session, study: Study, admin: User, north: User, tod
     actors = {"north": _actor(session, north), "admin": _actor(session, admin)}
     made = 0
     now = datetime.now(UTC)
-    specs = list(EVENTS) + [
+    specs: list[Spec] = list(EVENTS) + [
         (
             "usual_care",
             1,
@@ -240,17 +242,15 @@ def adverse_events(session: Session, study: Study, admin: User, north: User, tod
             None,
         )
     ]
-    for arm, nth, onset_after, reported_after, fields, follow in specs:
-        fields = dict(fields)
+    for arm, nth, onset_after, reported_after, spec, follow in specs:
+        fields: dict[str, Any] = dict(spec)
         resolution_offset = fields.pop("resolution_offset", None)
-        if onset_after is None:  # the overdue one: ten days ago
-            p = _pick(session, study, arm, nth, 30, today)
-            onset = today - timedelta(days=10)
-        else:
-            p = _pick(session, study, arm, nth, onset_after + reported_after + 15, today)
-            onset = p.enrolled_on + timedelta(days=onset_after) if p is not None else None
+        min_days = 30 if onset_after is None else onset_after + reported_after + 15
+        p = _pick(session, study, arm, nth, min_days, today)
         if p is None:
             continue
+        # the overdue one (no onset offset): ten days ago
+        onset = today - timedelta(days=10) if onset_after is None else p.enrolled_on + timedelta(days=onset_after)
         reported = datetime.combine(onset + timedelta(days=reported_after), time(11), tzinfo=UTC)
         body = AdverseEventIn(
             onset_date=onset,

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from api.audit.service import record
@@ -85,17 +86,24 @@ def escalate_due(session: Session, now: datetime, actor: Actor, study_ids: list[
         stmt = stmt.where(SafetyAlert.study_id.in_(study_ids))
     rows = session.exec(stmt.order_by(SafetyAlert.id)).all()
     done = 0
-    t = SafetyAlert.__table__
     for alert, cfg, study in rows:
         level = escalation_level(alert.raised_at, now, cfg.escalate_after_hours if cfg else 24.0)
         if level <= alert.escalation_level:
             continue
         # Claim this escalation: only one worker's UPDATE matches the level it read.
-        claimed = session.execute(
-            t.update()
-            .where(t.c.id == alert.id, t.c.status == "open", t.c.escalation_level == alert.escalation_level)
-            .values(escalation_level=level, escalated_at=now, updated_at=now)
-        ).rowcount
+        claimed = (
+            session.connection()
+            .execute(
+                update(SafetyAlert)
+                .where(
+                    SafetyAlert.id == alert.id,
+                    SafetyAlert.status == "open",
+                    SafetyAlert.escalation_level == alert.escalation_level,
+                )
+                .values(escalation_level=level, escalated_at=now, updated_at=now)
+            )
+            .rowcount
+        )
         if claimed != 1:
             continue
         before = alert.escalation_level

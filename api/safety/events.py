@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session, select
 
 from api.audit.service import record, snapshot
-from api.auth.dependencies import ensure_can_write, ensure_site_access
+from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import NotFound, Unprocessable
@@ -46,7 +46,18 @@ FIELDS = tuple(AdverseEventIn.model_fields)
 
 def _locked(session: Session, event: AdverseEvent) -> AdverseEvent:
     # Read again inside the write transaction (locked on PostgreSQL): concurrent changes queue.
-    return session.get(AdverseEvent, event.id, with_for_update=True, populate_existing=True)
+    locked = session.get(AdverseEvent, event.id, with_for_update=True, populate_existing=True)
+    if locked is None:
+        raise NotFound(["path", "event_id"], "adverse event not found", "not_found")
+    return locked
+
+
+def _study_and_participant(session: Session, event: AdverseEvent) -> tuple[Study, Participant]:
+    study = session.get(Study, event.study_id)
+    participant = session.get(Participant, event.participant_id)
+    if study is None or participant is None:  # both referenced by foreign keys
+        raise LookupError(f"adverse event {event.id}: study or participant missing")
+    return study, participant
 
 
 def follow_up_due(event: AdverseEvent, settings: SafetySettings | None) -> datetime | None:
@@ -106,6 +117,8 @@ def create_event(
     ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
     now = now or utcnow()
     study = session.get(Study, participant.study_id)
+    if study is None:  # the participant's study, by foreign key
+        raise LookupError(f"study {participant.study_id} is missing")
     values = body.model_dump()
     values["seriousness"] = [c for c in SERIOUSNESS if c in set(body.seriousness)]
     _check(values, participant, study, now)
@@ -145,7 +158,7 @@ def create_event(
 
 
 def _audit(event: AdverseEvent) -> dict[str, Any]:
-    return snapshot(event, exclude=("created_at", "updated_at"))
+    return snapshot(event, exclude=("created_at", "updated_at")) or {}
 
 
 def update_event(
@@ -166,8 +179,7 @@ def update_event(
             changes[flag] = False
     if not changes:
         raise Unprocessable(["body"], "nothing to change", "no_changes")
-    participant = session.get(Participant, event.participant_id)
-    study = session.get(Study, event.study_id)
+    study, participant = _study_and_participant(session, event)
     merged = {name: getattr(event, name) for name in FIELDS if hasattr(event, name)} | changes
     _check(merged, participant, study, now)
     before = _audit(event)
@@ -204,8 +216,7 @@ def add_follow_up(
     ensure_can_write(actor)
     event = _locked(session, event)
     now = now or utcnow()
-    participant = session.get(Participant, event.participant_id)
-    study = session.get(Study, event.study_id)
+    study, participant = _study_and_participant(session, event)
     changes = {k: v for k, v in (("outcome", body.outcome), ("resolution_date", body.resolution_date)) if v}
     merged = {name: getattr(event, name) for name in FIELDS if hasattr(event, name)} | changes
     _check(merged, participant, study, now)
@@ -285,7 +296,7 @@ def list_events(
         stmt = stmt.where(AdverseEvent.site_id.in_(actor.site_ids or {-1}))
     if serious is not None:
         stmt = stmt.where(AdverseEvent.serious == serious)
-    if site is not None:
+    if site is not None and study is not None:
         site_id = session.exec(select(Site.id).where(Site.study_id == study.id, Site.code == site)).first()
         if site_id is None:
             raise Unprocessable(["query", "site"], "no site with this code in the study", "unknown_site")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -74,7 +75,7 @@ def safety_columns() -> list[dd.Column]:
     ]
 
 
-def _rows(session: Session, ids: list[int], tz: ZoneInfo) -> list[dict]:
+def _rows(session: Session, ids: list[int], tz: ZoneInfo) -> list[dict[str, Any]]:
     counts: dict[int, int] = {}
     events = session.exec(select(AdverseEvent).where(AdverseEvent.participant_id.in_(ids))).all()
     if events:
@@ -84,7 +85,7 @@ def _rows(session: Session, ids: list[int], tz: ZoneInfo) -> list[dict]:
             )
         ):
             counts[fid] = counts.get(fid, 0) + 1
-    out = []
+    out: list[dict[str, Any]] = []
     for e in events:
         crit = set(e.seriousness or [])
         out.append(

@@ -94,6 +94,8 @@ def _code_and_site(session: Session, participant_id: int, site_id: int) -> tuple
 
     p = session.get(Participant, participant_id)
     site = session.get(Site, site_id)
+    if p is None or site is None:  # both referenced by foreign keys
+        raise LookupError(f"participant {participant_id} or site {site_id} is missing")
     return p.study_code, site.code
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from api.auth.dependencies import may_see_allocation
+from api.auth.policy import may_see_allocation
 from api.auth.service import Actor
 from api.participants.models import Participant
 from api.reminders.models import StaffNotification
@@ -44,8 +45,8 @@ def arm_labels(session: Session, study: Study, actor: Actor, secret: str) -> tup
 
 
 def _events_frame(session: Session, study: Study) -> pd.DataFrame:
-    rows = session.exec(
-        select(
+    rows = session.execute(
+        sa_select(
             Participant.study_code,
             AdverseEvent.seriousness,
             AdverseEvent.serious,
@@ -160,7 +161,7 @@ def line_listing(session: Session, study: Study, actor: Actor, secret: str, now:
                 "event_id": e.id,
                 "participant": p.study_code,
                 "site": site,
-                "arm": labels.get(p.arm_id, (None,))[0],
+                "arm": labels[p.arm_id][0] if p.arm_id in labels else None,
                 "onset_day": (e.onset_date - p.enrolled_on).days,
                 "onset_date": e.onset_date.isoformat(),
                 "resolution_date": e.resolution_date.isoformat() if e.resolution_date else None,

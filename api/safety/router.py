@@ -11,6 +11,7 @@ from fastapi.responses import Response as PlainResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import authenticated, authorize
+from api.auth.policy import ADMIN, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session, utcnow
 from api.participants.dependencies import valid_participant
@@ -36,7 +37,6 @@ from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
 router = APIRouter(tags=["safety"])
-STAFF = ("admin", "coordinator")
 _LIMIT = Query(100, ge=1, le=1000)
 _AFTER = Query(None, ge=1, le=2**31 - 1, description="the last id of the previous page (lists are newest first)")
 _SITE = Query(None, max_length=40, description="site code")
@@ -83,7 +83,7 @@ def get_settings(
 @router.put("/studies/{study_id}/safety/settings", response_model=SettingsRead)
 def put_settings(
     body: SettingsIn,
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -157,7 +157,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 @router.get("/studies/{study_id}/safety/line-listing")
 def get_line_listing(
     request: Request,
-    actor: Actor = Depends(authorize("admin")),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     format: str = Query("json", pattern="^(json|csv)$"),

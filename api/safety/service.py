@@ -21,8 +21,8 @@ from sqlmodel import Session, select
 
 import instruments
 from api.audit.service import record
-from api.auth.dependencies import ensure_can_write, ensure_site_access
 from api.auth.models import User, UserSite
+from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, NotFound, Unprocessable
@@ -74,6 +74,8 @@ def raise_alerts(
     module = postgresql if dialect == "postgresql" else sqlite
     recipients, routing = notify.first_recipients(session, cfg, participant.site_id)
     study = session.get(Study, participant.study_id)
+    if study is None:  # the participant's study, by foreign key
+        raise LookupError(f"study {participant.study_id} is missing")
     deadline = now + timedelta(hours=cfg.escalate_after_hours if cfg else 24.0)
     raised = []
     for hit in hits:
@@ -100,14 +102,11 @@ def raise_alerts(
         )
         # ON CONFLICT DO NOTHING: the rule was already raised for this response.
         new_id = session.execute(
-            module.insert(SafetyAlert.__table__)
-            .values(**values)
-            .on_conflict_do_nothing()
-            .returning(SafetyAlert.__table__.c.id)
+            module.insert(SafetyAlert).values(**values).on_conflict_do_nothing().returning(SafetyAlert.id)
         ).scalar_one_or_none()
         if new_id is None:
             continue
-        alert = session.get(SafetyAlert, new_id)
+        alert = SafetyAlert(id=new_id, **values)  # what was just written, without reading it back
         raised.append(alert)
         record(
             session,
@@ -155,7 +154,10 @@ def get_alert(session: Session, alert_id: int, actor: Actor) -> SafetyAlert:
 def _locked(session: Session, alert: SafetyAlert) -> SafetyAlert:
     """The alert read again inside this write transaction, locked on PostgreSQL (SQLite's write
     transaction already holds the database lock), so two people acting at once cannot both win."""
-    return session.get(SafetyAlert, alert.id, with_for_update=True, populate_existing=True)
+    locked = session.get(SafetyAlert, alert.id, with_for_update=True, populate_existing=True)
+    if locked is None:
+        raise NotFound(["path", "alert_id"], "alert not found", "not_found")
+    return locked
 
 
 def _stop_messages(session: Session, alert: SafetyAlert, now: datetime) -> int:
@@ -305,7 +307,7 @@ def list_alerts(
         stmt = stmt.where(SafetyAlert.status.in_(("open", "acknowledged")))
     elif status is not None:
         stmt = stmt.where(SafetyAlert.status == status)
-    if site is not None:
+    if site is not None and study is not None:
         site_id = session.exec(select(Site.id).where(Site.study_id == study.id, Site.code == site)).first()
         if site_id is None:
             raise Unprocessable(["query", "site"], "no site with this code in the study", "unknown_site")
@@ -350,7 +352,7 @@ def to_read(session: Session, alerts: Iterable[SafetyAlert], now: datetime | Non
     out = []
     for a in alerts:
         deadline = a.raised_at + timedelta(hours=hours.get(a.study_id, 24.0))
-        owner = owners.get(a.owner_id)
+        owner = owners.get(a.owner_id) if a.owner_id is not None else None
         out.append(
             AlertRead(
                 id=a.id,
