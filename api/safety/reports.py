@@ -3,7 +3,7 @@ the safety status (what needs attention now, and every gap in the safety set-up)
 
 Arm labels are masked (``Arm A``, ``Arm B`` … in an order keyed by the server secret, stable from
 one report to the next, and without the arm's kind) unless the requester may see the allocation
-(:func:`api.auth.dependencies.may_see_allocation`).
+(:func:`api.auth.policy.may_see_allocation`).
 """
 
 from __future__ import annotations
