@@ -32,6 +32,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel, create_engine
 
+from api.inputguard import install_nul_backstop
+
 # Constraint names are stable across SQLite and PostgreSQL so that migrations can drop them.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -99,7 +101,9 @@ def make_engine(
         PostgreSQL: seconds after which a pooled connection is replaced.
     """
     u = make_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # Statement parameters are study data and contact details: never in an exception message
+    # (which a log handler might print) or in echo output.
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if u.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout}
         if u.database in (None, "", ":memory:"):
@@ -110,6 +114,7 @@ def make_engine(
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         engine = create_engine(u, **kwargs)
         _configure_sqlite(engine)
+        install_nul_backstop(engine)
         return engine
     if u.get_backend_name() == "postgresql" and u.drivername == "postgresql":
         u = u.set(drivername="postgresql+psycopg")
@@ -119,6 +124,7 @@ def make_engine(
     kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=False, pool_recycle=pool_recycle)
     engine = create_engine(u, **kwargs)
     event.listen(engine, "checkout", _drop_dead_on_checkout)
+    install_nul_backstop(engine)
     return engine
 
 

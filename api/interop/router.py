@@ -13,6 +13,7 @@ from api.auth.policy import STAFF
 from api.auth.service import Actor
 from api.db import get_session
 from api.errors import Unprocessable
+from api.inputguard import decode_upload
 from api.interop.service import import_redcap
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -39,11 +40,8 @@ def _event_map(raw: str) -> dict[str, str]:
 
 
 def _text(upload: UploadFile, loc: str) -> str:
-    data = upload.file.read()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise Unprocessable(["body", loc], "the file must be UTF-8 CSV", "encoding") from None
+    text = decode_upload(upload.file.read(), ["body", loc], message="the file must be UTF-8 CSV")
+    return text
 
 
 @router.post("/studies/{study_id}/imports/redcap")

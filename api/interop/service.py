@@ -33,6 +33,7 @@ from api.audit.service import record
 from api.auth.policy import ensure_can_write
 from api.auth.service import Actor
 from api.errors import ApiError
+from api.inputguard import decode_upload, refuse_nul
 from api.interop.models import StudyInstrument
 from api.participants.models import Participant
 from api.participants.service import enrol
@@ -126,8 +127,10 @@ def load_custom_instruments(engine) -> int:
     return n
 
 
-def _read_text(data: str | bytes) -> str:
-    return data.decode("utf-8-sig") if isinstance(data, bytes) else data.lstrip("\ufeff")
+def _read_text(data: str | bytes, loc: str = "records") -> str:
+    text = decode_upload(data, ["body", loc]) if isinstance(data, bytes) else data.lstrip("\ufeff")
+    refuse_nul(text, ["body", loc])
+    return text
 
 
 def _form_rows(dictionary_csv: str) -> dict[str, str]:
@@ -288,7 +291,7 @@ def import_redcap(
     actor = dataclasses.replace(actor, source="import")
     report = ImportReport(dry_run=dry_run)
     records_text = _read_text(records_csv)
-    dict_text = _read_text(dictionary_csv) if dictionary_csv else None
+    dict_text = _read_text(dictionary_csv, "dictionary") if dictionary_csv else None
     forms, persist, registered = _resolve_instruments(session, study, dict_text, report)
     try:
         _import_rows(session, study, actor, records_text, event_map, forms, default_site, report)

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from api.inputguard import SingleLine
 from api.studies.schemas import Code
 
 ParticipantStatus = Literal["active", "withdrawn", "lost_to_follow_up", "completed"]
@@ -55,7 +56,7 @@ class Consent(_In):
 
 
 class ContactIn(_In):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: SingleLine | None = Field(default=None, min_length=1, max_length=200)
     email: Email | None = None
     phone: Phone | None = None
     date_of_birth: BirthDate | None = None
@@ -72,7 +73,7 @@ class ContactIn(_In):
 
 
 class ContactPatch(_In):
-    name: str | None = Field(default=None, max_length=200)
+    name: SingleLine | None = Field(default=None, max_length=200)
     email: Email | None = None
     phone: Phone | None = None
     date_of_birth: BirthDate | None = None
@@ -112,6 +113,17 @@ class ParticipantPatch(_In):
         return self
 
 
+DATES_DOC = (
+    "how dates are shown: calendar (staff); for analysts the study's export date_mode — relative "
+    "(no calendar date: null) or shift (every date of the participant moved back by the same secret days)"
+)
+
+
+class ConsentRead(BaseModel):
+    date: date | None
+    version: str
+
+
 class ParticipantRead(BaseModel):
     id: int
     study_id: int
@@ -121,13 +133,14 @@ class ParticipantRead(BaseModel):
     arm: str | None
     arm_id: int | None
     randomised: bool
-    enrolled_on: date
-    consent: Consent
+    enrolled_on: date | None
+    consent: ConsentRead
     status: str
     status_date: date | None
     status_reason: str | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime | None
+    updated_at: datetime | None
+    dates: Literal["calendar", "relative", "shift"] = Field("calendar", description=DATES_DOC)
     contact: ContactRead | None = Field(default=None, description="admins and the site's coordinators only")
 
 
@@ -143,13 +156,14 @@ class WaveStatus(BaseModel):
 
     wave: str
     offset_days: int
-    due_on: date
-    window_opens_on: date
-    window_closes_on: date
-    opens_at: datetime = Field(description="start of window_opens_on in the study time zone, as UTC")
-    closes_at: datetime = Field(description="end of window_closes_on in the study time zone, as UTC")
+    due_on: date | None
+    window_opens_on: date | None
+    window_closes_on: date | None
+    opens_at: datetime | None = Field(description="start of window_opens_on in the study time zone, as UTC")
+    closes_at: datetime | None = Field(description="end of window_closes_on in the study time zone, as UTC")
     state: WaveState
     instruments: list[InstrumentState]
+    dates: Literal["calendar", "relative", "shift"] = Field("calendar", description=DATES_DOC)
 
 
 class AllocationRead(BaseModel):

@@ -138,6 +138,10 @@ class DispatchStats:
     staff_failed: int = 0
 
 
+class _Unsendable(Exception):
+    """A claimed row whose message cannot be built; its text names the rule, never a value."""
+
+
 class Dispatcher:
     """Claims and sends due reminders.
 
@@ -223,7 +227,7 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
         rows = session.connection().execute(stmt, params)
         return [r.id for r in rows]
 
-    def _load(self, session: Session, ids: list[int]) -> list[Outgoing]:
+    def _load(self, session: Session, ids: list[int], stats: DispatchStats | None = None) -> list[Outgoing]:
         """Render the messages of claimed rows still ours; attempts beyond the limit fail here."""
         q = (
             select(Reminder, ParticipantContact, Participant, Wave, Study, ReminderPlan, ReminderConfig)
@@ -255,56 +259,58 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             if rem.attempts > self.max_attempts:  # reclaimed after crashes too often
                 self._finish_failure(session, rem, "lease expired after the last attempt", permanent=True)
                 continue
-            tz = ZoneInfo(study.time_zone)
-            token = tokens.sign(self.settings.secret_key, participant.id)
-            unsubscribe = f"{self.settings.base_url.rstrip('/')}/u/{token}"
-            link = plan.form_url or ""
-            key = (participant.id, wave.id)
-            if key in links:
-                link = links[key][1]
-            elif key in refused:
-                log.info(
-                    "no personal link for reminder %s (%s); using form_url", rem.id, refused[key].errors[0]["type"]
+            try:
+                out.append(self._render(rem, contact, participant, wave, study, plan, cfg, links, refused))
+            except Exception as exc:  # noqa: BLE001 - one bad row must not hold the others back
+                # e.g. a line break in a value that ends up in the subject (stored before such
+                # values were refused): this message fails for good, the rest of the batch goes.
+                reason = (
+                    str(exc) if isinstance(exc, _Unsendable) else f"message could not be built ({type(exc).__name__})"
                 )
-            closes_on = (rem.window_closes_at.astimezone(tz) - timedelta(days=1)).date().isoformat()
-            values = {
-                "name": contact.name or "",
-                "link": link,
-                "wave": wave.code,
-                "study": study.title,
-                "closes_on": closes_on,
-                "unsubscribe": unsubscribe,
-            }
-            if rem.channel == "sms":
-                body = templates.render(plan.sms_body or plan.body, values)
-                out.append(
-                    Outgoing(
-                        rem.id,
-                        rem.message_id,
-                        "sms",
-                        contact.phone or "",
-                        "",
-                        body,
-                        unsubscribe,
-                        webhook_url=cfg.sms_webhook_url if cfg else None,
-                    )
-                )
-            else:
-                body = templates.render(plan.body, values)
-                if "{unsubscribe}" not in plan.body:
-                    body += f"\n\n--\nTo stop these reminders: {unsubscribe}\n"
-                out.append(
-                    Outgoing(
-                        rem.id,
-                        rem.message_id,
-                        "email",
-                        contact.email or "",
-                        templates.render(plan.subject, values),
-                        body,
-                        unsubscribe,
-                    )
-                )
+                self._finish_failure(session, rem, reason, permanent=True)
+                if stats is not None:
+                    stats.failed += 1
         return out
+
+    def _render(self, rem, contact, participant, wave, study, plan, cfg, links, refused) -> Outgoing:
+        """The message of one claimed row (raises when it cannot be built)."""
+        tz = ZoneInfo(study.time_zone)
+        token = tokens.sign(self.settings.secret_key, participant.id)
+        unsubscribe = f"{self.settings.base_url.rstrip('/')}/u/{token}"
+        link = plan.form_url or ""
+        key = (participant.id, wave.id)
+        if key in links:
+            link = links[key][1]
+        elif key in refused:
+            log.info("no personal link for reminder %s (%s); using form_url", rem.id, refused[key].errors[0]["type"])
+        closes_on = (rem.window_closes_at.astimezone(tz) - timedelta(days=1)).date().isoformat()
+        values = {
+            "name": contact.name or "",
+            "link": link,
+            "wave": wave.code,
+            "study": study.title,
+            "closes_on": closes_on,
+            "unsubscribe": unsubscribe,
+        }
+        if rem.channel == "sms":
+            body = templates.render(plan.sms_body or plan.body, values)
+            return Outgoing(
+                rem.id,
+                rem.message_id,
+                "sms",
+                contact.phone or "",
+                "",
+                body,
+                unsubscribe,
+                webhook_url=cfg.sms_webhook_url if cfg else None,
+            )
+        body = templates.render(plan.body, values)
+        if "{unsubscribe}" not in plan.body:
+            body += f"\n\n--\nTo stop these reminders: {unsubscribe}\n"
+        subject = templates.render(plan.subject, values)
+        if "\r" in subject or "\n" in subject:
+            raise _Unsendable("the subject would contain a line break (study title, name or subject template)")
+        return Outgoing(rem.id, rem.message_id, "email", contact.email or "", subject, body, unsubscribe)
 
     def claim_batch(self, stats: DispatchStats) -> list[Outgoing]:
         """Claim, re-check eligibility and render, in one short transaction."""
@@ -323,7 +329,7 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
                 expanding=("ids",),
             )
             stats.cancelled += len(cancelled)
-            out = self._load(session, ids)
+            out = self._load(session, ids, stats)
             session.commit()
             return out
 
@@ -336,6 +342,8 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             return Result(out, ref=channel.send(out))
         except SendError as exc:
             return Result(out, error=scrub(str(exc), out.to), permanent=exc.permanent)
+        except Exception as exc:  # noqa: BLE001 - a message that cannot be built fails alone, for good
+            return Result(out, error=f"message could not be built ({type(exc).__name__})", permanent=True)
 
     def send_one(self, out: Outgoing, stats: DispatchStats) -> None:
         """Send one message and record the outcome before returning."""

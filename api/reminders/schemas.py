@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from api.inputguard import SingleLine
 from api.reminders import templates
 from api.reminders.timing import parse_hhmm
 from api.studies.schemas import Code
@@ -45,6 +46,8 @@ def _hhmm(v: str) -> str:
 
 
 Template = Annotated[str, AfterValidator(_template)]
+# The subject becomes a mail header: a line break in it would start a header of its own.
+SubjectTemplate = Annotated[SingleLine, AfterValidator(_template)]
 Url = Annotated[str, Field(max_length=500), AfterValidator(_url)]
 HHMM = Annotated[str, AfterValidator(_hhmm)]
 
@@ -71,7 +74,7 @@ class PlanIn(_In):
     wave: Code
     channel: PlanChannel = "preferred"
     steps: list[Step] = Field(min_length=1, max_length=10)
-    subject: Template = Field(min_length=1, max_length=200)
+    subject: SubjectTemplate = Field(min_length=1, max_length=200)
     body: Template = Field(min_length=1, max_length=4000)
     sms_body: Template | None = Field(default=None, min_length=1, max_length=480)
     form_url: Url | None = None

@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from api.inputguard import SingleLine
+
 Design = Literal["rct", "cluster_rct", "cohort", "realist_trial"]
 StudyStatus = Literal["planning", "recruiting", "follow_up", "closed"]
 Blinding = Literal["none", "single", "double", "triple", "outcome_assessor"]
@@ -54,7 +56,7 @@ class _In(BaseModel):
 
 
 class StudyCreate(_In):
-    title: str = Field(min_length=1, max_length=300)
+    title: SingleLine = Field(min_length=1, max_length=300)
     design: Design
     blinding: Blinding = "none"
     planned_sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -69,7 +71,7 @@ class StudyCreate(_In):
 
 
 class StudyUpdate(_In):
-    title: str | None = Field(default=None, min_length=1, max_length=300)
+    title: SingleLine | None = Field(default=None, min_length=1, max_length=300)
     design: Design | None = None
     blinding: Blinding | None = None
     planned_sample_size: int | None = Field(default=None, ge=1, le=10_000_000)

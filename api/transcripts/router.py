@@ -19,6 +19,7 @@ from api.auth.policy import ADMIN, READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound, Unprocessable
+from api.inputguard import NUL_TYPE, NulInDatabaseValue
 from api.routing import add_plot_route
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -502,7 +503,10 @@ def refi_import(
     data = file.file.read()
     if not data:
         raise Unprocessable(["body", "file"], "the file is empty", "empty_file")
-    report = analysis.import_refi(session, study, actor, data, file.filename or "import", _settings(request))
+    try:
+        report = analysis.import_refi(session, study, actor, data, file.filename or "import", _settings(request))
+    except NulInDatabaseValue as exc:
+        raise Unprocessable(["body", "file"], exc.errors[0]["msg"], NUL_TYPE) from None
     session.commit()
     return report
 

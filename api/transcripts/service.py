@@ -27,6 +27,7 @@ from api.audit.service import record
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, NotFound, Unprocessable
+from api.inputguard import decode_upload
 from api.participants.models import Participant, ParticipantContact
 from api.studies.models import Study, Wave
 from api.transcripts.models import (
@@ -153,10 +154,10 @@ def parse_upload(
         if fmt == "docx":
             t = q.parse_docx(io.BytesIO(data), id="upload", **kwargs)
         else:
-            text = data.decode("utf-8-sig")
+            text = decode_upload(data, ["body", "file"], message="text files must be UTF-8")
             t = getattr(q, PARSERS[fmt])(text, id="upload", **kwargs)
-    except UnicodeDecodeError:
-        raise Unprocessable(["body", "file"], "text files must be UTF-8", "invalid_encoding") from None
+    except Unprocessable:
+        raise
     except Exception:  # noqa: BLE001 - a malformed file of any kind is the client's error
         raise Unprocessable(["body", "file"], f"the file cannot be read as {fmt}", "invalid_file") from None
     if not t.text.strip():
