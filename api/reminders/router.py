@@ -101,6 +101,18 @@ _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{ti
 <body style="font-family: sans-serif; max-width: 36rem; margin: 3rem auto; line-height: 1.5">{body}</body></html>"""
 
 
+def _page_headers() -> dict[str, str]:
+    # The same protections as the form pages: the token is in the URL (no Referer, no cache, no
+    # framing), and the inline style is the only thing the page needs besides itself.
+    from api.web.router import SECURITY_HEADERS
+
+    return {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'",
+    }
+
+
 @router.get("/u/{token}", response_class=HTMLResponse, include_in_schema=True)
 def unsubscribe_page(request: Request, token: str = Token, session: Session = Depends(get_session)):
     """Confirmation page of the unsubscribe link (a GET changes nothing: mail scanners follow links)."""
@@ -110,7 +122,7 @@ def unsubscribe_page(request: Request, token: str = Token, session: Session = De
         f'Your answers so far are kept.</p><form method="post" action="/u/{escape(token)}">'
         '<button type="submit">Stop reminders</button></form>'
     )
-    return HTMLResponse(_PAGE.format(title="Stop reminders", body=body))
+    return HTMLResponse(_PAGE.format(title="Stop reminders", body=body), headers=_page_headers())
 
 
 @router.post("/u/{token}", response_class=HTMLResponse)
@@ -121,5 +133,8 @@ def unsubscribe(request: Request, token: str = Token, session: Session = Depends
     service.unsubscribe(session, participant, Actor.system(source="web", request_id=rid))
     session.commit()
     return HTMLResponse(
-        _PAGE.format(title="Reminders stopped", body="<h1>Reminders stopped</h1><p>You will get no more reminders.</p>")
+        _PAGE.format(
+            title="Reminders stopped", body="<h1>Reminders stopped</h1><p>You will get no more reminders.</p>"
+        ),
+        headers=_page_headers(),
     )

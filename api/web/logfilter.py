@@ -1,14 +1,20 @@
-"""Keep form-link tokens out of every log line.
+"""Keep link tokens and query values out of every log line.
 
-A personal link is a credential. Access logs (uvicorn), error logs and any other record that
-quotes a request path would otherwise carry it; the record factory installed here rewrites
-``/f/<token>`` to ``/f/<redacted>`` in the message and its arguments when the record is made, so
-no handler or formatter ever sees the token.
+A personal form link (``/f/<token>``) and an unsubscribe link (``/u/<token>``) are credentials,
+and query strings carry search terms (``/transcripts/search?q=<a name>``). Access logs (uvicorn),
+error logs and any other record that quotes a request path would otherwise carry them; the record
+factory installed here rewrites tokens to ``<redacted>`` and query values to ``…`` in the message
+and its arguments when the record is made, so no handler or formatter ever sees them. Query
+names stay, so a log still says which filters a request used.
 
 Examples
 --------
 >>> redact("GET /f/abcDEF123_-xyz?x=1 HTTP/1.1")
-'GET /f/<redacted>?x=1 HTTP/1.1'
+'GET /f/<redacted>?x=… HTTP/1.1'
+>>> redact("POST /u/Mzc.abc-def HTTP/1.1")
+'POST /u/<redacted> HTTP/1.1'
+>>> redact("GET /studies/1/transcripts/search?q=Quernmouth&limit=5 HTTP/1.1")
+'GET /studies/1/transcripts/search?q=…&limit=… HTTP/1.1'
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import logging
 import re
 from typing import Any
 
-_LINK = re.compile(r"/f/[^/?#\s\"']+")
+_LINK = re.compile(r"/([fu])/[^/?#\s\"']+")
+# "?name=value&name2=value2" inside a request line or URL: keep the names, drop the values.
+_QUERY = re.compile(r"(?<=[?&])([^=&#\s\"']*)=[^&#\s\"']*")
 _installed = False
 
 
 def redact(text: str) -> str:
-    return _LINK.sub("/f/<redacted>", text)
+    text = _LINK.sub(r"/\1/<redacted>", text)
+    return _QUERY.sub(r"\1=…", text) if "?" in text else text
 
 
 def _clean(value: Any) -> Any:
@@ -39,7 +48,7 @@ def _clean(value: Any) -> Any:
         text = str(value)
     except Exception:  # noqa: BLE001 - a value that cannot be printed cannot leak either
         return value
-    return redact(text) if "/f/" in text else value
+    return redact(text) if ("/f/" in text or "/u/" in text or "?" in text) else value
 
 
 def install_log_redaction() -> None:
