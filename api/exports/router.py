@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
-from api.auth.policy import READERS, STAFF
+from api.auth.policy import ADMIN, READERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.exports import service, writers
@@ -66,11 +66,14 @@ def get_settings(
 @router.put("/studies/{study_id}/export-settings", response_model=ExportSettingsRead)
 def put_settings(
     body: ExportSettingsIn,
-    actor: Actor = Depends(authorize(*STAFF)),
+    actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
-    """Choose how dates reach analysts and flag free-text items to withhold (audited)."""
+    """Choose how dates reach analysts and flag free-text items to withhold (audited).
+
+    Admins only: the settings apply to every site of the study, so a coordinator of one site
+    must not change what analysts see of another."""
     s = service.update_settings(session, study, actor, date_mode=body.date_mode, free_text_items=body.free_text_items)
     session.commit()
     return ExportSettingsRead(

@@ -42,7 +42,7 @@ from api.auth import policy
 from api.auth.service import Actor
 from api.errors import Forbidden, Unprocessable
 from api.exports import dictionary as dd
-from api.exports.deid import shift_days
+from api.exports.deid import DatePolicy, Deidentification
 from api.exports.models import ExportSettings
 from api.participants.models import Participant, ParticipantContact
 from api.responses.models import Response, Score
@@ -107,9 +107,15 @@ class Plan:
     time_zone: str = "UTC"
 
     @property
+    def dates(self) -> DatePolicy:
+        """How this export's reader sees calendar dates (the policy every analyst surface uses)."""
+        mode = self.date_mode if policy.deidentified(self.actor) else "calendar"
+        return DatePolicy(mode, self.secret, self.study_id)
+
+    @property
     def shift_dates(self) -> bool:
         """Whether calendar dates are de-identified (analysts only; staff keep calendar dates)."""
-        return policy.deidentified(self.actor)
+        return self.dates.deidentified
 
     @property
     def wave_ids(self) -> list[int]:
@@ -189,16 +195,10 @@ def plan_export(
         used = [c for c in used if c in filters.instruments or c == CONTEXT]
     settings = export_settings(session, study.id)
     deidentified = not filters.identifiers
-    flagged = {tuple(x.split(".", 1)) for x in settings.free_text_items if "." in x}
-    dropped: set[tuple[str, str]] = set()
-    if deidentified:
-        for code in used:
-            inst = _get(code)
-            if inst is None:
-                continue
-            for it in inst.items:
-                if it.identifier or (code, it.code) in flagged:
-                    dropped.add((code, it.code))
+    deid = Deidentification.for_reader(
+        session, study.id, actor, secret=secret, identifiers=filters.identifiers, instruments=used
+    )
+    dropped: set[tuple[str, str]] = set(deid.dropped_items)
     context_items = []
     ctx = _get(CONTEXT)
     if ctx is not None and any(
@@ -336,10 +336,8 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
     df["enrolled_on"] = enrolled
     df["due_offset"] = _due_offsets(enrolled, plan)
-    if plan.shift_dates and plan.date_mode == "shift":
-        df["shift"] = [shift_days(plan.secret, plan.study_id, int(p)) for p in df["pid"]]
-    else:
-        df["shift"] = 0
+    dates = plan.dates
+    df["shift"] = [dates.shift(int(p)) for p in df["pid"]] if dates.mode == "shift" else 0
     df = df.drop(columns=["status_date"])
     if CONTEXT and plan.context_items:
         df = df.merge(_context(session, plan, ids), on="pid", how="left")
@@ -414,11 +412,11 @@ def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.Dat
     ts = pd.to_datetime(df[column], utc=True, cache=False)
     local = ts.dt.tz_convert(ZoneInfo(plan.time_zone)).dt.tz_localize(None).dt.normalize()
     df["days"] = (local - df["enrolled_on"]).dt.days.astype("float64")
-    if plan.shift_dates:
-        if plan.date_mode == "shift":
-            df[column] = ts - pd.to_timedelta(df["shift"], unit="D")
-        else:
-            df[column] = pd.NaT
+    # DatePolicy.moment, vectorised: the shift column holds DatePolicy.shift of each participant.
+    if plan.dates.mode == "shift":
+        df[column] = ts - pd.to_timedelta(df["shift"], unit="D")
+    elif plan.dates.mode == "relative":
+        df[column] = pd.NaT
     else:
         df[column] = ts
     return df
@@ -624,22 +622,12 @@ def _answers_rows(session: Session, plan: Plan, ids: list[int]) -> list:
     ).all()
 
 
-def _item_value(item, value, enrolled: pd.Timestamp, shift: int, plan: Plan) -> tuple[float | None, str | None]:
+def _item_value(item, value, enrolled: pd.Timestamp, pid: int, plan: Plan) -> tuple[float | None, str | None]:
     """(numeric value, text value) of one answer; dates de-identified like every other date."""
     if value is None:
         return None, None
     if item is not None and item.kind in ("date", "datetime"):
-        try:
-            when = pd.Timestamp(value)
-        except (ValueError, TypeError):
-            return None, str(value)
-        if not plan.shift_dates:
-            return None, str(value)
-        if plan.date_mode == "shift":
-            shifted = when - pd.Timedelta(days=shift)
-            return None, shifted.date().isoformat() if item.kind == "date" else shifted.isoformat()
-        base = when.tz_localize(None) if when.tzinfo else when
-        return float((base.normalize() - enrolled).days), None
+        return plan.dates.answer(item.kind, value, enrolled, pid)
     if isinstance(value, bool):
         return float(value), None
     if isinstance(value, (int, float)):
@@ -670,7 +658,7 @@ def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFr
             raw = answers[item_code]
             if raw is None:
                 continue
-            num, text = _item_value(it, raw, person["enrolled_on"], int(person["shift"]), plan)
+            num, text = _item_value(it, raw, person["enrolled_on"], int(pid), plan)
             label = None
             if it is not None and it.options and num is not None:
                 label = next((o.label for o in it.options if o.code == raw), None)
@@ -869,8 +857,9 @@ def audited_stream(
 def update_settings(
     session: Session, study: Study, actor: Actor, *, date_mode: str | None, free_text_items: list[str] | None
 ) -> ExportSettings:
-    """Change a study's export settings (audited; the caller commits)."""
-    policy.ensure_can_write(actor)
+    """Change a study's export settings (admins; audited; the caller commits)."""
+    # Study-wide: a coordinator of one site would change what analysts see of the others.
+    policy.ensure_admin(actor, "change a study's export settings")
     current = session.get(ExportSettings, study.id)
     before = (
         None if current is None else {"date_mode": current.date_mode, "free_text_items": list(current.free_text_items)}

@@ -67,13 +67,20 @@ def _text(v) -> str:
     return str(v)
 
 
-def _stamp(plan: Plan, completed_at, shift: int) -> str:
-    ts = pd.Timestamp(completed_at).tz_convert("UTC")
-    if plan.shift_dates:
-        if plan.date_mode != "shift":
-            return ""
-        ts = ts - pd.Timedelta(days=shift)
-    return ts.strftime("%Y-%m-%d %H:%M:%S")
+def _stamp(plan: Plan, completed_at, pid: int) -> str:
+    ts = plan.dates.moment(pd.Timestamp(completed_at).tz_convert("UTC"), pid)
+    return "" if ts is None else ts.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _date_kinds(plan: Plan) -> dict[tuple[str, str], str]:
+    """(instrument, item) -> ``date``/``datetime`` for answers the date policy applies to."""
+    out = {}
+    for code in plan.instruments:
+        inst = service._get(code)
+        for it in inst.items if inst is not None else ():
+            if it.kind in ("date", "datetime"):
+                out[(code, it.code)] = it.kind
+    return out
 
 
 def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BATCH) -> Iterator[list[list[str]]]:
@@ -81,6 +88,7 @@ def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BA
     cols = header(plan)
     index = {c: i for i, c in enumerate(cols)}
     forms = dict(_fields(plan))
+    date_kinds = _date_kinds(plan)
     wave_order = {w.code: i for i, w in enumerate(plan.waves)}
     plan_with_context = plan
     service._begin_snapshot(session)
@@ -99,8 +107,13 @@ def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BA
                     rows[key] = row
                 for item in forms.get(code, ()):
                     if item in (answers or {}):
-                        row[index[item]] = _text(answers[item])
-                row[index[f"{code}_timestamp"]] = _stamp(plan, completed_at, int(people.at[pid, "shift"]))
+                        value = answers[item]
+                        kind = date_kinds.get((code, item))
+                        if kind is not None and value is not None and plan.dates.deidentified:
+                            num, txt = plan.dates.answer(kind, value, people.at[pid, "enrolled_on"], int(pid))
+                            value = int(num) if num is not None else txt
+                        row[index[item]] = _text(value)
+                row[index[f"{code}_timestamp"]] = _stamp(plan, completed_at, int(pid))
                 row[index[f"{code}_complete"]] = "2"
             service._end_batch(session)
             ordered = sorted(rows.items(), key=lambda kv: (kv[0][0], wave_order.get(kv[0][1], 0)))

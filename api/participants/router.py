@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
@@ -12,6 +12,7 @@ from api.auth.policy import ADMIN, READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound
+from api.exports.deid import DatePolicy
 from api.participants import service
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
@@ -26,6 +27,13 @@ from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
 router = APIRouter(tags=["participants"])
+
+
+def _secret(request: Request) -> str:
+    """The key of the analysts' date shift (the exports use the same one)."""
+    return request.app.state.settings.secret_key
+
+
 
 
 @router.post("/studies/{study_id}/participants", status_code=201, response_model=ParticipantRead)
@@ -54,6 +62,7 @@ def enrol(
 
 @router.get("/studies/{study_id}/participants", response_model=list[ParticipantRead])
 def list_participants(
+    request: Request,
     actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
@@ -63,13 +72,14 @@ def list_participants(
     after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page"),
 ):
     rows = service.list_participants(session, study, actor, site=site, status=status, limit=limit, after=after)
-    out = service.to_read(session, rows, actor)
+    out = service.to_read(session, rows, actor, _secret(request))
     end_read(session)
     return out
 
 
 @router.get("/studies/{study_id}/participants/{participant_id}", response_model=ParticipantRead)
 def get_study_participant(
+    request: Request,
     actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     participant: Participant = Depends(valid_participant),
@@ -77,7 +87,7 @@ def get_study_participant(
 ):
     if participant.study_id != study.id:
         raise NotFound(["path", "participant_id"], "participant not found in this study")
-    out = service.to_read(session, [participant], actor)[0]
+    out = service.to_read(session, [participant], actor, _secret(request))[0]
     end_read(session)
     return out
 
@@ -95,11 +105,12 @@ def allocation(
 
 @router.get("/participants/{participant_id}", response_model=ParticipantRead)
 def get_participant(
+    request: Request,
     actor: Actor = Depends(authorize(*READERS)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):
-    out = service.to_read(session, [participant], actor)[0]
+    out = service.to_read(session, [participant], actor, _secret(request))[0]
     end_read(session)
     return out
 
@@ -126,10 +137,12 @@ def update_participant(
 
 @router.get("/participants/{participant_id}/schedule", response_model=list[WaveStatus])
 def schedule(
+    request: Request,
     actor: Actor = Depends(authorize(*READERS)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
 ):
-    out = service.schedule(session, participant)
+    dates = DatePolicy.for_reader(session, participant.study_id, actor, _secret(request))
+    out = service.schedule(session, participant, dates=dates)
     end_read(session)
     return out

@@ -20,12 +20,14 @@ from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, NotFound, Unprocessable
+from api.exports.deid import DatePolicy
 from api.participants import randomisation
 from api.participants.models import Allocation, AllocationStratum, Participant, ParticipantContact
 from api.participants.schemas import (
     AllocationRead,
     AllocationReport,
     Consent,
+    ConsentRead,
     ContactIn,
     ContactPatch,
     ContactRead,
@@ -311,12 +313,19 @@ def list_participants(
     return list(session.exec(stmt.order_by(Participant.id).limit(limit)).all())
 
 
-def to_read(session: Session, participants: Iterable[Participant], actor: Actor) -> list[ParticipantRead]:
-    """Read models with site and arm codes; contacts only where the actor may see identifiers."""
+def to_read(
+    session: Session, participants: Iterable[Participant], actor: Actor, secret: str = ""
+) -> list[ParticipantRead]:
+    """Read models with site and arm codes; contacts only where the actor may see identifiers.
+
+    Dates follow the de-identification policy of the exports (:mod:`api.exports.deid`): analysts
+    get no calendar date (``relative``) or shifted ones (``shift``, keyed by ``secret``).
+    """
     participants = list(participants)
     if not participants:
         return []
     study_ids = {p.study_id for p in participants}
+    policies = {sid: DatePolicy.for_reader(session, sid, actor, secret) for sid in study_ids}
     sites = {s.id: s.code for s in session.exec(select(Site).where(Site.study_id.in_(study_ids))).all()}
     arms = {a.id: a.code for a in session.exec(select(Arm).where(Arm.study_id.in_(study_ids))).all()}
     visible = [p.id for p in participants if actor.sees_contacts(p.site_id)]
@@ -331,6 +340,7 @@ def to_read(session: Session, participants: Iterable[Participant], actor: Actor)
     out = []
     for p in participants:
         c = contacts.get(p.id)
+        dates = policies[p.study_id]
         out.append(
             ParticipantRead(
                 id=p.id,
@@ -341,13 +351,14 @@ def to_read(session: Session, participants: Iterable[Participant], actor: Actor)
                 arm=arms.get(p.arm_id) if p.arm_id else None,
                 arm_id=p.arm_id,
                 randomised=p.randomised,
-                enrolled_on=p.enrolled_on,
-                consent=Consent(date=p.consent_date, version=p.consent_version),
+                enrolled_on=dates.date(p.enrolled_on, p.id),
+                consent=ConsentRead(date=dates.date(p.consent_date, p.id), version=p.consent_version),
                 status=p.status,
-                status_date=p.status_date,
+                status_date=dates.date(p.status_date, p.id),
                 status_reason=p.status_reason,
-                created_at=p.created_at,
-                updated_at=p.updated_at,
+                created_at=dates.moment(p.created_at, p.id),
+                updated_at=dates.moment(p.updated_at, p.id),
+                dates=dates.mode,
                 contact=ContactRead(**{k: getattr(c, k) for k in CONTACT_FIELDS}) if c is not None else None,
             )
         )
@@ -375,7 +386,9 @@ def local_date(study: Study, moment: datetime) -> date:
     return moment.astimezone(ZoneInfo(study.time_zone)).date()
 
 
-def schedule(session: Session, participant: Participant, today: date | None = None) -> list[WaveStatus]:
+def schedule(
+    session: Session, participant: Participant, today: date | None = None, dates: DatePolicy | None = None
+) -> list[WaveStatus]:
     """Every wave of the participant's study with due date, window and completion state.
 
     ``today`` defaults to the current date in the study's time zone. A wave is *completed* when
@@ -389,6 +402,7 @@ def schedule(session: Session, participant: Participant, today: date | None = No
     from api.responses.models import Response
 
     study = session.get(Study, participant.study_id)
+    dates = dates or DatePolicy("calendar")
     if today is None:
         today = local_date(study, utcnow())
     waves = session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)).all()
@@ -421,17 +435,19 @@ def schedule(session: Session, participant: Participant, today: date | None = No
             state = "open"
         else:
             state = "missed"
+        pid = participant.id
         out.append(
             WaveStatus(
                 wave=w.code,
                 offset_days=w.offset_days,
-                due_on=due,
-                window_opens_on=opens,
-                window_closes_on=closes,
-                opens_at=opens_at,
-                closes_at=closes_at,
+                due_on=dates.date(due, pid),
+                window_opens_on=dates.date(opens, pid),
+                window_closes_on=dates.date(closes, pid),
+                opens_at=dates.moment(opens_at, pid),
+                closes_at=dates.moment(closes_at, pid),
                 state=state,
                 instruments=states,
+                dates=dates.mode,
             )
         )
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi import Response as HttpResponse
 from sqlmodel import Session
 
@@ -61,6 +61,7 @@ def submit(
 
 @router.get("/participants/{participant_id}/responses", response_model=list[ResponseRead])
 def list_responses(
+    request: Request,
     actor: Actor = Depends(authorize(*READERS)),
     participant: Participant = Depends(valid_participant),
     session: Session = Depends(get_session),
@@ -68,7 +69,10 @@ def list_responses(
     instrument: str | None = None,
 ):
     out = service.to_read(
-        session, service.list_responses(session, participant, wave=wave, instrument=instrument), actor=actor
+        session,
+        service.list_responses(session, participant, wave=wave, instrument=instrument),
+        actor=actor,
+        secret=request.app.state.settings.secret_key,
     )
     end_read(session)
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -57,14 +57,18 @@ class ResponseRead(BaseModel):
     instrument_version: str
     answers: dict[str, Any]
     external_scores: dict[str, Any] | None
-    completed_at: datetime
+    completed_at: datetime | None = Field(description="null for analysts when the study's date_mode is relative")
+    days: int | None = Field(None, description="days from enrolment to completion (study-local calendar dates)")
     mode: str
     entered_by: int | None
     out_of_window: bool
     version: int
     status: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: datetime | None
+    updated_at: datetime | None
+    dates: Literal["calendar", "relative", "shift"] = Field(
+        "calendar", description="calendar (staff); relative or shift (analysts, as in the exports)"
+    )
     scores: list[ScoreRead]
     alerts: list[SafetyAlertRef] | None = Field(
         default=None, description="on submission only: the safety alerts this response raised (GET /alerts/{id})"

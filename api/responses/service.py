@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
@@ -22,6 +23,7 @@ from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, Unprocessable, error
+from api.exports.deid import DatePolicy, Deidentification
 from api.participants.models import Participant
 from api.participants.service import local_date, window
 from api.responses.models import MODES, IdempotencyKey, Response, Score
@@ -57,16 +59,6 @@ def _request_hash(
 
 def _identifier_items(instrument) -> set[str]:
     return {it.code for it in instrument.items if getattr(it, "identifier", False)}
-
-
-def _flagged_free_text(session: Session, study_ids: set[int]) -> dict[int, set[tuple[str, str]]]:
-    """``instrument.item`` codes each study's coordinators flagged as identifying free text."""
-    from api.exports.models import ExportSettings  # the setting lives with the de-identification rules
-
-    rows = session.exec(
-        select(ExportSettings.study_id, ExportSettings.free_text_items).where(ExportSettings.study_id.in_(study_ids))
-    ).all()
-    return {sid: {tuple(x.split(".", 1)) for x in (items or []) if "." in x} for sid, items in rows}
 
 
 def _audit_view(instrument, answers: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,7 +200,7 @@ def submit_response(
             reason,
             now,
         )
-        _attach(resp, wave.code, None)
+        _attach(resp, wave.code, None, (participant.enrolled_on, study.time_zone))
         return resp
 
     resp = Response(
@@ -269,7 +261,7 @@ def submit_response(
     )
     _raise_alerts(session, participant, resp, instrument, answers, scores, actor, now)
     _mark(resp, False)
-    _attach(resp, wave.code, score_rows)
+    _attach(resp, wave.code, score_rows, (participant.enrolled_on, study.time_zone))
     return resp
 
 
@@ -353,10 +345,11 @@ def _lost_race(session: Session, participant_id: int, key: str, key_hash: str) -
     return replay
 
 
-def _attach(resp: Response, wave_code: str, score_rows: list[Score] | None) -> None:
+def _attach(resp: Response, wave_code: str, score_rows: list[Score] | None, enrolment=None) -> None:
     # Lets the router answer without reading back what this call just wrote.
     object.__setattr__(resp, "wave_code", wave_code)
     object.__setattr__(resp, "score_rows", score_rows)
+    object.__setattr__(resp, "enrolment", enrolment)  # (enrolled_on, study time zone) for ``days``
 
 
 def _mark(resp: Response, replayed: bool) -> None:
@@ -483,11 +476,14 @@ def to_read(
     responses: Iterable[Response],
     wave_codes: dict[int, str] | None = None,
     actor: Actor | None = None,
+    secret: str = "",
 ) -> list[ResponseRead]:
-    """Read models with wave codes and scores.
+    """Read models with wave codes, scores and ``days`` (since enrolment, study-local dates).
 
-    With ``actor``, answers to items flagged as identifiers are replaced by ``"<identifier>"``
-    where the actor may not see the participant's identifiers (analysts).
+    With ``actor``, what a reader who may not see the participant's identifiers (analysts) gets
+    follows the exports' de-identification (:class:`api.exports.deid.Deidentification`): items
+    flagged as identifiers and flagged free text are left out, and dates are removed or shifted
+    (keyed by ``secret``) as the study's export settings say.
     """
     responses = list(responses)
     if not responses:
@@ -520,39 +516,69 @@ def to_read(
                 flags=list(s.flags or []),
             )
         )
-    # Only responses the actor may not see in full need the study's flagged items (one query).
-    masked = {r.study_id for r in responses if actor is not None and not actor.sees_contacts(r.site_id)}
-    flagged = _flagged_free_text(session, masked) if masked else {}
-
-    def answers(r: Response) -> dict[str, Any]:
-        if actor is None or actor.sees_contacts(r.site_id):
-            return r.answers
-        # Free text a coordinator flagged is withheld like an identifier item.
-        hidden = {item for inst, item in flagged.get(r.study_id, ()) if inst == r.instrument}
-        try:
-            shown = _audit_view(instruments.get(r.instrument), r.answers)
-        except InstrumentError:
-            shown = dict(r.answers)
-        return {k: ("<identifier>" if k in hidden and v is not None else v) for k, v in shown.items()}
-
-    return [
-        ResponseRead(
-            id=r.id,
-            participant_id=r.participant_id,
-            wave=wave_codes.get(r.wave_id, "?"),
-            instrument=r.instrument,
-            instrument_version=r.instrument_version,
-            answers=answers(r),
-            external_scores=r.external_scores,
-            completed_at=r.completed_at,
-            mode=r.mode,
-            entered_by=r.entered_by,
-            out_of_window=r.out_of_window,
-            version=r.version,
-            status=r.status,
-            created_at=r.created_at,
-            updated_at=r.updated_at,
-            scores=by_response.get(r.id, []),
+    enrolment = {r.participant_id: r.enrolment for r in responses if getattr(r, "enrolment", None)}
+    missing = {r.participant_id for r in responses} - set(enrolment)
+    if missing:
+        enrolment.update(
+            (pid, (enrolled, tz))
+            for pid, enrolled, tz in session.exec(
+                select(Participant.id, Participant.enrolled_on, Study.time_zone)
+                .join(Study, Study.id == Participant.study_id)
+                .where(Participant.id.in_(missing))
+            ).all()
         )
-        for r in responses
-    ]
+    # One policy per study for readers who may not see identifiers (analysts); staff see it all.
+    masked = {r.study_id for r in responses if actor is not None and not actor.sees_contacts(r.site_id)}
+    policies = {sid: Deidentification.for_reader(session, sid, actor, secret=secret) for sid in sorted(masked)}
+    calendar = DatePolicy("calendar")
+
+    def answers(r: Response, policy: Deidentification | None) -> dict[str, Any]:
+        if policy is None:
+            return r.answers
+        try:
+            kinds = {it.code: it.kind for it in instruments.get(r.instrument).items}
+        except InstrumentError:
+            kinds = {}
+        out = {}
+        for k, v in r.answers.items():
+            if policy.withheld(r.instrument, k) or k not in kinds:
+                continue  # an item the definition does not know cannot be vetted (as in exports)
+            if kinds[k] in ("date", "datetime") and v is not None and policy.dates.deidentified:
+                num, text = policy.dates.answer(kinds[k], v, enrolment[r.participant_id][0], r.participant_id)
+                v = num if num is not None else text
+            out[k] = v
+        return out
+
+    def days(r: Response) -> int | None:
+        enrolled, tz = enrolment.get(r.participant_id, (None, None))
+        if enrolled is None:
+            return None
+        return (r.completed_at.astimezone(ZoneInfo(tz)).date() - enrolled).days
+
+    out = []
+    for r in responses:
+        policy = policies.get(r.study_id) if r.study_id in masked else None
+        dates = policy.dates if policy is not None else calendar
+        out.append(
+            ResponseRead(
+                id=r.id,
+                participant_id=r.participant_id,
+                wave=wave_codes.get(r.wave_id, "?"),
+                instrument=r.instrument,
+                instrument_version=r.instrument_version,
+                answers=answers(r, policy),
+                external_scores=r.external_scores,
+                completed_at=dates.moment(r.completed_at, r.participant_id),
+                days=days(r),
+                mode=r.mode,
+                entered_by=r.entered_by,
+                out_of_window=r.out_of_window,
+                version=r.version,
+                status=r.status,
+                created_at=dates.moment(r.created_at, r.participant_id),
+                updated_at=dates.moment(r.updated_at, r.participant_id),
+                dates=dates.mode,
+                scores=by_response.get(r.id, []),
+            )
+        )
+    return out

@@ -387,6 +387,12 @@ def test_settings_reject_unknown_items_and_analysts(client, admin, analyst, coho
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "date_mode"
     r = client.put(f"/studies/{study.id}/export-settings", json={"date_mode": "shift"}, headers=analyst.headers)
     assert r.status_code == 403
+    # study-wide: a coordinator of one site may not change what analysts see of the others
+    before = client.get(f"/studies/{study.id}/export-settings", headers=admin.headers).json()
+    coord = cohort["coordinator"]
+    r = client.put(f"/studies/{study.id}/export-settings", json={"date_mode": "shift"}, headers=coord.headers)
+    assert r.status_code == 403 and r.json()["detail"][0]["type"] == "role_not_allowed"
+    assert client.get(f"/studies/{study.id}/export-settings", headers=admin.headers).json() == before
 
 
 def test_a_study_with_participants_but_no_answers_exports_headers_only(client, analyst, make_study, enrol):

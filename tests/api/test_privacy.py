@@ -4,6 +4,12 @@ A study gets participants with distinctive names, emails, phones and dates of bi
 in an instrument item flagged as an identifier, and link tokens. Every GET route an analyst may
 call is then called, the error paths are provoked, and every body and every captured log line
 is scanned for the seeds.
+
+Calendar dates are identifiers too: a participant enrolled long ago (so no date of theirs falls on
+the days the test's own records are created) has every calendar date of theirs — enrolment,
+consent, wave windows, completion, a date answer — scanned for in every analyst response. The
+REST reads and the exports apply one policy: with ``date_mode: shift`` both move the same dates by
+the same days.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ NOTES = Instrument(
         # Not an identifier by definition: a coordinator flags it for the study.
         Item(code="ctxnotes_story", text="Tell us about your week", kind="text", scored=False),
         Item(code="ctxnotes_visits", text="Visits per month", kind="integer", min=0, max=60),
+        Item(code="ctxnotes_lastvisit", text="Last hospital stay", kind="date", scored=False),
     ),
     scales=(
         Scale(
@@ -79,7 +86,7 @@ def seeded(client, app, make_study, enrol, make_user, admin):
     assert r.status_code == 201, r.text
     flag = client.put(
         f"/studies/{study.id}/export-settings",
-        headers=coord.headers,
+        headers=admin.headers,
         json={"free_text_items": ["ctxnotes.ctxnotes_story"]},
     )
     assert flag.status_code == 200, flag.text
@@ -87,14 +94,62 @@ def seeded(client, app, make_study, enrol, make_user, admin):
     assert SEEDS["email"] in client.get(f"/participants/{p['id']}", headers=coord.headers).text
     link = client.post(f"/participants/{p['id']}/links", json={"wave": "baseline"}, headers=coord.headers)
     assert link.status_code == 201
-    yield {"study": study, "p": p, "coord": coord, "link": link.json()["token"]}
+    # enrolled 100 days ago: every calendar date of theirs is far from the days records are made
+    enrolled = datetime.now(tz).date() - timedelta(days=100)
+    old = enrol(
+        study,
+        site="north",
+        enrolled_on=str(enrolled),
+        arm="group",
+        contact={"email": "old.timer.3391@example.org", "preferred_channel": "email"},
+        headers=coord.headers,
+    )
+    consent = enrolled - timedelta(days=2)
+    r = client.patch(
+        f"/participants/{old['id']}",
+        headers=coord.headers,
+        json={"consent": {"date": str(consent), "version": "v2"}, "reason": "re-consented"},
+    )
+    assert r.status_code == 200, r.text
+    completed = datetime.combine(enrolled + timedelta(days=2), datetime.min.time(), tz) + timedelta(hours=10)
+    last_visit = enrolled - timedelta(days=30)
+    for instrument, answers in (
+        ("phq9", {f"phq9_{i}": 1 for i in range(1, 10)}),
+        ("ctxnotes", {"ctxnotes_visits": 2, "ctxnotes_lastvisit": str(last_visit)}),
+    ):
+        r = client.post(
+            f"/participants/{old['id']}/responses",
+            headers=coord.headers,
+            json={
+                "wave": "baseline",
+                "instrument": instrument,
+                "answers": answers,
+                "completed_at": completed.isoformat(),
+            },
+        )
+        assert r.status_code == 201, r.text
+    today = datetime.now(tz).date()
+    calendar = {str(enrolled + timedelta(days=k)) for k in range(-45, 400)} - {
+        str(today + timedelta(days=k)) for k in (-1, 0, 1)
+    }
+    yield {
+        "study": study,
+        "p": p,
+        "coord": coord,
+        "link": link.json()["token"],
+        "old": old,
+        "calendar": calendar,
+        "enrolled": enrolled,
+        "completed": completed,
+        "last_visit": last_visit,
+    }
     instruments.unregister("ctxnotes")
 
 
-def _fill(path: str, seeded, shape: str = "long") -> str:
+def _fill(path: str, seeded, shape: str = "long", who: str = "p") -> str:
     return (
         path.replace("{study_id}", str(seeded["study"].id))
-        .replace("{participant_id}", str(seeded["p"]["id"]))
+        .replace("{participant_id}", str(seeded[who]["id"]))
         .replace("{wave_code}", "baseline")
         .replace("{code}", "phq9")
         .replace("{token}", seeded["link"])
@@ -103,7 +158,10 @@ def _fill(path: str, seeded, shape: str = "long") -> str:
 
 
 def _urls(path: str, seeded) -> list[str]:
-    # Export routes are read once per shape, as JSON too, so the scan covers what analysts download.
+    # Export routes are read once per shape, as JSON too, so the scan covers what analysts download;
+    # participant routes are read for both participants.
+    if "{participant_id}" in path:
+        return [_fill(path, seeded, who=who) for who in ("p", "old")]
     if "{shape}" not in path:
         return [_fill(path, seeded)]
     urls = [_fill(path, seeded, shape) for shape in ("long", "wide", "items")]
@@ -123,6 +181,8 @@ def test_analyst_sees_no_identifier_on_any_route(client, app, seeded, analyst):
             r = client.get(url, headers=analyst.headers)
             assert r.status_code < 500, url
             assert not _secrets_in(r.text, (seeded["link"],)), f"{url} leaks to analysts"
+            dates = sorted(d for d in seeded["calendar"] if d in r.text)
+            assert not dates, f"{url} shows analysts calendar dates of a participant: {dates[:5]}"
             seen += r.status_code == 200
             exports += r.status_code == 200 and "/exports/" in url
     assert seen >= 10  # the scan really read data
@@ -132,6 +192,52 @@ def test_analyst_sees_no_identifier_on_any_route(client, app, seeded, analyst):
     assert notes["answers"]["ctxnotes_visits"] == 3  # study data stays; the flagged free text does not
     assert notes["answers"].get("ctxnotes_support") in (None, "<identifier>")
     assert notes["answers"].get("ctxnotes_story") in (None, "<identifier>")
+    # what is left of the dates is what the exports give: days since enrolment
+    old = client.get(f"/participants/{seeded['old']['id']}", headers=analyst.headers).json()
+    assert old["enrolled_on"] is None and old["consent"]["date"] is None and old["created_at"] is None
+    assert old["dates"] == "relative"
+    resp = client.get(f"/participants/{seeded['old']['id']}/responses", headers=analyst.headers).json()
+    ctx = [x for x in resp if x["instrument"] == "ctxnotes"][0]
+    assert ctx["completed_at"] is None and ctx["days"] == 2
+    assert ctx["answers"]["ctxnotes_lastvisit"] == -30
+    long = client.get(f"/studies/{seeded['study'].id}/exports/long?format=json", headers=analyst.headers).json()
+    rows = [r for r in long if r["participant"] == seeded["old"]["study_code"]]
+    assert rows and {r["days"] for r in rows} == {2} and {r["completed_at"] for r in rows} == {None}
+
+
+def test_shifted_dates_are_the_same_on_rest_reads_and_exports(client, seeded, analyst, admin):
+    """One policy: with date_mode shift, REST reads and exports move a participant's dates alike."""
+    from datetime import date
+
+    from api.exports.deid import shift_days
+
+    sid, old = seeded["study"].id, seeded["old"]
+    assert client.put(f"/studies/{sid}/export-settings", json={"date_mode": "shift"}, headers=admin.headers).is_success
+    try:
+        shift = shift_days("test-secret", sid, old["id"])
+        assert shift > 0  # the test is only meaningful if the dates do move
+        person = client.get(f"/participants/{old['id']}", headers=analyst.headers).json()
+        assert person["dates"] == "shift"
+        assert date.fromisoformat(person["enrolled_on"]) == seeded["enrolled"] - timedelta(days=shift)
+        resp = client.get(f"/participants/{old['id']}/responses", headers=analyst.headers).json()
+        ctx = [x for x in resp if x["instrument"] == "ctxnotes"][0]
+        rest_completed = datetime.fromisoformat(ctx["completed_at"].replace("Z", "+00:00"))
+        assert rest_completed == seeded["completed"] - timedelta(days=shift)
+        assert ctx["answers"]["ctxnotes_lastvisit"] == str(seeded["last_visit"] - timedelta(days=shift))
+        items = client.get(f"/studies/{sid}/exports/items?format=json", headers=analyst.headers).json()
+        mine = [r for r in items if r["participant"] == old["study_code"]]
+        exported = {r["item"]: r for r in mine}
+        assert exported["ctxnotes_lastvisit"]["value_text"] == ctx["answers"]["ctxnotes_lastvisit"]
+        long = client.get(f"/studies/{sid}/exports/long?format=json", headers=analyst.headers).json()
+        stamps = {r["completed_at"] for r in long if r["participant"] == old["study_code"]}
+        assert {datetime.fromisoformat(x.replace("Z", "+00:00")) for x in stamps} == {rest_completed}
+        schedule = client.get(f"/participants/{old['id']}/schedule", headers=analyst.headers).json()
+        assert schedule[0]["due_on"] == person["enrolled_on"]
+        # staff keep calendar dates
+        staff = client.get(f"/participants/{old['id']}", headers=seeded["coord"].headers).json()
+        assert staff["enrolled_on"] == str(seeded["enrolled"]) and staff["dates"] == "calendar"
+    finally:
+        client.put(f"/studies/{sid}/export-settings", json={"date_mode": "relative"}, headers=admin.headers)
 
 
 def test_error_bodies_do_not_echo_identifiers(client, seeded):
