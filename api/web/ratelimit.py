@@ -1,14 +1,17 @@
 """Limit failed token and link attempts per client address (in-process sliding window).
 
 A failure is a 401 answer to a request that carried a bearer token, or a 404 answer on a form
-link (``/f/...``). Once an address has ``limit`` failures within ``window`` seconds, its
-requests that try a token or a link get 429 (with ``Retry-After``) until the oldest failure
-leaves the window. Requests without a token are not affected: they cannot guess anything.
+link (``/f/...``). Once an address has ``limit`` failures within ``window`` seconds, its further
+*failures* are answered 429 (with ``Retry-After``) instead of 401/404 until the oldest failure
+leaves the window. The failures are throttled, not the address: a valid token or a working link
+is always served, so one misconfigured client behind a clinic's NAT cannot lock the staff behind
+the same address out. (Tokens and links carry 256 random bits: the limiter is there to make
+guessing visible and cheap to refuse, not because guessing could succeed.)
 
-Link failures and token failures are counted apart (the key is kind and address), so someone
-guessing form links from a clinic's shared address does not lock its staff out of the API.
-Behind a reverse proxy, start uvicorn with ``--proxy-headers --forwarded-allow-ips=<proxy>`` so
-the address is the client's, not the proxy's.
+Link failures and token failures are counted apart (the key is kind and address). The address
+is the socket's peer: ``X-Forwarded-For`` is not trusted unless the server is started with
+``peerlens serve --forwarded-allow-ips=<proxy address>`` (uvicorn's ``--forwarded-allow-ips``),
+which makes the address the client's, not the proxy's.
 
 One process keeps one window; several workers each keep their own, which still bounds guessing
 to ``workers × limit`` per window.
@@ -90,15 +93,20 @@ class FailedAttemptGuard:
         client = scope.get("client")
         kind = "link" if _is_link_path(path) else "token"
         key = f"{kind}:{client[0] if client else 'unknown'}"
-        wait = self.limiter.retry_after(key)
-        if wait is not None:
-            return await self._too_many(send, wait, html=_is_link_path(path))
+        swallowing = False
 
         async def watch(message):
+            nonlocal swallowing
+            if swallowing:
+                return  # the body of the failure answer replaced by 429
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if (status == 401 and has_token) or (status == 404 and _is_link_path(path)):
+                    wait = self.limiter.retry_after(key)
                     self.limiter.fail(key)
+                    if wait is not None:
+                        swallowing = True
+                        return await self._too_many(send, wait, html=_is_link_path(path))
             await send(message)
 
         return await self.app(scope, receive, watch)
