@@ -41,6 +41,9 @@ migrate: setup
 demo: migrate
 	$(VENV)/bin/peerlens demo
 
+# Links, emails and the demo's hints name the port actually served (PEERLENS_BASE_URL wins if set).
+run demo: export PEERLENS_BASE_URL ?= http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
+
 run: demo
 	$(VENV)/bin/peerlens serve --host $(HOST) --port $(PORT)
 

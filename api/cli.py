@@ -31,17 +31,48 @@ if TYPE_CHECKING:
     from api.errors import ApiError
     from api.studies.models import Study
 
+# No local variables in tracebacks: they would print study data and contact details.
 app = typer.Typer(
-    help="Peerlens: data capture and analysis of peer-support evaluations.", no_args_is_help=True, add_completion=False
+    help="Peerlens: data capture and analysis of peer-support evaluations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
-users_app = typer.Typer(help="Manage users and their API tokens.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Manage users and their API tokens.", no_args_is_help=True, pretty_exceptions_show_locals=False
+)
 app.add_typer(users_app, name="users")
 
 
+def _fail(message: str) -> None:
+    """Stop with one line on stderr (no traceback) and exit status 1."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
 def _settings():
+    """The settings, or one clear line when the environment is not acceptable (e.g. production
+    without a secret key)."""
+    from pydantic import ValidationError
+
     from api.config import get_settings
 
-    return get_settings()
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+
+
+def _engine(settings=None):
+    """An engine on DATABASE_URL once the schema is known to be there and current."""
+    from api.db import engine_from_settings
+    from api.migrate import schema_problem
+
+    settings = settings or _settings()
+    problem = schema_problem(settings.database_url)
+    if problem:
+        _fail(problem)
+    return engine_from_settings(settings)
 
 
 @dataclass
@@ -60,12 +91,11 @@ def _study_session(study_id: int) -> Iterator[_StudyRun]:
     imported from REDCap dictionaries registered; the engine is disposed afterwards."""
     from sqlmodel import Session
 
-    from api.db import engine_from_settings
     from api.interop.service import load_custom_instruments
     from api.studies.models import Study
 
     settings = _settings()
-    engine = engine_from_settings(settings)
+    engine = _engine(settings)
     try:
         load_custom_instruments(engine)
         with Session(engine, expire_on_commit=False) as session:
@@ -187,12 +217,45 @@ def serve(
     port: int = typer.Option(8000, help="port"),
     workers: int = typer.Option(1, help="worker processes (PostgreSQL only)"),
     reload: bool = typer.Option(False, help="restart on code changes (development)"),
+    forwarded_allow_ips: str | None = typer.Option(
+        None,
+        "--forwarded-allow-ips",
+        envvar="FORWARDED_ALLOW_IPS",
+        help="addresses of reverse proxies whose X-Forwarded-For/-Proto are trusted (default: none)",
+    ),
 ) -> None:
-    """Serve the API (OpenAPI UI at /docs)."""
+    """Serve the API (OpenAPI UI at /docs).
+
+    Links and emails use PEERLENS_BASE_URL; when it is not set they point at this server's own
+    address and port. X-Forwarded-For is ignored unless --forwarded-allow-ips names the proxy.
+    """
+    import os
+
     import uvicorn
 
+    settings = _settings()
+    if "base_url" not in settings.model_fields_set:
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        os.environ["PEERLENS_BASE_URL"] = f"http://{shown}:{port}"
+        from api.config import get_settings
+
+        get_settings.cache_clear()
+        settings = _settings()
+    _engine(settings).dispose()  # one clear line, not a traceback per request, when the schema is missing
+    typer.echo(f"serving on http://{host}:{port} (links and emails: {settings.base_url})")
     uvicorn.run(
-        "api.main:create_app", factory=True, host=host, port=port, workers=workers, reload=reload, log_level="info"
+        "api.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        reload=reload,
+        log_level="info",
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default; the service trusts no proxy
+        # unless told which, so the failed-attempt limiter sees real client addresses.
+        proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips or "",
     )
 
 
@@ -204,7 +267,9 @@ def demo(
     """Load the demo study (idempotent) and print API tokens for a demo admin, coordinator and analyst."""
     from api.demo import load_demo
 
-    result = load_demo(_settings().database_url, n_participants=participants, seed=seed)
+    settings = _settings()
+    _engine(settings).dispose()
+    result = load_demo(settings.database_url, n_participants=participants, seed=seed, base_url=settings.base_url)
     typer.echo(result.summary())
 
 
@@ -232,11 +297,9 @@ def _print_token(issue, expires: datetime | None) -> None:
     """Run ``issue(session, expires_at)`` in one transaction and print the token it returns."""
     from sqlmodel import Session
 
-    from api.db import engine_from_settings
-
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
-    engine = engine_from_settings(_settings())
+    engine = _engine()
     try:
         with Session(engine) as session:
             try:
@@ -276,12 +339,11 @@ def worker(
     """Plan and send due reminders (any number of workers may share one PostgreSQL database)."""
     import logging
 
-    from api.db import engine_from_settings
     from api.reminders.dispatcher import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
-    engine = engine_from_settings(settings)
+    engine = _engine(settings)
     try:
         run_worker(
             engine,

@@ -14,19 +14,42 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SECRETS_FILE = Path(".peerlens-secrets")
+# Shortest secret key accepted in production (48 random bytes make 64 URL-safe characters).
+MIN_PRODUCTION_KEY = 32
+
+
+def home_dir() -> Path:
+    """Where the default SQLite database and the development secret live.
+
+    In a source checkout (``alembic.ini`` beside ``api/``, as ``make run`` uses it) that is the
+    checkout itself, whatever the current directory, so a command run from elsewhere opens the
+    same ``peerlens.db`` instead of creating an empty one. An installed package uses
+    ``$PEERLENS_HOME``, else ``$XDG_DATA_HOME/peerlens`` (``~/.local/share/peerlens``).
+    """
+    if os.environ.get("PEERLENS_HOME"):
+        return Path(os.environ["PEERLENS_HOME"]).expanduser()
+    root = Path(__file__).resolve().parents[1]
+    if (root / "alembic.ini").is_file() and (root / "migrations").is_dir():
+        return root
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "peerlens"
+
+
+def default_database_url() -> str:
+    """``sqlite:///<home_dir()>/peerlens.db``: the database used when ``DATABASE_URL`` is unset."""
+    return f"sqlite:///{home_dir() / 'peerlens.db'}"
 
 
 def _dev_secret_key() -> str:
     """A development secret generated once and kept in ``.peerlens-secrets`` (mode 0600).
 
-    Production sets ``PEERLENS_SECRET_KEY``; this keeps signed links stable across restarts on a
-    developer machine without anyone having to invent a key.
+    Production sets ``PEERLENS_SECRET_KEY`` (and refuses to start without it); this keeps signed
+    links stable across restarts on a developer machine without anyone having to invent a key.
     """
-    path = Path(os.environ.get("PEERLENS_SECRETS_FILE", SECRETS_FILE))
+    path = Path(os.environ.get("PEERLENS_SECRETS_FILE") or home_dir() / ".peerlens-secrets")
     try:
         for line in path.read_text().splitlines():
             if line.startswith("PEERLENS_SECRET_KEY="):
@@ -35,6 +58,7 @@ def _dev_secret_key() -> str:
         pass
     key = secrets.token_urlsafe(48)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "a") as fh:
             fh.write(f"PEERLENS_SECRET_KEY={key}\n")
@@ -52,8 +76,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
-    database_url: str = Field("sqlite:///./peerlens.db", alias="DATABASE_URL")
-    secret_key: str = Field(default_factory=_dev_secret_key, alias="PEERLENS_SECRET_KEY")
+    database_url: str = Field(default_factory=default_database_url, alias="DATABASE_URL")
+    # Empty means "not set": development generates one (see _dev_secret_key), production refuses.
+    secret_key: str = Field("", alias="PEERLENS_SECRET_KEY")
     max_body_bytes: int = Field(1_000_000, alias="PEERLENS_MAX_BODY_BYTES", ge=1024)
     base_url: str = Field("http://127.0.0.1:8000", alias="PEERLENS_BASE_URL")
     env: str = Field("dev", alias="PEERLENS_ENV")
@@ -88,6 +113,32 @@ class Settings(BaseSettings):
     # The largest cohort a synchronous analysis run accepts (random slopes on 10,000 participants
     # take ~25 s).
     analysis_max_participants: int = Field(20_000, alias="PEERLENS_ANALYSIS_MAX_PARTICIPANTS", ge=1)
+
+    @model_validator(mode="after")
+    def _secret_key_source(self):
+        if self.secret_key.strip():
+            if self.env == "production" and len(self.secret_key.strip()) < MIN_PRODUCTION_KEY:
+                raise ValueError(
+                    f"PEERLENS_SECRET_KEY must be at least {MIN_PRODUCTION_KEY} characters in production "
+                    '(e.g. python -c "import secrets; print(secrets.token_urlsafe(48))")'
+                )
+            return self
+        if self.env == "production":
+            # Each process of a read-only deployment would otherwise invent its own key, and links
+            # signed by one worker would not open on another.
+            raise ValueError(
+                "PEERLENS_ENV=production needs an explicit PEERLENS_SECRET_KEY (at least "
+                f"{MIN_PRODUCTION_KEY} characters); refusing to start with a generated one"
+            )
+        self.secret_key = _dev_secret_key()
+        return self
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _one_line_sender(cls, v: str) -> str:
+        if "\r" in v or "\n" in v:
+            raise ValueError("PEERLENS_SMTP_FROM may not contain a line break (it is a mail header)")
+        return v
 
     @field_validator("database_url")
     @classmethod

@@ -54,6 +54,7 @@ class DemoResult:
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
+    base_url: str = "http://127.0.0.1:8000"
 
     def summary(self) -> str:
         lines = [
@@ -86,12 +87,16 @@ class DemoResult:
             )
         for role, token in self.tokens.items():
             lines.append(f"{role:<12} token: {token}")
-        lines.append("try: curl -H 'Authorization: Bearer <admin token>' http://127.0.0.1:8000/studies")
+        lines.append(f"try: curl -H 'Authorization: Bearer <admin token>' {self.base_url.rstrip('/')}/studies")
         return "\n".join(lines)
 
 
 def load_demo(
-    database_url: str, n_participants: int = 60, seed: int = 20261125, today: date | None = None
+    database_url: str,
+    n_participants: int = 60,
+    seed: int = 20261125,
+    today: date | None = None,
+    base_url: str = "http://127.0.0.1:8000",
 ) -> DemoResult:
     """Create the demo study (once) and fresh tokens for the demo users; the database must be migrated."""
     from api.db import make_engine
@@ -100,6 +105,7 @@ def load_demo(
     try:
         with Session(engine, expire_on_commit=False) as session:
             result = _load(session, n_participants, seed, today)
+            result.base_url = base_url
             session.commit()
             return result
     finally:

@@ -30,8 +30,10 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.db import engine_from_settings
-from api.errors import install_handlers
+from api.docs import install_docs
+from api.errors import ErrorGuard, install_handlers
 from api.exports.router import router as exports_router
+from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
 from api.links.router import router as links_router
@@ -179,17 +181,26 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     from api.release import version
 
     settings = settings or get_settings()
-    app = FastAPI(title="Peerlens data capture", version=version(), description=DESCRIPTION, lifespan=_lifespan)
+    app = FastAPI(
+        title="Peerlens data capture",
+        version=version(),
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+        docs_url=None,  # api.docs serves both pages with local assets
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine or engine_from_settings(settings)
     install_handlers(app)
+    install_docs(app)  # /docs and /redoc with their assets served locally (no CDN)
+    app.add_middleware(NulGuard)  # inside RequestGuard: the size limit applies before the body is read
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,
         max_in_flight=settings.db_pool_size + settings.db_max_overflow,
     )
-    # Failed token and link attempts per client address (429 past the limit); added last, so it is
-    # the outermost layer and sees every answer, the request guard's 413 included.
+    # Failed token and link attempts per client address (429 past the limit); added after the
+    # request guard, so it sees every answer, the guard's 413 included.
     app.state.failure_limiter = FailureLimiter(settings.fail_limit, settings.fail_window_seconds)
     app.add_middleware(FailedAttemptGuard, limiter=app.state.failure_limiter)
     install_log_redaction()  # personal-link tokens never reach a log line
@@ -211,6 +222,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # Outermost: an unhandled exception becomes a bare 500 and a log line without values.
+    app.add_middleware(ErrorGuard)
 
     @app.get("/health", tags=["health"])
     def health(request: Request):

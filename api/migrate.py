@@ -61,3 +61,40 @@ def current_revision(connection) -> str | None:
     from alembic.migration import MigrationContext
 
     return MigrationContext.configure(connection).get_current_revision()
+
+
+def schema_problem(url: str) -> str | None:
+    """Why the database at ``url`` cannot be used as it is, in one line, or None when it is at head.
+
+    A SQLite file that does not exist is reported, never created (connecting would create an empty
+    file). Used by the command line before any command that needs the schema.
+    """
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from api.db import make_engine
+
+    u = make_url(url)
+    shown = u.render_as_string(hide_password=True)
+    if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:"):
+        if not Path(u.database).is_file():
+            return f"no database file at {u.database}; run `peerlens migrate` first (or set DATABASE_URL)"
+    heads = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return f"the database at {shown} has no Peerlens schema; run `peerlens migrate` first"
+            current = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    except SQLAlchemyError as exc:
+        return f"cannot open the database at {shown} ({type(getattr(exc, 'orig', None) or exc).__name__})"
+    finally:
+        engine.dispose()
+    if current != heads:
+        return (
+            f"the database at {shown} is at revision {', '.join(sorted(current)) or 'none'} but this version "
+            f"needs {', '.join(sorted(heads))}; run `peerlens migrate`"
+        )
+    return None

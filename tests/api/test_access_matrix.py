@@ -93,7 +93,7 @@ RULES = rules(
     ("POST", "/u/{token}", R(None, "public", 404)),
     # exports and REDCap interchange (study-level: both coordinators, each gets their own sites' rows)
     ("GET", "/studies/{study_id}/export-settings", R(READ, "study", 200)),
-    ("PUT", "/studies/{study_id}/export-settings", R(STAFF, "study", 200)),  # {} = defaults
+    ("PUT", "/studies/{study_id}/export-settings", R(ADMIN, "study", 200)),  # {} = defaults; study-wide
     ("GET", "/studies/{study_id}/exports/redcap", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/redcap/dictionary", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}", R(READ, "study", 200)),
@@ -170,7 +170,7 @@ RULES = rules(
 )
 # Framework pages (documentation) and the stylesheet: public, no data.
 PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-PUBLIC_MOUNTS = {"/static"}
+PUBLIC_MOUNTS = {"/static", "/docs-assets"}
 
 
 def app_routes(app) -> dict[tuple[str, str], APIRoute]:
