@@ -549,6 +549,9 @@ def export_cmd(
         False, "--identified", help="staff export with identifiers (default: analyst view)"
     ),
     dictionary: bool = typer.Option(True, "--dictionary/--no-dictionary", help="also write FILE.dictionary.json"),
+    keep_formulas: bool = typer.Option(
+        False, "--keep-formulas", help="CSV: write cells starting with = + - @ verbatim (default: prefix ')"
+    ),
 ) -> None:
     """Export a study's cohort (same service as the API, no HTTP), with a progress bar.
 
@@ -576,6 +579,7 @@ def export_cmd(
         sites=[sites] if sites else None,
         identifiers=identified,
         items=items,
+        escape_formulas=not keep_formulas,
     )
     with _study_session(study) as run:
         session = run.session
@@ -601,7 +605,7 @@ def export_cmd(
 
                     cols = service.columns(plan, shape)
                     dd = service.dictionary(plan, shape)
-                    for chunk in writers.write(fmt, counted(), cols, dd):
+                    for chunk in writers.write(fmt, counted(), cols, dd, escape_formulas=not keep_formulas):
                         fh.write(chunk)
                     if dictionary:
                         with open(output + ".dictionary.json", "w", encoding="utf-8") as dfh:

@@ -16,7 +16,6 @@ Examples
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass, field
@@ -292,10 +291,13 @@ DICTIONARY_CSV_FIELDS = (
 )
 
 
-def dictionary_csv(columns: list[Column]) -> str:
-    """The data dictionary as CSV; allowed values flattened as ``code=label | code=label``."""
+def dictionary_csv(columns: list[Column], *, escape_formulas: bool = True) -> str:
+    """The data dictionary as CSV; allowed values flattened as ``code=label | code=label``; labels
+    that would start a spreadsheet formula are neutralised (see :mod:`api.exports.writers`)."""
+    from api.exports.writers import SafeCsvWriter
+
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeCsvWriter(buf, escape=escape_formulas, lineterminator="\n")
     w.writerow(DICTIONARY_CSV_FIELDS)
     for c in columns:
         e = c.entry()

@@ -26,15 +26,21 @@ _INSTRUMENTS = Query(None, description="comma-separated instrument codes (defaul
 _SITES = Query(None, description="comma-separated site codes (default: all you may see)")
 _IDENTIFIERS = Query(False, description="join the contact vault (admins; coordinators for their own sites)")
 _ITEMS = Query(False, description="wide shape: add a column per item")
+_ESCAPE = Query(
+    True,
+    description="CSV: prefix ' to text cells starting with = + - @ tab or CR so spreadsheets show them as text "
+    "(OWASP CSV injection); false writes them verbatim",
+)
 
 
-def _filters(waves, instruments, sites, identifiers, items) -> service.ExportFilters:
+def _filters(waves, instruments, sites, identifiers, items, escape_formulas=True) -> service.ExportFilters:
     return service.ExportFilters(
         waves=[waves] if waves else None,
         instruments=[instruments] if instruments else None,
         sites=[sites] if sites else None,
         identifiers=identifiers,
         items=items,
+        escape_formulas=escape_formulas,
     )
 
 
@@ -44,7 +50,13 @@ def stream(engine, plan: service.Plan, shape: str, fmt: str, dictionary: dict) -
     return service.audited_stream(
         engine,
         plan,
-        lambda session: writers.write(fmt, service.iter_shape(session, plan, shape), cols, dictionary),
+        lambda session: writers.write(
+            fmt,
+            service.iter_shape(session, plan, shape),
+            cols,
+            dictionary,
+            escape_formulas=plan.filters.escape_formulas,
+        ),
         shape=shape,
         fmt=fmt,
     )
@@ -90,6 +102,7 @@ def export_redcap(
     waves: str | None = _WAVES,
     instruments: str | None = _INSTRUMENTS,
     sites: str | None = _SITES,
+    escape_formulas: bool = _ESCAPE,
 ):
     """The study as a REDCap flat records CSV (``record_id, redcap_event_name, fields…, <form>_complete``),
     de-identified by the same role rules as every export."""
@@ -97,7 +110,11 @@ def export_redcap(
 
     settings = request.app.state.settings
     plan = service.plan_export(
-        session, study, actor, _filters(waves, instruments, sites, False, False), secret=settings.secret_key
+        session,
+        study,
+        actor,
+        _filters(waves, instruments, sites, False, False, escape_formulas),
+        secret=settings.secret_key,
     )
     end_read(session)
     return StreamingResponse(
@@ -112,11 +129,12 @@ def export_redcap_dictionary(
     actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
+    escape_formulas: bool = _ESCAPE,
 ):
     """The REDCap data dictionary (18 columns) of the study's instruments."""
     from api.interop.redcap_export import data_dictionary_csv
 
-    plan = service.plan_export(session, study, actor, None)
+    plan = service.plan_export(session, study, actor, service.ExportFilters(escape_formulas=escape_formulas))
     end_read(session)
     return PlainResponse(
         data_dictionary_csv(plan),
@@ -138,13 +156,19 @@ def export_dictionary(
     sites: str | None = _SITES,
     identifiers: bool = _IDENTIFIERS,
     items: bool = _ITEMS,
+    escape_formulas: bool = _ESCAPE,
 ):
     """The data dictionary of the export with the same parameters: every column's name, label, type,
     unit, allowed values, instrument, citation and licence."""
-    plan = service.plan_export(session, study, actor, _filters(waves, instruments, sites, identifiers, items))
+    plan = service.plan_export(
+        session, study, actor, _filters(waves, instruments, sites, identifiers, items, escape_formulas)
+    )
     end_read(session)
     if format == "csv":
-        return PlainResponse(dictionary_csv(service.columns(plan, shape)), media_type=writers.MEDIA_TYPES["csv"])
+        return PlainResponse(
+            dictionary_csv(service.columns(plan, shape), escape_formulas=escape_formulas),
+            media_type=writers.MEDIA_TYPES["csv"],
+        )
     return PlainResponse(dictionary_bytes(service.dictionary(plan, shape)), media_type="application/json")
 
 
@@ -161,6 +185,7 @@ def export(
     sites: str | None = _SITES,
     identifiers: bool = _IDENTIFIERS,
     items: bool = _ITEMS,
+    escape_formulas: bool = _ESCAPE,
 ):
     """Stream the cohort in ``shape`` (long, wide, items) as csv, json, parquet, dta or sav.
 
@@ -169,7 +194,11 @@ def export(
     """
     settings = request.app.state.settings
     plan = service.plan_export(
-        session, study, actor, _filters(waves, instruments, sites, identifiers, items), secret=settings.secret_key
+        session,
+        study,
+        actor,
+        _filters(waves, instruments, sites, identifiers, items, escape_formulas),
+        secret=settings.secret_key,
     )
     dictionary = service.dictionary(plan, shape)
     end_read(session)

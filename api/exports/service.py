@@ -65,6 +65,8 @@ class ExportFilters:
     sites: list[str] | None = None
     identifiers: bool = False
     items: bool = False
+    # CSV only: prefix ' to text cells a spreadsheet would run as a formula (OWASP); False = verbatim.
+    escape_formulas: bool = True
 
     def params(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class ExportFilters:
             "sites": self.sites,
             "identifiers": self.identifiers,
             "items": self.items,
+            "escape_formulas": self.escape_formulas,
         }
 
 

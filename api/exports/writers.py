@@ -8,6 +8,13 @@ Every writer takes the same :class:`~api.exports.dictionary.Column` list, so typ
 every format: codes never lose leading zeros, booleans are booleans (0/1 with No/Yes labels in
 Stata/SPSS), times are UTC.
 
+CSV cells are safe to open in a spreadsheet (OWASP "CSV injection"): a text cell that starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so that Excel,
+LibreOffice or Sheets show it as text instead of running it as a formula; a cell that is only a
+number (``-3``, ``+1.5e3``) cannot carry a formula and is left alone. ``escape_formulas=False``
+(``?escape_formulas=false``, ``peerlens export --keep-formulas``) writes cells verbatim, e.g. for
+a file that goes on to another program rather than a person.
+
 Examples
 --------
 >>> import pandas as pd
@@ -15,12 +22,16 @@ Examples
 >>> cols = [Column("participant", "code", "string"), Column("value", "score", "float")]
 >>> b"".join(write_csv(iter([pd.DataFrame({"participant": ["007"], "value": [1.5]})]), cols)).decode()
 'participant,value\\n"007",1.5\\n'
+>>> [neutralise(v) for v in ("=HYPERLINK(\\"x\\")", "+44 7700", "-3", "@sum", "plain")]
+['\\'=HYPERLINK("x")', "'+44 7700", '-3', "'@sum", 'plain']
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -38,6 +49,56 @@ MEDIA_TYPES = {
     "dta": "application/x-stata-dta",
     "sav": "application/x-spss-sav",
 }
+
+
+FORMULA_START = "=+-@\t\r"
+_FORMULA = re.compile(r"^[=+\-@\t\r]")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# The same two tests for Arrow's regex engine (RE2).
+_FORMULA_RE2 = r"^[=+\-@\t\r]"
+_NUMBER_RE2 = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def neutralise(value: Any) -> Any:
+    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value and value[0] in FORMULA_START and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+class SafeCsvWriter:
+    """:func:`csv.writer` whose cells pass through :func:`neutralise` (unless ``escape`` is False)."""
+
+    def __init__(self, fh, escape: bool = True, **kwargs):
+        self._w = csv.writer(fh, **kwargs)
+        # csv quotes a field holding the line terminator ("\n") but not a bare "\r", which
+        # readers take for a line end: such rows are written fully quoted.
+        self._quoted = csv.writer(fh, **{**kwargs, "quoting": csv.QUOTE_ALL})
+        self.escape = escape
+
+    def writerow(self, row) -> None:
+        row = [neutralise(v) for v in row] if self.escape else list(row)
+        quoted = any(isinstance(v, str) and "\r" in v for v in row)
+        (self._quoted if quoted else self._w).writerow(row)
+
+    def writerows(self, rows) -> None:
+        for row in rows:
+            self.writerow(row)
+
+
+def _neutralise_table(table: pa.Table) -> pa.Table:
+    """:func:`neutralise` over every string column of an Arrow table, in Arrow's C++ kernels."""
+    import pyarrow.compute as pc
+
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_string(field.type):
+            continue
+        col = table.column(i)
+        risky = pc.and_not(pc.match_substring_regex(col, _FORMULA_RE2), pc.match_substring_regex(col, _NUMBER_RE2))
+        if pc.any(risky).as_py():
+            prefixed = pc.binary_join_element_wise(pa.scalar("'"), col, "")
+            table = table.set_column(i, field, pc.if_else(risky, prefixed, col))
+    return table
 
 
 def conform(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
@@ -67,11 +128,14 @@ def conform(df: pd.DataFrame, columns: list[Column]) -> pd.DataFrame:
     return result
 
 
-def write_csv(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterator[bytes]:
-    """UTF-8 CSV, header once, blank = missing, ISO 8601 UTC times, ``true``/``false``."""
+def write_csv(
+    batches: Iterable[pd.DataFrame], columns: list[Column], *, escape_formulas: bool = True
+) -> Iterator[bytes]:
+    """UTF-8 CSV, header once, blank = missing, ISO 8601 UTC times, ``true``/``false``; text cells
+    that would start a formula are neutralised unless ``escape_formulas`` is False."""
     import pyarrow.csv as pacsv
 
-    yield (",".join(_quote(c.name) for c in columns) + "\n").encode()
+    yield (",".join(_quote(neutralise(c.name) if escape_formulas else c.name) for c in columns) + "\n").encode()
     # Arrow's CSV writer (C++) instead of DataFrame.to_csv: same text, several times faster.
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     schema = pa.schema([pa.field(c.name, pa.string() if c.kind == "datetime" else _ARROW[c.kind]) for c in columns])
@@ -83,6 +147,8 @@ def write_csv(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterato
                 df = df.assign(**{name: df[name].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object) for name in times})
             table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
             del df
+            if escape_formulas:
+                table = _neutralise_table(table)
             sink = pa.BufferOutputStream()
             pacsv.write_csv(table, sink, options)
             del table
@@ -253,11 +319,16 @@ def write_stat(
 
 
 def write(
-    fmt: str, batches: Iterable[pd.DataFrame], columns: list[Column], dictionary: dict[str, Any] | None = None
+    fmt: str,
+    batches: Iterable[pd.DataFrame],
+    columns: list[Column],
+    dictionary: dict[str, Any] | None = None,
+    *,
+    escape_formulas: bool = True,
 ) -> Iterator[bytes]:
-    """Dispatch on ``fmt`` (one of :data:`FORMATS`)."""
+    """Dispatch on ``fmt`` (one of :data:`FORMATS`); ``escape_formulas`` applies to CSV only."""
     if fmt == "csv":
-        return write_csv(batches, columns)
+        return write_csv(batches, columns, escape_formulas=escape_formulas)
     if fmt == "json":
         return write_json(batches, columns)
     if fmt == "parquet":

@@ -5,7 +5,8 @@ Records: one row per participant × wave, ``record_id`` (the study code), ``redc
 ``<form>_timestamp`` (completion time, UTC, ``YYYY-MM-DD HH:MM:SS``) and ``<form>_complete``
 (2 = complete, blank = not collected). Everything is a string, blank = no value, as REDCap writes.
 The same role rules as every export apply (analysts: no identifier or flagged free-text fields,
-dates de-identified).
+dates de-identified), and cells that would start a spreadsheet formula are neutralised unless the
+export asks for ``escape_formulas=false`` (e.g. a file going back into REDCap's importer).
 
 Examples
 --------
@@ -17,7 +18,6 @@ Examples
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 from api.exports import service
 from api.exports.service import Plan
+from api.exports.writers import SafeCsvWriter
 
 STRUCTURAL = ("record_id", "redcap_event_name", "redcap_data_access_group")
 
@@ -155,12 +156,13 @@ def csv_chunks(
 ) -> Iterator[bytes]:
     """The records CSV in pieces: the header, then one piece per batch of participants (each batch
     also passed to ``progress``, e.g. a progress bar)."""
+    escape = plan.filters.escape_formulas
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(header(plan))
+    SafeCsvWriter(buf, escape, lineterminator="\n").writerow(header(plan))
     yield buf.getvalue().encode()
     for batch in iter_rows(session, plan):
         buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows(batch)
+        SafeCsvWriter(buf, escape, lineterminator="\n").writerows(batch)
         yield buf.getvalue().encode()
         if progress is not None:
             progress(batch)
@@ -174,7 +176,7 @@ def stream_records(engine, plan: Plan) -> Iterator[bytes]:
 def records_csv(session: Session, plan: Plan) -> str:
     """The whole records CSV as one string (tests, CLI)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeCsvWriter(buf, plan.filters.escape_formulas, lineterminator="\n")
     w.writerow(header(plan))
     for batch in iter_rows(session, plan):
         w.writerows(batch)
@@ -210,7 +212,7 @@ def _num(v) -> str:
 def data_dictionary_csv(plan: Plan) -> str:
     """The REDCap data dictionary of the plan's instruments (record id field first)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeCsvWriter(buf, plan.filters.escape_formulas, lineterminator="\n")
     w.writerow(DD_HEADER)
     first_form = next((c for c, _ in _fields(plan)), "record")
     w.writerow(["record_id", first_form, "", "text", "Record ID"] + [""] * 13)
