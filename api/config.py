@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     link_grace_days: int = Field(3, alias="PEERLENS_LINK_GRACE_DAYS", ge=0, le=365)
     fail_limit: int = Field(20, alias="PEERLENS_FAIL_LIMIT", ge=1)
     fail_window_seconds: float = Field(60.0, alias="PEERLENS_FAIL_WINDOW_SECONDS", gt=0)
+    # Networks a study's SMS webhook may point into besides the public internet (comma-separated
+    # CIDRs, e.g. "10.20.0.0/16" for an in-house gateway); by default only public addresses.
+    webhook_allowed_networks: str = Field("", alias="PEERLENS_WEBHOOK_ALLOWED_NETWORKS")
     # Transcripts: the spaCy pipeline for statistical NER in de-identification ("auto" = an installed
     # en_core_web_* if any, "none" = rule-based only, or a package name / directory).
     spacy_model: str = Field("auto", alias="PEERLENS_SPACY_MODEL")
@@ -132,6 +135,17 @@ class Settings(BaseSettings):
             )
         self.secret_key = _dev_secret_key()
         return self
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        from api.netguard import networks
+
+        try:
+            networks(v)
+        except ValueError as exc:
+            raise ValueError(f"PEERLENS_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
+        return v
 
     @field_validator("smtp_from")
     @classmethod

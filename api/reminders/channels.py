@@ -24,6 +24,8 @@ from email.utils import formatdate
 
 import httpx
 
+from api.netguard import blocked
+
 log = logging.getLogger("peerlens.reminders")
 
 _EMAIL_RE = re.compile(r"[^\s<>@\"']+@[^\s<>@\"']+")
@@ -197,12 +199,18 @@ class SmsWebhookChannel:
     ``provider_ref``.
     """
 
-    def __init__(self, timeout: float = 15.0):
-        self._client = httpx.Client(timeout=timeout)
+    def __init__(self, timeout: float = 15.0, allowed_networks: str = ""):
+        # Redirects are not followed: a public URL must not bounce the request inward.
+        self._client = httpx.Client(timeout=timeout, follow_redirects=False)
+        self.allowed_networks = allowed_networks
 
     def send(self, out: Outgoing) -> str | None:
         if not out.webhook_url:
             raise SendError("no SMS webhook configured for the study", permanent=True)
+        reason = blocked(out.webhook_url, self.allowed_networks)
+        if reason:
+            # Checked again at every send: a name may resolve elsewhere than when it was configured.
+            raise SendError(f"SMS webhook refused: {reason}", permanent="does not resolve" not in reason)
         try:
             r = self._client.post(out.webhook_url, json={"to": out.to, "body": out.body, "message_id": out.message_id})
         except httpx.HTTPError as exc:

@@ -181,7 +181,7 @@ class Dispatcher:
         self.clock = clock or SystemClock()
         self.worker_id = (worker_id or new_worker_id())[:64]
         self.email = email or EmailChannel.from_settings(settings)
-        self.sms = sms or SmsWebhookChannel()
+        self.sms = sms or SmsWebhookChannel(allowed_networks=settings.webhook_allowed_networks)
         self.batch = batch
         self.study_ids = list(study_ids) if study_ids else None
         self.actor = Actor.system(request_id=self.worker_id)

@@ -35,13 +35,15 @@ def get_plans(
 
 @router.put("/studies/{study_id}/reminder-plans", response_model=PlansRead)
 def put_plans(
+    request: Request,
     body: PlansIn,
     actor: Actor = Depends(authorize(*STAFF)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
     """Replace the study's reminder configuration (quiet hours, SMS webhook, one plan per wave)."""
-    out = service.replace_plans(session, study, body, actor)
+    allowed = request.app.state.settings.webhook_allowed_networks
+    out = service.replace_plans(session, study, body, actor, webhook_allowed_networks=allowed)
     session.commit()
     return out
 

@@ -14,6 +14,7 @@ from api.auth import policy
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import NotFound, Unprocessable
+from api.netguard import blocked
 from api.participants.models import Participant, ParticipantContact
 from api.reminders import tokens
 from api.reminders.models import Reminder, ReminderConfig, ReminderPlan
@@ -74,14 +75,17 @@ def _plan_snapshot(p: ReminderPlan) -> dict:
     }
 
 
-def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -> PlansRead:
+def replace_plans(
+    session: Session, study: Study, body: PlansIn, actor: Actor, *, webhook_allowed_networks: str = ""
+) -> PlansRead:
     """Replace a study's reminder configuration; pending reminders of removed plans or steps are
     cancelled in the same transaction (new and moved ones are planned by the next worker round).
 
     Raises
     ------
     Unprocessable
-        An unknown wave code, an ``sms`` plan without ``sms_webhook_url``.
+        An unknown wave code, an ``sms`` plan without ``sms_webhook_url``, a webhook on a non-public
+        address (link-local, private, loopback) outside ``webhook_allowed_networks``.
     """
     policy.ensure_can_write(actor)
     waves = {w.code: w for w in session.exec(select(Wave).where(Wave.study_id == study.id)).all()}
@@ -101,6 +105,17 @@ def replace_plans(session: Session, study: Study, body: PlansIn, actor: Actor) -
                     "loc": ["body", "sms_webhook_url"],
                     "msg": "an sms plan needs sms_webhook_url",
                     "type": "missing_webhook",
+                }
+            )
+    if body.sms_webhook_url:
+        reason = blocked(body.sms_webhook_url, webhook_allowed_networks, unresolvable_ok=True)
+        if reason:
+            errors.append(
+                {
+                    "loc": ["body", "sms_webhook_url"],
+                    "msg": f"{reason}; webhooks go to public addresses unless PEERLENS_WEBHOOK_ALLOWED_NETWORKS "
+                    "allows the network",
+                    "type": "webhook_not_public",
                 }
             )
     if errors:
