@@ -10,6 +10,8 @@ Examples
     $ peerlens migrate
     $ peerlens demo --participants 120
     $ peerlens users create ana@example.org --role coordinator --site north
+    $ peerlens users list
+    $ peerlens users revoke ana@example.org --token plk_AbC123xy --reason "laptop lost"
     $ peerlens serve --port 8000
 """
 
@@ -321,6 +323,93 @@ def users_token(
     from api.users import new_token_for
 
     _print_token(lambda session, expires_at: new_token_for(session, email, expires_at=expires_at), expires)
+
+
+def _admin_change(change) -> None:
+    """Run ``change(session)`` in one transaction as the system actor (audited, source "system")."""
+    from sqlmodel import Session
+
+    engine = _engine()
+    try:
+        with Session(engine) as session:
+            try:
+                message = change(session)
+            except (LookupError, PermissionError, ValueError) as exc:
+                _fail(str(exc).strip("'\""))
+            session.commit()
+    finally:
+        engine.dispose()
+    typer.echo(message)
+
+
+@users_app.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json", help="one JSON document instead of a table")) -> None:
+    """List users: role, sites, active state and their tokens (prefix and state only)."""
+    import json as _json
+
+    from sqlmodel import Session
+
+    from api.users import list_users
+
+    engine = _engine()
+    try:
+        with Session(engine) as session:
+            rows = list_users(session)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(_json.dumps([r.model_dump(mode="json") for r in rows], indent=1))
+        return
+    typer.echo(f"{'id':>4}  {'email':<32} {'role':<12} {'active':<6}  {'tokens (live/all)':<18} sites")
+    for r in rows:
+        live = sum(t.state == "live" for t in r.tokens)
+        typer.echo(
+            f"{r.id:>4}  {r.email:<32} {r.role:<12} {'yes' if r.active else 'no':<6}  "
+            f"{f'{live}/{len(r.tokens)}':<18} {', '.join(r.sites) or '-'}"
+        )
+        for t in r.tokens:
+            typer.echo(f"{'':>6}token {t.id}: {t.prefix}…  {t.state}")
+
+
+@users_app.command("revoke")
+def users_revoke(
+    user: str = typer.Argument(..., help="email or id"),
+    token: str | None = typer.Option(None, "--token", help="token id or prefix (plk_…); default: every live token"),
+    reason: str | None = typer.Option(None, "--reason", help="recorded in the audit trail"),
+) -> None:
+    """Revoke a user's token (or all of them); the next request with it gets 401."""
+    from api.auth.service import Actor
+    from api.users import revoke_tokens
+
+    def change(session):
+        ids = revoke_tokens(session, user, Actor.system(), token=token, reason=reason)
+        return f"revoked {len(ids)} token(s)" + (f": {', '.join(map(str, ids))}" if ids else "")
+
+    _admin_change(change)
+
+
+@users_app.command("deactivate")
+def users_deactivate(
+    user: str = typer.Argument(..., help="email or id"),
+    reason: str | None = typer.Option(None, "--reason", help="recorded in the audit trail"),
+) -> None:
+    """Deactivate a user: all their tokens stop working at once (reversible with `activate`)."""
+    from api.auth.service import Actor
+    from api.users import set_active
+
+    _admin_change(lambda s: f"deactivated {set_active(s, user, Actor.system(), False, reason=reason).email}")
+
+
+@users_app.command("activate")
+def users_activate(
+    user: str = typer.Argument(..., help="email or id"),
+    reason: str | None = typer.Option(None, "--reason", help="recorded in the audit trail"),
+) -> None:
+    """Reactivate a deactivated user (tokens neither revoked nor expired work again)."""
+    from api.auth.service import Actor
+    from api.users import set_active
+
+    _admin_change(lambda s: f"activated {set_active(s, user, Actor.system(), True, reason=reason).email}")
 
 
 # ---- commands of other domains (worker, export, analyze): one function each, below -------------

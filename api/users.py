@@ -1,4 +1,8 @@
-"""User administration shared by the CLI and the demo (no HTTP)."""
+"""User administration shared by the CLI, the /users routes and the demo.
+
+Every change is audited in the caller's transaction (the caller commits): a user created, a token
+issued or revoked, a user deactivated or reactivated.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,10 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from api.audit.service import record
-from api.auth.models import User
+from api.auth.models import ApiToken, User, UserSite
+from api.auth.schemas import TokenInfo, UserInfo
 from api.auth.service import Actor, create_user, issue_token
+from api.db import utcnow
 from api.studies.models import Site
 
 
@@ -71,3 +77,114 @@ def new_token_for(session: Session, email: str, expires_at: datetime | None = No
         after={"prefix": token[:12], "expires_at": expires_at.isoformat() if expires_at else None},
     )
     return token
+
+
+# ---- administration: list, revoke, deactivate (CLI and /users routes) --------------------------
+
+
+def _user(session: Session, ref: str | int) -> User:
+    """A user by id or email; ValueError when there is none."""
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        user = session.get(User, int(ref))
+    else:
+        user = session.exec(select(User).where(User.email == ref.strip().lower())).first()
+    if user is None:
+        raise LookupError("no such user")
+    return user
+
+
+def list_users(session: Session) -> list[UserInfo]:
+    """Every user with role, sites, state and token metadata (prefixes only: tokens are hashed)."""
+    users = session.exec(select(User).order_by(User.id)).all()
+    sites: dict[int, list[str]] = {}
+    for uid, code, study_id in session.exec(
+        select(UserSite.user_id, Site.code, Site.study_id).join(Site, Site.id == UserSite.site_id)
+    ).all():
+        sites.setdefault(uid, []).append(f"{study_id}:{code}")
+    tokens: dict[int, list[TokenInfo]] = {}
+    now = utcnow()
+    for t in session.exec(select(ApiToken).order_by(ApiToken.id)).all():
+        state = "revoked" if t.revoked_at else ("expired" if t.expires_at and t.expires_at <= now else "live")
+        tokens.setdefault(t.user_id, []).append(
+            TokenInfo(
+                id=t.id,
+                prefix=t.prefix,
+                state=state,
+                created_at=t.created_at,
+                expires_at=t.expires_at,
+                revoked_at=t.revoked_at,
+            )
+        )
+    return [
+        UserInfo(
+            id=u.id,
+            email=u.email,
+            role=u.role,
+            active=u.active,
+            sites=sorted(sites.get(u.id, [])),
+            created_at=u.created_at,
+            tokens=tokens.get(u.id, []),
+        )
+        for u in users
+    ]
+
+
+def revoke_tokens(
+    session: Session, user_ref: str | int, actor: Actor, *, token: str | int | None = None, reason: str | None = None
+) -> list[int]:
+    """Revoke one token of a user (by id or by the prefix shown at creation, e.g. ``plk_AbC123xy``)
+    or, with ``token=None``, every live one. Returns the ids revoked (audited; the caller commits)."""
+    user = _user(session, user_ref)
+    stmt = select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    if token is not None:
+        key = str(token)
+        stmt = stmt.where(ApiToken.id == int(key)) if key.isdigit() else stmt.where(ApiToken.prefix == key[:12])
+    rows = session.exec(stmt).all()
+    if token is not None and not rows:
+        raise LookupError("no live token with this id or prefix for this user")
+    now = utcnow()
+    for t in rows:
+        t.revoked_at = now
+        session.add(t)
+        record(
+            session,
+            actor,
+            "revoke",
+            "api_token",
+            t.id,
+            before={"revoked_at": None},
+            after={"user_id": user.id, "prefix": t.prefix, "revoked_at": now.isoformat()},
+            reason=reason,
+        )
+    session.flush()
+    return [t.id for t in rows]
+
+
+def set_active(session: Session, user_ref: str | int, actor: Actor, active: bool, reason: str | None = None) -> User:
+    """Deactivate (every token stops working at once) or reactivate a user (audited).
+
+    The last active admin cannot be deactivated: nobody could administer the service after.
+    """
+    user = _user(session, user_ref)
+    if user.active == active:
+        return user
+    if not active and user.role == "admin":
+        others = session.exec(
+            select(User.id).where(User.role == "admin", User.active.is_(True), User.id != user.id)
+        ).first()
+        if others is None:
+            raise PermissionError("the last active admin cannot be deactivated")
+    user.active = active
+    session.add(user)
+    record(
+        session,
+        actor,
+        "reactivate" if active else "deactivate",
+        "user",
+        user.id,
+        before={"active": not active},
+        after={"active": active},
+        reason=reason,
+    )
+    session.flush()
+    return user

@@ -76,6 +76,12 @@ RULES = rules(
     ("GET", "/instruments/{code}", R(READ, "global", 200)),
     ("GET", "/me", R(READ, "global", 200)),
     ("GET", "/audit", R(ADMIN, "global", 200)),
+    # user administration (the ids in the path are made up here: an admin gets 404)
+    ("GET", "/users", R(ADMIN, "global", 200)),
+    ("POST", "/users/{user_id}/deactivate", R(ADMIN, "global", 404)),
+    ("POST", "/users/{user_id}/reactivate", R(ADMIN, "global", 404)),
+    ("POST", "/users/{user_id}/tokens/revoke", R(ADMIN, "global", 404)),
+    ("POST", "/users/{user_id}/tokens/{token_id}/revoke", R(ADMIN, "global", 404)),
     # personal links and the participant form
     ("GET", "/participants/{participant_id}/links", R(STAFF, "site", 200)),
     ("POST", "/participants/{participant_id}/links", R(STAFF, "site", 422)),
@@ -324,6 +330,8 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{run_id}", "999999")
         .replace("{alert_id}", str(world["alert_id"]))
         .replace("{event_id}", str(world["event_id"]))
+        .replace("{user_id}", "999999")
+        .replace("{token_id}", "999999")
     )
 
 
