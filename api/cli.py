@@ -44,6 +44,12 @@ users_app = typer.Typer(
     help="Manage users and their API tokens.", no_args_is_help=True, pretty_exceptions_show_locals=False
 )
 app.add_typer(users_app, name="users")
+audit_app = typer.Typer(
+    help="Check the audit trail's hash chain; seal new rows into it.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(audit_app, name="audit")
 
 
 def _fail(message: str) -> None:
@@ -63,6 +69,26 @@ def _settings():
         return get_settings()
     except ValidationError as exc:
         _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+
+
+def _warn_if_owner(engine) -> None:
+    """Say so when the service's PostgreSQL role owns the audit table (it could then disable the
+    audit triggers): production runs as a role that does not (README, "Database roles")."""
+    if engine.dialect.name != "postgresql":
+        return
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        owner = conn.execute(
+            text("SELECT tableowner = current_user FROM pg_tables WHERE tablename = 'audit_event'")
+        ).scalar()
+    if owner:
+        typer.echo(
+            "warning: the service connects as the owner of the tables, which can disable the audit "
+            "trail's triggers; run it as a role without ownership (peerlens migrate with "
+            "PEERLENS_MIGRATION_DATABASE_URL grants one)",
+            err=True,
+        )
 
 
 def _engine(settings=None):
@@ -120,11 +146,28 @@ def _bad_parameter(exc: ApiError, hints: dict[str, str] | None = None) -> typer.
 
 @app.command()
 def migrate(revision: str = typer.Argument("head", help="target revision")) -> None:
-    """Apply database migrations (alembic upgrade) to DATABASE_URL."""
+    """Apply database migrations (alembic upgrade) to DATABASE_URL.
+
+    With PEERLENS_MIGRATION_DATABASE_URL (PostgreSQL) the migrations run as that role, the owner
+    of the tables, and the role of DATABASE_URL is then granted what the service needs: on the
+    audit trail SELECT and INSERT only.
+    """
+    from api.dbroles import grant_service_role, service_role
     from api.migrate import upgrade
 
-    upgrade(_settings().database_url, revision)
+    settings = _settings()
+    owner_url = settings.migration_database_url
+    upgrade(owner_url or settings.database_url, revision)
     typer.echo(f"database at revision {revision}")
+    if owner_url and settings.database_url.startswith("postgresql"):
+        role = service_role(settings.database_url)
+        if not role:
+            _fail("DATABASE_URL names no user: the service role cannot be granted")
+        try:
+            grant_service_role(owner_url, role)
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(f"service role {role}: tables granted, audit trail append-only")
 
 
 @app.command("downgrade", context_settings={"ignore_unknown_options": True})
@@ -244,8 +287,13 @@ def serve(
 
         get_settings.cache_clear()
         settings = _settings()
-    _engine(settings).dispose()  # one clear line, not a traceback per request, when the schema is missing
+    engine = _engine(settings)  # one clear line, not a traceback per request, when the schema is missing
+    _warn_if_owner(engine)
     typer.echo(f"serving on http://{host}:{port} (links and emails: {settings.base_url})")
+    if settings.audit_seal_seconds > 0:
+        from api.audit.chain import Sealer
+
+        Sealer(engine, settings.audit_seal_seconds).start()  # one per server, whatever --workers
     uvicorn.run(
         "api.main:create_app",
         factory=True,
@@ -410,6 +458,55 @@ def users_activate(
     from api.users import set_active
 
     _admin_change(lambda s: f"activated {set_active(s, user, Actor.system(), True, reason=reason).email}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    max_delay: float = typer.Option(
+        3600.0, "--max-delay", help="seconds a transaction may take; older unsealed times count as back-dated"
+    ),
+    head: str | None = typer.Option(
+        None, "--head", help="SEQ:HASH printed by an earlier verify: it must still be there"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="the report as JSON"),
+    seal_first: bool = typer.Option(False, "--seal", help="seal waiting rows before checking"),
+) -> None:
+    """Recompute every row's MAC and the whole chain; exit status 1 when anything was tampered with.
+
+    Keep the printed head (seq:hash) somewhere else (the operations log): a later verify with
+    --head shows the chain still reaches it, i.e. no rows were cut off its end.
+    """
+    import json as _json
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from api.audit.chain import seal, verify
+
+    engine = _engine()
+    try:
+        if seal_first:
+            seal(engine)
+        with Session(engine) as session:
+            report = verify(session, max_delay=timedelta(seconds=max_delay), expect_head=head)
+    finally:
+        engine.dispose()
+    typer.echo(_json.dumps(report.as_dict(), indent=1) if as_json else "\n".join(report.lines()))
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@audit_app.command("seal")
+def audit_seal(full: bool = typer.Option(False, "--full", help="search every row, not only recent ones")) -> None:
+    """Seal rows not yet in the chain (the worker and the server do this every round)."""
+    from api.audit.chain import seal
+
+    engine = _engine()
+    try:
+        n = seal(engine, full=full)
+    finally:
+        engine.dispose()
+    typer.echo(f"sealed {n} row(s)")
 
 
 # ---- commands of other domains (worker, export, analyze): one function each, below -------------

@@ -77,8 +77,16 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(default_factory=default_database_url, alias="DATABASE_URL")
+    # PostgreSQL in production: the owner of the tables, used by `peerlens migrate` only; the service
+    # (DATABASE_URL) then runs as a role that cannot alter or disable the audit trail.
+    migration_database_url: str | None = Field(None, alias="PEERLENS_MIGRATION_DATABASE_URL")
     # Empty means "not set": development generates one (see _dev_secret_key), production refuses.
     secret_key: str = Field("", alias="PEERLENS_SECRET_KEY")
+    # Key of the audit trail's MACs and chain (api/audit/chain.py); derived from the secret key when
+    # unset. Set it on its own so that rotating PEERLENS_SECRET_KEY leaves old audit rows verifiable.
+    audit_key: SecretStr | None = Field(None, alias="PEERLENS_AUDIT_KEY")
+    # Seconds between sealing rounds of the audit chain in `peerlens serve` (0: leave it to the worker).
+    audit_seal_seconds: float = Field(60.0, alias="PEERLENS_AUDIT_SEAL_SECONDS", ge=0)
     max_body_bytes: int = Field(1_000_000, alias="PEERLENS_MAX_BODY_BYTES", ge=1024)
     base_url: str = Field("http://127.0.0.1:8000", alias="PEERLENS_BASE_URL")
     env: str = Field("dev", alias="PEERLENS_ENV")
@@ -154,9 +162,11 @@ class Settings(BaseSettings):
             raise ValueError("PEERLENS_SMTP_FROM may not contain a line break (it is a mail header)")
         return v
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
-    def _normalise_url(cls, v: str) -> str:
+    def _normalise_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         # Hosted PostgreSQL often hands out postgres:// URLs; psycopg 3 is the driver installed.
         for prefix in ("postgres://", "postgresql://"):
             if v.startswith(prefix):

@@ -163,13 +163,17 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def engine_from_settings(settings) -> Engine:
-    """The engine described by a :class:`api.config.Settings`."""
-    return make_engine(
+    """The engine described by a :class:`api.config.Settings` (its audit rows keyed by the settings' key)."""
+    from api.audit.chain import audit_key, register_key
+
+    engine = make_engine(
         settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         busy_timeout=settings.sqlite_busy_timeout,
     )
+    register_key(engine, audit_key(settings))
+    return engine
 
 
 def end_read(session: Session) -> None:

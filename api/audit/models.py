@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer
 from sqlmodel import Field, SQLModel
 
 from api.db import UTCDateTime, utcnow
@@ -16,12 +16,18 @@ SOURCES = ("api", "web", "import", "system")
 class AuditEvent(SQLModel, table=True):
     """One create, update or delete: who, in which role, when (UTC), on what, old and new state.
 
-    The table is insert-only: the migration installs triggers that refuse UPDATE and DELETE.
-    Identifier (contact) changes record field names only, never values.
+    The table is insert-only: the migration installs triggers that refuse UPDATE and DELETE, and
+    the service's database role may only INSERT and SELECT (README, "Database roles"). ``mac`` is a
+    keyed MAC of the row written with it (:mod:`api.audit.chain`). Identifier (contact) changes
+    record field names only, never values.
     """
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_entity", "entity", "entity_id"),)
+    __table_args__ = (
+        Index("ix_audit_event_entity", "entity", "entity_id"),
+        # A copy of a genuine row (with its MAC) cannot be inserted a second time.
+        Index("uq_audit_event_mac", "mac", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -37,3 +43,19 @@ class AuditEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=2000)
     request_id: str | None = Field(default=None, max_length=64)
     source: str = Field(default="api", max_length=10)
+    mac: str | None = Field(default=None, max_length=100)
+
+
+class AuditSeal(SQLModel, table=True):
+    """One link of the hash chain over the audit trail: row ``event_id`` is link ``seq``, and
+    ``chain`` is the keyed hash of the previous link and this row's MAC (:mod:`api.audit.chain`).
+    Insert-only like the trail itself."""
+
+    __tablename__ = "audit_seal"
+
+    seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    event_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("audit_event.id", ondelete="RESTRICT"), nullable=False, unique=True)
+    )
+    chain: str = Field(max_length=64)
+    sealed_at: datetime = Field(sa_type=UTCDateTime)

@@ -474,6 +474,16 @@ def _safety_sweep(session_factory, clock: Clock, settings, study_ids: list[int] 
     return safety_sweep(session_factory, clock, settings, study_ids=study_ids)
 
 
+def _seal_audit(engine) -> None:
+    """Seal the round's audit rows into the chain (api/audit/chain.py); a failure waits for the next round."""
+    from api.audit.chain import seal
+
+    try:
+        seal(engine)
+    except Exception as exc:  # noqa: BLE001 - sealing is retried every round
+        log.error("audit sealing failed (%s)", type(exc).__name__)
+
+
 def run_worker(
     engine,
     settings,
@@ -502,6 +512,7 @@ def run_worker(
                 planned = plan_all(factory, clock) if plan else None
                 swept = _safety_sweep(factory, clock, settings, study_ids)
                 stats = disp.run_once()
+                _seal_audit(engine)
             except Exception as exc:  # noqa: BLE001 - a long-running worker survives a bad round
                 if once:
                     raise
