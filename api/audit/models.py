@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer
+from sqlalchemy import JSON, Column, Index, Integer
 from sqlmodel import Field, SQLModel
 
 from api.db import UTCDateTime, utcnow
@@ -54,8 +54,8 @@ class AuditSeal(SQLModel, table=True):
     __tablename__ = "audit_seal"
 
     seq: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
-    event_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("audit_event.id", ondelete="RESTRICT"), nullable=False, unique=True)
-    )
+    # No foreign key: the link is checked cryptographically, and a key would turn an owner's
+    # TRUNCATE of audit_event into a foreign-key error before the append-only trigger speaks.
+    event_id: int = Field(sa_column=Column(Integer, nullable=False, unique=True))
     chain: str = Field(max_length=64)
     sealed_at: datetime = Field(sa_type=UTCDateTime)

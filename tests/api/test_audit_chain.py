@@ -242,7 +242,7 @@ def test_cli_verify_exits_1_on_tampering(db_url, engine, backend, activity):
 def test_migration_seals_existing_rows(backend, tmp_path):
     """A database with audit rows from before the chain upgrades with every row MAC'd and sealed."""
     from api.db import make_engine
-    from api.migrate import upgrade
+    from api.migrate import downgrade, upgrade
     from tests.conftest import create_pg_database, drop_pg_database, pg_url
 
     name = None
@@ -275,6 +275,21 @@ def test_migration_seals_existing_rows(backend, tmp_path):
             with pytest.raises(DBAPIError):
                 with conn.begin():
                     conn.execute(text("UPDATE audit_event SET action = 'x'"))
+        # Downgrading keeps the MACs and the chain (data is never deleted); rows the earlier
+        # release writes meanwhile are MAC'd and sealed by the next upgrade.
+        downgrade(url, "5e1a8b3c9d47")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT count(*) FROM audit_seal")).scalar_one() == 5
+            conn.execute(
+                text(
+                    "INSERT INTO audit_event (at, actor_role, action, entity, entity_id, source) "
+                    "VALUES (:at, 'admin', 'create', 'study', '9', 'api')"
+                ),
+                {"at": datetime.now(UTC).replace(tzinfo=None) if backend == "sqlite" else datetime.now(UTC)},
+            )
+        upgrade(url)
+        report = _verify(engine)
+        assert report.ok and report.rows == 6 and report.sealed == 6, report.lines()
         engine.dispose()
     finally:
         if name:
