@@ -179,7 +179,8 @@ def downgrade_cmd(
     from api.migrate import current_revision, downgrade
     from migrations.policy import DowngradeRefused
 
-    url = _settings().database_url
+    settings = _settings()
+    url = settings.migration_database_url or settings.database_url  # schema changes run as the owner
     try:
         downgrade(url, revision)
     except DowngradeRefused as exc:
