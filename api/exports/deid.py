@@ -47,6 +47,11 @@ def shift_days(secret: str, study_id: int, participant_id: int) -> int:
     return int.from_bytes(digest[:8], "big") % 365
 
 
+def sees_calendar_dates(actor) -> bool:
+    """Staff (and the system) see calendar dates; analysts never do (``relative`` or ``shift``)."""
+    return actor is None or actor.role != "analyst"
+
+
 @dataclass(frozen=True)
 class DatePolicy:
     """How the calendar dates of one study reach one reader (see the module docstring)."""
@@ -88,7 +93,7 @@ class DatePolicy:
         """The policy for ``actor`` reading study ``study_id`` (its export settings' date mode)."""
         from api.exports.models import ExportSettings
 
-        if actor is None or actor.role != "analyst":
+        if sees_calendar_dates(actor):
             return cls("calendar", secret, study_id)
         settings = session.get(ExportSettings, study_id)
         return cls(settings.date_mode if settings is not None else "relative", secret, study_id)

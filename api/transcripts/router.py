@@ -19,6 +19,7 @@ from api.auth.policy import ADMIN, READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound, Unprocessable
+from api.exports.deid import sees_calendar_dates
 from api.inputguard import NUL_TYPE, NulInDatabaseValue
 from api.routing import add_plot_route
 from api.studies.dependencies import valid_study
@@ -128,8 +129,17 @@ def list_transcripts(
 ):
     waves = service.wave_codes(session, study.id)
     out = [service.summary(t, waves) for t in service.visible_transcripts(session, study, actor)]
+    _analyst_times(actor, out)
     end_read(session)
     return out
+
+
+def _analyst_times(actor: Actor, items: list[dict]) -> None:
+    """The upload time of an interview dates the interview: analysts, who see no calendar date of a
+    participant (api/exports/deid.py), get none (a focus group has no single participant's shift)."""
+    if not sees_calendar_dates(actor):
+        for item in items:
+            item["created_at"] = None
 
 
 @router.get("/studies/{study_id}/transcripts/search")
@@ -154,6 +164,7 @@ def get_transcript(
     session: Session = Depends(get_session),
 ):
     out = service.read(t, service.wave_codes(session, t.study_id))
+    _analyst_times(actor, [out])
     end_read(session)
     return out
 

@@ -32,7 +32,7 @@ class TranscriptSummary(BaseModel):
     length: int = Field(description="characters of the de-identified text")
     n_turns: int
     ner: Literal["on", "off"]
-    created_at: datetime
+    created_at: datetime | None = Field(description="upload time; null for analysts (it dates the interview)")
 
 
 class TranscriptRead(TranscriptSummary):

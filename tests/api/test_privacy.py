@@ -292,3 +292,22 @@ def test_audit_trail_names_contact_fields_not_values(client, seeded, admin):
     # identifier items and contact fields never enter it.
     leaked = [w for w in _secrets_in(str(events), (seeded["link"],)) if w != "Vellacott"]
     assert not leaked
+
+
+def test_analysts_get_no_upload_time_of_a_transcript(client, seeded, analyst):
+    """An interview's upload time dates the interview: analysts see none, staff do."""
+    sid, p = seeded["study"].id, seeded["p"]
+    files = {"file": ("week.txt", b"Interviewer: How was it?\nParticipant: Fine.\n", "text/plain")}
+    r = client.post(
+        f"/studies/{sid}/transcripts",
+        files=files,
+        data={"participants": p["study_code"]},
+        headers=seeded["coord"].headers,
+    )
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    staff = client.get(f"/studies/{sid}/transcripts", headers=seeded["coord"].headers).json()
+    assert all(t["created_at"] for t in staff)
+    listed = client.get(f"/studies/{sid}/transcripts", headers=analyst.headers).json()
+    assert listed and all(t["created_at"] is None for t in listed)
+    assert client.get(f"/transcripts/{tid}", headers=analyst.headers).json()["created_at"] is None
