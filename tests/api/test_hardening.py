@@ -109,11 +109,11 @@ def test_unsubscribe_tokens_and_query_values_are_redacted_from_logs(caplog):
 
     install_log_redaction()
     token = tokens.sign("k", 987654)
+    # uvicorn's access-line format; a logger of its own, since other tests reconfigure uvicorn's
+    access = logging.getLogger("peerlens.test.access")
     with caplog.at_level(logging.INFO):
-        logging.getLogger("uvicorn.access").info(
-            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", f"/u/{token}", "1.1", 200
-        )
-        logging.getLogger("uvicorn.access").info(
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "POST", f"/u/{token}", "1.1", 200)
+        access.info(
             '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", "/studies/1/transcripts/search?q=Quernmouth", "1.1", 200
         )
     text = caplog.text + "".join(r.getMessage() for r in caplog.records)
