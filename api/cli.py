@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -52,7 +52,7 @@ audit_app = typer.Typer(
 app.add_typer(audit_app, name="audit")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Stop with one line on stderr (no traceback) and exit status 1."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)

@@ -147,7 +147,9 @@ def describe(exc: BaseException) -> str:
     ...     "alice" in describe(e)
     False
     """
-    chain, seen, e = [], set(), exc
+    chain: list[str] = []
+    seen: set[int] = set()
+    e: BaseException | None = exc
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         name = f"{type(e).__module__}.{type(e).__qualname__}".removeprefix("builtins.")

@@ -39,7 +39,7 @@ def _addresses(host: str, port: int | None) -> list[ipaddress.IPv4Address | ipad
     infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     out = []
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         out.append(ip)

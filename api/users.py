@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlmodel import Session, select
 
 from api.audit.service import record
+from api.auth import policy
 from api.auth.models import ApiToken, User, UserSite
 from api.auth.schemas import TokenInfo, UserInfo
 from api.auth.service import Actor, create_user, issue_token
@@ -134,6 +135,7 @@ def revoke_tokens(
 ) -> list[int]:
     """Revoke one token of a user (by id or by the prefix shown at creation, e.g. ``plk_AbC123xy``)
     or, with ``token=None``, every live one. Returns the ids revoked (audited; the caller commits)."""
+    policy.ensure_admin(actor, "revoke tokens")
     user = _user(session, user_ref)
     stmt = select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
     if token is not None:
@@ -165,6 +167,7 @@ def set_active(session: Session, user_ref: str | int, actor: Actor, active: bool
 
     The last active admin cannot be deactivated: nobody could administer the service after.
     """
+    policy.ensure_admin(actor, "deactivate or reactivate users")
     user = _user(session, user_ref)
     if user.active == active:
         return user

@@ -165,6 +165,7 @@ def seal(engine, key: bytes | None = None, *, full: bool = False, now: datetime 
     while True:
         with Session(engine) as session:
             n = _seal_batch(session, key, now, full, 10_000)
+            session.commit()  # this function opened the session: it commits (DESIGN.md)
         if n is None:
             return total
         total += n
@@ -182,8 +183,7 @@ def _seal_batch(session, key: bytes, now: datetime, full: bool, limit: int) -> i
     if session.get_bind().dialect.name == "postgresql":
         got = session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": SEAL_LOCK}).scalar_one()
         if not got:
-            session.rollback()
-            return None
+            return None  # another sealer holds the chain's end
     head = session.execute(select(AuditSeal).order_by(AuditSeal.seq.desc()).limit(1)).scalars().first()
     previous, seq = (head.chain, head.seq) if head is not None else (GENESIS, 0)
     stmt = (
@@ -204,7 +204,7 @@ def _seal_batch(session, key: bytes, now: datetime, full: bool, limit: int) -> i
         seq += 1
         previous = link(key, previous, seq, event_id, mac)
         session.add(AuditSeal(seq=seq, event_id=event_id, chain=previous, sealed_at=now))
-    session.commit()
+    session.flush()
     return len(rows)
 
 

@@ -48,8 +48,11 @@ def shift_days(secret: str, study_id: int, participant_id: int) -> int:
 
 
 def sees_calendar_dates(actor) -> bool:
-    """Staff (and the system) see calendar dates; analysts never do (``relative`` or ``shift``)."""
-    return actor is None or actor.role != "analyst"
+    """Staff (and the system) see calendar dates; de-identified readers (analysts) never do
+    (:func:`api.auth.policy.deidentified`)."""
+    from api.auth import policy
+
+    return actor is None or not policy.deidentified(actor)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,11 @@ class DatePolicy:
 
     def moment(self, value: datetime | None, participant_id: int) -> datetime | None:
         """A timestamp as this reader may see it (None in ``relative`` mode)."""
-        return self.date(value, participant_id)  # date arithmetic applies to datetimes alike
+        if value is None or self.mode == "calendar":
+            return value
+        if self.mode == "relative":
+            return None
+        return value - timedelta(days=self.shift(participant_id))
 
     @classmethod
     def for_reader(cls, session, study_id: int, actor, secret: str) -> DatePolicy:

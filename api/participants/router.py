@@ -34,8 +34,6 @@ def _secret(request: Request) -> str:
     return request.app.state.settings.secret_key
 
 
-
-
 @router.post("/studies/{study_id}/participants", status_code=201, response_model=ParticipantRead)
 def enrol(
     body: ParticipantCreate,
