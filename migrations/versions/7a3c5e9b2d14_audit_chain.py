@@ -11,7 +11,7 @@ MACs for rows written in between, and their links at the chain's end. On an empt
 downgrade removes both.
 
 Revision ID: 7a3c5e9b2d14
-Revises: 5e1a8b3c9d47
+Revises: a7d3e5f19c42
 Create Date: 2026-12-01 16:30:00
 """
 
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "7a3c5e9b2d14"
-down_revision = "5e1a8b3c9d47"
+down_revision = "a7d3e5f19c42"
 branch_labels = None
 depends_on = None
 

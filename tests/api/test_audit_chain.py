@@ -277,7 +277,7 @@ def test_migration_seals_existing_rows(backend, tmp_path):
                     conn.execute(text("UPDATE audit_event SET action = 'x'"))
         # Downgrading keeps the MACs and the chain (data is never deleted); rows the earlier
         # release writes meanwhile are MAC'd and sealed by the next upgrade.
-        downgrade(url, "5e1a8b3c9d47")
+        downgrade(url, _before_chain())
         with engine.begin() as conn:
             assert conn.execute(text("SELECT count(*) FROM audit_seal")).scalar_one() == 5
             conn.execute(
@@ -294,6 +294,15 @@ def test_migration_seals_existing_rows(backend, tmp_path):
     finally:
         if name:
             drop_pg_database(name)
+
+
+def _before_chain() -> str:
+    """The revision the audit chain's revision follows."""
+    from alembic.script import ScriptDirectory
+
+    from api.migrate import alembic_config
+
+    return ScriptDirectory.from_config(alembic_config()).get_revision("7a3c5e9b2d14").down_revision
 
 
 # ---- (a) the service role cannot touch the audit trail -------------------------------------------
