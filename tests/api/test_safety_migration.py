@@ -13,6 +13,16 @@ from migrations.policy import DowngradeRefused
 REVISION = "a7d3e5f19c42"
 
 
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from api.migrate import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
 def test_downgrade_refuses_while_alerts_or_adverse_events_exist(empty_db_url):
     upgrade(empty_db_url)
     engine = make_engine(empty_db_url)
@@ -59,7 +69,8 @@ def test_downgrade_refuses_while_alerts_or_adverse_events_exist(empty_db_url):
     try:
         with engine.connect() as conn:
             assert "adverse_event" in inspect(conn).get_table_names()
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == REVISION
+            # A refused downgrade changes nothing: the database stays at the head it was upgraded to.
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _head()
         with engine.begin() as conn:
             conn.execute(text("DELETE FROM adverse_event"))
     finally:
