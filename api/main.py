@@ -29,6 +29,7 @@ from api.analyses.router import router as analyses_router
 from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
+from api.context.router import router as context_router
 from api.db import engine_from_settings
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         exports_router,
         interop_router,  # REDCap import and export
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
+        context_router,  # context records and events, goals, logic model, CMO configurations, realist table
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
     ):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from api.analyses import runners, trial_runs
+from api.context import runners as realist_runs
 from api.analyses.checks import Design, check_instruments, check_scale, check_wave
 from api.analyses.schemas import (
     AttritionRequest,
@@ -52,7 +53,8 @@ class Kind:
     request: type[_Request]
     run: Callable[..., runners.Result]  # (data, request, design, study) -> Result
     description: str  # the route's documentation
-    reads: Literal["frame", "items", "nothing"] = "frame"  # the long frame, the scored items, or no data
+    # the long frame, the scored items, no data, or the frame with context, goals, CMOs and adherence
+    reads: Literal["frame", "items", "nothing", "realist"] = "frame"
     check: Callable[[Design, Any], None] | None = None  # checks against the study before any data is read
     data_field: list[str] = field(default_factory=lambda: ["body", "outcome"])  # named when there is no data
 
@@ -143,6 +145,62 @@ _KINDS = (
         "Participants per arm and a power curve from the request's assumptions, compared with the "
         "study's planned sample size (no study data are read).",
         reads="nothing",
+    ),
+    Kind(
+        "what-works-for-whom",
+        realist_runs.WhatWorksRequest,
+        realist_runs.run_what_works,
+        "Every CMO configuration: the arm effect in and out of its context at the outcome's wave "
+        "(baseline-adjusted, t intervals), their difference, shrunken subgroup effects, Benjamini–"
+        "Hochberg across the table, pre-specified or exploratory, and the qualitative evidence.",
+        reads="realist",
+        data_field=["body", "cmos"],
+    ),
+    Kind(
+        "site-heterogeneity",
+        realist_runs.SiteHeterogeneityRequest,
+        realist_runs.run_site_heterogeneity,
+        "Arm effect by site at a wave with random-effects pooling (tau², I², Q), empirical-Bayes "
+        "shrinkage of each site's effect and a forest plot.",
+        reads="realist",
+        check=realist_runs.check_followup,
+    ),
+    Kind(
+        "mediation",
+        realist_runs.MediationRequest,
+        realist_runs.run_mediation,
+        "Natural indirect and direct effects of the arm through a mechanism measured earlier, with "
+        "bootstrap intervals and the sequential-ignorability assumption stated.",
+        reads="realist",
+        check=realist_runs.check_followup,
+    ),
+    Kind(
+        "cace",
+        realist_runs.CaceRequest,
+        realist_runs.run_cace,
+        "Complier average causal effect by two-stage least squares (randomisation as the instrument, "
+        "HC1 robust SEs) with the Wald estimator as a check; adherence from delivery records, the "
+        "request or a column.",
+        reads="realist",
+        check=realist_runs.check_followup,
+    ),
+    Kind(
+        "dose-response",
+        realist_runs.DoseResponseRequest,
+        realist_runs.run_dose_response,
+        "Outcome on dose within the intervention arm, with the confounding caveat.",
+        reads="realist",
+        check=realist_runs.check_followup,
+    ),
+    Kind(
+        "gas",
+        realist_runs.GasRequest,
+        realist_runs.run_gas,
+        "Goal Attainment Scaling: Kiresuk–Sherman T-scores by arm at baseline and follow-up, and "
+        "the difference in change.",
+        reads="realist",
+        check=realist_runs.check_gas,
+        data_field=["body", "wave"],
     ),
 )
 

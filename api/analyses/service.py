@@ -117,6 +117,10 @@ def execute(
         else:
             data = load_frame(session, study, actor, sites, secret=settings.secret_key)
         n_participants = int(data["participant"].nunique()) if len(data) else 0
+        if spec.reads == "realist":
+            from api.context.realist import realist_data
+
+            data = realist_data(session, study, actor, data)
     result = spec.run(data, req, design, study)
     n_rows = 0 if data is None else len(data)
     created = utcnow()

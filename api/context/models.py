@@ -120,7 +120,7 @@ class CmoConfiguration(SQLModel, table=True):
     study_id: int = Field(foreign_key="study.id", index=True)
     code: str = Field(max_length=40)
     title: str = Field(max_length=300)
-    context: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    context: list[dict[str, Any]] = Field(default_factory=list, sa_type=JSON)  # conditions, all must hold
     mechanism: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     outcome: str = Field(max_length=80)
     outcome_wave: str = Field(max_length=40)
