@@ -4,7 +4,8 @@ Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.t
 engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
-attrition, power, harms by arm (:mod:`analysis.safety`), plots and a one-call report
+attrition, power, harms by arm (:mod:`analysis.safety`), what works for whom (:mod:`analysis.realist`,
+:mod:`analysis.mediation`, :mod:`analysis.compliance`, :mod:`analysis.gas`), plots and a one-call report
 (:func:`analysis.report.run_all`). It never touches HTTP or a database.
 """
 
@@ -14,17 +15,21 @@ import lazy_loader
 # analysis`` or one light module such as ``analysis.frame`` does not pull in the model stack
 # (statsmodels, pingouin, lifelines, matplotlib): ``analysis.plots.plot_km`` imports matplotlib
 # when it is first reached.
-_SUBMODULES = (  # not ``reliability``: that name is the flat function
+_SUBMODULES = (  # not ``reliability`` nor ``mediation``: those names are the flat functions
     "attrition",
     "change",
+    "compliance",
     "errors",
     "frame",
+    "gas",
     "gee",
     "missing",
     "moderation",
     "multiplicity",
     "plots",
     "power",
+    "realist",
+    "realist_sim",
     "report",
     "safety",
     "survival",
@@ -59,6 +64,11 @@ _NAMES = {  # submodule -> the names the package takes from it
     "errors": ["ESTIMATION_ERRORS"],
     "report": ["run_all"],
     "safety": ["clopper_pearson", "harms_table"],
+    "realist": ["context_mask", "partial_pool", "what_works_for_whom", "site_heterogeneity", "plot_site_forest"],
+    "mediation": ["mediation"],
+    "compliance": ["cace", "wald_cace", "dose_response"],
+    "gas": ["gas_tscore", "gas_scores", "gas_by_arm"],
+    "realist_sim": ["simulate_realist"],
 }
 
 # A function named like its module (``reliability``) keeps the package's name for it, even once the

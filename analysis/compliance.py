@@ -15,6 +15,7 @@ participants, not randomised: the slope mixes the effect of dose with whatever m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -122,7 +123,7 @@ def cace(
     meat = (Xhat * u[:, None] ** 2).T @ Xhat
     V = bread @ meat @ bread * n / (n - k)
     q = stats.t.ppf(1 - alpha / 2, n - k)
-    rows = []
+    rows: list[tuple[Any, ...]] = []
 
     def add(name, est, se, df):
         t = est / se if se > 0 else np.nan

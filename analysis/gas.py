@@ -76,9 +76,7 @@ def gas_scores(
         tb = gas_tscore(bl[ok_b], w[ok_b], rho) if ok_b.any() else np.nan
         tf = gas_tscore(fu[ok_f], w[ok_f], rho) if ok_f.any() else np.nan
         rows.append((pid, len(g), int(ok_f.sum()), tb, tf, tf - tb))
-    return pd.DataFrame(
-        rows, columns=[participant, "n_goals", "n_goals_rated", "t_baseline", "t_followup", "t_change"]
-    )
+    return pd.DataFrame(rows, columns=[participant, "n_goals", "n_goals_rated", "t_baseline", "t_followup", "t_change"])
 
 
 def gas_by_arm(scores: pd.DataFrame, arm: pd.Series | str, alpha: float = 0.05, reference: str | None = None):

@@ -88,7 +88,7 @@ def context_mask(frame: pd.DataFrame, predicate: Mapping[str, Any] | Sequence[Ma
     return out
 
 
-def ols_t(y: np.ndarray, X: np.ndarray, alpha: float = 0.05) -> dict[str, np.ndarray | float]:
+def ols_t(y: np.ndarray, X: np.ndarray, alpha: float = 0.05) -> dict[str, Any]:
     """OLS with classical standard errors and t-based intervals on ``n - p`` df.
 
     Examples
@@ -217,7 +217,7 @@ def what_works_for_whom(
     >>> t.loc[0, "verdict"], bool(t.loc[0, "moderation"] < 0)
     ('supports', True)
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cmo in cmos:
         code = str(cmo.get("code", len(rows) + 1))
         base = {
@@ -384,9 +384,16 @@ def site_heterogeneity(
             continue
         est, se = float(fit["beta"][1]), float(np.sqrt(fit["cov"][1, 1]))
         rows.append(
-            {"site": str(code), "n": len(keep), "effect": est, "se": se, "df": fit["df"],
-             "ci_lower": est - fit["q"] * se, "ci_upper": est + fit["q"] * se}
-        )  # fmt: skip
+            {
+                "site": str(code),
+                "n": len(keep),
+                "effect": est,
+                "se": se,
+                "df": fit["df"],
+                "ci_lower": est - fit["q"] * se,
+                "ci_upper": est + fit["q"] * se,
+            }
+        )
     if len(rows) < 2:
         raise ValueError(f"site heterogeneity needs at least two sites with {min_per_arm}+ participants per arm")
     per = pd.DataFrame(rows)
@@ -431,14 +438,38 @@ def plot_site_forest(per: pd.DataFrame, summary: Mapping[str, Any], ax=None, pat
     n = len(per)
     fig, ax = _axes(ax, size=(6.4, max(2.2, 0.45 * n + 1.4)))
     y = np.arange(n)[::-1] + 1.0
-    ax.errorbar(per["effect"], y + 0.12, xerr=[per["effect"] - per["ci_lower"], per["ci_upper"] - per["effect"]],
-                fmt="o", mfc="white", color="C0", capsize=3, ms=5, label="site estimate")  # fmt: skip
-    ax.errorbar(per["shrunk"], y - 0.12,
-                xerr=[per["shrunk"] - per["shrunk_ci_lower"], per["shrunk_ci_upper"] - per["shrunk"]],
-                fmt="s", color="C1", capsize=3, ms=5, label="shrunken (partial pooling)")  # fmt: skip
+    ax.errorbar(
+        per["effect"],
+        y + 0.12,
+        xerr=[per["effect"] - per["ci_lower"], per["ci_upper"] - per["effect"]],
+        fmt="o",
+        mfc="white",
+        color="C0",
+        capsize=3,
+        ms=5,
+        label="site estimate",
+    )
+    ax.errorbar(
+        per["shrunk"],
+        y - 0.12,
+        xerr=[per["shrunk"] - per["shrunk_ci_lower"], per["shrunk_ci_upper"] - per["shrunk"]],
+        fmt="s",
+        color="C1",
+        capsize=3,
+        ms=5,
+        label="shrunken (partial pooling)",
+    )
     mu = summary["mu"]
-    ax.errorbar([mu], [0], xerr=[[mu - summary["mu_ci_lower"]], [summary["mu_ci_upper"] - mu]], fmt="D",
-                color="black", capsize=3, ms=6, label="pooled (random effects)")  # fmt: skip
+    ax.errorbar(
+        [mu],
+        [0],
+        xerr=[[mu - summary["mu_ci_lower"]], [summary["mu_ci_upper"] - mu]],
+        fmt="D",
+        color="black",
+        capsize=3,
+        ms=6,
+        label="pooled (random effects)",
+    )
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     ax.set_yticks([*y, 0], [*per["site"].astype(str), "pooled"], fontsize=8)
     ax.set_xlabel("arm effect on the outcome (intervention − comparison)")

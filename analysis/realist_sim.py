@@ -39,6 +39,14 @@ __all__ = ["RealistTruth", "RealistStudy", "simulate_realist"]
 
 @dataclass
 class RealistTruth:
+    """The true moderation, indirect, direct and complier effects of a simulated study.
+
+    Examples
+    --------
+    >>> simulate_realist(50, seed=1, site_sd=0.0).truth.direct
+    0.0
+    """
+
     moderation: float
     indirect: float
     direct: float
@@ -49,6 +57,14 @@ class RealistTruth:
 
 @dataclass
 class RealistStudy:
+    """One simulated study: ``participants`` (one row each), ``goals`` (one row per goal) and ``truth``.
+
+    Examples
+    --------
+    >>> sorted(simulate_realist(50, seed=1).goals.columns)
+    ['baseline_level', 'followup_level', 'goal', 'participant', 'weight']
+    """
+
     participants: pd.DataFrame
     goals: pd.DataFrame
     truth: RealistTruth

@@ -54,6 +54,7 @@ class DemoResult:
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
+    context: dict[str, int] | None = None
     base_url: str = "http://127.0.0.1:8000"
 
     def summary(self) -> str:
@@ -70,6 +71,12 @@ class DemoResult:
                 f"safety: {sum(self.alerts.values())} alerts ({self.alerts['open']} open, "
                 f"{self.alerts['acknowledged']} acknowledged, {self.alerts['resolved']} resolved), "
                 f"{self.adverse_events} adverse events"
+            )
+        if self.context is not None:
+            lines.append(
+                f"what works for whom: {self.context['context_records']} context records, "
+                f"{self.context['cmos']} CMO configurations, {self.context['goals']} personal goals "
+                "(GET /studies/{id}/realist-table)"
             )
         if self.params:
             keys = (
@@ -245,6 +252,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         north = session.exec(select(User).where(User.email == COORDINATOR_EMAIL)).one()
         result.alerts = safety_demo.alert_history(session, study, admin, north)
         result.adverse_events = safety_demo.adverse_events(session, study, admin, north, today)
+        from api.context import demo as context_demo
+
+        result.context = context_demo.seed(session, study, today, seed, actor)
         del sites
     result.study_id = study.id
     for role, email, site in DEMO_USERS:

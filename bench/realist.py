@@ -42,8 +42,9 @@ def coverage(studies: int, n: int, seed: int, n_boot: int = 500) -> dict[str, fl
             d, [{"code": "iso", "outcome": "phq9_m12", "baseline": "phq9_baseline", "context": ISOLATION}]
         ).iloc[0]
         hits["moderation"] += t.ci_lower <= truth.moderation <= t.ci_upper
-        m = mediation(d, "treated", "semcd6_m3", "phq9_m12", ["semcd6_baseline", "phq9_baseline"], n_boot=n_boot,
-                      seed=i).set_index("effect")  # fmt: skip
+        m = mediation(
+            d, "treated", "semcd6_m3", "phq9_m12", ["semcd6_baseline", "phq9_baseline"], n_boot=n_boot, seed=i
+        ).set_index("effect")
         hits["indirect"] += m.loc["indirect", "ci_lower"] <= truth.indirect <= m.loc["indirect", "ci_upper"]
         hits["direct"] += m.loc["direct", "ci_lower"] <= truth.direct <= m.loc["direct", "ci_upper"]
         c = cace(d, "treated", "adherent", "phq9_m12", ["phq9_baseline"]).set_index("estimand")
@@ -59,8 +60,14 @@ def null_fdr(tables: int, n: int, seed: int, rows: int = 20, q: float = 0.05) ->
         cmos = []
         for j in range(rows):
             d[f"ctx{j}"] = rng.random(n) < rng.uniform(0.2, 0.6)
-            cmos.append({"code": f"c{j}", "outcome": "phq9_m12", "baseline": "phq9_baseline",
-                         "context": {"variable": f"ctx{j}", "op": "==", "value": "True"}})  # fmt: skip
+            cmos.append(
+                {
+                    "code": f"c{j}",
+                    "outcome": "phq9_m12",
+                    "baseline": "phq9_baseline",
+                    "context": {"variable": f"ctx{j}", "op": "==", "value": "True"},
+                }
+            )
         t = what_works_for_whom(d, cmos, fdr=q)
         r = int(t["significant"].sum())
         rejections += r
@@ -81,8 +88,10 @@ def main() -> None:
     for k, v in cov.items():
         print(f"  {k:<11} {100 * v:5.1f} %")
     fdr = null_fdr(args.studies, args.n, args.seed)
-    print(f"null 20-row table, BH at 5 %, {args.studies} tables: observed FDR {100 * fdr['fdr']:.1f} % "
-          f"({fdr['rejections']} false rejections in all)")  # fmt: skip
+    print(
+        f"null 20-row table, BH at 5 %, {args.studies} tables: observed FDR {100 * fdr['fdr']:.1f} % "
+        f"({fdr['rejections']} false rejections in all)"
+    )
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

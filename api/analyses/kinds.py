@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from api.analyses import runners, trial_runs
-from api.context import runners as realist_runs
 from api.analyses.checks import Design, check_instruments, check_scale, check_wave
 from api.analyses.schemas import (
     AttritionRequest,
@@ -33,6 +32,7 @@ from api.analyses.schemas import (
     TrialRequest,
     _Request,
 )
+from api.context import runners as realist_runs
 
 
 def _outcome(design: Design, req: Any) -> None:

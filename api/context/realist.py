@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from analysis.realist import context_mask, what_works_for_whom
@@ -71,7 +72,7 @@ def realist_data(session: Session, study: Study, actor: Actor, long: pd.DataFram
     """Everything the realist kinds read, limited to the participants of ``long`` (the actor's scope)."""
     codes = set(long["participant"].astype(str)) if len(long) else set()
     goals = pd.DataFrame(
-        service.goal_levels(session, study.id, None),  # type: ignore[arg-type]
+        service.goal_levels(session, study.id, None),
         columns=["participant", "goal", "weight", "baseline_level", "wave", "level"],
     )
     goals = goals[goals["participant"].isin(codes)].reset_index(drop=True)
@@ -79,18 +80,18 @@ def realist_data(session: Session, study: Study, actor: Actor, long: pd.DataFram
     arms = [(a.code, a.kind) for a in session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id))]
     return RealistData(
         long=long,
-        site_context=service.site_context(session, study.id),  # type: ignore[arg-type]
+        site_context=service.site_context(session, study.id),
         goals=goals,
         cmos=cmos,
         arms=arms,
-        adherence=delivery_adherence(session, study.id, actor),  # type: ignore[arg-type]
-        quotes=_quotes(session, study.id, codes),  # type: ignore[arg-type]
+        adherence=delivery_adherence(session, study.id, actor),
+        quotes=_quotes(session, study.id, codes),
     )
 
 
 def _quotes(session: Session, study_id: int, codes: set[str]) -> pd.DataFrame:
-    rows = session.exec(
-        select(Transcript.participant_codes, QualCode.key, Transcript.text, QualCoding.start, QualCoding.end)
+    rows = session.execute(
+        sa_select(Transcript.participant_codes, QualCode.key, Transcript.text, QualCoding.start, QualCoding.end)
         .join(Transcript, Transcript.id == QualCoding.transcript_id)
         .join(QualCode, QualCode.id == QualCoding.code_id)
         .where(QualCoding.study_id == study_id)

@@ -241,6 +241,7 @@ def get_realist_table(
     arm: str | None = Query(None, max_length=40, description="intervention arm (default: the first)"),
     reference: str | None = Query(None, max_length=40, description="comparison arm (default: the control arm)"),
     fdr: float = Query(0.05, gt=0, lt=0.5, description="false-discovery rate of the Benjamini–Hochberg step"),
+    min_per_cell: int = Query(5, ge=2, le=1000, description="fewest participants per arm in and out of a context"),
 ):
     """Every CMO configuration with its moderation estimate (t interval, BH across the table,
     shrunken subgroup effects) and its qualitative evidence, as JSON or CSV."""
@@ -253,13 +254,20 @@ def get_realist_table(
     if not data.cmos:
         raise Unprocessable(["path", "study_id"], "the study has no CMO configurations yet", "no_cmos")
     try:
-        table = realist.realist_table(data, arm, reference, fdr=fdr)
+        table = realist.realist_table(data, arm, reference, fdr=fdr, min_per_cell=min_per_cell)
     except ValueError as exc:
         name = str(exc)
         loc = ["query", name] if name in ("arm", "reference") else ["path", "study_id"]
-        raise Unprocessable(loc, f"not an arm of this study: expected one of {[a.code for a in design.arms]}"
-                            if name in ("arm", "reference") else name) from exc  # fmt: skip
+        raise Unprocessable(
+            loc,
+            f"not an arm of this study: expected one of {[a.code for a in design.arms]}"
+            if name in ("arm", "reference")
+            else name,
+        ) from exc
     if format == "csv":
-        return PlainResponse(realist.table_csv(table), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="realist_{study.id}.csv"'})  # fmt: skip
+        return PlainResponse(
+            realist.table_csv(table),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="realist_{study.id}.csv"'},
+        )
     return {"study_id": study.id, "columns": list(table.columns), "rows": records(table)}

@@ -18,10 +18,10 @@ from typing import Any, Literal
 import pandas as pd
 from pydantic import Field
 
-import analysis.compliance as compliance
-import analysis.gas as gas
-import analysis.mediation as mediation
-import analysis.realist as realist_lib
+from analysis import compliance, gas
+from analysis import realist as realist_lib
+from analysis.mediation import ASSUMPTION
+from analysis.mediation import mediation as mediate
 from api.analyses.checks import Design, check_scale, check_wave, statistical
 from api.analyses.runners import Result
 from api.analyses.schemas import _Outcome, _Request
@@ -92,8 +92,11 @@ def _arms(data: RealistData, req: Any) -> tuple[str, str]:
         return pick_arms(data, req.arm, req.reference)
     except ValueError as exc:
         name = str(exc)
-        raise Unprocessable(["body", name], f"not an intervention/comparison arm pair of this study "
-                            f"({', '.join(c for c, _ in data.arms)})", "unknown_arm") from exc  # fmt: skip
+        raise Unprocessable(
+            ["body", name],
+            f"not an intervention/comparison arm pair of this study ({', '.join(c for c, _ in data.arms)})",
+            "unknown_arm",
+        ) from exc
 
 
 def _frame(data: RealistData, req: Any, measures: list[tuple[str, str]], adherence=None) -> pd.DataFrame:
@@ -112,8 +115,9 @@ def check_followup(design: Design, req: Any) -> None:
         check_wave(design, req.mediator_wave, ["body", "mediator_wave"], req.mediator)
         order = design.wave_codes
         if order.index(req.mediator_wave) >= order.index(req.wave):
-            raise Unprocessable(["body", "mediator_wave"], "the mechanism is measured before the outcome's wave",
-                                "wave_order")  # fmt: skip
+            raise Unprocessable(
+                ["body", "mediator_wave"], "the mechanism is measured before the outcome's wave", "wave_order"
+            )
 
 
 def check_gas(design: Design, req: Any) -> None:
@@ -147,26 +151,43 @@ def run_site_heterogeneity(data: RealistData, req: SiteHeterogeneityRequest, des
         fig = realist_lib.plot_site_forest(per, summary, title=f"{req.outcome} at {req.wave}: arm effect by site")
     left = summary.pop("sites_left_out")
     warnings = [f"sites left out (fewer than 3 participants in an arm): {', '.join(left)}"] if left else []
-    return Result({"sites": per, "summary": pd.DataFrame([summary])}, {"sites_left_out": left}, warnings,
-                  {f"site_forest_{req.outcome}": fig})  # fmt: skip
+    return Result(
+        {"sites": per, "summary": pd.DataFrame([summary])},
+        {"sites_left_out": left},
+        warnings,
+        {f"site_forest_{req.outcome}": fig},
+    )
 
 
 def run_mediation(data: RealistData, req: MediationRequest, design: Design, study: Study) -> Result:
     frame = _frame(data, req, [(req.outcome, req.wave), (req.mediator, req.mediator_wave)])
     covs = [c for c in dict.fromkeys([req.mediator, req.outcome]) if c in frame.columns]
     with statistical(["body", "mediator"], "the mediation analysis"):
-        out = mediation.mediation(frame, "treated", f"{req.mediator}@{req.mediator_wave}", f"{req.outcome}@{req.wave}",
-                                  covs, req.interaction, req.n_boot, req.alpha, req.seed)  # fmt: skip
-    return Result({"mediation": out}, {"assumption": mediation.ASSUMPTION, "covariates": covs})
+        out = mediate(
+            frame,
+            "treated",
+            f"{req.mediator}@{req.mediator_wave}",
+            f"{req.outcome}@{req.wave}",
+            covs,
+            req.interaction,
+            req.n_boot,
+            req.alpha,
+            req.seed,
+        )
+    return Result({"mediation": out}, {"assumption": ASSUMPTION, "covariates": covs})
 
 
 def _adherence(data: RealistData, req: _Provider, frame_cols: list[str]) -> tuple[dict[str, float] | None, str]:
-    src = req.adherence_source
+    src: str = req.adherence_source
     if src == "auto":
         src = "delivery" if data.adherence is not None else "none"
     if src == "none":
-        raise Unprocessable(["body", "adherence_source"], "no delivery records give adherence here: send "
-                            "adherence (source 'request') or name a column (source 'column')", "no_adherence")  # fmt: skip
+        raise Unprocessable(
+            ["body", "adherence_source"],
+            "no delivery records give adherence here: send "
+            "adherence (source 'request') or name a column (source 'column')",
+            "no_adherence",
+        )
     if src == "delivery":
         if data.adherence is None:
             raise Unprocessable(["body", "adherence_source"], "this service holds no delivery records", "no_delivery")
@@ -185,13 +206,21 @@ def _provided(data: RealistData, req: _Provider, measures) -> tuple[pd.DataFrame
     if req.adherence_source == "column" and amap == {}:
         frame = _frame(data, req, measures)
         if req.adherence_column not in frame.columns:
-            raise Unprocessable(["body", "adherence_column"], "not a participant-level column of the cohort frame",
-                                "unknown_column")  # fmt: skip
+            raise Unprocessable(
+                ["body", "adherence_column"], "not a participant-level column of the cohort frame", "unknown_column"
+            )
         raw = frame[req.adherence_column]
-        num = pd.to_numeric(raw.astype(str).str.lower().map({"yes": 1, "no": 0, "true": 1, "false": 0}).fillna(raw),
-                            errors="coerce")  # fmt: skip
+        num = pd.to_numeric(
+            raw.astype(str).str.lower().map({"yes": 1, "no": 0, "true": 1, "false": 0}).fillna(raw), errors="coerce"
+        )
         if req.adherence_threshold is not None:
             num = (num >= req.adherence_threshold).astype(float).where(num.notna())
+        if num[frame["treated"] == 1].notna().sum() == 0:
+            raise Unprocessable(
+                ["body", "adherence_column"],
+                "the column holds no numbers or yes/no answers in the intervention arm",
+                "not_numeric",
+            )
         frame["adherent"] = num
         frame.loc[frame["treated"] == 0, "adherent"] = 0.0  # the comparison arm is not offered the programme
         return frame, how
@@ -207,8 +236,12 @@ def run_cace(data: RealistData, req: CaceRequest, design: Design, study: Study) 
     covs = [req.outcome] if req.outcome in frame.columns and req.wave != design.wave_codes[0] else []
     vals = frame["adherent"].dropna()
     if vals.empty or ((vals < 0) | (vals > 1)).any():
-        raise Unprocessable(["body", "adherence_source"], "adherence must be 0/1 (or a share in [0, 1]) for the "
-                            "complier effect; set adherence_threshold for a dose column", "adherence_range")  # fmt: skip
+        raise Unprocessable(
+            ["body", "adherence_source"],
+            "adherence must be 0/1 (or a share in [0, 1]) for the "
+            "complier effect; set adherence_threshold for a dose column",
+            "adherence_range",
+        )
     with statistical(["body", "adherence_source"], "the complier average causal effect"):
         out = compliance.cace(frame, "treated", "adherent", col, covs, req.alpha)
     return Result({"cace": out}, {"adherence": how, "assumptions": compliance.CACE_ASSUMPTIONS, "covariates": covs})
@@ -216,8 +249,11 @@ def run_cace(data: RealistData, req: CaceRequest, design: Design, study: Study) 
 
 def run_dose_response(data: RealistData, req: DoseResponseRequest, design: Design, study: Study) -> Result:
     frame, how = _provided(data, req, [(req.outcome, req.wave)])
-    dose = "sessions_attended" if "sessions_attended" in frame.columns and req.adherence_source in ("auto",
-                                                                                                    "delivery") else "adherent"  # fmt: skip
+    dose = (
+        "sessions_attended"
+        if "sessions_attended" in frame.columns and req.adherence_source in ("auto", "delivery")
+        else "adherent"
+    )
     covs = [req.outcome] if req.outcome in frame.columns and req.wave != design.wave_codes[0] else []
     with statistical(["body", "adherence_source"], "the dose-response slope"):
         out = compliance.dose_response(frame, dose, f"{req.outcome}@{req.wave}", "treated", covs, req.alpha)
@@ -240,8 +276,10 @@ def run_gas(data: RealistData, req: GasRequest, design: Design, study: Study) ->
     if scores["t_followup"].notna().sum() == 0:
         raise Unprocessable(["body", "wave"], f"no goal is rated at {req.wave}", "no_ratings")
     summary = gas.gas_by_arm(scores, "arm", req.alpha, reference=ref)
-    return Result({"gas_by_arm": summary}, {"rho": req.rho, "n_participants": int(len(scores)),
-                                            "n_rated": int(scores["t_followup"].notna().sum())})  # fmt: skip
+    return Result(
+        {"gas_by_arm": summary},
+        {"rho": req.rho, "n_participants": int(len(scores)), "n_rated": int(scores["t_followup"].notna().sum())},
+    )
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from api.audit.service import record, snapshot
@@ -47,7 +48,7 @@ def _site_id(session: Session, study: Study, actor: Actor, code: str | None, loc
     """The id of site ``code`` of the study (422 naming ``loc`` if unknown); 404 if not the actor's."""
     if code is None:
         return None
-    sites = sites_by_code(session, study.id)  # type: ignore[arg-type]
+    sites = sites_by_code(session, study.id)
     if code not in sites:
         raise Unprocessable(loc, f"no site {code!r} in this study; expected one of: {', '.join(sorted(sites))}")
     policy.ensure_site_access(actor, sites[code], loc=tuple(loc), what="site")
@@ -74,10 +75,12 @@ def add_context_record(session: Session, study: Study, body: ContextRecordIn, ac
     _ensure_programme_write(actor, site_id, "context")
     key = "study" if site_id is None else f"site:{site_id}"
     last = session.exec(
-        select(func.max(ContextRecord.version)).where(ContextRecord.study_id == study.id, ContextRecord.scope_key == key)
+        select(func.max(ContextRecord.version)).where(
+            ContextRecord.study_id == study.id, ContextRecord.scope_key == key
+        )
     ).one()
     rec = ContextRecord(
-        study_id=study.id,  # type: ignore[arg-type]
+        study_id=study.id,
         site_id=site_id,
         scope_key=key,
         version=(last or 0) + 1,
@@ -97,7 +100,7 @@ def list_context_records(session: Session, study: Study, actor: Actor, current_o
         .where(ContextRecord.study_id == study.id)
         .order_by(ContextRecord.scope_key, ContextRecord.version)
     ).all()
-    codes = _site_codes(session, study.id)  # type: ignore[arg-type]
+    codes = _site_codes(session, study.id)
     visible = [r for r in rows if r.site_id is None or policy.sees_site(actor, r.site_id)]
     if current_only:
         latest: dict[str, ContextRecord] = {}
@@ -146,11 +149,11 @@ def add_event(session: Session, study: Study, body: ContextEventIn, actor: Actor
         raise Unprocessable(["body", "site"], "a study-level event names no site or group", "extra")
     site_id = _site_id(session, study, actor, body.site, ["body", "site"])
     _ensure_programme_write(actor, site_id, "events")
-    e = ContextEvent(study_id=study.id, **body.model_dump(exclude={"site"}), site_id=site_id)  # type: ignore[arg-type]
+    e = ContextEvent(study_id=study.id, **body.model_dump(exclude={"site"}), site_id=site_id)
     session.add(e)
     session.flush()
     record(session, actor, "create", "context_event", e.id, study_id=study.id, site_id=site_id, after=snapshot(e))
-    return _event_read(e, _site_codes(session, study.id))  # type: ignore[arg-type]
+    return _event_read(e, _site_codes(session, study.id))
 
 
 def get_event(session: Session, study: Study, event_id: int, actor: Actor) -> ContextEvent:
@@ -178,16 +181,25 @@ def update_event(session: Session, study: Study, event_id: int, body: ContextEve
     e.updated_at = utcnow()
     session.add(e)
     session.flush()
-    record(session, actor, "update", "context_event", e.id, study_id=study.id, site_id=e.site_id,
-           before=before, after=snapshot(e))  # fmt: skip
-    return _event_read(e, _site_codes(session, study.id))  # type: ignore[arg-type]
+    record(
+        session,
+        actor,
+        "update",
+        "context_event",
+        e.id,
+        study_id=study.id,
+        site_id=e.site_id,
+        before=before,
+        after=snapshot(e),
+    )
+    return _event_read(e, _site_codes(session, study.id))
 
 
 def list_events(session: Session, study: Study, actor: Actor) -> list[dict]:
     rows = session.exec(
         select(ContextEvent).where(ContextEvent.study_id == study.id).order_by(ContextEvent.starts_on, ContextEvent.id)
     ).all()
-    codes = _site_codes(session, study.id)  # type: ignore[arg-type]
+    codes = _site_codes(session, study.id)
     return [_event_read(e, codes) for e in rows if e.site_id is None or policy.sees_site(actor, e.site_id)]
 
 
@@ -217,15 +229,15 @@ def add_goal(session: Session, study: Study, body: GoalIn, actor: Actor) -> dict
     if dup is not None:
         raise Conflict(["body", "code"], f"the participant already has a goal {body.code!r}", "duplicate")
     g = PersonalGoal(
-        study_id=study.id,  # type: ignore[arg-type]
-        participant_id=p.id,  # type: ignore[arg-type]
+        study_id=study.id,
+        participant_id=p.id,
         site_id=p.site_id,
         **body.model_dump(exclude={"participant"}),
     )
     session.add(g)
     session.flush()
     record(session, actor, "create", "personal_goal", g.id, study_id=study.id, site_id=p.site_id, after=snapshot(g))
-    return _goal_read(session, g, p.study_code, _site_codes(session, study.id)[p.site_id])  # type: ignore[arg-type]
+    return _goal_read(session, g, p.study_code, _site_codes(session, study.id)[p.site_id])
 
 
 def get_goal(session: Session, study: Study, goal_id: int, actor: Actor) -> PersonalGoal:
@@ -246,15 +258,24 @@ def rate_goal(session: Session, study: Study, goal_id: int, body: RatingIn, acto
     r = session.exec(select(GoalRating).where(GoalRating.goal_id == g.id, GoalRating.wave_code == body.wave)).first()
     before = snapshot(r)
     if r is None:
-        r = GoalRating(goal_id=g.id, wave_code=body.wave, level=body.level, rated_on=body.rated_on)  # type: ignore[arg-type]
+        r = GoalRating(goal_id=g.id, wave_code=body.wave, level=body.level, rated_on=body.rated_on)
     else:
         r.level, r.rated_on, r.updated_at = body.level, body.rated_on, utcnow()
     session.add(r)
     session.flush()
-    record(session, actor, "create" if before is None else "amend", "goal_rating", r.id, study_id=study.id,
-           site_id=g.site_id, before=before, after=snapshot(r))  # fmt: skip
-    p = session.get(Participant, g.participant_id)
-    return _goal_read(session, g, p.study_code, _site_codes(session, study.id)[g.site_id])  # type: ignore[union-attr,arg-type]
+    record(
+        session,
+        actor,
+        "create" if before is None else "amend",
+        "goal_rating",
+        r.id,
+        study_id=study.id,
+        site_id=g.site_id,
+        before=before,
+        after=snapshot(r),
+    )
+    code = session.exec(select(Participant.study_code).where(Participant.id == g.participant_id)).one()
+    return _goal_read(session, g, code, _site_codes(session, study.id)[g.site_id])
 
 
 def list_goals(session: Session, study: Study, actor: Actor, participant: str | None = None) -> list[dict]:
@@ -266,7 +287,7 @@ def list_goals(session: Session, study: Study, actor: Actor, participant: str | 
     )
     if participant is not None:
         stmt = stmt.where(Participant.study_code == participant)
-    codes = _site_codes(session, study.id)  # type: ignore[arg-type]
+    codes = _site_codes(session, study.id)
     return [
         _goal_read(session, g, code, codes[g.site_id])
         for g, code in session.exec(stmt).all()
@@ -277,13 +298,20 @@ def list_goals(session: Session, study: Study, actor: Actor, participant: str | 
 def goal_levels(session: Session, study_id: int, site_ids: set[int] | None) -> list[tuple]:
     """``(participant code, goal code, weight, baseline level, wave, level)`` of every rated or unrated goal."""
     stmt = (
-        select(Participant.study_code, PersonalGoal.code, PersonalGoal.weight, PersonalGoal.baseline_level,
-               GoalRating.wave_code, GoalRating.level, PersonalGoal.site_id)  # fmt: skip
+        sa_select(
+            Participant.study_code,
+            PersonalGoal.code,
+            PersonalGoal.weight,
+            PersonalGoal.baseline_level,
+            GoalRating.wave_code,
+            GoalRating.level,
+            PersonalGoal.site_id,
+        )
         .join(Participant, Participant.id == PersonalGoal.participant_id)
         .outerjoin(GoalRating, GoalRating.goal_id == PersonalGoal.id)
         .where(PersonalGoal.study_id == study_id)
     )
-    return [tuple(r[:6]) for r in session.exec(stmt).all() if site_ids is None or r[6] in site_ids]
+    return [tuple(r[:6]) for r in session.execute(stmt).all() if site_ids is None or r[6] in site_ids]
 
 
 # ---- logic model -------------------------------------------------------------------------------
@@ -310,13 +338,21 @@ def put_logic_model(session: Session, study: Study, body: LogicModelIn, actor: A
     before = snapshot(lm)
     nodes = [n.model_dump() for n in sorted(body.nodes, key=lambda n: NODE_KINDS.index(n.kind))]
     if lm is None:
-        lm = LogicModel(study_id=study.id, version=1, nodes=nodes, links=list(body.links))  # type: ignore[arg-type]
+        lm = LogicModel(study_id=study.id, version=1, nodes=nodes, links=list(body.links))
     else:
         lm.version, lm.nodes, lm.links, lm.updated_at = lm.version + 1, nodes, list(body.links), utcnow()
     session.add(lm)
     session.flush()
-    record(session, actor, "create" if before is None else "update", "logic_model", study.id, study_id=study.id,
-           before=before, after=snapshot(lm))  # fmt: skip
+    record(
+        session,
+        actor,
+        "create" if before is None else "update",
+        "logic_model",
+        study.id,
+        study_id=study.id,
+        before=before,
+        after=snapshot(lm),
+    )
     return lm
 
 
@@ -337,7 +373,7 @@ def add_cmo(session: Session, study: Study, body: CmoIn, actor: Actor) -> CmoCon
         select(CmoConfiguration.id).where(CmoConfiguration.study_id == study.id, CmoConfiguration.code == body.code)
     ).first():
         raise Conflict(["body", "code"], f"the study already has a CMO configuration {body.code!r}", "duplicate")
-    c = CmoConfiguration(study_id=study.id, **body.model_dump())  # type: ignore[arg-type]
+    c = CmoConfiguration(study_id=study.id, **body.model_dump())
     session.add(c)
     session.flush()
     record(session, actor, "create", "cmo_configuration", c.id, study_id=study.id, after=snapshot(c))
@@ -347,8 +383,9 @@ def add_cmo(session: Session, study: Study, body: CmoIn, actor: Actor) -> CmoCon
 def _check_waves(session: Session, study: Study, body: CmoIn | CmoPatch) -> None:
     waves = set(session.exec(select(Wave.code).where(Wave.study_id == study.id)).all())
     if body.outcome_wave is not None and body.outcome_wave not in waves:
-        raise Unprocessable(["body", "outcome_wave"], f"no wave {body.outcome_wave!r}; expected one of: "
-                            f"{', '.join(sorted(waves))}")  # fmt: skip
+        raise Unprocessable(
+            ["body", "outcome_wave"], f"no wave {body.outcome_wave!r}; expected one of: {', '.join(sorted(waves))}"
+        )
     mech = body.mechanism
     if mech is not None and mech.wave is not None and mech.wave not in waves:
         raise Unprocessable(["body", "mechanism", "wave"], f"no wave {mech.wave!r} in this study")
@@ -388,4 +425,4 @@ def list_cmos(session: Session, study: Study) -> list[CmoConfiguration]:
 
 
 def site_ids(session: Session, study_id: int) -> set[int]:
-    return set(session.exec(select(Site.id).where(Site.study_id == study_id)).all())  # type: ignore[arg-type]
+    return set(session.exec(select(Site.id).where(Site.study_id == study_id)).all())

@@ -45,8 +45,9 @@ def framing() -> pd.DataFrame:
 
 @pytest.mark.parametrize("interaction,ref", [(False, SM_NO_INTERACTION), (True, SM_INTERACTION)])
 def test_mediation_matches_statsmodels_on_the_framing_example(framing, interaction, ref):
-    r = mediation(framing, "treat", "emo", "cong_mesg", ["age", "income"], interaction=interaction,
-                  n_boot=300, seed=1).set_index("effect")  # fmt: skip
+    r = mediation(
+        framing, "treat", "emo", "cong_mesg", ["age", "income"], interaction=interaction, n_boot=300, seed=1
+    ).set_index("effect")
     # Monte Carlo error of 5000 parametric simulations is about 0.0005; allow a few times that.
     assert r.loc["indirect", "estimate"] == pytest.approx(ref["ACME (treated)"], abs=0.0025)
     assert r.loc["direct", "estimate"] == pytest.approx(ref["ADE (control)"], abs=0.0025)
@@ -110,8 +111,9 @@ def test_cace_refuses_when_uptake_does_not_differ():
 
 
 def test_dose_response_prints_the_caveat_and_uses_the_intervention_arm_only():
-    d = pd.DataFrame({"treated": [1] * 6 + [0] * 3, "dose": [0, 2, 4, 6, 8, 10, 0, 0, 0],
-                      "y": [10.0, 9, 9, 7, 6, 6, 100, 100, 100]})  # fmt: skip
+    d = pd.DataFrame(
+        {"treated": [1] * 6 + [0] * 3, "dose": [0, 2, 4, 6, 8, 10, 0, 0, 0], "y": [10.0, 9, 9, 7, 6, 6, 100, 100, 100]}
+    )
     r = dose_response(d, "dose", "y")
     # hand: Sxy = -31, Sxx = 70 over the six intervention-arm rows
     assert r.loc[0, "slope"] == pytest.approx(-31 / 70) and r.loc[0, "n"] == 6
@@ -129,8 +131,14 @@ def test_gas_t_scores_worked_by_hand():
 
 
 def test_gas_scores_and_arm_summary():
-    goals = pd.DataFrame({"participant": ["a", "a", "b", "c"], "weight": [1, 1, 1, 1],
-                          "baseline_level": [-1, -1, -1, -1], "followup_level": [1, np.nan, 0, -1]})  # fmt: skip
+    goals = pd.DataFrame(
+        {
+            "participant": ["a", "a", "b", "c"],
+            "weight": [1, 1, 1, 1],
+            "baseline_level": [-1, -1, -1, -1],
+            "followup_level": [1, np.nan, 0, -1],
+        }
+    )
     s = gas_scores(goals).set_index("participant")
     assert s.loc["a", "n_goals_rated"] == 1 and s.loc["a", "t_followup"] == pytest.approx(60.0)
     assert s.loc["a", "t_baseline"] == pytest.approx(50 - 20 / math.sqrt(0.7 * 2 + 0.3 * 4))
@@ -157,8 +165,9 @@ def test_partial_pool_matches_statsmodels_dersimonian_laird():
 def test_context_mask_predicates():
     f = pd.DataFrame({"lsns6": [8, 15, None, 11], "setting": ["rural", "urban", "rural", None]})
     assert context_mask(f, {"variable": "lsns6", "op": "<", "value": 12}).tolist() == [True, False, pd.NA, True]
-    both = context_mask(f, [{"variable": "lsns6", "op": "<", "value": 12},
-                            {"variable": "setting", "op": "in", "value": ["rural"]}])  # fmt: skip
+    both = context_mask(
+        f, [{"variable": "lsns6", "op": "<", "value": 12}, {"variable": "setting", "op": "in", "value": ["rural"]}]
+    )
     assert both.tolist() == [True, False, pd.NA, pd.NA]
     with pytest.raises(ValueError, match="not a column"):
         context_mask(f, {"variable": "nope", "op": "<", "value": 1})
@@ -166,8 +175,13 @@ def test_context_mask_predicates():
 
 def test_moderation_row_matches_an_ols_interaction_fit():
     d = simulate_realist(400, seed=5).participants
-    cmo = {"code": "iso", "outcome": "phq9_m12", "baseline": "phq9_baseline", "direction": "negative",
-           "context": {"variable": "lsns6", "op": "<", "value": 12}}  # fmt: skip
+    cmo = {
+        "code": "iso",
+        "outcome": "phq9_m12",
+        "baseline": "phq9_baseline",
+        "direction": "negative",
+        "context": {"variable": "lsns6", "op": "<", "value": 12},
+    }
     row = what_works_for_whom(d, [cmo]).iloc[0]
     d = d.assign(ctx=(d["lsns6"] < 12).astype(int))
     fit = smf.ols("phq9_m12 ~ treated * ctx + phq9_baseline", d).fit()
@@ -187,8 +201,14 @@ def test_table_marks_sparse_cmos_and_applies_bh_across_rows():
     cmos = []
     for j in range(5):
         d[f"x{j}"] = rng.integers(0, 2, len(d))
-        cmos.append({"code": f"c{j}", "outcome": "phq9_m12", "prespecified": j < 3,
-                     "context": {"variable": f"x{j}", "op": "==", "value": 1}})  # fmt: skip
+        cmos.append(
+            {
+                "code": f"c{j}",
+                "outcome": "phq9_m12",
+                "prespecified": j < 3,
+                "context": {"variable": f"x{j}", "op": "==", "value": 1},
+            }
+        )
     d["rare"] = 0
     d.loc[:3, "rare"] = 1
     cmos.append({"code": "rare", "outcome": "phq9_m12", "context": {"variable": "rare", "op": "==", "value": 1}})
@@ -214,11 +234,21 @@ def test_site_heterogeneity_per_site_effects_are_site_ols_fits():
 def test_simulated_truths_are_recovered_in_one_large_study():
     s = simulate_realist(4000, seed=8)
     d, truth = s.participants, s.truth
-    t = what_works_for_whom(d, [{"code": "iso", "outcome": "phq9_m12", "baseline": "phq9_baseline",
-                                 "context": {"variable": "lsns6", "op": "<", "value": 12}}]).iloc[0]  # fmt: skip
+    t = what_works_for_whom(
+        d,
+        [
+            {
+                "code": "iso",
+                "outcome": "phq9_m12",
+                "baseline": "phq9_baseline",
+                "context": {"variable": "lsns6", "op": "<", "value": 12},
+            }
+        ],
+    ).iloc[0]
     assert t.ci_lower < truth.moderation < t.ci_upper and t.significant
-    m = mediation(d, "treated", "semcd6_m3", "phq9_m12", ["semcd6_baseline", "phq9_baseline"], n_boot=200,
-                  seed=3).set_index("effect")  # fmt: skip
+    m = mediation(
+        d, "treated", "semcd6_m3", "phq9_m12", ["semcd6_baseline", "phq9_baseline"], n_boot=200, seed=3
+    ).set_index("effect")
     assert m.loc["indirect", "ci_lower"] < truth.indirect < m.loc["indirect", "ci_upper"]
     c = cace(d, "treated", "adherent", "phq9_m12", ["phq9_baseline"]).set_index("estimand")
     assert c.loc["cace", "ci_lower"] < truth.cace < c.loc["cace", "ci_upper"]
