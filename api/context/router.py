@@ -37,7 +37,6 @@ from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
 router = APIRouter(tags=["context"])
-_ID = Path(ge=1, le=2**31 - 1)
 
 
 # ---- context records and events ----------------------------------------------------------------
@@ -97,7 +96,7 @@ def add_event(
 @router.patch("/studies/{study_id}/context/events/{context_event_id}", response_model=ContextEventRead)
 def patch_event(
     body: ContextEventPatch,
-    context_event_id: int = _ID,
+    context_event_id: int = Path(ge=1, le=2**31 - 1),
     actor: Actor = Depends(authorize(*STAFF)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
@@ -141,7 +140,7 @@ def add_goal(
 @router.post("/studies/{study_id}/goals/{goal_id}/ratings", response_model=GoalRead)
 def rate_goal(
     body: RatingIn,
-    goal_id: int = _ID,
+    goal_id: int = Path(ge=1, le=2**31 - 1),
     actor: Actor = Depends(authorize(*STAFF)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
@@ -207,7 +206,7 @@ def add_cmo(
 
 @router.get("/studies/{study_id}/cmos/{cmo_id}", response_model=CmoRead)
 def get_cmo(
-    cmo_id: int = _ID,
+    cmo_id: int = Path(ge=1, le=2**31 - 1),
     actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
@@ -220,7 +219,7 @@ def get_cmo(
 @router.patch("/studies/{study_id}/cmos/{cmo_id}", response_model=CmoRead)
 def patch_cmo(
     body: CmoPatch,
-    cmo_id: int = _ID,
+    cmo_id: int = Path(ge=1, le=2**31 - 1),
     actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
