@@ -150,7 +150,30 @@ RULES = rules(
     ("POST", "/studies/{study_id}/analyses/trial", R(READ, "study", 422)),
     ("POST", "/studies/{study_id}/analyses/gee", R(READ, "study", 422)),
     ("POST", "/studies/{study_id}/analyses/missing-data", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/what-works-for-whom", R(READ, "study", 422)),  # no CMOs yet
+    ("POST", "/studies/{study_id}/analyses/site-heterogeneity", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/mediation", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/cace", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/dose-response", R(READ, "study", 422)),
+    ("POST", "/studies/{study_id}/analyses/gas", R(READ, "study", 422)),
     ("GET", "/studies/{study_id}/analyses/runs/{run_id}/{filename}", R(READ, "study", 404)),
+    # context: site records scoped in the service (coordinators write their sites'), programme theory
+    # and CMO configurations by admins; goals' wording for staff only
+    ("GET", "/studies/{study_id}/context/records", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/context/records", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/context/events", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/context/events", R(STAFF, "study", 422)),
+    ("PATCH", "/studies/{study_id}/context/events/{context_event_id}", R(STAFF, "study", 404)),
+    ("GET", "/studies/{study_id}/goals", R(STAFF, "study", 200)),
+    ("POST", "/studies/{study_id}/goals", R(STAFF, "study", 422)),
+    ("POST", "/studies/{study_id}/goals/{goal_id}/ratings", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/logic-model", R(READ, "study", 404)),  # none yet
+    ("PUT", "/studies/{study_id}/logic-model", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/cmos", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/cmos", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/cmos/{cmo_id}", R(READ, "study", 404)),
+    ("PATCH", "/studies/{study_id}/cmos/{cmo_id}", R(ADMIN, "study", 404)),
+    ("GET", "/studies/{study_id}/realist-table", R(READ, "study", 422)),  # no CMO configurations yet
     # safety: settings (admins write), status, messages, DMC views (summary: analysts see masked
     # arms), alerts and adverse events of pa (site north: coordinator B gets 404)
     ("GET", "/studies/{study_id}/safety/settings", R(STAFF, "study", 200)),
@@ -331,6 +354,9 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{alert_id}", str(world["alert_id"]))
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
+        .replace("{context_event_id}", "999999")
+        .replace("{goal_id}", "999999")
+        .replace("{cmo_id}", "999999")
         .replace("{token_id}", "999999")
     )
 
