@@ -214,7 +214,8 @@ def _scale_values(
         value = derive(sc.options["formula"], inputs)
         have = np.column_stack([~np.isnan(v) for v in inputs.values()]) if inputs else np.zeros((n, 0), dtype=bool)
         answered = have.sum(axis=1).astype(np.int64)
-        reason = np.where(np.isnan(value), 4, 0).astype(np.int8)
+        complete = answered == len(inputs)
+        reason = np.where(np.isnan(value), np.where(complete, 5, 4), 0).astype(np.int8)
         return value, answered, np.zeros(n, dtype=bool), reason
     if sc.method == "lookup":
         cal = registry.calibration(inst_code, sc.code)
@@ -319,6 +320,7 @@ _REASONS = {
     2: "no calibration table registered and no external score given",
     3: "raw score outside the registered calibration table",
     4: "a value the formula needs is missing: {answered} of {expected} given",
+    5: "the values given are outside the range the formula applies to",
 }
 
 

@@ -51,8 +51,10 @@ def test_scores_in_range_and_threshold_respected(code, data):
             assert sc.range[0] <= s.value <= sc.range[1]
             assert s.band is not None or not sc.bands
         if sc.method == "derived":
-            # a formula's value exists exactly when every input does
-            assert (s.value is None) == (s.items_answered < s.items_expected)
+            # a formula's value needs every input, and inputs inside the formula's domain
+            assert s.value is None or s.items_answered == s.items_expected
+            if s.value is None and s.items_answered == s.items_expected:
+                assert "outside the range the formula applies to" in s.missing_reason
         elif sc.method != "lookup":
             # prorating never invents a score below the missing-data threshold
             assert (s.value is None) == (s.items_answered < sc.min_items)
