@@ -261,9 +261,7 @@ def dictionary_json(
                     "citation": inst.citation,
                     "licence": inst.licence,
                     # The long shape holds every scale in one ``value`` column: its unit is here.
-                    "scales": [
-                        {"code": sc.code, "label": sc.label, "unit": sc.unit or "points"} for sc in inst.scales
-                    ],
+                    "scales": [{"code": sc.code, "label": sc.label, "unit": sc.unit or "points"} for sc in inst.scales],
                 }
             )
     from api.release import version
