@@ -722,6 +722,39 @@ def analyze(
     typer.echo(f"{tables} tables, {plots} plots and report.md written to {folder.resolve()}")
 
 
+@app.command("realist-table")
+def realist_table_cmd(
+    study: int = typer.Argument(..., help="study id"),
+    output: str = typer.Option(..., "-o", "--output", help="file to write (.csv or .json)"),
+    fdr: float = typer.Option(0.05, "--fdr", help="false-discovery rate of the Benjamini-Hochberg step"),
+    min_per_cell: int = typer.Option(5, "--min-per-cell", help="fewest participants per arm in and out of a context"),
+) -> None:
+    """Write the study's realist output table: every CMO configuration with its estimate and its
+    qualitative evidence (de-identified, as an analyst sees it; same service as the API)."""
+    import json as _json
+    from pathlib import Path
+
+    from api.auth.service import Actor
+    from api.context.realist import study_realist_table, table_csv
+    from api.errors import ApiError
+    from api.jsonable import records
+
+    actor = Actor(user_id=None, role="analyst", source="system")
+    with _study_session(study) as run:
+        try:
+            table = study_realist_table(
+                run.session, run.study, actor, run.settings.secret_key, fdr=fdr, min_per_cell=min_per_cell
+            )
+        except ApiError as exc:
+            raise _bad_parameter(exc) from None
+    path = Path(output)
+    if path.suffix == ".json":
+        path.write_text(_json.dumps({"study_id": study, "rows": records(table)}, indent=1))
+    else:
+        path.write_text(table_csv(table))
+    typer.echo(f"{len(table)} CMO configurations written to {path.resolve()}")
+
+
 @app.command("export")
 def export_cmd(
     study: int = typer.Argument(..., help="study id"),

@@ -33,6 +33,7 @@ from sqlmodel import Session, select
 from analysis.realist import context_mask, what_works_for_whom
 from api.auth.service import Actor
 from api.context import service
+from api.errors import Unprocessable
 from api.exports.writers import SafeCsvWriter
 from api.studies.models import Arm, Study
 from api.transcripts.models import QualCode, QualCoding, Transcript
@@ -287,3 +288,38 @@ def table_csv(table: pd.DataFrame) -> str:
     for row in table.itertuples(index=False):
         w.writerow(["" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in row])
     return buf.getvalue()
+
+
+def study_realist_table(
+    session: Session,
+    study: Study,
+    actor: Actor,
+    secret: str,
+    arm: str | None = None,
+    reference: str | None = None,
+    fdr: float = 0.05,
+    min_per_cell: int = 5,
+) -> pd.DataFrame:
+    """The realist output table of a study in ``actor``'s scope (what the route, the CLI and a report call).
+
+    Raises :class:`api.errors.Unprocessable` (422) naming ``arm``/``reference`` for an unknown arm,
+    and the study when it has no data or no CMO configurations.
+    """
+    from api.analyses.cohort import load_frame
+
+    long = load_frame(session, study, actor, None, secret=secret)
+    if long.empty:
+        raise Unprocessable(["path", "study_id"], "no participant in scope has questionnaire data yet", "no_data")
+    data = realist_data(session, study, actor, long)
+    if not data.cmos:
+        raise Unprocessable(["path", "study_id"], "the study has no CMO configurations yet", "no_cmos")
+    try:
+        return realist_table(data, arm, reference, fdr=fdr, min_per_cell=min_per_cell)
+    except ValueError as exc:
+        name = str(exc)
+        if name in ("arm", "reference"):
+            arms = ", ".join(code for code, _ in data.arms)
+            raise Unprocessable(
+                ["query", name], f"not an arm of this study for this role: expected one of {arms}", "unknown_arm"
+            ) from exc
+        raise Unprocessable(["path", "study_id"], name, "not_estimable") from exc

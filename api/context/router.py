@@ -9,8 +9,6 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response as PlainResponse
 from sqlmodel import Session
 
-from api.analyses.checks import study_design
-from api.analyses.cohort import load_frame
 from api.auth.dependencies import authorize
 from api.auth.policy import ADMIN, READERS, STAFF
 from api.auth.service import Actor
@@ -31,7 +29,6 @@ from api.context.schemas import (
     RatingIn,
 )
 from api.db import end_read, get_session
-from api.errors import Unprocessable
 from api.jsonable import records
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -244,25 +241,10 @@ def get_realist_table(
 ):
     """Every CMO configuration with its moderation estimate (t interval, BH across the table,
     shrunken subgroup effects) and its qualitative evidence, as JSON or CSV."""
-    design = study_design(session, study)
-    long = load_frame(session, study, actor, None, secret=request.app.state.settings.secret_key)
-    if long.empty:
-        raise Unprocessable(["path", "study_id"], "no participant in scope has questionnaire data yet", "no_data")
-    data = realist.realist_data(session, study, actor, long)
+    table = realist.study_realist_table(
+        session, study, actor, request.app.state.settings.secret_key, arm, reference, fdr, min_per_cell
+    )
     end_read(session)
-    if not data.cmos:
-        raise Unprocessable(["path", "study_id"], "the study has no CMO configurations yet", "no_cmos")
-    try:
-        table = realist.realist_table(data, arm, reference, fdr=fdr, min_per_cell=min_per_cell)
-    except ValueError as exc:
-        name = str(exc)
-        loc = ["query", name] if name in ("arm", "reference") else ["path", "study_id"]
-        raise Unprocessable(
-            loc,
-            f"not an arm of this study: expected one of {[a.code for a in design.arms]}"
-            if name in ("arm", "reference")
-            else name,
-        ) from exc
     if format == "csv":
         return PlainResponse(
             realist.table_csv(table),

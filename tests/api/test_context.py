@@ -375,3 +375,30 @@ def test_gas_kind_matches_kiresuk_sherman_by_hand(client, demo, engine):
     assert got[("t_change", "group")]["mean"] > got[("t_change", "usual_care")]["mean"]  # generated: +0.6 vs -0.4
     r = client.post(f"/studies/{demo.study_id}/analyses/gas", json={"wave": "m6", "rho": 1.0}, headers=_h(demo))
     assert r.status_code == 422 and loc(r) == ["body", "rho"]
+
+
+def test_cli_writes_the_realist_table_as_the_api_serves_it(client, demo, db_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+    from api.config import get_settings
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DATABASE_URL", db_url)
+    mp.setenv("PEERLENS_SECRET_KEY", "test-secret")
+    get_settings.cache_clear()
+    try:
+        out = tmp_path / "realist.csv"
+        res = CliRunner().invoke(app, ["realist-table", str(demo.study_id), "-o", str(out), "--min-per-cell", "3"])
+        assert res.exit_code == 0, res.output
+        bad = CliRunner().invoke(app, ["realist-table", "999999", "-o", str(out)])
+        assert bad.exit_code == 2
+    finally:
+        mp.undo()
+        get_settings.cache_clear()
+    cli_rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    api = client.get(f"/studies/{demo.study_id}/realist-table?min_per_cell=3", headers=_h(demo)).json()["rows"]
+    assert [r["cmo"] for r in cli_rows] == [r["cmo"] for r in api]
+    for c, a in zip(cli_rows, api, strict=True):
+        if a["moderation"] is not None:
+            assert float(c["moderation"]) == pytest.approx(a["moderation"])
