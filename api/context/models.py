@@ -24,7 +24,9 @@ EVIDENCE_KINDS = ("analysis_run", "coding", "quote", "document", "note")
 class ContextRecord(SQLModel, table=True):
     """One version of a site's (or, without a site, the programme's) context: urban/rural,
     deprivation, clinic type, staffing, supporter-to-participant ratio, digital access … as named
-    variables. A change is a new version; earlier versions stay (``valid_from`` orders them)."""
+    variables; or of a participant's context over follow-up (caring responsibilities, employment or
+    income change, the family's attitude to the programme, adherence when no delivery records
+    exist). A change is a new version; earlier versions stay (``valid_from`` orders them)."""
 
     __tablename__ = "context_record"
     __table_args__ = (UniqueConstraint("study_id", "scope_key", "version"),)
@@ -32,7 +34,9 @@ class ContextRecord(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     study_id: int = Field(foreign_key="study.id", index=True)
     site_id: int | None = Field(default=None, foreign_key="site.id")
-    scope_key: str = Field(max_length=20)  # "study" or "site:<id>": one version sequence per scope
+    participant_id: int | None = Field(default=None, foreign_key="participant.id", index=True)
+    # "study", "site:<id>" or "participant:<id>": one version sequence per scope
+    scope_key: str = Field(max_length=30)
     version: int
     valid_from: date
     variables: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)

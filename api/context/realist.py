@@ -8,8 +8,8 @@ personal goals with their ratings, the CMO configurations and the per-participan
 
 :func:`participant_frame` turns that into one row per participant: ``participant, site, arm,
 treated`` (1 = the intervention arm, 0 = the reference arm), ``<scale>@<wave>`` scores, each
-scale's baseline value under its own name (``lsns6``), ``context_*`` answers and ``site:<variable>``
-site context.
+scale's baseline value under its own name (``lsns6``), ``context_*`` answers, ``site:<variable>``
+site context and ``ctx:<variable>`` the participant's current context record.
 
 :func:`realist_table` is the per-study realist output: every CMO configuration with its
 quantitative estimate (:func:`analysis.realist.what_works_for_whom`) and its qualitative evidence
@@ -48,6 +48,7 @@ class RealistData:
     arms: list[tuple[str, str]]  # (code, kind)
     adherence: pd.DataFrame | None = None  # participant, adherent, sessions_attended (delivery domain)
     quotes: pd.DataFrame = field(default_factory=pd.DataFrame)  # participant, code, quote
+    participant_context: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> current variables
 
     def __len__(self) -> int:
         return len(self.long)
@@ -87,6 +88,7 @@ def realist_data(session: Session, study: Study, actor: Actor, long: pd.DataFram
         arms=arms,
         adherence=delivery_adherence(session, study.id, actor),
         quotes=_quotes(session, study.id, codes),
+        participant_context={k: v for k, v in service.participant_context(session, study.id).items() if k in codes},
     )
 
 
@@ -145,6 +147,14 @@ def participant_frame(
             if col not in out.columns:
                 out[col] = pd.Series(dtype=object)
             out.loc[out["site"] == code, col] = v
+    for code, variables in data.participant_context.items():
+        if code not in out.index:
+            continue
+        for k, v in variables.items():
+            col = f"ctx:{k}"
+            if col not in out.columns:
+                out[col] = pd.Series(dtype=object)
+            out.loc[code, col] = v
     if adherence is not None:
         out["adherent"] = pd.Series(adherence, dtype=float)
     elif data.adherence is not None:

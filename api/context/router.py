@@ -59,10 +59,11 @@ def add_record(
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
-    """A new version of a site's context (coordinators: their sites; admins: also the programme's)."""
+    """A new version of a site's context (coordinators: their sites; admins: also the programme's) or
+    of a participant's (``participant``: their study code)."""
     rec = service.add_context_record(session, study, body, actor)
     session.commit()
-    return {**rec.model_dump(), "site": body.site}
+    return {**rec.model_dump(), "site": body.site, "participant": body.participant}
 
 
 @router.get("/studies/{study_id}/context/events", response_model=list[ContextEventRead])

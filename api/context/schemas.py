@@ -32,9 +32,12 @@ class _In(BaseModel):
 
 
 class ContextRecordIn(_In):
-    """A new version of a site's context (or the programme's, without ``site``)."""
+    """A new version of a site's context (or the programme's, without ``site``), or of a participant's."""
 
     site: str | None = Field(None, min_length=1, max_length=40, description="site code; none: programme level")
+    participant: str | None = Field(
+        None, min_length=1, max_length=40, description="participant study code (participant-level context)"
+    )
     valid_from: date
     variables: dict[str, Variable] = Field(
         min_length=1,
@@ -58,6 +61,7 @@ class ContextRecordIn(_In):
 class ContextRecordRead(BaseModel):
     id: int
     site: str | None
+    participant: str | None = None
     version: int
     valid_from: date
     variables: dict[str, Any]

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.audit.service import record, snapshot
 from api.auth import policy
@@ -71,9 +71,22 @@ def _ensure_programme_write(actor: Actor, site_id: int | None, what: str) -> Non
 def add_context_record(session: Session, study: Study, body: ContextRecordIn, actor: Actor) -> ContextRecord:
     """A new version of the site's (or programme's) context."""
     policy.ensure_can_write(actor)
-    site_id = _site_id(session, study, actor, body.site, ["body", "site"])
-    _ensure_programme_write(actor, site_id, "context")
-    key = "study" if site_id is None else f"site:{site_id}"
+    pid: int | None = None
+    site_id: int | None
+    if body.participant is not None:
+        if body.site is not None:
+            raise Unprocessable(["body", "site"], "a participant's context names no site (it is the participant's)")
+        p = session.exec(
+            select(Participant).where(Participant.study_id == study.id, Participant.study_code == body.participant)
+        ).first()
+        if p is None or not policy.sees_site(actor, p.site_id):
+            raise Unprocessable(["body", "participant"], "no participant with this code in your sites of the study")
+        pid, site_id = p.id, p.site_id
+        key = f"participant:{pid}"
+    else:
+        site_id = _site_id(session, study, actor, body.site, ["body", "site"])
+        _ensure_programme_write(actor, site_id, "context")
+        key = "study" if site_id is None else f"site:{site_id}"
     last = session.exec(
         select(func.max(ContextRecord.version)).where(
             ContextRecord.study_id == study.id, ContextRecord.scope_key == key
@@ -82,6 +95,7 @@ def add_context_record(session: Session, study: Study, body: ContextRecordIn, ac
     rec = ContextRecord(
         study_id=study.id,
         site_id=site_id,
+        participant_id=pid,
         scope_key=key,
         version=(last or 0) + 1,
         valid_from=body.valid_from,
@@ -101,6 +115,7 @@ def list_context_records(session: Session, study: Study, actor: Actor, current_o
         .order_by(ContextRecord.scope_key, ContextRecord.version)
     ).all()
     codes = _site_codes(session, study.id)
+    people = participant_codes(session, study.id)
     visible = [r for r in rows if r.site_id is None or policy.sees_site(actor, r.site_id)]
     if current_only:
         latest: dict[str, ContextRecord] = {}
@@ -111,7 +126,37 @@ def list_context_records(session: Session, study: Study, actor: Actor, current_o
             ):
                 latest[r.scope_key] = r
         visible = list(latest.values())
-    return [{**r.model_dump(), "site": codes.get(r.site_id) if r.site_id else None} for r in visible]
+    return [
+        {
+            **r.model_dump(),
+            "site": codes.get(r.site_id) if r.site_id and not r.participant_id else None,
+            "participant": people.get(r.participant_id) if r.participant_id else None,
+        }
+        for r in visible
+    ]
+
+
+def participant_codes(session: Session, study_id: int) -> dict[int, str]:
+    return {
+        i: c
+        for i, c in session.exec(
+            select(Participant.id, Participant.study_code).where(Participant.study_id == study_id)
+        ).all()
+    }
+
+
+def participant_context(session: Session, study_id: int) -> dict[str, dict[str, Any]]:
+    """Each participant's current context variables (latest ``valid_from``, then version)."""
+    rows = session.exec(
+        select(ContextRecord)
+        .where(ContextRecord.study_id == study_id, col(ContextRecord.participant_id).is_not(None))
+        .order_by(ContextRecord.valid_from, ContextRecord.version)
+    ).all()
+    people = participant_codes(session, study_id)
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        out[people[r.participant_id]] = dict(r.variables)  # type: ignore[index]
+    return out
 
 
 def site_context(session: Session, study_id: int) -> dict[str, dict[str, Any]]:
@@ -125,6 +170,8 @@ def site_context(session: Session, study_id: int) -> dict[str, dict[str, Any]]:
     programme: dict[str, Any] = {}
     per: dict[str, dict[str, Any]] = {}
     for r in rows:  # later versions overwrite earlier ones
+        if r.participant_id is not None:
+            continue
         if r.site_id is None:
             programme = dict(r.variables)
         elif r.site_id in codes:

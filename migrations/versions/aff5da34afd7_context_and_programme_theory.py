@@ -83,12 +83,16 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("study_id", sa.Integer(), nullable=False),
         sa.Column("site_id", sa.Integer(), nullable=True),
-        sa.Column("scope_key", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("participant_id", sa.Integer(), nullable=True),
+        sa.Column("scope_key", sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("valid_from", sa.Date(), nullable=False),
         sa.Column("variables", sa.JSON(), nullable=False),
         sa.Column("note", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["participant_id"], ["participant.id"], name=op.f("fk_context_record_participant_id_participant")
+        ),
         sa.ForeignKeyConstraint(["site_id"], ["site.id"], name=op.f("fk_context_record_site_id_site")),
         sa.ForeignKeyConstraint(["study_id"], ["study.id"], name=op.f("fk_context_record_study_id_study")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_context_record")),
@@ -97,6 +101,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("context_record", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_context_record_participant_id"), ["participant_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_context_record_study_id"), ["study_id"], unique=False)
 
     op.create_table(
@@ -161,6 +166,7 @@ def downgrade() -> None:
     op.drop_table("personal_goal")
     with op.batch_alter_table("context_record", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_context_record_study_id"))
+        batch_op.drop_index(batch_op.f("ix_context_record_participant_id"))
 
     op.drop_table("context_record")
     with op.batch_alter_table("context_event", schema=None) as batch_op:

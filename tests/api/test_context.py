@@ -402,3 +402,45 @@ def test_cli_writes_the_realist_table_as_the_api_serves_it(client, demo, db_url,
     for c, a in zip(cli_rows, api, strict=True):
         if a["moderation"] is not None:
             assert float(c["moderation"]) == pytest.approx(a["moderation"])
+
+
+def test_participant_context_records_feed_the_column_provider(client, demo, engine):
+    from api.participants.models import Participant
+    from api.studies.models import Arm
+
+    with Session(engine) as s:
+        rows = s.exec(
+            select(Participant.study_code, Arm.code)
+            .join(Arm, Arm.id == Participant.arm_id)
+            .where(Participant.study_id == demo.study_id)
+            .order_by(Participant.study_code)
+        ).all()
+    group = [code for code, arm in rows if arm == "group"]
+    adherence = {code: float(i % 3 != 0) for i, code in enumerate(group)}
+    admin = _h(demo, "admin")
+    for code, a in adherence.items():
+        body = {"participant": code, "valid_from": "2026-06-01", "variables": {"adherent": int(a), "caring": "no"}}
+        r = client.post(f"/studies/{demo.study_id}/context/records", json=body, headers=admin)
+        assert r.status_code == 201 and r.json()["participant"] == code and r.json()["site"] is None, r.text
+    # a later version wins: the first participant's adherence is corrected
+    first = group[0]
+    body = {"participant": first, "valid_from": "2026-07-01", "variables": {"adherent": 1}}
+    assert client.post(f"/studies/{demo.study_id}/context/records", json=body, headers=admin).json()["version"] == 2
+    adherence[first] = 1.0
+    r = client.post(f"/studies/{demo.study_id}/context/records", json={**body, "site": "north"}, headers=admin)
+    assert r.status_code == 422 and loc(r) == ["body", "site"]
+    common = {"outcome": "phq9", "wave": "m6"}
+    by_column = client.post(
+        f"/studies/{demo.study_id}/analyses/cace",
+        json={**common, "adherence_source": "column", "adherence_column": "ctx:adherent"},
+        headers=_h(demo),
+    )
+    by_request = client.post(
+        f"/studies/{demo.study_id}/analyses/cace",
+        json={**common, "adherence_source": "request", "adherence": adherence},
+        headers=_h(demo),
+    )
+    assert by_column.status_code == 200, by_column.text
+    a = {x["estimand"]: x["estimate"] for x in by_column.json()["tables"]["cace"]}
+    b = {x["estimand"]: x["estimate"] for x in by_request.json()["tables"]["cace"]}
+    assert a == pytest.approx(b)
