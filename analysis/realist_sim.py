@@ -9,7 +9,7 @@ The generating model (one row per participant, sites of equal size, 1:1 randomis
   take it up (so *adherent* is "attended at least 6 of 12 sessions"), 0 in the comparison arm.
 * Mechanism: self-efficacy at month 3,
   ``semcd6_m3 = 2 + 0.6 semcd6_baseline + (a + a_isolated · isolated + u_site) · adherent + e_M``.
-* Outcome: depression at month 12, ``phq9_m12 = 4 + 0.5 phq9_baseline + b · semcd6_m3 + e_Y``.
+* Outcome: depression at month 12, ``phq9_m12 = y0 + 0.5 phq9_baseline + b · semcd6_m3 + e_Y`` (``y0`` = 4).
 
 Every effect of the programme runs through the mechanism and needs uptake, so the exclusion
 restriction (randomisation acts only through uptake) and sequential ignorability (nothing that
@@ -79,6 +79,7 @@ def simulate_realist(
     b: float = -2.0,
     p_complier: float = 0.7,
     site_sd: float = 0.3,
+    y0: float = 4.0,
 ) -> RealistStudy:
     """Simulate one realist trial (see the module docstring for the model and its true values).
 
@@ -100,7 +101,7 @@ def simulate_realist(
     semcd_bl = np.clip(rng.normal(5.5, 1.5, n), 1, 10)
     phq_bl = np.clip(rng.normal(12, 4, n), 0, 27)
     m3 = 2 + 0.6 * semcd_bl + (a + a_isolated * isolated + site_u[site]) * adherent + rng.normal(0, 1.0, n)
-    y = 4 + 0.5 * phq_bl + b * m3 + rng.normal(0, 2.5, n)
+    y = y0 + 0.5 * phq_bl + b * m3 + rng.normal(0, 2.5, n)
     participants = pd.DataFrame(
         {
             "participant": [f"P{i + 1:04d}" for i in range(n)],

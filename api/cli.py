@@ -320,7 +320,9 @@ def demo(
 
     settings = _settings()
     _engine(settings).dispose()
-    result = load_demo(settings.database_url, n_participants=participants, seed=seed, base_url=settings.base_url)
+    result = load_demo(
+        settings.database_url, n_participants=participants, seed=seed, base_url=settings.base_url, realist=True
+    )
     typer.echo(result.summary())
 
 

@@ -55,6 +55,7 @@ class DemoResult:
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
     context: dict[str, int] | None = None
+    realist: dict | None = None
     base_url: str = "http://127.0.0.1:8000"
 
     def summary(self) -> str:
@@ -77,6 +78,13 @@ class DemoResult:
                 f"what works for whom: {self.context['context_records']} context records, "
                 f"{self.context['cmos']} CMO configurations, {self.context['goals']} personal goals "
                 "(GET /studies/{id}/realist-table)"
+            )
+        if self.realist is not None:
+            t = self.realist["truth"]
+            lines.append(
+                f"realist demo study id {self.realist['study_id']} ({self.realist['participants']} participants): "
+                f"true moderation {t['moderation']}, indirect effect {t['indirect']}, CACE {t['cace']} "
+                "(analysis.realist_sim)"
             )
         if self.params:
             keys = (
@@ -104,8 +112,12 @@ def load_demo(
     seed: int = 20261125,
     today: date | None = None,
     base_url: str = "http://127.0.0.1:8000",
+    realist: bool = False,
 ) -> DemoResult:
-    """Create the demo study (once) and fresh tokens for the demo users; the database must be migrated."""
+    """Create the demo study (once) and fresh tokens for the demo users; the database must be migrated.
+
+    ``realist`` also creates the realist-trial demo study (:mod:`api.context.realist_demo`) once.
+    """
     from api.db import make_engine
 
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
@@ -113,6 +125,14 @@ def load_demo(
         with Session(engine, expire_on_commit=False) as session:
             result = _load(session, n_participants, seed, today)
             result.base_url = base_url
+            if realist:
+                from api.auth.service import Actor
+                from api.context import realist_demo
+
+                tz = ZoneInfo(DEMO_TZ)
+                result.realist = realist_demo.load(
+                    session, today or datetime.now(tz).date(), seed, Actor.system(source="system")
+                )
             session.commit()
             return result
     finally:

@@ -210,9 +210,8 @@ def _provided(data: RealistData, req: _Provider, measures) -> tuple[pd.DataFrame
                 ["body", "adherence_column"], "not a participant-level column of the cohort frame", "unknown_column"
             )
         raw = frame[req.adherence_column]
-        num = pd.to_numeric(
-            raw.astype(str).str.lower().map({"yes": 1, "no": 0, "true": 1, "false": 0}).fillna(raw), errors="coerce"
-        )
+        words = {"yes": 1.0, "no": 0.0, "true": 1.0, "false": 0.0}
+        num = pd.to_numeric(raw.map(lambda v: words.get(str(v).lower(), v)), errors="coerce")
         if req.adherence_threshold is not None:
             num = (num >= req.adherence_threshold).astype(float).where(num.notna())
         if num[frame["treated"] == 1].notna().sum() == 0:
