@@ -113,7 +113,8 @@ def cace(
     # first stage: uptake on the offer
     fs = ols_t(D, Z, alpha)
     resid_fs = D - Z @ fs["beta"]
-    f_stat = float(fs["beta"][1] ** 2 / fs["cov"][1, 1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_stat = float(fs["beta"][1] ** 2 / fs["cov"][1, 1])
     if not np.isfinite(f_stat) or abs(fs["beta"][1]) < 1e-12:
         raise ValueError("uptake does not differ between the arms: the complier effect is not identified")
     Xhat = np.column_stack([one, D - resid_fs, C])
