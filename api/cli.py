@@ -64,11 +64,14 @@ def _settings():
     from pydantic import ValidationError
 
     from api.config import get_settings
+    from api.studies import dates
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+    dates.configure(settings.dates_before_start_days, settings.dates_future_minutes)
+    return settings
 
 
 def _warn_if_owner(engine) -> None:

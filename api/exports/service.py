@@ -333,8 +333,10 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     df = pd.DataFrame.from_records(
         rows, columns=["pid", "participant", "site", "arm", "arm_kind", "enrolled_on", "status", "status_date"]
     )
-    enrolled = pd.to_datetime(df["enrolled_on"])
-    status_date = pd.to_datetime(df["status_date"])
+    # errors="coerce": a date stored before the date policy (0001-01-01, 9999-12-31) becomes NaT, so
+    # that participant's day counts are empty instead of the whole export failing mid-stream.
+    enrolled = pd.to_datetime(df["enrolled_on"], errors="coerce")
+    status_date = pd.to_datetime(df["status_date"], errors="coerce")
     dropout = df["status"].isin(("withdrawn", "lost_to_follow_up"))
     df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
     df["enrolled_on"] = enrolled
@@ -412,7 +414,7 @@ def _response_filter(plan: Plan, ids: list[int]):
 
 def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.DataFrame:
     """``days`` since enrolment (study-local calendar days) and the de-identified ``completed_at``."""
-    ts = pd.to_datetime(df[column], utc=True, cache=False)
+    ts = pd.to_datetime(df[column], utc=True, cache=False, errors="coerce")
     local = ts.dt.tz_convert(ZoneInfo(plan.time_zone)).dt.tz_localize(None).dt.normalize()
     df["days"] = (local - df["enrolled_on"]).dt.days.astype("float64")
     # DatePolicy.moment, vectorised: the shift column holds DatePolicy.shift of each participant.
@@ -640,6 +642,14 @@ def _item_value(item, value, enrolled: pd.Timestamp, pid: int, plan: Plan) -> tu
     return None, str(value)
 
 
+def _local_day(moment, time_zone: str) -> pd.Timestamp:
+    """The study-local calendar day of a stored timestamp (NaT when pandas cannot hold it)."""
+    try:
+        return pd.Timestamp(moment).tz_convert(ZoneInfo(time_zone)).tz_localize(None).normalize()
+    except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+        return pd.NaT
+
+
 def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:
     by_pid = people.set_index("pid")
     out: list[tuple] = []
@@ -650,7 +660,7 @@ def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFr
         items = inst.items if inst is not None else []
         order = [it.code for it in items] + sorted(set(answers or {}) - {it.code for it in items})
         lookup = {it.code: it for it in items}
-        local = pd.Timestamp(completed_at).tz_convert(ZoneInfo(plan.time_zone)).tz_localize(None).normalize()
+        local = _local_day(completed_at, plan.time_zone)
         days = float((local - person["enrolled_on"]).days)
         for item_code in order:
             if (code, item_code) in plan.dropped_items or item_code not in (answers or {}):
