@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -823,9 +824,18 @@ def iter_shape(session: Session, plan: Plan, shape: str, batch_size: int = DEFAU
 
 
 def audit_export(
-    session: Session, plan: Plan, *, shape: str, fmt: str, complete: bool, error: str | None = None
+    session: Session,
+    plan: Plan,
+    *,
+    shape: str,
+    fmt: str,
+    complete: bool,
+    error: str | None = None,
+    digest: dict[str, Any] | None = None,
 ) -> None:
-    """Record one export (parameters and row count) in the audit trail (the caller commits)."""
+    """Record one export (parameters, row count and, for a streamed one, the byte count and SHA-256
+    of what was sent) in the audit trail (the caller commits). The event is the export's receipt:
+    see :func:`receipt`."""
     record(
         session,
         plan.actor,
@@ -842,6 +852,7 @@ def audit_export(
             "rows": plan.rows,
             "complete": complete,
             **({"error": error} if error else {}),
+            **(digest or {}),
         },
     )
 
@@ -854,16 +865,21 @@ def audited_stream(
     ``complete: false`` with the rows sent so far). The audit event is committed in its own
     transaction, since the request's has ended by then."""
     complete, error = False, None
+    sha, size = hashlib.sha256(), 0
     with Session(engine, expire_on_commit=False) as session:
         try:
-            yield from chunks(session)
+            for chunk in chunks(session):
+                sha.update(chunk)
+                size += len(chunk)
+                yield chunk
             complete = True
         except Exception as exc:
             error = type(exc).__name__
             raise
         finally:
+            digest = {"bytes": size, "sha256": sha.hexdigest()}
             with Session(engine) as audit_session:
-                audit_export(audit_session, plan, shape=shape, fmt=fmt, complete=complete, error=error)
+                audit_export(audit_session, plan, shape=shape, fmt=fmt, complete=complete, error=error, digest=digest)
                 audit_session.commit()
 
 
