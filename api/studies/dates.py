@@ -54,6 +54,9 @@ HORIZON = timedelta(days=366)
 DEFAULT_BEFORE_START_DAYS = 1826
 DEFAULT_FUTURE_MINUTES = 5
 
+# The ``type`` of every error this policy raises.
+ERROR_TYPES = ("date_implausible", "date_before_study", "in_future")
+
 
 @dataclass
 class _Margins:

@@ -211,3 +211,32 @@ def test_a_partial_response_does_not_stop_the_personal_link(client, admin, study
     assert r.json()["status"] == "partial"
     r = client.post(f"/participants/{p['id']}/links", json={"wave": "baseline"}, headers=admin.headers)
     assert r.status_code == 201, r.text  # semcd6 is still to be answered
+
+
+# --- imports ------------------------------------------------------------------------------------
+
+
+def _records(stamp: str) -> bytes:
+    items = ",".join(f"phq9_{i}" for i in range(1, 10))
+    values = ",".join("1" for _ in range(9))
+    return (
+        f"record_id,redcap_event_name,{items},phq9_timestamp,phq9_complete\nRC-9,baseline_arm_1,{values},{stamp},2\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "stamp, kind",
+    [("0001-01-01 10:00:00", "date_implausible"), ("2009-03-01 10:00:00", "date_before_study")],
+)
+def test_imported_dates_out_of_range_are_reported_naming_the_field(client, admin, make_study, stamp, kind):
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9"]),))
+    r = client.post(
+        f"/studies/{study.id}/imports/redcap",
+        files={"records": ("records.csv", _records(stamp), "text/csv")},
+        data={"event_map": '{"baseline_arm_1": "baseline"}', "default_site": "north"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 422, r.text
+    (error,) = r.json()["detail"]
+    assert (error["loc"][-1], error["type"]) == ("phq9_timestamp", kind), error
+    assert client.get(f"/studies/{study.id}/participants", headers=admin.headers).json() == []
