@@ -54,7 +54,7 @@ def receipt(session: Session, study_id: int, request_id: str) -> dict[str, Any] 
     event = session.exec(
         select(AuditEvent)
         .where(AuditEvent.study_id == study_id, AuditEvent.action == "export", AuditEvent.request_id == request_id)
-        .order_by(AuditEvent.id.desc())  # type: ignore[union-attr]
+        .order_by(AuditEvent.id.desc())
     ).first()
     if event is None:
         return None
