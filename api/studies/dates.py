@@ -29,7 +29,7 @@ Examples
 >>> w.problems({("body", "enrolled_on"): date(2026, 3, 1)})
 []
 >>> add_days(date.max, 30)
-datetime.date(9999, 12, 31)
+datetime.date(9999, 12, 29)
 """
 
 from __future__ import annotations

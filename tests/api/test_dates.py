@@ -240,3 +240,16 @@ def test_imported_dates_out_of_range_are_reported_naming_the_field(client, admin
     (error,) = r.json()["detail"]
     assert (error["loc"][-1], error["type"]) == ("phq9_timestamp", kind), error
     assert client.get(f"/studies/{study.id}/participants", headers=admin.headers).json() == []
+
+
+def test_policy_doctests_and_saturating_arithmetic():
+    import doctest
+
+    from api.studies import dates
+
+    assert doctest.testmod(dates, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+    tz = ZoneInfo("Pacific/Kiritimati")  # UTC+14: the start of year 1 there is before year 1 in UTC
+    assert dates.at_midnight(date(1, 1, 1), tz).year == 1
+    assert dates.add_days(date(1, 1, 1), -5) == date(1, 1, 3)
+    assert dates.add_time(datetime(9999, 12, 30, tzinfo=UTC), timedelta(days=400)).year == 9999
+    assert not dates.plausible(date(1, 1, 1)) and dates.plausible(today())
