@@ -413,9 +413,19 @@ def _response_filter(plan: Plan, ids: list[int]):
     return and_(*conds)
 
 
+def _nanosecond_times(values: pd.Series) -> pd.Series:
+    """UTC timestamps at pandas' nanosecond resolution; a time stored before the date policy that
+    it cannot hold (year 1, 9999; Arrow reads them at microsecond resolution) becomes NaT."""
+    ts = pd.to_datetime(values, utc=True, cache=False, errors="coerce")
+    if ts.dtype != "datetime64[ns, UTC]":
+        lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+        ts = ts.where((ts >= lo) & (ts <= hi)).astype("datetime64[ns, UTC]")
+    return ts
+
+
 def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.DataFrame:
     """``days`` since enrolment (study-local calendar days) and the de-identified ``completed_at``."""
-    ts = pd.to_datetime(df[column], utc=True, cache=False, errors="coerce")
+    ts = _nanosecond_times(df[column])
     local = ts.dt.tz_convert(ZoneInfo(plan.time_zone)).dt.tz_localize(None).dt.normalize()
     df["days"] = (local - df["enrolled_on"]).dt.days.astype("float64")
     # DatePolicy.moment, vectorised: the shift column holds DatePolicy.shift of each participant.

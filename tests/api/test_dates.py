@@ -112,9 +112,13 @@ def test_completed_at_out_of_range_and_before_enrolment(client, admin, study, en
 
 
 def _store_enrolment(engine, pid: int, day: date) -> None:
-    """A value stored before the date policy existed (the API refuses it now)."""
+    """Values stored before the date policy existed (the API refuses them now)."""
+    from api.responses.models import Response
+
+    moment = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
     with Session(engine) as s:
         s.execute(update(Participant).where(Participant.id == pid).values(enrolled_on=day, consent_date=day))
+        s.execute(update(Response).where(Response.participant_id == pid).values(completed_at=moment))
         s.commit()
 
 
