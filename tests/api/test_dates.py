@@ -122,6 +122,12 @@ def _store_enrolment(engine, pid: int, day: date) -> None:
         s.commit()
 
 
+def _assert_complete(client, user, r) -> None:
+    receipt = client.get(r.headers["Peerlens-Export-Receipt"], headers=user.headers)
+    assert receipt.status_code == 200 and receipt.json()["complete"] is True, receipt.text
+    assert receipt.json()["bytes"] == len(r.content)
+
+
 @pytest.mark.parametrize("stored", [date(1, 1, 1), date(9999, 12, 31)])
 def test_stored_implausible_dates_break_nothing(client, admin, analyst, make_study, engine, stored):
     study = make_study(waves=(("baseline", 0, 0, 14, ["phq9"]), ("m1", 30, 7, 7, ["phq9"])))
@@ -147,8 +153,13 @@ def test_stored_implausible_dates_break_nothing(client, admin, analyst, make_stu
             assert r.status_code == 200, r.text
             rows = list(csv.DictReader(io.StringIO(r.text)))
             assert {row["participant"] for row in rows} == {good["study_code"], bad["study_code"]}, shape
+            _assert_complete(client, user, r)
         r = client.get(f"/studies/{study.id}/exports/redcap", headers=user.headers)
-        assert r.status_code == 200 and good["study_code"] in r.text
+        assert r.status_code == 200 and good["study_code"] in r.text and bad["study_code"] in r.text
+        _assert_complete(client, user, r)
+        r = client.get(f"/studies/{study.id}/exports/safety", headers=user.headers)
+        assert r.status_code == 200
+        _assert_complete(client, user, r)
     for kind, body in (("retention", {}), ("attrition", {}), ("trajectory", {"outcome": "phq9"})):
         r = client.post(f"/studies/{study.id}/analyses/{kind}", json=body, headers=analyst.headers)
         assert r.status_code < 500, (kind, r.text)
