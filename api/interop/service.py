@@ -573,7 +573,8 @@ def _import_rows(
                         e.get("type", "error"),
                         e.get("msg", ""),
                         row=g["row"],
-                        field=str(loc[-1]) if loc else code,
+                        # the completion time of an imported form is its <form>_timestamp column
+                        field=f"{code}_timestamp" if loc[-1:] == ["completed_at"] else str(loc[-1]) if loc else code,
                         record=rec,
                     )
                 )

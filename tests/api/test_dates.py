@@ -272,3 +272,26 @@ def test_policy_doctests_and_saturating_arithmetic():
     assert dates.add_days(date(1, 1, 1), -5) == date(1, 1, 3)
     assert dates.add_time(datetime(9999, 12, 30, tzinfo=UTC), timedelta(days=400)).year == 9999
     assert not dates.plausible(date(1, 1, 1)) and dates.plausible(today())
+
+
+def test_an_imported_form_dated_before_enrolment_names_its_timestamp(client, admin, make_study, enrol):
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9"]), ("m1", 30, 7, 7, ["phq9"])))
+    items = ",".join(f"phq9_{i}" for i in range(1, 10))
+    ones = ",".join("1" for _ in range(9))
+    enrolled = today() - timedelta(days=60)
+    enrol(study, enrolled_on=str(enrolled), study_code="RC-7")  # enrolled before the import
+    early = enrolled - timedelta(days=200)  # the m1 form typed with last year's date
+    records = (
+        f"record_id,redcap_event_name,{items},phq9_timestamp,phq9_complete\n"
+        f"RC-7,baseline_arm_1,{ones},{enrolled} 10:00:00,2\n"
+        f"RC-7,month_1_arm_1,{ones},{early} 10:00:00,2\n"
+    ).encode()
+    r = client.post(
+        f"/studies/{study.id}/imports/redcap",
+        files={"records": ("records.csv", records, "text/csv")},
+        data={"event_map": '{"baseline_arm_1": "baseline", "month_1_arm_1": "m1"}', "default_site": "north"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 422, r.text
+    locs = {(tuple(e["loc"][-2:]), e["type"]) for e in r.json()["detail"]}
+    assert locs == {((2, "phq9_timestamp"), "before_consent")}  # the second data row
