@@ -848,6 +848,22 @@ def _export_over_http(url, token, study, shape, fmt, output, waves, instruments,
     typer.echo(f"{got.rows} rows, {got.bytes} bytes (sha256 {got.sha256}) verified and written to {output}")
 
 
+@app.command("check-dates")
+def check_dates_cmd(study: int = typer.Argument(..., help="study id")) -> None:
+    """List dates stored in a study that the date policy would refuse today (e.g. entered before
+    it existed): participant, field, value and rule. Exit status 1 when there are any."""
+    from api.studies import dates
+
+    with _study_session(study) as run:
+        found = dates.stored_problems(run.session, run.study)
+        run.session.rollback()
+    for f in found:
+        typer.echo(f"{f['participant']}\t{f['field']}\t{f['value']}\t{f['type']}")
+    if found:
+        _fail(f"{len(found)} implausible date(s) in study {study}; correct them (the audit trail keeps the old value)")
+    typer.echo(f"study {study}: every stored date is in the plausible range")
+
+
 @app.command("import-redcap")
 def import_redcap_cmd(
     study: int = typer.Argument(..., help="study id"),

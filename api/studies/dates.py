@@ -228,3 +228,57 @@ def add_time(moment: datetime, delta: timedelta) -> datetime:
     except OverflowError:
         edge = _SAFE_MAX if delta > timedelta(0) else _SAFE_MIN
         return datetime.combine(edge, time(0), tzinfo=UTC)
+
+
+# --- values stored before the policy -------------------------------------------------------------
+
+
+def stored_problems(session: Any, study: Any, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Dates already stored in ``study`` that the policy would refuse today, for correction.
+
+    One entry per finding: ``participant`` (study code), ``field`` (``enrolled_on``,
+    ``consent_date``, ``status_date``, or ``response <id> completed_at``), ``value`` and ``type``
+    (as the 422 would say, or ``before_enrolment`` for an answer dated before enrolment). Read
+    only; ``peerlens check-dates`` prints it.
+    """
+    from sqlmodel import select
+
+    from api.participants.models import Participant
+    from api.responses.models import Response
+    from api.studies.models import Wave
+
+    win = window_for(study, now)
+    tz = study.time_zone or "UTC"
+    out: list[dict[str, Any]] = []
+    people = session.exec(select(Participant).where(Participant.study_id == study.id)).all()
+    codes = {p.id: p for p in people}
+    for p in people:
+        for name in ("enrolled_on", "consent_date", "status_date"):
+            for e in win.problems({(name,): getattr(p, name)}, time_zone=tz):
+                out.append(
+                    {"participant": p.study_code, "field": name, "value": str(getattr(p, name)), "type": e["type"]}
+                )
+    opens_before = dict(session.exec(select(Wave.id, Wave.window_before_days).where(Wave.study_id == study.id)).all())
+    offsets = dict(session.exec(select(Wave.id, Wave.offset_days).where(Wave.study_id == study.id)).all())
+    rows = session.exec(
+        select(Response.id, Response.participant_id, Response.wave_id, Response.completed_at).where(
+            Response.study_id == study.id
+        )
+    ).all()
+    for rid, pid, wid, moment in rows:
+        p = codes.get(pid)
+        if p is None or moment is None:
+            continue
+        field = f"response {rid} completed_at"
+        found = win.problems({(field,): moment}, time_zone=tz)
+        if not found:
+            try:
+                day = moment.astimezone(ZoneInfo(tz)).date()
+            except OverflowError:
+                day = date.min
+            opens = add_days(add_days(p.enrolled_on, offsets.get(wid, 0)), -opens_before.get(wid, 0))
+            if day < min(p.enrolled_on, opens):
+                found = [{"type": "before_enrolment"}]
+        for e in found:
+            out.append({"participant": p.study_code, "field": field, "value": moment.isoformat(), "type": e["type"]})
+    return out

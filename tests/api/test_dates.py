@@ -295,3 +295,39 @@ def test_an_imported_form_dated_before_enrolment_names_its_timestamp(client, adm
     assert r.status_code == 422, r.text
     locs = {(tuple(e["loc"][-2:]), e["type"]) for e in r.json()["detail"]}
     assert locs == {((2, "phq9_timestamp"), "before_consent")}  # the second data row
+
+
+def test_check_dates_lists_stored_values_the_policy_refuses(client, admin, make_study, engine, db_url, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app as cli
+    from api.config import get_settings
+
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9"]),))
+    fine = _enrol(client, admin, study, str(today() - timedelta(days=3))).json()
+    bad = _enrol(client, admin, study, str(today() - timedelta(days=3))).json()
+    for p in (fine, bad):
+        r = client.post(
+            f"/participants/{p['id']}/responses",
+            json={"wave": "baseline", "instrument": "phq9", "answers": phq9_answers(1)},
+            headers=admin.headers,
+        )
+        assert r.status_code == 201, r.text
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("PEERLENS_SECRET_KEY", "test-secret")
+    get_settings.cache_clear()
+    try:
+        ok = CliRunner().invoke(cli, ["check-dates", str(study.id)])
+        assert ok.exit_code == 0 and "every stored date is in the plausible range" in ok.output, ok.output
+        _store_enrolment(engine, bad["id"], date(1, 1, 1))
+        found = CliRunner().invoke(cli, ["check-dates", str(study.id)])
+    finally:
+        get_settings.cache_clear()
+    assert found.exit_code == 1
+    lines = [line.split("\t") for line in found.output.splitlines() if "\t" in line]
+    assert {(c, f.split()[-1], t) for c, f, _, t in lines} == {
+        (bad["study_code"], "enrolled_on", "date_before_study"),
+        (bad["study_code"], "consent_date", "date_before_study"),
+        (bad["study_code"], "completed_at", "date_before_study"),
+    }
+    assert "3 implausible date(s)" in found.output
