@@ -7,6 +7,10 @@ supplied as an external score) and every item marked ``required`` is answered. O
 scales (e.g. context questions) is complete when its required items are answered and at least one
 item is.
 
+Clinical measures (scales with a ``unit``: weight, height, blood pressure, heart rate, HbA1c, walk
+distance) are recorded one by one: such a response is complete when at least one measure meets
+its rule (values derived from others, like BMI, are not required).
+
 An external score stands for items answered elsewhere (the licensed PAM software): when every
 scale that accepts one has it, the response is complete whatever items were sent.
 
@@ -64,11 +68,20 @@ def missing_rules(
     if external and all(sc.code in given for sc in external):
         return []
     by_scale = {s.scale: s for s in scores}
-    unmet = []
-    for sc in inst.scales:
+
+    def met(sc) -> bool:
         s = by_scale.get(sc.code)
-        if s is None or (s.value is None and s.items_answered < sc.min_items):
-            unmet.append(sc.code)
+        return s is not None and (s.value is not None or s.items_answered >= sc.min_items)
+
+    unmet = []
+    measures = [sc for sc in inst.scales if sc.unit and sc.method != "derived"]
+    if measures:
+        # Clinical measures are recorded one by one: a visit that measured weight but not height,
+        # or blood pressure but not heart rate, is a complete record of what was measured.
+        if not any(met(sc) for sc in measures):
+            unmet.extend(sc.code for sc in measures)
+    else:
+        unmet.extend(sc.code for sc in inst.scales if not met(sc))
     for it in inst.items:
         if it.required and not _answered(inst, it.code, answers.get(it.code)):
             unmet.append(it.code)

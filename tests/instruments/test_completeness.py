@@ -54,3 +54,11 @@ def test_instruments_without_scales_need_one_answer():
     item = instruments.get("context").items[0]
     assert instruments.completeness("context", {}) == "partial"
     assert instruments.completeness("context", {item.code: item.options[0].code}) == "complete"
+
+
+def test_a_clinical_visit_that_measured_one_thing_is_complete():
+    assert instruments.completeness("anthropometry", {"weight_kg": 82.5}) == "complete"
+    assert instruments.completeness("hba1c", {"hba1c_pct": 7.1}) == "complete"
+    assert instruments.completeness("anthropometry", {}) == "partial"
+    assert instruments.completeness("blood_pressure", {"sbp_1": 132, "dbp_1": 84}) == "complete"
+    assert instruments.completeness("blood_pressure", {"heart_rate_bpm": None}) == "partial"
