@@ -73,7 +73,7 @@ def missing_rules(
         s = by_scale.get(sc.code)
         return s is not None and (s.value is not None or s.items_answered >= sc.min_items)
 
-    unmet = []
+    unmet: list[str] = []
     measures = [sc for sc in inst.scales if sc.unit and sc.method != "derived"]
     if measures:
         # Clinical measures are recorded one by one: a visit that measured weight but not height,
