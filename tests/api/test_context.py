@@ -482,3 +482,59 @@ def test_realist_demo_recovers_its_mediator_and_complier_effect(tmp_path):
         assert 0.5 < est["compliance"]["estimate"] < 0.8  # 70 % take-up generated
         rows = c.get(f"/studies/{sid}/realist-table", headers=h).json()["rows"]
         assert rows[0]["ci_lower"] < truth["moderation"] < rows[0]["ci_upper"]
+
+
+def test_realist_table_joins_code_prevalence_and_quotes_by_context_group():
+    import pandas as pd
+
+    from analysis.realist_sim import simulate_realist
+    from api.context.realist import RealistData, realist_table
+
+    sim = simulate_realist(200, seed=9).participants
+    rows = []
+    for r in sim.itertuples():
+        for wave, offset, scale, value in (
+            ("baseline", 0, "phq9", r.phq9_baseline),
+            ("m12", 365, "phq9", r.phq9_m12),
+            ("baseline", 0, "lsns6", r.lsns6),
+        ):
+            rows.append(
+                {
+                    "participant": r.participant,
+                    "site": r.site,
+                    "arm": r.arm,
+                    "wave": wave,
+                    "wave_offset": offset,
+                    "scale": scale,
+                    "value": value,
+                }
+            )
+    long = pd.DataFrame(rows)
+    isolated = set(sim.loc[sim["lsns6"] < 12, "participant"])
+    heard = sorted(sim["participant"])[:40]
+    coded = [p for p in heard if p in isolated][:6] + [p for p in heard if p not in isolated][:2]
+    quotes = pd.DataFrame(
+        {"participant": coded, "code": "peer_modelling", "quote": [f"seeing others cope ({p})" for p in coded]}
+    )
+    quotes.attrs["interviewed"] = heard
+    cmo = {
+        "code": "iso",
+        "title": "t",
+        "context": [{"variable": "lsns6", "op": "<", "value": 12}],
+        "mechanism": {"kind": "code", "ref": "peer_modelling"},
+        "outcome": "phq9",
+        "outcome_wave": "m12",
+        "direction": "negative",
+        "prespecified": True,
+        "status": "untested",
+        "evidence": [{"kind": "quote", "ref": "T12:40-95"}],
+    }
+    data = RealistData(long, {}, pd.DataFrame(), [cmo], [("peer", "intervention"), ("usual", "control")], None, quotes)
+    row = realist_table(data).iloc[0]
+    heard_in = [p for p in heard if p in isolated]
+    assert row["code_share_in"] == pytest.approx(6 / len(heard_in))
+    assert row["code_share_out"] == pytest.approx(2 / (len(heard) - len(heard_in)))
+    assert row["quotes_in"].count("seeing others cope") == 2 and all(p in isolated for p in coded[:2])
+    assert row["evidence"] == "quote:T12:40-95" and row["mechanism"] == "code:peer_modelling"
+    # the estimate is the library's own what-works-for-whom row on the same participants
+    assert row["n_in"] + row["n_out"] == 200
