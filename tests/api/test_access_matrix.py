@@ -98,6 +98,8 @@ RULES = rules(
     ("GET", "/participants/{participant_id}/reminders", R(STAFF, "site", 200)),
     ("GET", "/u/{token}", R(None, "public", 404)),  # own signed token; a made-up one is unknown
     ("POST", "/u/{token}", R(None, "public", 404)),
+    # REDCap clients send their token in the form body (tests/api/test_redcap_api.py): a bearer header opens nothing.
+    ("POST", "/studies/{study_id}/redcap/api/", R(None, "public", 403)),
     # exports and REDCap interchange (study-level: both coordinators, each gets their own sites' rows)
     ("GET", "/studies/{study_id}/export-settings", R(READ, "study", 200)),
     ("PUT", "/studies/{study_id}/export-settings", R(ADMIN, "study", 200)),  # {} = defaults; study-wide
