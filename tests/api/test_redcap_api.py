@@ -94,6 +94,15 @@ def study(client, admin, make_study, enrol):
                 headers=admin.headers,
             )
             assert r.status_code == 201, r.text
+    # A fourth person stopped after 4 of 9 PHQ-9 items: a partial response, REDCap status 0.
+    p = enrol(s, site="south", enrolled_on="2026-01-05")
+    people.append(p)
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        json={"wave": "baseline", "instrument": "phq9", "answers": {f"phq9_{k}": 1 for k in range(1, 5)}},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201 and r.json()["status"] == "partial", r.text
     return {"study": s, "people": people}
 
 
@@ -130,8 +139,9 @@ def test_pycap_records_equal_the_rest_reads(live, engine, client, admin, study):
             row = df.loc[(p["study_code"], f"{r['wave']}_arm_1")]
             for item, value in r["answers"].items():
                 assert row[item] == value, (p["study_code"], r["wave"], item)
-            assert row[f"{r['instrument']}_complete"] == 2
+            assert row[f"{r['instrument']}_complete"] == (2 if r["status"] == "complete" else 0)
     # Filters: one record, one form, one event.
+    assert df.loc[(study["people"][3]["study_code"], "baseline_arm_1"), "phq9_complete"] == 0
     code = study["people"][0]["study_code"]
     one = proj.export_records(records=[code], forms=["gad7"], events=["baseline_arm_1"])
     assert len(one) == 1 and one[0]["record_id"] == code and "phq9_1" not in one[0] and one[0]["gad7_1"] != ""
