@@ -309,7 +309,9 @@ def _answer_value(item, answer: Mapping[str, Any], where: str) -> Any:
     for key in ("valueDate", "valueDateTime", "valueTime", "valueString"):
         if key in answer:
             return str(answer[key])
-    raise ValueError(f"{where}: no supported value[x] (Coding, integer, decimal, boolean, date, dateTime, time, string)")
+    raise ValueError(
+        f"{where}: no supported value[x] (Coding, integer, decimal, boolean, date, dateTime, time, string)"
+    )
 
 
 def from_fhir_questionnaire_response(
