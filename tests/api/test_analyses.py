@@ -42,6 +42,18 @@ def demo(db_url, client):
 
     result = load_demo(db_url, n_participants=DEMO_N, seed=DEMO_SEED)
     assert result.created and result.participants == DEMO_N
+    # The statistics below are checked arm by arm against the tables, so the study is unblinded
+    # (blinded analyses, with neutral arm labels, are tested in test_sap.py).
+    from api.auth.service import Actor
+    from api.db import make_engine
+    from api.sap.blinding import unblind
+    from api.studies.models import Study
+
+    engine = make_engine(db_url, pool_size=1, max_overflow=0)
+    with Session(engine) as s:
+        unblind(s, s.get(Study, result.study_id), Actor.system(), "statistics checked arm by arm")
+        s.commit()
+    engine.dispose()
     return result
 
 
