@@ -204,7 +204,7 @@ def current_plan(session: Session, study_id: int) -> LockedPlan | None:
     row = session.exec(
         select(AnalysisPlan)
         .where(AnalysisPlan.study_id == study_id, AnalysisPlan.status == "locked")
-        .order_by(AnalysisPlan.version.desc())  # type: ignore[union-attr]
+        .order_by(AnalysisPlan.version.desc())
     ).first()
     if row is None or row.content_hash is None or row.locked_at is None:
         return None

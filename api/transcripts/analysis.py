@@ -127,9 +127,10 @@ def participant_attributes(session: Session, corpus: Corpus, actor: Actor, by: s
         ).all()
         # Blinded analysis: neutral arm labels while the reader is blind (api.sap.blinding).
         blind = Deidentification.arms_for(session, corpus.study.id, actor)
+        table = [tuple(r) for r in rows]
         if blind is not None:
-            rows = [(c, blind.get(a) if a is not None else None, s, a) for c, _, s, a in rows]
-        frame = pd.DataFrame.from_records(rows, columns=["participant", "arm", "site", "arm_id"])
+            table = [(c, blind.get(a) if a is not None else None, s, a) for c, _, s, a in table]
+        frame = pd.DataFrame.from_records(table, columns=["participant", "arm", "site", "arm_id"])
         return frame[["participant", by]]
     from api.exports.dictionary import context_columns
     from api.exports.service import plan_export
