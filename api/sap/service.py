@@ -7,8 +7,9 @@ once the study is unblinded (:mod:`api.sap.blinding`): a plan written after seei
 is not pre-specified. A new version can be drafted after a lock (an amendment); its deviations
 from the locked plan are listed field by field (:func:`deviations`).
 
-The trial report calls :func:`current_plan` (the latest locked version and its hash) and
-:func:`classify` (is this analysis pre-specified or post hoc, and how does it deviate);
+The trial report calls :func:`current_plan` (the latest locked version and its hash),
+:func:`classify` (is this analysis pre-specified or post hoc, and how does it deviate) and
+:func:`amendments` (versions drafted after the lock, with their deviations);
 :mod:`api.analyses.service` records the same classification with every analysis run.
 
 Examples
@@ -228,6 +229,28 @@ def version_deviations(session: Session, study: Study, version: int) -> dict[str
         "version": version,
         "deviations": deviations(base.content, row.content) if base is not None else [],
     }
+
+
+def amendments(session: Session, study_id: int) -> list[dict[str, Any]]:
+    """Every version after the locked plan with its deviations from it, for the report's
+    "deviations from the analysis plan" (empty when nothing is locked or nothing changed)."""
+    locked = current_plan(session, study_id)
+    if locked is None:
+        return []
+    later = session.exec(
+        select(AnalysisPlan)
+        .where(AnalysisPlan.study_id == study_id, AnalysisPlan.version > locked.version)
+        .order_by(AnalysisPlan.version)
+    ).all()
+    return [
+        {
+            "version": row.version,
+            "status": row.status,
+            "updated_at": row.updated_at,
+            "deviations": deviations(locked.content, row.content),
+        }
+        for row in later
+    ]
 
 
 @dataclass

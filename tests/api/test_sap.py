@@ -206,7 +206,10 @@ def test_current_plan_and_classify_for_the_report(engine, trial):
             == "post hoc"
         )
         assert service.classify(s, trial["id"], "reliability", {}).status == "descriptive"
-        assert service.current_plan(s, 999_999) is None
+        amended = service.amendments(s, trial["id"])
+        assert [(a["version"], a["status"]) for a in amended] == [(2, "draft")]
+        assert {d["field"] for d in amended[0]["deviations"]} == {"primary.model", "mcids.phq9"}
+        assert service.current_plan(s, 999_999) is None and service.amendments(s, 999_999) == []
         assert service.classify(s, 999_999, "trial", {"outcome": "phq9"}).status == "no plan"
 
 
