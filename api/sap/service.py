@@ -338,6 +338,11 @@ def classify(session: Session, study_id: int, kind: str, parameters: dict[str, A
     for role, o in matches:
         found: list[dict[str, Any]] = []
         wave = _wave_parameter(kind, parameters)
+        if wave is not None and wave[1] is None and kind in ("effect-sizes", "responders"):
+            # The request's default follow-up: the last wave collecting the outcome.
+            study = session.get(Study, study_id)
+            collected = study_design(session, study).scales.get(str(outcome), []) if study else []
+            wave = (wave[0], collected[-1] if collected else None)
         if wave is not None and wave[1] is not None and wave[1] != o["wave"]:
             found.append({"field": f"{role}.wave", "planned": o["wave"], "actual": wave[1]})
         if "covariates" in parameters and sorted(parameters["covariates"] or []) != sorted(c.get("covariates", [])):

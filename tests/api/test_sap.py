@@ -198,6 +198,11 @@ def test_current_plan_and_classify_for_the_report(engine, trial):
         )
         assert dev.status == "deviates" and {d["field"] for d in dev.deviations} == {"primary.wave", "covariates"}
         assert service.classify(s, trial["id"], "gee", {"outcome": "phq9"}).status == "post hoc"
+        # effect sizes at the default follow-up (the last wave, m1 here) are the planned secondary
+        es = service.classify(s, trial["id"], "effect-sizes", {"outcome": "phq9", "post": None})
+        assert es.prespecified and es.role == "secondary"
+        es = service.classify(s, trial["id"], "effect-sizes", {"outcome": "phq9", "post": "baseline"})
+        assert es.status == "deviates" and es.deviations[0]["field"] == "secondary.wave"
         assert service.classify(
             s, trial["id"], "moderation", {"outcome": "phq9", "moderator": "context_living_situation"}
         ).prespecified
