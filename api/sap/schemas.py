@@ -44,7 +44,9 @@ class PlanContent(_In):
     primary: Outcome
     secondary: list[Outcome] = Field([], max_length=50)
     covariates: list[Name] = Field([], max_length=20, description="adjusted for in every model: site, context_*")
-    mcids: dict[Name, float] = Field({}, description="scale -> minimal clinically important difference (> 0)")
+    mcids: dict[Name, Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(
+        {}, description="scale -> minimal clinically important difference (> 0)"
+    )
     subgroups: list[Name] = Field(
         [], max_length=50, description="pre-specified moderators: context_* answers, CMO configurations, code:*"
     )

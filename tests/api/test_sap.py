@@ -278,6 +278,12 @@ def test_no_analyst_surface_reveals_the_arms_before_unblinding(client, analyst, 
     assert not _leaks(run.text) and not any(k in run.text for k in ('"intervention"', '"control"'))
     assert {r["arm"] for r in run.json()["tables"]["ancova"]} <= {"A", "B", "C"}
     assert run.json()["plan"]["status"] == "pre-specified" and run.json()["plan"]["role"] == "primary"
+    # The registry records the match with the run (its audit event).
+    audit = client.get(f"/studies/{sid}/audit", headers=admin.headers).json()
+    events = audit["items"] if isinstance(audit, dict) else audit
+    runs = [e for e in events if e["action"] == "analysis.run" and e["entity_id"] == run.json()["run_id"]]
+    assert len(runs) == 1 and runs[0]["after"]["plan"]["status"] == "pre-specified"
+    assert runs[0]["after"]["plan"]["plan_hash"] == run.json()["plan"]["plan_hash"]
     assert (
         client.post(
             f"/studies/{sid}/analyses/trial",
