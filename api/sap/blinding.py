@@ -68,8 +68,8 @@ def is_unblinded(session: Session, study_id: int) -> bool:
 
 def blinded(session: Session, study_id: int, actor: Actor | None) -> bool:
     """Whether ``actor`` reads the study's arms as neutral labels (None: the system, never)."""
-    if actor is None:
-        return False
+    if actor is None or not policy.deidentified(actor):
+        return False  # staff are never blind to the arms: no need to look the unblinding up
     return policy.blind_to_arms(actor, unblinded=is_unblinded(session, study_id))
 
 
