@@ -368,3 +368,16 @@ def test_unblinding_is_admin_only_audited_irreversible_and_reveals_names(client,
     # A plan cannot be locked after unblinding (it would not be pre-specified).
     locked = client.post(f"/studies/{sid}/analysis-plans/2/lock", headers=admin.headers)
     assert locked.status_code == 409 and locked.json()["detail"][0]["type"] == "unblinded"
+
+
+def test_policy_blind_readers_are_analysts_until_unblinding():
+    from api.auth import policy
+    from api.auth.service import Actor
+
+    analyst, admin = Actor(user_id=1, role="analyst"), Actor(user_id=2, role="admin")
+    coordinator = Actor(user_id=3, role="coordinator", site_ids=frozenset({1}))
+    assert policy.blind_to_arms(analyst, unblinded=False) and not policy.blind_to_arms(analyst, unblinded=True)
+    assert not policy.blind_to_arms(admin, unblinded=False) and not policy.blind_to_arms(coordinator, unblinded=False)
+    # The DMC summary masks arms for everyone but admins until unblinding.
+    assert not policy.may_see_allocation(coordinator) and policy.may_see_allocation(coordinator, unblinded=True)
+    assert policy.may_see_allocation(admin) and not policy.may_see_allocation(analyst)
