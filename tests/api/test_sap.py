@@ -331,7 +331,9 @@ def test_mapping_is_stable_across_sessions_and_keyed_by_the_stored_seed(engine, 
             ).hexdigest(),
         )
         assert first == second == {i: "ABC"[n] for n, i in enumerate(order)}
-        assert neutral_order("another seed", trial["id"], ids) != first or len(ids) < 2
+        # Another seed gives another order for some seeds (3 arms: 6 orders, each about 1/6).
+        orders = {tuple(sorted(neutral_order(f"seed {k}", trial["id"], ids).items())) for k in range(40)}
+        assert len(orders) >= 4
         admin = Actor(user_id=None, role="admin")
         assert set(arm_labels(s, trial["id"], admin).values()) == {"walkers", "texters", "usualcare"}
 
