@@ -90,6 +90,14 @@ def arm_labels(session: Session, study_id: int, actor: Actor | None) -> dict[int
     return {a.id: a.code for a in session.exec(select(Arm).where(Arm.study_id == study_id)).all() if a.id is not None}
 
 
+def arm_names(session: Session, study_id: int, actor: Actor | None) -> dict[int, str]:
+    """``{arm id: human-readable name}`` for tables and plots: ``Arm A`` … while ``actor`` is
+    blind, the arms' names otherwise."""
+    if blinded(session, study_id, actor):
+        return {i: f"Arm {label}" for i, label in neutral_labels(session, study_id).items()}
+    return {a.id: a.name for a in session.exec(select(Arm).where(Arm.study_id == study_id)).all() if a.id is not None}
+
+
 def masked_arms(session: Session, study_id: int, actor: Actor | None) -> list[dict[str, Any]] | None:
     """The study's arms as a blind reader sees them (label only, sorted), or None when ``actor``
     is not blind (the caller shows the real rows)."""

@@ -336,6 +336,10 @@ def test_mapping_is_stable_across_sessions_and_keyed_by_the_stored_seed(engine, 
         assert len(orders) >= 4
         admin = Actor(user_id=None, role="admin")
         assert set(arm_labels(s, trial["id"], admin).values()) == {"walkers", "texters", "usualcare"}
+        from api.sap.blinding import arm_names
+
+        assert set(arm_names(s, trial["id"], admin).values()) == {n for _, n, _ in ARMS}
+        assert arm_names(s, trial["id"], analyst) == {i: f"Arm {x}" for i, x in first.items()}
 
 
 def test_unblinding_is_admin_only_audited_irreversible_and_reveals_names(client, admin, analyst, trial):
