@@ -79,7 +79,15 @@ def realist_data(session: Session, study: Study, actor: Actor, long: pd.DataFram
     )
     goals = goals[goals["participant"].isin(codes)].reset_index(drop=True)
     cmos = [c.model_dump() for c in service.list_cmos(session, study)]
-    arms = [(a.code, a.kind) for a in session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id))]
+    from api.sap.blinding import arm_labels, blinded
+
+    # Blinded readers see the arms as neutral letters and not their kinds: they name arm and reference.
+    labels = arm_labels(session, study.id, actor)
+    blind = blinded(session, study.id, actor)
+    arms = [
+        (labels.get(a.id, a.code), "blinded" if blind else a.kind)
+        for a in session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id))
+    ]
     return RealistData(
         long=long,
         site_context=service.site_context(session, study.id),

@@ -4,7 +4,7 @@ Downgrade refuses while any of these tables holds rows (migrations.policy); on a
 them it drops the tables.
 
 Revision ID: aff5da34afd7
-Revises: 7a3c5e9b2d14
+Revises: e4b8c1d7f2a6
 Create Date: 2026-12-01 18:49:22.108276
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from migrations.policy import refuse_downgrade_if_data
 
 revision = "aff5da34afd7"
-down_revision = "7a3c5e9b2d14"
+down_revision = "e4b8c1d7f2a6"
 branch_labels = None
 depends_on = None
 

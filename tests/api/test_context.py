@@ -248,7 +248,7 @@ def demo(db_url, client):
     return load_demo(db_url, n_participants=48, seed=20261125)
 
 
-def _h(demo, role="analyst"):
+def _h(demo, role="admin"):  # analysts are blind to the demo's arms (neutral letters, no kinds)
     return {"Authorization": f"Bearer {demo.tokens[role]}"}
 
 
@@ -465,7 +465,7 @@ def test_realist_demo_recovers_its_mediator_and_complier_effect(tmp_path):
     truth = demo.realist["truth"]
     sid = demo.realist["study_id"]
     app = create_app(Settings(DATABASE_URL=url, PEERLENS_SECRET_KEY="t", PEERLENS_ARTIFACT_DIR=str(tmp_path / "a")))
-    h = {"Authorization": f"Bearer {demo.tokens['analyst']}"}
+    h = {"Authorization": f"Bearer {demo.tokens['admin']}"}
     with TestClient(app) as c:
         body = {"outcome": "phq9", "wave": "m12", "mediator": "semcd6", "mediator_wave": "m3", "n_boot": 500}
         med = {
