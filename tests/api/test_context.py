@@ -377,7 +377,7 @@ def test_gas_kind_matches_kiresuk_sherman_by_hand(client, demo, engine):
     assert r.status_code == 422 and loc(r) == ["body", "rho"]
 
 
-def test_cli_writes_the_realist_table_as_the_api_serves_it(client, demo, db_url, tmp_path):
+def test_cli_writes_the_realist_table_as_the_api_serves_it(client, demo, db_url, tmp_path, engine):
     from typer.testing import CliRunner
 
     from api.cli import app
@@ -387,9 +387,19 @@ def test_cli_writes_the_realist_table_as_the_api_serves_it(client, demo, db_url,
     mp.setenv("DATABASE_URL", db_url)
     mp.setenv("PEERLENS_SECRET_KEY", "test-secret")
     get_settings.cache_clear()
+    from api.sap.blinding import neutral_labels
+    from api.studies.models import Arm
+
+    with Session(engine) as s:
+        ids = {a.code: a.id for a in s.exec(select(Arm).where(Arm.study_id == demo.study_id)).all()}
+        letters = neutral_labels(s, demo.study_id)
     try:
         out = tmp_path / "realist.csv"
-        res = CliRunner().invoke(app, ["realist-table", str(demo.study_id), "-o", str(out), "--min-per-cell", "3"])
+        args = ["realist-table", str(demo.study_id), "-o", str(out), "--min-per-cell", "3"]
+        blind = CliRunner().invoke(app, args)  # the command reads as an analyst: blind to the arms
+        assert blind.exit_code == 2 and "arm" in blind.output
+        args += ["--arm", letters[ids["group"]], "--reference", letters[ids["usual_care"]]]
+        res = CliRunner().invoke(app, args)
         assert res.exit_code == 0, res.output
         bad = CliRunner().invoke(app, ["realist-table", "999999", "-o", str(out)])
         assert bad.exit_code == 2
