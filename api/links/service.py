@@ -42,6 +42,7 @@ from api.db import utcnow
 from api.errors import ApiError, Conflict, NotFound
 from api.links.models import ParticipantLink
 from api.links.schemas import LinkStatus, OfferedInstrument
+from api.participants.corrections import follows_up
 from api.participants.models import Participant
 from api.participants.service import window
 from api.studies.models import Study, Wave
@@ -169,6 +170,12 @@ def _may_issue(
     ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
     if wave.study_id != participant.study_id:
         raise NotFound(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
+    if not follows_up(participant):
+        raise Conflict(
+            ["path", "participant_id"],
+            "the participant was voided or stopped follow-up; no link is issued",
+            "participant_not_followed_up",
+        )
     if participant.status not in ANSWERING_STATUSES:
         raise Conflict(
             ["path", "participant_id"],
@@ -356,7 +363,13 @@ def live_links(
     for key, (participant, wave) in todo.items():
         link = latest.get(key)
         try:
-            if link is not None and link.nonce and now < link.expires_at and participant.status in ANSWERING_STATUSES:
+            if (
+                link is not None
+                and link.nonce
+                and now < link.expires_at
+                and participant.status in ANSWERING_STATUSES
+                and follows_up(participant)
+            ):
                 ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
                 links[key] = (link, link_url(link, settings))
             else:
@@ -424,7 +437,12 @@ def resolve(session: Session, token: str, settings: Settings, now: datetime | No
         return None
     participant = session.get(Participant, link.participant_id)
     wave = session.get(Wave, link.wave_id)
-    if participant is None or wave is None or participant.status not in ANSWERING_STATUSES:
+    if (
+        participant is None
+        or wave is None
+        or participant.status not in ANSWERING_STATUSES
+        or not follows_up(participant)
+    ):
         return None
     study = session.get(Study, participant.study_id)
     _, _, _, opens_at, closes_at = window(study, participant, wave)

@@ -22,7 +22,13 @@ from api.db import utcnow
 from api.errors import Conflict, NotFound, Unprocessable
 from api.exports.deid import DatePolicy
 from api.participants import randomisation
-from api.participants.models import Allocation, AllocationStratum, Participant, ParticipantContact
+from api.participants.models import (
+    WITHDRAWAL_KINDS,
+    Allocation,
+    AllocationStratum,
+    Participant,
+    ParticipantContact,
+)
 from api.participants.schemas import (
     AllocationRead,
     AllocationReport,
@@ -34,6 +40,7 @@ from api.participants.schemas import (
     InstrumentState,
     ParticipantRead,
     WaveStatus,
+    WithdrawalRead,
 )
 from api.studies.models import Arm, Site, Study, Wave
 
@@ -51,6 +58,8 @@ def get_participant(session: Session, participant_id: int, actor: Actor) -> Part
     if p is None:
         raise NotFound(["path", "participant_id"], "participant not found")
     ensure_site_access(actor, p.site_id, loc=("path", "participant_id"), what="participant")
+    if policy.deidentified(actor) and (p.voided_at is not None or p.consent_withdrawn_on is not None):
+        raise NotFound(["path", "participant_id"], "participant not found")  # no data of theirs for analysts
     return p
 
 
@@ -299,6 +308,7 @@ def list_participants(
     status: str | None = None,
     limit: int = 100,
     after: int | None = None,
+    include_voided: bool = False,
 ) -> list[Participant]:
     """Participants of a study in id order (keyset pagination with ``after``); coordinators see their sites."""
     stmt = select(Participant).where(Participant.study_id == study.id)
@@ -308,6 +318,10 @@ def list_participants(
         stmt = stmt.join(Site, Site.id == Participant.site_id).where(Site.code == site)
     if status is not None:
         stmt = stmt.where(Participant.status == status)
+    if not include_voided or policy.deidentified(actor):
+        stmt = stmt.where(Participant.voided_at.is_(None))  # type: ignore[union-attr]
+    if policy.deidentified(actor):
+        stmt = stmt.where(Participant.consent_withdrawn_on.is_(None))  # type: ignore[union-attr]
     if after is not None:
         stmt = stmt.where(Participant.id > after)
     return list(session.exec(stmt.order_by(Participant.id).limit(limit)).all())
@@ -356,6 +370,17 @@ def to_read(
                 status=p.status,
                 status_date=dates.date(p.status_date, p.id),
                 status_reason=p.status_reason,
+                withdrawals=[
+                    WithdrawalRead(
+                        kind=kind,  # type: ignore[arg-type]
+                        date=dates.date(getattr(p, f"{prefix}_on"), p.id),
+                        reason=getattr(p, f"{prefix}_reason"),
+                    )
+                    for kind, prefix in WITHDRAWAL_KINDS.items()
+                    if getattr(p, f"{prefix}_on") is not None
+                ],
+                voided=p.voided_at is not None,
+                void_reason=p.void_reason,
                 created_at=dates.moment(p.created_at, p.id),
                 updated_at=dates.moment(p.updated_at, p.id),
                 dates=dates.mode,

@@ -73,8 +73,11 @@ def _quiet_case(local: str, day: str, minute: str, add_min, quiet: tuple[int, in
     )
 
 
-def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int], quiet) -> str:
-    """The upsert of one plan; ``:sid :wid :tz :now :channel :n_instr`` are bound."""
+def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int], quiet, form_only: str = "") -> str:
+    """The upsert of one plan; ``:sid :wid :tz :now :channel :n_instr`` are bound.
+
+    ``form_only`` restricts the responses counted to the instruments the participant form offers
+    (an SQL condition on ``r``, see :func:`form_scope`)."""
     values = ", ".join(f"({i}, {int(m)})" for i, m in enumerate(steps))
     if sqlite:
         opens_local = f"datetime(p.enrolled_on, '{open_off:+d} days')"
@@ -120,12 +123,13 @@ FROM (
     JOIN participant_contact c ON c.participant_id = p.id
     CROSS JOIN steps s
     WHERE p.study_id = :sid AND p.status = 'active' AND NOT c.opt_out
+      AND p.voided_at IS NULL AND p.follow_up_stopped_on IS NULL AND p.consent_withdrawn_on IS NULL
       AND (CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END = 'email'
              AND c.email IS NOT NULL AND c.email <> ''
            OR CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END = 'sms'
              AND c.phone IS NOT NULL AND c.phone <> '')
       AND (SELECT count(DISTINCT r.instrument) FROM response r
-           WHERE r.participant_id = p.id AND r.wave_id = :wid) < :n_instr
+           WHERE r.participant_id = p.id AND r.wave_id = :wid{form_only}) < :n_instr
   ) x0
 ) x
 WHERE x.closes_at > :now
@@ -143,9 +147,12 @@ WHERE reminder.status = 'pending'
 
 
 # The first reason that applies is recorded; NULL means the row may still go.
-CANCEL_REASON_SQL = """COALESCE(
-  (SELECT 'participant_' || p.status FROM participant p
-    WHERE p.id = reminder.participant_id AND p.status <> 'active'),
+_CANCEL_REASON_SQL = """COALESCE(
+  (SELECT CASE WHEN p.voided_at IS NOT NULL THEN 'participant_voided'
+               WHEN p.consent_withdrawn_on IS NOT NULL THEN 'consent_withdrawn'
+               WHEN p.follow_up_stopped_on IS NOT NULL THEN 'follow_up_stopped'
+               WHEN p.status <> 'active' THEN 'participant_' || p.status END
+     FROM participant p WHERE p.id = reminder.participant_id),
   CASE WHEN EXISTS (SELECT 1 FROM participant_contact c
                     WHERE c.participant_id = reminder.participant_id AND c.opt_out) THEN 'opted_out' END,
   CASE WHEN NOT EXISTS (
@@ -159,9 +166,9 @@ CANCEL_REASON_SQL = """COALESCE(
        THEN 'no_contact' END,
   CASE WHEN EXISTS (
          SELECT 1 FROM wave w WHERE w.id = reminder.wave_id AND json_array_length(w.instruments) > 0
-           AND json_array_length(w.instruments) <= (
+           AND {n_form} <= (
              SELECT count(DISTINCT r.instrument) FROM response r
-             WHERE r.participant_id = reminder.participant_id AND r.wave_id = reminder.wave_id))
+             WHERE r.participant_id = reminder.participant_id AND r.wave_id = reminder.wave_id{form_only}))
        THEN 'completed' END,
   CASE WHEN NOT EXISTS (
          SELECT 1 FROM reminder_plan pl WHERE pl.study_id = reminder.study_id AND pl.wave_id = reminder.wave_id
@@ -169,6 +176,44 @@ CANCEL_REASON_SQL = """COALESCE(
   CASE WHEN reminder.window_closes_at <= :now OR reminder.due_at >= reminder.window_closes_at
        THEN 'window_closed' END
 )"""
+
+
+def _not_on_form(codes) -> list[str]:
+    """Of ``codes``, the instruments the participant form cannot show (licensed wording not loaded)."""
+    from api.links.service import offer
+
+    return sorted({c for c in codes if not offer(c)[0]})
+
+
+def form_scope(codes) -> str:
+    """An SQL condition on ``r.instrument`` leaving out instruments the form cannot show.
+
+    A reminder asks for what the participant can answer; a licensed instrument whose wording is
+    not loaded is collected by staff (a coordinator task, :mod:`api.reminders.tasks`), so it never
+    keeps a wave open for reminders. Codes are instrument codes (``[a-z0-9_]``), quoted literally.
+    """
+    hidden = _not_on_form(codes)
+    if not hidden:
+        return ""
+    return " AND r.instrument NOT IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in hidden) + ")"
+
+
+def cancel_reason_sql(session: Session) -> str:
+    """The cancel-reason expression, with the number of form instruments of each wave that has others."""
+    waves = session.exec(select(Wave.id, Wave.instruments)).all()
+    codes = {c for _, insts in waves for c in (insts or [])}
+    hidden = set(_not_on_form(codes))
+    branches = [
+        f"WHEN {int(wid)} THEN {sum(c not in hidden for c in insts)}"
+        for wid, insts in waves
+        if hidden & set(insts or [])
+    ]
+    n_form = (
+        f"(CASE w.id {' '.join(branches)} ELSE json_array_length(w.instruments) END)"
+        if branches
+        else ("json_array_length(w.instruments)")
+    )
+    return _CANCEL_REASON_SQL.format(n_form=n_form, form_only=form_scope(codes))
 
 
 def cancel_ineligible(
@@ -190,7 +235,7 @@ def cancel_ineligible(
     # changed meanwhile (a row claimed by a worker is no longer 'pending').
     stmt = text(f"""
 WITH c AS MATERIALIZED (
-  SELECT rid, reason FROM (SELECT reminder.id AS rid, {CANCEL_REASON_SQL} AS reason
+  SELECT rid, reason FROM (SELECT reminder.id AS rid, {cancel_reason_sql(session)} AS reason
                            FROM reminder WHERE {scope}) AS r0
   WHERE reason IS NOT NULL)
 UPDATE reminder SET status = 'cancelled', cancel_reason = c.reason, updated_at = :now,
@@ -260,8 +305,12 @@ def plan_study(
             close_off=wave.offset_days + wave.window_after_days + 1,
             steps=[step_minutes(s) for s in plan.steps],
             quiet=quiet,
+            form_only=form_scope(wave.instruments or []),
         )
-        n_instr = len(wave.instruments) if wave.instruments else 1 << 30  # no instruments: never complete
+        on_form = [c for c in wave.instruments or [] if c not in _not_on_form(wave.instruments or [])]
+        if wave.instruments and not on_form:
+            continue  # nothing the participant can answer: coordinator tasks only
+        n_instr = len(on_form) if wave.instruments else 1 << 30  # no instruments: never complete
         res = session.connection().execute(
             text(sql).bindparams(bindparam("now", type_=UTCDateTime())),
             {

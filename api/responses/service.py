@@ -150,7 +150,11 @@ def submit_response(
     )
     if current is not None and key_row is not None:
         return _replayed(session, key_row, key_hash, current)
-    if participant.status == "withdrawn":
+    if participant.voided_at is not None:
+        raise Conflict(
+            ["path", "participant_id"], "the participant was voided (entered in error)", "participant_voided"
+        )
+    if participant.status == "withdrawn" or participant.follow_up_stopped_on or participant.consent_withdrawn_on:
         raise Conflict(
             ["path", "participant_id"],
             "the participant has withdrawn; no new data are collected",

@@ -20,6 +20,8 @@ class Study(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=300)
+    # What participants see (reminder subjects, forms): the internal title may name a diagnosis.
+    public_title: str | None = Field(default=None, max_length=300)
     design: str = Field(max_length=20)
     blinding: str = Field(default="none", max_length=40)
     planned_sample_size: int | None = None

@@ -55,8 +55,19 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PUBLIC_TITLE_DOC = (
+    "what participants see in reminder subjects and forms (the title may name a diagnosis); falls back to title"
+)
+
+
 class StudyCreate(_In):
     title: SingleLine = Field(min_length=1, max_length=300)
+    public_title: SingleLine | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description=PUBLIC_TITLE_DOC,
+    )
     design: Design
     blinding: Blinding = "none"
     planned_sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -72,6 +83,12 @@ class StudyCreate(_In):
 
 class StudyUpdate(_In):
     title: SingleLine | None = Field(default=None, min_length=1, max_length=300)
+    public_title: SingleLine | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description=PUBLIC_TITLE_DOC,
+    )
     design: Design | None = None
     blinding: Blinding | None = None
     planned_sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -84,6 +101,7 @@ class StudyUpdate(_In):
 class StudyRead(BaseModel):
     id: int
     title: str
+    public_title: str | None = None
     design: str
     blinding: str
     planned_sample_size: int | None

@@ -152,7 +152,7 @@ def _form_page(
         request,
         "form.html",
         {
-            "study_title": ctx.study.title,
+            "study_title": ctx.study.public_title or ctx.study.title,
             "token": token,
             "instrument": inst.code,
             "instructions": inst.instructions,
@@ -188,7 +188,7 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
             request,
             "done.html",
             {
-                "study_title": ctx.study.title,
+                "study_title": ctx.study.public_title or ctx.study.title,
                 "just_finished": request.query_params.get("done") == "1",
                 "support": support,
             },
