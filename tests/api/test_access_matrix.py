@@ -69,6 +69,10 @@ RULES = rules(
     ("GET", "/participants/{participant_id}", R(READ, "site", 200)),
     ("PATCH", "/participants/{participant_id}", R(STAFF, "site", 200)),
     ("GET", "/participants/{participant_id}/schedule", R(READ, "site", 200)),
+    ("POST", "/participants/{participant_id}/corrections", R(STAFF, "site", 422)),
+    ("POST", "/participants/{participant_id}/void", R(STAFF, "site", 422)),
+    ("POST", "/participants/{participant_id}/withdrawals", R(STAFF, "site", 422)),
+    ("GET", "/studies/{study_id}/participant-flow", R(READ, "study", 200)),
     # responses and instruments
     ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
     ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
@@ -91,6 +95,7 @@ RULES = rules(
     # reminders
     ("GET", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),
     ("PUT", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),  # {} = keep defaults
+    ("GET", "/studies/{study_id}/tasks", R(STAFF, "study", 200)),
     ("POST", "/studies/{study_id}/reminders/pause", R(STAFF, "study", 200)),
     ("POST", "/studies/{study_id}/reminders/resume", R(STAFF, "study", 200)),
     ("GET", "/studies/{study_id}/reminders", R(STAFF, "study", 200)),

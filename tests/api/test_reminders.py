@@ -321,11 +321,11 @@ def test_email_arrives_with_link_message_id_and_working_unsubscribe(setup, engin
     assert "@example.org" not in dump and "Person Number" not in dump and "7700" not in dump
 
 
-def test_form_url_stands_in_when_no_personal_link_can_be_issued(setup, engine, smtp, mail_settings, client, admin):
+def test_a_participant_marked_completed_is_not_chased_at_send_time(setup, engine, smtp, mail_settings, client, admin):
     study, people = setup(n=1)
     clock = FixedClock(utc(2026, 1, 5, 9))
     run_planner(engine, study.id, clock)
-    # the participant's status no longer allows a personal link, yet the row is claimed before the recheck
+    # the status changes after planning: the claim-time recheck cancels the row
     with Session(engine) as s:
         p = s.get(Participant, people[0]["id"])
         p.status = "completed"
