@@ -30,6 +30,7 @@ from sqlmodel import Session, select
 from api.audit.service import record
 from api.auth.service import Actor
 from api.db import UTCDateTime
+from api.licensed.service import refresh as refresh_licensed
 from api.reminders.clock import Clock
 from api.reminders.models import ReminderConfig, ReminderPlan
 from api.reminders.timing import sqlite_local_to_utc, step_minutes
@@ -287,6 +288,7 @@ def plan_study(
         stats.skipped_studies += 1
         return stats
     ensure_sqlite_functions(session)
+    refresh_licensed(session)  # wording uploaded since: those instruments count for reminders again
     cfg = session.get(ReminderConfig, study.id)
     quiet = None
     if cfg is not None and cfg.quiet_start_minute is not None and cfg.quiet_end_minute is not None:

@@ -96,6 +96,10 @@ RULES = rules(
     ("GET", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),
     ("PUT", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),  # {} = keep defaults
     ("GET", "/studies/{study_id}/tasks", R(STAFF, "study", 200)),
+    # licensed instrument content (no file: an admin gets 422 naming it)
+    ("GET", "/licensed", R(ADMIN, "global", 200)),
+    ("POST", "/licensed/{instrument}/wording", R(ADMIN, "global", 422)),
+    ("POST", "/licensed/{instrument}/calibration", R(ADMIN, "global", 422)),
     ("POST", "/studies/{study_id}/reminders/pause", R(STAFF, "study", 200)),
     ("POST", "/studies/{study_id}/reminders/resume", R(STAFF, "study", 200)),
     ("GET", "/studies/{study_id}/reminders", R(STAFF, "study", 200)),
@@ -337,6 +341,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
         .replace("{token_id}", "999999")
+        .replace("{instrument}", "pam13")
     )
 
 

@@ -82,9 +82,7 @@ def test_enrolment_correction_needs_a_reason_and_is_audited(client, admin, make_
 # -- void ---------------------------------------------------------------------------------------------
 
 
-def test_void_keeps_the_audit_but_removes_the_participant_everywhere(
-    client, admin, analyst, make_study, enrol, engine
-):
+def test_void_keeps_the_audit_but_removes_the_participant_everywhere(client, admin, analyst, make_study, enrol, engine):
     study = make_study(waves=WAVES)
     keep = enrol(study, contact={"email": "keep@example.org", "preferred_channel": "email"})
     dup = enrol(study, contact={"email": "dup@example.org", "preferred_channel": "email"})
@@ -111,8 +109,9 @@ def test_void_keeps_the_audit_but_removes_the_participant_everywhere(
         plan_study(s, s.get(Study, study.id), clock)
         s.commit()
 
-    r = client.post(f"/participants/{dup['id']}/void", json={"reason": "duplicate of " + keep["study_code"]},
-                    headers=admin.headers)
+    r = client.post(
+        f"/participants/{dup['id']}/void", json={"reason": "duplicate of " + keep["study_code"]}, headers=admin.headers
+    )
     assert r.status_code == 200, r.text
     assert r.json()["voided"] is True
     again = client.post(f"/participants/{dup['id']}/void", json={"reason": "again"}, headers=admin.headers)
@@ -141,8 +140,11 @@ def test_void_keeps_the_audit_but_removes_the_participant_everywhere(
     )
     assert r.status_code == 409 and r.json()["detail"][0]["type"] == "participant_voided"
     with Session(engine) as s:
-        rows = s.exec(select(Reminder.participant_id, Reminder.status, Reminder.cancel_reason).where(
-            Reminder.study_id == study.id)).all()
+        rows = s.exec(
+            select(Reminder.participant_id, Reminder.status, Reminder.cancel_reason).where(
+                Reminder.study_id == study.id
+            )
+        ).all()
     assert (dup["id"], "cancelled", "participant_voided") in rows and (keep["id"], "pending", None) in rows
     # the audit trail keeps the creation, the answers and the void
     (ev,) = _events(engine, dup["id"], "void")
@@ -175,9 +177,7 @@ def test_each_kind_of_withdrawal_acts_on_reminders_exports_and_analyses(
     assert r.status_code == 200 and r.json()["status"] == "withdrawn"
     r = withdraw(no_consent, "consent", "2026-02-24", "does not want data used")
     assert r.status_code == 200
-    assert r.json()["withdrawals"] == [
-        {"kind": "consent", "date": "2026-02-24", "reason": "does not want data used"}
-    ]
+    assert r.json()["withdrawals"] == [{"kind": "consent", "date": "2026-02-24", "reason": "does not want data used"}]
     # a second kind adds to the first; the same kind twice is a conflict; dates are checked
     both = withdraw(stop_int, "follow_up", "2026-03-01", "moved away too")
     assert [w["kind"] for w in both.json()["withdrawals"]] == ["intervention", "follow_up"]
@@ -244,8 +244,14 @@ def flow_study(client, admin, make_study, enrol):
     ids = {}
     for name, arm in (("a", "peer"), ("b", "peer"), ("c", "peer"), ("d", "peer"), ("e", "usual"), ("f", "usual")):
         ids[name] = enrol(study, arm=arm, enrolled_on="2025-01-06")["id"]
-    for name, waves in {"a": ["baseline", "m3", "m6"], "b": ["baseline"], "c": ["baseline", "m3"],
-                        "d": ["baseline"], "e": ["baseline", "m3"], "f": []}.items():
+    for name, waves in {
+        "a": ["baseline", "m3", "m6"],
+        "b": ["baseline"],
+        "c": ["baseline", "m3"],
+        "d": ["baseline"],
+        "e": ["baseline", "m3"],
+        "f": [],
+    }.items():
         for w in waves:
             _answer(client, admin, ids[name], w)
 

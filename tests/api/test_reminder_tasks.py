@@ -73,7 +73,11 @@ def licensed_wave(client, admin, make_study, enrol):
             study,
             enrolled_on=enrolled,
             arm="group",
-            contact={"name": f"Pat Example{i}", "email": f"pat{i}.{study.id}@example.org", "preferred_channel": "email"},
+            contact={
+                "name": f"Pat Example{i}",
+                "email": f"pat{i}.{study.id}@example.org",
+                "preferred_channel": "email",
+            },
         )
         for i in range(2)
     ]
@@ -109,18 +113,14 @@ def test_a_wave_with_nothing_for_the_form_sends_no_reminder(client, admin, make_
     assert [(t["wave"], t["instrument"]) for t in tasks] == [("baseline", "pam13")]
 
 
-def test_staff_administered_instruments_are_coordinator_tasks(
-    client, admin, analyst, make_user, licensed_wave
-):
+def test_staff_administered_instruments_are_coordinator_tasks(client, admin, analyst, make_user, licensed_wave):
     study, people = licensed_wave
     north = make_user("coordinator", [study.sites["north"]])
     south = make_user("coordinator", [study.sites["south"]])
     r = client.get(f"/studies/{study.id}/tasks", headers=north.headers)
     assert r.status_code == 200, r.text
     tasks = r.json()
-    assert sorted((t["participant_id"], t["instrument"]) for t in tasks) == sorted(
-        (p["id"], "pam13") for p in people
-    )
+    assert sorted((t["participant_id"], t["instrument"]) for t in tasks) == sorted((p["id"], "pam13") for p in people)
     t = tasks[0]
     assert t["state"] == "open" and t["wave"] == "baseline" and "wording" in t["reason"]
     assert t["due_on"] == str(date.today() - timedelta(days=2))
