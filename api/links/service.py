@@ -90,7 +90,8 @@ def offer(code: str) -> tuple[bool, str | None]:
         return False, "unknown instrument"
     if not inst.wording_shipped and not inst.notes.get("wording_loaded"):
         return False, (
-            "licensed item wording is not loaded (instruments.load_wording); collect it through the REST API instead"
+            "licensed item wording is not loaded (peerlens licensed wording); "
+            "staff collect it through the REST API (a coordinator task)"
         )
     if any(not it.text for it in inst.items):
         return False, "some items have no wording"
