@@ -278,7 +278,7 @@ def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
 def uses_data_clause() -> tuple:
     """Conditions on ``participant`` keeping those whose data may be used: not entered in error
     (voided) and consent for use of data not withdrawn. Exports and analyses read through these."""
-    return (Participant.voided_at.is_(None), Participant.consent_withdrawn_on.is_(None))  # type: ignore[union-attr]
+    return (Participant.voided_at.is_(None), Participant.consent_withdrawn_on.is_(None))
 
 
 def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Iterator[list[int]]:

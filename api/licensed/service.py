@@ -158,7 +158,7 @@ def to_read(row: LicensedContent) -> LicensedRead:
     return LicensedRead(
         id=row.id or 0,
         instrument=row.instrument,
-        kind=row.kind,  # type: ignore[arg-type]
+        kind=row.kind,
         scale=row.scale,
         rows=row.rows,
         sha256=row.sha256,

@@ -319,9 +319,9 @@ def list_participants(
     if status is not None:
         stmt = stmt.where(Participant.status == status)
     if not include_voided or policy.deidentified(actor):
-        stmt = stmt.where(Participant.voided_at.is_(None))  # type: ignore[union-attr]
+        stmt = stmt.where(Participant.voided_at.is_(None))
     if policy.deidentified(actor):
-        stmt = stmt.where(Participant.consent_withdrawn_on.is_(None))  # type: ignore[union-attr]
+        stmt = stmt.where(Participant.consent_withdrawn_on.is_(None))
     if after is not None:
         stmt = stmt.where(Participant.id > after)
     return list(session.exec(stmt.order_by(Participant.id).limit(limit)).all())
@@ -372,7 +372,7 @@ def to_read(
                 status_reason=p.status_reason,
                 withdrawals=[
                     WithdrawalRead(
-                        kind=kind,  # type: ignore[arg-type]
+                        kind=kind,
                         date=dates.date(getattr(p, f"{prefix}_on"), p.id),
                         reason=getattr(p, f"{prefix}_reason"),
                     )

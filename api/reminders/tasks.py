@@ -83,7 +83,7 @@ def coordinator_tasks(
                         due_on=due,
                         window_opens_on=opens,
                         window_closes_on=closes,
-                        state=here,  # type: ignore[arg-type]
+                        state=here,
                     )
                 )
                 if len(out) >= limit:
