@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+__all__ = ["BUCKETS", "PARTICIPANT_COLUMNS", "participant_flow"]
+
 PARTICIPANT_COLUMNS = (
     "participant",
     "arm",
