@@ -88,6 +88,10 @@ class DemoResult:
         for role, token in self.tokens.items():
             lines.append(f"{role:<12} token: {token}")
         lines.append(f"try: curl -H 'Authorization: Bearer <admin token>' {self.base_url.rstrip('/')}/studies")
+        lines.append(
+            f"      curl -H 'Authorization: Bearer <analyst token>' "
+            f"{self.base_url.rstrip('/')}/studies/{self.study_id}/participant-flow   # CONSORT counts per arm"
+        )
         return "\n".join(lines)
 
 
