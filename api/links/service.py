@@ -98,6 +98,16 @@ def offer(code: str) -> tuple[bool, str | None]:
     return True, None
 
 
+STAFF_REASON = "administered by staff (the wave's staff_instruments)"
+
+
+def offer_in(wave: Wave, code: str) -> tuple[bool, str | None]:
+    """:func:`offer` within a wave: instruments the wave has staff administer are never offered."""
+    if code in (wave.staff_instruments or []):
+        return False, STAFF_REASON
+    return offer(code)
+
+
 @dataclass
 class LinkContext:
     """What a resolved link opens: the participant's wave and the state of its instruments."""
@@ -129,7 +139,7 @@ Pair = tuple[int, int]  # (participant_id, wave_id)
 def _offered_from(wave: Wave, done: set[str]) -> list[OfferedInstrument]:
     out = []
     for code in wave.instruments:
-        ok, reason = offer(code)
+        ok, reason = offer_in(wave, code)
         out.append(OfferedInstrument(instrument=code, offered=ok, reason=reason, completed=code in done))
     return out
 

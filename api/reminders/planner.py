@@ -179,42 +179,42 @@ _CANCEL_REASON_SQL = """COALESCE(
 )"""
 
 
-def _not_on_form(codes) -> list[str]:
-    """Of ``codes``, the instruments the participant form cannot show (licensed wording not loaded)."""
-    from api.links.service import offer
+def not_on_form(wave: Wave) -> list[str]:
+    """The wave's instruments the participant form does not show: licensed wording not loaded, or
+    administered by staff (``wave.staff_instruments``). They are coordinator tasks, never reminded."""
+    from api.links.service import offer_in
 
-    return sorted({c for c in codes if not offer(c)[0]})
+    return sorted({c for c in wave.instruments or [] if not offer_in(wave, c)[0]})
 
 
-def form_scope(codes) -> str:
-    """An SQL condition on ``r.instrument`` leaving out instruments the form cannot show.
+def _quoted(codes) -> str:
+    # instrument codes are [a-z0-9_] (checked on the way in); quoted as literals all the same
+    return ", ".join("'" + str(c).replace("'", "''") + "'" for c in codes)
+
+
+def form_scope(wave: Wave) -> str:
+    """An SQL condition on ``r.instrument`` leaving out the instruments of ``wave`` the form does not show.
 
     A reminder asks for what the participant can answer; a licensed instrument whose wording is
-    not loaded is collected by staff (a coordinator task, :mod:`api.reminders.tasks`), so it never
-    keeps a wave open for reminders. Codes are instrument codes (``[a-z0-9_]``), quoted literally.
+    not loaded, or one staff administer, is a coordinator task (:mod:`api.reminders.tasks`) and
+    never keeps a wave open for reminders.
     """
-    hidden = _not_on_form(codes)
-    if not hidden:
-        return ""
-    return " AND r.instrument NOT IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in hidden) + ")"
+    hidden = not_on_form(wave)
+    return f" AND r.instrument NOT IN ({_quoted(hidden)})" if hidden else ""
 
 
 def cancel_reason_sql(session: Session) -> str:
     """The cancel-reason expression, with the number of form instruments of each wave that has others."""
-    waves = session.exec(select(Wave.id, Wave.instruments)).all()
-    codes = {c for _, insts in waves for c in (insts or [])}
-    hidden = set(_not_on_form(codes))
-    branches = [
-        f"WHEN {int(wid)} THEN {sum(c not in hidden for c in insts)}"
-        for wid, insts in waves
-        if hidden & set(insts or [])
-    ]
-    n_form = (
-        f"(CASE w.id {' '.join(branches)} ELSE json_array_length(w.instruments) END)"
-        if branches
-        else ("json_array_length(w.instruments)")
-    )
-    return _CANCEL_REASON_SQL.format(n_form=n_form, form_only=form_scope(codes))
+    waves = session.exec(select(Wave)).all()
+    hidden = {w.id: not_on_form(w) for w in waves}
+    hidden = {wid: codes for wid, codes in hidden.items() if codes}
+    counts = {w.id: len(set(w.instruments or [])) - len(hidden[w.id]) for w in waves if w.id in hidden}
+    if not hidden:
+        return _CANCEL_REASON_SQL.format(n_form="json_array_length(w.instruments)", form_only="")
+    branches = " ".join(f"WHEN {int(wid)} THEN {int(n)}" for wid, n in counts.items())
+    n_form = f"(CASE w.id {branches} ELSE json_array_length(w.instruments) END)"
+    per_wave = " OR ".join(f"(r.wave_id = {int(wid)} AND r.instrument IN ({_quoted(c)}))" for wid, c in hidden.items())
+    return _CANCEL_REASON_SQL.format(n_form=n_form, form_only=f" AND NOT ({per_wave})")
 
 
 def cancel_ineligible(
@@ -307,9 +307,10 @@ def plan_study(
             close_off=wave.offset_days + wave.window_after_days + 1,
             steps=[step_minutes(s) for s in plan.steps],
             quiet=quiet,
-            form_only=form_scope(wave.instruments or []),
+            form_only=form_scope(wave),
         )
-        on_form = [c for c in wave.instruments or [] if c not in _not_on_form(wave.instruments or [])]
+        hidden = not_on_form(wave)
+        on_form = [c for c in dict.fromkeys(wave.instruments or []) if c not in hidden]
         if wave.instruments and not on_form:
             continue  # nothing the participant can answer: coordinator tasks only
         n_instr = len(on_form) if wave.instruments else 1 << 30  # no instruments: never complete

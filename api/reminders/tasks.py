@@ -1,8 +1,9 @@
 """Coordinator tasks: instruments of an open wave that staff, not the participant, must collect.
 
-An instrument the participant form cannot show (licensed wording not loaded: PAM-13, HLS-EU-Q16/Q6
-until a licensee uploads it) is administered by staff — by phone or on paper with the licensed
-copy — and entered through the REST API. Such instruments never keep reminders going
+An instrument the wave has staff administer (``wave.staff_instruments``: an interview, a clinical
+rating) or one the participant form cannot show (licensed wording not loaded: PAM-13, HLS-EU-Q16/Q6
+until a licensee uploads it) is administered by staff — in person, by phone or on paper with the
+licensed copy — and entered through the REST API. Such instruments never keep reminders going
 (:func:`api.reminders.planner.form_scope`); they are listed here instead.
 """
 
@@ -36,11 +37,12 @@ def coordinator_tasks(
 
     Participants who stopped follow-up, withdrew consent, were voided or are not ``active`` have no tasks.
     """
-    from api.links.service import offer
+    from api.links.service import offer_in
+    from api.reminders.planner import not_on_form
 
     today = today or local_date(study, utcnow())
     waves = list(session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)))
-    staff_waves = [(w, [c for c in w.instruments if not offer(c)[0]]) for w in waves]
+    staff_waves = [(w, not_on_form(w)) for w in waves]
     staff_waves = [(w, codes) for w, codes in staff_waves if codes]
     if not staff_waves:
         return []
@@ -79,7 +81,7 @@ def coordinator_tasks(
                         site=sites.get(p.site_id, "?"),
                         wave=w.code,
                         instrument=code,
-                        reason=offer(code)[1] or "staff-administered",
+                        reason=offer_in(w, code)[1] or "administered by staff",
                         due_on=due,
                         window_opens_on=opens,
                         window_closes_on=closes,

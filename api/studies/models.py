@@ -68,4 +68,6 @@ class Wave(SQLModel, table=True):
     window_before_days: int = 0
     window_after_days: int = 0
     instruments: list[str] = Field(default_factory=list, sa_type=JSON)
+    # Administered by staff (coordinator tasks), never offered on the participant form nor reminded.
+    staff_instruments: list[str] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

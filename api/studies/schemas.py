@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.inputguard import SingleLine
@@ -147,6 +147,20 @@ class WaveCreate(_In):
     window_before_days: int = Field(default=0, ge=0, le=3650)
     window_after_days: int = Field(default=0, ge=0, le=3650)
     instruments: list[InstrumentCode] = Field(min_length=1, max_length=50)
+    staff_instruments: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="instruments of this wave that staff administer (an interview, a clinical rating): "
+        "coordinator tasks, never on the participant form or in reminders",
+    )
+
+    @field_validator("staff_instruments")
+    @classmethod
+    def _staff_subset(cls, v: list[str], info):
+        wave = set(info.data.get("instruments") or [])
+        if any(code not in wave for code in v):
+            raise PydanticCustomError("not_in_wave", "every staff instrument must be one of the wave's instruments")
+        return list(dict.fromkeys(v))
 
 
 class WaveRead(BaseModel):
@@ -157,3 +171,9 @@ class WaveRead(BaseModel):
     window_before_days: int
     window_after_days: int
     instruments: list[str]
+    staff_instruments: list[str] = Field(default_factory=list)
+
+    @field_validator("staff_instruments", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v):
+        return v or []

@@ -2,7 +2,8 @@
 
 ``participant`` gains the date and reason of each kind of withdrawal (intervention stopped,
 follow-up stopped, consent for use of data withdrawn) and the "entered in error" void; ``study``
-gains ``public_title``; ``licensed_content`` holds uploaded licensed wordings and calibration tables.
+gains ``public_title``; ``wave`` gains ``staff_instruments``; ``licensed_content`` holds uploaded
+licensed wordings and calibration tables.
 
 Revision ID: d4f8a2c61e93
 Revises: 7a3c5e9b2d14
@@ -10,6 +11,8 @@ Create Date: 2026-12-01 19:00:00
 """
 
 from __future__ import annotations
+
+import json
 
 import sqlalchemy as sa
 import sqlmodel
@@ -36,6 +39,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("void_reason", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True))
     with op.batch_alter_table("study") as batch_op:
         batch_op.add_column(sa.Column("public_title", sqlmodel.sql.sqltypes.AutoString(length=300), nullable=True))
+    with op.batch_alter_table("wave") as batch_op:
+        batch_op.add_column(sa.Column("staff_instruments", sa.JSON(), nullable=True))
     op.create_table(
         "licensed_content",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -67,15 +72,23 @@ def downgrade() -> None:
         )
     ).scalar_one()
     titled = bind.execute(sa.text("SELECT COUNT(*) FROM study WHERE public_title IS NOT NULL")).scalar_one()
-    if held or titled:
+    staffed = sum(
+        1
+        for (v,) in bind.execute(sa.text("SELECT staff_instruments FROM wave WHERE staff_instruments IS NOT NULL"))
+        if v and (json.loads(v) if isinstance(v, str) else v)
+    )
+    if held or titled or staffed:
         raise DowngradeRefused(
             "d4f8a2c61e93",
-            {"participant": int(held), "study": int(titled)},
-            f"revision d4f8a2c61e93 cannot be downgraded: {held} participant(s) carry a withdrawal or void and "
-            f"{titled} study(ies) a public title; restore the backup taken before the upgrade instead",
+            {"participant": int(held), "study": int(titled), "wave": staffed},
+            f"revision d4f8a2c61e93 cannot be downgraded: {held} participant(s) carry a withdrawal or void, "
+            f"{titled} study(ies) a public title and {staffed} wave(s) staff-administered instruments; "
+            "restore the backup taken before the upgrade instead",
         )
     op.drop_index("ix_licensed_content_instrument_kind", table_name="licensed_content")
     op.drop_table("licensed_content")
+    with op.batch_alter_table("wave") as batch_op:
+        batch_op.drop_column("staff_instruments")
     with op.batch_alter_table("study") as batch_op:
         batch_op.drop_column("public_title")
     with op.batch_alter_table("participant") as batch_op:

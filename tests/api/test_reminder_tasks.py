@@ -157,3 +157,65 @@ def test_participants_see_the_public_title_only(client, admin, engine, smtp, mai
     page = client.get(url.removeprefix("http://testserver"))
     assert page.status_code == 200 and PUBLIC in page.text and INTERNAL not in page.text
     assert client.patch(f"/studies/{study.id}", json={"public_title": "a\nb"}, headers=admin.headers).status_code == 422
+
+
+def test_a_wave_can_have_staff_administer_an_instrument(client, admin, make_study, enrol, engine):
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9"]),))
+    bad = client.post(
+        f"/studies/{study.id}/waves",
+        json={"code": "m1", "offset_days": 30, "instruments": ["phq9"], "staff_instruments": ["gad7"]},
+        headers=admin.headers,
+    )
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "staff_instruments"]
+    r = client.post(
+        f"/studies/{study.id}/waves",
+        json={
+            "code": "m1",
+            "offset_days": 2,
+            "window_before_days": 2,
+            "window_after_days": 14,
+            "instruments": ["phq9", "gad7"],
+            "staff_instruments": ["gad7"],
+        },
+        headers=admin.headers,
+    )
+    assert r.status_code == 201 and r.json()["staff_instruments"] == ["gad7"]
+    waves = client.get(f"/studies/{study.id}/waves", headers=admin.headers).json()
+    assert [w["staff_instruments"] for w in waves] == [[], ["gad7"]]
+    p = enrol(
+        study,
+        arm="group",
+        enrolled_on=str(date.today()),
+        contact={"email": "s@example.org", "preferred_channel": "email"},
+    )
+    body = {
+        "plans": [
+            {
+                "wave": "m1",
+                "channel": "email",
+                "steps": [{"offset_days": 0, "offset_hours": 0}],
+                "subject": "{study}: your {wave} questionnaire",
+                "body": "Hello {name}: {link}",
+            }
+        ]
+    }
+    assert client.put(f"/studies/{study.id}/reminder-plans", json=body, headers=admin.headers).status_code == 200
+    # the form offers PHQ-9 only; GAD-7 is the coordinator's
+    link = client.post(f"/participants/{p['id']}/links", json={"wave": "m1"}, headers=admin.headers).json()
+    offered = {i["instrument"]: (i["offered"], i["reason"]) for i in link["instruments"]}
+    assert offered["phq9"] == (True, None) and offered["gad7"][0] is False and "staff" in offered["gad7"][1]
+    tasks = client.get(f"/studies/{study.id}/tasks", headers=admin.headers).json()
+    assert [(t["wave"], t["instrument"], t["reason"]) for t in tasks] == [
+        ("m1", "gad7", "administered by staff (the wave's staff_instruments)")
+    ]
+    now = datetime.now(UTC)
+    _run_planner(engine, study.id, now)
+    assert [r.status for r in _rows(engine, study.id)] == ["pending"]
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        json={"wave": "m1", "instrument": "phq9", "answers": phq9_answers(0)},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    assert _run_planner(engine, study.id, now).by_reason == {"completed": 1}  # GAD-7 is not the participant's
+    assert len(client.get(f"/studies/{study.id}/tasks", headers=admin.headers).json()) == 1
