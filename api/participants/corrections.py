@@ -69,6 +69,11 @@ def correct(session: Session, p: Participant, changes: dict, reason: str, actor:
             new[field] = value
     if not new:
         raise Unprocessable(["body"], "nothing to correct: every value equals the stored one", "no_change")
+    today = utcnow().date()
+    for field in ("enrolled_on", "consent_date"):
+        when = new.get(field)
+        if when is not None and (when > today or when.year < 1900):
+            raise Unprocessable(["body", field], "date must be after 1900 and not in the future", "implausible_date")
     enrolled = new.get("enrolled_on", p.enrolled_on)
     if new.get("consent_date", p.consent_date) > enrolled:
         loc = "consent_date" if "consent_date" in new else "enrolled_on"

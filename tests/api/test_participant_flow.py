@@ -69,6 +69,9 @@ def test_enrolment_correction_needs_a_reason_and_is_audited(client, admin, make_
     # consent after the corrected enrolment date, nothing to change, unknown site: 422 naming the field
     bad = client.post(url, json={"enrolled_on": "2026-01-01", "reason": "x"}, headers=admin.headers)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "enrolled_on"]
+    for day in ("0001-01-01", "2999-01-01"):
+        far = client.post(url, json={"enrolled_on": day, "reason": "x"}, headers=admin.headers)
+        assert far.status_code == 422 and far.json()["detail"][0]["loc"] == ["body", "enrolled_on"]
     same = client.post(url, json={"site": "south", "reason": "x"}, headers=admin.headers)
     assert same.status_code == 422 and same.json()["detail"][0]["type"] == "no_change"
     nosite = client.post(url, json={"site": "east", "reason": "x"}, headers=admin.headers)
