@@ -185,6 +185,11 @@ class InstrumentState(BaseModel):
     state: Literal["completed", "pending"]
     response_id: int | None = None
     out_of_window: bool | None = None
+    collected_by: Literal["participant", "staff"] = Field(
+        "participant",
+        description="staff: not on the participant form (the wave's staff_instruments, or licensed wording "
+        "not loaded) — a coordinator task while pending, never in reminders",
+    )
 
 
 class WaveStatus(BaseModel):

@@ -435,6 +435,8 @@ def schedule(
         (r.wave_id, r.instrument): r
         for r in session.exec(select(Response).where(Response.participant_id == participant.id)).all()
     }
+    from api.links.service import offer_in  # the links import this module
+
     out = []
     for w in waves:
         due, opens, closes, opens_at, closes_at = window(study, participant, w)
@@ -447,6 +449,7 @@ def schedule(
                     state="completed" if r else "pending",
                     response_id=r.id if r else None,
                     out_of_window=r.out_of_window if r else None,
+                    collected_by="participant" if offer_in(w, code)[0] else "staff",
                 )
             )
         n_done = sum(s.state == "completed" for s in states)

@@ -204,6 +204,9 @@ def test_a_wave_can_have_staff_administer_an_instrument(client, admin, make_stud
     link = client.post(f"/participants/{p['id']}/links", json={"wave": "m1"}, headers=admin.headers).json()
     offered = {i["instrument"]: (i["offered"], i["reason"]) for i in link["instruments"]}
     assert offered["phq9"] == (True, None) and offered["gad7"][0] is False and "staff" in offered["gad7"][1]
+    sched = client.get(f"/participants/{p['id']}/schedule", headers=admin.headers).json()
+    m1 = {i["instrument"]: i["collected_by"] for i in sched[1]["instruments"]}
+    assert m1 == {"phq9": "participant", "gad7": "staff"}
     tasks = client.get(f"/studies/{study.id}/tasks", headers=admin.headers).json()
     assert [(t["wave"], t["instrument"], t["reason"]) for t in tasks] == [
         ("m1", "gad7", "administered by staff (the wave's staff_instruments)")
