@@ -18,7 +18,8 @@ from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, Unprocessable
 from api.participants.models import WITHDRAWAL_KINDS, Participant
-from api.studies.models import Site
+from api.studies import dates as study_dates
+from api.studies.models import Site, Study
 
 CORRECTABLE = ("enrolled_on", "site", "consent_date", "consent_version")
 
@@ -69,11 +70,11 @@ def correct(session: Session, p: Participant, changes: dict, reason: str, actor:
             new[field] = value
     if not new:
         raise Unprocessable(["body"], "nothing to correct: every value equals the stored one", "no_change")
-    today = utcnow().date()
-    for field in ("enrolled_on", "consent_date"):
-        when = new.get(field)
-        if when is not None and (when > today or when.year < 1900):
-            raise Unprocessable(["body", field], "date must be after 1900 and not in the future", "implausible_date")
+    # the study's plausible-date window (not before its start minus the margin, not in the future)
+    study_dates.check(
+        session.get(Study, p.study_id),
+        {("body", f): new.get(f) for f in ("enrolled_on", "consent_date")},
+    )
     enrolled = new.get("enrolled_on", p.enrolled_on)
     if new.get("consent_date", p.consent_date) > enrolled:
         loc = "consent_date" if "consent_date" in new else "enrolled_on"
@@ -153,8 +154,7 @@ def withdraw(session: Session, p: Participant, kind: str, on: date, reason: str,
         )
     if on < p.enrolled_on:
         raise Unprocessable(["body", "date"], "withdrawal date is before enrolment", "before_enrolment")
-    if on > utcnow().date():
-        raise Unprocessable(["body", "date"], "withdrawal date is in the future", "future_date")
+    study_dates.check(session.get(Study, p.study_id), {("body", "date"): on})
     before = {f"{prefix}_on": None, "status": p.status}
     setattr(p, f"{prefix}_on", on)
     setattr(p, f"{prefix}_reason", reason)

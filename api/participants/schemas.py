@@ -121,9 +121,9 @@ WithdrawalKind = Literal["intervention", "follow_up", "consent"]
 class Correction(_In):
     """Enrolment fields to correct; only the fields given (and different) change."""
 
-    enrolled_on: date | None = None
+    enrolled_on: PlausibleDate | None = None
     site: Code | None = Field(default=None, description="site code")
-    consent_date: date | None = None
+    consent_date: PlausibleDate | None = None
     consent_version: str | None = Field(default=None, min_length=1, max_length=40)
     reason: Reason
 
@@ -137,7 +137,7 @@ class WithdrawalIn(_In):
         description="intervention: stopped the intervention, follow-up continues; follow_up: no further data "
         "collection, data so far are used; consent: consent withdrawn for use of the data collected"
     )
-    date: date
+    date: PlausibleDate
     reason: Reason
 
 
