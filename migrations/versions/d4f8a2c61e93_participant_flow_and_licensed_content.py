@@ -6,7 +6,7 @@ gains ``public_title``; ``wave`` gains ``staff_instruments``; ``licensed_content
 licensed wordings and calibration tables.
 
 Revision ID: d4f8a2c61e93
-Revises: 7a3c5e9b2d14
+Revises: e4b8c1d7f2a6
 Create Date: 2026-12-01 19:00:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 from migrations.policy import DowngradeRefused, refuse_downgrade_if_data
 
 revision = "d4f8a2c61e93"
-down_revision = "7a3c5e9b2d14"
+down_revision = "e4b8c1d7f2a6"
 branch_labels = None
 depends_on = None
 
