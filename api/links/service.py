@@ -84,11 +84,16 @@ def offer(code: str) -> tuple[bool, str | None]:
     (True, None)
     >>> offer("pam13")[0]
     False
+    >>> offer("hba1c")
+    (False, 'measured and entered by staff (a coordinator task)')
     """
     try:
         inst: Instrument = instruments.get(code)
     except InstrumentError:
         return False, "unknown instrument"
+    if inst.notes.get("administered") == "staff":
+        # Clinical measures (HbA1c, weight, blood pressure, the walk test): staff measure and enter them.
+        return False, "measured and entered by staff (a coordinator task)"
     if not inst.wording_shipped and not inst.notes.get("wording_loaded"):
         return False, (
             "licensed item wording is not loaded (peerlens licensed wording); "
