@@ -4,9 +4,10 @@ Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.t
 engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
-attrition, power, harms by arm (:mod:`analysis.safety`), what works for whom (:mod:`analysis.realist`,
-:mod:`analysis.mediation`, :mod:`analysis.compliance`, :mod:`analysis.gas`), plots and a one-call report
-(:func:`analysis.report.run_all`). It never touches HTTP or a database.
+attrition, power, harms by arm (:mod:`analysis.safety`), participant flow (:mod:`analysis.flow`), what
+works for whom (:mod:`analysis.realist`, :mod:`analysis.mediation`, :mod:`analysis.compliance`,
+:mod:`analysis.gas`), plots and a one-call report (:func:`analysis.report.run_all`). It never touches HTTP
+or a database.
 """
 
 import lazy_loader
@@ -20,6 +21,7 @@ _SUBMODULES = (  # not ``reliability`` nor ``mediation``: those names are the fl
     "change",
     "compliance",
     "errors",
+    "flow",
     "frame",
     "gas",
     "gee",
@@ -39,6 +41,7 @@ _SUBMODULES = (  # not ``reliability`` nor ``mediation``: those names are the fl
 )
 _NAMES = {  # submodule -> the names the package takes from it
     "trial": ["ancova", "clda", "reference_arm"],
+    "flow": ["participant_flow"],
     "gee": ["GEEModel", "fit_gee"],
     "missing": ["rubin", "impute", "multiple_imputation", "tipping_point"],
     "multiplicity": ["adjust_pvalues", "adjust_table", "format_p"],
