@@ -238,7 +238,7 @@ def post_training(
     """Record a module attended, a refresher, an assessment, a certification or supervision."""
     r = service.add_training_record(session, supporter, body, actor)
     session.commit()
-    return TrainingRecordRead(**r.model_dump())
+    return TrainingRecordRead(**r.model_dump(exclude={"study_id", "created_at"}))
 
 
 @router.get("/delivery/supporters/{supporter_id}/training", response_model=list[TrainingRecordRead])

@@ -156,7 +156,7 @@ def _set_identifiers(session: Session, supporter: PeerSupporter, ids: SupporterI
             changed.append(name)
     vault.updated_at = utcnow()
     session.add(vault)
-    return changed
+    return sorted(changed)
 
 
 def create_supporter(session: Session, study: Study, body: SupporterIn, actor: Actor) -> PeerSupporter:
@@ -373,7 +373,7 @@ def list_training(session: Session, s: PeerSupporter) -> list[TrainingRecordRead
         .where(TrainingRecord.supporter_id == s.id)
         .order_by(col(TrainingRecord.on_date), col(TrainingRecord.id))
     )
-    return [TrainingRecordRead(**r.model_dump()) for r in rows]
+    return [TrainingRecordRead(**r.model_dump(exclude={"study_id", "created_at"})) for r in rows]
 
 
 def supporter_names_for_audit(values: dict[str, Any]) -> list[str]:
