@@ -164,12 +164,12 @@ def _offered_spans(session: Session, study_id: int) -> Iterable[tuple[int, list[
         ).where(col(GroupMembership.group_id).in_(select(PeerGroup.id).where(PeerGroup.study_id == study_id)))
     )
     for pid, gid, joined, left in memberships:
-        days = by_group.get(gid)
-        if not days:
+        group_days = by_group.get(gid)
+        if not group_days:
             continue
-        lo = bisect_left(days, _as_date(joined))
-        hi = len(days) if left is None else bisect_right(days, _as_date(left))
-        yield pid, days, lo, hi
+        lo = bisect_left(group_days, _as_date(joined))  # type: ignore[type-var]
+        hi = len(group_days) if left is None else bisect_right(group_days, _as_date(left))  # type: ignore[type-var]
+        yield pid, group_days, lo, hi
 
 
 def offered_sessions(session: Session, study_id: int) -> Iterable[tuple[int, date]]:
