@@ -20,7 +20,8 @@ Generating parameters (documented in README.md, "Process evaluation"):
 * one-to-one calls: Poisson(1 + engagement-scaled) per participant, 10–30 minutes each;
 * online-arm participants post in the forum in their first 12 weeks: weekly posts Poisson(1.5 e),
   replies Poisson(2 e), logins Poisson(3 e) with ``e = exp(0.5 z)``;
-* one participant switches group at north (membership closed, another opened).
+* one participant switches group at north (membership closed, another opened); a participant who
+  withdraws or is lost leaves their group on that day.
 """
 
 from __future__ import annotations
@@ -254,6 +255,15 @@ def populate(session: Session, study: Study, cohort, today: date, actor: Actor) 
             sessions.add_member(session, g2, MemberIn(participant_id=mover.id, joined_on=day), actor)
             c2.append(mover)
             switched = True
+        enrolled_on = {p.study_code: p.enrolled_on for p in members}
+        for g, _chunk in built:
+            # a participant who withdrew or was lost leaves their group that day (offered nothing after)
+            for m in sessions.group_read(session, g).members:
+                row = rows.loc[m.study_code]
+                if m.left_on is None and not math.isnan(row.status_days):
+                    left = enrolled_on[m.study_code] + timedelta(days=int(row.status_days))
+                    if m.joined_on <= left <= today:
+                        sessions.close_member(session, g, m.id, MemberPatch(left_on=left), actor)
         for g, chunk in built:
             first = chunk[0].enrolled_on + timedelta(days=7)
             for k in range(PLANNED_SESSIONS):

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
@@ -47,6 +48,11 @@ from api.studies.models import Arm, Site, Study
 
 FORUM_COLUMNS = ("study_code", "week_start", "posts", "replies", "logins")
 MAX_FORUM_ROWS = 200_000
+
+
+def study_today(study: Study) -> date:
+    """Today in the study's time zone (a record dated after it is in the future)."""
+    return datetime.now(ZoneInfo(study.time_zone)).date()
 
 
 def _study(session: Session, study_id: int) -> Study:
@@ -228,7 +234,7 @@ def _check_session(session: Session, study: Study, values: dict[str, Any], today
     check_not_before_study(session, study, values["planned_date"], ["body", "planned_date"])
     if values.get("delivered_on") is not None:
         check_not_before_study(session, study, values["delivered_on"], ["body", "delivered_on"])
-        if values["delivered_on"] > today + timedelta(days=1):
+        if values["delivered_on"] > today:
             raise Unprocessable(["body", "delivered_on"], "delivered_on is in the future", "in_future")
         if values.get("duration_minutes") is None:
             raise Unprocessable(["body", "duration_minutes"], "a delivered session records its duration", "missing")
@@ -246,7 +252,7 @@ def create_session(session: Session, study: Study, body: SessionIn, actor: Actor
     if body.supporter_id is not None:
         supporter_in_study(session, study.id, body.supporter_id, ["body", "supporter_id"])
     values = body.model_dump()
-    _check_session(session, study, values, date.today())
+    _check_session(session, study, values, study_today(study))
     s = DeliverySession(
         study_id=study.id, site_id=g.site_id, arm_id=g.arm_id, **{**values, "mode": body.mode or g.mode}
     )
@@ -271,7 +277,7 @@ def update_session(session: Session, s: DeliverySession, body: SessionPatch, act
     merged = s.model_dump() | changes
     if merged.get("cancel_reason") and merged.get("delivered_on") is not None and "delivered_on" not in changes:
         raise Unprocessable(["body", "cancel_reason"], "a delivered session cannot be cancelled", "inconsistent")
-    _check_session(session, study, merged, date.today())
+    _check_session(session, study, merged, study_today(study))
     has_attendance = session.exec(
         select(func.count()).select_from(SessionAttendance).where(SessionAttendance.session_id == s.id)
     ).one()
@@ -437,7 +443,7 @@ def add_contact(session: Session, p: Participant, body: ContactIn, actor: Actor)
     ensure_site_access(actor, p.site_id, loc=("path", "participant_id"), what="participant")
     if body.on_date < p.enrolled_on:
         raise Unprocessable(["body", "on_date"], "on_date is before the participant's enrolment", "before_enrolment")
-    if body.on_date > date.today() + timedelta(days=1):
+    if body.on_date > study_today(_study(session, p.study_id)):
         raise Unprocessable(["body", "on_date"], "on_date is in the future", "in_future")
     if body.supporter_id is not None:
         supporter_in_study(session, p.study_id, body.supporter_id, ["body", "supporter_id"])
@@ -493,6 +499,7 @@ def import_forum(session: Session, study: Study, text: str, actor: Actor) -> For
         )
     }
     parsed: dict[tuple[int, date], tuple[int, int, int, int]] = {}
+    today = study_today(study)
     for line, row in enumerate(reader, start=2):
         if line - 1 > MAX_FORUM_ROWS:
             raise Unprocessable(["body"], f"more than {MAX_FORUM_ROWS} rows", "too_many_rows")
@@ -510,7 +517,7 @@ def import_forum(session: Session, study: Study, text: str, actor: Actor) -> For
             raise Unprocessable(["body", line, "week_start"], "weeks start on a Monday", "not_monday")
         if week + timedelta(days=6) < who[2]:
             raise Unprocessable(["body", line, "week_start"], "the week ends before enrolment", "before_enrolment")
-        if week > date.today():
+        if week > today:
             raise Unprocessable(["body", line, "week_start"], "the week is in the future", "in_future")
         counts = tuple(_int(row.get(c) or "", ["body", line, c]) for c in ("posts", "replies", "logins"))
         if (who[0], week) in parsed:
