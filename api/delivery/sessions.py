@@ -102,7 +102,8 @@ def create_group(session: Session, study: Study, body: GroupIn, actor: Actor) ->
 def add_member(session: Session, g: PeerGroup, body: MemberIn, actor: Actor) -> GroupMembership:
     """Add a participant of the group's site and arm; they may be in one group at a time."""
     ensure_can_write(actor)
-    p = session.get(Participant, body.participant_id)
+    # locked on PostgreSQL: two memberships of one participant cannot be added at once
+    p = session.get(Participant, body.participant_id, with_for_update=True)
     loc = ["body", "participant_id"]
     if p is None or p.study_id != g.study_id or p.site_id != g.site_id:
         raise Unprocessable(loc, "no participant with this id at the group's site", "unknown_participant")
@@ -347,6 +348,12 @@ def record_attendance(session: Session, s: DeliverySession, body: AttendanceIn, 
     """The register of a delivered session: each participant must be a member of the group on the
     session's date; entries replace earlier ones of the same participants (audited as one event)."""
     ensure_can_write(actor)
+    # Read again inside the write transaction (locked on PostgreSQL): concurrent registers of one
+    # session queue instead of racing on the unique (session, participant) key.
+    locked = session.get(DeliverySession, s.id, with_for_update=True, populate_existing=True)
+    if locked is None:
+        raise NotFound(["path", "session_id"], "session not found", "not_found")
+    s = locked
     if s.status != "delivered" or s.delivered_on is None:
         raise Unprocessable(
             ["path", "session_id"],
