@@ -1005,6 +1005,8 @@ def delivery_dose(
     w = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
+
+
 # --- the statistical analysis plan and unblinding (same services as the API) -----------------------
 
 sap_app = typer.Typer(help="The statistical analysis plan: draft, lock (hash recorded), show with deviations.")
