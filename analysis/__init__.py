@@ -4,10 +4,10 @@ Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.t
 engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
-attrition, power, harms by arm (:mod:`analysis.safety`), participant flow (:mod:`analysis.flow`), what
-works for whom (:mod:`analysis.realist`, :mod:`analysis.mediation`, :mod:`analysis.compliance`,
-:mod:`analysis.gas`), plots and a one-call report (:func:`analysis.report.run_all`). It never touches HTTP
-or a database.
+attrition, power, harms by arm (:mod:`analysis.safety`), participant flow (:mod:`analysis.flow`), process
+evaluation (:mod:`analysis.process`), what works for whom (:mod:`analysis.realist`, :mod:`analysis.mediation`,
+:mod:`analysis.compliance`, :mod:`analysis.gas`), plots and a one-call report (:func:`analysis.report.run_all`).
+It never touches HTTP or a database.
 """
 
 import lazy_loader
@@ -30,6 +30,7 @@ _SUBMODULES = (  # not ``reliability`` nor ``mediation``: those names are the fl
     "multiplicity",
     "plots",
     "power",
+    "process",
     "realist",
     "realist_sim",
     "report",
@@ -72,6 +73,7 @@ _NAMES = {  # submodule -> the names the package takes from it
     "compliance": ["cace", "wald_cace", "dose_response"],
     "gas": ["gas_tscore", "gas_scores", "gas_by_arm"],
     "realist_sim": ["simulate_realist"],
+    "process": ["dose_summary", "training_hours", "reach", "dose_by_tertile", "plot_dose"],
 }
 
 # A function named like its module (``reliability``) keeps the package's name for it, even once the

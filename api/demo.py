@@ -56,6 +56,7 @@ class DemoResult:
     adverse_events: int = 0
     context: dict[str, int] | None = None
     realist: dict | None = None
+    delivery: dict | None = None
     plan_hash: str | None = None
     partial: str | None = None  # "P-…/wave/instrument" of the demo's one partial response
     base_url: str = "http://127.0.0.1:8000"
@@ -89,6 +90,13 @@ class DemoResult:
                 f"realist demo study id {self.realist['study_id']} ({self.realist['participants']} participants): "
                 f"true moderation {t['moderation']}, indirect effect {t['indirect']}, CACE {t['cace']} "
                 "(analysis.realist_sim)"
+            )
+        if self.delivery is not None:
+            d = self.delivery
+            lines.append(
+                f"process evaluation: {d['groups']} groups, {d['sessions']} sessions ({d['cancelled']} cancelled), "
+                f"{d['attendance']} attendance records, {d['calls']} calls, {d['forum_weeks']} forum weeks "
+                "(generating parameters: api.delivery.demo)"
             )
         if self.plan_hash:
             lines.append(
@@ -300,6 +308,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         from api.context import demo as context_demo
 
         result.context = context_demo.seed(session, study, today, seed, actor)
+        from api.delivery import demo as delivery_demo
+
+        result.delivery = delivery_demo.populate(session, study, cohort, today, actor)
         result.plan_hash = _analysis_plan(session, study, actor)
         del sites
     result.study_id = study.id

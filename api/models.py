@@ -14,6 +14,21 @@ from api.context.models import (  # noqa: F401
     PersonalGoal,
 )
 from api.db import metadata  # noqa: F401  (naming convention first)
+from api.delivery.models import (  # noqa: F401
+    DeliveryPlan,
+    DeliverySession,
+    ForumActivity,
+    GroupMembership,
+    PeerContact,
+    PeerGroup,
+    PeerSupporter,
+    PeerSupporterContact,
+    SessionAttendance,
+    TidierDescription,
+    TrainingModule,
+    TrainingProgramme,
+    TrainingRecord,
+)
 from api.exports.models import ExportSettings  # noqa: F401
 from api.interop.models import StudyInstrument  # noqa: F401
 from api.licensed.models import LicensedContent  # noqa: F401
