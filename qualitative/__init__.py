@@ -30,6 +30,7 @@ _NAMES = {  # submodule -> the names the package takes from it
         "parse_docx",
     ],
     "deid": ["VaultIdentifiers", "Replacement", "DeidResult", "deidentify", "deid_recall"],
+    "deid_eval": ["deid_report"],
     "nlp": ["lemma_pipeline", "lemmatize", "load_ner_model", "NERModelNotFound"],
     "search": ["kwic"],
     "codebook": ["Code", "CodeEdit", "Codebook", "Coding", "Memo", "CodedCorpus", "codings_frame", "slugify"],

@@ -273,7 +273,18 @@ def rule_pipeline() -> Language:
 
 # The longer span wins (it removes more); between equal spans the lower tier wins, so a vault or
 # study term keeps its placeholder identity.
-_TIER = {"propagated": 2, "vault": 0, "term": 0, "email": 0, "phone": 1, "pattern": 0, "regex": 1, "ner": 1, "ruler": 1, "words": 2}
+_TIER = {
+    "propagated": 2,
+    "vault": 0,
+    "term": 0,
+    "email": 0,
+    "phone": 1,
+    "pattern": 0,
+    "regex": 1,
+    "ner": 1,
+    "ruler": 1,
+    "words": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -333,7 +344,9 @@ def _vault_candidates(
             if not p or not p.strip():
                 continue
             pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, p.split())) + r"(?!\w)"
-            for m in re.finditer(pattern, text, re.IGNORECASE):
+            # A one-word site or place that is an everyday word ("North", "Bath") must be capitalised.
+            flags = 0 if " " not in p.strip() and is_common_word(p.strip(), 4.0) else re.IGNORECASE
+            for m in re.finditer(pattern, text, flags):
                 cands.append(_Cand(m.start(), m.end(), kind, source, f"{kind}:{_norm(p)}"))
     return cands, name_keys
 

@@ -66,9 +66,7 @@ _URL_RE = re.compile(
 )
 _HANDLE_RE = re.compile(r"(?<![\w.@])@[A-Za-z0-9_](?:[A-Za-z0-9_.]{0,28}[A-Za-z0-9_])?")
 _AGE_NUM = r"(?:9\d|1[01]\d)"
-_AGE_WORDS = (
-    r"(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|a hundred(?: and \w+)?|one hundred)"
-)
+_AGE_WORDS = r"(?:ninety(?:[- ](?:one|two|three|four|five|six|seven|eight|nine))?|a hundred(?: and \w+)?|one hundred)"
 _AGE_BEFORE = re.compile(
     r"(?i)(?:\b(?:aged?|I'm|I am|I’m|he is|she is|turned|turning|reached|be)|\w(?:'s|’s))\s+"
     rf"(?P<age>{_AGE_NUM}|{_AGE_WORDS})\b(?!\s*(?:%|per|mmol|mg|kg|minutes|mins|pounds|quid|p\b))"
@@ -89,10 +87,11 @@ def _phones(text: str) -> list[Hit]:
 
 
 def detect_patterns(text: str) -> list[Hit]:
-    """Every pattern-shaped identifier in ``text``.
+    """Every pattern-shaped identifier in ``text`` (overlaps are resolved by the caller: longest wins).
 
-    >>> [(text[s:e], t) for s, e, t, _ in detect_patterns(text := "Ring 07700 900461 or see HX6 2AB.")]
-    [('07700 900461', 'PHONE'), ('HX6 2AB', 'POSTCODE')]
+    >>> text = "Ring 07700 900461 or see HX6 2AB."
+    >>> sorted((text[s:e], t) for s, e, t, _ in detect_patterns(text))
+    [('07700 900461', 'PHONE'), ('900461', 'ID'), ('HX6 2AB', 'POSTCODE')]
     """
     hits: list[Hit] = []
     nhs_spans = set()

@@ -101,7 +101,7 @@ def name_variants(full: str) -> set[str]:
     """Forms of a person's name a speaker may use: the full name, each part, first + last, nicknames.
 
     >>> sorted(name_variants("Sandra Kowalski"))
-    ['Kowalski', 'San', 'Sandra', 'Sandra Kowalski', 'Sandy', 'Sandy Kowalski']
+    ['Kowalski', 'Sandra', 'Sandra Kowalski', 'Sandy', 'Sandy Kowalski']
     """
     parts = [p for p in full.split() if len(p.strip(".")) >= 2 and p.strip(".") not in _TITLES]
     out = {" ".join(full.split()), *parts}
@@ -117,7 +117,7 @@ def name_variants(full: str) -> set[str]:
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'’-]*[A-Za-z0-9]|[A-Za-z]")
 _LABEL = re.compile(r"^[ \t]*[^:\n]{1,40}:[ \t]")
-_SENTENCE_END = set(".!?:;\"“(…")
+_SENTENCE_END = set('.!?:;"“(…')
 
 
 def _strip_possessive(tok: str) -> str:
