@@ -27,7 +27,14 @@ from api.auth.models import User, UserSite
 from api.auth.policy import RULES
 from api.studies.models import Site, Study
 
-__all__ = ["TermSource", "register_term_source", "term_sources", "study_terms", "name_from_email"]
+__all__ = [
+    "TermSource",
+    "register_term_source",
+    "unregister_term_source",
+    "term_sources",
+    "study_terms",
+    "name_from_email",
+]
 
 TermSource = Callable[[Session, Study], Mapping[str, Iterable[str]]]
 TERM_TYPES = ("PERSON", "ORG", "PLACE", "EMAIL", "PHONE")
@@ -40,6 +47,12 @@ def register_term_source(fn: TermSource) -> TermSource:
     if fn not in _SOURCES:
         _SOURCES.append(fn)
     return fn
+
+
+def unregister_term_source(fn: TermSource) -> None:
+    """Remove a source (tests, plug-ins that are switched off)."""
+    if fn in _SOURCES:
+        _SOURCES.remove(fn)
 
 
 def term_sources() -> list[TermSource]:
