@@ -54,6 +54,7 @@ class DemoResult:
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
+    transcripts: int = 0
     base_url: str = "http://127.0.0.1:8000"
 
     def summary(self) -> str:
@@ -70,6 +71,10 @@ class DemoResult:
                 f"safety: {sum(self.alerts.values())} alerts ({self.alerts['open']} open, "
                 f"{self.alerts['acknowledged']} acknowledged, {self.alerts['resolved']} resolved), "
                 f"{self.adverse_events} adverse events"
+            )
+        if self.transcripts:
+            lines.append(
+                f"transcripts: {self.transcripts} de-identified interviews (GET /studies/{self.study_id}/transcripts)"
             )
         if self.params:
             keys = (
@@ -245,6 +250,10 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         north = session.exec(select(User).where(User.email == COORDINATOR_EMAIL)).one()
         result.alerts = safety_demo.alert_history(session, study, admin, north)
         result.adverse_events = safety_demo.adverse_events(session, study, admin, north, today)
+        from api.transcripts import demo as transcripts_demo
+
+        group = [p for p, row in by_code.values() if row.arm == "group" and row.site == "north"]
+        result.transcripts = transcripts_demo.load(session, study, actor, group[:2])
         del sites
     result.study_id = study.id
     for role, email, site in DEMO_USERS:

@@ -187,7 +187,13 @@ def _judge(run, offset: int, safe: frozenset[str], prev_word: str) -> list[Hit]:
         return []
     # Trim safe words, titles and (at a sentence start) everyday words from the run's edges.
     lo, hi = 0, len(run) - 1
-    while lo < hi and (run[lo][2].casefold() in safe or run[lo][2] in _TITLES or (run[lo][3] and not flags[lo])):
+    # A sentence-initial word before a name is trimmed only when it is an everyday word ("Well
+    # Terry"); a rarer one is taken for a given name ("Desmond Afolabi").
+    while lo < hi and (
+        run[lo][2].casefold() in safe
+        or run[lo][2] in _TITLES
+        or (run[lo][3] and not flags[lo] and is_common_word(run[lo][2]))
+    ):
         lo += 1
     while hi > lo and run[hi][2].casefold() in safe:
         hi -= 1

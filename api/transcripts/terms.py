@@ -59,15 +59,23 @@ def term_sources() -> list[TermSource]:
     return list(_SOURCES)
 
 
-def name_from_email(email: str) -> str | None:
-    """A person's name from a login like ``helen.marsh@example.org`` (None for ``admin@…``).
+# Mailbox words that are not names ("coordinator.north@", "study.team@").
+_MAILBOX_WORDS = frozenset(
+    "admin administrator analyst coordinator coordinators manager office team study trial research info "
+    "contact enquiries clinic site north south east west central support help desk reception nurse nurses "
+    "no reply noreply test demo user staff data".split()
+) | frozenset(RULES)
 
-    >>> name_from_email("helen.marsh@example.org"), name_from_email("coordinator@example.org")
+
+def name_from_email(email: str) -> str | None:
+    """A person's name from a login like ``helen.marsh@example.org`` (None for ``coordinator.north@…``).
+
+    >>> name_from_email("helen.marsh@example.org"), name_from_email("coordinator.north@example.org")
     ('Helen Marsh', None)
     """
     local = email.split("@", 1)[0]
     parts = [p for p in re.split(r"[._-]+", local) if p.isalpha() and len(p) >= 2]
-    if len(parts) < 2:
+    if len(parts) < 2 or any(p.lower() in _MAILBOX_WORDS for p in parts):
         return None
     return " ".join(p.capitalize() for p in parts)
 

@@ -107,3 +107,16 @@ def test_ages_under_90_and_clinical_numbers_stay():
         warnings.simplefilter("ignore")
         r = deidentify("P01: I'm 67, my HbA1c was 58 and BP 128 over 80. My dad's 94.", model=None)
     assert "67" in r.text and "58" in r.text and "128" in r.text and "94" not in r.text
+
+
+def test_without_study_terms_the_rules_still_reach_95_percent():
+    cases = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for s in CORPUS:
+            r = deidentify(s.text, vault=deid_corpus.VAULTS[s.code], model=None)
+            cases.append((r, s.gold, [*s.decoys, *s.keep]))
+    table = deid_report(cases).set_index("kind")
+    print("\nwithout study terms:\n" + table.to_string())
+    assert table.loc["all", "recall"] >= 0.95
+    assert table.loc["decoy", "redacted"] <= 2 and table.loc["keep", "redacted"] == 0
