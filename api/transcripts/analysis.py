@@ -163,9 +163,38 @@ def _coders(corpus: Corpus, coders: list[str] | None) -> list[str]:
     return coders
 
 
-def agreement_rows(corpus: Corpus, unit: str, coders: list[str] | None) -> list[dict]:
+def agreement_rows(
+    corpus: Corpus, unit: str, coders: list[str] | None, threshold: float | None = None, min_chars: int = 1
+) -> list[dict]:
+    """Agreement per code and overall, by the unit asked for.
+
+    ``turn``/``paragraph``/``segment``: presence of each code per unit (a coding counts when it
+    overlaps the unit by ``min_chars``); ``segment`` with a ``threshold``: MAXQDA's segment overlap
+    rule; ``character``: character-level agreement and kappa; ``continuum``: Krippendorff's uα.
+    """
     coders = _coders(corpus, coders)
-    return records(q.agreement(corpus.library_codings(), corpus.transcripts, unit=unit, coders=coders))
+    if threshold is not None and unit != "segment":
+        raise Unprocessable(["query", "threshold"], "a threshold applies to unit=segment only", "invalid_combination")
+    pairwise = unit == "character" or threshold is not None
+    if pairwise and len(coders) != 2:
+        raise Unprocessable(
+            ["query", "coders"], "this unit compares exactly two coders: name them with coders=a,b", "two_coders"
+        )
+    codings, transcripts = corpus.library_codings(), corpus.transcripts
+    if unit == "character":
+        table = q.character_agreement(codings, transcripts, coders=coders)
+        method = "characters"
+    elif unit == "continuum":
+        table = q.unitized_alpha(codings, transcripts, coders=coders)
+        method = "krippendorff_u_alpha"
+    elif threshold is not None:
+        table = q.segment_agreement(codings, transcripts, threshold=threshold, min_chars=min_chars, coders=coders)
+        method = "segment_overlap"
+    else:
+        table = q.agreement(codings, transcripts, unit=unit, coders=coders, min_chars=min_chars)
+        method = "presence"
+    table = table.assign(unit=unit, method=method, coders=", ".join(coders), min_chars=min_chars)
+    return records(table)
 
 
 def disagreement_rows(corpus: Corpus, unit: str, coders: list[str] | None) -> list[dict]:

@@ -377,13 +377,21 @@ def agreement(
     actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
-    unit: Literal["turn", "paragraph", "segment"] = "turn",
+    unit: Literal["turn", "paragraph", "segment", "character", "continuum"] = "turn",
     coders: str | None = Query(None, max_length=2000, description="two or more coders, comma-separated"),
+    threshold: float | None = Query(
+        None, gt=0, le=1, description="unit=segment: minimum overlap of two segments (MAXQDA), e.g. 0.9"
+    ),
+    min_chars: int = Query(1, ge=1, le=100_000, description="minimum overlap in characters"),
 ):
-    """Percent agreement, Cohen's (or Light's) kappa and Krippendorff's alpha per code and overall."""
+    """Agreement per code and overall: presence per turn/paragraph/segment (percent, kappa, alpha),
+    MAXQDA's segment overlap rule (``unit=segment&threshold=0.9``), character-level agreement and
+    kappa (``unit=character``) or Krippendorff's unitized alpha (``unit=continuum``)."""
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
-    return analysis.agreement_rows(corpus, unit, service.parse_list(coders, ("query", "coders")))
+    return analysis.agreement_rows(
+        corpus, unit, service.parse_list(coders, ("query", "coders")), threshold=threshold, min_chars=min_chars
+    )
 
 
 @router.get("/studies/{study_id}/coding/disagreements")

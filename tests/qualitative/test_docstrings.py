@@ -20,6 +20,7 @@ MODULES = [
     "qualitative.search",
     "qualitative.autocode",
     "qualitative.agreement",
+    "qualitative.spans",
     "qualitative.refi",
     "qualitative.mixed",
 ]
