@@ -116,9 +116,9 @@ def test_segment_threshold_as_maxqda_counts_it():
     assert strict.loc["(overall)", "kappa"] == pytest.approx(-0.2)
     loose = segment_agreement(codings, [t], threshold=0.6).set_index("code")
     assert loose.loc["support", "agreements"] == 4
-    assert segment_agreement(codings, [t], threshold=0.6, min_chars=35).set_index("code").loc[
-        "support", "agreements"
-    ] == 2  # the 30-character overlap is too short
+    assert (
+        segment_agreement(codings, [t], threshold=0.6, min_chars=35).set_index("code").loc["support", "agreements"] == 2
+    )  # the 30-character overlap is too short
 
 
 def test_one_character_overlap_no_longer_counts_as_agreement():
