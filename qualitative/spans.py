@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -159,7 +160,7 @@ def character_agreement(
     """
     transcripts, coders, codes, lengths, merged = _prepare(codings, transcripts, coders, codes, two=True)
     a_name, b_name = coders
-    rows = []
+    rows: list[dict[str, Any]] = []
     totals = np.zeros(4, dtype=np.int64)
     for code in codes:
         counts = np.zeros(4, dtype=np.int64)
@@ -223,7 +224,7 @@ def segment_agreement(
         raise ValueError("threshold must be in (0, 1]")
     transcripts, coders, codes, _, merged = _prepare(codings, transcripts, coders, codes, two=True)
     a_name, b_name = coders
-    rows = []
+    rows: list[dict[str, Any]] = []
     for code in codes:
         agree = total = n_a = n_b = 0
         for t in transcripts:
@@ -375,7 +376,7 @@ def unitized_alpha(
     for t in transcripts:
         offsets[t.id] = pos
         pos += lengths[t.id]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for code in codes:
         units = {
             c: [(offsets[t.id] + s, offsets[t.id] + e) for t in transcripts for s, e in merged.get((code, c, t.id), [])]
