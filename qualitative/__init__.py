@@ -45,6 +45,7 @@ _NAMES = {  # submodule -> the names the package takes from it
         "agreement",
         "disagreements",
     ],
+    "exchange": ["split_code_paths", "codebook_to_csv", "codebook_from_csv", "read_taguette"],
     "spans": ["character_agreement", "segment_agreement", "unitized_alpha", "unitized_alpha_continuum"],
     "refi": ["export_qdc", "import_qdc", "export_qdpx", "import_qdpx"],
     "mixed": ["quantitise", "hedges_g", "hedges_g_from_stats", "outcome_change", "joint_display", "plot_joint_display"],

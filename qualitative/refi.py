@@ -203,8 +203,13 @@ def _read_codes(
         walk(el, None)
 
 
-def import_qdc(path: str | Path) -> Codebook:
-    """Read a REFI-QDA ``.qdc`` codebook (or the codebook of a ``project.qde``)."""
+def import_qdc(path: str | Path, *, paths: bool = True) -> Codebook:
+    """Read a REFI-QDA ``.qdc`` codebook (or the codebook of a ``project.qde``).
+
+    With ``paths`` (the default), flat names that are paths — Taguette writes its tags as
+    ``Benefits.Reduced isolation`` or ``Barriers/Travel`` — become a hierarchy
+    (:func:`qualitative.exchange.split_code_paths`).
+    """
     root = etree.parse(str(path)).getroot()
     ns = etree.QName(root).namespace
     if ns not in (CODEBOOK_NS, PROJECT_NS):
@@ -216,6 +221,10 @@ def import_qdc(path: str | Path) -> Codebook:
         raise ValueError("no Codes element found")
     cb = Codebook(name=Path(path).stem)
     _read_codes(codes, ns, cb, {})
+    if paths:
+        from .exchange import split_code_paths
+
+        cb = split_code_paths(cb)
     return cb
 
 

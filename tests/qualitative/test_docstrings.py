@@ -21,6 +21,7 @@ MODULES = [
     "qualitative.autocode",
     "qualitative.agreement",
     "qualitative.spans",
+    "qualitative.exchange",
     "qualitative.refi",
     "qualitative.mixed",
 ]
