@@ -1,4 +1,6 @@
-"""Build project.sqlite3, codebook.csv and codebook.qdc with Taguette 1.5.2's own code (run in a virtualenv with `pip install taguette==1.5.2`).
+"""Build project.sqlite3, codebook.csv and codebook.qdc with Taguette 1.5.2's own code.
+
+Run it in a throwaway virtualenv with `pip install taguette==1.5.2` (Taguette is not a dependency).
 
 Taguette's `database.connect` creates the schema (and stamps its Alembic head), `convert.get_html_body`
 turns the uploaded HTML into a document as the web upload does, and each highlight's offsets are
@@ -84,8 +86,11 @@ def main() -> None:
         start = len(text[:start_char].encode("utf-8"))
         end = start + len(snippet_text.encode("utf-8"))
         snippet = extract.extract(doc.contents, start, end)
-        db.add(models.Highlight(document=doc, start_offset=start, end_offset=end, snippet=snippet,
-                                tags=[tags[p] for p in tag_paths]))
+        db.add(
+            models.Highlight(
+                document=doc, start_offset=start, end_offset=end, snippet=snippet, tags=[tags[p] for p in tag_paths]
+            )
+        )
     db.commit()
     # Taguette's own codebook exports of the same project.
     tag_rows = db.query(models.Tag).filter(models.Tag.project_id == project.id).order_by(models.Tag.path).all()
