@@ -267,9 +267,16 @@ class JointDisplayRead(BaseModel):
 
 
 class ImportReport(BaseModel):
-    format: Literal["qdc", "qdpx"]
+    format: Literal["qdc", "qdpx", "taguette", "codebook_csv"]
     codes_created: int
     codes_existing: int
+    codes_renamed: int = Field(0, description="clashing codes created under a new key (on_conflict=rename)")
+    codes_skipped: int = Field(0, description="clashing codes left out (on_conflict=skip)")
+    codings_skipped: int = Field(0, description="codings of skipped codes")
+    conflicts: list[dict] = Field(
+        default_factory=list, description="codes whose key exists with another name, codability or parent"
+    )
+    on_conflict: Literal["merge", "rename", "skip"] | None = None
     transcripts: int
     codings: int
     memos: int

@@ -133,6 +133,7 @@ RULES = rules(
     ("POST", "/suggestions/{suggestion_id}/reject", R(STAFF, "global", 404)),
     ("GET", "/studies/{study_id}/refi/codebook.qdc", R(READ, "study", 409)),  # empty codebook
     ("GET", "/studies/{study_id}/refi/project.qdpx", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/codebook.csv", R(READ, "study", 200)),
     ("POST", "/studies/{study_id}/refi/import", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/qualitative/indicators", R(READ, "study", 200)),
     ("POST", "/studies/{study_id}/qualitative/joint-display", R(STAFF, "study", 422)),
