@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from lxml import etree
 
 from .codebook import Code, Codebook, CodedCorpus, Coding, Memo, slugify
+from .refi_cases import read_cases, write_cases
 from .transcripts import Transcript, Turn, parse_text
 
 __all__ = [
@@ -268,6 +269,13 @@ def project_to_xml(corpus: CodedCorpus) -> tuple[bytes, dict[str, str]]:
         for code in corpus.codebook.roots():
             _code_element(codes_el, PROJECT_NS, corpus.codebook, code, code_notes)
 
+    if corpus.cases:
+        case_sources: dict[str, list[str]] = {}
+        for t in corpus.transcripts:
+            for p in dict.fromkeys([*(t.participants or []), *([t.participant] if t.participant else [])]):
+                case_sources.setdefault(p, []).append(_guid("source", t.id))
+        write_cases(root, PROJECT_NS, corpus.cases, case_sources, before=None)
+
     files: dict[str, str] = {}
     if corpus.transcripts:
         sources_el = etree.SubElement(root, f"{P}Sources")
@@ -498,6 +506,12 @@ def import_qdpx(path: str | Path) -> CodedCorpus:
                 memo(r.get("targetGUID", ""), "transcript", tid)
         for r in root.iterfind(f"{P}NoteRef"):
             memo(r.get("targetGUID", ""), "project", None)
+    cases, _ = read_cases(root, ns)
     return CodedCorpus(
-        transcripts=transcripts, codebook=cb, codings=codings, memos=memos, name=root.get("name", "Peerlens project")
+        transcripts=transcripts,
+        codebook=cb,
+        codings=codings,
+        memos=memos,
+        name=root.get("name", "Peerlens project"),
+        cases=cases,
     )

@@ -350,8 +350,19 @@ def export_qdc(corpus: Corpus) -> bytes:
 
 
 def export_qdpx(session: Session, corpus: Corpus) -> bytes:
+    """The study's visible transcripts, codebook, codings and memos, with one case per participant
+    interviewed (variables from :mod:`api.transcripts.cases`)."""
+    from api.transcripts.cases import case_variables
+
+    ids = sorted({pid for t in corpus.rows for pid in (t.participant_ids or [])})
+    people = session.exec(select(Participant).where(Participant.id.in_(ids))).all() if ids else []
     lib = q.CodedCorpus(
-        corpus.transcripts, corpus.codebook, corpus.library_codings(), _memos(session, corpus), name=corpus.study.title
+        corpus.transcripts,
+        corpus.codebook,
+        corpus.library_codings(),
+        _memos(session, corpus),
+        name=corpus.study.title,
+        cases=case_variables(session, corpus.study, sorted(people, key=lambda p: p.study_code)),
     )
     with tempfile.TemporaryDirectory() as d:
         try:

@@ -128,3 +128,55 @@ def test_bad_files_and_choices_are_422(client, study, admin):
         files={"file": ("codebook.csv", (DATA / "codebook.csv").read_bytes(), "text/csv")},
     )
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "on_conflict"]
+
+
+def test_qdpx_export_carries_cases_and_variables_with_registered_sources(client, study, admin, analyst):
+    import io
+    import zipfile
+
+    from lxml import etree
+
+    from api.transcripts.cases import register_case_variables, unregister_case_variables
+
+    _import(client, study, admin.headers, "project.sqlite3")
+
+    def dose(session, study_, participants):
+        return {p.study_code: {"sessions_attended": 4 + i} for i, p in enumerate(participants)}
+
+    register_case_variables(dose)
+    try:
+        r = client.get(f"/studies/{study.id}/refi/project.qdpx", headers=analyst.headers)
+    finally:
+        unregister_case_variables(dose)
+    assert r.status_code == 200, r.text
+    with zipfile.ZipFile(io.BytesIO(r.content)) as z:
+        qde = etree.fromstring(z.read("project.qde"))
+    schema = etree.XMLSchema(etree.parse(str(DATA.parent / "Project.xsd")))
+    schema.assertValid(qde)
+    ns = {"q": "urn:QDA-XML:project:1.0"}
+    variables = {
+        v.get("guid"): (v.get("name"), v.get("typeOfVariable")) for v in qde.findall("q:Variables/q:Variable", ns)
+    }
+    assert sorted(variables.values()) == [
+        ("arm", "Text"),
+        ("sessions_attended", "Integer"),
+        ("site", "Text"),
+        ("status", "Text"),
+    ]
+    cases = {}
+    for case in qde.findall("q:Cases/q:Case", ns):
+        values = {}
+        for vv in case.findall("q:VariableValue", ns):
+            name = variables[vv.find("q:VariableRef", ns).get("targetGUID")][0]
+            values[name] = vv[1].text
+        cases[case.get("name")] = (values, len(case.findall("q:SourceRef", ns)))
+    arms = {}
+    for code, (values, _) in cases.items():
+        arms[code] = values.pop("arm")  # randomised at enrolment
+    assert set(arms.values()) <= {"group", "online", "usual_care"}
+    participants = client.get(f"/studies/{study.id}/participants", headers=admin.headers).json()
+    assert arms == {p["study_code"]: p["arm"] for p in participants}
+    assert cases == {
+        "TG-001": ({"site": "north", "status": "active", "sessions_attended": "4"}, 1),
+        "TG-002": ({"site": "north", "status": "active", "sessions_attended": "5"}, 1),
+    }
