@@ -22,6 +22,8 @@ MODULES = [
     "qualitative.agreement",
     "qualitative.spans",
     "qualitative.exchange",
+    "qualitative.joint",
+    "qualitative.refi_cases",
     "qualitative.refi",
     "qualitative.mixed",
 ]
