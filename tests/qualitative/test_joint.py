@@ -61,7 +61,7 @@ def test_trajectory_matrix_counts_prevalence_and_distinct_quotes(world):
     assert cell.loc[("improved", "isolation", "group"), "n_group"] == 4
     assert cell.loc[("improved", "isolation", "group"), "n_theme"] == 0
     assert cell.loc[("worsened", "isolation", "usual_care"), "prevalence"] == 1.0
-    for (traj, theme, arm), r in cell.iterrows():
+    for (traj, _theme, arm), r in cell.iterrows():
         ids = {int(p[1:]) for p in r["participants"]}
         assert all([0, 1, 2][i % 3] == ["improved", "no change", "worsened"].index(traj) for i in ids)
         assert all((i % 2 == 0) == (arm == "group") for i in ids)
