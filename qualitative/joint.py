@@ -120,9 +120,11 @@ def trajectory_theme_matrix(
     transcripts = list(transcripts)
     cf = attribute_codings(codings, transcripts)
     traj = _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup)
-    interviewed = {p for t in transcripts for p in ([*(t.participants or [])] or [t.participant]) if p}
+    interviewed: set[str] = set()
+    for t in transcripts:
+        interviewed.update(p for p in (t.participants or [t.participant]) if p)
     traj = traj[traj["participant"].isin(interviewed)]
-    arms = sorted(a for a in traj["arm"].dropna().unique()) or [None]
+    arms: list[str | None] = [*sorted(str(a) for a in traj["arm"].dropna().unique())] or [None]
     used_quotes: set[str] = set()
     rows = []
     for trajectory in TRAJECTORIES:
@@ -211,10 +213,10 @@ def bh_adjust(p: Sequence[float]) -> np.ndarray:
     >>> bh_adjust([0.01, 0.04, 0.03, 0.005]).round(4).tolist()
     [0.02, 0.04, 0.04, 0.02]
     """
-    p = np.asarray(p, dtype=float)
-    out = np.full_like(p, np.nan)
-    ok = ~np.isnan(p)
-    v = p[ok]
+    arr = np.asarray(p, dtype=float)
+    out = np.full_like(arr, np.nan)
+    ok = ~np.isnan(arr)
+    v = arr[ok]
     n = len(v)
     if n == 0:
         return out
