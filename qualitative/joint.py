@@ -122,7 +122,7 @@ def trajectory_theme_matrix(
     traj = _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup)
     interviewed: set[str] = set()
     for t in transcripts:
-        interviewed.update(p for p in (t.participants or [t.participant]) if p)
+        interviewed.update(str(p) for p in [*(t.participants or []), t.participant] if p)
     traj = traj[traj["participant"].isin(interviewed)]
     arms: list[str | None] = [*sorted(str(a) for a in traj["arm"].dropna().unique())] or [None]
     used_quotes: set[str] = set()
