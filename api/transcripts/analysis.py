@@ -275,9 +275,15 @@ def joint_table(session: Session, study: Study, actor: Actor, body, settings) ->
     return table, themes
 
 
-def joint_display(session: Session, study: Study, actor: Actor, body, settings) -> dict[str, Any]:
-    """The joint display with a plot written to the artefact store (served by the API)."""
+def joint_display(
+    session: Session, study: Study, actor: Actor, body, settings, *, write: bool = True
+) -> dict[str, Any]:
+    """The joint display with BH-adjusted p-values and small-n warnings; with ``write`` (the POST
+    route) the plot goes to the artefact store and the run is audited, a GET writes nothing."""
     table, themes = joint_table(session, study, actor, body, settings)
+    table = q.adjust_joint_display(table)
+    if not write:
+        return {"baseline": body.baseline, "followup": body.followup, "rows": records(table), "plot_url": None}
     sites = site_scope(actor, sites_by_code(session, study.id))
     run = ArtifactStore.from_settings(settings).new_run(
         "qualitative", study.id, {"kind": "joint-display", "sites": sites, "actor_role": actor.role}

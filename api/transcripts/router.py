@@ -616,9 +616,14 @@ def joint_display_get(
         )
     except ValueError:
         raise Unprocessable(["query", "theme"], "invalid joint-display parameters", "value_error") from None
-    out = analysis.joint_display(session, study, actor, body, _settings(request))
-    session.commit()
+    out = analysis.joint_display(session, study, actor, body, _settings(request), write=False)
+    end_read(session)
     return out
 
 
 add_plot_route(router, "qualitative", "A joint-display plot (PNG or SVG) of this study.")
+
+# Joint-display matrices live in their own module (routes of the same domain).
+from api.transcripts.matrix_router import router as _matrix_router  # noqa: E402
+
+router.include_router(_matrix_router)

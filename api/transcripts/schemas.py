@@ -257,13 +257,16 @@ class JointDisplayRow(BaseModel):
     ci_low: float | None
     ci_high: float | None
     quotes: list[str]
+    p: float | None = Field(None, description="Welch's t-test of the change with vs without the theme")
+    p_bh: float | None = Field(None, description="Benjamini-Hochberg adjusted across every row of this table")
+    warning: str = ""
 
 
 class JointDisplayRead(BaseModel):
     baseline: str | None
     followup: str | None
     rows: list[JointDisplayRow]
-    plot_url: str
+    plot_url: str | None = Field(None, description="the plot written by the POST route (a GET writes nothing)")
 
 
 class ImportReport(BaseModel):
