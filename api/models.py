@@ -27,6 +27,7 @@ from api.safety.models import (  # noqa: F401
 from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
 from api.transcripts.models import (  # noqa: F401
     CodeHistory,
+    MetaInference,
     QualCode,
     QualCoding,
     QualMemo,

@@ -282,6 +282,15 @@ def joint_display(
     route) the plot goes to the artefact store and the run is audited, a GET writes nothing."""
     table, themes = joint_table(session, study, actor, body, settings)
     table = q.adjust_joint_display(table)
+    from api.transcripts.meta import by_row
+
+    metas = by_row(session, study.id)
+    table["meta_inference"] = [
+        getattr(metas.get((t, sc)), "inference", None) for t, sc in zip(table["theme"], table["scale"], strict=True)
+    ]
+    table["meta_note"] = [
+        getattr(metas.get((t, sc)), "note", None) for t, sc in zip(table["theme"], table["scale"], strict=True)
+    ]
     if not write:
         return {"baseline": body.baseline, "followup": body.followup, "rows": records(table), "plot_url": None}
     sites = site_scope(actor, sites_by_code(session, study.id))

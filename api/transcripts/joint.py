@@ -20,6 +20,7 @@ from api.participants.models import Participant
 from api.studies.models import Study
 from api.transcripts.analysis import load_corpus, outcomes_frame, resolve_themes
 from api.transcripts.cases import case_variables
+from api.transcripts.meta import by_row
 
 
 @dataclass
@@ -54,7 +55,7 @@ def _inputs(session: Session, study: Study, actor: Actor, p: MatrixParams, setti
 
 def trajectory_matrix(session: Session, study: Study, actor: Actor, p: MatrixParams, settings) -> pd.DataFrame:
     corpus, themes, outcomes = _inputs(session, study, actor, p, settings)
-    return q.trajectory_theme_matrix(
+    m = q.trajectory_theme_matrix(
         corpus.library_codings(),
         corpus.transcripts,
         outcomes,
@@ -67,6 +68,9 @@ def trajectory_matrix(session: Session, study: Study, actor: Actor, p: MatrixPar
         codebook=corpus.codebook,
         quotes=p.quotes,
     )
+    metas = by_row(session, study.id)
+    m["meta_inference"] = [getattr(metas.get((t, p.scale)), "inference", None) for t in m["theme"]]
+    return m
 
 
 def case_matrix(
@@ -112,7 +116,7 @@ def trajectory_matrix_html(session: Session, study: Study, actor: Actor, p: Matr
         f"{p.scale}: improved / no change / worsened by {p.mcid:g} points "
         f"({'higher' if p.higher_is_better else 'lower'} is better) × theme, per arm"
     )
-    cols = ["trajectory", "theme_name", "arm", "n_group", "n_theme", "prevalence", "quotes"]
+    cols = ["trajectory", "theme_name", "arm", "n_group", "n_theme", "prevalence", "quotes", "meta_inference"]
     return q.joint_display_html(m, caption=caption, columns=cols)
 
 

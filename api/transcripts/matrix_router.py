@@ -1,4 +1,5 @@
-"""Routes of the joint-display matrices: trajectory group × theme and the case matrix (reads only)."""
+"""Routes of the joint-display matrices (trajectory group × theme, case matrix; reads only) and of
+the meta-inferences stored per joint-display row."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
-from api.auth.policy import READERS
+from api.auth.policy import READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
-from api.transcripts import joint, service
+from api.transcripts import joint, meta, service
+from api.transcripts.schemas import MetaInferenceWrite
 
 router = APIRouter(tags=["transcripts"])
 
@@ -89,3 +91,36 @@ def case_matrix(
     rows = joint.as_rows(joint.case_matrix(session, study, actor, p, _settings(request), order))
     end_read(session)
     return {"scale": scale, "mcid": mcid, "rows": rows}
+
+
+@router.put("/studies/{study_id}/qualitative/meta-inferences")
+def put_meta_inference(
+    body: MetaInferenceWrite,
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """Record what the strands say together for one theme × scale (replaces an earlier one; audited)."""
+    row = meta.set_inference(session, study, actor, body)
+    out = meta.as_dict(row)
+    session.commit()
+    return out
+
+
+@router.get("/studies/{study_id}/qualitative/meta-inferences")
+def list_meta_inferences(
+    actor: Actor = Depends(authorize(*READERS)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    format: Literal["json", "csv"] = "json",
+):
+    """Every meta-inference of the study, as JSON or CSV (UTF-8 with BOM)."""
+    rows = meta.inferences(session, study.id)
+    end_read(session)
+    if format == "csv":
+        return Response(
+            meta.to_csv(rows),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="study-{study.id}-meta-inferences.csv"'},
+        )
+    return [meta.as_dict(m) for m in rows]

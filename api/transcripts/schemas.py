@@ -260,6 +260,17 @@ class JointDisplayRow(BaseModel):
     p: float | None = Field(None, description="Welch's t-test of the change with vs without the theme")
     p_bh: float | None = Field(None, description="Benjamini-Hochberg adjusted across every row of this table")
     warning: str = ""
+    meta_inference: str | None = Field(None, description="confirmation, expansion, discordance or silence")
+    meta_note: str | None = None
+
+
+class MetaInferenceWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str = Field(min_length=1, max_length=80, description="code key")
+    scale: str = Field(min_length=1, max_length=60, description="outcome scale of the joint-display row")
+    inference: Literal["confirmation", "expansion", "discordance", "silence"]
+    note: str = Field("", max_length=5000, description="the reasoning behind the inference")
 
 
 class JointDisplayRead(BaseModel):

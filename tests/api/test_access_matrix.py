@@ -142,6 +142,8 @@ RULES = rules(
     ("GET", "/studies/{study_id}/qualitative/joint-display", R(READ, "study", 422)),  # needs its query
     ("GET", "/studies/{study_id}/qualitative/trajectory-matrix", R(READ, "study", 422)),  # needs its query
     ("GET", "/studies/{study_id}/qualitative/case-matrix", R(READ, "study", 422)),  # needs its query
+    ("PUT", "/studies/{study_id}/qualitative/meta-inferences", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/qualitative/meta-inferences", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/qualitative/runs/{run_id}/{filename}", R(READ, "study", 404)),
     # analyses: computations on the study's data (no change to it), analysts included
     ("POST", "/studies/{study_id}/analyses/trajectory", R(READ, "study", 422)),

@@ -109,3 +109,36 @@ def test_case_matrix_sort_and_errors(client, study, analyst):
     ):
         rr = client.get(f"/studies/{study.id}/qualitative/case-matrix", params=params, headers=analyst.headers)
         assert rr.status_code == 422 and rr.json()["detail"][0]["loc"] == loc, rr.text
+
+
+def test_meta_inferences_are_stored_audited_shown_and_exported(client, study, admin, analyst, engine):
+    url = f"/studies/{study.id}/qualitative/meta-inferences"
+    body = {"theme": "reduced_isolation", "scale": "phq9", "inference": "confirmation", "note": "=both agree"}
+    r = client.put(url, json=body, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    r = client.put(
+        url, json={**body, "inference": "discordance", "note": "themed JM-4 worsened"}, headers=admin.headers
+    )
+    assert r.status_code == 200 and r.json()["inference"] == "discordance"
+    assert client.put(url, json=body, headers=analyst.headers).status_code == 403
+    for bad, loc in (
+        ({**body, "inference": "maybe"}, ["body", "inference"]),
+        ({**body, "theme": "nope"}, ["body", "theme"]),
+        ({**body, "extra": 1}, ["body", "extra"]),
+    ):
+        rr = client.put(url, json=bad, headers=admin.headers)
+        assert rr.status_code == 422 and rr.json()["detail"][0]["loc"] == loc, rr.text
+    listed = client.get(url, headers=analyst.headers).json()
+    assert [(m["theme"], m["scale"], m["inference"]) for m in listed] == [("reduced_isolation", "phq9", "discordance")]
+    csv_ = client.get(url, params={"format": "csv"}, headers=analyst.headers)
+    assert csv_.content.startswith(b"\xef\xbb\xbf") and "discordance" in csv_.text
+    g = client.get(
+        f"/studies/{study.id}/qualitative/joint-display",
+        params={"theme": "reduced_isolation", "scale": "phq9"},
+        headers=analyst.headers,
+    ).json()
+    assert g["rows"][0]["meta_inference"] == "discordance" and g["rows"][0]["meta_note"] == "themed JM-4 worsened"
+    with Session(engine) as s:
+        events = s.exec(select(AuditEvent).where(AuditEvent.entity == "meta_inference")).all()
+    assert [e.action for e in events][-2:] == ["create", "update"]
+    assert events[-1].before["inference"] == "confirmation" and events[-1].after["inference"] == "discordance"
