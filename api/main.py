@@ -44,6 +44,7 @@ from api.responses.router import router as responses_router
 from api.routing import mount
 from api.safety.router import router as safety_router
 from api.studies.router import router as studies_router
+from api.transcripts.matrix_router import router as matrices_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
 from api.web.ratelimit import FailedAttemptGuard, FailureLimiter
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         exports_router,
         interop_router,  # REDCap import and export
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
+        matrices_router,  # joint-display matrices and meta-inferences
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
     ):

@@ -622,8 +622,3 @@ def joint_display_get(
 
 
 add_plot_route(router, "qualitative", "A joint-display plot (PNG or SVG) of this study.")
-
-# Joint-display matrices live in their own module (routes of the same domain).
-from api.transcripts.matrix_router import router as _matrix_router  # noqa: E402
-
-router.include_router(_matrix_router)
