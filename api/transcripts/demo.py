@@ -43,8 +43,26 @@ INTERVIEWS = (
 )
 
 
+# Codes, and the phrases two coders code with them (each coder's span differs a little, so the
+# agreement routes have something to measure).
+CODES = (
+    ("Benefits", "benefits", None, False, ()),
+    ("Reduced isolation", "reduced_isolation", "benefits", True, ("lonely", "alone", "less alone")),
+    ("Physical activity", "physical_activity", "benefits", True, ("walk", "walking")),
+    ("Barriers", "barriers", None, False, ()),
+    ("Travel", "travel", "barriers", True, ("bus", "drive")),
+)
+CODED = (
+    ("reduced_isolation", "I felt less alone.", "I felt less alone"),
+    ("physical_activity", "I walk now.", "I walk now"),
+    ("reduced_isolation", "I'm less lonely since the group", "I'm less lonely since the group, and I miss people"),
+    ("travel", "The bus. In May it was better.", "The bus."),
+)
+
+
 def load(session: Session, study: Study, actor: Actor, participants: Sequence[Participant]) -> int:
-    """Upload one interview per participant given (at most two); returns how many were stored."""
+    """Upload one interview per participant given (at most two), build a small codebook, code the
+    interviews as two coders would, and record one meta-inference; returns the interviews stored."""
     settings = SimpleNamespace(spacy_model="none")  # the demo shows the rules alone, as served
     waves = {w.code: w for w in session.exec(select(Wave).where(Wave.study_id == study.id)).all()}
     stored = 0
@@ -64,4 +82,37 @@ def load(session: Session, study: Study, actor: Actor, participants: Sequence[Pa
             settings=settings,
         )
         stored += 1
+    if stored:
+        _code(session, study, actor)
     return stored
+
+
+def _code(session: Session, study: Study, actor: Actor) -> None:
+    from api.transcripts.meta import set_inference
+    from api.transcripts.models import Transcript
+    from api.transcripts.schemas import CodeCreate, CodingCreate, MetaInferenceWrite
+
+    ids: dict[str, int] = {}
+    for name, key, parent, codable, keywords in CODES:
+        body = CodeCreate(name=name, key=key, parent_id=ids.get(parent) if parent else None, codable=codable,
+                          keywords=list(keywords))  # fmt: skip
+        ids[key] = service.create_code(session, study, actor, body).id
+    rows = session.exec(select(Transcript).where(Transcript.study_id == study.id)).all()
+    for key, first, second in CODED:
+        for coder, phrase in (("coder.a@demo.peerlens.org", first), ("coder.b@demo.peerlens.org", second)):
+            for t in rows:
+                at = t.text.find(phrase)
+                if at >= 0:
+                    body = CodingCreate(code_id=ids[key], start=at, end=at + len(phrase))
+                    service.add_coding(session, t, actor, body, coder=coder)
+    set_inference(
+        session,
+        study,
+        actor,
+        MetaInferenceWrite(
+            theme="reduced_isolation",
+            scale="pam13_activation",
+            inference="expansion",
+            note="Interviews say what the activation gain felt like: company on walks, someone to ring.",
+        ),
+    )
