@@ -103,8 +103,8 @@ def _code(session: Session, study: Study, actor: Actor) -> None:
             for t in rows:
                 at = t.text.find(phrase)
                 if at >= 0:
-                    body = CodingCreate(code_id=ids[key], start=at, end=at + len(phrase))
-                    service.add_coding(session, t, actor, body, coder=coder)
+                    span = CodingCreate(code_id=ids[key], start=at, end=at + len(phrase))
+                    service.add_coding(session, t, actor, span, coder=coder)
     set_inference(
         session,
         study,
