@@ -28,6 +28,7 @@ from .transcripts import Transcript
 __all__ = [
     "TRAJECTORIES",
     "classify_trajectory",
+    "reliable_change_threshold",
     "trajectory_theme_matrix",
     "case_matrix",
     "bh_adjust",
@@ -57,10 +58,29 @@ def classify_trajectory(change: float, mcid: float, higher_is_better: bool = Tru
     return "no change"
 
 
-def _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup) -> pd.DataFrame:
+def reliable_change_threshold(baseline_values, reliability: float) -> float:
+    """Smallest change that is reliable at the 5 % level (Jacobson & Truax 1991):
+    ``1.96 * SD_baseline * sqrt(2 * (1 - reliability))``.
+
+    >>> round(reliable_change_threshold([40, 50, 60, 50, 45, 55], reliability=0.9), 3)
+    6.198
+    """
+    if not 0 <= reliability < 1:
+        raise ValueError("reliability must be in [0, 1)")
+    sd = float(np.std(np.asarray(baseline_values, dtype=float), ddof=1))
+    return 1.96 * sd * float(np.sqrt(2 * (1 - reliability)))
+
+
+def _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup, reliability=None) -> pd.DataFrame:
     change = outcome_change(outcomes, baseline=baseline, followup=followup)
     change = change[change["scale"] == scale].copy()
+    if reliability is not None:
+        # Reliable change: the threshold comes from every participant's baseline spread.
+        mcid = reliable_change_threshold(change["baseline"], reliability)
+    if mcid is None:
+        raise ValueError("give mcid or reliability")
     change["trajectory"] = [classify_trajectory(c, mcid, higher_is_better) for c in change["change"]]
+    change.attrs["threshold"] = mcid
     return change
 
 
@@ -85,7 +105,8 @@ def trajectory_theme_matrix(
     themes: Sequence[str],
     *,
     scale: str,
-    mcid: float,
+    mcid: float | None = None,
+    reliability: float | None = None,
     higher_is_better: bool = True,
     baseline: str | None = None,
     followup: str | None = None,
@@ -94,6 +115,10 @@ def trajectory_theme_matrix(
     quote_chars: int = 200,
 ) -> pd.DataFrame:
     """Trajectory group × theme, per arm, with prevalence and different quotes per cell.
+
+    Trajectories are improved / no change / worsened by ``mcid`` points, or — with
+    ``reliability`` (the scale's test-retest or internal-consistency reliability) — by the
+    reliable change index of Jacobson & Truax (:func:`reliable_change_threshold`).
 
     Returns
     -------
@@ -119,7 +144,7 @@ def trajectory_theme_matrix(
     """
     transcripts = list(transcripts)
     cf = attribute_codings(codings, transcripts)
-    traj = _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup)
+    traj = _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup, reliability)
     interviewed: set[str] = set()
     for t in transcripts:
         interviewed.update(str(p) for p in [*(t.participants or []), t.participant] if p)
@@ -172,7 +197,8 @@ def case_matrix(
     themes: Sequence[str],
     *,
     scale: str,
-    mcid: float,
+    mcid: float | None = None,
+    reliability: float | None = None,
     higher_is_better: bool = True,
     baseline: str | None = None,
     followup: str | None = None,
@@ -189,7 +215,7 @@ def case_matrix(
     q = quantitise(
         codings, transcripts, codes=list(themes), codebook=codebook, include_descendants=codebook is not None
     )
-    traj = _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup)
+    traj = _trajectories(outcomes, scale, mcid, higher_is_better, baseline, followup, reliability)
     m = q[["participant", *[f"code:{t}" for t in themes]]].merge(
         traj[["participant", "arm", "baseline", "followup", "change", "trajectory"]], on="participant", how="left"
     )

@@ -27,8 +27,9 @@ from api.transcripts.meta import by_row
 class MatrixParams:
     themes: list[str]
     scale: str
-    mcid: float
+    mcid: float | None
     higher_is_better: bool = True
+    reliability: float | None = None
     baseline: str | None = None
     followup: str | None = None
     quotes: int = 2
@@ -50,6 +51,10 @@ def _inputs(session: Session, study: Study, actor: Actor, p: MatrixParams, setti
     outcomes = outcomes[cols].dropna(subset=["value"]) if len(outcomes) else pd.DataFrame(columns=cols)
     if p.scale not in set(outcomes["scale"].dropna().unique()):
         raise Unprocessable(["query", "scale"], "no scores of this scale in the study", "unknown_scale")
+    if (p.mcid is None) == (p.reliability is None):
+        raise Unprocessable(
+            ["query", "mcid"], "give mcid (points) or reliability (reliable change index), not both", "missing"
+        )
     return corpus, themes, outcomes
 
 
@@ -62,6 +67,7 @@ def trajectory_matrix(session: Session, study: Study, actor: Actor, p: MatrixPar
         themes,
         scale=p.scale,
         mcid=p.mcid,
+        reliability=p.reliability,
         higher_is_better=p.higher_is_better,
         baseline=p.baseline,
         followup=p.followup,
@@ -96,6 +102,7 @@ def case_matrix(
             themes,
             scale=p.scale,
             mcid=p.mcid,
+            reliability=p.reliability,
             higher_is_better=p.higher_is_better,
             baseline=p.baseline,
             followup=p.followup,
@@ -112,8 +119,9 @@ def case_matrix(
 def trajectory_matrix_html(session: Session, study: Study, actor: Actor, p: MatrixParams, settings) -> str:
     """The trajectory × theme matrix as an HTML fragment (for the trial report)."""
     m = trajectory_matrix(session, study, actor, p, settings)
+    rule = f"{p.mcid:g} points" if p.mcid is not None else f"reliable change (reliability {p.reliability:g})"
     caption = (
-        f"{p.scale}: improved / no change / worsened by {p.mcid:g} points "
+        f"{p.scale}: improved / no change / worsened by {rule} "
         f"({'higher' if p.higher_is_better else 'lower'} is better) × theme, per arm"
     )
     cols = ["trajectory", "theme_name", "arm", "n_group", "n_theme", "prevalence", "quotes", "meta_inference"]
@@ -122,7 +130,8 @@ def trajectory_matrix_html(session: Session, study: Study, actor: Actor, p: Matr
 
 def case_matrix_html(session: Session, study: Study, actor: Actor, p: MatrixParams, settings, sort: list[str]) -> str:
     m = case_matrix(session, study, actor, p, settings, sort)
-    return q.joint_display_html(m, caption=f"Case matrix ({p.scale}, MCID {p.mcid:g})")
+    rule = f"MCID {p.mcid:g}" if p.mcid is not None else f"reliable change, reliability {p.reliability:g}"
+    return q.joint_display_html(m, caption=f"Case matrix ({p.scale}, {rule})")
 
 
 def as_rows(df: pd.DataFrame) -> list[dict[str, Any]]:

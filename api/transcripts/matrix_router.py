@@ -25,11 +25,14 @@ def _settings(request: Request):
     return request.app.state.settings
 
 
-def _matrix_params(theme, scale, mcid, higher_is_better, baseline, followup, quotes) -> joint.MatrixParams:
+def _matrix_params(
+    theme, scale, mcid, higher_is_better, baseline, followup, quotes, reliability=None
+) -> joint.MatrixParams:
     return joint.MatrixParams(
         themes=theme,
         scale=scale,
         mcid=mcid,
+        reliability=reliability,
         higher_is_better=higher_is_better,
         baseline=baseline,
         followup=followup,
@@ -45,7 +48,10 @@ def trajectory_matrix(
     session: Session = Depends(get_session),
     theme: list[str] = Query(..., min_length=1, max_length=50, description="code key or id"),
     scale: str = Query(..., max_length=60, description="outcome scale, e.g. pam13"),
-    mcid: float = Query(..., gt=0, le=10_000, description="minimal clinically important difference"),
+    mcid: float | None = Query(None, gt=0, le=10_000, description="minimal clinically important difference"),
+    reliability: float | None = Query(
+        None, ge=0, lt=1, description="instead of mcid: the scale's reliability, for the reliable change index"
+    ),
     higher_is_better: bool = True,
     baseline: str | None = Query(None, max_length=40),
     followup: str | None = Query(None, max_length=40),
@@ -55,7 +61,7 @@ def trajectory_matrix(
     """Trajectory group (improved / no change / worsened by the MCID) × theme, per arm: group size,
     how many expressed the theme, prevalence and different quotes per cell. ``format=html`` gives an
     HTML table fragment. Nothing is written."""
-    p = _matrix_params(theme, scale, mcid, higher_is_better, baseline, followup, quotes)
+    p = _matrix_params(theme, scale, mcid, higher_is_better, baseline, followup, quotes, reliability)
     if format == "html":
         out = joint.trajectory_matrix_html(session, study, actor, p, _settings(request))
         end_read(session)
@@ -73,7 +79,8 @@ def case_matrix(
     session: Session = Depends(get_session),
     theme: list[str] = Query(..., min_length=1, max_length=50, description="code key or id"),
     scale: str = Query(..., max_length=60),
-    mcid: float = Query(..., gt=0, le=10_000),
+    mcid: float | None = Query(None, gt=0, le=10_000),
+    reliability: float | None = Query(None, ge=0, lt=1),
     higher_is_better: bool = True,
     baseline: str | None = Query(None, max_length=40),
     followup: str | None = Query(None, max_length=40),
@@ -82,7 +89,7 @@ def case_matrix(
 ):
     """One row per interviewed participant: arm, trajectory, change, case variables (dose ...) and a
     0/1 column per theme, sorted by any columns. Nothing is written."""
-    p = _matrix_params(theme, scale, mcid, higher_is_better, baseline, followup, 0)
+    p = _matrix_params(theme, scale, mcid, higher_is_better, baseline, followup, 0, reliability)
     order = service.parse_list(sort, ("query", "sort")) or []
     if format == "html":
         out = joint.case_matrix_html(session, study, actor, p, _settings(request), order)

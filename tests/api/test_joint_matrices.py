@@ -142,3 +142,26 @@ def test_meta_inferences_are_stored_audited_shown_and_exported(client, study, ad
         events = s.exec(select(AuditEvent).where(AuditEvent.entity == "meta_inference")).all()
     assert [e.action for e in events][-2:] == ["create", "update"]
     assert events[-1].before["inference"] == "confirmation" and events[-1].after["inference"] == "discordance"
+
+
+def test_reliable_change_instead_of_mcid(client, study, analyst):
+    base = {"theme": "reduced_isolation", "scale": "phq9", "higher_is_better": "false"}
+    url = f"/studies/{study.id}/qualitative/case-matrix"
+    r = client.get(url, params={**base, "reliability": 0.84}, headers=analyst.headers)
+    assert r.status_code == 200, r.text
+    # Baseline PHQ-9 totals 18, 18, 9, 9, 27, 9: SD 7.35; 1.96 * 7.35 * sqrt(0.32) = 8.15, so the
+    # changes of 9 and 18 points are reliable and 0 is not.
+    got = {x["participant"]: x["trajectory"] for x in r.json()["rows"]}
+    assert got == {
+        "JM-1": "improved",
+        "JM-2": "improved",
+        "JM-3": "no change",
+        "JM-4": "worsened",
+        "JM-5": "improved",
+        "JM-6": "no change",
+    }
+    for params in ({**base}, {**base, "mcid": 5, "reliability": 0.8}):
+        rr = client.get(url, params=params, headers=analyst.headers)
+        assert rr.status_code == 422 and rr.json()["detail"][0]["loc"] == ["query", "mcid"], rr.text
+    rr = client.get(url, params={**base, "reliability": 1}, headers=analyst.headers)
+    assert rr.status_code == 422 and rr.json()["detail"][0]["loc"] == ["query", "reliability"]

@@ -119,3 +119,19 @@ def test_html_fragment_escapes_everything():
     )
     assert frag.startswith('<table class="joint-display"><caption>T</caption>')
     assert "<script>" not in frag and "&lt;script&gt;" in frag and "a &amp; b" in frag and "0.0123" in frag
+
+
+def test_reliable_change_index_groups(world):
+    ts, cs, out, cb = world
+    from qualitative.joint import reliable_change_threshold
+
+    base = out[out["wave"] == "baseline"]["value"].to_numpy()
+    # Jacobson & Truax by hand: 1.96 * SD * sqrt(2 * (1 - r)).
+    r = 0.8
+    by_hand = 1.96 * base.std(ddof=1) * (2 * (1 - r)) ** 0.5
+    assert reliable_change_threshold(base, r) == pytest.approx(by_hand)
+    m = case_matrix(cs, ts, out, ["isolation"], scale="pam13", reliability=r, codebook=cb)
+    expected = ["improved" if c >= by_hand else "worsened" if c <= -by_hand else "no change" for c in m["change"]]
+    assert m["trajectory"].tolist() == expected
+    with pytest.raises(ValueError, match="mcid or reliability"):
+        case_matrix(cs, ts, out, ["isolation"], scale="pam13", codebook=cb)
