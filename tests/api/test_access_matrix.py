@@ -105,6 +105,7 @@ RULES = rules(
     ("GET", "/studies/{study_id}/exports/redcap/dictionary", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}/dictionary", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/export-receipts/{request_id}", R(READ, "study", 404)),  # no such export
     ("POST", "/studies/{study_id}/imports/redcap", R(STAFF, "study", 422)),
     ("POST", "/studies/{study_id}/imports/measures", R(STAFF, "study", 422)),
     # transcripts and qualitative coding: records by id get a made-up id, which is 404 for every
@@ -339,6 +340,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
         .replace("{token_id}", "999999")
+        .replace("{request_id}", "no-such-export")
     )
 
 
