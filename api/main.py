@@ -45,7 +45,7 @@ from api.routing import mount
 from api.safety.router import router as safety_router
 from api.studies import dates
 from api.studies.router import router as studies_router
-from api.transcripts.matrix_router import router as matrices_router
+from api.transcripts.matrices.router import router as matrices_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
 from api.web.ratelimit import FailedAttemptGuard, FailureLimiter
