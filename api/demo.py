@@ -55,6 +55,7 @@ class DemoResult:
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
     transcripts: int = 0
+    delivery: dict | None = None
     plan_hash: str | None = None
     partial: str | None = None  # "P-…/wave/instrument" of the demo's one partial response
     base_url: str = "http://127.0.0.1:8000"
@@ -79,6 +80,13 @@ class DemoResult:
         if self.transcripts:
             lines.append(
                 f"transcripts: {self.transcripts} de-identified interviews (GET /studies/{self.study_id}/transcripts)"
+            )
+        if self.delivery is not None:
+            d = self.delivery
+            lines.append(
+                f"process evaluation: {d['groups']} groups, {d['sessions']} sessions ({d['cancelled']} cancelled), "
+                f"{d['attendance']} attendance records, {d['calls']} calls, {d['forum_weeks']} forum weeks "
+                "(generating parameters: api.delivery.demo)"
             )
         if self.plan_hash:
             lines.append(
@@ -279,6 +287,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
 
         group = [p for p, row in by_code.values() if row.arm == "group" and row.site == "north"]
         result.transcripts = transcripts_demo.load(session, study, actor, group[:2])
+        from api.delivery import demo as delivery_demo
+
+        result.delivery = delivery_demo.populate(session, study, cohort, today, actor)
         result.plan_hash = _analysis_plan(session, study, actor)
         del sites
     result.study_id = study.id
