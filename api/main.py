@@ -30,6 +30,7 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.db import engine_from_settings
+from api.delivery import qualitative as _delivery_for_qualitative  # noqa: F401 (registers the hooks)
 from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers

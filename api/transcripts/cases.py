@@ -54,7 +54,13 @@ def case_variables(session: Session, study: Study, participants: Sequence[Partic
 
 @register_case_variables
 def _design(session: Session, study: Study, participants: Sequence[Participant]) -> dict[str, dict[str, Any]]:
-    arms = {a.id: a.code for a in session.exec(select(Arm).where(Arm.study_id == study.id)).all()}
+    from api.sap import blinding
+
+    # The export is analyst-facing: until the study is unblinded the arm is its neutral letter.
+    if blinding.is_unblinded(session, study.id):
+        arms = {a.id: a.code for a in session.exec(select(Arm).where(Arm.study_id == study.id)).all()}
+    else:
+        arms = blinding.neutral_labels(session, study.id)
     sites = {s.id: s.code for s in session.exec(select(Site).where(Site.study_id == study.id)).all()}
     return {
         p.study_code: {
