@@ -27,7 +27,7 @@ def supporter_names(session: Session, study: Study) -> dict[str, list[str]]:
     rows = session.exec(
         select(PeerSupporterContact.name)
         .join(PeerSupporter, PeerSupporter.id == PeerSupporterContact.supporter_id)
-        .where(PeerSupporter.study_id == study.id, PeerSupporterContact.name.is_not(None))  # type: ignore[union-attr]
+        .where(PeerSupporter.study_id == study.id, PeerSupporterContact.name.is_not(None))
     ).all()
     return {"PERSON": sorted({n for n in rows if n})}
 
