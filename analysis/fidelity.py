@@ -100,6 +100,14 @@ def fidelity_over_time(
     DataFrame
         The ``by`` columns, ``period`` (label: ``2026-03`` or the bin's first day), ``n_sessions``,
         ``n_double_rated``, ``mean``, ``sd``, ``min``, ``max``, ``ci_lower``, ``ci_upper``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> r = pd.DataFrame({"session": [1, 2, 3], "rater": ["a"] * 3, "site": ["n", "n", "s"],
+    ...                   "part": ["total"] * 3, "value": [80.0, 60.0, 90.0], "session_day": [3, 40, 10]})
+    >>> fidelity_over_time(r, by="site", period=28)[["site", "period", "mean"]].values.tolist()
+    [['n', 0, 80.0], ['n', 28, 60.0], ['s', 0, 90.0]]
     """
     keys = [by] if isinstance(by, str) else list(by or [])
     if period is None:

@@ -24,7 +24,7 @@ from api.auth.dependencies import route_roles
 ADMIN = ("admin",)
 STAFF = ("admin", "coordinator")
 READ = ("admin", "coordinator", "analyst")
-CALLERS = ("admin", "coord_a", "coord_b", "analyst", "none", "expired", "link")
+CALLERS = ("admin", "coord_a", "coord_b", "analyst", "evaluator", "none", "expired", "link")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ RULES = rules(
     ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
     ("GET", "/instruments", R(READ, "global", 200)),
     ("GET", "/instruments/{code}", R(READ, "global", 200)),
-    ("GET", "/me", R(READ, "global", 200)),
+    ("GET", "/me", R(("admin", "coordinator", "analyst", "evaluator"), "global", 200)),  # every role
     ("GET", "/audit", R(ADMIN, "global", 200)),
     # user administration (the ids in the path are made up here: an admin gets 404)
     ("GET", "/users", R(ADMIN, "global", 200)),
@@ -174,6 +174,14 @@ RULES = rules(
     # public
     ("GET", "/health", R(None, "public", 200)),
 )
+# Routes that carry outcome data (responses, scores, exports, analyses, qualitative joins): an
+# evaluator, independent of delivery and blind to outcomes by arm, is refused every one of them.
+OUTCOME_ROUTES = [
+    k
+    for k in RULES
+    if k[0] == "GET"
+    and any(s in k[1] for s in ("/responses", "/exports/", "/allocation", "/qualitative/", "/safety/summary"))
+] + [k for k in RULES if "/analyses/" in k[1]]
 # Framework pages (documentation) and the stylesheet: public, no data.
 PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 PUBLIC_MOUNTS = {"/static", "/docs-assets"}
@@ -214,6 +222,13 @@ def test_every_route_has_a_rule_matching_its_authorize(app):
     assert all(
         "analyst" not in (rule.roles or ()) for (m, p), rule in RULES.items() if m != "GET" and "/analyses/" not in p
     )
+    # evaluators change nothing but fidelity ratings and the adaptation log, and read no outcome data
+    assert all(
+        "evaluator" not in (rule.roles or ())
+        for (m, p), rule in RULES.items()
+        if m != "GET" and not any(k in p for k in ("/fidelity", "adaptations"))
+    )
+    assert all("evaluator" not in (RULES[k].roles or ()) for k in OUTCOME_ROUTES)
 
 
 # --- the matrix --------------------------------------------------------------------------------
@@ -258,6 +273,7 @@ def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
     coord_a = make_user("coordinator", [study.sites["north"]])
     coord_b = make_user("coordinator", [study.sites["south"]])
     expired = make_user("admin", expires_at=datetime.now(UTC) - timedelta(minutes=1))
+    evaluator = make_user("evaluator")
     for p in (pa, pb):
         r = client.post(
             f"/participants/{p['id']}/responses",
@@ -298,6 +314,7 @@ def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
         "coord_a": coord_a.headers,
         "coord_b": coord_b.headers,
         "analyst": analyst.headers,
+        "evaluator": evaluator.headers,
         "none": {},
         "expired": expired.headers,
         "link": {"Authorization": f"Bearer {link.json()['token']}"},
