@@ -48,7 +48,7 @@ from api.participants.models import Participant, ParticipantContact
 from api.responses.models import Response, Score
 from api.studies.models import Arm, Site, Study, Wave
 
-SHAPES = ("long", "wide", "items", "safety")
+SHAPES = ("long", "wide", "items", "safety", "fidelity", "adaptations")
 CONTEXT = "context"
 # Participants per batch: memory against per-batch overhead. Measured on 10,000 participants
 # (bench/export.py, two cores): 250 → +71 MB over start-up, long 3.6x COPY; 500 → +129 MB, 3.3x;
@@ -247,6 +247,10 @@ def columns(plan: Plan, shape: str) -> list[dd.Column]:
         from api.safety.export import safety_columns
 
         return safety_columns() + ident
+    if shape in ("fidelity", "adaptations"):  # sessions and adaptations: no participant, no identifier
+        from api.fidelity.export import adaptation_columns, fidelity_columns
+
+        return fidelity_columns() if shape == "fidelity" else adaptation_columns()
     if shape == "wide":
         scales, items = [], []
         for code in plan.instruments:
@@ -795,7 +799,28 @@ def iter_safety(*args, **kwargs) -> Iterator[pd.DataFrame]:
     return _iter_safety(*args, **kwargs)
 
 
-ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items, "safety": iter_safety}
+def iter_fidelity(*args, **kwargs) -> Iterator[pd.DataFrame]:
+    """The ``fidelity`` frame (ratings by score part and item): :func:`api.fidelity.export.iter_fidelity`."""
+    from api.fidelity.export import iter_fidelity as _iter_fidelity
+
+    return _iter_fidelity(*args, **kwargs)
+
+
+def iter_adaptations(*args, **kwargs) -> Iterator[pd.DataFrame]:
+    """The ``adaptations`` frame (FRAME log): :func:`api.fidelity.export.iter_adaptations`."""
+    from api.fidelity.export import iter_adaptations as _iter_adaptations
+
+    return _iter_adaptations(*args, **kwargs)
+
+
+ITERATORS = {
+    "long": iter_long,
+    "wide": iter_wide,
+    "items": iter_items,
+    "safety": iter_safety,
+    "fidelity": iter_fidelity,
+    "adaptations": iter_adaptations,
+}
 
 
 def participants_in(session: Session, plan: Plan) -> int:
