@@ -248,7 +248,7 @@ def test_agreement_on_double_rated_sessions_equals_scikit_learn(client, world):
     for r in ratings:
         by.setdefault(r["session_id"], {})[r["rater_id"]] = r
     x, y = [], []
-    for sess, raters in sorted(by.items()):
+    for _sess, raters in sorted(by.items()):
         if len(raters) < 2:
             continue
         first, second = (raters[k] for k in sorted(raters, key=lambda u: f"R{u}")[:2])
