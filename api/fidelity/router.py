@@ -12,6 +12,7 @@ from api.auth.policy import ADMIN, PROCESS_READERS, PROCESS_WRITERS, RATERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.fidelity import adaptations, frames, service
+from api.fidelity import tidier as _tidier  # noqa: F401  (fills TIDieR items 10 and 12)
 from api.fidelity.models import Adaptation, FidelityRating
 from api.fidelity.schemas import (
     AdaptationIn,

@@ -182,6 +182,7 @@ def test_a_rating_is_scored_and_audited(client, world, engine):
     ],
 )
 def test_bad_ratings_name_the_field(client, world, change, loc):
+    change = dict(change)  # the parameters are shared by both backends
     session = change.pop("session", "n2")
     a = change.pop("answers", answers())
     body = {
@@ -369,6 +370,7 @@ def test_adaptation_log(client, world, engine):
     ],
 )
 def test_bad_adaptations_name_the_field(client, world, who, change, loc):
+    change = dict(change)
     if change.get("session_id") == "n1":
         change["session_id"] = world["sessions"]["n1"]
     r = client.post(f"/studies/{world['study'].id}/adaptations", json=FRAME | change, headers=H(world, who))
