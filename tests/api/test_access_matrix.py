@@ -24,6 +24,9 @@ from api.auth.dependencies import route_roles
 ADMIN = ("admin",)
 STAFF = ("admin", "coordinator")
 READ = ("admin", "coordinator", "analyst")
+PROCESS = ("admin", "coordinator", "analyst", "evaluator")  # process records: the evaluator reads them
+RATERS = ("admin", "evaluator")
+PROCESS_WRITE = ("admin", "coordinator", "evaluator")
 CALLERS = ("admin", "coord_a", "coord_b", "analyst", "evaluator", "none", "expired", "link")
 
 
@@ -171,6 +174,19 @@ RULES = rules(
     ("GET", "/adverse-events/{event_id}", R(STAFF, "site", 200)),
     ("PATCH", "/adverse-events/{event_id}", R(STAFF, "site", 422)),  # reason is required
     ("POST", "/adverse-events/{event_id}/follow-ups", R(STAFF, "site", 422)),  # note is required
+    # fidelity and adaptations (ratings and adaptations by id get a made-up id: 404 after the role check)
+    ("POST", "/studies/{study_id}/fidelity/checklists", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/fidelity/checklists", R(PROCESS, "study", 200)),
+    ("POST", "/studies/{study_id}/fidelity/ratings", R(RATERS, "study", 422)),
+    ("GET", "/studies/{study_id}/fidelity/ratings", R(PROCESS, "study", 200)),
+    ("GET", "/fidelity/ratings/{rating_id}", R(PROCESS, "global", 404)),
+    ("PATCH", "/fidelity/ratings/{rating_id}", R(RATERS, "global", 404)),
+    ("GET", "/studies/{study_id}/fidelity/summary", R(PROCESS, "study", 200)),
+    ("GET", "/studies/{study_id}/fidelity/agreement", R(PROCESS, "study", 422)),  # checklist is required
+    ("POST", "/studies/{study_id}/adaptations", R(PROCESS_WRITE, "study", 422)),
+    ("GET", "/studies/{study_id}/adaptations", R(PROCESS, "study", 200)),
+    ("GET", "/adaptations/{adaptation_id}", R(PROCESS, "global", 404)),
+    ("PATCH", "/adaptations/{adaptation_id}", R(PROCESS_WRITE, "global", 404)),
     # public
     ("GET", "/health", R(None, "public", 200)),
 )
@@ -345,6 +361,8 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{coding_id}", "999999")
         .replace("{suggestion_id}", "999999")
         .replace("{run_id}", "999999")
+        .replace("{rating_id}", "999999")
+        .replace("{adaptation_id}", "999999")
         .replace("{alert_id}", str(world["alert_id"]))
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
