@@ -30,9 +30,11 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.db import engine_from_settings
+from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
 from api.exports.router import router as exports_router
+from api.fidelity.router import router as fidelity_router
 from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
@@ -218,6 +220,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         interop_router,  # REDCap import and export
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
+        delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
+        fidelity_router,  # fidelity checklists and ratings, agreement, the FRAME adaptation log
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
     ):
         mount(app, router)

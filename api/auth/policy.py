@@ -84,6 +84,8 @@ PROCESS_READERS: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.
 RATERS: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.rates)
 #: Routes that log adaptations: staff who decide them and evaluators who observe them.
 PROCESS_WRITERS: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.writes or rule.rates)
+#: Routes that list delivered sessions: the staff who record them and the evaluators who rate them.
+SESSION_READERS: tuple[str, ...] = PROCESS_WRITERS
 
 
 def rule(actor: Actor) -> Role:
