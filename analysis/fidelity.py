@@ -128,7 +128,7 @@ def fidelity_over_time(
         when = pd.to_datetime(per[tcol])
         per["period"] = when.dt.to_period(_PERIODS[period]).astype(str)
     else:
-        width = float(period)
+        width = float(period)  # type: ignore[arg-type]
         start = np.floor(pd.to_numeric(per[tcol]) / width) * width
         per["period"] = start.astype(int) if width.is_integer() else start
     rows = []

@@ -85,8 +85,8 @@ def create_adaptation(session: Session, study: Study, body: AdaptationIn, actor:
         )
     data = body.model_dump(exclude={"arm", "site", "group_id", "session_id"})
     row = Adaptation(
-        study_id=study.id,  # type: ignore[arg-type]
-        arm_id=arm.id,  # type: ignore[arg-type]
+        study_id=study.id,
+        arm_id=arm.id,
         site_id=site_id,
         group_id=group_id,
         session_id=body.session_id,
@@ -153,9 +153,7 @@ def list_adaptations(
     """Adaptations the actor may see (their sites and programme-wide ones), in date order."""
     stmt = select(Adaptation).where(Adaptation.study_id == study.id)
     if policy.site_scoped(actor):
-        stmt = stmt.where(
-            (Adaptation.site_id.is_(None)) | (Adaptation.site_id.in_(actor.site_ids or {-1}))  # type: ignore[union-attr]
-        )
+        stmt = stmt.where((Adaptation.site_id.is_(None)) | (Adaptation.site_id.in_(actor.site_ids or {-1})))
     if arm is not None:
         arm_id = session.exec(select(Arm.id).where(Arm.study_id == study.id, Arm.code == arm)).first()
         if arm_id is None:
@@ -170,7 +168,7 @@ def list_adaptations(
         stmt = stmt.where(Adaptation.fidelity == fidelity)
     if planned is not None:
         stmt = stmt.where(Adaptation.planned == planned)
-    return list(session.exec(stmt.order_by(Adaptation.adapted_on, Adaptation.id)))  # type: ignore[arg-type]
+    return list(session.exec(stmt.order_by(Adaptation.adapted_on, Adaptation.id)))
 
 
 def to_read(session: Session, rows: list[Adaptation], actor: Actor) -> list[AdaptationRead]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 from sqlmodel import Session, col, select
@@ -74,17 +75,17 @@ def ratings(session: Session, study: Study, raters: list[User], today: date, see
             first["breaks"] = 9.0
         pairs = [first]
         if len(raters) > 1 and rng.random() < DOUBLE:
-            second = {}
-            for code, v in first.items():
-                if v is None or v == 9.0 or rng.random() < AGREE:
-                    second[code] = v
+            second: dict[str, float | None] = {}
+            for code, given in first.items():
+                if given is None or given == 9.0 or rng.random() < AGREE:
+                    second[code] = given
                 else:
-                    second[code] = float(min(2.0, max(0.0, v + rng.choice([-1.0, 1.0]))))
+                    second[code] = float(min(2.0, max(0.0, given + rng.choice([-1.0, 1.0]))))
             pairs.append(second)
         rated_on = min(today, ds.delivered_on + timedelta(days=int(rng.integers(2, 15))))
         for rater, answers in zip(raters, pairs, strict=False):
             body = RatingIn(
-                session_id=ds.id,  # type: ignore[arg-type]
+                session_id=ds.id,
                 checklist=TEMPLATE,
                 method="audio_recording",
                 rated_on=rated_on,
@@ -108,7 +109,7 @@ def adaptation_log(session: Session, study: Study, today: date) -> int:
         .order_by(col(DeliverySession.delivered_on))
     ).all()
     start = sessions[0].delivered_on if sessions and sessions[0].delivered_on else today - timedelta(days=120)
-    entries = [
+    entries: list[dict[str, Any]] = [
         dict(
             site=None,
             adapted_on=start - timedelta(days=14),
@@ -175,6 +176,6 @@ def adaptation_log(session: Session, study: Study, today: date) -> int:
     for e in entries:
         if e["adapted_on"] > today:
             continue
-        adaptations.create_adaptation(session, study, AdaptationIn(arm=arm.code, **e), actor)  # type: ignore[arg-type]
+        adaptations.create_adaptation(session, study, AdaptationIn(arm=arm.code, **e), actor)
         made += 1
     return made

@@ -112,7 +112,7 @@ def adaptation_columns() -> list[dd.Column]:
 
 
 def _sites(session: Session, plan) -> set[str]:
-    return set(session.exec(select(Site.code).where(Site.id.in_(plan.site_ids or [-1]))).all())  # type: ignore[union-attr]
+    return set(session.exec(select(Site.code).where(Site.id.in_(plan.site_ids or [-1]))).all())
 
 
 def iter_fidelity(

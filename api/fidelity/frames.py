@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
 from api.auth import policy
@@ -59,8 +60,9 @@ def ratings_frame(
     session: Session, study: Study, actor: Actor, checklist: FidelityChecklist | None = None
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """One row per rating the actor may see (:data:`RATING_COLUMNS`), and their answers (same order)."""
+    # sqlalchemy's select: sqlmodel's typed overloads stop at four entities
     stmt = (
-        select(
+        sa_select(
             FidelityRating, DeliverySession, FidelityChecklist, Site.code, Arm.code, PeerGroup.code, PeerSupporter.code
         )
         .join(DeliverySession, DeliverySession.id == FidelityRating.session_id)
@@ -68,14 +70,14 @@ def ratings_frame(
         .join(Site, Site.id == FidelityRating.site_id)
         .join(Arm, Arm.id == FidelityRating.arm_id)
         .join(PeerGroup, PeerGroup.id == DeliverySession.group_id)
-        .outerjoin(PeerSupporter, PeerSupporter.id == FidelityRating.supporter_id)  # type: ignore[arg-type]
+        .outerjoin(PeerSupporter, PeerSupporter.id == FidelityRating.supporter_id)
         .where(FidelityRating.study_id == study.id)
     )
     if policy.site_scoped(actor):
-        stmt = stmt.where(FidelityRating.site_id.in_(actor.site_ids or {-1}))  # type: ignore[attr-defined]
+        stmt = stmt.where(FidelityRating.site_id.in_(actor.site_ids or {-1}))
     if checklist is not None:
         stmt = stmt.where(FidelityRating.checklist_id == checklist.id)
-    rows = session.exec(stmt.order_by(FidelityRating.id)).all()  # type: ignore[arg-type]
+    rows = session.execute(stmt.order_by(FidelityRating.id)).all()
     zero = study_day_zero(session, study)
     calendar = not policy.deidentified(actor)
     out, answers = [], []

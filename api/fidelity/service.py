@@ -91,7 +91,7 @@ def find_checklist(
     stmt = select(FidelityChecklist).where(FidelityChecklist.study_id == study_id, FidelityChecklist.code == code)
     if version is not None:
         stmt = stmt.where(FidelityChecklist.version == version)
-    row = session.exec(stmt.order_by(FidelityChecklist.id.desc())).first()  # type: ignore[union-attr]
+    row = session.exec(stmt.order_by(FidelityChecklist.id.desc())).first()
     if row is None:
         what = "no checklist with this code" + (" and version" if version else "") + " in the study"
         raise Unprocessable(list(loc), what, "unknown_checklist")
@@ -156,9 +156,9 @@ def create_rating(session: Session, study: Study, body: RatingIn, actor: Actor) 
         study_id=study.id,
         site_id=ds.site_id,
         arm_id=ds.arm_id,
-        session_id=ds.id,  # type: ignore[arg-type]
+        session_id=ds.id,
         supporter_id=ds.supporter_id,
-        checklist_id=checklist.id,  # type: ignore[arg-type]
+        checklist_id=checklist.id,
         rater_id=actor.user_id,
         method=body.method,
         rated_on=body.rated_on,
@@ -248,7 +248,7 @@ def list_ratings(
     """Ratings the actor may see (their sites), oldest first, in pages of ``limit``."""
     stmt = select(FidelityRating).where(FidelityRating.study_id == study.id)
     if policy.site_scoped(actor):
-        stmt = stmt.where(FidelityRating.site_id.in_(actor.site_ids or {-1}))  # type: ignore[attr-defined]
+        stmt = stmt.where(FidelityRating.site_id.in_(actor.site_ids or {-1}))
     if session_id is not None:
         stmt = stmt.where(FidelityRating.session_id == session_id)
     if supporter_id is not None:
@@ -262,10 +262,10 @@ def list_ratings(
         ids = select(FidelityChecklist.id).where(
             FidelityChecklist.study_id == study.id, FidelityChecklist.code == checklist
         )
-        stmt = stmt.where(FidelityRating.checklist_id.in_(ids))  # type: ignore[attr-defined]
+        stmt = stmt.where(FidelityRating.checklist_id.in_(ids))
     if after is not None:
-        stmt = stmt.where(FidelityRating.id > after)  # type: ignore[operator]
-    return list(session.exec(stmt.order_by(FidelityRating.id).limit(limit)))  # type: ignore[arg-type]
+        stmt = stmt.where(FidelityRating.id > after)
+    return list(session.exec(stmt.order_by(FidelityRating.id).limit(limit)))
 
 
 def to_read(session: Session, rows: list[FidelityRating], actor: Actor) -> list[RatingRead]:
@@ -279,13 +279,11 @@ def to_read(session: Session, rows: list[FidelityRating], actor: Actor) -> list[
     arms = dict(session.exec(select(Arm.id, Arm.code).where(Arm.study_id == study_id)).all())
     lists = {
         c.id: c
-        for c in session.exec(
-            select(FidelityChecklist).where(FidelityChecklist.id.in_({r.checklist_id for r in rows}))  # type: ignore[union-attr]
-        )
+        for c in session.exec(select(FidelityChecklist).where(FidelityChecklist.id.in_({r.checklist_id for r in rows})))
     }
     return [
         RatingRead(
-            id=r.id,  # type: ignore[arg-type]
+            id=r.id,
             session_id=r.session_id,
             site=sites[r.site_id],
             arm=arms[r.arm_id],
