@@ -461,3 +461,41 @@ def test_training_programme_records_and_supporter_summary(client, admin, trial):
     s = ok(client.get(f"/delivery/supporters/{t['supporter']['id']}", headers=h), 200)
     assert (s["training_hours"], s["certified_on"]) == (6.5, "2025-11-25")
     assert len(ok(client.get(url, headers=h), 200)) == 5
+
+
+def test_delivery_exports_are_deidentified_for_analysts(client, admin, analyst, trial):
+    import io
+
+    import pandas as pd
+
+    sid = trial["study"].id
+    frames = {}
+    for shape in ("delivery", "dose", "delivery_sessions", "supporter_training"):
+        r = client.get(f"/studies/{sid}/exports/{shape}?format=csv", headers=analyst.headers)
+        assert r.status_code == 200, r.text
+        for secret in (SUPPORTER_NAME, SUPPORTER_EMAIL, SUPPORTER_PHONE, "snow"):
+            assert secret not in r.text, (shape, secret)
+        assert "2026-0" not in r.text and "2025-1" not in r.text, shape  # no calendar dates
+        frames[shape] = pd.read_csv(io.StringIO(r.text))
+        d = client.get(f"/studies/{sid}/exports/{shape}/dictionary", headers=analyst.headers)
+        assert d.status_code == 200, d.text
+    a = trial["p"]["A"]["study_code"]
+    rows = frames["delivery"][frames["delivery"]["participant"] == a]
+    assert sorted(rows["record"]) == ["attendance", "attendance", "attendance", "attendance", "contact"]
+    assert rows[rows["record"] == "attendance"]["minutes"].tolist() == [90, 45, 80, 0]
+    assert set(rows["supporter"].dropna()) == {"PS-N1"}
+    dose = frames["dose"]
+    overall = dose[(dose["participant"] == a) & dose["wave"].isna()]
+    assert overall[["sessions_attended", "minutes_total", "adherent"]].values.tolist() == [[3, 235, True]]
+    assert len(dose[dose["participant"] == a]) == 6  # five waves and the whole follow-up
+    sessions = frames["delivery_sessions"]
+    assert sorted(sessions["status"]) == ["cancelled"] + ["delivered"] * 6
+    assert sessions["cancel_reason"].isna().all() and sessions["planned_date"].isna().all()
+    training = frames["supporter_training"]
+    assert set(training["supporter"]) == {"PS-N1"} and training["hours"].sum() == 6.5
+    # staff keep calendar dates and the cancellation reason
+    r = client.get(f"/studies/{sid}/exports/delivery_sessions?format=csv", headers=admin.headers)
+    assert "snow" in r.text and "2026-02-09" in r.text and SUPPORTER_NAME not in r.text
+    # a coordinator exports their own sites only
+    r = client.get(f"/studies/{sid}/exports/delivery_sessions?format=csv", headers=trial["coord_s"].headers)
+    assert r.status_code == 200 and "G1" not in r.text
