@@ -8,6 +8,9 @@ all). Every change is audited in the caller's transaction.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from sqlmodel import Session, select
 
 from api.audit.service import record, snapshot
@@ -40,8 +43,11 @@ def _site(session: Session, study: Study, code: str | None, actor: Actor) -> int
     return site.id
 
 
-def _check(row: Adaptation) -> None:
-    """The FRAME fields that depend on each other."""
+def _check(row: Adaptation, study: Study) -> None:
+    """The FRAME fields that depend on each other, and a date that has happened."""
+    today = datetime.now(ZoneInfo(study.time_zone)).date()
+    if row.adapted_on > today + timedelta(days=1):
+        raise Unprocessable(["body", "adapted_on"], "an adaptation is logged once it has happened", "in_future")
     if row.context_aspect is not None and row.what != "context":
         raise Unprocessable(["body", "context_aspect"], "only for what=context", "not_applicable")
     if row.what == "context" and row.context_aspect is None:
@@ -93,7 +99,7 @@ def create_adaptation(session: Session, study: Study, body: AdaptationIn, actor:
         recorded_by=actor.user_id,
         **data,
     )
-    _check(row)
+    _check(row, study)
     session.add(row)
     session.flush()
     record(session, actor, "create", "adaptation", row.id, study_id=study.id, site_id=site_id, after=snapshot(row))
@@ -120,7 +126,9 @@ def update_adaptation(session: Session, row: Adaptation, body: AdaptationPatch, 
         if value is None and field not in ("context_aspect", "goal", "component", "reason_detail"):
             raise Unprocessable(["body", field], "this field cannot be cleared", "required")
         setattr(row, field, value)
-    _check(row)
+    study = session.get(Study, row.study_id)
+    assert study is not None
+    _check(row, study)
     row.version += 1
     row.updated_at = utcnow()
     session.add(row)

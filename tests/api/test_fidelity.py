@@ -367,6 +367,7 @@ def test_adaptation_log(client, world, engine):
         ("coord_a", {"reasons": []}, ["body", "reasons"]),
         ("coord_a", {"nature": "improvising"}, ["body", "nature"]),
         ("coord_a", {"description": ""}, ["body", "description"]),
+        ("coord_a", {"adapted_on": "2099-01-01"}, ["body", "adapted_on"]),
     ],
 )
 def test_bad_adaptations_name_the_field(client, world, who, change, loc):
