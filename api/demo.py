@@ -54,6 +54,7 @@ class DemoResult:
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
+    delivery: dict | None = None
     base_url: str = "http://127.0.0.1:8000"
 
     def summary(self) -> str:
@@ -70,6 +71,13 @@ class DemoResult:
                 f"safety: {sum(self.alerts.values())} alerts ({self.alerts['open']} open, "
                 f"{self.alerts['acknowledged']} acknowledged, {self.alerts['resolved']} resolved), "
                 f"{self.adverse_events} adverse events"
+            )
+        if self.delivery is not None:
+            d = self.delivery
+            lines.append(
+                f"process evaluation: {d['groups']} groups, {d['sessions']} sessions ({d['cancelled']} cancelled), "
+                f"{d['attendance']} attendance records, {d['calls']} calls, {d['forum_weeks']} forum weeks "
+                "(generating parameters: api.delivery.demo)"
             )
         if self.params:
             keys = (
@@ -245,6 +253,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         north = session.exec(select(User).where(User.email == COORDINATOR_EMAIL)).one()
         result.alerts = safety_demo.alert_history(session, study, admin, north)
         result.adverse_events = safety_demo.adverse_events(session, study, admin, north, today)
+        from api.delivery import demo as delivery_demo
+
+        result.delivery = delivery_demo.populate(session, study, cohort, today, actor)
         del sites
     result.study_id = study.id
     for role, email, site in DEMO_USERS:
