@@ -235,7 +235,7 @@ def validate_answers(checklist: Checklist, answers: dict[str, Any]) -> dict[str,
         allowed = sorted(o.code for o in it.options)
         if float(raw) not in allowed:
             shown = ", ".join(f"{c:g}" for c in allowed)
-            problems.append(Problem(it.code, "out_of_range", f"rating {raw} is not an option ({shown})"))
+            problems.append(Problem(it.code, "out_of_range", f"rating {float(raw):g} is not an option ({shown})"))
             continue
         clean[it.code] = float(raw)
     if problems:

@@ -46,7 +46,6 @@ def _v(values) -> tuple[tuple[str, str], ...]:
 
 def fidelity_columns() -> list[dd.Column]:
     """The columns of the ``fidelity`` shape (also its data dictionary)."""
-    pct = (0.0, 100.0)
     return [
         dd.Column("rating_id", "id of the rating", "int"),
         dd.Column("session", "id of the delivered session (delivery domain)", "int"),
@@ -80,7 +79,7 @@ def fidelity_columns() -> list[dd.Column]:
             "float",
             notes="item rows: empty when not rated or not applicable",
         ),
-        dd.Column("items_answered", "items rated (not 'not applicable') in the rating", "int", range=pct),
+        dd.Column("items_answered", "items rated (not 'not applicable') in the rating", "int"),
     ]
 
 
@@ -134,7 +133,8 @@ def iter_fidelity(
     out = pd.concat([scores, items], ignore_index=True) if len(frame) else pd.DataFrame(columns=[c.name for c in cols])
     if len(out):
         out["session_date"] = [d.isoformat() if hasattr(d, "isoformat") else None for d in out["session_date"]]
-        out = out.sort_values(["rating_id", "record", "part", "item"], kind="stable", na_position="last")
+        out["_items_last"] = out["record"] == "item"
+        out = out.sort_values(["rating_id", "_items_last"], kind="stable").drop(columns="_items_last")
     yield exports.dd_conform(out.reset_index(drop=True), cols)
 
 

@@ -41,6 +41,11 @@ RATING_COLUMNS = [
 ]
 
 
+def sees_session_dates(actor: Actor) -> bool:
+    """Staff and evaluators (who pick sessions by date) see calendar dates; analysts do not."""
+    return not policy.deidentified(actor) or policy.rule(actor).rates
+
+
 def rater_label(user_id: int | None) -> str:
     """A rater as analysts see them: a user number, never a name or an email."""
     return f"R{user_id}" if user_id is not None else "R-system"
@@ -79,7 +84,7 @@ def ratings_frame(
         stmt = stmt.where(FidelityRating.checklist_id == checklist.id)
     rows = session.execute(stmt.order_by(FidelityRating.id)).all()
     zero = study_day_zero(session, study)
-    calendar = not policy.deidentified(actor)
+    calendar = sees_session_dates(actor)
     out, answers = [], []
     for r, ds, cl, site, arm, group, supporter in rows:
         out.append(
@@ -172,7 +177,7 @@ def summary(
     if frame.empty:
         return []
     long = scores_long(frame)
-    if period in ("week", "month", "quarter", "year") and policy.deidentified(actor):
+    if period in ("week", "month", "quarter", "year") and not sees_session_dates(actor):
         period_arg: str | float | None = {"week": 7.0, "month": 28.0, "quarter": 91.0, "year": 364.0}[period]
     else:
         period_arg = period
