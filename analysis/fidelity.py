@@ -237,7 +237,8 @@ def item_agreement(items: pd.DataFrame, weights: str | None = "quadratic") -> pd
             "weights": weights or "unweighted",
         }
         if len(g) >= 2 and len(set(g["r1"]) | set(g["r2"])) >= 2:
-            k = weighted_kappa(g["r1"].tolist(), g["r2"].tolist(), weights=weights, categories=cats).iloc[0]
+            with np.errstate(divide="ignore", invalid="ignore"):  # z of a kappa whose null SE is 0
+                k = weighted_kappa(g["r1"].tolist(), g["r2"].tolist(), weights=weights, categories=cats).iloc[0]
             row.update(kappa=float(k["kappa"]), se=float(k["se"]), ci_lower=k["ci_lower"], ci_upper=k["ci_upper"])
         rows.append(row)
     return pd.DataFrame(rows)

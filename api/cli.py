@@ -327,7 +327,7 @@ def demo(
 @users_app.command("create")
 def users_create(
     email: str = typer.Argument(..., help="the user's email (their login name)"),
-    role: str = typer.Option(..., "--role", help="admin | coordinator | analyst"),
+    role: str = typer.Option(..., "--role", help="admin | coordinator | analyst | evaluator"),
     site: list[str] | None = typer.Option(None, "--site", help="site code (or STUDY_ID:CODE); repeat for more"),
     expires: datetime | None = typer.Option(None, "--expires", help="token expiry, e.g. 2027-01-31 (UTC)"),
 ) -> None:
