@@ -17,6 +17,7 @@ from api.auth import policy
 from api.auth.service import Actor
 from api.delivery.models import DeliverySession, PeerGroup, PeerSupporter
 from api.fidelity.models import FidelityChecklist, FidelityRating
+from api.fidelity.service import find_checklist, visible
 from api.studies.models import Arm, Site, Study
 from instruments.checklist import PARTS
 
@@ -78,8 +79,7 @@ def ratings_frame(
         .outerjoin(PeerSupporter, PeerSupporter.id == FidelityRating.supporter_id)
         .where(FidelityRating.study_id == study.id)
     )
-    if policy.site_scoped(actor):
-        stmt = stmt.where(FidelityRating.site_id.in_(actor.site_ids or {-1}))
+    stmt = visible(stmt, actor)
     if checklist is not None:
         stmt = stmt.where(FidelityRating.checklist_id == checklist.id)
     rows = session.execute(stmt.order_by(FidelityRating.id)).all()
@@ -149,8 +149,6 @@ def items_long(frame: pd.DataFrame, answers: list[dict[str, Any]]) -> pd.DataFra
 
 
 def _checklist_for(session: Session, study: Study, code: str | None, version: str | None) -> FidelityChecklist | None:
-    from api.fidelity.service import find_checklist
-
     if code is None:
         return None
     return find_checklist(session, study.id, code, version, loc=("query", "checklist"))

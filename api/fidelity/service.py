@@ -184,11 +184,36 @@ def create_rating(session: Session, study: Study, body: RatingIn, actor: Actor) 
     return row
 
 
+def blind(actor: Actor) -> bool:
+    """Whether ``actor`` rates blind: an evaluator sees another rater's rating of a session only
+    once they have rated that session themselves, so double ratings stay independent."""
+    r = policy.rule(actor)
+    return r.rates and not r.admin
+
+
+def visible(stmt, actor: Actor):
+    """``stmt`` over ratings restricted to what ``actor`` may see (their sites; blind rating)."""
+    if policy.site_scoped(actor):
+        stmt = stmt.where(FidelityRating.site_id.in_(actor.site_ids or {-1}))
+    if blind(actor):
+        own = select(FidelityRating.session_id).where(FidelityRating.rater_id == actor.user_id)
+        stmt = stmt.where((FidelityRating.rater_id == actor.user_id) | FidelityRating.session_id.in_(own))
+    return stmt
+
+
 def get_rating(session: Session, rating_id: int, actor: Actor) -> FidelityRating:
     row = session.get(FidelityRating, rating_id)
     if row is None:
         raise NotFound(["path", "rating_id"], "rating not found", "not_found")
     policy.ensure_site_access(actor, row.site_id, loc=("path", "rating_id"), what="rating")
+    if blind(actor) and row.rater_id != actor.user_id:
+        own = session.exec(
+            select(FidelityRating.id).where(
+                FidelityRating.session_id == row.session_id, FidelityRating.rater_id == actor.user_id
+            )
+        ).first()
+        if own is None:  # not yet rated by this evaluator: the other rating stays hidden
+            raise NotFound(["path", "rating_id"], "rating not found", "not_found")
     return row
 
 
@@ -245,10 +270,9 @@ def list_ratings(
     limit: int = 500,
     after: int | None = None,
 ) -> list[FidelityRating]:
-    """Ratings the actor may see (their sites), oldest first, in pages of ``limit``."""
-    stmt = select(FidelityRating).where(FidelityRating.study_id == study.id)
-    if policy.site_scoped(actor):
-        stmt = stmt.where(FidelityRating.site_id.in_(actor.site_ids or {-1}))
+    """Ratings the actor may see (their sites; an evaluator, others' ratings only of sessions they
+    rated too), oldest first, in pages of ``limit``."""
+    stmt = visible(select(FidelityRating).where(FidelityRating.study_id == study.id), actor)
     if session_id is not None:
         stmt = stmt.where(FidelityRating.session_id == session_id)
     if supporter_id is not None:

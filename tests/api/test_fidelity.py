@@ -205,8 +205,12 @@ def test_only_raters_rate(client, world):
 def test_correction_by_the_rater_only(client, world, engine):
     got = rate(client, world, "ev2", "s1", answers(core=1))
     url = f"/fidelity/ratings/{got['id']}"
-    r = client.patch(url, json={"answers": answers(), "reason": "x"}, headers=H(world, "ev1"))
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "rating_id"]
+    # blind double rating: ev1 has not rated s1, so ev2's rating of it is hidden from ev1
+    assert client.patch(url, json={"answers": answers(), "reason": "x"}, headers=H(world, "ev1")).status_code == 404
+    assert client.get(url, headers=H(world, "ev1")).status_code == 404
+    listed = ok(client.get(f"/studies/{world['study'].id}/fidelity/ratings", headers=H(world, "ev1")))
+    assert got["id"] not in {x["id"] for x in listed}
+    assert client.get(url, headers=H(world, "coord_b")).status_code == 200
     r = client.patch(
         url, json={"answers": answers(core=1, modelling=2), "reason": "re-listened"}, headers=H(world, "ev2")
     )
@@ -241,6 +245,14 @@ def test_agreement_on_double_rated_sessions_equals_scikit_learn(client, world):
         rate(client, world, "ev2", key, a2)
     rate(client, world, "ev2", "n1", answers(goal_setting=1, timing=1, breaks=9))
     rate(client, world, "ev2", "s2", answers(form=1, welcome=2))
+    # once both rated n1, each sees the other's rating, and only its rater (or an admin) corrects it
+    theirs = ok(
+        client.get(f"/studies/{sid}/fidelity/ratings?session_id={world['sessions']['n1']}", headers=H(world, "ev1"))
+    )
+    assert len(theirs) == 2
+    other = next(x for x in theirs if x["rater_id"] == world["people"]["ev2"].id)
+    r = client.patch(f"/fidelity/ratings/{other['id']}", json={"note": "x", "reason": "x"}, headers=H(world, "ev1"))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["path", "rating_id"]
     got = ok(client.get(f"/studies/{sid}/fidelity/agreement?checklist=peer_group_session", headers=H(world, "ev1")))
     assert got["double_rated_sessions"] == 4  # n1, n2, n3, s2 (s1: one rater)
     # the same pairs computed independently from the ratings list
@@ -282,7 +294,7 @@ def test_summary_by_supporter_and_site(client, world):
     site_means = {}
     for (site, _), vals in per_session.items():
         site_means.setdefault(site, []).append(sum(vals) / len(vals))
-    got = ok(client.get(f"/studies/{sid}/fidelity/summary?by=site&period=none", headers=H(world, "ev1")))
+    got = ok(client.get(f"/studies/{sid}/fidelity/summary?by=site&period=none", headers=H(world, "analyst")))
     assert {r["key"]["site"]: r["mean"] for r in got} == pytest.approx(
         {k: sum(v) / len(v) for k, v in site_means.items()}
     )
