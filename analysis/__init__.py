@@ -40,7 +40,7 @@ _NAMES = {  # submodule -> the names the package takes from it
     "missing": ["rubin", "impute", "multiple_imputation", "tipping_point"],
     "multiplicity": ["adjust_pvalues", "adjust_table", "format_p"],
     "agreement": ["weighted_kappa", "fleiss_kappa", "icc", "krippendorff_alpha"],
-    "fidelity": ["fidelity_over_time", "item_agreement", "score_agreement"],
+    "fidelity": ["fidelity_over_time", "item_agreement", "score_agreement", "plot_fidelity"],
     "change": ["reliable_change", "change_scores", "effect_sizes", "responders"],
     "attrition": ["completion", "dropout_by_baseline"],
     "frame": ["LONG_COLUMNS", "baseline", "cohort_frame", "load_long", "long_from_synthetic", "wide"],

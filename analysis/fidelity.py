@@ -37,7 +37,7 @@ from scipy import stats
 
 from analysis.agreement import icc, weighted_kappa
 
-__all__ = ["session_scores", "fidelity_over_time", "double_rated", "item_agreement", "score_agreement"]
+__all__ = ["session_scores", "fidelity_over_time", "double_rated", "item_agreement", "score_agreement", "plot_fidelity"]
 
 _PERIODS = {"week": "W", "month": "M", "quarter": "Q", "year": "Y"}
 
@@ -281,3 +281,47 @@ def score_agreement(ratings: pd.DataFrame, part: str = "total") -> pd.DataFrame:
     res["part"] = part
     res["n_sessions"] = n
     return res[cols].reset_index(drop=True)
+
+
+def plot_fidelity(table: pd.DataFrame, by: str | None = None, ax=None, path=None, title: str | None = None):
+    """Mean fidelity per period with its interval, one line per group (a :func:`fidelity_over_time` table).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> t = pd.DataFrame({"site": ["n", "n", "s"], "period": ["2026-01", "2026-02", "2026-01"],
+    ...                   "mean": [80.0, 85.0, 70.0], "ci_lower": [70.0, 75.0, None], "ci_upper": [90.0, 95.0, None]})
+    >>> fig = plot_fidelity(t, by="site")
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['n', 's']
+    """
+    from analysis.plots import _axes, save
+
+    fig, ax = _axes(ax)
+    periods = sorted(
+        table["period"].astype(str).unique(), key=lambda p: (len(p), p) if p.lstrip("-").isdigit() else (0, p)
+    )
+    x = {p: i for i, p in enumerate(periods)}
+    groups = table.groupby(by, sort=True) if by else [("all", table)]
+    for name, g in groups:
+        g = g.assign(_x=g["period"].astype(str).map(x)).sort_values("_x")
+        lo = (g["mean"] - g["ci_lower"]).fillna(0).clip(lower=0)
+        hi = (g["ci_upper"] - g["mean"]).fillna(0).clip(lower=0)
+        ax.errorbar(
+            g["_x"].to_numpy(float),
+            g["mean"].to_numpy(float),
+            yerr=np.vstack([lo.to_numpy(float), hi.to_numpy(float)]),
+            marker="o",
+            capsize=3,
+            label=str(name),
+        )
+    ax.set_xticks(range(len(periods)), periods, rotation=45 if len(periods) > 6 else 0)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("fidelity (% of maximum)")
+    ax.set_xlabel("period")
+    ax.set_title(title or "Fidelity of delivery over time")
+    if by:
+        ax.legend(title=by, fontsize="small")
+    if path is not None:
+        save(fig, path)
+    return fig
