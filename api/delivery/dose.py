@@ -39,12 +39,13 @@ Services flush nothing here: this module only reads.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, select
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
@@ -57,6 +58,7 @@ from api.delivery.models import (
     ForumActivity,
     GroupMembership,
     PeerContact,
+    PeerGroup,
     SessionAttendance,
 )
 from api.participants.models import Participant
@@ -131,19 +133,6 @@ def _participants(session: Session, study_id: int, actor: Actor | None) -> list[
     ]
 
 
-def _offered_q(study_id: int):
-    return (
-        select(GroupMembership.participant_id, DeliverySession.delivered_on)
-        .join(DeliverySession, col(DeliverySession.group_id) == GroupMembership.group_id)
-        .where(
-            DeliverySession.study_id == study_id,
-            DeliverySession.status == "delivered",
-            col(DeliverySession.delivered_on) >= GroupMembership.joined_on,
-            or_(col(GroupMembership.left_on).is_(None), col(DeliverySession.delivered_on) <= GroupMembership.left_on),
-        )
-    )
-
-
 def _attended_filter(study_id: int):
     return and_(
         DeliverySession.study_id == study_id,
@@ -156,11 +145,48 @@ def _minutes():
     return func.coalesce(SessionAttendance.minutes, DeliverySession.duration_minutes, 0)
 
 
+def _offered_spans(session: Session, study_id: int) -> Iterable[tuple[int, list[date], int, int]]:
+    """(participant id, the group's delivered dates, first, end) per membership: the sessions
+    ``dates[first:end]`` were offered to the participant. Computed from the two short lists (sessions
+    by group, and memberships) by bisection rather than as a join of every session with every member."""
+    by_group: dict[int, list[date]] = defaultdict(list)
+    for gid, day in session.execute(
+        select(DeliverySession.group_id, DeliverySession.delivered_on).where(
+            DeliverySession.study_id == study_id, DeliverySession.status == "delivered"
+        )
+    ):
+        by_group[gid].append(_as_date(day))  # type: ignore[arg-type]
+    for days in by_group.values():
+        days.sort()
+    memberships = session.execute(
+        select(
+            GroupMembership.participant_id, GroupMembership.group_id, GroupMembership.joined_on, GroupMembership.left_on
+        ).where(col(GroupMembership.group_id).in_(select(PeerGroup.id).where(PeerGroup.study_id == study_id)))
+    )
+    for pid, gid, joined, left in memberships:
+        group_days = by_group.get(gid)
+        if not group_days:
+            continue
+        lo = bisect_left(group_days, _as_date(joined))  # type: ignore[type-var]
+        hi = len(group_days) if left is None else bisect_right(group_days, _as_date(left))  # type: ignore[type-var]
+        yield pid, group_days, lo, hi
+
+
+def offered_sessions(session: Session, study_id: int) -> Iterable[tuple[int, date]]:
+    """(participant id, delivered date) of every session offered: delivered sessions of a group on a
+    day the participant was a member (membership dates inclusive)."""
+    for pid, days, lo, hi in _offered_spans(session, study_id):
+        for day in days[lo:hi]:
+            yield pid, day
+
+
 def _totals(session: Session, study_id: int) -> dict[int, dict[str, Any]]:
-    """Whole-follow-up sums per participant, each an SQL aggregate."""
+    """Whole-follow-up sums per participant, each an SQL aggregate (offered sessions by bisection)."""
     out: dict[int, dict[str, Any]] = defaultdict(dict)
-    offered = _offered_q(study_id).subquery()
-    for pid, n in session.execute(select(offered.c.participant_id, func.count()).group_by(offered.c.participant_id)):
+    offered: dict[int, int] = defaultdict(int)
+    for pid, _days, lo, hi in _offered_spans(session, study_id):
+        offered[pid] += hi - lo
+    for pid, n in offered.items():
         out[pid]["sessions_offered"] = n
     att = session.execute(
         select(
@@ -226,24 +252,42 @@ def _row(
     wave: tuple[str, int | None, int] | None = None,
     cumulative: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    firsts = [d for d in map(_as_date, sums.get("_first", [])) if d is not None]
-    lasts = [d for d in map(_as_date, sums.get("_last", [])) if d is not None]
+    firsts = [d for d in map(_as_date, sums.get("_first", ())) if d is not None]
+    lasts = [d for d in map(_as_date, sums.get("_last", ())) if d is not None]
     first, last = (min(firsts) if firsts else None), (max(lasts) if lasts else None)
-    row: dict[str, Any] = {"participant_id": pid, "study_code": code, "site": site, "arm": arm}
-    row.update(wave=None, interval_start_day=None, interval_end_day=None)
-    if wave is not None:
-        row.update(wave=wave[0], interval_start_day=wave[1], interval_end_day=wave[2])
-    for name in COUNTS:
-        row[name] = int(sums.get(name, 0))
-    row["minutes_total"] = row["session_minutes"] + row["contact_minutes"]
-    row["proportion_planned"] = round(row["sessions_attended"] / plan.planned_sessions, 4) if plan is not None else None
-    row["first_exposure_day"] = (first - enrolled).days if first else None
-    row["last_exposure_day"] = (last - enrolled).days if last else None
-    row["first_exposure"] = None if hide_dates else first
-    row["last_exposure"] = None if hide_dates else last
-    sessions, minutes = cumulative if cumulative is not None else (row["sessions_attended"], row["minutes_total"])
-    row["adherent"] = is_adherent(plan, sessions, minutes)
-    return {k: row[k] for k in COLUMNS}
+    get = sums.get
+    attended, session_minutes, contact_minutes = (
+        int(get("sessions_attended", 0)),
+        int(get("session_minutes", 0)),
+        int(get("contact_minutes", 0)),
+    )
+    total = session_minutes + contact_minutes
+    sessions, minutes = cumulative if cumulative is not None else (attended, total)
+    # built in the order of COLUMNS
+    return {
+        "participant_id": pid,
+        "study_code": code,
+        "site": site,
+        "arm": arm,
+        "wave": wave[0] if wave else None,
+        "interval_start_day": wave[1] if wave else None,
+        "interval_end_day": wave[2] if wave else None,
+        "sessions_offered": int(get("sessions_offered", 0)),
+        "sessions_attended": attended,
+        "session_minutes": session_minutes,
+        "contacts": int(get("contacts", 0)),
+        "contact_minutes": contact_minutes,
+        "minutes_total": total,
+        "forum_posts": int(get("forum_posts", 0)),
+        "forum_replies": int(get("forum_replies", 0)),
+        "forum_logins": int(get("forum_logins", 0)),
+        "proportion_planned": round(attended / plan.planned_sessions, 4) if plan is not None else None,
+        "first_exposure_day": (first - enrolled).days if first else None,
+        "last_exposure_day": (last - enrolled).days if last else None,
+        "first_exposure": None if hide_dates else first,
+        "last_exposure": None if hide_dates else last,
+        "adherent": is_adherent(plan, sessions, minutes),
+    }
 
 
 def participant_dose(
@@ -285,7 +329,7 @@ def _by_wave(session, study_id, people, waves, arm_plans, arm_ids, hide) -> Iter
                 return bins[pid][i]
         return None
 
-    for pid, when in session.execute(_offered_q(study_id)):
+    for pid, when in offered_sessions(session, study_id):
         if (b := slot(pid, when)) is not None:
             b["sessions_offered"] += 1
     att = session.execute(

@@ -9,7 +9,7 @@ import io
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from api.audit.service import record, snapshot
@@ -383,15 +383,22 @@ def record_attendance(session: Session, s: DeliverySession, body: AttendanceIn, 
     }
     before = {str(p): [a.status, a.minutes] for p, a in existing.items()}
     now = utcnow()
+    new = [
+        {
+            "session_id": s.id,
+            "participant_id": e.participant_id,
+            "status": e.status,
+            "minutes": e.minutes,
+            "updated_at": now,
+        }
+        for e in body.records
+        if e.participant_id not in existing
+    ]
+    if new:  # one multi-row INSERT for a register
+        session.execute(insert(SessionAttendance), new)
     for e in body.records:
         a = existing.get(e.participant_id)
-        if a is None:
-            session.add(
-                SessionAttendance(
-                    session_id=s.id, participant_id=e.participant_id, status=e.status, minutes=e.minutes, updated_at=now
-                )
-            )
-        else:
+        if a is not None:
             a.status, a.minutes, a.updated_at = e.status, e.minutes, now
             session.add(a)
     session.flush()
