@@ -185,11 +185,15 @@ def to_read(session: Session, rows: list[Adaptation], actor: Actor) -> list[Adap
     study_id = rows[0].study_id
     sites = dict(session.exec(select(Site.id, Site.code).where(Site.study_id == study_id)).all())
     arms = dict(session.exec(select(Arm.id, Arm.code).where(Arm.study_id == study_id)).all())
-    hide = policy.deidentified(actor) and not policy.rule(actor).rates
+    from api.fidelity.service import sees_session_dates, study_day_zero
+
+    hide = not sees_session_dates(actor)
+    zero = study_day_zero(session, session.get(Study, study_id))  # type: ignore[arg-type]
     out = []
     for r in rows:
         data = r.model_dump(exclude={"study_id", "arm_id", "site_id"})
+        data["adapted_day"] = (r.adapted_on - zero).days
         if hide:
-            data.update(description="", reason_detail=None)
+            data.update(description="", reason_detail=None, adapted_on=None)
         out.append(AdaptationRead(arm=arms[r.arm_id], site=sites.get(r.site_id) if r.site_id else None, **data))
     return out

@@ -33,6 +33,7 @@ from api.fidelity.models import (
     RATING_METHODS,
     Adaptation,
 )
+from api.fidelity.service import study_day_zero
 from api.studies.models import Arm, Site, Study
 
 _B = ((False, "No"), (True, "Yes"))
@@ -150,7 +151,7 @@ def iter_adaptations(
     cols = adaptation_columns()
     sites = dict(session.exec(select(Site.id, Site.code).where(Site.study_id == study.id)).all())
     arms = dict(session.exec(select(Arm.id, Arm.code).where(Arm.study_id == study.id)).all())
-    zero = frames.study_day_zero(session, study)
+    zero = study_day_zero(session, study)
     allowed = set(plan.site_ids)
     hide = policy.deidentified(actor)
     rows = []

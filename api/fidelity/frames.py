@@ -11,13 +11,12 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from api.auth import policy
 from api.auth.service import Actor
 from api.delivery.models import DeliverySession, PeerGroup, PeerSupporter
 from api.fidelity.models import FidelityChecklist, FidelityRating
-from api.fidelity.service import find_checklist, visible
+from api.fidelity.service import find_checklist, sees_session_dates, study_day_zero, visible
 from api.studies.models import Arm, Site, Study
 from instruments.checklist import PARTS
 
@@ -42,24 +41,9 @@ RATING_COLUMNS = [
 ]
 
 
-def sees_session_dates(actor: Actor) -> bool:
-    """Staff and evaluators (who pick sessions by date) see calendar dates; analysts do not."""
-    return not policy.deidentified(actor) or policy.rule(actor).rates
-
-
 def rater_label(user_id: int | None) -> str:
     """A rater as analysts see them: a user number, never a name or an email."""
     return f"R{user_id}" if user_id is not None else "R-system"
-
-
-def study_day_zero(session: Session, study: Study):
-    """Day 0 of the study's process timeline: its first delivered session (else its creation day)."""
-    from sqlalchemy import func
-
-    first = session.exec(
-        select(func.min(DeliverySession.delivered_on)).where(DeliverySession.study_id == study.id)
-    ).first()
-    return first if first is not None else study.created_at.date()
 
 
 def ratings_frame(

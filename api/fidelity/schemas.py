@@ -134,7 +134,8 @@ class RatingRead(BaseModel):
     checklist_version: str
     rater_id: int | None
     method: str
-    rated_on: date
+    rated_on: date | None = Field(description="null for analysts (see rated_day)")
+    rated_day: int = Field(description="days since the study's first delivered session")
     answers: dict[str, Any]
     scores: Scores
     note: str | None
@@ -222,7 +223,8 @@ class AdaptationRead(BaseModel):
     site: str | None
     group_id: int | None
     session_id: int | None
-    adapted_on: date
+    adapted_on: date | None = Field(description="null for analysts (see adapted_day)")
+    adapted_day: int = Field(description="days since the study's first delivered session")
     phase: str
     what: str
     context_aspect: str | None

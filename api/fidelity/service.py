@@ -105,6 +105,22 @@ def as_checklist(row: FidelityChecklist) -> Checklist:
 # ---- ratings -------------------------------------------------------------------------------------
 
 
+def study_day_zero(session: Session, study: Study):
+    """Day 0 of the study's process timeline: its first delivered session (else its creation day)."""
+    from sqlalchemy import func
+
+    first = session.exec(
+        select(func.min(DeliverySession.delivered_on)).where(DeliverySession.study_id == study.id)
+    ).first()
+    return first if first is not None else study.created_at.date()
+
+
+def sees_session_dates(actor: Actor) -> bool:
+    """Staff and evaluators (who pick sessions by date) see calendar dates; analysts get days on the
+    process timeline instead (:func:`study_day_zero`), as in every analyst surface."""
+    return not policy.deidentified(actor) or policy.rule(actor).rates
+
+
 def _today(study: Study) -> date:
     return datetime.now(ZoneInfo(study.time_zone)).date()
 
@@ -294,11 +310,13 @@ def list_ratings(
 
 def to_read(session: Session, rows: list[FidelityRating], actor: Actor) -> list[RatingRead]:
     """Read models (site and arm codes, checklist code and version) for ``rows``; de-identified
-    readers get no free-text note (it may name a supporter or a participant)."""
-    hide = policy.deidentified(actor) and not policy.rule(actor).rates
+    analysts get no free-text note (it may name a supporter or a participant) and no calendar
+    date (``rated_day`` instead)."""
     if not rows:
         return []
     study_id = rows[0].study_id
+    hide = not sees_session_dates(actor)
+    zero = study_day_zero(session, session.get(Study, study_id))  # type: ignore[arg-type]
     sites = dict(session.exec(select(Site.id, Site.code).where(Site.study_id == study_id)).all())
     arms = dict(session.exec(select(Arm.id, Arm.code).where(Arm.study_id == study_id)).all())
     lists = {
@@ -316,7 +334,8 @@ def to_read(session: Session, rows: list[FidelityRating], actor: Actor) -> list[
             checklist_version=lists[r.checklist_id].version,
             rater_id=r.rater_id,
             method=r.method,
-            rated_on=r.rated_on,
+            rated_on=None if hide else r.rated_on,
+            rated_day=(r.rated_on - zero).days,
             answers=r.answers,
             scores=Scores(
                 total=r.total, core=r.core, form=r.form, core_full=r.core_full, items_answered=r.items_answered
