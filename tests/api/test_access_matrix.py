@@ -24,7 +24,7 @@ from api.auth.dependencies import route_roles
 ADMIN = ("admin",)
 STAFF = ("admin", "coordinator")
 READ = ("admin", "coordinator", "analyst")
-PROCESS = ("admin", "coordinator", "analyst", "evaluator")  # process records: the evaluator reads them
+PROCESS = ("admin", "coordinator", "analyst", "evaluator")  # the design and process records: evaluators too
 RATERS = ("admin", "evaluator")
 PROCESS_WRITE = ("admin", "coordinator", "evaluator")
 CALLERS = ("admin", "coord_a", "coord_b", "analyst", "evaluator", "none", "expired", "link")
@@ -54,13 +54,13 @@ def rules(*rows: tuple[str, str, Rule]) -> dict[tuple[str, str], Rule]:
 RULES = rules(
     # studies (design: admins write)
     ("POST", "/studies", R(ADMIN, "global", 422)),
-    ("GET", "/studies", R(READ, "global", 200)),
-    ("GET", "/studies/{study_id}", R(READ, "study", 200)),
+    ("GET", "/studies", R(PROCESS, "global", 200)),
+    ("GET", "/studies/{study_id}", R(PROCESS, "study", 200)),
     ("PATCH", "/studies/{study_id}", R(ADMIN, "study", 200)),
     ("POST", "/studies/{study_id}/sites", R(ADMIN, "study", 422)),
-    ("GET", "/studies/{study_id}/sites", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/sites", R(PROCESS, "study", 200)),
     ("POST", "/studies/{study_id}/arms", R(ADMIN, "study", 422)),
-    ("GET", "/studies/{study_id}/arms", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/arms", R(PROCESS, "study", 200)),
     ("POST", "/studies/{study_id}/waves", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/waves", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/allocation", R(ADMIN, "study", 200)),
