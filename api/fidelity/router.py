@@ -63,6 +63,13 @@ def valid_adaptation(
 # ---- checklists ----------------------------------------------------------------------------------
 
 
+@router.get("/fidelity/templates", response_model=list[dict])
+def get_templates(actor: Actor = Depends(authorize(*PROCESS_READERS))):
+    """The checklists shipped with Peerlens, as definitions a study can adopt
+    (``{"template": code}``) or copy and change."""
+    return service.templates()
+
+
 @router.post("/studies/{study_id}/fidelity/checklists", response_model=ChecklistRead, status_code=201)
 def post_checklist(
     body: ChecklistIn,

@@ -74,6 +74,11 @@ def create_checklist(session: Session, study: Study, body: ChecklistIn, actor: A
     return row
 
 
+def templates() -> list[dict]:
+    """The shipped checklist definitions (``instruments/checklists``)."""
+    return [load_checklist(code).as_dict() for code in shipped_checklists()]
+
+
 def list_checklists(session: Session, study: Study) -> list[FidelityChecklist]:
     return list(
         session.exec(

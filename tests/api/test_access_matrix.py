@@ -206,6 +206,7 @@ RULES = rules(
     ("POST", "/studies/{study_id}/delivery/forum-activity", R(STAFF, "study", 422)),  # no file
     ("GET", "/studies/{study_id}/delivery/dose", R(READ, "study", 200)),
     # fidelity and adaptations (ratings and adaptations by id get a made-up id: 404 after the role check)
+    ("GET", "/fidelity/templates", R(PROCESS, "global", 200)),
     ("POST", "/studies/{study_id}/fidelity/checklists", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/fidelity/checklists", R(PROCESS, "study", 200)),
     ("POST", "/studies/{study_id}/fidelity/ratings", R(RATERS, "study", 422)),

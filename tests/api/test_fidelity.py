@@ -122,6 +122,8 @@ def test_checklist_from_template_and_versions(client, world, engine):
         headers=H(world, "admin"),
     )
     assert ok(r, 201)["definition"]["min_answered"] == 0.5
+    shipped = ok(client.get("/fidelity/templates", headers=H(world, "ev1")))
+    assert [t["code"] for t in shipped] == ["peer_group_session"] and len(shipped[0]["items"]) == 16
     listed = ok(client.get(f"/studies/{sid}/fidelity/checklists", headers=H(world, "ev1")))
     assert [x["version"] for x in listed] == ["1.0", "1.1"]
     assert [e.action for e in audit(engine, "fidelity_checklist", c["id"])] == ["create"]
