@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,11 +65,14 @@ def _settings():
     from pydantic import ValidationError
 
     from api.config import get_settings
+    from api.studies import dates
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+    dates.configure(settings.dates_before_start_days, settings.dates_future_minutes)
+    return settings
 
 
 def _warn_if_owner(engine) -> None:
@@ -741,12 +745,25 @@ def export_cmd(
     keep_formulas: bool = typer.Option(
         False, "--keep-formulas", help="CSV: write cells starting with = + - @ verbatim (default: prefix ')"
     ),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="export from a running server (e.g. http://host:8000) as the --token user, verified against the "
+        "export's receipt (bytes, SHA-256, complete) before the file is kept",
+    ),
+    token: str | None = typer.Option(None, "--token", envvar="PEERLENS_TOKEN", help="bearer token for --url"),
 ) -> None:
     """Export a study's cohort (same service as the API, no HTTP), with a progress bar.
 
-    Without --identified the file is exactly what an analyst receives (de-identified).
+    Without --identified the file is exactly what an analyst receives (de-identified). With --url
+    the export is downloaded over HTTP and kept only if it matches the server's receipt. Either way
+    the file appears under its name only once complete (it is written to FILE.part first).
     """
     import json as _json
+
+    if url is not None:
+        _export_over_http(url, token, study, shape, fmt, output, waves, instruments, sites, items, keep_formulas)
+        return
 
     from sqlmodel import Session
     from tqdm import tqdm
@@ -778,8 +795,9 @@ def export_cmd(
             raise _bad_parameter(exc) from None
         bar = tqdm(total=service.participants_in(session, plan), unit="participant", desc=f"export {shape}")
         complete = False
+        part = output + ".part"
         try:
-            with open(output, "wb") as fh:
+            with open(part, "wb") as fh:
                 if shape == "redcap":
                     for chunk in csv_chunks(
                         session, plan, progress=lambda batch: bar.update(len({r[0] for r in batch}))
@@ -799,15 +817,53 @@ def export_cmd(
                     if dictionary:
                         with open(output + ".dictionary.json", "w", encoding="utf-8") as dfh:
                             _json.dump(dd, dfh, ensure_ascii=False, indent=1, default=str)
+            os.replace(part, output)
             complete = True
         finally:
             bar.close()
+            if not complete and os.path.exists(part):
+                os.remove(part)
             with Session(run.engine) as audit_session:
                 service.audit_export(
                     audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt, complete=complete
                 )
                 audit_session.commit()
     typer.echo(f"{plan.rows} rows written to {output}")
+
+
+def _export_over_http(url, token, study, shape, fmt, output, waves, instruments, sites, items, keep_formulas):
+    from urllib.parse import urlencode
+
+    from api.exports.download import IncompleteExport, download
+
+    params = {"format": fmt, "waves": waves, "instruments": instruments, "sites": sites}
+    if items:
+        params["items"] = "true"
+    if keep_formulas:
+        params["escape_formulas"] = "false"
+    path = f"/studies/{study}/exports/redcap" if shape == "redcap" else f"/studies/{study}/exports/{shape}"
+    query = urlencode({k: v for k, v in params.items() if v is not None and not (shape == "redcap" and k == "format")})
+    try:
+        got = download(f"{url.rstrip('/')}{path}?{query}", output, token)
+    except IncompleteExport as exc:
+        _fail(f"export not saved: {exc}")
+    typer.echo(f"{got.rows} rows, {got.bytes} bytes (sha256 {got.sha256}) verified and written to {output}")
+
+
+@app.command("check-dates")
+def check_dates_cmd(study: int = typer.Argument(..., help="study id")) -> None:
+    """List dates stored in a study that the date policy would refuse today (e.g. entered before
+    it existed): participant, field, value and rule. Exit status 1 when there are any."""
+    from api.studies import dates
+
+    with _study_session(study) as run:
+        found = dates.stored_problems(run.session, run.study)
+        run.session.rollback()
+    for f in found:
+        typer.echo(f"{f['participant']}\t{f['field']}\t{f['value']}\t{f['type']}")
+    if found:
+        _fail(f"{len(found)} implausible date(s) in study {study}; correct them (the audit trail keeps the old value)")
+    typer.echo(f"study {study}: every stored date is in the plausible range")
 
 
 @app.command("import-redcap")
@@ -894,6 +950,58 @@ def safety_backfill(
             run.session.commit()
     verb = "would raise" if dry_run else "raised"
     typer.echo(f"{counts['responses']} responses checked; {verb} {counts['alerts']} alert(s)")
+
+
+# --- delivery: forum-activity import and dose (same services as the API) ------------------------
+
+delivery_app = typer.Typer(help="Process evaluation: forum-activity import, dose per participant.")
+app.add_typer(delivery_app, name="delivery")
+
+
+@delivery_app.command("import-forum")
+def delivery_import_forum(
+    study: int = typer.Argument(..., help="study id"),
+    csv_path: str = typer.Argument(
+        ..., metavar="CSV", help="study_code, week_start (a Monday), posts, replies, logins"
+    ),
+) -> None:
+    """Import weekly forum activity (all or nothing; audited as one event)."""
+    from pathlib import Path
+
+    from api.auth.service import Actor
+    from api.delivery.sessions import import_forum
+    from api.errors import ApiError
+    from api.inputguard import decode_upload
+
+    with _study_session(study) as run:
+        try:
+            text = decode_upload(Path(csv_path).read_bytes(), ["body", "file"])
+            out = import_forum(run.session, run.study, text, Actor.system(source="import"))
+        except ApiError as exc:
+            err = exc.errors[0]
+            where = ", ".join(str(x) for x in err["loc"] if x != "body")
+            _fail(f"{csv_path}: {where}: {err['msg']}" if where else f"{csv_path}: {err['msg']}")
+        run.session.commit()
+    typer.echo(f"{out.rows} rows: {out.created} new weeks, {out.updated} replaced")
+
+
+@delivery_app.command("dose")
+def delivery_dose(
+    study: int = typer.Argument(..., help="study id"),
+    by_wave: bool = typer.Option(False, "--by-wave", help="one row per participant and wave interval"),
+) -> None:
+    """Dose and adherence per participant as CSV on standard output (derived from the records)."""
+    import csv
+    import sys
+
+    from api.delivery.dose import COLUMNS, participant_dose
+
+    with _study_session(study) as run:
+        rows = participant_dose(run.session, run.study.id, by_wave=by_wave)
+        run.session.rollback()  # a read
+    w = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
 
 
 def main() -> None:

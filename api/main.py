@@ -45,6 +45,7 @@ from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
 from api.safety.router import router as safety_router
+from api.studies import dates
 from api.studies.router import router as studies_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
@@ -192,6 +193,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redoc_url=None,
     )
     app.state.settings = settings
+    # One date policy for every domain (api/studies/dates.py), with this deployment's margins.
+    dates.configure(settings.dates_before_start_days, settings.dates_future_minutes)
     app.state.engine = engine or engine_from_settings(settings)
     install_handlers(app)
     install_docs(app)  # /docs and /redoc with their assets served locally (no CDN)

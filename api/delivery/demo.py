@@ -20,7 +20,8 @@ Generating parameters (documented in README.md, "Process evaluation"):
 * one-to-one calls: Poisson(1 + engagement-scaled) per participant, 10–30 minutes each;
 * online-arm participants post in the forum in their first 12 weeks: weekly posts Poisson(1.5 e),
   replies Poisson(2 e), logins Poisson(3 e) with ``e = exp(0.5 z)``;
-* one participant switches group at north (membership closed, another opened).
+* one participant switches group at north (membership closed, another opened); a participant who
+  withdraws or is lost leaves their group on that day.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study
 
 PLANNED_SESSIONS = 12
-GROUP_SIZE = 10
+GROUP_SIZE = 8
 CANCEL_RATE = 0.06
 CANCEL_REASONS = ("supporter ill", "venue unavailable", "snow", "bank holiday")
 ATTEND_INTERCEPT = 0.4
@@ -88,7 +89,7 @@ TIDIER = {
         "3_what_materials": "Facilitator manual; participant workbook; goal-setting cards.",
         "4_what_procedures": "Fortnightly group sessions: check-in, topic discussion, goal setting, review.",
         "5_who_provided": "Trained peer supporters living with diabetes (15 hours of training, certified).",
-        "6_how": "Face-to-face, in groups of up to 10, plus phone calls between sessions.",
+        "6_how": "Face-to-face, in groups of up to 8, plus phone calls between sessions.",
         "7_where": "Community health centre (north) and diabetes clinic (south) meeting rooms.",
         "8_when_how_much": "12 sessions of 90 minutes every 14 days over about 6 months.",
         "9_tailoring": "Topics ordered by the group's priorities; calls as each participant wishes.",
@@ -100,7 +101,7 @@ TIDIER = {
         "3_what_materials": "Moderated forum; facilitator manual adapted for video sessions.",
         "4_what_procedures": "Fortnightly video sessions and an always-open moderated forum.",
         "5_who_provided": "Trained peer supporters living with diabetes (15 hours of training, certified).",
-        "6_how": "Online: video groups of up to 10 and a forum; messages between sessions.",
+        "6_how": "Online: video groups of up to 8 and a forum; messages between sessions.",
         "7_where": "Participants' homes.",
         "8_when_how_much": "12 sessions of 60 minutes every 14 days; forum open throughout.",
         "9_tailoring": "Participants choose forum threads; sessions follow the group's priorities.",
@@ -235,7 +236,7 @@ def populate(session: Session, study: Study, cohort, today: date, actor: Actor) 
                     code=f"{site[0].upper()}{arm[0].upper()}{n}",
                     site=site,
                     arm=arm,
-                    name=f"{site.title()} {arm} group {n}",
+                    name=f"{site.title()} {'face-to-face' if arm == 'group' else 'online'} group {n}",
                     mode=cfg["mode"],
                     supporter_ids=[sup_ids[(n - 1) % len(sup_ids)]],
                 ),
@@ -254,6 +255,15 @@ def populate(session: Session, study: Study, cohort, today: date, actor: Actor) 
             sessions.add_member(session, g2, MemberIn(participant_id=mover.id, joined_on=day), actor)
             c2.append(mover)
             switched = True
+        enrolled_on = {p.study_code: p.enrolled_on for p in members}
+        for g, _chunk in built:
+            # a participant who withdrew or was lost leaves their group that day (offered nothing after)
+            for m in sessions.group_read(session, g).members:
+                row = rows.loc[m.study_code]
+                if m.left_on is None and not math.isnan(row.status_days):
+                    left = enrolled_on[m.study_code] + timedelta(days=int(row.status_days))
+                    if m.joined_on <= left <= today:
+                        sessions.close_member(session, g, m.id, MemberPatch(left_on=left), actor)
         for g, chunk in built:
             first = chunk[0].enrolled_on + timedelta(days=7)
             for k in range(PLANNED_SESSIONS):

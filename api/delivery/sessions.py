@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
@@ -47,6 +48,11 @@ from api.studies.models import Arm, Site, Study
 
 FORUM_COLUMNS = ("study_code", "week_start", "posts", "replies", "logins")
 MAX_FORUM_ROWS = 200_000
+
+
+def study_today(study: Study) -> date:
+    """Today in the study's time zone (a record dated after it is in the future)."""
+    return datetime.now(ZoneInfo(study.time_zone)).date()
 
 
 def _study(session: Session, study_id: int) -> Study:
@@ -96,7 +102,8 @@ def create_group(session: Session, study: Study, body: GroupIn, actor: Actor) ->
 def add_member(session: Session, g: PeerGroup, body: MemberIn, actor: Actor) -> GroupMembership:
     """Add a participant of the group's site and arm; they may be in one group at a time."""
     ensure_can_write(actor)
-    p = session.get(Participant, body.participant_id)
+    # locked on PostgreSQL: two memberships of one participant cannot be added at once
+    p = session.get(Participant, body.participant_id, with_for_update=True)
     loc = ["body", "participant_id"]
     if p is None or p.study_id != g.study_id or p.site_id != g.site_id:
         raise Unprocessable(loc, "no participant with this id at the group's site", "unknown_participant")
@@ -228,7 +235,7 @@ def _check_session(session: Session, study: Study, values: dict[str, Any], today
     check_not_before_study(session, study, values["planned_date"], ["body", "planned_date"])
     if values.get("delivered_on") is not None:
         check_not_before_study(session, study, values["delivered_on"], ["body", "delivered_on"])
-        if values["delivered_on"] > today + timedelta(days=1):
+        if values["delivered_on"] > today:
             raise Unprocessable(["body", "delivered_on"], "delivered_on is in the future", "in_future")
         if values.get("duration_minutes") is None:
             raise Unprocessable(["body", "duration_minutes"], "a delivered session records its duration", "missing")
@@ -246,7 +253,7 @@ def create_session(session: Session, study: Study, body: SessionIn, actor: Actor
     if body.supporter_id is not None:
         supporter_in_study(session, study.id, body.supporter_id, ["body", "supporter_id"])
     values = body.model_dump()
-    _check_session(session, study, values, date.today())
+    _check_session(session, study, values, study_today(study))
     s = DeliverySession(
         study_id=study.id, site_id=g.site_id, arm_id=g.arm_id, **{**values, "mode": body.mode or g.mode}
     )
@@ -271,7 +278,7 @@ def update_session(session: Session, s: DeliverySession, body: SessionPatch, act
     merged = s.model_dump() | changes
     if merged.get("cancel_reason") and merged.get("delivered_on") is not None and "delivered_on" not in changes:
         raise Unprocessable(["body", "cancel_reason"], "a delivered session cannot be cancelled", "inconsistent")
-    _check_session(session, study, merged, date.today())
+    _check_session(session, study, merged, study_today(study))
     has_attendance = session.exec(
         select(func.count()).select_from(SessionAttendance).where(SessionAttendance.session_id == s.id)
     ).one()
@@ -341,6 +348,12 @@ def record_attendance(session: Session, s: DeliverySession, body: AttendanceIn, 
     """The register of a delivered session: each participant must be a member of the group on the
     session's date; entries replace earlier ones of the same participants (audited as one event)."""
     ensure_can_write(actor)
+    # Read again inside the write transaction (locked on PostgreSQL): concurrent registers of one
+    # session queue instead of racing on the unique (session, participant) key.
+    locked = session.get(DeliverySession, s.id, with_for_update=True, populate_existing=True)
+    if locked is None:
+        raise NotFound(["path", "session_id"], "session not found", "not_found")
+    s = locked
     if s.status != "delivered" or s.delivered_on is None:
         raise Unprocessable(
             ["path", "session_id"],
@@ -437,7 +450,7 @@ def add_contact(session: Session, p: Participant, body: ContactIn, actor: Actor)
     ensure_site_access(actor, p.site_id, loc=("path", "participant_id"), what="participant")
     if body.on_date < p.enrolled_on:
         raise Unprocessable(["body", "on_date"], "on_date is before the participant's enrolment", "before_enrolment")
-    if body.on_date > date.today() + timedelta(days=1):
+    if body.on_date > study_today(_study(session, p.study_id)):
         raise Unprocessable(["body", "on_date"], "on_date is in the future", "in_future")
     if body.supporter_id is not None:
         supporter_in_study(session, p.study_id, body.supporter_id, ["body", "supporter_id"])
@@ -493,6 +506,7 @@ def import_forum(session: Session, study: Study, text: str, actor: Actor) -> For
         )
     }
     parsed: dict[tuple[int, date], tuple[int, int, int, int]] = {}
+    today = study_today(study)
     for line, row in enumerate(reader, start=2):
         if line - 1 > MAX_FORUM_ROWS:
             raise Unprocessable(["body"], f"more than {MAX_FORUM_ROWS} rows", "too_many_rows")
@@ -510,7 +524,7 @@ def import_forum(session: Session, study: Study, text: str, actor: Actor) -> For
             raise Unprocessable(["body", line, "week_start"], "weeks start on a Monday", "not_monday")
         if week + timedelta(days=6) < who[2]:
             raise Unprocessable(["body", line, "week_start"], "the week ends before enrolment", "before_enrolment")
-        if week > date.today():
+        if week > today:
             raise Unprocessable(["body", line, "week_start"], "the week is in the future", "in_future")
         counts = tuple(_int(row.get(c) or "", ["body", line, c]) for c in ("posts", "replies", "logins"))
         if (who[0], week) in parsed:

@@ -69,7 +69,10 @@ def _text(v) -> str:
 
 
 def _stamp(plan: Plan, completed_at, pid: int) -> str:
-    ts = plan.dates.moment(pd.Timestamp(completed_at).tz_convert("UTC"), pid)
+    try:
+        ts = plan.dates.moment(pd.Timestamp(completed_at).tz_convert("UTC"), pid)
+    except (ValueError, OverflowError):  # a time stored before the date policy (year 1, 9999)
+        return ""
     return "" if ts is None else ts.strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -75,6 +75,7 @@ RULES = rules(
     # responses and instruments
     ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
     ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
+    ("GET", "/participants/{participant_id}/observations", R(STAFF, "site", 200)),
     ("GET", "/instruments", R(READ, "global", 200)),
     ("GET", "/instruments/{code}", R(READ, "global", 200)),
     ("GET", "/me", R(("admin", "coordinator", "analyst", "evaluator"), "global", 200)),  # every role
@@ -107,7 +108,9 @@ RULES = rules(
     ("GET", "/studies/{study_id}/exports/redcap/dictionary", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}/dictionary", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/export-receipts/{request_id}", R(READ, "study", 404)),  # no such export
     ("POST", "/studies/{study_id}/imports/redcap", R(STAFF, "study", 422)),
+    ("POST", "/studies/{study_id}/imports/measures", R(STAFF, "study", 422)),
     # transcripts and qualitative coding: records by id get a made-up id, which is 404 for every
     # admitted role after the role check (site scoping of transcripts is tested in test_transcripts.py)
     ("POST", "/studies/{study_id}/transcripts", R(STAFF, "study", 422)),
@@ -404,6 +407,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{member_id}", "999999")
         .replace("{session_id}", "999999")
         .replace("{token_id}", "999999")
+        .replace("{request_id}", "no-such-export")
     )
 
 
