@@ -37,7 +37,7 @@ PROCESS_TEXT = "Perpetua Ashcombe-Lund"
 SECRET_WORDS = [
     "Quernmouth",
     "Abernethy",
-    "5173",
+    "quernmouth.5173",  # the email's number, not "5173" alone: microseconds and request ids hold that by chance
     "900519",
     "1943-07-21",
     "Larkspur",
