@@ -371,11 +371,16 @@ def _print_token(issue, expires: datetime | None) -> None:
 def users_token(
     email: str = typer.Argument(..., help="an existing user's email"),
     expires: datetime | None = typer.Option(None, "--expires", help="token expiry (UTC)"),
+    redcap: bool = typer.Option(
+        False, "--redcap", help="REDCap's format (32 hex characters) for REDCap clients such as PyCap"
+    ),
 ) -> None:
     """Issue another API token for an existing user."""
     from api.users import new_token_for
 
-    _print_token(lambda session, expires_at: new_token_for(session, email, expires_at=expires_at), expires)
+    _print_token(
+        lambda session, expires_at: new_token_for(session, email, expires_at=expires_at, redcap=redcap), expires
+    )
 
 
 def _admin_change(change) -> None:

@@ -40,6 +40,7 @@ from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
 from api.links.router import router as links_router
 from api.participants.router import router as participants_router
+from api.redcap.router import router as redcap_api_router
 from api.reminders.router import router as reminders_router
 from api.responses.router import catalogue
 from api.responses.router import router as responses_router
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         reminders_router,  # reminder plans, outbox, /u/{token} unsubscribe
         exports_router,
         interop_router,  # REDCap import and export
+        redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose

@@ -19,6 +19,7 @@ from api.delivery.models import (
 )
 from api.inputguard import SingleLine
 from api.participants.schemas import Email
+from api.studies.dates import PlausibleDate
 
 PriorRole = Literal[PRIOR_ROLES]  # type: ignore[valid-type]
 SupporterStatus = Literal[SUPPORTER_STATUSES]  # type: ignore[valid-type]
@@ -101,7 +102,7 @@ class SupporterIdentifiers(BaseModel):
     name: SingleLine | None = Field(default=None, max_length=200)
     email: Email | None = None
     phone: str | None = Field(default=None, max_length=40, pattern=r"^[0-9+() .-]+$")
-    date_of_birth: date | None = None
+    date_of_birth: PlausibleDate | None = None
 
 
 class SupporterIn(BaseModel):
@@ -116,8 +117,8 @@ class SupporterIn(BaseModel):
     gender: str | None = Field(default=None, max_length=40)
     age_band: str | None = Field(default=None, max_length=20, pattern=r"^[0-9]{2}-[0-9]{2}$|^[0-9]{2}\+$")
     ethnicity: str | None = Field(default=None, max_length=100)
-    start_date: date
-    end_date: date | None = None
+    start_date: PlausibleDate
+    end_date: PlausibleDate | None = None
     status: SupporterStatus = "recruited"
     identifiers: SupporterIdentifiers | None = None
 
@@ -131,7 +132,7 @@ class SupporterPatch(BaseModel):
     gender: str | None = Field(default=None, max_length=40)
     age_band: str | None = Field(default=None, max_length=20, pattern=r"^[0-9]{2}-[0-9]{2}$|^[0-9]{2}\+$")
     ethnicity: str | None = Field(default=None, max_length=100)
-    end_date: date | None = None
+    end_date: PlausibleDate | None = None
     status: SupporterStatus | None = None
     status_reason: str | None = Field(default=None, max_length=2000)
     identifiers: SupporterIdentifiers | None = None
@@ -205,7 +206,7 @@ class TrainingRecordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: TrainingKind
-    on_date: date
+    on_date: PlausibleDate
     module_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     hours: float = Field(default=0.0, ge=0, le=200)
     score: float | None = Field(default=None, ge=0, le=100, description="competency assessment, 0–100")
@@ -233,13 +234,13 @@ class MemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     participant_id: int = Id
-    joined_on: date
+    joined_on: PlausibleDate
 
 
 class MemberPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    left_on: date
+    left_on: PlausibleDate
 
 
 class MemberRead(BaseModel):
@@ -267,8 +268,8 @@ class SessionIn(BaseModel):
     group_id: int = Id
     supporter_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     number: int | None = Field(default=None, ge=1, le=1000)
-    planned_date: date
-    delivered_on: date | None = None
+    planned_date: PlausibleDate
+    delivered_on: PlausibleDate | None = None
     duration_minutes: int | None = Field(default=None, ge=0, le=24 * 60)
     mode: Mode | None = Field(default=None, description="default: the group's mode")
     topic: str | None = Field(default=None, max_length=300)
@@ -281,8 +282,8 @@ class SessionPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     supporter_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    planned_date: date | None = None
-    delivered_on: date | None = None
+    planned_date: PlausibleDate | None = None
+    delivered_on: PlausibleDate | None = None
     duration_minutes: int | None = Field(default=None, ge=0, le=24 * 60)
     mode: Mode | None = None
     topic: str | None = Field(default=None, max_length=300)
@@ -335,7 +336,7 @@ class ContactIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: ContactKind
-    on_date: date
+    on_date: PlausibleDate
     duration_minutes: int = Minutes
     supporter_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 

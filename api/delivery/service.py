@@ -39,6 +39,7 @@ from api.delivery.schemas import (
 )
 from api.errors import Conflict, NotFound, Unprocessable
 from api.participants.models import Participant
+from api.studies import dates
 from api.studies.models import Arm, Site, Study
 
 IDENTIFIER_FIELDS = ("name", "email", "phone", "date_of_birth")
@@ -77,6 +78,18 @@ def study_start(session: Session, study: Study) -> date:
         first = first if isinstance(first, date) else date.fromisoformat(str(first)[:10])
         start = min(start, first)
     return start
+
+
+def check_window(study: Study, fields: dict[tuple[str | int, ...], date | None], *, happened: bool = True) -> None:
+    """The study's date window (:mod:`api.studies.dates`): not before the study's plausible start;
+    when ``happened``, not after today in the study's time zone. One 422 naming every bad field."""
+    if happened:
+        dates.check(study, fields)
+        return
+    window = dates.window_for(study)
+    errors = [e for e in window.problems(fields, time_zone=study.time_zone) if e["type"] != "in_future"]
+    if errors:
+        raise Unprocessable(errors=errors)
 
 
 def check_not_before_study(session: Session, study: Study, day: date | None, loc: list[str | int]) -> None:
@@ -165,6 +178,7 @@ def create_supporter(session: Session, study: Study, body: SupporterIn, actor: A
     site = site_by_code(session, study.id, body.site)
     ensure_site_access(actor, site.id, loc=("body", "site"), what="site")
     arm = arm_by_code(session, study.id, body.arm) if body.arm else None
+    check_window(study, {("body", "start_date"): body.start_date, ("body", "end_date"): body.end_date}, happened=False)
     if body.end_date is not None and body.end_date < body.start_date:
         raise Unprocessable(["body", "end_date"], "end_date is before start_date", "before_start")
     if session.exec(
@@ -200,6 +214,9 @@ def update_supporter(session: Session, s: PeerSupporter, body: SupporterPatch, a
     if not changes and body.identifiers is None:
         raise Unprocessable(["body"], "nothing to change", "no_changes")
     end = changes.get("end_date", s.end_date)
+    study = session.get(Study, s.study_id)
+    if study is not None and "end_date" in changes:
+        check_window(study, {("body", "end_date"): changes["end_date"]}, happened=False)
     if end is not None and end < s.start_date:
         raise Unprocessable(["body", "end_date"], "end_date is before start_date", "before_start")
     before = snapshot(s)
@@ -343,6 +360,9 @@ def list_programmes(session: Session, study: Study) -> list[ProgrammeRead]:
 def add_training_record(session: Session, s: PeerSupporter, body: TrainingRecordIn, actor: Actor) -> TrainingRecord:
     """A training event of a supporter (audited). Modules and refreshers name a module of the study."""
     ensure_can_write(actor)
+    study = session.get(Study, s.study_id)
+    if study is not None:
+        check_window(study, {("body", "on_date"): body.on_date})
     if body.on_date < s.start_date - timedelta(days=366):
         raise Unprocessable(["body", "on_date"], "more than a year before the supporter started", "before_start")
     if body.kind in ("module", "refresher"):

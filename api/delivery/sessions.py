@@ -41,7 +41,14 @@ from api.delivery.schemas import (
     SessionPatch,
     SessionRead,
 )
-from api.delivery.service import arm_by_code, check_not_before_study, codes, site_by_code, supporter_in_study
+from api.delivery.service import (
+    arm_by_code,
+    check_not_before_study,
+    check_window,
+    codes,
+    site_by_code,
+    supporter_in_study,
+)
 from api.errors import Conflict, NotFound, Unprocessable
 from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study
@@ -232,6 +239,8 @@ def _status(s: DeliverySession) -> str:
 
 
 def _check_session(session: Session, study: Study, values: dict[str, Any], today: date) -> None:
+    check_window(study, {("body", "planned_date"): values["planned_date"]}, happened=False)
+    check_window(study, {("body", "delivered_on"): values.get("delivered_on")})
     check_not_before_study(session, study, values["planned_date"], ["body", "planned_date"])
     if values.get("delivered_on") is not None:
         check_not_before_study(session, study, values["delivered_on"], ["body", "delivered_on"])
@@ -448,6 +457,7 @@ def list_attendance(session: Session, s: DeliverySession) -> list[AttendanceRead
 def add_contact(session: Session, p: Participant, body: ContactIn, actor: Actor) -> PeerContact:
     ensure_can_write(actor)
     ensure_site_access(actor, p.site_id, loc=("path", "participant_id"), what="participant")
+    check_window(_study(session, p.study_id), {("body", "on_date"): body.on_date})
     if body.on_date < p.enrolled_on:
         raise Unprocessable(["body", "on_date"], "on_date is before the participant's enrolment", "before_enrolment")
     if body.on_date > study_today(_study(session, p.study_id)):

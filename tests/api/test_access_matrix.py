@@ -101,6 +101,8 @@ RULES = rules(
     ("GET", "/participants/{participant_id}/reminders", R(STAFF, "site", 200)),
     ("GET", "/u/{token}", R(None, "public", 404)),  # own signed token; a made-up one is unknown
     ("POST", "/u/{token}", R(None, "public", 404)),
+    # REDCap clients send their token in the form body (tests/api/test_redcap_api.py): a bearer header opens nothing.
+    ("POST", "/studies/{study_id}/redcap/api/", R(None, "public", 403)),
     # exports and REDCap interchange (study-level: both coordinators, each gets their own sites' rows)
     ("GET", "/studies/{study_id}/export-settings", R(READ, "study", 200)),
     ("PUT", "/studies/{study_id}/export-settings", R(ADMIN, "study", 200)),  # {} = defaults; study-wide
@@ -111,6 +113,7 @@ RULES = rules(
     ("GET", "/studies/{study_id}/export-receipts/{request_id}", R(READ, "study", 404)),  # no such export
     ("POST", "/studies/{study_id}/imports/redcap", R(STAFF, "study", 422)),
     ("POST", "/studies/{study_id}/imports/measures", R(STAFF, "study", 422)),
+    ("POST", "/studies/{study_id}/imports/participants", R(STAFF, "study", 422)),
     # transcripts and qualitative coding: records by id get a made-up id, which is 404 for every
     # admitted role after the role check (site scoping of transcripts is tested in test_transcripts.py)
     ("POST", "/studies/{study_id}/transcripts", R(STAFF, "study", 422)),

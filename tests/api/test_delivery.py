@@ -510,3 +510,36 @@ def test_delivery_exports_are_deidentified_for_analysts(client, admin, analyst, 
     # a coordinator exports their own sites only
     r = client.get(f"/studies/{sid}/exports/delivery_sessions?format=csv", headers=trial["coord_s"].headers)
     assert r.status_code == 200 and "G1" not in r.text
+
+
+def test_dates_outside_the_plausible_range_are_refused(client, admin, trial):
+    t, h = trial, admin.headers
+    sid = t["study"].id
+    far = "2099-01-01"
+    r = client.post(
+        f"/studies/{sid}/delivery/sessions", json={"group_id": t["g1"]["id"], "planned_date": far}, headers=h
+    )
+    assert err(r) == (["body", "planned_date"], "in_future")
+    r = client.post(
+        f"/studies/{sid}/delivery/sessions",
+        json={
+            "group_id": t["g1"]["id"],
+            "planned_date": "2026-03-02",
+            "delivered_on": "1899-12-31",
+            "duration_minutes": 60,
+        },
+        headers=h,
+    )
+    assert err(r) == (["body", "delivered_on"], "date_implausible")
+    r = client.post(
+        f"/studies/{sid}/delivery/supporters",
+        json={"code": "PS-OLD", "site": "north", "start_date": "1990-01-01"},
+        headers=h,
+    )
+    assert err(r) == (["body", "start_date"], "date_before_study")
+    r = client.post(
+        f"/delivery/supporters/{t['supporter']['id']}/training",
+        json={"kind": "certification", "on_date": "2099-01-01"},
+        headers=h,
+    )
+    assert err(r)[0] == ["body", "on_date"]
