@@ -76,6 +76,8 @@ RULES = rules(
     ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
     ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
     ("GET", "/participants/{participant_id}/observations", R(STAFF, "site", 200)),
+    ("GET", "/participants/{participant_id}/fhir", R(STAFF, "site", 200)),
+    ("POST", "/participants/{participant_id}/fhir/QuestionnaireResponse", R(STAFF, "site", 422)),
     ("GET", "/instruments", R(READ, "global", 200)),
     ("GET", "/instruments/{code}", R(READ, "global", 200)),
     ("GET", "/me", R(("admin", "coordinator", "analyst", "evaluator"), "global", 200)),  # every role
