@@ -46,6 +46,7 @@ from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
 from api.safety.router import router as safety_router
+from api.sap.router import router as sap_router
 from api.studies import dates
 from api.studies.router import router as studies_router
 from api.transcripts.router import router as transcripts_router
@@ -227,6 +228,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
         fidelity_router,  # fidelity checklists and ratings, agreement, the FRAME adaptation log
+        sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
     ):
         mount(app, router)
