@@ -115,6 +115,14 @@ def _sites(session: Session, plan) -> set[str]:
     return set(session.exec(select(Site.code).where(Site.id.in_(plan.site_ids or [-1]))).all())
 
 
+def _blind(session: Session, study: Study, plan, codes: pd.Series) -> pd.Series:
+    """Arm codes as this reader may see them: neutral labels (A, B, …) while the study is blind to them."""
+    if getattr(plan, "blind_arms", None) is None:
+        return codes
+    ids = dict(session.exec(select(Arm.code, Arm.id).where(Arm.study_id == study.id)).all())
+    return codes.map(lambda c: plan.blind_arms.get(ids.get(c)) if isinstance(c, str) else None)
+
+
 def iter_fidelity(
     session: Session, study: Study, actor: Actor, filters=None, *, secret: str = "", batch_size: int = 500, plan=None
 ) -> Iterator[pd.DataFrame]:
@@ -133,6 +141,7 @@ def iter_fidelity(
     items = items[["rating_id", "item", "component", "value", "record", "part"]].merge(meta, on="rating_id")
     out = pd.concat([scores, items], ignore_index=True) if len(frame) else pd.DataFrame(columns=[c.name for c in cols])
     if len(out):
+        out["arm"] = _blind(session, study, plan, out["arm"])
         out["session_date"] = [d.isoformat() if hasattr(d, "isoformat") else None for d in out["session_date"]]
         out["_items_last"] = out["record"] == "item"
         out = out.sort_values(["rating_id", "_items_last"], kind="stable").drop(columns="_items_last")
@@ -183,4 +192,6 @@ def iter_adaptations(
                 "reason_detail": None if hide else a.reason_detail,
             }
         )
-    yield exports.dd_conform(pd.DataFrame(rows, columns=[c.name for c in cols]), cols)
+    df = pd.DataFrame(rows, columns=[c.name for c in cols])
+    df["arm"] = _blind(session, study, plan, df["arm"])
+    yield exports.dd_conform(df, cols)
