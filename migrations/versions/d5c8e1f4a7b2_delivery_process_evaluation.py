@@ -10,7 +10,7 @@ id set there cannot name a record (the tables are new), so the upgrade clears it
 Downgrade refuses while any of the new tables holds rows (migrations.policy).
 
 Revision ID: d5c8e1f4a7b2
-Revises: e4b8c1d7f2a6
+Revises: d4f8a2c61e93
 Create Date: 2026-12-01 18:36:43.523048
 """
 
@@ -41,7 +41,7 @@ TABLES = [
 ]
 
 revision = "d5c8e1f4a7b2"
-down_revision = "e4b8c1d7f2a6"
+down_revision = "d4f8a2c61e93"
 branch_labels = None
 depends_on = None
 
