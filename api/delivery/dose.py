@@ -304,14 +304,30 @@ def participant_dose(
     hide = actor is not None and deidentified(actor)
     if not by_wave:
         totals = _totals(session, study_id)
-        return [
+        rows = [
             _row(pid, code, site, arm, enrolled, totals.get(pid, {}), arm_plans.get(arm_ids.get(arm, -1)), hide)
             for pid, code, site, arm, enrolled in people
         ]
+        return _blind(session, study_id, actor, rows, arm_ids)
     waves = session.execute(
         select(Wave.code, Wave.offset_days).where(Wave.study_id == study_id).order_by(col(Wave.offset_days))
     ).all()
-    return list(_by_wave(session, study_id, people, waves, arm_plans, arm_ids, hide))
+    rows = list(_by_wave(session, study_id, people, waves, arm_plans, arm_ids, hide))
+    return _blind(session, study_id, actor, rows, arm_ids)
+
+
+def _blind(session: Session, study_id: int, actor: Actor | None, rows: list[dict[str, Any]], arm_ids) -> list:
+    # A reader blind to the arms (analysts until the study is unblinded, api.sap.blinding) reads
+    # neutral labels in ``arm``.
+    from api.sap.blinding import arm_labels, blinded
+
+    if not blinded(session, study_id, actor):
+        return rows
+    labels = arm_labels(session, study_id, actor)
+    for r in rows:
+        if r["arm"] is not None:
+            r["arm"] = labels.get(arm_ids.get(r["arm"], -1))
+    return rows
 
 
 def _by_wave(session, study_id, people, waves, arm_plans, arm_ids, hide) -> Iterable[dict[str, Any]]:

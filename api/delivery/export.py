@@ -246,6 +246,8 @@ def _study_rows(session: Session, plan, shape: str) -> list[dict[str, Any]]:
     assert study is not None
     sites = dict(session.exec(select(Site.id, Site.code).where(Site.study_id == plan.study_id)).all())
     arms = dict(session.exec(select(Arm.id, Arm.code).where(Arm.study_id == plan.study_id)).all())
+    if plan.blind_arms is not None:  # neutral labels while the reader is blind (api.sap.blinding)
+        arms = {i: plan.blind_arms.get(i) for i in arms}
     supporters = session.exec(
         select(PeerSupporter).where(
             PeerSupporter.study_id == plan.study_id, col(PeerSupporter.site_id).in_(plan.site_ids)

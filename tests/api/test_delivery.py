@@ -278,6 +278,9 @@ def test_dose_per_participant_matches_hand_computed_values(client, admin, analys
         r["participant_id"]: r for r in ok(client.get(f"/studies/{sid}/delivery/dose", headers=analyst.headers), 200)
     }
     assert as_analyst[p["A"]]["first_exposure_day"] == 7 and as_analyst[p["A"]]["first_exposure"] is None
+    # ... and, blind to the arms until the study is unblinded, neutral arm labels (api.sap.blinding)
+    assert {r["arm"] for r in as_analyst.values()} <= {"A", "B", "C"}
+    assert as_analyst[p["A"]]["arm"] == as_analyst[p["B"]]["arm"] != as_analyst[p["D"]]["arm"]
     # a coordinator of south sees south's participants only
     as_south = ok(client.get(f"/studies/{sid}/delivery/dose", headers=t["coord_s"].headers), 200)
     assert [r["participant_id"] for r in as_south] == [t["south"]["id"]]
@@ -497,6 +500,8 @@ def test_delivery_exports_are_deidentified_for_analysts(client, admin, analyst, 
     overall = dose[(dose["participant"] == a) & dose["wave"].isna()]
     assert overall[["sessions_attended", "minutes_total", "adherent"]].values.tolist() == [[3, 235, True]]
     assert len(dose[dose["participant"] == a]) == 6  # five waves and the whole follow-up
+    for shape in ("delivery", "dose", "delivery_sessions", "supporter_training"):
+        assert not {"group", "online", "usual_care"} & set(frames[shape]["arm"].dropna()), shape  # blind
     sessions = frames["delivery_sessions"]
     assert sorted(sessions["status"]) == ["cancelled"] + ["delivered"] * 6
     assert sessions["cancel_reason"].isna().all() and sessions["planned_date"].isna().all()
