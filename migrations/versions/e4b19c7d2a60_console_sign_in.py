@@ -1,0 +1,59 @@
+"""Staff console sign-in: console passwords (argon2id hashes, optional TOTP secret) and sessions.
+
+Downgrade refuses while either table holds rows (migrations.policy): dropping them would sign
+everyone out and discard every console password; on an empty database it drops both tables.
+
+Revision ID: e4b19c7d2a60
+Revises: 7a3c5e9b2d14
+Create Date: 2026-12-01 19:40:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+from migrations.policy import refuse_downgrade_if_data
+
+revision = "e4b19c7d2a60"
+down_revision = "7a3c5e9b2d14"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "user_credential",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("password_hash", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("totp_secret", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["app_user.id"], name=op.f("fk_user_credential_user_id_app_user"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_user_credential")),
+    )
+    op.create_table(
+        "console_session",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["app_user.id"], name=op.f("fk_console_session_user_id_app_user"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_console_session")),
+        sa.UniqueConstraint("token_hash", name=op.f("uq_console_session_token_hash")),
+    )
+    op.create_index(op.f("ix_console_session_user_id"), "console_session", ["user_id"], unique=False)
+
+
+def downgrade() -> None:
+    refuse_downgrade_if_data(
+        "e4b19c7d2a60", ["console_session", "user_credential"], "console sessions and console passwords"
+    )
+    op.drop_index(op.f("ix_console_session_user_id"), table_name="console_session")
+    op.drop_table("console_session")
+    op.drop_table("user_credential")
