@@ -97,7 +97,7 @@ class ConsoleUser(Authorize):
         return f"console_user{self.roles!r}"
 
     async def __call__(self, request: Request, session: Session = Depends(get_session)) -> Actor:  # type: ignore[override]
-        actor = getattr(request.state, "actor", None)
+        actor: Actor | None = getattr(request.state, "actor", None)
         if actor is None or getattr(request.state, "console_token", None) is None:
             actor = await run_in_threadpool(_lookup, request, session)
         if actor.role not in self.roles:

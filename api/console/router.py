@@ -8,6 +8,7 @@ are the REST ones.
 from __future__ import annotations
 
 import secrets
+from typing import Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -29,6 +30,7 @@ from api.console.dependencies import (
 from api.console.service import dashboard, visible_sites
 from api.db import end_read, get_session
 from api.exports import router as exports_router
+from api.exports.schemas import Format
 from api.studies.service import require_study, visible_studies
 
 router = APIRouter(tags=["console"], include_in_schema=False)
@@ -155,10 +157,10 @@ def sign_in(
     token = auth.start_session(session, user, getattr(request.state, "request_id", None))
     session.commit()
     limiter.forget(key)
-    response = RedirectResponse(next_path, status_code=303, headers=HEADERS)
-    set_session_cookie(request, response, token)
-    response.delete_cookie(PRE_COOKIE, path="/console")
-    return response
+    done = RedirectResponse(next_path, status_code=303, headers=HEADERS)
+    set_session_cookie(request, done, token)
+    done.delete_cookie(PRE_COOKIE, path="/console")
+    return done
 
 
 @router.post("/console/sign-out")
@@ -237,8 +239,8 @@ def exports_page(
 def export_download(
     request: Request,
     study_id: int,
-    shape: str = Query("long", pattern="^(long|wide|items)$"),
-    format: str = Query("csv", pattern="^(csv|json|parquet|dta|sav)$"),
+    shape: Literal["long", "wide", "items"] = Query("long"),
+    format: Format = Query("csv"),
     site: str | None = Query(None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$"),
     actor: Actor = Depends(console_user(*READERS)),
     session: Session = Depends(get_session),

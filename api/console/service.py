@@ -142,7 +142,8 @@ def dashboard(session: Session, study: Study, actor: Actor, today: date | None =
     ).one()
     recent_rows = session.exec(
         _scoped(
-            select(Response.id, Participant.id, Participant.study_code, Wave.code, Response.instrument, Response.mode)
+            select(Participant.id, Participant.study_code, Wave.code, Response.instrument)
+            .add_columns(Response.mode)
             .join(Participant, Participant.id == Response.participant_id)
             .join(Wave, Wave.id == Response.wave_id)
             .where(Response.study_id == study.id),
@@ -154,7 +155,7 @@ def dashboard(session: Session, study: Study, actor: Actor, today: date | None =
     ).all()
     recent = [
         {"participant_id": pid, "study_code": code, "wave": wave, "instrument": inst, "mode": mode}
-        for _, pid, code, wave, inst, mode in recent_rows
+        for pid, code, wave, inst, mode in recent_rows
     ]
     return Dashboard(
         study=study,

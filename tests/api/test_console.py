@@ -275,3 +275,62 @@ def test_enrolment_errors_name_the_field_and_save_nothing(app, two_sites, client
     r = c.post(f"/console/studies/{study.id}/enrol", data={"site": "north", "consent_version": "v1"})
     assert r.status_code == 403
     assert len(client.get(f"/studies/{study.id}/participants", headers=admin.headers).json()) == before
+
+
+# --- the console's route × role matrix with signed-in sessions ---------------------------------------
+
+READ = ("admin", "coordinator", "analyst")
+STAFF = ("admin", "coordinator")
+CONSOLE = {
+    # (method, path): (roles admitted, scope, statuses an admitted caller gets here)
+    ("GET", "/console"): (READ, "global", {200, 303}),  # one study: straight to its dashboard
+    ("GET", "/console/studies/{study_id}"): (READ, "study", {200}),
+    ("GET", "/console/studies/{study_id}/exports"): (READ, "study", {200}),
+    ("GET", "/console/studies/{study_id}/exports/download"): (READ, "study", {200}),
+    ("GET", "/console/studies/{study_id}/enrol"): (STAFF, "study", {200}),
+    ("POST", "/console/studies/{study_id}/enrol"): (STAFF, "study", {422}),  # empty form
+    ("GET", "/console/participants/{participant_id}"): (STAFF, "site", {200}),
+    ("GET", "/console/participants/{participant_id}/enter"): (STAFF, "site", {200}),
+    ("POST", "/console/participants/{participant_id}/enter"): (STAFF, "site", {422}),
+    ("POST", "/console/participants/{participant_id}/links"): (STAFF, "site", {422}),  # no wave
+    ("POST", "/console/participants/{participant_id}/links/revoke"): (STAFF, "site", {422}),
+    ("POST", "/console/participants/{participant_id}/status"): (STAFF, "site", {422}),
+    ("POST", "/console/sign-out"): (READ, "global", {303}),
+}
+
+
+def test_console_route_role_matrix(app, two_sites, staff):
+    from fastapi.routing import APIRoute
+
+    from api.auth.dependencies import route_roles
+
+    study, pa, pb, coord_a, analyst = two_sites
+    routes = {
+        (m, r.path): r
+        for r in app.routes
+        if isinstance(r, APIRoute) and r.path.startswith("/console") and r.path != "/console/sign-in"
+        for m in r.methods - {"HEAD"}
+    }
+    assert set(routes) == set(CONSOLE), set(routes) ^ set(CONSOLE)
+    assert {k: route_roles(r) for k, r in routes.items()} == {k: v[0] for k, v in CONSOLE.items()}
+    coord_b, _ = staff("coordinator", [study.sites["south"]])
+    admin, _ = staff("admin")
+    callers = {"admin": admin, "coord_a": coord_a, "coord_b": coord_b, "analyst": analyst}
+    failures = []
+    for (method, path), (roles, scope, ok) in sorted(CONSOLE.items(), key=lambda kv: kv[0][0] == "POST"):
+        for name, email in callers.items():
+            c = sign_in(app, email)  # a fresh session each time: sign-out is in the table
+            csrf = _csrf(c.get(f"/console/studies/{study.id}").text)
+            url = path.replace("{study_id}", str(study.id)).replace("{participant_id}", str(pa["id"]))
+            if path.endswith("/enter") and method == "GET":
+                url += "?wave=baseline&instrument=phq9"
+            r = c.request(method, url, data={"csrf": csrf} if method == "POST" else None, follow_redirects=False)
+            role = "coordinator" if name.startswith("coord") else name
+            want = {403} if role not in roles else ({404} if scope == "site" and name == "coord_b" else ok)
+            if r.status_code not in want:
+                failures.append(f"{method} {path} as {name}: {r.status_code}, expected {sorted(want)}")
+            if name == "coord_b" and (pa["study_code"] in r.text or "Ada North" in r.text):
+                failures.append(f"{method} {path} as coord_b shows site A's participant")
+            if name == "analyst" and "Ada North" in r.text:
+                failures.append(f"{method} {path} as analyst shows an identifier")
+    assert not failures, "\n".join(failures)
