@@ -241,7 +241,7 @@ def export_download(
     study_id: int,
     shape: Literal["long", "wide", "items"] = Query("long"),
     format: Format = Query("csv"),
-    site: str | None = Query(None, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$"),
+    site: str | None = Query(None, max_length=40, pattern=r"^[A-Za-z0-9_.-]*$"),
     actor: Actor = Depends(console_user(*READERS)),
     session: Session = Depends(get_session),
 ):
