@@ -51,6 +51,7 @@ class DemoResult:
     participants: int
     responses: int
     tokens: dict[str, str] = field(default_factory=dict)
+    console: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (email, fresh console password)
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
@@ -91,6 +92,10 @@ class DemoResult:
         for role, token in self.tokens.items():
             lines.append(f"{role:<12} token: {token}")
         lines.append(f"try: curl -H 'Authorization: Bearer <admin token>' {self.base_url.rstrip('/')}/studies")
+        if self.console:
+            lines.append(f"staff console: {self.base_url.rstrip('/')}/console (fresh passwords each run)")
+            for role, (email, password) in self.console.items():
+                lines.append(f"{role:<12} sign in: {email} / {password}")
         return "\n".join(lines)
 
 
@@ -263,6 +268,17 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             if exists
             else create_with_token(session, email, role, scoped, actor=actor)
         )
+    # Console passwords: new random ones each run, printed once (the database keeps argon2 hashes).
+    import secrets
+
+    from api.console.auth import find_user, set_password
+
+    for role, email, _ in DEMO_USERS:
+        password = "demo-" + secrets.token_urlsafe(9)
+        user = find_user(session, email)
+        if user is not None:
+            set_password(session, user, password, actor)
+            result.console[role] = (email, password)
     return result
 
 
