@@ -30,7 +30,7 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.console import dependencies as console
-from api.console.participants import router as console_participants_router
+from api.console.participants.router import router as console_participants_router
 from api.console.router import router as console_router
 from api.db import engine_from_settings
 from api.docs import install_docs

@@ -1,6 +1,6 @@
 """/console: sign-in, the study list, the study dashboard and the analysts' export page.
 
-Participant pages are in :mod:`api.console.participants`. Every page runs the services the REST
+Participant pages are in :mod:`api.console.participants.router`. Every page runs the services the REST
 routes run, with the signed-in user as the actor, so validation, site scoping and the audit trail
 are the REST ones.
 """
