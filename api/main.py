@@ -41,11 +41,13 @@ from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
 from api.links.router import router as links_router
 from api.participants.router import router as participants_router
+from api.redcap.router import router as redcap_api_router
 from api.reminders.router import router as reminders_router
 from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
 from api.safety.router import router as safety_router
+from api.sap.router import router as sap_router
 from api.studies import dates
 from api.studies.router import router as studies_router
 from api.transcripts.router import router as transcripts_router
@@ -227,8 +229,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         reminders_router,  # reminder plans, outbox, /u/{token} unsubscribe
         exports_router,
         interop_router,  # REDCap import and export
+        redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
+        sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         console_router,  # /console: sign-in, dashboard, exports page
         console_participants_router,  # /console: enrolment, participant pages

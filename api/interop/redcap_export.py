@@ -3,7 +3,7 @@
 Records: one row per participant × wave, ``record_id`` (the study code), ``redcap_event_name``
 (``<wave>_arm_1``), ``redcap_data_access_group`` (the site code), then per instrument its fields,
 ``<form>_timestamp`` (completion time, UTC, ``YYYY-MM-DD HH:MM:SS``) and ``<form>_complete``
-(2 = complete, blank = not collected). Everything is a string, blank = no value, as REDCap writes.
+(2 = complete, 0 = partial, blank = not collected). Everything is a string, blank = no value, as REDCap writes.
 The same role rules as every export apply (analysts: no identifier or flagged free-text fields,
 dates de-identified), and cells that would start a spreadsheet formula are neutralised unless the
 export asks for ``escape_formulas=false`` (e.g. a file going back into REDCap's importer).
@@ -87,12 +87,24 @@ def _date_kinds(plan: Plan) -> dict[tuple[str, str], str]:
     return out
 
 
+def _text_codes(plan: Plan) -> dict[tuple[str, str], dict[str, str]]:
+    """(instrument, item) -> {stored code: REDCap text code} for text-coded choices."""
+    out = {}
+    for code in plan.instruments:
+        inst = service._get(code)
+        for it in inst.items if inst is not None else ():
+            if any(o.value is not None for o in it.options):
+                out[(code, it.code)] = {_text(o.code): o.value for o in it.options if o.value is not None}
+    return out
+
+
 def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BATCH) -> Iterator[list[list[str]]]:
     """Batches of REDCap rows (lists of strings), whole participants per batch."""
     cols = header(plan)
     index = {c: i for i, c in enumerate(cols)}
     forms = dict(_fields(plan))
     date_kinds = _date_kinds(plan)
+    texts = _text_codes(plan)
     wave_order = {w.code: i for i, w in enumerate(plan.waves)}
     plan_with_context = plan
     service._begin_snapshot(session)
@@ -100,7 +112,9 @@ def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BA
         for ids in service._participant_batches(session, plan, batch_size):
             people = service._participants(session, plan, ids).set_index("pid")
             rows: dict[tuple[int, str], list[str]] = {}
-            for pid, wave, _offset, completed_at, code, answers in _answer_rows(session, plan_with_context, ids):
+            for pid, wave, _offset, completed_at, code, answers, status in _answer_rows(
+                session, plan_with_context, ids
+            ):
                 key = (pid, wave)
                 row = rows.get(key)
                 if row is None:
@@ -116,9 +130,11 @@ def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BA
                         if kind is not None and value is not None and plan.dates.deidentified:
                             num, txt = plan.dates.answer(kind, value, people.at[pid, "enrolled_on"], int(pid))
                             value = int(num) if num is not None else txt
-                        row[index[item]] = _text(value)
+                        text = texts.get((code, item), {}).get(_text(value)) if texts else None
+                        row[index[item]] = text if text is not None else _text(value)
                 row[index[f"{code}_timestamp"]] = _stamp(plan, completed_at, int(pid))
-                row[index[f"{code}_complete"]] = "2"
+                # REDCap's form status: 2 complete, 0 incomplete (a partial response, resumable).
+                row[index[f"{code}_complete"]] = "2" if status == "complete" else "0"
             service._end_batch(session)
             ordered = sorted(rows.items(), key=lambda kv: (kv[0][0], wave_order.get(kv[0][1], 0)))
             plan.rows += len(ordered)
@@ -143,6 +159,7 @@ def _answer_rows(session: Session, plan: Plan, ids: list[int]):
             Response.completed_at,
             Response.instrument,
             Response.answers,
+            Response.status,
         )
         .join(Wave, Wave.id == Response.wave_id)
         .where(
@@ -227,7 +244,9 @@ def data_dictionary_csv(plan: Plan) -> str:
             choices, ftype, validation, lo, hi = "", "text", "", "", ""
             if it.options:
                 ftype = "radio"
-                choices = " | ".join(f"{_text(o.code)}, {o.label}" for o in it.options)
+                choices = " | ".join(
+                    f"{o.value if o.value is not None else _text(o.code)}, {o.label}" for o in it.options
+                )
             elif it.kind == "integer":
                 validation, lo, hi = "integer", _num(it.min), _num(it.max)
             elif it.kind == "number":

@@ -4,7 +4,7 @@ Downgrade refuses while either table holds rows (migrations.policy): dropping th
 everyone out and discard every console password; on an empty database it drops both tables.
 
 Revision ID: e4b19c7d2a60
-Revises: 7a3c5e9b2d14
+Revises: e4b8c1d7f2a6
 Create Date: 2026-12-01 19:40:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from migrations.policy import refuse_downgrade_if_data
 
 revision = "e4b19c7d2a60"
-down_revision = "7a3c5e9b2d14"
+down_revision = "e4b8c1d7f2a6"
 branch_labels = None
 depends_on = None
 

@@ -73,6 +73,8 @@ RULES = rules(
     ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
     ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
     ("GET", "/participants/{participant_id}/observations", R(STAFF, "site", 200)),
+    ("GET", "/participants/{participant_id}/fhir", R(STAFF, "site", 200)),
+    ("POST", "/participants/{participant_id}/fhir/QuestionnaireResponse", R(STAFF, "site", 422)),
     ("GET", "/instruments", R(READ, "global", 200)),
     ("GET", "/instruments/{code}", R(READ, "global", 200)),
     ("GET", "/me", R(READ, "global", 200)),
@@ -98,6 +100,8 @@ RULES = rules(
     ("GET", "/participants/{participant_id}/reminders", R(STAFF, "site", 200)),
     ("GET", "/u/{token}", R(None, "public", 404)),  # own signed token; a made-up one is unknown
     ("POST", "/u/{token}", R(None, "public", 404)),
+    # REDCap clients send their token in the form body (tests/api/test_redcap_api.py): a bearer header opens nothing.
+    ("POST", "/studies/{study_id}/redcap/api/", R(None, "public", 403)),
     # exports and REDCap interchange (study-level: both coordinators, each gets their own sites' rows)
     ("GET", "/studies/{study_id}/export-settings", R(READ, "study", 200)),
     ("PUT", "/studies/{study_id}/export-settings", R(ADMIN, "study", 200)),  # {} = defaults; study-wide
@@ -108,6 +112,7 @@ RULES = rules(
     ("GET", "/studies/{study_id}/export-receipts/{request_id}", R(READ, "study", 404)),  # no such export
     ("POST", "/studies/{study_id}/imports/redcap", R(STAFF, "study", 422)),
     ("POST", "/studies/{study_id}/imports/measures", R(STAFF, "study", 422)),
+    ("POST", "/studies/{study_id}/imports/participants", R(STAFF, "study", 422)),
     # transcripts and qualitative coding: records by id get a made-up id, which is 404 for every
     # admitted role after the role check (site scoping of transcripts is tested in test_transcripts.py)
     ("POST", "/studies/{study_id}/transcripts", R(STAFF, "study", 422)),
@@ -162,6 +167,16 @@ RULES = rules(
     ("GET", "/studies/{study_id}/safety/notifications", R(STAFF, "study", 200)),
     ("GET", "/studies/{study_id}/safety/summary", R(("admin", "analyst"), "study", 200)),
     ("GET", "/studies/{study_id}/safety/line-listing", R(ADMIN, "study", 200)),
+    # statistical analysis plan (admins write; version 9999 does not exist) and blinding; the
+    # empty unblinding body is refused (422), so the matrix never unblinds its study
+    ("POST", "/studies/{study_id}/analysis-plans", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/analysis-plans", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/analysis-plans/{version}", R(READ, "study", 404)),
+    ("PUT", "/studies/{study_id}/analysis-plans/{version}", R(ADMIN, "study", 422)),
+    ("POST", "/studies/{study_id}/analysis-plans/{version}/lock", R(ADMIN, "study", 404)),
+    ("GET", "/studies/{study_id}/analysis-plans/{version}/deviations", R(READ, "study", 404)),
+    ("GET", "/studies/{study_id}/blinding", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/unblind", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/alerts", R(STAFF, "study", 200)),
     ("GET", "/participants/{participant_id}/alerts", R(STAFF, "site", 200)),
     ("GET", "/alerts/{alert_id}", R(STAFF, "site", 200)),
@@ -355,6 +370,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
         .replace("{token_id}", "999999")
+        .replace("{version}", "9999")
         .replace("{request_id}", "no-such-export")
     )
 
