@@ -29,7 +29,7 @@ from api.errors import ApiError
 from api.links.service import LinkContext, mark_used, resolve
 from api.responses.service import submit_response
 from api.safety.configuration import support_after_alert
-from api.web.forms import blocking_shortfall, field_name, open_items, parse_answers
+from api.web.forms import blocking_shortfall, field_name, form_order, minutes_left, open_items, parse_answers
 
 
 class LinkHolder(Authorize):
@@ -114,8 +114,13 @@ def _as_text(v: Any) -> str | list[str]:
 
 
 def _progress(ctx: LinkContext, code: str) -> tuple[int, int]:
-    offered = [o.instrument for o in ctx.offered if o.offered]
+    offered = form_order([o.instrument for o in ctx.offered if o.offered])
     return offered.index(code) + 1, len(offered)
+
+
+def _next(ctx: LinkContext) -> str:
+    """The next instrument to fill, outcome measures first (:func:`api.web.forms.form_order`)."""
+    return form_order(ctx.pending)[0]
 
 
 def _form_page(
@@ -159,7 +164,8 @@ def _form_page(
             "items": items,
             "step": step,
             "total": total,
-            "last": step == total and len(ctx.pending) == 1,
+            "last": len(ctx.pending) == 1,
+            "minutes_left": minutes_left(ctx.pending),
             "answers": {k: _as_text(v) for k, v in (answers or {}).items()},
             "errors": errors or {},
             "open_codes": open_codes or [],
@@ -193,7 +199,7 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
                 "support": support,
             },
         )
-    return _form_page(request, ctx, token, ctx.pending[0], support=support)
+    return _form_page(request, ctx, token, _next(ctx), support=support)
 
 
 @router.post("/f/{token}", response_class=HTMLResponse, include_in_schema=False)

@@ -1,0 +1,42 @@
+"""The participant form for a reader with low health literacy: outcome measures before the context
+questionnaire, progress in words and time, and the "not answered yet" list with each question's text."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import instruments
+from api.web.forms import SECONDS_PER_ITEM
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def test_outcomes_come_first_with_time_left_and_question_text(client, make_study, enrol, admin):
+    tz = ZoneInfo("Europe/London")
+    study = make_study(waves=(("baseline", 0, 0, 14, ["context", "phq9", "gad7"]),))
+    p = enrol(study, site="north", enrolled_on=str(datetime.now(tz).date() - timedelta(days=1)))
+    link = client.post(f"/participants/{p['id']}/links", json={"wave": "baseline"}, headers=admin.headers)
+    assert link.status_code == 201, link.text
+    url = "/f/" + link.json()["token"]
+    page = client.get(url)
+    # The wave lists the context questionnaire first; the form starts with the PHQ-9.
+    assert 'name="instrument" value="phq9"' in page.text
+    n_items = sum(len(instruments.get(c).items) for c in ("context", "phq9", "gad7"))
+    minutes = -(-n_items * SECONDS_PER_ITEM // 60)
+    assert re.search(r'id="progress-label">Part 1 of 3</strong>', page.text)
+    assert f", about {minutes} minutes left" in page.text
+    assert 'max="6" value="1"' in page.text  # the bar is never empty
+    # Nine answers, item 10 blank: the notice names the question by its text, with a link to it.
+    answers = {f"i_phq9_{i}": "1" for i in range(1, 10)}
+    r = client.post(url, data={"csrf": _csrf(page.text), "instrument": "phq9", "action": "save", **answers})
+    text10 = instruments.get("phq9").items[9].text
+    assert f'<a href="#q-phq9_10">Question 10: {text10}</a>' in r.text
+    r = client.post(url, data={"csrf": _csrf(page.text), "instrument": "phq9", "action": "save_blank", **answers})
+    nxt = client.get(url)
+    assert 'name="instrument" value="gad7"' in nxt.text and "Part 2 of 3" in nxt.text
+    left = -(-(n_items - 10) * SECONDS_PER_ITEM // 60)
+    assert f"about {left} minutes left" in nxt.text
