@@ -26,6 +26,10 @@ ADMIN_EMAIL = "admin@demo.peerlens.org"
 COORDINATOR_EMAIL = "coordinator.north@demo.peerlens.org"
 ANALYST_EMAIL = "analyst@demo.peerlens.org"
 SITES = (("north", "North community health centre"), ("south", "South diabetes clinic"))
+SITE_CONTACTS = (
+    ("north", "0161 496 0123", "Monday to Friday, 9 am to 5 pm"),
+    ("south", "0117 496 0456", "Monday to Thursday, 10 am to 4 pm"),
+)
 ARMS = (
     ("group", "Face-to-face peer support group", "intervention"),
     ("online", "Online peer support forum", "intervention"),
@@ -136,7 +140,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
     from api.safety import demo as safety_demo
     from api.studies import service as studies
     from api.studies.models import Study
-    from api.studies.schemas import ArmCreate, SiteCreate, StudyCreate, WaveCreate
+    from api.studies.schemas import ArmCreate, SiteContactIn, SiteCreate, StudyCreate, WaveCreate
     from api.users import create_with_token, new_token_for
 
     actor = Actor.system(source="system")
@@ -179,6 +183,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         sites = {
             code: studies.create_site(session, study, SiteCreate(code=code, name=name), actor) for code, name in SITES
         }
+        # What participants see at the foot of every form page (fictional UK numbers, Ofcom's drama range).
+        for code, phone, hours in SITE_CONTACTS:
+            studies.set_site_contact(session, study, code, SiteContactIn(phone=phone, hours=hours), actor)
         for code, name, kind in ARMS:
             studies.create_arm(session, study, ArmCreate(code=code, name=name, kind=kind), actor)
         known = set(instruments.codes())

@@ -26,7 +26,7 @@ from api.safety.models import (  # noqa: F401
     SafetySettings,
 )
 from api.sap.models import AnalysisPlan, StudyUnblinding  # noqa: F401
-from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
+from api.studies.models import Arm, Site, SiteContact, Study, Wave  # noqa: F401
 from api.transcripts.models import (  # noqa: F401
     CodeHistory,
     QualCode,

@@ -67,3 +67,14 @@ class Wave(SQLModel, table=True):
     window_after_days: int = 0
     instruments: list[str] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SiteContact(SQLModel, table=True):
+    """How participants reach a site's study team: shown on every page of the participant form."""
+
+    __tablename__ = "site_contact"
+
+    site_id: int = Field(foreign_key="site.id", primary_key=True, ondelete="CASCADE")
+    phone: str = Field(max_length=40)
+    hours: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -29,6 +29,7 @@ from api.errors import ApiError
 from api.links.service import LinkContext, mark_used, resolve
 from api.responses.service import submit_response
 from api.safety.configuration import support_after_alert
+from api.studies.service import site_contact
 from api.web.forms import blocking_shortfall, field_name, form_order, minutes_left, open_items, parse_answers
 
 
@@ -69,11 +70,19 @@ SECURITY_HEADERS = {
 def _render(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200, csrf_cookie: str | None = None
 ) -> HTMLResponse:
+    # The site's study team phone and hours (api.studies.service.set_site_contact), on every page.
+    contact = getattr(request.state, "site_contact", None)
+    context = {"site_contact": contact, **context}
     response = templates.TemplateResponse(request, name, context, status_code=status_code, headers=SECURITY_HEADERS)
     if csrf_cookie is not None:
         secure = request.app.state.settings.base_url.startswith("https://")
         response.set_cookie(CSRF_COOKIE, csrf_cookie, httponly=True, samesite="lax", path="/f/", secure=secure)
     return response
+
+
+def _remember_contact(request: Request, session: Session, ctx: LinkContext) -> None:
+    row = site_contact(session, ctx.participant.site_id)
+    request.state.site_contact = {"phone": row.phone, "hours": row.hours} if row is not None else None
 
 
 def _not_found(request: Request) -> HTMLResponse:
@@ -185,6 +194,7 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
     ctx = resolve(session, token, request.app.state.settings, utcnow())
     if ctx is None:
         return _not_found(request)
+    _remember_contact(request, session, ctx)
     # An answer of this wave raised a safety alert: every later page shows where to find help.
     support = support_after_alert(session, ctx.participant.id, ctx.wave.id, ctx.study.id, ctx.participant.site_id)
     mark_used(session, ctx.link)
@@ -220,6 +230,7 @@ def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
         ctx = resolve(session, token, request.app.state.settings, utcnow())
         if ctx is None:
             return _not_found(request)
+        _remember_contact(request, session, ctx)
         if not _csrf_ok(request, data.get("csrf"), ctx.link.id):
             return _render(request, "expired_page.html", {"token": token}, status_code=403)
         here = f"/f/{token}"

@@ -1,7 +1,9 @@
-"""Staff console sign-in: console passwords (argon2id hashes, optional TOTP secret) and sessions.
+"""Staff console sign-in: console passwords (argon2id hashes, optional TOTP secret) and sessions;
+the phone number and hours of each site's study team, shown on the participant form.
 
-Downgrade refuses while either table holds rows (migrations.policy): dropping them would sign
-everyone out and discard every console password; on an empty database it drops both tables.
+Downgrade refuses while any of these tables holds rows (migrations.policy): dropping them would sign
+everyone out, discard every console password and the sites' contact details; on an empty database
+it drops the tables.
 
 Revision ID: e4b19c7d2a60
 Revises: e4b8c1d7f2a6
@@ -48,12 +50,26 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_hash", name=op.f("uq_console_session_token_hash")),
     )
     op.create_index(op.f("ix_console_session_user_id"), "console_session", ["user_id"], unique=False)
+    op.create_table(
+        "site_contact",
+        sa.Column("site_id", sa.Integer(), nullable=False),
+        sa.Column("phone", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("hours", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["site_id"], ["site.id"], name=op.f("fk_site_contact_site_id_site"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("site_id", name=op.f("pk_site_contact")),
+    )
 
 
 def downgrade() -> None:
     refuse_downgrade_if_data(
-        "e4b19c7d2a60", ["console_session", "user_credential"], "console sessions and console passwords"
+        "e4b19c7d2a60",
+        ["console_session", "user_credential", "site_contact"],
+        "console sessions, console passwords and the sites' contact details",
     )
+    op.drop_table("site_contact")
     op.drop_index(op.f("ix_console_session_user_id"), table_name="console_session")
     op.drop_table("console_session")
     op.drop_table("user_credential")

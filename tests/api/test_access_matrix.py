@@ -56,6 +56,7 @@ RULES = rules(
     ("PATCH", "/studies/{study_id}", R(ADMIN, "study", 200)),
     ("POST", "/studies/{study_id}/sites", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/sites", R(READ, "study", 200)),
+    ("PUT", "/studies/{study_id}/sites/{site_code}/contact", R(ADMIN, "study", 422)),  # phone is required
     ("POST", "/studies/{study_id}/arms", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/arms", R(READ, "study", 200)),
     ("POST", "/studies/{study_id}/waves", R(ADMIN, "study", 422)),
@@ -357,6 +358,7 @@ def _url(path: str, world, caller: str) -> str:
         path.replace("{study_id}", str(world["study"].id))
         .replace("{participant_id}", str(world["pa"]["id"]))
         .replace("{wave_code}", "baseline")
+        .replace("{site_code}", "north")
         .replace("{code}", "phq9")
         .replace("{shape}", "long")
         .replace("{token}", token)

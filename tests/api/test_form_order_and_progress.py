@@ -22,7 +22,23 @@ def test_outcomes_come_first_with_time_left_and_question_text(client, make_study
     link = client.post(f"/participants/{p['id']}/links", json={"wave": "baseline"}, headers=admin.headers)
     assert link.status_code == 201, link.text
     url = "/f/" + link.json()["token"]
+    # Without a site contact the footer says only "contact your study team" ...
+    assert "Please contact your study team" in client.get(url).text
+    # ... with one, the number (a tap-to-call link) and the hours, on every page.
+    r = client.put(
+        f"/studies/{study.id}/sites/north/contact",
+        json={"phone": "0161 555 0199", "hours": "Monday to Friday, 9 am to 5 pm"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 200, r.text
+    bad = client.put(f"/studies/{study.id}/sites/north/contact", json={"phone": "call us"}, headers=admin.headers)
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "phone"]
+    missing = client.put(
+        f"/studies/{study.id}/sites/nowhere/contact", json={"phone": "0161 555 0199"}, headers=admin.headers
+    )
+    assert missing.status_code == 404 and missing.json()["detail"][0]["loc"] == ["path", "site_code"]
     page = client.get(url)
+    assert '<a href="tel:01615550199">0161 555 0199</a> (Monday to Friday, 9 am to 5 pm)' in page.text
     # The wave lists the context questionnaire first; the form starts with the PHQ-9.
     assert 'name="instrument" value="phq9"' in page.text
     n_items = sum(len(instruments.get(c).items) for c in ("context", "phq9", "gad7"))
