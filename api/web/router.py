@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
@@ -26,6 +26,7 @@ from api.auth.dependencies import Authorize
 from api.auth.service import Actor
 from api.db import get_session, utcnow
 from api.errors import ApiError
+from api.links.drafts import drop_draft, load_draft, save_draft
 from api.links.service import LinkContext, mark_used, resolve
 from api.responses.service import submit_response
 from api.safety.configuration import support_after_alert
@@ -146,6 +147,9 @@ def _form_page(
     support: dict | None = None,
 ) -> HTMLResponse:
     inst = instruments.get(code)
+    if answers is None:
+        # Answers saved as they were given (api.links.drafts) come back on the page.
+        answers = getattr(request.state, "drafts", {}).get(code)
     cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     step, total = _progress(ctx, code)
     items = []
@@ -182,6 +186,7 @@ def _form_page(
             "csrf": _csrf_value(request, cookie, ctx.link.id),
             "n_items": len(items),
             "support": support,
+            "saved_for_later": request.query_params.get("saved") == "1",
         },
         status_code=status_code,
         csrf_cookie=None if request.cookies.get(CSRF_COOKIE) else cookie,
@@ -209,7 +214,9 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
                 "support": support,
             },
         )
-    return _form_page(request, ctx, token, _next(ctx), support=support)
+    code = _next(ctx)
+    request.state.drafts = {code: load_draft(session, ctx.participant, ctx.wave, code)}
+    return _form_page(request, ctx, token, code, support=support)
 
 
 @router.post("/f/{token}", response_class=HTMLResponse, include_in_schema=False)
@@ -243,6 +250,14 @@ def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
         multi = {field_name(it) for it in inst.items if it.kind == "multi"}
         fields = {k: (v if k in multi or not isinstance(v, list) else v[0]) for k, v in data.items()}
         answers, errors = parse_answers(inst, fields)
+        if data.get("action") == "draft":
+            # Saved as each answer is given (the page's script) or with "Save my answers for later".
+            usable = {k: (None if k in errors else v) for k, v in answers.items()}
+            save_draft(session, ctx.participant, ctx.wave, code, usable, _participant_actor(request, ctx))
+            session.commit()
+            if request.headers.get("x-autosave") == "1":
+                return Response(status_code=204, headers=SECURITY_HEADERS)
+            return RedirectResponse(here + "?saved=1", status_code=303, headers=SECURITY_HEADERS)
         if errors:
             return _form_page(request, ctx, token, code, answers=answers, errors=errors, status_code=422)
         open_codes = [it.code for it in open_items(inst, answers)]
@@ -260,6 +275,7 @@ def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
                 actor=_participant_actor(request, ctx),
                 idempotency_key=f"web-{ctx.link.id}-{code}",
             )
+            drop_draft(session, ctx.participant, ctx.wave, code)
         except ApiError as exc:
             session.rollback()
             kinds = {e.get("type") for e in exc.errors}

@@ -1,5 +1,6 @@
 """Staff console sign-in: console passwords (argon2id hashes, optional TOTP secret) and sessions;
-the phone number and hours of each site's study team, shown on the participant form.
+the phone number and hours of each site's study team, shown on the participant form; and the
+participant form's drafts (answers saved as they are given, before the page is sent).
 
 Downgrade refuses while any of these tables holds rows (migrations.policy): dropping them would sign
 everyone out, discard every console password and the sites' contact details; on an empty database
@@ -61,14 +62,31 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("site_id", name=op.f("pk_site_contact")),
     )
+    op.create_table(
+        "form_draft",
+        sa.Column("participant_id", sa.Integer(), nullable=False),
+        sa.Column("wave_id", sa.Integer(), nullable=False),
+        sa.Column("instrument", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("answers", sa.JSON(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["participant_id"],
+            ["participant.id"],
+            name=op.f("fk_form_draft_participant_id_participant"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(["wave_id"], ["wave.id"], name=op.f("fk_form_draft_wave_id_wave"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("participant_id", "wave_id", "instrument", name=op.f("pk_form_draft")),
+    )
 
 
 def downgrade() -> None:
     refuse_downgrade_if_data(
         "e4b19c7d2a60",
-        ["console_session", "user_credential", "site_contact"],
-        "console sessions, console passwords and the sites' contact details",
+        ["console_session", "user_credential", "site_contact", "form_draft"],
+        "console sessions, console passwords, the sites' contact details and unsent form answers",
     )
+    op.drop_table("form_draft")
     op.drop_table("site_contact")
     op.drop_index(op.f("ix_console_session_user_id"), table_name="console_session")
     op.drop_table("console_session")

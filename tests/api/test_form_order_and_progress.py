@@ -56,3 +56,51 @@ def test_outcomes_come_first_with_time_left_and_question_text(client, make_study
     assert 'name="instrument" value="gad7"' in nxt.text and "Part 2 of 3" in nxt.text
     left = -(-(n_items - 10) * SECONDS_PER_ITEM // 60)
     assert f"about {left} minutes left" in nxt.text
+
+
+def test_answers_saved_for_later_without_javascript_come_back_and_go_when_sent(
+    client, make_study, enrol, admin, engine
+):
+    from sqlmodel import Session, select
+
+    from api.links.models import FormDraft
+
+    tz = ZoneInfo("Europe/London")
+    study = make_study(waves=(("baseline", 0, 0, 14, ["gad7"]),))
+    p = enrol(study, site="north", enrolled_on=str(datetime.now(tz).date() - timedelta(days=1)))
+    token = client.post(f"/participants/{p['id']}/links", json={"wave": "baseline"}, headers=admin.headers).json()
+    url = "/f/" + token["token"]
+    page = client.get(url)
+    assert 'value="draft"' in page.text and 'src="/static/autosave.js"' in page.text
+    csrf = _csrf(page.text)
+    # "Save my answers for later" (no JavaScript): a redirect to the page, which says so.
+    r = client.post(
+        url,
+        data={"csrf": csrf, "instrument": "gad7", "action": "draft", "i_gad7_1": "2", "i_gad7_2": "9"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == url + "?saved=1"
+    back = client.get(url + "?saved=1")
+    assert "Your answers so far are saved" in back.text
+    assert re.search(r'name="i_gad7_1" value="2"\s+checked', back.text)
+    assert 'name="i_gad7_2" value="9"' not in back.text  # an impossible answer is not kept
+    # The page's script saves the same way and gets 204; a draft is not a response.
+    r = client.post(
+        url,
+        data={"csrf": csrf, "instrument": "gad7", "action": "draft", "i_gad7_1": "2", "i_gad7_3": "1"},
+        headers={"X-Autosave": "1"},
+    )
+    assert r.status_code == 204
+    assert client.get(f"/participants/{p['id']}/responses", headers=admin.headers).json() == []
+    # Without the CSRF token nothing is kept.
+    r = client.post(url, data={"instrument": "gad7", "action": "draft", "i_gad7_4": "3"}, headers={"X-Autosave": "1"})
+    assert r.status_code == 403
+    with Session(engine) as s:
+        draft = s.exec(select(FormDraft).where(FormDraft.participant_id == p["id"])).one()
+        assert draft.answers == {"gad7_1": 2, "gad7_3": 1}
+    # Sending the page stores the response and deletes the draft.
+    answers = {f"i_gad7_{i}": "1" for i in range(1, 9)}
+    r = client.post(url, data={"csrf": csrf, "instrument": "gad7", "action": "save", **answers}, follow_redirects=False)
+    assert r.status_code == 303
+    with Session(engine) as s:
+        assert s.exec(select(FormDraft).where(FormDraft.participant_id == p["id"])).all() == []
