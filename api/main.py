@@ -32,6 +32,7 @@ from api.config import Settings, get_settings
 from api.console import dependencies as console
 from api.console.participants.router import router as console_participants_router
 from api.console.router import router as console_router
+from api.console.safety.router import router as console_safety_router
 from api.db import engine_from_settings
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
@@ -236,6 +237,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         console_router,  # /console: sign-in, dashboard, exports page
         console_participants_router,  # /console: enrolment, participant pages
+        console_safety_router,  # /console: safety alerts
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -207,6 +207,8 @@ RULES = rules(
     ("POST", "/console/participants/{participant_id}/links", R(STAFF, "console", 303)),
     ("POST", "/console/participants/{participant_id}/links/revoke", R(STAFF, "console", 303)),
     ("POST", "/console/participants/{participant_id}/status", R(STAFF, "console", 303)),
+    ("GET", "/console/studies/{study_id}/alerts", R(STAFF, "console", 303)),
+    ("POST", "/console/studies/{study_id}/alerts/acknowledge", R(STAFF, "console", 303)),
     # public
     ("GET", "/health", R(None, "public", 200)),
 )

@@ -113,8 +113,19 @@ def test_coordinator_and_analyst_work_in_the_console(
     analyst_email, analyst = console_user("analyst")
     other_email, _ = console_user("coordinator", [study.sites["south"]])
     # Some history for the dashboard: two participants at each site, one baseline answered.
-    for site in ("north", "north", "south", "south"):
-        p = enrol(study, site=site, enrolled_on=str(today - timedelta(days=3)))
+    people = [enrol(study, site=site, enrolled_on=str(today - timedelta(days=3))) for site in ("north", "south")]
+    p = people[-1]
+    # A safety alert at the north site (PHQ-9 item 9 above 0), for the alerts page.
+    r = client.post(
+        f"/participants/{people[0]['id']}/responses",
+        json={
+            "wave": "baseline",
+            "instrument": "phq9",
+            "answers": {f"phq9_{i}": 0 for i in range(1, 9)} | {"phq9_9": 1},
+        },
+        headers=admin.headers,
+    )
+    assert r.status_code == 201 and len(r.json()["alerts"]) == 1, r.text
     r = client.post(
         f"/participants/{p['id']}/responses",
         json={"wave": "baseline", "instrument": "gad7", "answers": {f"gad7_{i}": 1 for i in range(1, 8)}},
@@ -139,6 +150,15 @@ def test_coordinator_and_analyst_work_in_the_console(
     site_table = page.get_by_role("table", name="Enrolment by site and arm").inner_text()
     assert "North" in site_table and "South" not in site_table
     check(page, "02-dashboard")
+
+    # The open alert: acknowledged from the list.
+    page.get_by_role("link", name="See the alerts").click()
+    check(page, "02b-alerts")
+    page.get_by_role("button", name=f"Acknowledge alert of {people[0]['study_code']}").click()
+    assert "Alert acknowledged" in page.get_by_role("status").first.inner_text()
+    alerts = client.get(f"/studies/{study.id}/alerts", headers=coord.headers).json()
+    assert [(a["status"], a["owner"]["id"]) for a in alerts] == [("acknowledged", coord.id)]
+    page.goto(f"{base}/console/studies/{study.id}")
 
     # 2. Enrol and randomise.
     page.get_by_role("link", name="Enrol a participant").click()
@@ -232,4 +252,4 @@ def test_coordinator_and_analyst_work_in_the_console(
     assert code in text and "Maud" not in text and "maud.pl" not in text
     assert str(today) not in text  # analysts get no calendar dates
     ctx.close()
-    assert len(check.checked) == 8
+    assert len(check.checked) == 9
