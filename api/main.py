@@ -40,6 +40,8 @@ from api.exports.router import router as exports_router
 from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
+from api.licensed.router import router as licensed_router
+from api.licensed.service import load_licensed
 from api.links.router import router as links_router
 from api.participants.router import router as participants_router
 from api.redcap.router import router as redcap_api_router
@@ -170,8 +172,9 @@ class RequestGuard:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start-up: register the instruments imported from REDCap dictionaries into this process."""
+    """Start-up: register imported instruments and uploaded licensed content into this process."""
     await run_in_threadpool(load_custom_instruments, app.state.engine)
+    await run_in_threadpool(load_licensed, app.state.engine)
     yield
 
 
@@ -238,6 +241,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         console_router,  # /console: sign-in, dashboard, exports page
         console_participants_router,  # /console: enrolment, participant pages
         console_safety_router,  # /console: safety alerts
+        licensed_router,  # /licensed: licensed item wordings and calibration tables
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

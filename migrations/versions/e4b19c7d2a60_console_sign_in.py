@@ -7,7 +7,7 @@ everyone out, discard every console password and the sites' contact details; on 
 it drops the tables.
 
 Revision ID: e4b19c7d2a60
-Revises: e4b8c1d7f2a6
+Revises: d4f8a2c61e93
 Create Date: 2026-12-01 19:40:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from migrations.policy import refuse_downgrade_if_data
 
 revision = "e4b19c7d2a60"
-down_revision = "e4b8c1d7f2a6"
+down_revision = "d4f8a2c61e93"
 branch_labels = None
 depends_on = None
 
