@@ -216,6 +216,7 @@ RULES = rules(
     ("POST", "/console/participants/{participant_id}/links", R(STAFF, "console", 303)),
     ("POST", "/console/participants/{participant_id}/links/revoke", R(STAFF, "console", 303)),
     ("POST", "/console/participants/{participant_id}/status", R(STAFF, "console", 303)),
+    ("POST", "/console/participants/{participant_id}/withdrawals", R(STAFF, "console", 303)),
     ("GET", "/console/studies/{study_id}/alerts", R(STAFF, "console", 303)),
     ("POST", "/console/studies/{study_id}/alerts/acknowledge", R(STAFF, "console", 303)),
     # public

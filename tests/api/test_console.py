@@ -295,6 +295,7 @@ CONSOLE = {
     ("POST", "/console/participants/{participant_id}/links"): (STAFF, "site", {422}),  # no wave
     ("POST", "/console/participants/{participant_id}/links/revoke"): (STAFF, "site", {422}),
     ("POST", "/console/participants/{participant_id}/status"): (STAFF, "site", {422}),
+    ("POST", "/console/participants/{participant_id}/withdrawals"): (STAFF, "site", {422}),  # no kind
     ("GET", "/console/studies/{study_id}/alerts"): (STAFF, "study", {200}),
     ("POST", "/console/studies/{study_id}/alerts/acknowledge"): (STAFF, "study", {404}),  # alert 0
     ("POST", "/console/sign-out"): (READ, "global", {303}),

@@ -210,11 +210,16 @@ def test_coordinator_and_analyst_work_in_the_console(
     assert httpx.get(second).status_code == 404
 
     # 5. Withdrawal with its reason.
-    page.get_by_label("New status").select_option("withdrawn")
-    page.get_by_label("Reason").fill("Moved away; keeps data already given")
-    page.get_by_role("button", name="Change status").click()
+    page.get_by_label("No further data collection (data so far are used)").check()
+    page.get_by_label("Reason for the withdrawal").fill("Moved away; keeps data already given")
+    page.get_by_role("button", name="Record the withdrawal").click()
     assert page.locator("#status").inner_text().startswith("withdrawn")
-    assert client.get(f"/participants/{pid}", headers=coord.headers).json()["status"] == "withdrawn"
+    assert "No further data collection" in page.locator("#withdrawals").inner_text()
+    stored_after = client.get(f"/participants/{pid}", headers=coord.headers).json()
+    assert stored_after["status"] == "withdrawn"
+    assert [(w["kind"], w["reason"]) for w in stored_after["withdrawals"]] == [
+        ("follow_up", "Moved away; keeps data already given")
+    ]
     code = stored["study_code"]
 
     # 6. Sign out: the console sends the browser back to the sign-in page.

@@ -25,15 +25,20 @@ from api.console.service import as_of, visible_sites
 from api.db import end_read, get_session
 from api.errors import ApiError
 from api.links.service import issue_link, link_status, revoke_link
+from api.participants import corrections
 from api.participants import service as participants
-from api.participants.schemas import ParticipantCreate, ParticipantPatch
+from api.participants.schemas import ParticipantCreate, ParticipantPatch, WithdrawalIn
 from api.responses import service as responses
 from api.studies.service import get_wave, require_study
 from api.web.forms import field_name, parse_answers
 
 router = APIRouter(tags=["console"], include_in_schema=False)
+WITHDRAWALS = {
+    "intervention": "Stopped the intervention (follow-up continues)",
+    "follow_up": "No further data collection (data so far are used)",
+    "consent": "Consent withdrawn for use of the data collected",
+}
 STATUSES = {
-    "withdrawn": "Withdrawn (no further contact or data collection)",
     "lost_to_follow_up": "Lost to follow-up (cannot be reached)",
     "completed": "Completed the study",
     "active": "Active (reinstate)",
@@ -174,6 +179,7 @@ def _participant_page(
             "responses": rows,
             "links": links,
             "statuses": STATUSES,
+            "withdrawal_kinds": WITHDRAWALS,
             "notice": notice,
             "issued": issued,
             "errors": errors or {},
@@ -294,6 +300,38 @@ def change_status(
         )
     session.commit()
     return redirect(request, f"/console/participants/{participant_id}?saved=status")
+
+
+@router.post("/console/participants/{participant_id}/withdrawals", response_class=HTMLResponse)
+def withdraw(
+    request: Request,
+    participant_id: int,
+    csrf: str = Form("", max_length=200),
+    kind: str = Form("", max_length=20),
+    date_: str = Form("", alias="date", max_length=20),
+    reason: str = Form("", max_length=2000),
+    actor: Actor = Depends(console_user(*STAFF)),
+    session: Session = Depends(get_session),
+):
+    """A withdrawal of one kind with its date and reason, as ``POST /participants/{id}/withdrawals``."""
+    if not csrf_ok(request, csrf):
+        return _expired(request)
+    p = participants.get_participant(session, participant_id, actor)
+    try:
+        body = WithdrawalIn.model_validate({"kind": kind or None, "date": date_ or None, "reason": reason})
+        corrections.withdraw(session, p, body.kind, body.date, body.reason, actor)
+    except ValidationError as exc:
+        session.rollback()
+        return _participant_page(
+            request, session, actor, participant_id, errors=_validation_errors(exc), status_code=422
+        )
+    except ApiError as exc:
+        session.rollback()
+        return _participant_page(
+            request, session, actor, participant_id, errors=_errors_by_field(exc.errors), status_code=exc.status_code
+        )
+    session.commit()
+    return redirect(request, f"/console/participants/{participant_id}?saved=withdrawal")
 
 
 # --- staff-entered instruments (paper, interview) and amendments -----------------------------------
