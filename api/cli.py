@@ -334,7 +334,7 @@ def demo(
 @users_app.command("create")
 def users_create(
     email: str = typer.Argument(..., help="the user's email (their login name)"),
-    role: str = typer.Option(..., "--role", help="admin | coordinator | analyst"),
+    role: str = typer.Option(..., "--role", help="admin | coordinator | analyst | evaluator"),
     site: list[str] | None = typer.Option(None, "--site", help="site code (or STUDY_ID:CODE); repeat for more"),
     expires: datetime | None = typer.Option(None, "--expires", help="token expiry, e.g. 2027-01-31 (UTC)"),
 ) -> None:
@@ -790,7 +790,9 @@ def analyze(
 @app.command("export")
 def export_cmd(
     study: int = typer.Argument(..., help="study id"),
-    shape: str = typer.Option("long", "--shape", help="long | wide | items | safety | redcap"),
+    shape: str = typer.Option(
+        "long", "--shape", help="long | wide | items | safety | delivery shapes | fidelity | adaptations | redcap"
+    ),
     fmt: str = typer.Option("csv", "--format", help="csv | json | parquet | dta | sav"),
     output: str = typer.Option(..., "-o", "--output", help="file to write"),
     waves: str | None = typer.Option(None, help="comma-separated wave codes"),
@@ -833,7 +835,7 @@ def export_cmd(
     from api.interop.redcap_export import csv_chunks
 
     if shape not in service.SHAPES + ("redcap",):
-        raise typer.BadParameter("must be long, wide, items, safety or redcap", param_hint="--shape")
+        raise typer.BadParameter(f"must be one of {', '.join(service.SHAPES + ('redcap',))}", param_hint="--shape")
     if fmt not in writers.FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(writers.FORMATS)}", param_hint="--format")
     # The command runs as the system; --identified keeps staff rights, otherwise the analyst view.
@@ -1072,6 +1074,58 @@ def safety_backfill(
             run.session.commit()
     verb = "would raise" if dry_run else "raised"
     typer.echo(f"{counts['responses']} responses checked; {verb} {counts['alerts']} alert(s)")
+
+
+# --- delivery: forum-activity import and dose (same services as the API) ------------------------
+
+delivery_app = typer.Typer(help="Process evaluation: forum-activity import, dose per participant.")
+app.add_typer(delivery_app, name="delivery")
+
+
+@delivery_app.command("import-forum")
+def delivery_import_forum(
+    study: int = typer.Argument(..., help="study id"),
+    csv_path: str = typer.Argument(
+        ..., metavar="CSV", help="study_code, week_start (a Monday), posts, replies, logins"
+    ),
+) -> None:
+    """Import weekly forum activity (all or nothing; audited as one event)."""
+    from pathlib import Path
+
+    from api.auth.service import Actor
+    from api.delivery.sessions import import_forum
+    from api.errors import ApiError
+    from api.inputguard import decode_upload
+
+    with _study_session(study) as run:
+        try:
+            text = decode_upload(Path(csv_path).read_bytes(), ["body", "file"])
+            out = import_forum(run.session, run.study, text, Actor.system(source="import"))
+        except ApiError as exc:
+            err = exc.errors[0]
+            where = ", ".join(str(x) for x in err["loc"] if x != "body")
+            _fail(f"{csv_path}: {where}: {err['msg']}" if where else f"{csv_path}: {err['msg']}")
+        run.session.commit()
+    typer.echo(f"{out.rows} rows: {out.created} new weeks, {out.updated} replaced")
+
+
+@delivery_app.command("dose")
+def delivery_dose(
+    study: int = typer.Argument(..., help="study id"),
+    by_wave: bool = typer.Option(False, "--by-wave", help="one row per participant and wave interval"),
+) -> None:
+    """Dose and adherence per participant as CSV on standard output (derived from the records)."""
+    import csv
+    import sys
+
+    from api.delivery.dose import COLUMNS, participant_dose
+
+    with _study_session(study) as run:
+        rows = participant_dose(run.session, run.study.id, by_wave=by_wave)
+        run.session.rollback()  # a read
+    w = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
 
 
 # --- the statistical analysis plan and unblinding (same services as the API) -----------------------

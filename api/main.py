@@ -34,9 +34,11 @@ from api.console.participants.router import router as console_participants_route
 from api.console.router import router as console_router
 from api.console.safety.router import router as console_safety_router
 from api.db import engine_from_settings
+from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
 from api.exports.router import router as exports_router
+from api.fidelity.router import router as fidelity_router
 from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
@@ -236,6 +238,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
+        delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
+        fidelity_router,  # fidelity checklists and ratings, agreement, the FRAME adaptation log
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         console_router,  # /console: sign-in, dashboard, exports page

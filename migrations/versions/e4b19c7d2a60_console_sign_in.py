@@ -7,7 +7,7 @@ everyone out, discard every console password and the sites' contact details; on 
 it drops the tables.
 
 Revision ID: e4b19c7d2a60
-Revises: d4f8a2c61e93
+Revises: 5a638674a3d6
 Create Date: 2026-12-01 19:40:00
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 from migrations.policy import refuse_downgrade_if_data
 
 revision = "e4b19c7d2a60"
-down_revision = "d4f8a2c61e93"
+down_revision = "5a638674a3d6"
 branch_labels = None
 depends_on = None
 
