@@ -449,6 +449,57 @@ def users_revoke(
     _admin_change(change)
 
 
+@users_app.command("password")
+def users_password(
+    user: str = typer.Argument(..., help="the user's email"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from standard input"),
+) -> None:
+    """Set a user's console password (argon2id hash; at least 12 characters). Prompts twice unless --password-stdin."""
+    import sys
+
+    from api.auth.service import Actor
+    from api.console.auth import find_user, set_password
+    from api.errors import ApiError
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Console password", hide_input=True, confirmation_prompt=True)
+
+    def change(session):
+        found = find_user(session, user)
+        if found is None:
+            raise LookupError(f"no user {user}")
+        try:
+            set_password(session, found, password, Actor.system())
+        except ApiError as exc:
+            raise ValueError(str(exc)) from None
+        return f"console password set for {found.email}"
+
+    _admin_change(change)
+
+
+@users_app.command("totp")
+def users_totp(user: str = typer.Argument(..., help="the user's email")) -> None:
+    """Turn on the console's second factor for a user: prints a new TOTP secret and its otpauth:// URI
+    (enter either in an authenticator app). A new secret replaces the old one."""
+    from api.auth.service import Actor
+    from api.console.auth import enable_totp, find_user, provisioning_uri
+    from api.errors import ApiError
+
+    def change(session):
+        found = find_user(session, user)
+        if found is None:
+            raise LookupError(f"no user {user}")
+        try:
+            secret = enable_totp(session, found, Actor.system())
+        except ApiError as exc:
+            raise ValueError(str(exc)) from None
+        return f"secret: {secret}\nuri: {provisioning_uri(secret, found.email)}"
+
+    _admin_change(change)
+
+
 @users_app.command("deactivate")
 def users_deactivate(
     user: str = typer.Argument(..., help="email or id"),
