@@ -243,6 +243,13 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the server process (threads included): steadier than wall time
+    when other work shares the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -313,14 +320,17 @@ def run(n: int, keep: bool) -> dict:
     try:
         idle = _rss_kb(proc.pid)
         for shape, sql in (("long", LONG_SQL), ("wide", wide_sql())):
+            cpu0 = _cpu_s(proc.pid)
             api_t, api_rows, api_size = download(base, token, shape)
+            cpu = _cpu_s(proc.pid) - cpu0
             copy_t, copy_rows, copy_size = copy_time(db, sql)
             if api_rows != copy_rows:
                 raise SystemExit(f"{shape}: export has {api_rows} rows, COPY {copy_rows}")
             out[shape] = (api_t, copy_t, api_rows)
             print(
                 f"{shape:5s} CSV: API {api_t:6.2f} s ({api_size / 1e6:6.1f} MB, {api_rows:,} rows)   "
-                f"COPY {copy_t:6.2f} s ({copy_size / 1e6:6.1f} MB)   ratio {api_t / copy_t:4.2f}x"
+                f"COPY {copy_t:6.2f} s ({copy_size / 1e6:6.1f} MB)   ratio {api_t / copy_t:4.2f}x   "
+                f"server CPU {cpu:5.2f} s"
             )
         hwm = _hwm_kb(proc.pid)
         out["peak_mb"] = hwm / 1024
