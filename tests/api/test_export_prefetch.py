@@ -59,8 +59,7 @@ def test_closing_early_stops_and_closes_the_producer():
 
     def produce():
         try:
-            for i in range(1000):
-                yield i
+            yield from range(1000)
         finally:
             closed.set()
 
