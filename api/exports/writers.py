@@ -94,7 +94,10 @@ def _neutralise_table(table: pa.Table) -> pa.Table:
         if not pa.types.is_string(field.type):
             continue
         col = table.column(i)
-        risky = pc.and_not(pc.match_substring_regex(col, _FORMULA_RE2), pc.match_substring_regex(col, _NUMBER_RE2))
+        formula = pc.match_substring_regex(col, _FORMULA_RE2)
+        if not pc.any(formula).as_py():
+            continue  # the common case: no cell starts like a formula, the number test is not needed
+        risky = pc.and_not(formula, pc.match_substring_regex(col, _NUMBER_RE2))
         if pc.any(risky).as_py():
             prefixed = pc.binary_join_element_wise(pa.scalar("'"), col, "")
             table = table.set_column(i, field, pc.if_else(risky, prefixed, col))
