@@ -28,11 +28,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import DateTime, and_, func, select, type_coerce
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -48,6 +47,11 @@ from api.exports.models import ExportSettings
 from api.participants.models import Participant, ParticipantContact
 from api.responses.models import Response, Score
 from api.studies.models import Arm, Site, Study, Wave
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 SHAPES = ("long", "wide", "items", "safety")
 CONTEXT = "context"
