@@ -4,8 +4,9 @@ Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.t
 engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
-attrition, power, harms by arm (:mod:`analysis.safety`), plots and a one-call report
-(:func:`analysis.report.run_all`). It never touches HTTP or a database.
+attrition, power, harms by arm (:mod:`analysis.safety`), participant flow (:mod:`analysis.flow`),
+process evaluation (:mod:`analysis.process`),
+plots and a one-call report (:func:`analysis.report.run_all`). It never touches HTTP or a database.
 """
 
 import lazy_loader
@@ -18,6 +19,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "attrition",
     "change",
     "errors",
+    "flow",
     "frame",
     "gee",
     "missing",
@@ -25,6 +27,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "multiplicity",
     "plots",
     "power",
+    "process",
     "report",
     "safety",
     "survival",
@@ -34,6 +37,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
 )
 _NAMES = {  # submodule -> the names the package takes from it
     "trial": ["ancova", "clda", "reference_arm"],
+    "flow": ["participant_flow"],
     "gee": ["GEEModel", "fit_gee"],
     "missing": ["rubin", "impute", "multiple_imputation", "tipping_point"],
     "multiplicity": ["adjust_pvalues", "adjust_table", "format_p"],
@@ -59,6 +63,7 @@ _NAMES = {  # submodule -> the names the package takes from it
     "errors": ["ESTIMATION_ERRORS"],
     "report": ["run_all"],
     "safety": ["clopper_pearson", "harms_table"],
+    "process": ["dose_summary", "training_hours", "reach", "dose_by_tertile", "plot_dose"],
 }
 
 # A function named like its module (``reliability``) keeps the package's name for it, even once the

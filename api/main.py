@@ -30,12 +30,15 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.db import engine_from_settings
+from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
 from api.exports.router import router as exports_router
 from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
+from api.licensed.router import router as licensed_router
+from api.licensed.service import load_licensed
 from api.links.router import router as links_router
 from api.participants.router import router as participants_router
 from api.redcap.router import router as redcap_api_router
@@ -166,8 +169,9 @@ class RequestGuard:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start-up: register the instruments imported from REDCap dictionaries into this process."""
+    """Start-up: register imported instruments and uploaded licensed content into this process."""
     await run_in_threadpool(load_custom_instruments, app.state.engine)
+    await run_in_threadpool(load_licensed, app.state.engine)
     yield
 
 
@@ -224,8 +228,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
+        delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
+        licensed_router,  # /licensed: licensed item wordings and calibration tables
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

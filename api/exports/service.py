@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 else:
     from api.lazyimport import pandas as pd
 
-SHAPES = ("long", "wide", "items", "safety")
+SHAPES = ("long", "wide", "items", "safety", "delivery", "dose", "delivery_sessions", "supporter_training")
 CONTEXT = "context"
 # Participants per batch: memory against per-batch overhead. Measured on 10,000 participants
 # (bench/export.py, two cores): 250 → +71 MB over start-up, long 3.6x COPY; 500 → +129 MB, 3.3x;
@@ -266,6 +266,14 @@ def _columns(plan: Plan, shape: str) -> list[dd.Column]:
         from api.safety.export import safety_columns
 
         return safety_columns() + ident
+    if shape in ("delivery", "dose"):
+        from api.delivery.export import columns as delivery_columns
+
+        return delivery_columns(shape) + ident
+    if shape in ("delivery_sessions", "supporter_training"):
+        from api.delivery.export import columns as delivery_columns
+
+        return delivery_columns(shape)  # no participant rows: no participant identifiers
     if shape == "wide":
         scales: list = []
         for code in plan.instruments:
@@ -325,6 +333,12 @@ def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
 # ---- reading ---------------------------------------------------------------------------------
 
 
+def uses_data_clause() -> tuple:
+    """Conditions on ``participant`` keeping those whose data may be used: not entered in error
+    (voided) and consent for use of data not withdrawn. Exports and analyses read through these."""
+    return (Participant.voided_at.is_(None), Participant.consent_withdrawn_on.is_(None))
+
+
 def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Iterator[list[int]]:
     last = 0
     while True:
@@ -333,7 +347,10 @@ def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Itera
             .execute(
                 select(Participant.id)
                 .where(
-                    Participant.study_id == plan.study_id, Participant.id > last, Participant.site_id.in_(plan.site_ids)
+                    Participant.study_id == plan.study_id,
+                    Participant.id > last,
+                    Participant.site_id.in_(plan.site_ids),
+                    *uses_data_clause(),
                 )
                 .order_by(Participant.id)
                 .limit(batch_size)
@@ -374,6 +391,8 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
                 Participant.enrolled_on,
                 Participant.status,
                 Participant.status_date,
+                Participant.intervention_stopped_on,
+                Participant.follow_up_stopped_on,
             )
             .join(Site, Site.id == Participant.site_id)
             .outerjoin(Arm, Arm.id == Participant.arm_id)
@@ -383,7 +402,19 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     )
     df = pd.DataFrame.from_records(
         rows,
-        columns=["pid", "participant", "site", "arm", "arm_kind", "arm_id", "enrolled_on", "status", "status_date"],
+        columns=[
+            "pid",
+            "participant",
+            "site",
+            "arm",
+            "arm_kind",
+            "arm_id",
+            "enrolled_on",
+            "status",
+            "status_date",
+            "intervention_stopped_on",
+            "follow_up_stopped_on",
+        ],
     )
     if plan.blind_arms is not None:
         # Blinded analysis: neutral labels, no arm kind (api.sap.blinding).
@@ -396,6 +427,9 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     status_date = pd.to_datetime(df["status_date"], errors="coerce")
     dropout = df["status"].isin(("withdrawn", "lost_to_follow_up"))
     df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
+    # Day offsets, never calendar dates: the flags analysts need without de-identification concerns.
+    for kind in ("intervention_stopped", "follow_up_stopped"):
+        df[f"{kind}_days"] = (pd.to_datetime(df.pop(f"{kind}_on")) - enrolled).dt.days.astype("float64")
     df["enrolled_on"] = enrolled
     df["due_offset"] = _due_offsets(enrolled, plan)
     dates = plan.dates
@@ -996,7 +1030,23 @@ def iter_safety(*args, **kwargs) -> Iterator[pd.DataFrame]:
     return _iter_safety(*args, **kwargs)
 
 
-ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items, "safety": iter_safety}
+def _delivery(shape: str) -> Callable[..., Iterator[pd.DataFrame]]:
+    def iterate(*args, **kwargs) -> Iterator[pd.DataFrame]:
+        """A delivery shape: :func:`api.delivery.export.iter_delivery_shape`."""
+        from api.delivery.export import iter_delivery_shape
+
+        return iter_delivery_shape(shape, *args, **kwargs)
+
+    return iterate
+
+
+ITERATORS = {
+    "long": iter_long,
+    "wide": iter_wide,
+    "items": iter_items,
+    "safety": iter_safety,
+    **{shape: _delivery(shape) for shape in ("delivery", "dose", "delivery_sessions", "supporter_training")},
+}
 
 
 def participants_in(session: Session, plan: Plan) -> int:
@@ -1004,7 +1054,7 @@ def participants_in(session: Session, plan: Plan) -> int:
     return session.execute(
         select(func.count())
         .select_from(Participant)
-        .where(Participant.study_id == plan.study_id, Participant.site_id.in_(plan.site_ids))
+        .where(Participant.study_id == plan.study_id, Participant.site_id.in_(plan.site_ids), *uses_data_clause())
     ).scalar_one()
 
 
