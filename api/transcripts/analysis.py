@@ -14,9 +14,8 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlmodel import Session, select
 
 import qualitative as q
@@ -31,6 +30,11 @@ from api.studies.models import Arm, Site, Study
 from api.studies.service import sites_by_code
 from api.transcripts import service
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 UNITS_AGREEMENT = ("turn", "paragraph", "segment")
 UNITS_COOCCURRENCE = ("overlap", "turn", "paragraph", "transcript")

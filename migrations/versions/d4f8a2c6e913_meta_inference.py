@@ -5,7 +5,7 @@ Downgrade refuses while the table holds rows (migrations.policy); on a database 
 drops the table.
 
 Revision ID: d4f8a2c6e913
-Revises: 5a638674a3d6
+Revises: e4b19c7d2a60
 Create Date: 2026-12-01 19:15:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from migrations.policy import refuse_downgrade_if_data
 
 revision = "d4f8a2c6e913"
-down_revision = "5a638674a3d6"
+down_revision = "e4b19c7d2a60"
 branch_labels = None
 depends_on = None
 
