@@ -7,9 +7,8 @@ trial report embeds; the JSON forms carry the same rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlmodel import Session, select
 
 import qualitative as q
@@ -21,6 +20,11 @@ from api.studies.models import Study
 from api.transcripts.analysis import load_corpus, outcomes_frame, resolve_themes
 from api.transcripts.cases import case_variables
 from api.transcripts.meta import by_row
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 
 @dataclass
