@@ -25,7 +25,14 @@ DEMO_TZ = "Europe/London"
 ADMIN_EMAIL = "admin@demo.peerlens.org"
 COORDINATOR_EMAIL = "coordinator.north@demo.peerlens.org"
 ANALYST_EMAIL = "analyst@demo.peerlens.org"
+EVALUATOR_EMAIL = "evaluator@demo.peerlens.org"
+# A second independent rater (no token printed): some sessions are rated by both.
+SECOND_EVALUATOR_EMAIL = "evaluator.two@demo.peerlens.org"
 SITES = (("north", "North community health centre"), ("south", "South diabetes clinic"))
+SITE_CONTACTS = (
+    ("north", "0161 496 0123", "Monday to Friday, 9 am to 5 pm"),
+    ("south", "0117 496 0456", "Monday to Thursday, 10 am to 4 pm"),
+)
 ARMS = (
     ("group", "Face-to-face peer support group", "intervention"),
     ("online", "Online peer support forum", "intervention"),
@@ -35,6 +42,7 @@ DEMO_USERS: tuple[tuple[str, str, list[str]], ...] = (
     ("admin", ADMIN_EMAIL, []),
     ("coordinator", COORDINATOR_EMAIL, ["north"]),
     ("analyst", ANALYST_EMAIL, []),
+    ("evaluator", EVALUATOR_EMAIL, []),
 )
 # (code, offset days, window before, window after)
 WAVES = (("baseline", 0, 0, 14), ("m1", 30, 7, 7), ("m3", 90, 14, 14), ("m6", 180, 21, 21), ("m12", 365, 30, 30))
@@ -51,12 +59,15 @@ class DemoResult:
     participants: int
     responses: int
     tokens: dict[str, str] = field(default_factory=dict)
+    console: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (email, fresh console password)
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
     context: dict[str, int] | None = None
     realist: dict | None = None
+    transcripts: int = 0
     delivery: dict | None = None
+    fidelity: dict | None = None
     plan_hash: str | None = None
     partial: str | None = None  # "P-…/wave/instrument" of the demo's one partial response
     base_url: str = "http://127.0.0.1:8000"
@@ -91,12 +102,22 @@ class DemoResult:
                 f"true moderation {t['moderation']}, indirect effect {t['indirect']}, CACE {t['cace']} "
                 "(analysis.realist_sim)"
             )
+        if self.transcripts:
+            lines.append(
+                f"transcripts: {self.transcripts} de-identified interviews (GET /studies/{self.study_id}/transcripts)"
+            )
         if self.delivery is not None:
             d = self.delivery
             lines.append(
                 f"process evaluation: {d['groups']} groups, {d['sessions']} sessions ({d['cancelled']} cancelled), "
                 f"{d['attendance']} attendance records, {d['calls']} calls, {d['forum_weeks']} forum weeks "
                 "(generating parameters: api.delivery.demo)"
+            )
+        if self.fidelity is not None:
+            f = self.fidelity
+            lines.append(
+                f"fidelity: {f['ratings']} ratings by 2 evaluators, {f['adaptations']} adaptations "
+                "(generating parameters: api.fidelity.demo)"
             )
         if self.plan_hash:
             lines.append(
@@ -120,6 +141,10 @@ class DemoResult:
         for role, token in self.tokens.items():
             lines.append(f"{role:<12} token: {token}")
         lines.append(f"try: curl -H 'Authorization: Bearer <admin token>' {self.base_url.rstrip('/')}/studies")
+        if self.console:
+            lines.append(f"staff console: {self.base_url.rstrip('/')}/console (fresh passwords each run)")
+            for role, (email, password) in self.console.items():
+                lines.append(f"{role:<12} sign in: {email} / {password}")
         lines.append(
             f"      curl -H 'Authorization: Bearer <analyst token>' "
             f"{self.base_url.rstrip('/')}/studies/{self.study_id}/participant-flow   # CONSORT counts per arm"
@@ -171,7 +196,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
     from api.safety import demo as safety_demo
     from api.studies import service as studies
     from api.studies.models import Study
-    from api.studies.schemas import ArmCreate, SiteCreate, StudyCreate, WaveCreate
+    from api.studies.schemas import ArmCreate, SiteContactIn, SiteCreate, StudyCreate, WaveCreate
     from api.users import create_with_token, new_token_for
 
     actor = Actor.system(source="system")
@@ -215,6 +240,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         sites = {
             code: studies.create_site(session, study, SiteCreate(code=code, name=name), actor) for code, name in SITES
         }
+        # What participants see at the foot of every form page (fictional UK numbers, Ofcom's drama range).
+        for code, phone, hours in SITE_CONTACTS:
+            studies.set_site_contact(session, study, code, SiteContactIn(phone=phone, hours=hours), actor)
         for code, name, kind in ARMS:
             studies.create_arm(session, study, ArmCreate(code=code, name=name, kind=kind), actor)
         known = set(instruments.codes())
@@ -308,9 +336,25 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         from api.context import demo as context_demo
 
         result.context = context_demo.seed(session, study, today, seed, actor)
+        from api.transcripts import demo as transcripts_demo
+
+        group = [p for p, row in by_code.values() if row.arm == "group" and row.site == "north"]
+        result.transcripts = transcripts_demo.load(session, study, actor, group[:2])
         from api.delivery import demo as delivery_demo
 
         result.delivery = delivery_demo.populate(session, study, cohort, today, actor)
+        from api.auth.service import create_user
+        from api.fidelity import demo as fidelity_demo
+
+        raters = [session.exec(select(User).where(User.email == EVALUATOR_EMAIL)).one()]
+        raters.append(
+            session.exec(select(User).where(User.email == SECOND_EVALUATOR_EMAIL)).first()
+            or create_user(session, SECOND_EVALUATOR_EMAIL, "evaluator")
+        )
+        result.fidelity = {
+            "ratings": fidelity_demo.ratings(session, study, raters, today),
+            "adaptations": fidelity_demo.adaptation_log(session, study, today),
+        }
         result.plan_hash = _analysis_plan(session, study, actor)
         del sites
     result.study_id = study.id
@@ -324,6 +368,17 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             if exists
             else create_with_token(session, email, role, scoped, actor=actor)
         )
+    # Console passwords: new random ones each run, printed once (the database keeps argon2 hashes).
+    import secrets
+
+    from api.console.auth import find_user, set_password
+
+    for role, email, _ in DEMO_USERS:
+        password = "demo-" + secrets.token_urlsafe(9)
+        user = find_user(session, email)
+        if user is not None:
+            set_password(session, user, password, actor)
+            result.console[role] = (email, password)
     return result
 
 

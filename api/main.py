@@ -30,11 +30,17 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.context.router import router as context_router
+from api.console import dependencies as console
+from api.console.participants.router import router as console_participants_router
+from api.console.router import router as console_router
+from api.console.safety.router import router as console_safety_router
 from api.db import engine_from_settings
+from api.delivery import qualitative as _delivery_for_qualitative  # noqa: F401 (registers the hooks)
 from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
 from api.exports.router import router as exports_router
+from api.fidelity.router import router as fidelity_router
 from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
@@ -51,6 +57,7 @@ from api.safety.router import router as safety_router
 from api.sap.router import router as sap_router
 from api.studies import dates
 from api.studies.router import router as studies_router
+from api.transcripts.matrices.router import router as matrices_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
 from api.web.ratelimit import FailedAttemptGuard, FailureLimiter
@@ -213,6 +220,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # request guard, so it sees every answer, the guard's 413 included.
     app.state.failure_limiter = FailureLimiter(settings.fail_limit, settings.fail_window_seconds)
     app.add_middleware(FailedAttemptGuard, limiter=app.state.failure_limiter)
+    # Failed console sign-ins per account and client address (api/console/auth.py).
+    app.state.console_signin_limiter = FailureLimiter(
+        settings.console_signin_limit, settings.console_signin_window_seconds
+    )
+    console.install(app)
     install_log_redaction()  # personal-link tokens never reach a log line
     for router in (
         studies_router,
@@ -229,14 +241,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         context_router,  # context records and events, goals, logic model, CMO configurations, realist table
+        matrices_router,  # joint-display matrices and meta-inferences
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
+        fidelity_router,  # fidelity checklists and ratings, agreement, the FRAME adaptation log
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
+        console_router,  # /console: sign-in, dashboard, exports page
+        console_participants_router,  # /console: enrolment, participant pages
+        console_safety_router,  # /console: safety alerts
         licensed_router,  # /licensed: licensed item wordings and calibration tables
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/console-assets", StaticFiles(directory=console.STATIC_DIR), name="console-assets")
 
     # Outermost: an unhandled exception becomes a bare 500 and a log line without values.
     app.add_middleware(ErrorGuard)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
-from api.auth.policy import ADMIN, READERS
+from api.auth.policy import ADMIN, PROCESS_READERS, READERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.studies import service
@@ -15,6 +15,8 @@ from api.studies.models import Site, Study, Wave
 from api.studies.schemas import (
     ArmCreate,
     ArmRead,
+    SiteContactIn,
+    SiteContactRead,
     SiteCreate,
     SiteRead,
     StudyCreate,
@@ -42,14 +44,14 @@ def create_study(body: StudyCreate, actor: Actor = Depends(authorize(*ADMIN)), s
 
 
 @router.get("", response_model=list[StudyRead])
-def list_studies(actor: Actor = Depends(authorize(*READERS)), session: Session = Depends(get_session)):
+def list_studies(actor: Actor = Depends(authorize(*PROCESS_READERS)), session: Session = Depends(get_session)):
     out = [_read(s, actor) for s in service.visible_studies(session, actor)]
     end_read(session)
     return out
 
 
 @router.get("/{study_id}", response_model=StudyRead)
-def get_study(actor: Actor = Depends(authorize(*READERS)), study: Study = Depends(valid_study)):
+def get_study(actor: Actor = Depends(authorize(*PROCESS_READERS)), study: Study = Depends(valid_study)):
     return _read(study, actor)
 
 
@@ -77,9 +79,24 @@ def create_site(
     return site
 
 
+@router.put("/{study_id}/sites/{site_code}/contact", response_model=SiteContactRead)
+def put_site_contact(
+    body: SiteContactIn,
+    site_code: str = Path(min_length=1, max_length=40),
+    actor: Actor = Depends(authorize(*ADMIN)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """The phone number and hours shown to the site's participants on every page of their form
+    ("Questions? Call your study team on … (hours)")."""
+    row = service.set_site_contact(session, study, site_code, body, actor)
+    session.commit()
+    return SiteContactRead(site=site_code, phone=row.phone, hours=row.hours, updated_at=row.updated_at)
+
+
 @router.get("/{study_id}/sites", response_model=list[SiteRead])
 def list_sites(
-    actor: Actor = Depends(authorize(*READERS)),
+    actor: Actor = Depends(authorize(*PROCESS_READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -102,7 +119,7 @@ def create_arm(
 
 @router.get("/{study_id}/arms", response_model=list[ArmRead])
 def list_arms(
-    actor: Actor = Depends(authorize(*READERS)),
+    actor: Actor = Depends(authorize(*PROCESS_READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
