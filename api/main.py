@@ -29,11 +29,11 @@ from api.analyses.router import router as analyses_router
 from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
-from api.context.router import router as context_router
 from api.console import dependencies as console
 from api.console.participants.router import router as console_participants_router
 from api.console.router import router as console_router
 from api.console.safety.router import router as console_safety_router
+from api.context.router import router as context_router
 from api.db import engine_from_settings
 from api.delivery import qualitative as _delivery_for_qualitative  # noqa: F401 (registers the hooks)
 from api.delivery.router import router as delivery_router

@@ -5,6 +5,7 @@ Each domain keeps its models in ``api/<domain>/models.py``; a new domain adds on
 
 from api.audit.models import AuditEvent  # noqa: F401
 from api.auth.models import ApiToken, User, UserSite  # noqa: F401
+from api.console.models import ConsoleSession, UserCredential  # noqa: F401
 from api.context.models import (  # noqa: F401
     CmoConfiguration,
     ContextEvent,
@@ -13,7 +14,6 @@ from api.context.models import (  # noqa: F401
     LogicModel,
     PersonalGoal,
 )
-from api.console.models import ConsoleSession, UserCredential  # noqa: F401
 from api.db import metadata  # noqa: F401  (naming convention first)
 from api.delivery.models import (  # noqa: F401
     DeliveryPlan,

@@ -23,20 +23,27 @@ import importlib.util
 import io
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from analysis.realist import context_mask, what_works_for_whom
 from api.auth.service import Actor
 from api.context import service
 from api.errors import Unprocessable
 from api.exports.writers import SafeCsvWriter
+from api.lazyimport import LazyModule
 from api.studies.models import Arm, Study
 from api.transcripts.models import QualCode, QualCoding, Transcript
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
+
+
+_realist = LazyModule("analysis.realist")  # the model stack on first use, not at start-up
 
 
 @dataclass
@@ -47,7 +54,7 @@ class RealistData:
     cmos: list[dict[str, Any]]
     arms: list[tuple[str, str]]  # (code, kind)
     adherence: pd.DataFrame | None = None  # participant, adherent, sessions_attended (delivery domain)
-    quotes: pd.DataFrame = field(default_factory=pd.DataFrame)  # participant, code, quote
+    quotes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame())  # participant, code, quote
     participant_context: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> current variables
 
     def __len__(self) -> int:
@@ -213,7 +220,7 @@ def realist_table(
         }
         for c in cmos
     ]
-    est = what_works_for_whom(frame, specs, alpha=alpha, fdr=fdr, min_per_cell=min_per_cell)
+    est = _realist.what_works_for_whom(frame, specs, alpha=alpha, fdr=fdr, min_per_cell=min_per_cell)
     rows = []
     interviewed = set(data.quotes.attrs.get("interviewed", []))
     for c, (_, e) in zip(cmos, est.iterrows(), strict=True):
@@ -283,7 +290,7 @@ def _qualitative(cmo, frame: pd.DataFrame, quotes: pd.DataFrame, interviewed: se
     if cmo["mechanism"]["kind"] != "code" or not interviewed:
         return out
     try:
-        mask = context_mask(frame, _predicate(cmo))
+        mask = _realist.context_mask(frame, _predicate(cmo))
     except ValueError:
         return out
     inside = set(frame.loc[mask.fillna(False).astype(bool), "participant"])

@@ -13,21 +13,32 @@ frame, e.g. a context answer, with ``adherence_threshold`` turning a number into
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import Field
 
-from analysis import compliance, gas
-from analysis import realist as realist_lib
-from analysis.mediation import ASSUMPTION
-from analysis.mediation import mediation as mediate
 from api.analyses.checks import Design, check_scale, check_wave, statistical
 from api.analyses.runners import Result
 from api.analyses.schemas import _Outcome, _Request
 from api.context.realist import RealistData, participant_frame, pick_arms, realist_table
 from api.errors import Unprocessable
 from api.studies.models import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from analysis import compliance, gas
+    from analysis import mediation as mediation_lib
+    from analysis import realist as realist_lib
+else:
+    # The model stack loads on the first realist run, not when the server starts.
+    from api.lazyimport import LazyModule
+    from api.lazyimport import pandas as pd
+
+    compliance = LazyModule("analysis.compliance")
+    gas = LazyModule("analysis.gas")
+    mediation_lib = LazyModule("analysis.mediation")
+    realist_lib = LazyModule("analysis.realist")
 
 
 class _Arms(_Request):
@@ -163,7 +174,7 @@ def run_mediation(data: RealistData, req: MediationRequest, design: Design, stud
     frame = _frame(data, req, [(req.outcome, req.wave), (req.mediator, req.mediator_wave)])
     covs = [c for c in dict.fromkeys([req.mediator, req.outcome]) if c in frame.columns]
     with statistical(["body", "mediator"], "the mediation analysis"):
-        out = mediate(
+        out = mediation_lib.mediation(
             frame,
             "treated",
             f"{req.mediator}@{req.mediator_wave}",
@@ -174,7 +185,7 @@ def run_mediation(data: RealistData, req: MediationRequest, design: Design, stud
             req.alpha,
             req.seed,
         )
-    return Result({"mediation": out}, {"assumption": ASSUMPTION, "covariates": covs})
+    return Result({"mediation": out}, {"assumption": mediation_lib.ASSUMPTION, "covariates": covs})
 
 
 def _adherence(data: RealistData, req: _Provider, frame_cols: list[str]) -> tuple[dict[str, float] | None, str]:
