@@ -31,6 +31,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "synthetic",
     "trajectories",
     "trial",
+    "trialreport",
 )
 _NAMES = {  # submodule -> the names the package takes from it
     "trial": ["ancova", "clda", "reference_arm"],

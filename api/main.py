@@ -39,6 +39,7 @@ from api.interop.service import load_custom_instruments
 from api.links.router import router as links_router
 from api.participants.router import router as participants_router
 from api.reminders.router import router as reminders_router
+from api.reports.router import router as reports_router
 from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
@@ -219,6 +220,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
+        reports_router,  # screening log, /studies/{id}/reports (the trial report, HTML and PDF)
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,262 @@
+"""Sections of the report computed from the outcome data: Table 1, outcomes, harms, attrition."""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+import pandas as pd
+
+import analysis
+from analysis.change import scale_meta
+from analysis.report import DEFAULT_SCALES
+from analysis.trialreport import Variable, absent, figure_svg, p_text, table1, table1_html, table_html
+from analysis.trialreport.figures import km_figure, numbers_at_risk, trajectory_figure
+from api.reports import adapters
+from api.reports.gather import ReportData
+
+
+def scale_label(scale: str) -> str:
+    """A scale's human-readable name (``PAM-13 activation``), from the instrument definitions."""
+    label = scale_meta(scale).get("label") or scale
+    return str(label)
+
+
+def context_label(column: str) -> str:
+    """``context_living_situation`` -> ``Living situation``."""
+    text = column.removeprefix("context_").replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _baseline_people(data: ReportData) -> tuple[pd.DataFrame, list[Variable]]:
+    people = data.people[["participant", "arm", "site"]].copy()
+    variables: list[Variable] = []
+    if data.sites is None and len(data.design.sites) > 1 or data.sites is not None and len(data.sites) > 1:
+        variables.append(Variable("site", "Site", "categorical"))
+    long = data.long
+    if len(long):
+        ctx = [c for c in long.columns if c.startswith("context_")]
+        if ctx:
+            first = long.groupby("participant")[ctx].first()
+            people = people.join(first, on="participant")
+            variables += [Variable(c, context_label(c), "categorical") for c in ctx]
+        base = data.design.waves[0].code if data.design.waves else None
+        b = long[(long["wave"] == base)]
+        for scale in [s for s, waves in data.design.scales.items() if base in waves]:
+            vals = b[b["scale"] == scale].groupby("participant")["value"].first()
+            people[f"scale:{scale}"] = people["participant"].map(vals)
+            variables.append(Variable(f"scale:{scale}", scale_label(scale)))
+    return people, variables
+
+
+def table1_section(data: ReportData) -> tuple[str, bool]:
+    if data.people.empty:
+        return absent("no participant allocated yet"), False
+    people, variables = _baseline_people(data)
+    t1 = table1(people, variables, arms=data.arms)
+    sizes = people.groupby("arm").size().to_dict()
+    data.extra["table1"] = t1
+    base = data.design.waves[0].code if data.design.waves else "baseline"
+    note = (
+        f'<p class="note">Scores at {escape(base)}. Mean (SD), or median [IQR] where the pooled distribution is '
+        "skewed (|skewness| &gt; 1); n (%) of participants with a value; missing: participants without one. "
+        "No significance tests of baseline differences (CONSORT 2010, item 15).</p>"
+    )
+    return table1_html(t1, data.arms, sizes, caption="Table 1. Baseline characteristics by arm") + note, True
+
+
+def _outcome_plan(data: ReportData) -> tuple[list[str], str | None, dict[str, float], str]:
+    """Primary-first outcomes, the follow-up wave, MCIDs and where they come from."""
+    present = list(dict.fromkeys(data.long["scale"])) if len(data.long) else []
+    if data.plan is not None:
+        primary = adapters.plan_field(data.plan, "primary_outcome")
+        secondary = list(adapters.plan_field(data.plan, "secondary_outcomes", default=[]) or [])
+        wave = adapters.plan_field(data.plan, "primary_wave", "time_point")
+        mcids = dict(adapters.plan_field(data.plan, "mcids", default={}) or {})
+        scales = [s for s in [primary, *secondary] if s in present]
+        return scales, wave, mcids, "pre-specified in the locked analysis plan"
+    ordered = [s for s in DEFAULT_SCALES if s in present] + [s for s in present if s not in DEFAULT_SCALES]
+    return ordered, None, {}, "post hoc: no analysis plan recorded"
+
+
+def outcomes_section(data: ReportData) -> tuple[str, bool]:
+    long = data.long
+    if long.empty or long["value"].notna().sum() == 0:
+        return absent("no outcome data recorded yet"), False
+    if len(data.arms) < 2:
+        return absent("fewer than two arms with participants: no comparison"), False
+    scales, wave, mcids, status = _outcome_plan(data)
+    if not scales:
+        return absent("none of the outcomes of the analysis plan has data yet"), False
+    waves = [w for w, _ in data.waves]
+    rows, es_rows, resp_rows, figs, problems = [], [], [], [], []
+    for i, s in enumerate(scales):
+        have = [w for w in waves if ((long["scale"] == s) & (long["wave"] == w) & long["value"].notna()).any()]
+        post = wave if wave in have else (have[-1] if len(have) > 1 else None)
+        if post is None or post == have[0]:
+            problems.append(f"{scale_label(s)}: no follow-up data yet")
+            continue
+        try:
+            anc = analysis.ancova(long, s, post, baseline_wave=have[0], reference=data.reference)
+        except Exception as exc:  # noqa: BLE001 - one outcome must not hide the others
+            problems.append(f"{scale_label(s)}: ANCOVA not estimable ({exc})")
+            continue
+        anc["family"] = "primary" if i == 0 else "secondary"
+        rows.append(anc)
+        try:
+            es = analysis.effect_sizes(long, s, post=post, pre=have[0], reference=data.reference)
+            es_rows.append(es[es["comparison"] == "between"])
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            resp_rows.append(
+                analysis.responders(long, s, post=post, pre=have[0], mcids=mcids or None, reference=data.reference)
+            )
+        except ValueError:
+            pass  # no MCID for this scale
+        meta = scale_meta(s)
+        figs.append(
+            figure_svg(
+                trajectory_figure(long, s, scale_label(s), data.waves, better=meta["better"]),
+                f"{scale_label(s)} by arm and wave",
+            )
+        )
+    parts = [
+        f'<p class="note">Analyses: {escape(status)}. Primary outcome: '
+        f"{escape(scale_label(scales[0]))}. Reference arm: {escape(str(data.reference))}.</p>"
+    ]
+    if rows:
+        anc = analysis.adjust_table(pd.concat(rows, ignore_index=True), family="family", method="holm")
+        anc["outcome"] = anc["scale"].map(scale_label)
+        anc["ci"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(anc["ci_lower"], anc["ci_upper"], strict=True)]
+        anc["role"] = anc["family"]
+        if es_rows:
+            es = pd.concat(es_rows, ignore_index=True)[["scale", "arm", "estimate", "ci_lower", "ci_upper"]]
+            es = es.rename(columns={"estimate": "g", "ci_lower": "g_lo", "ci_upper": "g_hi"})
+            anc = anc.merge(es, on=["scale", "arm"], how="left")
+            anc["g_text"] = [
+                "" if pd.isna(g) else f"{g:.2f} ({lo:.2f} to {hi:.2f})"
+                for g, lo, hi in zip(anc["g"], anc["g_lo"], anc["g_hi"], strict=True)
+            ]
+        else:
+            anc["g_text"] = ""
+        parts.append(
+            table_html(
+                anc,
+                {
+                    "outcome": "Outcome",
+                    "role": "Role",
+                    "followup_wave": "Time point",
+                    "arm": "Arm",
+                    "reference": "vs",
+                    "n": "n",
+                    "n_reference": "n (ref.)",
+                    "estimate": "Adjusted difference",
+                    "ci": "95% CI",
+                    "p": "p",
+                    "p_adjusted": "Holm-adjusted p",
+                    "g_text": "Hedges' g (95% CI)",
+                },
+                p_columns=("p", "p_adjusted"),
+                key="outcomes",
+                caption="Baseline-adjusted difference between arms at the named time point (ANCOVA); secondary "
+                "outcomes form one family for Holm's adjustment",
+            )
+        )
+    if resp_rows:
+        rp = pd.concat(resp_rows, ignore_index=True)
+        rp["outcome"] = rp["scale"].map(scale_label)
+        rp["cell"] = [
+            f"{k}/{n} ({100 * k / n:.0f}%)" if n else "" for k, n in zip(rp["improved"], rp["n"], strict=True)
+        ]
+        rp["rd"] = [
+            "" if pd.isna(r) else f"{r:.2f} ({lo:.2f} to {hi:.2f})"
+            for r, lo, hi in zip(rp["risk_difference"], rp["rd_ci_lower"], rp["rd_ci_upper"], strict=True)
+        ]
+        parts.append(
+            table_html(
+                rp,
+                {
+                    "outcome": "Outcome",
+                    "followup_wave": "Time point",
+                    "mcid": "MCID",
+                    "arm": "Arm",
+                    "cell": "Improved by at least the MCID",
+                    "rd": "Risk difference vs reference (95% CI)",
+                },
+                decimals=1,
+                key="responders",
+                caption="Responders by the minimal clinically important difference",
+            )
+        )
+    parts += [absent(p) for p in problems]
+    parts += figs
+    return "\n".join(parts), bool(rows)
+
+
+def harms_section(data: ReportData) -> tuple[str, bool]:
+    if data.people.empty:
+        return absent("no participant allocated yet"), False
+    t = analysis.harms_table(data.events, data.people[["participant", "arm"]])
+    t = t[~t["measure"].isin(["relatedness"])]
+    if data.events.empty:
+        head = absent("no adverse events recorded")
+    else:
+        head = ""
+    t["row"] = t["level"].astype(str).str.replace("_", " ")
+    t["cell"] = [
+        f"{k}/{n} ({100 * k / n:.1f}%); {e} events" if n else ""
+        for k, n, e in zip(t["n_participants"], t["N"], t["n_events"], strict=True)
+    ]
+    wide = t.pivot_table(index=["measure", "row"], columns="arm", values="cell", aggfunc="first", sort=False)
+    wide = wide.reset_index()
+    cols = {"row": "Participants with"} | {a: a for a in data.arms if a in wide.columns}
+    return head + table_html(
+        wide,
+        cols,
+        key="harms",
+        caption="Harms by arm: participants with at least one event / participants allocated (%), and events "
+        "(CONSORT harms)",
+    ), True
+
+
+def attrition_section(data: ReportData) -> tuple[str, bool]:
+    flow = data.extra.get("flow")
+    if data.people.empty or not flow:
+        return absent("no participant allocated yet"), False
+    rows = []
+    for a in flow["arms"]:
+        for w in a["waves"]:
+            pct = f"{100 * w['assessed'] / w['due']:.0f}%" if w["due"] else "not yet due"
+            rows.append({"arm": a["arm"], "wave": w["wave"], "due": w["due"], "assessed": w["assessed"], "pct": pct})
+    parts = [
+        table_html(
+            pd.DataFrame(rows),
+            {"wave": "Wave", "arm": "Arm", "due": "Due (window closed)", "assessed": "Completed", "pct": "Completion"},
+            key="completion",
+            caption="Completion among participants for whom the wave is due",
+        )
+    ]
+    p = data.people.copy()
+    p["event"] = (p["status"].isin(("withdrawn", "lost_to_follow_up")) & p["status_days"].notna()).astype(int)
+    p["duration"] = np.where(p["event"] == 1, p["status_days"], p["last_days"]).astype(float)
+    p["duration"] = np.nan_to_num(p["duration"], nan=0.0).clip(min=0.0)
+    if p["event"].sum() == 0:
+        parts.append(absent("no withdrawal or loss to follow-up recorded: retention is complete so far"))
+        return "\n".join(parts), True
+    km = analysis.km_table(p, by="arm")
+    times = [o for _, o in data.waves]
+    risk = numbers_at_risk(p, times)
+    risk.columns = ["arm", *[f"{w} (day {o})" for w, o in data.waves]]
+    parts.append(figure_svg(km_figure(km), "Time to withdrawal or loss to follow-up by arm (Kaplan–Meier)"))
+    parts.append(
+        table_html(
+            risk, {c: ("Arm" if c == "arm" else c) for c in risk.columns}, key="at_risk", caption="Numbers at risk"
+        )
+    )
+    try:
+        lr = analysis.logrank(p, "arm")
+        parts.append(f'<p class="note">Log-rank test: p = {escape(p_text(float(lr["p"].iloc[0])))}.</p>')
+    except Exception:  # noqa: BLE001 - a test that cannot run is left out, not the curves
+        pass
+    return "\n".join(parts), True

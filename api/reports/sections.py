@@ -1,0 +1,175 @@
+"""The report's sections, in order: a registry other domains add to.
+
+A section is a key, a title and a function ``build(data: ReportData) -> (html, present)``; the
+rendering itself lives in the pure library (:mod:`analysis.trialreport`). A section whose data do
+not exist yet says so (``absent(...)``) and keeps its place. Another domain contributes a section
+by registering it (``register("delivery", "Intervention and process", build, before="attrition")``)
+or by providing the hook its placeholder looks for (``api.delivery.report.section``,
+``api.context.report.section``, ``api.transcripts.report.section``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+
+import pandas as pd
+
+from analysis.trialreport import EXCLUSION_LABELS, absent, flow_counts, flow_svg, table_html
+from api.reports import adapters
+from api.reports.gather import ReportData
+from api.reports.outcomes import attrition_section, harms_section, outcomes_section, table1_section
+
+Build = Callable[[ReportData], tuple[str, bool]]
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    key: str
+    title: str
+    build: Build
+
+
+SECTIONS: list[SectionSpec] = []
+
+
+def register(key: str, title: str, build: Build, *, before: str | None = None) -> None:
+    """Add (or replace) a section; ``before`` places it ahead of an existing key."""
+    spec = SectionSpec(key, title, build)
+    for i, s in enumerate(SECTIONS):
+        if s.key == key:
+            SECTIONS[i] = spec
+            return
+    keys = [s.key for s in SECTIONS]
+    SECTIONS.insert(keys.index(before) if before in keys else len(SECTIONS), spec)
+
+
+# ---- participant flow ----------------------------------------------------------------------------
+
+
+def flow_data(data: ReportData) -> dict:
+    """The CONSORT counts of :func:`analysis.trialreport.flow_counts` for this study."""
+    scr = pd.DataFrame([(e.outcome, e.reason) for e in data.screening], columns=["outcome", "reason"])
+    long = data.long
+    assessed = (
+        long.loc[long["value"].notna(), ["participant", "wave"]].drop_duplicates()
+        if len(long)
+        else pd.DataFrame(columns=["participant", "wave"])
+    )
+    primary_wave = adapters.plan_field(data.plan, "primary_wave", "time_point") if data.plan else None
+    return flow_counts(
+        scr if data.screening else None,
+        data.people,
+        assessed,
+        waves=data.waves,
+        primary_wave=primary_wave,
+    )
+
+
+def _flow(data: ReportData) -> tuple[str, bool]:
+    if data.people.empty and not data.screening:
+        return absent("no participant allocated and no screening log recorded"), False
+    flow = flow_data(data)
+    data.extra["flow"] = flow
+    parts = [f'<div class="flow">{flow_svg(flow)}</div>']
+    notes = []
+    if flow["assessed"] is None:
+        notes.append(absent("no screening log recorded: the diagram starts at randomisation"))
+    if not data.received_known:
+        notes.append(absent("no delivery records: receipt of the allocated intervention is not recorded"))
+    notes.append(
+        '<p class="note">Lost to follow-up and withdrew come from participant status; discontinued intervention '
+        "counts participants whose adverse event stopped the intervention. Analysed: participants with the "
+        f"primary outcome at {escape(str(flow['baseline_wave']))} and {escape(str(flow['primary_wave']))}; "
+        "waves count participants assessed among those for whom the wave's window has closed.</p>"
+    )
+    if flow["assessed"] is not None:
+        rows = []
+        for k, label in EXCLUSION_LABELS.items():
+            for reason, n in flow["excluded_by"][k]["reasons"].items():
+                rows.append({"why": label, "reason": reason, "n": n})
+        if rows:
+            parts.append(
+                table_html(
+                    pd.DataFrame(rows),
+                    {"why": "Excluded before randomisation", "reason": "Reason", "n": "n"},
+                    key="screening_reasons",
+                    caption="Screening log: reasons for exclusion",
+                )
+            )
+    return "\n".join(parts + notes), True
+
+
+# ---- placeholders other domains fill --------------------------------------------------------------
+
+
+def _placeholder(module: str, message: str) -> Build:
+    def build(data: ReportData) -> tuple[str, bool]:
+        fn = adapters.hook(module, "section")
+        if fn is None:
+            return absent(message), False
+        html, present = fn(data)
+        return html, present
+
+    return build
+
+
+# ---- reproducibility -------------------------------------------------------------------------------
+
+
+def _reproducibility(data: ReportData) -> tuple[str, bool]:
+    prov = data.extra.get("provenance", {})
+    plan = data.plan
+    rows = [
+        ("Peerlens", str(prov.get("peerlens", ""))),
+        ("Database schema", str(prov.get("schema_revision") or "not recorded")),
+        ("Python", str(prov.get("python", ""))),
+        ("Libraries", ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items() if v)),
+        ("Data snapshot (SHA-256)", data.extra.get("data_hash", "")),
+        (
+            "Analysis plan",
+            "no analysis plan recorded"
+            if plan is None
+            else f"version {adapters.plan_field(plan, 'version', default='?')}, SHA-256 "
+            f"{adapters.plan_field(plan, 'hash', 'sha256', default='not recorded')}",
+        ),
+        ("Random seeds", "none: no analysis in this report draws random numbers"),
+        ("Arm labels", "neutral (the study is blinded to this reader)" if data.masked else "arm names"),
+        ("Sites covered", "every site" if data.sites is None else ", ".join(data.sites)),
+        ("Regenerate with", data.extra.get("command", "")),
+    ]
+    counts = Counter(s.outcome for s in data.screening)
+    rows.append(
+        (
+            "Rows read",
+            f"{len(data.long)} scores, {len(data.people)} participants, "
+            f"{sum(counts.values())} screening entries, {len(data.events)} adverse events",
+        )
+    )
+    body = "".join(f"<tr><th scope=row>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>" for k, v in rows)
+    return f'<table data-table="reproducibility"><tbody>{body}</tbody></table>', True
+
+
+register("flow", "Participant flow (CONSORT 2010)", _flow)
+register("baseline", "Baseline characteristics (Table 1)", table1_section)
+register("outcomes", "Outcomes", outcomes_section)
+register("harms", "Harms", harms_section)
+register(
+    "intervention",
+    "Intervention and process (TIDieR, dose, fidelity)",
+    _placeholder("api.delivery.report", "no delivery records: the TIDieR checklist, dose and fidelity need them"),
+)
+register(
+    "for_whom",
+    "What works for whom",
+    _placeholder("api.context.report", "no context or CMO configurations recorded"),
+)
+register(
+    "joint_displays",
+    "Joint displays",
+    _placeholder("api.transcripts.report", "no joint display recorded"),
+)
+register("attrition", "Attrition and retention", attrition_section)
+register("reproducibility", "Reproducibility appendix", _reproducibility)

@@ -1,0 +1,381 @@
+"""The trial report on a small trial built by hand: every CONSORT and Table 1 number read back from
+the rendered HTML and checked against hand counts; the page opened in headless Chromium makes no
+request; the PDF has the same sections; the screening log's rules.
+
+The trial (dates relative to today, so the waves that are due do not depend on the day the test runs):
+
+=====  ======  =====  ==========  ======  ======  ===================================================
+code   arm     site   enrolled    PHQ-9   PHQ-9   what happens (PHQ-9: items 1-8 at 1, 2 or 3, item 9 at 0)
+                                  base    m6
+=====  ======  =====  ==========  ======  ======  ===================================================
+P1     peer    north  300 d ago   16      8
+P2     peer    north  300 d ago   24      8
+P3     peer    south  300 d ago   16      –       lost to follow-up (moved away)
+P4     peer    south  300 d ago   8       –       withdrew (too busy)
+P5     peer    north  300 d ago   16      16      serious AE (hospitalisation), intervention stopped
+P6     peer    north  20 d ago    24      –       m6 not yet due
+U1     usual   north  300 d ago   16      16      mild AE, no action
+U2     usual   south  300 d ago   8       8
+U3     usual   south  300 d ago   24      –
+U4     usual   north  300 d ago   –       8       no baseline questionnaire
+U5     usual   north  300 d ago   16      –       withdrew (moved away)
+=====  ======  =====  ==========  ======  ======  ===================================================
+
+Screening: the 11 enrolled, plus 3 not eligible (2 "HbA1c below 7.5%", 1 "age under 18"), 2 declined
+("no time") and 1 other ("could not be contacted").
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from datetime import UTC, date, datetime, time, timedelta
+from html import unescape
+from pathlib import Path
+
+import pytest
+
+
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+TODAY = date.today()
+OLD, RECENT = TODAY - timedelta(days=300), TODAY - timedelta(days=20)
+
+PEOPLE = {
+    # code: (arm, site, enrolled, baseline phq9 item value or None, m6 value or None)
+    "P1": ("peer", "north", OLD, 2, 1),
+    "P2": ("peer", "north", OLD, 3, 1),
+    "P3": ("peer", "south", OLD, 2, None),
+    "P4": ("peer", "south", OLD, 1, None),
+    "P5": ("peer", "north", OLD, 2, 2),
+    "P6": ("peer", "north", RECENT, 3, None),
+    "U1": ("usual", "north", OLD, 2, 2),
+    "U2": ("usual", "south", OLD, 1, 1),
+    "U3": ("usual", "south", OLD, 3, None),
+    "U4": ("usual", "north", OLD, None, 1),
+    "U5": ("usual", "north", OLD, 2, None),
+}
+PEER, USUAL = "Peer support", "Usual care"
+
+
+def phq9_answers(v: int) -> dict[str, int]:
+    """Items 1-8 at ``v``, item 9 (thoughts of self-harm) at 0, so no safety alert: score 8 v."""
+    return {f"phq9_{i}": v for i in range(1, 9)} | {"phq9_9": 0}
+
+
+def _at(d: date, days: int) -> str:
+    return datetime.combine(d + timedelta(days=days), time(12), tzinfo=UTC).isoformat()
+
+
+@pytest.fixture(scope="module")
+def trial(client, admin):
+    h = admin.headers
+    r = client.post("/studies", json={"title": "Peer support for diabetes distress", "design": "rct"}, headers=h)
+    sid = r.json()["id"]
+    for code in ("north", "south"):
+        assert (
+            client.post(f"/studies/{sid}/sites", json={"code": code, "name": code.title()}, headers=h).status_code
+            == 201
+        )
+    for code, name, kind in (("peer", PEER, "intervention"), ("usual", USUAL, "control")):
+        body = {"code": code, "name": name, "kind": kind, "allocation_ratio": 1}
+        assert client.post(f"/studies/{sid}/arms", json=body, headers=h).status_code == 201
+    for code, off, before, after in (("baseline", 0, 0, 14), ("m6", 182, 21, 21)):
+        body = {
+            "code": code,
+            "offset_days": off,
+            "window_before_days": before,
+            "window_after_days": after,
+            "instruments": ["phq9", "gad7"],
+        }
+        assert client.post(f"/studies/{sid}/waves", json=body, headers=h).status_code == 201
+    ids = {}
+    for code, (arm, site, enrolled, base, m6) in PEOPLE.items():
+        body = {
+            "study_code": code,
+            "site": site,
+            "arm": arm,
+            "enrolled_on": enrolled.isoformat(),
+            "consent": {"date": enrolled.isoformat(), "version": "v1"},
+        }
+        r = client.post(f"/studies/{sid}/participants", json=body, headers=h)
+        assert r.status_code == 201, r.text
+        pid = ids[code] = r.json()["id"]
+        for wave, v, day in (("baseline", base, 1), ("m6", m6, 182)):
+            if v is None:
+                continue
+            for inst, answers in (("phq9", phq9_answers(v)), ("gad7", {f"gad7_{i}": 1 for i in range(1, 8)})):
+                body = {"wave": wave, "instrument": inst, "answers": answers, "completed_at": _at(enrolled, day)}
+                r = client.post(f"/participants/{pid}/responses", json=body, headers=h)
+                assert r.status_code == 201, r.text
+        r = client.post(
+            f"/studies/{sid}/screening",
+            json={
+                "site": site,
+                "screened_on": (enrolled - timedelta(days=3)).isoformat(),
+                "outcome": "enrolled",
+                "participant_id": pid,
+            },
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+    for code, status, days, reason in (
+        ("P3", "lost_to_follow_up", 60, "moved away"),
+        ("P4", "withdrawn", 40, "too busy"),
+        ("U5", "withdrawn", 90, "moved away"),
+    ):
+        body = {"status": status, "status_date": (OLD + timedelta(days=days)).isoformat(), "reason": reason}
+        r = client.patch(f"/participants/{ids[code]}", json=body, headers=h)
+        assert r.status_code == 200, r.text
+    for code, seriousness, severity, action in (
+        ("P5", ["hospitalisation"], "severe", "intervention_stopped"),
+        ("U1", [], "mild", "none"),
+    ):
+        body = {
+            "description": "fall at home",
+            "onset_date": (OLD + timedelta(days=50)).isoformat(),
+            "seriousness": seriousness,
+            "severity": severity,
+            "relatedness": "unlikely",
+            "expectedness": "expected",
+            "action_taken": action,
+            "outcome": "recovered",
+            "reporter": "study_staff",
+        }
+        r = client.post(f"/participants/{ids[code]}/adverse-events", json=body, headers=h)
+        assert r.status_code == 201, r.text
+    for outcome, reason, site in (
+        ("not_eligible", "HbA1c below 7.5%", "north"),
+        ("not_eligible", "HbA1c below 7.5%", "south"),
+        ("not_eligible", "age under 18", "north"),
+        ("declined", "no time", "north"),
+        ("declined", "no time", "south"),
+        ("other", "could not be contacted", "south"),
+    ):
+        body = {"site": site, "screened_on": OLD.isoformat(), "outcome": outcome, "reason": reason}
+        r = client.post(f"/studies/{sid}/screening", json=body, headers=h)
+        assert r.status_code == 201, r.text
+    return sid, ids
+
+
+@pytest.fixture(scope="module")
+def report(client, admin, trial, settings):
+    sid, _ = trial
+    r = client.post(f"/studies/{sid}/reports", json={}, headers=admin.headers)
+    assert r.status_code == 201, r.text
+    out = r.json()
+    page = client.get(out["html_url"], headers=admin.headers)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    folder = Path(settings.artifact_dir) / "reports" / str(sid) / out["run_id"]
+    return out, page.text, folder
+
+
+def _counts(html: str) -> dict[str, str]:
+    return {k: unescape(v) for k, v in re.findall(r'data-count="([^"]+)"[^>]*>([^<]*)</text>', html)}
+
+
+def _n(text: str) -> int:
+    m = re.search(r"n=(\d+)", text)
+    assert m, text
+    return int(m.group(1))
+
+
+def test_consort_numbers_match_hand_counts(report):
+    _, html, _ = report
+    c = _counts(html)
+    assert _n(c["assessed"]) == 17  # 11 enrolled + 6 excluded
+    assert _n(c["excluded"]) == 6
+    assert _n(c["excluded:not_eligible"]) == 3 and _n(c["excluded:declined"]) == 2 and _n(c["excluded:other"]) == 1
+    assert "HbA1c below 7.5% (n=2)" in html and "no time (n=2)" in html and "could not be contacted (n=1)" in html
+    assert _n(c["randomised"]) == 11
+    assert "unscreened" not in c  # every participant has a screening entry
+    expected = {
+        PEER: {"allocated": 6, "lost": 1, "withdrew": 1, "discontinued": 1, "analysed": 3, "excluded_analysis": 3},
+        USUAL: {"allocated": 5, "lost": 0, "withdrew": 1, "discontinued": 0, "analysed": 2, "excluded_analysis": 3},
+    }
+    for arm, want in expected.items():
+        for key, n in want.items():
+            assert _n(c[f"arm:{arm}:{key}"]) == n, (arm, key, c[f"arm:{arm}:{key}"])
+        assert c[f"arm:{arm}:received"].startswith("Received allocated intervention: not")  # no delivery records
+    assert c[f"arm:{PEER}:wave:baseline"] == "baseline: assessed 6 of 6 due"
+    assert c[f"arm:{PEER}:wave:m6"] == "m6: assessed 3 of 5 due"  # P6 enrolled 20 days ago
+    assert c[f"arm:{USUAL}:wave:baseline"] == "baseline: assessed 4 of 5 due"  # U4 skipped baseline
+    assert c[f"arm:{USUAL}:wave:m6"] == "m6: assessed 3 of 5 due"
+    # Reasons under the boxes: P3 moved away (lost), P4 too busy, U5 moved away (withdrew).
+    flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
+    assert "moved away (n=1)" in flow and "too busy (n=1)" in flow and "adverse event (n=1)" in flow
+    assert "m6 not yet due (n=1)" in flow and "no baseline score (n=1)" in flow
+    assert "no m6 score (n=2)" in flow  # P3, P4 | U3, U5: two in each arm
+
+
+def _cell(html: str, key: str) -> str:
+    m = re.search(rf'data-cell="{re.escape(key)}">([^<]*)</td>', html)
+    assert m, key
+    return unescape(m.group(1))
+
+
+def test_table1_numbers_match_hand_counts(report):
+    _, html, _ = report
+    peer = [8 * PEOPLE[c][3] for c in PEOPLE if PEOPLE[c][0] == "peer"]
+    usual = [8 * PEOPLE[c][3] for c in PEOPLE if PEOPLE[c][0] == "usual" and PEOPLE[c][3] is not None]
+    assert peer == [16, 24, 16, 8, 16, 24] and usual == [16, 8, 24, 16]
+    for arm, vals in ((PEER, peer), (USUAL, usual)):
+        assert _cell(html, f"scale:phq9||{arm}") == f"{statistics.mean(vals):.1f} ({statistics.stdev(vals):.1f})"
+        assert _cell(html, f"scale:gad7||{arm}") == "7.0 (0.0)"
+    assert _cell(html, f"site|north|{PEER}") == "4 (66.7%)" and _cell(html, f"site|south|{PEER}") == "2 (33.3%)"
+    assert _cell(html, f"site|north|{USUAL}") == "3 (60.0%)" and _cell(html, f"site|south|{USUAL}") == "2 (40.0%)"
+    assert re.search(rf'data-missing="scale:phq9\|{USUAL}">1</td>', html)
+    assert re.search(rf'data-missing="scale:phq9\|{PEER}">0</td>', html)
+    assert "(N = 6)" in html and "(N = 5)" in html
+    table1 = html[html.index('data-table="table1"') : html.index("</table>", html.index('data-table="table1"'))]
+    assert "p-value" not in table1.lower() and "mean (SD)" in table1
+
+
+def test_sections_present_or_say_why(report):
+    out, html, _ = report
+    present = {s["key"]: s["present"] for s in out["sections"]}
+    assert present == {
+        "flow": True,
+        "baseline": True,
+        "outcomes": True,
+        "harms": True,
+        "intervention": False,
+        "for_whom": False,
+        "joint_displays": False,
+        "attrition": True,
+        "reproducibility": True,
+    }
+    assert "No delivery records" in html and "No context or CMO configurations recorded" in html
+    # Labels people read, not codes.
+    assert "PHQ-9" in html and "pam13_activation" not in html and ">usual<" not in html
+    # Harms: one of six peer participants had a serious event; one of five usual-care participants any event.
+    harms = html[html.index('data-table="harms"') :]
+    assert "1/6 (16.7%); 1 events" in harms and "1/5 (20.0%); 1 events" in harms
+    # Reproducibility: the data hash and the command.
+    assert out["data_hash"] in html and f"peerlens report {out['html_url'].split('/')[2]}" in html
+    assert "no analysis plan recorded" in html
+
+
+def test_report_is_repeatable_and_audited(client, admin, trial, report, engine):
+    sid, _ = trial
+    out, _, _ = report
+    again = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=admin.headers).json()
+    assert again["data_hash"] == out["data_hash"] and again["pdf_url"] is None
+    r = client.get(f"/audit?study_id={sid}&action=report.generate", headers=admin.headers)
+    if r.status_code == 200:
+        assert len([e for e in r.json() if e.get("action") == "report.generate"]) >= 2
+
+
+def test_coordinator_report_covers_own_site_and_others_404(client, make_user, trial, report):
+    sid, _ = trial
+    out, _, _ = report
+    # The site ids of the study.
+    sites = {s["code"]: s["id"] for s in client.get(f"/studies/{sid}/sites", headers=make_user("admin").headers).json()}
+    coord = make_user("coordinator", site_ids=[sites["south"]])
+    assert client.get(out["html_url"], headers=coord.headers).status_code == 404  # every-site run
+    r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=coord.headers)
+    assert r.status_code == 201, r.text
+    html = client.get(r.json()["html_url"], headers=coord.headers).text
+    c = _counts(html)
+    assert _n(c["randomised"]) == 4  # P3, P4, U2, U3
+    r = client.post(f"/studies/{sid}/reports", json={"sites": ["north"]}, headers=coord.headers)
+    assert r.status_code == 403 and r.json()["detail"][0]["loc"] == ["body", "sites", 0]
+
+
+def test_report_requests_name_the_field(client, admin, trial):
+    sid, _ = trial
+    r = client.post(f"/studies/{sid}/reports", json={"sites": ["west"]}, headers=admin.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "sites", 0]
+    r = client.post(f"/studies/{sid}/reports", json={"pdf": "maybe"}, headers=admin.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "pdf"]
+    r = client.get(f"/studies/{sid}/reports/runs/{'0' * 32}/report.html", headers=admin.headers)
+    assert r.status_code == 404
+
+
+def test_screening_rules(client, admin, analyst, trial):
+    sid, ids = trial
+    h = admin.headers
+    base = {"site": "north", "screened_on": OLD.isoformat()}
+    cases = [
+        ({**base, "outcome": "enrolled"}, 422, ["body", "participant_id"]),
+        (
+            {**base, "outcome": "declined", "reason": "no time", "participant_id": ids["P1"]},
+            422,
+            ["body", "participant_id"],
+        ),
+        ({**base, "outcome": "declined"}, 422, ["body", "reason"]),
+        ({**base, "site": "west", "outcome": "declined", "reason": "x"}, 422, ["body", "site"]),
+        ({**base, "outcome": "enrolled", "participant_id": ids["P1"]}, 409, ["body", "participant_id"]),
+        ({**base, "site": "south", "outcome": "enrolled", "participant_id": ids["P1"]}, 422, ["body", "site"]),
+        ({**base, "outcome": "maybe", "reason": "x"}, 422, ["body", "outcome"]),
+        ({**base, "outcome": "declined", "reason": "line\nbreak"}, 422, ["body", "reason"]),
+    ]
+    for body, status, loc in cases:
+        r = client.post(f"/studies/{sid}/screening", json=body, headers=h)
+        assert r.status_code == status, (body, r.text)
+        assert r.json()["detail"][0]["loc"] == loc, (body, r.text)
+    assert (
+        client.post(
+            f"/studies/{sid}/screening", json={**base, "outcome": "declined", "reason": "x"}, headers=analyst.headers
+        ).status_code
+        == 403
+    )
+    rows = client.get(f"/studies/{sid}/screening", headers=analyst.headers).json()
+    assert len(rows) == 17 and all(r["screened_on"] is None for r in rows)  # analysts: no dates
+    assert {r["participant"] for r in rows if r["outcome"] == "enrolled"} == set(PEOPLE)
+    s = client.get(f"/studies/{sid}/screening/summary", headers=analyst.headers).json()
+    assert s == {
+        "assessed": 17,
+        "enrolled": 11,
+        "excluded": {"not_eligible": 3, "declined": 2, "other": 1},
+        "reasons": {
+            "not_eligible": {"HbA1c below 7.5%": 2, "age under 18": 1},
+            "declined": {"no time": 2},
+            "other": {"could not be contacted": 1},
+        },
+    }
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed (make browser)")
+def test_html_offline_in_chromium_and_pdf_has_the_sections(report, backend):
+    from playwright.sync_api import sync_playwright
+    from pypdf import PdfReader
+
+    out, html, folder = report
+    path = folder / "report.html"
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("networkidle")
+        resources = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{backend}-report-first-page.png"))
+        page.locator("#flow").screenshot(path=str(SHOTS / f"{backend}-report-flow.png"))
+        page.locator("#baseline").screenshot(path=str(SHOTS / f"{backend}-report-table1.png"))
+        page.locator("#outcomes").screenshot(path=str(SHOTS / f"{backend}-report-outcomes.png"))
+        page.locator("#attrition").screenshot(path=str(SHOTS / f"{backend}-report-attrition.png"))
+        svg_box = page.locator("#flow svg").bounding_box()
+        browser.close()
+    assert requests == [path.as_uri()]  # the page itself, nothing else
+    assert resources == []
+    assert svg_box and svg_box["width"] > 400 and svg_box["height"] > 300
+    pdf = folder / "report.pdf"
+    assert out["pdf_url"] and pdf.is_file(), out.get("pdf_error")
+    text = " ".join(page.extract_text() for page in PdfReader(str(pdf)).pages)
+    text = re.sub(r"\s+", " ", text)
+    for title in (
+        "Participant flow (CONSORT 2010)",
+        "Baseline characteristics (Table 1)",
+        "Outcomes",
+        "Harms",
+        "Attrition and retention",
+        "Reproducibility appendix",
+        "Assessed for eligibility (n=17)",
+    ):
+        assert title in text, title
