@@ -54,6 +54,7 @@ class DemoResult:
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
+    screened: int = 0
     base_url: str = "http://127.0.0.1:8000"
 
     def summary(self) -> str:
@@ -70,6 +71,10 @@ class DemoResult:
                 f"safety: {sum(self.alerts.values())} alerts ({self.alerts['open']} open, "
                 f"{self.alerts['acknowledged']} acknowledged, {self.alerts['resolved']} resolved), "
                 f"{self.adverse_events} adverse events"
+            )
+        if self.screened:
+            lines.append(
+                f"screening log: {self.screened} people assessed; trial report: peerlens report {self.study_id}"
             )
         if self.params:
             keys = (
@@ -117,6 +122,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
     from api.auth.models import User
     from api.auth.service import Actor
     from api.participants import service as participants
+    from api.reports import demo as report_demo
     from api.responses.service import submit_response
     from api.safety import demo as safety_demo
     from api.studies import service as studies
@@ -245,6 +251,10 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         north = session.exec(select(User).where(User.email == COORDINATOR_EMAIL)).one()
         result.alerts = safety_demo.alert_history(session, study, admin, north)
         result.adverse_events = safety_demo.adverse_events(session, study, admin, north, today)
+        site_codes = {p.site_id: row.site for p, row in by_code.values()}
+        result.screened = report_demo.screening_log(
+            session, study, [p for p, _ in by_code.values()], site_codes, actor, seed
+        )
         del sites
     result.study_id = study.id
     for role, email, site in DEMO_USERS:

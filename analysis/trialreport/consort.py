@@ -305,16 +305,17 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
         parts.append(_arrow(x + _W / 2, y - 10, x + _W / 2, y))
     for i, (stage, boxes) in enumerate(rows):
         top = y
-        hmax = 0.0
+        heights = []
         for x, lines in zip(xs, boxes, strict=True):
             box, h = _box(x, y, lines)
             parts.append(box)
-            hmax = max(hmax, h)
+            heights.append(h)
+        hmax = max(heights)
         stages.append((stage, top, top + hmax))
         y += hmax
         if i < len(rows) - 1:
-            for x in xs:
-                parts.append(_arrow(x + _W / 2, top + hmax if False else y, x + _W / 2, y + 24))
+            for x, h in zip(xs, heights, strict=True):  # from each box's own bottom
+                parts.append(_arrow(x + _W / 2, top + h, x + _W / 2, y + 24))
             y += 24
     for stage, y0, y1 in stages:
         parts.append(f'<rect x="8" y="{y0}" width="{_LEFT - 24}" height="{max(y1 - y0, 20)}" rx="3" class="stage"/>')

@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from datetime import UTC, date, datetime, time, timedelta
 from html import unescape
 from pathlib import Path
 
 import pytest
-
 
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -368,7 +368,7 @@ def test_html_offline_in_chromium_and_pdf_has_the_sections(report, backend):
     pdf = folder / "report.pdf"
     assert out["pdf_url"] and pdf.is_file(), out.get("pdf_error")
     text = " ".join(page.extract_text() for page in PdfReader(str(pdf)).pages)
-    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text))  # "ﬂ" ligatures back to letters
     for title in (
         "Participant flow (CONSORT 2010)",
         "Baseline characteristics (Table 1)",
