@@ -242,7 +242,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
                     p,
                     status=status,
                     status_date=status_date,
-                    reason="synthetic cohort: " + status.replace("_", " "),
+                    reason=_status_reason(status, p.study_code),
                     actor=actor,
                 )
         result.participants = len(by_code)
@@ -268,6 +268,20 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             else create_with_token(session, email, role, scoped, actor=actor)
         )
     return result
+
+
+# Reasons of the kind peer-support trials report, for the demo's CONSORT diagram.
+_REASONS = {
+    "withdrawn": ("too busy to take part", "health got worse", "did not want the questionnaires"),
+    "lost_to_follow_up": ("no reply to three reminders", "moved away", "phone number no longer in use"),
+    "completed": ("completed follow-up",),
+}
+
+
+def _status_reason(status: str, code: str) -> str:
+    """A stable reason for a status change (the same participant always gets the same one)."""
+    options = _REASONS.get(status, ("other",))
+    return options[sum(map(ord, code)) % len(options)]
 
 
 def _status(p, row, today: date) -> tuple[str, date | None]:

@@ -90,7 +90,8 @@ def flow_counts(
         screening entry), ``primary_wave``, and ``arms``: one dict per arm with ``allocated``,
         ``received``/``not_received`` (None when unknown) and ``not_received_reasons``, ``lost``,
         ``withdrew``, ``discontinued`` (None when unknown), their ``*_reasons``, ``waves`` (code,
-        ``due``, ``assessed``), ``analysed``, ``excluded_analysis`` and ``excluded_analysis_reasons``.
+        ``due``: window closed, ``assessed``: of those due, ``early``: assessed before their window
+        closed), ``analysed``, ``excluded_analysis`` and ``excluded_analysis_reasons``.
     """
     codes = [w for w, _ in waves]
     primary = primary_wave or (codes[-1] if codes else None)
@@ -134,7 +135,9 @@ def flow_counts(
         per_wave = []
         for w in codes:
             due = grp if "due_offset" not in grp else grp[grp["due_offset"].fillna(-1) >= offsets[w]]
-            per_wave.append({"wave": w, "due": len(due), "assessed": sum((p, w) in done for p in grp["participant"])})
+            done_all = sum((p, w) in done for p in grp["participant"])
+            done_due = sum((p, w) in done for p in due["participant"])
+            per_wave.append({"wave": w, "due": len(due), "assessed": done_due, "early": done_all - done_due})
         a["waves"] = per_wave
         why = []
         for p, due_off in zip(grp["participant"], grp.get("due_offset", pd.Series([None] * len(grp))), strict=True):
@@ -289,7 +292,8 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
         )
         fl += _reason_lines(a["discontinued_reasons"])
         for w in a["waves"]:
-            fl.append((f"{w['wave']}: assessed {w['assessed']} of {w['due']} due", f"{k}:wave:{w['wave']}", 0))
+            early = f" (+{w['early']} not yet due)" if w.get("early") else ""
+            fl.append((f"{w['wave']}: assessed {w['assessed']} of {w['due']} due{early}", f"{k}:wave:{w['wave']}", 0))
         follow.append(_lines(fl))
         an = [
             (f"Analysed (n={a['analysed']})", f"{k}:analysed", 0),

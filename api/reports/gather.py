@@ -57,8 +57,26 @@ class ReportData:
 
     @property
     def arms(self) -> list[str]:
-        """Arm labels in display order (alphabetical, so a blinded order reveals nothing)."""
-        return sorted(set(self.arm_labels.values()))
+        """Arm labels in display order: the study's order, or alphabetical while blinded (so that the
+        order reveals nothing)."""
+        if self.masked:
+            return sorted(set(self.arm_labels.values()))
+        return list(dict.fromkeys(self.arm_labels[a.id] for a in self.design.arms if a.id in self.arm_labels))
+
+    @property
+    def primary_wave(self) -> str | None:
+        """The time point of the primary analysis: the analysis plan's, else the last wave that is due
+        for at least half of the allocated participants (else the last wave)."""
+        if self.plan is not None:
+            named = adapters.plan_field(self.plan, "primary_wave", "time_point")
+            if named:
+                return str(named)
+        waves = self.waves
+        if not waves:
+            return None
+        due = self.people["due_offset"] if "due_offset" in self.people else pd.Series(dtype=float)
+        half = [w for w, off in waves if len(due) and (due >= off).sum() * 2 >= len(due)]
+        return half[-1] if half else waves[-1][0]
 
     def data_hash(self) -> str:
         """SHA-256 of the data the report was computed from (long frame, participants, screening,

@@ -71,12 +71,11 @@ def _outcome_plan(data: ReportData) -> tuple[list[str], str | None, dict[str, fl
     if data.plan is not None:
         primary = adapters.plan_field(data.plan, "primary_outcome")
         secondary = list(adapters.plan_field(data.plan, "secondary_outcomes", default=[]) or [])
-        wave = adapters.plan_field(data.plan, "primary_wave", "time_point")
         mcids = dict(adapters.plan_field(data.plan, "mcids", default={}) or {})
         scales = [s for s in [primary, *secondary] if s in present]
-        return scales, wave, mcids, "pre-specified in the locked analysis plan"
+        return scales, data.primary_wave, mcids, "pre-specified in the locked analysis plan"
     ordered = [s for s in DEFAULT_SCALES if s in present] + [s for s in present if s not in DEFAULT_SCALES]
-    return ordered, None, {}, "post hoc: no analysis plan recorded"
+    return ordered, data.primary_wave, {}, "post hoc: no analysis plan recorded"
 
 
 def outcomes_section(data: ReportData) -> tuple[str, bool]:

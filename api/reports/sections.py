@@ -58,13 +58,14 @@ def flow_data(data: ReportData) -> dict:
         if len(long)
         else pd.DataFrame(columns=["participant", "wave"])
     )
-    primary_wave = adapters.plan_field(data.plan, "primary_wave", "time_point") if data.plan else None
+    order = {a: i for i, a in enumerate(data.arms)}
+    people = data.people.sort_values("arm", key=lambda c: c.map(order), kind="stable")
     return flow_counts(
         scr if data.screening else None,
-        data.people,
+        people,
         assessed,
         waves=data.waves,
-        primary_wave=primary_wave,
+        primary_wave=data.primary_wave,
     )
 
 

@@ -151,6 +151,12 @@ RULES = rules(
     ("POST", "/studies/{study_id}/analyses/gee", R(READ, "study", 422)),
     ("POST", "/studies/{study_id}/analyses/missing-data", R(READ, "study", 422)),
     ("GET", "/studies/{study_id}/analyses/runs/{run_id}/{filename}", R(READ, "study", 404)),
+    # the screening log (coordinators record their own sites) and the trial report (a computation)
+    ("POST", "/studies/{study_id}/screening", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/screening", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/screening/summary", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/reports", R(READ, "study", 201)),
+    ("GET", "/studies/{study_id}/reports/runs/{run_id}/{filename}", R(READ, "study", 404)),
     # safety: settings (admins write), status, messages, DMC views (summary: analysts see masked
     # arms), alerts and adverse events of pa (site north: coordinator B gets 404)
     ("GET", "/studies/{study_id}/safety/settings", R(STAFF, "study", 200)),
@@ -210,9 +216,11 @@ def test_every_route_has_a_rule_matching_its_authorize(app):
         if route_roles(r) != RULES[(m, p)].roles
     }
     assert not wrong, f"declared roles differ from the table (declared, table): {wrong}"
-    # analysts never write (analyses are computations posted with a body, not changes)
+    # analysts never write (analyses and reports are computations posted with a body, not changes)
     assert all(
-        "analyst" not in (rule.roles or ()) for (m, p), rule in RULES.items() if m != "GET" and "/analyses/" not in p
+        "analyst" not in (rule.roles or ())
+        for (m, p), rule in RULES.items()
+        if m != "GET" and "/analyses/" not in p and not p.endswith("/reports")
     )
 
 
