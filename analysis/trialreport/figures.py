@@ -67,7 +67,7 @@ def trajectory_figure(
         ax.errorbar(x, agg["mean"], yerr=np.nan_to_num(half), marker="o", capsize=3, label=f"{arm}")
     ax.set_xlabel("Months since enrolment")
     ax.set_ylabel(label)
-    ax.set_xticks([o / 30.4375 for _, o in waves], [w for w, _ in waves])
+    ax.set_xticks([o / 30.4375 for _, o in waves], [w for w, _ in waves], rotation=45, ha="right")
     ax.set_title(f"{label} by arm (mean, 95% CI; {'higher' if better == 'higher' else 'lower'} is better)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(frameon=False, fontsize=9)

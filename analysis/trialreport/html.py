@@ -150,10 +150,12 @@ th, td { border-top: 1px solid #d1d5db; padding: 3px 8px; text-align: left; vert
 thead th { border-bottom: 2px solid #111; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.group th { background: #f3f4f6; } th.level { font-weight: normal; padding-left: 22px; }
 .absent { color: #92400e; background: #fffbeb; border-left: 4px solid #f59e0b; padding: 6px 10px; }
-.note { color: #374151; font-size: 12.5px; } figure { margin: 10px 0; } figure svg { max-width: 100%; height: auto; }
+.note { color: #374151; font-size: 12.5px; }
+figure { margin: 10px 0; display: inline-block; vertical-align: top; width: 49%; }
+figure svg { max-width: 100%; height: auto; }
 figcaption { font-size: 12px; color: #374151; } .flow svg { max-width: 100%; height: auto; }
 code { font-size: 12px; background: #f3f4f6; padding: 1px 3px; }
-@media print { body { padding: 0; max-width: none; } nav { display: none; }
+@media print { body { padding: 0; max-width: none; } nav { display: none; } figure { width: 49%; }
   h2 { break-after: avoid; } table, figure, .flow { break-inside: avoid; } section { break-before: auto; } }
 """
 

@@ -74,7 +74,8 @@ def _outcome_plan(data: ReportData) -> tuple[list[str], str | None, dict[str, fl
         mcids = dict(adapters.plan_field(data.plan, "mcids", default={}) or {})
         scales = [s for s in [primary, *secondary] if s in present]
         return scales, data.primary_wave, mcids, "pre-specified in the locked analysis plan"
-    ordered = [s for s in DEFAULT_SCALES if s in present] + [s for s in present if s not in DEFAULT_SCALES]
+    # Without a plan: the standard outcomes (primary first), else every scale collected.
+    ordered = [s for s in DEFAULT_SCALES if s in present] or present
     return ordered, data.primary_wave, {}, "post hoc: no analysis plan recorded"
 
 
@@ -204,7 +205,7 @@ def harms_section(data: ReportData) -> tuple[str, bool]:
         head = ""
     t["row"] = t["level"].astype(str).str.replace("_", " ")
     t["cell"] = [
-        f"{k}/{n} ({100 * k / n:.1f}%); {e} events" if n else ""
+        f"{k}/{n} ({100 * k / n:.1f}%); {e} event{'' if e == 1 else 's'}" if n else ""
         for k, n, e in zip(t["n_participants"], t["N"], t["n_events"], strict=True)
     ]
     wide = t.pivot_table(index=["measure", "row"], columns="arm", values="cell", aggfunc="first", sort=False)

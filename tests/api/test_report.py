@@ -252,7 +252,8 @@ def test_sections_present_or_say_why(report):
     assert "PHQ-9" in html and "pam13_activation" not in html and ">usual<" not in html
     # Harms: one of six peer participants had a serious event; one of five usual-care participants any event.
     harms = html[html.index('data-table="harms"') :]
-    assert "1/6 (16.7%); 1 events" in harms and "1/5 (20.0%); 1 events" in harms
+    assert "1/6 (16.7%); 1 event<" in harms and "1/5 (20.0%); 1 event<" in harms
+    assert "0/5 (0.0%); 0 events" in harms  # no serious event in usual care
     # Reproducibility: the data hash and the command.
     assert out["data_hash"] in html and f"peerlens report {out['html_url'].split('/')[2]}" in html
     assert "no analysis plan recorded" in html
