@@ -139,7 +139,7 @@ def flow_counts(
             done_due = sum((p, w) in done for p in due["participant"])
             per_wave.append({"wave": w, "due": len(due), "assessed": done_due, "early": done_all - done_due})
         a["waves"] = per_wave
-        why = []
+        why: list[str | None] = []
         for p, due_off in zip(grp["participant"], grp.get("due_offset", pd.Series([None] * len(grp))), strict=True):
             if primary is None:
                 why.append("no waves")
@@ -167,10 +167,12 @@ _LINE = 15  # line height
 _CHARS = 40  # characters per wrapped line at 11 px
 _LEFT = 110  # the stage labels' column
 
+Line = tuple[str, str | None, int]  # text, data-count key, indent
 
-def _lines(items: list[tuple[str, str | None, int]]) -> list[tuple[str, str | None, int]]:
+
+def _lines(items: list[Line]) -> list[Line]:
     """Wrap (text, data-count key, indent) lines to the box width."""
-    out = []
+    out: list[Line] = []
     for text, key, indent in items:
         parts = textwrap.wrap(text, _CHARS - 3 * indent) or [""]
         out.append((parts[0], key, indent))
@@ -178,7 +180,7 @@ def _lines(items: list[tuple[str, str | None, int]]) -> list[tuple[str, str | No
     return out
 
 
-def _box(x: float, y: float, lines: list[tuple[str, str | None, int]], width: float = _W) -> tuple[str, float]:
+def _box(x: float, y: float, lines: list[Line], width: float = _W) -> tuple[str, float]:
     h = 12 + _LINE * len(lines)
     svg = [f'<rect x="{x}" y="{y}" width="{width}" height="{h}" rx="3" class="box"/>']
     for i, (text, key, indent) in enumerate(lines):
@@ -191,9 +193,9 @@ def _n(v: int | None) -> str:
     return "not recorded" if v is None else str(v)
 
 
-def _reason_lines(reasons: dict[str, int], indent: int = 1, limit: int = 6) -> list[tuple[str, str | None, int]]:
+def _reason_lines(reasons: dict[str, int], indent: int = 1, limit: int = 6) -> list[Line]:
     items = list(reasons.items())
-    out = [(f"{r} (n={k})", None, indent) for r, k in items[:limit]]
+    out: list[Line] = [(f"{r} (n={k})", None, indent) for r, k in items[:limit]]
     if len(items) > limit:
         out.append((f"{len(items) - limit} other reasons (n={sum(k for _, k in items[limit:])})", None, indent))
     return out
@@ -238,7 +240,7 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
         parts.append(box)
         ax = mid
         y_ex = y + h + 20
-        ex_lines = [(f"Excluded (n={flow['excluded']})", "excluded", 0)]
+        ex_lines: list[Line] = [(f"Excluded (n={flow['excluded']})", "excluded", 0)]
         for k, label in EXCLUSION_LABELS.items():
             e = flow["excluded_by"][k]
             ex_lines.append((f"{label} (n={e['n']})", f"excluded:{k}", 1))
@@ -256,7 +258,7 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
         parts.append(box)
         y += h + 20
         parts.append(_arrow(mid, y - 20, mid, y))
-    rl = [(f"Randomised (n={flow['randomised']})", "randomised", 0)]
+    rl: list[Line] = [(f"Randomised (n={flow['randomised']})", "randomised", 0)]
     if flow.get("unscreened") and flow["assessed"] is not None:
         rl.append((f"of whom {flow['unscreened']} without a screening entry", "unscreened", 1))
     box, h = _box(mid - _W / 2, y, _lines(rl))
@@ -265,11 +267,11 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
     y += h
     xs = [_LEFT + i * (_W + _GAP) for i in range(ncol)]
     # Allocation, follow-up, analysis: one column per arm, rows aligned on the tallest box.
-    rows: list[tuple[str, list[list[tuple[str, str | None, int]]]]] = []
+    rows: list[tuple[str, list[list[Line]]]] = []
     alloc, follow, analysis = [], [], []
     for a in arms:
         k = f"arm:{a['arm']}"
-        al = [(f"Allocated to {a['arm']} (n={a['allocated']})", f"{k}:allocated", 0)]
+        al: list[Line] = [(f"Allocated to {a['arm']} (n={a['allocated']})", f"{k}:allocated", 0)]
         if a["received"] is None:
             al.append(("Received allocated intervention: not recorded", f"{k}:received", 1))
         else:
@@ -279,7 +281,7 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
             if a.get("unknown_received"):
                 al.append((f"Not yet known (n={a['unknown_received']})", f"{k}:unknown_received", 1))
         alloc.append(_lines(al))
-        fl = [(f"Lost to follow-up (n={a['lost']})", f"{k}:lost", 0)]
+        fl: list[Line] = [(f"Lost to follow-up (n={a['lost']})", f"{k}:lost", 0)]
         fl += _reason_lines(a["lost_reasons"])
         fl.append((f"Withdrew (n={a['withdrew']})", f"{k}:withdrew", 0))
         fl += _reason_lines(a["withdrew_reasons"])
@@ -295,7 +297,7 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
             early = f" (+{w['early']} not yet due)" if w.get("early") else ""
             fl.append((f"{w['wave']}: assessed {w['assessed']} of {w['due']} due{early}", f"{k}:wave:{w['wave']}", 0))
         follow.append(_lines(fl))
-        an = [
+        an: list[Line] = [
             (f"Analysed (n={a['analysed']})", f"{k}:analysed", 0),
             (f"Excluded from analysis (n={a['excluded_analysis']})", f"{k}:excluded_analysis", 0),
         ]

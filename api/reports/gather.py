@@ -183,7 +183,7 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
     )
     stopped = events[events["action_taken"].isin(DISCONTINUING_ACTIONS)]["participant"]
     people["discontinued"] = people["participant"].isin(set(stopped))
-    people["discontinued_reason"] = np.where(people["discontinued"], "adverse event", None)
+    people["discontinued_reason"] = people["discontinued"].map({True: "adverse event", False: None})
     kinds = {labels.get(a.id or 0): a.kind for a in design.arms}
     ctrl = sorted(lab for lab, k in kinds.items() if k == "control" and lab)
     arms_sorted = sorted(set(labels.values()))
