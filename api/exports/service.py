@@ -248,16 +248,46 @@ def columns(plan: Plan, shape: str) -> list[dd.Column]:
 
         return safety_columns() + ident
     if shape == "wide":
-        scales, items = [], []
+        scales: list = []
         for code in plan.instruments:
             inst = _get(code)
             if inst is None or code == CONTEXT:
                 continue
             scales.extend((inst, s) for s in inst.scales)
-            if plan.filters.items:
-                items.extend((inst, it) for it in inst.items if (code, it.code) not in plan.dropped_items)
-        return dd.wide_columns(plan.context_items, scales, items) + ident
+        names = wide_item_names(plan)
+        cols = dd.wide_columns(plan.context_items, scales, [])
+        for (code, item_code), name in names.items():
+            inst = _get(code)
+            item = next(it for it in inst.items if it.code == item_code) if inst is not None else None
+            if item is not None:
+                cols.append(dd.item_column(inst, item, name))
+        return cols + ident
     raise ValueError(f"shape must be one of {SHAPES}")
+
+
+def wide_item_names(plan: Plan) -> dict[tuple[str, str], str]:
+    """``(instrument, item)`` -> its column in the ``wide`` shape (empty unless items are asked for).
+
+    An item keeps its own code unless that names another column (a scale, a fixed or context
+    column, or an item of another instrument), then it is ``<instrument>__<item>``: two columns
+    of one name would overwrite each other's values.
+    """
+    if not plan.filters.items:
+        return {}
+    pairs, taken = [], {c.name for c in dd.wide_columns(plan.context_items, [], [])}
+    for code in plan.instruments:
+        inst = _get(code)
+        if inst is None or code == CONTEXT:
+            continue
+        taken.update(s.code for s in inst.scales)
+        pairs.extend((code, it.code) for it in inst.items if (code, it.code) not in plan.dropped_items)
+    seen: dict[str, int] = {}
+    for _code, item_code in pairs:
+        seen[item_code] = seen.get(item_code, 0) + 1
+    return {
+        (code, item_code): f"{code}__{item_code}" if item_code in taken or seen[item_code] > 1 else item_code
+        for code, item_code in pairs
+    }
 
 
 def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
@@ -747,21 +777,18 @@ def _wide_batch(
     base = base.merge(values.reset_index(), on=key, how="left")
     if plan.filters.items:
         rows = []
+        names = wide_item_names(plan)
         for pid, wave, _offset, _at, code, answers in _answers_rows(session, plan, ids):
             rec = {"pid": pid, "wave": wave}
             for item_code, v in (answers or {}).items():
-                if (
-                    (code, item_code) not in plan.dropped_items
-                    and isinstance(v, (int, float))
-                    and not isinstance(v, bool)
-                ):
-                    rec[item_code] = v
-                elif (code, item_code) not in plan.dropped_items and v is not None and not plan.deidentified:
-                    rec[item_code] = v
+                name = names.get((code, item_code))
+                if name is None or v is None:
+                    continue  # dropped, or not an item of the instrument
+                if (isinstance(v, (int, float)) and not isinstance(v, bool)) or not plan.deidentified:
+                    rec[name] = v
             rows.append(rec)
         if rows:
             items = pd.DataFrame(rows).groupby(key, sort=False).first().reset_index()
-            items = items[[c for c in items.columns if c in key or c not in base.columns]]
             base = base.merge(items, on=key, how="left")
     person_cols = [c for c in people.columns if c not in ("enrolled_on", "shift")]
     base = base.merge(people[person_cols], on="pid", how="left")

@@ -419,3 +419,55 @@ def test_the_api_starts_without_the_analysis_or_qualitative_stacks():
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert out.stdout.strip() == ""
+
+
+def test_wide_items_keep_every_value_when_an_item_shares_a_scale_code(client, admin, analyst, make_study, enrol):
+    # A single-item measure whose scale has the item's code, and a second instrument that reuses an
+    # item code: each value gets its own column (<instrument>__<item>) and none is lost or overwritten.
+    from instruments.loader import instrument_from_dict
+
+    def single(code: str, item: str) -> dict:
+        return {
+            "code": code,
+            "name": code,
+            "version": "1",
+            "citation": "in-house single-item measure",
+            "licence": "in-house",
+            "wording_shipped": True,
+            "items": [{"code": item, "label": "Pain", "text": "Pain today", "kind": "integer", "min": 0, "max": 10}],
+            "scales": [
+                {
+                    "code": item if code == "pain_x" else code,
+                    "label": "Pain",
+                    "items": [item],
+                    "method": "sum",
+                    "min_items": 1,
+                    "range": [0, 10],
+                }
+            ],
+        }
+
+    for spec in (single("pain_x", "pain"), single("pain_y", "pain")):
+        instruments.register(instrument_from_dict(spec, where="test"), replace=True)
+    try:
+        study = make_study(waves=(("baseline", 0, 0, 14, ["pain_x", "pain_y"]),))
+        p = enrol(study, site="north", enrolled_on="2026-01-05")
+        for inst, value in (("pain_x", 7), ("pain_y", 2)):
+            r = client.post(
+                f"/participants/{p['id']}/responses",
+                json={"wave": "baseline", "instrument": inst, "answers": {"pain": value}},
+                headers=admin.headers,
+            )
+            assert r.status_code == 201, r.text
+        frame = pd.read_csv(io.BytesIO(_get(client, analyst, study, "wide", format="csv", items="true")))
+        assert len(frame) == 1 and len(set(frame.columns)) == len(frame.columns)
+        row = frame.iloc[0]
+        assert row["pain"] == 7  # pain_x's scale
+        assert row["pain_y"] == 2  # pain_y's scale
+        assert row["pain_x__pain"] == 7 and row["pain_y__pain"] == 2  # the two items, kept apart
+        dictionary = json.loads(_get(client, analyst, study, "wide/dictionary", format="json", items="true"))
+        names = [c["name"] for c in (dictionary["columns"] if isinstance(dictionary, dict) else dictionary)]
+        assert {"pain_x__pain", "pain_y__pain"} <= set(names)
+    finally:
+        instruments.unregister("pain_x")
+        instruments.unregister("pain_y")

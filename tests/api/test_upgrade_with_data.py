@@ -9,7 +9,8 @@ The database is built at revision 5e1a8b3c9d47 (release 0.1.0) from a data set t
 * the API tokens still authenticate (and the expired and revoked ones still do not), the personal
   form links still open and accept answers, unsubscribe links still work, and new rows can be
   written;
-* the audit trail is still append-only (UPDATE, DELETE and TRUNCATE refused by the database);
+* the audit trail is still append-only (UPDATE, DELETE and TRUNCATE refused by the database), and
+  every earlier row carries its MAC and is sealed, so ``peerlens audit verify`` passes;
 * the schema equals the models, as it does for an empty database.
 
 Every new revision must keep this module green. A revision that changes stored data on purpose
@@ -155,6 +156,26 @@ def test_audit_trail_is_still_append_only_after_the_upgrade(upgraded):
         engine.dispose()
     before = {"audit_event": upgraded["after"]["audit_event"]}
     assert diff_rows(before, read_rows(upgraded["url"], ["audit_event"])) == []
+
+
+def test_audit_trail_of_the_earlier_release_verifies_after_the_upgrade(upgraded):
+    # The chain revision gives every earlier row its MAC and seals it with the service's key, so
+    # `peerlens audit verify` passes on an upgraded trial, and a row altered afterwards is named.
+    from sqlalchemy.orm import Session
+
+    from api.audit.chain import verify
+    from api.db import make_engine
+
+    engine = make_engine(upgraded["url"], pool_size=1, max_overflow=0)
+    try:
+        with Session(engine) as session:
+            report = verify(session)
+        rows = len(upgraded["after"]["audit_event"])
+        assert report.ok, report.lines()
+        assert report.rows == rows and report.sealed == rows and report.unsealed == 0
+        assert report.forged == [] and report.altered == []
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.parametrize("name", list(EXPORTS))
