@@ -28,6 +28,12 @@ from api.reports.schemas import ReportIn, ReportRead, ReportSection
 from api.studies.models import Study
 
 HTML_NAME, PDF_NAME = "report.html", "report.pdf"
+DESIGNS = {
+    "rct": "Randomised controlled trial",
+    "cluster_rct": "Cluster randomised trial",
+    "cohort": "Cohort study",
+    "realist_trial": "Realist trial",
+}
 
 
 def command(study: Study, req: ReportIn) -> str:
@@ -54,7 +60,7 @@ def render(
         built.append(Section(spec.key, spec.title, body, present))
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = {
-        "Design": study.design.replace("_", " "),
+        "Design": DESIGNS.get(study.design, study.design),
         "Participants allocated": str(len(data.people)),
         "Arms": ", ".join(data.arms) + (" (neutral labels: blinded)" if data.masked else ""),
         "Sites": "every site" if data.sites is None else ", ".join(data.sites),
