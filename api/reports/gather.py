@@ -47,8 +47,9 @@ class ReportData:
     long: pd.DataFrame  # the long export, arm column holding labels
     screening: list[ScreeningEntry]
     events: pd.DataFrame  # adverse events: participant, seriousness, serious, severity, relatedness, action_taken
-    plan: Any | None
+    plan: adapters.PlanView | None
     received_known: bool
+    unblinded_at: Any | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -67,10 +68,8 @@ class ReportData:
     def primary_wave(self) -> str | None:
         """The time point of the primary analysis: the analysis plan's, else the last wave that is due
         for at least half of the allocated participants (else the last wave)."""
-        if self.plan is not None:
-            named = adapters.plan_field(self.plan, "primary_wave", "time_point")
-            if named:
-                return str(named)
+        if self.plan is not None and self.plan.primary is not None and self.plan.primary[1]:
+            return str(self.plan.primary[1])
         waves = self.waves
         if not waves:
             return None
@@ -203,4 +202,5 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
         events=events,
         plan=adapters.current_plan(session, study),
         received_known=received is not None,
+        unblinded_at=adapters.unblinded_at(session, study),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 
 import numpy as np
@@ -12,7 +13,6 @@ from analysis.change import scale_meta
 from analysis.report import DEFAULT_SCALES
 from analysis.trialreport import Variable, absent, figure_svg, p_text, table1, table1_html, table_html
 from analysis.trialreport.figures import km_figure, numbers_at_risk, trajectory_figure
-from api.reports import adapters
 from api.reports.gather import ReportData
 
 
@@ -65,18 +65,47 @@ def table1_section(data: ReportData) -> tuple[str, bool]:
     return table1_html(t1, data.arms, sizes, caption="Table 1. Baseline characteristics by arm") + note, True
 
 
-def _outcome_plan(data: ReportData) -> tuple[list[str], str | None, dict[str, float], str]:
-    """Primary-first outcomes, the follow-up wave, MCIDs and where they come from."""
+METHOD_NAMES = {
+    "holm": "Holm-adjusted",
+    "bh": "BH-adjusted",
+    "bonferroni": "Bonferroni-adjusted",
+    "hochberg": "Hochberg-adjusted",
+}
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The outcome analyses the report runs: (scale, wave or None, family) in order, primary first."""
+
+    outcomes: list[tuple[str, str | None, str]]
+    mcids: dict[str, float]
+    covariates: list[str]
+    method: str
+    status: str
+
+
+def _outcome_plan(data: ReportData) -> Planned:
+    """The locked plan's outcomes, families, MCIDs, covariates and adjustment; else the standard
+    outcomes at the default time point, post hoc, with Holm across the secondary outcomes."""
     present = list(dict.fromkeys(data.long["scale"])) if len(data.long) else []
-    if data.plan is not None:
-        primary = adapters.plan_field(data.plan, "primary_outcome")
-        secondary = list(adapters.plan_field(data.plan, "secondary_outcomes", default=[]) or [])
-        mcids = dict(adapters.plan_field(data.plan, "mcids", default={}) or {})
-        scales = [s for s in [primary, *secondary] if s in present]
-        return scales, data.primary_wave, mcids, "pre-specified in the locked analysis plan"
+    plan = data.plan
+    if plan is not None and plan.primary is not None:
+        family_of = {s: f for f, scales in plan.families.items() for s in scales}
+        outs = [(plan.primary[0], plan.primary[1], "primary")] + [
+            (s, w, family_of.get(s, "secondary")) for s, w in plan.secondary
+        ]
+        method = {"fdr_bh": "bh"}.get(plan.multiplicity, plan.multiplicity)
+        return Planned(
+            [o for o in outs if o[0] in present],
+            plan.mcids,
+            plan.covariates,
+            method,
+            f"pre-specified in the locked analysis plan (version {plan.version})",
+        )
     # Without a plan: the standard outcomes (primary first), else every scale collected.
     ordered = [s for s in DEFAULT_SCALES if s in present] or present
-    return ordered, data.primary_wave, {}, "post hoc: no analysis plan recorded"
+    outs = [(s, data.primary_wave, "primary" if i == 0 else "secondary") for i, s in enumerate(ordered)]
+    return Planned(outs, {}, [], "holm", "post hoc: no analysis plan recorded")
 
 
 def outcomes_section(data: ReportData) -> tuple[str, bool]:
@@ -85,23 +114,26 @@ def outcomes_section(data: ReportData) -> tuple[str, bool]:
         return absent("no outcome data recorded yet"), False
     if len(data.arms) < 2:
         return absent("fewer than two arms with participants: no comparison"), False
-    scales, wave, mcids, status = _outcome_plan(data)
-    if not scales:
+    planned = _outcome_plan(data)
+    mcids, status = planned.mcids, planned.status
+    if not planned.outcomes:
         return absent("none of the outcomes of the analysis plan has data yet"), False
+    scales = [s for s, _, _ in planned.outcomes]
+    covariates = [c for c in planned.covariates if c in long.columns]
     waves = [w for w, _ in data.waves]
     rows, es_rows, resp_rows, figs, problems = [], [], [], [], []
-    for i, s in enumerate(scales):
+    for s, wave, family in planned.outcomes:
         have = [w for w in waves if ((long["scale"] == s) & (long["wave"] == w) & long["value"].notna()).any()]
         post = wave if wave in have else (have[-1] if len(have) > 1 else None)
         if post is None or post == have[0]:
             problems.append(f"{scale_label(s)}: no follow-up data yet")
             continue
         try:
-            anc = analysis.ancova(long, s, post, baseline_wave=have[0], reference=data.reference)
+            anc = analysis.ancova(long, s, post, baseline_wave=have[0], covariates=covariates, reference=data.reference)
         except Exception as exc:  # noqa: BLE001 - one outcome must not hide the others
             problems.append(f"{scale_label(s)}: ANCOVA not estimable ({exc})")
             continue
-        anc["family"] = "primary" if i == 0 else "secondary"
+        anc["family"] = family
         rows.append(anc)
         try:
             es = analysis.effect_sizes(long, s, post=post, pre=have[0], reference=data.reference)
@@ -126,7 +158,13 @@ def outcomes_section(data: ReportData) -> tuple[str, bool]:
         f"{escape(scale_label(scales[0]))}. Reference arm: {escape(str(data.reference))}.</p>"
     ]
     if rows:
-        anc = analysis.adjust_table(pd.concat(rows, ignore_index=True), family="family", method="holm")
+        anc = pd.concat(rows, ignore_index=True)
+        method = planned.method if planned.method in ("holm", "bh", "bonferroni", "hochberg") else None
+        if method is not None:
+            anc = analysis.adjust_table(anc, family="family", method=method)
+        else:
+            anc["p_adjusted"] = anc["p"]  # the plan asked for no adjustment
+        anc["prespecified"] = "pre-specified" if data.plan is not None else "post hoc"
         anc["outcome"] = anc["scale"].map(scale_label)
         anc["ci"] = [f"{lo:.2f} to {hi:.2f}" for lo, hi in zip(anc["ci_lower"], anc["ci_upper"], strict=True)]
         anc["role"] = anc["family"]
@@ -154,13 +192,15 @@ def outcomes_section(data: ReportData) -> tuple[str, bool]:
                     "estimate": "Adjusted difference",
                     "ci": "95% CI",
                     "p": "p",
-                    "p_adjusted": "Holm-adjusted p",
+                    "p_adjusted": f"{METHOD_NAMES.get(planned.method, 'Unadjusted')} p",
                     "g_text": "Hedges' g (95% CI)",
+                    "prespecified": "Analysis",
                 },
                 p_columns=("p", "p_adjusted"),
                 key="outcomes",
-                caption="Baseline-adjusted difference between arms at the named time point (ANCOVA); secondary "
-                "outcomes form one family for Holm's adjustment",
+                caption="Baseline-adjusted difference between arms at the named time point (ANCOVA"
+                + (f", adjusted for {', '.join(covariates)}" if covariates else "")
+                + "); p-values are adjusted within each family (role)",
             )
         )
     if resp_rows:

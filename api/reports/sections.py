@@ -133,11 +133,11 @@ def _reproducibility(data: ReportData) -> tuple[str, bool]:
             "Analysis plan",
             "no analysis plan recorded"
             if plan is None
-            else f"version {adapters.plan_field(plan, 'version', default='?')}, SHA-256 "
-            f"{adapters.plan_field(plan, 'hash', 'sha256', default='not recorded')}",
+            else f"version {plan.version}, locked {plan.locked_at}, SHA-256 {plan.hash or 'not recorded'}",
         ),
         ("Random seeds", "none: no analysis in this report draws random numbers"),
         ("Arm labels", "neutral (the study is blinded to this reader)" if data.masked else "arm names"),
+        ("Unblinded", "not unblinded" if data.unblinded_at is None else f"unblinded at {data.unblinded_at}"),
         ("Sites covered", "every site" if data.sites is None else ", ".join(data.sites)),
         ("Regenerate with", data.extra.get("command", "")),
     ]

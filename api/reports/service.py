@@ -64,7 +64,16 @@ def render(
         "Participants allocated": str(len(data.people)),
         "Arms": ", ".join(data.arms) + (" (neutral labels: blinded)" if data.masked else ""),
         "Sites": "every site" if data.sites is None else ", ".join(data.sites),
-        "Analysis plan": "locked plan on record" if data.plan is not None else "no analysis plan recorded",
+        "Analysis plan": (
+            f"version {data.plan.version}, locked {data.plan.locked_at}"
+            if data.plan is not None
+            else "no analysis plan recorded"
+        ),
+        "Blinding": (
+            "arms shown as neutral labels (blinded)"
+            if data.masked
+            else ("unblinded " + str(data.unblinded_at) if data.unblinded_at is not None else "arms named")
+        ),
         "Generated": generated,
     }
     html = render_document(

@@ -70,7 +70,7 @@ def _at(d: date, days: int) -> str:
 @pytest.fixture(scope="module")
 def trial(client, admin):
     h = admin.headers
-    r = client.post("/studies", json={"title": "Peer support for diabetes distress", "design": "rct"}, headers=h)
+    r = client.post("/studies", json={"title": "Diabetes distress trial", "design": "rct"}, headers=h)
     sid = r.json()["id"]
     for code in ("north", "south"):
         assert (
@@ -389,3 +389,54 @@ def test_html_offline_in_chromium_and_pdf_has_the_sections(report, backend):
         "Assessed for eligibility (n=17)",
     ):
         assert title in text, title
+
+
+def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
+    client, admin, analyst, trial, monkeypatch
+):
+    """The report reads ``api.sap.service.current_plan`` and ``api.sap.blinding.arm_labels`` when they
+    exist: here stand-ins with their documented shapes (a locked plan of PHQ-9 at m6, Bonferroni; arms
+    neutral for analysts, codes for staff)."""
+    import sys
+    import types
+    from datetime import datetime
+
+    sid, _ = trial
+    arms = {a["code"]: a["id"] for a in client.get(f"/studies/{sid}/arms", headers=admin.headers).json()}
+    neutral = {arms["peer"]: "B", arms["usual"]: "A"}
+    plan = types.SimpleNamespace(
+        version=2,
+        hash="c0ffee" * 10 + "abcd",
+        locked_at=datetime(2026, 3, 1, tzinfo=UTC),
+        content={
+            "primary": {"scale": "phq9", "wave": "m6", "model": "trial"},
+            "secondary": [{"scale": "gad7", "wave": "m6", "model": "trial"}],
+            "mcids": {"phq9": 5.0},
+            "multiplicity": "bonferroni",
+        },
+    )
+    sap_service = types.ModuleType("api.sap.service")
+    sap_service.current_plan = lambda session, study_id: plan if study_id == sid else None
+    blinding = types.ModuleType("api.sap.blinding")
+    blinding.arm_labels = lambda session, study_id, actor: (
+        dict(neutral) if actor.role == "analyst" else {i: c for c, i in arms.items()}
+    )
+    blinding.unblinding = lambda session, study_id: None
+    monkeypatch.setitem(sys.modules, "api.sap.service", sap_service)
+    monkeypatch.setitem(sys.modules, "api.sap.blinding", blinding)
+
+    r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=analyst.headers)
+    assert r.status_code == 201, r.text
+    html = client.get(r.json()["html_url"], headers=analyst.headers).text
+    assert PEER not in html and USUAL not in html and ">peer<" not in html and "usual" not in html.lower()
+    c = _counts(html)
+    assert _n(c["arm:Arm B:allocated"]) == 6 and _n(c["arm:Arm A:allocated"]) == 5
+    assert "(N = 6)" in html and "neutral (the study is blinded to this reader)" in html
+    assert "intervention" not in html.split('<section id="outcomes"')[1].split("</section>")[0].lower()
+    outcomes = html[html.index('data-table="outcomes"') :]
+    assert "pre-specified" in outcomes and "Bonferroni-adjusted p" in outcomes
+    assert "version 2" in html and plan.hash in html
+    # Staff see the arms by name.
+    r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=admin.headers)
+    html = client.get(r.json()["html_url"], headers=admin.headers).text
+    assert _n(_counts(html)[f"arm:{PEER}:allocated"]) == 6 and "Arm B" not in html
