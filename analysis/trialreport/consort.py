@@ -170,22 +170,31 @@ _LEFT = 110  # the stage labels' column
 Line = tuple[str, str | None, int]  # text, data-count key, indent
 
 
+_CONT = "+"  # the key of a wrapped line's continuation
+
+
 def _lines(items: list[Line]) -> list[Line]:
     """Wrap (text, data-count key, indent) lines to the box width."""
     out: list[Line] = []
     for text, key, indent in items:
         parts = textwrap.wrap(text, _CHARS - 3 * indent) or [""]
         out.append((parts[0], key, indent))
-        out.extend((p, None, indent + 1) for p in parts[1:])
+        out.extend((p, _CONT, indent + 1) for p in parts[1:])
     return out
 
 
 def _box(x: float, y: float, lines: list[Line], width: float = _W) -> tuple[str, float]:
+    """A box of lines; a wrapped line stays one ``<text>`` (continuations are ``<tspan>``), so that
+    its ``data-count`` element holds the whole sentence."""
     h = 12 + _LINE * len(lines)
     svg = [f'<rect x="{x}" y="{y}" width="{width}" height="{h}" rx="3" class="box"/>']
     for i, (text, key, indent) in enumerate(lines):
+        tx = x + 8 + 12 * indent
+        if key == _CONT:
+            svg[-1] = svg[-1].removesuffix("</text>") + f'<tspan x="{tx}" dy="{_LINE}">{escape(text)}</tspan></text>'
+            continue
         attr = f' data-count="{escape(key, {chr(34): "&quot;"})}"' if key else ""
-        svg.append(f'<text x="{x + 8 + 12 * indent}" y="{y + 18 + _LINE * i}"{attr}>{escape(text)}</text>')
+        svg.append(f'<text x="{tx}" y="{y + 18 + _LINE * i}"{attr}>{escape(text)}</text>')
     return "\n".join(svg), h
 
 

@@ -6,9 +6,10 @@
 * ``api.sap.blinding.arm_labels(session, study_id, actor) -> {arm id: label}``: neutral labels
   while the study is blinded (``Arm A``); arm names otherwise. ``api.sap.blinding.unblinding``
   gives the unblinding time the report shows.
-* ``api.delivery.report.received_allocated(session, study_id) -> {participant id: (bool, reason)}``:
-  whether each participant received the allocated intervention (the process evaluation's
-  adherence definition). Without it the flow diagram says "not recorded".
+* ``api.delivery.report.received_allocated(session, study_id) -> {participant id: (bool, reason)}``,
+  else ``api.delivery.dose.participant_dose``'s ``adherent``: whether each participant received
+  the allocated intervention (the process evaluation's adherence definition). Without either the
+  flow diagram says "not recorded".
 """
 
 from __future__ import annotations
@@ -123,7 +124,28 @@ def unblinded_at(session: Session, study: Study) -> Any | None:
     return getattr(row, "unblinded_at", None) if row is not None else None
 
 
-def received_allocated(session: Session, study: Study) -> dict[int, tuple[bool, str | None]] | None:
-    """Per participant id, whether the allocated intervention was received (and why not), or None."""
+def received_allocated(session: Session, study: Study) -> dict[int, tuple[bool | None, str | None]] | None:
+    """Per participant id, whether the allocated intervention was received (and why not), or None
+    when no delivery records exist.
+
+    ``api.delivery.report.received_allocated`` when a domain provides it; else the arm's adherence
+    definition applied by ``api.delivery.dose.participant_dose`` over the whole follow-up (``None``
+    for an arm without a delivery plan).
+    """
     fn = hook("api.delivery.report", "received_allocated")
-    return fn(session, study.id) if fn is not None else None
+    if fn is not None:
+        return dict(fn(session, study.id))
+    dose = hook("api.delivery.dose", "participant_dose")
+    if dose is None:
+        return None
+    out: dict[int, tuple[bool | None, str | None]] = {}
+    for row in dose(session, study.id, None):
+        adherent = row.get("adherent")
+        if adherent is None:
+            out[row["participant_id"]] = (None, None)
+        elif adherent:
+            out[row["participant_id"]] = (True, None)
+        else:
+            none = not row.get("sessions_attended") and not row.get("contacts")
+            out[row["participant_id"]] = (False, "never attended" if none else "below the adherence definition")
+    return out if any(v[0] is not None for v in out.values()) else None

@@ -173,7 +173,9 @@ def report(client, admin, trial, settings):
 
 
 def _counts(html: str) -> dict[str, str]:
-    return {k: unescape(v) for k, v in re.findall(r'data-count="([^"]+)"[^>]*>([^<]*)</text>', html)}
+    """``data-count`` key -> the whole sentence of its ``<text>`` (wrapped parts are ``<tspan>``)."""
+    found = re.findall(r'<text[^>]*data-count="([^"]+)"[^>]*>(.*?)</text>', html)
+    return {k: unescape(" ".join(re.sub(r"<[^>]+>", " ", v).split())) for k, v in found}
 
 
 def _n(text: str) -> int:
@@ -198,7 +200,7 @@ def test_consort_numbers_match_hand_counts(report):
     for arm, want in expected.items():
         for key, n in want.items():
             assert _n(c[f"arm:{arm}:{key}"]) == n, (arm, key, c[f"arm:{arm}:{key}"])
-        assert c[f"arm:{arm}:received"].startswith("Received allocated intervention: not")  # no delivery records
+        assert c[f"arm:{arm}:received"] == "Received allocated intervention: not recorded"  # no delivery records
     assert c[f"arm:{PEER}:wave:baseline"] == "baseline: assessed 6 of 6 due"  # P6's baseline window has closed
     assert c[f"arm:{PEER}:wave:m6"] == "m6: assessed 3 of 5 due"  # P6 enrolled 20 days ago
     assert c[f"arm:{USUAL}:wave:baseline"] == "baseline: assessed 4 of 5 due"  # U4 skipped baseline
@@ -394,14 +396,15 @@ def test_html_offline_in_chromium_and_pdf_has_the_sections(report, backend):
 def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
     client, admin, analyst, trial, monkeypatch
 ):
-    """The report reads ``api.sap.service.current_plan`` and ``api.sap.blinding.arm_labels`` when they
-    exist: here stand-ins with their documented shapes (a locked plan of PHQ-9 at m6, Bonferroni; arms
-    neutral for analysts, codes for staff)."""
+    """The report reads ``api.sap.service.current_plan``, ``api.sap.blinding.arm_labels`` and
+    ``api.delivery.dose.participant_dose`` when they exist: here stand-ins with their documented
+    shapes (a locked plan of PHQ-9 at m6, Bonferroni; arms neutral for analysts, codes for staff;
+    adherence per participant)."""
     import sys
     import types
     from datetime import datetime
 
-    sid, _ = trial
+    sid, ids = trial
     arms = {a["code"]: a["id"] for a in client.get(f"/studies/{sid}/arms", headers=admin.headers).json()}
     neutral = {arms["peer"]: "B", arms["usual"]: "A"}
     plan = types.SimpleNamespace(
@@ -424,6 +427,20 @@ def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
     blinding.unblinding = lambda session, study_id: None
     monkeypatch.setitem(sys.modules, "api.sap.service", sap_service)
     monkeypatch.setitem(sys.modules, "api.sap.blinding", blinding)
+    # Delivery records: the peer arm's adherence definition met by P1, P2, P5; P3 never came, P4 came
+    # too little; P6 not yet known; usual care has no delivery plan (adherent None).
+    adherence = {"P1": True, "P2": True, "P5": True, "P3": False, "P4": False}
+    delivery = types.ModuleType("api.delivery.dose")
+    delivery.participant_dose = lambda session, study_id, actor: [
+        {
+            "participant_id": pid,
+            "adherent": adherence.get(code),
+            "sessions_attended": 2 if code == "P4" else 0,
+            "contacts": 0,
+        }
+        for code, pid in ids.items()
+    ]
+    monkeypatch.setitem(sys.modules, "api.delivery.dose", delivery)
 
     r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=analyst.headers)
     assert r.status_code == 201, r.text
@@ -431,6 +448,11 @@ def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
     assert PEER not in html and USUAL not in html and ">peer<" not in html and "usual" not in html.lower()
     c = _counts(html)
     assert _n(c["arm:Arm B:allocated"]) == 6 and _n(c["arm:Arm A:allocated"]) == 5
+    assert _n(c["arm:Arm B:received"]) == 3 and _n(c["arm:Arm B:not_received"]) == 2
+    assert _n(c["arm:Arm B:unknown_received"]) == 1 and c["arm:Arm A:received"].endswith(": not recorded")
+    flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
+    assert "never attended (n=1)" in flow and "below the adherence definition" in flow
+    assert "No delivery records" not in flow
     assert "(N = 6)" in html and "neutral (the study is blinded to this reader)" in html
     assert "intervention" not in html.split('<section id="outcomes"')[1].split("</section>")[0].lower()
     outcomes = html[html.index('data-table="outcomes"') :]
