@@ -138,7 +138,7 @@ def _reproducibility(data: ReportData) -> tuple[str, bool]:
         ("Random seeds", "none: no analysis in this report draws random numbers"),
         ("Arm labels", "neutral (the study is blinded to this reader)" if data.masked else "arm names"),
         ("Unblinded", "not unblinded" if data.unblinded_at is None else f"unblinded at {data.unblinded_at}"),
-        ("Sites covered", "every site" if data.sites is None else ", ".join(data.sites)),
+        ("Sites covered", "every site" if data.sites is None else (", ".join(data.sites) or "none")),
         ("Regenerate with", data.extra.get("command", "")),
     ]
     counts = Counter(s.outcome for s in data.screening)

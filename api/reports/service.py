@@ -63,7 +63,7 @@ def render(
         "Design": DESIGNS.get(study.design, study.design),
         "Participants allocated": str(len(data.people)),
         "Arms": ", ".join(data.arms) + (" (neutral labels: blinded)" if data.masked else ""),
-        "Sites": "every site" if data.sites is None else ", ".join(data.sites),
+        "Sites": "every site" if data.sites is None else (", ".join(data.sites) or "none"),
         "Analysis plan": (
             f"version {data.plan.version}, locked {data.plan.locked_at}"
             if data.plan is not None

@@ -462,3 +462,22 @@ def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
     r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=admin.headers)
     html = client.get(r.json()["html_url"], headers=admin.headers).text
     assert _n(_counts(html)[f"arm:{PEER}:allocated"]) == 6 and "Arm B" not in html
+
+
+def test_a_study_without_data_gets_a_report_that_says_what_is_missing(client, admin, make_study, trial):
+    study = make_study()
+    for body in ({"pdf": False}, {"pdf": False, "sites": []}):
+        r = client.post(f"/studies/{study.id}/reports", json=body, headers=admin.headers)
+        assert r.status_code == 201, r.text
+        out = r.json()
+        assert {s["key"] for s in out["sections"] if s["present"]} == {"reproducibility"}
+        html = client.get(out["html_url"], headers=admin.headers).text
+        for sentence in (
+            "No participant allocated and no screening log recorded",
+            "No outcome data recorded yet",
+            "No delivery records",
+        ):
+            assert sentence in html
+    sid, _ = trial
+    r = client.post(f"/studies/{sid}/reports", json={"pdf": False, "sites": []}, headers=admin.headers)
+    assert r.status_code == 201 and "Randomised (n=" not in client.get(r.json()["html_url"], headers=admin.headers).text
