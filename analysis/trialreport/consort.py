@@ -91,7 +91,8 @@ def flow_counts(
         ``received``/``not_received`` (None when unknown) and ``not_received_reasons``, ``lost``,
         ``withdrew``, ``discontinued`` (None when unknown), their ``*_reasons``, ``waves`` (code,
         ``due``: window closed, ``assessed``: of those due, ``early``: assessed before their window
-        closed), ``analysed``, ``excluded_analysis`` and ``excluded_analysis_reasons``.
+        closed, ``left``: of those due, withdrawn or lost before the wave), ``analysed``,
+        ``excluded_analysis`` and ``excluded_analysis_reasons``.
     """
     codes = [w for w, _ in waves]
     primary = primary_wave or (codes[-1] if codes else None)
@@ -137,7 +138,18 @@ def flow_counts(
             due = grp if "due_offset" not in grp else grp[grp["due_offset"].fillna(-1) >= offsets[w]]
             done_all = sum((p, w) in done for p in grp["participant"])
             done_due = sum((p, w) in done for p in due["participant"])
-            per_wave.append({"wave": w, "due": len(due), "assessed": done_due, "early": done_all - done_due})
+            gone = due["status"].isin(("withdrawn", "lost_to_follow_up")) & (
+                pd.to_numeric(due["status_days"], errors="coerce") < offsets[w]
+            )
+            per_wave.append(
+                {
+                    "wave": w,
+                    "due": len(due),
+                    "assessed": done_due,
+                    "early": done_all - done_due,
+                    "left": int(gone.sum()),
+                }
+            )
         a["waves"] = per_wave
         why: list[str | None] = []
         for p, due_off in zip(grp["participant"], grp.get("due_offset", pd.Series([None] * len(grp))), strict=True):
@@ -304,7 +316,10 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
         fl += _reason_lines(a["discontinued_reasons"])
         for w in a["waves"]:
             early = f" (+{w['early']} not yet due)" if w.get("early") else ""
-            fl.append((f"{w['wave']}: assessed {w['assessed']} of {w['due']} due{early}", f"{k}:wave:{w['wave']}", 0))
+            left = f"; {w['left']} had left the study" if w.get("left") else ""
+            fl.append(
+                (f"{w['wave']}: assessed {w['assessed']} of {w['due']} due{early}{left}", f"{k}:wave:{w['wave']}", 0)
+            )
         follow.append(_lines(fl))
         an: list[Line] = [
             (f"Analysed (n={a['analysed']})", f"{k}:analysed", 0),

@@ -202,9 +202,10 @@ def test_consort_numbers_match_hand_counts(report):
             assert _n(c[f"arm:{arm}:{key}"]) == n, (arm, key, c[f"arm:{arm}:{key}"])
         assert c[f"arm:{arm}:received"] == "Received allocated intervention: not recorded"  # no delivery records
     assert c[f"arm:{PEER}:wave:baseline"] == "baseline: assessed 6 of 6 due"  # P6's baseline window has closed
-    assert c[f"arm:{PEER}:wave:m6"] == "m6: assessed 3 of 5 due"  # P6 enrolled 20 days ago
+    # P6 enrolled 20 days ago; P3 (day 60) and P4 (day 40) left before m6, U5 (day 90) too.
+    assert c[f"arm:{PEER}:wave:m6"] == "m6: assessed 3 of 5 due; 2 had left the study"
     assert c[f"arm:{USUAL}:wave:baseline"] == "baseline: assessed 4 of 5 due"  # U4 skipped baseline
-    assert c[f"arm:{USUAL}:wave:m6"] == "m6: assessed 3 of 5 due"
+    assert c[f"arm:{USUAL}:wave:m6"] == "m6: assessed 3 of 5 due; 1 had left the study"
     # Reasons under the boxes: P3 moved away (lost), P4 too busy, U5 moved away (withdrew).
     flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
     assert "moved away (n=1)" in flow and "too busy (n=1)" in flow and "adverse event (n=1)" in flow
