@@ -128,3 +128,17 @@ def test_import_transcript_and_joint_display(study, engine, tmp_path):
     out = tmp_path / "joint"
     nope = run("joint-display", str(study.id), "--theme", "no_such_code", "-o", str(out))
     assert nope.exit_code == 2 and "themes" in nope.output
+
+
+def test_report_writes_html_and_is_audited(study, engine, tmp_path):
+    res = run("report", str(study.id), "--no-pdf", "--outdir", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Randomised (n=3)" in html and NAME not in html and "CLI-0" not in html  # no identifier, no code
+    assert "sections without data yet: " in res.output and "Intervention and process" in res.output
+    assert not (tmp_path / "out" / "report.pdf").exists()
+    digest = res.output.split("data snapshot sha256 ")[1].split()[0]
+    audited = [e for e in events(engine, study.id, "report_run") if e.action == "report.generate"]
+    assert audited and audited[-1].after["data_hash"] == digest and audited[-1].actor_role == "analyst"
+    bad = run("report", str(study.id), "--site", "west")
+    assert bad.exit_code == 2 and "--site" in bad.output and "Traceback" not in bad.output
