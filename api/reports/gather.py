@@ -25,7 +25,7 @@ from api.participants.models import Participant
 from api.reports import adapters, screening
 from api.reports.models import ScreeningEntry
 from api.safety.models import AdverseEvent
-from api.studies.models import Study
+from api.studies.models import Site, Study
 
 #: Adverse-event actions that discontinue the allocated intervention.
 DISCONTINUING_ACTIONS = ("intervention_stopped",)
@@ -129,6 +129,8 @@ def _people(
         ],
         columns=cols,
     )
+    names = dict(session.exec(select(Site.id, Site.name).where(Site.study_id == study.id)).all())
+    df["site_name"] = [names.get(design.sites.get(c, -1), c) for c in df["site"]]
     df["due_offset"] = _due_offsets(df["enrolled_on"], design.waves, study.time_zone) if len(df) else []
     last = long[long["value"].notna()].groupby("participant")["days"].max() if len(long) else pd.Series(dtype=float)
     df["last_days"] = df["participant"].map(last).astype(float)

@@ -29,10 +29,10 @@ def context_label(column: str) -> str:
 
 
 def _baseline_people(data: ReportData) -> tuple[pd.DataFrame, list[Variable]]:
-    people = data.people[["participant", "arm", "site"]].copy()
+    people = data.people[["participant", "arm", "site_name"]].copy()
     variables: list[Variable] = []
     if data.sites is None and len(data.design.sites) > 1 or data.sites is not None and len(data.sites) > 1:
-        variables.append(Variable("site", "Site", "categorical"))
+        variables.append(Variable("site_name", "Site", "categorical"))
     long = data.long
     if len(long):
         ctx = [c for c in long.columns if c.startswith("context_")]

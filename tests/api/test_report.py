@@ -227,8 +227,11 @@ def test_table1_numbers_match_hand_counts(report):
     for arm, vals in ((PEER, peer), (USUAL, usual)):
         assert _cell(html, f"scale:phq9||{arm}") == f"{statistics.mean(vals):.1f} ({statistics.stdev(vals):.1f})"
         assert _cell(html, f"scale:gad7||{arm}") == "7.0 (0.0)"
-    assert _cell(html, f"site|north|{PEER}") == "4 (66.7%)" and _cell(html, f"site|south|{PEER}") == "2 (33.3%)"
-    assert _cell(html, f"site|north|{USUAL}") == "3 (60.0%)" and _cell(html, f"site|south|{USUAL}") == "2 (40.0%)"
+    assert (
+        _cell(html, f"site_name|North|{PEER}") == "4 (66.7%)" and _cell(html, f"site_name|South|{PEER}") == "2 (33.3%)"
+    )
+    assert _cell(html, f"site_name|North|{USUAL}") == "3 (60.0%)"
+    assert _cell(html, f"site_name|South|{USUAL}") == "2 (40.0%)"
     assert re.search(rf'data-missing="scale:phq9\|{USUAL}">1</td>', html)
     assert re.search(rf'data-missing="scale:phq9\|{PEER}">0</td>', html)
     assert "(N = 6)" in html and "(N = 5)" in html
