@@ -82,6 +82,7 @@ class Planned:
     covariates: list[str]
     method: str
     status: str
+    missing: tuple[str, ...] = ()  # planned outcomes without any data
 
 
 def _outcome_plan(data: ReportData) -> Planned:
@@ -101,6 +102,7 @@ def _outcome_plan(data: ReportData) -> Planned:
             plan.covariates,
             method,
             f"pre-specified in the locked analysis plan (version {plan.version})",
+            tuple(o[0] for o in outs if o[0] not in present),
         )
     # Without a plan: the standard outcomes (primary first), else every scale collected.
     ordered = [s for s in DEFAULT_SCALES if s in present] or present
@@ -119,9 +121,10 @@ def outcomes_section(data: ReportData) -> tuple[str, bool]:
     if not planned.outcomes:
         return absent("none of the outcomes of the analysis plan has data yet"), False
     scales = [s for s, _, _ in planned.outcomes]
+    problems = [f"{scale_label(s)}: in the analysis plan, but no data recorded" for s in planned.missing]
     covariates = [c for c in planned.covariates if c in long.columns]
     waves = [w for w, _ in data.waves]
-    rows, es_rows, resp_rows, figs, problems = [], [], [], [], []
+    rows, es_rows, resp_rows, figs = [], [], [], []
     for s, wave, family in planned.outcomes:
         have = [w for w in waves if ((long["scale"] == s) & (long["wave"] == w) & long["value"].notna()).any()]
         post = wave if wave in have else (have[-1] if len(have) > 1 else None)

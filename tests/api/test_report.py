@@ -417,7 +417,7 @@ def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
         locked_at=datetime(2026, 3, 1, tzinfo=UTC),
         content={
             "primary": {"scale": "phq9", "wave": "m6", "model": "trial"},
-            "secondary": [{"scale": "gad7", "wave": "m6", "model": "trial"}],
+            "secondary": [{"scale": "gad7", "wave": "m6", "model": "trial"}, {"scale": "semcd6", "wave": "m6"}],
             "mcids": {"phq9": 5.0},
             "multiplicity": "bonferroni",
         },
@@ -461,6 +461,7 @@ def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
     assert "intervention" not in html.split('<section id="outcomes"')[1].split("</section>")[0].lower()
     outcomes = html[html.index('data-table="outcomes"') :]
     assert "pre-specified" in outcomes and "Bonferroni-adjusted p" in outcomes
+    assert "Self-efficacy for managing chronic disease (mean 1-10): in the analysis plan, but no data recorded" in html
     assert "version 2" in html and plan.hash in html
     # Staff see the arms by name.
     r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=admin.headers)
