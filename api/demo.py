@@ -119,6 +119,7 @@ def load_demo(
 
 def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult:
     import instruments
+    from api import demo_clinical as clinical_demo
     from api.auth.models import User
     from api.auth.service import Actor
     from api.participants import service as participants
@@ -174,7 +175,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             studies.create_arm(session, study, ArmCreate(code=code, name=name, kind=kind), actor)
         known = set(instruments.codes())
         for code, offset, before, after in WAVES:
-            wanted = BASELINE_INSTRUMENTS if offset == 0 else FOLLOWUP_INSTRUMENTS
+            wanted = (BASELINE_INSTRUMENTS if offset == 0 else FOLLOWUP_INSTRUMENTS) + clinical_demo.for_wave(code)
             studies.create_wave(
                 session,
                 study,
@@ -234,6 +235,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
                 actor=actor,
             )
             result.responses += 1
+        result.responses += clinical_demo.add_measures(session, study, actor, ZoneInfo(DEMO_TZ), today, seed)
         for p, row in by_code.values():
             status, status_date = _status(p, row, today)
             if status != "active":

@@ -108,7 +108,8 @@ def validate(
     """Check one response and return every problem at once (empty list = valid).
 
     Rules (``Problem.rule``): ``unknown_item``, ``not_a_number``, ``not_an_option``, ``not_an_integer``,
-    ``out_of_range``, ``not_text``, ``external_not_allowed``, ``external_out_of_range``.
+    ``out_of_range``, ``not_text``, ``external_not_allowed``, ``external_out_of_range``, ``one_unit``
+    (a clinical measure entered in two units at once).
     ``None`` (or NaN) means unanswered and is always valid.
 
     Examples
@@ -146,6 +147,20 @@ def validate(
                     problems.append(Problem(code, "not_an_option", f"{one!r} is not one of the options"))
         elif not isinstance(raw, str):
             problems.append(Problem(code, "not_text", f"{raw!r} is not text"))
+    # A measure entered in two units at once (HbA1c in % and in mmol/mol) is ambiguous: which one
+    # the lab reported cannot be told, so the second one given is refused.
+    groups: set[frozenset[str]] = set()
+    order = {it.code: i for i, it in enumerate(inst.items)}
+    for sc in inst.scales:
+        group = frozenset(sc.items)
+        if sc.method != "convert" or group in groups:
+            continue
+        groups.add(group)
+        given = sorted((c for c in sc.items if c in answers and not _is_missing(answers[c])), key=order.get)
+        for extra in given[1:]:
+            problems.append(
+                Problem(extra, "one_unit", f"{given[0]} is given already: enter {' or '.join(sorted(group))}, not both")
+            )
     for code, raw in (external_scores or {}).items():
         try:
             sc = inst.scale(code)
@@ -179,7 +194,11 @@ def _round_half_up(x: np.ndarray) -> np.ndarray:
 
 
 def _scale_values(
-    sc: Scale, X: np.ndarray, lookup_source: np.ndarray | None, inst_code: str, external: np.ndarray | None
+    sc: Scale,
+    X: np.ndarray,
+    lookup_source: np.ndarray | dict[str, np.ndarray] | None,
+    inst_code: str,
+    external: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (value, answered, prorated, reason_code) arrays for one scale.
 
@@ -187,6 +206,17 @@ def _scale_values(
     """
     n = X.shape[0]
     k = len(sc.items)
+    if sc.method == "derived":
+        # ``lookup_source`` carries the formula's input columns (see _score_columns).
+        from .clinical import derive
+
+        inputs = lookup_source if isinstance(lookup_source, dict) else {}
+        value = derive(sc.options["formula"], inputs)
+        have = np.column_stack([~np.isnan(v) for v in inputs.values()]) if inputs else np.zeros((n, 0), dtype=bool)
+        answered = have.sum(axis=1).astype(np.int64)
+        complete = answered == len(inputs)
+        reason = np.where(np.isnan(value), np.where(complete, 5, 4), 0).astype(np.int8)
+        return value, answered, np.zeros(n, dtype=bool), reason
     if sc.method == "lookup":
         cal = registry.calibration(inst_code, sc.code)
         value = np.full(n, np.nan)
@@ -234,6 +264,12 @@ def _scale_values(
             value = np.where(answered < k, total * k / safe, total)
             if sc.options.get("rounding", "none") == "half_up":
                 value = _round_half_up(value)
+    elif sc.method == "convert":
+        from .clinical import convert
+
+        factors = {c: tuple(sc.options["factors"][c]) for c in sc.items}
+        value = convert(factors, {c: X[:, j] for j, c in enumerate(sc.items)}, n)
+        prorated = np.zeros(n, dtype=bool)
     else:  # the schema admits no other method
         raise InstrumentError(f"scale {sc.code}: unknown method {sc.method!r}")
     value = np.where(ok, value, np.nan)
@@ -254,7 +290,13 @@ def _bands(sc: Scale, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, levels
 
 
-def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int) -> np.ndarray:
+def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int, out: dict | None = None) -> np.ndarray:
+    if fl.kind == "scale":
+        x = (out or {}).get(fl.scales[0], {}).get("value")
+        if x is None:
+            return np.zeros(n, dtype=bool)
+        with np.errstate(invalid="ignore"):
+            return ~np.isnan(x) & _OPS[fl.op](x, fl.value)
     if fl.kind == "item":
         x = cols.get(fl.items[0])
         if x is None:
@@ -277,6 +319,8 @@ _REASONS = {
     1: "too few items answered: {answered} of {expected}, at least {min} needed",
     2: "no calibration table registered and no external score given",
     3: "raw score outside the registered calibration table",
+    4: "a value the formula needs is missing: {answered} of {expected} given",
+    5: "the values given are outside the range the formula applies to",
 }
 
 
@@ -287,7 +331,12 @@ def _score_columns(inst: Instrument, cols: dict[str, np.ndarray], external: dict
     empty = np.full(n, np.nan)
     for sc in inst.scales:
         X = np.column_stack([cols.get(c, empty) for c in sc.items]) if sc.items else np.empty((n, 0))
-        src = out[sc.source]["value"] if sc.method == "lookup" else None
+        src: Any = out[sc.source]["value"] if sc.method == "lookup" else None
+        if sc.method == "derived":
+            src = {
+                arg: out[ref]["value"] if ref in out else cols.get(ref, empty)
+                for arg, ref in (sc.options.get("inputs") or {}).items()
+            }
         value, answered, prorated, reason = _scale_values(sc, X, src, inst.code, external.get(sc.code))
         if sc.method == "lookup" and sc.source in out:
             answered = out[sc.source]["answered"]
@@ -301,10 +350,12 @@ def _score_columns(inst: Instrument, cols: dict[str, np.ndarray], external: dict
             "level": levels,
             "expected": len(out[sc.source]["scale"].items)
             if sc.method == "lookup" and sc.source in out
+            else len(sc.options.get("inputs") or {})
+            if sc.method == "derived"
             else len(sc.items),
             "scale": sc,
         }
-    flags = [(fl, _flag_mask(fl, cols, comp, n)) for fl in inst.flags]
+    flags = [(fl, _flag_mask(fl, cols, comp, n, out)) for fl in inst.flags]
     return out, flags
 
 
@@ -369,7 +420,9 @@ def score(
                 prorated=bool(r["prorated"][0]),
                 missing_reason=None
                 if reason == 0
-                else _REASONS[reason].format(answered=int(r["answered"][0]), expected=len(sc.items), min=sc.min_items),
+                else _REASONS[reason].format(
+                    answered=int(r["answered"][0]), expected=int(r["expected"]), min=sc.min_items
+                ),
                 flags=[fl.code for fl, m in flags if m[0] and (not fl.scales or sc.code in fl.scales)],
             )
         )

@@ -223,3 +223,71 @@ def to_fhir_questionnaire_response(
     if items:
         qr["item"] = items
     return qr
+
+
+#: UCUM codes of the units the clinical definitions use (``unit`` is shown; ``code`` is UCUM).
+_UCUM = {u: u for u in ("mmol/mol", "%", "kg", "cm", "m", "kg/m2", "mm[Hg]", "/min")}
+
+
+def to_fhir_observations(
+    instrument: str | Instrument,
+    scores: Sequence[Score],
+    *,
+    identifier: str,
+    subject: str | Mapping[str, Any],
+    effective: str | dt.datetime,
+) -> list[dict[str, Any]]:
+    """The scored clinical measures of one response as FHIR R4 ``Observation`` resources.
+
+    One Observation per scale that has a value and a unit: ``code`` is the scale's LOINC code
+    (and the scale itself in the instrument's code system), ``valueQuantity`` the value in the
+    canonical unit with its UCUM code, ``effectiveDateTime`` when it was measured, and a flagged
+    value carries the flag in ``interpretation`` text. Scales without a unit (questionnaire scores)
+    are left out: they travel as QuestionnaireResponse.
+
+    Examples
+    --------
+    >>> from instruments import score
+    >>> obs = to_fhir_observations("hba1c", score("hba1c", {"hba1c_pct": 7.0}), identifier="S1/P1/bl/hba1c/1",
+    ...                            subject="ResearchSubject/P1", effective="2026-01-05T10:00:00Z")
+    >>> [(o["code"]["coding"][0]["code"], round(o["valueQuantity"]["value"]), o["valueQuantity"]["code"]) for o in obs]
+    [('59261-8', 53, 'mmol/mol'), ('4548-4', 7, '%')]
+    """
+    inst = registry.get(instrument)
+    out = []
+    for s in scores:
+        if s.value is None or (isinstance(s.value, float) and math.isnan(s.value)):
+            continue
+        sc = inst.scale(s.scale)
+        if not sc.unit:
+            continue
+        coding = [{"system": _system(inst), "code": sc.code, "display": sc.label}]
+        if sc.loinc:
+            coding.insert(0, {"system": "http://loinc.org", "code": sc.loinc, "display": sc.label})
+        quantity: dict[str, Any] = {"value": float(s.value), "unit": sc.unit}
+        if sc.unit in _UCUM:
+            quantity.update(system="http://unitsofmeasure.org", code=_UCUM[sc.unit])
+        obs: dict[str, Any] = {
+            "resourceType": "Observation",
+            "identifier": [{"system": "urn:peerlens:observation", "value": f"{identifier}/{sc.code}"}],
+            "status": "final",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                            "code": inst.notes.get("fhir_category", "exam"),
+                        }
+                    ]
+                }
+            ],
+            "code": {"coding": coding, "text": sc.label},
+            "subject": {"reference": subject} if isinstance(subject, str) else dict(subject),
+            "effectiveDateTime": _authored(effective),
+            "valueQuantity": quantity,
+        }
+        if s.flags:
+            flags = {fl.code: fl.message for fl in inst.flags}
+            obs["interpretation"] = [{"text": flags.get(f, f)} for f in s.flags]
+        out.append(obs)
+    return out

@@ -33,6 +33,8 @@ _SCALE_FIELDS = {
     "higher_is",
     "notes",
     "options",
+    "unit",
+    "loinc",
 }
 
 
@@ -106,6 +108,7 @@ def instrument_from_dict(data: dict[str, Any], where: str = "definition") -> Ins
                 loinc=it.get("loinc"),
                 required=bool(it.get("required", False)),
                 notes=it.get("notes"),
+                unit=it.get("unit"),
             )
         )
     scales = []
@@ -137,6 +140,8 @@ def instrument_from_dict(data: dict[str, Any], where: str = "definition") -> Ins
                 external=bool(sc.get("external", False)),
                 higher_is=sc.get("higher_is"),
                 notes=sc.get("notes"),
+                unit=sc.get("unit"),
+                loinc=sc.get("loinc"),
             )
         )
     flags = tuple(
@@ -203,9 +208,22 @@ def check_references(inst: Instrument, where: str = "definition") -> None:
         for c in sc.items:
             if c not in known:
                 problems.append(f"scale {sc.code}: unknown item {c}")
+        if sc.method == "convert":
+            factors = sc.options.get("factors") or {}
+            if set(factors) != set(sc.items):
+                problems.append(f"scale {sc.code}: convert needs one [a, b] factor pair per item")
+        if sc.method == "derived":
+            from .clinical import FORMULAS
+
+            formula = sc.options.get("formula")
+            if formula not in FORMULAS:
+                problems.append(f"scale {sc.code}: unknown formula {formula!r} (known: {sorted(FORMULAS)})")
+            for c in (sc.options.get("inputs") or {}).values():
+                if c not in seen_scales and c not in known:
+                    problems.append(f"scale {sc.code}: input {c!r} must be an item or a scale defined before it")
         if sc.method == "lookup" and sc.source not in seen_scales:
             problems.append(f"scale {sc.code}: lookup source {sc.source!r} must be a scale defined before it")
-        if sc.min_items > len(sc.items) and sc.method != "lookup":
+        if sc.min_items > len(sc.items) and sc.method not in ("lookup", "derived"):
             problems.append(f"scale {sc.code}: min_items {sc.min_items} > {len(sc.items)} items")
         for c in sc.items:
             if c in known and not inst.item(c).scored:
@@ -218,6 +236,8 @@ def check_references(inst: Instrument, where: str = "definition") -> None:
         for c in fl.scales:
             if c not in seen_scales:
                 problems.append(f"flag {fl.code}: unknown scale {c}")
+        if fl.kind == "scale" and (not fl.scales or fl.value is None):
+            problems.append(f"flag {fl.code}: kind scale needs scales and a value")
     from .alerts import rule_problems
 
     seen_alerts: set[str] = set()

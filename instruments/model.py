@@ -35,6 +35,7 @@ class Item:
     loinc: str | None = None  # LOINC question code where one is published
     required: bool = False
     notes: str | None = None  # e.g. a field imported from REDCap that keeps its branching logic as text
+    unit: str | None = None  # UCUM-style unit of a measured value (e.g. "mmol/mol", "kg")
 
     def option_codes(self) -> set:
         return {o.code for o in self.options}
@@ -60,7 +61,7 @@ class Scale:
     code: str
     label: str
     items: tuple[str, ...]
-    method: str  # sum | mean | prorated_sum | dichotomised_sum | lookup | item
+    method: str  # sum | mean | prorated_sum | dichotomised_sum | lookup | item | convert | derived
     min_items: int
     range: tuple[float, float]
     bands: tuple[Band, ...] = ()
@@ -72,6 +73,8 @@ class Scale:
     external: bool = False
     higher_is: str | None = None  # "better" | "worse": direction, for responder analysis
     notes: str | None = None
+    unit: str | None = None  # unit of the score (clinical measures), shown in dictionaries and labels
+    loinc: str | None = None  # LOINC code of the measured quantity (FHIR Observation.code)
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class Flag:
     code: str
     rule: str  # human-readable rule, e.g. "phq9_9 > 0"
     message: str
-    # Machine form of ``rule``. kind "item": ``items[0] op value``; kind "extreme_pattern": every
+    # Machine form of ``rule``. kind "item": ``items[0] op value``; kind "scale": the score of
+    # ``scales[0]`` ``op value`` (e.g. a plausible but alarming HbA1c); kind "extreme_pattern": every
     # one of ``items`` answered (at least ``min_answered``) and all at the lowest, or all at the
     # highest, non-missing option.
     kind: str = "item"

@@ -159,10 +159,13 @@ def item_column(inst: Instrument, item: Item, name: str | None = None) -> Column
     else:
         kind = "float"
     rng = (item.min, item.max) if item.min is not None or item.max is not None else None
-    unit = {"date": "ISO date (de-identified: days since enrolment)", "datetime": "ISO date-time"}.get(item.kind)
+    unit = item.unit or {"date": "ISO date (de-identified: days since enrolment)", "datetime": "ISO date-time"}.get(
+        item.kind
+    )
     return Column(
         name or item.code,
-        item_label(item),
+        # The unit travels in the label too: Stata and SPSS files have no other place for it.
+        f"{item_label(item)} ({item.unit})" if item.unit else item_label(item),
         kind,
         unit=unit,
         values=tuple((o.code, o.label + (" (missing)" if o.missing else "")) for o in item.options),
@@ -176,9 +179,9 @@ def scale_column(inst: Instrument, scale) -> Column:
     bands = "; ".join(f"{b.label}: {b.min}-{b.max}" for b in scale.bands) or None
     return Column(
         scale.code,
-        scale.label,
+        f"{scale.label} ({scale.unit})" if scale.unit else scale.label,
         "float",
-        unit="points",
+        unit=scale.unit or "points",
         instrument=inst.code,
         range=tuple(scale.range),
         notes=f"bands: {bands}" if bands else None,
@@ -257,6 +260,8 @@ def dictionary_json(
                     "version": str(inst.version),
                     "citation": inst.citation,
                     "licence": inst.licence,
+                    # The long shape holds every scale in one ``value`` column: its unit is here.
+                    "scales": [{"code": sc.code, "label": sc.label, "unit": sc.unit or "points"} for sc in inst.scales],
                 }
             )
     from api.release import version

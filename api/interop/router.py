@@ -14,6 +14,7 @@ from api.auth.service import Actor
 from api.db import get_session
 from api.errors import Unprocessable
 from api.inputguard import decode_upload
+from api.interop.measures import import_measures
 from api.interop.service import import_redcap
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -81,6 +82,33 @@ def import_redcap_route(
                 "msg": e.msg,
                 "type": e.kind,
             }
+            for e in report.errors
+        ]
+        return JSONResponse({"detail": detail, "report": body}, status_code=422)
+    return body
+
+
+@router.post("/studies/{study_id}/imports/measures")
+def import_measures_route(
+    file: UploadFile = File(..., description="CSV: participant, wave, instrument, measured_at, then item columns"),
+    dry_run: bool = Form(False),
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """Import clinical measures (lab results, records) through the same validation as any submission.
+
+    200 with the report when written (``committed: true``) or on ``dry_run``; 422 with
+    ``detail`` (row and column of each problem) and the report when any row failed, in which case
+    nothing was written.
+    """
+    report = import_measures(session, study, actor, _text(file, "file"), dry_run=dry_run)
+    if report.committed:
+        session.commit()
+    body = report.as_dict()
+    if not report.ok:
+        detail = [
+            {"loc": ["body", "file", e.row if e.row is not None else "", e.field or ""], "msg": e.msg, "type": e.kind}
             for e in report.errors
         ]
         return JSONResponse({"detail": detail, "report": body}, status_code=422)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi import Response as HttpResponse
 from sqlmodel import Session
@@ -15,6 +17,7 @@ from api.errors import NotFound
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
 from api.responses import service
+from api.responses.fhir import observation_bundle
 from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead, SafetyAlertRef
 from api.safety.service import alerts_for_response
 from instruments.model import InstrumentError
@@ -76,6 +79,22 @@ def list_responses(
     )
     end_read(session)
     return out
+
+
+@router.get(
+    "/participants/{participant_id}/observations",
+    summary="The participant's clinical measures as a FHIR R4 Bundle of Observations (LOINC, UCUM)",
+)
+def list_observations(
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
+    # Staff only: an Observation carries the calendar date it was measured (analysts read the
+    # de-identified exports instead).
+    out = observation_bundle(session, participant)
+    end_read(session)
+    return HttpResponse(content=json.dumps(out), media_type="application/fhir+json")
 
 
 def _instrument_read(inst) -> InstrumentRead:

@@ -214,6 +214,15 @@ def test_each_kind_returns_documented_tables_and_plots(client, demo, analyst, ki
     assert "DEMO-0" not in r.text and "@" not in r.text
 
 
+def test_hba1c_trajectory_runs_like_any_scale_and_falls_more_with_peer_support(client, demo, analyst):
+    # api/demo_clinical.py: usual care about -1 mmol/mol, peer support a further -3 mmol/mol a year.
+    run = post(client, demo, "trajectory", {"outcome": "hba1c", "random": "intercept"}, analyst.headers)
+    assert run.status_code == 200, run.text
+    slopes = pd.DataFrame(run.json()["tables"]["slopes"]).set_index("arm")
+    assert slopes.loc["group", "slope"] < slopes.loc["usual_care", "slope"]
+    assert slopes.loc["online", "slope"] < slopes.loc["usual_care", "slope"]
+
+
 def test_trajectory_slopes_match_observed_change_direction(client, demo, analyst):
     """The PAM slope difference is positive for both peer-support arms (generated +5/year) and the
     reference arm is the control arm; the usual-care slope is close to the generating +1/year."""
@@ -360,7 +369,7 @@ def test_reliability_alpha_matches_a_direct_computation(client, demo, analyst, e
 # --- bad requests: 422 naming the field ------------------------------------------------------------
 
 BAD = [
-    ("trajectory", {"outcome": "hba1c"}, ["body", "outcome"], "unknown_scale"),
+    ("trajectory", {"outcome": "sbp"}, ["body", "outcome"], "unknown_scale"),
     (
         "trajectory",
         {"outcome": "phq9", "covariates": ["context_living_situation", "postcode"]},
@@ -380,7 +389,7 @@ BAD = [
     ("effect-sizes", {"outcome": "phq9", "post": "baseline"}, ["body", "post"], "wave_order"),
     ("responders", {"outcome": "pam13_activation"}, ["body", "mcid"], "mcid_required"),
     ("retention", {"covariates": ["arm", "email"]}, ["body", "covariates", 1], "unknown_column"),
-    ("retention", {"baseline_scales": ["bmi"]}, ["body", "baseline_scales", 0], "unknown_scale"),
+    ("retention", {"baseline_scales": ["dbp"]}, ["body", "baseline_scales", 0], "unknown_scale"),
     ("attrition", {"context": ["context_nope"]}, ["body", "context", 0], "unknown_column"),
     ("reliability", {"instruments": ["sf36"]}, ["body", "instruments", 0], "unknown_instrument"),
     ("power", {"design": "two_arm", "sd": 12}, ["body", "delta"], "missing"),
@@ -395,7 +404,7 @@ BAD = [
     ("gee", {"outcome": "phq9", "family": "binomial"}, ["body", "threshold"], "missing"),
     (
         "missing-data",
-        {"outcome": "phq9", "followup": "m6", "auxiliary": ["bmi"]},
+        {"outcome": "phq9", "followup": "m6", "auxiliary": ["dbp"]},
         ["body", "auxiliary", 0],
         "unknown_scale",
     ),
@@ -608,7 +617,7 @@ def test_cli_analyze_writes_report_tables_and_plots(demo, db_url, tmp_path, monk
         assert f"Peerlens {version()} (database schema " in appendix and "statsmodels " in appendix
 
         bad = CliRunner().invoke(
-            app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "x"), "--outcome", "hba1c"]
+            app, ["analyze", str(demo.study_id), "--outdir", str(tmp_path / "x"), "--outcome", "sbp"]
         )
         assert bad.exit_code != 0 and "--outcome" in bad.output
         assert not (tmp_path / "x").exists()
@@ -704,7 +713,7 @@ def test_time_to_phq9_below_10_counts_match_the_score_table(client, demo, analys
     assert list(km.columns) == ["group", "time", "at_risk", "events", "survival", "ci_lower", "ci_upper"]
     assert int(km["events"].sum()) == reached
     assert any("phq9_below" in p["url"] for p in run["plots"])
-    bad = post(client, demo, "retention", {"threshold": {"scale": "bmi", "value": 30}}, analyst.headers)
+    bad = post(client, demo, "retention", {"threshold": {"scale": "dbp", "value": 30}}, analyst.headers)
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "threshold", "scale"]
 
 

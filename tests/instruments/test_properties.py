@@ -14,9 +14,25 @@ SCORED = [c for c in instruments.codes() if instruments.get(c).scales]
 def answers_strategy(inst):
     fields = {}
     for it in inst.items:
-        codes = [o.code for o in it.options]
-        fields[it.code] = st.one_of(st.none(), st.sampled_from(codes))
-    return st.fixed_dictionaries(fields)
+        if it.options:
+            value = st.sampled_from([o.code for o in it.options])
+        elif it.kind == "integer":
+            value = st.integers(int(it.min), int(it.max))
+        else:  # a measured value (clinical measures): anything in its plausible range
+            value = st.floats(it.min, it.max, allow_nan=False)
+        fields[it.code] = st.one_of(st.none(), value)
+    return st.fixed_dictionaries(fields).map(lambda a: one_unit(inst, a))
+
+
+def one_unit(inst, answers):
+    """Keep the first unit given of each measure (a measure in two units at once is refused)."""
+    answers = dict(answers)
+    for sc in inst.scales:
+        if sc.method == "convert":
+            given = [c for c in sc.items if answers.get(c) is not None]
+            for extra in given[1:]:
+                answers[extra] = None
+    return answers
 
 
 @pytest.mark.parametrize("code", SCORED)
@@ -34,7 +50,12 @@ def test_scores_in_range_and_threshold_respected(code, data):
         if s.value is not None:
             assert sc.range[0] <= s.value <= sc.range[1]
             assert s.band is not None or not sc.bands
-        if sc.method != "lookup":
+        if sc.method == "derived":
+            # a formula's value needs every input, and inputs inside the formula's domain
+            assert s.value is None or s.items_answered == s.items_expected
+            if s.value is None and s.items_answered == s.items_expected:
+                assert "outside the range the formula applies to" in s.missing_reason
+        elif sc.method != "lookup":
             # prorating never invents a score below the missing-data threshold
             assert (s.value is None) == (s.items_answered < sc.min_items)
             assert s.prorated <= (s.items_answered < len(sc.items))
@@ -56,11 +77,18 @@ def test_score_frame_equals_score_row_by_row(code):
     n = 150
     df = pd.DataFrame({"pid": [f"p{i}" for i in range(n)]})
     for it in inst.items:
-        codes = np.array([o.code for o in it.options], dtype=float)
-        col = rng.choice(codes, n)
+        if it.options:
+            col = rng.choice(np.array([o.code for o in it.options], dtype=float), n)
+        else:
+            col = np.round(rng.uniform(it.min, it.max, n), 0 if it.kind == "integer" else 2)
         col[rng.random(n) < 0.12] = np.nan
         df[it.code] = col
     for sc in inst.scales:
+        if sc.method == "convert":  # one unit per measure
+            first = df[sc.items[0]].notna()
+            for extra in sc.items[1:]:
+                df.loc[first, extra] = np.nan
+                first |= df[extra].notna()
         if sc.external:
             ext = rng.uniform(sc.range[0], sc.range[1], n)
             ext[rng.random(n) < 0.3] = np.nan

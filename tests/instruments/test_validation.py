@@ -86,7 +86,7 @@ def test_schema_accepts_every_definition():
     schema = json.loads(SCHEMA_PATH.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     files = sorted(DEFINITIONS_DIR.glob("*.yaml"))
-    assert len(files) == 14
+    assert len(files) == 18  # 14 questionnaires, 4 clinical measures
     for path in files:
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
 
