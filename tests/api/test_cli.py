@@ -134,7 +134,14 @@ def test_report_writes_html_and_is_audited(study, engine, tmp_path):
     res = run("report", str(study.id), "--no-pdf", "--outdir", str(tmp_path / "out"))
     assert res.exit_code == 0, res.output
     html = (tmp_path / "out" / "report.html").read_text()
-    assert "Randomised (n=3)" in html and NAME not in html and "CLI-0" not in html  # no identifier, no code
+    from api.participants.models import Participant
+
+    with Session(engine) as s:
+        allocated = s.exec(
+            select(Participant.study_code).where(Participant.study_id == study.id, Participant.arm_id.is_not(None))
+        ).all()
+    assert f"Randomised (n={len(allocated)})" in html and NAME not in html
+    assert not [c for c in allocated if len(c) >= 4 and c in html]  # no study code either
     assert "sections without data yet: " in res.output and "Intervention and process" in res.output
     assert not (tmp_path / "out" / "report.pdf").exists()
     digest = res.output.split("data snapshot sha256 ")[1].split()[0]
