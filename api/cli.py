@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,11 +65,14 @@ def _settings():
     from pydantic import ValidationError
 
     from api.config import get_settings
+    from api.studies import dates
 
     try:
-        return get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         _fail("; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors()))
+    dates.configure(settings.dates_before_start_days, settings.dates_future_minutes)
+    return settings
 
 
 def _warn_if_owner(engine) -> None:
@@ -367,11 +371,16 @@ def _print_token(issue, expires: datetime | None) -> None:
 def users_token(
     email: str = typer.Argument(..., help="an existing user's email"),
     expires: datetime | None = typer.Option(None, "--expires", help="token expiry (UTC)"),
+    redcap: bool = typer.Option(
+        False, "--redcap", help="REDCap's format (32 hex characters) for REDCap clients such as PyCap"
+    ),
 ) -> None:
     """Issue another API token for an existing user."""
     from api.users import new_token_for
 
-    _print_token(lambda session, expires_at: new_token_for(session, email, expires_at=expires_at), expires)
+    _print_token(
+        lambda session, expires_at: new_token_for(session, email, expires_at=expires_at, redcap=redcap), expires
+    )
 
 
 def _admin_change(change) -> None:
@@ -779,12 +788,25 @@ def export_cmd(
     keep_formulas: bool = typer.Option(
         False, "--keep-formulas", help="CSV: write cells starting with = + - @ verbatim (default: prefix ')"
     ),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="export from a running server (e.g. http://host:8000) as the --token user, verified against the "
+        "export's receipt (bytes, SHA-256, complete) before the file is kept",
+    ),
+    token: str | None = typer.Option(None, "--token", envvar="PEERLENS_TOKEN", help="bearer token for --url"),
 ) -> None:
     """Export a study's cohort (same service as the API, no HTTP), with a progress bar.
 
-    Without --identified the file is exactly what an analyst receives (de-identified).
+    Without --identified the file is exactly what an analyst receives (de-identified). With --url
+    the export is downloaded over HTTP and kept only if it matches the server's receipt. Either way
+    the file appears under its name only once complete (it is written to FILE.part first).
     """
     import json as _json
+
+    if url is not None:
+        _export_over_http(url, token, study, shape, fmt, output, waves, instruments, sites, items, keep_formulas)
+        return
 
     from sqlmodel import Session
     from tqdm import tqdm
@@ -816,8 +838,9 @@ def export_cmd(
             raise _bad_parameter(exc) from None
         bar = tqdm(total=service.participants_in(session, plan), unit="participant", desc=f"export {shape}")
         complete = False
+        part = output + ".part"
         try:
-            with open(output, "wb") as fh:
+            with open(part, "wb") as fh:
                 if shape == "redcap":
                     for chunk in csv_chunks(
                         session, plan, progress=lambda batch: bar.update(len({r[0] for r in batch}))
@@ -837,15 +860,53 @@ def export_cmd(
                     if dictionary:
                         with open(output + ".dictionary.json", "w", encoding="utf-8") as dfh:
                             _json.dump(dd, dfh, ensure_ascii=False, indent=1, default=str)
+            os.replace(part, output)
             complete = True
         finally:
             bar.close()
+            if not complete and os.path.exists(part):
+                os.remove(part)
             with Session(run.engine) as audit_session:
                 service.audit_export(
                     audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt, complete=complete
                 )
                 audit_session.commit()
     typer.echo(f"{plan.rows} rows written to {output}")
+
+
+def _export_over_http(url, token, study, shape, fmt, output, waves, instruments, sites, items, keep_formulas):
+    from urllib.parse import urlencode
+
+    from api.exports.download import IncompleteExport, download
+
+    params = {"format": fmt, "waves": waves, "instruments": instruments, "sites": sites}
+    if items:
+        params["items"] = "true"
+    if keep_formulas:
+        params["escape_formulas"] = "false"
+    path = f"/studies/{study}/exports/redcap" if shape == "redcap" else f"/studies/{study}/exports/{shape}"
+    query = urlencode({k: v for k, v in params.items() if v is not None and not (shape == "redcap" and k == "format")})
+    try:
+        got = download(f"{url.rstrip('/')}{path}?{query}", output, token)
+    except IncompleteExport as exc:
+        _fail(f"export not saved: {exc}")
+    typer.echo(f"{got.rows} rows, {got.bytes} bytes (sha256 {got.sha256}) verified and written to {output}")
+
+
+@app.command("check-dates")
+def check_dates_cmd(study: int = typer.Argument(..., help="study id")) -> None:
+    """List dates stored in a study that the date policy would refuse today (e.g. entered before
+    it existed): participant, field, value and rule. Exit status 1 when there are any."""
+    from api.studies import dates
+
+    with _study_session(study) as run:
+        found = dates.stored_problems(run.session, run.study)
+        run.session.rollback()
+    for f in found:
+        typer.echo(f"{f['participant']}\t{f['field']}\t{f['value']}\t{f['type']}")
+    if found:
+        _fail(f"{len(found)} implausible date(s) in study {study}; correct them (the audit trail keeps the old value)")
+    typer.echo(f"study {study}: every stored date is in the plausible range")
 
 
 @app.command("import-redcap")

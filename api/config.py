@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # Networks a study's SMS webhook may point into besides the public internet (comma-separated
     # CIDRs, e.g. "10.20.0.0/16" for an in-house gateway); by default only public addresses.
     webhook_allowed_networks: str = Field("", alias="PEERLENS_WEBHOOK_ALLOWED_NETWORKS")
+    # Plausible dates (api/studies/dates.py): how many days before a study's start a date it receives
+    # may lie, and how many minutes ahead of the server clock a timestamp may be.
+    dates_before_start_days: int = Field(1826, alias="PEERLENS_DATES_BEFORE_START_DAYS", ge=0, le=36_500)
+    dates_future_minutes: int = Field(5, alias="PEERLENS_DATES_FUTURE_MINUTES", ge=0, le=1440)
     # Transcripts: the spaCy pipeline for statistical NER in de-identification ("auto" = an installed
     # en_core_web_* if any, "none" = rule-based only, or a package name / directory).
     spacy_model: str = Field("auto", alias="PEERLENS_SPACY_MODEL")

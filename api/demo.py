@@ -55,6 +55,7 @@ class DemoResult:
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
     screened: int = 0
+    partial: str | None = None  # "P-…/wave/instrument" of the demo's one partial response
     base_url: str = "http://127.0.0.1:8000"
 
     def summary(self) -> str:
@@ -66,6 +67,8 @@ class DemoResult:
                 else "already loaded (nothing changed)"
             )
         ]
+        if self.partial:
+            lines.append(f"partial response (stopped after 4 of 9 PHQ-9 items, resumable): {self.partial}")
         if self.alerts is not None:
             lines.append(
                 f"safety: {sum(self.alerts.values())} alerts ({self.alerts['open']} open, "
@@ -248,6 +251,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
                     actor=actor,
                 )
         result.participants = len(by_code)
+        result.partial = _partial_response(session, [p for p, _ in by_code.values()], actor)
         result.params = cohort.params
         admin = session.exec(select(User).where(User.email == ADMIN_EMAIL)).one()
         north = session.exec(select(User).where(User.email == COORDINATOR_EMAIL)).one()
@@ -297,3 +301,23 @@ def _status(p, row, today: date) -> tuple[str, date | None]:
     if row.status == "completed" and last_due <= today:
         return "completed", last_due
     return "active", None
+
+
+def _partial_response(session, people, actor) -> str | None:
+    """One participant who stopped a PHQ-9 halfway in an open wave: stored as partial (the wave
+    stays open, the link and reminders still chase it, the next submission resumes it)."""
+    from api.participants.service import schedule
+    from api.responses.service import submit_response
+
+    for p in sorted(people, key=lambda p: p.id):
+        if p.status != "active":
+            continue
+        for w in schedule(session, p):
+            pending = {i.instrument for i in w.instruments if i.state == "pending"}
+            if w.state == "open" and "phq9" in pending:
+                answers = {f"phq9_{i}": 1 for i in range(1, 5)}
+                submit_response(
+                    session, participant=p, wave_code=w.wave, instrument_code="phq9", answers=answers, actor=actor
+                )
+                return f"{p.study_code}/{w.wave}/phq9"
+    return None

@@ -38,12 +38,14 @@ from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
 from api.links.router import router as links_router
 from api.participants.router import router as participants_router
+from api.redcap.router import router as redcap_api_router
 from api.reminders.router import router as reminders_router
 from api.reports.router import router as reports_router
 from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
 from api.safety.router import router as safety_router
+from api.studies import dates
 from api.studies.router import router as studies_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
@@ -191,6 +193,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redoc_url=None,
     )
     app.state.settings = settings
+    # One date policy for every domain (api/studies/dates.py), with this deployment's margins.
+    dates.configure(settings.dates_before_start_days, settings.dates_future_minutes)
     app.state.engine = engine or engine_from_settings(settings)
     install_handlers(app)
     install_docs(app)  # /docs and /redoc with their assets served locally (no CDN)
@@ -217,6 +221,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         reminders_router,  # reminder plans, outbox, /u/{token} unsubscribe
         exports_router,
         interop_router,  # REDCap import and export
+        redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files

@@ -14,7 +14,7 @@ from api.audit.service import record
 from api.auth import policy
 from api.auth.models import ApiToken, User, UserSite
 from api.auth.schemas import TokenInfo, UserInfo
-from api.auth.service import Actor, create_user, issue_token
+from api.auth.service import Actor, create_user, issue_token, token_prefix
 from api.db import utcnow
 from api.studies.models import Site
 
@@ -57,25 +57,27 @@ def create_with_token(
         "create",
         "api_token",
         user.id,
-        after={"prefix": token[:12], "expires_at": expires_at.isoformat() if expires_at else None},
+        after={"prefix": token_prefix(token), "expires_at": expires_at.isoformat() if expires_at else None},
     )
     return token
 
 
-def new_token_for(session: Session, email: str, expires_at: datetime | None = None, actor: Actor | None = None) -> str:
-    """Issue another token for an existing user."""
+def new_token_for(
+    session: Session, email: str, expires_at: datetime | None = None, actor: Actor | None = None, redcap: bool = False
+) -> str:
+    """Issue another token for an existing user (``redcap=True``: in REDCap's 32-character format)."""
     actor = actor or Actor.system()
     user = session.exec(select(User).where(User.email == email.strip().lower())).first()
     if user is None:
         raise ValueError("no user with this email")
-    token = issue_token(session, user, expires_at=expires_at)
+    token = issue_token(session, user, expires_at=expires_at, redcap=redcap)
     record(
         session,
         actor,
         "create",
         "api_token",
         user.id,
-        after={"prefix": token[:12], "expires_at": expires_at.isoformat() if expires_at else None},
+        after={"prefix": token_prefix(token), "expires_at": expires_at.isoformat() if expires_at else None},
     )
     return token
 

@@ -8,6 +8,8 @@ Examples
 """
 
 from .alerts import AlertHit, evaluate_alerts
+from .completeness import missing_rules
+from .completeness import status as completeness
 from .engine import reverse_value, score, score_frame, scored_items, validate
 from .fhir import to_fhir_questionnaire, to_fhir_questionnaire_response
 from .model import (
@@ -54,6 +56,8 @@ __all__ = [
     "to_fhir_questionnaire_response",
     "reverse_value",
     "evaluate_alerts",
+    "completeness",
+    "missing_rules",
     "AlertRule",
     "AlertHit",
     "Calibration",

@@ -61,9 +61,21 @@ class Actor:
         return cls(user_id=None, role=policy.SYSTEM, source=source, request_id=request_id)
 
 
-def new_token() -> str:
-    """A fresh random token (shown once, never stored)."""
+def new_token(redcap: bool = False) -> str:
+    """A fresh random token (shown once, never stored).
+
+    ``redcap=True`` gives REDCap's format, 32 upper-case hexadecimal characters (128 random bits),
+    which REDCap clients such as PyCap insist on; it is an API token like any other.
+    """
+    if redcap:
+        return secrets.token_hex(16).upper()
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_prefix(token: str) -> str:
+    """What lists and the audit trail show of a token: ``plk_`` and 8 characters, or 6 of a
+    REDCap-format token (whose 128 bits have no prefix to spare)."""
+    return token[:12] if token.startswith(TOKEN_PREFIX) else token[:6]
 
 
 def hash_token(token: str) -> str:
@@ -83,10 +95,12 @@ def create_user(session: Session, email: str, role: str, site_ids: list[int] | N
     return user
 
 
-def issue_token(session: Session, user: User, expires_at: datetime | None = None) -> str:
+def issue_token(session: Session, user: User, expires_at: datetime | None = None, redcap: bool = False) -> str:
     """Store a new token for ``user`` and return its clear text (the only time it exists)."""
-    token = new_token()
-    session.add(ApiToken(user_id=user.id, prefix=token[:12], token_hash=hash_token(token), expires_at=expires_at))
+    token = new_token(redcap)
+    session.add(
+        ApiToken(user_id=user.id, prefix=token_prefix(token), token_hash=hash_token(token), expires_at=expires_at)
+    )
     session.flush()
     return token
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from api.studies.dates import add_days, add_time
+
 DATE_MODES = ("relative", "shift")
 
 
@@ -85,7 +87,7 @@ class DatePolicy:
             return value
         if self.mode == "relative":
             return None
-        return value - timedelta(days=self.shift(participant_id))
+        return add_days(value, -self.shift(participant_id))
 
     def moment(self, value: datetime | None, participant_id: int) -> datetime | None:
         """A timestamp as this reader may see it (None in ``relative`` mode)."""
@@ -93,7 +95,7 @@ class DatePolicy:
             return value
         if self.mode == "relative":
             return None
-        return value - timedelta(days=self.shift(participant_id))
+        return add_time(value, -timedelta(days=self.shift(participant_id)))
 
     @classmethod
     def for_reader(cls, session, study_id: int, actor, secret: str) -> DatePolicy:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response as PlainResponse
 from fastapi.responses import StreamingResponse
 from sqlmodel import Session
@@ -13,13 +13,17 @@ from api.auth.dependencies import authorize
 from api.auth.policy import ADMIN, READERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
-from api.exports import service, writers
+from api.errors import NotFound
+from api.exports import integrity, service, writers
 from api.exports.dictionary import dictionary_bytes, dictionary_csv
-from api.exports.schemas import ExportSettingsIn, ExportSettingsRead, Format, Shape
+from api.exports.schemas import ExportReceipt, ExportSettingsIn, ExportSettingsRead, Format, Shape
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
 router = APIRouter(tags=["exports"])
+
+# Response header of every streamed export: the URL of its receipt (see api/exports/integrity.py).
+RECEIPT_HEADER = "Peerlens-Export-Receipt"
 
 _WAVES = Query(None, description="comma-separated wave codes (default: all)")
 _INSTRUMENTS = Query(None, description="comma-separated instrument codes (default: all)")
@@ -52,7 +56,7 @@ def stream(engine, plan: service.Plan, shape: str, fmt: str, dictionary: dict) -
         plan,
         lambda session: writers.write(
             fmt,
-            service.iter_shape(session, plan, shape),
+            integrity.first_batch_read(service.iter_shape(session, plan, shape)),
             cols,
             dictionary,
             escape_formulas=plan.filters.escape_formulas,
@@ -118,10 +122,35 @@ def export_redcap(
     )
     end_read(session)
     return StreamingResponse(
-        stream_records(request.app.state.engine, plan),
+        integrity.primed(stream_records(request.app.state.engine, plan)),
         media_type=writers.MEDIA_TYPES["csv"],
-        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-redcap.csv"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="study-{study.id}-redcap.csv"',
+            **_receipt_header(study, actor),
+        },
     )
+
+
+def _receipt_header(study: Study, actor: Actor) -> dict[str, str]:
+    return {RECEIPT_HEADER: f"/studies/{study.id}/export-receipts/{actor.request_id}"} if actor.request_id else {}
+
+
+@router.get("/studies/{study_id}/export-receipts/{request_id}", response_model=ExportReceipt)
+def export_receipt(
+    request_id: str = Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"),
+    actor: Actor = Depends(authorize(*READERS)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """What the server sent for one streamed export (named by its ``X-Request-Id``): whether it
+    completed, its rows, byte count and SHA-256. A download whose size or digest differs, or whose
+    receipt says ``complete: false``, is truncated or damaged: discard it. 404 while the export is
+    still streaming or for an unknown id."""
+    found = integrity.receipt(session, study.id, request_id)
+    end_read(session)
+    if found is None:
+        raise NotFound(["path", "request_id"], "no finished export with this request id in the study")
+    return found
 
 
 @router.get("/studies/{study_id}/exports/redcap/dictionary")
@@ -203,7 +232,10 @@ def export(
     dictionary = service.dictionary(plan, shape)
     end_read(session)
     return StreamingResponse(
-        stream(request.app.state.engine, plan, shape, format, dictionary),
+        integrity.primed(stream(request.app.state.engine, plan, shape, format, dictionary)),
         media_type=writers.MEDIA_TYPES[format],
-        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-{shape}.{format}"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="study-{study.id}-{shape}.{format}"',
+            **_receipt_header(study, actor),
+        },
     )

@@ -27,3 +27,18 @@ class ExportSettingsRead(BaseModel):
     date_mode: DateMode
     free_text_items: list[str]
     updated_at: datetime
+
+
+class ExportReceipt(BaseModel):
+    """What the server sent for one streamed export (``GET /studies/{id}/export-receipts/{request_id}``)."""
+
+    request_id: str
+    study_id: int
+    complete: bool = Field(description="false: the stream ended early (failure or client gone); discard the file")
+    error: str | None = Field(None, description="the kind of failure when not complete")
+    shape: str | None
+    format: str | None
+    rows: int | None
+    bytes: int | None = Field(description="bytes sent; compare with the bytes received")
+    sha256: str | None = Field(description="SHA-256 (hex) of the bytes sent; compare with the file's")
+    at: datetime

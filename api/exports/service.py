@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -363,8 +364,10 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     df = pd.DataFrame.from_records(
         rows, columns=["pid", "participant", "site", "arm", "arm_kind", "enrolled_on", "status", "status_date"]
     )
-    enrolled = pd.to_datetime(df["enrolled_on"])
-    status_date = pd.to_datetime(df["status_date"])
+    # errors="coerce": a date stored before the date policy (0001-01-01, 9999-12-31) becomes NaT, so
+    # that participant's day counts are empty instead of the whole export failing mid-stream.
+    enrolled = pd.to_datetime(df["enrolled_on"], errors="coerce")
+    status_date = pd.to_datetime(df["status_date"], errors="coerce")
     dropout = df["status"].isin(("withdrawn", "lost_to_follow_up"))
     df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
     df["enrolled_on"] = enrolled
@@ -440,9 +443,19 @@ def _response_filter(plan: Plan, ids: list[int]):
     return and_(*conds)
 
 
+def _nanosecond_times(values: pd.Series) -> pd.Series:
+    """UTC timestamps at pandas' nanosecond resolution; a time stored before the date policy that
+    it cannot hold (year 1, 9999; Arrow reads them at microsecond resolution) becomes NaT."""
+    ts = pd.to_datetime(values, utc=True, cache=False, errors="coerce")
+    if ts.dtype != "datetime64[ns, UTC]":
+        lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+        ts = ts.where((ts >= lo) & (ts <= hi)).astype("datetime64[ns, UTC]")
+    return ts
+
+
 def _dates(df: pd.DataFrame, plan: Plan, column: str = "completed_at") -> pd.DataFrame:
     """``days`` since enrolment (study-local calendar days) and the de-identified ``completed_at``."""
-    ts = pd.to_datetime(df[column], utc=True, cache=False)
+    ts = _nanosecond_times(df[column])
     local = ts.dt.tz_convert(ZoneInfo(plan.time_zone)).dt.tz_localize(None).dt.normalize()
     df["days"] = (local - df["enrolled_on"]).dt.days.astype("float64")
     # DatePolicy.moment, vectorised: the shift column holds DatePolicy.shift of each participant.
@@ -670,6 +683,14 @@ def _item_value(item, value, enrolled: pd.Timestamp, pid: int, plan: Plan) -> tu
     return None, str(value)
 
 
+def _local_day(moment, time_zone: str) -> pd.Timestamp:
+    """The study-local calendar day of a stored timestamp (NaT when pandas cannot hold it)."""
+    try:
+        return pd.Timestamp(moment).tz_convert(ZoneInfo(time_zone)).tz_localize(None).normalize()
+    except (ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+        return pd.NaT
+
+
 def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFrame) -> pd.DataFrame:
     by_pid = people.set_index("pid")
     out: list[tuple] = []
@@ -680,7 +701,7 @@ def _items_batch(session: Session, plan: Plan, ids: list[int], people: pd.DataFr
         items = inst.items if inst is not None else []
         order = [it.code for it in items] + sorted(set(answers or {}) - {it.code for it in items})
         lookup = {it.code: it for it in items}
-        local = pd.Timestamp(completed_at).tz_convert(ZoneInfo(plan.time_zone)).tz_localize(None).normalize()
+        local = _local_day(completed_at, plan.time_zone)
         days = float((local - person["enrolled_on"]).days)
         for item_code in order:
             if (code, item_code) in plan.dropped_items or item_code not in (answers or {}):
@@ -840,9 +861,18 @@ def iter_shape(session: Session, plan: Plan, shape: str, batch_size: int = DEFAU
 
 
 def audit_export(
-    session: Session, plan: Plan, *, shape: str, fmt: str, complete: bool, error: str | None = None
+    session: Session,
+    plan: Plan,
+    *,
+    shape: str,
+    fmt: str,
+    complete: bool,
+    error: str | None = None,
+    digest: dict[str, Any] | None = None,
 ) -> None:
-    """Record one export (parameters and row count) in the audit trail (the caller commits)."""
+    """Record one export (parameters, row count and, for a streamed one, the byte count and SHA-256
+    of what was sent) in the audit trail (the caller commits). The event is the export's receipt:
+    see :func:`receipt`."""
     record(
         session,
         plan.actor,
@@ -859,6 +889,7 @@ def audit_export(
             "rows": plan.rows,
             "complete": complete,
             **({"error": error} if error else {}),
+            **(digest or {}),
         },
     )
 
@@ -871,16 +902,21 @@ def audited_stream(
     ``complete: false`` with the rows sent so far). The audit event is committed in its own
     transaction, since the request's has ended by then."""
     complete, error = False, None
+    sha, size = hashlib.sha256(), 0
     with Session(engine, expire_on_commit=False) as session:
         try:
-            yield from chunks(session)
+            for chunk in chunks(session):
+                sha.update(chunk)
+                size += len(chunk)
+                yield chunk
             complete = True
         except Exception as exc:
             error = type(exc).__name__
             raise
         finally:
+            digest = {"bytes": size, "sha256": sha.hexdigest()}
             with Session(engine) as audit_session:
-                audit_export(audit_session, plan, shape=shape, fmt=fmt, complete=complete, error=error)
+                audit_export(audit_session, plan, shape=shape, fmt=fmt, complete=complete, error=error, digest=digest)
                 audit_session.commit()
 
 

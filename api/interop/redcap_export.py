@@ -3,7 +3,7 @@
 Records: one row per participant × wave, ``record_id`` (the study code), ``redcap_event_name``
 (``<wave>_arm_1``), ``redcap_data_access_group`` (the site code), then per instrument its fields,
 ``<form>_timestamp`` (completion time, UTC, ``YYYY-MM-DD HH:MM:SS``) and ``<form>_complete``
-(2 = complete, blank = not collected). Everything is a string, blank = no value, as REDCap writes.
+(2 = complete, 0 = partial, blank = not collected). Everything is a string, blank = no value, as REDCap writes.
 The same role rules as every export apply (analysts: no identifier or flagged free-text fields,
 dates de-identified), and cells that would start a spreadsheet formula are neutralised unless the
 export asks for ``escape_formulas=false`` (e.g. a file going back into REDCap's importer).
@@ -69,7 +69,10 @@ def _text(v) -> str:
 
 
 def _stamp(plan: Plan, completed_at, pid: int) -> str:
-    ts = plan.dates.moment(pd.Timestamp(completed_at).tz_convert("UTC"), pid)
+    try:
+        ts = plan.dates.moment(pd.Timestamp(completed_at).tz_convert("UTC"), pid)
+    except (ValueError, OverflowError):  # a time stored before the date policy (year 1, 9999)
+        return ""
     return "" if ts is None else ts.strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -97,7 +100,9 @@ def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BA
         for ids in service._participant_batches(session, plan, batch_size):
             people = service._participants(session, plan, ids).set_index("pid")
             rows: dict[tuple[int, str], list[str]] = {}
-            for pid, wave, _offset, completed_at, code, answers in _answer_rows(session, plan_with_context, ids):
+            for pid, wave, _offset, completed_at, code, answers, status in _answer_rows(
+                session, plan_with_context, ids
+            ):
                 key = (pid, wave)
                 row = rows.get(key)
                 if row is None:
@@ -115,7 +120,8 @@ def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BA
                             value = int(num) if num is not None else txt
                         row[index[item]] = _text(value)
                 row[index[f"{code}_timestamp"]] = _stamp(plan, completed_at, int(pid))
-                row[index[f"{code}_complete"]] = "2"
+                # REDCap's form status: 2 complete, 0 incomplete (a partial response, resumable).
+                row[index[f"{code}_complete"]] = "2" if status == "complete" else "0"
             service._end_batch(session)
             ordered = sorted(rows.items(), key=lambda kv: (kv[0][0], wave_order.get(kv[0][1], 0)))
             plan.rows += len(ordered)
@@ -140,6 +146,7 @@ def _answer_rows(session: Session, plan: Plan, ids: list[int]):
             Response.completed_at,
             Response.instrument,
             Response.answers,
+            Response.status,
         )
         .join(Wave, Wave.id == Response.wave_id)
         .where(

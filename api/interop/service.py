@@ -22,7 +22,7 @@ import dataclasses
 import io
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,6 +38,7 @@ from api.interop.models import StudyInstrument
 from api.participants.models import Participant
 from api.participants.service import enrol
 from api.responses.service import submit_response
+from api.studies import dates
 from api.studies.models import Site, Study, Wave
 from instruments.model import Instrument
 
@@ -446,8 +447,20 @@ def _import_rows(
             if bad:
                 continue
             stamp = _timestamp(row.get(f"{code}_timestamp", ""))
+            if stamp is not None and not dates.plausible(stamp):
+                # Refused here, before it dates an enrolment (date arithmetic on year 1 overflows).
+                report.error(
+                    Issue(
+                        "date_implausible",
+                        "timestamp is before 1900 or more than a year in the future",
+                        row=n,
+                        field=f"{code}_timestamp",
+                        record=rec,
+                    )
+                )
+                continue
             if stamp is not None:
-                info["stamps"].append((waves[wave].offset_days, stamp))
+                info["stamps"].append((waves[wave].offset_days, stamp, f"{code}_timestamp"))
             key = (rec, wave, code)
             if key in groups:
                 report.warn(
@@ -478,9 +491,10 @@ def _import_rows(
                 )
             )
             continue
+        dated_by = rid
         if info["stamps"]:
-            offset, stamp = min(info["stamps"], key=lambda s: s[1])
-            enrolled_on = stamp.astimezone(tz).date() - timedelta(days=offset)
+            offset, stamp, dated_by = min(info["stamps"], key=lambda s: s[1])
+            enrolled_on = dates.add_days(stamp.astimezone(tz).date(), -offset)
         else:
             enrolled_on = datetime.now(UTC).astimezone(tz).date()
         try:
@@ -500,7 +514,8 @@ def _import_rows(
                     exc.errors[0].get("type", "error"),
                     exc.errors[0].get("msg", ""),
                     row=info["row"],
-                    field=rid,
+                    # a date out of range comes from the timestamp that dated the enrolment
+                    field=dated_by if exc.errors[0].get("type") in dates.ERROR_TYPES else rid,
                     record=rec,
                 )
             )
@@ -532,7 +547,7 @@ def _import_rows(
         completed_at = g["completed_at"]
         if completed_at is None:
             assumed += 1
-            due = p.enrolled_on + timedelta(days=wave.offset_days)
+            due = dates.add_days(p.enrolled_on, wave.offset_days)
             completed_at = datetime.combine(due, time(12), tzinfo=tz).astimezone(UTC)
             if completed_at > datetime.now(UTC):
                 completed_at = datetime.now(UTC)
@@ -558,7 +573,8 @@ def _import_rows(
                         e.get("type", "error"),
                         e.get("msg", ""),
                         row=g["row"],
-                        field=str(loc[-1]) if loc else code,
+                        # the completion time of an imported form is its <form>_timestamp column
+                        field=f"{code}_timestamp" if loc[-1:] == ["completed_at"] else str(loc[-1]) if loc else code,
                         record=rec,
                     )
                 )

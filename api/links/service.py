@@ -44,6 +44,7 @@ from api.links.models import ParticipantLink
 from api.links.schemas import LinkStatus, OfferedInstrument
 from api.participants.models import Participant
 from api.participants.service import window
+from api.studies import dates
 from api.studies.models import Study, Wave
 from instruments.model import Instrument, InstrumentError
 
@@ -140,7 +141,8 @@ def _completed(session: Session, pairs: list[Pair]) -> dict[Pair, set[str]]:
     if pairs:
         rows = session.exec(
             select(Response.participant_id, Response.wave_id, Response.instrument).where(
-                tuple_(Response.participant_id, Response.wave_id).in_(pairs)
+                tuple_(Response.participant_id, Response.wave_id).in_(pairs),
+                Response.status == "complete",  # a partial response is resumed through the link
             )
         ).all()
         for pid, wid, code in rows:
@@ -175,12 +177,19 @@ def _may_issue(
             f"the participant's status is {participant.status}; no link is issued",
             "participant_not_active",
         )
+    if not (dates.plausible(participant.enrolled_on) and dates.plausible(participant.consent_date)):
+        # Stored before the date policy: a window computed from it would mean nothing.
+        raise Conflict(
+            ["path", "participant_id"],
+            "the participant's enrolment date is outside the plausible range; correct it before issuing links",
+            "implausible_enrolment_date",
+        )
     studies = {} if studies is None else studies
     study = studies.get(participant.study_id)
     if study is None:
         study = studies[participant.study_id] = session.get(Study, participant.study_id)
     _, _, _, _, closes_at = window(study, participant, wave)
-    expires_at = closes_at + _grace(settings)
+    expires_at = dates.add_time(closes_at, _grace(settings))
     if now >= expires_at:
         raise Conflict(["body", "wave"], "the wave's window and grace period have passed", "window_closed")
     return expires_at
@@ -428,7 +437,7 @@ def resolve(session: Session, token: str, settings: Settings, now: datetime | No
         return None
     study = session.get(Study, participant.study_id)
     _, _, _, opens_at, closes_at = window(study, participant, wave)
-    if not (opens_at <= now < closes_at + _grace(settings)):
+    if not (opens_at <= now < dates.add_time(closes_at, _grace(settings))):
         return None
     return LinkContext(
         link=link, participant=participant, study=study, wave=wave, offered=_offered(session, participant, wave)
@@ -488,7 +497,7 @@ def link_status(
             state = "revoked"
         elif offered and all(o.completed for o in offered if o.offered):
             state = "completed"
-        elif now >= closes_at + _grace(settings):
+        elif now >= dates.add_time(closes_at, _grace(settings)):
             state = "expired"
         elif now < opens_at:
             state = "not_open"

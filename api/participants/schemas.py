@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic_core import PydanticCustomError
 
 from api.inputguard import SingleLine
+from api.studies.dates import PlausibleDate
 from api.studies.schemas import Code
 
 ParticipantStatus = Literal["active", "withdrawn", "lost_to_follow_up", "completed"]
@@ -51,7 +52,7 @@ class _In(BaseModel):
 
 
 class Consent(_In):
-    date: date
+    date: PlausibleDate
     version: str = Field(min_length=1, max_length=40)
 
 
@@ -93,7 +94,7 @@ class ContactRead(BaseModel):
 class ParticipantCreate(_In):
     study_code: Code | None = Field(default=None, description="generated when absent")
     site: Code = Field(description="site code")
-    enrolled_on: date
+    enrolled_on: PlausibleDate = Field(description="not in the future, not before the study's plausible range")
     consent: Consent
     arm: Code | None = Field(default=None, description="arm code; absent = randomised")
     contact: ContactIn | None = None
@@ -101,7 +102,7 @@ class ParticipantCreate(_In):
 
 class ParticipantPatch(_In):
     status: ParticipantStatus | None = None
-    status_date: date | None = None
+    status_date: PlausibleDate | None = None
     reason: str | None = Field(default=None, max_length=2000)
     consent: Consent | None = None
     contact: ContactPatch | None = None
@@ -146,7 +147,9 @@ class ParticipantRead(BaseModel):
 
 class InstrumentState(BaseModel):
     instrument: str
-    state: Literal["completed", "pending"]
+    state: Literal["completed", "partial", "pending"] = Field(
+        description="partial: a response below the instrument's minimum for scoring (resumable)"
+    )
     response_id: int | None = None
     out_of_window: bool | None = None
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
@@ -35,6 +35,7 @@ from api.participants.schemas import (
     ParticipantRead,
     WaveStatus,
 )
+from api.studies import dates
 from api.studies.models import Arm, Site, Study, Wave
 
 CONTACT_FIELDS = ("name", "email", "phone", "date_of_birth", "preferred_channel", "opt_out")
@@ -43,6 +44,12 @@ _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are re
 
 def _new_code() -> str:
     return "P-" + "".join(secrets.choice(_CODE_ALPHABET) for _ in range(6))
+
+
+def _study(session: Session, participant: Participant) -> Study:
+    study = session.get(Study, participant.study_id)
+    assert study is not None
+    return study
 
 
 def get_participant(session: Session, participant_id: int, actor: Actor) -> Participant:
@@ -93,6 +100,7 @@ def enrol(
     if site is None:
         raise Unprocessable(["body", "site"], "no site with this code in the study", "unknown_site")
     ensure_site_access(actor, site.id, loc=("body", "site"), what="site")
+    dates.check(study, {("body", "enrolled_on"): enrolled_on, ("body", "consent", "date"): consent_date})
     if consent_date > enrolled_on:
         raise Unprocessable(
             ["body", "consent", "date"], "consent must be given on or before enrolment", "consent_after_enrolment"
@@ -198,6 +206,7 @@ def change_status(
     """Set a participant's status (withdrawal keeps everything collected so far)."""
     ensure_can_write(actor)
     ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
+    dates.check(_study(session, participant), {("body", "status_date"): status_date})
     if status_date is not None and status_date < participant.enrolled_on:
         raise Unprocessable(["body", "status_date"], "status date is before enrolment", "before_enrolment")
     before = {k: snapshot(participant)[k] for k in ("status", "status_date", "status_reason")}
@@ -227,6 +236,8 @@ def update_consent(
     session: Session, participant: Participant, consent: Consent, actor: Actor, reason: str | None = None
 ) -> Participant:
     ensure_can_write(actor)
+    # A later consent (a new version, re-consent) may follow enrolment; it may not precede the study.
+    dates.check(_study(session, participant), {("body", "consent", "date"): consent.date})
     before = {"consent_date": participant.consent_date.isoformat(), "consent_version": participant.consent_version}
     participant.consent_date, participant.consent_version = consent.date, consent.version
     participant.updated_at = utcnow()
@@ -373,11 +384,13 @@ def window(study: Study, participant: Participant, wave: Wave) -> tuple[date, da
     the daylight-saving offset that day.
     """
     tz = ZoneInfo(study.time_zone)
-    due = participant.enrolled_on + timedelta(days=wave.offset_days)
-    opens = due - timedelta(days=wave.window_before_days)
-    closes = due + timedelta(days=wave.window_after_days)
-    opens_at = datetime.combine(opens, time(0), tzinfo=tz).astimezone(UTC)
-    closes_at = datetime.combine(closes + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    # Saturating arithmetic: an implausible date stored before the date policy (e.g. 9999-12-31)
+    # gives a window at the end of the calendar, never an OverflowError for the whole request.
+    due = dates.add_days(participant.enrolled_on, wave.offset_days)
+    opens = dates.add_days(due, -wave.window_before_days)
+    closes = dates.add_days(due, wave.window_after_days)
+    opens_at = dates.at_midnight(opens, tz)
+    closes_at = dates.at_midnight(dates.add_days(closes, 1), tz)
     return due, opens, closes, opens_at, closes_at
 
 
@@ -419,7 +432,7 @@ def schedule(
             states.append(
                 InstrumentState(
                     instrument=code,
-                    state="completed" if r else "pending",
+                    state=("completed" if r.status == "complete" else "partial") if r else "pending",
                     response_id=r.id if r else None,
                     out_of_window=r.out_of_window if r else None,
                 )
@@ -427,7 +440,7 @@ def schedule(
         n_done = sum(s.state == "completed" for s in states)
         if states and n_done == len(states):
             state = "completed"
-        elif n_done:
+        elif n_done or any(s.state == "partial" for s in states):
             state = "partial"
         elif today < opens:
             state = "upcoming"

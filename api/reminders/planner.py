@@ -125,7 +125,7 @@ FROM (
            OR CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END = 'sms'
              AND c.phone IS NOT NULL AND c.phone <> '')
       AND (SELECT count(DISTINCT r.instrument) FROM response r
-           WHERE r.participant_id = p.id AND r.wave_id = :wid) < :n_instr
+           WHERE r.participant_id = p.id AND r.wave_id = :wid AND r.status = 'complete') < :n_instr
   ) x0
 ) x
 WHERE x.closes_at > :now
@@ -161,7 +161,8 @@ CANCEL_REASON_SQL = """COALESCE(
          SELECT 1 FROM wave w WHERE w.id = reminder.wave_id AND json_array_length(w.instruments) > 0
            AND json_array_length(w.instruments) <= (
              SELECT count(DISTINCT r.instrument) FROM response r
-             WHERE r.participant_id = reminder.participant_id AND r.wave_id = reminder.wave_id))
+             WHERE r.participant_id = reminder.participant_id AND r.wave_id = reminder.wave_id
+               AND r.status = 'complete'))
        THEN 'completed' END,
   CASE WHEN NOT EXISTS (
          SELECT 1 FROM reminder_plan pl WHERE pl.study_id = reminder.study_id AND pl.wave_id = reminder.wave_id

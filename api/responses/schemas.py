@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
+
+from api.studies.dates import PlausibleAwareMoment
 
 Answer = int | float | str | list[int | float] | None
 
@@ -20,7 +22,11 @@ class ResponseCreate(BaseModel):
     external_scores: dict[str, float | None] | None = Field(
         default=None, description='scores computed elsewhere, e.g. {"pam13_activation": 58.2}'
     )
-    completed_at: AwareDatetime | None = Field(default=None, description="with a UTC offset; default now")
+    completed_at: PlausibleAwareMoment | None = Field(
+        default=None,
+        description="with a UTC offset; default now. Not in the future, not before consent or enrolment "
+        "(unless the wave's window opens earlier), not before the study's plausible range",
+    )
     amend: bool = False
     reason: str | None = Field(default=None, max_length=2000)
 

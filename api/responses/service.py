@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,11 +29,9 @@ from api.participants.service import local_date, window
 from api.responses.models import MODES, IdempotencyKey, Response, Score
 from api.responses.schemas import ResponseRead, ScoreRead
 from api.safety.service import raise_alerts
+from api.studies import dates
 from api.studies.models import Study, Wave
 from instruments.model import InstrumentError, ValidationFailed
-
-# A device clock a few minutes ahead of the server is not an error.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 def _request_hash(
@@ -169,16 +167,21 @@ def submit_response(
     except ValidationFailed as exc:
         raise Unprocessable(errors=_problems_to_errors(exc.problems, set(external_scores or ()))) from None
 
+    status = instruments.completeness(instrument, answers, scores, external_scores)
+
     now = utcnow()
     if completed_at is None:
         completed_at = now
-    elif completed_at > now + CLOCK_SKEW:
-        raise Unprocessable(["body", "completed_at"], "completion time is in the future", "in_future")
+    else:
+        dates.check(study, {("body", "completed_at"): completed_at}, now=now)
     _, opens, closes, _, _ = window(study, participant, wave)
-    out_of_window = not (opens <= local_date(study, completed_at) <= closes)
+    day = local_date(study, completed_at)
+    _check_after_enrolment(participant, day, opens)
+    out_of_window = not (opens <= day <= closes)
 
     if current is not None:
-        if not amend:
+        # A partial response is resumed by the next submission; a complete one needs amend + reason.
+        if not amend and current.status != "partial":
             raise _already_completed()
         # The key goes in first: when a parallel request took it, this amendment writes nothing.
         if idempotency_key is not None and not _insert_key(
@@ -199,6 +202,7 @@ def submit_response(
             actor,
             reason,
             now,
+            status,
         )
         _attach(resp, wave.code, None, (participant.enrolled_on, study.time_zone))
         return resp
@@ -216,6 +220,7 @@ def submit_response(
         entered_by=actor.user_id,
         completed_at=completed_at,
         out_of_window=out_of_window,
+        status=status,
         created_at=now,
         updated_at=now,
     )
@@ -256,6 +261,7 @@ def submit_response(
             "external_scores": external_scores,
             "completed_at": completed_at.isoformat(),
             "out_of_window": out_of_window,
+            "status": status,
             "mode": mode,
         },
     )
@@ -307,6 +313,21 @@ def _wave_study_current(
     if row is None:
         raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
     return row[0], row[1], row[2], (row[3] if key is not None else None)
+
+
+def _check_after_enrolment(participant: Participant, day, opens) -> None:
+    """No answers dated before consent, nor before enrolment unless the wave's window opens earlier
+    (a baseline taken at screening): such a date is a typo, and would be analysed as day -359."""
+    if day < participant.consent_date:
+        raise Unprocessable(
+            ["body", "completed_at"], "completion is before the participant's consent", "before_consent"
+        )
+    if day < min(participant.enrolled_on, opens):
+        raise Unprocessable(
+            ["body", "completed_at"],
+            "completion is before enrolment and before the wave's window opens",
+            "before_enrolment",
+        )
 
 
 def _already_completed() -> Conflict:
@@ -408,6 +429,7 @@ def _amend(
     actor: Actor,
     reason: str | None,
     now: datetime,
+    status: str = "complete",
 ) -> Response:
     old_scores = session.exec(select(Score).where(Score.response_id == current.id)).all()
     before = {
@@ -417,6 +439,7 @@ def _amend(
         "external_scores": current.external_scores,
         "completed_at": current.completed_at.isoformat(),
         "out_of_window": current.out_of_window,
+        "status": current.status,
         "mode": current.mode,
         "entered_by": current.entered_by,
         "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in old_scores],
@@ -426,7 +449,9 @@ def _amend(
     current.external_scores = external_scores
     current.instrument_version = str(instrument.version)
     current.completed_at = completed_at
+    resumed = current.status == "partial" and not reason
     current.out_of_window = out_of_window
+    current.status = status
     current.mode = mode
     current.entered_by = actor.user_id
     current.version += 1
@@ -437,7 +462,7 @@ def _amend(
     record(
         session,
         actor,
-        "amend",
+        "resume" if resumed else "amend",
         "response",
         current.id,
         study_id=current.study_id,
@@ -449,6 +474,7 @@ def _amend(
             "external_scores": external_scores,
             "completed_at": completed_at.isoformat(),
             "out_of_window": out_of_window,
+            "status": status,
             "mode": mode,
             "scores": [{"scale": s.scale, "value": s.value, "band": s.band} for s in scores],
         },

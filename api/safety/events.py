@@ -37,6 +37,7 @@ from api.safety.models import (
     SafetySettings,
 )
 from api.safety.schemas import AdverseEventIn, AdverseEventPatch, AdverseEventRead, FollowUpIn, FollowUpRead
+from api.studies import dates
 from api.studies.models import Site, Study
 
 # A device clock a few minutes ahead of the server is not an error.
@@ -125,6 +126,7 @@ def create_event(
     reported_at = values.pop("reported_at") or now
     if reported_at > now + CLOCK_SKEW:
         raise Unprocessable(["body", "reported_at"], "reported_at is in the future", "in_future")
+    dates.check(study, {("body", "onset_date"): body.onset_date, ("body", "reported_at"): reported_at}, now=now)
     if body.alert_id is not None:
         alert = session.get(SafetyAlert, body.alert_id)
         if alert is None or alert.participant_id != participant.id:

@@ -151,9 +151,13 @@ def _batch(session: Session, plan, ids: list[int], people: pd.DataFrame, cols) -
         return dd_conform(pd.DataFrame(columns=[c.name for c in cols]), cols)
     df = pd.DataFrame(rows).merge(people, on="pid", how="left", sort=False)
     enrolled = df["enrolled_on"].dt.date
-    df["onset_days"] = [(d - e).days if d is not None else None for d, e in zip(df["_onset"], enrolled, strict=True)]
+    # an enrolment date stored before the date policy (NaT here) leaves the day counts empty
+    df["onset_days"] = [
+        (d - e).days if d is not None and not pd.isna(e) else None for d, e in zip(df["_onset"], enrolled, strict=True)
+    ]
     df["end_days"] = [
-        (d - e).days if d is not None and not pd.isna(d) else None for d, e in zip(df["_end"], enrolled, strict=True)
+        (d - e).days if d is not None and not pd.isna(d) and not pd.isna(e) else None
+        for d, e in zip(df["_end"], enrolled, strict=True)
     ]
     if plan.shift_dates:
         df["description"] = None  # free text may name people

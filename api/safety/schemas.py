@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.safety.models import (
     AE_ACTIONS,
@@ -17,6 +17,7 @@ from api.safety.models import (
     SERIOUSNESS,
     SEVERITIES,
 )
+from api.studies.dates import PlausibleAwareMoment, PlausibleDate
 
 Seriousness = Literal[SERIOUSNESS]  # type: ignore[valid-type]
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
@@ -217,8 +218,8 @@ class AdverseEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     description: str = Field(min_length=1, max_length=4000)
-    onset_date: date
-    resolution_date: date | None = None
+    onset_date: PlausibleDate
+    resolution_date: PlausibleDate | None = None
     seriousness: list[Seriousness] = Field(default_factory=list, description="ICH E2A criteria; empty = not serious")
     severity: Severity
     relatedness: Relatedness
@@ -231,7 +232,9 @@ class AdverseEventIn(BaseModel):
     group_session_involved: bool = False
     delivery_session_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     alert_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the alert that led to it, if any")
-    reported_at: AwareDatetime | None = Field(default=None, description="when the team learnt of it; default now")
+    reported_at: PlausibleAwareMoment | None = Field(
+        default=None, description="when the team learnt of it; default now"
+    )
 
 
 class AdverseEventPatch(BaseModel):
@@ -241,8 +244,8 @@ class AdverseEventPatch(BaseModel):
 
     reason: str = Text
     description: str | None = Field(default=None, min_length=1, max_length=4000)
-    onset_date: date | None = None
-    resolution_date: date | None = None
+    onset_date: PlausibleDate | None = None
+    resolution_date: PlausibleDate | None = None
     seriousness: list[Seriousness] | None = None
     severity: Severity | None = None
     relatedness: Relatedness | None = None
@@ -261,7 +264,7 @@ class FollowUpIn(BaseModel):
 
     note: str = Field(min_length=1, max_length=4000)
     outcome: Outcome | None = None
-    resolution_date: date | None = None
+    resolution_date: PlausibleDate | None = None
 
 
 class FollowUpRead(BaseModel):

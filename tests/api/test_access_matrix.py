@@ -98,6 +98,8 @@ RULES = rules(
     ("GET", "/participants/{participant_id}/reminders", R(STAFF, "site", 200)),
     ("GET", "/u/{token}", R(None, "public", 404)),  # own signed token; a made-up one is unknown
     ("POST", "/u/{token}", R(None, "public", 404)),
+    # REDCap clients send their token in the form body (tests/api/test_redcap_api.py): a bearer header opens nothing.
+    ("POST", "/studies/{study_id}/redcap/api/", R(None, "public", 403)),
     # exports and REDCap interchange (study-level: both coordinators, each gets their own sites' rows)
     ("GET", "/studies/{study_id}/export-settings", R(READ, "study", 200)),
     ("PUT", "/studies/{study_id}/export-settings", R(ADMIN, "study", 200)),  # {} = defaults; study-wide
@@ -105,6 +107,7 @@ RULES = rules(
     ("GET", "/studies/{study_id}/exports/redcap/dictionary", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}/dictionary", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/export-receipts/{request_id}", R(READ, "study", 404)),  # no such export
     ("POST", "/studies/{study_id}/imports/redcap", R(STAFF, "study", 422)),
     ("POST", "/studies/{study_id}/imports/measures", R(STAFF, "study", 422)),
     # transcripts and qualitative coding: records by id get a made-up id, which is 404 for every
@@ -342,6 +345,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
         .replace("{token_id}", "999999")
+        .replace("{request_id}", "no-such-export")
     )
 
 
