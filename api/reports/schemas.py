@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.inputguard import SingleLine
 from api.reports.models import OUTCOMES
+from api.studies.dates import PlausibleDate
 
 Outcome = Literal[OUTCOMES]  # type: ignore[valid-type]
 
@@ -20,7 +21,7 @@ class ScreeningIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     site: str = Field(min_length=1, max_length=40, description="site code")
-    screened_on: date
+    screened_on: PlausibleDate = Field(description="not in the future, not before the study's plausible range")
     outcome: Outcome = Field(description="enrolled | not_eligible | declined | other")
     reason: SingleLine | None = Field(
         default=None,

@@ -17,6 +17,7 @@ from api.errors import Conflict, Unprocessable
 from api.participants.models import Participant
 from api.reports.models import ScreeningEntry
 from api.reports.schemas import ScreeningIn, ScreeningRead, ScreeningSummary
+from api.studies import dates
 from api.studies.models import Site, Study
 
 
@@ -29,6 +30,7 @@ def add(session: Session, study: Study, body: ScreeningIn, actor: Actor) -> Scre
     if site is None:
         raise Unprocessable(["body", "site"], "no site with this code in the study", "unknown_site")
     ensure_site_access(actor, site.id, loc=("body", "site"), what="site")
+    dates.check(study, {("body", "screened_on"): body.screened_on})
     if body.outcome == "enrolled" and body.participant_id is None:
         raise Unprocessable(
             ["body", "participant_id"], "an enrolled screening must name the enrolled participant", "missing"

@@ -327,6 +327,12 @@ def test_screening_rules(client, admin, analyst, trial):
         ({**base, "site": "south", "outcome": "enrolled", "participant_id": ids["P1"]}, 422, ["body", "site"]),
         ({**base, "outcome": "maybe", "reason": "x"}, 422, ["body", "outcome"]),
         ({**base, "outcome": "declined", "reason": "line\nbreak"}, 422, ["body", "reason"]),
+        ({**base, "outcome": "declined", "reason": "x", "screened_on": "9999-12-31"}, 422, ["body", "screened_on"]),
+        (
+            {**base, "outcome": "declined", "reason": "x", "screened_on": (TODAY + timedelta(days=3)).isoformat()},
+            422,
+            ["body", "screened_on"],
+        ),
     ]
     for body, status, loc in cases:
         r = client.post(f"/studies/{sid}/screening", json=body, headers=h)
