@@ -291,3 +291,87 @@ def to_fhir_observations(
             obs["interpretation"] = [{"text": flags.get(f, f)} for f in s.flags]
         out.append(obs)
     return out
+
+
+def _answer_value(item, answer: Mapping[str, Any], where: str) -> Any:
+    """The stored value of one FHIR answer for ``item`` (an option code, a number, a date or text)."""
+    if "valueCoding" in answer:
+        # A LOINC answer code (LA…) where the option has one, else the option's own numeric code.
+        code = str(answer["valueCoding"].get("code"))
+        for opt in item.options:
+            if code == opt.loinc or code == _num_str(opt.code):
+                return opt.code
+        raise ValueError(f"{where}.valueCoding: {code!r} is not an option of {item.code}")
+    for key in ("valueInteger", "valueDecimal", "valueBoolean"):
+        if key in answer:
+            v = answer[key]
+            return int(v) if key == "valueBoolean" else v
+    for key in ("valueDate", "valueDateTime", "valueTime", "valueString"):
+        if key in answer:
+            return str(answer[key])
+    raise ValueError(
+        f"{where}: no supported value[x] (Coding, integer, decimal, boolean, date, dateTime, time, string)"
+    )
+
+
+def from_fhir_questionnaire_response(
+    resource: Mapping[str, Any], instrument: str | Instrument | None = None
+) -> tuple[str, dict[str, Any], str | None]:
+    """``(instrument code, answers, authored)`` of a FHIR QuestionnaireResponse (R4, R4B or R5).
+
+    The instrument is the one named by ``questionnaire`` (``…/Questionnaire/<code>|<version>``, as
+    :func:`to_fhir_questionnaire_response` writes it, or a bare code) unless ``instrument`` is given;
+    each answered item's ``linkId`` is an item code (groups are flattened; the ``scores`` group Peerlens
+    writes is ignored: scores are recomputed). Values are checked later by :func:`instruments.validate`.
+
+    Raises
+    ------
+    ValueError
+        With the path of the offending element (``item[2].answer[0]``), for an unknown questionnaire,
+        a repeated item, or an answer without a supported value.
+
+    Examples
+    --------
+    >>> from instruments import score
+    >>> a = {f"gad7_{i}": 1 for i in range(1, 8)}
+    >>> qr = to_fhir_questionnaire_response("gad7", a, score("gad7", a), identifier="x",
+    ...                                     subject="ResearchSubject/P1", authored="2026-01-05T10:00:00Z")
+    >>> code, answers, authored = from_fhir_questionnaire_response(qr)
+    >>> code, answers == a, authored
+    ('gad7', True, '2026-01-05T10:00:00Z')
+    """
+    if instrument is not None:
+        inst = registry.get(instrument)
+    else:
+        ref = str(resource.get("questionnaire") or "").split("|")[0]
+        code = ref.rstrip("/").rsplit("/", 1)[-1]
+        if not code:
+            raise ValueError("questionnaire: name the instrument (…/Questionnaire/<code>)")
+        try:
+            inst = registry.get(code)
+        except Exception:
+            raise ValueError(f"questionnaire: {code!r} is not a known instrument") from None
+    items = {it.code: it for it in inst.items}
+    answers: dict[str, Any] = {}
+
+    def walk(entries, path: str) -> None:
+        for i, entry in enumerate(entries or ()):
+            here = f"{path}item[{i}]"
+            link = entry.get("linkId")
+            if link == "scores" and path == "":
+                continue
+            if entry.get("item"):
+                walk(entry["item"], here + ".")
+            if not entry.get("answer"):
+                continue
+            if link not in items:
+                raise ValueError(f"{here}.linkId: {link!r} is not an item of {inst.code}")
+            if link in answers:
+                raise ValueError(f"{here}.linkId: {link!r} is answered twice")
+            item = items[link]
+            values = [_answer_value(item, a, f"{here}.answer[{j}]") for j, a in enumerate(entry["answer"])]
+            answers[link] = values if item.kind == "multi" else values[0]
+
+    walk(resource.get("item"), "")
+    authored = resource.get("authored")
+    return inst.code, answers, (str(authored) if authored else None)

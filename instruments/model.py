@@ -18,6 +18,9 @@ class Option:
     label: str
     missing: bool = False  # e.g. PAM-13 "N/A", HLS-EU "don't know": stored, but not an answer for scoring
     loinc: str | None = None  # LOINC answer code (LA…) where one is published, used in FHIR exports
+    # The code another system uses when it is not a number (a REDCap choice coded "GB" or "adult"):
+    # stored as ``code`` (its position), written back as ``value`` to REDCap files and the REDCap API.
+    value: str | None = None
 
 
 @dataclass(frozen=True)

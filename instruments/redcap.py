@@ -143,7 +143,8 @@ def from_redcap_dictionary(
     (instruments, report)
         ``report`` lists every field or feature that could not be represented, as
         ``Problem(loc=field_name, rule=..., msg=...)``. Rules: ``record_id``, ``unsupported_field_type``,
-        ``non_numeric_choice``, ``slider_labels_dropped``, ``branching_logic_not_enforced``,
+        ``non_numeric_choice``, ``text_coded_choice``, ``slider_labels_kept``, ``slider_limits_invalid``,
+        ``field_note_kept``, ``autocomplete_ignored``, ``branching_logic_not_enforced``,
         ``action_tags_ignored``, ``validation_bound_not_literal``, ``checkbox_expanded``,
         ``invalid_field_name``, ``unknown_field_type``, ``section_header_dropped``, ``matrix_ranking_ignored``.
 
@@ -195,9 +196,21 @@ def from_redcap_dictionary(
             required=row.get("required", "").lower() == "y",
             label=name,
         )
+        notes = []
+        note = _clean(row.get("field_note", ""))
+        if note:
+            # Kept with the item (shown under the question on the form, and in the data dictionary).
+            notes.append(f"Field note: {note}")
+            report.append(Problem(name, "field_note_kept", f"field note {note!r} kept as the item's note"))
+        if row.get("validation", "").lower() == "autocomplete":
+            report.append(
+                Problem(name, "autocomplete_ignored", "autocomplete is a REDCap display option; shown as a plain list")
+            )
         branching = row.get("branching", "")
+        if notes:
+            common["notes"] = " ".join(notes)
         if branching:
-            common["notes"] = f"REDCap branching logic: {branching}"
+            common["notes"] = " ".join(notes + [f"REDCap branching logic: {branching}"])
             report.append(
                 Problem(
                     name,
@@ -215,22 +228,24 @@ def from_redcap_dictionary(
             report.append(Problem(name, "unsupported_field_type", f"{ftype}: {_UNSUPPORTED[ftype]}; not imported"))
             continue
         if ftype in ("radio", "dropdown"):
-            opts, bad = [], []
-            for code, lab in _choices(row.get("choices", "")):
-                num = _number(code)
-                if num is None:
-                    bad.append(code)
-                else:
-                    opts.append(Option(num, lab))
-            if bad or not opts:
+            choices = _choices(row.get("choices", ""))
+            if not choices:
+                report.append(Problem(name, "non_numeric_choice", "no choices; field not imported"))
+                continue
+            if all(_number(code) is not None for code, _ in choices):
+                opts = [Option(_number(code), lab) for code, lab in choices]
+            else:
+                # Text codes (ISO country codes, "adult"/"ped"): stored as their position 1..n, the
+                # REDCap code kept on the option and written back to REDCap files and the REDCap API.
+                opts = [Option(i, lab, value=code) for i, (code, lab) in enumerate(choices, start=1)]
                 report.append(
                     Problem(
                         name,
-                        "non_numeric_choice",
-                        f"choice codes {bad} are not numbers (or no choices); field not imported",
+                        "text_coded_choice",
+                        "choice codes are text: stored as 1..n with value labels, written back to REDCap as the "
+                        "text codes",
                     )
                 )
-                continue
             forms[form].append(Item(code=name, options=tuple(opts), kind="choice", **common))
         elif ftype == "checkbox":
             choices = _choices(row.get("choices", ""))
@@ -261,15 +276,27 @@ def from_redcap_dictionary(
                 Item(code=name, kind="choice", options=(Option(1, "True"), Option(0, "False")), **common)
             )
         elif ftype == "slider":
-            forms[form].append(Item(code=name, kind="integer", min=0, max=100, **common))
+            # REDCap's slider runs 0-100 unless Text Validation Min/Max set other limits (e.g. -10 to 10).
+            lo = _number(row.get("min", "")) if row.get("min") else None
+            hi = _number(row.get("max", "")) if row.get("max") else None
+            lo = 0 if lo is None else lo
+            hi = 100 if hi is None else hi
+            if lo >= hi:
+                report.append(Problem(name, "slider_limits_invalid", f"slider limits {lo} to {hi}; 0-100 used"))
+                lo, hi = 0, 100
+            slider = dict(common)
             if row.get("choices"):
+                labels = " | ".join(part.strip() for part in row["choices"].split("|"))
+                before = str(common.get("notes") or "")
+                slider["notes"] = " ".join(filter(None, [before, f"Slider labels: {labels}"]))
                 report.append(
                     Problem(
                         name,
-                        "slider_labels_dropped",
-                        f"slider labels {row['choices']!r} not kept; stored as an integer 0-100",
+                        "slider_labels_kept",
+                        f"slider labels {row['choices']!r} kept as the item's note; stored as an integer {lo} to {hi}",
                     )
                 )
+            forms[form].append(Item(code=name, kind="integer", min=lo, max=hi, **slider))
         elif ftype in ("text", "notes"):
             validation = row.get("validation", "").lower()
             lo, hi = None, None

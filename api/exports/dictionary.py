@@ -127,6 +127,8 @@ def context_columns(context_items: list[Item]) -> list[Column]:
                 values=tuple((o.label, o.label) for o in it.options),
                 instrument="context",
                 notes="baseline context answer, as its label",
+                # Stata and SPSS files get the option codes with value labels instead (as REDCap's do).
+                extra={"codes": tuple((o.code, o.label) for o in it.options)} if it.options else {},
             )
         )
     return out

@@ -261,6 +261,11 @@ def _stat_frame(batches: Iterable[pd.DataFrame], columns: list[Column]) -> tuple
             df[c.name] = df[c.name].astype("float64")
         elif c.kind == "datetime":
             df[c.name] = df[c.name].dt.tz_convert("UTC").dt.tz_localize(None)
+        elif c.kind == "string" and c.extra.get("codes"):
+            # A categorical answer kept as its label in CSV/Parquet: a labelled numeric code here.
+            codes = {label: float(code) for code, label in c.extra["codes"]}
+            df[c.name] = df[c.name].map(codes).astype("float64")
+            value_labels[c.name] = {code: label for code, label in c.extra["codes"]}
         elif c.kind == "string":
             df[c.name] = df[c.name].fillna("").astype(object)
         if (

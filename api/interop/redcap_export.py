@@ -87,12 +87,24 @@ def _date_kinds(plan: Plan) -> dict[tuple[str, str], str]:
     return out
 
 
+def _text_codes(plan: Plan) -> dict[tuple[str, str], dict[str, str]]:
+    """(instrument, item) -> {stored code: REDCap text code} for text-coded choices."""
+    out = {}
+    for code in plan.instruments:
+        inst = service._get(code)
+        for it in inst.items if inst is not None else ():
+            if any(o.value is not None for o in it.options):
+                out[(code, it.code)] = {_text(o.code): o.value for o in it.options if o.value is not None}
+    return out
+
+
 def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BATCH) -> Iterator[list[list[str]]]:
     """Batches of REDCap rows (lists of strings), whole participants per batch."""
     cols = header(plan)
     index = {c: i for i, c in enumerate(cols)}
     forms = dict(_fields(plan))
     date_kinds = _date_kinds(plan)
+    texts = _text_codes(plan)
     wave_order = {w.code: i for i, w in enumerate(plan.waves)}
     plan_with_context = plan
     service._begin_snapshot(session)
@@ -118,7 +130,8 @@ def iter_rows(session: Session, plan: Plan, batch_size: int = service.DEFAULT_BA
                         if kind is not None and value is not None and plan.dates.deidentified:
                             num, txt = plan.dates.answer(kind, value, people.at[pid, "enrolled_on"], int(pid))
                             value = int(num) if num is not None else txt
-                        row[index[item]] = _text(value)
+                        text = texts.get((code, item), {}).get(_text(value)) if texts else None
+                        row[index[item]] = text if text is not None else _text(value)
                 row[index[f"{code}_timestamp"]] = _stamp(plan, completed_at, int(pid))
                 # REDCap's form status: 2 complete, 0 incomplete (a partial response, resumable).
                 row[index[f"{code}_complete"]] = "2" if status == "complete" else "0"
@@ -231,7 +244,9 @@ def data_dictionary_csv(plan: Plan) -> str:
             choices, ftype, validation, lo, hi = "", "text", "", "", ""
             if it.options:
                 ftype = "radio"
-                choices = " | ".join(f"{_text(o.code)}, {o.label}" for o in it.options)
+                choices = " | ".join(
+                    f"{o.value if o.value is not None else _text(o.code)}, {o.label}" for o in it.options
+                )
             elif it.kind == "integer":
                 validation, lo, hi = "integer", _num(it.min), _num(it.max)
             elif it.kind == "number":

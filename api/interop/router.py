@@ -15,6 +15,7 @@ from api.db import get_session
 from api.errors import Unprocessable
 from api.inputguard import decode_upload
 from api.interop.measures import import_measures
+from api.interop.participants_csv import import_participants
 from api.interop.service import import_redcap
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -103,6 +104,36 @@ def import_measures_route(
     nothing was written.
     """
     report = import_measures(session, study, actor, _text(file, "file"), dry_run=dry_run)
+    if report.committed:
+        session.commit()
+    body = report.as_dict()
+    if not report.ok:
+        detail = [
+            {"loc": ["body", "file", e.row if e.row is not None else "", e.field or ""], "msg": e.msg, "type": e.kind}
+            for e in report.errors
+        ]
+        return JSONResponse({"detail": detail, "report": body}, status_code=422)
+    return body
+
+
+@router.post("/studies/{study_id}/imports/participants")
+def import_participants_route(
+    file: UploadFile = File(
+        ...,
+        description="CSV: site, enrolled_on, consent_date, consent_version[, study_code, arm, "
+        "name, email, phone, date_of_birth, preferred_channel, opt_out]",
+    ),
+    dry_run: bool = Form(False),
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """Enrol participants from a spreadsheet through the same checks as ``POST /studies/{id}/participants``.
+
+    200 with the report when written (``committed: true``) or on ``dry_run``; 422 with ``detail``
+    (row and column of each problem) and the report when any row failed, in which case nothing was written.
+    """
+    report = import_participants(session, study, actor, _text(file, "file"), dry_run=dry_run)
     if report.committed:
         session.commit()
     body = report.as_dict()

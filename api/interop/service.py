@@ -221,6 +221,9 @@ def _resolve_instruments(
 def _value(item, raw: str) -> tuple[Any, bool]:
     """(value, ok) of one REDCap cell for an item."""
     if item.options:
+        for opt in item.options:
+            if opt.value is not None and raw == opt.value:
+                return opt.code, True  # a text-coded REDCap choice
         try:
             f = float(raw)
         except ValueError:

@@ -174,6 +174,7 @@ def _label_maps(plan: exports.Plan) -> dict[str, dict[str, str]]:
         for it in inst.items if inst is not None else ():
             if it.options:
                 out[it.code] = {rx._text(o.code): o.label for o in it.options}
+                out[it.code].update({o.value: o.label for o in it.options if o.value is not None})
     return out
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi import Response as HttpResponse
 from sqlmodel import Session
 
@@ -16,6 +17,7 @@ from api.db import end_read, get_session
 from api.errors import NotFound
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
+from api.responses import fhir as fhir_service
 from api.responses import service
 from api.responses.fhir import observation_bundle
 from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead, SafetyAlertRef
@@ -93,6 +95,42 @@ def list_observations(
     # Staff only: an Observation carries the calendar date it was measured (analysts read the
     # de-identified exports instead).
     out = observation_bundle(session, participant)
+    end_read(session)
+    return HttpResponse(content=json.dumps(out), media_type="application/fhir+json")
+
+
+@router.post(
+    "/participants/{participant_id}/fhir/QuestionnaireResponse",
+    status_code=201,
+    response_model=ResponseRead,
+    summary="Store a FHIR R4 QuestionnaireResponse (any instrument) through the submission path",
+)
+def submit_fhir(
+    resource: dict[str, Any] = Body(..., description="a FHIR R4/R4B QuestionnaireResponse (application/fhir+json)"),
+    wave: str = Query(..., max_length=40, description="the wave the answers belong to"),
+    participant: Participant = Depends(valid_participant),
+    actor: Actor = Depends(authorize(*STAFF)),
+    session: Session = Depends(get_session),
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200),
+):
+    resp = fhir_service.submit_fhir(session, participant, actor, resource, wave=wave, idempotency_key=idempotency_key)
+    out = service.to_read(session, [resp])[0]
+    raised = getattr(resp, "alerts_raised", None) or alerts_for_response(session, resp.id)
+    out.alerts = [SafetyAlertRef(id=a.id, rule=a.rule_code, status=a.status) for a in raised]
+    session.commit()
+    return HttpResponse(out.model_dump_json(), status_code=201, media_type="application/json")
+
+
+@router.get(
+    "/participants/{participant_id}/fhir",
+    summary="Every response as FHIR QuestionnaireResponses and the clinical measures as Observations, in a Bundle",
+)
+def participant_bundle(
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
+    out = fhir_service.participant_bundle(session, participant)
     end_read(session)
     return HttpResponse(content=json.dumps(out), media_type="application/fhir+json")
 

@@ -73,6 +73,8 @@ RULES = rules(
     ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
     ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
     ("GET", "/participants/{participant_id}/observations", R(STAFF, "site", 200)),
+    ("GET", "/participants/{participant_id}/fhir", R(STAFF, "site", 200)),
+    ("POST", "/participants/{participant_id}/fhir/QuestionnaireResponse", R(STAFF, "site", 422)),
     ("GET", "/instruments", R(READ, "global", 200)),
     ("GET", "/instruments/{code}", R(READ, "global", 200)),
     ("GET", "/me", R(READ, "global", 200)),
@@ -110,6 +112,7 @@ RULES = rules(
     ("GET", "/studies/{study_id}/export-receipts/{request_id}", R(READ, "study", 404)),  # no such export
     ("POST", "/studies/{study_id}/imports/redcap", R(STAFF, "study", 422)),
     ("POST", "/studies/{study_id}/imports/measures", R(STAFF, "study", 422)),
+    ("POST", "/studies/{study_id}/imports/participants", R(STAFF, "study", 422)),
     # transcripts and qualitative coding: records by id get a made-up id, which is 404 for every
     # admitted role after the role check (site scoping of transcripts is tested in test_transcripts.py)
     ("POST", "/studies/{study_id}/transcripts", R(STAFF, "study", 422)),

@@ -242,7 +242,19 @@ def test_wide_dta_and_sav_carry_variable_and_value_labels(client, analyst, cohor
         base = df[(df["participant"] == people[1]["study_code"]) & (df["wave"] == "baseline")].iloc[0]
         assert base["phq9"] == _expected_phq(1) and base["gad7"] == sum(_gad(1).values())
         assert base["phq9_4"] == _phq(1)["phq9_4"] and base["visits_x"] == 4
-        assert base["context_gender"] == "Man"
+        # Categorical context answers are labelled numeric codes in Stata and SPSS, as REDCap writes them.
+        assert base["context_gender"] == 2 and vl["context_gender"][2] == "Man"
+        assert vl["context_gender"][99] == "Prefer not to say" and base["context_age_band"] == 6
+
+
+def test_long_dta_context_codes_are_labelled_too(client, analyst, cohort):
+    study, people = cohort["study"], cohort["people"]
+    df, meta = pyreadstat.read_dta(_tmp(_get(client, analyst, study, "long", format="dta"), ".dta"))
+    mine = df[df["participant"] == people[0]["study_code"]].iloc[0]
+    assert mine["context_gender"] == 1 and meta.variable_value_labels["context_gender"][1] == "Woman"
+    # CSV keeps the label (the analysis layer's convention)
+    csv = pd.read_csv(io.BytesIO(_get(client, analyst, study, "long", format="csv")))
+    assert set(csv["context_gender"].dropna()) == {"Woman", "Man", "Prefer not to say"}
 
 
 def test_items_json_one_row_per_answered_item(client, analyst, cohort, intake):

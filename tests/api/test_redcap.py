@@ -263,3 +263,72 @@ def test_analyst_redcap_export_is_deidentified(client, admin, analyst, make_stud
     assert out.status_code == 200 and "Plumtree" not in out.text and "octavia" not in out.text
     row = next(csv.DictReader(io.StringIO(out.text)))
     assert row["phq9_timestamp"] == "" and row["phq9_1"] == "1"
+
+
+CONSORTIUM_DD = (
+    "Variable / Field Name,Form Name,Section Header,Field Type,Field Label,"
+    '"Choices, Calculations, OR Slider Labels",Field Note,Text Validation Type OR Show Slider Number,'
+    "Text Validation Min,Text Validation Max,Identifier?\n"
+    "record_id,intake_tc,,text,Record ID,,,,,,\n"
+    'country_tc,intake_tc,,dropdown,Country of birth,"GB, United Kingdom | FR, France | US, United States",'
+    "ISO 3166 code,autocomplete,,,\n"
+    'cohort_tc,intake_tc,,radio,Cohort,"adult, Adult | ped, Paediatric",,,,,\n'
+    'change_tc,intake_tc,,slider,Change since last visit,"Much worse | Same | Much better",,number,-10,10,\n'
+)
+
+
+def test_text_coded_choices_slider_limits_and_notes_round_trip(client, admin, analyst, make_study, enrol):
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9"]),))
+    records = (
+        "record_id,redcap_event_name,redcap_data_access_group,country_tc,cohort_tc,change_tc,intake_tc_complete\n"
+        "TC-001,baseline_arm_1,north,FR,ped,-7,2\n"
+    )
+    try:
+        r = _post(
+            client,
+            admin,
+            study.id,
+            records.encode(),
+            events={"baseline_arm_1": "baseline"},
+            dictionary=CONSORTIUM_DD.encode(),
+        )
+        assert r.status_code == 200, r.text
+        inst = instruments.get("intake_tc")
+        country = inst.item("country_tc")
+        assert [(o.code, o.value, o.label) for o in country.options][:2] == [
+            (1, "GB", "United Kingdom"),
+            (2, "FR", "France"),
+        ]
+        assert "Field note: ISO 3166 code" in country.notes
+        slider = inst.item("change_tc")
+        assert (slider.min, slider.max) == (-10, 10) and "Much worse | Same | Much better" in slider.notes
+        # Stored as the option's position, shown with its label, written back to REDCap as the text code.
+        people = client.get(f"/studies/{study.id}/participants", headers=admin.headers).json()
+        people = people["items"] if isinstance(people, dict) else people
+        pid = next(p["id"] for p in people if p["study_code"] == "TC-001")
+        stored = client.get(f"/participants/{pid}/responses", headers=admin.headers).json()
+        answers = next(x for x in stored if x["instrument"] == "intake_tc")["answers"]
+        assert answers == {"country_tc": 2, "cohort_tc": 2, "change_tc": -7}
+        back = client.get(f"/studies/{study.id}/exports/redcap", headers=admin.headers).text
+        row = dict(zip(*[line.split(",") for line in back.strip().splitlines()[:2]], strict=True))
+        assert (row["country_tc"], row["cohort_tc"], row["change_tc"]) == ("FR", "ped", "-7")
+        dd = client.get(f"/studies/{study.id}/exports/redcap/dictionary", headers=admin.headers).text
+        assert "GB, United Kingdom | FR, France | US, United States" in dd
+        wide = client.get(
+            f"/studies/{study.id}/exports/wide/dictionary",
+            params={"format": "json", "items": "true"},
+            headers=analyst.headers,
+        ).json()
+        values = {c["name"]: c["values"] for c in wide["columns"]}
+        assert {"code": 2, "label": "France"} in values["country_tc"]
+        # A code that is not among the choices is refused, naming the field.
+        bad = _post(
+            client,
+            admin,
+            study.id,
+            records.replace("TC-001", "TC-002").replace(",FR,", ",XX,").encode(),
+            events={"baseline_arm_1": "baseline"},
+        )
+        assert bad.status_code == 422 and any(d["loc"][-1] == "country_tc" for d in bad.json()["detail"])
+    finally:
+        instruments.unregister("intake_tc")

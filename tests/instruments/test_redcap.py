@@ -62,11 +62,11 @@ def test_report_lists_what_was_not_represented(imported):
         ("contact_mode", "section_header_dropped"),
         ("topics", "checkbox_expanded"),
         ("topic_other", "branching_logic_not_enforced"),
-        ("mood_slider", "slider_labels_dropped"),
+        ("mood_slider", "slider_labels_kept"),
         ("total_score", "action_tags_ignored"),
         ("total_score", "unsupported_field_type"),
         ("instructions_note", "unsupported_field_type"),
-        ("ps_site", "non_numeric_choice"),
+        ("ps_site", "text_coded_choice"),
         ("ps_cv", "unsupported_field_type"),
     }
 
