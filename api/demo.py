@@ -55,6 +55,7 @@ class DemoResult:
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
     screened: int = 0
+    plan_hash: str | None = None
     partial: str | None = None  # "P-…/wave/instrument" of the demo's one partial response
     base_url: str = "http://127.0.0.1:8000"
 
@@ -78,6 +79,11 @@ class DemoResult:
         if self.screened:
             lines.append(
                 f"screening log: {self.screened} people assessed; trial report: peerlens report {self.study_id}"
+            )
+        if self.plan_hash:
+            lines.append(
+                f"analysis plan: version 1 locked, sha256 {self.plan_hash}; the study is blinded "
+                "(analysts read arms as A, B, C until `peerlens unblind`)"
             )
         if self.params:
             keys = (
@@ -261,6 +267,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         result.screened = report_demo.screening_log(
             session, study, [p for p, _ in by_code.values()], site_codes, actor, seed
         )
+        result.plan_hash = _analysis_plan(session, study, actor)
         del sites
     result.study_id = study.id
     for role, email, site in DEMO_USERS:
@@ -288,6 +295,31 @@ def _status_reason(status: str, code: str) -> str:
     """A stable reason for a status change (the same participant always gets the same one)."""
     options = _REASONS.get(status, ("other",))
     return options[sum(map(ord, code)) % len(options)]
+
+
+def _analysis_plan(session: Session, study, actor) -> str | None:
+    """The demo's statistical analysis plan, locked before anyone unblinds the study."""
+    from api.sap import service as sap
+    from api.sap.schemas import Outcome, PlanContent
+
+    plan = PlanContent(
+        primary=Outcome(scale="pam13_activation", wave="m12", model="trial"),
+        secondary=[
+            Outcome(scale="phq9", wave="m12", model="trial"),
+            Outcome(scale="gad7", wave="m12", model="trial"),
+            Outcome(scale="pam13_activation", wave="m12", model="responders"),
+        ],
+        covariates=["site"],
+        mcids={"pam13_activation": 4, "phq9": 5, "gad7": 4},
+        subgroups=["context_living_situation"],
+        missing_data="mixed_model",
+        sensitivity=["multiple_imputation", "tipping_point"],
+        families={"secondary": ["phq9", "gad7"]},
+        multiplicity="holm",
+        notes="Treatment-policy estimand; ANCOVA adjusted for baseline and site, cLDA as supportive analysis.",
+    )
+    draft = sap.create_draft(session, study, plan, actor)
+    return sap.lock(session, study, draft.version, actor).content_hash
 
 
 def _status(p, row, today: date) -> tuple[str, date | None]:

@@ -45,6 +45,7 @@ from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
 from api.safety.router import router as safety_router
+from api.sap.router import router as sap_router
 from api.studies import dates
 from api.studies.router import router as studies_router
 from api.transcripts.router import router as transcripts_router
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
+        sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         reports_router,  # screening log, /studies/{id}/reports (the trial report, HTML and PDF)
     ):

@@ -25,6 +25,7 @@ from api.safety.models import (  # noqa: F401
     SafetyContact,
     SafetySettings,
 )
+from api.sap.models import AnalysisPlan, StudyUnblinding  # noqa: F401
 from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
 from api.transcripts.models import (  # noqa: F401
     CodeHistory,

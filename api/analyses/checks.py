@@ -63,8 +63,11 @@ def _instrument(code: str) -> instruments.Instrument | None:
         return None
 
 
-def study_design(session: Session, study: Study) -> Design:
-    """The study's waves (by offset), the scales its instruments score, its sites and arms."""
+def study_design(session: Session, study: Study, actor: Actor | None = None) -> Design:
+    """The study's waves (by offset), the scales its instruments score, its sites and arms.
+
+    For an ``actor`` blind to the arms (:mod:`api.sap.blinding`) the arms are their neutral labels
+    (A, B, C…) without kind, so requests name arms as the blind reader's frame does."""
     waves = list(
         session.execute(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.code)).scalars()
     )
@@ -83,6 +86,19 @@ def study_design(session: Session, study: Study) -> Design:
         s.code: s.id for s in session.execute(select(Site).where(Site.study_id == study.id).order_by(Site.id)).scalars()
     }
     arms = list(session.execute(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id)).scalars())
+    if actor is not None:
+        from api.sap.blinding import blinded, neutral_labels
+
+        if blinded(session, study.id, actor):
+            labels = neutral_labels(session, study.id)
+            arms = sorted(
+                (
+                    Arm(study_id=study.id, code=labels[a.id], name=f"Arm {labels[a.id]}", kind="", allocation_ratio=1)
+                    for a in arms
+                    if a.id in labels
+                ),
+                key=lambda a: (len(a.code), a.code),
+            )
     return Design(waves, scales, used, sites, arms)
 
 

@@ -470,3 +470,8 @@ class AnalysisRun(BaseModel):
     values: dict[str, Any] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     plots: list[PlotLink] = Field(default_factory=list)
+    plan: dict[str, Any] | None = Field(
+        None,
+        description="against the locked analysis plan: status (pre-specified, deviates, post hoc, descriptive, "
+        "no plan), plan_version, plan_hash, role (primary, secondary, subgroup) and deviations",
+    )

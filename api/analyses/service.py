@@ -43,6 +43,7 @@ from api.db import utcnow
 from api.errors import Unprocessable
 from api.jsonable import jsonable, records
 from api.release import provenance, provenance_markdown
+from api.sap import service as sap
 from api.studies.models import Study
 
 
@@ -84,7 +85,7 @@ def execute(
         failure; 403 when a coordinator names another site's code.
     """
     spec = KINDS[kind]
-    design = study_design(session, study)
+    design = study_design(session, study, actor)
     sites = check_sites(design, actor, req.sites)
     scope = scope_sites(design, actor, sites)
     bound = max_participants if max_participants is not None else settings.analysis_max_participants
@@ -131,6 +132,8 @@ def execute(
         for fmt in req.formats
     ]
     tables = {name: _ensure_columns(kind, name, df) for name, df in result.tables.items()}
+    # Whether the run is what the locked analysis plan pre-specified (api.sap.service).
+    plan = sap.classify(session, study.id, kind, _parameters(req)).as_dict()
     record(
         session,
         actor,
@@ -145,6 +148,7 @@ def execute(
             "rows": n_rows,
             "participants": n_participants,
             "plots": [p.url.rsplit("/", 1)[-1] for p in plots],
+            "plan": plan,
         },
     )
     return AnalysisRun(
@@ -161,6 +165,7 @@ def execute(
         values=jsonable(result.values),
         warnings=result.warnings,
         plots=plots,
+        plan=plan,
     )
 
 
@@ -212,7 +217,7 @@ def write_report(
     >>> paths["report"]  # doctest: +SKIP
     PosixPath('out/report.md')
     """
-    design = study_design(session, study)
+    design = study_design(session, study, actor)
     outcomes = [check_scale(design, s, ["outcome", i]) for i, s in enumerate(outcomes or [])]
     mcid_map = parse_mcids(design, mcids)
     if followup is not None:

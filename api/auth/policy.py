@@ -119,8 +119,16 @@ def ensure_site_access(
         raise NotFound(list(loc), f"{what} not found", "not_found")
 
 
-def may_see_allocation(actor: Actor) -> bool:
+def may_see_allocation(actor: Actor, *, unblinded: bool = False) -> bool:
     """Whether ``actor`` may see real arm labels where readers are meant to stay blind (a data
-    monitoring committee's safety summary): admins and the system for now; a blinded-analysis
-    policy will refine who may."""
-    return rule(actor).admin
+    monitoring committee's safety summary): admins and the system always, everyone once the study
+    is unblinded (:mod:`api.sap.blinding`)."""
+    return unblinded or rule(actor).admin
+
+
+def blind_to_arms(actor: Actor, *, unblinded: bool) -> bool:
+    """Whether ``actor`` reads arms as neutral labels (A, B, C…) in every read, export, analysis and
+    report: de-identified readers (analysts) until an admin unblinds the study. Staff allocate and
+    deliver the intervention, so they are not blind to it; the safety summary masks arms for them
+    too (:func:`may_see_allocation`)."""
+    return not unblinded and deidentified(actor)

@@ -12,8 +12,13 @@ through :class:`DatePolicy`, how calendar dates reach them:
   study and the participant, so intervals survive and the shift cannot be undone without the
   secret.
 
+Blinded analysis: while the study is not unblinded, a de-identified reader reads arms as neutral
+labels (``A``, ``B``, ``C``… from :mod:`api.sap.blinding`); :attr:`Deidentification.blind_arms`
+holds that mapping and :meth:`Deidentification.arm` applies it. Arm names, kinds and ids are
+withheld from blind readers.
+
 The exports (``api.exports.service``), ``GET /participants/{id}``, ``/schedule`` and
-``/responses`` all call this module; none keeps a copy of the rules.
+``/responses``, the analyses and the arm list all call this module; none keeps a copy of the rules.
 
 Examples
 --------
@@ -34,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -136,9 +141,28 @@ class Deidentification:
     identified: bool
     dropped_items: frozenset[tuple[str, str]]
     dates: DatePolicy
+    #: ``{arm id: neutral label}`` while the reader is blind to the arms (None: real arm codes).
+    blind_arms: dict[int, str] | None = field(default=None, compare=False)
 
     def withheld(self, instrument: str, item: str) -> bool:
         return not self.identified and (instrument, item) in self.dropped_items
+
+    def arm(self, arm_id: int | None, code: str | None) -> str | None:
+        """The arm as this reader may see it: its code, or its neutral label while blind."""
+        if arm_id is None or self.blind_arms is None:
+            return code
+        return self.blind_arms.get(arm_id)
+
+    def arm_kind(self, kind: str | None) -> str | None:
+        """An arm's kind (intervention/control), withheld from a blind reader."""
+        return None if self.blind_arms is not None else kind
+
+    @staticmethod
+    def arms_for(session, study_id: int, actor) -> dict[int, str] | None:
+        """The blinded arm mapping for ``actor`` (None when ``actor`` is not blind)."""
+        from api.sap import blinding
+
+        return blinding.neutral_labels(session, study_id) if blinding.blinded(session, study_id, actor) else None
 
     @classmethod
     def for_reader(
@@ -163,8 +187,9 @@ class Deidentification:
         settings = session.get(ExportSettings, study_id)
         free_text = settings.free_text_items if settings is not None else []
         dates = DatePolicy.for_reader(session, study_id, actor, secret)
+        arms = cls.arms_for(session, study_id, actor)
         if identifiers:
-            return cls(True, frozenset(), dates)
+            return cls(True, frozenset(), dates, arms)
         flagged = {tuple(x.split(".", 1)) for x in free_text if "." in x}
         if instruments is None:
             from sqlmodel import select
@@ -181,4 +206,4 @@ class Deidentification:
             except registry.InstrumentError:
                 continue
             dropped.update((code, it.code) for it in inst.items if it.identifier)
-        return cls(False, frozenset(dropped), dates)
+        return cls(False, frozenset(dropped), dates, arms)

@@ -248,7 +248,14 @@ def items_columns() -> list[Column]:
 
 
 def dictionary_json(
-    columns: list[Column], *, shape: str, study_id: int, deidentified: bool, date_mode: str, instruments_used: list[str]
+    columns: list[Column],
+    *,
+    shape: str,
+    study_id: int,
+    deidentified: bool,
+    date_mode: str,
+    instruments_used: list[str],
+    blinded: bool = False,
 ) -> dict[str, Any]:
     """The JSON data dictionary of an export."""
     insts = []
@@ -274,6 +281,8 @@ def dictionary_json(
         # The release that wrote the file (CHANGELOG.md says what changed between releases).
         "peerlens_version": version(),
         "deidentified": deidentified,
+        # Blinded analysis: arms are neutral labels until an admin unblinds the study.
+        "arms": "blinded: neutral labels" if blinded else "arm codes",
         "dates": {
             "shift": "shifted back 0-364 days per participant (same shift for all of a participant's dates)",
             "relative": "days since enrolment (calendar dates left empty)",

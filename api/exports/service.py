@@ -106,6 +106,7 @@ class Plan:
     instruments: list[str]
     dropped_items: set[tuple[str, str]]
     context_items: list = field(default_factory=list)
+    blind_arms: dict[int, str] | None = None  # neutral arm labels while the reader is blind
     rows: int = 0
     study_id: int = 0
     time_zone: str = "UTC"
@@ -224,6 +225,7 @@ def plan_export(
         instruments=used,
         dropped_items=dropped,
         context_items=context_items,
+        blind_arms=deid.blind_arms,
     )
 
 
@@ -238,7 +240,19 @@ def _get(code: str):
 
 
 def columns(plan: Plan, shape: str) -> list[dd.Column]:
-    """The columns of ``shape`` for this plan (also the data dictionary's rows)."""
+    """The columns of ``shape`` for this plan (also the data dictionary's rows); a blind reader's
+    ``arm`` column holds neutral labels and ``arm_kind`` stays empty (:mod:`api.sap.blinding`)."""
+    cols = _columns(plan, shape)
+    if plan.blind_arms is None:
+        return cols
+    blind = {
+        "arm": dd.Column("arm", "arm, blinded: a neutral label (A, B, C…) until the study is unblinded", "string"),
+        "arm_kind": dd.Column("arm_kind", "arm kind: withheld until the study is unblinded", "string"),
+    }
+    return [blind.get(c.name, c) for c in cols]
+
+
+def _columns(plan: Plan, shape: str) -> list[dd.Column]:
     ident = dd.identifier_columns() if plan.filters.identifiers else []
     if shape == "long":
         return dd.long_columns(plan.context_items) + ident
@@ -300,6 +314,7 @@ def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
         deidentified=plan.deidentified,
         date_mode=plan.date_mode if plan.shift_dates else "calendar",
         instruments_used=plan.instruments,
+        blinded=plan.blind_arms is not None,
     )
 
 
@@ -351,6 +366,7 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
                 Site.code,
                 Arm.code,
                 Arm.kind,
+                Participant.arm_id,
                 Participant.enrolled_on,
                 Participant.status,
                 Participant.status_date,
@@ -362,8 +378,14 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
         .all()
     )
     df = pd.DataFrame.from_records(
-        rows, columns=["pid", "participant", "site", "arm", "arm_kind", "enrolled_on", "status", "status_date"]
+        rows,
+        columns=["pid", "participant", "site", "arm", "arm_kind", "arm_id", "enrolled_on", "status", "status_date"],
     )
+    if plan.blind_arms is not None:
+        # Blinded analysis: neutral labels, no arm kind (api.sap.blinding).
+        df["arm"] = [plan.blind_arms.get(int(a)) if pd.notna(a) else None for a in df["arm_id"]]
+        df["arm_kind"] = None
+    df = df.drop(columns=["arm_id"])
     # errors="coerce": a date stored before the date policy (0001-01-01, 9999-12-31) becomes NaT, so
     # that participant's day counts are empty instead of the whole export failing mid-stream.
     enrolled = pd.to_datetime(df["enrolled_on"], errors="coerce")

@@ -20,7 +20,7 @@ from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, NotFound, Unprocessable
-from api.exports.deid import DatePolicy
+from api.exports.deid import DatePolicy, Deidentification
 from api.participants import randomisation
 from api.participants.models import Allocation, AllocationStratum, Participant, ParticipantContact
 from api.participants.schemas import (
@@ -324,6 +324,12 @@ def list_participants(
     return list(session.exec(stmt.order_by(Participant.id).limit(limit)).all())
 
 
+def _arm(blind: dict[int, str] | None, arm_id: int | None, codes: dict) -> str | None:
+    if not arm_id:
+        return None
+    return codes.get(arm_id) if blind is None else blind.get(arm_id)
+
+
 def to_read(
     session: Session, participants: Iterable[Participant], actor: Actor, secret: str = ""
 ) -> list[ParticipantRead]:
@@ -339,6 +345,8 @@ def to_read(
     policies = {sid: DatePolicy.for_reader(session, sid, actor, secret) for sid in study_ids}
     sites = {s.id: s.code for s in session.exec(select(Site).where(Site.study_id.in_(study_ids))).all()}
     arms = {a.id: a.code for a in session.exec(select(Arm).where(Arm.study_id.in_(study_ids))).all()}
+    # Blinded analysis: neutral arm labels and no arm id while the reader is blind (api.sap.blinding).
+    blind = {sid: Deidentification.arms_for(session, sid, actor) for sid in study_ids}
     visible = [p.id for p in participants if actor.sees_contacts(p.site_id)]
     contacts = {}
     if visible:
@@ -359,8 +367,8 @@ def to_read(
                 study_code=p.study_code,
                 site=sites.get(p.site_id, "?"),
                 site_id=p.site_id,
-                arm=arms.get(p.arm_id) if p.arm_id else None,
-                arm_id=p.arm_id,
+                arm=_arm(blind[p.study_id], p.arm_id, arms),
+                arm_id=p.arm_id if blind[p.study_id] is None else None,
                 randomised=p.randomised,
                 enrolled_on=dates.date(p.enrolled_on, p.id),
                 consent=ConsentRead(date=dates.date(p.consent_date, p.id), version=p.consent_version),

@@ -52,13 +52,21 @@ class PlanView:
     alpha: float
 
 
+#: Plan models the outcome table estimates (others, such as ``responders``, have their own tables).
+ESTIMATED_BY_ANCOVA = (None, "trial", "ancova")
+
+
 def _outcome(o: Any) -> tuple[str, str | None] | None:
     if o is None:
         return None
     if isinstance(o, str):
         return (o, None)
     if isinstance(o, dict):
+        if o.get("model") not in ESTIMATED_BY_ANCOVA:
+            return None
         return (str(o.get("scale")), o.get("wave"))
+    if getattr(o, "model", None) not in ESTIMATED_BY_ANCOVA:
+        return None
     return (str(getattr(o, "scale", o)), getattr(o, "wave", None))
 
 
@@ -72,11 +80,13 @@ def plan_view(plan: Any) -> PlanView:
         hash=plan_field(plan, "hash", "content_hash", "sha256"),
         locked_at=plan_field(plan, "locked_at"),
         primary=_outcome(plan_field(content, "primary", "primary_outcome")),
-        secondary=[
-            o
-            for o in map(_outcome, plan_field(content, "secondary", "secondary_outcomes", default=[]) or [])
-            if o is not None
-        ],
+        secondary=list(
+            dict.fromkeys(
+                o
+                for o in map(_outcome, plan_field(content, "secondary", "secondary_outcomes", default=[]) or [])
+                if o is not None
+            )
+        ),
         mcids={str(k): float(v) for k, v in (plan_field(content, "mcids", default={}) or {}).items()},
         covariates=[str(c) for c in plan_field(content, "covariates", default=[]) or []],
         families={str(k): [str(x) for x in v] for k, v in (plan_field(content, "families", default={}) or {}).items()},

@@ -8,8 +8,6 @@ one report to the next, and without the arm's kind) unless the requester may see
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +24,7 @@ from api.safety import notify
 from api.safety.configuration import get_settings
 from api.safety.events import follow_up_due
 from api.safety.models import RELATED, AdverseEvent, AdverseEventFollowUp, SafetyAlert
+from api.sap.blinding import is_unblinded, neutral_labels
 from api.studies.models import Arm, Site, Study
 
 #: A staff message still waiting this long suggests that no ``peerlens worker`` is running.
@@ -33,15 +32,16 @@ STALE_AFTER = timedelta(minutes=15)
 
 
 def arm_labels(session: Session, study: Study, actor: Actor, secret: str) -> tuple[dict[int, tuple[str, Any]], bool]:
-    """``{arm id: (label, kind)}`` as the actor may see them, and whether they are masked."""
+    """``{arm id: (label, kind)}`` as the actor may see them, and whether they are masked.
+
+    Masked labels are ``Arm A``, ``Arm B``… in the blinded-analysis order of
+    :func:`api.sap.blinding.neutral_labels` (one mapping for every surface); ``secret`` is unused
+    since that order is keyed by the study's stored seed."""
     arms = list(session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id)).all())
-    if may_see_allocation(actor):
+    if may_see_allocation(actor, unblinded=is_unblinded(session, study.id)):
         return {a.id: (a.code, a.kind) for a in arms}, False
-
-    def key(a: Arm) -> str:
-        return hmac.new(secret.encode(), f"arm-mask:{study.id}:{a.id}".encode(), hashlib.sha256).hexdigest()
-
-    return {a.id: (f"Arm {chr(ord('A') + i)}", None) for i, a in enumerate(sorted(arms, key=key))}, True
+    labels = neutral_labels(session, study.id)
+    return {a.id: (f"Arm {labels[a.id]}", None) for a in arms if a.id in labels}, True
 
 
 def _events_frame(session: Session, study: Study) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.studies import service
 from api.studies.dependencies import valid_study
-from api.studies.models import Arm, Site, Study, Wave
+from api.studies.models import Site, Study, Wave
 from api.studies.schemas import (
     ArmCreate,
     ArmRead,
@@ -106,7 +106,7 @@ def list_arms(
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
-    out = service.list_children(session, Arm, study, actor)
+    out = service.list_arms(session, study, actor)
     end_read(session)
     return out
 

@@ -115,11 +115,14 @@ class ArmCreate(_In):
 
 
 class ArmRead(BaseModel):
-    id: int
+    """An arm; a reader blind to the arms (analysts before unblinding) gets a neutral label as
+    ``code``, ``Arm <label>`` as ``name``, and no ``id`` or ``kind``."""
+
+    id: int | None
     study_id: int
     code: str
     name: str
-    kind: str
+    kind: str | None
     allocation_ratio: int
 
 

@@ -135,6 +135,14 @@ def list_children(session: Session, model, study: Study, actor: Actor) -> list:
     return list(session.exec(stmt).all())
 
 
+def list_arms(session: Session, study: Study, actor: Actor) -> list:
+    """The study's arms; neutral labels only for a reader blind to them (:mod:`api.sap.blinding`)."""
+    from api.sap.blinding import masked_arms
+
+    masked = masked_arms(session, study.id, actor)
+    return masked if masked is not None else list_children(session, Arm, study, actor)
+
+
 def sites_by_code(session: Session, study_id: int) -> dict[str, int]:
     """Site code -> id of a study's sites."""
     return {

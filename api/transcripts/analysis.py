@@ -25,6 +25,7 @@ from api.artifacts import ArtifactStore, site_scope
 from api.audit.service import record
 from api.auth.service import Actor
 from api.errors import Unprocessable
+from api.exports.deid import Deidentification
 from api.jsonable import records
 from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study
@@ -119,12 +120,18 @@ def participant_attributes(session: Session, corpus: Corpus, actor: Actor, by: s
     """One row per participant: ``participant`` plus the ``by`` attribute (arm, site or context_<item>)."""
     if by in ("arm", "site"):
         rows = session.execute(
-            select(Participant.study_code, Arm.code, Site.code)
+            select(Participant.study_code, Arm.code, Site.code, Participant.arm_id)
             .join(Site, Site.id == Participant.site_id)
             .outerjoin(Arm, Arm.id == Participant.arm_id)
             .where(Participant.study_id == corpus.study.id)
         ).all()
-        return pd.DataFrame.from_records(rows, columns=["participant", "arm", "site"])[["participant", by]]
+        # Blinded analysis: neutral arm labels while the reader is blind (api.sap.blinding).
+        blind = Deidentification.arms_for(session, corpus.study.id, actor)
+        table = [tuple(r) for r in rows]
+        if blind is not None:
+            table = [(c, blind.get(a) if a is not None else None, s, a) for c, _, s, a in table]
+        frame = pd.DataFrame.from_records(table, columns=["participant", "arm", "site", "arm_id"])
+        return frame[["participant", by]]
     from api.exports.dictionary import context_columns
     from api.exports.service import plan_export
 

@@ -173,6 +173,16 @@ RULES = rules(
     ("GET", "/studies/{study_id}/safety/notifications", R(STAFF, "study", 200)),
     ("GET", "/studies/{study_id}/safety/summary", R(("admin", "analyst"), "study", 200)),
     ("GET", "/studies/{study_id}/safety/line-listing", R(ADMIN, "study", 200)),
+    # statistical analysis plan (admins write; version 9999 does not exist) and blinding; the
+    # empty unblinding body is refused (422), so the matrix never unblinds its study
+    ("POST", "/studies/{study_id}/analysis-plans", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/analysis-plans", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/analysis-plans/{version}", R(READ, "study", 404)),
+    ("PUT", "/studies/{study_id}/analysis-plans/{version}", R(ADMIN, "study", 422)),
+    ("POST", "/studies/{study_id}/analysis-plans/{version}/lock", R(ADMIN, "study", 404)),
+    ("GET", "/studies/{study_id}/analysis-plans/{version}/deviations", R(READ, "study", 404)),
+    ("GET", "/studies/{study_id}/blinding", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/unblind", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/alerts", R(STAFF, "study", 200)),
     ("GET", "/participants/{participant_id}/alerts", R(STAFF, "site", 200)),
     ("GET", "/alerts/{alert_id}", R(STAFF, "site", 200)),
@@ -348,6 +358,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
         .replace("{token_id}", "999999")
+        .replace("{version}", "9999")
         .replace("{request_id}", "no-such-export")
     )
 

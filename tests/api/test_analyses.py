@@ -42,7 +42,23 @@ def demo(db_url, client):
 
     result = load_demo(db_url, n_participants=DEMO_N, seed=DEMO_SEED)
     assert result.created and result.participants == DEMO_N
+    # The statistics below are checked arm by arm against the tables, so the study is unblinded
+    # (blinded analyses, with neutral arm labels, are tested in test_sap.py).
+    _unblind(db_url, result.study_id)
     return result
+
+
+def _unblind(url: str, study_id: int) -> None:
+    from api.auth.service import Actor
+    from api.db import make_engine
+    from api.sap.blinding import unblind
+    from api.studies.models import Study
+
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    with Session(engine) as s:
+        unblind(s, s.get(Study, study_id), Actor.system(), "statistics checked arm by arm")
+        s.commit()
+    engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -652,6 +668,7 @@ def test_demo_pam_slope_difference_recovered_within_ci_through_the_api(tmp_path)
     url = f"sqlite:///{tmp_path / 'recovery.db'}"
     upgrade(url)
     demo = load_demo(url, n_participants=300, seed=DEMO_SEED)
+    _unblind(url, demo.study_id)  # the arms are compared with the generating model by name
     p = demo.params
     cohort = simulate_cohort(
         300,

@@ -58,6 +58,18 @@ DECLARED_EXPORTS: dict[tuple[str | None, str], Declared] = {
         expected=lambda v: ("'" + v) if isinstance(v, str) and v and v[0] in "=+-@\t\r" else v,
     ),
 }
+#: arm code -> the neutral label analysts read until the study is unblinded (filled by the
+#: ``blinded_arms`` fixture from the upgraded database's seeds, recomputed here with hmac).
+BLINDED: dict[str, str] = {}
+for _name in ("analyst-long.csv", "analyst-wide.csv", "analyst-items.csv"):
+    DECLARED_EXPORTS[(_name, "arm")] = Declared(
+        "release after 0.2.0 (blinded analysis)",
+        "analysts read arms as neutral labels until an admin unblinds the study",
+        expected=lambda v: BLINDED.get(v, v),
+    )
+    DECLARED_EXPORTS[(_name, "arm_kind")] = Declared(
+        "release after 0.2.0 (blinded analysis)", "the arm kind is withheld from blind readers", expected=lambda v: ""
+    )
 
 META = meta()
 
@@ -178,8 +190,43 @@ def test_audit_trail_of_the_earlier_release_verifies_after_the_upgrade(upgraded)
         engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def blinded_arms(upgraded):
+    """:data:`BLINDED` for the upgraded database: arms ordered by HMAC-SHA256 of the study's
+    stored randomisation seed, lettered A, B, C."""
+    import hashlib
+    import hmac
+
+    from sqlalchemy import text
+
+    from api.db import make_engine
+
+    engine = make_engine(upgraded["url"], pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as conn:
+            arms = conn.execute(
+                text(
+                    "SELECT arm.id, arm.code, arm.study_id, study.randomisation_seed"
+                    " FROM arm JOIN study ON study.id = arm.study_id"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    BLINDED.clear()
+    for study_id in {a.study_id for a in arms}:
+        mine = [a for a in arms if a.study_id == study_id]
+        mine.sort(
+            key=lambda a: hmac.new(
+                a.randomisation_seed.encode(), f"arm-blind:{study_id}:{a.id}".encode(), hashlib.sha256
+            ).hexdigest()
+        )
+        for i, a in enumerate(mine):
+            assert BLINDED.setdefault(a.code, "ABCDEFGH"[i]) == "ABCDEFGH"[i], "arm codes shared by studies"
+    return BLINDED
+
+
 @pytest.mark.parametrize("name", list(EXPORTS))
-def test_exports_equal_those_of_the_earlier_release(upgraded_client, name):
+def test_exports_equal_those_of_the_earlier_release(upgraded_client, blinded_arms, name):
     role, shape, query, keys = EXPORTS[name]
     r = upgraded_client.get(
         f"/studies/{META['study_id']}/exports/{shape}", params={"format": "csv", **query}, headers=_auth(role)
