@@ -145,6 +145,8 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
     site_ids = [i for c, i in design.sites.items() if (chosen is None or c in chosen) and actor.sees_site(i)]
     labels, masked = adapters.arm_labels(session, study, actor)
     code_to_label = {a.code: labels.get(a.id or 0, a.code) for a in design.arms}
+    if masked:  # the export already carries the neutral letters (A, B …) for a blind reader
+        code_to_label |= {lab.removeprefix("Arm "): lab for lab in labels.values()}
     long = load_frame(session, study, actor, chosen, secret=secret) if site_ids else pd.DataFrame()
     if len(long):
         long = long.copy()
