@@ -403,40 +403,34 @@ def test_html_offline_in_chromium_and_pdf_has_the_sections(report, backend):
         assert title in text, title
 
 
-def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
-    client, admin, analyst, trial, monkeypatch
-):
-    """The report reads ``api.sap.service.current_plan``, ``api.sap.blinding.arm_labels`` and
-    ``api.delivery.dose.participant_dose`` when they exist: here stand-ins with their documented
-    shapes (a locked plan of PHQ-9 at m6, Bonferroni; arms neutral for analysts, codes for staff;
-    adherence per participant)."""
+def test_locked_plan_blinded_labels_and_receipt_in_the_report(client, admin, analyst, trial, monkeypatch):
+    """The study is blinded to analysts until an admin unblinds it (``api.sap.blinding``): the
+    analyst's report names no arm. The locked plan (``api.sap.service.current_plan``) and the
+    delivery records' adherence (``api.delivery.dose.participant_dose``) are stand-ins with their
+    documented shapes: a plan of PHQ-9 at m6 with Bonferroni, adherence per participant."""
     import sys
     import types
     from datetime import datetime
 
     sid, ids = trial
-    arms = {a["code"]: a["id"] for a in client.get(f"/studies/{sid}/arms", headers=admin.headers).json()}
-    neutral = {arms["peer"]: "B", arms["usual"]: "A"}
     plan = types.SimpleNamespace(
         version=2,
         hash="c0ffee" * 10 + "abcd",
         locked_at=datetime(2026, 3, 1, tzinfo=UTC),
         content={
             "primary": {"scale": "phq9", "wave": "m6", "model": "trial"},
-            "secondary": [{"scale": "gad7", "wave": "m6", "model": "trial"}, {"scale": "semcd6", "wave": "m6"}],
+            "secondary": [
+                {"scale": "gad7", "wave": "m6", "model": "trial"},
+                {"scale": "semcd6", "wave": "m6"},
+                {"scale": "phq9", "wave": "m6", "model": "responders"},
+            ],
             "mcids": {"phq9": 5.0},
             "multiplicity": "bonferroni",
         },
     )
     sap_service = types.ModuleType("api.sap.service")
     sap_service.current_plan = lambda session, study_id: plan if study_id == sid else None
-    blinding = types.ModuleType("api.sap.blinding")
-    blinding.arm_labels = lambda session, study_id, actor: (
-        dict(neutral) if actor.role == "analyst" else {i: c for c, i in arms.items()}
-    )
-    blinding.unblinding = lambda session, study_id: None
     monkeypatch.setitem(sys.modules, "api.sap.service", sap_service)
-    monkeypatch.setitem(sys.modules, "api.sap.blinding", blinding)
     # Delivery records: the peer arm's adherence definition met by P1, P2, P5; P3 never came, P4 came
     # too little; P6 not yet known; usual care has no delivery plan (adherent None).
     adherence = {"P1": True, "P2": True, "P5": True, "P3": False, "P4": False}
@@ -457,9 +451,12 @@ def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
     html = client.get(r.json()["html_url"], headers=analyst.headers).text
     assert PEER not in html and USUAL not in html and ">peer<" not in html and "usual" not in html.lower()
     c = _counts(html)
-    assert _n(c["arm:Arm B:allocated"]) == 6 and _n(c["arm:Arm A:allocated"]) == 5
-    assert _n(c["arm:Arm B:received"]) == 3 and _n(c["arm:Arm B:not_received"]) == 2
-    assert _n(c["arm:Arm B:unknown_received"]) == 1 and c["arm:Arm A:received"].endswith(": not recorded")
+    sizes = {k.split(":")[1]: _n(v) for k, v in c.items() if k.endswith(":allocated")}
+    assert sorted(sizes) == ["Arm A", "Arm B"] and sorted(sizes.values()) == [5, 6]
+    peer = next(a for a, n in sizes.items() if n == 6)
+    usual = next(a for a, n in sizes.items() if n == 5)
+    assert _n(c[f"arm:{peer}:received"]) == 3 and _n(c[f"arm:{peer}:not_received"]) == 2
+    assert _n(c[f"arm:{peer}:unknown_received"]) == 1 and c[f"arm:{usual}:received"].endswith(": not recorded")
     flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
     assert "never attended (n=1)" in flow and "below the adherence definition" in flow
     assert "No delivery records" not in flow
@@ -467,8 +464,15 @@ def test_locked_plan_and_blinded_labels_come_from_the_plan_and_blinding_hooks(
     assert "intervention" not in html.split('<section id="outcomes"')[1].split("</section>")[0].lower()
     outcomes = html[html.index('data-table="outcomes"') :]
     assert "pre-specified" in outcomes and "Bonferroni-adjusted p" in outcomes
+    assert outcomes.count("pre-specified</td>") == 2  # PHQ-9 and GAD-7; the responders entry has its own table
     assert "Self-efficacy for managing chronic disease (mean 1-10): in the analysis plan, but no data recorded" in html
     assert "version 2" in html and plan.hash in html
+    # The same labels on every call.
+    again = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=analyst.headers).json()
+    c2 = _counts(client.get(again["html_url"], headers=analyst.headers).text)
+    assert {k: v for k, v in c2.items() if k.endswith(":allocated")} == {
+        k: v for k, v in c.items() if k.endswith(":allocated")
+    }
     # Staff see the arms by name.
     r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=admin.headers)
     html = client.get(r.json()["html_url"], headers=admin.headers).text
