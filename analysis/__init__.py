@@ -4,8 +4,8 @@ Cohort frame (:mod:`analysis.frame`), mixed-model trajectories (:mod:`analysis.t
 engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the trial's primary
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
-attrition, power, harms by arm (:mod:`analysis.safety`), plots and a one-call report
-(:func:`analysis.report.run_all`). It never touches HTTP or a database.
+attrition, power, harms by arm (:mod:`analysis.safety`), participant flow (:mod:`analysis.flow`),
+plots and a one-call report (:func:`analysis.report.run_all`). It never touches HTTP or a database.
 """
 
 import lazy_loader
@@ -18,6 +18,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "attrition",
     "change",
     "errors",
+    "flow",
     "frame",
     "gee",
     "missing",
@@ -35,6 +36,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
 )
 _NAMES = {  # submodule -> the names the package takes from it
     "trial": ["ancova", "clda", "reference_arm"],
+    "flow": ["participant_flow"],
     "gee": ["GEEModel", "fit_gee"],
     "missing": ["rubin", "impute", "multiple_imputation", "tipping_point"],
     "multiplicity": ["adjust_pvalues", "adjust_table", "format_p"],

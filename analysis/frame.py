@@ -52,6 +52,8 @@ LONG_COLUMNS: dict[str, tuple[str, str]] = {
     "prorated": ("bool", "the score was prorated for missing items"),
     "status": ("string", "participant status: active | withdrawn | lost_to_follow_up | completed"),
     "status_days": ("float", "days from enrolment to withdrawal or loss; NaN otherwise"),
+    "intervention_stopped_days": ("float", "days from enrolment to stopping the intervention; NaN if not stopped"),
+    "follow_up_stopped_days": ("float", "days from enrolment to stopping follow-up data collection; NaN otherwise"),
     "due_offset": (
         "float",
         "largest planned wave offset whose window had closed for the participant at export (-1: none yet; "

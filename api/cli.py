@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -124,12 +125,14 @@ def _study_session(study_id: int) -> Iterator[_StudyRun]:
     from sqlmodel import Session
 
     from api.interop.service import load_custom_instruments
+    from api.licensed.service import load_licensed
     from api.studies.models import Study
 
     settings = _settings()
     engine = _engine(settings)
     try:
         load_custom_instruments(engine)
+        load_licensed(engine)
         with Session(engine, expire_on_commit=False) as session:
             study = session.get(Study, study_id)
             if study is None:
@@ -535,12 +538,14 @@ def worker(
     """Plan and send due reminders (any number of workers may share one PostgreSQL database)."""
     import logging
 
+    from api.licensed.service import load_licensed
     from api.reminders.dispatcher import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
     engine = _engine(settings)
     try:
+        load_licensed(engine)
         run_worker(
             engine,
             settings,
@@ -950,6 +955,69 @@ def import_redcap_cmd(
 
 
 # --- safety: status and backfill (same services as the API) ---------------------------------------
+
+licensed_app = typer.Typer(
+    help="Licensed instrument content: the licensee's item wording (PAM-13, HLS-EU) and PAM-13's calibration table."
+)
+app.add_typer(licensed_app, name="licensed")
+
+
+def _licensed_upload(kind: str, instrument: str, path: Path, scale: str | None) -> None:
+    from api.auth.service import Actor
+    from api.errors import ApiError
+    from api.licensed.service import upload
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+
+    def change(session):
+        try:
+            row = upload(session, instrument, kind, data, Actor.system(), scale=scale)
+        except ApiError as exc:
+            raise ValueError(exc.errors[0]["msg"]) from None
+        return f"stored {kind} of {instrument} ({row.rows} rows, sha256 {row.sha256[:12]}…) as upload {row.id}"
+
+    _admin_change(change)
+
+
+@licensed_app.command("wording")
+def licensed_wording(
+    instrument: str = typer.Argument(..., help="instrument code: pam13, hls_eu_q16, hls_eu_q6"),
+    path: Path = typer.Argument(..., help="CSV with the columns item_code,text (UTF-8)"),
+) -> None:
+    """Store and apply the licensee's item wording: the participant form shows it from then on."""
+    _licensed_upload("wording", instrument, path, None)
+
+
+@licensed_app.command("calibration")
+def licensed_calibration(
+    instrument: str = typer.Argument(..., help="instrument code, e.g. pam13"),
+    path: Path = typer.Argument(..., help="CSV with a raw-score column and an activation-score column"),
+    scale: str | None = typer.Option(None, "--scale", help="the lookup scale, when there are several"),
+) -> None:
+    """Store and apply the licensee's raw-to-score table: scoring yields the activation score from then on."""
+    _licensed_upload("calibration", instrument, path, scale)
+
+
+@licensed_app.command("list")
+def licensed_list() -> None:
+    """Uploaded licensed content (the newest of each instrument and kind applies)."""
+    from sqlmodel import Session
+
+    from api.auth.service import Actor
+    from api.licensed.service import list_content
+
+    engine = _engine()
+    try:
+        with Session(engine) as session:
+            rows = list_content(session, Actor.system())
+    finally:
+        engine.dispose()
+    for r in rows:
+        typer.echo(f"{r.id:>4}  {r.instrument:<12} {r.kind:<12} {r.scale or '-':<18} {r.rows:>5} rows  {r.sha256[:12]}")
+
 
 safety_app = typer.Typer(help="Safety monitoring: what needs attention, alerts for answers stored earlier.")
 app.add_typer(safety_app, name="safety")

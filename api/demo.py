@@ -102,6 +102,10 @@ class DemoResult:
         for role, token in self.tokens.items():
             lines.append(f"{role:<12} token: {token}")
         lines.append(f"try: curl -H 'Authorization: Bearer <admin token>' {self.base_url.rstrip('/')}/studies")
+        lines.append(
+            f"      curl -H 'Authorization: Bearer <analyst token>' "
+            f"{self.base_url.rstrip('/')}/studies/{self.study_id}/participant-flow   # CONSORT counts per arm"
+        )
         return "\n".join(lines)
 
 
@@ -131,6 +135,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
     from api import demo_clinical as clinical_demo
     from api.auth.models import User
     from api.auth.service import Actor
+    from api.participants import corrections
     from api.participants import service as participants
     from api.reports import demo as report_demo
     from api.responses.service import submit_response
@@ -159,6 +164,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             session,
             StudyCreate(
                 title=DEMO_TITLE,
+                public_title="Living Well Together",
                 design="rct",
                 blinding="outcome_assessor",
                 planned_sample_size=n,
@@ -245,9 +251,14 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             )
             result.responses += 1
         result.responses += clinical_demo.add_measures(session, study, actor, ZoneInfo(DEMO_TZ), today, seed)
-        for p, row in by_code.values():
+        for i, (p, row) in enumerate(by_code.values()):
             status, status_date = _status(p, row, today)
-            if status != "active":
+            if status == "withdrawn" and status_date is not None:
+                # a withdrawal from follow-up (data so far are used), with the reason a coordinator records
+                corrections.withdraw(
+                    session, p, "follow_up", status_date, FOLLOW_UP_REASONS[i % len(FOLLOW_UP_REASONS)], actor
+                )
+            elif status != "active":
                 participants.change_status(
                     session,
                     p,
@@ -256,6 +267,8 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
                     reason=_status_reason(status, p.study_code),
                     actor=actor,
                 )
+        _intervention_stops(session, by_code, today, actor)
+        _void_duplicate(session, study, by_code, actor)
         result.participants = len(by_code)
         result.partial = _partial_response(session, [p for p, _ in by_code.values()], actor)
         result.params = cohort.params
@@ -295,6 +308,44 @@ def _status_reason(status: str, code: str) -> str:
     """A stable reason for a status change (the same participant always gets the same one)."""
     options = _REASONS.get(status, ("other",))
     return options[sum(map(ord, code)) % len(options)]
+
+
+FOLLOW_UP_REASONS = ("moved out of the area", "too unwell to continue", "no longer wishes to be contacted")
+INTERVENTION_REASONS = ("could not travel to the group", "sessions clashed with work", "did not like the format")
+
+
+def _intervention_stops(session: Session, by_code: dict, today: date, actor) -> None:
+    """About one in ten of the intervention arms stop the intervention and stay in follow-up (CONSORT)."""
+    from api.participants import corrections
+    from api.studies.models import Arm
+
+    kinds = {a.id: a.kind for a in session.exec(select(Arm)).all()}
+    for i, (p, _row) in enumerate(by_code.values()):
+        when = p.enrolled_on + timedelta(days=20 + (i * 7) % 60)
+        if kinds.get(p.arm_id) == "intervention" and i % 10 == 3 and when <= today and p.status == "active":
+            corrections.withdraw(session, p, "intervention", when, INTERVENTION_REASONS[i % 3], actor)
+
+
+def _void_duplicate(session: Session, study, by_code: dict, actor) -> None:
+    """One person enrolled twice at another site, then voided: kept with its audit, in no count."""
+    from api.participants import corrections
+    from api.participants import service as participants
+    from api.studies.models import Arm
+
+    first, row = next(iter(by_code.values()))
+    arm = session.get(Arm, first.arm_id)
+    dup = participants.enrol(
+        session,
+        study=study,
+        site_code="south" if row.site == "north" else "north",
+        enrolled_on=first.enrolled_on,
+        consent_date=first.consent_date,
+        consent_version=first.consent_version,
+        arm_code=arm.code if arm else None,
+        study_code=first.study_code + "-DUP",
+        actor=actor,
+    )
+    corrections.void(session, dup, f"duplicate enrolment of {first.study_code}", actor)
 
 
 def _analysis_plan(session: Session, study, actor) -> str | None:

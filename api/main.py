@@ -36,6 +36,8 @@ from api.exports.router import router as exports_router
 from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
+from api.licensed.router import router as licensed_router
+from api.licensed.service import load_licensed
 from api.links.router import router as links_router
 from api.participants.router import router as participants_router
 from api.redcap.router import router as redcap_api_router
@@ -167,8 +169,9 @@ class RequestGuard:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start-up: register the instruments imported from REDCap dictionaries into this process."""
+    """Start-up: register imported instruments and uploaded licensed content into this process."""
     await run_in_threadpool(load_custom_instruments, app.state.engine)
+    await run_in_threadpool(load_licensed, app.state.engine)
     yield
 
 
@@ -228,6 +231,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         reports_router,  # screening log, /studies/{id}/reports (the trial report, HTML and PDF)
+        licensed_router,  # /licensed: licensed item wordings and calibration tables
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

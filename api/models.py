@@ -8,6 +8,7 @@ from api.auth.models import ApiToken, User, UserSite  # noqa: F401
 from api.db import metadata  # noqa: F401  (naming convention first)
 from api.exports.models import ExportSettings  # noqa: F401
 from api.interop.models import StudyInstrument  # noqa: F401
+from api.licensed.models import LicensedContent  # noqa: F401
 from api.links.models import ParticipantLink  # noqa: F401
 from api.participants.models import (  # noqa: F401
     Allocation,

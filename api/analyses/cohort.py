@@ -31,7 +31,9 @@ def count_participants(session: Session, study: Study, design: Design, actor: Ac
         return 0
     return int(
         session.execute(
-            select(func.count(Participant.id)).where(Participant.study_id == study.id, Participant.site_id.in_(ids))
+            select(func.count(Participant.id)).where(
+                Participant.study_id == study.id, Participant.site_id.in_(ids), *exports.uses_data_clause()
+            )
         ).scalar_one()
     )
 
@@ -44,7 +46,12 @@ def has_responses(session: Session, study: Study, design: Design, actor: Actor, 
     found = session.execute(
         select(Response.id)
         .join(Participant, Participant.id == Response.participant_id)
-        .where(Participant.study_id == study.id, Participant.site_id.in_(ids), Response.instrument != CONTEXT)
+        .where(
+            Participant.study_id == study.id,
+            Participant.site_id.in_(ids),
+            Response.instrument != CONTEXT,
+            *exports.uses_data_clause(),
+        )
         .limit(1)
     ).first()
     return found is not None

@@ -82,6 +82,8 @@ _UNITS = {
     "wave_offset": "days",
     "days": "days",
     "status_days": "days",
+    "intervention_stopped_days": "days",
+    "follow_up_stopped_days": "days",
     "due_offset": "days",
     "completed_at": "UTC date-time",
     "items_answered": "items",
@@ -202,6 +204,8 @@ WIDE_FIXED = (
     "out_of_window",
     "status",
     "status_days",
+    "intervention_stopped_days",
+    "follow_up_stopped_days",
     "due_offset",
 )
 

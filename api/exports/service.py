@@ -321,6 +321,12 @@ def dictionary(plan: Plan, shape: str) -> dict[str, Any]:
 # ---- reading ---------------------------------------------------------------------------------
 
 
+def uses_data_clause() -> tuple:
+    """Conditions on ``participant`` keeping those whose data may be used: not entered in error
+    (voided) and consent for use of data not withdrawn. Exports and analyses read through these."""
+    return (Participant.voided_at.is_(None), Participant.consent_withdrawn_on.is_(None))
+
+
 def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Iterator[list[int]]:
     last = 0
     while True:
@@ -329,7 +335,10 @@ def _participant_batches(session: Session, plan: Plan, batch_size: int) -> Itera
             .execute(
                 select(Participant.id)
                 .where(
-                    Participant.study_id == plan.study_id, Participant.id > last, Participant.site_id.in_(plan.site_ids)
+                    Participant.study_id == plan.study_id,
+                    Participant.id > last,
+                    Participant.site_id.in_(plan.site_ids),
+                    *uses_data_clause(),
                 )
                 .order_by(Participant.id)
                 .limit(batch_size)
@@ -370,6 +379,8 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
                 Participant.enrolled_on,
                 Participant.status,
                 Participant.status_date,
+                Participant.intervention_stopped_on,
+                Participant.follow_up_stopped_on,
             )
             .join(Site, Site.id == Participant.site_id)
             .outerjoin(Arm, Arm.id == Participant.arm_id)
@@ -379,7 +390,19 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     )
     df = pd.DataFrame.from_records(
         rows,
-        columns=["pid", "participant", "site", "arm", "arm_kind", "arm_id", "enrolled_on", "status", "status_date"],
+        columns=[
+            "pid",
+            "participant",
+            "site",
+            "arm",
+            "arm_kind",
+            "arm_id",
+            "enrolled_on",
+            "status",
+            "status_date",
+            "intervention_stopped_on",
+            "follow_up_stopped_on",
+        ],
     )
     if plan.blind_arms is not None:
         # Blinded analysis: neutral labels, no arm kind (api.sap.blinding).
@@ -392,6 +415,9 @@ def _participants(session: Session, plan: Plan, ids: list[int]) -> pd.DataFrame:
     status_date = pd.to_datetime(df["status_date"], errors="coerce")
     dropout = df["status"].isin(("withdrawn", "lost_to_follow_up"))
     df["status_days"] = np.where(dropout, (status_date - enrolled).dt.days, np.nan)
+    # Day offsets, never calendar dates: the flags analysts need without de-identification concerns.
+    for kind in ("intervention_stopped", "follow_up_stopped"):
+        df[f"{kind}_days"] = (pd.to_datetime(df.pop(f"{kind}_on")) - enrolled).dt.days.astype("float64")
     df["enrolled_on"] = enrolled
     df["due_offset"] = _due_offsets(enrolled, plan)
     dates = plan.dates
@@ -873,7 +899,7 @@ def participants_in(session: Session, plan: Plan) -> int:
     return session.execute(
         select(func.count())
         .select_from(Participant)
-        .where(Participant.study_id == plan.study_id, Participant.site_id.in_(plan.site_ids))
+        .where(Participant.study_id == plan.study_id, Participant.site_id.in_(plan.site_ids), *uses_data_clause())
     ).scalar_one()
 
 

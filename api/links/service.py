@@ -42,6 +42,7 @@ from api.db import utcnow
 from api.errors import ApiError, Conflict, NotFound
 from api.links.models import ParticipantLink
 from api.links.schemas import LinkStatus, OfferedInstrument
+from api.participants.corrections import follows_up
 from api.participants.models import Participant
 from api.participants.service import window
 from api.studies import dates
@@ -83,18 +84,34 @@ def offer(code: str) -> tuple[bool, str | None]:
     (True, None)
     >>> offer("pam13")[0]
     False
+    >>> offer("hba1c")
+    (False, 'measured and entered by staff (a coordinator task)')
     """
     try:
         inst: Instrument = instruments.get(code)
     except InstrumentError:
         return False, "unknown instrument"
+    if inst.notes.get("administered") == "staff":
+        # Clinical measures (HbA1c, weight, blood pressure, the walk test): staff measure and enter them.
+        return False, "measured and entered by staff (a coordinator task)"
     if not inst.wording_shipped and not inst.notes.get("wording_loaded"):
         return False, (
-            "licensed item wording is not loaded (instruments.load_wording); collect it through the REST API instead"
+            "licensed item wording is not loaded (peerlens licensed wording); "
+            "staff collect it through the REST API (a coordinator task)"
         )
     if any(not it.text for it in inst.items):
         return False, "some items have no wording"
     return True, None
+
+
+STAFF_REASON = "administered by staff (the wave's staff_instruments)"
+
+
+def offer_in(wave: Wave, code: str) -> tuple[bool, str | None]:
+    """:func:`offer` within a wave: instruments the wave has staff administer are never offered."""
+    if code in (wave.staff_instruments or []):
+        return False, STAFF_REASON
+    return offer(code)
 
 
 @dataclass
@@ -128,7 +145,7 @@ Pair = tuple[int, int]  # (participant_id, wave_id)
 def _offered_from(wave: Wave, done: set[str]) -> list[OfferedInstrument]:
     out = []
     for code in wave.instruments:
-        ok, reason = offer(code)
+        ok, reason = offer_in(wave, code)
         out.append(OfferedInstrument(instrument=code, offered=ok, reason=reason, completed=code in done))
     return out
 
@@ -171,6 +188,12 @@ def _may_issue(
     ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
     if wave.study_id != participant.study_id:
         raise NotFound(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
+    if not follows_up(participant):
+        raise Conflict(
+            ["path", "participant_id"],
+            "the participant was voided or stopped follow-up; no link is issued",
+            "participant_not_followed_up",
+        )
     if participant.status not in ANSWERING_STATUSES:
         raise Conflict(
             ["path", "participant_id"],
@@ -365,7 +388,13 @@ def live_links(
     for key, (participant, wave) in todo.items():
         link = latest.get(key)
         try:
-            if link is not None and link.nonce and now < link.expires_at and participant.status in ANSWERING_STATUSES:
+            if (
+                link is not None
+                and link.nonce
+                and now < link.expires_at
+                and participant.status in ANSWERING_STATUSES
+                and follows_up(participant)
+            ):
                 ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
                 links[key] = (link, link_url(link, settings))
             else:
@@ -433,7 +462,12 @@ def resolve(session: Session, token: str, settings: Settings, now: datetime | No
         return None
     participant = session.get(Participant, link.participant_id)
     wave = session.get(Wave, link.wave_id)
-    if participant is None or wave is None or participant.status not in ANSWERING_STATUSES:
+    if (
+        participant is None
+        or wave is None
+        or participant.status not in ANSWERING_STATUSES
+        or not follows_up(participant)
+    ):
         return None
     study = session.get(Study, participant.study_id)
     _, _, _, opens_at, closes_at = window(study, participant, wave)

@@ -10,6 +10,13 @@ from sqlmodel import Field, SQLModel
 from api.db import UTCDateTime, utcnow
 
 PARTICIPANT_STATUSES = ("active", "withdrawn", "lost_to_follow_up", "completed")
+# The three kinds of withdrawal a trial reports apart (CONSORT 2010 item 13b; SPIRIT 2013 item 18b):
+# the column prefix of each in ``participant`` (``<prefix>_on``, ``<prefix>_reason``).
+WITHDRAWAL_KINDS = {
+    "intervention": "intervention_stopped",  # stopped receiving the intervention; follow-up goes on
+    "follow_up": "follow_up_stopped",  # no further data collection; data so far are used
+    "consent": "consent_withdrawn",  # consent withdrawn for use of data: dropped from exports and analyses
+}
 CHANNELS = ("email", "sms", "none")
 
 
@@ -30,6 +37,15 @@ class Participant(SQLModel, table=True):
     status: str = Field(default="active", max_length=20)
     status_date: date | None = None
     status_reason: str | None = Field(default=None, max_length=2000)
+    intervention_stopped_on: date | None = None
+    intervention_stopped_reason: str | None = Field(default=None, max_length=2000)
+    follow_up_stopped_on: date | None = None
+    follow_up_stopped_reason: str | None = Field(default=None, max_length=2000)
+    consent_withdrawn_on: date | None = None
+    consent_withdrawn_reason: str | None = Field(default=None, max_length=2000)
+    # "Entered in error": kept with its audit trail, left out of exports, analyses, reminders and counts.
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    void_reason: str | None = Field(default=None, max_length=2000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -13,15 +13,19 @@ from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound
 from api.exports.deid import DatePolicy
-from api.participants import service
+from api.participants import corrections, flow, service
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
 from api.participants.schemas import (
     AllocationReport,
+    Correction,
     ParticipantCreate,
+    ParticipantFlow,
     ParticipantPatch,
     ParticipantRead,
+    VoidIn,
     WaveStatus,
+    WithdrawalIn,
 )
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -68,8 +72,11 @@ def list_participants(
     status: Literal["active", "withdrawn", "lost_to_follow_up", "completed"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     after: int | None = Query(None, ge=0, le=2**31 - 1, description="last id of the previous page"),
+    include_voided: bool = Query(False, description="staff: also list participants entered in error"),
 ):
-    rows = service.list_participants(session, study, actor, site=site, status=status, limit=limit, after=after)
+    rows = service.list_participants(
+        session, study, actor, site=site, status=status, limit=limit, after=after, include_voided=include_voided
+    )
     out = service.to_read(session, rows, actor, _secret(request))
     end_read(session)
     return out
@@ -142,5 +149,60 @@ def schedule(
 ):
     dates = DatePolicy.for_reader(session, participant.study_id, actor, _secret(request))
     out = service.schedule(session, participant, dates=dates)
+    end_read(session)
+    return out
+
+
+@router.post("/participants/{participant_id}/corrections", response_model=ParticipantRead)
+def correct_enrolment(
+    body: Correction,
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
+    """Correct enrolment fields (enrolment date, site, consent date and version) with a reason."""
+    changes = body.model_dump(exclude={"reason"})
+    corrections.correct(session, participant, changes, body.reason, actor)
+    out = service.to_read(session, [participant], actor)[0]
+    session.commit()
+    return out
+
+
+@router.post("/participants/{participant_id}/void", response_model=ParticipantRead)
+def void_participant(
+    body: VoidIn,
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
+    """Mark the participant as entered in error: kept with the audit trail, left out of everything else."""
+    corrections.void(session, participant, body.reason, actor)
+    out = service.to_read(session, [participant], actor)[0]
+    session.commit()
+    return out
+
+
+@router.post("/participants/{participant_id}/withdrawals", response_model=ParticipantRead)
+def record_withdrawal(
+    body: WithdrawalIn,
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
+    """Record a withdrawal of one kind (intervention, follow_up, consent) with its date and reason."""
+    corrections.withdraw(session, participant, body.kind, body.date, body.reason, actor)
+    out = service.to_read(session, [participant], actor)[0]
+    session.commit()
+    return out
+
+
+@router.get("/studies/{study_id}/participant-flow", response_model=ParticipantFlow)
+def participant_flow(
+    actor: Actor = Depends(authorize(*READERS)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """CONSORT counts per arm: allocated, discontinued intervention, follow-up per wave, analysed."""
+    out = flow.study_flow(session, study, actor)
     end_read(session)
     return out

@@ -114,6 +114,39 @@ class ParticipantPatch(_In):
         return self
 
 
+Reason = Annotated[str, Field(min_length=1, max_length=2000, description="recorded in the audit trail")]
+WithdrawalKind = Literal["intervention", "follow_up", "consent"]
+
+
+class Correction(_In):
+    """Enrolment fields to correct; only the fields given (and different) change."""
+
+    enrolled_on: PlausibleDate | None = None
+    site: Code | None = Field(default=None, description="site code")
+    consent_date: PlausibleDate | None = None
+    consent_version: str | None = Field(default=None, min_length=1, max_length=40)
+    reason: Reason
+
+
+class VoidIn(_In):
+    reason: Reason
+
+
+class WithdrawalIn(_In):
+    kind: WithdrawalKind = Field(
+        description="intervention: stopped the intervention, follow-up continues; follow_up: no further data "
+        "collection, data so far are used; consent: consent withdrawn for use of the data collected"
+    )
+    date: PlausibleDate
+    reason: Reason
+
+
+class WithdrawalRead(BaseModel):
+    kind: WithdrawalKind
+    date: date | None
+    reason: str | None
+
+
 DATES_DOC = (
     "how dates are shown: calendar (staff); for analysts the study's export date_mode — relative "
     "(no calendar date: null) or shift (every date of the participant moved back by the same secret days)"
@@ -139,6 +172,9 @@ class ParticipantRead(BaseModel):
     status: str
     status_date: date | None
     status_reason: str | None
+    withdrawals: list[WithdrawalRead] = Field(default_factory=list, description="each kind recorded, in kind order")
+    voided: bool = Field(False, description="entered in error: left out of exports, analyses, reminders and flow")
+    void_reason: str | None = None
     created_at: datetime | None
     updated_at: datetime | None
     dates: Literal["calendar", "relative", "shift"] = Field("calendar", description=DATES_DOC)
@@ -152,6 +188,11 @@ class InstrumentState(BaseModel):
     )
     response_id: int | None = None
     out_of_window: bool | None = None
+    collected_by: Literal["participant", "staff"] = Field(
+        "participant",
+        description="staff: not on the participant form (the wave's staff_instruments, or licensed wording "
+        "not loaded) — a coordinator task while pending, never in reminders",
+    )
 
 
 class WaveStatus(BaseModel):
@@ -185,3 +226,44 @@ class AllocationReport(BaseModel):
     randomisation_seed: str
     method: str
     allocations: list[AllocationRead]
+
+
+class Counted(BaseModel):
+    n: int
+    reasons: dict[str, int] = Field(description="reason text -> participants, most frequent first")
+
+
+class FlowWave(BaseModel):
+    """One wave of one arm; the six buckets add up to the arm's ``allocated``."""
+
+    wave: str
+    offset_days: int
+    responded: int = Field(description="data usable at this wave")
+    data_withdrawn: Counted = Field(description="consent for use of data withdrawn (any date)")
+    withdrew: Counted = Field(description="follow-up stopped on or before the wave's day, no data")
+    lost_to_follow_up: Counted = Field(description="declared lost on or before the wave's day, no data")
+    missed: int = Field(description="window closed without data")
+    not_yet_due: int
+
+
+class FlowAnalysed(BaseModel):
+    n: int = Field(description="data at one wave or more and consent for use kept")
+    excluded: Counted
+
+
+class FlowArm(BaseModel):
+    arm: str | None = Field(description="arm code; null = enrolled without allocation")
+    allocated: int
+    discontinued_intervention: Counted
+    waves: list[FlowWave]
+    analysed: FlowAnalysed
+
+
+class ParticipantFlow(BaseModel):
+    """Participant flow for a CONSORT diagram (computed by ``analysis.flow.participant_flow``)."""
+
+    study_id: int
+    as_of: date = Field(description="the study-time-zone date windows were judged on")
+    enrolled: int = Field(description="every participant record, voided ones included")
+    voided: int = Field(description="entered in error: in no arm and no count below")
+    arms: list[FlowArm]

@@ -22,7 +22,13 @@ from api.db import utcnow
 from api.errors import Conflict, NotFound, Unprocessable
 from api.exports.deid import DatePolicy, Deidentification
 from api.participants import randomisation
-from api.participants.models import Allocation, AllocationStratum, Participant, ParticipantContact
+from api.participants.models import (
+    WITHDRAWAL_KINDS,
+    Allocation,
+    AllocationStratum,
+    Participant,
+    ParticipantContact,
+)
 from api.participants.schemas import (
     AllocationRead,
     AllocationReport,
@@ -34,6 +40,7 @@ from api.participants.schemas import (
     InstrumentState,
     ParticipantRead,
     WaveStatus,
+    WithdrawalRead,
 )
 from api.studies import dates
 from api.studies.models import Arm, Site, Study, Wave
@@ -58,6 +65,8 @@ def get_participant(session: Session, participant_id: int, actor: Actor) -> Part
     if p is None:
         raise NotFound(["path", "participant_id"], "participant not found")
     ensure_site_access(actor, p.site_id, loc=("path", "participant_id"), what="participant")
+    if policy.deidentified(actor) and (p.voided_at is not None or p.consent_withdrawn_on is not None):
+        raise NotFound(["path", "participant_id"], "participant not found")  # no data of theirs for analysts
     return p
 
 
@@ -310,6 +319,7 @@ def list_participants(
     status: str | None = None,
     limit: int = 100,
     after: int | None = None,
+    include_voided: bool = False,
 ) -> list[Participant]:
     """Participants of a study in id order (keyset pagination with ``after``); coordinators see their sites."""
     stmt = select(Participant).where(Participant.study_id == study.id)
@@ -319,6 +329,10 @@ def list_participants(
         stmt = stmt.join(Site, Site.id == Participant.site_id).where(Site.code == site)
     if status is not None:
         stmt = stmt.where(Participant.status == status)
+    if not include_voided or policy.deidentified(actor):
+        stmt = stmt.where(Participant.voided_at.is_(None))
+    if policy.deidentified(actor):
+        stmt = stmt.where(Participant.consent_withdrawn_on.is_(None))
     if after is not None:
         stmt = stmt.where(Participant.id > after)
     return list(session.exec(stmt.order_by(Participant.id).limit(limit)).all())
@@ -375,6 +389,17 @@ def to_read(
                 status=p.status,
                 status_date=dates.date(p.status_date, p.id),
                 status_reason=p.status_reason,
+                withdrawals=[
+                    WithdrawalRead(
+                        kind=kind,
+                        date=dates.date(getattr(p, f"{prefix}_on"), p.id),
+                        reason=getattr(p, f"{prefix}_reason"),
+                    )
+                    for kind, prefix in WITHDRAWAL_KINDS.items()
+                    if getattr(p, f"{prefix}_on") is not None
+                ],
+                voided=p.voided_at is not None,
+                void_reason=p.void_reason,
                 created_at=dates.moment(p.created_at, p.id),
                 updated_at=dates.moment(p.updated_at, p.id),
                 dates=dates.mode,
@@ -431,6 +456,8 @@ def schedule(
         (r.wave_id, r.instrument): r
         for r in session.exec(select(Response).where(Response.participant_id == participant.id)).all()
     }
+    from api.links.service import offer_in  # the links import this module
+
     out = []
     for w in waves:
         due, opens, closes, opens_at, closes_at = window(study, participant, w)
@@ -443,6 +470,7 @@ def schedule(
                     state=("completed" if r.status == "complete" else "partial") if r else "pending",
                     response_id=r.id if r else None,
                     out_of_window=r.out_of_window if r else None,
+                    collected_by="participant" if offer_in(w, code)[0] else "staff",
                 )
             )
         n_done = sum(s.state == "completed" for s in states)

@@ -288,7 +288,8 @@ RETURNING id""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("cu
             "name": contact.name or "",
             "link": link,
             "wave": wave.code,
-            "study": study.title,
+            "study": study.public_title
+            or study.title,  # participants never see the internal title when a public one is set
             "closes_on": closes_on,
             "unsubscribe": unsubscribe,
         }

@@ -30,6 +30,7 @@ from sqlmodel import Session, select
 from api.audit.service import record
 from api.auth.service import Actor
 from api.db import UTCDateTime
+from api.licensed.service import refresh as refresh_licensed
 from api.reminders.clock import Clock
 from api.reminders.models import ReminderConfig, ReminderPlan
 from api.reminders.timing import sqlite_local_to_utc, step_minutes
@@ -73,8 +74,11 @@ def _quiet_case(local: str, day: str, minute: str, add_min, quiet: tuple[int, in
     )
 
 
-def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int], quiet) -> str:
-    """The upsert of one plan; ``:sid :wid :tz :now :channel :n_instr`` are bound."""
+def _insert_sql(sqlite: bool, *, open_off: int, close_off: int, steps: list[int], quiet, form_only: str = "") -> str:
+    """The upsert of one plan; ``:sid :wid :tz :now :channel :n_instr`` are bound.
+
+    ``form_only`` restricts the responses counted to the instruments the participant form offers
+    (an SQL condition on ``r``, see :func:`form_scope`)."""
     values = ", ".join(f"({i}, {int(m)})" for i, m in enumerate(steps))
     if sqlite:
         opens_local = f"datetime(p.enrolled_on, '{open_off:+d} days')"
@@ -120,12 +124,13 @@ FROM (
     JOIN participant_contact c ON c.participant_id = p.id
     CROSS JOIN steps s
     WHERE p.study_id = :sid AND p.status = 'active' AND NOT c.opt_out
+      AND p.voided_at IS NULL AND p.follow_up_stopped_on IS NULL AND p.consent_withdrawn_on IS NULL
       AND (CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END = 'email'
              AND c.email IS NOT NULL AND c.email <> ''
            OR CASE WHEN :channel = 'preferred' THEN c.preferred_channel ELSE :channel END = 'sms'
              AND c.phone IS NOT NULL AND c.phone <> '')
       AND (SELECT count(DISTINCT r.instrument) FROM response r
-           WHERE r.participant_id = p.id AND r.wave_id = :wid AND r.status = 'complete') < :n_instr
+           WHERE r.participant_id = p.id AND r.wave_id = :wid AND r.status = 'complete'{form_only}) < :n_instr
   ) x0
 ) x
 WHERE x.closes_at > :now
@@ -143,9 +148,12 @@ WHERE reminder.status = 'pending'
 
 
 # The first reason that applies is recorded; NULL means the row may still go.
-CANCEL_REASON_SQL = """COALESCE(
-  (SELECT 'participant_' || p.status FROM participant p
-    WHERE p.id = reminder.participant_id AND p.status <> 'active'),
+_CANCEL_REASON_SQL = """COALESCE(
+  (SELECT CASE WHEN p.voided_at IS NOT NULL THEN 'participant_voided'
+               WHEN p.consent_withdrawn_on IS NOT NULL THEN 'consent_withdrawn'
+               WHEN p.follow_up_stopped_on IS NOT NULL THEN 'follow_up_stopped'
+               WHEN p.status <> 'active' THEN 'participant_' || p.status END
+     FROM participant p WHERE p.id = reminder.participant_id),
   CASE WHEN EXISTS (SELECT 1 FROM participant_contact c
                     WHERE c.participant_id = reminder.participant_id AND c.opt_out) THEN 'opted_out' END,
   CASE WHEN NOT EXISTS (
@@ -159,10 +167,10 @@ CANCEL_REASON_SQL = """COALESCE(
        THEN 'no_contact' END,
   CASE WHEN EXISTS (
          SELECT 1 FROM wave w WHERE w.id = reminder.wave_id AND json_array_length(w.instruments) > 0
-           AND json_array_length(w.instruments) <= (
+           AND {n_form} <= (
              SELECT count(DISTINCT r.instrument) FROM response r
              WHERE r.participant_id = reminder.participant_id AND r.wave_id = reminder.wave_id
-               AND r.status = 'complete'))
+               AND r.status = 'complete'{form_only}))
        THEN 'completed' END,
   CASE WHEN NOT EXISTS (
          SELECT 1 FROM reminder_plan pl WHERE pl.study_id = reminder.study_id AND pl.wave_id = reminder.wave_id
@@ -170,6 +178,44 @@ CANCEL_REASON_SQL = """COALESCE(
   CASE WHEN reminder.window_closes_at <= :now OR reminder.due_at >= reminder.window_closes_at
        THEN 'window_closed' END
 )"""
+
+
+def not_on_form(wave: Wave) -> list[str]:
+    """The wave's instruments the participant form does not show: licensed wording not loaded, or
+    administered by staff (``wave.staff_instruments``). They are coordinator tasks, never reminded."""
+    from api.links.service import offer_in
+
+    return sorted({c for c in wave.instruments or [] if not offer_in(wave, c)[0]})
+
+
+def _quoted(codes) -> str:
+    # instrument codes are [a-z0-9_] (checked on the way in); quoted as literals all the same
+    return ", ".join("'" + str(c).replace("'", "''") + "'" for c in codes)
+
+
+def form_scope(wave: Wave) -> str:
+    """An SQL condition on ``r.instrument`` leaving out the instruments of ``wave`` the form does not show.
+
+    A reminder asks for what the participant can answer; a licensed instrument whose wording is
+    not loaded, or one staff administer, is a coordinator task (:mod:`api.reminders.tasks`) and
+    never keeps a wave open for reminders.
+    """
+    hidden = not_on_form(wave)
+    return f" AND r.instrument NOT IN ({_quoted(hidden)})" if hidden else ""
+
+
+def cancel_reason_sql(session: Session) -> str:
+    """The cancel-reason expression, with the number of form instruments of each wave that has others."""
+    waves = session.exec(select(Wave)).all()
+    hidden = {w.id: not_on_form(w) for w in waves}
+    hidden = {wid: codes for wid, codes in hidden.items() if codes}
+    counts = {w.id: len(set(w.instruments or [])) - len(hidden[w.id]) for w in waves if w.id in hidden}
+    if not hidden:
+        return _CANCEL_REASON_SQL.format(n_form="json_array_length(w.instruments)", form_only="")
+    branches = " ".join(f"WHEN {int(wid)} THEN {int(n)}" for wid, n in counts.items())
+    n_form = f"(CASE w.id {branches} ELSE json_array_length(w.instruments) END)"
+    per_wave = " OR ".join(f"(r.wave_id = {int(wid)} AND r.instrument IN ({_quoted(c)}))" for wid, c in hidden.items())
+    return _CANCEL_REASON_SQL.format(n_form=n_form, form_only=f" AND NOT ({per_wave})")
 
 
 def cancel_ineligible(
@@ -191,7 +237,7 @@ def cancel_ineligible(
     # changed meanwhile (a row claimed by a worker is no longer 'pending').
     stmt = text(f"""
 WITH c AS MATERIALIZED (
-  SELECT rid, reason FROM (SELECT reminder.id AS rid, {CANCEL_REASON_SQL} AS reason
+  SELECT rid, reason FROM (SELECT reminder.id AS rid, {cancel_reason_sql(session)} AS reason
                            FROM reminder WHERE {scope}) AS r0
   WHERE reason IS NOT NULL)
 UPDATE reminder SET status = 'cancelled', cancel_reason = c.reason, updated_at = :now,
@@ -243,6 +289,7 @@ def plan_study(
         stats.skipped_studies += 1
         return stats
     ensure_sqlite_functions(session)
+    refresh_licensed(session)  # wording uploaded since: those instruments count for reminders again
     cfg = session.get(ReminderConfig, study.id)
     quiet = None
     if cfg is not None and cfg.quiet_start_minute is not None and cfg.quiet_end_minute is not None:
@@ -261,8 +308,13 @@ def plan_study(
             close_off=wave.offset_days + wave.window_after_days + 1,
             steps=[step_minutes(s) for s in plan.steps],
             quiet=quiet,
+            form_only=form_scope(wave),
         )
-        n_instr = len(wave.instruments) if wave.instruments else 1 << 30  # no instruments: never complete
+        hidden = not_on_form(wave)
+        on_form = [c for c in dict.fromkeys(wave.instruments or []) if c not in hidden]
+        if wave.instruments and not on_form:
+            continue  # nothing the participant can answer: coordinator tasks only
+        n_instr = len(on_form) if wave.instruments else 1 << 30  # no instruments: never complete
         res = session.connection().execute(
             text(sql).bindparams(bindparam("now", type_=UTCDateTime())),
             {

@@ -4,6 +4,7 @@ public unsubscribe route /u/{token}."""
 from __future__ import annotations
 
 from html import escape
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -15,8 +16,8 @@ from api.auth.service import Actor
 from api.db import get_session
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
-from api.reminders import service
-from api.reminders.schemas import PauseRead, PlansIn, PlansRead, ReminderRead, ReminderStatus
+from api.reminders import service, tasks
+from api.reminders.schemas import PauseRead, PlansIn, PlansRead, ReminderRead, ReminderStatus, TaskRead
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
@@ -84,6 +85,19 @@ def study_reminders(
     return service.list_reminders(
         session, actor, study=study, status=status, wave=wave, site=site, limit=limit, after=after
     )
+
+
+@router.get("/studies/{study_id}/tasks", response_model=list[TaskRead])
+def coordinator_tasks(
+    actor: Actor = Depends(authorize(*STAFF)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    state: Literal["open", "closed"] = Query("open", description="open windows, or closed ones never collected"),
+    site: str | None = Query(None, max_length=40, description="site code"),
+    limit: int = Query(500, ge=1, le=5000),
+):
+    """Instruments staff must collect (the participant form cannot show them), for the actor's sites."""
+    return tasks.coordinator_tasks(session, study, actor, state=state, site=site, limit=limit)
 
 
 @router.get("/participants/{participant_id}/reminders", response_model=list[ReminderRead])

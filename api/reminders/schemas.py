@@ -6,7 +6,7 @@ with the rule that failed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from itertools import pairwise
 from typing import Annotated, Literal
 from urllib.parse import urlparse
@@ -154,3 +154,18 @@ class ReminderRead(BaseModel):
 class PauseRead(BaseModel):
     study_id: int
     paused: bool
+
+
+class TaskRead(BaseModel):
+    """A staff-administered instrument still to collect (calendar dates: staff only)."""
+
+    participant_id: int
+    study_code: str
+    site: str
+    wave: str
+    instrument: str
+    reason: str = Field(description="why the participant form cannot collect it")
+    due_on: date
+    window_opens_on: date
+    window_closes_on: date
+    state: Literal["open", "closed"]

@@ -24,6 +24,8 @@ from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, Unprocessable, error
 from api.exports.deid import DatePolicy, Deidentification
+from api.licensed.service import LICENSED_CODES
+from api.licensed.service import refresh as refresh_licensed
 from api.participants.models import Participant
 from api.participants.service import local_date, window
 from api.responses.models import MODES, IdempotencyKey, Response, Score
@@ -135,6 +137,8 @@ def submit_response(
     ensure_site_access(actor, participant.site_id, loc=("path", "participant_id"), what="participant")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
+    if instrument_code in LICENSED_CODES:
+        refresh_licensed(session)  # a calibration uploaded through another process scores here too
     answers = dict(answers)
     external_scores = dict(external_scores) if external_scores else None
     key_hash = None
@@ -148,7 +152,11 @@ def submit_response(
     )
     if current is not None and key_row is not None:
         return _replayed(session, key_row, key_hash, current)
-    if participant.status == "withdrawn":
+    if participant.voided_at is not None:
+        raise Conflict(
+            ["path", "participant_id"], "the participant was voided (entered in error)", "participant_voided"
+        )
+    if participant.status == "withdrawn" or participant.follow_up_stopped_on or participant.consent_withdrawn_on:
         raise Conflict(
             ["path", "participant_id"],
             "the participant has withdrawn; no new data are collected",

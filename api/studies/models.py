@@ -20,6 +20,8 @@ class Study(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=300)
+    # What participants see (reminder subjects, forms): the internal title may name a diagnosis.
+    public_title: str | None = Field(default=None, max_length=300)
     design: str = Field(max_length=20)
     blinding: str = Field(default="none", max_length=40)
     planned_sample_size: int | None = None
@@ -66,4 +68,6 @@ class Wave(SQLModel, table=True):
     window_before_days: int = 0
     window_after_days: int = 0
     instruments: list[str] = Field(default_factory=list, sa_type=JSON)
+    # Administered by staff (coordinator tasks), never offered on the participant form nor reminded.
+    staff_instruments: list[str] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

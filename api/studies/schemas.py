@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from api.inputguard import SingleLine
@@ -55,8 +55,19 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PUBLIC_TITLE_DOC = (
+    "what participants see in reminder subjects and forms (the title may name a diagnosis); falls back to title"
+)
+
+
 class StudyCreate(_In):
     title: SingleLine = Field(min_length=1, max_length=300)
+    public_title: SingleLine | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description=PUBLIC_TITLE_DOC,
+    )
     design: Design
     blinding: Blinding = "none"
     planned_sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -72,6 +83,12 @@ class StudyCreate(_In):
 
 class StudyUpdate(_In):
     title: SingleLine | None = Field(default=None, min_length=1, max_length=300)
+    public_title: SingleLine | None = Field(
+        default=None,
+        min_length=1,
+        max_length=300,
+        description=PUBLIC_TITLE_DOC,
+    )
     design: Design | None = None
     blinding: Blinding | None = None
     planned_sample_size: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -84,6 +101,7 @@ class StudyUpdate(_In):
 class StudyRead(BaseModel):
     id: int
     title: str
+    public_title: str | None = None
     design: str
     blinding: str
     planned_sample_size: int | None
@@ -132,6 +150,20 @@ class WaveCreate(_In):
     window_before_days: int = Field(default=0, ge=0, le=3650)
     window_after_days: int = Field(default=0, ge=0, le=3650)
     instruments: list[InstrumentCode] = Field(min_length=1, max_length=50)
+    staff_instruments: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="instruments of this wave that staff administer (an interview, a clinical rating): "
+        "coordinator tasks, never on the participant form or in reminders",
+    )
+
+    @field_validator("staff_instruments")
+    @classmethod
+    def _staff_subset(cls, v: list[str], info):
+        wave = set(info.data.get("instruments") or [])
+        if any(code not in wave for code in v):
+            raise PydanticCustomError("not_in_wave", "every staff instrument must be one of the wave's instruments")
+        return list(dict.fromkeys(v))
 
 
 class WaveRead(BaseModel):
@@ -142,3 +174,9 @@ class WaveRead(BaseModel):
     window_before_days: int
     window_after_days: int
     instruments: list[str]
+    staff_instruments: list[str] = Field(default_factory=list)
+
+    @field_validator("staff_instruments", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v):
+        return v or []

@@ -26,6 +26,7 @@ from api.auth.dependencies import Authorize
 from api.auth.service import Actor
 from api.db import get_session, utcnow
 from api.errors import ApiError
+from api.licensed.service import refresh as refresh_licensed
 from api.links.service import LinkContext, mark_used, resolve
 from api.responses.service import submit_response
 from api.safety.configuration import support_after_alert
@@ -152,7 +153,7 @@ def _form_page(
         request,
         "form.html",
         {
-            "study_title": ctx.study.title,
+            "study_title": ctx.study.public_title or ctx.study.title,
             "token": token,
             "instrument": inst.code,
             "instructions": inst.instructions,
@@ -176,6 +177,7 @@ def _form_page(
 @router.get("/f/{token}", response_class=HTMLResponse, include_in_schema=False)
 def show(token: str, request: Request, session: Session = Depends(get_session)):
     """The next instrument to fill, or the page saying the wave is done."""
+    refresh_licensed(session)  # wording uploaded through another process shows here too
     ctx = resolve(session, token, request.app.state.settings, utcnow())
     if ctx is None:
         return _not_found(request)
@@ -188,7 +190,7 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
             request,
             "done.html",
             {
-                "study_title": ctx.study.title,
+                "study_title": ctx.study.public_title or ctx.study.title,
                 "just_finished": request.query_params.get("done") == "1",
                 "support": support,
             },
@@ -211,6 +213,7 @@ async def save(token: str, request: Request):
 
 def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
     with Session(request.app.state.engine, expire_on_commit=False) as session:
+        refresh_licensed(session)
         ctx = resolve(session, token, request.app.state.settings, utcnow())
         if ctx is None:
             return _not_found(request)

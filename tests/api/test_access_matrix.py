@@ -69,6 +69,10 @@ RULES = rules(
     ("GET", "/participants/{participant_id}", R(READ, "site", 200)),
     ("PATCH", "/participants/{participant_id}", R(STAFF, "site", 200)),
     ("GET", "/participants/{participant_id}/schedule", R(READ, "site", 200)),
+    ("POST", "/participants/{participant_id}/corrections", R(STAFF, "site", 422)),
+    ("POST", "/participants/{participant_id}/void", R(STAFF, "site", 422)),
+    ("POST", "/participants/{participant_id}/withdrawals", R(STAFF, "site", 422)),
+    ("GET", "/studies/{study_id}/participant-flow", R(READ, "study", 200)),
     # responses and instruments
     ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
     ("GET", "/participants/{participant_id}/responses", R(READ, "site", 200)),
@@ -94,6 +98,11 @@ RULES = rules(
     # reminders
     ("GET", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),
     ("PUT", "/studies/{study_id}/reminder-plans", R(STAFF, "study", 200)),  # {} = keep defaults
+    ("GET", "/studies/{study_id}/tasks", R(STAFF, "study", 200)),
+    # licensed instrument content (no file: an admin gets 422 naming it)
+    ("GET", "/licensed", R(ADMIN, "global", 200)),
+    ("POST", "/licensed/{instrument}/wording", R(ADMIN, "global", 422)),
+    ("POST", "/licensed/{instrument}/calibration", R(ADMIN, "global", 422)),
     ("POST", "/studies/{study_id}/reminders/pause", R(STAFF, "study", 200)),
     ("POST", "/studies/{study_id}/reminders/resume", R(STAFF, "study", 200)),
     ("GET", "/studies/{study_id}/reminders", R(STAFF, "study", 200)),
@@ -358,6 +367,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
         .replace("{token_id}", "999999")
+        .replace("{instrument}", "pam13")
         .replace("{version}", "9999")
         .replace("{request_id}", "no-such-export")
     )

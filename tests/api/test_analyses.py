@@ -114,6 +114,7 @@ def enrolled(engine, study_id: int, site: str | None = None) -> pd.DataFrame:
         .join(Site, Site.id == Participant.site_id)
         .join(Arm, Arm.id == Participant.arm_id)
         .where(Participant.study_id == study_id)
+        .where(Participant.voided_at.is_(None))  # the demo's duplicate enrolment, entered in error
     )
     if site:
         q = q.where(Site.code == site)

@@ -177,3 +177,23 @@ def test_a_bad_lab_file_writes_nothing_and_names_row_and_column(client, admin, m
     assert (2, "hba1c_pct", "out_of_range") in got
     assert (3, "participant", "unknown_participant") in got and (4, "measured_at", "invalid_date") in got
     assert client.get(f"/participants/{a['id']}/responses", headers=admin.headers).json() == []
+
+
+def test_clinical_measures_are_coordinator_tasks_not_participant_reminders(client, admin, make_study, enrol):
+    study = make_study(waves=(("baseline", 0, 0, 14, ["phq9", "hba1c"]),))
+    p = enrol(study, site="north", enrolled_on="2026-01-05")
+    r = client.post(
+        f"/participants/{p['id']}/responses",
+        json={"wave": "baseline", "instrument": "phq9", "answers": {f"phq9_{i}": 0 for i in range(1, 10)}},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    # The baseline window closed long ago: the HbA1c is an overdue coordinator task, never a reminder.
+    tasks = client.get(f"/studies/{study.id}/tasks", params={"state": "closed"}, headers=admin.headers)
+    assert tasks.status_code == 200, tasks.text
+    body = tasks.json()
+    rows = body["items"] if isinstance(body, dict) else body
+    assert [(t["instrument"], t["study_code"]) for t in rows] == [("hba1c", p["study_code"])], rows
+    schedule = client.get(f"/participants/{p['id']}/schedule", headers=admin.headers).json()
+    text = str(schedule)
+    assert "'collected_by': 'staff'" in text and "hba1c" in text

@@ -321,15 +321,29 @@ def test_email_arrives_with_link_message_id_and_working_unsubscribe(setup, engin
     assert "@example.org" not in dump and "Person Number" not in dump and "7700" not in dump
 
 
-def test_form_url_stands_in_when_no_personal_link_can_be_issued(setup, engine, smtp, mail_settings):
-    # PAM-13 ships without its licensed wording, so the web form can offer nothing of this wave.
+def test_a_participant_marked_completed_is_not_chased_at_send_time(setup, engine, smtp, mail_settings, client, admin):
+    study, people = setup(n=1)
+    clock = FixedClock(utc(2026, 1, 5, 9))
+    run_planner(engine, study.id, clock)
+    # the status changes after planning: the claim-time recheck cancels the row
+    with Session(engine) as s:
+        p = s.get(Participant, people[0]["id"])
+        p.status = "completed"
+        s.add(p)
+        s.commit()
+    smtp.handler.clear()
+    stats = Dispatcher(engine, mail_settings, clock=clock, study_ids=[study.id]).run_once()
+    assert stats.sent == 0 and smtp.handler.messages == []  # a participant who completed is not chased
+
+
+def test_a_wave_whose_instruments_the_form_cannot_show_sends_no_reminder(setup, engine, smtp, mail_settings):
+    # PAM-13 ships without its licensed wording: staff collect it (a coordinator task), nobody is reminded.
     study, _ = setup(n=1, waves=(("baseline", 0, 0, 14, ["pam13"]),))
     clock = FixedClock(utc(2026, 1, 5, 9))
     run_planner(engine, study.id, clock)
     smtp.handler.clear()
     Dispatcher(engine, mail_settings, clock=clock, study_ids=[study.id]).run_once()
-    (m,) = smtp.handler.messages
-    assert "https://forms.example.org/peerlens" in m.get_content()
+    assert smtp.handler.messages == [] and reminders(engine, study.id) == []
 
 
 def test_the_personal_link_fills_link(setup, engine, smtp, mail_settings):
