@@ -61,6 +61,7 @@ def flow_counts(
     waves: Sequence[tuple[str, int]],
     primary_wave: str | None = None,
     baseline_wave: str | None = None,
+    participant_flow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Every number of the CONSORT flow diagram.
 
@@ -81,6 +82,12 @@ def flow_counts(
     primary_wave, baseline_wave : str, optional
         The primary analysis compares ``primary_wave`` adjusted for ``baseline_wave`` (defaults:
         the last and the first wave); a participant is analysed with both.
+    participant_flow : dict, optional
+        The result of :func:`analysis.flow.participant_flow` for the same participants (arms as in
+        ``people``, which then lists only those whose data may be used). When given, allocation
+        counts, discontinued intervention and the follow-up of every wave (withdrew, lost to
+        follow-up, consent for use of data withdrawn, missed, not yet due, each with reasons) come
+        from it, and withdrawal of consent for data is a reason for exclusion from analysis.
 
     Returns
     -------
@@ -92,7 +99,8 @@ def flow_counts(
         ``withdrew``, ``discontinued`` (None when unknown), their ``*_reasons``, ``waves`` (code,
         ``due``: window closed, ``assessed``: of those due, ``early``: assessed before their window
         closed, ``left``: of those due, withdrawn or lost before the wave), ``analysed``,
-        ``excluded_analysis`` and ``excluded_analysis_reasons``.
+        ``excluded_analysis`` and ``excluded_analysis_reasons``; with ``participant_flow`` each
+        arm also holds ``follow_up``: its per-wave buckets.
     """
     codes = [w for w, _ in waves]
     primary = primary_wave or (codes[-1] if codes else None)
@@ -100,6 +108,7 @@ def flow_counts(
     offsets = dict(waves)
     done = {(p, w) for p, w in zip(assessed["participant"], assessed["wave"], strict=True)}
     out: dict[str, Any] = {"primary_wave": primary, "baseline_wave": base}
+    linked = 0
     if screening is not None and len(screening):
         excl = screening[screening["outcome"] != "enrolled"]
         out["excluded"] = len(excl)
@@ -112,10 +121,23 @@ def flow_counts(
         out["assessed"] = len(excl) + len(people)
     else:
         out.update(assessed=None, excluded=None, excluded_by=None, unscreened=len(people))
-    out["randomised"] = len(people)
+    by_arm = {str(a["arm"]): a for a in participant_flow["arms"]} if participant_flow else {}
+    if participant_flow is not None:
+        allocated = sum(a["allocated"] for a in participant_flow["arms"])
+        out["randomised"] = allocated
+        if out["assessed"] is not None:
+            out["assessed"] = out["excluded"] + allocated
+            out["unscreened"] = max(allocated - linked, 0)
+        out["voided"] = participant_flow.get("voided", 0)
+    else:
+        out["randomised"] = len(people)
+    groups = dict(list(people.groupby("arm", sort=False)))
+    names = list(dict.fromkeys([*map(str, groups), *by_arm]))
     arms = []
-    for arm, grp in people.groupby("arm", sort=False):
-        a: dict[str, Any] = {"arm": str(arm), "allocated": len(grp)}
+    for arm in names:
+        grp = groups.get(arm, people.iloc[0:0])
+        pf = by_arm.get(arm)
+        a: dict[str, Any] = {"arm": str(arm), "allocated": pf["allocated"] if pf else len(grp)}
         if "received" in grp and grp["received"].notna().any():
             rec = grp["received"].astype("boolean")
             a["received"] = int((rec == True).sum())  # noqa: E712 - NA stays out of both counts
@@ -128,7 +150,11 @@ def flow_counts(
         wd = grp[grp["status"] == "withdrawn"]
         a["lost"], a["lost_reasons"] = len(lost), _reasons(lost["status_reason"])
         a["withdrew"], a["withdrew_reasons"] = len(wd), _reasons(wd["status_reason"])
-        if "discontinued" in grp and grp["discontinued"].notna().any():
+        if pf is not None:
+            a["discontinued"] = pf["discontinued_intervention"]["n"]
+            a["discontinued_reasons"] = pf["discontinued_intervention"]["reasons"]
+            a["follow_up"] = pf["waves"]
+        elif "discontinued" in grp and grp["discontinued"].notna().any():
             dis = grp[grp["discontinued"].fillna(False).astype(bool)]
             a["discontinued"], a["discontinued_reasons"] = len(dis), _reasons(dis["discontinued_reason"])
         else:
@@ -163,6 +189,8 @@ def flow_counts(
                 why.append(f"{primary} not yet due")
             else:
                 why.append(f"no {primary} score")
+        consent = pf["waves"][0]["data_withdrawn"]["n"] if pf and pf["waves"] else 0
+        why += ["consent for use of data withdrawn"] * consent
         a["analysed"] = sum(r is None for r in why)
         a["excluded_analysis"] = len(why) - a["analysed"]
         a["excluded_analysis_reasons"] = dict(Counter(r for r in why if r is not None).most_common())
@@ -220,6 +248,54 @@ def _reason_lines(reasons: dict[str, int], indent: int = 1, limit: int = 6) -> l
     if len(items) > limit:
         out.append((f"{len(items) - limit} other reasons (n={sum(k for _, k in items[limit:])})", None, indent))
     return out
+
+
+def _status_lines(a: dict[str, Any], k: str) -> list[Line]:
+    """The follow-up box from participant status (without the participant flow)."""
+    fl: list[Line] = [(f"Lost to follow-up (n={a['lost']})", f"{k}:lost", 0)]
+    fl += _reason_lines(a["lost_reasons"])
+    fl.append((f"Withdrew (n={a['withdrew']})", f"{k}:withdrew", 0))
+    fl += _reason_lines(a["withdrew_reasons"])
+    fl.append(
+        (
+            f"Discontinued intervention (n={_n(a['discontinued'])})".replace("(n=not recorded)", ": not recorded"),
+            f"{k}:discontinued",
+            0,
+        )
+    )
+    fl += _reason_lines(a["discontinued_reasons"])
+    for w in a["waves"]:
+        early = f" (+{w['early']} not yet due)" if w.get("early") else ""
+        left = f"; {w['left']} had left the study" if w.get("left") else ""
+        fl.append((f"{w['wave']}: assessed {w['assessed']} of {w['due']} due{early}{left}", f"{k}:wave:{w['wave']}", 0))
+    return fl
+
+
+#: The follow-up buckets of :func:`analysis.flow.participant_flow` that carry reasons, as the diagram names them.
+FOLLOW_UP_LABELS = {
+    "withdrew": "Withdrew from follow-up",
+    "lost_to_follow_up": "Lost to follow-up",
+    "data_withdrawn": "Withdrew consent for use of data",
+}
+
+
+def _follow_up_lines(a: dict[str, Any], k: str) -> list[Line]:
+    """The follow-up box from the participant flow: discontinued intervention, then every wave's
+    buckets (they add up to the arm's allocated participants)."""
+    fl: list[Line] = [(f"Discontinued intervention (n={_n(a['discontinued'])})", f"{k}:discontinued", 0)]
+    fl += _reason_lines(a["discontinued_reasons"])
+    for w in a["follow_up"]:
+        wk = f"{k}:wave:{w['wave']}"
+        fl.append((f"{w['wave']} (day {w['offset_days']}): assessed (n={w['responded']})", wk, 0))
+        for bucket, label in FOLLOW_UP_LABELS.items():
+            if bucket == "data_withdrawn" and not w[bucket]["n"]:
+                continue
+            fl.append((f"{label} (n={w[bucket]['n']})", f"{wk}:{bucket}", 1))
+            fl += _reason_lines(w[bucket]["reasons"], indent=2)
+        fl.append((f"Missed the wave (n={w['missed']})", f"{wk}:missed", 1))
+        if w["not_yet_due"]:
+            fl.append((f"Not yet due (n={w['not_yet_due']})", f"{wk}:not_yet_due", 1))
+    return fl
 
 
 def _arrow(x1: float, y1: float, x2: float, y2: float) -> str:
@@ -302,24 +378,7 @@ def flow_svg(flow: dict[str, Any], title: str = "CONSORT 2010 flow diagram") -> 
             if a.get("unknown_received"):
                 al.append((f"Not yet known (n={a['unknown_received']})", f"{k}:unknown_received", 1))
         alloc.append(_lines(al))
-        fl: list[Line] = [(f"Lost to follow-up (n={a['lost']})", f"{k}:lost", 0)]
-        fl += _reason_lines(a["lost_reasons"])
-        fl.append((f"Withdrew (n={a['withdrew']})", f"{k}:withdrew", 0))
-        fl += _reason_lines(a["withdrew_reasons"])
-        fl.append(
-            (
-                f"Discontinued intervention (n={_n(a['discontinued'])})".replace("(n=not recorded)", ": not recorded"),
-                f"{k}:discontinued",
-                0,
-            )
-        )
-        fl += _reason_lines(a["discontinued_reasons"])
-        for w in a["waves"]:
-            early = f" (+{w['early']} not yet due)" if w.get("early") else ""
-            left = f"; {w['left']} had left the study" if w.get("left") else ""
-            fl.append(
-                (f"{w['wave']}: assessed {w['assessed']} of {w['due']} due{early}{left}", f"{k}:wave:{w['wave']}", 0)
-            )
+        fl = _follow_up_lines(a, k) if "follow_up" in a else _status_lines(a, k)
         follow.append(_lines(fl))
         an: list[Line] = [
             (f"Analysed (n={a['analysed']})", f"{k}:analysed", 0),

@@ -18,17 +18,19 @@ import pandas as pd
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
+from analysis.flow import participant_flow
 from api.analyses.checks import Design, check_sites, scope_sites, study_design
 from api.analyses.cohort import load_frame
 from api.auth.service import Actor
+from api.db import utcnow
+from api.exports.service import uses_data_clause
+from api.participants.flow import flow_frames
 from api.participants.models import Participant
+from api.participants.service import local_date
 from api.reports import adapters, screening
 from api.reports.models import ScreeningEntry
 from api.safety.models import AdverseEvent
 from api.studies.models import Site, Study
-
-#: Adverse-event actions that discontinue the allocated intervention.
-DISCONTINUING_ACTIONS = ("intervention_stopped",)
 
 
 @dataclass
@@ -50,6 +52,8 @@ class ReportData:
     plan: adapters.PlanView | None
     received_known: bool
     unblinded_at: Any | None = None
+    flow: dict[str, Any] | None = None  # analysis.flow.participant_flow over the covered sites, arms as labels
+    voided_ids: set[int] = field(default_factory=set)  # participants entered in error: in no count
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -106,7 +110,12 @@ def _people(
 ) -> pd.DataFrame:
     rows = session.exec(
         select(Participant)
-        .where(Participant.study_id == study.id, Participant.site_id.in_(site_ids), Participant.arm_id.is_not(None))
+        .where(
+            Participant.study_id == study.id,
+            Participant.site_id.in_(site_ids),
+            Participant.arm_id.is_not(None),
+            *uses_data_clause(),  # voided and consent-withdrawn participants: no data of theirs is used
+        )
         .order_by(Participant.id)
     ).all()
     cols = ["pid", "participant", "site", "arm", "status", "status_reason", "status_days", "enrolled_on"]
@@ -184,13 +193,11 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
         ],
         columns=["participant", "seriousness", "serious", "severity", "relatedness", "action_taken"],
     )
-    stopped = events[events["action_taken"].isin(DISCONTINUING_ACTIONS)]["participant"]
-    people["discontinued"] = people["participant"].isin(set(stopped))
-    people["discontinued_reason"] = people["discontinued"].map({True: "adverse event", False: None})
     kinds = {labels.get(a.id or 0): a.kind for a in design.arms}
     ctrl = sorted(lab for lab, k in kinds.items() if k == "control" and lab)
     arms_sorted = sorted(set(labels.values()))
     reference = ctrl[0] if ctrl and not masked else (arms_sorted[0] if arms_sorted else None)
+    flow, voided = _flow(session, study, design, site_ids, code_to_label)
     return ReportData(
         study=study,
         actor=actor,
@@ -207,4 +214,34 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
         plan=adapters.current_plan(session, study),
         received_known=received is not None,
         unblinded_at=adapters.unblinded_at(session, study),
+        flow=flow,
+        voided_ids=voided,
     )
+
+
+def _flow(
+    session: Session, study: Study, design: Design, site_ids: list[int], code_to_label: dict[str, str]
+) -> tuple[dict[str, Any], set[int]]:
+    """:func:`analysis.flow.participant_flow` of the allocated participants of the covered sites
+    (arms as the labels shown), and the ids of the voided participants it leaves out."""
+    rows = (
+        list(
+            session.exec(
+                select(Participant)
+                .where(
+                    Participant.study_id == study.id,
+                    Participant.site_id.in_(site_ids),
+                    Participant.arm_id.is_not(None),
+                )
+                .order_by(Participant.id)
+            ).all()
+        )
+        if site_ids
+        else []
+    )
+    today = local_date(study, utcnow())
+    frame, waves, visits = flow_frames(session, study, rows, list(design.waves), today)
+    if len(frame):
+        frame["arm"] = frame["arm"].map(lambda c: code_to_label.get(c, c))
+    flow = participant_flow(frame, waves, visits)
+    return flow, {p.id for p in rows if p.voided_at is not None and p.id is not None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from sqlalchemy import or_
 from sqlmodel import Session, select
 
 from api.audit.service import record, snapshot
@@ -71,8 +72,19 @@ def add(session: Session, study: Study, body: ScreeningIn, actor: Actor) -> Scre
 
 
 def entries(session: Session, study: Study, actor: Actor, sites: list[int] | None = None) -> list[ScreeningEntry]:
-    """The study's screening entries the actor may see (of ``sites`` when given), oldest first."""
-    q = select(ScreeningEntry).where(ScreeningEntry.study_id == study.id).order_by(ScreeningEntry.id)
+    """The study's screening entries the actor may see (of ``sites`` when given), oldest first.
+
+    An entry linked to a participant entered in error (voided) is left out with them: in no list or count.
+    """
+    voided = select(Participant.id).where(Participant.study_id == study.id, Participant.voided_at.is_not(None))
+    q = (
+        select(ScreeningEntry)
+        .where(
+            ScreeningEntry.study_id == study.id,
+            or_(ScreeningEntry.participant_id.is_(None), ScreeningEntry.participant_id.not_in(voided)),
+        )
+        .order_by(ScreeningEntry.id)
+    )
     if sites is not None:
         q = q.where(ScreeningEntry.site_id.in_(sites))
     return [e for e in session.exec(q).all() if sees_site(actor, e.site_id)]

@@ -51,7 +51,8 @@ def register(key: str, title: str, build: Build, *, before: str | None = None) -
 
 def flow_data(data: ReportData) -> dict:
     """The CONSORT counts of :func:`analysis.trialreport.flow_counts` for this study."""
-    scr = pd.DataFrame([(e.outcome, e.reason) for e in data.screening], columns=["outcome", "reason"])
+    entries = [e for e in data.screening if e.participant_id not in data.voided_ids]  # voided: in no count
+    scr = pd.DataFrame([(e.outcome, e.reason) for e in entries], columns=["outcome", "reason"])
     long = data.long
     assessed = (
         long.loc[long["value"].notna(), ["participant", "wave"]].drop_duplicates()
@@ -61,11 +62,12 @@ def flow_data(data: ReportData) -> dict:
     order = {a: i for i, a in enumerate(data.arms)}
     people = data.people.sort_values("arm", key=lambda c: c.map(order), kind="stable")
     return flow_counts(
-        scr if data.screening else None,
+        scr if entries else None,
         people,
         assessed,
         waves=data.waves,
         primary_wave=data.primary_wave,
+        participant_flow=data.flow,
     )
 
 
@@ -80,11 +82,21 @@ def _flow(data: ReportData) -> tuple[str, bool]:
         notes.append(absent("no screening log recorded: the diagram starts at randomisation"))
     if not data.received_known:
         notes.append(absent("no delivery records: receipt of the allocated intervention is not recorded"))
+    voided = flow.get("voided") or 0
     notes.append(
-        '<p class="note">Lost to follow-up and withdrew come from participant status; discontinued intervention '
-        "counts participants whose adverse event stopped the intervention. Analysed: participants with the "
-        f"primary outcome at {escape(str(flow['baseline_wave']))} and {escape(str(flow['primary_wave']))}; "
-        "waves count participants assessed among those for whom the wave's window has closed.</p>"
+        '<p class="note">Discontinued intervention, withdrew from follow-up and withdrew consent for use of data '
+        "are the withdrawals recorded for each participant, with their reasons; lost to follow-up is the "
+        "participant's status. At each wave every allocated participant is counted once: assessed, withdrew, "
+        "lost, consent withdrawn, missed the wave (its window closed without data) or not yet due. Analysed: "
+        f"participants with the primary outcome at {escape(str(flow['baseline_wave']))} and "
+        f"{escape(str(flow['primary_wave']))} whose consent for use of data stands."
+        + (
+            f' <span data-count="voided">{voided} participant{"s" if voided != 1 else ""} entered in error '
+            f"(voided) {'are' if voided != 1 else 'is'} in no count.</span>"
+            if voided
+            else ""
+        )
+        + "</p>"
     )
     if flow["assessed"] is not None:
         rows = []

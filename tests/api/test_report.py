@@ -10,18 +10,24 @@ code   arm     site   enrolled    PHQ-9   PHQ-9   what happens (PHQ-9: items 1-8
 =====  ======  =====  ==========  ======  ======  ===================================================
 P1     peer    north  300 d ago   16      8
 P2     peer    north  300 d ago   24      8
-P3     peer    south  300 d ago   16      –       lost to follow-up (moved away)
-P4     peer    south  300 d ago   8       –       withdrew (too busy)
-P5     peer    north  300 d ago   16      16      serious AE (hospitalisation), intervention stopped
+P3     peer    south  300 d ago   16      –       lost to follow-up on day 60 (moved away)
+P4     peer    south  300 d ago   8       –       withdrew from follow-up on day 40 (too busy)
+P5     peer    north  300 d ago   16      16      serious AE (hospitalisation); stopped the intervention on
+                                                  day 50 (hospitalised after a fall), stays in follow-up
 P6     peer    north  20 d ago    24      –       m6 not yet due
 U1     usual   north  300 d ago   16      16      mild AE, no action
 U2     usual   south  300 d ago   8       8
 U3     usual   south  300 d ago   24      –
 U4     usual   north  300 d ago   –       8       no baseline questionnaire
-U5     usual   north  300 d ago   16      –       withdrew (moved away)
+U5     usual   north  300 d ago   16      –       withdrew from follow-up on day 90 (moved away)
+U6     usual   north  300 d ago   16      –       withdrew consent for use of data on day 100: in the
+                                                  flow, in no table
 =====  ======  =====  ==========  ======  ======  ===================================================
 
-Screening: the 11 enrolled, plus 3 not eligible (2 "HbA1c below 7.5%", 1 "age under 18"), 2 declined
+P1-DUP (peer, north) is enrolled by mistake, linked to a screening entry and voided: in no count.
+Every withdrawal goes through ``POST /participants/{id}/withdrawals``, the loss through ``PATCH``.
+
+Screening: the 12 enrolled, plus 3 not eligible (2 "HbA1c below 7.5%", 1 "age under 18"), 2 declined
 ("no time") and 1 other ("could not be contacted").
 """
 
@@ -54,7 +60,9 @@ PEOPLE = {
     "U3": ("usual", "south", OLD, 3, None),
     "U4": ("usual", "north", OLD, None, 1),
     "U5": ("usual", "north", OLD, 2, None),
+    "U6": ("usual", "north", OLD, 2, None),
 }
+CONSENT_OUT = {"U6"}  # consent for use of data withdrawn: nothing of theirs is analysed
 PEER, USUAL = "Peer support", "Usual care"
 
 
@@ -119,14 +127,36 @@ def trial(client, admin):
             headers=h,
         )
         assert r.status_code == 201, r.text
-    for code, status, days, reason in (
-        ("P3", "lost_to_follow_up", 60, "moved away"),
-        ("P4", "withdrawn", 40, "too busy"),
-        ("U5", "withdrawn", 90, "moved away"),
+    body = {
+        "status": "lost_to_follow_up",
+        "status_date": (OLD + timedelta(days=60)).isoformat(),
+        "reason": "moved away",
+    }
+    r = client.patch(f"/participants/{ids['P3']}", json=body, headers=h)
+    assert r.status_code == 200, r.text
+    for code, kind, days, reason in (
+        ("P4", "follow_up", 40, "too busy"),
+        ("U5", "follow_up", 90, "moved away"),
+        ("P5", "intervention", 50, "hospitalised after a fall"),
+        ("U6", "consent", 100, "does not want data used"),
     ):
-        body = {"status": status, "status_date": (OLD + timedelta(days=days)).isoformat(), "reason": reason}
-        r = client.patch(f"/participants/{ids[code]}", json=body, headers=h)
-        assert r.status_code == 200, r.text
+        body = {"kind": kind, "date": (OLD + timedelta(days=days)).isoformat(), "reason": reason}
+        r = client.post(f"/participants/{ids[code]}/withdrawals", json=body, headers=h)
+        assert r.status_code in (200, 201), r.text
+    dup = {
+        "study_code": "P1-DUP",
+        "site": "north",
+        "arm": "peer",
+        "enrolled_on": OLD.isoformat(),
+        "consent": {"date": OLD.isoformat(), "version": "v1"},
+    }
+    r = client.post(f"/studies/{sid}/participants", json=dup, headers=h)
+    assert r.status_code == 201, r.text
+    dup_id = r.json()["id"]
+    body = {"site": "north", "screened_on": OLD.isoformat(), "outcome": "enrolled", "participant_id": dup_id}
+    assert client.post(f"/studies/{sid}/screening", json=body, headers=h).status_code == 201
+    r = client.post(f"/participants/{dup_id}/void", json={"reason": "duplicate of P1"}, headers=h)
+    assert r.status_code in (200, 201), r.text
     for code, seriousness, severity, action in (
         ("P5", ["hospitalisation"], "severe", "intervention_stopped"),
         ("U1", [], "mild", "none"),
@@ -187,30 +217,49 @@ def _n(text: str) -> int:
 def test_consort_numbers_match_hand_counts(report):
     _, html, _ = report
     c = _counts(html)
-    assert _n(c["assessed"]) == 17  # 11 enrolled + 6 excluded
+    assert _n(c["assessed"]) == 18  # 12 enrolled (the voided duplicate is in no count) + 6 excluded
     assert _n(c["excluded"]) == 6
     assert _n(c["excluded:not_eligible"]) == 3 and _n(c["excluded:declined"]) == 2 and _n(c["excluded:other"]) == 1
     assert "HbA1c below 7.5% (n=2)" in html and "no time (n=2)" in html and "could not be contacted (n=1)" in html
-    assert _n(c["randomised"]) == 11
+    assert _n(c["randomised"]) == 12
     assert "unscreened" not in c  # every participant has a screening entry
+    assert "P1-DUP" not in html
+    assert "1 participant entered in error (voided) is in no count" in html
     expected = {
-        PEER: {"allocated": 6, "lost": 1, "withdrew": 1, "discontinued": 1, "analysed": 3, "excluded_analysis": 3},
-        USUAL: {"allocated": 5, "lost": 0, "withdrew": 1, "discontinued": 0, "analysed": 2, "excluded_analysis": 3},
+        PEER: {"allocated": 6, "discontinued": 1, "analysed": 3, "excluded_analysis": 3},
+        USUAL: {"allocated": 6, "discontinued": 0, "analysed": 2, "excluded_analysis": 4},
     }
     for arm, want in expected.items():
         for key, n in want.items():
             assert _n(c[f"arm:{arm}:{key}"]) == n, (arm, key, c[f"arm:{arm}:{key}"])
         assert c[f"arm:{arm}:received"] == "Received allocated intervention: not recorded"  # no delivery records
-    assert c[f"arm:{PEER}:wave:baseline"] == "baseline: assessed 6 of 6 due"  # P6's baseline window has closed
-    # P6 enrolled 20 days ago; P3 (day 60) and P4 (day 40) left before m6, U5 (day 90) too.
-    assert c[f"arm:{PEER}:wave:m6"] == "m6: assessed 3 of 5 due; 2 had left the study"
-    assert c[f"arm:{USUAL}:wave:baseline"] == "baseline: assessed 4 of 5 due"  # U4 skipped baseline
-    assert c[f"arm:{USUAL}:wave:m6"] == "m6: assessed 3 of 5 due; 1 had left the study"
-    # Reasons under the boxes: P3 moved away (lost), P4 too busy, U5 moved away (withdrew).
+    # Per wave, every allocated participant once: assessed, withdrew, lost, consent withdrawn, missed, not yet due.
+    waves = {
+        (PEER, "baseline"): {"": 6, "withdrew": 0, "lost_to_follow_up": 0, "missed": 0},
+        # P4 withdrew on day 40 (too busy), P3 was lost on day 60 (moved away), P6 enrolled 20 days ago.
+        (PEER, "m6"): {"": 3, "withdrew": 1, "lost_to_follow_up": 1, "missed": 0, "not_yet_due": 1},
+        # U4 skipped baseline; U6 withdrew consent for use of data (counted at every wave).
+        (USUAL, "baseline"): {"": 4, "withdrew": 0, "lost_to_follow_up": 0, "data_withdrawn": 1, "missed": 1},
+        # U5 withdrew on day 90 (moved away); U3 did not answer at m6.
+        (USUAL, "m6"): {"": 3, "withdrew": 1, "lost_to_follow_up": 0, "data_withdrawn": 1, "missed": 1},
+    }
+    for (arm, wave), want in waves.items():
+        base = f"arm:{arm}:wave:{wave}"
+        got = {k: _n(c[f"{base}:{k}" if k else base]) for k in want}
+        assert got == want, (arm, wave, got)
+        buckets = [k.split(":")[-1] for k in c if k.startswith(base + ":")]
+        assert sum(_n(c[f"{base}:{b}"]) for b in buckets) + want[""] == 6  # the buckets add up to allocated
+    assert f"arm:{PEER}:wave:baseline:not_yet_due" not in c and f"arm:{PEER}:wave:m6:data_withdrawn" not in c
     flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
-    assert "moved away (n=1)" in flow and "too busy (n=1)" in flow and "adverse event (n=1)" in flow
-    assert "m6 not yet due (n=1)" in flow and "no baseline score (n=1)" in flow
-    assert "no m6 score (n=2)" in flow  # P3, P4 | U3, U5: two in each arm
+    svg = " ".join(
+        re.sub(r"<[^>]+>", " ", flow[flow.index("<svg") : flow.index("</svg>")]).split()
+    )  # wrapped lines joined
+    assert svg.count("moved away (n=1)") == 2  # P3 lost, U5 withdrew
+    assert "too busy (n=1)" in svg and "hospitalised after a fall (n=1)" in svg
+    assert svg.count("does not want data used (n=1)") == 2  # under U6's bucket at both waves
+    assert "m6 not yet due (n=1)" in svg and "no baseline score (n=1)" in svg
+    assert "no m6 score (n=2)" in svg  # P3, P4 | U3, U5: two in each arm
+    assert "consent for use of data withdrawn (n=1)" in svg  # U6 is excluded from the analysis
 
 
 def _cell(html: str, key: str) -> str:
@@ -222,7 +271,11 @@ def _cell(html: str, key: str) -> str:
 def test_table1_numbers_match_hand_counts(report):
     _, html, _ = report
     peer = [8 * PEOPLE[c][3] for c in PEOPLE if PEOPLE[c][0] == "peer"]
-    usual = [8 * PEOPLE[c][3] for c in PEOPLE if PEOPLE[c][0] == "usual" and PEOPLE[c][3] is not None]
+    usual = [
+        8 * PEOPLE[c][3]
+        for c in PEOPLE
+        if PEOPLE[c][0] == "usual" and PEOPLE[c][3] is not None and c not in CONSENT_OUT
+    ]
     assert peer == [16, 24, 16, 8, 16, 24] and usual == [16, 8, 24, 16]
     for arm, vals in ((PEER, peer), (USUAL, usual)):
         assert _cell(html, f"scale:phq9||{arm}") == f"{statistics.mean(vals):.1f} ({statistics.stdev(vals):.1f})"
@@ -345,12 +398,13 @@ def test_screening_rules(client, admin, analyst, trial):
         == 403
     )
     rows = client.get(f"/studies/{sid}/screening", headers=analyst.headers).json()
-    assert len(rows) == 17 and all(r["screened_on"] is None for r in rows)  # analysts: no dates
+    # 18: the entry linked to the voided duplicate is left out with it; analysts see no dates
+    assert len(rows) == 18 and all(r["screened_on"] is None for r in rows)
     assert {r["participant"] for r in rows if r["outcome"] == "enrolled"} == set(PEOPLE)
     s = client.get(f"/studies/{sid}/screening/summary", headers=analyst.headers).json()
     assert s == {
-        "assessed": 17,
-        "enrolled": 11,
+        "assessed": 18,
+        "enrolled": 12,
         "excluded": {"not_eligible": 3, "declined": 2, "other": 1},
         "reasons": {
             "not_eligible": {"HbA1c below 7.5%": 2, "age under 18": 1},
@@ -398,7 +452,7 @@ def test_html_offline_in_chromium_and_pdf_has_the_sections(report, backend):
         "Harms",
         "Attrition and retention",
         "Reproducibility appendix",
-        "Assessed for eligibility (n=17)",
+        "Assessed for eligibility (n=18)",
     ):
         assert title in text, title
 
@@ -452,9 +506,10 @@ def test_locked_plan_blinded_labels_and_receipt_in_the_report(client, admin, ana
     assert PEER not in html and USUAL not in html and ">peer<" not in html and "usual" not in html.lower()
     c = _counts(html)
     sizes = {k.split(":")[1]: _n(v) for k, v in c.items() if k.endswith(":allocated")}
-    assert sorted(sizes) == ["Arm A", "Arm B"] and sorted(sizes.values()) == [5, 6]
-    peer = next(a for a, n in sizes.items() if n == 6)
-    usual = next(a for a, n in sizes.items() if n == 5)
+    assert sorted(sizes) == ["Arm A", "Arm B"] and sorted(sizes.values()) == [6, 6]
+    # The arm with delivery records is the peer arm; the other has no delivery plan.
+    peer = next(a for a in sizes if not c[f"arm:{a}:received"].endswith(": not recorded"))
+    usual = next(a for a in sizes if a != peer)
     assert _n(c[f"arm:{peer}:received"]) == 3 and _n(c[f"arm:{peer}:not_received"]) == 2
     assert _n(c[f"arm:{peer}:unknown_received"]) == 1 and c[f"arm:{usual}:received"].endswith(": not recorded")
     flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
