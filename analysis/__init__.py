@@ -5,6 +5,7 @@ engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the 
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
 attrition, power, harms by arm (:mod:`analysis.safety`), participant flow (:mod:`analysis.flow`),
+process evaluation (:mod:`analysis.process`),
 plots and a one-call report (:func:`analysis.report.run_all`). It never touches HTTP or a database.
 """
 
@@ -26,6 +27,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "multiplicity",
     "plots",
     "power",
+    "process",
     "report",
     "safety",
     "survival",
@@ -62,6 +64,7 @@ _NAMES = {  # submodule -> the names the package takes from it
     "errors": ["ESTIMATION_ERRORS"],
     "report": ["run_all"],
     "safety": ["clopper_pearson", "harms_table"],
+    "process": ["dose_summary", "training_hours", "reach", "dose_by_tertile", "plot_dose"],
 }
 
 # A function named like its module (``reliability``) keeps the package's name for it, even once the

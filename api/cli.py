@@ -1063,6 +1063,58 @@ def safety_backfill(
     typer.echo(f"{counts['responses']} responses checked; {verb} {counts['alerts']} alert(s)")
 
 
+# --- delivery: forum-activity import and dose (same services as the API) ------------------------
+
+delivery_app = typer.Typer(help="Process evaluation: forum-activity import, dose per participant.")
+app.add_typer(delivery_app, name="delivery")
+
+
+@delivery_app.command("import-forum")
+def delivery_import_forum(
+    study: int = typer.Argument(..., help="study id"),
+    csv_path: str = typer.Argument(
+        ..., metavar="CSV", help="study_code, week_start (a Monday), posts, replies, logins"
+    ),
+) -> None:
+    """Import weekly forum activity (all or nothing; audited as one event)."""
+    from pathlib import Path
+
+    from api.auth.service import Actor
+    from api.delivery.sessions import import_forum
+    from api.errors import ApiError
+    from api.inputguard import decode_upload
+
+    with _study_session(study) as run:
+        try:
+            text = decode_upload(Path(csv_path).read_bytes(), ["body", "file"])
+            out = import_forum(run.session, run.study, text, Actor.system(source="import"))
+        except ApiError as exc:
+            err = exc.errors[0]
+            where = ", ".join(str(x) for x in err["loc"] if x != "body")
+            _fail(f"{csv_path}: {where}: {err['msg']}" if where else f"{csv_path}: {err['msg']}")
+        run.session.commit()
+    typer.echo(f"{out.rows} rows: {out.created} new weeks, {out.updated} replaced")
+
+
+@delivery_app.command("dose")
+def delivery_dose(
+    study: int = typer.Argument(..., help="study id"),
+    by_wave: bool = typer.Option(False, "--by-wave", help="one row per participant and wave interval"),
+) -> None:
+    """Dose and adherence per participant as CSV on standard output (derived from the records)."""
+    import csv
+    import sys
+
+    from api.delivery.dose import COLUMNS, participant_dose
+
+    with _study_session(study) as run:
+        rows = participant_dose(run.session, run.study.id, by_wave=by_wave)
+        run.session.rollback()  # a read
+    w = csv.DictWriter(sys.stdout, fieldnames=list(COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+
+
 # --- the statistical analysis plan and unblinding (same services as the API) -----------------------
 
 sap_app = typer.Typer(help="The statistical analysis plan: draft, lock (hash recorded), show with deviations.")

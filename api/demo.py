@@ -55,6 +55,7 @@ class DemoResult:
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
     screened: int = 0
+    delivery: dict | None = None
     plan_hash: str | None = None
     partial: str | None = None  # "P-…/wave/instrument" of the demo's one partial response
     base_url: str = "http://127.0.0.1:8000"
@@ -79,6 +80,13 @@ class DemoResult:
         if self.screened:
             lines.append(
                 f"screening log: {self.screened} people assessed; trial report: peerlens report {self.study_id}"
+            )
+        if self.delivery is not None:
+            d = self.delivery
+            lines.append(
+                f"process evaluation: {d['groups']} groups, {d['sessions']} sessions ({d['cancelled']} cancelled), "
+                f"{d['attendance']} attendance records, {d['calls']} calls, {d['forum_weeks']} forum weeks "
+                "(generating parameters: api.delivery.demo)"
             )
         if self.plan_hash:
             lines.append(
@@ -280,6 +288,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         result.screened = report_demo.screening_log(
             session, study, [p for p, _ in by_code.values()], site_codes, actor, seed
         )
+        from api.delivery import demo as delivery_demo
+
+        result.delivery = delivery_demo.populate(session, study, cohort, today, actor)
         result.plan_hash = _analysis_plan(session, study, actor)
         del sites
     result.study_id = study.id

@@ -30,6 +30,7 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.db import engine_from_settings
+from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
 from api.exports.router import router as exports_router
@@ -228,6 +229,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
+        delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         reports_router,  # screening log, /studies/{id}/reports (the trial report, HTML and PDF)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Shape = Literal["long", "wide", "items", "safety"]
+Shape = Literal["long", "wide", "items", "safety", "delivery", "dose", "delivery_sessions", "supporter_training"]
 Format = Literal["csv", "parquet", "dta", "sav", "json"]
 DateMode = Literal["relative", "shift"]
 

@@ -49,7 +49,7 @@ from api.participants.models import Participant, ParticipantContact
 from api.responses.models import Response, Score
 from api.studies.models import Arm, Site, Study, Wave
 
-SHAPES = ("long", "wide", "items", "safety")
+SHAPES = ("long", "wide", "items", "safety", "delivery", "dose", "delivery_sessions", "supporter_training")
 CONTEXT = "context"
 # Participants per batch: memory against per-batch overhead. Measured on 10,000 participants
 # (bench/export.py, two cores): 250 → +71 MB over start-up, long 3.6x COPY; 500 → +129 MB, 3.3x;
@@ -262,6 +262,14 @@ def _columns(plan: Plan, shape: str) -> list[dd.Column]:
         from api.safety.export import safety_columns
 
         return safety_columns() + ident
+    if shape in ("delivery", "dose"):
+        from api.delivery.export import columns as delivery_columns
+
+        return delivery_columns(shape) + ident
+    if shape in ("delivery_sessions", "supporter_training"):
+        from api.delivery.export import columns as delivery_columns
+
+        return delivery_columns(shape)  # no participant rows: no participant identifiers
     if shape == "wide":
         scales: list = []
         for code in plan.instruments:
@@ -891,7 +899,23 @@ def iter_safety(*args, **kwargs) -> Iterator[pd.DataFrame]:
     return _iter_safety(*args, **kwargs)
 
 
-ITERATORS = {"long": iter_long, "wide": iter_wide, "items": iter_items, "safety": iter_safety}
+def _delivery(shape: str) -> Callable[..., Iterator[pd.DataFrame]]:
+    def iterate(*args, **kwargs) -> Iterator[pd.DataFrame]:
+        """A delivery shape: :func:`api.delivery.export.iter_delivery_shape`."""
+        from api.delivery.export import iter_delivery_shape
+
+        return iter_delivery_shape(shape, *args, **kwargs)
+
+    return iterate
+
+
+ITERATORS = {
+    "long": iter_long,
+    "wide": iter_wide,
+    "items": iter_items,
+    "safety": iter_safety,
+    **{shape: _delivery(shape) for shape in ("delivery", "dose", "delivery_sessions", "supporter_training")},
+}
 
 
 def participants_in(session: Session, plan: Plan) -> int:

@@ -103,6 +103,22 @@ def _check(values: dict[str, Any], participant: Participant, study: Study, now: 
         )
 
 
+def _check_refs(session: Session, values: dict[str, Any], study_id: int) -> None:
+    """The supporter and session named must be records of the study (422 naming the field)."""
+    from api.delivery.models import DeliverySession, PeerSupporter
+
+    refs: tuple[tuple[str, type[PeerSupporter] | type[DeliverySession], str], ...] = (
+        ("peer_supporter_id", PeerSupporter, "peer supporter"),
+        ("delivery_session_id", DeliverySession, "delivery session"),
+    )
+    for name, model, what in refs:
+        ref = values.get(name)
+        if ref is not None:
+            row = session.get(model, ref)
+            if row is None or getattr(row, "study_id", None) != study_id:
+                raise Unprocessable(["body", name], f"no {what} with this id in the study", "unknown_reference")
+
+
 def _notify_serious(session: Session, event: AdverseEvent, study: Study, cfg: SafetySettings | None, now: datetime):
     recipients = notify.serious_event_recipients(session, cfg, event.site_id)
     if recipients:
@@ -123,6 +139,7 @@ def create_event(
     values = body.model_dump()
     values["seriousness"] = [c for c in SERIOUSNESS if c in set(body.seriousness)]
     _check(values, participant, study, now)
+    _check_refs(session, values, study.id)
     reported_at = values.pop("reported_at") or now
     if reported_at > now + CLOCK_SKEW:
         raise Unprocessable(["body", "reported_at"], "reported_at is in the future", "in_future")
@@ -184,6 +201,7 @@ def update_event(
     study, participant = _study_and_participant(session, event)
     merged = {name: getattr(event, name) for name in FIELDS if hasattr(event, name)} | changes
     _check(merged, participant, study, now)
+    _check_refs(session, changes, study.id)
     before = _audit(event)
     was_serious = event.serious
     for name, value in changes.items():

@@ -122,8 +122,7 @@ class AdverseEvent(SQLModel, table=True):
     """An adverse event of a participant, classified as ICH E2A asks.
 
     ``serious`` is true when any seriousness criterion applies. ``peer_supporter_id`` and
-    ``delivery_session_id`` refer to the process-evaluation records of the delivery domain; they are
-    plain nullable ids until that domain's tables exist (see the README, Safety).
+    ``delivery_session_id`` refer to the process-evaluation records of the delivery domain.
     """
 
     __tablename__ = "adverse_event"
@@ -144,9 +143,9 @@ class AdverseEvent(SQLModel, table=True):
     outcome: str = Field(default="unknown", max_length=30)
     reporter: str = Field(max_length=20)
     peer_supporter_involved: bool = False
-    peer_supporter_id: int | None = None
+    peer_supporter_id: int | None = Field(default=None, foreign_key="peer_supporter.id")
     group_session_involved: bool = False
-    delivery_session_id: int | None = None
+    delivery_session_id: int | None = Field(default=None, foreign_key="delivery_session.id")
     alert_id: int | None = Field(default=None, foreign_key="safety_alert.id")
     reported_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     reported_by: int | None = Field(default=None, foreign_key="app_user.id")

@@ -204,6 +204,37 @@ RULES = rules(
     ("GET", "/adverse-events/{event_id}", R(STAFF, "site", 200)),
     ("PATCH", "/adverse-events/{event_id}", R(STAFF, "site", 422)),  # reason is required
     ("POST", "/adverse-events/{event_id}/follow-ups", R(STAFF, "site", 422)),  # note is required
+    # delivery (process evaluation): plans and TIDieR per arm (design: admins write); records with
+    # calendar dates about people are staff-only (analysts read them in the delivery export shapes);
+    # records by id get a made-up id (404 after the role check; site scoping in test_delivery.py)
+    ("GET", "/studies/{study_id}/arms/{arm_code}/delivery-plan", R(READ, "study", 404)),  # no plan yet
+    ("PUT", "/studies/{study_id}/arms/{arm_code}/delivery-plan", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/arms/{arm_code}/tidier", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/arms/{arm_code}/tidier", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/arms/{arm_code}/tidier/versions", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/delivery/supporters", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/delivery/supporters", R(STAFF, "study", 200)),
+    ("GET", "/delivery/supporters/{supporter_id}", R(STAFF, "global", 404)),
+    ("PATCH", "/delivery/supporters/{supporter_id}", R(STAFF, "global", 404)),
+    ("POST", "/delivery/supporters/{supporter_id}/training", R(STAFF, "global", 404)),
+    ("GET", "/delivery/supporters/{supporter_id}/training", R(STAFF, "global", 404)),
+    ("POST", "/studies/{study_id}/delivery/training-programmes", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/delivery/training-programmes", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/delivery/groups", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/delivery/groups", R(STAFF, "study", 200)),
+    ("GET", "/delivery/groups/{group_id}", R(STAFF, "global", 404)),
+    ("POST", "/delivery/groups/{group_id}/members", R(STAFF, "global", 404)),
+    ("PATCH", "/delivery/groups/{group_id}/members/{member_id}", R(STAFF, "global", 404)),
+    ("POST", "/studies/{study_id}/delivery/sessions", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/delivery/sessions", R(STAFF, "study", 200)),
+    ("GET", "/delivery/sessions/{session_id}", R(STAFF, "global", 404)),
+    ("PATCH", "/delivery/sessions/{session_id}", R(STAFF, "global", 404)),
+    ("PUT", "/delivery/sessions/{session_id}/attendance", R(STAFF, "global", 404)),
+    ("GET", "/delivery/sessions/{session_id}/attendance", R(STAFF, "global", 404)),
+    ("POST", "/participants/{participant_id}/peer-contacts", R(STAFF, "site", 422)),
+    ("GET", "/studies/{study_id}/delivery/contacts", R(STAFF, "study", 200)),
+    ("POST", "/studies/{study_id}/delivery/forum-activity", R(STAFF, "study", 422)),  # no file
+    ("GET", "/studies/{study_id}/delivery/dose", R(READ, "study", 200)),
     # public
     ("GET", "/health", R(None, "public", 200)),
 )
@@ -366,6 +397,11 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{alert_id}", str(world["alert_id"]))
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")
+        .replace("{arm_code}", "group")
+        .replace("{supporter_id}", "999999")
+        .replace("{group_id}", "999999")
+        .replace("{member_id}", "999999")
+        .replace("{session_id}", "999999")
         .replace("{token_id}", "999999")
         .replace("{instrument}", "pam13")
         .replace("{version}", "9999")

@@ -149,3 +149,21 @@ def test_report_writes_html_and_is_audited(study, engine, tmp_path):
     assert audited and audited[-1].after["data_hash"] == digest and audited[-1].actor_role == "analyst"
     bad = run("report", str(study.id), "--site", "west")
     assert bad.exit_code == 2 and "--site" in bad.output and "Traceback" not in bad.output
+
+
+def test_delivery_forum_import_and_dose(study, engine, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("study_code,week_start,posts,replies,logins\nCLI-1,2026-01-06,1,2,3\n")
+    r = run("delivery", "import-forum", str(study.id), str(bad))
+    assert r.exit_code == 1 and "2, week_start: weeks start on a Monday" in r.output
+    assert events(engine, study.id, "forum_activity") == []  # nothing stored
+    good = tmp_path / "good.csv"
+    good.write_text("study_code,week_start,posts,replies,logins\nCLI-1,2026-01-05,1,2,3\nCLI-1,2026-01-12,4,0,2\n")
+    r = run("delivery", "import-forum", str(study.id), str(good))
+    assert r.exit_code == 0 and "2 rows: 2 new weeks, 0 replaced" in r.output, r.output
+    assert len(events(engine, study.id, "forum_activity")) == 1
+    r = run("delivery", "dose", str(study.id))
+    assert r.exit_code == 0, r.output
+    rows = {line.split(",")[1]: line.split(",") for line in r.output.strip().splitlines()[1:]}
+    header = r.output.splitlines()[0].split(",")
+    assert rows["CLI-1"][header.index("forum_posts")] == "5" and rows["CLI-0"][header.index("forum_posts")] == "0"

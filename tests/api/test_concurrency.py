@@ -151,3 +151,37 @@ def test_terminated_connections_are_replaced_without_an_error(client, admin, mak
             json={"wave": "baseline", "instrument": "phq9", "answers": phq9_answers(1)},
         )
         assert r.status_code == 201, r.text
+
+
+@pytest.mark.slow
+def test_parallel_registers_of_one_session_leave_one_row_per_participant(live_url, client, admin, make_study, enrol):
+    study = make_study()
+    people = [enrol(study, arm="group") for _ in range(5)]
+    h = admin.headers
+    g = client.post(
+        f"/studies/{study.id}/delivery/groups", json={"code": "G", "site": "north", "arm": "group"}, headers=h
+    ).json()
+    for p in people:
+        r = client.post(
+            f"/delivery/groups/{g['id']}/members",
+            json={"participant_id": p["id"], "joined_on": "2026-01-05"},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+    s = client.post(
+        f"/studies/{study.id}/delivery/sessions",
+        json={"group_id": g["id"], "planned_date": "2026-02-02", "delivered_on": "2026-02-02", "duration_minutes": 90},
+        headers=h,
+    ).json()
+    n = 40
+    statuses = ("attended", "late", "absent", "excused")
+
+    def register(c, i):
+        records = [{"participant_id": p["id"], "status": statuses[i % 4]} for p in people]
+        return c.put(f"{live_url}/delivery/sessions/{s['id']}/attendance", json={"records": records}, headers=h)
+
+    results = _together(n, register)
+    assert Counter(r.status_code for r in results) == {200: n}, [r.text for r in results if r.status_code != 200][:3]
+    rows = client.get(f"/delivery/sessions/{s['id']}/attendance", headers=h).json()
+    assert sorted(r["participant_id"] for r in rows) == sorted(p["id"] for p in people)
+    assert len({r["status"] for r in rows}) == 1  # the last register wins whole, never a mixture

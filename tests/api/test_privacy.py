@@ -32,7 +32,9 @@ SEEDS = {
 }
 FREE_TEXT = "lives with Ambrose Quernmouth at 14 Larkspur Wynd"
 STORY = "my neighbour Tamsin Vellacott-Ruddock drove me to the clinic"
-SECRET_WORDS = ["Quernmouth", "Abernethy", "5173", "900519", "1943-07-21", "Larkspur", "Vellacott"]
+SECRET_WORDS = ["Quernmouth", "Abernethy", "5173", "900519", "1943-07-21", "Larkspur", "Vellacott", "Tarrant", "900733"]
+#: A peer supporter's identifiers (the supporter vault): never shown to analysts either.
+SUPPORTER = {"name": "Gwendolyn Tarrant-Oakes", "email": "g.tarrant.oakes@example.org", "phone": "+44 7700 900733"}
 
 NOTES = Instrument(
     code="ctxnotes",
@@ -128,6 +130,51 @@ def seeded(client, app, make_study, enrol, make_user, admin):
             },
         )
         assert r.status_code == 201, r.text
+    # delivery records of the old participant: a supporter (identifiers in the vault), a group, a
+    # delivered session with its register, a call
+    r = client.post(
+        f"/studies/{study.id}/delivery/supporters",
+        headers=coord.headers,
+        json={"code": "PS-1", "site": "north", "arm": "group", "start_date": str(enrolled), "identifiers": SUPPORTER},
+    )
+    assert r.status_code == 201, r.text
+    supporter = r.json()["id"]
+    assert SUPPORTER["email"] in client.get(f"/delivery/supporters/{supporter}", headers=coord.headers).text
+    g = client.post(
+        f"/studies/{study.id}/delivery/groups",
+        headers=coord.headers,
+        json={"code": "G1", "site": "north", "arm": "group", "supporter_ids": [supporter]},
+    ).json()
+    r = client.post(
+        f"/delivery/groups/{g['id']}/members",
+        headers=coord.headers,
+        json={"participant_id": old["id"], "joined_on": str(enrolled)},
+    )
+    assert r.status_code == 201, r.text
+    day = str(enrolled + timedelta(days=10))
+    s = client.post(
+        f"/studies/{study.id}/delivery/sessions",
+        headers=coord.headers,
+        json={
+            "group_id": g["id"],
+            "supporter_id": supporter,
+            "planned_date": day,
+            "delivered_on": day,
+            "duration_minutes": 90,
+        },
+    ).json()
+    r = client.put(
+        f"/delivery/sessions/{s['id']}/attendance",
+        headers=coord.headers,
+        json={"records": [{"participant_id": old["id"], "status": "attended"}]},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/participants/{old['id']}/peer-contacts",
+        headers=coord.headers,
+        json={"kind": "call", "on_date": day, "duration_minutes": 15, "supporter_id": supporter},
+    )
+    assert r.status_code == 201, r.text
     today = datetime.now(tz).date()
     calendar = {str(enrolled + timedelta(days=k)) for k in range(-45, 400)} - {
         str(today + timedelta(days=k)) for k in (-1, 0, 1)
@@ -164,8 +211,9 @@ def _urls(path: str, seeded) -> list[str]:
         return [_fill(path, seeded, who=who) for who in ("p", "old")]
     if "{shape}" not in path:
         return [_fill(path, seeded)]
-    urls = [_fill(path, seeded, shape) for shape in ("long", "wide", "items")]
-    return urls + [u + "?format=json" for u in urls if u.endswith(("long", "wide", "items"))]
+    shapes = ("long", "wide", "items", "delivery", "dose", "delivery_sessions", "supporter_training")
+    urls = [_fill(path, seeded, shape) for shape in shapes]
+    return urls + [u + "?format=json" for u in urls if u.endswith(shapes)]
 
 
 def _secrets_in(text: str, extra: tuple[str, ...] = ()) -> list[str]:

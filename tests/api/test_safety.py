@@ -459,12 +459,29 @@ def test_adverse_events_are_checked_classified_and_scoped(client, admin, trial, 
         (ae(seriousness=["hospitalised"]), ["body", "seriousness", 0], "literal_error"),
         (ae(severity="grave"), ["body", "severity"], "literal_error"),
         (ae(alert_id=999999), ["body", "alert_id"], "unknown_alert"),
+        (
+            ae(peer_supporter_involved=True, peer_supporter_id=999999),
+            ["body", "peer_supporter_id"],
+            "unknown_reference",
+        ),
+        (
+            ae(group_session_involved=True, delivery_session_id=999999),
+            ["body", "delivery_session_id"],
+            "unknown_reference",
+        ),
         ({k: v for k, v in ae().items() if k != "reporter"}, ["body", "reporter"], "missing"),
     ]
     for body, loc, kind in bad:
         r = client.post(url, json=body, headers=h)
         assert r.status_code == 422, (body, r.text)
         assert (r.json()["detail"][0]["loc"], r.json()["detail"][0]["type"]) == (loc, kind), body
+    r = client.post(
+        f"/studies/{t['study'].id}/delivery/supporters",
+        json={"code": "PS-12", "site": "north", "start_date": today()},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    supporter_id = r.json()["id"]
     r = client.post(
         url,
         json=ae(
@@ -475,7 +492,7 @@ def test_adverse_events_are_checked_classified_and_scoped(client, admin, trial, 
             expectedness="unexpected",
             reporter="peer_supporter",
             peer_supporter_involved=True,
-            peer_supporter_id=12,
+            peer_supporter_id=supporter_id,
             group_session_involved=True,
         ),
         headers=h,
