@@ -198,7 +198,7 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
     arms_sorted = sorted(set(labels.values()))
     reference = ctrl[0] if ctrl and not masked else (arms_sorted[0] if arms_sorted else None)
     flow, voided = _flow(session, study, design, site_ids, code_to_label)
-    return ReportData(
+    data = ReportData(
         study=study,
         actor=actor,
         design=design,
@@ -217,6 +217,10 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
         flow=flow,
         voided_ids=voided,
     )
+    from api.reports import process  # the process evaluation, when the study has delivery records
+
+    data.extra["delivery"] = process.collect(session, study, data)
+    return data
 
 
 def _flow(

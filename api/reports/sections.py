@@ -21,6 +21,7 @@ from analysis.trialreport import EXCLUSION_LABELS, absent, flow_counts, flow_svg
 from api.reports import adapters
 from api.reports.gather import ReportData
 from api.reports.outcomes import attrition_section, harms_section, outcomes_section, table1_section
+from api.reports.process import intervention_section
 
 Build = Callable[[ReportData], tuple[str, bool]]
 
@@ -169,11 +170,7 @@ register("flow", "Participant flow (CONSORT 2010)", _flow)
 register("baseline", "Baseline characteristics (Table 1)", table1_section)
 register("outcomes", "Outcomes", outcomes_section)
 register("harms", "Harms", harms_section)
-register(
-    "intervention",
-    "Intervention and process (TIDieR, dose, fidelity)",
-    _placeholder("api.delivery.report", "no delivery records: the TIDieR checklist, dose and fidelity need them"),
-)
+register("intervention", "Intervention and process (TIDieR, dose, fidelity)", intervention_section)
 register(
     "for_whom",
     "What works for whom",
