@@ -258,7 +258,7 @@ def _status_lines(a: dict[str, Any], k: str) -> list[Line]:
     fl += _reason_lines(a["withdrew_reasons"])
     fl.append(
         (
-            f"Discontinued intervention (n={_n(a['discontinued'])})".replace("(n=not recorded)", ": not recorded"),
+            f"Discontinued intervention (n={_n(a['discontinued'])})".replace(" (n=not recorded)", ": not recorded"),
             f"{k}:discontinued",
             0,
         )
@@ -282,7 +282,13 @@ FOLLOW_UP_LABELS = {
 def _follow_up_lines(a: dict[str, Any], k: str) -> list[Line]:
     """The follow-up box from the participant flow: discontinued intervention, then every wave's
     buckets (they add up to the arm's allocated participants)."""
-    fl: list[Line] = [(f"Discontinued intervention (n={_n(a['discontinued'])})", f"{k}:discontinued", 0)]
+    fl: list[Line] = [
+        (
+            f"Discontinued intervention (n={_n(a['discontinued'])})".replace(" (n=not recorded)", ": not recorded"),
+            f"{k}:discontinued",
+            0,
+        )
+    ]
     fl += _reason_lines(a["discontinued_reasons"])
     for w in a["follow_up"]:
         wk = f"{k}:wave:{w['wave']}"

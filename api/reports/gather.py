@@ -163,7 +163,9 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
         if masked:
             long["arm_kind"] = None
     people = _people(session, study, design, site_ids, labels, long)
-    received = adapters.received_allocated(session, study)
+    # Receipt of the allocated intervention tells the intervention arms from the control arm: not
+    # for a reader blind to the arms.
+    received = None if masked else adapters.received_allocated(session, study)
     if received is not None:
         people["received"] = people["pid"].map(lambda i: received.get(i, (None, None))[0])
         people["not_received_reason"] = people["pid"].map(lambda i: received.get(i, (None, None))[1])

@@ -76,12 +76,22 @@ def _flow(data: ReportData) -> tuple[str, bool]:
     if data.people.empty and not data.screening:
         return absent("no participant allocated and no screening log recorded"), False
     flow = flow_data(data)
+    if data.masked:  # discontinuing the intervention happens in intervention arms only: it would name them
+        for a in flow["arms"]:
+            a["discontinued"], a["discontinued_reasons"] = None, {}
     data.extra["flow"] = flow
     parts = [f'<div class="flow">{flow_svg(flow)}</div>']
     notes = []
     if flow["assessed"] is None:
         notes.append(absent("no screening log recorded: the diagram starts at randomisation"))
-    if not data.received_known:
+    if data.masked:
+        notes.append(
+            absent(
+                "receipt and discontinuation of the allocated intervention are withheld while the study is "
+                "blinded to this reader: they tell the intervention arms from the control arm"
+            )
+        )
+    elif not data.received_known:
         notes.append(absent("no delivery records: receipt of the allocated intervention is not recorded"))
     voided = flow.get("voided") or 0
     notes.append(

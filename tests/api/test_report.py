@@ -507,14 +507,13 @@ def test_locked_plan_blinded_labels_and_receipt_in_the_report(client, admin, ana
     c = _counts(html)
     sizes = {k.split(":")[1]: _n(v) for k, v in c.items() if k.endswith(":allocated")}
     assert sorted(sizes) == ["Arm A", "Arm B"] and sorted(sizes.values()) == [6, 6]
-    # The arm with delivery records is the peer arm; the other has no delivery plan.
-    peer = next(a for a in sizes if not c[f"arm:{a}:received"].endswith(": not recorded"))
-    usual = next(a for a in sizes if a != peer)
-    assert _n(c[f"arm:{peer}:received"]) == 3 and _n(c[f"arm:{peer}:not_received"]) == 2
-    assert _n(c[f"arm:{peer}:unknown_received"]) == 1 and c[f"arm:{usual}:received"].endswith(": not recorded")
+    # Receipt and discontinuation would tell the intervention arm from the control arm: withheld.
+    for arm in sizes:
+        assert c[f"arm:{arm}:received"] == "Received allocated intervention: not recorded"
+        assert c[f"arm:{arm}:discontinued"] == "Discontinued intervention: not recorded"
     flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
-    assert "never attended (n=1)" in flow and "below the adherence definition" in flow
-    assert "No delivery records" not in flow
+    assert "withheld while the study is blinded to this reader" in flow
+    assert "never attended" not in flow and "hospitalised after a fall" not in flow
     assert "(N = 6)" in html and "neutral (the study is blinded to this reader)" in html
     assert "intervention" not in html.split('<section id="outcomes"')[1].split("</section>")[0].lower()
     outcomes = html[html.index('data-table="outcomes"') :]
@@ -531,7 +530,14 @@ def test_locked_plan_blinded_labels_and_receipt_in_the_report(client, admin, ana
     # Staff see the arms by name.
     r = client.post(f"/studies/{sid}/reports", json={"pdf": False}, headers=admin.headers)
     html = client.get(r.json()["html_url"], headers=admin.headers).text
-    assert _n(_counts(html)[f"arm:{PEER}:allocated"]) == 6 and "Arm B" not in html
+    c = _counts(html)
+    assert _n(c[f"arm:{PEER}:allocated"]) == 6 and "Arm B" not in html
+    # Staff see receipt by the delivery records' adherence definition, with reasons.
+    assert _n(c[f"arm:{PEER}:received"]) == 3 and _n(c[f"arm:{PEER}:not_received"]) == 2
+    assert _n(c[f"arm:{PEER}:unknown_received"]) == 1 and c[f"arm:{USUAL}:received"].endswith(": not recorded")
+    flow = html[html.index('<section id="flow"') : html.index('<section id="baseline"')]
+    assert "never attended (n=1)" in flow and "below the adherence definition" in flow
+    assert "No delivery records" not in flow and _n(c[f"arm:{PEER}:discontinued"]) == 1
 
 
 def test_a_study_without_data_gets_a_report_that_says_what_is_missing(client, admin, make_study, trial):
