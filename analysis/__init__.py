@@ -5,7 +5,7 @@ engine in :mod:`analysis.lmm`) and moderation (:mod:`analysis.moderation`), the 
 analyses (:mod:`analysis.trial`), GEE (:mod:`analysis.gee`), missing data (:mod:`analysis.missing`),
 multiplicity, agreement, reliability, change and responders, retention and time to event,
 attrition, power, harms by arm (:mod:`analysis.safety`), participant flow (:mod:`analysis.flow`),
-process evaluation (:mod:`analysis.process`),
+process evaluation (:mod:`analysis.process`), fidelity (:mod:`analysis.fidelity`),
 plots and a one-call report (:func:`analysis.report.run_all`). It never touches HTTP or a database.
 """
 
@@ -19,6 +19,7 @@ _SUBMODULES = (  # not ``reliability``: that name is the flat function
     "attrition",
     "change",
     "errors",
+    "fidelity",
     "flow",
     "frame",
     "gee",
@@ -43,6 +44,7 @@ _NAMES = {  # submodule -> the names the package takes from it
     "missing": ["rubin", "impute", "multiple_imputation", "tipping_point"],
     "multiplicity": ["adjust_pvalues", "adjust_table", "format_p"],
     "agreement": ["weighted_kappa", "fleiss_kappa", "icc", "krippendorff_alpha"],
+    "fidelity": ["fidelity_over_time", "item_agreement", "score_agreement", "plot_fidelity"],
     "change": ["reliable_change", "change_scores", "effect_sizes", "responders"],
     "attrition": ["completion", "dropout_by_baseline"],
     "frame": ["LONG_COLUMNS", "baseline", "cohort_frame", "load_long", "long_from_synthetic", "wide"],

@@ -334,7 +334,7 @@ def demo(
 @users_app.command("create")
 def users_create(
     email: str = typer.Argument(..., help="the user's email (their login name)"),
-    role: str = typer.Option(..., "--role", help="admin | coordinator | analyst"),
+    role: str = typer.Option(..., "--role", help="admin | coordinator | analyst | evaluator"),
     site: list[str] | None = typer.Option(None, "--site", help="site code (or STUDY_ID:CODE); repeat for more"),
     expires: datetime | None = typer.Option(None, "--expires", help="token expiry, e.g. 2027-01-31 (UTC)"),
 ) -> None:
@@ -779,7 +779,9 @@ def report_cmd(
 @app.command("export")
 def export_cmd(
     study: int = typer.Argument(..., help="study id"),
-    shape: str = typer.Option("long", "--shape", help="long | wide | items | safety | redcap"),
+    shape: str = typer.Option(
+        "long", "--shape", help="long | wide | items | safety | delivery shapes | fidelity | adaptations | redcap"
+    ),
     fmt: str = typer.Option("csv", "--format", help="csv | json | parquet | dta | sav"),
     output: str = typer.Option(..., "-o", "--output", help="file to write"),
     waves: str | None = typer.Option(None, help="comma-separated wave codes"),
@@ -822,7 +824,7 @@ def export_cmd(
     from api.interop.redcap_export import csv_chunks
 
     if shape not in service.SHAPES + ("redcap",):
-        raise typer.BadParameter("must be long, wide, items, safety or redcap", param_hint="--shape")
+        raise typer.BadParameter(f"must be one of {', '.join(service.SHAPES + ('redcap',))}", param_hint="--shape")
     if fmt not in writers.FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(writers.FORMATS)}", param_hint="--format")
     # The command runs as the system; --identified keeps staff rights, otherwise the analyst view.

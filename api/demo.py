@@ -25,6 +25,9 @@ DEMO_TZ = "Europe/London"
 ADMIN_EMAIL = "admin@demo.peerlens.org"
 COORDINATOR_EMAIL = "coordinator.north@demo.peerlens.org"
 ANALYST_EMAIL = "analyst@demo.peerlens.org"
+EVALUATOR_EMAIL = "evaluator@demo.peerlens.org"
+# A second independent rater (no token printed): some sessions are rated by both.
+SECOND_EVALUATOR_EMAIL = "evaluator.two@demo.peerlens.org"
 SITES = (("north", "North community health centre"), ("south", "South diabetes clinic"))
 ARMS = (
     ("group", "Face-to-face peer support group", "intervention"),
@@ -35,6 +38,7 @@ DEMO_USERS: tuple[tuple[str, str, list[str]], ...] = (
     ("admin", ADMIN_EMAIL, []),
     ("coordinator", COORDINATOR_EMAIL, ["north"]),
     ("analyst", ANALYST_EMAIL, []),
+    ("evaluator", EVALUATOR_EMAIL, []),
 )
 # (code, offset days, window before, window after)
 WAVES = (("baseline", 0, 0, 14), ("m1", 30, 7, 7), ("m3", 90, 14, 14), ("m6", 180, 21, 21), ("m12", 365, 30, 30))
@@ -56,6 +60,7 @@ class DemoResult:
     adverse_events: int = 0
     screened: int = 0
     delivery: dict | None = None
+    fidelity: dict | None = None
     plan_hash: str | None = None
     partial: str | None = None  # "P-…/wave/instrument" of the demo's one partial response
     base_url: str = "http://127.0.0.1:8000"
@@ -87,6 +92,12 @@ class DemoResult:
                 f"process evaluation: {d['groups']} groups, {d['sessions']} sessions ({d['cancelled']} cancelled), "
                 f"{d['attendance']} attendance records, {d['calls']} calls, {d['forum_weeks']} forum weeks "
                 "(generating parameters: api.delivery.demo)"
+            )
+        if self.fidelity is not None:
+            f = self.fidelity
+            lines.append(
+                f"fidelity: {f['ratings']} ratings by 2 evaluators, {f['adaptations']} adaptations "
+                "(generating parameters: api.fidelity.demo)"
             )
         if self.plan_hash:
             lines.append(
@@ -291,6 +302,18 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         from api.delivery import demo as delivery_demo
 
         result.delivery = delivery_demo.populate(session, study, cohort, today, actor)
+        from api.auth.service import create_user
+        from api.fidelity import demo as fidelity_demo
+
+        raters = [session.exec(select(User).where(User.email == EVALUATOR_EMAIL)).one()]
+        raters.append(
+            session.exec(select(User).where(User.email == SECOND_EVALUATOR_EMAIL)).first()
+            or create_user(session, SECOND_EVALUATOR_EMAIL, "evaluator")
+        )
+        result.fidelity = {
+            "ratings": fidelity_demo.ratings(session, study, raters, today),
+            "adaptations": fidelity_demo.adaptation_log(session, study, today),
+        }
         result.plan_hash = _analysis_plan(session, study, actor)
         del sites
     result.study_id = study.id

@@ -34,6 +34,7 @@ from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
 from api.exports.router import router as exports_router
+from api.fidelity.router import router as fidelity_router
 from api.inputguard import NulGuard
 from api.interop.router import router as interop_router
 from api.interop.service import load_custom_instruments
@@ -230,6 +231,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
+        fidelity_router,  # fidelity checklists and ratings, agreement, the FRAME adaptation log
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         reports_router,  # screening log, /studies/{id}/reports (the trial report, HTML and PDF)

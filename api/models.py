@@ -22,6 +22,7 @@ from api.delivery.models import (  # noqa: F401
     TrainingRecord,
 )
 from api.exports.models import ExportSettings  # noqa: F401
+from api.fidelity.models import Adaptation, FidelityChecklist, FidelityRating  # noqa: F401
 from api.interop.models import StudyInstrument  # noqa: F401
 from api.licensed.models import LicensedContent  # noqa: F401
 from api.links.models import ParticipantLink  # noqa: F401

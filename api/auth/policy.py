@@ -12,6 +12,8 @@ Examples
 >>> from api.auth.service import Actor
 >>> STAFF, READERS
 (('admin', 'coordinator'), ('admin', 'coordinator', 'analyst'))
+>>> PROCESS_READERS, RATERS
+(('admin', 'coordinator', 'analyst', 'evaluator'), ('admin', 'evaluator'))
 >>> coordinator = Actor(user_id=7, role="coordinator", site_ids=frozenset({2}))
 >>> sees_site(coordinator, 2), sees_site(coordinator, 3)
 (True, False)
@@ -42,13 +44,20 @@ class Role:
     all_sites: bool  # sees every site of a study; otherwise only the sites assigned to the user
     identifiers: bool  # may see the identifier vault of the participants it sees
     admin: bool = False  # designs studies, reads the audit trail and the allocation list, manages users
+    # reads the process-evaluation records (delivery, fidelity, adaptations) even without ``reads``
+    process: bool = False
+    # rates the fidelity of delivered sessions and logs adaptations (an independent evaluator)
+    rates: bool = False
 
 
 #: Every role a user can hold.
 RULES: dict[str, Role] = {
-    "admin": Role(reads=True, writes=True, all_sites=True, identifiers=True, admin=True),
-    "coordinator": Role(reads=True, writes=True, all_sites=False, identifiers=True),
-    "analyst": Role(reads=True, writes=False, all_sites=True, identifiers=False),
+    "admin": Role(reads=True, writes=True, all_sites=True, identifiers=True, admin=True, process=True, rates=True),
+    "coordinator": Role(reads=True, writes=True, all_sites=False, identifiers=True, process=True),
+    "analyst": Role(reads=True, writes=False, all_sites=True, identifiers=False, process=True),
+    # Independent of delivery (MRC process-evaluation guidance): reads what was delivered and rates
+    # it, but never reads outcome data (no ``reads``: no participants, responses, exports, analyses).
+    "evaluator": Role(reads=False, writes=False, all_sites=True, identifiers=False, process=True, rates=True),
 }
 
 #: Actors that are not users: the command line and the workers, and a participant answering
@@ -56,7 +65,7 @@ RULES: dict[str, Role] = {
 SYSTEM = "system"
 PARTICIPANT = "participant"
 _NON_USERS: dict[str, Role] = {
-    SYSTEM: Role(reads=True, writes=True, all_sites=True, identifiers=True, admin=True),
+    SYSTEM: Role(reads=True, writes=True, all_sites=True, identifiers=True, admin=True, process=True, rates=True),
     PARTICIPANT: Role(reads=False, writes=True, all_sites=False, identifiers=False),
 }
 _NOTHING = Role(reads=False, writes=False, all_sites=False, identifiers=False)
@@ -68,6 +77,15 @@ ADMIN: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.admin)
 STAFF: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.writes)
 #: Routes that read study data (analysts de-identified, coordinators their own sites).
 READERS: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.reads)
+#: Routes that read process-evaluation records (delivery, fidelity ratings, adaptations): the
+#: readers plus the evaluator, who sees no outcome data.
+PROCESS_READERS: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.process)
+#: Routes that record fidelity ratings (independent raters; admins to correct).
+RATERS: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.rates)
+#: Routes that log adaptations: staff who decide them and evaluators who observe them.
+PROCESS_WRITERS: tuple[str, ...] = tuple(r for r, rule in RULES.items() if rule.writes or rule.rates)
+#: Routes that list delivered sessions: the staff who record them and the evaluators who rate them.
+SESSION_READERS: tuple[str, ...] = PROCESS_WRITERS
 
 
 def rule(actor: Actor) -> Role:
@@ -99,6 +117,19 @@ def ensure_can_write(actor: Actor) -> None:
     """403 unless ``actor`` may change study data (routes check first; services again for other callers)."""
     if not rule(actor).writes:
         raise Forbidden([], f"{actor.role}s may not change study data", "role_not_allowed")
+
+
+def ensure_can_rate(actor: Actor) -> None:
+    """403 unless ``actor`` may record fidelity ratings (evaluators, admins, the system)."""
+    if not rule(actor).rates:
+        raise Forbidden([], f"{actor.role}s may not rate fidelity", "role_not_allowed")
+
+
+def ensure_can_log_process(actor: Actor) -> None:
+    """403 unless ``actor`` may log process records such as adaptations (staff and evaluators)."""
+    r = rule(actor)
+    if not (r.writes or r.rates) or actor.role == PARTICIPANT:
+        raise Forbidden([], f"{actor.role}s may not log process records", "role_not_allowed")
 
 
 def ensure_admin(actor: Actor, what: str = "do this") -> None:

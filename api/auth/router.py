@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from api import users
 from api.auth.dependencies import authorize
-from api.auth.policy import ADMIN, READERS
+from api.auth.policy import ADMIN, ROLES
 from api.auth.schemas import Me, Reason, Revoked, UserInfo
 from api.auth.service import Actor
 from api.db import end_read, get_session
@@ -18,7 +18,7 @@ UserId = Path(ge=1, le=2**31 - 1)
 
 
 @router.get("/me", response_model=Me)
-def me(actor: Actor = Depends(authorize(*READERS))):
+def me(actor: Actor = Depends(authorize(*ROLES))):
     return Me(id=actor.user_id, email=actor.email, role=actor.role, site_ids=sorted(actor.site_ids))
 
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Path, Query, UploadFile
 from sqlmodel import Session
 
 from api.auth.dependencies import authenticated, authorize
-from api.auth.policy import ADMIN, READERS, STAFF
+from api.auth.policy import ADMIN, READERS, SESSION_READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.delivery import service, sessions, tidier
@@ -358,7 +358,7 @@ def post_session(
 
 @router.get("/studies/{study_id}/delivery/sessions", response_model=list[SessionRead])
 def get_sessions(
-    actor: Actor = Depends(authorize(*STAFF)),
+    actor: Actor = Depends(authorize(*SESSION_READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
     group_id: int | None = Query(None, ge=1, le=2**31 - 1),
@@ -371,7 +371,7 @@ def get_sessions(
 
 @router.get("/delivery/sessions/{session_id}", response_model=SessionRead)
 def get_delivery_session(
-    actor: Actor = Depends(authorize(*STAFF)),
+    actor: Actor = Depends(authorize(*SESSION_READERS)),
     row: DeliverySession = Depends(valid_delivery_session),
     session: Session = Depends(get_session),
 ):

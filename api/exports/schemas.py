@@ -7,7 +7,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Shape = Literal["long", "wide", "items", "safety", "delivery", "dose", "delivery_sessions", "supporter_training"]
+Shape = Literal[
+    "long",
+    "wide",
+    "items",
+    "safety",
+    "delivery",
+    "dose",
+    "delivery_sessions",
+    "supporter_training",
+    "fidelity",
+    "adaptations",
+]
 Format = Literal["csv", "parquet", "dta", "sav", "json"]
 DateMode = Literal["relative", "shift"]
 

@@ -49,7 +49,18 @@ from api.participants.models import Participant, ParticipantContact
 from api.responses.models import Response, Score
 from api.studies.models import Arm, Site, Study, Wave
 
-SHAPES = ("long", "wide", "items", "safety", "delivery", "dose", "delivery_sessions", "supporter_training")
+SHAPES = (
+    "long",
+    "wide",
+    "items",
+    "safety",
+    "delivery",
+    "dose",
+    "delivery_sessions",
+    "supporter_training",
+    "fidelity",
+    "adaptations",
+)
 CONTEXT = "context"
 # Participants per batch: memory against per-batch overhead. Measured on 10,000 participants
 # (bench/export.py, two cores): 250 → +71 MB over start-up, long 3.6x COPY; 500 → +129 MB, 3.3x;
@@ -270,6 +281,10 @@ def _columns(plan: Plan, shape: str) -> list[dd.Column]:
         from api.delivery.export import columns as delivery_columns
 
         return delivery_columns(shape)  # no participant rows: no participant identifiers
+    if shape in ("fidelity", "adaptations"):  # sessions and adaptations: no participant, no identifier
+        from api.fidelity.export import adaptation_columns, fidelity_columns
+
+        return fidelity_columns() if shape == "fidelity" else adaptation_columns()
     if shape == "wide":
         scales: list = []
         for code in plan.instruments:
@@ -909,12 +924,28 @@ def _delivery(shape: str) -> Callable[..., Iterator[pd.DataFrame]]:
     return iterate
 
 
+def iter_fidelity(*args, **kwargs) -> Iterator[pd.DataFrame]:
+    """The ``fidelity`` frame (ratings by score part and item): :func:`api.fidelity.export.iter_fidelity`."""
+    from api.fidelity.export import iter_fidelity as _iter_fidelity
+
+    return _iter_fidelity(*args, **kwargs)
+
+
+def iter_adaptations(*args, **kwargs) -> Iterator[pd.DataFrame]:
+    """The ``adaptations`` frame (FRAME log): :func:`api.fidelity.export.iter_adaptations`."""
+    from api.fidelity.export import iter_adaptations as _iter_adaptations
+
+    return _iter_adaptations(*args, **kwargs)
+
+
 ITERATORS = {
     "long": iter_long,
     "wide": iter_wide,
     "items": iter_items,
     "safety": iter_safety,
     **{shape: _delivery(shape) for shape in ("delivery", "dose", "delivery_sessions", "supporter_training")},
+    "fidelity": iter_fidelity,
+    "adaptations": iter_adaptations,
 }
 
 

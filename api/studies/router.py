@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
-from api.auth.policy import ADMIN, READERS
+from api.auth.policy import ADMIN, PROCESS_READERS, READERS
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.studies import service
@@ -42,14 +42,14 @@ def create_study(body: StudyCreate, actor: Actor = Depends(authorize(*ADMIN)), s
 
 
 @router.get("", response_model=list[StudyRead])
-def list_studies(actor: Actor = Depends(authorize(*READERS)), session: Session = Depends(get_session)):
+def list_studies(actor: Actor = Depends(authorize(*PROCESS_READERS)), session: Session = Depends(get_session)):
     out = [_read(s, actor) for s in service.visible_studies(session, actor)]
     end_read(session)
     return out
 
 
 @router.get("/{study_id}", response_model=StudyRead)
-def get_study(actor: Actor = Depends(authorize(*READERS)), study: Study = Depends(valid_study)):
+def get_study(actor: Actor = Depends(authorize(*PROCESS_READERS)), study: Study = Depends(valid_study)):
     return _read(study, actor)
 
 
@@ -79,7 +79,7 @@ def create_site(
 
 @router.get("/{study_id}/sites", response_model=list[SiteRead])
 def list_sites(
-    actor: Actor = Depends(authorize(*READERS)),
+    actor: Actor = Depends(authorize(*PROCESS_READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):
@@ -102,7 +102,7 @@ def create_arm(
 
 @router.get("/{study_id}/arms", response_model=list[ArmRead])
 def list_arms(
-    actor: Actor = Depends(authorize(*READERS)),
+    actor: Actor = Depends(authorize(*PROCESS_READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
 ):

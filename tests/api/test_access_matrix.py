@@ -24,7 +24,10 @@ from api.auth.dependencies import route_roles
 ADMIN = ("admin",)
 STAFF = ("admin", "coordinator")
 READ = ("admin", "coordinator", "analyst")
-CALLERS = ("admin", "coord_a", "coord_b", "analyst", "none", "expired", "link")
+PROCESS = ("admin", "coordinator", "analyst", "evaluator")  # the design and process records: evaluators too
+RATERS = ("admin", "evaluator")
+PROCESS_WRITE = ("admin", "coordinator", "evaluator")
+CALLERS = ("admin", "coord_a", "coord_b", "analyst", "evaluator", "none", "expired", "link")
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,13 @@ def rules(*rows: tuple[str, str, Rule]) -> dict[tuple[str, str], Rule]:
 RULES = rules(
     # studies (design: admins write)
     ("POST", "/studies", R(ADMIN, "global", 422)),
-    ("GET", "/studies", R(READ, "global", 200)),
-    ("GET", "/studies/{study_id}", R(READ, "study", 200)),
+    ("GET", "/studies", R(PROCESS, "global", 200)),
+    ("GET", "/studies/{study_id}", R(PROCESS, "study", 200)),
     ("PATCH", "/studies/{study_id}", R(ADMIN, "study", 200)),
     ("POST", "/studies/{study_id}/sites", R(ADMIN, "study", 422)),
-    ("GET", "/studies/{study_id}/sites", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/sites", R(PROCESS, "study", 200)),
     ("POST", "/studies/{study_id}/arms", R(ADMIN, "study", 422)),
-    ("GET", "/studies/{study_id}/arms", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/arms", R(PROCESS, "study", 200)),
     ("POST", "/studies/{study_id}/waves", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/waves", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/allocation", R(ADMIN, "study", 200)),
@@ -81,7 +84,7 @@ RULES = rules(
     ("POST", "/participants/{participant_id}/fhir/QuestionnaireResponse", R(STAFF, "site", 422)),
     ("GET", "/instruments", R(READ, "global", 200)),
     ("GET", "/instruments/{code}", R(READ, "global", 200)),
-    ("GET", "/me", R(READ, "global", 200)),
+    ("GET", "/me", R(("admin", "coordinator", "analyst", "evaluator"), "global", 200)),  # every role
     ("GET", "/audit", R(ADMIN, "global", 200)),
     # user administration (the ids in the path are made up here: an admin gets 404)
     ("GET", "/users", R(ADMIN, "global", 200)),
@@ -226,8 +229,8 @@ RULES = rules(
     ("POST", "/delivery/groups/{group_id}/members", R(STAFF, "global", 404)),
     ("PATCH", "/delivery/groups/{group_id}/members/{member_id}", R(STAFF, "global", 404)),
     ("POST", "/studies/{study_id}/delivery/sessions", R(STAFF, "study", 422)),
-    ("GET", "/studies/{study_id}/delivery/sessions", R(STAFF, "study", 200)),
-    ("GET", "/delivery/sessions/{session_id}", R(STAFF, "global", 404)),
+    ("GET", "/studies/{study_id}/delivery/sessions", R(PROCESS_WRITE, "study", 200)),  # evaluators: what to rate
+    ("GET", "/delivery/sessions/{session_id}", R(PROCESS_WRITE, "global", 404)),
     ("PATCH", "/delivery/sessions/{session_id}", R(STAFF, "global", 404)),
     ("PUT", "/delivery/sessions/{session_id}/attendance", R(STAFF, "global", 404)),
     ("GET", "/delivery/sessions/{session_id}/attendance", R(STAFF, "global", 404)),
@@ -235,9 +238,31 @@ RULES = rules(
     ("GET", "/studies/{study_id}/delivery/contacts", R(STAFF, "study", 200)),
     ("POST", "/studies/{study_id}/delivery/forum-activity", R(STAFF, "study", 422)),  # no file
     ("GET", "/studies/{study_id}/delivery/dose", R(READ, "study", 200)),
+    # fidelity and adaptations (ratings and adaptations by id get a made-up id: 404 after the role check)
+    ("GET", "/fidelity/templates", R(PROCESS, "global", 200)),
+    ("POST", "/studies/{study_id}/fidelity/checklists", R(ADMIN, "study", 422)),
+    ("GET", "/studies/{study_id}/fidelity/checklists", R(PROCESS, "study", 200)),
+    ("POST", "/studies/{study_id}/fidelity/ratings", R(RATERS, "study", 422)),
+    ("GET", "/studies/{study_id}/fidelity/ratings", R(PROCESS, "study", 200)),
+    ("GET", "/fidelity/ratings/{rating_id}", R(PROCESS, "global", 404)),
+    ("PATCH", "/fidelity/ratings/{rating_id}", R(RATERS, "global", 404)),
+    ("GET", "/studies/{study_id}/fidelity/summary", R(PROCESS, "study", 200)),
+    ("GET", "/studies/{study_id}/fidelity/agreement", R(PROCESS, "study", 422)),  # checklist is required
+    ("POST", "/studies/{study_id}/adaptations", R(PROCESS_WRITE, "study", 422)),
+    ("GET", "/studies/{study_id}/adaptations", R(PROCESS, "study", 200)),
+    ("GET", "/adaptations/{adaptation_id}", R(PROCESS, "global", 404)),
+    ("PATCH", "/adaptations/{adaptation_id}", R(PROCESS_WRITE, "global", 404)),
     # public
     ("GET", "/health", R(None, "public", 200)),
 )
+# Routes that carry outcome data (responses, scores, exports, analyses, qualitative joins): an
+# evaluator, independent of delivery and blind to outcomes by arm, is refused every one of them.
+OUTCOME_ROUTES = [
+    k
+    for k in RULES
+    if k[0] == "GET"
+    and any(s in k[1] for s in ("/responses", "/exports/", "/allocation", "/qualitative/", "/safety/summary"))
+] + [k for k in RULES if "/analyses/" in k[1]]
 # Framework pages (documentation) and the stylesheet: public, no data.
 PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 PUBLIC_MOUNTS = {"/static", "/docs-assets"}
@@ -280,6 +305,13 @@ def test_every_route_has_a_rule_matching_its_authorize(app):
         for (m, p), rule in RULES.items()
         if m != "GET" and "/analyses/" not in p and not p.endswith("/reports")
     )
+    # evaluators change nothing but fidelity ratings and the adaptation log, and read no outcome data
+    assert all(
+        "evaluator" not in (rule.roles or ())
+        for (m, p), rule in RULES.items()
+        if m != "GET" and not any(k in p for k in ("/fidelity", "adaptations"))
+    )
+    assert all("evaluator" not in (RULES[k].roles or ()) for k in OUTCOME_ROUTES)
 
 
 # --- the matrix --------------------------------------------------------------------------------
@@ -324,6 +356,7 @@ def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
     coord_a = make_user("coordinator", [study.sites["north"]])
     coord_b = make_user("coordinator", [study.sites["south"]])
     expired = make_user("admin", expires_at=datetime.now(UTC) - timedelta(minutes=1))
+    evaluator = make_user("evaluator")
     for p in (pa, pb):
         r = client.post(
             f"/participants/{p['id']}/responses",
@@ -364,6 +397,7 @@ def world(client, app, make_study, enrol, make_user, admin, analyst, engine):
         "coord_a": coord_a.headers,
         "coord_b": coord_b.headers,
         "analyst": analyst.headers,
+        "evaluator": evaluator.headers,
         "none": {},
         "expired": expired.headers,
         "link": {"Authorization": f"Bearer {link.json()['token']}"},
@@ -394,6 +428,8 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{coding_id}", "999999")
         .replace("{suggestion_id}", "999999")
         .replace("{run_id}", "999999")
+        .replace("{rating_id}", "999999")
+        .replace("{adaptation_id}", "999999")
         .replace("{alert_id}", str(world["alert_id"]))
         .replace("{event_id}", str(world["event_id"]))
         .replace("{user_id}", "999999")

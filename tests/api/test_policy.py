@@ -14,14 +14,19 @@ from api.errors import Forbidden, NotFound
 ADMIN = Actor(user_id=1, role="admin")
 NORTH = Actor(user_id=2, role="coordinator", site_ids=frozenset({10}))
 ANALYST = Actor(user_id=3, role="analyst")
+EVALUATOR = Actor(user_id=5, role="evaluator")
 SYSTEM = Actor.system()
 
 
 def test_role_sets_as_routes_declare_them():
-    assert policy.ROLES == ("admin", "coordinator", "analyst")
+    assert policy.ROLES == ("admin", "coordinator", "analyst", "evaluator")
     assert policy.ADMIN == ("admin",)
     assert policy.STAFF == ("admin", "coordinator")
     assert policy.READERS == ("admin", "coordinator", "analyst")
+    # the evaluator reads process records only, and rates fidelity; coordinators do not rate
+    assert policy.PROCESS_READERS == ("admin", "coordinator", "analyst", "evaluator")
+    assert policy.RATERS == ("admin", "evaluator")
+    assert policy.PROCESS_WRITERS == ("admin", "coordinator", "evaluator")
 
 
 @pytest.mark.parametrize(
@@ -30,6 +35,7 @@ def test_role_sets_as_routes_declare_them():
         (ADMIN, True, True, True, False, False),
         (NORTH, True, False, True, False, True),
         (ANALYST, True, True, False, True, False),
+        (EVALUATOR, True, True, False, True, False),
         (SYSTEM, True, True, True, False, False),
         (Actor(user_id=None, role="participant", site_ids=frozenset({10})), True, False, False, True, True),
         (Actor(user_id=4, role="retired"), False, False, False, True, True),  # unknown role: nothing
@@ -50,6 +56,19 @@ def test_ensure_helpers_raise_the_api_errors():
     with pytest.raises(Forbidden) as refused:
         policy.ensure_can_write(ANALYST)
     assert refused.value.errors[0]["type"] == "role_not_allowed"
+
+    with pytest.raises(Forbidden):
+        policy.ensure_can_write(EVALUATOR)
+    for rater in (ADMIN, EVALUATOR, SYSTEM):
+        policy.ensure_can_rate(rater)
+    for other in (NORTH, ANALYST, Actor(user_id=None, role="participant", site_ids=frozenset({10}))):
+        with pytest.raises(Forbidden, match="may not rate fidelity"):
+            policy.ensure_can_rate(other)
+    for logger in (ADMIN, NORTH, EVALUATOR, SYSTEM):
+        policy.ensure_can_log_process(logger)
+    for other in (ANALYST, Actor(user_id=None, role="participant", site_ids=frozenset({10}))):
+        with pytest.raises(Forbidden):
+            policy.ensure_can_log_process(other)
 
     policy.ensure_admin(ADMIN)
     policy.ensure_admin(SYSTEM)

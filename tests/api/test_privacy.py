@@ -32,7 +32,20 @@ SEEDS = {
 }
 FREE_TEXT = "lives with Ambrose Quernmouth at 14 Larkspur Wynd"
 STORY = "my neighbour Tamsin Vellacott-Ruddock drove me to the clinic"
-SECRET_WORDS = ["Quernmouth", "Abernethy", "5173", "900519", "1943-07-21", "Larkspur", "Vellacott", "Tarrant", "900733"]
+#: Process notes typed by staff (a fidelity note, an adaptation's description) that name a person.
+PROCESS_TEXT = "Perpetua Ashcombe-Lund"
+SECRET_WORDS = [
+    "Quernmouth",
+    "Abernethy",
+    "quernmouth.5173",  # the email's number, not "5173" alone: microseconds and request ids hold that by chance
+    "900519",
+    "1943-07-21",
+    "Larkspur",
+    "Vellacott",
+    "Tarrant",
+    "900733",
+    "Ashcombe",
+]
 #: A peer supporter's identifiers (the supporter vault): never shown to analysts either.
 SUPPORTER = {"name": "Gwendolyn Tarrant-Oakes", "email": "g.tarrant.oakes@example.org", "phone": "+44 7700 900733"}
 
@@ -175,6 +188,45 @@ def seeded(client, app, make_study, enrol, make_user, admin):
         json={"kind": "call", "on_date": day, "duration_minutes": 15, "supporter_id": supporter},
     )
     assert r.status_code == 201, r.text
+    # a fidelity rating of that session and an adaptation whose free text names the supporter
+    r = client.post(
+        f"/studies/{study.id}/fidelity/checklists", headers=admin.headers, json={"template": "peer_group_session"}
+    )
+    assert r.status_code == 201, r.text
+    items = [i["code"] for i in r.json()["definition"]["items"]]
+    r = client.post(
+        f"/studies/{study.id}/fidelity/ratings",
+        headers=admin.headers,
+        json={
+            "session_id": s["id"],
+            "checklist": "peer_group_session",
+            "method": "live_observation",
+            "rated_on": day,
+            "answers": dict.fromkeys(items, 2),
+            "note": f"{PROCESS_TEXT} ran it well",
+        },
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(
+        f"/studies/{study.id}/adaptations",
+        headers=coord.headers,
+        json={
+            "arm": "group",
+            "site": "north",
+            "session_id": s["id"],
+            "adapted_on": day,
+            "phase": "implementation",
+            "what": "content",
+            "level": "group",
+            "nature": "adding",
+            "planned": False,
+            "decided_by": ["peer_supporter"],
+            "reasons": ["recipient_preferences"],
+            "description": f"{PROCESS_TEXT} added a walk",
+            "reason_detail": f"asked by {PROCESS_TEXT}",
+        },
+    )
+    assert r.status_code == 201, r.text
     today = datetime.now(tz).date()
     calendar = {str(enrolled + timedelta(days=k)) for k in range(-45, 400)} - {
         str(today + timedelta(days=k)) for k in (-1, 0, 1)
@@ -211,7 +263,17 @@ def _urls(path: str, seeded) -> list[str]:
         return [_fill(path, seeded, who=who) for who in ("p", "old")]
     if "{shape}" not in path:
         return [_fill(path, seeded)]
-    shapes = ("long", "wide", "items", "delivery", "dose", "delivery_sessions", "supporter_training")
+    shapes = (
+        "long",
+        "wide",
+        "items",
+        "delivery",
+        "dose",
+        "delivery_sessions",
+        "supporter_training",
+        "fidelity",
+        "adaptations",
+    )
     urls = [_fill(path, seeded, shape) for shape in shapes]
     return urls + [u + "?format=json" for u in urls if u.endswith(shapes)]
 
@@ -336,9 +398,9 @@ def test_logs_hold_no_identifier_and_no_link_token(client, seeded, analyst, admi
 def test_audit_trail_names_contact_fields_not_values(client, seeded, admin):
     events = client.get(f"/studies/{seeded['study'].id}/audit", headers=admin.headers).json()["items"]
     assert events
-    # Free text flagged after it was entered stays in the admin-only, append-only trail as recorded;
-    # identifier items and contact fields never enter it.
-    leaked = [w for w in _secrets_in(str(events), (seeded["link"],)) if w != "Vellacott"]
+    # Free text flagged after it was entered, and process notes staff typed, stay in the admin-only,
+    # append-only trail as recorded; identifier items and contact fields never enter it.
+    leaked = [w for w in _secrets_in(str(events), (seeded["link"],)) if w not in ("Vellacott", "Ashcombe")]
     assert not leaked
 
 
