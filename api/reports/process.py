@@ -38,6 +38,8 @@ def _text(value: Any) -> str:
         return str(value)
     if "note" in value and value.get("adaptations") is None:
         return str(value["note"])
+    if "summary" in value:  # the adaptation log's item 10
+        return str(value["summary"])
     parts = []
     if value.get("participants") is not None:
         parts.append(f"{value['participants']} participants")
@@ -50,8 +52,17 @@ def _text(value: Any) -> str:
         parts.append(f"{value['any_session']} attended at least one session")
     if value.get("adherent") is not None:
         parts.append(f"{value['adherent']} adherent ({value.get('adherence_definition')})")
+    fid = value.get("fidelity")
+    if isinstance(fid, dict):  # the fidelity ratings' part of item 12
+        rated = (
+            f"fidelity rated at {fid.get('rated_sessions', 0)} of {fid.get('delivered_sessions', 0)} delivered sessions"
+        )
+        if fid.get("mean_total") is not None:
+            rated += f", mean {fid['mean_total']:g}% of the checklist maximum"
+        parts.append(rated)
     for k, v in value.items():
         if k not in (
+            "fidelity",
             "participants",
             "sessions",
             "sessions_attended_median",
@@ -147,7 +158,11 @@ def collect(session: Session, study: Study, data: ReportData) -> dict[str, Any] 
             )
         ).one()
     )
+    fidelity = adapters.hook("api.fidelity.models", "FidelityRating")
+    adaptation = adapters.hook("api.fidelity.models", "Adaptation")
     return {
+        "fidelity_ratings": count(fidelity) if fidelity is not None else None,
+        "adaptations": count(adaptation) if adaptation is not None else None,
         "records": records,
         "tidier": tidier,
         "dose": rows,
@@ -236,8 +251,15 @@ def intervention_section(data: ReportData) -> tuple[str, bool]:
                 )
             )
         parts.append(_dose_table(data, info))
-    parts.append(absent("no fidelity ratings recorded: fidelity over time needs them"))
-    parts.append(absent("no adaptation log recorded: TIDieR item 10 says so"))
+    ratings, adaptations = info["fidelity_ratings"], info["adaptations"]
+    if ratings is None or not ratings:
+        parts.append(absent("no fidelity ratings recorded: fidelity over time needs them"))
+    else:
+        parts.append(f'<p data-count="fidelity_ratings">Fidelity ratings: {ratings} (TIDieR item 12 per arm).</p>')
+    if adaptations is None:
+        parts.append(absent("no adaptation log kept: TIDieR item 10 says so"))
+    else:
+        parts.append(f'<p data-count="adaptations">Adaptations logged: {adaptations} (TIDieR item 10 per arm).</p>')
     if info["training"]:
         hours = [h for _, _, h in info["training"]]
         parts.append(

@@ -12,8 +12,9 @@ P3  peer   none                                  never attended
 U1  usual  none                                  no delivery plan: receipt not recorded
 ==  =====  ===================================  =========================================
 
-Peer support's TIDieR description types items 1, 2 and 6; item 12 is generated from the plan and the
-records, item 10 says no adaptation log is kept: 4/12 reported. Usual care: 0/12. One peer supporter
+Peer support's TIDieR description types items 1, 2 and 6; item 12 is generated from the plan, the
+records and the fidelity ratings, item 10 from the (empty) adaptation log: 5/12 reported. Usual care:
+item 10 only, 1/12. One peer supporter
 (whose name must never appear) with two training records (3 h and 2.5 h).
 """
 
@@ -107,12 +108,12 @@ def test_tidier_dose_training_and_receipt_from_delivery_records(client, admin, s
     assert (
         "Delivery records: 1 delivery plans, 1 TIDieR description versions, 0 sessions, 3 one-to-one contacts" in text
     )
-    assert "Peer calls TIDieR completeness: 4/12 items reported (description version 1)" in text
-    assert "Usual care TIDieR completeness: 0/12 items reported (no description recorded)" in text
-    assert "Social support theory" in text and "no adaptation log is kept for this study" in text
+    assert "Peer calls TIDieR completeness: 5/12 items reported (description version 1)" in text
+    assert "Usual care TIDieR completeness: 1/12 items reported (no description recorded)" in text
+    assert "Social support theory" in text and "No modification was logged for this arm." in text
     assert (
         "3 participants; median sessions attended 0; 0 attended at least one session; "
-        "1 adherent (minutes >= 60 (of 4 planned sessions))"
+        "1 adherent (minutes >= 60 (of 4 planned sessions)); fidelity rated at 0 of 0 delivered sessions"
     ) in text  # item 12, generated
     dose = _text(sec[sec.index('data-table="dose"') :].split("</table>")[0])
     # Peer: contacts 2, 1, 0 -> median 1 [0.5–1.5]; minutes 90, 20, 0 -> 20 [10–55]; 1 of 3 received.
@@ -122,7 +123,7 @@ def test_tidier_dose_training_and_receipt_from_delivery_records(client, admin, s
     )
     assert "Usual care 1 no delivery plan 0 [0–0] 0 [0–0] 0/1 0 [0–0] 0 [0–0] no adherence definition" in dose
     assert "Peer supporters: 1, of whom 1 with a training record; 2 training events, 5.5 hours in all" in text
-    assert "No fidelity ratings recorded" in text
+    assert "No fidelity ratings recorded" in text and "Adaptations logged: 0" in text
     assert SUPPORTER_NAME not in html and "PS-1" not in html
     # The CONSORT box: received the allocated intervention by the arm's adherence definition.
     flow = _text(_section(html, "flow"))
