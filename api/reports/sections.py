@@ -129,10 +129,17 @@ def _flow(data: ReportData) -> tuple[str, bool]:
 # ---- placeholders other domains fill --------------------------------------------------------------
 
 
-def _placeholder(module: str, message: str) -> Build:
+def _placeholder(module: str, message: str, elsewhere: tuple[str, str, str] | None = None) -> Build:
+    """A section another domain fills through ``module.section``; until then ``message``, or, when
+    the domain exists (``elsewhere``: module, function, where to read it) but draws no section yet,
+    where its results are read."""
+
     def build(data: ReportData) -> tuple[str, bool]:
         fn = adapters.hook(module, "section")
         if fn is None:
+            if elsewhere is not None and adapters.hook(elsewhere[0], elsewhere[1]) is not None:
+                where = elsewhere[2].replace("{id}", str(data.study.id))
+                return absent(f"not drawn in this report yet: read it at {where}"), False
             return absent(message), False
         html, present = fn(data)
         return html, present
@@ -184,12 +191,20 @@ register("intervention", "Intervention and process (TIDieR, dose, fidelity)", in
 register(
     "for_whom",
     "What works for whom",
-    _placeholder("api.context.report", "no context or CMO configurations recorded"),
+    _placeholder(
+        "api.context.report",
+        "no context or CMO configurations recorded",
+        ("api.context.realist", "study_realist_table", "GET /studies/{id}/realist-table"),
+    ),
 )
 register(
     "joint_displays",
     "Joint displays",
-    _placeholder("api.transcripts.report", "no joint display recorded"),
+    _placeholder(
+        "api.transcripts.report",
+        "no joint display recorded",
+        ("api.transcripts.joint", "trajectory_matrix_html", "the qualitative joint-display routes"),
+    ),
 )
 register("attrition", "Attrition and retention", attrition_section)
 register("reproducibility", "Reproducibility appendix", _reproducibility)
