@@ -8,7 +8,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 export PEERLENS_ENV ?= dev
 
-.PHONY: run test test-fast lint bench setup browser postgres migrate demo clean
+.PHONY: run test test-fast lint bench setup browser wrk postgres migrate demo clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,14 @@ browser:
 	  echo "installing Debian chromium + chromium-driver"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null \
 	  || { echo "error: could not install chromium (run as root or install chromium and chromium-driver)"; exit 1; }; \
+	fi
+
+# Debian's wrk drives the HTTP benchmarks: a native load generator that leaves the server its cores.
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  echo "installing Debian wrk"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) >/dev/null \
+	  || { echo "error: could not install wrk (run as root or install the wrk package)"; exit 1; }; \
 	fi
 
 # PostgreSQL must answer: the suite runs every database test against it too.
@@ -64,7 +72,7 @@ test: lint browser postgres
 test-fast: setup browser postgres
 	PEERLENS_REQUIRE_POSTGRES=1 $(VENV)/bin/pytest -p no:cacheprovider $(PYTEST_XDIST) -m "not slow" $(PYTEST_ARGS)
 
-bench: setup postgres
+bench: setup wrk postgres
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from analysis._lazy import pandas as pd
 
 __all__ = ["BUCKETS", "PARTICIPANT_COLUMNS", "participant_flow"]
 

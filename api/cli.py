@@ -264,11 +264,22 @@ def restore_cmd(
         typer.echo(f"the schema is older than this release's ({head_revision()}): run peerlens migrate next")
 
 
+def _event_loop() -> str:
+    """What uvicorn's "auto" loop and HTTP settings pick here: uvloop and httptools when installed."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop}, {http}"
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to bind"),
     port: int = typer.Option(8000, help="port"),
-    workers: int = typer.Option(1, help="worker processes (PostgreSQL only)"),
+    workers: int = typer.Option(
+        1, min=1, help="server processes, each with its own connection pool (PostgreSQL only; about one per core)"
+    ),
     reload: bool = typer.Option(False, help="restart on code changes (development)"),
     forwarded_allow_ips: str | None = typer.Option(
         None,
@@ -281,12 +292,23 @@ def serve(
 
     Links and emails use PEERLENS_BASE_URL; when it is not set they point at this server's own
     address and port. X-Forwarded-For is ignored unless --forwarded-allow-ips names the proxy.
+    The server runs on uvloop with the httptools parser (uvicorn[standard]) where they are installed.
     """
     import os
 
     import uvicorn
 
     settings = _settings()
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        typer.echo(
+            "error: --workers > 1 needs PostgreSQL (SQLite lets one process write at a time); "
+            "set DATABASE_URL to a PostgreSQL database or serve with one worker",
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    if workers > 1 and reload:
+        typer.echo("error: --reload runs one process; drop --workers or --reload", err=True)
+        raise typer.Exit(code=2)
     if "base_url" not in settings.model_fields_set:
         shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
         shown = f"[{shown}]" if ":" in shown else shown
@@ -297,7 +319,10 @@ def serve(
         settings = _settings()
     engine = _engine(settings)  # one clear line, not a traceback per request, when the schema is missing
     _warn_if_owner(engine)
-    typer.echo(f"serving on http://{host}:{port} (links and emails: {settings.base_url})")
+    typer.echo(
+        f"serving on http://{host}:{port} with {workers} worker{'s' if workers > 1 else ''} "
+        f"({_event_loop()}) (links and emails: {settings.base_url})"
+    )
     if settings.audit_seal_seconds > 0:
         from api.audit.chain import Sealer
 
@@ -445,6 +470,57 @@ def users_revoke(
     def change(session):
         ids = revoke_tokens(session, user, Actor.system(), token=token, reason=reason)
         return f"revoked {len(ids)} token(s)" + (f": {', '.join(map(str, ids))}" if ids else "")
+
+    _admin_change(change)
+
+
+@users_app.command("password")
+def users_password(
+    user: str = typer.Argument(..., help="the user's email"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from standard input"),
+) -> None:
+    """Set a user's console password (argon2id hash; at least 12 characters). Prompts twice unless --password-stdin."""
+    import sys
+
+    from api.auth.service import Actor
+    from api.console.auth import find_user, set_password
+    from api.errors import ApiError
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Console password", hide_input=True, confirmation_prompt=True)
+
+    def change(session):
+        found = find_user(session, user)
+        if found is None:
+            raise LookupError(f"no user {user}")
+        try:
+            set_password(session, found, password, Actor.system())
+        except ApiError as exc:
+            raise ValueError(str(exc)) from None
+        return f"console password set for {found.email}"
+
+    _admin_change(change)
+
+
+@users_app.command("totp")
+def users_totp(user: str = typer.Argument(..., help="the user's email")) -> None:
+    """Turn on the console's second factor for a user: prints a new TOTP secret and its otpauth:// URI
+    (enter either in an authenticator app). A new secret replaces the old one."""
+    from api.auth.service import Actor
+    from api.console.auth import enable_totp, find_user, provisioning_uri
+    from api.errors import ApiError
+
+    def change(session):
+        found = find_user(session, user)
+        if found is None:
+            raise LookupError(f"no user {user}")
+        try:
+            secret = enable_totp(session, found, Actor.system())
+        except ApiError as exc:
+            raise ValueError(str(exc)) from None
+        return f"secret: {secret}\nuri: {provisioning_uri(secret, found.email)}"
 
     _admin_change(change)
 

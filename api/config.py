@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     link_grace_days: int = Field(3, alias="PEERLENS_LINK_GRACE_DAYS", ge=0, le=365)
     fail_limit: int = Field(20, alias="PEERLENS_FAIL_LIMIT", ge=1)
     fail_window_seconds: float = Field(60.0, alias="PEERLENS_FAIL_WINDOW_SECONDS", gt=0)
+    # Staff console: sign-out after this many idle minutes, sessions end after this many hours
+    # whatever the activity, and failed sign-ins per account and client address per window.
+    console_idle_minutes: int = Field(30, alias="PEERLENS_CONSOLE_IDLE_MINUTES", ge=1, le=24 * 60)
+    console_max_hours: int = Field(12, alias="PEERLENS_CONSOLE_MAX_HOURS", ge=1, le=24 * 7)
+    console_signin_limit: int = Field(5, alias="PEERLENS_CONSOLE_SIGNIN_LIMIT", ge=1)
+    console_signin_window_seconds: float = Field(900.0, alias="PEERLENS_CONSOLE_SIGNIN_WINDOW_SECONDS", gt=0)
     # Networks a study's SMS webhook may point into besides the public internet (comma-separated
     # CIDRs, e.g. "10.20.0.0/16" for an in-house gateway); by default only public addresses.
     webhook_allowed_networks: str = Field("", alias="PEERLENS_WEBHOOK_ALLOWED_NETWORKS")

@@ -29,6 +29,10 @@ EVALUATOR_EMAIL = "evaluator@demo.peerlens.org"
 # A second independent rater (no token printed): some sessions are rated by both.
 SECOND_EVALUATOR_EMAIL = "evaluator.two@demo.peerlens.org"
 SITES = (("north", "North community health centre"), ("south", "South diabetes clinic"))
+SITE_CONTACTS = (
+    ("north", "0161 496 0123", "Monday to Friday, 9 am to 5 pm"),
+    ("south", "0117 496 0456", "Monday to Thursday, 10 am to 4 pm"),
+)
 ARMS = (
     ("group", "Face-to-face peer support group", "intervention"),
     ("online", "Online peer support forum", "intervention"),
@@ -55,6 +59,7 @@ class DemoResult:
     participants: int
     responses: int
     tokens: dict[str, str] = field(default_factory=dict)
+    console: dict[str, tuple[str, str]] = field(default_factory=dict)  # role -> (email, fresh console password)
     params: dict | None = None
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
@@ -121,6 +126,10 @@ class DemoResult:
         for role, token in self.tokens.items():
             lines.append(f"{role:<12} token: {token}")
         lines.append(f"try: curl -H 'Authorization: Bearer <admin token>' {self.base_url.rstrip('/')}/studies")
+        if self.console:
+            lines.append(f"staff console: {self.base_url.rstrip('/')}/console (fresh passwords each run)")
+            for role, (email, password) in self.console.items():
+                lines.append(f"{role:<12} sign in: {email} / {password}")
         lines.append(
             f"      curl -H 'Authorization: Bearer <analyst token>' "
             f"{self.base_url.rstrip('/')}/studies/{self.study_id}/participant-flow   # CONSORT counts per arm"
@@ -161,7 +170,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
     from api.safety import demo as safety_demo
     from api.studies import service as studies
     from api.studies.models import Study
-    from api.studies.schemas import ArmCreate, SiteCreate, StudyCreate, WaveCreate
+    from api.studies.schemas import ArmCreate, SiteContactIn, SiteCreate, StudyCreate, WaveCreate
     from api.users import create_with_token, new_token_for
 
     actor = Actor.system(source="system")
@@ -205,6 +214,9 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         sites = {
             code: studies.create_site(session, study, SiteCreate(code=code, name=name), actor) for code, name in SITES
         }
+        # What participants see at the foot of every form page (fictional UK numbers, Ofcom's drama range).
+        for code, phone, hours in SITE_CONTACTS:
+            studies.set_site_contact(session, study, code, SiteContactIn(phone=phone, hours=hours), actor)
         for code, name, kind in ARMS:
             studies.create_arm(session, study, ArmCreate(code=code, name=name, kind=kind), actor)
         known = set(instruments.codes())
@@ -327,6 +339,17 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             if exists
             else create_with_token(session, email, role, scoped, actor=actor)
         )
+    # Console passwords: new random ones each run, printed once (the database keeps argon2 hashes).
+    import secrets
+
+    from api.console.auth import find_user, set_password
+
+    for role, email, _ in DEMO_USERS:
+        password = "demo-" + secrets.token_urlsafe(9)
+        user = find_user(session, email)
+        if user is not None:
+            set_password(session, user, password, actor)
+            result.console[role] = (email, password)
     return result
 
 

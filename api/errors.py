@@ -97,6 +97,11 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
+        if request.url.path.startswith("/console/"):
+            # Console pages answer with a page, not JSON (404 for another site's record, as in REST).
+            from api.console.dependencies import error_page
+
+            return error_page(request, exc.status_code, exc.errors)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse({"detail": exc.errors}, status_code=exc.status_code, headers=headers)
 

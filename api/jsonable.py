@@ -16,11 +16,14 @@ Examples
 from __future__ import annotations
 
 import math
+import sys
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def jsonable(value: Any) -> Any:
@@ -31,7 +34,12 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if value is None or value is pd.NA or value is pd.NaT:
+    if value is None:
+        return None
+    # Read from sys.modules: no pandas value exists before pandas is imported, and an audit record
+    # (every change goes through here) must not import it.
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
         return None
     if isinstance(value, float):
         return value if math.isfinite(value) else None

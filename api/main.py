@@ -29,6 +29,10 @@ from api.analyses.router import router as analyses_router
 from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
+from api.console import dependencies as console
+from api.console.participants.router import router as console_participants_router
+from api.console.router import router as console_router
+from api.console.safety.router import router as console_safety_router
 from api.db import engine_from_settings
 from api.delivery.router import router as delivery_router
 from api.docs import install_docs
@@ -214,6 +218,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     # request guard, so it sees every answer, the guard's 413 included.
     app.state.failure_limiter = FailureLimiter(settings.fail_limit, settings.fail_window_seconds)
     app.add_middleware(FailedAttemptGuard, limiter=app.state.failure_limiter)
+    # Failed console sign-ins per account and client address (api/console/auth.py).
+    app.state.console_signin_limiter = FailureLimiter(
+        settings.console_signin_limit, settings.console_signin_window_seconds
+    )
+    console.install(app)
     install_log_redaction()  # personal-link tokens never reach a log line
     for router in (
         studies_router,
@@ -235,10 +244,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
         reports_router,  # screening log, /studies/{id}/reports (the trial report, HTML and PDF)
+        console_router,  # /console: sign-in, dashboard, exports page
+        console_participants_router,  # /console: enrolment, participant pages
+        console_safety_router,  # /console: safety alerts
         licensed_router,  # /licensed: licensed item wordings and calibration tables
     ):
         mount(app, router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/console-assets", StaticFiles(directory=console.STATIC_DIR), name="console-assets")
 
     # Outermost: an unhandled exception becomes a bare 500 and a log line without values.
     app.add_middleware(ErrorGuard)

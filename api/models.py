@@ -5,6 +5,7 @@ Each domain keeps its models in ``api/<domain>/models.py``; a new domain adds on
 
 from api.audit.models import AuditEvent  # noqa: F401
 from api.auth.models import ApiToken, User, UserSite  # noqa: F401
+from api.console.models import ConsoleSession, UserCredential  # noqa: F401
 from api.db import metadata  # noqa: F401  (naming convention first)
 from api.delivery.models import (  # noqa: F401
     DeliveryPlan,
@@ -25,7 +26,7 @@ from api.exports.models import ExportSettings  # noqa: F401
 from api.fidelity.models import Adaptation, FidelityChecklist, FidelityRating  # noqa: F401
 from api.interop.models import StudyInstrument  # noqa: F401
 from api.licensed.models import LicensedContent  # noqa: F401
-from api.links.models import ParticipantLink  # noqa: F401
+from api.links.models import FormDraft, ParticipantLink  # noqa: F401
 from api.participants.models import (  # noqa: F401
     Allocation,
     AllocationStratum,
@@ -43,7 +44,7 @@ from api.safety.models import (  # noqa: F401
     SafetySettings,
 )
 from api.sap.models import AnalysisPlan, StudyUnblinding  # noqa: F401
-from api.studies.models import Arm, Site, Study, Wave  # noqa: F401
+from api.studies.models import Arm, Site, SiteContact, Study, Wave  # noqa: F401
 from api.transcripts.models import (  # noqa: F401
     CodeHistory,
     QualCode,

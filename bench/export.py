@@ -10,8 +10,9 @@ For each cohort size (10,000 and 20,000 participants by default) the script
 4. reads the server process's RSS after start-up (``VmRSS``, before any export) and its high-water
    mark (``VmHWM``) after the exports; the difference is the exports' own working memory.
 
-It prints both times, the ratio export / COPY (aim ≤ 2×) and the peak RSS (aim < 300 MB, flat
-when the cohort doubles).
+It prints both times, the ratio export / COPY (aim ≤ 1.3×) and the peak RSS (aim < 250 MB, flat
+when the cohort doubles), with the load average before each cohort: other work on the machine
+moves the figures.
 
 Run: ``.venv/bin/python bench/export.py`` (PostgreSQL on 127.0.0.1:5432, user postgres).
 Options: ``--sizes 10000 20000``, ``--keep`` to leave the databases.
@@ -242,6 +243,13 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the server process (threads included): steadier than wall time
+    when other work shares the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -302,23 +310,27 @@ def run(n: int, keep: bool) -> dict:
     db = f"peerlens_bench_export_{n}"
     t0 = time.perf_counter()
     token = build(db, n)
+    load = os.getloadavg()
     print(
         f"\n== {n:,} participants x {len(WAVES)} waves x {len(INSTRUMENTS)} instruments "
-        f"(loaded with COPY in {time.perf_counter() - t0:.1f} s)"
+        f"(loaded with COPY in {time.perf_counter() - t0:.1f} s); load average {load[0]:.2f} {load[1]:.2f}"
     )
     proc, base = serve(db)
-    out = {"n": n}
+    out = {"n": n, "load": load[0]}
     try:
         idle = _rss_kb(proc.pid)
         for shape, sql in (("long", LONG_SQL), ("wide", wide_sql())):
+            cpu0 = _cpu_s(proc.pid)
             api_t, api_rows, api_size = download(base, token, shape)
+            cpu = _cpu_s(proc.pid) - cpu0
             copy_t, copy_rows, copy_size = copy_time(db, sql)
             if api_rows != copy_rows:
                 raise SystemExit(f"{shape}: export has {api_rows} rows, COPY {copy_rows}")
             out[shape] = (api_t, copy_t, api_rows)
             print(
                 f"{shape:5s} CSV: API {api_t:6.2f} s ({api_size / 1e6:6.1f} MB, {api_rows:,} rows)   "
-                f"COPY {copy_t:6.2f} s ({copy_size / 1e6:6.1f} MB)   ratio {api_t / copy_t:4.2f}x"
+                f"COPY {copy_t:6.2f} s ({copy_size / 1e6:6.1f} MB)   ratio {api_t / copy_t:4.2f}x   "
+                f"server CPU {cpu:5.2f} s"
             )
         hwm = _hwm_kb(proc.pid)
         out["peak_mb"] = hwm / 1024
@@ -349,7 +361,7 @@ def main() -> None:
             f"  n={r['n']:>6,}: long {r['long'][0]:.2f} s vs COPY {r['long'][1]:.2f} s "
             f"({r['long'][0] / r['long'][1]:.2f}x); wide {r['wide'][0]:.2f} s vs COPY {r['wide'][1]:.2f} s "
             f"({r['wide'][0] / r['wide'][1]:.2f}x); RSS start-up {r['idle_mb']:.0f} MB, peak {r['peak_mb']:.0f} MB "
-            f"(+{r['peak_mb'] - r['idle_mb']:.0f} MB)"
+            f"(+{r['peak_mb'] - r['idle_mb']:.0f} MB); load {r['load']:.2f}"
         )
     if len(results) > 1:
         first, last = results[0], results[-1]

@@ -22,9 +22,8 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -34,6 +33,11 @@ from api.artifacts import site_scope
 from api.auth.service import Actor
 from api.errors import Forbidden, Unprocessable
 from api.studies.models import Arm, Site, Study, Wave
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 log = logging.getLogger("peerlens.analyses")
 

@@ -6,7 +6,8 @@ holds their own sites' participants only, an analyst's has shifted dates and no 
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -18,6 +19,11 @@ from api.exports import service as exports
 from api.participants.models import Participant
 from api.responses.models import Response
 from api.studies.models import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 
 def _site_ids(design: Design, actor: Actor, sites: list[str] | None) -> list[int]:

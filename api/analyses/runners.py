@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 import analysis
 from api.analyses.checks import (
@@ -43,6 +42,11 @@ from api.analyses.schemas import (
 from api.artifacts import safe_name
 from api.errors import Unprocessable
 from api.studies.models import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 YEAR = 365.25
 

@@ -24,10 +24,9 @@ from __future__ import annotations
 import math
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlmodel import Session
 
 import analysis
@@ -45,6 +44,11 @@ from api.jsonable import jsonable, records
 from api.release import provenance, provenance_markdown
 from api.sap import service as sap
 from api.studies.models import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 
 def _ensure_columns(kind: str, name: str, df: pd.DataFrame) -> pd.DataFrame:

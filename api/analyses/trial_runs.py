@@ -7,7 +7,7 @@ Registered in :data:`api.analyses.kinds.KINDS` with the other kinds.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 import analysis
 from api.analyses.checks import (
@@ -24,6 +24,11 @@ from api.analyses.schemas import GEERequest, MissingDataRequest, TrialRequest
 from api.artifacts import safe_name
 from api.errors import Unprocessable
 from api.studies.models import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 
 def _followup(design: Design, req, baseline: str | None = None) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from api.db import UTCDateTime, utcnow
 
-SOURCES = ("api", "web", "import", "system")
+SOURCES = ("api", "web", "console", "import", "system")
 
 
 class AuditEvent(SQLModel, table=True):

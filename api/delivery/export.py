@@ -23,9 +23,8 @@ sessions days since the study began, training days since the supporter started; 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlmodel import Session, col, select
 
 from api.auth.service import Actor
@@ -47,6 +46,11 @@ from api.delivery.models import (
 from api.delivery.service import study_start
 from api.exports import dictionary as dd
 from api.studies.models import Arm, Site, Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 SHAPES = ("delivery", "dose", "delivery_sessions", "supporter_training")
 _DATE = "ISO date (empty for de-identified readers)"

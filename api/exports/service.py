@@ -28,11 +28,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import DateTime, and_, func, select, type_coerce
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -48,6 +47,11 @@ from api.exports.models import ExportSettings
 from api.participants.models import Participant, ParticipantContact
 from api.responses.models import Response, Score
 from api.studies.models import Arm, Site, Study, Wave
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 SHAPES = (
     "long",
@@ -579,12 +583,7 @@ def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> p
 
     conn = session.connection()
     sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-    raw = conn.connection.driver_connection
-    buf = bytearray()
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)") as cp:
-            for block in cp:
-                buf += block
+    buf = copy_out(conn.connection.driver_connection, f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)")
     arrow = {
         "int64": pa.int64(),
         "string": pa.string(),
@@ -612,6 +611,66 @@ def _copy_frame(session: Session, stmt, names: list[str], types: list[str]) -> p
     df = table.to_pandas(types_mapper=None, split_blocks=True, self_destruct=True)
     del table  # self_destruct hands the Arrow buffers to pandas column by column instead of doubling them
     return _strings_as_objects(df, names, types)
+
+
+def copy_out(raw: Any, sql: str) -> bytearray:
+    """The whole output of a ``COPY … TO STDOUT`` on a psycopg connection, read at the libpq level.
+
+    psycopg's ``Copy`` iterator costs several microseconds of Python per row (one libpq message
+    each); this loop takes the rows as libpq hands them over and waits on the socket (without the
+    GIL, so a thread encoding the previous batch keeps running) only when none is buffered. Same
+    connection, same transaction and snapshot; a server error is raised as psycopg raises it.
+    """
+    import select
+
+    import psycopg
+    from psycopg import pq
+
+    pgconn = raw.pgconn
+    pgconn.send_query(sql.encode())
+    # The COPY_OUT result arrives first; get_result would block, so wait for it on the socket too.
+    while pgconn.is_busy():
+        select.select([pgconn.socket], [], [])
+        pgconn.consume_input()
+    first = pgconn.get_result()
+    if first is None or first.status != pq.ExecStatus.COPY_OUT:
+        _drain(pgconn)
+        raise psycopg.DatabaseError(_error(first, "COPY did not start"))
+    buf = bytearray()
+    while True:
+        nbytes, data = pgconn.get_copy_data(1)
+        if nbytes > 0:
+            buf += data
+        elif nbytes == 0:
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        else:
+            break
+    results = _drain(pgconn)
+    failed = [r for r in results if r.status != pq.ExecStatus.COMMAND_OK]
+    if nbytes == -2 or failed:
+        raise psycopg.DatabaseError(_error(failed[0] if failed else None, "COPY failed"))
+    return buf
+
+
+def _drain(pgconn: Any) -> list:
+    """The remaining results of the current query (None ends them)."""
+    import select
+
+    out = []
+    while True:
+        while pgconn.is_busy():
+            select.select([pgconn.socket], [], [])
+            pgconn.consume_input()
+        res = pgconn.get_result()
+        if res is None:
+            return out
+        out.append(res)
+
+
+def _error(res: Any, fallback: str) -> str:
+    message = res.error_message.decode(errors="replace").strip() if res is not None else ""
+    return message or fallback
 
 
 def _strings_as_objects(df: pd.DataFrame, names: list[str], types: list[str]) -> pd.DataFrame:
@@ -693,17 +752,89 @@ def dd_conform(df: pd.DataFrame, cols: list[dd.Column]) -> pd.DataFrame:
     return conform(df, cols)
 
 
+def _batches(session: Session, plan: Plan, batch_size: int, build) -> Iterator[pd.DataFrame]:
+    for ids in _participant_batches(session, plan, batch_size):
+        people = _participants(session, plan, ids)
+        df = build(ids, people)
+        _end_batch(session)
+        yield df
+
+
 def _iter(session: Session, plan: Plan, batch_size: int, build) -> Iterator[pd.DataFrame]:
     _begin_snapshot(session)
     try:
-        for ids in _participant_batches(session, plan, batch_size):
-            people = _participants(session, plan, ids)
-            df = build(ids, people)
-            _end_batch(session)
-            plan.rows += len(df)
-            yield df
+        # PostgreSQL: the next batch is read and built while the caller encodes this one, so the
+        # database and the encoder overlap. SQLite keeps the plain loop (its connection stays on
+        # one thread, and a one-file database gains little).
+        produce = _batches(session, plan, batch_size, build)
+        frames = prefetched(produce) if session.get_bind().dialect.name == "postgresql" else produce
+        try:
+            for df in frames:
+                plan.rows += len(df)
+                yield df
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # the producer has stopped before the session is rolled back
     finally:
         session.rollback()
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """``items`` produced one step ahead on a thread of their own.
+
+    At most ``depth`` items wait in the queue (memory: one batch more than a plain loop). The
+    session the producer reads from is used by that thread alone while it runs; closing this
+    generator (the client went away, an encoder failed) stops the producer and waits for it before
+    returning, and an exception in the producer is raised here, in the caller's thread.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer, re-raised there
+            failure.append(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+            while not stop.is_set():
+                try:
+                    q.put(_DONE, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+
+    worker = threading.Thread(target=run, name="export-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                break
+            yield item
+        if failure:
+            raise failure[0]
+    finally:
+        stop.set()
+        worker.join()
 
 
 def long_frame(

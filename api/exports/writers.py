@@ -34,12 +34,16 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from api.exports.dictionary import Column
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:
+    from api.lazyimport import pandas as pd
+    from api.lazyimport import pyarrow as pa
 
 FORMATS = ("csv", "json", "parquet", "dta", "sav")
 MEDIA_TYPES = {
@@ -94,7 +98,10 @@ def _neutralise_table(table: pa.Table) -> pa.Table:
         if not pa.types.is_string(field.type):
             continue
         col = table.column(i)
-        risky = pc.and_not(pc.match_substring_regex(col, _FORMULA_RE2), pc.match_substring_regex(col, _NUMBER_RE2))
+        formula = pc.match_substring_regex(col, _FORMULA_RE2)
+        if not pc.any(formula).as_py():
+            continue  # the common case: no cell starts like a formula, the number test is not needed
+        risky = pc.and_not(formula, pc.match_substring_regex(col, _NUMBER_RE2))
         if pc.any(risky).as_py():
             prefixed = pc.binary_join_element_wise(pa.scalar("'"), col, "")
             table = table.set_column(i, field, pc.if_else(risky, prefixed, col))
@@ -138,7 +145,9 @@ def write_csv(
     yield (",".join(_quote(neutralise(c.name) if escape_formulas else c.name) for c in columns) + "\n").encode()
     # Arrow's CSV writer (C++) instead of DataFrame.to_csv: same text, several times faster.
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    schema = pa.schema([pa.field(c.name, pa.string() if c.kind == "datetime" else _ARROW[c.kind]) for c in columns])
+    schema = pa.schema(
+        [pa.field(c.name, pa.string() if c.kind == "datetime" else _arrow_type(c.kind)) for c in columns]
+    )
     times = [c.name for c in columns if c.kind == "datetime"]
     for df in batches:
         if len(df):
@@ -178,19 +187,25 @@ def write_json(batches: Iterable[pd.DataFrame], columns: list[Column]) -> Iterat
     yield b"]"
 
 
-_ARROW = {
-    "string": pa.string(),
-    "int": pa.int64(),
-    "float": pa.float64(),
-    "bool": pa.bool_(),
-    "datetime": pa.timestamp("us", tz="UTC"),
-}
+def _arrow_type(kind: str) -> pa.DataType:
+    """The Arrow type of a dictionary column kind (built on use: pyarrow loads with the first export)."""
+    if kind == "string":
+        return pa.string()
+    if kind == "int":
+        return pa.int64()
+    if kind == "float":
+        return pa.float64()
+    if kind == "bool":
+        return pa.bool_()
+    if kind == "datetime":
+        return pa.timestamp("us", tz="UTC")
+    raise KeyError(kind)
 
 
 def arrow_schema(columns: list[Column], dictionary: dict[str, Any] | None = None) -> pa.Schema:
     """Arrow schema with each field's label (and the whole data dictionary) as metadata."""
     fields = [
-        pa.field(c.name, _ARROW[c.kind], metadata={"label": c.label, **({"unit": c.unit} if c.unit else {})})
+        pa.field(c.name, _arrow_type(c.kind), metadata={"label": c.label, **({"unit": c.unit} if c.unit else {})})
         for c in columns
     ]
     meta = {"peerlens.dictionary": json.dumps(dictionary, default=str)} if dictionary is not None else None

@@ -21,6 +21,7 @@ from api.delivery.models import DeliverySession, PeerGroup
 from api.errors import NotFound, Unprocessable
 from api.fidelity.models import Adaptation
 from api.fidelity.schemas import AdaptationIn, AdaptationPatch, AdaptationRead
+from api.sap.blinding import arm_labels
 from api.studies.models import Arm, Site, Study
 
 #: Free text that may name a person: left out for de-identified readers who do not log adaptations.
@@ -184,7 +185,8 @@ def to_read(session: Session, rows: list[Adaptation], actor: Actor) -> list[Adap
         return []
     study_id = rows[0].study_id
     sites = dict(session.exec(select(Site.id, Site.code).where(Site.study_id == study_id)).all())
-    arms = dict(session.exec(select(Arm.id, Arm.code).where(Arm.study_id == study_id)).all())
+    # Analysts read arms as the study's neutral letters until it is unblinded (api.sap.blinding).
+    arms = arm_labels(session, study_id, actor)
     from api.fidelity.service import sees_session_dates, study_day_zero
 
     hide = not sees_session_dates(actor)

@@ -15,8 +15,8 @@ reads the score rows, :func:`analysis.fidelity.item_agreement` the item rows.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlmodel import Session, select
 
 from api.auth.service import Actor
@@ -35,6 +35,11 @@ from api.fidelity.models import (
 )
 from api.fidelity.service import study_day_zero
 from api.studies.models import Arm, Site, Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 _B = ((False, "No"), (True, "Yes"))
 _DATE = "ISO date (staff only; empty in de-identified exports)"

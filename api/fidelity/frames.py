@@ -7,9 +7,8 @@ the identifier vault), sites, arms and checklist versions, restricted to the sit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import select as sa_select
 from sqlmodel import Session
 
@@ -19,6 +18,11 @@ from api.fidelity.models import FidelityChecklist, FidelityRating
 from api.fidelity.service import find_checklist, sees_session_dates, study_day_zero, visible
 from api.studies.models import Arm, Site, Study
 from instruments.checklist import PARTS
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 RATING_COLUMNS = [
     "rating_id",

@@ -23,7 +23,8 @@ from api.delivery.models import DeliverySession
 from api.errors import Conflict, NotFound, Unprocessable, error
 from api.fidelity.models import FidelityChecklist, FidelityRating
 from api.fidelity.schemas import ChecklistIn, RatingIn, RatingPatch, RatingRead, Scores
-from api.studies.models import Arm, Site, Study
+from api.sap.blinding import arm_labels
+from api.studies.models import Site, Study
 from instruments.checklist import Checklist, checklist_from_dict, load_checklist, score_checklist, shipped_checklists
 from instruments.model import InstrumentError, ValidationFailed
 
@@ -323,7 +324,8 @@ def to_read(session: Session, rows: list[FidelityRating], actor: Actor) -> list[
     hide = not sees_session_dates(actor)
     zero = study_day_zero(session, session.get(Study, study_id))  # type: ignore[arg-type]
     sites = dict(session.exec(select(Site.id, Site.code).where(Site.study_id == study_id)).all())
-    arms = dict(session.exec(select(Arm.id, Arm.code).where(Arm.study_id == study_id)).all())
+    # Analysts read arms as the study's neutral letters until it is unblinded (api.sap.blinding).
+    arms = arm_labels(session, study_id, actor)
     lists = {
         c.id: c
         for c in session.exec(select(FidelityChecklist).where(FidelityChecklist.id.in_({r.checklist_id for r in rows})))

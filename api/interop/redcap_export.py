@@ -21,13 +21,18 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlmodel import Session
 
 from api.exports import service
 from api.exports.service import Plan
 from api.exports.writers import SafeCsvWriter
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 STRUCTURAL = ("record_id", "redcap_event_name", "redcap_data_access_group")
 

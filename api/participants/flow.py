@@ -8,9 +8,8 @@ the waves, and per participant and wave whether data exist and whether the windo
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlmodel import Session, select
 
 from analysis.flow import participant_flow
@@ -21,6 +20,11 @@ from api.participants.models import WITHDRAWAL_KINDS, Participant
 from api.participants.service import local_date, window
 from api.responses.models import Response
 from api.studies.models import Arm, Study, Wave
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 CONTEXT = "context"  # the context questionnaire is not an outcome wave's data
 

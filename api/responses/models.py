@@ -10,7 +10,8 @@ from sqlmodel import Field, SQLModel
 
 from api.db import UTCDateTime, utcnow
 
-MODES = ("rest", "web", "import")
+# rest: the REST API; web: the participant form; staff: entered in the console (paper form, interview); import
+MODES = ("rest", "web", "staff", "import")
 
 
 class Response(SQLModel, table=True):

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import pandas as pd
 from sqlmodel import Session, select
 
 from api.auth.service import Actor
 from api.exports import dictionary as dd
 from api.safety.models import RELATED, SERIOUSNESS, AdverseEvent, AdverseEventFollowUp, SafetyAlert
 from api.studies.models import Study, Wave
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 _B = ((False, "No"), (True, "Yes"))
 

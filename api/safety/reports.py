@@ -9,9 +9,8 @@ one report to the next, and without the arm's kind) unless the requester may see
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import func
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
@@ -26,6 +25,11 @@ from api.safety.events import follow_up_due
 from api.safety.models import RELATED, AdverseEvent, AdverseEventFollowUp, SafetyAlert
 from api.sap.blinding import is_unblinded, neutral_labels
 from api.studies.models import Arm, Site, Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 #: A staff message still waiting this long suggests that no ``peerlens worker`` is running.
 STALE_AFTER = timedelta(minutes=15)

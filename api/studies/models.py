@@ -71,3 +71,14 @@ class Wave(SQLModel, table=True):
     # Administered by staff (coordinator tasks), never offered on the participant form nor reminded.
     staff_instruments: list[str] | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SiteContact(SQLModel, table=True):
+    """How participants reach a site's study team: shown on every page of the participant form."""
+
+    __tablename__ = "site_contact"
+
+    site_id: int = Field(foreign_key="site.id", primary_key=True, ondelete="CASCADE")
+    phone: str = Field(max_length=40)
+    hours: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

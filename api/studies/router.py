@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
@@ -15,6 +15,8 @@ from api.studies.models import Site, Study, Wave
 from api.studies.schemas import (
     ArmCreate,
     ArmRead,
+    SiteContactIn,
+    SiteContactRead,
     SiteCreate,
     SiteRead,
     StudyCreate,
@@ -75,6 +77,21 @@ def create_site(
     site = service.create_site(session, study, body, actor)
     session.commit()
     return site
+
+
+@router.put("/{study_id}/sites/{site_code}/contact", response_model=SiteContactRead)
+def put_site_contact(
+    body: SiteContactIn,
+    site_code: str = Path(min_length=1, max_length=40),
+    actor: Actor = Depends(authorize(*ADMIN)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """The phone number and hours shown to the site's participants on every page of their form
+    ("Questions? Call your study team on … (hours)")."""
+    row = service.set_site_contact(session, study, site_code, body, actor)
+    session.commit()
+    return SiteContactRead(site=site_code, phone=row.phone, hours=row.hours, updated_at=row.updated_at)
 
 
 @router.get("/{study_id}/sites", response_model=list[SiteRead])

@@ -180,3 +180,17 @@ class WaveRead(BaseModel):
     @classmethod
     def _none_is_empty(cls, v):
         return v or []
+
+
+class SiteContactIn(_In):
+    """The phone number and opening hours participants of a site see on their form."""
+
+    phone: SingleLine = Field(min_length=6, max_length=40, pattern=r"^\+?[0-9 ()-]{6,40}$")
+    hours: SingleLine | None = Field(default=None, max_length=200, description="e.g. Monday to Friday, 9 am to 5 pm")
+
+
+class SiteContactRead(BaseModel):
+    site: str
+    phone: str
+    hours: str | None
+    updated_at: datetime

@@ -13,8 +13,8 @@ from api.auth.service import Actor
 from api.db import utcnow
 from api.errors import Conflict, NotFound
 from api.participants.models import Allocation, AllocationStratum
-from api.studies.models import Arm, Site, Study, Wave
-from api.studies.schemas import ArmCreate, SiteCreate, StudyCreate, StudyUpdate, WaveCreate
+from api.studies.models import Arm, Site, SiteContact, Study, Wave
+from api.studies.schemas import ArmCreate, SiteContactIn, SiteCreate, StudyCreate, StudyUpdate, WaveCreate
 
 #: What :func:`api.auth.policy.ensure_admin` refuses to other roles here.
 DESIGN = "change a study's design"
@@ -172,3 +172,35 @@ def require_study(session: Session, study_id: int, actor: Actor) -> Study:
     if study is None or not can_see_study(session, actor, study_id):
         raise NotFound(["path", "study_id"], "study not found", "not_found")
     return study
+
+
+def set_site_contact(session: Session, study: Study, site_code: str, data: SiteContactIn, actor: Actor) -> SiteContact:
+    """Set the phone number and hours a site's participants see on their form (admins; audited)."""
+    policy.ensure_admin(actor, DESIGN)
+    site = session.exec(select(Site).where(Site.study_id == study.id, Site.code == site_code)).first()
+    if site is None:
+        raise NotFound(["path", "site_code"], "no site with this code in the study", "not_found")
+    row = session.get(SiteContact, site.id)
+    before = snapshot(row) if row is not None else None
+    if row is None:
+        row = SiteContact(site_id=site.id, phone=data.phone, hours=data.hours)
+    else:
+        row.phone, row.hours, row.updated_at = data.phone, data.hours, utcnow()
+    session.add(row)
+    session.flush()
+    record(
+        session,
+        actor,
+        "set_contact",
+        "site",
+        site.id,
+        study_id=study.id,
+        site_id=site.id,
+        before=before,
+        after=snapshot(row),
+    )
+    return row
+
+
+def site_contact(session: Session, site_id: int) -> SiteContact | None:
+    return session.get(SiteContact, site_id)

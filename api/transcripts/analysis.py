@@ -15,9 +15,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlmodel import Session, select
 
 import qualitative as q
@@ -32,6 +31,11 @@ from api.studies.models import Arm, Site, Study
 from api.studies.service import sites_by_code
 from api.transcripts import service
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    from api.lazyimport import pandas as pd
 
 UNITS_AGREEMENT = ("turn", "paragraph", "segment")
 UNITS_COOCCURRENCE = ("overlap", "turn", "paragraph", "transcript")

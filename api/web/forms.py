@@ -20,9 +20,33 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import instruments
 from instruments.model import Instrument, Item
 
 FIELD_PREFIX = "i_"
+#: Seconds a participant takes per question, for "about N minutes left" (a generous figure for
+#: older readers on a phone; self-completion of PROs runs at roughly 5-10 seconds an item).
+SECONDS_PER_ITEM = 12
+
+
+def form_order(codes: list[str]) -> list[str]:
+    """The order the form offers a wave's instruments: outcome measures (scored instruments) first,
+    then unscored ones such as the context questionnaire, each group in the wave's order.
+
+    >>> form_order(["context", "pam13", "phq9"])
+    ['pam13', 'phq9', 'context']
+    """
+    return sorted(codes, key=lambda c: (not instruments.get(c).scales, codes.index(c)))
+
+
+def minutes_left(codes: list[str]) -> int:
+    """Minutes (rounded up, at least 1) to answer the questions of ``codes``.
+
+    >>> minutes_left(["phq9", "gad7"])  # 10 + 8 questions at 12 s each
+    4
+    """
+    seconds = SECONDS_PER_ITEM * sum(len(instruments.get(c).items) for c in codes)
+    return max(1, -(-seconds // 60))
 
 
 def field_name(item: Item) -> str:

@@ -67,6 +67,11 @@ class FailureLimiter:
                 return None
             return max(hits[len(hits) - self.limit] + self.window - now, 0.0)
 
+    def forget(self, key: str) -> None:
+        """Drop ``key``'s failures (a console sign-in that succeeded)."""
+        with self._lock:
+            self._hits.pop(key, None)
+
     def reset(self) -> None:
         with self._lock:
             self._hits.clear()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
@@ -27,10 +27,12 @@ from api.auth.service import Actor
 from api.db import get_session, utcnow
 from api.errors import ApiError
 from api.licensed.service import refresh as refresh_licensed
+from api.links.drafts import drop_draft, load_draft, save_draft
 from api.links.service import LinkContext, mark_used, resolve
 from api.responses.service import submit_response
 from api.safety.configuration import support_after_alert
-from api.web.forms import blocking_shortfall, field_name, open_items, parse_answers
+from api.studies.service import site_contact
+from api.web.forms import blocking_shortfall, field_name, form_order, minutes_left, open_items, parse_answers
 
 
 class LinkHolder(Authorize):
@@ -70,11 +72,19 @@ SECURITY_HEADERS = {
 def _render(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200, csrf_cookie: str | None = None
 ) -> HTMLResponse:
+    # The site's study team phone and hours (api.studies.service.set_site_contact), on every page.
+    contact = getattr(request.state, "site_contact", None)
+    context = {"site_contact": contact, **context}
     response = templates.TemplateResponse(request, name, context, status_code=status_code, headers=SECURITY_HEADERS)
     if csrf_cookie is not None:
         secure = request.app.state.settings.base_url.startswith("https://")
         response.set_cookie(CSRF_COOKIE, csrf_cookie, httponly=True, samesite="lax", path="/f/", secure=secure)
     return response
+
+
+def _remember_contact(request: Request, session: Session, ctx: LinkContext) -> None:
+    row = site_contact(session, ctx.participant.site_id)
+    request.state.site_contact = {"phone": row.phone, "hours": row.hours} if row is not None else None
 
 
 def _not_found(request: Request) -> HTMLResponse:
@@ -115,8 +125,13 @@ def _as_text(v: Any) -> str | list[str]:
 
 
 def _progress(ctx: LinkContext, code: str) -> tuple[int, int]:
-    offered = [o.instrument for o in ctx.offered if o.offered]
+    offered = form_order([o.instrument for o in ctx.offered if o.offered])
     return offered.index(code) + 1, len(offered)
+
+
+def _next(ctx: LinkContext) -> str:
+    """The next instrument to fill, outcome measures first (:func:`api.web.forms.form_order`)."""
+    return form_order(ctx.pending)[0]
 
 
 def _form_page(
@@ -133,6 +148,9 @@ def _form_page(
     support: dict | None = None,
 ) -> HTMLResponse:
     inst = instruments.get(code)
+    if answers is None:
+        # Answers saved as they were given (api.links.drafts) come back on the page.
+        answers = getattr(request.state, "drafts", {}).get(code)
     cookie = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
     step, total = _progress(ctx, code)
     items = []
@@ -160,7 +178,8 @@ def _form_page(
             "items": items,
             "step": step,
             "total": total,
-            "last": step == total and len(ctx.pending) == 1,
+            "last": len(ctx.pending) == 1,
+            "minutes_left": minutes_left(ctx.pending),
             "answers": {k: _as_text(v) for k, v in (answers or {}).items()},
             "errors": errors or {},
             "open_codes": open_codes or [],
@@ -168,6 +187,7 @@ def _form_page(
             "csrf": _csrf_value(request, cookie, ctx.link.id),
             "n_items": len(items),
             "support": support,
+            "saved_for_later": request.query_params.get("saved") == "1",
         },
         status_code=status_code,
         csrf_cookie=None if request.cookies.get(CSRF_COOKIE) else cookie,
@@ -181,6 +201,7 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
     ctx = resolve(session, token, request.app.state.settings, utcnow())
     if ctx is None:
         return _not_found(request)
+    _remember_contact(request, session, ctx)
     # An answer of this wave raised a safety alert: every later page shows where to find help.
     support = support_after_alert(session, ctx.participant.id, ctx.wave.id, ctx.study.id, ctx.participant.site_id)
     mark_used(session, ctx.link)
@@ -195,7 +216,9 @@ def show(token: str, request: Request, session: Session = Depends(get_session)):
                 "support": support,
             },
         )
-    return _form_page(request, ctx, token, ctx.pending[0], support=support)
+    code = _next(ctx)
+    request.state.drafts = {code: load_draft(session, ctx.participant, ctx.wave, code)}
+    return _form_page(request, ctx, token, code, support=support)
 
 
 @router.post("/f/{token}", response_class=HTMLResponse, include_in_schema=False)
@@ -217,6 +240,7 @@ def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
         ctx = resolve(session, token, request.app.state.settings, utcnow())
         if ctx is None:
             return _not_found(request)
+        _remember_contact(request, session, ctx)
         if not _csrf_ok(request, data.get("csrf"), ctx.link.id):
             return _render(request, "expired_page.html", {"token": token}, status_code=403)
         here = f"/f/{token}"
@@ -229,6 +253,14 @@ def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
         multi = {field_name(it) for it in inst.items if it.kind == "multi"}
         fields = {k: (v if k in multi or not isinstance(v, list) else v[0]) for k, v in data.items()}
         answers, errors = parse_answers(inst, fields)
+        if data.get("action") == "draft":
+            # Saved as each answer is given (the page's script) or with "Save my answers for later".
+            usable = {k: (None if k in errors else v) for k, v in answers.items()}
+            save_draft(session, ctx.participant, ctx.wave, code, usable, _participant_actor(request, ctx))
+            session.commit()
+            if request.headers.get("x-autosave") == "1":
+                return Response(status_code=204, headers=SECURITY_HEADERS)
+            return RedirectResponse(here + "?saved=1", status_code=303, headers=SECURITY_HEADERS)
         if errors:
             return _form_page(request, ctx, token, code, answers=answers, errors=errors, status_code=422)
         open_codes = [it.code for it in open_items(inst, answers)]
@@ -246,6 +278,7 @@ def _save(token: str, request: Request, data: dict[str, Any]) -> HTMLResponse:
                 actor=_participant_actor(request, ctx),
                 idempotency_key=f"web-{ctx.link.id}-{code}",
             )
+            drop_draft(session, ctx.participant, ctx.wave, code)
         except ApiError as exc:
             session.rollback()
             kinds = {e.get("type") for e in exc.errors}

@@ -59,6 +59,7 @@ RULES = rules(
     ("PATCH", "/studies/{study_id}", R(ADMIN, "study", 200)),
     ("POST", "/studies/{study_id}/sites", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/sites", R(PROCESS, "study", 200)),
+    ("PUT", "/studies/{study_id}/sites/{site_code}/contact", R(ADMIN, "study", 422)),  # phone is required
     ("POST", "/studies/{study_id}/arms", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/arms", R(PROCESS, "study", 200)),
     ("POST", "/studies/{study_id}/waves", R(ADMIN, "study", 422)),
@@ -207,6 +208,26 @@ RULES = rules(
     ("GET", "/adverse-events/{event_id}", R(STAFF, "site", 200)),
     ("PATCH", "/adverse-events/{event_id}", R(STAFF, "site", 422)),  # reason is required
     ("POST", "/adverse-events/{event_id}/follow-ups", R(STAFF, "site", 422)),  # note is required
+    # staff console: cookie sessions only, so every bearer caller is sent to the sign-in page (303);
+    # the console's own role × site matrix with signed-in sessions is tests/api/test_console.py
+    ("GET", "/console/sign-in", R(None, "public", 200)),
+    ("POST", "/console/sign-in", R(None, "public", 403)),  # no CSRF token
+    ("POST", "/console/sign-out", R(READ, "console", 303)),
+    ("GET", "/console", R(READ, "console", 303)),
+    ("GET", "/console/studies/{study_id}", R(READ, "console", 303)),
+    ("GET", "/console/studies/{study_id}/exports", R(READ, "console", 303)),
+    ("GET", "/console/studies/{study_id}/exports/download", R(READ, "console", 303)),
+    ("GET", "/console/studies/{study_id}/enrol", R(STAFF, "console", 303)),
+    ("POST", "/console/studies/{study_id}/enrol", R(STAFF, "console", 303)),
+    ("GET", "/console/participants/{participant_id}", R(STAFF, "console", 303)),
+    ("GET", "/console/participants/{participant_id}/enter", R(STAFF, "console", 303)),
+    ("POST", "/console/participants/{participant_id}/enter", R(STAFF, "console", 303)),
+    ("POST", "/console/participants/{participant_id}/links", R(STAFF, "console", 303)),
+    ("POST", "/console/participants/{participant_id}/links/revoke", R(STAFF, "console", 303)),
+    ("POST", "/console/participants/{participant_id}/status", R(STAFF, "console", 303)),
+    ("POST", "/console/participants/{participant_id}/withdrawals", R(STAFF, "console", 303)),
+    ("GET", "/console/studies/{study_id}/alerts", R(STAFF, "console", 303)),
+    ("POST", "/console/studies/{study_id}/alerts/acknowledge", R(STAFF, "console", 303)),
     # delivery (process evaluation): plans and TIDieR per arm (design: admins write); records with
     # calendar dates about people are staff-only (analysts read them in the delivery export shapes);
     # records by id get a made-up id (404 after the role check; site scoping in test_delivery.py)
@@ -265,7 +286,7 @@ OUTCOME_ROUTES = [
 ] + [k for k in RULES if "/analyses/" in k[1]]
 # Framework pages (documentation) and the stylesheet: public, no data.
 PUBLIC_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-PUBLIC_MOUNTS = {"/static", "/docs-assets"}
+PUBLIC_MOUNTS = {"/static", "/docs-assets", "/console-assets"}
 
 
 def app_routes(app) -> dict[tuple[str, str], APIRoute]:
@@ -299,11 +320,12 @@ def test_every_route_has_a_rule_matching_its_authorize(app):
         if route_roles(r) != RULES[(m, p)].roles
     }
     assert not wrong, f"declared roles differ from the table (declared, table): {wrong}"
-    # analysts never write (analyses and reports are computations posted with a body, not changes)
+    # analysts never write (analyses and reports are computations posted with a body, not changes;
+    # signing out of the console ends one's own session)
     assert all(
         "analyst" not in (rule.roles or ())
         for (m, p), rule in RULES.items()
-        if m != "GET" and "/analyses/" not in p and not p.endswith("/reports")
+        if m != "GET" and "/analyses/" not in p and not p.endswith("/reports") and p != "/console/sign-out"
     )
     # evaluators change nothing but fidelity ratings and the adaptation log, and read no outcome data
     assert all(
@@ -419,6 +441,7 @@ def _url(path: str, world, caller: str) -> str:
         path.replace("{study_id}", str(world["study"].id))
         .replace("{participant_id}", str(world["pa"]["id"]))
         .replace("{wave_code}", "baseline")
+        .replace("{site_code}", "north")
         .replace("{code}", "phq9")
         .replace("{shape}", "long")
         .replace("{token}", token)
@@ -446,7 +469,7 @@ def _url(path: str, world, caller: str) -> str:
 
 
 def expected(rule: Rule, caller: str) -> frozenset[int]:
-    if rule.scope == "public":
+    if rule.scope in ("public", "console"):
         return rule.ok
     if rule.scope == "link":
         return rule.ok if caller == "link" else frozenset({404})
@@ -495,7 +518,7 @@ def test_route_role_matrix(client, app, world):
             for caller in CALLERS:
                 _prepare(client, world, method, path)
                 kwargs = {"headers": world["headers"][caller]}
-                if method in ("POST", "PUT", "PATCH") and rule.scope not in ("link", "public"):
+                if method in ("POST", "PUT", "PATCH") and rule.scope not in ("link", "public", "console"):
                     kwargs["json"] = {}
                 r = client.request(method, _url(path, world, caller), follow_redirects=False, **kwargs)
                 want = expected(rule, caller)

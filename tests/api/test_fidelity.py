@@ -163,7 +163,8 @@ def test_a_rating_is_scored_and_audited(client, world, engine):
     # core: 15 of 16 points; form: breaks not applicable, 7 items, 12 of 14; total 27 of 30
     assert s["core"] == pytest.approx(100 * 15 / 16) and s["form"] == pytest.approx(100 * 12 / 14)
     assert s["total"] == pytest.approx(90.0) and s["core_full"] == pytest.approx(100 * 7 / 8)
-    assert s["items_answered"] == 15 and got["site"] == "north" and got["arm"] == "group"
+    # the evaluator reads the arm as the study's neutral letter (blinded readers, api.sap.blinding)
+    assert s["items_answered"] == 15 and got["site"] == "north" and got["arm"] in ("A", "B", "C")
     assert got["supporter_id"] == world["supporters"]["PS-N1"]
     [event] = audit(engine, "fidelity_rating", got["id"])
     assert event.action == "create" and event.after["total"] == pytest.approx(90.0)
@@ -468,3 +469,16 @@ def test_tidier_items_10_and_12_come_from_the_records(client, world):
         i["key"]: i for i in ok(client.get(f"/studies/{sid}/arms/online/tidier", headers=H(world, "admin")))["items"]
     }
     assert other["10_modifications"]["value"]["adaptations"] == 0
+
+
+def test_analysts_read_ratings_and_adaptations_with_blinded_arm_letters(client, world):
+    sid = world["study"].id
+    if not ok(client.get(f"/studies/{sid}/fidelity/ratings", headers=H(world, "admin"))):
+        rate(client, world, "ev1", "n2", answers())
+    ratings = ok(client.get(f"/studies/{sid}/fidelity/ratings", headers=H(world, "analyst")))
+    assert ratings and {r["arm"] for r in ratings} <= {"A", "B", "C"}
+    staff = ok(client.get(f"/studies/{sid}/fidelity/ratings", headers=H(world, "admin")))
+    assert {r["arm"] for r in staff} - {"A", "B", "C"}  # staff see the arm codes
+    ok(client.post(f"/studies/{sid}/adaptations", json=FRAME, headers=H(world, "coord_a")), 201)
+    adaptations = ok(client.get(f"/studies/{sid}/adaptations", headers=H(world, "analyst")))
+    assert adaptations and {a["arm"] for a in adaptations} <= {"A", "B", "C"}

@@ -165,6 +165,8 @@ def test_participant_fills_a_wave_with_a_break(server, browser, client, make_stu
     outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("none", "")  # a visible focus ring
     page.check('input[name="i_gad7_2"][value="1"]')
+    # Each answer is saved as it is given (the page's script posts a draft; nothing is scored yet).
+    page.wait_for_function("() => document.getElementById('autosave-status').textContent.includes('saved')")
     _shot(page, backend, "03-second-part")
     ctx.close()
 
@@ -176,7 +178,8 @@ def test_participant_fills_a_wave_with_a_break(server, browser, client, make_stu
     page = ctx.new_page()
     page.goto(url)
     assert page.locator("#progress-label").inner_text() == "Part 2 of 2"
-    assert not page.is_checked('input[name="i_gad7_1"][value="1"]')  # unsaved answers were not kept
+    # The answers ticked before leaving are still there.
+    assert page.is_checked('input[name="i_gad7_1"][value="1"]') and page.is_checked('input[name="i_gad7_2"][value="1"]')
     for i, v in enumerate(gad7, start=1):
         page.check(f'input[name="i_gad7_{i}"][value="{v}"]')
     page.get_by_role("button", name="Submit my answers").click()

@@ -1,0 +1,1 @@
+"""Console pages of one participant: enrolment, the participant page, staff entry, links, status."""

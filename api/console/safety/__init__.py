@@ -1,0 +1,1 @@
+"""Console safety pages: the study's unresolved alerts, acknowledged from the list."""
