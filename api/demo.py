@@ -64,6 +64,7 @@ class DemoResult:
     alerts: dict[str, int] | None = None
     adverse_events: int = 0
     screened: int = 0
+    transcripts: int = 0
     delivery: dict | None = None
     fidelity: dict | None = None
     plan_hash: str | None = None
@@ -90,6 +91,10 @@ class DemoResult:
         if self.screened:
             lines.append(
                 f"screening log: {self.screened} people assessed; trial report: peerlens report {self.study_id}"
+            )
+        if self.transcripts:
+            lines.append(
+                f"transcripts: {self.transcripts} de-identified interviews (GET /studies/{self.study_id}/transcripts)"
             )
         if self.delivery is not None:
             d = self.delivery
@@ -311,6 +316,10 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         result.screened = report_demo.screening_log(
             session, study, [p for p, _ in by_code.values()], site_codes, actor, seed
         )
+        from api.transcripts import demo as transcripts_demo
+
+        group = [p for p, row in by_code.values() if row.arm == "group" and row.site == "north"]
+        result.transcripts = transcripts_demo.load(session, study, actor, group[:2])
         from api.delivery import demo as delivery_demo
 
         result.delivery = delivery_demo.populate(session, study, cohort, today, actor)

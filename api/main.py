@@ -34,6 +34,7 @@ from api.console.participants.router import router as console_participants_route
 from api.console.router import router as console_router
 from api.console.safety.router import router as console_safety_router
 from api.db import engine_from_settings
+from api.delivery import qualitative as _delivery_for_qualitative  # noqa: F401 (registers the hooks)
 from api.delivery.router import router as delivery_router
 from api.docs import install_docs
 from api.errors import ErrorGuard, install_handlers
@@ -56,6 +57,7 @@ from api.safety.router import router as safety_router
 from api.sap.router import router as sap_router
 from api.studies import dates
 from api.studies.router import router as studies_router
+from api.transcripts.matrices.router import router as matrices_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
 from api.web.ratelimit import FailedAttemptGuard, FailureLimiter
@@ -238,6 +240,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         interop_router,  # REDCap import and export
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
+        matrices_router,  # joint-display matrices and meta-inferences
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary
         delivery_router,  # process evaluation: supporters, training, groups, sessions, attendance, dose
         fidelity_router,  # fidelity checklists and ratings, agreement, the FRAME adaptation log

@@ -47,6 +47,7 @@ from api.sap.models import AnalysisPlan, StudyUnblinding  # noqa: F401
 from api.studies.models import Arm, Site, SiteContact, Study, Wave  # noqa: F401
 from api.transcripts.models import (  # noqa: F401
     CodeHistory,
+    MetaInference,
     QualCode,
     QualCoding,
     QualMemo,

@@ -86,7 +86,7 @@ def main() -> None:
     n_words = sum(len(t.text.split()) for t in transcripts)
     nlp = blank_pipeline()
     t0 = time.perf_counter()
-    coder = AutoCoder(cb, nlp=nlp, participants_only=False)
+    coder = AutoCoder(cb, nlp=nlp, participants_only=False, expand="match")
     build = time.perf_counter() - t0
     # The baseline tokenises exactly the texts the auto-coder hands to spaCy.
     paragraphs = [t.text[a:b] for t in transcripts for a, b, _ in coder.blocks(t)]

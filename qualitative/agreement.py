@@ -19,9 +19,14 @@ output:
 ``"paragraph"``
     non-empty lines;
 ``"segment"``
-    coded segments: codings of all coders (any code) in a transcript merged into
-    clusters of overlapping spans; a coder "has" a code in a segment when one of
-    their codings of that code overlaps it.
+    coded segments, built per code: the codings of one code (all coders) in a
+    transcript merged into clusters of overlapping spans; a coder "has" the code
+    in a segment when one of their codings of it overlaps the segment. Each code
+    is judged on its own segments only (no code is "absent" in another code's
+    segment).
+
+For agreement on the spans themselves — characters, MAXQDA's segment overlap
+threshold, Krippendorff's unitized alpha — see :mod:`qualitative.spans`.
 
 A code is present in a unit when a coding overlaps it by at least
 ``min_chars`` characters. "Overall" pools every (unit, code) pair as one binary
@@ -45,6 +50,7 @@ __all__ = [
     "krippendorff_alpha",
     "cohens_kappa",
     "kappa_from_table",
+    "krippendorff_alpha_from_counts",
     "percent_agreement",
     "unit_matrix",
     "agreement",
@@ -150,6 +156,31 @@ def krippendorff_alpha(data, level: str = "nominal") -> float:
     return float(1.0 - (n - 1) * (coincidences * delta).sum() / expected)
 
 
+def krippendorff_alpha_from_counts(table) -> float:
+    """Krippendorff's alpha (nominal) for two coders from a k x k table of their paired labels.
+
+    Each item is one pair of values, so the coincidence matrix is the table plus its transpose.
+
+    Examples
+    --------
+    Krippendorff (1995, p. 57), Bertha and Bill digitized: both 6, Bertha only 8, neither 10.
+
+    >>> round(krippendorff_alpha_from_counts([[6, 8], [0, 10]]), 3)
+    0.329
+    """
+    t = np.asarray(table, dtype=float)
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise ValueError("table must be square")
+    o = t + t.T
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    expected = n_c.sum() ** 2 - (n_c**2).sum()
+    if n < 2 or expected == 0:
+        return float("nan")
+    observed = o.sum() - np.trace(o)
+    return float(1.0 - (n - 1) * observed / expected)
+
+
 def kappa_from_table(table) -> float:
     """Cohen's kappa from a k x k contingency table (rows: rater 1, columns: rater 2).
 
@@ -225,6 +256,27 @@ def _segment_spans(df: pd.DataFrame, text_len: int) -> list[tuple[int, int]]:
     return [tuple(x) for x in merged]
 
 
+def _unit_records(tid, spans, sub: pd.DataFrame, codes, coders, min_chars: int, first: int = 0) -> list[dict]:
+    starts = np.array([s for s, _ in spans], dtype=np.int64)
+    ends = np.array([e for _, e in spans], dtype=np.int64)
+    present = np.zeros((len(spans), len(codes), len(coders)), dtype=np.int8)
+    code_ix = {c: i for i, c in enumerate(codes)}
+    coder_ix = {c: i for i, c in enumerate(coders)}
+    for code, coder, s, e in zip(sub["code"], sub["coder"], sub["start"], sub["end"], strict=True):
+        if code not in code_ix:
+            continue
+        overlap = np.minimum(ends, int(e)) - np.maximum(starts, int(s))
+        hit = overlap >= min(min_chars, max(int(e) - int(s), 1))
+        present[hit, code_ix[code], coder_ix[coder]] = 1
+    records = []
+    for ui, (s, e) in enumerate(spans):
+        for ci, code in enumerate(codes):
+            rec = {"transcript": tid, "unit_index": first + ui, "start": s, "end": e, "code": code}
+            rec.update({c: int(present[ui, ci, k]) for k, c in enumerate(coders)})
+            records.append(rec)
+    return records
+
+
 def unit_matrix(
     codings: Sequence[Coding] | pd.DataFrame,
     transcripts: Iterable[Transcript],
@@ -247,26 +299,20 @@ def unit_matrix(
         raise ValueError("agreement needs at least two coders")
     df = df[df["coder"].isin(coders)]
     codes = list(codes) if codes is not None else sorted(df["code"].unique())
-    records = []
+    records: list[dict] = []
     for t in transcripts:
         sub = df[df["transcript"] == t.id]
-        spans = _segment_spans(sub, len(t.text)) if unit == "segment" else unit_spans(t, unit)
-        starts = np.array([s for s, _ in spans])
-        ends = np.array([e for _, e in spans])
-        present = np.zeros((len(spans), len(codes), len(coders)), dtype=np.int8)
-        code_ix = {c: i for i, c in enumerate(codes)}
-        coder_ix = {c: i for i, c in enumerate(coders)}
-        for code, coder, s, e in zip(sub["code"], sub["coder"], sub["start"], sub["end"], strict=True):
-            if code not in code_ix:
-                continue
-            overlap = np.minimum(ends, int(e)) - np.maximum(starts, int(s))
-            hit = overlap >= min(min_chars, max(int(e) - int(s), 1))
-            present[hit, code_ix[code], coder_ix[coder]] = 1
-        for ui, (s, e) in enumerate(spans):
-            for ci, code in enumerate(codes):
-                rec = {"transcript": t.id, "unit_index": ui, "start": s, "end": e, "code": code}
-                rec.update({c: int(present[ui, ci, k]) for k, c in enumerate(coders)})
-                records.append(rec)
+        if unit == "segment":
+            # Segments are built per code: one code's codings (all coders) merged where they overlap,
+            # so another code's codings never widen or join them.
+            first = 0
+            for code in codes:
+                one = sub[sub["code"] == code]
+                spans = _segment_spans(one, len(t.text))
+                records += _unit_records(t.id, spans, one, [code], coders, min_chars, first)
+                first += len(spans)
+            continue
+        records += _unit_records(t.id, unit_spans(t, unit), sub, codes, coders, min_chars)
     return pd.DataFrame(records, columns=["transcript", "unit_index", "start", "end", "code", *coders])
 
 

@@ -20,6 +20,7 @@ codes stays close to the speed of bare tokenisation.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from .codebook import Code, Codebook, Coding
 from .nlp import blank_pipeline, lemma_forms
 from .transcripts import Transcript, paragraph_spans
 
-__all__ = ["Suggestion", "SuggestionLedger", "AutoCoder", "suggestions_frame"]
+__all__ = ["Suggestion", "SuggestionLedger", "AutoCoder", "suggestions_frame", "sentence_around"]
 
 _REQUIRED_OPS = {None, "+", "1", "{1}"}
 _ATTR_IDS = {"LOWER": LOWER, "ORTH": ORTH, "TEXT": ORTH}
@@ -56,6 +57,7 @@ class Suggestion:
     end: int
     text: str
     rule: str  # "keyword" or "pattern"
+    context: str = field(default="", compare=False)  # the sentence around the matched words
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -64,6 +66,35 @@ class Suggestion:
     @property
     def id(self) -> str:
         return f"{self.transcript}:{self.code}:{self.start}:{self.end}"
+
+
+_SENTENCE_END = re.compile(r"[.!?…]+[\"'”’)\]]*(?=\s|$)")
+
+
+def sentence_around(text: str, region: tuple[int, int], start: int, end: int) -> tuple[int, int]:
+    """The sentence of ``text`` (within ``region``) that holds ``[start, end)``.
+
+    Sentences end at ``.``, ``!``, ``?`` or ``…`` (with closing quotes) before a space; a match
+    that crosses a sentence end gets every sentence it touches.
+
+    >>> t = "P01: It was hard. I felt so lonely before the group! Now it's better."
+    >>> s, e = sentence_around(t, (5, len(t)), t.index("lonely"), t.index("lonely") + 6)
+    >>> t[s:e]
+    'I felt so lonely before the group!'
+    """
+    a, b = region
+    s = a
+    for m in _SENTENCE_END.finditer(text, a, b):
+        if m.end() <= start:
+            s = m.end()
+        elif m.end() >= end:
+            b = m.end()
+            break
+    while s < b and text[s].isspace():
+        s += 1
+    while b > s and text[b - 1].isspace():
+        b -= 1
+    return s, b
 
 
 def suggestions_frame(suggestions: Iterable[Suggestion]) -> pd.DataFrame:
@@ -227,8 +258,10 @@ class AutoCoder:
     nlp : spacy.Language, optional
         Tokenizer to use (default: ``spacy.blank("en")``). Its components run
         only when a pattern needs tags, morphology, parses or entities.
-    expand : {"match", "paragraph"}
-        Suggest the matched words only, or the whole paragraph around them.
+    expand : {"sentence", "match", "paragraph"}
+        Suggest the sentence holding the matched words (default), the matched words only, or the
+        whole paragraph. Every suggestion carries its sentence as ``context``, so a coder judges a
+        keyword hit in the sentence it was said in.
     participants_only : bool
         Skip interviewer turns.
 
@@ -238,7 +271,9 @@ class AutoCoder:
     >>> cb = Codebook([Code("isolation", "Isolation", keywords=("feel isolated",))])
     >>> t = parse_text("Interviewer: And then?\\nP01: I was feeling isolated.", id="t1")
     >>> [(s.code, s.text) for s in AutoCoder(cb).suggest([t])]
-    [('isolation', 'feeling isolated')]
+    [('isolation', 'I was feeling isolated.')]
+    >>> [(s.text, s.context) for s in AutoCoder(cb, expand="match").suggest([t])]
+    [('feeling isolated', 'I was feeling isolated.')]
     """
 
     def __init__(
@@ -247,15 +282,15 @@ class AutoCoder:
         *,
         attr: str = "LEMMA",
         nlp: Language | None = None,
-        expand: str = "match",
+        expand: str = "sentence",
         participants_only: bool = True,
         batch_size: int = 64,
         block_chars: int = 30_000,
     ) -> None:
         if attr not in {"LEMMA", "LOWER"}:
             raise ValueError("attr must be 'LEMMA' or 'LOWER'")
-        if expand not in {"match", "paragraph"}:
-            raise ValueError("expand must be 'match' or 'paragraph'")
+        if expand not in {"match", "sentence", "paragraph"}:
+            raise ValueError("expand must be 'sentence', 'match' or 'paragraph'")
         self.codes = [c for c in codebook if c.codable]
         self.attr = attr
         self.nlp = nlp or blank_pipeline()
@@ -431,12 +466,13 @@ class AutoCoder:
                 i = bisect_right(starts, s) - 1
                 if i < 0 or e > regions[i][1]:
                     continue  # in an interviewer turn, or across paragraphs
-                start, end = (s, e) if self.expand == "match" else regions[i]
+                sentence = sentence_around(t.text, regions[i], s, e)
+                start, end = {"match": (s, e), "sentence": sentence, "paragraph": regions[i]}[self.expand]
                 key = (t.id, code, start, end)
                 if key in seen or key in rejected or key in existing:
                     continue
                 seen.add(key)
-                yield Suggestion(t.id, code, start, end, t.text[start:end], rule)
+                yield Suggestion(t.id, code, start, end, t.text[start:end], rule, t.text[sentence[0] : sentence[1]])
 
     def suggest(
         self,

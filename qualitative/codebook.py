@@ -298,6 +298,8 @@ class CodedCorpus:
     codings: list[Coding] = field(default_factory=list)
     memos: list[Memo] = field(default_factory=list)
     name: str = "Peerlens project"
+    #: case (participant study code) -> {variable: value}: arm, site, trajectory group, dose ...
+    cases: dict[str, dict] = field(default_factory=dict)
 
     def transcript(self, transcript_id: str) -> Transcript:
         for t in self.transcripts:

@@ -32,6 +32,8 @@ import pandas as pd
 import spacy
 from spacy.language import Language
 
+from .deid_rules import detect_patterns
+from .deid_words import capitalised_candidates, clinical_terms, is_common_word, name_variants
 from .nlp import load_ner_model
 from .transcripts import Transcript, Turn, paragraph_spans
 
@@ -45,7 +47,7 @@ __all__ = [
     "rule_pipeline",
 ]
 
-ENTITY_TYPES = ("PERSON", "PLACE", "ORG", "DATE", "PHONE", "EMAIL")
+ENTITY_TYPES = ("PERSON", "PLACE", "ORG", "DATE", "PHONE", "EMAIL", "ID", "ADDRESS", "POSTCODE", "URL", "HANDLE", "AGE")
 _NER_LABELS = {
     "PERSON": "PERSON",
     "PER": "PERSON",
@@ -269,8 +271,20 @@ def rule_pipeline() -> Language:
 
 # --------------------------------------------------------------------------- candidates
 
-# Lower tier wins; within a tier the longer span wins.
-_TIER = {"vault": 0, "email": 0, "phone": 0, "regex": 1, "ner": 1, "ruler": 1}
+# The longer span wins (it removes more); between equal spans the lower tier wins, so a vault or
+# study term keeps its placeholder identity.
+_TIER = {
+    "propagated": 2,
+    "vault": 0,
+    "term": 0,
+    "email": 0,
+    "phone": 1,
+    "pattern": 0,
+    "regex": 1,
+    "ner": 1,
+    "ruler": 1,
+    "words": 2,
+}
 
 
 @dataclass(frozen=True)
@@ -288,33 +302,52 @@ def _norm(surface: str) -> str:
     return re.sub(r"^the ", "", s)
 
 
-def _vault_candidates(text: str, vault: VaultIdentifiers) -> tuple[list[_Cand], dict[str, str]]:
+def _name_pattern(variant: str) -> tuple[str, int]:
+    """Regex for one form of a known name; everyday words ("Will", "Marsh") must be capitalised."""
+    body = r"\s+".join(map(re.escape, variant.split()))
+    pattern = r"(?<![\w@.])" + body + r"(?![\w@])"
+    if " " not in variant and is_common_word(variant, 4.0):
+        return pattern, 0  # case-sensitive: "Will" the name, not "will" the verb
+    return pattern, re.IGNORECASE
+
+
+def _vault_candidates(
+    text: str, vault: VaultIdentifiers, source: str = "vault", prefix: str = "vault"
+) -> tuple[list[_Cand], dict[str, str]]:
     cands: list[_Cand] = []
     name_keys: dict[str, str] = {}
     for i, full in enumerate(vault.names):
-        parts = [p for p in re.split(r"[\s]+", full.strip()) if len(p.strip(".")) >= 2]
-        variants = {full.strip(), *parts}
-        if len(parts) >= 3:
-            variants.add(f"{parts[0]} {parts[-1]}")
+        if not full or not full.strip():
+            continue
+        key = f"{prefix}-person-{i}"
+        variants = name_variants(full.strip())
         for v in variants:
-            name_keys[_norm(v)] = f"vault-person-{i}"
+            name_keys.setdefault(_norm(v), key)
         for v in sorted(variants, key=len, reverse=True):
-            pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, v.split())) + r"(?!\w)"
-            for m in re.finditer(pattern, text, flags=re.IGNORECASE):
-                cands.append(_Cand(m.start(), m.end(), "PERSON", "vault", f"vault-person-{i}"))
+            pattern, flags = _name_pattern(v)
+            for m in re.finditer(pattern, text, flags=flags):
+                if flags == 0 or m.group()[:1].isupper() or source == "vault":
+                    cands.append(_Cand(m.start(), m.end(), "PERSON", source, key))
     for e in vault.emails:
+        if not e or not e.strip():
+            continue
         for m in re.finditer(r"(?<![\w.+-])" + re.escape(e.strip()) + r"(?![\w-])", text, re.IGNORECASE):
-            cands.append(_Cand(m.start(), m.end(), "EMAIL", "vault", "email:" + e.strip().lower()))
-    wanted = [_digits(p)[-9:] for p in vault.phones if len(_digits(p)) >= 7]
+            cands.append(_Cand(m.start(), m.end(), "EMAIL", source, "email:" + e.strip().lower()))
+    wanted = [_digits(p)[-9:] for p in vault.phones if p and len(_digits(p)) >= 7]
     if wanted:
         for m in _PHONE_RE.finditer(text):
             d = _digits(m.group())
             if any(d.endswith(w) or w.endswith(d[-9:]) for w in wanted):
-                cands.append(_Cand(m.start(), m.end(), "PHONE", "vault", "phone:" + d[-9:]))
+                cands.append(_Cand(m.start(), m.end(), "PHONE", source, "phone:" + d[-9:]))
     for kind, items in (("PLACE", vault.places), ("ORG", vault.organisations)):
         for p in items:
-            for m in re.finditer(r"(?<!\w)" + re.escape(p.strip()) + r"(?!\w)", text, re.IGNORECASE):
-                cands.append(_Cand(m.start(), m.end(), kind, "vault", f"{kind}:{_norm(p)}"))
+            if not p or not p.strip():
+                continue
+            pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, p.split())) + r"(?!\w)"
+            # A one-word site or place that is an everyday word ("North", "Bath") must be capitalised.
+            flags = 0 if " " not in p.strip() and is_common_word(p.strip(), 4.0) else re.IGNORECASE
+            for m in re.finditer(pattern, text, flags):
+                cands.append(_Cand(m.start(), m.end(), kind, source, f"{kind}:{_norm(p)}"))
     return cands, name_keys
 
 
@@ -329,6 +362,7 @@ def _regex_candidates(text: str) -> list[_Cand]:
     for rx in _DATE_RES:
         for m in rx.finditer(text):
             cands.append(_Cand(m.start(), m.end(), "DATE", "regex", "date:" + _norm(m.group())))
+    cands += [_Cand(s, e, typ, "pattern", key) for s, e, typ, key in detect_patterns(text)]
     return cands
 
 
@@ -393,7 +427,7 @@ def _protected_spans(text: str, transcript: Transcript | None, keep: Iterable[st
 
 
 def _select(cands: Iterable[_Cand]) -> list[_Cand]:
-    ordered = sorted(cands, key=lambda c: (_TIER[c.source], -(c.end - c.start), c.start))
+    ordered = sorted(cands, key=lambda c: (-(c.end - c.start), _TIER[c.source], c.start))
     taken: list[tuple[int, int]] = []
     chosen = []
     for c in ordered:
@@ -407,6 +441,40 @@ def _select(cands: Iterable[_Cand]) -> list[_Cand]:
         taken.insert(i, (c.start, c.end))
         chosen.append(c)
     return sorted(chosen, key=lambda c: c.start)
+
+
+def _link_and_propagate(text: str, cands: list[_Cand], name_keys: dict[str, str]) -> list[_Cand]:
+    """One surface, one placeholder: every occurrence of a detected surface is replaced.
+
+    Parts and nicknames of a detected multi-word name join that person ("Philippa Grundy",
+    "Philippa", "Pip"), and each detected surface is searched again across the whole text, so a
+    name found once (after a title, beside a surname) is removed from every other turn too.
+    """
+    for c in sorted(cands, key=lambda c: -(c.end - c.start)):
+        if c.type != "PERSON":
+            continue
+        surface = text[c.start : c.end]
+        key = name_keys.get(_norm(surface), c.key)
+        if " " in surface.strip():
+            for v in name_variants(surface):
+                name_keys.setdefault(_norm(v), key)
+    surfaces: dict[str, tuple[str, str]] = {}
+    for c in cands:
+        surface = re.sub(r"\s+", " ", text[c.start : c.end]).strip()
+        if len(surface) < 2:
+            continue
+        key = name_keys.get(_norm(surface), c.key) if c.type == "PERSON" else c.key
+        surfaces.setdefault(surface, (c.type, key))
+        if c.type == "PERSON" and c.source not in ("vault", "term"):
+            for v in name_variants(surface):
+                if v != surface and not is_common_word(v):
+                    surfaces.setdefault(v, (c.type, name_keys.get(_norm(v), key)))
+    out = list(cands)
+    for surface, (typ, key) in surfaces.items():
+        body = r"\s+".join(map(re.escape, surface.split()))
+        for m in re.finditer(r"(?<![\w@.])" + body + r"(?![\w@])", text):
+            out.append(_Cand(m.start(), m.end(), typ, "propagated", key))
+    return out
 
 
 # --------------------------------------------------------------------------- main entry
@@ -457,14 +525,13 @@ def deidentify(
     transcript = source if isinstance(source, Transcript) else None
     text = source.text if transcript is not None else str(source)
     vault = VaultIdentifiers.coerce(vault)
-    if terms:
-        vault = VaultIdentifiers(
-            names=[*vault.names, *terms.get("PERSON", [])],
-            emails=[*vault.emails, *terms.get("EMAIL", [])],
-            phones=[*vault.phones, *terms.get("PHONE", [])],
-            places=[*vault.places, *terms.get("PLACE", [])],
-            organisations=[*vault.organisations, *terms.get("ORG", [])],
-        )
+    study_terms = VaultIdentifiers(
+        names=list((terms or {}).get("PERSON", [])),
+        emails=list((terms or {}).get("EMAIL", [])),
+        phones=list((terms or {}).get("PHONE", [])),
+        places=list((terms or {}).get("PLACE", [])),
+        organisations=list((terms or {}).get("ORG", [])),
+    )
 
     ner_nlp, warning = load_ner_model(model)
     notes = []
@@ -473,15 +540,31 @@ def deidentify(
         warnings.warn(warning, UserWarning, stacklevel=2)
 
     cands, name_keys = _vault_candidates(text, vault)
+    term_cands, term_keys = _vault_candidates(text, study_terms, source="term", prefix="term")
+    cands += term_cands
+    for k, v in term_keys.items():
+        name_keys.setdefault(k, v)
     cands += _regex_candidates(text)
+    keep_words = frozenset(w.casefold() for w in keep if w and w.strip())
+    guessed: list[_Cand] = []
     if rules:
-        cands += _ruler_candidates(text)
+        guessed += _ruler_candidates(text)
+        guessed += [_Cand(s, e, t, "words", k) for s, e, t, k in capitalised_candidates(text, keep=keep_words)]
     if ner_nlp is not None:
-        cands += _ner_candidates(text, ner_nlp)
+        guessed += _ner_candidates(text, ner_nlp)
+    # Clinical terms (COPD, GP, HbA1c) and the caller's keep words are analytic content: a guess
+    # that is only such a term is dropped. Vault, study terms and patterns are never dropped.
+    kept = clinical_terms() | keep_words
+    cands += [c for c in guessed if _norm(text[c.start : c.end]) not in kept]
 
     protected = _protected_spans(text, transcript, keep)
     if protected:
-        cands = [c for c in cands if c.source == "vault" or not any(a < c.end and c.start < b for a, b in protected)]
+        cands = [
+            c
+            for c in cands
+            if c.source in ("vault", "term") or not any(a < c.end and c.start < b for a, b in protected)
+        ]
+    cands = _link_and_propagate(text, cands, name_keys)
     chosen = _select(cands)
     counters: dict[str, int] = {}
     placeholders: dict[tuple[str, str], str] = {}
@@ -492,7 +575,7 @@ def deidentify(
     for c in chosen:
         key = c.key
         if c.type == "PERSON":
-            # A shorter or differently cased mention of a vault name joins that person.
+            # A shorter, differently cased or nicknamed mention of a known name joins that person.
             key = name_keys.get(_norm(text[c.start : c.end]), key)
         ph = placeholders.get((c.type, key))
         if ph is None:

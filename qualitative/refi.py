@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from lxml import etree
 
 from .codebook import Code, Codebook, CodedCorpus, Coding, Memo, slugify
+from .refi_cases import read_cases, write_cases
 from .transcripts import Transcript, Turn, parse_text
 
 __all__ = [
@@ -203,8 +204,13 @@ def _read_codes(
         walk(el, None)
 
 
-def import_qdc(path: str | Path) -> Codebook:
-    """Read a REFI-QDA ``.qdc`` codebook (or the codebook of a ``project.qde``)."""
+def import_qdc(path: str | Path, *, paths: bool = True) -> Codebook:
+    """Read a REFI-QDA ``.qdc`` codebook (or the codebook of a ``project.qde``).
+
+    With ``paths`` (the default), flat names that are paths — Taguette writes its tags as
+    ``Benefits.Reduced isolation`` or ``Barriers/Travel`` — become a hierarchy
+    (:func:`qualitative.exchange.split_code_paths`).
+    """
     root = etree.parse(str(path)).getroot()
     ns = etree.QName(root).namespace
     if ns not in (CODEBOOK_NS, PROJECT_NS):
@@ -216,6 +222,10 @@ def import_qdc(path: str | Path) -> Codebook:
         raise ValueError("no Codes element found")
     cb = Codebook(name=Path(path).stem)
     _read_codes(codes, ns, cb, {})
+    if paths:
+        from .exchange import split_code_paths
+
+        cb = split_code_paths(cb)
     return cb
 
 
@@ -258,6 +268,13 @@ def project_to_xml(corpus: CodedCorpus) -> tuple[bytes, dict[str, str]]:
         codes_el = etree.SubElement(etree.SubElement(root, f"{P}CodeBook"), f"{P}Codes")
         for code in corpus.codebook.roots():
             _code_element(codes_el, PROJECT_NS, corpus.codebook, code, code_notes)
+
+    if corpus.cases:
+        case_sources: dict[str, list[str]] = {}
+        for t in corpus.transcripts:
+            for p in dict.fromkeys([*(t.participants or []), *([t.participant] if t.participant else [])]):
+                case_sources.setdefault(p, []).append(_guid("source", t.id))
+        write_cases(root, PROJECT_NS, corpus.cases, case_sources, before=None)
 
     files: dict[str, str] = {}
     if corpus.transcripts:
@@ -489,6 +506,12 @@ def import_qdpx(path: str | Path) -> CodedCorpus:
                 memo(r.get("targetGUID", ""), "transcript", tid)
         for r in root.iterfind(f"{P}NoteRef"):
             memo(r.get("targetGUID", ""), "project", None)
+    cases, _ = read_cases(root, ns)
     return CodedCorpus(
-        transcripts=transcripts, codebook=cb, codings=codings, memos=memos, name=root.get("name", "Peerlens project")
+        transcripts=transcripts,
+        codebook=cb,
+        codings=codings,
+        memos=memos,
+        name=root.get("name", "Peerlens project"),
+        cases=cases,
     )

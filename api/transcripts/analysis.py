@@ -12,7 +12,6 @@ Examples
 from __future__ import annotations
 
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,9 +173,38 @@ def _coders(corpus: Corpus, coders: list[str] | None) -> list[str]:
     return coders
 
 
-def agreement_rows(corpus: Corpus, unit: str, coders: list[str] | None) -> list[dict]:
+def agreement_rows(
+    corpus: Corpus, unit: str, coders: list[str] | None, threshold: float | None = None, min_chars: int = 1
+) -> list[dict]:
+    """Agreement per code and overall, by the unit asked for.
+
+    ``turn``/``paragraph``/``segment``: presence of each code per unit (a coding counts when it
+    overlaps the unit by ``min_chars``); ``segment`` with a ``threshold``: MAXQDA's segment overlap
+    rule; ``character``: character-level agreement and kappa; ``continuum``: Krippendorff's uα.
+    """
     coders = _coders(corpus, coders)
-    return records(q.agreement(corpus.library_codings(), corpus.transcripts, unit=unit, coders=coders))
+    if threshold is not None and unit != "segment":
+        raise Unprocessable(["query", "threshold"], "a threshold applies to unit=segment only", "invalid_combination")
+    pairwise = unit == "character" or threshold is not None
+    if pairwise and len(coders) != 2:
+        raise Unprocessable(
+            ["query", "coders"], "this unit compares exactly two coders: name them with coders=a,b", "two_coders"
+        )
+    codings, transcripts = corpus.library_codings(), corpus.transcripts
+    if unit == "character":
+        table = q.character_agreement(codings, transcripts, coders=coders)
+        method = "characters"
+    elif unit == "continuum":
+        table = q.unitized_alpha(codings, transcripts, coders=coders)
+        method = "krippendorff_u_alpha"
+    elif threshold is not None:
+        table = q.segment_agreement(codings, transcripts, threshold=threshold, min_chars=min_chars, coders=coders)
+        method = "segment_overlap"
+    else:
+        table = q.agreement(codings, transcripts, unit=unit, coders=coders, min_chars=min_chars)
+        method = "presence"
+    table = table.assign(unit=unit, method=method, coders=", ".join(coders), min_chars=min_chars)
+    return records(table)
 
 
 def disagreement_rows(corpus: Corpus, unit: str, coders: list[str] | None) -> list[dict]:
@@ -258,9 +286,24 @@ def joint_table(session: Session, study: Study, actor: Actor, body, settings) ->
     return table, themes
 
 
-def joint_display(session: Session, study: Study, actor: Actor, body, settings) -> dict[str, Any]:
-    """The joint display with a plot written to the artefact store (served by the API)."""
+def joint_display(
+    session: Session, study: Study, actor: Actor, body, settings, *, write: bool = True
+) -> dict[str, Any]:
+    """The joint display with BH-adjusted p-values and small-n warnings; with ``write`` (the POST
+    route) the plot goes to the artefact store and the run is audited, a GET writes nothing."""
     table, themes = joint_table(session, study, actor, body, settings)
+    table = q.adjust_joint_display(table)
+    from api.transcripts.meta import by_row
+
+    metas = by_row(session, study.id)
+    table["meta_inference"] = [
+        getattr(metas.get((t, sc)), "inference", None) for t, sc in zip(table["theme"], table["scale"], strict=True)
+    ]
+    table["meta_note"] = [
+        getattr(metas.get((t, sc)), "note", None) for t, sc in zip(table["theme"], table["scale"], strict=True)
+    ]
+    if not write:
+        return {"baseline": body.baseline, "followup": body.followup, "rows": records(table), "plot_url": None}
     sites = site_scope(actor, sites_by_code(session, study.id))
     run = ArtifactStore.from_settings(settings).new_run(
         "qualitative", study.id, {"kind": "joint-display", "sites": sites, "actor_role": actor.role}
@@ -333,8 +376,19 @@ def export_qdc(corpus: Corpus) -> bytes:
 
 
 def export_qdpx(session: Session, corpus: Corpus) -> bytes:
+    """The study's visible transcripts, codebook, codings and memos, with one case per participant
+    interviewed (variables from :mod:`api.transcripts.cases`)."""
+    from api.transcripts.cases import case_variables
+
+    ids = sorted({pid for t in corpus.rows for pid in (t.participant_ids or [])})
+    people = session.exec(select(Participant).where(Participant.id.in_(ids))).all() if ids else []
     lib = q.CodedCorpus(
-        corpus.transcripts, corpus.codebook, corpus.library_codings(), _memos(session, corpus), name=corpus.study.title
+        corpus.transcripts,
+        corpus.codebook,
+        corpus.library_codings(),
+        _memos(session, corpus),
+        name=corpus.study.title,
+        cases=case_variables(session, corpus.study, sorted(people, key=lambda p: p.study_code)),
     )
     with tempfile.TemporaryDirectory() as d:
         try:
@@ -342,168 +396,3 @@ def export_qdpx(session: Session, corpus: Corpus) -> bytes:
         except ValueError as exc:
             raise _refi_refused(exc) from None
         return Path(path).read_bytes()
-
-
-def import_refi(session: Session, study: Study, actor: Actor, data: bytes, filename: str, settings) -> dict:
-    """Import a REFI-QDA codebook (``.qdc``) or project (``.qdpx``) into ``study``.
-
-    Codes whose key already exists are reused; sources are de-identified again with the vault of
-    the participants they name (offsets of their codings are mapped to the new text); codings keep
-    their coder names. Any unreadable file is a 422 naming ``file``.
-    """
-    is_zip = data[:4] == b"PK\x03\x04"
-    fmt = "qdpx" if is_zip else "qdc"
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / f"import.{fmt}"
-        path.write_bytes(data)
-        try:
-            if fmt == "qdpx":
-                lib = q.import_qdpx(path)
-                lib.validate()
-                cb = lib.codebook
-            else:
-                lib = None
-                cb = q.import_qdc(path)
-        except (
-            zipfile.BadZipFile,
-            KeyError,
-            ValueError,
-            TypeError,
-            AttributeError,
-            OSError,
-            IndexError,
-            UnicodeDecodeError,
-        ) as exc:
-            del exc
-            raise Unprocessable(["body", "file"], f"not a valid REFI-QDA {fmt} file", "invalid_refi") from None
-        except Exception:  # noqa: BLE001 - XML parser errors and the like: still the file's fault
-            raise Unprocessable(["body", "file"], f"not a valid REFI-QDA {fmt} file", "invalid_refi") from None
-
-    existing = {c.key: c for c in service.codes_of(session, study.id)}
-    created = reused = 0
-    ids: dict[str, int] = {}
-    pending = list(cb)
-    while pending:
-        rest = []
-        for code in pending:
-            if code.parent and code.parent not in ids:
-                rest.append(code)
-                continue
-            key = code.id[:80]
-            if key in existing:
-                ids[code.id] = existing[key].id
-                reused += 1
-                continue
-            row = QualCode(
-                study_id=study.id,
-                key=key,
-                name=code.name[:200],
-                parent_id=ids.get(code.parent),
-                description=code.description,
-                inclusion=code.inclusion,
-                exclusion=code.exclusion,
-                example=code.example,
-                color=code.color,
-                keywords=list(code.keywords),
-                patterns=[list(p) for p in code.patterns],
-                codable=code.codable,
-            )
-            session.add(row)
-            session.flush()
-            existing[key] = row
-            ids[code.id] = row.id
-            service._history(session, row, "add", {"imported_from": fmt}, actor)
-            created += 1
-        if len(rest) == len(pending):
-            raise Unprocessable(["body", "file"], "the codebook's parent references form a cycle", "invalid_refi")
-        pending = rest
-
-    report = {
-        "format": fmt,
-        "codes_created": created,
-        "codes_existing": reused,
-        "transcripts": 0,
-        "codings": 0,
-        "memos": 0,
-        "replacements": 0,
-        "unmatched_participants": 0,
-    }
-    if lib is not None:
-        people = {
-            p.study_code: p for p in session.exec(select(Participant).where(Participant.study_id == study.id)).all()
-        }
-        waves = {code: wid for wid, code in service.wave_codes(session, study.id).items()}
-        source_ids: dict[str, int] = {}
-        results: dict[str, q.DeidResult] = {}
-        for t in lib.transcripts:
-            labels = list(dict.fromkeys(t.participants or ([t.participant] if t.participant else [])))
-            matched = [people[c] for c in labels if c in people]
-            report["unmatched_participants"] += len(labels) - len(matched)
-            wave = session.get(service.Wave, waves[t.wave]) if t.wave in waves else None
-            kind = t.kind if t.kind in ("interview", "focus_group") else "interview"
-            if kind == "interview" and len(matched) != 1:
-                kind = "focus_group" if len(matched) > 1 else kind
-            row, result = service.store_transcript(
-                session,
-                study,
-                actor,
-                t,
-                participants=matched,
-                wave=wave,
-                kind=kind,
-                title=f"imported source {report['transcripts'] + 1}",
-                filename=None,
-                settings=settings,
-                source_format="refi",
-            )
-            if not matched:
-                row.participant_codes = []  # labels from another study are not this study's codes
-                session.add(row)
-            source_ids[t.id] = row.id
-            results[t.id] = result
-            report["transcripts"] += 1
-            report["replacements"] += len(result.replacements)
-        for c in lib.codings:
-            r = results[c.transcript]
-            start, end = r.map_offset(c.start, "start"), r.map_offset(c.end, "end")
-            if end <= start:
-                continue
-            session.add(
-                QualCoding(
-                    study_id=study.id,
-                    transcript_id=source_ids[c.transcript],
-                    code_id=ids[c.code],
-                    start=start,
-                    end=end,
-                    coder=(c.coder or "imported")[:320],
-                    memo=c.memo,
-                )
-            )
-            report["codings"] += 1
-        for m in lib.memos:
-            target_id, start, end = None, m.start, m.end
-            if m.target == "code" and m.target_id in ids:
-                target_id = ids[m.target_id]
-            elif m.target in ("transcript", "segment") and m.target_id in source_ids:
-                target_id = source_ids[m.target_id]
-                if m.target == "segment":
-                    r = results[m.target_id]
-                    start, end = r.map_offset(m.start, "start"), r.map_offset(m.end, "end")
-            elif m.target != "project":
-                continue  # memos on codings have no place of their own here
-            session.add(
-                QualMemo(
-                    study_id=study.id,
-                    target=m.target if m.target != "coding" else "project",
-                    target_id=target_id,
-                    start=start,
-                    end=end,
-                    title=(m.title or "")[:200],
-                    text=m.text,
-                    author=(m.author or None) and m.author[:320],
-                )
-            )
-            report["memos"] += 1
-    session.flush()
-    record(session, actor, "create", "refi_import", fmt, study_id=study.id, after=dict(report))
-    return report

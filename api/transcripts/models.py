@@ -153,3 +153,24 @@ class Suggestion(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     coding_id: int | None = Field(default=None, foreign_key="coding.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+META_INFERENCES = ("confirmation", "expansion", "discordance", "silence")
+
+
+class MetaInference(SQLModel, table=True):
+    """What the qualitative and quantitative strands say together about one joint-display row
+    (theme × scale): confirmation, expansion, discordance or silence (Fetters, Curry & Creswell),
+    with the team's reasoning."""
+
+    __tablename__ = "meta_inference"
+    __table_args__ = (UniqueConstraint("study_id", "theme", "scale"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    study_id: int = Field(foreign_key="study.id", index=True)
+    theme: str = Field(max_length=80)
+    scale: str = Field(max_length=60)
+    inference: str = Field(max_length=20)
+    note: str = Field(default="", sa_type=Text)
+    author: str | None = Field(default=None, max_length=320)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

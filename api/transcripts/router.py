@@ -24,7 +24,7 @@ from api.inputguard import NUL_TYPE, NulInDatabaseValue
 from api.routing import add_plot_route
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
-from api.transcripts import analysis, service
+from api.transcripts import analysis, exchange, service
 from api.transcripts.dependencies import (
     transcript_for,
     valid_code,
@@ -377,13 +377,21 @@ def agreement(
     actor: Actor = Depends(authorize(*READERS)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
-    unit: Literal["turn", "paragraph", "segment"] = "turn",
+    unit: Literal["turn", "paragraph", "segment", "character", "continuum"] = "turn",
     coders: str | None = Query(None, max_length=2000, description="two or more coders, comma-separated"),
+    threshold: float | None = Query(
+        None, gt=0, le=1, description="unit=segment: minimum overlap of two segments (MAXQDA), e.g. 0.9"
+    ),
+    min_chars: int = Query(1, ge=1, le=100_000, description="minimum overlap in characters"),
 ):
-    """Percent agreement, Cohen's (or Light's) kappa and Krippendorff's alpha per code and overall."""
+    """Agreement per code and overall: presence per turn/paragraph/segment (percent, kappa, alpha),
+    MAXQDA's segment overlap rule (``unit=segment&threshold=0.9``), character-level agreement and
+    kappa (``unit=character``) or Krippendorff's unitized alpha (``unit=continuum``)."""
     corpus = analysis.load_corpus(session, study, actor)
     end_read(session)
-    return analysis.agreement_rows(corpus, unit, service.parse_list(coders, ("query", "coders")))
+    return analysis.agreement_rows(
+        corpus, unit, service.parse_list(coders, ("query", "coders")), threshold=threshold, min_chars=min_chars
+    )
 
 
 @router.get("/studies/{study_id}/coding/disagreements")
@@ -476,6 +484,22 @@ def refi_codebook(
     )
 
 
+@router.get("/studies/{study_id}/codebook.csv")
+def codebook_csv(
+    actor: Actor = Depends(authorize(*READERS)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+):
+    """The codebook as Taguette's CSV (UTF-8 with BOM): path, description, counts, Peerlens' fields."""
+    corpus = analysis.load_corpus(session, study, actor)
+    end_read(session)
+    return Response(
+        exchange.export_codebook_csv(corpus),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="study-{study.id}-codebook.csv"'},
+    )
+
+
 @router.get("/studies/{study_id}/refi/project.qdpx")
 def refi_project(
     actor: Actor = Depends(authorize(*READERS)),
@@ -508,14 +532,25 @@ def refi_import(
     actor: Actor = Depends(authorize(*ADMIN)),
     study: Study = Depends(valid_study),
     session: Session = Depends(get_session),
-    file: UploadFile = File(..., description="REFI-QDA codebook (.qdc) or project (.qdpx)"),
+    file: UploadFile = File(
+        ...,
+        description="REFI-QDA codebook (.qdc) or project (.qdpx), Taguette project (.sqlite3) or codebook (.csv)",
+    ),
+    on_conflict: Literal["merge", "rename", "skip"] | None = Form(
+        None, description="what to do with imported codes whose key exists with another name, codability or parent"
+    ),
 ):
-    """Import codes (and, from a project, sources, codings and memos); sources are de-identified again."""
+    """Import codes (and, from a project, sources, codings and memos); sources are de-identified again.
+
+    A code that clashes with the study's code of the same key is a 409 listing the conflicts unless
+    ``on_conflict`` says to merge, rename or skip."""
     data = file.file.read()
     if not data:
         raise Unprocessable(["body", "file"], "the file is empty", "empty_file")
     try:
-        report = analysis.import_refi(session, study, actor, data, file.filename or "import", _settings(request))
+        report = exchange.import_file(
+            session, study, actor, data, file.filename or "import", _settings(request), on_conflict=on_conflict
+        )
     except NulInDatabaseValue as exc:
         raise Unprocessable(["body", "file"], exc.errors[0]["msg"], NUL_TYPE) from None
     session.commit()
@@ -581,8 +616,8 @@ def joint_display_get(
         )
     except ValueError:
         raise Unprocessable(["query", "theme"], "invalid joint-display parameters", "value_error") from None
-    out = analysis.joint_display(session, study, actor, body, _settings(request))
-    session.commit()
+    out = analysis.joint_display(session, study, actor, body, _settings(request), write=False)
+    end_read(session)
     return out
 
 

@@ -257,19 +257,40 @@ class JointDisplayRow(BaseModel):
     ci_low: float | None
     ci_high: float | None
     quotes: list[str]
+    p: float | None = Field(None, description="Welch's t-test of the change with vs without the theme")
+    p_bh: float | None = Field(None, description="Benjamini-Hochberg adjusted across every row of this table")
+    warning: str = ""
+    meta_inference: str | None = Field(None, description="confirmation, expansion, discordance or silence")
+    meta_note: str | None = None
+
+
+class MetaInferenceWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    theme: str = Field(min_length=1, max_length=80, description="code key")
+    scale: str = Field(min_length=1, max_length=60, description="outcome scale of the joint-display row")
+    inference: Literal["confirmation", "expansion", "discordance", "silence"]
+    note: str = Field("", max_length=5000, description="the reasoning behind the inference")
 
 
 class JointDisplayRead(BaseModel):
     baseline: str | None
     followup: str | None
     rows: list[JointDisplayRow]
-    plot_url: str
+    plot_url: str | None = Field(None, description="the plot written by the POST route (a GET writes nothing)")
 
 
 class ImportReport(BaseModel):
-    format: Literal["qdc", "qdpx"]
+    format: Literal["qdc", "qdpx", "taguette", "codebook_csv"]
     codes_created: int
     codes_existing: int
+    codes_renamed: int = Field(0, description="clashing codes created under a new key (on_conflict=rename)")
+    codes_skipped: int = Field(0, description="clashing codes left out (on_conflict=skip)")
+    codings_skipped: int = Field(0, description="codings of skipped codes")
+    conflicts: list[dict] = Field(
+        default_factory=list, description="codes whose key exists with another name, codability or parent"
+    )
+    on_conflict: Literal["merge", "rename", "skip"] | None = None
     transcripts: int
     codings: int
     memos: int

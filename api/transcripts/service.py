@@ -39,6 +39,7 @@ from api.transcripts.models import (
     Transcript,
     TranscriptOriginal,
 )
+from api.transcripts.terms import study_terms
 
 SUFFIX_FORMATS = {
     ".txt": "text",
@@ -203,7 +204,7 @@ def store_transcript(
     vault = vault_for(session, participants)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the "NER is off" warning is reported in the response
-        result = q.deidentify(parsed, vault=vault, model=model)
+        result = q.deidentify(parsed, vault=vault, model=model, terms=study_terms(session, study))
     if warning and warning not in result.warnings:
         result.warnings.append(warning)
     sites = {p.site_id for p in participants}
@@ -306,7 +307,7 @@ def upload_transcript(
     parsed = _relabel(parsed, speaker_map)
     parsed.participants = list(participants)
     if title:
-        safe_title = _deidentified_title(session, people, title)
+        safe_title = _deidentified_title(session, study, people, title)
     else:
         safe_title = f"{kind.replace('_', ' ')} {', '.join(participants)}" + (f" ({wave})" if wave else "")
     return store_transcript(
@@ -323,10 +324,11 @@ def upload_transcript(
     )
 
 
-def _deidentified_title(session: Session, people: list[Participant], title: str) -> str:
+def _deidentified_title(session: Session, study: Study, people: list[Participant], title: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rule-based only: no "NER is off" warning for a title
-        return q.deidentify(title, vault=vault_for(session, people), model=None).text[:200]
+        vault = vault_for(session, people)
+        return q.deidentify(title, vault=vault, model=None, terms=study_terms(session, study)).text[:200]
 
 
 def visible_transcripts(session: Session, study: Study, actor: Actor) -> list[Transcript]:

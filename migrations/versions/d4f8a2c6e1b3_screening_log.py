@@ -4,7 +4,7 @@ Downgrade refuses while the table holds rows (migrations.policy): a screening lo
 on a database without entries it drops the table.
 
 Revision ID: d4f8a2c6e1b3
-Revises: e4b19c7d2a60
+Revises: d4f8a2c6e913
 Create Date: 2026-12-01 18:45:00
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from migrations.policy import refuse_downgrade_if_data
 
 revision = "d4f8a2c6e1b3"
-down_revision = "e4b19c7d2a60"
+down_revision = "d4f8a2c6e913"
 branch_labels = None
 depends_on = None
 

@@ -154,10 +154,15 @@ RULES = rules(
     ("POST", "/suggestions/{suggestion_id}/reject", R(STAFF, "global", 404)),
     ("GET", "/studies/{study_id}/refi/codebook.qdc", R(READ, "study", 409)),  # empty codebook
     ("GET", "/studies/{study_id}/refi/project.qdpx", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/codebook.csv", R(READ, "study", 200)),
     ("POST", "/studies/{study_id}/refi/import", R(ADMIN, "study", 422)),
     ("GET", "/studies/{study_id}/qualitative/indicators", R(READ, "study", 200)),
     ("POST", "/studies/{study_id}/qualitative/joint-display", R(STAFF, "study", 422)),
     ("GET", "/studies/{study_id}/qualitative/joint-display", R(READ, "study", 422)),  # needs its query
+    ("GET", "/studies/{study_id}/qualitative/trajectory-matrix", R(READ, "study", 422)),  # needs its query
+    ("GET", "/studies/{study_id}/qualitative/case-matrix", R(READ, "study", 422)),  # needs its query
+    ("PUT", "/studies/{study_id}/qualitative/meta-inferences", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/qualitative/meta-inferences", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/qualitative/runs/{run_id}/{filename}", R(READ, "study", 404)),
     # analyses: computations on the study's data (no change to it), analysts included
     ("POST", "/studies/{study_id}/analyses/trajectory", R(READ, "study", 422)),

@@ -464,19 +464,20 @@ def test_suggestions_accept_and_reject(client, world, interview, focus_group, co
     r = client.post(f"/transcripts/{t['id']}/suggestions", headers=h)
     assert r.status_code == 200, r.text
     sugg = r.json()
-    assert [(x["code_key"], x["text"]) for x in sugg] == [("reduced_isolation", "lonely")]
+    # Suggestions are whole sentences (the default expansion), so a coder sees the hit in context.
+    assert [(x["code_key"], x["text"]) for x in sugg] == [("reduced_isolation", "I felt lonely before the group.")]
     # the focus group has one "lonely"; add a second transcript hit via the interview
     r = client.post(f"/transcripts/{interview['id']}/suggestions", headers=h)
     inter = r.json()
     texts = sorted(x["text"] for x in inter)
-    assert "lonely" in texts
+    assert any("lonely" in x for x in texts)
     acc = client.post(f"/suggestions/{sugg[0]['id']}/accept", headers=h)
     assert acc.status_code == 200 and acc.json()["status"] == "accepted"
     coding_id = acc.json()["coding_id"]
     codings = client.get(f"/transcripts/{t['id']}/codings", headers=h).json()
     mine = next(c for c in codings if c["id"] == coding_id)
     assert mine["coder"] == client.get("/me", headers=h).json()["email"]
-    assert mine["text"] == "lonely" and mine["start"] == sugg[0]["start"]
+    assert mine["text"] == "I felt lonely before the group." and mine["start"] == sugg[0]["start"]
     assert client.post(f"/suggestions/{sugg[0]['id']}/accept", headers=h).status_code == 409
     rej = client.post(f"/suggestions/{inter[0]['id']}/reject", headers=h)
     assert rej.status_code == 200 and rej.json()["status"] == "rejected"

@@ -129,7 +129,11 @@ def test_segment_unit_and_disagreement_listing(two_coders):
     t, codings = two_coders
     seg = agreement(codings, [t], unit="segment")
     assert set(seg["unit"]) == {"segment"}
-    assert seg.loc[seg["code"] == "(overall)", "n_units"].item() == 3
+    # Segments per code: isolation 1, activity 2 (ana's turn and ben's turn), glycaemia 1.
+    assert seg.loc[seg["code"] == "(overall)", "n_units"].item() == 4
+    by_code = seg.set_index("code")
+    assert by_code.loc["activity", "n_units"] == 2 and by_code.loc["activity", "percent_agreement"] == 0.0
+    assert by_code.loc["isolation", "percent_agreement"] == 1.0
     d = disagreements(codings, [t], unit="turn")
     assert d[["code", "unit_index"]].values.tolist() == [["activity", 2], ["activity", 3]]
     row = d.iloc[0]

@@ -41,7 +41,7 @@ def transcript():
 
 
 def test_lemma_keywords_and_patterns(codebook, transcript):
-    ac = AutoCoder(codebook)
+    ac = AutoCoder(codebook, expand="match")
     got = [(s.code, s.text, s.rule) for s in ac.suggest([transcript])]
     assert got == [
         ("isolation", "feeling isolated", "keyword"),
@@ -56,19 +56,19 @@ def test_lemma_keywords_and_patterns(codebook, transcript):
 
 
 def test_lower_attribute_needs_exact_forms(codebook, transcript):
-    got = {(s.code, s.text) for s in AutoCoder(codebook, attr="LOWER").suggest([transcript])}
+    got = {(s.code, s.text) for s in AutoCoder(codebook, attr="LOWER", expand="match").suggest([transcript])}
     assert ("isolation", "Lonely") in got
     assert ("isolation", "feeling isolated") not in got  # "feel" != "feeling" without lemmas
     assert ("glycaemia", "blood sugars") not in got
 
 
 def test_offsets_point_into_transcript(codebook, transcript):
-    for s in AutoCoder(codebook).suggest([transcript]):
+    for s in AutoCoder(codebook, expand="match").suggest([transcript]):
         assert transcript.text[s.start : s.end] == s.text
 
 
 def test_accept_makes_coding_and_reject_is_remembered(codebook, transcript):
-    ac = AutoCoder(codebook)
+    ac = AutoCoder(codebook, expand="match")
     first = ac.suggest([transcript])
     ledger = SuggestionLedger()
     coding = ledger.accept(first[0], coder="ana", memo="clear case")
@@ -103,7 +103,7 @@ def test_paragraph_expansion_and_frame(codebook, transcript):
 
 def test_many_transcripts_through_pipe(codebook, transcript):
     many = [parse_text(transcript.text, id=f"t{i}") for i in range(50)]
-    sug = AutoCoder(codebook, participants_only=False).suggest(many)
+    sug = AutoCoder(codebook, participants_only=False, expand="match").suggest(many)
     per = {}
     for s in sug:
         per[s.transcript] = per.get(s.transcript, 0) + 1
@@ -129,7 +129,7 @@ def test_keyword_expansion_equals_matching_on_lemmas(nlp):
     keywords = [rng.choice(pool) for _ in range(40)] + [f"{rng.choice(pool)} {rng.choice(pool)}" for _ in range(5)]
     keywords += [f"{words[i]} {words[i + 1]}" for i in range(10, 3000, 600)]  # surely present
     cb = Codebook([Code(f"k{i}", f"K{i}", keywords=(kw,)) for i, kw in enumerate(keywords)])
-    ours = {(s.code, s.start, s.end) for s in AutoCoder(cb).suggest([t])}
+    ours = {(s.code, s.start, s.end) for s in AutoCoder(cb, expand="match").suggest([t])}
 
     reference = PhraseMatcher(nlp.vocab, attr="LEMMA")
     for i, kw in enumerate(keywords):
@@ -177,7 +177,7 @@ def test_patterns_with_repeats_and_anchors_after_optional_tokens():
     t = parse_text(
         "P01: I get so very very tired. It costs 12 pounds a week, pounds a weeks. Three times a day.", id="x"
     )
-    got = [(s.code, s.text) for s in AutoCoder(cb).suggest([t])]
+    got = [(s.code, s.text) for s in AutoCoder(cb, expand="match").suggest([t])]
     assert got == [
         ("fatigue", "so very very tired"),
         ("cost", "12 pounds a week"),

@@ -206,3 +206,40 @@ def test_export_refuses_inconsistent_corpus(corpus, tmp_path):
     corpus.codings.append(Coding("p01-w2", "reduced_isolation", 0, 10_000, "ana"))
     with pytest.raises(ValueError, match="beyond text length"):
         export_qdpx(corpus, tmp_path / "bad.qdpx")
+
+
+def test_cases_and_variables_validate_and_round_trip(corpus, project_schema, tmp_path):
+    import dataclasses
+    from datetime import date
+
+    people = sorted({p for t in corpus.transcripts for p in (t.participants or [t.participant]) if p})
+    cases = {
+        p: {"arm": "group" if i % 2 == 0 else "usual_care", "site": "north", "dose": 6 + i, "adherent": i == 0,
+            "pam_change": 4.5 - i, "enrolled": date(2026, 1, 5 + i)}
+        for i, p in enumerate(people)
+    }  # fmt: skip
+    corpus = dataclasses.replace(corpus, cases=cases)
+    path = export_qdpx(corpus, tmp_path / "cases.qdpx")
+    with zipfile.ZipFile(path) as z:
+        qde = etree.fromstring(z.read("project.qde"))
+    project_schema.assertValid(qde)
+    ns = {"q": PROJECT_NS}
+    types = {v.get("name"): v.get("typeOfVariable") for v in qde.findall("q:Variables/q:Variable", ns)}
+    assert types == {
+        "arm": "Text",
+        "site": "Text",
+        "dose": "Integer",
+        "adherent": "Boolean",
+        "pam_change": "Float",
+        "enrolled": "Date",
+    }
+    case_els = qde.findall("q:Cases/q:Case", ns)
+    assert [c.get("name") for c in case_els] == people
+    # Each case points at its participant's sources.
+    source_guids = {s.get("name"): s.get("guid") for s in qde.findall("q:Sources/q:TextSource", ns)}
+    first = case_els[0]
+    refs = {r.get("targetGUID") for r in first.findall("q:SourceRef", ns)}
+    own = {source_guids[t.id] for t in corpus.transcripts if people[0] in (t.participants or [t.participant])}
+    assert refs == own and refs
+    back = import_qdpx(path)
+    assert back.cases == cases

@@ -1,0 +1,1 @@
+"""Joint-display matrices and meta-inferences: routes beside the transcripts domain's own."""
