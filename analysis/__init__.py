@@ -40,6 +40,7 @@ _SUBMODULES = (  # not ``reliability`` nor ``mediation``: those names are the fl
     "synthetic",
     "trajectories",
     "trial",
+    "trialreport",
 )
 _NAMES = {  # submodule -> the names the package takes from it
     "trial": ["ancova", "clda", "reference_arm"],

@@ -5,8 +5,10 @@ Layout (one folder per run, a ``run.json`` manifest beside its files)::
     <artifact_dir>/analyses/<study id>/<run id>/        a run of /studies/{id}/analyses/{kind}
                                                         (and `peerlens analyze` without --outdir)
     <artifact_dir>/qualitative/<study id>/<run id>/     a joint display
+    <artifact_dir>/reports/<study id>/<run id>/         a trial report (report.html, report.pdf)
 
-Run ids are 32 hex digits, file names come from :func:`safe_name` and end in ``.png`` or ``.svg``,
+Run ids are 32 hex digits, file names come from :func:`safe_name` and end in ``.png`` or ``.svg``
+(a report's in ``.html`` or ``.pdf``),
 and a resolved path must stay inside its run folder, so ``..``, an encoded slash or an absolute
 path never leaves it. The manifest records which sites a run covered; an actor who sees only some
 sites (a coordinator) is served a run's files only when it covered their own sites and nothing
@@ -38,11 +40,12 @@ from api.auth import policy
 from api.auth.service import Actor
 from api.errors import NotFound
 
-AREAS = ("analyses", "qualitative")
+AREAS = ("analyses", "qualitative", "reports")
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-FILENAME = re.compile(r"^[A-Za-z0-9_\-]{1,150}\.(png|svg)$")
+FILENAME = re.compile(r"^[A-Za-z0-9_\-]{1,150}\.(png|svg|html|pdf)$")
 MANIFEST = "run.json"
-MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
+MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "html": "text/html; charset=utf-8", "pdf": "application/pdf"}
+FIGURE_FORMATS = ("png", "svg")
 
 
 def safe_name(name: str) -> str:
@@ -61,8 +64,8 @@ class Run:
 
     def save_figure(self, fig: Any, name: str, fmt: str) -> str:
         """Write a matplotlib figure as ``<safe name>.<fmt>`` and return the file name."""
-        if fmt not in MEDIA_TYPES:
-            raise ValueError(f"plot format must be one of {sorted(MEDIA_TYPES)}")
+        if fmt not in FIGURE_FORMATS:
+            raise ValueError(f"plot format must be one of {sorted(FIGURE_FORMATS)}")
         filename = f"{safe_name(name)}.{fmt}"
         fig.savefig(self.folder / filename, dpi=150, format=fmt)
         return filename

@@ -849,6 +849,46 @@ def realist_table_cmd(
     typer.echo(f"{len(table)} CMO configurations written to {path.resolve()}")
 
 
+@app.command("report")
+def report_cmd(
+    study: int = typer.Argument(..., help="study id"),
+    site: list[str] | None = typer.Option(None, "--site", help="site code to cover; repeatable (default: every site)"),
+    pdf: bool = typer.Option(True, "--pdf/--no-pdf", help="also print the report to PDF (headless Chromium)"),
+    outdir: str | None = typer.Option(None, "--outdir", help="also copy report.html (and report.pdf) to this folder"),
+) -> None:
+    """Write the trial report (CONSORT flow, Table 1, outcomes, harms, attrition, reproducibility) as one
+    self-contained HTML file and its PDF, as an analyst sees the study (de-identified)."""
+    import shutil
+    from pathlib import Path
+
+    from api.auth.service import Actor
+    from api.errors import ApiError
+    from api.reports.schemas import ReportIn
+    from api.reports.service import build
+
+    actor = Actor(user_id=None, role="analyst", source="system")
+    with _study_session(study) as run:
+        try:
+            out = build(run.session, run.study, actor, run.settings, ReportIn(sites=site or None, pdf=pdf))
+        except ApiError as exc:
+            raise _bad_parameter(exc, {"sites": "--site"}) from None
+        run.session.commit()
+    folder = Path(run.settings.artifact_dir) / "reports" / str(study) / out.run_id
+    files = [folder / "report.html"] + ([folder / "report.pdf"] if out.pdf_url else [])
+    if outdir:
+        target = Path(outdir)
+        target.mkdir(parents=True, exist_ok=True)
+        files = [Path(shutil.copy2(f, target / f.name)) for f in files]
+    for f in files:
+        typer.echo(f"written: {f.resolve()}")
+    absent = [s.title for s in out.sections if not s.present]
+    if absent:
+        typer.echo("sections without data yet: " + "; ".join(absent))
+    if out.pdf_error:
+        typer.echo(f"no PDF: {out.pdf_error}", err=True)
+    typer.echo(f"data snapshot sha256 {out.data_hash}")
+
+
 @app.command("export")
 def export_cmd(
     study: int = typer.Argument(..., help="study id"),

@@ -65,6 +65,7 @@ class DemoResult:
     adverse_events: int = 0
     context: dict[str, int] | None = None
     realist: dict | None = None
+    screened: int = 0
     transcripts: int = 0
     delivery: dict | None = None
     fidelity: dict | None = None
@@ -101,6 +102,10 @@ class DemoResult:
                 f"realist demo study id {self.realist['study_id']} ({self.realist['participants']} participants): "
                 f"true moderation {t['moderation']}, indirect effect {t['indirect']}, CACE {t['cace']} "
                 "(analysis.realist_sim)"
+            )
+        if self.screened:
+            lines.append(
+                f"screening log: {self.screened} people assessed; trial report: peerlens report {self.study_id}"
             )
         if self.transcripts:
             lines.append(
@@ -192,6 +197,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
     from api.auth.service import Actor
     from api.participants import corrections
     from api.participants import service as participants
+    from api.reports import demo as report_demo
     from api.responses.service import submit_response
     from api.safety import demo as safety_demo
     from api.studies import service as studies
@@ -321,7 +327,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
                     p,
                     status=status,
                     status_date=status_date,
-                    reason="synthetic cohort: " + status.replace("_", " "),
+                    reason=_status_reason(status, p.study_code),
                     actor=actor,
                 )
         _intervention_stops(session, by_code, today, actor)
@@ -336,6 +342,10 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
         from api.context import demo as context_demo
 
         result.context = context_demo.seed(session, study, today, seed, actor)
+        site_codes = {p.site_id: row.site for p, row in by_code.values()}
+        result.screened = report_demo.screening_log(
+            session, study, [p for p, _ in by_code.values()], site_codes, actor, seed
+        )
         from api.transcripts import demo as transcripts_demo
 
         group = [p for p, row in by_code.values() if row.arm == "group" and row.site == "north"]
@@ -380,6 +390,20 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             set_password(session, user, password, actor)
             result.console[role] = (email, password)
     return result
+
+
+# Reasons of the kind peer-support trials report, for the demo's CONSORT diagram.
+_REASONS = {
+    "withdrawn": ("too busy to take part", "health got worse", "did not want the questionnaires"),
+    "lost_to_follow_up": ("no reply to three reminders", "moved away", "phone number no longer in use"),
+    "completed": ("completed follow-up",),
+}
+
+
+def _status_reason(status: str, code: str) -> str:
+    """A stable reason for a status change (the same participant always gets the same one)."""
+    options = _REASONS.get(status, ("other",))
+    return options[sum(map(ord, code)) % len(options)]
 
 
 FOLLOW_UP_REASONS = ("moved out of the area", "too unwell to continue", "no longer wishes to be contacted")

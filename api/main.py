@@ -50,6 +50,7 @@ from api.links.router import router as links_router
 from api.participants.router import router as participants_router
 from api.redcap.router import router as redcap_api_router
 from api.reminders.router import router as reminders_router
+from api.reports.router import router as reports_router
 from api.responses.router import catalogue
 from api.responses.router import router as responses_router
 from api.routing import mount
@@ -247,6 +248,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         fidelity_router,  # fidelity checklists and ratings, agreement, the FRAME adaptation log
         sap_router,  # statistical analysis plan, blinding and unblinding
         analyses_router,  # /studies/{id}/analyses/{kind} and their plot files
+        reports_router,  # screening log, /studies/{id}/reports (the trial report, HTML and PDF)
         console_router,  # /console: sign-in, dashboard, exports page
         console_participants_router,  # /console: enrolment, participant pages
         console_safety_router,  # /console: safety alerts

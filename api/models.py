@@ -42,6 +42,7 @@ from api.participants.models import (  # noqa: F401
     ParticipantContact,
 )
 from api.reminders.models import Reminder, ReminderConfig, ReminderPlan, StaffNotification  # noqa: F401
+from api.reports.models import ScreeningEntry  # noqa: F401
 from api.responses.models import IdempotencyKey, Response, Score  # noqa: F401
 from api.safety.models import (  # noqa: F401
     AdverseEvent,

@@ -45,6 +45,18 @@ def study_flow(session: Session, study: Study, actor: Actor, today: date | None 
     arms = {a.id: a.code for a in session.exec(select(Arm).where(Arm.study_id == study.id).order_by(Arm.id))}
     waves = list(session.exec(select(Wave).where(Wave.study_id == study.id).order_by(Wave.offset_days, Wave.id)))
     today = today or local_date(study, utcnow())
+    frame, wave_frame, visit_frame = flow_frames(session, study, people, waves, today)
+    flow = participant_flow(frame, wave_frame, visit_frame, arms=list(arms.values()))
+    return {"study_id": study.id, "as_of": today.isoformat(), **flow}
+
+
+def flow_frames(
+    session: Session, study: Study, people: list[Participant], waves: list[Wave], today: date
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three inputs of :func:`analysis.flow.participant_flow` for ``people`` (arms as codes):
+    participants with day offsets, the waves, and per participant and wave whether data exist and
+    whether the window has closed on ``today``."""
+    arms = {a.id: a.code for a in session.exec(select(Arm).where(Arm.study_id == study.id))}
     ids = [p.id for p in people]
     answered: set[tuple[int, int]] = set()
     if ids:
@@ -77,5 +89,4 @@ def study_flow(session: Session, study: Study, actor: Actor, today: date | None 
     frame = pd.DataFrame(rows, columns=[*rows[0].keys()] if rows else ["participant", "arm", "status", "voided"])
     wave_frame = pd.DataFrame({"wave": [w.code for w in waves], "offset_days": [w.offset_days for w in waves]})
     visit_frame = pd.DataFrame(visits, columns=["participant", "wave", "responded", "due"])
-    flow = participant_flow(frame, wave_frame, visit_frame, arms=list(arms.values()))
-    return {"study_id": study.id, "as_of": today.isoformat(), **flow}
+    return frame, wave_frame, visit_frame

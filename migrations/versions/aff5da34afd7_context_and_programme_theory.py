@@ -4,7 +4,7 @@ Downgrade refuses while any of these tables holds rows (migrations.policy); on a
 them it drops the tables.
 
 Revision ID: aff5da34afd7
-Revises: d4f8a2c6e913
+Revises: d4f8a2c6e1b3
 Create Date: 2026-12-01 18:49:22.108276
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 from migrations.policy import refuse_downgrade_if_data
 
 revision = "aff5da34afd7"
-down_revision = "d4f8a2c6e913"
+down_revision = "d4f8a2c6e1b3"
 branch_labels = None
 depends_on = None
 

@@ -200,6 +200,12 @@ RULES = rules(
     ("GET", "/studies/{study_id}/cmos/{cmo_id}", R(READ, "study", 404)),
     ("PATCH", "/studies/{study_id}/cmos/{cmo_id}", R(ADMIN, "study", 404)),
     ("GET", "/studies/{study_id}/realist-table", R(READ, "study", 422)),  # no CMO configurations yet
+    # the screening log (coordinators record their own sites) and the trial report (a computation)
+    ("POST", "/studies/{study_id}/screening", R(STAFF, "study", 422)),
+    ("GET", "/studies/{study_id}/screening", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/screening/summary", R(READ, "study", 200)),
+    ("POST", "/studies/{study_id}/reports", R(READ, "study", 201)),
+    ("GET", "/studies/{study_id}/reports/runs/{run_id}/{filename}", R(READ, "study", 404)),
     # safety: settings (admins write), status, messages, DMC views (summary: analysts see masked
     # arms), alerts and adverse events of pa (site north: coordinator B gets 404)
     ("GET", "/studies/{study_id}/safety/settings", R(STAFF, "study", 200)),
@@ -342,12 +348,12 @@ def test_every_route_has_a_rule_matching_its_authorize(app):
         if route_roles(r) != RULES[(m, p)].roles
     }
     assert not wrong, f"declared roles differ from the table (declared, table): {wrong}"
-    # analysts never write (analyses are computations posted with a body, not changes; signing out
-    # of the console ends one's own session)
+    # analysts never write (analyses and reports are computations posted with a body, not changes;
+    # signing out of the console ends one's own session)
     assert all(
         "analyst" not in (rule.roles or ())
         for (m, p), rule in RULES.items()
-        if m != "GET" and "/analyses/" not in p and p != "/console/sign-out"
+        if m != "GET" and "/analyses/" not in p and not p.endswith("/reports") and p != "/console/sign-out"
     )
     # evaluators change nothing but fidelity ratings and the adaptation log, and read no outcome data
     assert all(

@@ -130,6 +130,27 @@ def test_import_transcript_and_joint_display(study, engine, tmp_path):
     assert nope.exit_code == 2 and "themes" in nope.output
 
 
+def test_report_writes_html_and_is_audited(study, engine, tmp_path):
+    res = run("report", str(study.id), "--no-pdf", "--outdir", str(tmp_path / "out"))
+    assert res.exit_code == 0, res.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    from api.participants.models import Participant
+
+    with Session(engine) as s:
+        allocated = s.exec(
+            select(Participant.study_code).where(Participant.study_id == study.id, Participant.arm_id.is_not(None))
+        ).all()
+    assert f"Randomised (n={len(allocated)})" in html and NAME not in html
+    assert not [c for c in allocated if len(c) >= 4 and c in html]  # no study code either
+    assert "sections without data yet: " in res.output and "Intervention and process" in res.output
+    assert not (tmp_path / "out" / "report.pdf").exists()
+    digest = res.output.split("data snapshot sha256 ")[1].split()[0]
+    audited = [e for e in events(engine, study.id, "report_run") if e.action == "report.generate"]
+    assert audited and audited[-1].after["data_hash"] == digest and audited[-1].actor_role == "analyst"
+    bad = run("report", str(study.id), "--site", "west")
+    assert bad.exit_code == 2 and "--site" in bad.output and "Traceback" not in bad.output
+
+
 def test_delivery_forum_import_and_dose(study, engine, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("study_code,week_start,posts,replies,logins\nCLI-1,2026-01-06,1,2,3\n")

@@ -1,0 +1,2 @@
+"""The trial report (CONSORT flow, baseline table, outcomes, harms, attrition, reproducibility) and the
+screening log it starts from."""
