@@ -11,7 +11,7 @@ from api.auth.dependencies import authorize
 from api.auth.policy import READERS, STAFF
 from api.auth.service import Actor
 from api.db import end_read, get_session
-from api.reports import screening, service
+from api.reports import screening
 from api.reports.schemas import ReportIn, ReportRead, ScreeningIn, ScreeningRead, ScreeningSummary
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -71,6 +71,9 @@ def create_report(
 
     Sections whose data do not exist yet say so. Arms carry neutral labels while the study is
     blinded to the requester; a coordinator's report covers their own sites."""
+    # The report's drawing stack (pandas, matplotlib) loads on the first report, not at start-up.
+    from api.reports import service
+
     out = service.build(session, study, actor, request.app.state.settings, body or ReportIn())
     session.commit()
     return out
