@@ -47,7 +47,17 @@ def study_flow(session: Session, study: Study, actor: Actor, today: date | None 
     today = today or local_date(study, utcnow())
     frame, wave_frame, visit_frame = flow_frames(session, study, people, waves, today)
     flow = participant_flow(frame, wave_frame, visit_frame, arms=list(arms.values()))
-    return {"study_id": study.id, "as_of": today.isoformat(), **flow}
+    from api.sap import blinding
+
+    blind = blinding.blinded(session, study.id, actor)
+    if blind:
+        # A blinded reader gets the neutral letters, in letter order, and no discontinuation counts.
+        letters = {arms[i]: label for i, label in blinding.neutral_labels(session, study.id).items() if i in arms}
+        for entry in flow["arms"]:
+            entry["arm"] = letters.get(entry["arm"], entry["arm"]) if entry["arm"] is not None else None
+            entry["discontinued_intervention"] = None
+        flow["arms"] = sorted(flow["arms"], key=lambda e: (e["arm"] is None, e["arm"] or ""))
+    return {"study_id": study.id, "as_of": today.isoformat(), "blinded": blind, **flow}
 
 
 def flow_frames(

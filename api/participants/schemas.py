@@ -252,9 +252,13 @@ class FlowAnalysed(BaseModel):
 
 
 class FlowArm(BaseModel):
-    arm: str | None = Field(description="arm code; null = enrolled without allocation")
+    arm: str | None = Field(
+        description="arm code (a neutral letter for a blinded reader); null = enrolled without allocation"
+    )
     allocated: int
-    discontinued_intervention: Counted
+    discontinued_intervention: Counted | None = Field(
+        description="null for a blinded reader: a control arm has no intervention to stop, so the count names it"
+    )
     waves: list[FlowWave]
     analysed: FlowAnalysed
 
@@ -266,4 +270,5 @@ class ParticipantFlow(BaseModel):
     as_of: date = Field(description="the study-time-zone date windows were judged on")
     enrolled: int = Field(description="every participant record, voided ones included")
     voided: int = Field(description="entered in error: in no arm and no count below")
+    blinded: bool = Field(False, description="arms read as the study's neutral letters (analysts until unblinding)")
     arms: list[FlowArm]

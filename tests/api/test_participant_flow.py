@@ -277,10 +277,16 @@ def flow_study(client, admin, make_study, enrol):
 
 def test_participant_flow_counts_per_arm_match_the_histories(client, admin, analyst, make_user, flow_study):
     study, ids = flow_study
-    r = client.get(f"/studies/{study.id}/participant-flow", headers=analyst.headers)
+    r = client.get(f"/studies/{study.id}/participant-flow", headers=admin.headers)
     assert r.status_code == 200, r.text
     flow = r.json()
-    assert flow["enrolled"] == 6 and flow["voided"] == 0
+    assert flow["enrolled"] == 6 and flow["voided"] == 0 and flow["blinded"] is False
+    # The blinded analyst: neutral letters, the same counts, and no discontinuation (it names the control arm).
+    blind = client.get(f"/studies/{study.id}/participant-flow", headers=analyst.headers).json()
+    assert blind["blinded"] is True and [a["arm"] for a in blind["arms"]] == ["A", "B"]
+    assert sorted(a["allocated"] for a in blind["arms"]) == [2, 4]
+    assert all(a["discontinued_intervention"] is None for a in blind["arms"])
+    assert "peer" not in str(blind) and "usual" not in str(blind)
     peer, usual = flow["arms"]
     assert [peer["arm"], usual["arm"]] == ["peer", "usual"]
     assert peer["allocated"] == 4 and usual["allocated"] == 2
