@@ -18,6 +18,7 @@ from api.context.models import (
     NODE_KINDS,
 )
 from api.inputguard import SingleLine
+from api.studies.dates import PlausibleDate
 
 Code = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.:-]+$")
 Variable = str | int | float | bool | None
@@ -38,7 +39,7 @@ class ContextRecordIn(_In):
     participant: str | None = Field(
         None, min_length=1, max_length=40, description="participant study code (participant-level context)"
     )
-    valid_from: date
+    valid_from: PlausibleDate
     variables: dict[str, Variable] = Field(
         min_length=1,
         max_length=100,
@@ -79,8 +80,8 @@ class ContextEventIn(_In):
     kind: Literal[EVENT_KINDS]  # type: ignore[valid-type]
     title: SingleLine = Field(min_length=1, max_length=200)
     description: str | None = Field(None, max_length=4000)
-    starts_on: date
-    ends_on: date | None = None
+    starts_on: PlausibleDate
+    ends_on: PlausibleDate | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> ContextEventIn:
@@ -93,8 +94,8 @@ class ContextEventPatch(_In):
     title: SingleLine | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=4000)
     kind: Literal[EVENT_KINDS] | None = None  # type: ignore[valid-type]
-    starts_on: date | None = None
-    ends_on: date | None = None
+    starts_on: PlausibleDate | None = None
+    ends_on: PlausibleDate | None = None
 
 
 class ContextEventRead(BaseModel):
@@ -127,7 +128,7 @@ class GoalIn(_In):
         description='the five levels "-2" … "2" (0 = the expected outcome), each described in a few words'
     )
     baseline_level: int = Field(-1, ge=-2, le=2)
-    set_on: date
+    set_on: PlausibleDate
 
     @field_validator("levels")
     @classmethod
@@ -142,7 +143,7 @@ class GoalIn(_In):
 class RatingIn(_In):
     wave: str = Field(min_length=1, max_length=40, description="follow-up wave code")
     level: int = Field(ge=-2, le=2, description="attained level, -2 … +2")
-    rated_on: date
+    rated_on: PlausibleDate
 
 
 class RatingRead(BaseModel):

@@ -548,3 +548,13 @@ def test_realist_table_joins_code_prevalence_and_quotes_by_context_group():
     assert row["evidence"] == "quote:T12:40-95" and row["mechanism"] == "code:peer_modelling"
     # the estimate is the library's own what-works-for-whom row on the same participants
     assert row["n_in"] + row["n_out"] == 200
+
+
+def test_context_dates_outside_the_plausible_range_are_422_naming_the_field(client, admin, make_study):
+    study = make_study()
+    body = {"level": "study", "kind": "policy_change", "title": "New prescribing policy", "starts_on": "9999-12-31"}
+    r = client.post(f"/studies/{study.id}/context/events", json=body, headers=admin.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "starts_on"], r.text
+    record = {"valid_from": "0001-01-01", "variables": {"setting": "rural"}}
+    r = client.post(f"/studies/{study.id}/context/records", json=record, headers=admin.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "valid_from"], r.text
