@@ -73,20 +73,7 @@ def import_redcap_route(
         dry_run=dry_run,
         default_site=default_site,
     )
-    if report.committed:
-        session.commit()
-    body = report.as_dict()
-    if not report.ok:
-        detail = [
-            {
-                "loc": ["body", "records", e.row if e.row is not None else "", e.field or ""],
-                "msg": e.msg,
-                "type": e.kind,
-            }
-            for e in report.errors
-        ]
-        return JSONResponse({"detail": detail, "report": body}, status_code=422)
-    return body
+    return _answer(session, report, "records")
 
 
 @router.post("/studies/{study_id}/imports/measures")
@@ -104,16 +91,7 @@ def import_measures_route(
     nothing was written.
     """
     report = import_measures(session, study, actor, _text(file, "file"), dry_run=dry_run)
-    if report.committed:
-        session.commit()
-    body = report.as_dict()
-    if not report.ok:
-        detail = [
-            {"loc": ["body", "file", e.row if e.row is not None else "", e.field or ""], "msg": e.msg, "type": e.kind}
-            for e in report.errors
-        ]
-        return JSONResponse({"detail": detail, "report": body}, status_code=422)
-    return body
+    return _answer(session, report, "file")
 
 
 @router.post("/studies/{study_id}/imports/participants")
@@ -134,12 +112,18 @@ def import_participants_route(
     (row and column of each problem) and the report when any row failed, in which case nothing was written.
     """
     report = import_participants(session, study, actor, _text(file, "file"), dry_run=dry_run)
+    return _answer(session, report, "file")
+
+
+def _answer(session: Session, report, field: str):
+    """An import's answer: commit when the report says so; 200 with the report, or 422 with ``detail``
+    naming the row and column of each problem (``["body", field, row, column]``) and the report."""
     if report.committed:
         session.commit()
     body = report.as_dict()
     if not report.ok:
         detail = [
-            {"loc": ["body", "file", e.row if e.row is not None else "", e.field or ""], "msg": e.msg, "type": e.kind}
+            {"loc": ["body", field, e.row if e.row is not None else "", e.field or ""], "msg": e.msg, "type": e.kind}
             for e in report.errors
         ]
         return JSONResponse({"detail": detail, "report": body}, status_code=422)
