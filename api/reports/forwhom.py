@@ -95,7 +95,9 @@ def collect(session: Session, study: Study, data: ReportData, raw_long: pd.DataF
             continue
         entry: dict[str, Any] = {"arm": arm, "reference": data.reference, "query": (code_of[arm], code_of[data.reference])}
         try:
-            entry["table"] = realist.realist_table(rd, *entry["query"], fdr=FDR, min_per_cell=MIN_PER_CELL)
+            entry["table"] = realist.realist_table(
+                rd, *entry["query"], fdr=FDR, min_per_cell=MIN_PER_CELL, longitudinal=True
+            )
         except (ValueError, ApiError) as exc:
             entry["error"] = str(exc)
         tables.append(entry)
@@ -183,6 +185,46 @@ def _estimates(entry: dict[str, Any]) -> str:
     return html
 
 
+def _slopes(entry: dict[str, Any]) -> str:
+    t: pd.DataFrame = entry["table"]
+    out = pd.DataFrame(
+        {
+            "cmo": t["cmo"],
+            "n": [
+                "" if pd.isna(i) else f"{int(i)} / {int(o)}"
+                for i, o in zip(t["slope_n_in"], t["slope_n_out"], strict=True)
+            ],
+            "slope_in": [_ci(*r) for r in t[["slope_in", "slope_in_ci_lower", "slope_in_ci_upper"]].to_numpy()],
+            "slope_out": [_ci(*r) for r in t[["slope_out", "slope_out_ci_lower", "slope_out_ci_upper"]].to_numpy()],
+            "moderation": [_ci(*r) for r in t[["slope_moderation", "slope_ci_lower", "slope_ci_upper"]].to_numpy()],
+            "p": t["slope_p"],
+            "p_bh": t["slope_p_bh"],
+            "random": t["slope_random"].fillna(""),
+        }
+    )
+    html = table_html(
+        out,
+        {
+            "cmo": "Configuration",
+            "n": "n in / out",
+            "slope_in": "Slope difference in the context (95% CI)",
+            "slope_out": "Slope difference outside it (95% CI)",
+            "moderation": "Arm × time × context (95% CI)",
+            "p": "p",
+            "p_bh": "p (BH)",
+            "random": "Random part per participant",
+        },
+        p_columns=("p", "p_bh"),
+        key=f"realist-slopes:{entry['arm']}",
+        caption=f"{entry['arm']} vs {entry['reference']} over every wave: the arm's change per year minus the "
+        "reference arm's, in and outside each context, and their difference (points per year)",
+    )
+    notes = [f"{c}: {n}" for c, n in zip(t["cmo"], t["slope_note"], strict=True) if n]
+    if notes:
+        html += absent("not estimable over time — " + "; ".join(notes))
+    return html
+
+
 def _qualitative(entry: dict[str, Any], codes: set[str]) -> str:
     t: pd.DataFrame = entry["table"]
     coded = t[t["mechanism"].str.startswith("code:")]
@@ -233,8 +275,14 @@ def section(data: ReportData) -> tuple[str, bool]:
         "(partial pooling), so that a small subgroup's estimate is not over-read. <b>Verdict</b>: supports / "
         "contradicts (significant after the adjustment, in / against the hypothesised direction), "
         f"inconclusive, or not estimable (fewer than {MIN_PER_CELL} participants of an arm in or out of the "
-        "context). These are the numbers of "
-        f"<code>GET /studies/{sid}/realist-table?arm=…&amp;reference=…</code> for the same reader.</p>",
+        "context). <b>Over time</b>: every wave of the outcome in one mixed model (random intercept and "
+        "slope per participant, or intercept only when the two cannot be told apart; site as a fixed effect "
+        "unless the context is a site's; REML, Satterthwaite degrees of freedom); the "
+        "<b>slope difference</b> is the arm's change per year minus the reference arm's, and the "
+        "<b>arm × time × context</b> estimate is that difference in the context minus outside it, in outcome "
+        "points per year (BH across the table, as above). These are the numbers of "
+        f"<code>GET /studies/{sid}/realist-table?arm=…&amp;reference=…&amp;longitudinal=true</code> for the "
+        "same reader.</p>",
         _configurations(info["cmos"]),
     ]
     present = False
@@ -245,6 +293,7 @@ def section(data: ReportData) -> tuple[str, bool]:
             continue
         present = True
         parts.append(_estimates(entry))
+        parts.append(_slopes(entry))
         parts.append(_qualitative(entry, info.get("codes", set())))
     if not info["tables"]:
         parts.append(absent("fewer than two arms with labels for this reader: no comparison"))

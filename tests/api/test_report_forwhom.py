@@ -94,11 +94,16 @@ def planted(client, demo, engine):
     return code
 
 
-def _report(client, demo, role) -> str:
-    out = _ok(client.post(f"/studies/{demo.study_id}/reports", json={"pdf": False}, headers=_h(demo, role)), 201)
-    keys = {s["key"]: s["present"] for s in out["sections"]}
-    assert keys["for_whom"] and keys["joint_displays"]
-    return client.get(out["html_url"], headers=_h(demo, role)).text
+@pytest.fixture(scope="module")
+def reports(client, demo, planted) -> dict[str, str]:
+    """The report's HTML as the admin (arms named) and the analyst (blind to the arms) get it."""
+    out = {}
+    for role in ("admin", "analyst"):
+        r = _ok(client.post(f"/studies/{demo.study_id}/reports", json={"pdf": False}, headers=_h(demo, role)), 201)
+        keys = {s["key"]: s["present"] for s in r["sections"]}
+        assert keys["for_whom"] and keys["joint_displays"]
+        out[role] = client.get(r["html_url"], headers=_h(demo, role)).text
+    return out
 
 
 def _arms(client, demo, engine):
@@ -127,19 +132,34 @@ def _check_realist(html: str, route_rows: list[dict], key: str) -> None:
         assert cells[8] == r["verdict"].replace("_", " ")
         estimated += r["moderation"] is not None
     assert estimated, "no configuration estimated: the comparison would be vacuous"
+    slopes = {r[0]: r for r in _table(html, key.replace("realist:", "realist-slopes:"))}
+    over_time = 0
+    for r in route_rows:
+        cells = slopes[r["cmo"]]
+        assert cells[2] == _ci(r["slope_in"], r["slope_in_ci_lower"], r["slope_in_ci_upper"])
+        assert cells[3] == _ci(r["slope_out"], r["slope_out_ci_lower"], r["slope_out_ci_upper"])
+        assert cells[4] == _ci(r["slope_moderation"], r["slope_ci_lower"], r["slope_ci_upper"])
+        assert cells[5] == _p(r["slope_p"]) and cells[6] == _p(r["slope_p_bh"])
+        assert cells[7] == (r["slope_random"] or "")
+        over_time += r["slope_moderation"] is not None
+    assert over_time, "no configuration estimated over time"
 
 
-def test_for_whom_draws_the_route_table_for_staff_with_arm_names(client, demo, planted, engine):
+def test_for_whom_draws_the_route_table_for_staff_with_arm_names(client, demo, reports, engine):
     names, _ = _arms(client, demo, engine)
-    html = _report(client, demo, "admin")
+    html = reports["admin"]
     sec = _section(html, "for_whom")
-    route = _ok(client.get(f"/studies/{demo.study_id}/realist-table", headers=_h(demo, "admin")))
+    q = "?longitudinal=true"
+    route = _ok(client.get(f"/studies/{demo.study_id}/realist-table{q}", headers=_h(demo, "admin")))
     assert route["rows"], "the demo has CMO configurations"
+    plain = _ok(client.get(f"/studies/{demo.study_id}/realist-table", headers=_h(demo, "admin")))
+    assert "slope_moderation" not in plain["columns"]  # the over-time estimate is asked for
+    assert [r["moderation"] for r in plain["rows"]] == [r["moderation"] for r in route["rows"]]
     # The route's default comparison (first intervention arm vs control) is one of the report's.
     default_arm = names["group"]
     _check_realist(sec, route["rows"], f"realist:{default_arm}")
     for code in ("online",):
-        q = f"?arm={code}&reference=usual_care"
+        q = f"?arm={code}&reference=usual_care&longitudinal=true"
         rows = _ok(client.get(f"/studies/{demo.study_id}/realist-table{q}", headers=_h(demo, "admin")))["rows"]
         _check_realist(sec, rows, f"realist:{names[code]}")
     assert f"{default_arm} vs {names['usual_care']}" in _text(sec)
@@ -147,9 +167,9 @@ def test_for_whom_draws_the_route_table_for_staff_with_arm_names(client, demo, p
     assert [c[0] for c in configs] == [f"{r['title']} ({r['cmo']})" for r in route["rows"]]
 
 
-def test_for_whom_blinded_analyst_sees_letters_only(client, demo, planted, engine):
+def test_for_whom_blinded_analyst_sees_letters_only(client, demo, reports, engine):
     names, letters = _arms(client, demo, engine)
-    html = _report(client, demo, "analyst")
+    html = reports["analyst"]
     for name in names.values():
         assert name not in html  # no arm name anywhere in a blind reader's report
     sec = _section(html, "for_whom")
@@ -157,7 +177,7 @@ def test_for_whom_blinded_analyst_sees_letters_only(client, demo, planted, engin
     others = sorted(v for v in letters.values() if v != ref)
     assert re.findall(r'data-table="realist:([^"]+)"', sec) == [f"Arm {x}" for x in others]
     for x in others:
-        q = f"?arm={x}&reference={ref}"
+        q = f"?arm={x}&reference={ref}&longitudinal=true"
         rows = _ok(client.get(f"/studies/{demo.study_id}/realist-table{q}", headers=_h(demo, "analyst")))["rows"]
         _check_realist(sec, rows, f"realist:Arm {x}")
     # Without arms the route refuses a blind reader (it cannot tell intervention from control).
@@ -168,9 +188,8 @@ def test_for_whom_blinded_analyst_sees_letters_only(client, demo, planted, engin
     assert arms_shown and arms_shown <= {f"Arm {x}" for x in letters.values()}
 
 
-def test_joint_display_matches_the_route_and_leaks_no_identifier(client, demo, planted):
-    for role in ("admin", "analyst"):
-        html = _report(client, demo, role)
+def test_joint_display_matches_the_route_and_leaks_no_identifier(client, demo, reports):
+    for role, html in reports.items():
         for s in (NAME, "Quenby", EMAIL, PHONE, "900734", *DEMO_IDENTIFIERS):
             assert s not in html, (role, s)
         for key in ("for_whom", "joint_displays"):  # the report prints no study code
