@@ -93,10 +93,11 @@ def collect(session: Session, study: Study, data: ReportData, raw_long: pd.DataF
     for arm in data.arms:
         if arm == data.reference or arm not in code_of or data.reference not in code_of:
             continue
-        entry: dict[str, Any] = {"arm": arm, "reference": data.reference, "query": (code_of[arm], code_of[data.reference])}
+        query, ref = code_of[arm], code_of[data.reference]
+        entry: dict[str, Any] = {"arm": arm, "reference": data.reference, "query": (query, ref)}
         try:
             entry["table"] = realist.realist_table(
-                rd, *entry["query"], fdr=FDR, min_per_cell=MIN_PER_CELL, longitudinal=True
+                rd, query, ref, fdr=FDR, min_per_cell=MIN_PER_CELL, longitudinal=True
             )
         except (ValueError, ApiError) as exc:
             entry["error"] = str(exc)
@@ -142,13 +143,9 @@ def _estimates(entry: dict[str, Any]) -> str:
     out = pd.DataFrame(
         {
             "cmo": t["cmo"],
-            "n": [
-                "" if pd.isna(i) else f"{int(i)} / {int(o)}" for i, o in zip(t["n_in"], t["n_out"], strict=True)
-            ],
+            "n": ["" if pd.isna(i) else f"{int(i)} / {int(o)}" for i, o in zip(t["n_in"], t["n_out"], strict=True)],
             "effect_in": [_ci(*r) for r in t[["effect_in", "effect_in_ci_lower", "effect_in_ci_upper"]].to_numpy()],
-            "effect_out": [
-                _ci(*r) for r in t[["effect_out", "effect_out_ci_lower", "effect_out_ci_upper"]].to_numpy()
-            ],
+            "effect_out": [_ci(*r) for r in t[["effect_out", "effect_out_ci_lower", "effect_out_ci_upper"]].to_numpy()],
             "shrunk": [
                 "" if pd.isna(i) else f"{i:.2f} / {o:.2f}" for i, o in zip(t["shrunk_in"], t["shrunk_out"], strict=True)
             ],
@@ -265,22 +262,23 @@ def section(data: ReportData) -> tuple[str, bool]:
     sid = data.study.id
     parts = [
         '<p class="note">Each configuration says for whom, in which context, the programme should work '
-        "and through which mechanism. Its quantitative test is the arm × context interaction on the outcome "
-        "at the named wave, adjusted for the outcome's baseline value (ANCOVA; t intervals on the residual "
-        "degrees of freedom). <b>Arm effect</b>: the arm's mean outcome minus the reference arm's, among the "
-        "participants in the context and among those outside it, in the outcome's points (for a scale where "
-        "lower is better a negative effect favours the arm). <b>Moderation</b>: effect in the context minus "
-        "effect outside it. <b>p (BH)</b>: Benjamini–Hochberg adjusted across the table's rows "
-        f"(false-discovery rate {FDR:g}). <b>Shrunken</b> effects are pulled towards their pooled mean "
-        "(partial pooling), so that a small subgroup's estimate is not over-read. <b>Verdict</b>: supports / "
-        "contradicts (significant after the adjustment, in / against the hypothesised direction), "
-        f"inconclusive, or not estimable (fewer than {MIN_PER_CELL} participants of an arm in or out of the "
-        "context). <b>Over time</b>: every wave of the outcome in one mixed model (random intercept and "
-        "slope per participant, or intercept only when the two cannot be told apart; site as a fixed effect "
-        "unless the context is a site's; REML, Satterthwaite degrees of freedom); the "
-        "<b>slope difference</b> is the arm's change per year minus the reference arm's, and the "
-        "<b>arm × time × context</b> estimate is that difference in the context minus outside it, in outcome "
-        "points per year (BH across the table, as above). These are the numbers of "
+        "and through which mechanism. It is tested in two ways, for each arm against the reference arm.</p>"
+        '<p class="note"><b>At the named wave</b>: the arm × context interaction on the outcome, adjusted for '
+        "the outcome's baseline value (ANCOVA; t intervals on the residual degrees of freedom). <b>Arm effect</b>: "
+        "the arm's mean outcome minus the reference arm's, among the participants in the context and among "
+        "those outside it, in the outcome's points (where lower is better, a negative effect favours the arm). "
+        "<b>Moderation</b>: effect in the context minus effect outside it. <b>Shrunken</b> effects are pulled "
+        "towards their pooled mean (partial pooling), so that a small subgroup's estimate is not over-read. "
+        "<b>Verdict</b>: supports / contradicts (significant after the adjustment, in / against the "
+        "hypothesised direction), inconclusive, or not estimable (fewer than "
+        f"{MIN_PER_CELL} participants of an arm in or out of the context).</p>"
+        '<p class="note"><b>Over every wave</b>: one mixed model of all the outcome\'s scores (random intercept '
+        "and slope per participant, or intercept only when the two cannot be told apart; site as a fixed effect "
+        "unless the context is a site's; REML, Satterthwaite degrees of freedom). <b>Slope difference</b>: the "
+        "arm's change per year minus the reference arm's; <b>arm × time × context</b>: that difference in the "
+        "context minus outside it, in outcome points per year.</p>"
+        f'<p class="note"><b>p (BH)</b>: Benjamini–Hochberg adjusted across each table\'s rows (false-discovery '
+        f"rate {FDR:g}). These are the numbers of "
         f"<code>GET /studies/{sid}/realist-table?arm=…&amp;reference=…&amp;longitudinal=true</code> for the "
         "same reader.</p>",
         _configurations(info["cmos"]),
@@ -303,5 +301,3 @@ def section(data: ReportData) -> tuple[str, bool]:
             "arm is the first label, not necessarily the control arm.</p>"
         )
     return "\n".join(p for p in parts if p), present
-
-

@@ -65,7 +65,9 @@ def collect(session: Session, study: Study, data: ReportData, settings: Settings
         return {"reason": "no joint display recorded: the transcripts carry no coding yet"}
     chosen = _choose_outcome(data)
     if chosen is None:
-        return {"reason": "no joint display recorded: no reported outcome has a minimal clinically important difference"}
+        return {
+            "reason": "no joint display recorded: no reported outcome has a minimal clinically important difference"
+        }
     scale, mcid, higher = chosen
     p = joint.MatrixParams(
         themes=themes, scale=scale, mcid=mcid, higher_is_better=higher, quotes=QUOTES, participants=scope
@@ -118,7 +120,9 @@ def section(data: ReportData) -> tuple[str, bool]:
         "in that group; <b>n theme</b>: of them, whose interviews carry the theme (or one of its sub-codes); "
         "<b>prevalence</b> = n theme / n group. Quotes are different in every cell and come from the "
         f"de-identified transcripts ({info['transcripts']} interview"
-        f"{'s' if info['transcripts'] != 1 else ''}); speakers are numbered, not named.</p>"
+        f"{'s' if info['transcripts'] != 1 else ''}); speakers are numbered, not named. <b>Meta-inference</b>: "
+        "what the team recorded the two strands say together for the theme and outcome (confirmation, "
+        "expansion, discordance or silence).</p>"
     ]
     t = traj.assign(
         arm=traj["arm"].map(lambda a: labels.get(a, a)),
@@ -140,8 +144,7 @@ def section(data: ReportData) -> tuple[str, bool]:
                 "meta_inference": "Meta-inference",
             },
             key="trajectory_matrix",
-            caption=f"Trajectory × theme matrix: {label}, improved / no change / worsened by {p.mcid:g} points, "
-            "by arm",
+            caption=f"Trajectory × theme matrix: {label}, improved / no change / worsened by {p.mcid:g} points, by arm",
         )
     )
     if len(cases):
