@@ -82,11 +82,14 @@ def collect(session: Session, study: Study, data: ReportData, raw_long: pd.DataF
     from api.context import realist
     from api.sap.blinding import arm_labels as route_labels
 
+    from api.context import service
+
+    # Configurations first: without them nothing else (adherence, quotes) needs reading.
+    if not service.list_cmos(session, study):
+        return {"reason": "no context–mechanism–outcome (CMO) configurations recorded", "tables": []}
     if raw_long.empty:
         return {"reason": "no questionnaire data yet", "tables": []}
     rd = realist.realist_data(session, study, data.actor, raw_long)
-    if not rd.cmos:
-        return {"reason": "no context–mechanism–outcome (CMO) configurations recorded", "tables": []}
     codes = route_labels(session, study.id, data.actor)  # what the route's arm= and reference= take
     code_of = {label: codes[i] for i, label in data.arm_labels.items() if i in codes}
     tables = []

@@ -220,5 +220,5 @@ def test_sections_say_what_is_missing_without_cmos_or_transcripts(client, make_s
     keys = {s["key"]: s["present"] for s in out["sections"]}
     assert keys["for_whom"] is False and keys["joint_displays"] is False
     html = client.get(out["html_url"], headers=admin.headers).text
-    assert "No questionnaire data yet." in _text(_section(html, "for_whom"))
+    assert "No context–mechanism–outcome (CMO) configurations recorded." in _text(_section(html, "for_whom"))
     assert "No joint display recorded" in _text(_section(html, "joint_displays"))
