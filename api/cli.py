@@ -889,11 +889,17 @@ def report_cmd(
     typer.echo(f"data snapshot sha256 {out.data_hash}")
 
 
+#: Export shapes beside the cohort shapes: the REDCap records file and the CDISC ODM 1.3.2 file.
+OTHER_SHAPES = ("redcap", "odm")
+
+
 @app.command("export")
 def export_cmd(
     study: int = typer.Argument(..., help="study id"),
     shape: str = typer.Option(
-        "long", "--shape", help="long | wide | items | safety | delivery shapes | fidelity | adaptations | redcap"
+        "long",
+        "--shape",
+        help="long | wide | items | safety | delivery shapes | fidelity | adaptations | redcap | odm (CDISC ODM 1.3.2)",
     ),
     fmt: str = typer.Option("csv", "--format", help="csv | json | parquet | dta | sav"),
     output: str = typer.Option(..., "-o", "--output", help="file to write"),
@@ -936,9 +942,11 @@ def export_cmd(
     from api.exports import service, writers
     from api.interop.redcap_export import csv_chunks
 
-    if shape not in service.SHAPES + ("redcap",):
-        raise typer.BadParameter(f"must be one of {', '.join(service.SHAPES + ('redcap',))}", param_hint="--shape")
-    if fmt not in writers.FORMATS:
+    if shape not in service.SHAPES + OTHER_SHAPES:
+        raise typer.BadParameter(f"must be one of {', '.join(service.SHAPES + OTHER_SHAPES)}", param_hint="--shape")
+    if shape == "odm":
+        fmt = "xml"  # the one serialisation ODM has
+    elif fmt not in writers.FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(writers.FORMATS)}", param_hint="--format")
     # The command runs as the system; --identified keeps staff rights, otherwise the analyst view.
     actor = Actor(user_id=None, role="system" if identified else "analyst", source="system")
@@ -961,7 +969,13 @@ def export_cmd(
         part = output + ".part"
         try:
             with open(part, "wb") as fh:
-                if shape == "redcap":
+                if shape == "odm":
+                    from api.interop import odm
+
+                    for chunk in odm.chunks(session, plan):
+                        fh.write(chunk)
+                    bar.update(plan.rows)
+                elif shape == "redcap":
                     for chunk in csv_chunks(
                         session, plan, progress=lambda batch: bar.update(len({r[0] for r in batch}))
                     ):
@@ -989,7 +1003,7 @@ def export_cmd(
             with Session(run.engine) as audit_session:
                 service.audit_export(
                     audit_session, plan, shape=shape, fmt="csv" if shape == "redcap" else fmt, complete=complete
-                )
+                )  # (odm: fmt is "xml")
                 audit_session.commit()
     typer.echo(f"{plan.rows} rows written to {output}")
 
@@ -1004,8 +1018,10 @@ def _export_over_http(url, token, study, shape, fmt, output, waves, instruments,
         params["items"] = "true"
     if keep_formulas:
         params["escape_formulas"] = "false"
-    path = f"/studies/{study}/exports/redcap" if shape == "redcap" else f"/studies/{study}/exports/{shape}"
-    query = urlencode({k: v for k, v in params.items() if v is not None and not (shape == "redcap" and k == "format")})
+    path = f"/studies/{study}/exports/{shape}"  # redcap and odm have routes of their own, without a format
+    query = urlencode(
+        {k: v for k, v in params.items() if v is not None and not (shape in OTHER_SHAPES and k == "format")}
+    )
     try:
         got = download(f"{url.rstrip('/')}{path}?{query}", output, token)
     except IncompleteExport as exc:

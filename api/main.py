@@ -237,8 +237,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         links_router,  # /participants/{id}/links
         web_router,  # /f/{token}: the participant forms
         reminders_router,  # reminder plans, outbox, /u/{token} unsubscribe
+        interop_router,  # REDCap and other imports; the ODM export (before /exports/{shape})
         exports_router,
-        interop_router,  # REDCap import and export
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
         transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
         context_router,  # context records and events, goals, logic model, CMO configurations, realist table
