@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -163,13 +164,17 @@ def _item(item_oid: str, value: object) -> str:
 
 
 def _moment(plan: Plan, when: datetime | None, pid: int) -> str | None:
-    """A timestamp as this reader sees it, in ODM's datetime form (None in the ``relative`` mode)."""
+    """A timestamp as this reader sees it, in ODM's datetime form in the study's time zone (None in the
+    ``relative`` mode)."""
     if when is None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     seen = plan.dates.moment(when.astimezone(UTC), pid)
-    return None if seen is None else seen.replace(microsecond=0).isoformat()
+    if seen is None:
+        return None
+    # ODM wants the local clock at collection with its offset: the study's time zone.
+    return seen.astimezone(ZoneInfo(plan.time_zone)).replace(microsecond=0).isoformat()
 
 
 class _Codes:

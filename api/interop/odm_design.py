@@ -63,7 +63,7 @@ ENROLMENT_ITEMS = (
 RESPONSE_ITEMS = (
     ("STATUS", "status", "text", "complete, or partial (below the instrument's minimum; resumable)"),
     ("MODE", "mode", "text", "How the response was entered: web (participant form), rest, staff, import"),
-    ("COMPLETED_AT", "completed_at", "datetime", "When the response was completed (UTC)"),
+    ("COMPLETED_AT", "completed_at", "datetime", "When the response was completed (the study's local time)"),
     ("INSTRUMENT_VERSION", "instrument_version", "text", "Version of the instrument definition scored"),
     ("OUT_OF_WINDOW", "out_of_window", "boolean", "Completed outside the wave's window"),
 )

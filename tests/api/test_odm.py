@@ -4,6 +4,7 @@ library (odmlib), values equal to the REST reads, and the same role rules as eve
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -123,7 +124,9 @@ def test_admin_export_validates_and_matches_rest_reads(client, admin, populated,
                     assert float(values[key]) == pytest.approx(score["value"])
             assert values["I.RESPONSE.STATUS"] == resp["status"]
             stamp = form.find("odm:AuditRecord/odm:DateTimeStamp", NS).text
-            assert stamp.startswith(resp["completed_at"][:19])
+            # The study's local clock with its offset (London: +01:00 in April), the same instant.
+            assert datetime.fromisoformat(stamp) == datetime.fromisoformat(resp["completed_at"].replace("Z", "+00:00"))
+            assert stamp.endswith("+01:00" if resp["wave"] == "m3" else "+00:00")
     # PHQ-9 total of 2 on each of 9 items = 18, stated independently of the scoring engine.
     base = subjects[people[0]["study_code"]].find(
         "odm:StudyEventData[@StudyEventOID='SE.BASELINE']/odm:FormData[@FormOID='F.PHQ9']", NS
