@@ -277,6 +277,37 @@ def test_enrolment_errors_name_the_field_and_save_nothing(app, two_sites, client
     assert len(client.get(f"/studies/{study.id}/participants", headers=admin.headers).json()) == before
 
 
+def test_a_withdrawal_recorded_in_error_is_taken_back_from_the_participant_page(app, two_sites, client, admin):
+    study, _, _, coord_a, _ = two_sites
+    day = str(datetime.now(ZoneInfo("Europe/London")).date())
+    p = client.post(
+        f"/studies/{study.id}/participants",
+        json={"site": "north", "enrolled_on": day, "consent": {"date": day, "version": "v1"}},
+        headers=admin.headers,
+    ).json()
+    r = client.post(
+        f"/participants/{p['id']}/withdrawals",
+        json={"kind": "follow_up", "date": day, "reason": "clicked the wrong row"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 200, r.text
+    c = sign_in(app, coord_a)
+    page = c.get(f"/console/participants/{p['id']}")
+    assert "Take back this withdrawal" in page.text
+    url = f"/console/participants/{p['id']}/withdrawals/retract"
+    r = c.post(url, data={"csrf": _csrf(page.text), "kind": "follow_up", "reason": ""})
+    assert r.status_code == 422 and 'id="retract-follow_up"' in r.text and 'aria-invalid="true"' in r.text
+    assert client.get(f"/participants/{p['id']}", headers=admin.headers).json()["status"] == "withdrawn"
+    r = c.post(
+        url,
+        data={"csrf": _csrf(page.text), "kind": "follow_up", "reason": "withdrawal belonged to another person"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    back = client.get(f"/participants/{p['id']}", headers=admin.headers).json()
+    assert back["status"] == "active" and back["withdrawals"] == []
+
+
 # --- the console's route × role matrix with signed-in sessions ---------------------------------------
 
 READ = ("admin", "coordinator", "analyst")
@@ -296,6 +327,7 @@ CONSOLE = {
     ("POST", "/console/participants/{participant_id}/links/revoke"): (STAFF, "site", {422}),
     ("POST", "/console/participants/{participant_id}/status"): (STAFF, "site", {422}),
     ("POST", "/console/participants/{participant_id}/withdrawals"): (STAFF, "site", {422}),  # no kind
+    ("POST", "/console/participants/{participant_id}/withdrawals/retract"): (STAFF, "site", {422}),  # no reason
     ("GET", "/console/studies/{study_id}/alerts"): (STAFF, "study", {200}),
     ("POST", "/console/studies/{study_id}/alerts/acknowledge"): (STAFF, "study", {404}),  # alert 0
     ("GET", "/console/studies/{study_id}/delivery"): (STAFF, "study", {200}),

@@ -28,7 +28,8 @@ from api.errors import ApiError
 from api.links.service import issue_link, link_status, revoke_link
 from api.participants import corrections
 from api.participants import service as participants
-from api.participants.schemas import ParticipantCreate, ParticipantPatch, WithdrawalIn
+from api.participants.models import WITHDRAWAL_KINDS
+from api.participants.schemas import ParticipantCreate, ParticipantPatch, ReasonIn, WithdrawalIn
 from api.responses import service as responses
 from api.studies.service import get_wave, require_study
 from api.web.forms import field_name, parse_answers
@@ -311,6 +312,38 @@ def withdraw(
         )
     session.commit()
     return redirect(request, f"/console/participants/{participant_id}?saved=withdrawal")
+
+
+@router.post("/console/participants/{participant_id}/withdrawals/retract", response_class=HTMLResponse)
+def retract_withdrawal(
+    request: Request,
+    participant_id: int,
+    csrf: str = Form("", max_length=200),
+    kind: str = Form("", max_length=20),
+    reason: str = Form("", max_length=2000),
+    actor: Actor = Depends(console_user(*STAFF)),
+    session: Session = Depends(get_session),
+):
+    """Take back a withdrawal recorded in error, as ``POST /participants/{id}/withdrawals/{kind}/retract``."""
+    if not csrf_ok(request, csrf):
+        return expired(request)
+    p = participants.get_participant(session, participant_id, actor)
+    try:
+        body = ReasonIn.model_validate({"reason": reason})
+        if kind not in WITHDRAWAL_KINDS:
+            raise ApiError(["body", "kind"], "choose the withdrawal to take back", "invalid_kind", status_code=422)
+        corrections.retract_withdrawal(session, p, kind, body.reason, actor)
+    except ValidationError as exc:
+        session.rollback()
+        errors = {f"retract-{kind}" if k == "reason" else k: m for k, m in validation_errors(exc).items()}
+        return _participant_page(request, session, actor, participant_id, errors=errors, status_code=422)
+    except ApiError as exc:
+        session.rollback()
+        return _participant_page(
+            request, session, actor, participant_id, errors=errors_by_field(exc.errors), status_code=exc.status_code
+        )
+    session.commit()
+    return redirect(request, f"/console/participants/{participant_id}?saved=retraction")
 
 
 # --- staff-entered instruments (paper, interview) and amendments -----------------------------------
