@@ -255,3 +255,25 @@ def test_floats_are_spelt_as_arrow_spells_them(engine):
             )
         ]
     assert got == expected
+
+
+def test_text_cells_are_neutralised_as_the_arrow_writer_neutralises_them(engine):
+    values = ["=1+1", "+SUM(1,2)", "-2+3", "@SUM(1)", "\t=1", "\r=1", "-3", "+1.5e3", ".5", "-", "+", "", "plain"]
+    values += ["'quoted", "1-2", "é=", "-3\n", " =1", "=", "-.5e-3", "+-1", "1e5"]
+    # The CSV writer's own test (Arrow's RE2): "-3\n" is not a number there, unlike Python's re.
+    expected = writers._neutralise_table(pa.table({"v": values})).column("v").to_pylist()
+    with engine.connect() as c:
+        raw: psycopg.Connection = c.connection.driver_connection
+        raw.execute("SET standard_conforming_strings = on")
+        plan = type("P", (), {"filters": service.ExportFilters()})()
+        builder = sqlpath._Builder(plan, raw, date.today())
+        got = [
+            row[0]
+            for row in raw.execute(
+                f"SELECT {builder.text('v')} FROM unnest(%s::text[]) WITH ORDINALITY AS t(v, n) ORDER BY n",
+                (values,),
+            )
+        ]
+    assert got == expected
+    assert expected[:6] == ["'" + v for v in values[:6]] and expected[6:9] == values[6:9]
+    assert expected[values.index("-3\n")] == "'-3\n"
