@@ -23,7 +23,7 @@ Examples
 >>> _hmac_pads("k")[0][:2].hex(), len(_hmac_pads("k")[1])
 ('5d36', 64)
 >>> print(_float_text("v"))  # doctest: +ELLIPSIS
-CASE WHEN abs(v) >= 1e-4 AND abs(v) < 'Infinity' OR v = 0 THEN v::text ...
+CASE WHEN abs(v) >= 1e-4 AND abs(v) < 'Infinity' OR v = 0 THEN (v)::text ...
 """
 
 from __future__ import annotations

@@ -277,3 +277,12 @@ def test_text_cells_are_neutralised_as_the_arrow_writer_neutralises_them(engine)
     assert got == expected
     assert expected[:6] == ["'" + v for v in values[:6]] and expected[6:9] == values[6:9]
     assert expected[values.index("-3\n")] == "'-3\n"
+
+
+def test_the_export_modules_examples_run():
+    import doctest
+
+    from api.exports import pgcopy, plan
+
+    for module in (sqlpath, plan, pgcopy):
+        assert doctest.testmod(module).failed == 0, module.__name__
