@@ -79,10 +79,8 @@ def collect(session: Session, study: Study, data: ReportData, raw_long: pd.DataF
     ``raw_long`` is the ``long`` frame as the exports service gives it to the reader (arm codes,
     or neutral letters while blinded), the frame the route reads for the same sites.
     """
-    from api.context import realist
+    from api.context import realist, service
     from api.sap.blinding import arm_labels as route_labels
-
-    from api.context import service
 
     # Configurations first: without them nothing else (adherence, quotes) needs reading.
     if not service.list_cmos(session, study):
