@@ -89,12 +89,13 @@ def _interviewees(cases: pd.DataFrame, traj: pd.DataFrame) -> dict[str, str]:
     return {c: f"interviewee {i}" for i, c in enumerate(codes, 1)}
 
 
-def _relabel(text: str, names: dict[str, str]) -> str:
+def _relabel(text: str, names: dict[str, str], codes: set[str]) -> str:
+    """Interviewees' codes as their numbers; any other study code as ``[participant]``."""
     from api.reports.forwhom import scrub_codes
 
     for code, name in sorted(names.items(), key=lambda kv: len(kv[0]), reverse=True):
         text = text.replace(code, name)
-    return scrub_codes(text, set(names))
+    return scrub_codes(text, codes - set(names))
 
 
 def section(data: ReportData) -> tuple[str, bool]:
@@ -108,6 +109,7 @@ def section(data: ReportData) -> tuple[str, bool]:
     traj: pd.DataFrame = info["trajectory"].copy()
     cases: pd.DataFrame = info["cases"].copy()
     names = _interviewees(cases, traj)
+    scope = set(data.people["participant"].astype(str))
     labels = data.extra.get("arm_label_of", {})
     label = scale_label(p.scale)
     better = "higher" if p.higher_is_better else "lower"
@@ -127,7 +129,7 @@ def section(data: ReportData) -> tuple[str, bool]:
     t = traj.assign(
         arm=traj["arm"].map(lambda a: labels.get(a, a)),
         prevalence=[f"{100 * v:.0f}%" if pd.notna(v) else "" for v in traj["prevalence"]],
-        quotes=[" | ".join(_relabel(q, names) for q in (qs or [])) for qs in traj["quotes"]],
+        quotes=[" | ".join(_relabel(q, names, scope) for q in (qs or [])) for qs in traj["quotes"]],
         meta_inference=traj["meta_inference"].fillna(""),
     )
     parts.append(
