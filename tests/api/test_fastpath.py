@@ -292,7 +292,8 @@ def test_fast_rows_verify_in_the_audit_chain(client, admin, make_study, enrol, e
         c.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
         c.execute(
             text(
-                "UPDATE audit_event SET reason = 'x' WHERE id = (SELECT max(id) FROM audit_event WHERE entity = 'response')"
+                "UPDATE audit_event SET reason = 'x'"
+                " WHERE id = (SELECT max(id) FROM audit_event WHERE entity = 'response')"
             )
         )
         c.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
