@@ -58,6 +58,7 @@ from api.safety.router import router as safety_router
 from api.sap.router import router as sap_router
 from api.studies import dates
 from api.studies.router import router as studies_router
+from api.transcripts.coding_router import router as coding_router
 from api.transcripts.matrices.router import router as matrices_router
 from api.transcripts.router import router as transcripts_router
 from api.web.logfilter import install_log_redaction
@@ -237,10 +238,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         links_router,  # /participants/{id}/links
         web_router,  # /f/{token}: the participant forms
         reminders_router,  # reminder plans, outbox, /u/{token} unsubscribe
+        interop_router,  # REDCap and other imports; the ODM export (before /exports/{shape})
         exports_router,
-        interop_router,  # REDCap import and export
         redcap_api_router,  # /studies/{id}/redcap/api/: the REDCap-compatible API
-        transcripts_router,  # transcripts, codebook, codings, agreement, REFI-QDA, joint displays
+        transcripts_router,  # transcripts, REFI-QDA, joint displays
+        coding_router,  # codebook, memos, codings, agreement, suggestions
         context_router,  # context records and events, goals, logic model, CMO configurations, realist table
         matrices_router,  # joint-display matrices and meta-inferences
         safety_router,  # safety settings, alerts, adverse events, DMC line listing and summary

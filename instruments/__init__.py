@@ -10,8 +10,9 @@ Examples
 from .alerts import AlertHit, evaluate_alerts
 from .completeness import missing_rules
 from .completeness import status as completeness
-from .engine import reverse_value, score, score_frame, scored_items, validate
+from .engine import reverse_value, score, validate
 from .fhir import to_fhir_questionnaire, to_fhir_questionnaire_response
+from .frames import score_frame, scored_items
 from .model import (
     AlertRule,
     Band,

@@ -32,7 +32,7 @@ def _builtins() -> dict[str, Instrument]:
     return _builtin
 
 
-def get(code: str) -> Instrument:
+def get(code: str | Instrument) -> Instrument:
     """Return the instrument registered under ``code``.
 
     Custom registrations (``register``, ``load_wording``) take precedence over the built-in file.

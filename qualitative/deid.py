@@ -20,22 +20,28 @@ original text into the new one.
 from __future__ import annotations
 
 import bisect
-import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-import spacy
-from spacy.language import Language
 
-from .deid_rules import detect_patterns
-from .deid_words import capitalised_candidates, clinical_terms, is_common_word, name_variants
+from .deid_candidates import (
+    Cand,
+    link_and_propagate,
+    ner_candidates,
+    norm,
+    protected_spans,
+    regex_candidates,
+    rule_pipeline,
+    ruler_candidates,
+    select,
+    vault_candidates,
+)
+from .deid_words import capitalised_candidates, clinical_terms
 from .nlp import load_ner_model
-from .transcripts import Transcript, Turn, paragraph_spans
+from .transcripts import Transcript, Turn
 
 __all__ = [
     "ENTITY_TYPES",
@@ -48,63 +54,6 @@ __all__ = [
 ]
 
 ENTITY_TYPES = ("PERSON", "PLACE", "ORG", "DATE", "PHONE", "EMAIL", "ID", "ADDRESS", "POSTCODE", "URL", "HANDLE", "AGE")
-_NER_LABELS = {
-    "PERSON": "PERSON",
-    "PER": "PERSON",
-    "GPE": "PLACE",
-    "LOC": "PLACE",
-    "FAC": "PLACE",
-    "ORG": "ORG",
-    "DATE": "DATE",
-}
-
-# Given names that are also everyday English words: they count as names only
-# before a capitalised surname or after a title, never alone.
-_AMBIGUOUS_NAMES = frozenset(
-    "Will May June April August Hope Grace Joy Rose Mark Bill Faith Ruby Amber Iris Holly Ivy "
-    "Dawn Summer Sky Rich Pat Sue Art Frank Guy Jean Lee Glen Lynn Ray Rob Sunny Patience Precious".split()
-)
-_TITLES = (
-    "Dr",
-    "Doctor",
-    "Mr",
-    "Mrs",
-    "Ms",
-    "Miss",
-    "Mx",
-    "Prof",
-    "Professor",
-    "Nurse",
-    "Sister",
-    "Father",
-    "Rev",
-    "Reverend",
-    "Auntie",
-    "Aunty",
-    "Uncle",
-    "Pastor",
-    "Imam",
-    "Rabbi",
-)
-
-_MONTHS = (
-    r"(?:January|February|March|April|May|June|July|August|September|October|November|December|"
-    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept|Sep|Oct|Nov|Dec)\.?"
-)
-_ORD = r"(?:st|nd|rd|th)?"
-_DATE_RES = [
-    re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b"),
-    re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b"),
-    re.compile(rf"\b\d{{1,2}}{_ORD}(?:\s+of)?\s+{_MONTHS}(?:,?\s+\d{{4}})?(?![\w])"),
-    re.compile(rf"\b{_MONTHS}\s+\d{{1,2}}{_ORD}(?:,?\s+\d{{4}})?\b"),
-    re.compile(rf"\b{_MONTHS}\s+\d{{4}}\b"),
-]
-_EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_PHONE_RE = re.compile(r"(?<![\w/+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d(?:[ .-]?\d){6,13}(?![\w/])")
-
-
-def _digits(s: str) -> str:
-    return re.sub(r"\D", "", s)
 
 
 @dataclass
@@ -223,260 +172,6 @@ class DeidResult:
         return pd.DataFrame([r.__dict__ for r in self.replacements], columns=cols)
 
 
-# --------------------------------------------------------------------------- rule-based pipeline
-
-
-def _read_list(name: str) -> list[str]:
-    text = resources.files("qualitative").joinpath("data", name).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-
-
-@lru_cache(maxsize=1)
-def rule_pipeline() -> Language:
-    """Blank English pipeline with the shipped ``EntityRuler`` lists.
-
-    Labels: ``PERSON``, ``PERSON_TITLED`` (title + name; the title is kept in
-    the text), ``PLACE`` and ``ORG``.
-    """
-    nlp = spacy.blank("en")
-    names = _read_list("first_names.txt")
-    plain = [n for n in names if n not in _AMBIGUOUS_NAMES]
-    ambiguous = sorted(_AMBIGUOUS_NAMES | set(names) - set(plain))
-    org_words = _read_list("organisation_words.txt")
-    surname = {"IS_TITLE": True, "IS_STOP": False, "IS_ALPHA": True}
-    patterns = [
-        {"label": "PERSON", "pattern": [{"ORTH": {"IN": plain}}]},
-        {"label": "PERSON", "pattern": [{"ORTH": {"IN": plain}}, surname]},
-        {"label": "PERSON", "pattern": [{"ORTH": {"IN": ambiguous}}, surname]},
-        {
-            "label": "PERSON_TITLED",
-            "pattern": [{"ORTH": {"IN": list(_TITLES)}}, {"ORTH": ".", "OP": "?"}, surname, {**surname, "OP": "?"}],
-        },
-        {
-            "label": "ORG",
-            "pattern": [
-                {"IS_TITLE": True, "IS_STOP": False},
-                {"IS_TITLE": True, "OP": "*"},
-                {"ORTH": {"IN": ["'s", "’s"]}, "OP": "?"},
-                {"IS_TITLE": True, "OP": "*"},
-                {"LOWER": {"IN": org_words}, "IS_TITLE": True},
-            ],
-        },
-    ]
-    patterns += [{"label": "PLACE", "pattern": p} for p in _read_list("places.txt")]
-    ruler = nlp.add_pipe("entity_ruler", config={"validate": True})
-    ruler.add_patterns(patterns)
-    return nlp
-
-
-# --------------------------------------------------------------------------- candidates
-
-# The longer span wins (it removes more); between equal spans the lower tier wins, so a vault or
-# study term keeps its placeholder identity.
-_TIER = {
-    "propagated": 2,
-    "vault": 0,
-    "term": 0,
-    "email": 0,
-    "phone": 1,
-    "pattern": 0,
-    "regex": 1,
-    "ner": 1,
-    "ruler": 1,
-    "words": 2,
-}
-
-
-@dataclass(frozen=True)
-class _Cand:
-    start: int
-    end: int
-    type: str
-    source: str
-    key: str  # consistency key: same key -> same placeholder
-
-
-def _norm(surface: str) -> str:
-    s = re.sub(r"\s+", " ", surface.casefold()).strip()
-    s = re.sub(r"(?:'s|’s)$", "", s)
-    return re.sub(r"^the ", "", s)
-
-
-def _name_pattern(variant: str) -> tuple[str, int]:
-    """Regex for one form of a known name; everyday words ("Will", "Marsh") must be capitalised."""
-    body = r"\s+".join(map(re.escape, variant.split()))
-    pattern = r"(?<![\w@.])" + body + r"(?![\w@])"
-    if " " not in variant and is_common_word(variant, 4.0):
-        return pattern, 0  # case-sensitive: "Will" the name, not "will" the verb
-    return pattern, re.IGNORECASE
-
-
-def _vault_candidates(
-    text: str, vault: VaultIdentifiers, source: str = "vault", prefix: str = "vault"
-) -> tuple[list[_Cand], dict[str, str]]:
-    cands: list[_Cand] = []
-    name_keys: dict[str, str] = {}
-    for i, full in enumerate(vault.names):
-        if not full or not full.strip():
-            continue
-        key = f"{prefix}-person-{i}"
-        variants = name_variants(full.strip())
-        for v in variants:
-            name_keys.setdefault(_norm(v), key)
-        for v in sorted(variants, key=len, reverse=True):
-            pattern, flags = _name_pattern(v)
-            for m in re.finditer(pattern, text, flags=flags):
-                if flags == 0 or m.group()[:1].isupper() or source == "vault":
-                    cands.append(_Cand(m.start(), m.end(), "PERSON", source, key))
-    for e in vault.emails:
-        if not e or not e.strip():
-            continue
-        for m in re.finditer(r"(?<![\w.+-])" + re.escape(e.strip()) + r"(?![\w-])", text, re.IGNORECASE):
-            cands.append(_Cand(m.start(), m.end(), "EMAIL", source, "email:" + e.strip().lower()))
-    wanted = [_digits(p)[-9:] for p in vault.phones if p and len(_digits(p)) >= 7]
-    if wanted:
-        for m in _PHONE_RE.finditer(text):
-            d = _digits(m.group())
-            if any(d.endswith(w) or w.endswith(d[-9:]) for w in wanted):
-                cands.append(_Cand(m.start(), m.end(), "PHONE", source, "phone:" + d[-9:]))
-    for kind, items in (("PLACE", vault.places), ("ORG", vault.organisations)):
-        for p in items:
-            if not p or not p.strip():
-                continue
-            pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, p.split())) + r"(?!\w)"
-            # A one-word site or place that is an everyday word ("North", "Bath") must be capitalised.
-            flags = 0 if " " not in p.strip() and is_common_word(p.strip(), 4.0) else re.IGNORECASE
-            for m in re.finditer(pattern, text, flags):
-                cands.append(_Cand(m.start(), m.end(), kind, source, f"{kind}:{_norm(p)}"))
-    return cands, name_keys
-
-
-def _regex_candidates(text: str) -> list[_Cand]:
-    cands = []
-    for m in _EMAIL_RE.finditer(text):
-        cands.append(_Cand(m.start(), m.end(), "EMAIL", "email", "email:" + m.group().lower()))
-    for m in _PHONE_RE.finditer(text):
-        d = _digits(m.group())
-        if 9 <= len(d) <= 15:
-            cands.append(_Cand(m.start(), m.end(), "PHONE", "phone", "phone:" + d[-9:]))
-    for rx in _DATE_RES:
-        for m in rx.finditer(text):
-            cands.append(_Cand(m.start(), m.end(), "DATE", "regex", "date:" + _norm(m.group())))
-    cands += [_Cand(s, e, typ, "pattern", key) for s, e, typ, key in detect_patterns(text)]
-    return cands
-
-
-def _chunks(text: str) -> list[tuple[int, int]]:
-    # Paragraph-sized docs keep memory flat on long transcripts; entities never
-    # cross a line break in a transcript anyway.
-    return paragraph_spans(text)
-
-
-def _ruler_candidates(text: str) -> list[_Cand]:
-    nlp = rule_pipeline()
-    spans = _chunks(text)
-    out = []
-    for (s, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans), strict=True):
-        for ent in doc.ents:
-            start, end, label = s + ent.start_char, s + ent.end_char, ent.label_
-            if label == "PERSON_TITLED":
-                # Keep the title ("Dr", "Nurse") readable; replace only the name.
-                first = next(t for t in ent if t.is_title and t.text not in _TITLES)
-                start, label = s + first.idx, "PERSON"
-            out.append(_Cand(start, end, label, "ruler", f"{label}:{_norm(text[start:end])}"))
-    return out
-
-
-_DATE_HINT = re.compile(rf"\d|{_MONTHS}")
-
-
-def _ner_candidates(text: str, nlp: Language) -> list[_Cand]:
-    spans = _chunks(text)
-    out = []
-    for (s, _), doc in zip(spans, nlp.pipe(text[a:b] for a, b in spans), strict=True):
-        for ent in doc.ents:
-            kind = _NER_LABELS.get(ent.label_)
-            if kind is None:
-                continue
-            # Relative dates ("last week", "two years") do not identify anyone.
-            if kind == "DATE" and not _DATE_HINT.search(ent.text):
-                continue
-            start, end = s + ent.start_char, s + ent.end_char
-            out.append(_Cand(start, end, kind, "ner", f"{kind}:{_norm(ent.text)}"))
-    return out
-
-
-def _protected_spans(text: str, transcript: Transcript | None, keep: Iterable[str]) -> list[tuple[int, int]]:
-    """Spans that only vault identifiers may replace.
-
-    Study codes used as speaker labels (``P01``, ``FG2-P3``: they contain a
-    digit) and interviewer labels are pseudonyms, not identifiers; a statistical
-    model sometimes tags them as persons.
-    """
-    words = set(keep)
-    if transcript is not None:
-        for t in transcript.turns:
-            if t.role == "interviewer" or re.search(r"\d", t.speaker):
-                words.add(t.speaker)
-        words.update(p for p in transcript.participants if re.search(r"\d", p))
-    spans = []
-    for w in words:
-        if w.strip():
-            spans += [m.span() for m in re.finditer(r"(?<!\w)" + re.escape(w.strip()) + r"(?!\w)", text)]
-    return spans
-
-
-def _select(cands: Iterable[_Cand]) -> list[_Cand]:
-    ordered = sorted(cands, key=lambda c: (-(c.end - c.start), _TIER[c.source], c.start))
-    taken: list[tuple[int, int]] = []
-    chosen = []
-    for c in ordered:
-        if c.end <= c.start:
-            continue
-        i = bisect.bisect_left(taken, (c.start, c.end))
-        if i > 0 and taken[i - 1][1] > c.start:
-            continue
-        if i < len(taken) and taken[i][0] < c.end:
-            continue
-        taken.insert(i, (c.start, c.end))
-        chosen.append(c)
-    return sorted(chosen, key=lambda c: c.start)
-
-
-def _link_and_propagate(text: str, cands: list[_Cand], name_keys: dict[str, str]) -> list[_Cand]:
-    """One surface, one placeholder: every occurrence of a detected surface is replaced.
-
-    Parts and nicknames of a detected multi-word name join that person ("Philippa Grundy",
-    "Philippa", "Pip"), and each detected surface is searched again across the whole text, so a
-    name found once (after a title, beside a surname) is removed from every other turn too.
-    """
-    for c in sorted(cands, key=lambda c: -(c.end - c.start)):
-        if c.type != "PERSON":
-            continue
-        surface = text[c.start : c.end]
-        key = name_keys.get(_norm(surface), c.key)
-        if " " in surface.strip():
-            for v in name_variants(surface):
-                name_keys.setdefault(_norm(v), key)
-    surfaces: dict[str, tuple[str, str]] = {}
-    for c in cands:
-        surface = re.sub(r"\s+", " ", text[c.start : c.end]).strip()
-        if len(surface) < 2:
-            continue
-        key = name_keys.get(_norm(surface), c.key) if c.type == "PERSON" else c.key
-        surfaces.setdefault(surface, (c.type, key))
-        if c.type == "PERSON" and c.source not in ("vault", "term"):
-            for v in name_variants(surface):
-                if v != surface and not is_common_word(v):
-                    surfaces.setdefault(v, (c.type, name_keys.get(_norm(v), key)))
-    out = list(cands)
-    for surface, (typ, key) in surfaces.items():
-        body = r"\s+".join(map(re.escape, surface.split()))
-        for m in re.finditer(r"(?<![\w@.])" + body + r"(?![\w@])", text):
-            out.append(_Cand(m.start(), m.end(), typ, "propagated", key))
-    return out
-
-
 # --------------------------------------------------------------------------- main entry
 
 
@@ -523,7 +218,7 @@ def deidentify(
     'P01: Call me on [PHONE_1], [PERSON_1] is fine.'
     """
     transcript = source if isinstance(source, Transcript) else None
-    text = source.text if transcript is not None else str(source)
+    text = transcript.text if transcript is not None else str(source)
     vault = VaultIdentifiers.coerce(vault)
     study_terms = VaultIdentifiers(
         names=list((terms or {}).get("PERSON", [])),
@@ -539,33 +234,33 @@ def deidentify(
         notes.append(warning)
         warnings.warn(warning, UserWarning, stacklevel=2)
 
-    cands, name_keys = _vault_candidates(text, vault)
-    term_cands, term_keys = _vault_candidates(text, study_terms, source="term", prefix="term")
+    cands, name_keys = vault_candidates(text, vault)
+    term_cands, term_keys = vault_candidates(text, study_terms, source="term", prefix="term")
     cands += term_cands
     for k, v in term_keys.items():
         name_keys.setdefault(k, v)
-    cands += _regex_candidates(text)
+    cands += regex_candidates(text)
     keep_words = frozenset(w.casefold() for w in keep if w and w.strip())
-    guessed: list[_Cand] = []
+    guessed: list[Cand] = []
     if rules:
-        guessed += _ruler_candidates(text)
-        guessed += [_Cand(s, e, t, "words", k) for s, e, t, k in capitalised_candidates(text, keep=keep_words)]
+        guessed += ruler_candidates(text)
+        guessed += [Cand(s, e, t, "words", k) for s, e, t, k in capitalised_candidates(text, keep=keep_words)]
     if ner_nlp is not None:
-        guessed += _ner_candidates(text, ner_nlp)
+        guessed += ner_candidates(text, ner_nlp)
     # Clinical terms (COPD, GP, HbA1c) and the caller's keep words are analytic content: a guess
     # that is only such a term is dropped. Vault, study terms and patterns are never dropped.
     kept = clinical_terms() | keep_words
-    cands += [c for c in guessed if _norm(text[c.start : c.end]) not in kept]
+    cands += [c for c in guessed if norm(text[c.start : c.end]) not in kept]
 
-    protected = _protected_spans(text, transcript, keep)
+    protected = protected_spans(text, transcript, keep)
     if protected:
         cands = [
             c
             for c in cands
             if c.source in ("vault", "term") or not any(a < c.end and c.start < b for a, b in protected)
         ]
-    cands = _link_and_propagate(text, cands, name_keys)
-    chosen = _select(cands)
+    cands = link_and_propagate(text, cands, name_keys)
+    chosen = select(cands)
     counters: dict[str, int] = {}
     placeholders: dict[tuple[str, str], str] = {}
     pieces: list[str] = []
@@ -576,7 +271,7 @@ def deidentify(
         key = c.key
         if c.type == "PERSON":
             # A shorter, differently cased or nicknamed mention of a known name joins that person.
-            key = name_keys.get(_norm(text[c.start : c.end]), key)
+            key = name_keys.get(norm(text[c.start : c.end]), key)
         ph = placeholders.get((c.type, key))
         if ph is None:
             counters[c.type] = counters.get(c.type, 0) + 1
@@ -653,7 +348,7 @@ def deid_recall(result: DeidResult, gold: Iterable[tuple[int, int, str]]) -> pd.
     rows = []
     for start, end, typ in gold:
         covering = [r for r in reps if r.start < end and r.end > start]
-        covered = set()
+        covered: set[int] = set()
         for r in covering:
             covered.update(range(max(r.start, start), min(r.end, end)))
         removed = len(covered) == end - start

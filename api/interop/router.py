@@ -1,19 +1,24 @@
-"""/studies/{id}/imports/redcap: a REDCap dictionary and records export into a study."""
+"""Other systems' files: REDCap, clinical measures and participant imports, and the CDISC ODM export."""
 
 from __future__ import annotations
 
 import json
+from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
 from sqlmodel import Session
 
 from api.auth.dependencies import authorize
-from api.auth.policy import STAFF
+from api.auth.policy import READERS, STAFF
 from api.auth.service import Actor
-from api.db import get_session
+from api.db import end_read, get_session
 from api.errors import Unprocessable
+from api.exports import integrity
+from api.exports import service as exports
+from api.exports.router import RECEIPT_HEADER
 from api.inputguard import decode_upload
+from api.interop import odm
 from api.interop.measures import import_measures
 from api.interop.participants_csv import import_participants
 from api.interop.service import import_redcap
@@ -21,6 +26,43 @@ from api.studies.dependencies import valid_study
 from api.studies.models import Study
 
 router = APIRouter(tags=["imports"])
+
+
+@router.get("/studies/{study_id}/exports/odm", tags=["exports"])
+def export_odm(
+    request: Request,
+    actor: Actor = Depends(authorize(*READERS)),
+    study: Study = Depends(valid_study),
+    session: Session = Depends(get_session),
+    content: Literal["all", "metadata"] = Query("all", description="all: design and data; metadata: design only"),
+    waves: str | None = Query(None, description="comma-separated wave codes (default: all)"),
+    instruments: str | None = Query(None, description="comma-separated instrument codes (default: all)"),
+    sites: str | None = Query(None, description="comma-separated site codes (default: all you may see)"),
+):
+    """The study as one CDISC ODM 1.3.2 file (``Snapshot``): the design as ``MetaDataVersion``, sites and
+    users as ``AdminData``, and every participant's data as ``ClinicalData``, de-identified by the same
+    role rules as every export. Streamed; its receipt (``Peerlens-Export-Receipt``) gives the SHA-256."""
+    plan = exports.plan_export(
+        session,
+        study,
+        actor,
+        exports.ExportFilters(
+            waves=[waves] if waves else None,
+            instruments=[instruments] if instruments else None,
+            sites=[sites] if sites else None,
+        ),
+        secret=request.app.state.settings.secret_key,
+    )
+    end_read(session)
+    suffix = "-design" if content == "metadata" else ""
+    return StreamingResponse(
+        integrity.primed(odm.stream(request.app.state.engine, plan, content=content)),
+        media_type="application/xml",
+        headers={
+            "Content-Disposition": f'attachment; filename="study-{study.id}-odm{suffix}.xml"',
+            **({RECEIPT_HEADER: f"/studies/{study.id}/export-receipts/{actor.request_id}"} if actor.request_id else {}),
+        },
+    )
 
 
 def _event_map(raw: str) -> dict[str, str]:

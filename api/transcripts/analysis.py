@@ -28,7 +28,7 @@ from api.jsonable import records
 from api.participants.models import Participant
 from api.studies.models import Arm, Site, Study
 from api.studies.service import sites_by_code
-from api.transcripts import service
+from api.transcripts import codebook, coding, service
 from api.transcripts.models import QualCode, QualCoding, QualMemo, Transcript
 
 if TYPE_CHECKING:
@@ -76,14 +76,14 @@ class Corpus:
 def load_corpus(session: Session, study: Study, actor: Actor) -> Corpus:
     rows = service.visible_transcripts(session, study, actor)
     waves = service.wave_codes(session, study.id)
-    codes = service.codes_of(session, study.id)
+    codes = codebook.codes_of(session, study.id)
     return Corpus(
         study=study,
         rows=rows,
         transcripts=[service.to_library(t, waves) for t in rows],
         codes=codes,
-        codebook=service.codebook(codes),
-        codings=service.codings_of(session, [t.id for t in rows]),
+        codebook=codebook.codebook(codes),
+        codings=coding.codings_of(session, [t.id for t in rows]),
         waves=waves,
     )
 

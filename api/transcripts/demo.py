@@ -16,7 +16,7 @@ import qualitative as q
 from api.auth.service import Actor
 from api.participants.models import Participant
 from api.studies.models import Study, Wave
-from api.transcripts import service
+from api.transcripts import codebook, coding, service
 
 INTERVIEWS = (
     (
@@ -96,7 +96,7 @@ def _code(session: Session, study: Study, actor: Actor) -> None:
     for name, key, parent, codable, keywords in CODES:
         body = CodeCreate(name=name, key=key, parent_id=ids.get(parent) if parent else None, codable=codable,
                           keywords=list(keywords))  # fmt: skip
-        ids[key] = service.create_code(session, study, actor, body).id
+        ids[key] = codebook.create_code(session, study, actor, body).id
     rows = session.exec(select(Transcript).where(Transcript.study_id == study.id)).all()
     for key, first, second in CODED:
         for coder, phrase in (("coder.a@demo.peerlens.org", first), ("coder.b@demo.peerlens.org", second)):
@@ -104,7 +104,7 @@ def _code(session: Session, study: Study, actor: Actor) -> None:
                 at = t.text.find(phrase)
                 if at >= 0:
                     span = CodingCreate(code_id=ids[key], start=at, end=at + len(phrase))
-                    service.add_coding(session, t, actor, span, coder=coder)
+                    coding.add_coding(session, t, actor, span, coder=coder)
     set_inference(
         session,
         study,

@@ -6,17 +6,29 @@ Coordinators see the transcripts of their own sites (and what hangs off them); a
 
 from __future__ import annotations
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Request
 from sqlmodel import Session
 
 from api.auth.dependencies import authenticated
 from api.auth.service import Actor
 from api.db import end_read, get_session
 from api.errors import NotFound
+from api.studies.models import Study
 from api.studies.service import can_see_study
 from api.transcripts.models import QualCode, QualCoding, Suggestion, Transcript
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on every backend
+
+
+def settings_of(request: Request):
+    """The application's settings (NER model, secret) as the routes pass them to the services."""
+    return request.app.state.settings
+
+
+def same_study(study: Study, study_id: int, loc) -> None:
+    """404 naming ``loc`` when an object of study ``study_id`` is asked for under another study."""
+    if study.id != study_id:
+        raise NotFound(list(loc), "not found in this study")
 
 
 def transcript_for(session: Session, actor: Actor, transcript_id: int, loc=("path", "transcript_id")) -> Transcript:

@@ -22,7 +22,7 @@ from api.auth.service import Actor
 from api.errors import Conflict, Unprocessable, error
 from api.participants.models import Participant
 from api.studies.models import Study
-from api.transcripts import service
+from api.transcripts import codebook, service
 from api.transcripts.analysis import Corpus
 from api.transcripts.models import QualCode, QualCoding, QualMemo
 
@@ -115,7 +115,7 @@ def import_file(
     fmt = detect_format(data, filename)
     people = {p.study_code: p for p in session.exec(select(Participant).where(Participant.study_id == study.id)).all()}
     cb, lib = parse(data, fmt, list(people))
-    existing = {c.key: c for c in service.codes_of(session, study.id)}
+    existing = {c.key: c for c in codebook.codes_of(session, study.id)}
     by_id = {c.id: c.key for c in existing.values()}
     conflicts = _conflicts(cb, existing, by_id)
     if conflicts and on_conflict is None:
@@ -183,7 +183,7 @@ def import_file(
             session.flush()
             existing[key] = row
             ids[code.id] = row.id
-            service._history(session, row, "add", {"imported_from": fmt}, actor)
+            codebook.record_history(session, row, "add", {"imported_from": fmt}, actor)
             report["codes_created"] += 1
         if len(rest) == len(pending):
             raise Unprocessable(["body", "file"], "the codebook's parent references form a cycle", "invalid_import")

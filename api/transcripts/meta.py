@@ -19,7 +19,7 @@ from api.db import utcnow
 from api.errors import Unprocessable
 from api.exports.writers import SafeCsvWriter
 from api.studies.models import Study
-from api.transcripts import service
+from api.transcripts import codebook
 from api.transcripts.models import MetaInference
 
 FIELDS = ("theme", "scale", "inference", "note", "author", "updated_at")
@@ -31,7 +31,7 @@ def _snapshot(row: MetaInference) -> dict:
 
 def set_inference(session: Session, study: Study, actor: Actor, body) -> MetaInference:
     """Create or replace the meta-inference of one theme × scale (flushes; the caller commits)."""
-    keys = {c.key for c in service.codes_of(session, study.id)}
+    keys = {c.key for c in codebook.codes_of(session, study.id)}
     if body.theme not in keys:
         raise Unprocessable(["body", "theme"], "no code with this key in the study's codebook", "unknown_code")
     row = session.exec(

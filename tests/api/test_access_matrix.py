@@ -120,6 +120,7 @@ RULES = rules(
     ("PUT", "/studies/{study_id}/export-settings", R(ADMIN, "study", 200)),  # {} = defaults; study-wide
     ("GET", "/studies/{study_id}/exports/redcap", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/redcap/dictionary", R(READ, "study", 200)),
+    ("GET", "/studies/{study_id}/exports/odm", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/exports/{shape}/dictionary", R(READ, "study", 200)),
     ("GET", "/studies/{study_id}/export-receipts/{request_id}", R(READ, "study", 404)),  # no such export

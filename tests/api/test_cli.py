@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from lxml import etree
 from sqlmodel import Session, select
 from typer.testing import CliRunner
 
@@ -79,6 +80,23 @@ def test_export_writes_the_analyst_view_and_audits_it(study, engine, tmp_path):
         ("long", True, True),
         ("redcap", True, True),
     ]
+
+
+def test_export_odm_writes_the_analyst_view_as_valid_odm(study, engine, tmp_path):
+    from tests.api.test_odm import NS, odm_schema
+
+    out = tmp_path / "study.xml"
+    res = run("export", str(study.id), "--shape", "odm", "-o", str(out))
+    assert res.exit_code == 0, res.output
+    doc = etree.parse(str(out))
+    schema = odm_schema()
+    assert schema.validate(doc), schema.error_log
+    keys = sorted(s.get("SubjectKey") for s in doc.iterfind("odm:ClinicalData/odm:SubjectData", NS))
+    assert keys == ["CLI-0", "CLI-1", "CLI-2"] and NAME not in out.read_text()
+    totals = [i.get("Value") for i in doc.iterfind(".//odm:ItemData[@ItemOID='I.PHQ9.SC.PHQ9']", NS)]
+    assert sorted(totals, key=float) == ["9", "18", "27"]
+    audited = [e.after for e in events(engine, study.id, "study") if e.action == "export"]
+    assert (audited[-1]["shape"], audited[-1]["format"], audited[-1]["complete"]) == ("odm", "xml", True)
 
 
 def test_bad_arguments_are_usage_errors_naming_the_option(study, tmp_path):
