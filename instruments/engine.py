@@ -312,7 +312,8 @@ def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int, out: di
         with np.errstate(invalid="ignore"):
             return ~np.isnan(x) & _OPS[fl.op](x, fl.value)
     if fl.kind == "extreme_pattern":
-        X = np.column_stack([cols.get(c, np.full(n, np.nan)) for c in fl.items])
+        empty = np.full(n, np.nan)  # one column for every unanswered item, not one per item
+        X = np.column_stack([cols.get(c, empty) for c in fl.items])
         answered = (~np.isnan(X)).sum(axis=1)
         bounds = comp.extremes.get(fl.code)
         if bounds is None:  # a submission scores one response: look the options up once, not per call

@@ -9,11 +9,13 @@ participant, study and wave their own way and pass them in (anything with the at
 
 Examples
 --------
->>> from datetime import UTC, datetime
->>> request_hash("baseline", "gad7", {"gad7_1": 1}, None, datetime(2026, 1, 6, tzinfo=UTC), False, None)[:12]
-'5b9f1a0ba8f3'
->>> score_values([])
-[]
+>>> first = request_hash("baseline", "gad7", {"gad7_1": 1}, None, None, False, None)
+>>> first == request_hash("baseline", "gad7", {"gad7_1": 1}, None, None, False, None)
+True
+>>> first == request_hash("baseline", "gad7", {"gad7_1": 2}, None, None, False, None)
+False
+>>> score_values(instruments.score("gad7", {f"gad7_{i}": 1 for i in range(1, 8)}))[0]["value"]
+7.0
 """
 
 from __future__ import annotations

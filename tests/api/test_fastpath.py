@@ -299,3 +299,11 @@ def test_fast_rows_verify_in_the_audit_chain(client, admin, make_study, enrol, e
         c.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
     with Session(engine) as s:
         assert chain.verify(s).altered
+
+
+def test_the_shared_checks_examples_hold():
+    import doctest
+
+    from api.responses import checks
+
+    assert doctest.testmod(checks, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
