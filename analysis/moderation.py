@@ -175,6 +175,51 @@ class ModerationModel(TrajectoryModel):
         out["p"] = self._p(est, se, df)
         return out
 
+    def level_difference(self, level: Any, versus: Any) -> pd.DataFrame:
+        """How much larger each arm's slope difference from the reference arm is in ``level`` than
+        in ``versus`` (the arm × time × moderator contrast, per time unit).
+
+        Returns
+        -------
+        DataFrame
+            ``arm, estimate, se, df, ci_lower, ci_upper, p`` (Satterthwaite df), one row per
+            non-reference arm.
+
+        Examples
+        --------
+        >>> from analysis.synthetic import simulate_cohort
+        >>> from analysis.frame import long_from_synthetic
+        >>> long = long_from_synthetic(simulate_cohort(120, seed=2))
+        >>> mm = ModerationModel("pam13_activation", "context_living_situation", min_per_cell=3).fit(long)
+        >>> a, b = mm.moderator_levels_[:2]
+        >>> list(mm.level_difference(a, b).columns)
+        ['arm', 'estimate', 'se', 'df', 'ci_lower', 'ci_upper', 'p']
+        """
+        self._check()
+        if self.continuous_:
+            raise ValueError("level_difference needs a categorical moderator")
+        for lv in (level, versus):
+            if lv not in self.moderator_levels_:
+                raise ValueError(f"{lv!r} is not a level of {self.moderator} in the fitted frame")
+        ref = self.levels_[0]
+        Ls = [
+            (self._slope_L(arm, level) - self._slope_L(ref, level))
+            - (self._slope_L(arm, versus) - self._slope_L(ref, versus))
+            for arm in self.levels_[1:]
+        ]
+        est, se, df, h = self._table(Ls)
+        return pd.DataFrame(
+            {
+                self.by: self.levels_[1:],
+                "estimate": est,
+                "se": se,
+                "df": df,
+                "ci_lower": est - h,
+                "ci_upper": est + h,
+                "p": self._p(est, se, df),
+            }
+        )
+
     @property
     def interaction_test(self) -> pd.DataFrame:
         """Wald chi-square test of the three-way ``years × arm × moderator`` terms."""

@@ -30,6 +30,7 @@ from api.audit.router import router as audit_router
 from api.auth.router import router as auth_router
 from api.config import Settings, get_settings
 from api.console import dependencies as console
+from api.console.delivery.router import router as console_delivery_router
 from api.console.participants.router import router as console_participants_router
 from api.console.router import router as console_router
 from api.console.safety.router import router as console_safety_router
@@ -254,6 +255,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         console_router,  # /console: sign-in, dashboard, exports page
         console_participants_router,  # /console: enrolment, participant pages
         console_safety_router,  # /console: safety alerts
+        console_delivery_router,  # /console: peer groups, sessions, delivery and registers
         licensed_router,  # /licensed: licensed item wordings and calibration tables
     ):
         mount(app, router)

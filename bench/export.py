@@ -15,7 +15,8 @@ when the cohort doubles), with the load average before each cohort: other work o
 moves the figures.
 
 Run: ``.venv/bin/python bench/export.py`` (PostgreSQL on 127.0.0.1:5432, user postgres).
-Options: ``--sizes 10000 20000``, ``--keep`` to leave the databases.
+Options: ``--sizes 10000 20000``, ``--keep`` to leave the databases, ``--repeat 3`` alternated
+export/COPY runs per shape (the figures are their medians; each run's ratio is printed too).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -306,7 +308,7 @@ def download(base: str, token: str, shape: str) -> tuple[float, int, int]:
     return time.perf_counter() - t0, lines - 1, size
 
 
-def run(n: int, keep: bool) -> dict:
+def run(n: int, keep: bool, repeat: int = 1) -> dict:
     db = f"peerlens_bench_export_{n}"
     t0 = time.perf_counter()
     token = build(db, n)
@@ -320,17 +322,23 @@ def run(n: int, keep: bool) -> dict:
     try:
         idle = _rss_kb(proc.pid)
         for shape, sql in (("long", LONG_SQL), ("wide", wide_sql())):
-            cpu0 = _cpu_s(proc.pid)
-            api_t, api_rows, api_size = download(base, token, shape)
-            cpu = _cpu_s(proc.pid) - cpu0
-            copy_t, copy_rows, copy_size = copy_time(db, sql)
-            if api_rows != copy_rows:
-                raise SystemExit(f"{shape}: export has {api_rows} rows, COPY {copy_rows}")
+            # Export and COPY alternate ``repeat`` times; the medians damp other work on the machine.
+            runs = []
+            for _ in range(repeat):
+                cpu0 = _cpu_s(proc.pid)
+                api_t, api_rows, api_size = download(base, token, shape)
+                cpu = _cpu_s(proc.pid) - cpu0
+                copy_t, copy_rows, copy_size = copy_time(db, sql)
+                if api_rows != copy_rows:
+                    raise SystemExit(f"{shape}: export has {api_rows} rows, COPY {copy_rows}")
+                runs.append((api_t, copy_t, cpu))
+            api_t, copy_t, cpu = (statistics.median(r[i] for r in runs) for i in range(3))
+            ratios = " ".join(f"{a / c:.2f}" for a, c, _ in runs)
             out[shape] = (api_t, copy_t, api_rows)
             print(
                 f"{shape:5s} CSV: API {api_t:6.2f} s ({api_size / 1e6:6.1f} MB, {api_rows:,} rows)   "
                 f"COPY {copy_t:6.2f} s ({copy_size / 1e6:6.1f} MB)   ratio {api_t / copy_t:4.2f}x   "
-                f"server CPU {cpu:5.2f} s"
+                f"server CPU {cpu:5.2f} s" + (f"   (medians of {repeat}; ratios {ratios})" if repeat > 1 else "")
             )
         hwm = _hwm_kb(proc.pid)
         out["peak_mb"] = hwm / 1024
@@ -353,8 +361,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 20_000])
     ap.add_argument("--keep", action="store_true", help="keep the bench databases")
+    ap.add_argument("--repeat", type=int, default=3, help="alternated export/COPY runs per shape (medians)")
     args = ap.parse_args()
-    results = [run(n, args.keep) for n in args.sizes]
+    results = [run(n, args.keep, args.repeat) for n in args.sizes]
     print("\nsummary")
     for r in results:
         print(

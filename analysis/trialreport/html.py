@@ -155,7 +155,13 @@ figure { margin: 10px 0; display: inline-block; vertical-align: top; width: 49%;
 figure svg { max-width: 100%; height: auto; }
 figcaption { font-size: 12px; color: #374151; } .flow svg { max-width: 100%; height: auto; }
 code { font-size: 12px; background: #f3f4f6; padding: 1px 3px; }
+table[data-table^="realist"] td:nth-child(2), table[data-table="trajectory_matrix"] td:first-child,
+table[data-table="case_matrix"] td:first-child { white-space: nowrap; }
+table[data-table^="realist"], table[data-table="trajectory_matrix"], table[data-table="case_matrix"] {
+  font-size: 12px; }
 @media print { body { padding: 0; max-width: none; } nav { display: none; } figure { width: 49%; }
+  table[data-table^="realist"], table[data-table="trajectory_matrix"], table[data-table="case_matrix"] {
+    font-size: 10.5px; }
   h2 { break-after: avoid; } table, figure, .flow { break-inside: avoid; } section { break-before: auto; } }
 """
 

@@ -44,6 +44,7 @@ else:
 
 
 _realist = LazyModule("analysis.realist")  # the model stack on first use, not at start-up
+_slopes = LazyModule("analysis.realist_slopes")
 
 
 @dataclass
@@ -196,6 +197,7 @@ def realist_table(
     fdr: float = 0.05,
     min_per_cell: int = 5,
     codes: list[str] | None = None,
+    longitudinal: bool = False,
 ) -> pd.DataFrame:
     """Every CMO configuration with its quantitative estimate and qualitative evidence.
 
@@ -203,7 +205,9 @@ def realist_table(
     status`` (as recorded), the estimate columns of :func:`analysis.realist.what_works_for_whom`
     (``n_in … verdict, note``), ``code_share_in, code_share_out`` (coded mechanisms: share of
     interviewed participants in / out of the context with the code), ``quotes_in, quotes_out`` and
-    ``evidence`` (the recorded links, ``kind:ref`` joined by ``; ``).
+    ``evidence`` (the recorded links, ``kind:ref`` joined by ``; ``). With ``longitudinal`` the
+    arm × time × context estimate of :func:`analysis.realist_slopes.slope_moderation_table` over
+    every wave follows (``slope_*`` columns, points per year).
     """
     cmos = [c for c in data.cmos if codes is None or c["code"] in codes]
     inter, ref = pick_arms(data, arm, reference)
@@ -239,7 +243,20 @@ def realist_table(
         row.update(_qualitative(c, frame, data.quotes, interviewed))
         row["evidence"] = "; ".join(f"{ev['kind']}:{ev['ref']}" for ev in c.get("evidence", []))
         rows.append(row)
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if not longitudinal:
+        return table
+    slopes = _slopes.slope_moderation_table(
+        data.long,
+        frame,
+        [{"outcome": c["outcome"], "context": _predicate(c)} for c in cmos],
+        inter,
+        ref,
+        alpha=alpha,
+        fdr=fdr,
+        min_per_cell=min_per_cell,
+    )
+    return pd.concat([table, slopes], axis=1)
 
 
 TABLE_COLUMNS = [
@@ -324,8 +341,10 @@ def study_realist_table(
     reference: str | None = None,
     fdr: float = 0.05,
     min_per_cell: int = 5,
+    longitudinal: bool = False,
 ) -> pd.DataFrame:
-    """The realist output table of a study in ``actor``'s scope (what the route, the CLI and a report call).
+    """The realist output table of a study in ``actor``'s scope (what the route and the CLI call;
+    the trial report calls :func:`realist_table` on the same data, restricted to its sites).
 
     Raises :class:`api.errors.Unprocessable` (422) naming ``arm``/``reference`` for an unknown arm,
     and the study when it has no data or no CMO configurations.
@@ -339,7 +358,7 @@ def study_realist_table(
     if not data.cmos:
         raise Unprocessable(["path", "study_id"], "the study has no CMO configurations yet", "no_cmos")
     try:
-        return realist_table(data, arm, reference, fdr=fdr, min_per_cell=min_per_cell)
+        return realist_table(data, arm, reference, fdr=fdr, min_per_cell=min_per_cell, longitudinal=longitudinal)
     except ValueError as exc:
         name = str(exc)
         if name in ("arm", "reference"):

@@ -239,11 +239,15 @@ def get_realist_table(
     reference: str | None = Query(None, max_length=40, description="comparison arm (default: the control arm)"),
     fdr: float = Query(0.05, gt=0, lt=0.5, description="false-discovery rate of the Benjamini–Hochberg step"),
     min_per_cell: int = Query(5, ge=2, le=1000, description="fewest participants per arm in and out of a context"),
+    longitudinal: bool = Query(
+        False, description="add the arm × time × context estimate over every wave (mixed model; slope_* columns)"
+    ),
 ):
     """Every CMO configuration with its moderation estimate (t interval, BH across the table,
-    shrunken subgroup effects) and its qualitative evidence, as JSON or CSV."""
+    shrunken subgroup effects) and its qualitative evidence, as JSON or CSV; with ``longitudinal``
+    also the arm × time × context estimate (difference in slopes, points per year)."""
     table = realist.study_realist_table(
-        session, study, actor, request.app.state.settings.secret_key, arm, reference, fdr, min_per_cell
+        session, study, actor, request.app.state.settings.secret_key, arm, reference, fdr, min_per_cell, longitudinal
     )
     end_read(session)
     if format == "csv":

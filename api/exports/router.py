@@ -49,18 +49,11 @@ def _filters(waves, instruments, sites, identifiers, items, escape_formulas=True
 
 
 def stream(engine, plan: service.Plan, shape: str, fmt: str, dictionary: dict) -> Iterator[bytes]:
-    """Encode batches as they are read (audited when the stream ends, see :func:`service.audited_stream`)."""
-    cols = service.columns(plan, shape)
+    """Encode the export as it is read (audited when the stream ends, see :func:`service.audited_stream`)."""
     return service.audited_stream(
         engine,
         plan,
-        lambda session: writers.write(
-            fmt,
-            integrity.first_batch_read(service.iter_shape(session, plan, shape)),
-            cols,
-            dictionary,
-            escape_formulas=plan.filters.escape_formulas,
-        ),
+        lambda session: service.export_chunks(session, plan, shape, fmt, dictionary),
         shape=shape,
         fmt=fmt,
     )

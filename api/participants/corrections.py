@@ -1,4 +1,5 @@
-"""Audited corrections of enrolment, the three kinds of withdrawal, and voiding ("entered in error").
+"""Audited corrections of enrolment, the three kinds of withdrawal, and voiding ("entered in error"),
+and taking back a withdrawal or a void that was itself recorded in error.
 
 Every change takes a reason and writes one audit event with the fields before and after. Nothing is
 deleted: a voided participant keeps their rows and their audit trail, and is left out of exports,
@@ -178,6 +179,98 @@ def withdraw(session: Session, p: Participant, kind: str, on: date, reason: str,
     if kind != "intervention":
         _cancel_reminders(session, p, actor)
     return p
+
+
+def retract_withdrawal(session: Session, p: Participant, kind: str, reason: str, actor: Actor) -> Participant:
+    """Take back a withdrawal recorded in error (the wrong participant, a misunderstanding).
+
+    The withdrawal's date and reason are cleared (the audit trail keeps them, with this reason); the
+    status returns to ``active`` when this withdrawal set it and no other withdrawal of follow-up or
+    consent remains; reminders it cancelled whose window is still open are pending again.
+    """
+    _guard(session, p, actor)
+    prefix = WITHDRAWAL_KINDS[kind]
+    on, why = getattr(p, f"{prefix}_on"), getattr(p, f"{prefix}_reason")
+    if on is None:
+        raise Conflict(["path", "kind"], f"no {kind} withdrawal is recorded for this participant", "not_recorded")
+    before = {f"{prefix}_on": on.isoformat(), f"{prefix}_reason": why, "status": p.status}
+    setattr(p, f"{prefix}_on", None)
+    setattr(p, f"{prefix}_reason", None)
+    set_by_this = p.status == "withdrawn" and p.status_date == on and p.status_reason == why
+    if kind != "intervention" and set_by_this and p.follow_up_stopped_on is None and p.consent_withdrawn_on is None:
+        p.status, p.status_date, p.status_reason = "active", None, None
+    p.updated_at = utcnow()
+    session.add(p)
+    session.flush()
+    record(
+        session,
+        actor,
+        "retract_withdrawal",
+        "participant",
+        p.id,
+        study_id=p.study_id,
+        site_id=p.site_id,
+        before=before,
+        after={"kind": kind, f"{prefix}_on": None, "status": p.status},
+        reason=reason,
+    )
+    if kind != "intervention":
+        _restore_reminders(session, p, actor, ("follow_up_stopped", "consent_withdrawn", "participant_withdrawn"))
+    return p
+
+
+def restore(session: Session, p: Participant, reason: str, actor: Actor) -> Participant:
+    """Undo a void recorded in error: the participant is back in exports, analyses, links and the flow."""
+    ensure_can_write(actor)
+    ensure_site_access(actor, p.site_id, loc=("path", "participant_id"), what="participant")
+    if p.voided_at is None:
+        raise Conflict(["path", "participant_id"], "the participant is not voided", "not_voided")
+    before = {"voided_at": p.voided_at.isoformat(), "void_reason": p.void_reason}
+    p.voided_at, p.void_reason = None, None
+    p.updated_at = utcnow()
+    session.add(p)
+    session.flush()
+    record(
+        session,
+        actor,
+        "restore",
+        "participant",
+        p.id,
+        study_id=p.study_id,
+        site_id=p.site_id,
+        before=before,
+        after={"voided_at": None},
+        reason=reason,
+    )
+    _restore_reminders(session, p, actor, ("participant_voided",))
+    return p
+
+
+def _restore_reminders(session: Session, p: Participant, actor: Actor, reasons: tuple[str, ...]) -> None:
+    """Reminders cancelled for ``reasons`` whose window is still open go back to ``pending`` (audited
+    per row, as their cancelling was); the dispatcher re-checks eligibility before sending any."""
+    from sqlalchemy import bindparam, text
+
+    from api.db import UTCDateTime
+
+    stmt = text("""
+UPDATE reminder SET status = 'pending', cancel_reason = NULL, updated_at = :now
+WHERE participant_id = :pid AND status = 'cancelled' AND cancel_reason IN :reasons AND window_closes_at > :now
+RETURNING id, study_id, site_id, wave_id, step""").bindparams(
+        bindparam("now", type_=UTCDateTime()), bindparam("reasons", expanding=True)
+    )
+    rows = session.connection().execute(stmt, {"now": utcnow(), "pid": p.id, "reasons": list(reasons)}).all()
+    for r in rows:
+        record(
+            session,
+            actor,
+            "restore",
+            "reminder",
+            r.id,
+            study_id=r.study_id,
+            site_id=r.site_id,
+            after={"status": "pending", "wave_id": r.wave_id, "step": r.step},
+        )
 
 
 def _cancel_reminders(session: Session, p: Participant, actor: Actor) -> None:

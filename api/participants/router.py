@@ -23,9 +23,11 @@ from api.participants.schemas import (
     ParticipantFlow,
     ParticipantPatch,
     ParticipantRead,
+    ReasonIn,
     VoidIn,
     WaveStatus,
     WithdrawalIn,
+    WithdrawalKind,
 )
 from api.studies.dependencies import valid_study
 from api.studies.models import Study
@@ -191,6 +193,35 @@ def record_withdrawal(
 ):
     """Record a withdrawal of one kind (intervention, follow_up, consent) with its date and reason."""
     corrections.withdraw(session, participant, body.kind, body.date, body.reason, actor)
+    out = service.to_read(session, [participant], actor)[0]
+    session.commit()
+    return out
+
+
+@router.post("/participants/{participant_id}/withdrawals/{kind}/retract", response_model=ParticipantRead)
+def retract_withdrawal(
+    body: ReasonIn,
+    kind: WithdrawalKind,
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
+    """Take back a withdrawal recorded in error, with the reason (409 when none of that kind is recorded)."""
+    corrections.retract_withdrawal(session, participant, kind, body.reason, actor)
+    out = service.to_read(session, [participant], actor)[0]
+    session.commit()
+    return out
+
+
+@router.post("/participants/{participant_id}/restore", response_model=ParticipantRead)
+def restore_participant(
+    body: ReasonIn,
+    actor: Actor = Depends(authorize(*STAFF)),
+    participant: Participant = Depends(valid_participant),
+    session: Session = Depends(get_session),
+):
+    """Undo a void recorded in error, with the reason (409 when the participant is not voided)."""
+    corrections.restore(session, participant, body.reason, actor)
     out = service.to_read(session, [participant], actor)[0]
     session.commit()
     return out

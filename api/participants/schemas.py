@@ -132,6 +132,12 @@ class VoidIn(_In):
     reason: Reason
 
 
+class ReasonIn(_In):
+    """Taking back a withdrawal or a void recorded in error: the reason, for the audit trail."""
+
+    reason: Reason
+
+
 class WithdrawalIn(_In):
     kind: WithdrawalKind = Field(
         description="intervention: stopped the intervention, follow-up continues; follow_up: no further data "

@@ -157,6 +157,7 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
     if masked:  # the export already carries the neutral letters (A, B …) for a blind reader
         code_to_label |= {lab.removeprefix("Arm "): lab for lab in labels.values()}
     long = load_frame(session, study, actor, chosen, secret=secret) if site_ids else pd.DataFrame()
+    raw_long = long  # as the exports service gives it (arm codes, or neutral letters): what routes read
     if len(long):
         long = long.copy()
         long["arm"] = long["arm"].map(lambda c: code_to_label.get(c, c))
@@ -222,6 +223,8 @@ def gather(session: Session, study: Study, actor: Actor, *, sites: list[str] | N
     from api.reports import process  # the process evaluation, when the study has delivery records
 
     data.extra["delivery"] = process.collect(session, study, data)
+    data.extra["long_raw"] = raw_long
+    data.extra["arm_label_of"] = code_to_label  # arm code (or neutral letter) -> the label shown
     return data
 
 

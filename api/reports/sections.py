@@ -3,9 +3,9 @@
 A section is a key, a title and a function ``build(data: ReportData) -> (html, present)``; the
 rendering itself lives in the pure library (:mod:`analysis.trialreport`). A section whose data do
 not exist yet says so (``absent(...)``) and keeps its place. Another domain contributes a section
-by registering it (``register("delivery", "Intervention and process", build, before="attrition")``)
-or by providing the hook its placeholder looks for (``api.delivery.report.section``,
-``api.context.report.section``, ``api.transcripts.report.section``).
+by registering it (``register("delivery", "Intervention and process", build, before="attrition")``).
+What works for whom (:mod:`api.reports.forwhom`) and the joint displays
+(:mod:`api.reports.jointdisplays`) draw the context and transcripts domains' tables.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from html import escape
 import pandas as pd
 
 from analysis.trialreport import EXCLUSION_LABELS, absent, flow_counts, flow_svg, table_html
-from api.reports import adapters
+from api.reports import forwhom, jointdisplays
 from api.reports.gather import ReportData
 from api.reports.outcomes import attrition_section, harms_section, outcomes_section, table1_section
 from api.reports.process import intervention_section
@@ -126,27 +126,6 @@ def _flow(data: ReportData) -> tuple[str, bool]:
     return "\n".join(parts + notes), True
 
 
-# ---- placeholders other domains fill --------------------------------------------------------------
-
-
-def _placeholder(module: str, message: str, elsewhere: tuple[str, str, str] | None = None) -> Build:
-    """A section another domain fills through ``module.section``; until then ``message``, or, when
-    the domain exists (``elsewhere``: module, function, where to read it) but draws no section yet,
-    where its results are read."""
-
-    def build(data: ReportData) -> tuple[str, bool]:
-        fn = adapters.hook(module, "section")
-        if fn is None:
-            if elsewhere is not None and adapters.hook(elsewhere[0], elsewhere[1]) is not None:
-                where = elsewhere[2].replace("{id}", str(data.study.id))
-                return absent(f"not drawn in this report yet: read it at {where}"), False
-            return absent(message), False
-        html, present = fn(data)
-        return html, present
-
-    return build
-
-
 # ---- reproducibility -------------------------------------------------------------------------------
 
 
@@ -188,23 +167,7 @@ register("baseline", "Baseline characteristics (Table 1)", table1_section)
 register("outcomes", "Outcomes", outcomes_section)
 register("harms", "Harms", harms_section)
 register("intervention", "Intervention and process (TIDieR, dose, fidelity)", intervention_section)
-register(
-    "for_whom",
-    "What works for whom",
-    _placeholder(
-        "api.context.report",
-        "no context or CMO configurations recorded",
-        ("api.context.realist", "study_realist_table", "GET /studies/{id}/realist-table"),
-    ),
-)
-register(
-    "joint_displays",
-    "Joint displays",
-    _placeholder(
-        "api.transcripts.report",
-        "no joint display recorded",
-        ("api.transcripts.joint", "trajectory_matrix_html", "the qualitative joint-display routes"),
-    ),
-)
+register("for_whom", "What works for whom", forwhom.section)
+register("joint_displays", "Joint displays", jointdisplays.section)
 register("attrition", "Attrition and retention", attrition_section)
 register("reproducibility", "Reproducibility appendix", _reproducibility)

@@ -21,7 +21,7 @@ from api.audit.service import record
 from api.auth.service import Actor
 from api.config import Settings
 from api.release import provenance
-from api.reports import sections
+from api.reports import forwhom, jointdisplays, sections
 from api.reports.gather import ReportData, gather
 from api.reports.pdf import PdfError, print_pdf
 from api.reports.schemas import ReportIn, ReportRead, ReportSection
@@ -54,6 +54,10 @@ def render(
     data.extra["provenance"] = provenance(session.connection())
     data.extra["data_hash"] = data.data_hash()
     data.extra["command"] = command(study, req)
+    # What works for whom and the joint displays read the context and transcripts domains as
+    # their routes do for this reader, restricted to the report's participants.
+    data.extra["realist"] = forwhom.collect(session, study, data, data.extra["long_raw"])
+    data.extra["joint"] = jointdisplays.collect(session, study, data, settings)
     built = []
     for spec in sections.SECTIONS:
         body, present = spec.build(data)

@@ -6,7 +6,7 @@ trial report embeds; the JSON forms carry the same rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
@@ -17,7 +17,7 @@ from api.errors import Unprocessable
 from api.jsonable import records
 from api.participants.models import Participant
 from api.studies.models import Study
-from api.transcripts.analysis import load_corpus, outcomes_frame, resolve_themes
+from api.transcripts.analysis import Corpus, load_corpus, outcomes_frame, resolve_themes
 from api.transcripts.cases import case_variables
 from api.transcripts.meta import by_row
 
@@ -37,6 +37,8 @@ class MatrixParams:
     baseline: str | None = None
     followup: str | None = None
     quotes: int = 2
+    # Study codes the display may draw on (the trial report's sites); None: every one the reader sees.
+    participants: frozenset[str] | None = None
 
 
 def _inputs(session: Session, study: Study, actor: Actor, p: MatrixParams, settings):
@@ -53,6 +55,9 @@ def _inputs(session: Session, study: Study, actor: Actor, p: MatrixParams, setti
     outcomes = outcomes_frame(session, study, actor, settings)
     cols = ["participant", "arm", "wave", "scale", "value", "days"]
     outcomes = outcomes[cols].dropna(subset=["value"]) if len(outcomes) else pd.DataFrame(columns=cols)
+    if p.participants is not None:
+        corpus = restrict(corpus, p.participants)
+        outcomes = outcomes[outcomes["participant"].astype(str).isin(p.participants)]
     if p.scale not in set(outcomes["scale"].dropna().unique()):
         raise Unprocessable(["query", "scale"], "no scores of this scale in the study", "unknown_scale")
     if (p.mcid is None) == (p.reliability is None):
@@ -60,6 +65,17 @@ def _inputs(session: Session, study: Study, actor: Actor, p: MatrixParams, setti
             ["query", "mcid"], "give mcid (points) or reliability (reliable change index), not both", "missing"
         )
     return corpus, themes, outcomes
+
+
+def restrict(corpus: Corpus, participants: frozenset[str]) -> Corpus:
+    """``corpus`` without the transcripts in which anyone outside ``participants`` speaks."""
+    keep = {t.id for t in corpus.rows if t.participant_codes and set(t.participant_codes) <= participants}
+    return replace(
+        corpus,
+        rows=[t for t in corpus.rows if t.id in keep],
+        transcripts=[t for t in corpus.transcripts if t.id in {str(i) for i in keep}],
+        codings=[c for c in corpus.codings if c.transcript_id in keep],
+    )
 
 
 def trajectory_matrix(session: Session, study: Study, actor: Actor, p: MatrixParams, settings) -> pd.DataFrame:

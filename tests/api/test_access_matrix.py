@@ -76,6 +76,8 @@ RULES = rules(
     ("POST", "/participants/{participant_id}/corrections", R(STAFF, "site", 422)),
     ("POST", "/participants/{participant_id}/void", R(STAFF, "site", 422)),
     ("POST", "/participants/{participant_id}/withdrawals", R(STAFF, "site", 422)),
+    ("POST", "/participants/{participant_id}/withdrawals/{kind}/retract", R(STAFF, "site", 422)),  # no reason
+    ("POST", "/participants/{participant_id}/restore", R(STAFF, "site", 422)),  # no reason
     ("GET", "/studies/{study_id}/participant-flow", R(READ, "study", 200)),
     # responses and instruments
     ("POST", "/participants/{participant_id}/responses", R(STAFF, "site", 422)),
@@ -255,8 +257,14 @@ RULES = rules(
     ("POST", "/console/participants/{participant_id}/links/revoke", R(STAFF, "console", 303)),
     ("POST", "/console/participants/{participant_id}/status", R(STAFF, "console", 303)),
     ("POST", "/console/participants/{participant_id}/withdrawals", R(STAFF, "console", 303)),
+    ("POST", "/console/participants/{participant_id}/withdrawals/retract", R(STAFF, "console", 303)),
     ("GET", "/console/studies/{study_id}/alerts", R(STAFF, "console", 303)),
     ("POST", "/console/studies/{study_id}/alerts/acknowledge", R(STAFF, "console", 303)),
+    ("GET", "/console/studies/{study_id}/delivery", R(STAFF, "console", 303)),
+    ("POST", "/console/studies/{study_id}/delivery/sessions", R(STAFF, "console", 303)),
+    ("GET", "/console/sessions/{session_id}", R(STAFF, "console", 303)),
+    ("POST", "/console/sessions/{session_id}", R(STAFF, "console", 303)),
+    ("POST", "/console/sessions/{session_id}/cancel", R(STAFF, "console", 303)),
     # delivery (process evaluation): plans and TIDieR per arm (design: admins write); records with
     # calendar dates about people are staff-only (analysts read them in the delivery export shapes);
     # records by id get a made-up id (404 after the role check; site scoping in test_delivery.py)
@@ -473,6 +481,7 @@ def _url(path: str, world, caller: str) -> str:
         .replace("{site_code}", "north")
         .replace("{code}", "phq9")
         .replace("{shape}", "long")
+        .replace("{kind}", "consent")
         .replace("{token}", token)
         .replace("{filename}", "nothing.csv")
         .replace("{transcript_id}", "999999")

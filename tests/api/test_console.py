@@ -277,6 +277,37 @@ def test_enrolment_errors_name_the_field_and_save_nothing(app, two_sites, client
     assert len(client.get(f"/studies/{study.id}/participants", headers=admin.headers).json()) == before
 
 
+def test_a_withdrawal_recorded_in_error_is_taken_back_from_the_participant_page(app, two_sites, client, admin):
+    study, _, _, coord_a, _ = two_sites
+    day = str(datetime.now(ZoneInfo("Europe/London")).date())
+    p = client.post(
+        f"/studies/{study.id}/participants",
+        json={"site": "north", "enrolled_on": day, "consent": {"date": day, "version": "v1"}},
+        headers=admin.headers,
+    ).json()
+    r = client.post(
+        f"/participants/{p['id']}/withdrawals",
+        json={"kind": "follow_up", "date": day, "reason": "clicked the wrong row"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 200, r.text
+    c = sign_in(app, coord_a)
+    page = c.get(f"/console/participants/{p['id']}")
+    assert "Take back this withdrawal" in page.text
+    url = f"/console/participants/{p['id']}/withdrawals/retract"
+    r = c.post(url, data={"csrf": _csrf(page.text), "kind": "follow_up", "reason": ""})
+    assert r.status_code == 422 and 'id="retract-follow_up"' in r.text and 'aria-invalid="true"' in r.text
+    assert client.get(f"/participants/{p['id']}", headers=admin.headers).json()["status"] == "withdrawn"
+    r = c.post(
+        url,
+        data={"csrf": _csrf(page.text), "kind": "follow_up", "reason": "withdrawal belonged to another person"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    back = client.get(f"/participants/{p['id']}", headers=admin.headers).json()
+    assert back["status"] == "active" and back["withdrawals"] == []
+
+
 # --- the console's route × role matrix with signed-in sessions ---------------------------------------
 
 READ = ("admin", "coordinator", "analyst")
@@ -296,13 +327,19 @@ CONSOLE = {
     ("POST", "/console/participants/{participant_id}/links/revoke"): (STAFF, "site", {422}),
     ("POST", "/console/participants/{participant_id}/status"): (STAFF, "site", {422}),
     ("POST", "/console/participants/{participant_id}/withdrawals"): (STAFF, "site", {422}),  # no kind
+    ("POST", "/console/participants/{participant_id}/withdrawals/retract"): (STAFF, "site", {422}),  # no reason
     ("GET", "/console/studies/{study_id}/alerts"): (STAFF, "study", {200}),
     ("POST", "/console/studies/{study_id}/alerts/acknowledge"): (STAFF, "study", {404}),  # alert 0
+    ("GET", "/console/studies/{study_id}/delivery"): (STAFF, "study", {200}),
+    ("POST", "/console/studies/{study_id}/delivery/sessions"): (STAFF, "study", {422}),  # empty form
+    ("GET", "/console/sessions/{session_id}"): (STAFF, "site", {200}),
+    ("POST", "/console/sessions/{session_id}"): (STAFF, "site", {422}),  # no date, no register
+    ("POST", "/console/sessions/{session_id}/cancel"): (STAFF, "site", {422}),  # no reason
     ("POST", "/console/sign-out"): (READ, "global", {303}),
 }
 
 
-def test_console_route_role_matrix(app, two_sites, staff):
+def test_console_route_role_matrix(app, two_sites, staff, client, admin):
     from fastapi.routing import APIRoute
 
     from api.auth.dependencies import route_roles
@@ -316,6 +353,20 @@ def test_console_route_role_matrix(app, two_sites, staff):
     }
     assert set(routes) == set(CONSOLE), set(routes) ^ set(CONSOLE)
     assert {k: route_roles(r) for k, r in routes.items()} == {k: v[0] for k, v in CONSOLE.items()}
+    # A planned session of a north group, for the session pages.
+    r = client.post(
+        f"/studies/{study.id}/delivery/groups",
+        json={"code": "MATRIX-G", "site": "north", "arm": "group"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    r = client.post(
+        f"/studies/{study.id}/delivery/sessions",
+        json={"group_id": r.json()["id"], "planned_date": pa["enrolled_on"]},
+        headers=admin.headers,
+    )
+    assert r.status_code == 201, r.text
+    session_id = r.json()["id"]
     coord_b, _ = staff("coordinator", [study.sites["south"]])
     admin, _ = staff("admin")
     callers = {"admin": admin, "coord_a": coord_a, "coord_b": coord_b, "analyst": analyst}
@@ -324,7 +375,11 @@ def test_console_route_role_matrix(app, two_sites, staff):
         for name, email in callers.items():
             c = sign_in(app, email)  # a fresh session each time: sign-out is in the table
             csrf = _csrf(c.get(f"/console/studies/{study.id}").text)
-            url = path.replace("{study_id}", str(study.id)).replace("{participant_id}", str(pa["id"]))
+            url = (
+                path.replace("{study_id}", str(study.id))
+                .replace("{participant_id}", str(pa["id"]))
+                .replace("{session_id}", str(session_id))
+            )
             if path.endswith("/enter") and method == "GET":
                 url += "?wave=baseline&instrument=phq9"
             r = c.request(method, url, data={"csrf": csrf} if method == "POST" else None, follow_redirects=False)

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from api.cli import app as cli
-from api.exports import service
+from api.exports import service, sqlpath
 from tests.conftest import phq9_answers
 
 
@@ -56,6 +56,8 @@ def study(make_study, enrol, client, admin):
 
 
 def _failing_after(monkeypatch, n_batches: int):
+    """Make the export fail after ``n_batches`` batches (one participant each) on either path: the
+    batch path (SQLite) or the COPY blocks of the SQL path (PostgreSQL's CSV)."""
     real = service.iter_shape
 
     def failing(session, plan, shape, batch_size=service.DEFAULT_BATCH):
@@ -67,6 +69,16 @@ def _failing_after(monkeypatch, n_batches: int):
             raise RuntimeError("storage went away")
 
     monkeypatch.setattr(service, "iter_shape", failing)
+    real_blocks = sqlpath.copy_blocks
+
+    def failing_blocks(raw, sql, block_size):
+        for i, block in enumerate(real_blocks(raw, sql, 1)):  # one row per block
+            if i == n_batches:
+                raise RuntimeError("storage went away")
+            yield block
+        raise RuntimeError("storage went away")
+
+    monkeypatch.setattr(sqlpath, "copy_blocks", failing_blocks)
 
 
 def _receipt(client, headers, url):

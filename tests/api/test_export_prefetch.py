@@ -8,6 +8,7 @@ import time
 import psycopg
 import pytest
 
+from api.exports.pgcopy import copy_blocks
 from api.exports.service import copy_out, prefetched
 from tests.conftest import create_pg_database, drop_pg_database
 
@@ -103,3 +104,19 @@ def test_copy_out_raises_the_server_error_and_leaves_the_connection_usable(pg):
         copy_out(pg, "COPY (SELECT * FROM no_such_table) TO STDOUT")
     pg.rollback()
     assert pg.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_copy_blocks_counts_rows_and_closing_early_cancels_the_copy(pg):
+    sql = "COPY (SELECT g, repeat('x', 50) FROM generate_series(1, 200000) g) TO STDOUT WITH (FORMAT csv)"
+    blocks = list(copy_blocks(pg, "COPY (SELECT g FROM generate_series(1, 1000) g) TO STDOUT", block_size=100))
+    assert sum(rows for _b, rows in blocks) == 1000 and all(len(b) >= 100 for b, _r in blocks[:-1])
+    assert b"".join(b for b, _r in blocks) == b"".join(f"{g}\n".encode() for g in range(1, 1001))
+    pg.rollback()
+    it = copy_blocks(pg, sql, block_size=1 << 16)
+    first, rows = next(it)
+    assert 0 < rows < 200000
+    started = time.monotonic()
+    it.close()  # the client went away: the server stops instead of streaming 200,000 rows on
+    assert time.monotonic() - started < 5
+    pg.rollback()
+    assert pg.execute("SELECT 2 + 2").fetchone() == (4,)

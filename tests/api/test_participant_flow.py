@@ -275,6 +275,63 @@ def flow_study(client, admin, make_study, enrol):
     return study, ids
 
 
+def test_a_withdrawal_or_void_recorded_in_error_is_taken_back(client, admin, make_study, make_user, enrol, engine):
+    """Retracting a withdrawal (and restoring a voided participant) needs a reason, is audited with the
+    fields before, returns the participant to reminders, exports and the flow, and is site-scoped."""
+    study = make_study(waves=WAVES)
+    today = datetime.now(UTC).date().isoformat()
+    p = enrol(study, enrolled_on=today, contact={"email": "retract.me@example.org", "preferred_channel": "email"})
+    plan = {"wave": "baseline", "channel": "email", "steps": [{"offset_days": 1, "offset_hours": 0}]}
+    plan |= {"subject": "Your questionnaire", "body": "Hello {name}: {link}"}
+    r = client.put(f"/studies/{study.id}/reminder-plans", json={"plans": [plan]}, headers=admin.headers)
+    assert r.status_code == 200, r.text
+
+    def reminders():
+        with Session(engine) as s:
+            plan_study(s, s.get(Study, study.id), FixedClock(datetime.now(UTC)))
+            s.commit()
+            return [x.status for x in s.exec(select(Reminder).where(Reminder.participant_id == p["id"]))]
+
+    assert reminders() == ["pending"]
+    r = client.post(
+        f"/participants/{p['id']}/withdrawals",
+        json={"kind": "follow_up", "date": today, "reason": "entered for the wrong person"},
+        headers=admin.headers,
+    )
+    assert r.status_code == 200 and r.json()["status"] == "withdrawn", r.text
+    assert reminders() == ["cancelled"]
+    url = f"/participants/{p['id']}/withdrawals/follow_up/retract"
+    r = client.post(url, json={}, headers=admin.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "reason"]
+    other_site = make_user("coordinator", [study.sites["south"]])
+    assert client.post(url, json={"reason": "x"}, headers=other_site.headers).status_code == 404
+    r = client.post(url, json={"reason": "recorded against the wrong participant"}, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["status"] == "active" and got["withdrawals"] == []
+    (event,) = _events(engine, p["id"], "retract_withdrawal")
+    assert event.reason == "recorded against the wrong participant"
+    assert event.before["follow_up_stopped_on"] == today and event.after["status"] == "active"
+    # Nothing left to retract: a conflict naming the kind.
+    r = client.post(url, json={"reason": "again"}, headers=admin.headers)
+    assert r.status_code == 409 and r.json()["detail"][0]["loc"] == ["path", "kind"]
+    assert reminders() == ["pending"]  # the reminder of the open wave goes again
+    # A void recorded in error: restored, and back in the export.
+    _answer(client, admin, p["id"])
+    r = client.post(f"/participants/{p['id']}/void", json={"reason": "looked like a duplicate"}, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert p["study_code"] not in set(_csv(client, admin, study.id)["participant"])
+    r = client.post(
+        f"/participants/{p['id']}/restore", json={"reason": "not a duplicate after all"}, headers=admin.headers
+    )
+    assert r.status_code == 200, r.text
+    assert p["study_code"] in set(_csv(client, admin, study.id)["participant"])
+    (restored,) = _events(engine, p["id"], "restore")
+    assert restored.reason == "not a duplicate after all"
+    r = client.post(f"/participants/{p['id']}/restore", json={"reason": "again"}, headers=admin.headers)
+    assert r.status_code == 409
+
+
 def test_participant_flow_counts_per_arm_match_the_histories(client, admin, analyst, make_user, flow_study):
     study, ids = flow_study
     r = client.get(f"/studies/{study.id}/participant-flow", headers=admin.headers)

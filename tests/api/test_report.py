@@ -308,7 +308,9 @@ def test_sections_present_or_say_why(report):
     }
     for_whom = html[html.index('<section id="for_whom"') :].split("</section>")[0]
     assert "No delivery records" in html
-    assert "No context or CMO configurations recorded" in for_whom or "Not drawn in this report yet" in for_whom
+    assert "No context–mechanism–outcome (CMO) configurations recorded." in for_whom
+    joint = html[html.index('<section id="joint_displays"') :].split("</section>")[0]
+    assert "No joint display recorded: no interview transcript of these participants." in joint
     # Labels people read, not codes.
     assert "PHQ-9" in html and "pam13_activation" not in html and ">usual<" not in html
     # Harms: one of six peer participants had a serious event; one of five usual-care participants any event.

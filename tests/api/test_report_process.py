@@ -146,19 +146,3 @@ def test_without_delivery_records_the_section_says_so(client, admin, make_study)
     study = make_study()
     html = _html(client, admin, study.id)
     assert "No delivery records: the TIDieR checklist, dose and fidelity need them." in _section(html, "intervention")
-
-
-def test_a_domain_without_a_report_section_is_named_where_to_read(client, admin, small, monkeypatch):
-    """Until the realist domain draws its own section, the report says where its table is read."""
-    import sys
-    import types
-
-    sid, _ = small
-    realist = types.ModuleType("api.context.realist")
-    realist.study_realist_table = lambda *a, **k: None
-    monkeypatch.setitem(sys.modules, "api.context", types.ModuleType("api.context"))
-    monkeypatch.setitem(sys.modules, "api.context.realist", realist)
-    html = _html(client, admin, sid)
-    text = _text(_section(html, "for_whom"))
-    assert text.endswith(f"Not drawn in this report yet: read it at GET /studies/{sid}/realist-table.")
-    assert "No context or CMO configurations recorded" not in text

@@ -258,3 +258,58 @@ def test_coordinator_and_analyst_work_in_the_console(
     assert str(today) not in text  # analysts get no calendar dates
     ctx.close()
     assert len(check.checked) == 9
+
+
+def test_coordinator_records_a_session_and_its_register(
+    server, browser, client, admin, make_study, enrol, console_user, axe_source, backend
+):
+    """Delivery in the console: schedule a session, record it with its register, every page checked by axe."""
+    base, _ = server
+    check = Checker(axe_source, backend)
+    today = datetime.now(ZoneInfo("Europe/London")).date()
+    study = make_study()
+    coord_email, coord = console_user("coordinator", [study.sites["north"]])
+    joined = str(today - timedelta(days=10))
+    people = [enrol(study, site="north", arm="group", enrolled_on=joined) for _ in range(2)]
+    group = client.post(
+        f"/studies/{study.id}/delivery/groups",
+        json={"code": "TUE-1", "site": "north", "arm": "group", "name": "Tuesday afternoons"},
+        headers=admin.headers,
+    ).json()
+    for p in people:
+        r = client.post(
+            f"/delivery/groups/{group['id']}/members",
+            json={"participant_id": p["id"], "joined_on": joined},
+            headers=admin.headers,
+        )
+        assert r.status_code == 201, r.text
+
+    ctx = browser.new_context(viewport=DESKTOP, device_scale_factor=1)
+    page = ctx.new_page()
+    _sign_in(page, base, coord_email)
+    page.wait_for_url(re.compile(rf"/console/studies/{study.id}$"))
+    page.get_by_role("link", name="Delivery").click()
+    check(page, "09-delivery")
+    page.get_by_label("Planned date").fill(str(today - timedelta(days=1)))
+    page.get_by_label("Topic").fill("Managing fatigue")
+    page.get_by_role("button", name="Schedule").click()
+    assert "Session scheduled" in page.get_by_role("status").first.inner_text()
+    check(page, "10-session")
+    page.get_by_label("Date it took place").fill(str(today - timedelta(days=1)))
+    page.get_by_label("Duration in minutes").fill("75")
+    page.get_by_label(f"Attendance of {people[0]['study_code']}").select_option("attended")
+    page.get_by_label(f"Attendance of {people[1]['study_code']}").select_option("absent")
+    page.get_by_label(f"Minutes present for {people[1]['study_code']}").fill("20")
+    page.get_by_role("button", name="Save delivery and register").click()
+    assert "no minutes" in page.get_by_role("alert").inner_text()  # refused, named on its row
+    check(page, "10b-session-refused")
+    page.get_by_label(f"Minutes present for {people[1]['study_code']}").fill("")
+    page.get_by_role("button", name="Save delivery and register").click()
+    assert "Delivery and register saved" in page.get_by_role("status").first.inner_text()
+    assert "1 attended" in page.locator("#session-status").locator("xpath=..").inner_text()
+    sessions = client.get(f"/studies/{study.id}/delivery/sessions", headers=coord.headers).json()
+    assert [(s["status"], s["duration_minutes"], s["attended"], s["topic"]) for s in sessions] == [
+        ("delivered", 75, 1, "Managing fatigue")
+    ]
+    ctx.close()
+    assert len(check.checked) == 3

@@ -21,13 +21,15 @@ import instruments
 from api.auth.policy import STAFF
 from api.auth.service import Actor
 from api.console.dependencies import console_user, csrf_ok, page, redirect
+from api.console.forms import errors_by_field, expired, validation_errors
 from api.console.service import as_of, visible_sites
 from api.db import end_read, get_session
 from api.errors import ApiError
 from api.links.service import issue_link, link_status, revoke_link
 from api.participants import corrections
 from api.participants import service as participants
-from api.participants.schemas import ParticipantCreate, ParticipantPatch, WithdrawalIn
+from api.participants.models import WITHDRAWAL_KINDS
+from api.participants.schemas import ParticipantCreate, ParticipantPatch, ReasonIn, WithdrawalIn
 from api.responses import reading
 from api.responses import service as responses
 from api.studies.service import get_wave, require_study
@@ -44,28 +46,6 @@ STATUSES = {
     "completed": "Completed the study",
     "active": "Active (reinstate)",
 }
-
-
-def _expired(request: Request) -> HTMLResponse:
-    return page(
-        request,
-        "error.html",
-        {"title": "This page had expired", "message": "Nothing was saved. Go back, reload the page and try again."},
-        status_code=403,
-    )
-
-
-def _errors_by_field(errors: list[dict[str, Any]]) -> dict[str, str]:
-    """``{"site": "…"}`` from REST-shaped errors: the last non-index part of ``loc`` names the field."""
-    out: dict[str, str] = {}
-    for e in errors:
-        loc = [str(x) for x in e.get("loc", ()) if not isinstance(x, int) and x not in ("body", "path", "query")]
-        out[".".join(loc) or "form"] = str(e.get("msg", "not valid"))
-    return out
-
-
-def _validation_errors(exc: ValidationError) -> dict[str, str]:
-    return _errors_by_field([{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()])
 
 
 # --- enrolment ------------------------------------------------------------------------------------
@@ -120,7 +100,7 @@ def enrol(
 ):
     """Enrol and randomise (the service draws the arm from the study's allocation sequence)."""
     if not csrf_ok(request, csrf):
-        return _expired(request)
+        return expired(request)
     study = require_study(session, study_id, actor)
     values = {k: v for k, v in locals().items() if isinstance(v, str) and k != "csrf"}
     contact = {k: (values[k] or None) for k in ("name", "email", "phone", "date_of_birth")}
@@ -148,10 +128,10 @@ def enrol(
         )
     except ValidationError as exc:
         session.rollback()
-        return _enrol_page(request, session, study, actor, values, _validation_errors(exc), 422)
+        return _enrol_page(request, session, study, actor, values, validation_errors(exc), 422)
     except ApiError as exc:
         session.rollback()
-        return _enrol_page(request, session, study, actor, values, _errors_by_field(exc.errors), exc.status_code)
+        return _enrol_page(request, session, study, actor, values, errors_by_field(exc.errors), exc.status_code)
     session.commit()
     return redirect(request, f"/console/participants/{p.id}?enrolled=1")
 
@@ -217,7 +197,7 @@ def send_link(
 ):
     """Issue (or re-issue, revoking the previous one) the personal link of a wave and show it once."""
     if not csrf_ok(request, csrf):
-        return _expired(request)
+        return expired(request)
     p = participants.get_participant(session, participant_id, actor)
     try:
         w = get_wave(session, p.study_id, wave)
@@ -248,7 +228,7 @@ def revoke(
     session: Session = Depends(get_session),
 ):
     if not csrf_ok(request, csrf):
-        return _expired(request)
+        return expired(request)
     p = participants.get_participant(session, participant_id, actor)
     try:
         revoke_link(session, p, get_wave(session, p.study_id, wave), actor)
@@ -274,7 +254,7 @@ def change_status(
 ):
     """Withdrawal, loss to follow-up, completion or reinstatement, with its date and reason (audited)."""
     if not csrf_ok(request, csrf):
-        return _expired(request)
+        return expired(request)
     p = participants.get_participant(session, participant_id, actor)
     try:
         body = ParticipantPatch.model_validate(
@@ -292,12 +272,12 @@ def change_status(
     except ValidationError as exc:
         session.rollback()
         return _participant_page(
-            request, session, actor, participant_id, errors=_validation_errors(exc), status_code=422
+            request, session, actor, participant_id, errors=validation_errors(exc), status_code=422
         )
     except ApiError as exc:
         session.rollback()
         return _participant_page(
-            request, session, actor, participant_id, errors=_errors_by_field(exc.errors), status_code=exc.status_code
+            request, session, actor, participant_id, errors=errors_by_field(exc.errors), status_code=exc.status_code
         )
     session.commit()
     return redirect(request, f"/console/participants/{participant_id}?saved=status")
@@ -316,7 +296,7 @@ def withdraw(
 ):
     """A withdrawal of one kind with its date and reason, as ``POST /participants/{id}/withdrawals``."""
     if not csrf_ok(request, csrf):
-        return _expired(request)
+        return expired(request)
     p = participants.get_participant(session, participant_id, actor)
     try:
         body = WithdrawalIn.model_validate({"kind": kind or None, "date": date_ or None, "reason": reason})
@@ -324,15 +304,47 @@ def withdraw(
     except ValidationError as exc:
         session.rollback()
         return _participant_page(
-            request, session, actor, participant_id, errors=_validation_errors(exc), status_code=422
+            request, session, actor, participant_id, errors=validation_errors(exc), status_code=422
         )
     except ApiError as exc:
         session.rollback()
         return _participant_page(
-            request, session, actor, participant_id, errors=_errors_by_field(exc.errors), status_code=exc.status_code
+            request, session, actor, participant_id, errors=errors_by_field(exc.errors), status_code=exc.status_code
         )
     session.commit()
     return redirect(request, f"/console/participants/{participant_id}?saved=withdrawal")
+
+
+@router.post("/console/participants/{participant_id}/withdrawals/retract", response_class=HTMLResponse)
+def retract_withdrawal(
+    request: Request,
+    participant_id: int,
+    csrf: str = Form("", max_length=200),
+    kind: str = Form("", max_length=20),
+    reason: str = Form("", max_length=2000),
+    actor: Actor = Depends(console_user(*STAFF)),
+    session: Session = Depends(get_session),
+):
+    """Take back a withdrawal recorded in error, as ``POST /participants/{id}/withdrawals/{kind}/retract``."""
+    if not csrf_ok(request, csrf):
+        return expired(request)
+    p = participants.get_participant(session, participant_id, actor)
+    try:
+        body = ReasonIn.model_validate({"reason": reason})
+        if kind not in WITHDRAWAL_KINDS:
+            raise ApiError(["body", "kind"], "choose the withdrawal to take back", "invalid_kind", status_code=422)
+        corrections.retract_withdrawal(session, p, kind, body.reason, actor)
+    except ValidationError as exc:
+        session.rollback()
+        errors = {f"retract-{kind}" if k == "reason" else k: m for k, m in validation_errors(exc).items()}
+        return _participant_page(request, session, actor, participant_id, errors=errors, status_code=422)
+    except ApiError as exc:
+        session.rollback()
+        return _participant_page(
+            request, session, actor, participant_id, errors=errors_by_field(exc.errors), status_code=exc.status_code
+        )
+    session.commit()
+    return redirect(request, f"/console/participants/{participant_id}?saved=retraction")
 
 
 # --- staff-entered instruments (paper, interview) and amendments -----------------------------------
@@ -408,7 +420,7 @@ async def enter(request: Request, participant_id: int, actor: Actor = Depends(co
 
 def _enter(request: Request, participant_id: int, actor: Actor, data: dict[str, Any]):
     if not csrf_ok(request, data.get("csrf")):
-        return _expired(request)
+        return expired(request)
     wave, code = str(data.get("wave") or ""), str(data.get("instrument") or "")
     reason = str(data.get("reason") or "").strip()
     with Session(request.app.state.engine, expire_on_commit=False) as session:
@@ -446,7 +458,7 @@ def _enter(request: Request, participant_id: int, actor: Actor, data: dict[str, 
                 wave,
                 code,
                 answers,
-                _errors_by_field(exc.errors),
+                errors_by_field(exc.errors),
                 exc.status_code,
             )
         session.commit()

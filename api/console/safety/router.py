@@ -11,6 +11,7 @@ from sqlmodel import Session
 from api.auth.policy import STAFF
 from api.auth.service import Actor
 from api.console.dependencies import console_user, csrf_ok, page, redirect
+from api.console.forms import expired
 from api.console.service import as_of
 from api.db import end_read, get_session
 from api.errors import ApiError
@@ -60,12 +61,7 @@ def acknowledge(
     session: Session = Depends(get_session),
 ):
     if not csrf_ok(request, csrf):
-        return page(
-            request,
-            "error.html",
-            {"title": "This page had expired", "message": "Nothing was saved. Reload the page and try again."},
-            status_code=403,
-        )
+        return expired(request)
     require_study(session, study_id, actor)
     try:
         alert = safety.get_alert(session, alert_id, actor)

@@ -1,0 +1,1 @@
+"""Console pages of process evaluation: peer groups, sessions, delivery and registers."""
