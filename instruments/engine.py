@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +31,8 @@ class _Compiled:
     valid: dict[str, frozenset]  # choice items: every option code (missing ones included)
     missing: dict[str, frozenset]  # option codes that count as unanswered
     reverse: dict[str, np.ndarray]  # reverse-scored items: substantive codes, ascending
+    # extreme-pattern flags: (lowest, highest) substantive code of their items, found on first use
+    extremes: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 _cache: dict[int, _Compiled] = {}
@@ -84,6 +86,12 @@ def _is_missing(v: Any) -> bool:
 
 def _as_number(v: Any) -> float | int | None:
     """A number from an int/float/numpy scalar or a numeric string; None if it is not one."""
+    # Plain ints and floats first (what JSON gives): the abstract-class checks below cost more.
+    kind = type(v)
+    if kind is int:
+        return v
+    if kind is float:
+        return None if math.isinf(v) else v
     if isinstance(v, bool) or isinstance(v, np.bool_):
         return None
     if isinstance(v, numbers.Integral):
@@ -304,10 +312,15 @@ def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int, out: di
         with np.errstate(invalid="ignore"):
             return ~np.isnan(x) & _OPS[fl.op](x, fl.value)
     if fl.kind == "extreme_pattern":
-        X = np.column_stack([cols.get(c, np.full(n, np.nan)) for c in fl.items])
+        empty = np.full(n, np.nan)  # one column for every unanswered item, not one per item
+        X = np.column_stack([cols.get(c, empty) for c in fl.items])
         answered = (~np.isnan(X)).sum(axis=1)
-        lo = min(min(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
-        hi = max(max(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
+        bounds = comp.extremes.get(fl.code)
+        if bounds is None:  # a submission scores one response: look the options up once, not per call
+            lo = min(min(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
+            hi = max(max(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
+            bounds = comp.extremes[fl.code] = (lo, hi)
+        lo, hi = bounds
         all_lo = np.all(np.isnan(X) | (X == lo), axis=1)
         all_hi = np.all(np.isnan(X) | (X == hi), axis=1)
         need = fl.min_answered if fl.min_answered is not None else len(fl.items)

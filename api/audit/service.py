@@ -18,6 +18,7 @@ from api.audit import chain
 from api.audit.models import AuditEvent
 from api.audit.schemas import AuditEventRead, AuditPage
 from api.auth.service import Actor
+from api.db import utcnow
 from api.errors import Unprocessable
 from api.jsonable import jsonable
 from api.studies.models import Study
@@ -63,24 +64,62 @@ def record(
     ...        before={"title": "Old"}, after={"title": "New"})  # doctest: +SKIP
     """
     event = AuditEvent(
-        actor_id=actor.user_id,
-        actor_role=actor.role,
-        action=action,
-        entity=entity,
-        entity_id=str(entity_id),
-        study_id=study_id,
-        site_id=site_id,
-        # As the JSON column will give them back, so the MAC covers exactly what is stored.
-        before=chain.jsonable(before),
-        after=chain.jsonable(after),
-        reason=reason,
-        request_id=actor.request_id,
-        source=actor.source,
+        **event_values(
+            chain.key_for(session.get_bind()),
+            actor,
+            action,
+            entity,
+            entity_id,
+            study_id=study_id,
+            site_id=site_id,
+            before=before,
+            after=after,
+            reason=reason,
+        )
     )
-    # Keyed per row, no lock and no read: concurrent writers never wait for each other here.
-    event.mac = chain.row_mac(chain.key_for(session.get_bind()), {name: getattr(event, name) for name in chain.FIELDS})
     session.add(event)
     return event
+
+
+def event_values(
+    key: bytes,
+    actor: Actor,
+    action: str,
+    entity: str,
+    entity_id: Any,
+    *,
+    study_id: int | None = None,
+    site_id: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> dict[str, Any]:
+    """The columns of one audit row (id aside), its MAC under ``key`` included.
+
+    :func:`record` adds them to a session; a statement that writes the row itself (the
+    submission fast path, :mod:`api.responses.fastpath`) inserts them as they are, so both
+    carry the same content and a MAC that ``peerlens audit verify`` checks alike.
+    """
+    values: dict[str, Any] = {
+        "at": at or utcnow(),
+        "actor_id": actor.user_id,
+        "actor_role": actor.role,
+        "action": action,
+        "entity": entity,
+        "entity_id": str(entity_id),
+        "study_id": study_id,
+        "site_id": site_id,
+        # As the JSON column will give them back, so the MAC covers exactly what is stored.
+        "before": chain.jsonable(before),
+        "after": chain.jsonable(after),
+        "reason": reason,
+        "request_id": actor.request_id,
+        "source": actor.source,
+    }
+    # Keyed per row, no lock and no read: concurrent writers never wait for each other here.
+    values["mac"] = chain.row_mac(key, values)
+    return values
 
 
 def list_events(

@@ -51,18 +51,30 @@ def resolve_actor_and_row(
 
     The token is still judged first: a missing or bad token is a 401 whatever the row.
     """
-    if credentials is None or not credentials.credentials:
-        raise Unauthorized(["header", "Authorization"], "a bearer token is required", "not_authenticated")
-    found, row = actor_and_row(session, credentials.credentials, model, key)
+    found, row = actor_and_row(session, bearer_token(credentials), model, key)
     end_read(session)
     if found is None:
-        raise Unauthorized(["header", "Authorization"], "unknown, revoked or expired token", "invalid_token")
+        raise invalid_token()
+    return admit(request, found.user_id, found.role, found.site_ids, found.email), row
+
+
+def bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The token of the Authorization header; 401 when there is none."""
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized(["header", "Authorization"], "a bearer token is required", "not_authenticated")
+    return credentials.credentials
+
+
+def invalid_token() -> Unauthorized:
+    return Unauthorized(["header", "Authorization"], "unknown, revoked or expired token", "invalid_token")
+
+
+def admit(request: Request, user_id: int | None, role: str, site_ids: frozenset[int], email: str | None) -> Actor:
+    """The actor of a valid token, with the request's id, cached on the request for later dependencies."""
     rid = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-    actor = Actor(
-        user_id=found.user_id, role=found.role, site_ids=found.site_ids, email=found.email, request_id=rid, source="api"
-    )
+    actor = Actor(user_id=user_id, role=role, site_ids=site_ids, email=email, request_id=rid, source="api")
     request.state.actor = actor
-    return actor, row
+    return actor
 
 
 async def authenticated(

@@ -126,7 +126,12 @@ def actor_and_row(session: Session, token: str, model: type[SQLModel] | None, ke
         return None, None
     user, expires_at, revoked_at = rows[0][0], rows[0][1], rows[0][2]
     row = rows[0][4] if model is not None else None
-    if not user.active or revoked_at is not None or (expires_at is not None and expires_at <= utcnow()):
+    if not token_in_force(user.active, expires_at, revoked_at):
         return None, row
     sites = frozenset(r[3] for r in rows if r[3] is not None)
     return Actor(user_id=user.id, role=user.role, site_ids=sites, email=user.email), row
+
+
+def token_in_force(active: bool, expires_at: datetime | None, revoked_at: datetime | None) -> bool:
+    """Whether a token found by its hash admits its user: an active user, not revoked, not expired."""
+    return active and revoked_at is None and (expires_at is None or expires_at > utcnow())

@@ -82,6 +82,12 @@ def load_licensed(engine) -> int:
         return 0
 
 
+def applied_up_to(top: int | None) -> bool:
+    """Whether this process has applied every upload up to the id ``top`` (what :func:`refresh`
+    reads), for callers that read ``max(id)`` in a statement of their own."""
+    return (top or 0) <= _applied["max_id"]
+
+
 def refresh(session: Session) -> None:
     """Apply uploads made by another process since this one last looked (one indexed ``max``)."""
     top = session.exec(select(func.max(LicensedContent.id))).one() or 0

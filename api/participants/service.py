@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import update
@@ -62,12 +63,30 @@ def _study(session: Session, participant: Participant) -> Study:
 def get_participant(session: Session, participant_id: int, actor: Actor) -> Participant:
     """A participant the actor may see, else 404."""
     p = session.get(Participant, participant_id)
+    ensure_visible(actor, p)
+    assert p is not None
+    return p
+
+
+def ensure_visible(actor: Actor, p: Visible | None) -> None:
+    """404 unless ``p`` exists and ``actor`` may see it (its site; for analysts, not voided and
+    consent not withdrawn). ``p`` is a participant or any row with those attributes."""
     if p is None:
         raise NotFound(["path", "participant_id"], "participant not found")
     ensure_site_access(actor, p.site_id, loc=("path", "participant_id"), what="participant")
     if policy.deidentified(actor) and (p.voided_at is not None or p.consent_withdrawn_on is not None):
         raise NotFound(["path", "participant_id"], "participant not found")  # no data of theirs for analysts
-    return p
+
+
+class Visible(Protocol):
+    """What :func:`ensure_visible` reads of a participant."""
+
+    @property
+    def site_id(self) -> int: ...
+    @property
+    def voided_at(self) -> datetime | None: ...
+    @property
+    def consent_withdrawn_on(self) -> date | None: ...
 
 
 def enrol(
@@ -409,7 +428,9 @@ def to_read(
     return out
 
 
-def window(study: Study, participant: Participant, wave: Wave) -> tuple[date, date, date, datetime, datetime]:
+def window(
+    study: dates.Zoned, participant: dates.Enrolled, wave: dates.Windowed
+) -> tuple[date, date, date, datetime, datetime]:
     """(due, opens, closes, opens_at UTC, closes_at UTC) of a wave for a participant.
 
     Dates are calendar dates in the study's time zone; ``closes_at`` is the start of the day after
@@ -427,7 +448,7 @@ def window(study: Study, participant: Participant, wave: Wave) -> tuple[date, da
     return due, opens, closes, opens_at, closes_at
 
 
-def local_date(study: Study, moment: datetime) -> date:
+def local_date(study: dates.Zoned, moment: datetime) -> date:
     """The calendar date of ``moment`` in the study's time zone."""
     return moment.astimezone(ZoneInfo(study.time_zone)).date()
 

@@ -17,8 +17,9 @@ from api.db import end_read, get_session
 from api.errors import NotFound
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
+from api.responses import fastpath, reading, service
 from api.responses import fhir as fhir_service
-from api.responses import service
+from api.responses.dependencies import Submission, submission
 from api.responses.fhir import observation_bundle
 from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead, SafetyAlertRef
 from api.safety.service import alerts_for_response
@@ -30,17 +31,22 @@ catalogue = APIRouter(prefix="/instruments", tags=["instruments"])
 
 @router.post("/participants/{participant_id}/responses", status_code=201, response_model=ResponseRead)
 def submit(
+    request: Request,
     body: ResponseCreate,
-    # The participant first: its dependency resolves the token and the participant in one
-    # worker-thread step, and the role check then runs on the event loop from the cache.
-    participant: Participant = Depends(valid_participant),
+    # First: the token, the participant and (PostgreSQL) everything a new response needs, in one
+    # read; the role check then runs on the event loop from the actor it cached.
+    subject: Submission = Depends(submission),
     actor: Actor = Depends(authorize(*STAFF)),
     session: Session = Depends(get_session),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200),
 ):
+    if subject.found is not None:
+        stored = fastpath.submit(request.app.state.engine, subject.found, body, actor, idempotency_key)
+        if stored is not None:
+            return HttpResponse(stored, status_code=201, media_type="application/json")
     resp = service.submit_response(
         session,
-        participant=participant,
+        participant=subject.participant_in(session, actor),
         wave_code=body.wave,
         instrument_code=body.instrument,
         answers=body.answers,
@@ -52,7 +58,7 @@ def submit(
         amend=body.amend,
         reason=body.reason,
     )
-    out = service.to_read(session, [resp])[0]
+    out = reading.to_read(session, [resp])[0]
     raised = getattr(resp, "alerts_raised", None)
     if raised is None or resp.version > 1:  # a replay or an amendment: every alert of the response
         raised = alerts_for_response(session, resp.id)
@@ -73,9 +79,9 @@ def list_responses(
     wave: str | None = None,
     instrument: str | None = None,
 ):
-    out = service.to_read(
+    out = reading.to_read(
         session,
-        service.list_responses(session, participant, wave=wave, instrument=instrument),
+        reading.list_responses(session, participant, wave=wave, instrument=instrument),
         actor=actor,
         secret=request.app.state.settings.secret_key,
     )
@@ -114,7 +120,7 @@ def submit_fhir(
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200),
 ):
     resp = fhir_service.submit_fhir(session, participant, actor, resource, wave=wave, idempotency_key=idempotency_key)
-    out = service.to_read(session, [resp])[0]
+    out = reading.to_read(session, [resp])[0]
     raised = getattr(resp, "alerts_raised", None) or alerts_for_response(session, resp.id)
     out.alerts = [SafetyAlertRef(id=a.id, rule=a.rule_code, status=a.status) for a in raised]
     session.commit()

@@ -1,82 +1,34 @@
-"""Submitting, amending and reading responses.
+"""Submitting and amending responses (reading them: :mod:`api.responses.reading`).
 
 Scoring is the instrument library's: the service validates the answers against the instrument,
-stores them raw with the instrument version, and stores the scores computed at submission.
+stores them raw with the instrument version, and stores the scores computed at submission. This
+is the path of every entry point and both databases; REST submissions on PostgreSQL that need
+nothing but an insert take :mod:`api.responses.fastpath`, which applies the same
+:mod:`api.responses.checks`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-import instruments
 from api.audit.service import record
 from api.auth.policy import ensure_can_write, ensure_site_access
 from api.auth.service import Actor
 from api.db import utcnow
-from api.errors import Conflict, Unprocessable, error
-from api.exports.deid import DatePolicy, Deidentification
+from api.errors import Unprocessable
 from api.licensed.service import LICENSED_CODES
 from api.licensed.service import refresh as refresh_licensed
 from api.participants.models import Participant
-from api.participants.service import local_date, window
+from api.responses import checks
 from api.responses.models import MODES, IdempotencyKey, Response, Score
-from api.responses.schemas import ResponseRead, ScoreRead
 from api.safety.service import raise_alerts
-from api.studies import dates
 from api.studies.models import Study, Wave
-from instruments.model import InstrumentError, ValidationFailed
-
-
-def _request_hash(
-    wave_code: str,
-    instrument_code: str,
-    answers: Mapping[str, Any],
-    external_scores: Mapping[str, Any] | None,
-    completed_at: datetime | None,
-    amend: bool,
-    reason: str | None,
-) -> str:
-    payload = {
-        "w": wave_code,
-        "i": instrument_code,
-        "a": answers,
-        "e": external_scores or {},
-        "c": completed_at.isoformat() if completed_at else None,
-        "m": amend,
-        "r": reason,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _identifier_items(instrument) -> set[str]:
-    return {it.code for it in instrument.items if getattr(it, "identifier", False)}
-
-
-def _audit_view(instrument, answers: Mapping[str, Any]) -> dict[str, Any]:
-    # Items flagged as direct identifiers are audited by name only, like contact fields.
-    hidden = _identifier_items(instrument)
-    return {k: ("<identifier>" if k in hidden and v is not None else v) for k, v in answers.items()}
-
-
-def _problems_to_errors(problems, external_keys: set[str]) -> list[dict[str, Any]]:
-    out = []
-    for p in problems:
-        field = (
-            "external_scores"
-            if (p.rule.startswith("external_") or (p.loc in external_keys and p.rule != "unknown_item"))
-            else "answers"
-        )
-        out.append(error(["body", field, p.loc], p.msg, p.rule))
-    return out
 
 
 def submit_response(
@@ -143,7 +95,9 @@ def submit_response(
     external_scores = dict(external_scores) if external_scores else None
     key_hash = None
     if idempotency_key is not None:
-        key_hash = _request_hash(wave_code, instrument_code, answers, external_scores, completed_at, amend, reason)
+        key_hash = checks.request_hash(
+            wave_code, instrument_code, answers, external_scores, completed_at, amend, reason
+        )
     # One read: the wave and its study, the current response if any and the key's row if any.
     # The current response also finds every replay: a key's first request created (or amended)
     # exactly this row.
@@ -152,45 +106,17 @@ def submit_response(
     )
     if current is not None and key_row is not None:
         return _replayed(session, key_row, key_hash, current)
-    if participant.voided_at is not None:
-        raise Conflict(
-            ["path", "participant_id"], "the participant was voided (entered in error)", "participant_voided"
-        )
-    if participant.status == "withdrawn" or participant.follow_up_stopped_on or participant.consent_withdrawn_on:
-        raise Conflict(
-            ["path", "participant_id"],
-            "the participant has withdrawn; no new data are collected",
-            "participant_withdrawn",
-        )
-    try:
-        instrument = instruments.get(instrument_code)
-    except InstrumentError:
-        raise Unprocessable(
-            ["body", "instrument"], "unknown instrument; see GET /instruments", "unknown_instrument"
-        ) from None
-    if instrument_code not in wave.instruments:
-        raise Unprocessable(["body", "instrument"], "the wave does not include this instrument", "not_in_wave")
-    try:
-        scores = instruments.score(instrument, answers, external_scores)
-    except ValidationFailed as exc:
-        raise Unprocessable(errors=_problems_to_errors(exc.problems, set(external_scores or ()))) from None
-
-    status = instruments.completeness(instrument, answers, scores, external_scores)
-
+    # The same checks, in the same order, as the PostgreSQL fast path (api/responses/fastpath.py).
+    checks.ensure_collecting(participant)
+    instrument = checks.instrument_of_wave(instrument_code, wave.instruments)
+    scores, status = checks.scored(instrument, answers, external_scores)
     now = utcnow()
-    if completed_at is None:
-        completed_at = now
-    else:
-        dates.check(study, {("body", "completed_at"): completed_at}, now=now)
-    _, opens, closes, _, _ = window(study, participant, wave)
-    day = local_date(study, completed_at)
-    _check_after_enrolment(participant, day, opens)
-    out_of_window = not (opens <= day <= closes)
+    completed_at, out_of_window = checks.dated(study, participant, wave, completed_at, now)
 
     if current is not None:
         # A partial response is resumed by the next submission; a complete one needs amend + reason.
         if not amend and current.status != "partial":
-            raise _already_completed()
+            raise checks.already_completed()
         # The key goes in first: when a parallel request took it, this amendment writes nothing.
         if idempotency_key is not None and not _insert_key(
             session, participant.id, idempotency_key, key_hash, current.id
@@ -242,7 +168,7 @@ def submit_response(
     if resp.id is None:
         if idempotency_key is not None:
             return _lost_race(session, participant.id, idempotency_key, key_hash)
-        raise _already_completed()
+        raise checks.already_completed()
     if idempotency_key is not None and not _insert_key(session, participant.id, idempotency_key, key_hash, resp.id):
         # The key was taken by a parallel request for another slot: undo this row, then answer
         # as that request's key dictates (a 422 for a different request).
@@ -260,18 +186,9 @@ def submit_response(
         resp.id,
         study_id=participant.study_id,
         site_id=participant.site_id,
-        after={
-            "participant_id": participant.id,
-            "wave": wave.code,
-            "instrument": instrument.code,
-            "instrument_version": resp.instrument_version,
-            "answers": _audit_view(instrument, answers),
-            "external_scores": external_scores,
-            "completed_at": completed_at.isoformat(),
-            "out_of_window": out_of_window,
-            "status": status,
-            "mode": mode,
-        },
+        after=checks.created_view(
+            participant.id, wave.code, instrument, answers, external_scores, completed_at, out_of_window, status, mode
+        ),
     )
     _raise_alerts(session, participant, resp, instrument, answers, scores, actor, now)
     _mark(resp, False)
@@ -323,29 +240,6 @@ def _wave_study_current(
     return row[0], row[1], row[2], (row[3] if key is not None else None)
 
 
-def _check_after_enrolment(participant: Participant, day, opens) -> None:
-    """No answers dated before consent, nor before enrolment unless the wave's window opens earlier
-    (a baseline taken at screening): such a date is a typo, and would be analysed as day -359."""
-    if day < participant.consent_date:
-        raise Unprocessable(
-            ["body", "completed_at"], "completion is before the participant's consent", "before_consent"
-        )
-    if day < min(participant.enrolled_on, opens):
-        raise Unprocessable(
-            ["body", "completed_at"],
-            "completion is before enrolment and before the wave's window opens",
-            "before_enrolment",
-        )
-
-
-def _already_completed() -> Conflict:
-    return Conflict(
-        ["body", "instrument"],
-        "a complete response exists for this wave and instrument; send amend=true with a reason",
-        "already_completed",
-    )
-
-
 def _insert_ignoring_conflicts(session: Session, model):
     # Both dialects take ON CONFLICT DO NOTHING … RETURNING (SQLite since 3.35); a conflicting row
     # returns nothing instead of raising, so the transaction stays usable without a savepoint.
@@ -370,7 +264,7 @@ def _lost_race(session: Session, participant_id: int, key: str, key_hash: str) -
     """A parallel request committed this slot or this key first: its result, or why not."""
     replay = _replay(session, participant_id, key, key_hash)
     if replay is None:
-        raise _already_completed()
+        raise checks.already_completed()
     return replay
 
 
@@ -406,21 +300,7 @@ def _replayed(session: Session, row: IdempotencyKey, key_hash: str, current: Res
 
 
 def _score_rows(response_id: int, scores) -> list[Score]:
-    return [
-        Score(
-            response_id=response_id,
-            scale=s.scale,
-            value=s.value,
-            band=s.band,
-            level=s.level,
-            items_answered=s.items_answered,
-            items_expected=s.items_expected,
-            prorated=s.prorated,
-            missing_reason=s.missing_reason,
-            flags=list(s.flags or []),
-        )
-        for s in scores
-    ]
+    return [Score(response_id=response_id, **values) for values in checks.score_values(scores)]
 
 
 def _amend(
@@ -443,7 +323,7 @@ def _amend(
     before = {
         "version": current.version,
         "instrument_version": current.instrument_version,
-        "answers": _audit_view(instrument, current.answers),
+        "answers": checks.audit_view(instrument, current.answers),
         "external_scores": current.external_scores,
         "completed_at": current.completed_at.isoformat(),
         "out_of_window": current.out_of_window,
@@ -478,7 +358,7 @@ def _amend(
         before=before,
         after={
             "version": current.version,
-            "answers": _audit_view(instrument, answers),
+            "answers": checks.audit_view(instrument, answers),
             "external_scores": external_scores,
             "completed_at": completed_at.isoformat(),
             "out_of_window": out_of_window,
@@ -492,127 +372,3 @@ def _amend(
     _raise_alerts(session, participant, current, instrument, answers, scores, actor, now)
     _mark(current, False)
     return current
-
-
-def list_responses(
-    session: Session, participant: Participant, *, wave: str | None = None, instrument: str | None = None
-) -> list[Response]:
-    stmt = select(Response).where(Response.participant_id == participant.id)
-    if wave is not None:
-        stmt = stmt.join(Wave, Wave.id == Response.wave_id).where(Wave.code == wave)
-    if instrument is not None:
-        stmt = stmt.where(Response.instrument == instrument)
-    return list(session.exec(stmt.order_by(Response.id)).all())
-
-
-def to_read(
-    session: Session,
-    responses: Iterable[Response],
-    wave_codes: dict[int, str] | None = None,
-    actor: Actor | None = None,
-    secret: str = "",
-) -> list[ResponseRead]:
-    """Read models with wave codes, scores and ``days`` (since enrolment, study-local dates).
-
-    With ``actor``, what a reader who may not see the participant's identifiers (analysts) gets
-    follows the exports' de-identification (:class:`api.exports.deid.Deidentification`): items
-    flagged as identifiers and flagged free text are left out, and dates are removed or shifted
-    (keyed by ``secret``) as the study's export settings say.
-    """
-    responses = list(responses)
-    if not responses:
-        return []
-    attached = all(getattr(r, "score_rows", None) is not None for r in responses)
-    if wave_codes is None and all(getattr(r, "wave_code", None) for r in responses):
-        wave_codes = {r.wave_id: r.wave_code for r in responses}
-    if wave_codes is None:
-        ids = {r.wave_id for r in responses}
-        wave_codes = dict(session.exec(select(Wave.id, Wave.code).where(Wave.id.in_(ids))).all())
-    by_response: dict[int, list[ScoreRead]] = {}
-    rows = (
-        [s for r in responses for s in r.score_rows]
-        if attached
-        else session.exec(
-            select(Score).where(Score.response_id.in_([r.id for r in responses])).order_by(Score.id)
-        ).all()
-    )
-    for s in rows:
-        by_response.setdefault(s.response_id, []).append(
-            ScoreRead(
-                scale=s.scale,
-                value=s.value,
-                band=s.band,
-                level=s.level,
-                items_answered=s.items_answered,
-                items_expected=s.items_expected,
-                prorated=s.prorated,
-                missing_reason=s.missing_reason,
-                flags=list(s.flags or []),
-            )
-        )
-    enrolment = {r.participant_id: r.enrolment for r in responses if getattr(r, "enrolment", None)}
-    missing = {r.participant_id for r in responses} - set(enrolment)
-    if missing:
-        enrolment.update(
-            (pid, (enrolled, tz))
-            for pid, enrolled, tz in session.exec(
-                select(Participant.id, Participant.enrolled_on, Study.time_zone)
-                .join(Study, Study.id == Participant.study_id)
-                .where(Participant.id.in_(missing))
-            ).all()
-        )
-    # One policy per study for readers who may not see identifiers (analysts); staff see it all.
-    masked = {r.study_id for r in responses if actor is not None and not actor.sees_contacts(r.site_id)}
-    policies = {sid: Deidentification.for_reader(session, sid, actor, secret=secret) for sid in sorted(masked)}
-    calendar = DatePolicy("calendar")
-
-    def answers(r: Response, policy: Deidentification | None) -> dict[str, Any]:
-        if policy is None:
-            return r.answers
-        try:
-            kinds = {it.code: it.kind for it in instruments.get(r.instrument).items}
-        except InstrumentError:
-            kinds = {}
-        out = {}
-        for k, v in r.answers.items():
-            if policy.withheld(r.instrument, k) or k not in kinds:
-                continue  # an item the definition does not know cannot be vetted (as in exports)
-            if kinds[k] in ("date", "datetime") and v is not None and policy.dates.deidentified:
-                num, text = policy.dates.answer(kinds[k], v, enrolment[r.participant_id][0], r.participant_id)
-                v = num if num is not None else text
-            out[k] = v
-        return out
-
-    def days(r: Response) -> int | None:
-        enrolled, tz = enrolment.get(r.participant_id, (None, None))
-        if enrolled is None:
-            return None
-        return (r.completed_at.astimezone(ZoneInfo(tz)).date() - enrolled).days
-
-    out = []
-    for r in responses:
-        policy = policies.get(r.study_id) if r.study_id in masked else None
-        dates = policy.dates if policy is not None else calendar
-        out.append(
-            ResponseRead(
-                id=r.id,
-                participant_id=r.participant_id,
-                wave=wave_codes.get(r.wave_id, "?"),
-                instrument=r.instrument,
-                instrument_version=r.instrument_version,
-                answers=answers(r, policy),
-                external_scores=r.external_scores,
-                completed_at=dates.moment(r.completed_at, r.participant_id),
-                days=days(r),
-                mode=r.mode,
-                entered_by=r.entered_by,
-                out_of_window=r.out_of_window,
-                version=r.version,
-                status=r.status,
-                created_at=dates.moment(r.created_at, r.participant_id),
-                updated_at=dates.moment(r.updated_at, r.participant_id),
-                dates=dates.mode,
-                scores=by_response.get(r.id, []),
-            )
-        )
-    return out

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, AwareDatetime
@@ -53,6 +53,34 @@ HORIZON = timedelta(days=366)
 # records imported from an earlier system), and how far ahead of the server a timestamp may be.
 DEFAULT_BEFORE_START_DAYS = 1826
 DEFAULT_FUTURE_MINUTES = 5
+
+
+class Zoned(Protocol):
+    """What date arithmetic reads of a study: its time zone and when its record was created."""
+
+    @property
+    def time_zone(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class Enrolled(Protocol):
+    """What a wave window reads of a participant."""
+
+    @property
+    def enrolled_on(self) -> date: ...
+
+
+class Windowed(Protocol):
+    """What a wave window reads of a wave."""
+
+    @property
+    def offset_days(self) -> int: ...
+    @property
+    def window_before_days(self) -> int: ...
+    @property
+    def window_after_days(self) -> int: ...
+
 
 # The ``type`` of every error this policy raises.
 ERROR_TYPES = ("date_implausible", "date_before_study", "in_future")

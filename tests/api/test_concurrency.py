@@ -20,7 +20,7 @@ from sqlmodel import Session, func, select
 
 from api.participants import randomisation
 from api.responses.models import IdempotencyKey, Response
-from tests.conftest import phq9_answers
+from tests.conftest import pam13_answers, phq9_answers
 
 N = 200
 
@@ -58,13 +58,15 @@ def _together(n: int, fn):
 
 
 @pytest.mark.slow
-def test_parallel_submissions_with_one_key_create_one_row(live_url, admin, make_study, enrol, engine):
+# PHQ-9 takes the ORM path (alert rules); PAM-13 the fast path on PostgreSQL (api/responses/fastpath.py).
+@pytest.mark.parametrize("instrument", ["phq9", "pam13"])
+def test_parallel_submissions_with_one_key_create_one_row(live_url, admin, make_study, enrol, engine, instrument):
     study = make_study()
     p = enrol(study)
     body = {
         "wave": "baseline",
-        "instrument": "phq9",
-        "answers": phq9_answers(2),
+        "instrument": instrument,
+        "answers": phq9_answers(2) if instrument == "phq9" else pam13_answers(2),
         "completed_at": "2026-01-06T10:00:00Z",
     }
     headers = {**admin.headers, "Idempotency-Key": "same-key-for-everyone"}

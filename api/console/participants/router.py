@@ -30,6 +30,7 @@ from api.participants import corrections
 from api.participants import service as participants
 from api.participants.models import WITHDRAWAL_KINDS
 from api.participants.schemas import ParticipantCreate, ParticipantPatch, ReasonIn, WithdrawalIn
+from api.responses import reading
 from api.responses import service as responses
 from api.studies.service import get_wave, require_study
 from api.web.forms import field_name, parse_answers
@@ -145,7 +146,7 @@ def _participant_page(
     study = require_study(session, p.study_id, actor)
     read = participants.to_read(session, [p], actor)[0]
     timeline = participants.schedule(session, p)
-    rows = responses.to_read(session, responses.list_responses(session, p), actor=actor)
+    rows = reading.to_read(session, reading.list_responses(session, p), actor=actor)
     links = {s.wave: s for s in link_status(session, p, request.app.state.settings)}
     end_read(session)
     return page(
@@ -359,7 +360,7 @@ def _entry_page(request, session, actor, participant_id, wave, code, answers=Non
             "unknown_instrument",
             status_code=422,
         )
-    existing = responses.list_responses(session, p, wave=wave, instrument=code)
+    existing = reading.list_responses(session, p, wave=wave, instrument=code)
     current = existing[0].answers if existing and answers is None else (answers or {})
     inst = instruments.get(code)
     items = [
@@ -430,7 +431,7 @@ def _enter(request: Request, participant_id: int, actor: Actor, data: dict[str, 
         multi = {field_name(it) for it in inst.items if it.kind == "multi"}
         fields = {k: (v if k in multi or not isinstance(v, list) else v[0]) for k, v in data.items()}
         answers, errors = parse_answers(inst, fields)
-        amend = bool(responses.list_responses(session, p, wave=wave, instrument=code))
+        amend = bool(reading.list_responses(session, p, wave=wave, instrument=code))
         if amend and not reason:
             errors["reason"] = "Give the reason for the change (it goes to the audit trail)."
         if errors:

@@ -1,0 +1,309 @@
+"""The PostgreSQL fast path of REST submissions (api/responses/fastpath.py) against the ORM path.
+
+Every test here runs on PostgreSQL only: SQLite always takes the ORM path, which
+tests/api/test_responses.py covers on both backends. The ORM path is forced by making
+``fastpath.submit`` decline, which is exactly what the route does when the fast path cannot keep a
+guarantee; the fast path is checked to have answered when it should.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from api.audit import chain
+from api.responses import fastpath
+from tests.conftest import pam13_answers
+
+
+@pytest.fixture(scope="module", params=["postgresql"])
+def backend(request) -> str:
+    return request.param
+
+
+def _post(client, user, pid, body, key=None):
+    headers = dict(user.headers)
+    if key:
+        headers["Idempotency-Key"] = key
+    return client.post(f"/participants/{pid}/responses", json=body, headers=headers)
+
+
+def _partial() -> dict:
+    return {f"pam13_{i}": (2 if i <= 5 else None) for i in range(1, 14)}
+
+
+# (wave, body, Idempotency-Key): complete with an external score, partial, N/A answers, out of
+# window, another instrument, a local offset; with and without keys.
+PAYLOADS = [
+    (
+        "baseline",
+        {"instrument": "pam13", "answers": pam13_answers(3), "external_scores": {"pam13_activation": 61.2}},
+        "k-1",
+    ),
+    ("m1", {"instrument": "pam13", "answers": _partial(), "completed_at": "2026-02-04T09:30:00+01:00"}, None),
+    ("m3", {"instrument": "pam13", "answers": {**pam13_answers(4), "pam13_2": 5}}, "k-3"),
+    ("m6", {"instrument": "pam13", "answers": pam13_answers(1), "completed_at": "2026-03-20T10:00:00Z"}, "k-4"),
+    ("baseline", {"instrument": "gad7", "answers": {f"gad7_{i}": i % 4 for i in range(1, 8)}}, None),
+]
+
+
+def _submit_all(client, user, pid):
+    out = []
+    for wave, body, key in PAYLOADS:
+        body = {"wave": wave, "completed_at": "2026-01-06T10:00:00Z", **body}
+        r = _post(client, user, pid, body, key)
+        assert r.status_code == 201, r.text
+        out.append(r.json())
+    return out
+
+
+def _stored(engine, pid: int) -> dict:
+    """Every row the submissions of participant ``pid`` wrote, without ids, owners and times."""
+    with engine.connect() as c:
+        responses = c.execute(
+            text(
+                "SELECT r.id, w.code, r.study_id, r.site_id, r.instrument, r.instrument_version, r.answers::text,"
+                " r.external_scores::text, r.status, r.mode, r.entered_by, r.completed_at, r.out_of_window,"
+                " r.version FROM response r JOIN wave w ON w.id = r.wave_id"
+                " WHERE r.participant_id = :p ORDER BY r.id"
+            ),
+            {"p": pid},
+        ).all()
+        ids = [r[0] for r in responses]
+        scores = c.execute(
+            text(
+                "SELECT response_id, scale, value, band, level, items_answered, items_expected, prorated,"
+                " missing_reason, flags::text FROM score WHERE response_id = ANY(:ids) ORDER BY id"
+            ),
+            {"ids": ids},
+        ).all()
+        keys = c.execute(
+            text("SELECT key, request_hash, response_id FROM idempotency_key WHERE participant_id = :p ORDER BY key"),
+            {"p": pid},
+        ).all()
+        audit = (
+            c.execute(
+                text("SELECT * FROM audit_event WHERE entity = 'response' AND entity_id = ANY(:ids) ORDER BY id"),
+                {"ids": [str(i) for i in ids]},
+            )
+            .mappings()
+            .all()
+        )
+    position = {rid: n for n, rid in enumerate(ids)}  # responses by submission order, not id
+    key = chain.key_for(engine)
+    assert all(chain.check_mac(key, dict(a), a["mac"]) for a in audit)
+    events = []
+    for a in audit:
+        # the request id differs from request to request; the MAC was checked above
+        row = {k: v for k, v in a.items() if k not in ("id", "at", "entity_id", "mac", "request_id")}
+        assert a["request_id"]
+        row["after"] = {k: v for k, v in row["after"].items() if k != "participant_id"}
+        events.append((position[int(a["entity_id"])], row))
+    return {
+        "responses": [tuple(r[1:]) for r in responses],
+        "scores": [(position[s[0]], *s[1:]) for s in scores],
+        "keys": [(k[0], k[1], position[k[2]]) for k in keys],
+        "audit": events,
+    }
+
+
+def _without_ids(bodies: list[dict]) -> list[dict]:
+    return [
+        {k: v for k, v in b.items() if k not in ("id", "participant_id", "created_at", "updated_at")} for b in bodies
+    ]
+
+
+def test_fast_and_orm_paths_store_identical_rows(client, engine, make_study, make_user, enrol, monkeypatch):
+    study = make_study()
+    coordinator = make_user("coordinator", [study.sites["north"]])
+    fast_p, orm_p = enrol(study), enrol(study)
+    taken = []
+    real = fastpath.submit
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(fastpath, "submit", spy)
+    fast = _submit_all(client, coordinator, fast_p["id"])
+    assert taken == [True] * len(PAYLOADS)  # every payload took the fast path
+    monkeypatch.setattr(fastpath, "submit", lambda *args, **kwargs: None)
+    orm = _submit_all(client, coordinator, orm_p["id"])
+
+    assert _without_ids(fast) == _without_ids(orm)
+    assert [b["status"] for b in fast] == ["complete", "partial", "complete", "complete", "complete"]
+    assert fast[3]["out_of_window"] is True and fast[0]["alerts"] == []
+    stored_fast, stored_orm = _stored(engine, fast_p["id"]), _stored(engine, orm_p["id"])
+    assert stored_fast == stored_orm
+    assert len(stored_fast["scores"]) == 4 * 2 + 1 and len(stored_fast["keys"]) == 3
+    assert stored_fast["audit"][0][1]["actor_id"] == coordinator.id and stored_fast["audit"][0][1]["action"] == "create"
+
+
+def test_a_fast_submission_replays_and_refuses_as_the_orm_path(client, admin, make_study, enrol, engine):
+    study = make_study()
+    p = enrol(study)
+    body = {
+        "wave": "baseline",
+        "instrument": "pam13",
+        "answers": pam13_answers(2),
+        "completed_at": "2026-01-06T10:00:00Z",
+    }
+    first = _post(client, admin, p["id"], body, key="r-1")
+    again = _post(client, admin, p["id"], body, key="r-1")
+    assert first.status_code == again.status_code == 201 and "idempotent-replayed" not in first.headers
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    other = _post(client, admin, p["id"], {**body, "answers": pam13_answers(3)}, key="r-1")
+    assert other.status_code == 422 and other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    dup = _post(client, admin, p["id"], {**body, "answers": pam13_answers(3)})
+    assert dup.status_code == 409 and dup.json()["detail"][0]["type"] == "already_completed"
+    amended = _post(client, admin, p["id"], {**body, "answers": pam13_answers(4), "amend": True, "reason": "typo"})
+    assert amended.status_code == 201 and amended.json()["version"] == 2 and amended.json()["id"] == first.json()["id"]
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM response WHERE participant_id = :p"), {"p": p["id"]}).scalar() == 1
+        actions = c.execute(
+            text("SELECT action FROM audit_event WHERE entity = 'response' AND entity_id = :e ORDER BY id"),
+            {"e": str(first.json()["id"])},
+        ).scalars()
+        assert list(actions) == ["create", "amend"]
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ({"wave": "m99"}, "unknown_wave"),
+        ({"instrument": "nope"}, "unknown_instrument"),
+        ({"wave": "m1", "instrument": "gad7"}, "not_in_wave"),
+        ({"answers": {**pam13_answers(), "pam13_1": 9, "pam13_2": "x"}}, "not_an_option"),
+        ({"external_scores": {"pam13_activation": 140.0}}, None),
+        ({"completed_at": "2026-01-01T10:00:00Z"}, "before_consent"),
+        ({"completed_at": "2027-06-01T10:00:00Z"}, "in_future"),  # the study-level window
+        ({"completed_at": "1890-01-01T10:00:00Z"}, "date_implausible"),  # the body's own rule
+    ],
+)
+def test_refusals_are_the_orm_paths_and_write_nothing(
+    client, admin, make_study, enrol, engine, monkeypatch, change, rule
+):
+    study = make_study()
+    fast_p, orm_p = enrol(study), enrol(study)
+    body = {
+        "wave": "baseline",
+        "instrument": "pam13",
+        "answers": pam13_answers(),
+        "completed_at": "2026-01-06T10:00:00Z",
+    }
+    fast = _post(client, admin, fast_p["id"], {**body, **change}, key="bad-1")
+    monkeypatch.setattr(fastpath, "submit", lambda *args, **kwargs: None)
+    orm = _post(client, admin, orm_p["id"], {**body, **change}, key="bad-1")
+    assert fast.status_code == orm.status_code == 422 and fast.json() == orm.json(), (fast.text, orm.text)
+    assert rule is None or fast.json()["detail"][0]["type"] == rule, fast.text
+    for p in (fast_p, orm_p):
+        assert _counts(engine, p["id"]) == (0, 0)
+
+
+def test_the_token_participant_and_role_are_judged_first(client, admin, analyst, make_study, make_user, enrol):
+    study = make_study()
+    p = enrol(study, site="north")
+    south = make_user("coordinator", [study.sites["south"]])
+    body = {"wave": "baseline", "instrument": "pam13", "answers": pam13_answers()}
+    assert client.post(f"/participants/{p['id']}/responses", json=body).status_code == 401
+    bad = client.post(f"/participants/{p['id']}/responses", json=body, headers={"Authorization": "Bearer plk_x"})
+    assert bad.status_code == 401 and bad.json()["detail"][0]["type"] == "invalid_token"
+    assert _post(client, south, p["id"], body).status_code == 404
+    assert _post(client, admin, 2**31 - 1, body).status_code == 404
+    assert _post(client, analyst, p["id"], body).status_code == 403
+    # a bad body is judged after the token
+    assert client.post(f"/participants/{p['id']}/responses", json={"wave": 3}).status_code == 401
+
+
+def test_phq9_with_a_safety_rule_takes_the_orm_path_and_raises_the_alert(client, admin, make_study, enrol):
+    study = make_study()
+    p = enrol(study)
+    answers = {f"phq9_{i}": 1 for i in range(1, 10)} | {"phq9_9": 2}
+    r = _post(client, admin, p["id"], {"wave": "baseline", "instrument": "phq9", "answers": answers}, key="s-1")
+    assert r.status_code == 201 and [a["rule"] for a in r.json()["alerts"]], r.text
+
+
+def _read(engine, user, pid, wave, instrument, key):
+    from api.auth.service import hash_token
+
+    return fastpath.read(engine, hash_token(user.token), pid, wave, instrument, key)
+
+
+def _counts(engine, pid):
+    with engine.connect() as c:
+        return tuple(
+            c.execute(text(f"SELECT count(*) FROM {t} WHERE participant_id = :p"), {"p": pid}).scalar()
+            for t in ("response", "idempotency_key")
+        )
+
+
+def test_a_lost_race_writes_nothing_and_leaves_the_answer_to_the_orm_path(client, admin, make_study, enrol, engine):
+    from api.auth.service import Actor
+    from api.responses.schemas import ResponseCreate
+
+    study = make_study()
+    p = enrol(study)
+    actor = Actor(user_id=admin.id, role="admin", request_id="race")
+    body = ResponseCreate(
+        wave="baseline", instrument="pam13", answers=pam13_answers(), completed_at="2026-01-06T10:00:00Z"
+    )
+    # Both reads before either write: the same key, then the slot taken without a key.
+    first, second = (_read(engine, admin, p["id"], "baseline", "pam13", "same") for _ in range(2))
+    assert first.new_id != second.new_id
+    assert fastpath.submit(engine, first, body, actor, "same") is not None
+    assert fastpath.submit(engine, second, body, actor, "same") is None  # the key is taken
+    assert _counts(engine, p["id"]) == (1, 1)
+    m1 = body.model_copy(update={"wave": "m1", "completed_at": None})
+    stale_keyed = _read(engine, admin, p["id"], "m1", "pam13", "other")
+    assert fastpath.submit(engine, _read(engine, admin, p["id"], "m1", "pam13", None), m1, actor, None) is not None
+    # the slot is taken by a request without a key: the key row would dangle, so nothing is written
+    assert fastpath.submit(engine, stale_keyed, m1, actor, "other") is None
+    assert _counts(engine, p["id"]) == (2, 1)
+    # the key taken for another slot: no response is written for this one
+    m3 = body.model_copy(update={"wave": "m3", "completed_at": None})
+    assert fastpath.submit(engine, _read(engine, admin, p["id"], "m3", "pam13", "same"), m3, actor, "same") is None
+    assert _counts(engine, p["id"]) == (2, 1)
+    # through HTTP the ORM path then answers: 409 for the slot, 422 for the reused key
+    r = _post(client, admin, p["id"], {**m1.model_dump(mode="json"), "completed_at": None}, key="other")
+    assert r.status_code == 409
+    r = _post(client, admin, p["id"], {**m3.model_dump(mode="json"), "completed_at": None}, key="same")
+    assert r.status_code == 422
+
+
+def test_fast_rows_verify_in_the_audit_chain(client, admin, make_study, enrol, engine):
+    from sqlmodel import Session
+
+    study = make_study()
+    for _ in range(3):
+        p = enrol(study)
+        body = {
+            "wave": "baseline",
+            "instrument": "pam13",
+            "answers": pam13_answers(),
+            "completed_at": "2026-01-06T10:00:00Z",
+        }
+        assert _post(client, admin, p["id"], body, key="v").status_code == 201
+    chain.seal(engine)
+    with Session(engine) as s:
+        report = chain.verify(s)
+    assert report.ok and report.unsealed == 0, report.lines()
+    with engine.begin() as c:  # an altered fast-path row is caught like any other
+        c.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        c.execute(
+            text(
+                "UPDATE audit_event SET reason = 'x'"
+                " WHERE id = (SELECT max(id) FROM audit_event WHERE entity = 'response')"
+            )
+        )
+        c.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
+    with Session(engine) as s:
+        assert chain.verify(s).altered
+
+
+def test_the_shared_checks_examples_hold():
+    import doctest
+
+    from api.responses import checks
+
+    assert doctest.testmod(checks, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
