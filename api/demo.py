@@ -154,6 +154,10 @@ class DemoResult:
             f"      curl -H 'Authorization: Bearer <analyst token>' "
             f"{self.base_url.rstrip('/')}/studies/{self.study_id}/participant-flow   # CONSORT counts per arm"
         )
+        lines.append(
+            f"      curl -H 'Authorization: Bearer <admin token>' -o study.xml "
+            f"{self.base_url.rstrip('/')}/studies/{self.study_id}/exports/odm   # the study as CDISC ODM 1.3.2"
+        )
         return "\n".join(lines)
 
 
