@@ -164,6 +164,19 @@ def slope_moderation_table(
     ``participants`` has one row per participant (``participant`` and the context variables the
     configurations name); each configuration is ``{"outcome": scale, "context": predicate}``.
     A configuration that cannot be estimated gets missing numbers and a ``slope_note``.
+
+    Examples
+    --------
+    >>> from analysis.synthetic import simulate_cohort
+    >>> from analysis.frame import long_from_synthetic
+    >>> long = long_from_synthetic(simulate_cohort(120, seed=4))
+    >>> base = long[(long["scale"] == "lsns6") & (long["wave"] == "baseline")]
+    >>> people = base[["participant", "value"]].rename(columns={"value": "lsns6"})
+    >>> cmos = [{"outcome": "pam13_activation", "context": {"variable": "lsns6", "op": "<", "value": 12}},
+    ...         {"outcome": "no_such_scale", "context": {"variable": "lsns6", "op": "<", "value": 12}}]
+    >>> t = slope_moderation_table(long, people, cmos, "group", "usual_care")
+    >>> len(t), bool(t.loc[0, "slope_p_bh"] >= t.loc[0, "slope_p"]), t.loc[1, "slope_note"] != ""
+    (2, True, True)
     """
     rows = []
     for c in cmos:
