@@ -220,6 +220,9 @@ def audited_stream(
             error = type(exc).__name__
             raise
         finally:
+            # The reading transaction ends first: on SQLite every transaction holds the write lock
+            # (BEGIN IMMEDIATE), so the audit session would otherwise wait out the busy timeout.
+            session.rollback()
             digest = {"bytes": size, "sha256": sha.hexdigest()}
             with Session(engine) as audit_session:
                 audit_export(audit_session, plan, shape=shape, fmt=fmt, complete=complete, error=error, digest=digest)

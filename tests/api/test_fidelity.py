@@ -454,6 +454,13 @@ def test_exports_are_deidentified_for_analysts(client, world, caplog):
     text, rows = _csv(client, f"/studies/{sid}/exports/adaptations?format=csv", H(world, "analyst"))
     assert len(rows) == 3 and all(r["description"] == "" and r["adapted_on"] == "" for r in rows)
     assert SUPPORTER["name"] not in caplog.text and SUPPORTER["email"] not in caplog.text
+    # Each export is audited with its receipt once streamed (on SQLite too, where the reading
+    # transaction holds the write lock until it ends: the audit must not wait for it).
+    for shape in ("fidelity", "adaptations"):
+        r = client.get(f"/studies/{sid}/exports/{shape}?format=csv", headers=H(world, "analyst"))
+        receipt = client.get(r.headers["Peerlens-Export-Receipt"], headers=H(world, "analyst"))
+        assert receipt.status_code == 200, receipt.text
+        assert receipt.json()["complete"] is True and receipt.json()["bytes"] == len(r.content)
 
 
 def test_tidier_items_10_and_12_come_from_the_records(client, world):
