@@ -16,6 +16,9 @@ from html import unescape
 import pytest
 from sqlmodel import Session, select
 
+# Loads the demo and builds full reports (the report's model fits): out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 NAME, EMAIL, PHONE = "Philippa Quenby-Marchetti", "p.quenby.7713@example.org", "+44 7700 900734"
 #: Identifiers of the demo interviews' originals (kept in the transcript vault only).
 DEMO_IDENTIFIERS = ("Helen Marsh", "Kowalczyk", "07700 900461", "943 476 5919", "Wharf Street", "Burnley Road")
