@@ -33,3 +33,11 @@ def errors_by_field(errors: list[dict[str, Any]]) -> dict[str, str]:
 def validation_errors(exc: ValidationError) -> dict[str, str]:
     """A schema's refusal as ``{field: message}``."""
     return errors_by_field([{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()])
+
+
+async def posted_form(request: Request) -> dict[str, str]:
+    """Dependency: a form whose field names are not known in advance (a register's ``status_<id>``),
+    read on the event loop so that the route itself stays a plain ``def`` (its database work runs in
+    the thread pool). ``csrf`` is part of it; check it with :func:`api.console.dependencies.csrf_ok`."""
+    form = await request.form()
+    return {k: str(v) for k, v in form.items()}

@@ -119,12 +119,13 @@ def export_redcap(
         media_type=writers.MEDIA_TYPES["csv"],
         headers={
             "Content-Disposition": f'attachment; filename="study-{study.id}-redcap.csv"',
-            **_receipt_header(study, actor),
+            **receipt_header(study, actor),
         },
     )
 
 
-def _receipt_header(study: Study, actor: Actor) -> dict[str, str]:
+def receipt_header(study: Study, actor: Actor) -> dict[str, str]:
+    """The header naming a streamed export's receipt (none without a request id)."""
     return {RECEIPT_HEADER: f"/studies/{study.id}/export-receipts/{actor.request_id}"} if actor.request_id else {}
 
 
@@ -229,6 +230,6 @@ def export(
         media_type=writers.MEDIA_TYPES[format],
         headers={
             "Content-Disposition": f'attachment; filename="study-{study.id}-{shape}.{format}"',
-            **_receipt_header(study, actor),
+            **receipt_header(study, actor),
         },
     )

@@ -16,7 +16,7 @@ from api.db import end_read, get_session
 from api.errors import Unprocessable
 from api.exports import integrity
 from api.exports import service as exports
-from api.exports.router import RECEIPT_HEADER
+from api.exports.router import receipt_header
 from api.inputguard import decode_upload
 from api.interop import odm
 from api.interop.measures import import_measures
@@ -60,7 +60,7 @@ def export_odm(
         media_type="application/xml",
         headers={
             "Content-Disposition": f'attachment; filename="study-{study.id}-odm{suffix}.xml"',
-            **({RECEIPT_HEADER: f"/studies/{study.id}/export-receipts/{actor.request_id}"} if actor.request_id else {}),
+            **receipt_header(study, actor),
         },
     )
 

@@ -247,30 +247,9 @@ def restore(session: Session, p: Participant, reason: str, actor: Actor) -> Part
 
 
 def _restore_reminders(session: Session, p: Participant, actor: Actor, reasons: tuple[str, ...]) -> None:
-    """Reminders cancelled for ``reasons`` whose window is still open go back to ``pending`` (audited
-    per row, as their cancelling was); the dispatcher re-checks eligibility before sending any."""
-    from sqlalchemy import bindparam, text
+    from api.reminders.planner import restore_cancelled
 
-    from api.db import UTCDateTime
-
-    stmt = text("""
-UPDATE reminder SET status = 'pending', cancel_reason = NULL, updated_at = :now
-WHERE participant_id = :pid AND status = 'cancelled' AND cancel_reason IN :reasons AND window_closes_at > :now
-RETURNING id, study_id, site_id, wave_id, step""").bindparams(
-        bindparam("now", type_=UTCDateTime()), bindparam("reasons", expanding=True)
-    )
-    rows = session.connection().execute(stmt, {"now": utcnow(), "pid": p.id, "reasons": list(reasons)}).all()
-    for r in rows:
-        record(
-            session,
-            actor,
-            "restore",
-            "reminder",
-            r.id,
-            study_id=r.study_id,
-            site_id=r.site_id,
-            after={"status": "pending", "wave_id": r.wave_id, "step": r.step},
-        )
+    restore_cancelled(session, utcnow(), participant_id=p.id, reasons=reasons, actor=actor)
 
 
 def _cancel_reminders(session: Session, p: Participant, actor: Actor) -> None:

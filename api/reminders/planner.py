@@ -262,6 +262,33 @@ RETURNING reminder.id, reminder.study_id, reminder.site_id, reminder.wave_id, re
     return rows
 
 
+def restore_cancelled(
+    session: Session, now: datetime, *, participant_id: int, reasons: tuple[str, ...], actor: Actor
+) -> list[Any]:
+    """Put back to ``pending`` one participant's reminders cancelled for one of ``reasons`` whose
+    window is still open (a withdrawal or void taken back); audited per row, as cancelling is.
+    The dispatcher re-checks eligibility before it sends any of them."""
+    stmt = text("""
+UPDATE reminder SET status = 'pending', cancel_reason = NULL, updated_at = :now
+WHERE participant_id = :pid AND status = 'cancelled' AND cancel_reason IN :reasons AND window_closes_at > :now
+RETURNING id, study_id, site_id, wave_id, step""").bindparams(
+        bindparam("now", type_=UTCDateTime()), bindparam("reasons", expanding=True)
+    )
+    rows = session.connection().execute(stmt, {"now": now, "pid": participant_id, "reasons": list(reasons)}).all()
+    for r in rows:
+        record(
+            session,
+            actor,
+            "restore",
+            "reminder",
+            r.id,
+            study_id=r.study_id,
+            site_id=r.site_id,
+            after={"status": "pending", "wave_id": r.wave_id, "step": r.step},
+        )
+    return rows
+
+
 def _try_lock(session: Session, study_id: int) -> bool:
     if _is_sqlite(session):
         return True  # BEGIN IMMEDIATE already serialises writers

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from api.auth.policy import STAFF
 from api.auth.service import Actor
 from api.console.dependencies import console_user, csrf_ok, page, redirect
-from api.console.forms import errors_by_field, expired, validation_errors
+from api.console.forms import errors_by_field, expired, posted_form, validation_errors
 from api.db import end_read, get_session
 from api.delivery import sessions as delivery
 from api.delivery.models import ATTENDANCE, MODES, PeerGroup
@@ -72,15 +72,14 @@ def delivery_page(
 
 
 @router.post("/console/studies/{study_id}/delivery/sessions", response_class=HTMLResponse)
-async def schedule_session(
+def schedule_session(
     request: Request,
     study_id: int,
+    values: dict[str, str] = Depends(posted_form),
     actor: Actor = Depends(console_user(*STAFF)),
     session: Session = Depends(get_session),
 ):
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items() if k != "csrf"}
-    if not csrf_ok(request, form.get("csrf", "")):
+    if not csrf_ok(request, values.pop("csrf", "")):
         return expired(request)
     study = require_study(session, study_id, actor)
     body = {
@@ -194,16 +193,15 @@ def _register(values: dict[str, str], member_ids: list[int]) -> list[dict[str, A
 
 
 @router.post("/console/sessions/{session_id}", response_class=HTMLResponse)
-async def record_delivery(
+def record_delivery(
     request: Request,
     session_id: int,
+    values: dict[str, str] = Depends(posted_form),
     actor: Actor = Depends(console_user(*STAFF)),
     session: Session = Depends(get_session),
 ):
     """Record delivery (date, duration) and the register in one transaction: all of it, or nothing."""
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items() if k != "csrf"}
-    if not csrf_ok(request, form.get("csrf", "")):
+    if not csrf_ok(request, values.pop("csrf", "")):
         return expired(request)
     row = delivery.get_session_row(session, session_id, actor)
     g = session.get(PeerGroup, row.group_id)
@@ -243,16 +241,15 @@ async def record_delivery(
 
 
 @router.post("/console/sessions/{session_id}/cancel", response_class=HTMLResponse)
-async def cancel_session(
+def cancel_session(
     request: Request,
     session_id: int,
+    values: dict[str, str] = Depends(posted_form),
     actor: Actor = Depends(console_user(*STAFF)),
     session: Session = Depends(get_session),
 ):
     """Cancel a planned session with its reason (a delivered one, or one with a register, cannot be)."""
-    form = await request.form()
-    values = {k: str(v) for k, v in form.items() if k != "csrf"}
-    if not csrf_ok(request, form.get("csrf", "")):
+    if not csrf_ok(request, values.pop("csrf", "")):
         return expired(request)
     row = delivery.get_session_row(session, session_id, actor)
     if not values.get("cancel_reason", "").strip():
