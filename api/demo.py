@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
+from api.studies import dates
+
 DEMO_TITLE = "Peerlens demo: peer support for people living with type 2 diabetes"
 DEMO_TZ = "Europe/London"
 ADMIN_EMAIL = "admin@demo.peerlens.org"
@@ -301,7 +303,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             done_on = p.enrolled_on + timedelta(days=int(r["days_since_enrolment"]))
             if done_on > today or r["instrument"] not in wave_instruments[r["wave"]]:
                 continue
-            completed_at = datetime.combine(done_on, time(10, 30), tzinfo=ZoneInfo(DEMO_TZ))
+            completed_at = dates.on_day(done_on, time(10, 30), ZoneInfo(DEMO_TZ))
             answers = r["answers"]
             if r["instrument"] == "phq9":
                 answers = safety_demo.realistic_item9(r["participant"], r["wave"], answers)

@@ -17,11 +17,13 @@ Generating parameters (documented in README, "Clinical measures"):
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import time, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlmodel import Session, select
+
+from api.studies import dates
 
 #: wave -> clinical measures taken at that visit
 CLINICAL_WAVES = {
@@ -102,7 +104,7 @@ def add_measures(session: Session, study, actor, tz: ZoneInfo, today, seed: int)
                 wave_code=wave.code,
                 instrument_code=code,
                 answers={**value, **rest},
-                completed_at=datetime.combine(day, time(9, 15), tzinfo=tz),
+                completed_at=dates.on_day(day, time(9, 15), tz),
                 mode="import",
                 actor=actor,
             )

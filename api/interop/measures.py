@@ -27,6 +27,7 @@ from api.errors import ApiError
 from api.interop.service import ImportReport, Issue
 from api.participants.models import Participant
 from api.responses.service import submit_response
+from api.studies import dates
 from api.studies.models import Study
 
 FIXED = ("participant", "wave", "instrument", "measured_at")
@@ -37,7 +38,7 @@ def _when(raw: str, tz: ZoneInfo) -> datetime | None:
     raw = raw.strip()
     try:
         if len(raw) == 10:
-            return datetime.combine(datetime.strptime(raw, "%Y-%m-%d").date(), time(12), tzinfo=tz).astimezone(UTC)
+            return dates.on_day(datetime.strptime(raw, "%Y-%m-%d").date(), time(12), tz)
         d = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None

@@ -551,9 +551,7 @@ def _import_rows(
         if completed_at is None:
             assumed += 1
             due = dates.add_days(p.enrolled_on, wave.offset_days)
-            completed_at = datetime.combine(due, time(12), tzinfo=tz).astimezone(UTC)
-            if completed_at > datetime.now(UTC):
-                completed_at = datetime.now(UTC)
+            completed_at = dates.on_day(due, time(12), tz)
         try:
             resp = submit_response(
                 session,

@@ -249,6 +249,16 @@ def at_midnight(d: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(d, time(0), tzinfo=tz).astimezone(UTC)
 
 
+def on_day(d: date, at: time, tz: ZoneInfo, now: datetime | None = None) -> datetime:
+    """``d`` at local time ``at`` in ``tz``, but never later than ``now`` (UTC, aware).
+
+    A date-only value ("measured on 2 Dec") is given a nominal time of day; when the day is today
+    and that time has not come yet, the moment is now instead, so it is not refused as future.
+    """
+    moment = datetime.combine(d, at, tzinfo=tz).astimezone(UTC)
+    return min(moment, now or datetime.now(UTC))
+
+
 def add_time(moment: datetime, delta: timedelta) -> datetime:
     """``moment + delta``, saturating near the ends of the calendar."""
     try:

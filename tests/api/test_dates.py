@@ -331,3 +331,18 @@ def test_check_dates_lists_stored_values_the_policy_refuses(client, admin, make_
         (bad["study_code"], "completed_at", "date_before_study"),
     }
     assert "3 implausible date(s)" in found.output
+
+
+def test_a_date_given_today_is_not_moved_into_the_future():
+    """A measure or demo response dated today, read at 00:06, is stamped now, not at noon (in the future)."""
+    from datetime import time
+
+    from api.studies import dates
+
+    early = datetime(2026, 12, 2, 0, 6, tzinfo=UTC)
+    assert dates.on_day(date(2026, 12, 2), time(12), TZ, now=early) == early
+    # an earlier day keeps its nominal local time (noon in London is 12:00 UTC in winter)
+    assert dates.on_day(date(2026, 12, 1), time(12), TZ, now=early) == datetime(2026, 12, 1, 12, tzinfo=UTC)
+    # and the window accepts it
+    window = dates.DateWindow(earliest=date(2021, 12, 2), today=date(2026, 12, 2), now=early)
+    assert window.problems({("completed_at",): dates.on_day(date(2026, 12, 2), time(10, 30), TZ, now=early)}) == []
