@@ -189,6 +189,9 @@ def realist_table_cmd(
     min_per_cell: int = typer.Option(5, "--min-per-cell", help="fewest participants per arm in and out of a context"),
     arm: str | None = typer.Option(None, "--arm", help="intervention arm (a neutral letter while blinded)"),
     reference: str | None = typer.Option(None, "--reference", help="comparison arm (a letter while blinded)"),
+    longitudinal: bool = typer.Option(
+        False, "--longitudinal", help="add the arm x time x context estimate over every wave (as ?longitudinal=true)"
+    ),
 ) -> None:
     """Write the study's realist output table: every CMO configuration with its estimate and its
     qualitative evidence (de-identified, as an analyst sees it; same service as the API)."""
@@ -203,7 +206,7 @@ def realist_table_cmd(
     with _study_session(study) as run:
         try:
             table = study_realist_table(
-                run.session, run.study, actor, run.settings.secret_key, arm, reference, fdr, min_per_cell
+                run.session, run.study, actor, run.settings.secret_key, arm, reference, fdr, min_per_cell, longitudinal
             )
         except ApiError as exc:
             raise _bad_parameter(exc) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import json
 import math
 
 import pytest
@@ -401,6 +402,9 @@ def test_cli_writes_the_realist_table_as_the_api_serves_it(client, demo, db_url,
         args += ["--arm", letters[ids["group"]], "--reference", letters[ids["usual_care"]]]
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 0, res.output
+        over_waves = tmp_path / "realist-long.json"
+        res = CliRunner().invoke(app, [*args[:3], str(over_waves), *args[4:], "--longitudinal"])
+        assert res.exit_code == 0, res.output
         bad = CliRunner().invoke(app, ["realist-table", "999999", "-o", str(out)])
         assert bad.exit_code == 2
     finally:
@@ -412,6 +416,17 @@ def test_cli_writes_the_realist_table_as_the_api_serves_it(client, demo, db_url,
     for c, a in zip(cli_rows, api, strict=True):
         if a["moderation"] is not None:
             assert float(c["moderation"]) == pytest.approx(a["moderation"])
+    # --longitudinal adds the columns of ?longitudinal=true, with the same values
+    long_rows = json.loads(over_waves.read_text())["rows"]
+    long_api = client.get(
+        f"/studies/{demo.study_id}/realist-table?min_per_cell=3&longitudinal=true", headers=_h(demo)
+    ).json()["rows"]
+    added = set(long_api[0]) - set(api[0])
+    assert added and added <= set(long_rows[0]) and not (added & set(cli_rows[0]))
+    for c, a in zip(long_rows, long_api, strict=True):
+        for k in added:
+            if isinstance(a[k], float):
+                assert c[k] == pytest.approx(a[k])
 
 
 def test_participant_context_records_feed_the_column_provider(client, demo, engine):
