@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import uuid
@@ -183,6 +184,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start-up: register imported instruments and uploaded licensed content into this process."""
     await run_in_threadpool(load_custom_instruments, app.state.engine)
     await run_in_threadpool(load_licensed, app.state.engine)
+    # The objects made at start-up (modules, routes, models: about 250,000) live as long as the
+    # process. Left to the cycle collector, each full collection walks them all (~120 ms, every
+    # request in flight waiting); frozen, collections walk only what requests allocate since.
+    gc.freeze()
     yield
 
 
@@ -230,9 +235,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     console.install(app)
     install_log_redaction()  # personal-link tokens never reach a log line
     for router in (
+        responses_router,  # first: the most frequent request, a new response, is matched at once
         studies_router,
         participants_router,
-        responses_router,
         catalogue,  # /instruments
         auth_router,
         audit_router,

@@ -4,37 +4,41 @@ Why
 ---
 Through the ORM path (:func:`api.responses.service.submit_response`) a submission costs eight round
 trips (BEGIN, six statements, COMMIT), each statement built by SQLAlchemy and the audit row flushed by
-the ORM: the Python process, not the database, limits how many submissions a server takes. This
-module does the same work in two statements whose SQL text is written once, below, at import, and
-executed with plain parameters on the pooled psycopg connection: nothing is built or compiled per
-request, and psycopg prepares both statements server-side on each connection after a few uses.
+the ORM, and the route's dependencies are solved one by one, with two worker-thread hops: the
+Python process, not the database, limits how many submissions a server takes. This module does the
+same work in two statements whose SQL text is written once, below, at import, and executed with
+plain parameters on the pooled psycopg connection (psycopg prepares both server-side after a few
+uses), in one worker-thread step that :class:`api.responses.fastroute.SubmissionRoute` runs before
+the route's own handler.
 
-1. :data:`READ`, run by the route's dependency (:func:`api.responses.dependencies.submission`): the
-   token and its user (with a coordinator's sites), the participant, the study, the wave, the slot's
-   current response, the idempotency key's row, the study's own alert rules, the newest licensed
-   upload, and a new response id drawn from the table's sequence (the audit row's MAC covers the
-   response id, so it must be known before the write).
+1. :data:`READ`: the token and its user (with a coordinator's sites), the participant, the study,
+   the wave, the slot's current response, the idempotency key's row, the study's own alert rules,
+   the newest licensed upload, and a new response id drawn from the table's sequence (the audit
+   row's MAC covers the response id, so it must be known before the write).
 2. :data:`WRITE`: one data-modifying statement inserting the idempotency key, the response, its
    scores and its audit event. One statement in autocommit is one transaction: all rows or none.
 
 Guarantees
 ----------
 * The checks are :mod:`api.responses.checks`, the ones the ORM path makes, in the same order: same
-  4xx bodies, same scores (the instrument library), same plausible-date and window rules.
+  scores (the instrument library), same plausible-date and window rules.
 * The audit row is built by :func:`api.audit.service.event_values`, as :func:`~api.audit.service.record`
   builds it (content and MAC); like every row it is chained later by the sealer
   (:mod:`api.audit.chain`), so ``peerlens audit verify`` checks rows of both paths alike.
-* Site scoping, the role check and the token rules are the dependencies' (the same functions).
+* Only a new response is ever answered here, and only for a valid token whose role may write and
+  whose sites cover the participant (the same functions as the dependencies).
 * NUL characters never reach the statement: :class:`api.inputguard.NulGuard` refuses them first.
 
-When the ORM path answers instead
----------------------------------
-:func:`submit` returns None, writing nothing, and the route calls the ORM path (which reads again)
-whenever two statements could not keep a guarantee:
+When the route answers instead
+------------------------------
+:func:`attempt` returns None, having written nothing, and the route's own handler (dependencies,
+then the ORM path, which reads again) answers whenever the answer is not a new response:
 
+* any refusal: a missing, unknown or expired token (401), a participant out of reach (404), a role
+  that may not write (403), a body or header the route's validation refuses, or a 409/422 of the
+  checks; the route then gives the same answer with the same body, from the same rules;
 * the slot has a response or the key a row (a replay, a 409, a resumed partial response), or the
-  request is an amendment;
-* the wave is unknown (the ORM path's 422 names it);
+  request is an amendment; the wave is unknown;
 * alert rules apply to the instrument (its definition's or the study's): an alert, its
   notifications and audit events are written by :func:`api.safety.service.raise_alerts` in the
   submission's transaction;
@@ -61,10 +65,12 @@ from sqlalchemy.engine import Engine
 
 from api.audit.chain import key_for
 from api.audit.service import event_values
-from api.auth.policy import ensure_can_write
-from api.auth.service import Actor
+from api.auth.policy import STAFF, ensure_can_write
+from api.auth.service import Actor, hash_token, token_in_force
 from api.db import utcnow
+from api.errors import ApiError
 from api.licensed.service import LICENSED_CODES, applied_up_to
+from api.participants.service import ensure_visible
 from api.responses import checks
 from api.responses.schemas import ResponseCreate, ResponseRead, ScoreRead
 
@@ -239,6 +245,33 @@ def read(
         new_id=new_id,
         asked=(wave, instrument, key),
     )
+
+
+def attempt(
+    engine: Engine, token: str, participant_id: int, body: ResponseCreate, key: str | None, request_id: str
+) -> str | None:
+    """Read, judge and store a new response in one call (one worker-thread step): its JSON, as the
+    route answers it, or None, having written nothing, to leave the request to the route.
+
+    Refusals are left to the route too, which judges them in its order (token, participant, role,
+    body) and answers them from the same rules.
+    """
+    found = read(engine, hash_token(token), participant_id, body.wave, body.instrument, key)
+    if found is None or not token_in_force(*found.token_state) or found.role not in STAFF:
+        return None
+    actor = Actor(
+        user_id=found.user_id,
+        role=found.role,
+        site_ids=found.site_ids,
+        email=found.email,
+        request_id=request_id,
+        source="api",
+    )
+    try:
+        ensure_visible(actor, found.participant)
+        return submit(engine, found, body, actor, key)
+    except ApiError:
+        return None
 
 
 def _alerting(instrument, rules: list[dict[str, Any]]) -> bool:

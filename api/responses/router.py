@@ -17,9 +17,9 @@ from api.db import end_read, get_session
 from api.errors import NotFound
 from api.participants.dependencies import valid_participant
 from api.participants.models import Participant
-from api.responses import fastpath, reading, service
 from api.responses import fhir as fhir_service
-from api.responses.dependencies import Submission, submission
+from api.responses import reading, service
+from api.responses.fastroute import SubmissionRoute
 from api.responses.fhir import observation_bundle
 from api.responses.schemas import InstrumentRead, InstrumentSummary, ResponseCreate, ResponseRead, SafetyAlertRef
 from api.safety.service import alerts_for_response
@@ -29,24 +29,19 @@ router = APIRouter(tags=["responses"])
 catalogue = APIRouter(prefix="/instruments", tags=["instruments"])
 
 
-@router.post("/participants/{participant_id}/responses", status_code=201, response_model=ResponseRead)
 def submit(
     request: Request,
     body: ResponseCreate,
-    # First: the token, the participant and (PostgreSQL) everything a new response needs, in one
-    # read; the role check then runs on the event loop from the actor it cached.
-    subject: Submission = Depends(submission),
+    participant: Participant = Depends(valid_participant),
     actor: Actor = Depends(authorize(*STAFF)),
     session: Session = Depends(get_session),
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=200),
 ):
-    if subject.found is not None:
-        stored = fastpath.submit(request.app.state.engine, subject.found, body, actor, idempotency_key)
-        if stored is not None:
-            return HttpResponse(stored, status_code=201, media_type="application/json")
+    # On PostgreSQL a new response has usually been stored by the route class before this runs
+    # (api/responses/fastroute.py); here: SQLite, replays, amendments, alerts and every refusal.
     resp = service.submit_response(
         session,
-        participant=subject.participant_in(session, actor),
+        participant=participant,
         wave_code=body.wave,
         instrument_code=body.instrument,
         answers=body.answers,
@@ -68,6 +63,16 @@ def submit(
     # ``out`` is already a validated ResponseRead: serialising it once here spares the second
     # validation pass that returning it through ``response_model`` would make.
     return HttpResponse(out.model_dump_json(), status_code=201, media_type="application/json", headers=headers)
+
+
+router.add_api_route(
+    "/participants/{participant_id}/responses",
+    submit,
+    methods=["POST"],
+    status_code=201,
+    response_model=ResponseRead,
+    route_class_override=SubmissionRoute,
+)
 
 
 @router.get("/participants/{participant_id}/responses", response_model=list[ResponseRead])

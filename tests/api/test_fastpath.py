@@ -307,3 +307,69 @@ def test_the_shared_checks_examples_hold():
     from api.responses import checks
 
     assert doctest.testmod(checks, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+@pytest.mark.parametrize(
+    ("path_id", "headers", "raw", "status", "loc"),
+    [
+        (None, {"Content-Type": "text/plain"}, None, 422, ["body"]),  # not declared JSON
+        (None, {"Idempotency-Key": "k" * 201}, None, 422, ["header", "Idempotency-Key"]),
+        (None, {"Authorization": "Basic abc"}, None, 401, ["header", "Authorization"]),
+        ("abc", {}, None, 422, ["path", "participant_id"]),
+        ("0", {}, None, 422, ["path", "participant_id"]),
+        (None, {}, b'{"wave": "baseline",', 422, ["body", 20]),  # broken JSON
+    ],
+)
+def test_requests_the_route_class_leaves_to_the_route_get_its_answers(
+    client, admin, make_study, enrol, engine, monkeypatch, path_id, headers, raw, status, loc
+):
+    """What the fast route reads differently from the route's declarations goes to the route: same
+    answer with and without the fast path, nothing written."""
+    import json
+
+    study = make_study()
+    p = enrol(study)
+    body = {
+        "wave": "baseline",
+        "instrument": "pam13",
+        "answers": pam13_answers(),
+        "completed_at": "2026-01-06T10:00:00Z",
+    }
+    content = raw if raw is not None else json.dumps(body).encode()
+    sent = {"Content-Type": "application/json", **admin.headers, **headers}
+    url = f"/participants/{path_id or p['id']}/responses"
+    fast = client.post(url, content=content, headers=sent)
+    monkeypatch.setattr(fastpath, "attempt", lambda *args, **kwargs: None)
+    route = client.post(url, content=content, headers=sent)
+    assert fast.status_code == route.status_code == status, fast.text
+    assert fast.json() == route.json() and fast.json()["detail"][0]["loc"] == loc
+    assert _counts(engine, p["id"]) == (0, 0)
+
+
+def test_the_route_class_stores_without_the_routes_handler(client, admin, make_study, enrol, monkeypatch):
+    """A new response is answered by the fast route alone: the declared handler (dependencies, then
+    the ORM path) is not reached."""
+    from api.auth.dependencies import Authorize
+    from api.participants import dependencies
+    from api.responses import service
+
+    study = make_study()
+    p = enrol(study)
+
+    def unreachable(*args, **kwargs):
+        raise AssertionError("the route's handler ran")
+
+    async def no_role_check(*args, **kwargs):
+        raise AssertionError("the route's dependencies were solved")
+
+    monkeypatch.setattr(Authorize, "__call__", no_role_check)
+    monkeypatch.setattr(dependencies, "resolve_actor_and_row", unreachable)
+    monkeypatch.setattr(service, "submit_response", unreachable)
+    body = {
+        "wave": "baseline",
+        "instrument": "pam13",
+        "answers": pam13_answers(),
+        "completed_at": "2026-01-06T10:00:00Z",
+    }
+    r = _post(client, admin, p["id"], body, key="alone")
+    assert r.status_code == 201 and r.json()["status"] == "complete" and r.json()["mode"] == "rest"

@@ -1,0 +1,91 @@
+"""The route class of ``POST /participants/{id}/responses``: the PostgreSQL fast path first.
+
+A new response is by far the most frequent write. Solving the route's dependencies one by one
+(token, participant, role, session, header), each with its own bookkeeping, and two worker-thread
+hops cost more CPU than storing the response itself. :class:`SubmissionRoute` keeps the route
+exactly as declared (its dependencies, validation, OpenAPI entry and every answer) and, on
+PostgreSQL, tries :func:`api.responses.fastpath.attempt` first, in one worker-thread step. It
+answers only when that stored a new response; anything else, a refusal included, goes to the
+route's own handler, which judges it in the usual order (401, 404, 403, then the body). The body is
+read once: the request object, with its parsed JSON, is the one the route's handler gets.
+
+What is read here mirrors the route's declarations, and a request this module reads differently
+from them is simply left to the route: the bearer token as :class:`fastapi.security.HTTPBearer`
+reads it, the path's participant id as a positive 32-bit integer, a JSON content type, the body as
+:class:`~api.responses.schemas.ResponseCreate` validates it and an ``Idempotency-Key`` of 1 to 200
+characters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from fastapi.security.utils import get_authorization_scheme_param
+from pydantic import ValidationError
+
+from api.responses import fastpath
+from api.responses.schemas import ResponseCreate
+
+_MAX_ID = 2**31 - 1
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The worker threads of the fast path: a plain executor, lighter per call than the thread pool
+    the route's handler uses (no capacity limiter or cancel scopes to keep). Requests in flight are
+    already capped by :class:`api.main.RequestGuard` and connections by the engine's pool."""
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="peerlens-submit")
+    return _executor
+
+
+class SubmissionRoute(APIRoute):
+    """An :class:`~fastapi.routing.APIRoute` whose handler tries the fast path before its own."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        declared = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            if request.app.state.engine.dialect.name == "postgresql":
+                stored = await _fast(request)
+                if stored is not None:
+                    return Response(stored, status_code=201, media_type="application/json")
+            return await declared(request)
+
+        return handler
+
+
+async def _fast(request: Request) -> str | None:
+    """The stored response's JSON, or None to leave the request to the route's handler."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return None
+    raw_id = request.path_params.get("participant_id", "")
+    if not (raw_id.isascii() and raw_id.isdigit()) or not 1 <= int(raw_id) <= _MAX_ID:
+        return None
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/json":
+        return None
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= 200:
+        return None
+    try:
+        body = ResponseCreate.model_validate(await request.json())  # parsed once: the route reuses it
+    except (ValueError, ValidationError):  # not JSON or not a valid body: the route's 422
+        return None
+    request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
+    engine = request.app.state.engine
+    call = functools.partial(fastpath.attempt, engine, token, int(raw_id), body, key, request_id)
+    return await asyncio.get_running_loop().run_in_executor(_threads(), call)
