@@ -41,13 +41,14 @@ _executor_lock = threading.Lock()
 
 def _threads() -> ThreadPoolExecutor:
     """The worker threads of the fast path: a plain executor, lighter per call than the thread pool
-    the route's handler uses (no capacity limiter or cancel scopes to keep). Requests in flight are
-    already capped by :class:`api.main.RequestGuard` and connections by the engine's pool."""
+    the route's handler uses (no capacity limiter or cancel scopes to keep). A few threads keep the
+    database busy while Python works (a step is two short statements around about a millisecond of
+    CPU under one interpreter lock); more would only queue for the lock."""
     global _executor
     if _executor is None:
         with _executor_lock:
             if _executor is None:
-                _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="peerlens-submit")
+                _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peerlens-submit")
     return _executor
 
 
