@@ -184,11 +184,26 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Start-up: register imported instruments and uploaded licensed content into this process."""
     await run_in_threadpool(load_custom_instruments, app.state.engine)
     await run_in_threadpool(load_licensed, app.state.engine)
-    # The objects made at start-up (modules, routes, models: about 250,000) live as long as the
-    # process. Left to the cycle collector, each full collection walks them all (~120 ms, every
-    # request in flight waiting); frozen, collections walk only what requests allocate since.
-    gc.freeze()
+    _freeze_startup_heap()
     yield
+
+
+_heap_frozen = False
+
+
+def _freeze_startup_heap() -> None:
+    """Take the objects made at start-up out of the cycle collector's sight, once per process.
+
+    They (modules, routes, models: about 250,000) live as long as the process. Left to the
+    collector, each full collection walks them all (~120 ms, every request in flight waiting);
+    frozen, collections walk only what requests allocated since. Once: a process that builds
+    several applications (the tests) freezes the imports, not each application's objects.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
