@@ -5,7 +5,10 @@ get a database, so the library suites (instruments, analysis, qualitative) never
 
 ``db_url`` is parametrised over ``sqlite`` (a temporary file) and ``postgresql`` (a fresh
 ``peerlens_test_<random>`` database on 127.0.0.1:5432, created per test module and dropped
-afterwards). Both are migrated with Alembic, as production is. When PostgreSQL does not answer,
+afterwards). Both are migrated with Alembic, as production is: once per backend per pytest
+process into a template, which each module's database is then copied from (SQLite: the file,
+PostgreSQL: ``CREATE DATABASE ... TEMPLATE``); ``empty_db_url`` stays empty for the tests that
+migrate it themselves. When PostgreSQL does not answer,
 the postgresql half fails if ``PEERLENS_REQUIRE_POSTGRES=1`` (``make test`` sets it) and is
 skipped with a reason otherwise.
 """
@@ -46,8 +49,8 @@ def pg_url(dbname: str) -> str:
     return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
 
 
-def create_pg_database() -> str:
-    """Create an empty ``peerlens_test_<random>`` database and return its name."""
+def create_pg_database(template: str | None = None) -> str:
+    """Create an empty ``peerlens_test_<random>`` database (or a copy of ``template``) and return its name."""
     import psycopg
 
     reason = _pg_available()
@@ -58,7 +61,7 @@ def create_pg_database() -> str:
         pytest.skip(message)
     name = f"peerlens_test_{secrets.token_hex(6)}"
     with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         # Test data need not survive a power cut; skipping the WAL flush keeps the suite fast.
         conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     return name
@@ -100,13 +103,57 @@ def empty_db_url(backend, tmp_path_factory) -> Iterator[str]:
         drop_pg_database(name)
 
 
-@pytest.fixture(scope="module")
-def db_url(empty_db_url) -> str:
-    """A database of ``backend`` migrated to head with Alembic."""
-    from api.migrate import upgrade
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory) -> Iterator[Callable[[str], str]]:
+    """``template(backend)``: a database of ``backend`` migrated to head with Alembic, made once in
+    this process on first use (each xdist worker has its own) and never connected to afterwards,
+    so that PostgreSQL can copy it. SQLite: the file's path; PostgreSQL: the database's name."""
+    made: dict[str, str] = {}
 
-    upgrade(empty_db_url)
-    return empty_db_url
+    def template(backend: str) -> str:
+        if backend not in made:
+            from api.migrate import upgrade
+
+            if backend == "sqlite":
+                path = tmp_path_factory.mktemp("template") / "peerlens.db"
+                upgrade(f"sqlite:///{path}")
+                made[backend] = str(path)
+            else:
+                name = create_pg_database()
+                try:
+                    upgrade(pg_url(name))
+                except BaseException:
+                    drop_pg_database(name)
+                    raise
+                made[backend] = name
+        return made[backend]
+
+    yield template
+    if "postgresql" in made:
+        drop_pg_database(made["postgresql"])
+
+
+@pytest.fixture(scope="module")
+def db_url(backend, tmp_path_factory, migrated_templates) -> Iterator[str]:
+    """A database of ``backend`` migrated to head with Alembic (a copy of this process's template)."""
+    if backend == "sqlite":
+        import sqlite3
+
+        path = tmp_path_factory.mktemp("db") / "peerlens.db"
+        source = sqlite3.connect(migrated_templates("sqlite"))
+        target = sqlite3.connect(path)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        yield f"sqlite:///{path}"
+        return
+    name = create_pg_database(template=migrated_templates("postgresql"))
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
 
 
 @pytest.fixture(scope="module")
