@@ -281,6 +281,12 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
                 scoped = [f"{study.id}:{s}" for s in site]
                 result.tokens[role] = create_with_token(session, email, role, scoped, actor=actor)
         safety_demo.configure(session, study, ADMIN_EMAIL, COORDINATOR_EMAIL, actor)
+        # Held until the load ends: every submission reads the study's safety settings by primary key,
+        # and the session's identity map, which holds rows weakly, would otherwise select them again
+        # for each of the cohort's responses. Nothing in the load changes them after this point.
+        from api.safety.configuration import get_settings as safety_settings
+
+        held_safety_settings = safety_settings(session, study.id)
 
         reference = today - timedelta(days=RECRUITMENT_ENDED_DAYS_AGO)
         by_code = {}
@@ -372,7 +378,7 @@ def _load(session: Session, n: int, seed: int, today: date | None) -> DemoResult
             "adaptations": fidelity_demo.adaptation_log(session, study, today),
         }
         result.plan_hash = _analysis_plan(session, study, actor)
-        del sites
+        del sites, held_safety_settings
     result.study_id = study.id
     for role, email, site in DEMO_USERS:
         if role in result.tokens:

@@ -5,18 +5,23 @@ get a database, so the library suites (instruments, analysis, qualitative) never
 
 ``db_url`` is parametrised over ``sqlite`` (a temporary file) and ``postgresql`` (a fresh
 ``peerlens_test_<random>`` database on 127.0.0.1:5432, created per test module and dropped
-afterwards). Both are migrated with Alembic, as production is. When PostgreSQL does not answer,
+afterwards). Both are migrated with Alembic, as production is: once per backend per pytest
+process into a template, which each module's database is then copied from (SQLite: the file,
+PostgreSQL: ``CREATE DATABASE ... TEMPLATE``); ``empty_db_url`` stays empty for the tests that
+migrate it themselves. When PostgreSQL does not answer,
 the postgresql half fails if ``PEERLENS_REQUIRE_POSTGRES=1`` (``make test`` sets it) and is
 skipped with a reason otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -46,8 +51,8 @@ def pg_url(dbname: str) -> str:
     return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{dbname}"
 
 
-def create_pg_database() -> str:
-    """Create an empty ``peerlens_test_<random>`` database and return its name."""
+def create_pg_database(template: str | None = None) -> str:
+    """Create an empty ``peerlens_test_<random>`` database (or a copy of ``template``) and return its name."""
     import psycopg
 
     reason = _pg_available()
@@ -58,7 +63,7 @@ def create_pg_database() -> str:
         pytest.skip(message)
     name = f"peerlens_test_{secrets.token_hex(6)}"
     with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         # Test data need not survive a power cut; skipping the WAL flush keeps the suite fast.
         conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     return name
@@ -100,13 +105,154 @@ def empty_db_url(backend, tmp_path_factory) -> Iterator[str]:
         drop_pg_database(name)
 
 
-@pytest.fixture(scope="module")
-def db_url(empty_db_url) -> str:
-    """A database of ``backend`` migrated to head with Alembic."""
-    from api.migrate import upgrade
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory) -> Iterator[Callable[[str], str]]:
+    """``template(backend)``: a database of ``backend`` migrated to head with Alembic, made once in
+    this process on first use (each xdist worker has its own) and never connected to afterwards,
+    so that PostgreSQL can copy it. SQLite: the file's path; PostgreSQL: the database's name."""
+    made: dict[str, str] = {}
 
-    upgrade(empty_db_url)
-    return empty_db_url
+    def template(backend: str) -> str:
+        if backend not in made:
+            from api.migrate import upgrade
+
+            if backend == "sqlite":
+                path = tmp_path_factory.mktemp("template") / "peerlens.db"
+                upgrade(f"sqlite:///{path}")
+                made[backend] = str(path)
+            else:
+                name = create_pg_database()
+                try:
+                    upgrade(pg_url(name))
+                except BaseException:
+                    drop_pg_database(name)
+                    raise
+                made[backend] = name
+        return made[backend]
+
+    yield template
+    if "postgresql" in made:
+        drop_pg_database(made["postgresql"])
+
+
+def _copy_sqlite(source_path: str | Path, target_path: str | Path) -> None:
+    """Copy a SQLite database with the backup API (consistent even if it was left in WAL mode)."""
+    import sqlite3
+
+    source = sqlite3.connect(source_path)
+    target = sqlite3.connect(target_path)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+
+
+@contextlib.contextmanager
+def copied_database(backend: str, template: str, tmp_path_factory) -> Iterator[str]:
+    """A URL to a new database of ``backend`` copied from ``template`` (a SQLite file's path or a
+    PostgreSQL database nobody is connected to), dropped on exit."""
+    if backend == "sqlite":
+        path = tmp_path_factory.mktemp("db") / "peerlens.db"
+        _copy_sqlite(template, path)
+        yield f"sqlite:///{path}"
+        return
+    name = create_pg_database(template=template)
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def db_url(backend, tmp_path_factory, migrated_templates) -> Iterator[str]:
+    """A database of ``backend`` migrated to head with Alembic (a copy of this process's template)."""
+    with copied_database(backend, migrated_templates(backend), tmp_path_factory) as url:
+        yield url
+
+
+def _shared_dir(tmp_path_factory) -> Path:
+    """A folder of this run shared by the xdist workers (and the controller): the parent of a
+    worker's base temporary folder, or the base folder itself without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+DEMO_PG_NAMES = "demo-postgresql-*.name"
+
+
+@pytest.fixture(scope="session")
+def demo_database(tmp_path_factory, migrated_templates):
+    """``demo_database(backend, n, seed)``: a context manager giving ``(url, DemoResult)`` of a new
+    database of ``backend`` holding ``load_demo(url, n_participants=n, seed=seed)`` on a migrated
+    database, and nothing else.
+
+    The demo is loaded once per run for each (backend, n, seed), by whichever xdist worker asks
+    first (the others wait on a file lock), into a template that each caller gets a copy of, with
+    the :class:`~api.demo.DemoResult` of that load (tokens and passwords included: they are in the
+    copied rows). PostgreSQL templates are dropped at the end of the run (``pytest_sessionfinish``).
+    """
+    import pickle
+
+    shared = _shared_dir(tmp_path_factory)
+
+    @contextlib.contextmanager
+    def demo_database_(backend: str, n: int, seed: int) -> Iterator[tuple[str, object]]:
+        stem = shared / f"demo-{backend}-{n}-{seed}"
+        with _file_lock(stem.with_suffix(".lock")):
+            saved = stem.with_suffix(".pickle")
+            if not saved.exists():
+                from api.demo import load_demo
+
+                if backend == "sqlite":
+                    template = str(stem.with_suffix(".db"))
+                    _copy_sqlite(migrated_templates("sqlite"), template)
+                    url = f"sqlite:///{template}"
+                else:
+                    template = create_pg_database(template=migrated_templates("postgresql"))
+                    stem.with_suffix(".name").write_text(template)  # dropped at the end of the run
+                    url = pg_url(template)
+                result = load_demo(url, n_participants=n, seed=seed)
+                saved.write_bytes(pickle.dumps((template, result)))
+            template, result = pickle.loads(saved.read_bytes())
+            copy = copied_database(backend, template, tmp_path_factory)
+            url = copy.__enter__()
+        try:
+            yield url, result
+        finally:
+            copy.__exit__(None, None, None)
+
+    return demo_database_
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The controller (or the only process) drops the PostgreSQL demo templates of the run."""
+    if hasattr(session.config, "workerinput"):
+        return
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    try:
+        shared = factory.getbasetemp()
+    except Exception:  # noqa: BLE001 - no temporary folder was made: nothing to drop
+        return
+    for marker in shared.glob(DEMO_PG_NAMES):
+        try:
+            drop_pg_database(marker.read_text().strip())
+        except Exception:  # noqa: BLE001 - the server may be gone; the name is in the marker file
+            pass
 
 
 @pytest.fixture(scope="module")

@@ -37,14 +37,25 @@ def settings(db_url, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def demo(db_url, client):
-    from api.demo import load_demo
+def demo_copy(backend, demo_database):
+    """This module's database: a copy of ``load_demo(n_participants=DEMO_N, seed=DEMO_SEED)`` on a
+    migrated database, with that load's result (the demo is loaded once per run: tests/conftest.py)."""
+    with demo_database(backend, DEMO_N, DEMO_SEED) as copy:
+        yield copy
 
-    result = load_demo(db_url, n_participants=DEMO_N, seed=DEMO_SEED)
+
+@pytest.fixture(scope="module")
+def db_url(demo_copy):
+    return demo_copy[0]
+
+
+@pytest.fixture(scope="module")
+def demo(demo_copy, client):
+    url, result = demo_copy
     assert result.created and result.participants == DEMO_N
     # The statistics below are checked arm by arm against the tables, so the study is unblinded
     # (blinded analyses, with neutral arm labels, are tested in test_sap.py).
-    _unblind(db_url, result.study_id)
+    _unblind(url, result.study_id)
     return result
 
 

@@ -8,21 +8,22 @@ from sklearn.metrics import cohen_kappa_score
 from sqlmodel import Session, select
 
 from api.db import make_engine
-from api.migrate import upgrade
 
 
 @pytest.mark.slow
-def test_demo_ratings_double_rated_and_adaptations(tmp_path):
+def test_demo_ratings_double_rated_and_adaptations(demo_database):
+    # load_demo(url, n_participants=60) on a migrated SQLite database, loaded once per run (tests/conftest.py)
+    with demo_database("sqlite", 60, 20261125) as (url, result):
+        _check_ratings_and_adaptations(url, result)
+
+
+def _check_ratings_and_adaptations(url, result):
     from api.auth.service import Actor
-    from api.demo import load_demo
     from api.fidelity import frames
     from api.fidelity.models import Adaptation
     from api.fidelity.tidier import modifications
     from api.studies.models import Arm, Study
 
-    url = f"sqlite:///{tmp_path / 'demo.db'}"
-    upgrade(url)
-    result = load_demo(url, n_participants=60)
     assert result.fidelity is not None and result.fidelity["ratings"] >= 20
     assert "evaluator" in result.tokens
     engine = make_engine(url)

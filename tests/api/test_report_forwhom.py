@@ -58,10 +58,21 @@ def _p(p) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo(db_url, client):
-    from api.demo import load_demo
+def demo_copy(backend, demo_database):
+    """This module's database: a copy of ``load_demo(n_participants=60, seed=20261125)`` (as
+    ``peerlens demo``) on a migrated database, with that load's result (loaded once per run)."""
+    with demo_database(backend, 60, 20261125) as copy:
+        yield copy
 
-    return load_demo(db_url, n_participants=60, seed=20261125)  # as `peerlens demo`
+
+@pytest.fixture(scope="module")
+def db_url(demo_copy):
+    return demo_copy[0]
+
+
+@pytest.fixture(scope="module")
+def demo(demo_copy, client):
+    return demo_copy[1]
 
 
 @pytest.fixture(scope="module")
