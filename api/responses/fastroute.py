@@ -74,7 +74,8 @@ async def _fast(request: Request) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return None
     raw_id = request.path_params.get("participant_id", "")
-    if not (raw_id.isascii() and raw_id.isdigit()) or not 1 <= int(raw_id) <= _MAX_ID:
+    # at most 10 digits: int() refuses strings of thousands of digits (the route answers those 422)
+    if not (raw_id.isascii() and raw_id.isdigit() and len(raw_id) <= 10) or not 1 <= int(raw_id) <= _MAX_ID:
         return None
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json":
@@ -84,7 +85,7 @@ async def _fast(request: Request) -> str | None:
         return None
     try:
         body = ResponseCreate.model_validate(await request.json())  # parsed once: the route reuses it
-    except (ValueError, ValidationError):  # not JSON or not a valid body: the route's 422
+    except (ValueError, RecursionError, ValidationError):  # not JSON, nested too deeply, not a valid body
         return None
     request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
     engine = request.app.state.engine

@@ -318,6 +318,8 @@ def test_the_shared_checks_examples_hold():
         ("abc", {}, None, 422, ["path", "participant_id"]),
         ("0", {}, None, 422, ["path", "participant_id"]),
         (None, {}, b'{"wave": "baseline",', 422, ["body", 20]),  # broken JSON
+        (None, {}, b"[" * 20_000 + b"]" * 20_000, 422, ["body"]),  # nested beyond the recursion limit
+        ("9" * 5000, {}, None, 422, ["path", "participant_id"]),  # more digits than int() reads
     ],
 )
 def test_requests_the_route_class_leaves_to_the_route_get_its_answers(
