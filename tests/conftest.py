@@ -237,6 +237,20 @@ def demo_database(tmp_path_factory, migrated_templates):
     return demo_database_
 
 
+def demo_copy_fixture(n: int, seed: int):
+    """A module fixture ``demo_copy``: ``(url, DemoResult)`` of this module's copy of
+    ``load_demo(n_participants=n, seed=seed)`` on its backend (loaded once per run by
+    :func:`demo_database`). Use as ``demo_copy = demo_copy_fixture(60, 20261125)``, with
+    ``db_url`` returning ``demo_copy[0]``."""
+
+    @pytest.fixture(scope="module")
+    def demo_copy(backend, demo_database):
+        with demo_database(backend, n, seed) as copy:
+            yield copy
+
+    return demo_copy
+
+
 def pytest_sessionfinish(session, exitstatus):
     """The controller (or the only process) drops the PostgreSQL demo templates of the run."""
     if hasattr(session.config, "workerinput"):

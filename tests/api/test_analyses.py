@@ -18,6 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
+from tests.conftest import demo_copy_fixture
+
 PNG = b"\x89PNG\r\n\x1a\n"
 DEMO_N = 60
 DEMO_SEED = 20261125
@@ -36,12 +38,8 @@ def settings(db_url, tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module")
-def demo_copy(backend, demo_database):
-    """This module's database: a copy of ``load_demo(n_participants=DEMO_N, seed=DEMO_SEED)`` on a
-    migrated database, with that load's result (the demo is loaded once per run: tests/conftest.py)."""
-    with demo_database(backend, DEMO_N, DEMO_SEED) as copy:
-        yield copy
+# This module's database: a copy of load_demo(n_participants=DEMO_N, seed=DEMO_SEED), loaded once per run.
+demo_copy = demo_copy_fixture(DEMO_N, DEMO_SEED)
 
 
 @pytest.fixture(scope="module")

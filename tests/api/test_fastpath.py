@@ -28,6 +28,16 @@ def _post(client, user, pid, body, key=None):
     return client.post(f"/participants/{pid}/responses", json=body, headers=headers)
 
 
+def _baseline_pam13() -> dict:
+    """A complete PAM-13 for the baseline wave, dated within its window."""
+    return {
+        "wave": "baseline",
+        "instrument": "pam13",
+        "answers": pam13_answers(),
+        "completed_at": "2026-01-06T10:00:00Z",
+    }
+
+
 def _partial() -> dict:
     return {f"pam13_{i}": (2 if i <= 5 else None) for i in range(1, 14)}
 
@@ -186,12 +196,7 @@ def test_refusals_are_the_orm_paths_and_write_nothing(
 ):
     study = make_study()
     fast_p, orm_p = enrol(study), enrol(study)
-    body = {
-        "wave": "baseline",
-        "instrument": "pam13",
-        "answers": pam13_answers(),
-        "completed_at": "2026-01-06T10:00:00Z",
-    }
+    body = _baseline_pam13()
     fast = _post(client, admin, fast_p["id"], {**body, **change}, key="bad-1")
     monkeypatch.setattr(fastpath, "submit", lambda *args, **kwargs: None)
     orm = _post(client, admin, orm_p["id"], {**body, **change}, key="bad-1")
@@ -277,12 +282,7 @@ def test_fast_rows_verify_in_the_audit_chain(client, admin, make_study, enrol, e
     study = make_study()
     for _ in range(3):
         p = enrol(study)
-        body = {
-            "wave": "baseline",
-            "instrument": "pam13",
-            "answers": pam13_answers(),
-            "completed_at": "2026-01-06T10:00:00Z",
-        }
+        body = _baseline_pam13()
         assert _post(client, admin, p["id"], body, key="v").status_code == 201
     chain.seal(engine)
     with Session(engine) as s:
@@ -331,12 +331,7 @@ def test_requests_the_route_class_leaves_to_the_route_get_its_answers(
 
     study = make_study()
     p = enrol(study)
-    body = {
-        "wave": "baseline",
-        "instrument": "pam13",
-        "answers": pam13_answers(),
-        "completed_at": "2026-01-06T10:00:00Z",
-    }
+    body = _baseline_pam13()
     content = raw if raw is not None else json.dumps(body).encode()
     sent = {"Content-Type": "application/json", **admin.headers, **headers}
     url = f"/participants/{path_id or p['id']}/responses"
@@ -367,11 +362,6 @@ def test_the_route_class_stores_without_the_routes_handler(client, admin, make_s
     monkeypatch.setattr(Authorize, "__call__", no_role_check)
     monkeypatch.setattr(dependencies, "resolve_actor_and_row", unreachable)
     monkeypatch.setattr(service, "submit_response", unreachable)
-    body = {
-        "wave": "baseline",
-        "instrument": "pam13",
-        "answers": pam13_answers(),
-        "completed_at": "2026-01-06T10:00:00Z",
-    }
+    body = _baseline_pam13()
     r = _post(client, admin, p["id"], body, key="alone")
     assert r.status_code == 201 and r.json()["status"] == "complete" and r.json()["mode"] == "rest"

@@ -16,6 +16,8 @@ from html import unescape
 import pytest
 from sqlmodel import Session, select
 
+from tests.conftest import demo_copy_fixture
+
 # Loads the demo and builds full reports (the report's model fits): out of `make test-fast`.
 pytestmark = pytest.mark.slow
 
@@ -57,12 +59,8 @@ def _p(p) -> str:
     return "" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-@pytest.fixture(scope="module")
-def demo_copy(backend, demo_database):
-    """This module's database: a copy of ``load_demo(n_participants=60, seed=20261125)`` (as
-    ``peerlens demo``) on a migrated database, with that load's result (loaded once per run)."""
-    with demo_database(backend, 60, 20261125) as copy:
-        yield copy
+# This module's database: a copy of load_demo(n_participants=60, seed=20261125), as `peerlens demo`.
+demo_copy = demo_copy_fixture(60, 20261125)
 
 
 @pytest.fixture(scope="module")
