@@ -181,11 +181,22 @@ class RequestGuard:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start-up: register imported instruments and uploaded licensed content into this process."""
-    await run_in_threadpool(load_custom_instruments, app.state.engine)
-    await run_in_threadpool(load_licensed, app.state.engine)
+    """Start-up: register imported instruments and uploaded licensed content into this process; on
+    PostgreSQL, hold the connections of the submission fast path (closed at shutdown)."""
+    from api.responses.fastpath import Connections
+
+    engine = app.state.engine
+    await run_in_threadpool(load_custom_instruments, engine)
+    await run_in_threadpool(load_licensed, engine)
+    connections = Connections(engine) if engine.dialect.name == "postgresql" else None
+    app.state.submission_connections = connections
     _freeze_startup_heap()
-    yield
+    try:
+        yield
+    finally:
+        app.state.submission_connections = None
+        if connections is not None:
+            await connections.close()
 
 
 _heap_frozen = False

@@ -7,8 +7,10 @@ trips (BEGIN, six statements, COMMIT), each statement built by SQLAlchemy and th
 the ORM, and the route's dependencies are solved one by one, with two worker-thread hops: the
 Python process, not the database, limits how many submissions a server takes. This module does the
 same work in two statements whose SQL text is written once, below, at import, and executed with
-plain parameters on the pooled psycopg connection (psycopg prepares both server-side after a few
-uses), in one worker-thread step that :class:`api.responses.fastroute.SubmissionRoute` runs before
+plain parameters (psycopg prepares both server-side after a few uses). They are awaited on the event
+loop, on one of a few autocommit connections the application holds (:class:`Connections`), so a
+submission makes no worker-thread hop and no pool checkout; its Python work (checks, scoring, the
+audit row) runs between them. :class:`api.responses.fastroute.SubmissionRoute` tries this before
 the route's own handler.
 
 1. :data:`READ`: the token and its user (with a coordinator's sites), the participant, the study,
@@ -43,18 +45,25 @@ then the ORM path, which reads again) answers whenever the answer is not a new r
   notifications and audit events are written by :func:`api.safety.service.raise_alerts` in the
   submission's transaction;
 * a licensed upload newer than this process has applied (the ORM path applies it first);
+* the connection cannot be opened or fails before the write is sent (see :class:`Connections`);
 * the write lost a race. The key is inserted first and the response only if the key was; when a
   parallel request with another key (or none) took the slot, the key row refers to a response that
   was not written and its foreign key fails at the end of the statement, so nothing is written.
   The ORM path then answers as it does for a race: a replay, a 409 or a 422.
 
-SQLite, the participant form, imports, FHIR and the console always use the ORM path. A read that
+SQLite, the participant form, imports, FHIR and the console always use the ORM path, and so does an
+application whose lifespan has not run (it holds no connections). A read that
 does not end in a write leaves a gap in the response ids; ids carry no meaning.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import select
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -191,36 +200,117 @@ class Read:
     asked: tuple[str | None, str | None, str | None]  # wave, instrument and key the read was made for
 
 
-def _execute(engine: Engine, sql: str, params: dict[str, Any]) -> tuple | None:
-    """One statement in autocommit on a pooled connection; its first row.
+class Connections:
+    """Autocommit connections to an engine's database, held between submissions by one event loop.
 
-    A connection in an unknown state (any error but a constraint violation, which leaves it idle)
-    is discarded rather than returned to the pool.
+    The application opens this in its lifespan (PostgreSQL only) and closes it at shutdown; without
+    it (an application whose lifespan has not run) the route's own handler answers every request.
+    At most ``size`` statements run at once, each on a connection of its own; a connection is opened
+    with the engine's URL on first need and then kept, and it is checked before each use as the
+    engine's pool checks a checkout (closed, broken, or readable while idle: the server ended it)
+    and replaced after the pool's recycle age. A statement that fails other than by a constraint
+    violation (which leaves the connection idle) closes its connection.
+
+    Examples
+    --------
+    >>> from api.db import make_engine
+    >>> conns = Connections(make_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres"), size=2)
+    >>> conns.size, conns.open
+    (2, 0)
     """
-    raw = engine.raw_connection()
-    conn = raw.dbapi_connection  # a psycopg.Connection (make_engine's PostgreSQL driver)
-    assert conn is not None
-    try:
-        conn.autocommit = True
+
+    application_name = "peerlens-submissions"
+
+    def __init__(self, engine: Engine, size: int = 8) -> None:
+        self.engine = engine
+        self.size = size
+        self._free = asyncio.Semaphore(size)
+        self._idle: list[tuple[psycopg.AsyncConnection, float]] = []
+        self._busy = 0
+        self._closed = False
+        self._recycle = getattr(engine.pool, "_recycle", -1)
+
+    @property
+    def open(self) -> int:
+        """Connections open now, idle or in use."""
+        return len(self._idle) + self._busy
+
+    async def _take(self) -> tuple[psycopg.AsyncConnection, float]:
+        now = time.monotonic()
+        while self._idle:
+            conn, born = self._idle.pop()
+            if _usable(conn) and not (0 <= self._recycle < now - born):
+                return conn, born
+            await conn.close()
+        _, params = self.engine.dialect.create_connect_args(self.engine.url)
+        params.setdefault("application_name", self.application_name)
         try:
-            return conn.execute(sql, params).fetchone()
-        finally:
-            conn.autocommit = False
-    except psycopg.errors.IntegrityError:
-        raise
-    except BaseException:
-        raw.invalidate()
-        raise
-    finally:
-        raw.close()
+            return await psycopg.AsyncConnection.connect(autocommit=True, **params), now
+        except psycopg.OperationalError as exc:
+            raise NothingWritten from exc
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A held connection for one submission's statements, returned afterwards."""
+        if self._closed:
+            raise RuntimeError("the submission connections are closed")
+        async with self._free:
+            self._busy += 1
+            try:
+                conn, born = await self._take()
+            except BaseException:
+                self._busy -= 1
+                raise
+            try:
+                yield conn
+            except BaseException:
+                await conn.close()  # in an unknown state: a statement cut short, a lost server
+                raise
+            finally:
+                self._busy -= 1
+            if self._closed:
+                await conn.close()
+            else:
+                self._idle.append((conn, born))
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use close when they are returned."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            await conn.close()
 
 
-def read(
-    engine: Engine, token_hash: str, participant_id: int, wave: str | None, instrument: str | None, key: str | None
+class NothingWritten(Exception):
+    """The database could not be reached, or the connection failed before the write was sent."""
+
+
+def _usable(conn: psycopg.AsyncConnection) -> bool:
+    if conn.closed or conn.broken:
+        return False
+    try:  # an idle connection has nothing to read unless the server has ended it
+        return not select.select([conn.fileno()], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+async def _one(conn: psycopg.AsyncConnection, sql: str, params: dict[str, Any]) -> tuple | None:
+    """One statement in autocommit; its first row."""
+    cursor = await conn.execute(sql, params)
+    return await cursor.fetchone()
+
+
+async def read(
+    conn: psycopg.AsyncConnection,
+    token_hash: str,
+    participant_id: int,
+    wave: str | None,
+    instrument: str | None,
+    key: str | None,
 ) -> Read | None:
     """Run :data:`READ`; None when no token has this hash."""
     params = {"token_hash": token_hash, "participant_id": participant_id, "wave": wave, "instrument": instrument}
-    row = _execute(engine, READ, {**params, "key": key})
+    row = await _one(conn, READ, {**params, "key": key})
     if row is None:
         return None
     (uid, role, email, active, expires_at, revoked_at, sites, pid, study_id, site_id, status, voided_at) = row[:12]
@@ -247,16 +337,35 @@ def read(
     )
 
 
-def attempt(
-    engine: Engine, token: str, participant_id: int, body: ResponseCreate, key: str | None, request_id: str
+async def attempt(
+    connections: Connections, token: str, participant_id: int, body: ResponseCreate, key: str | None, request_id: str
 ) -> str | None:
-    """Read, judge and store a new response in one call (one worker-thread step): its JSON, as the
-    route answers it, or None, having written nothing, to leave the request to the route.
+    """Read, judge and store a new response: its JSON, as the route answers it, or None, having
+    written nothing, to leave the request to the route.
 
     Refusals are left to the route too, which judges them in its order (token, participant, role,
     body) and answers them from the same rules.
     """
-    found = read(engine, hash_token(token), participant_id, body.wave, body.instrument, key)
+    try:
+        async with connections.connection() as conn:
+            return await _attempt(conn, connections.engine, token, participant_id, body, key, request_id)
+    except NothingWritten:
+        return None  # the route's handler answers, on a pooled connection
+
+
+async def _attempt(
+    conn: psycopg.AsyncConnection,
+    engine: Engine,
+    token: str,
+    participant_id: int,
+    body: ResponseCreate,
+    key: str | None,
+    request_id: str,
+) -> str | None:
+    try:
+        found = await read(conn, hash_token(token), participant_id, body.wave, body.instrument, key)
+    except psycopg.OperationalError as exc:  # the connection closes on the way out
+        raise NothingWritten from exc
     if found is None or not token_in_force(*found.token_state) or found.role not in STAFF:
         return None
     actor = Actor(
@@ -269,7 +378,7 @@ def attempt(
     )
     try:
         ensure_visible(actor, found.participant)
-        return submit(engine, found, body, actor, key)
+        return await submit(conn, key_for(engine), found, body, actor, key)
     except ApiError:
         return None
 
@@ -280,9 +389,12 @@ def _alerting(instrument, rules: list[dict[str, Any]]) -> bool:
     return bool(instrument.alerts) or any(r.get("instrument") in (None, instrument.code) for r in rules)
 
 
-def submit(engine: Engine, found: Read, body: ResponseCreate, actor: Actor, key: str | None) -> str | None:
+async def submit(
+    conn: psycopg.AsyncConnection, audit_key: bytes, found: Read, body: ResponseCreate, actor: Actor, key: str | None
+) -> str | None:
     """Store a new response in one statement and return its JSON (as the ORM path answers it), or
-    None, having written nothing, when the ORM path must answer (see the module docstring).
+    None, having written nothing, when the ORM path must answer (see the module docstring). The
+    audit row is keyed with ``audit_key`` (:func:`api.audit.chain.key_for` of the engine).
 
     Raises
     ------
@@ -318,7 +430,7 @@ def submit(engine: Engine, found: Read, body: ResponseCreate, actor: Actor, key:
         )
     values = checks.score_values(scores)
     audit = event_values(
-        key_for(engine),
+        audit_key,
         actor,
         "create",
         "response",
@@ -353,7 +465,7 @@ def submit(engine: Engine, found: Read, body: ResponseCreate, actor: Actor, key:
     for name, value in audit.items():
         params[f"a_{name}"] = json.dumps(value) if name in ("before", "after") else value
     try:
-        written = _execute(engine, WRITE, params)
+        written = await _one(conn, WRITE, params)
     except psycopg.errors.ForeignKeyViolation:
         return None  # the slot was taken by a parallel request with another key: nothing written
     if not written or not written[0]:

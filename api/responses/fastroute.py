@@ -4,8 +4,9 @@ A new response is by far the most frequent write. Solving the route's dependenci
 (token, participant, role, session, header), each with its own bookkeeping, and two worker-thread
 hops cost more CPU than storing the response itself. :class:`SubmissionRoute` keeps the route
 exactly as declared (its dependencies, validation, OpenAPI entry and every answer) and, on
-PostgreSQL, tries :func:`api.responses.fastpath.attempt` first, in one worker-thread step. It
-answers only when that stored a new response; anything else, a refusal included, goes to the
+PostgreSQL, tries :func:`api.responses.fastpath.attempt` first, on the event loop with the
+connections the application's lifespan opened (``app.state.submission_connections``). It answers
+only when that stored a new response; anything else, a refusal included, goes to the
 route's own handler, which judges it in the usual order (401, 404, 403, then the body). The body is
 read once: the request object, with its parsed JSON, is the one the route's handler gets.
 
@@ -18,12 +19,8 @@ characters.
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import threading
 import uuid
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import Request, Response
@@ -35,21 +32,6 @@ from api.responses import fastpath
 from api.responses.schemas import ResponseCreate
 
 _MAX_ID = 2**31 - 1
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _threads() -> ThreadPoolExecutor:
-    """The worker threads of the fast path: a plain executor, lighter per call than the thread pool
-    the route's handler uses (no capacity limiter or cancel scopes to keep). A few threads keep the
-    database busy while Python works (a step is two short statements around about a millisecond of
-    CPU under one interpreter lock); more would only queue for the lock."""
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="peerlens-submit")
-    return _executor
 
 
 class SubmissionRoute(APIRoute):
@@ -59,8 +41,9 @@ class SubmissionRoute(APIRoute):
         declared = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            if request.app.state.engine.dialect.name == "postgresql":
-                stored = await _fast(request)
+            connections = getattr(request.app.state, "submission_connections", None)
+            if connections is not None:
+                stored = await _fast(request, connections)
                 if stored is not None:
                     return Response(stored, status_code=201, media_type="application/json")
             return await declared(request)
@@ -68,7 +51,7 @@ class SubmissionRoute(APIRoute):
         return handler
 
 
-async def _fast(request: Request) -> str | None:
+async def _fast(request: Request, connections: fastpath.Connections) -> str | None:
     """The stored response's JSON, or None to leave the request to the route's handler."""
     scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
     if scheme.lower() != "bearer" or not token:
@@ -88,6 +71,4 @@ async def _fast(request: Request) -> str | None:
     except (ValueError, RecursionError, ValidationError):  # not JSON, nested too deeply, not a valid body
         return None
     request_id = getattr(request.state, "request_id", None) or uuid.uuid4().hex
-    engine = request.app.state.engine
-    call = functools.partial(fastpath.attempt, engine, token, int(raw_id), body, key, request_id)
-    return await asyncio.get_running_loop().run_in_executor(_threads(), call)
+    return await fastpath.attempt(connections, token, int(raw_id), body, key, request_id)

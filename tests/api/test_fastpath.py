@@ -8,6 +8,8 @@ guarantee; the fast path is checked to have answered when it should.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import text
 
@@ -19,6 +21,38 @@ from tests.conftest import pam13_answers
 @pytest.fixture(scope="module", params=["postgresql"])
 def backend(request) -> str:
     return request.param
+
+
+async def _declines(*args, **kwargs):
+    return None
+
+
+def _spy_on_submit(monkeypatch) -> list[bool]:
+    """Whether each call of ``fastpath.submit`` stored a response (the fast path answered)."""
+    taken: list[bool] = []
+    real = fastpath.submit
+
+    async def spy(*args, **kwargs):
+        out = await real(*args, **kwargs)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(fastpath, "submit", spy)
+    return taken
+
+
+def _on_connection(engine, step):
+    """``await step(conn)`` on a connection of the fast path's own kind, outside any application."""
+
+    async def run():
+        connections = fastpath.Connections(engine, size=1)
+        try:
+            async with connections.connection() as conn:
+                return await step(conn)
+        finally:
+            await connections.close()
+
+    return asyncio.run(run())
 
 
 def _post(client, user, pid, body, key=None):
@@ -127,18 +161,10 @@ def test_fast_and_orm_paths_store_identical_rows(client, engine, make_study, mak
     study = make_study()
     coordinator = make_user("coordinator", [study.sites["north"]])
     fast_p, orm_p = enrol(study), enrol(study)
-    taken = []
-    real = fastpath.submit
-
-    def spy(*args, **kwargs):
-        out = real(*args, **kwargs)
-        taken.append(out is not None)
-        return out
-
-    monkeypatch.setattr(fastpath, "submit", spy)
+    taken = _spy_on_submit(monkeypatch)
     fast = _submit_all(client, coordinator, fast_p["id"])
     assert taken == [True] * len(PAYLOADS)  # every payload took the fast path
-    monkeypatch.setattr(fastpath, "submit", lambda *args, **kwargs: None)
+    monkeypatch.setattr(fastpath, "submit", _declines)
     orm = _submit_all(client, coordinator, orm_p["id"])
 
     assert _without_ids(fast) == _without_ids(orm)
@@ -198,7 +224,7 @@ def test_refusals_are_the_orm_paths_and_write_nothing(
     fast_p, orm_p = enrol(study), enrol(study)
     body = _baseline_pam13()
     fast = _post(client, admin, fast_p["id"], {**body, **change}, key="bad-1")
-    monkeypatch.setattr(fastpath, "submit", lambda *args, **kwargs: None)
+    monkeypatch.setattr(fastpath, "submit", _declines)
     orm = _post(client, admin, orm_p["id"], {**body, **change}, key="bad-1")
     assert fast.status_code == orm.status_code == 422 and fast.json() == orm.json(), (fast.text, orm.text)
     assert rule is None or fast.json()["detail"][0]["type"] == rule, fast.text
@@ -232,7 +258,11 @@ def test_phq9_with_a_safety_rule_takes_the_orm_path_and_raises_the_alert(client,
 def _read(engine, user, pid, wave, instrument, key):
     from api.auth.service import hash_token
 
-    return fastpath.read(engine, hash_token(user.token), pid, wave, instrument, key)
+    return _on_connection(engine, lambda conn: fastpath.read(conn, hash_token(user.token), pid, wave, instrument, key))
+
+
+def _submit(engine, found, body, actor, key):
+    return _on_connection(engine, lambda conn: fastpath.submit(conn, chain.key_for(engine), found, body, actor, key))
 
 
 def _counts(engine, pid):
@@ -256,18 +286,18 @@ def test_a_lost_race_writes_nothing_and_leaves_the_answer_to_the_orm_path(client
     # Both reads before either write: the same key, then the slot taken without a key.
     first, second = (_read(engine, admin, p["id"], "baseline", "pam13", "same") for _ in range(2))
     assert first.new_id != second.new_id
-    assert fastpath.submit(engine, first, body, actor, "same") is not None
-    assert fastpath.submit(engine, second, body, actor, "same") is None  # the key is taken
+    assert _submit(engine, first, body, actor, "same") is not None
+    assert _submit(engine, second, body, actor, "same") is None  # the key is taken
     assert _counts(engine, p["id"]) == (1, 1)
     m1 = body.model_copy(update={"wave": "m1", "completed_at": None})
     stale_keyed = _read(engine, admin, p["id"], "m1", "pam13", "other")
-    assert fastpath.submit(engine, _read(engine, admin, p["id"], "m1", "pam13", None), m1, actor, None) is not None
+    assert _submit(engine, _read(engine, admin, p["id"], "m1", "pam13", None), m1, actor, None) is not None
     # the slot is taken by a request without a key: the key row would dangle, so nothing is written
-    assert fastpath.submit(engine, stale_keyed, m1, actor, "other") is None
+    assert _submit(engine, stale_keyed, m1, actor, "other") is None
     assert _counts(engine, p["id"]) == (2, 1)
     # the key taken for another slot: no response is written for this one
     m3 = body.model_copy(update={"wave": "m3", "completed_at": None})
-    assert fastpath.submit(engine, _read(engine, admin, p["id"], "m3", "pam13", "same"), m3, actor, "same") is None
+    assert _submit(engine, _read(engine, admin, p["id"], "m3", "pam13", "same"), m3, actor, "same") is None
     assert _counts(engine, p["id"]) == (2, 1)
     # through HTTP the ORM path then answers: 409 for the slot, 422 for the reused key
     r = _post(client, admin, p["id"], {**m1.model_dump(mode="json"), "completed_at": None}, key="other")
@@ -307,6 +337,7 @@ def test_the_shared_checks_examples_hold():
     from api.responses import checks
 
     assert doctest.testmod(checks, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+    assert doctest.testmod(fastpath, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
 
 
 @pytest.mark.parametrize(
@@ -336,7 +367,7 @@ def test_requests_the_route_class_leaves_to_the_route_get_its_answers(
     sent = {"Content-Type": "application/json", **admin.headers, **headers}
     url = f"/participants/{path_id or p['id']}/responses"
     fast = client.post(url, content=content, headers=sent)
-    monkeypatch.setattr(fastpath, "attempt", lambda *args, **kwargs: None)
+    monkeypatch.setattr(fastpath, "attempt", _declines)
     route = client.post(url, content=content, headers=sent)
     assert fast.status_code == route.status_code == status, fast.text
     assert fast.json() == route.json() and fast.json()["detail"][0]["loc"] == loc
@@ -365,3 +396,77 @@ def test_the_route_class_stores_without_the_routes_handler(client, admin, make_s
     body = _baseline_pam13()
     r = _post(client, admin, p["id"], body, key="alone")
     assert r.status_code == 201 and r.json()["status"] == "complete" and r.json()["mode"] == "rest"
+
+
+def _held(engine) -> int:
+    """Connections the fast path holds to this module's database (by their application name)."""
+    with engine.connect() as c:
+        return c.execute(
+            text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = :n"),
+            {"n": fastpath.Connections.application_name},
+        ).scalar()
+
+
+def _until(predicate, seconds: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_the_held_connections_are_reused_and_a_lost_one_is_replaced(
+    client, admin, make_study, enrol, engine, monkeypatch
+):
+    study = make_study()
+    people = [enrol(study) for _ in range(5)]
+    taken = _spy_on_submit(monkeypatch)
+    for p in people[:3]:
+        assert _post(client, admin, p["id"], _baseline_pam13(), key="held").status_code == 201
+    assert taken == [True] * 3
+    # one request at a time: one connection, reused (at most the few earlier tests left idle)
+    assert 1 <= _held(engine) <= fastpath.Connections(engine).size
+    with engine.connect() as c:  # the server ends them, as a restart or an administrator would
+        c.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :n"
+            ),
+            {"n": fastpath.Connections.application_name},
+        )
+    assert _until(lambda: _held(engine) == 0)
+    with monkeypatch.context() as m:  # the loss unseen before the read: the read fails, the route answers
+        m.setattr(fastpath, "_usable", lambda conn: True)
+        r = _post(client, admin, people[3]["id"], _baseline_pam13(), key="held")
+    assert r.status_code == 201 and taken == [True] * 3, r.text
+    assert _counts(engine, people[3]["id"]) == (1, 1)
+    r = _post(client, admin, people[4]["id"], _baseline_pam13(), key="held")
+    assert r.status_code == 201, r.text
+    assert taken == [True] * 4  # answered by the fast path again, on a new connection
+    assert _counts(engine, people[4]["id"]) == (1, 1) and _held(engine) == 1
+
+
+def test_without_its_lifespan_an_application_answers_by_the_route_and_shutdown_closes_the_connections(
+    settings, engine, admin, make_study, enrol, monkeypatch
+):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    study = make_study()
+    p, q = enrol(study), enrol(study)
+    taken = _spy_on_submit(monkeypatch)
+    other = create_app(settings, engine=engine)
+    before = _held(engine)
+    r = TestClient(other).post(  # no lifespan: no held connections, the route answers
+        f"/participants/{p['id']}/responses", json=_baseline_pam13(), headers=admin.headers
+    )
+    assert r.status_code == 201 and taken == [] and _counts(engine, p["id"]) == (1, 0)
+    with TestClient(other) as c:
+        r = c.post(f"/participants/{q['id']}/responses", json=_baseline_pam13(), headers=admin.headers)
+        assert r.status_code == 201 and taken == [True]
+        assert _held(engine) == before + 1
+    assert _until(lambda: _held(engine) == before)  # closed at shutdown
