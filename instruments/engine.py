@@ -307,6 +307,16 @@ def _bands(sc: Scale, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return labels, levels
 
 
+def _extremes(comp: _Compiled, fl) -> tuple[float, float]:
+    """The lowest and highest substantive option code of an extreme-pattern flag's items."""
+    bounds = comp.extremes.get(fl.code)
+    if bounds is None:  # a submission scores one response: look the options up once, not per call
+        lo = min(min(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
+        hi = max(max(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
+        bounds = comp.extremes[fl.code] = (lo, hi)
+    return bounds
+
+
 def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int, out: dict | None = None) -> np.ndarray:
     if fl.kind == "scale":
         x = (out or {}).get(fl.scales[0], {}).get("value")
@@ -324,12 +334,7 @@ def _flag_mask(fl, cols: dict[str, np.ndarray], comp: _Compiled, n: int, out: di
         empty = np.full(n, np.nan)  # one column for every unanswered item, not one per item
         X = _matrix([cols.get(c, empty) for c in fl.items])
         answered = (~np.isnan(X)).sum(axis=1)
-        bounds = comp.extremes.get(fl.code)
-        if bounds is None:  # a submission scores one response: look the options up once, not per call
-            lo = min(min(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
-            hi = max(max(o.code for o in comp.items[c].options if not o.missing) for c in fl.items)
-            bounds = comp.extremes[fl.code] = (lo, hi)
-        lo, hi = bounds
+        lo, hi = _extremes(comp, fl)
         all_lo = np.all(np.isnan(X) | (X == lo), axis=1)
         all_hi = np.all(np.isnan(X) | (X == hi), axis=1)
         need = fl.min_answered if fl.min_answered is not None else len(fl.items)
@@ -416,36 +421,130 @@ def score(
     if problems:
         raise ValidationFailed(problems)
     comp = _compile(inst)
-    cols = {
-        code: np.array([_scoring_value(comp, code, raw)])
+    values = {
+        code: _scoring_value(comp, code, raw)
         for code, raw in answers.items()
         if comp.items[code].kind in _NUMERIC_KINDS
     }
-    ext = {
-        code: np.array([math.nan if _is_missing(v) else float(_as_number(v))])
-        for code, v in (external_scores or {}).items()
-    }
-    out, flags = _score_columns(inst, cols, ext, 1)
+    ext = {code: math.nan if _is_missing(v) else float(_as_number(v)) for code, v in (external_scores or {}).items()}
+    one = _score_one(inst, comp, values, ext)
+    if one is None:  # a formula or a unit conversion: the arrays' code, for one row
+        cols = {code: np.array([v]) for code, v in values.items()}
+        out, masks = _score_columns(inst, cols, {code: np.array([v]) for code, v in ext.items()}, 1)
+        rows = {
+            code: (float(r["value"][0]), int(r["answered"][0]), bool(r["prorated"][0]), int(r["reason"][0]))
+            for code, r in out.items()
+        }
+        expected = {code: int(r["expected"]) for code, r in out.items()}
+        flagged = [fl for fl, m in masks if m[0]]
+    else:
+        rows, expected, flagged = one
     scores = []
     for sc in inst.scales:
-        r = out[sc.code]
-        v = r["value"][0]
-        reason = int(r["reason"][0])
+        value, answered, prorated, reason = rows[sc.code]
+        band, level = _band(sc, value)
         scores.append(
             Score(
                 scale=sc.code,
-                value=None if math.isnan(v) else float(v),
-                band=r["band"][0],
-                level=r["level"][0],
-                items_answered=int(r["answered"][0]),
-                items_expected=int(r["expected"]),
-                prorated=bool(r["prorated"][0]),
+                value=None if math.isnan(value) else value,
+                band=band,
+                level=level,
+                items_answered=answered,
+                items_expected=expected[sc.code],
+                prorated=prorated,
                 missing_reason=None
                 if reason == 0
-                else _REASONS[reason].format(
-                    answered=int(r["answered"][0]), expected=int(r["expected"]), min=sc.min_items
-                ),
-                flags=[fl.code for fl, m in flags if m[0] and (not fl.scales or sc.code in fl.scales)],
+                else _REASONS[reason].format(answered=answered, expected=expected[sc.code], min=sc.min_items),
+                flags=[fl.code for fl in flagged if not fl.scales or sc.code in fl.scales],
             )
         )
     return scores
+
+
+def _band(sc: Scale, value: float) -> tuple[str | None, int | None]:
+    """The band of one value, as :func:`_bands` finds it for a column."""
+    if not math.isnan(value):
+        for b in sc.bands:
+            if (value > b.min if b.min_exclusive else value >= b.min) and value <= b.max:
+                return b.label, b.level
+    return None, None
+
+
+def _score_one(
+    inst: Instrument, comp: _Compiled, values: dict[str, float], external: dict[str, float]
+) -> tuple[dict[str, tuple[float, int, bool, int]], dict[str, int], list] | None:
+    """One response scored with plain floats: ``(value, answered, prorated, reason)`` and the number
+    of items expected per scale, and the flags raised; None for an instrument with a formula or a
+    unit conversion, which only the array code computes.
+
+    The same rules as :func:`_scale_values` and :func:`_flag_mask`, step for step, for the
+    most frequent call, one submitted response: on one row NumPy's per-call overhead is most of the
+    time. ``tests/instruments/test_score_one.py`` checks both give the same scores for every
+    instrument over random answers, partial and missing ones included.
+    """
+    if any(sc.method in ("derived", "convert") for sc in inst.scales):
+        return None
+    rows: dict[str, tuple[float, int, bool, int]] = {}
+    expected: dict[str, int] = {}
+    nan = math.nan
+    for sc in inst.scales:
+        given = [v for v in (values.get(c, nan) for c in sc.items) if not math.isnan(v)]
+        answered = len(given)
+        if sc.method == "lookup":
+            cal = registry.calibration(inst.code, sc.code)
+            src = rows[sc.source][0]
+            value, reason = nan, 0
+            if cal is None:
+                reason = 2
+            else:
+                value = float(cal.lookup(src)[()])
+                reason = 1 if math.isnan(src) else 3 if math.isnan(value) else 0
+            ext = external.get(sc.code)
+            if ext is not None:
+                too_few = 0 < answered < max(sc.min_items, 1)
+                if math.isnan(value) and not math.isnan(ext) and not too_few:
+                    value, reason = ext, 0
+                if too_few and math.isnan(value):
+                    reason = 1
+            answered = rows[sc.source][1]
+            expected[sc.code] = len(next(s.items for s in inst.scales if s.code == sc.source))
+            rows[sc.code] = (value, answered, False, reason)
+            continue
+        k = len(sc.items)
+        ok = answered >= max(sc.min_items, 1)
+        if sc.method == "dichotomised_sum":
+            given = [1.0 if v >= sc.options["threshold"] else 0.0 for v in given]
+        total = 0.0
+        for v in given:  # in item order, as the arrays sum a row
+            total += v
+        prorated = ok and answered < k
+        if sc.method in ("sum", "item") or (sc.method == "dichotomised_sum" and not sc.options.get("prorate", False)):
+            value, prorated = total, False
+        elif sc.method == "mean":
+            value = total / (answered or 1)
+        elif sc.method in ("prorated_sum", "dichotomised_sum"):
+            value = total * k / (answered or 1) if answered < k else total
+            if sc.options.get("rounding", "none") == "half_up":
+                value = math.floor(value + 0.5)
+        else:  # the schema admits no other method
+            raise InstrumentError(f"scale {sc.code}: unknown method {sc.method!r}")
+        rows[sc.code] = (float(value) if ok else nan, answered, prorated, 0 if ok else 1)
+        expected[sc.code] = k
+    flagged = []
+    for fl in inst.flags:
+        if fl.kind in ("scale", "item"):
+            x = rows[fl.scales[0]][0] if fl.kind == "scale" and fl.scales[0] in rows else nan
+            if fl.kind == "item":
+                x = values.get(fl.items[0], nan)
+            hit = not math.isnan(x) and bool(_OPS[fl.op](x, fl.value))
+        elif fl.kind == "extreme_pattern":
+            lo, hi = _extremes(comp, fl)
+            xs = [values.get(c, nan) for c in fl.items]
+            given = [x for x in xs if not math.isnan(x)]
+            need = fl.min_answered if fl.min_answered is not None else len(fl.items)
+            hit = len(given) >= max(need, 1) and (all(x == lo for x in given) or all(x == hi for x in given))
+        else:
+            raise InstrumentError(f"flag {fl.code}: unknown kind {fl.kind!r}")
+        if hit:
+            flagged.append(fl)
+    return rows, expected, flagged
