@@ -252,8 +252,8 @@ class Connections:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A held connection for one submission's statements, returned afterwards."""
-        if self._closed:
-            raise RuntimeError("the submission connections are closed")
+        if self._closed:  # shutting down: the route's handler answers
+            raise NothingWritten("the submission connections are closed")
         async with self._free:
             self._busy += 1
             try:
