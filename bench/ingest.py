@@ -5,8 +5,8 @@ scratch PostgreSQL database, drives it with 16 concurrent connections submitting
 (13 items plus the external activation score, each with an Idempotency-Key, every request a new
 participant × wave slot) for ``--seconds``, then does the same against a bare FastAPI route that
 performs one INSERT on the same database, and prints responses/s, p50, p99 and the ratio, the
-server's CPU per request, and whether the audit trail the run wrote verifies (sealed, every MAC and
-the chain checked as ``peerlens audit verify`` does).
+server's and the database's CPU per request, and whether the audit trail the run wrote verifies
+(sealed, every MAC and the chain checked as ``peerlens audit verify`` does).
 
 The load comes from ``wrk`` (Debian package, installed by ``make bench``): a native client that
 leaves the server its core. ``--driver httpx`` uses 16 Python threads instead (they share the
@@ -78,6 +78,25 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_seconds() -> float:
+    """CPU seconds of every PostgreSQL process of this machine so far (the server runs here; Linux)."""
+    import pwd
+
+    try:
+        uid = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        return float("nan")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    total += cpu_seconds(int(entry.name))
+            except (OSError, ValueError):
+                continue  # the process ended meanwhile
+    return total
 
 
 def start_server(target: str, port: int, env: dict) -> subprocess.Popen:
@@ -410,13 +429,13 @@ def main(argv=None) -> int:
             service = f"http://127.0.0.1:{service_port}"
             half = len(participant_ids) * WAVES // 2  # warm-up slots first, measured ones after: no replays
             drive_wrk(f"http://127.0.0.1:{bare_port}", "bare", args.clients, 2)
-            cpu = cpu_seconds(procs[1].pid)
+            cpu, db = cpu_seconds(procs[1].pid), database_cpu_seconds()
             bare = drive_wrk(f"http://127.0.0.1:{bare_port}", "bare", args.clients, args.seconds)
-            bare["cpu"] = cpu_seconds(procs[1].pid) - cpu
+            bare["cpu"], bare["db"] = cpu_seconds(procs[1].pid) - cpu, database_cpu_seconds() - db
             drive_wrk(service, "pam", args.clients, 2, token=token, pids=participant_ids)
-            cpu = cpu_seconds(procs[0].pid)
+            cpu, db = cpu_seconds(procs[0].pid), database_cpu_seconds()
             real = drive_wrk(service, "pam", args.clients, args.seconds, token=token, pids=participant_ids, offset=half)
-            real["cpu"] = cpu_seconds(procs[0].pid) - cpu
+            real["cpu"], real["db"] = cpu_seconds(procs[0].pid) - cpu, database_cpu_seconds() - db
         else:
             bare = drive(f"http://127.0.0.1:{bare_port}", bare_request, args.clients, args.seconds)
             real = drive(f"http://127.0.0.1:{service_port}", pam_request, args.clients, args.seconds)
@@ -425,6 +444,8 @@ def main(argv=None) -> int:
             # CPU of the server process per request: what the ratio is made of, and less moved by
             # other work on the machine than the rates are.
             cpu = f", server CPU {1000 * r['cpu'] / r['n']:.2f} ms/request" if r.get("cpu") and r["n"] else ""
+            # PostgreSQL shares the 2 cores too: its CPU per request limits the rate as well.
+            cpu += f", database CPU {1000 * r['db'] / r['n']:.2f} ms/request" if r.get("db") and r["n"] else ""
             print(
                 f"  {label:<20} {r['rps']:8.1f} responses/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms"
                 f"   ({r['n']} requests, {r['errors']} errors{sock}{cpu})"
