@@ -45,15 +45,16 @@ then the ORM path, which reads again) answers whenever the answer is not a new r
   notifications and audit events are written by :func:`api.safety.service.raise_alerts` in the
   submission's transaction;
 * a licensed upload newer than this process has applied (the ORM path applies it first);
-* the connection cannot be opened or fails before the write is sent (see :class:`Connections`);
+* the connection cannot be opened, or fails during the read (see :class:`Connections`); one that
+  fails during the write is an error (500), as in the ORM path: whether it committed is unknown;
 * the write lost a race. The key is inserted first and the response only if the key was; when a
   parallel request with another key (or none) took the slot, the key row refers to a response that
   was not written and its foreign key fails at the end of the statement, so nothing is written.
   The ORM path then answers as it does for a race: a replay, a 409 or a 422.
 
 SQLite, the participant form, imports, FHIR and the console always use the ORM path, and so does an
-application whose lifespan has not run (it holds no connections). A read that
-does not end in a write leaves a gap in the response ids; ids carry no meaning.
+application whose lifespan has not run (it holds no connections). A read that does not end in a
+write leaves a gap in the response ids; ids carry no meaning.
 """
 
 from __future__ import annotations
