@@ -35,19 +35,32 @@ ASSUMPTION = (
 )
 
 
+def _lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares of each of a stack of designs ``X`` (k, n, p) on ``y`` (k, n): ``np.linalg.lstsq``
+    (an SVD, singular values below ``eps · max(n, p)`` of the largest treated as zero) applied to every
+    design at once."""
+    u, s, vt = np.linalg.svd(X, full_matrices=False)
+    cutoff = np.finfo(float).eps * max(X.shape[-2:]) * s[..., :1]
+    inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > cutoff)
+    return np.einsum("kji,kj->ki", vt, inv * np.einsum("klj,kl->kj", u, y))
+
+
 def _effects(A, M, Y, C, interaction: bool) -> np.ndarray:
-    n = len(A)
-    Xm = np.column_stack([np.ones(n), A, C])
-    beta = np.linalg.lstsq(Xm, M, rcond=None)[0]
-    cols = [np.ones(n), A, M] + ([A * M] if interaction else [])
-    Xy = np.column_stack([*cols, C])
-    theta = np.linalg.lstsq(Xy, Y, rcond=None)[0]
-    t3 = theta[3] if interaction else 0.0
-    cbar = C.mean(axis=0) if C.shape[1] else np.zeros(0)
-    m0 = beta[0] + (beta[2:] @ cbar if C.shape[1] else 0.0)  # mediator mean in the comparison arm
-    nde = theta[1] + t3 * m0
-    nie = (theta[2] + t3) * beta[1]
-    return np.array([nie, nde, nie + nde, beta[1], theta[2]])
+    """The effects of one sample (1-d columns, ``C`` (n, q)) or of a stack of resamples (leading axis)."""
+    if A.ndim == 1:
+        return _effects(A[None], M[None], Y[None], C[None], interaction)[0]
+    one = np.ones_like(A)
+    Xm = np.stack([one, A, *np.moveaxis(C, -1, 0)], axis=-1)
+    beta = _lstsq(Xm, M)
+    cols = [one, A, M] + ([A * M] if interaction else [])
+    Xy = np.stack([*cols, *np.moveaxis(C, -1, 0)], axis=-1)
+    theta = _lstsq(Xy, Y)
+    t3 = theta[:, 3] if interaction else 0.0
+    cbar = C.mean(axis=1)  # (k, q)
+    m0 = beta[:, 0] + np.einsum("kq,kq->k", beta[:, 2:], cbar)  # mediator mean in the comparison arm
+    nde = theta[:, 1] + t3 * m0
+    nie = (theta[:, 2] + t3) * beta[:, 1]
+    return np.stack([nie, nde, nie + nde, beta[:, 1], theta[:, 2]], axis=-1)
 
 
 def mediation(
@@ -107,10 +120,17 @@ def mediation(
     rng = np.random.default_rng(seed)
     boots = np.empty((n_boot, len(est)))
     idx1, idx0 = np.flatnonzero(A == 1), np.flatnonzero(A == 0)
-    for i in range(n_boot):
+    # The resamples' models are fitted a block at a time (a few MB of design matrices per block).
+    block = max(1, 250_000 // max(1, n * (4 + C.shape[1])))
+    for i in range(0, n_boot, block):
         # resample within arms: the arm sizes are fixed by design
-        s = np.concatenate([rng.choice(idx1, len(idx1)), rng.choice(idx0, len(idx0))])
-        boots[i] = _effects(A[s], M[s], Y[s], C[s], interaction)
+        s = np.array(
+            [
+                np.concatenate([rng.choice(idx1, len(idx1)), rng.choice(idx0, len(idx0))])
+                for _ in range(min(block, n_boot - i))
+            ]
+        )
+        boots[i : i + block] = _effects(A[s], M[s], Y[s], C[s], interaction)
     with np.errstate(divide="ignore", invalid="ignore"):
         prop = est[0] / est[2]
         prop_b = boots[:, 0] / boots[:, 2]

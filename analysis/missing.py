@@ -210,9 +210,11 @@ def impute(
     return sets, waves
 
 
-def _long_from_completed(c: pd.DataFrame, waves: list[str], long: pd.DataFrame, scale: str) -> pd.DataFrame:
+def _long_from_completed(
+    c: pd.DataFrame, waves: list[str], long: pd.DataFrame, scale: str, per: pd.DataFrame | None = None
+) -> pd.DataFrame:
     offsets = long.groupby("wave")["wave_offset"].first()
-    per = participants(long).set_index("participant")
+    per = participants(long).set_index("participant") if per is None else per
     rows = c[waves].stack().rename("value").reset_index()
     rows.columns = ["participant", "wave", "value"]
     rows["scale"] = scale
@@ -221,6 +223,17 @@ def _long_from_completed(c: pd.DataFrame, waves: list[str], long: pd.DataFrame, 
     for col in ("site", "arm", "arm_kind", "status", "status_days"):
         rows[col] = rows["participant"].map(per[col])
     return rows
+
+
+def _completed_two_wave(c: pd.DataFrame, waves: list[str], followup: str, per: pd.DataFrame) -> pd.DataFrame:
+    """The participant frame :func:`~analysis.trial.ancova` builds from the long form of a completed
+    table (``pre`` at the first wave, ``post`` at ``followup``, ``arm``), read off the table itself:
+    the participants with any value, in sorted order, as the long form's wide table has them."""
+    vals = c[waves]
+    vals = vals[vals.notna().any(axis=1)].sort_index()
+    d = pd.DataFrame({"pre": vals[waves[0]], "post": vals[followup]})
+    d.index.name = "participant"
+    return d.join(per[["arm"]])
 
 
 def multiple_imputation(
@@ -269,14 +282,15 @@ def multiple_imputation(
     >>> mi[["arm", "m", "delta"]].values.tolist()
     [['group', 3, 0.0], ['online', 3, 0.0]]
     """
-    from .trial import ancova, reference_arm
+    from .trial import _ancova_fit, reference_arm
 
     long = _ensure(frame)
     if analysis not in ("ancova", "trajectory"):
         raise ValueError("analysis must be 'ancova' or 'trajectory'")
     if analysis == "ancova" and followup is None:
         raise ValueError("name the follow-up wave (followup=...) for the ANCOVA")
-    ref = reference_arm(participants(long), reference)
+    per = participants(long).set_index("participant")
+    ref = reference_arm(per.reset_index(), reference)
     sets, waves = imputations or impute(long, scale, m=m, auxiliary=auxiliary, seed=seed)
     if analysis == "ancova" and followup not in waves:
         raise ValueError(f"follow-up wave {followup!r} has no {scale} scores (waves: {waves})")
@@ -292,13 +306,15 @@ def multiple_imputation(
             c.loc[mask, w] = c.loc[mask, w] + delta
         flag = c[f"imputed_{followup or waves[-1]}"]
         n_imputed = flag.groupby(c["arm"]).sum().astype(int).to_dict()
-        completed = _long_from_completed(c, waves, long, scale)
         if analysis == "ancova":
-            r = ancova(completed, scale, followup, baseline_wave=waves[0], reference=ref)
+            # ancova() of the completed set's long form, without building and re-reading that form
+            d = _completed_two_wave(c, waves, followup, per)
+            r = _ancova_fit(d, per, scale, waves[0], followup, reference=ref)
             results.append(r[["arm", "estimate", "se", "df"]])
         else:
             from .trajectories import TrajectoryModel
 
+            completed = _long_from_completed(c, waves, long, scale, per)
             tm = TrajectoryModel(scale, reference=ref, cluster="fixed" if completed["site"].nunique() > 1 else None)
             sl = tm.fit(completed).slopes()
             sl = sl[sl["arm"] != ref]

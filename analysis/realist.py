@@ -289,15 +289,19 @@ def _verdict(r) -> str:
 def _one_cmo(data, cmo, treatment, covariates, alpha, min_per_cell) -> dict[str, Any]:
     outcome, baseline = cmo.get("outcome"), cmo.get("baseline")
     g = context_mask(data, cmo["context"])
-    sub = data.assign(_ctx=g).dropna(subset=["_ctx"])
+    # Only the model's columns are carried along: a table of many CMOs over a wide participant
+    # frame would otherwise copy every column once per row of the table.
+    used = [c for c in dict.fromkeys([outcome, treatment, baseline, *covariates]) if c in data.columns]
+    sub = data[used].assign(_ctx=g).dropna(subset=["_ctx"])
     keep, extra = _design(sub, outcome, treatment, baseline, covariates)
     a = keep[treatment].astype(float).to_numpy()
     c = keep["_ctx"].astype(float).to_numpy()
-    cells = pd.crosstab(c, a).reindex(index=[0.0, 1.0], columns=[0.0, 1.0], fill_value=0)
-    if (cells.to_numpy() < min_per_cell).any():
+    # participants per (context out/in) x (arm 0/1) cell
+    cells = np.array([[np.count_nonzero((c == ctx) & (a == arm)) for arm in (0.0, 1.0)] for ctx in (0.0, 1.0)])
+    if (cells < min_per_cell).any():
         raise ValueError(
             f"fewer than {min_per_cell} participants with {outcome} in some arm in or out of the context "
-            f"(in: {int(cells.loc[1.0].sum())}, out: {int(cells.loc[0.0].sum())})"
+            f"(in: {int(cells[1].sum())}, out: {int(cells[0].sum())})"
         )
     X = np.column_stack([np.ones_like(a), a, c, a * c, *extra])
     fit = ols_t(keep[outcome].astype(float).to_numpy(), X, alpha)

@@ -130,9 +130,11 @@ def simulate_realist(
         p_isolated=p_iso,
     )
     rows = []
+    codes = participants["participant"].tolist()
     for i in range(n):
         for g in range(int(rng.integers(1, 4))):
-            level = int(np.clip(np.round(rng.normal(-0.3 + 0.9 * adherent[i], 0.9)), -2, 2))
-            rows.append((participants.participant[i], f"goal {g + 1}", int(rng.integers(1, 4)), -1, level))
+            # round half to even, as np.round, then clip to -2..+2
+            level = min(2, max(-2, round(float(rng.normal(-0.3 + 0.9 * adherent[i], 0.9)))))
+            rows.append((codes[i], f"goal {g + 1}", int(rng.integers(1, 4)), -1, level))
     goals = pd.DataFrame(rows, columns=["participant", "goal", "weight", "baseline_level", "followup_level"])
     return RealistStudy(participants, goals, truth)

@@ -106,9 +106,25 @@ def ancova(
     >>> res[["followup_wave", "arm", "reference"]].values.tolist()
     [['m6', 'group', 'usual_care'], ['m6', 'online', 'usual_care']]
     """
+    d, base, per = _two_wave(frame, scale, followup, baseline_wave, covariates)
+    return _ancova_fit(d, per, scale, base, followup, covariates, reference, cluster, alpha)
+
+
+def _ancova_fit(
+    d: pd.DataFrame,
+    per: pd.DataFrame,
+    scale: str,
+    base: str,
+    followup: str,
+    covariates: Sequence[str] = (),
+    reference: str | None = None,
+    cluster: str | None = None,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """:func:`ancova` on its participant frame ``d`` (``pre``, ``post``, ``arm`` and the covariate and
+    cluster columns, indexed by participant in sorted order) and the participant table ``per``."""
     import statsmodels.formula.api as smf
 
-    d, base, per = _two_wave(frame, scale, followup, baseline_wave, covariates)
     ref = reference_arm(per.reset_index(), reference)
     n_all = len(d)
     keep = ["pre", "post", "arm"] + list(covariates)

@@ -250,12 +250,17 @@ def check_references(inst: Instrument, where: str = "definition") -> None:
         raise InstrumentError(f"{where}: " + "; ".join(problems))
 
 
+# libyaml's safe loader where PyYAML was built with it: the same documents, about 8 times faster to
+# read (every process that scores or serves loads every definition once).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_file(path: str | Path) -> Instrument:
     """Load one YAML definition file."""
     path = Path(path)
     try:
         with path.open(encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=_SafeLoader)
     except yaml.YAMLError as exc:
         raise InstrumentError(f"{path.name}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, delete, insert
+from sqlalchemy import BindParameter, and_, bindparam, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
@@ -176,8 +177,9 @@ def submit_response(
         return _lost_race(session, participant.id, idempotency_key, key_hash)
     score_rows = _score_rows(resp.id, scores)
     if score_rows:
-        # One multi-row VALUES statement: cheaper than an executemany for a handful of scales.
-        session.execute(insert(Score.__table__).values([s.model_dump(exclude={"id"}) for s in score_rows]))
+        # An executemany of one cached statement: a multi-row VALUES statement would be compiled
+        # again on every call (SQLAlchemy cannot cache it), which costs more than the insert.
+        session.execute(insert(Score.__table__), [s.model_dump(exclude={"id"}) for s in score_rows])
     record(
         session,
         actor,
@@ -218,6 +220,19 @@ def _raise_alerts(session: Session, participant: Participant, resp: Response, in
 def _wave_study_current(
     session: Session, participant_id: int, study_id: int, code: str, instrument_code: str, key: str | None
 ) -> tuple[Wave, Study, Response | None, IdempotencyKey | None]:
+    params = {"participant_id": participant_id, "study_id": study_id, "code": code, "instrument": instrument_code}
+    if key is not None:
+        params["key"] = key
+    row = session.exec(_wave_study_current_statement(key is not None), params=params).first()
+    if row is None:
+        raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
+    return row[0], row[1], row[2], (row[3] if key is not None else None)
+
+
+@lru_cache(maxsize=2)
+def _wave_study_current_statement(with_key: bool):
+    # Built once with bound parameters: constructing the joined select took longer than running it.
+    participant_id: BindParameter[int] = bindparam("participant_id")
     stmt = (
         select(Wave, Study, Response)
         .join(Study, Study.id == Wave.study_id)
@@ -226,18 +241,14 @@ def _wave_study_current(
             and_(
                 Response.participant_id == participant_id,
                 Response.wave_id == Wave.id,
-                Response.instrument == instrument_code,
+                Response.instrument == bindparam("instrument"),
             ),
         )
     )
-    if key is not None:
-        stmt = stmt.add_columns(IdempotencyKey).outerjoin(
-            IdempotencyKey, and_(IdempotencyKey.participant_id == participant_id, IdempotencyKey.key == key)
-        )
-    row = session.exec(stmt.where(Wave.study_id == study_id, Wave.code == code)).first()
-    if row is None:
-        raise Unprocessable(["body", "wave"], "no wave with this code in the participant's study", "unknown_wave")
-    return row[0], row[1], row[2], (row[3] if key is not None else None)
+    if with_key:
+        same_key = and_(IdempotencyKey.participant_id == participant_id, IdempotencyKey.key == bindparam("key"))
+        stmt = stmt.add_columns(IdempotencyKey).outerjoin(IdempotencyKey, same_key)
+    return stmt.where(Wave.study_id == bindparam("study_id"), Wave.code == bindparam("code"))
 
 
 def _insert_ignoring_conflicts(session: Session, model):

@@ -236,6 +236,19 @@ def test_bh_and_holm_on_the_benjamini_hochberg_1995_example():
     assert adjust_pvalues([0.01, np.nan], "holm")["p_adjusted"].isna().tolist() == [False, True]
 
 
+def test_holm_matches_statsmodels_multipletests():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(11)
+    for m in (1, 2, 3, 5, 8, 15, 40):
+        for p in (rng.random(m), rng.random(m) ** 3, np.round(rng.random(m) / 4, 2)):
+            for alpha in (0.01, 0.05, 0.1):
+                ours = adjust_pvalues(p, "holm", alpha)
+                reject, adjusted, _, _ = multipletests(p, alpha=alpha, method="holm")
+                assert ours["p_adjusted"].tolist() == adjusted.tolist()
+                assert ours["reject"].tolist() == reject.tolist()
+
+
 def test_p_values_never_print_as_zero():
     assert format_p(1e-9) == "< 0.001" and format_p(0.0005) == "< 0.001" and format_p(0.001) == "0.001"
 

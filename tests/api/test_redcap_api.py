@@ -48,14 +48,15 @@ def live(db_url, tmp_path_factory):
         )
         try:
             deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-                time.sleep(0.3)
+            with httpx.Client(timeout=2) as poll:  # one client for every probe (each new one loads the CA bundle)
+                while True:
+                    try:
+                        if poll.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                    time.sleep(0.3)
             yield f"http://127.0.0.1:{port}"
         finally:
             proc.terminate()

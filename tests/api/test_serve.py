@@ -104,14 +104,15 @@ def test_serve_with_two_workers_on_postgresql(tmp_path):
         )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+        with httpx.Client(timeout=2) as poll:  # one client for every probe (each new one loads the CA bundle)
+            while True:
+                try:
+                    if poll.get(f"{base}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+                time.sleep(0.2)
         for _ in range(20):
             assert httpx.get(f"{base}/health", timeout=5).status_code == 200
         assert httpx.get(f"{base}/me", timeout=5).status_code == 401  # the API, not only a health probe

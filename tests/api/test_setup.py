@@ -184,14 +184,15 @@ def test_serve_on_another_port_links_there_and_trusts_no_forwarded_header(tmp_pa
         base = f"http://127.0.0.1:{port}"
         h = {"Authorization": f"Bearer {token}"}
         deadline = time.monotonic() + 120  # a loaded machine can take a while to import the stack
-        while True:
-            try:
-                if httpx.get(f"{base}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+        with httpx.Client() as poll:  # one client for every probe (each new one loads the CA bundle)
+            while True:
+                try:
+                    if poll.get(f"{base}/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
+                time.sleep(0.2)
         with httpx.Client(base_url=base, headers=h) as c:
             sid = c.post("/studies", json={"title": "Port check", "design": "cohort"}).json()["id"]
             assert c.post(f"/studies/{sid}/sites", json={"code": "a", "name": "A"}).status_code == 201
